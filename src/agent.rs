@@ -1,0 +1,44 @@
+//! State shared by every connection of one running agent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::confirm::Confirmer;
+use crate::keystore::Keystore;
+
+/// Settings fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `-t`: lifetime for keys added without one.
+    pub default_lifetime: Option<Duration>,
+    /// The uid allowed to connect besides root.
+    pub owner_uid: u32,
+    /// How long a confirmation may take.
+    pub confirm_timeout: Duration,
+}
+
+/// The running agent: keys, the confirmer and options.
+#[derive(Debug)]
+pub struct Agent {
+    pub keystore: Keystore,
+    pub confirmer: Arc<dyn Confirmer>,
+    pub options: AgentOptions,
+    next_connection: AtomicU64,
+}
+
+impl Agent {
+    pub fn new(options: AgentOptions, confirmer: Arc<dyn Confirmer>) -> Self {
+        Agent {
+            keystore: Keystore::new(),
+            confirmer,
+            options,
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// A number that names a connection in log lines.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,137 @@
+//! Command-line types. `hopward daemon` mirrors `ssh-agent`'s flags so a
+//! one-line wrapper (`exec hopward daemon "$@"`) can stand in for it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "hopward", version, about = "An SSH agent that knows where requests come from")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (same flags as ssh-agent).
+    Daemon(DaemonArgs),
+    /// Print the line that points SSH_AUTH_SOCK at the default socket.
+    Env(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct DaemonArgs {
+    /// Bind the agent to this UNIX socket path.
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print C-shell commands.
+    #[arg(short = 'c', conflicts_with = "sh")]
+    pub csh: bool,
+    /// Print Bourne-shell commands.
+    #[arg(short = 's')]
+    pub sh: bool,
+    /// Foreground with debug logging.
+    #[arg(short = 'd', conflicts_with = "foreground")]
+    pub debug: bool,
+    /// Foreground.
+    #[arg(short = 'D')]
+    pub foreground: bool,
+    /// Kill the agent named by $SSH_AGENT_PID.
+    #[arg(short = 'k', conflicts_with_all = ["socket", "debug", "foreground", "lifetime"])]
+    pub kill: bool,
+    /// Default lifetime of added keys (ssh-agent time format: 90, 10m, 1h30m).
+    #[arg(short = 't', value_name = "LIFE")]
+    pub lifetime: Option<String>,
+    /// Fingerprint hash for log lines (accepted for compatibility; SHA256 is used).
+    #[arg(short = 'E', value_name = "HASH", hide = true)]
+    pub fingerprint_hash: Option<String>,
+    /// PKCS#11 provider allow-list (accepted for compatibility; providers are refused).
+    #[arg(short = 'P', value_name = "ALLOWLIST", hide = true)]
+    pub provider_allowlist: Option<String>,
+    /// ssh-agent -O options (accepted for compatibility).
+    #[arg(short = 'O', value_name = "OPTION", hide = true)]
+    pub options: Vec<String>,
+    /// Policy file (default: $HOPWARD_POLICY, then ~/.config/hopward/policy.toml).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Run COMMAND with SSH_AUTH_SOCK set; the agent exits when it exits.
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Shell syntax to print.
+    #[arg(long = "shell", value_enum)]
+    pub shell: Option<Shell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Sh,
+    Csh,
+    Fish,
+}
+
+impl Shell {
+    /// Guesses the user's shell syntax from `$SHELL`, as ssh-agent does.
+    pub fn from_env() -> Shell {
+        let shell = std::env::var("SHELL").unwrap_or_default();
+        if shell.ends_with("csh") {
+            Shell::Csh
+        } else if shell.ends_with("fish") {
+            Shell::Fish
+        } else {
+            Shell::Sh
+        }
+    }
+
+    /// The line that sets `name` to `value`.
+    pub fn set_var(self, name: &str, value: &str) -> String {
+        match self {
+            Shell::Sh => format!("{name}={}; export {name};", sh_quote(value)),
+            Shell::Csh => format!("setenv {name} {};", sh_quote(value)),
+            Shell::Fish => format!("set -gx {name} {};", sh_quote(value)),
+        }
+    }
+}
+
+/// Quotes a value for sh/csh/fish only when it needs it, so ordinary paths
+/// print exactly as ssh-agent prints them.
+fn sh_quote(value: &str) -> String {
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%".contains(&b));
+    if plain && !value.is_empty() {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_like_ssh_agent() {
+        assert_eq!(
+            Shell::Sh.set_var("SSH_AUTH_SOCK", "/tmp/a/agent.1"),
+            "SSH_AUTH_SOCK=/tmp/a/agent.1; export SSH_AUTH_SOCK;"
+        );
+        assert_eq!(Shell::Csh.set_var("SSH_AGENT_PID", "42"), "setenv SSH_AGENT_PID 42;");
+        assert_eq!(Shell::Fish.set_var("X", "a b"), "set -gx X 'a b';");
+        assert_eq!(Shell::Sh.set_var("X", "it's"), r"X='it'\''s'; export X;");
+    }
+
+    #[test]
+    fn command_mode_keeps_its_own_flags() {
+        let cli = Cli::try_parse_from(["hopward", "daemon", "-t", "5", "sh", "-c", "echo hi"]).unwrap();
+        let Command::Daemon(args) = cli.command else { panic!("not daemon") };
+        assert_eq!(args.lifetime.as_deref(), Some("5"));
+        assert_eq!(args.command, vec!["sh", "-c", "echo hi"]);
+    }
+}

@@ -1,0 +1,163 @@
+//! Agent wire framing: `u32 length || body`, at most 256 KiB per frame.
+//!
+//! Invariants: a frame is handed out only when complete; bytes after it (a
+//! second request in the same write) stay buffered for the next call; every
+//! byte of a consumed frame is zeroized before the buffer is reused, because
+//! `ssh-add` frames carry private keys and lock passphrases.
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use zeroize::Zeroize as _;
+
+/// The largest frame accepted, as in OpenSSH (`AGENT_MAX_LEN`).
+pub const MAX_FRAME: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame length {0} is out of range (1..={MAX_FRAME})")]
+    BadLength(usize),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads frames from one connection into a reused, zeroized buffer.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` taken by the frame handed out last; dropped (and
+    /// zeroized) at the next call.
+    consumed: usize,
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            consumed: 0,
+        }
+    }
+
+    /// The next complete frame body, or `Ok(None)` on a clean end of stream.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<&[u8]>, FrameError> {
+        self.discard_consumed();
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if len == 0 || len > MAX_FRAME {
+                    return Err(FrameError::BadLength(len));
+                }
+                if self.buf.len() >= 4 + len {
+                    self.consumed = 4 + len;
+                    return Ok(Some(&self.buf[4..4 + len]));
+                }
+                self.buf.reserve(4 + len - self.buf.len());
+            } else {
+                self.buf.reserve(4096);
+            }
+            let n = reader.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        }
+    }
+
+    fn discard_consumed(&mut self) {
+        if self.consumed == 0 {
+            return;
+        }
+        self.buf[..self.consumed].zeroize();
+        self.buf.drain(..self.consumed);
+        // drain() moved the tail to the front but left its old copy past the
+        // new length; wipe that too.
+        for byte in self.buf.spare_capacity_mut().iter_mut().take(self.consumed) {
+            byte.write(0);
+        }
+        self.consumed = 0;
+    }
+
+    /// Bytes received but not yet handed out (for tests and diagnostics).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.consumed
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        // Zeroizes the whole capacity, not only the live bytes.
+        self.buf.zeroize();
+    }
+}
+
+/// Wraps a reply body in its length prefix.
+pub fn encode(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn splits_two_frames_from_one_write() {
+        let data = [0, 0, 0, 1, 11, 0, 0, 0, 2, 27, 1];
+        let mut reader = &data[..];
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[11u8][..]));
+        assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[27u8, 1][..]));
+        assert_eq!(frames.next(&mut reader).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rejects_zero_and_oversize_lengths() {
+        let mut frames = FrameReader::new();
+        let zero = [0u8, 0, 0, 0];
+        assert!(matches!(frames.next(&mut &zero[..]).await, Err(FrameError::BadLength(0))));
+        let mut frames = FrameReader::new();
+        let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(matches!(frames.next(&mut &big[..]).await, Err(FrameError::BadLength(_))));
+    }
+
+    #[tokio::test]
+    async fn truncated_frame_is_an_error() {
+        let mut frames = FrameReader::new();
+        let data = [0u8, 0, 0, 5, 1, 2];
+        assert!(matches!(frames.next(&mut &data[..]).await, Err(FrameError::Truncated)));
+    }
+
+    #[tokio::test]
+    async fn byte_at_a_time_assembles_one_frame() {
+        let (mut client, mut server) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            for b in [0u8, 0, 0, 3, 13, 14, 15] {
+                client.write_all(&[b]).await.unwrap();
+            }
+        });
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&mut server).await.unwrap(), Some(&[13u8, 14, 15][..]));
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn consumed_frames_are_wiped() {
+        let data = [0u8, 0, 0, 2, 0xAA, 0xBB, 0, 0, 0, 1, 11];
+        let mut reader = &data[..];
+        let mut frames = FrameReader::new();
+        frames.next(&mut reader).await.unwrap();
+        frames.next(&mut reader).await.unwrap();
+        assert!(!frames.buf.contains(&0xAA));
+        assert_eq!(frames.pending(), 0);
+    }
+}

@@ -1,0 +1,328 @@
+//! Starting the agent the way `ssh-agent` starts: bind the socket, then fork
+//! and print the environment, run in the foreground (`-d`/`-D`), or run a
+//! command with the environment set (command mode); and `-k`.
+//!
+//! Invariants: the socket is bound before anything is printed, so a printed
+//! `SSH_AUTH_SOCK` always works; forking happens before the async runtime
+//! exists; hardening applies to the agent process only, never to a command
+//! it runs.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::net::UnixListener as StdListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::agent::{Agent, AgentOptions};
+use crate::cli::{Cli, Command, DaemonArgs, EnvArgs, Shell};
+use crate::confirm::askpass::AskpassConfirmer;
+use crate::confirm::DEFAULT_TIMEOUT;
+use crate::hardening::{self, Forked};
+use crate::paths;
+use crate::server::{self, SocketFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("an agent is already listening on {0}; stop it first or choose another socket with -a")]
+    AgentRunning(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("cannot bind {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare socket directory {path}: {source}")]
+    SocketDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("-t {0}")]
+    Lifetime(#[from] crate::duration::DurationError),
+    #[error("SSH_AGENT_PID is not set, cannot kill agent")]
+    NoAgentPid,
+    #[error("SSH_AGENT_PID={0:?} is not a pid")]
+    BadAgentPid(String),
+    #[error("cannot kill agent pid {pid}: {source}")]
+    Kill { pid: u32, source: std::io::Error },
+    #[error("fork failed: {0}")]
+    Fork(std::io::Error),
+    #[error("cannot run {command}: {source}")]
+    Exec {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
+    match cli.command {
+        Command::Daemon(args) => daemon(args),
+        Command::Env(args) => Ok(print_env(&args)),
+    }
+}
+
+fn print_env(args: &EnvArgs) -> ExitCode {
+    let shell = args.shell.unwrap_or_else(Shell::from_env);
+    println!(
+        "{}",
+        shell.set_var("SSH_AUTH_SOCK", &paths::default_socket().to_string_lossy())
+    );
+    ExitCode::SUCCESS
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Fork, print the environment, parent exits.
+    Background,
+    /// Stay in the foreground (`-D`; `-d` adds debug logging).
+    Foreground { debug: bool },
+    /// Fork; the parent runs the command, the child serves until it exits.
+    Command,
+}
+
+fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
+    let shell = if args.csh {
+        Shell::Csh
+    } else if args.sh {
+        Shell::Sh
+    } else {
+        Shell::from_env()
+    };
+    if args.kill {
+        return kill_agent(shell);
+    }
+    let default_lifetime = args.lifetime.as_deref().map(crate::duration::parse).transpose()?;
+    let mode = if args.debug || args.foreground {
+        Mode::Foreground { debug: args.debug }
+    } else if !args.command.is_empty() {
+        Mode::Command
+    } else {
+        Mode::Background
+    };
+    let (listener, socket_path) = bind(args.socket.as_deref(), mode)?;
+    let socket = SocketFile(Some(socket_path.clone()));
+    let sock_line = shell.set_var("SSH_AUTH_SOCK", &socket_path.to_string_lossy());
+    let options = AgentOptions {
+        default_lifetime,
+        owner_uid: hardening::effective_uid(),
+        confirm_timeout: DEFAULT_TIMEOUT,
+    };
+
+    match mode {
+        Mode::Foreground { debug } => {
+            init_logging(debug, None);
+            let pid = std::process::id();
+            println!("{sock_line}");
+            println!("echo Agent pid {pid};");
+            let _ = std::io::stdout().flush();
+            serve(listener, socket, options, None)
+        }
+        Mode::Background => match hardening::fork().map_err(LaunchError::Fork)? {
+            Forked::Parent { child } => {
+                std::mem::forget(socket); // the child owns the socket file now
+                println!("{sock_line}");
+                println!("{}", shell.set_var("SSH_AGENT_PID", &child.to_string()));
+                println!("echo Agent pid {child};");
+                let _ = std::io::stdout().flush();
+                Ok(ExitCode::SUCCESS)
+            }
+            Forked::Child => {
+                detach();
+                serve(listener, socket, options, None)
+            }
+        },
+        Mode::Command => {
+            let parent = std::process::id();
+            match hardening::fork().map_err(LaunchError::Fork)? {
+                Forked::Parent { child } => {
+                    std::mem::forget(socket);
+                    drop(listener);
+                    Err(run_command(&args.command, &socket_path, child))
+                }
+                Forked::Child => {
+                    hardening::terminate_with_parent();
+                    detach();
+                    serve(listener, socket, options, Some(parent))
+                }
+            }
+        }
+    }
+}
+
+/// Replaces this process with the user's command (command mode's parent).
+fn run_command(command: &[OsString], socket: &Path, agent_pid: u32) -> LaunchError {
+    let err = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env("SSH_AUTH_SOCK", socket)
+        .env("SSH_AGENT_PID", agent_pid.to_string())
+        .exec();
+    let _ = hardening::send_signal(agent_pid, libc::SIGTERM);
+    LaunchError::Exec {
+        command: command[0].to_string_lossy().into_owned(),
+        source: err,
+    }
+}
+
+/// The detached agent's setup: own session, stdio away from the terminal,
+/// log lines to `$XDG_STATE_HOME/hopward/daemon.log`.
+fn detach() {
+    let _ = hardening::new_session();
+    let log = paths::state_dir().and_then(|dir| {
+        paths::ensure_private_dir(&dir).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(dir.join("daemon.log"))
+            .ok()
+    });
+    let log = log.or_else(|| std::fs::OpenOptions::new().write(true).open("/dev/null").ok());
+    if let Some(log) = &log {
+        let _ = hardening::redirect_stdio(log);
+    }
+    init_logging(false, None);
+}
+
+fn init_logging(debug: bool, _journal: Option<()>) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("HOPWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Binds the socket. Without `-a`, the default socket is used; a background
+/// or command-mode agent that finds a live agent there takes a fresh private
+/// socket instead, as ssh-agent always does, because its caller reads the
+/// path from its output.
+fn bind(explicit: Option<&Path>, mode: Mode) -> Result<(StdListener, PathBuf), LaunchError> {
+    if let Some(path) = explicit {
+        return bind_at(path).map(|l| (l, path.to_path_buf()));
+    }
+    let dir = paths::runtime_dir();
+    paths::ensure_private_dir(&dir).map_err(|source| LaunchError::SocketDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let default = dir.join("agent.sock");
+    match bind_at(&default) {
+        Err(LaunchError::AgentRunning(_)) if !matches!(mode, Mode::Foreground { .. }) => {
+            let unique = dir.join(format!("agent.{}.sock", std::process::id()));
+            bind_at(&unique).map(|l| (l, unique))
+        }
+        other => other.map(|l| (l, default)),
+    }
+}
+
+fn bind_at(path: &Path) -> Result<StdListener, LaunchError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(LaunchError::NotASocket(path.to_path_buf()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(LaunchError::AgentRunning(path.to_path_buf()));
+        }
+        // Stale socket from an agent that did not clean up.
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = hardening::bind_private_socket(path).map_err(|source| LaunchError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    Ok(listener)
+}
+
+fn kill_agent(shell: Shell) -> Result<ExitCode, LaunchError> {
+    let text = std::env::var("SSH_AGENT_PID").map_err(|_| LaunchError::NoAgentPid)?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| LaunchError::BadAgentPid(text.clone()))?;
+    hardening::send_signal(pid, libc::SIGTERM).map_err(|source| LaunchError::Kill { pid, source })?;
+    let unset = |name: &str| match shell {
+        Shell::Csh => format!("unsetenv {name};"),
+        Shell::Fish => format!("set -e {name};"),
+        Shell::Sh => format!("unset {name};"),
+    };
+    println!("{}", unset("SSH_AUTH_SOCK"));
+    println!("{}", unset("SSH_AGENT_PID"));
+    println!("echo Agent pid {pid} killed;");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the runtime and serves until a signal (or the command-mode parent
+/// going away) stops the agent.
+fn serve(
+    listener: StdListener,
+    socket: SocketFile,
+    options: AgentOptions,
+    watch_parent: Option<u32>,
+) -> Result<ExitCode, LaunchError> {
+    if let Err(e) = hardening::harden_process() {
+        warn!("could not disable core dumps / debugger attach: {e}");
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(LaunchError::Runtime)?;
+    runtime.block_on(async move {
+        listener.set_nonblocking(true).map_err(LaunchError::Runtime)?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(LaunchError::Runtime)?;
+        let agent = Arc::new(Agent::new(options, Arc::new(AskpassConfirmer::from_env())));
+        info!(socket = ?socket.0, "hopward {} listening", env!("CARGO_PKG_VERSION"));
+        server::serve(listener, socket, agent, shutdown_signal(watch_parent)).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT, or when the command-mode parent exits.
+async fn shutdown_signal(watch_parent: Option<u32>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        warn!("cannot install signal handlers; the agent will stop only when killed");
+        std::future::pending::<()>().await;
+        return;
+    };
+    let parent_gone = async {
+        match watch_parent {
+            Some(parent) => loop {
+                if hardening::parent_pid() != parent {
+                    info!("command exited; stopping");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(parent_gone);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM received"); return; }
+            _ = int.recv() => { info!("SIGINT received"); return; }
+            _ = hup.recv() => info!("SIGHUP received; nothing to reload"),
+            () = &mut parent_gone => return,
+        }
+    }
+}

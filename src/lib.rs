@@ -1,0 +1,21 @@
+//! hopward: an SSH agent that keeps keys in memory and decides every signature
+//! by where the request came from.
+//!
+//! The core (wire decoding, keystore, signing) is plain data and functions;
+//! the edges (server, confirmers, launch) do the I/O and are swappable in tests.
+
+pub mod agent;
+pub mod cli;
+pub mod confirm;
+pub mod duration;
+pub mod frame;
+pub mod hardening;
+pub mod keystore;
+pub mod launch;
+pub mod paths;
+pub mod peer;
+pub mod proto;
+pub mod server;
+pub mod session;
+pub mod sign;
+pub mod wire;

@@ -1,0 +1,581 @@
+//! The ssh-agent protocol (PROTOCOL.agent, draft-miller-ssh-agent): decoding
+//! requests from a frame body and encoding replies.
+//!
+//! Requests borrow from the frame, so private key bytes and passphrases are
+//! never copied here; the caller zeroizes the frame after handling it.
+//! Public keys and certificates are kept as the exact wire blobs clients send,
+//! which is how requests name keys.
+//!
+//! Invariant: a decoded request consumed its whole body (no trailing bytes).
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+use crate::wire::{Reader, WireError, put_mpint, put_string, put_u32};
+
+pub const SSH_AGENT_FAILURE: u8 = 5;
+pub const SSH_AGENT_SUCCESS: u8 = 6;
+pub const SSH_AGENTC_REQUEST_IDENTITIES: u8 = 11;
+pub const SSH_AGENT_IDENTITIES_ANSWER: u8 = 12;
+pub const SSH_AGENTC_SIGN_REQUEST: u8 = 13;
+pub const SSH_AGENT_SIGN_RESPONSE: u8 = 14;
+pub const SSH_AGENTC_ADD_IDENTITY: u8 = 17;
+pub const SSH_AGENTC_REMOVE_IDENTITY: u8 = 18;
+pub const SSH_AGENTC_REMOVE_ALL_IDENTITIES: u8 = 19;
+/// Protocol 1's remove-all; `ssh-add -D` still sends it after type 19.
+pub const SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES: u8 = 9;
+pub const SSH_AGENTC_ADD_SMARTCARD_KEY: u8 = 20;
+pub const SSH_AGENTC_REMOVE_SMARTCARD_KEY: u8 = 21;
+pub const SSH_AGENTC_LOCK: u8 = 22;
+pub const SSH_AGENTC_UNLOCK: u8 = 23;
+pub const SSH_AGENTC_ADD_ID_CONSTRAINED: u8 = 25;
+pub const SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED: u8 = 26;
+pub const SSH_AGENTC_EXTENSION: u8 = 27;
+
+const CONSTRAIN_LIFETIME: u8 = 1;
+const CONSTRAIN_CONFIRM: u8 = 2;
+const CONSTRAIN_MAXSIGN: u8 = 3;
+const CONSTRAIN_EXTENSION: u8 = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("unknown request type {0}")]
+    UnknownType(u8),
+    #[error("empty request")]
+    Empty,
+    #[error("FIDO security keys ({0}) are not supported: hopward only holds software keys")]
+    SecurityKey(String),
+    #[error("key type {0} is not supported")]
+    UnsupportedKey(String),
+    #[error("unsupported key constraint {0}")]
+    UnsupportedConstraint(String),
+    #[error("{0}")]
+    BadKey(&'static str),
+}
+
+/// The kind of key behind a public key or certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Ed25519,
+    EcdsaP256,
+    EcdsaP384,
+    EcdsaP521,
+    Rsa,
+}
+
+impl KeyType {
+    fn from_plain_name(name: &str) -> Option<KeyType> {
+        Some(match name {
+            "ssh-ed25519" => KeyType::Ed25519,
+            "ecdsa-sha2-nistp256" => KeyType::EcdsaP256,
+            "ecdsa-sha2-nistp384" => KeyType::EcdsaP384,
+            "ecdsa-sha2-nistp521" => KeyType::EcdsaP521,
+            "ssh-rsa" => KeyType::Rsa,
+            _ => return None,
+        })
+    }
+
+    /// Parses a key or certificate type name; `Ok((type, is_cert))`.
+    pub fn from_name(name: &str) -> Result<(KeyType, bool), ProtoError> {
+        if name.starts_with("sk-") {
+            return Err(ProtoError::SecurityKey(name.to_string()));
+        }
+        if let Some(base) = name.strip_suffix("-cert-v01@openssh.com") {
+            if let Some(t) = KeyType::from_plain_name(base) {
+                return Ok((t, true));
+            }
+        } else if let Some(t) = KeyType::from_plain_name(name) {
+            return Ok((t, false));
+        }
+        Err(ProtoError::UnsupportedKey(name.to_string()))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ssh-ed25519",
+            KeyType::EcdsaP256 => "ecdsa-sha2-nistp256",
+            KeyType::EcdsaP384 => "ecdsa-sha2-nistp384",
+            KeyType::EcdsaP521 => "ecdsa-sha2-nistp521",
+            KeyType::Rsa => "ssh-rsa",
+        }
+    }
+
+    /// The short label `ssh-add -l` prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ED25519",
+            KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 => "ECDSA",
+            KeyType::Rsa => "RSA",
+        }
+    }
+
+    fn curve(self) -> Option<&'static str> {
+        match self {
+            KeyType::EcdsaP256 => Some("nistp256"),
+            KeyType::EcdsaP384 => Some("nistp384"),
+            KeyType::EcdsaP521 => Some("nistp521"),
+            _ => None,
+        }
+    }
+}
+
+/// The public numbers of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicParts {
+    Ed25519([u8; 32]),
+    /// SEC1 point of the named curve.
+    Ecdsa(KeyType, Vec<u8>),
+    Rsa { e: Vec<u8>, n: Vec<u8> },
+}
+
+impl PublicParts {
+    fn read(reader: &mut Reader<'_>, key_type: KeyType) -> Result<PublicParts, ProtoError> {
+        Ok(match key_type {
+            KeyType::Ed25519 => {
+                let pk = reader.string("ed25519 public key")?;
+                PublicParts::Ed25519(pk.try_into().map_err(|_| ProtoError::BadKey("ed25519 public key length"))?)
+            }
+            KeyType::Rsa => {
+                let e = reader.mpint("rsa e")?.to_vec();
+                let n = reader.mpint("rsa n")?.to_vec();
+                PublicParts::Rsa { e, n }
+            }
+            ecdsa => {
+                let curve = reader.string("ecdsa curve")?;
+                if Some(curve) != ecdsa.curve().map(str::as_bytes) {
+                    return Err(ProtoError::BadKey("ecdsa curve does not match key type"));
+                }
+                PublicParts::Ecdsa(ecdsa, reader.string("ecdsa point")?.to_vec())
+            }
+        })
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            PublicParts::Ed25519(_) => KeyType::Ed25519,
+            PublicParts::Ecdsa(t, _) => *t,
+            PublicParts::Rsa { .. } => KeyType::Rsa,
+        }
+    }
+
+    /// Wire blob of the plain public key.
+    pub fn blob(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_string(&mut out, self.key_type().name().as_bytes());
+        match self {
+            PublicParts::Ed25519(pk) => put_string(&mut out, pk),
+            PublicParts::Ecdsa(t, q) => {
+                put_string(&mut out, t.curve().unwrap_or_default().as_bytes());
+                put_string(&mut out, q);
+            }
+            PublicParts::Rsa { e, n } => {
+                put_mpint(&mut out, e);
+                put_mpint(&mut out, n);
+            }
+        }
+        out
+    }
+
+    /// Size in bits as `ssh-add -l` reports it.
+    pub fn bits(&self) -> usize {
+        match self {
+            PublicParts::Ed25519(_) => 256,
+            PublicParts::Ecdsa(KeyType::EcdsaP384, _) => 384,
+            PublicParts::Ecdsa(KeyType::EcdsaP521, _) => 521,
+            PublicParts::Ecdsa(..) => 256,
+            PublicParts::Rsa { n, .. } => {
+                n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize)
+            }
+        }
+    }
+}
+
+/// A public key or certificate, as the agent lists and matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The exact blob clients send (certificate blob for certificates).
+    pub blob: Vec<u8>,
+    pub parts: PublicParts,
+    pub is_cert: bool,
+}
+
+impl PublicKey {
+    /// Parses a public key or certificate blob.
+    pub fn parse(blob: &[u8]) -> Result<PublicKey, ProtoError> {
+        let mut reader = Reader::new(blob);
+        let name = reader.text("key type")?;
+        let (key_type, is_cert) = KeyType::from_name(name)?;
+        if is_cert {
+            reader.string("certificate nonce")?;
+        }
+        let parts = PublicParts::read(&mut reader, key_type)?;
+        if is_cert {
+            skip_cert_tail(&mut reader)?;
+        }
+        reader.finish()?;
+        Ok(PublicKey {
+            blob: blob.to_vec(),
+            parts,
+            is_cert,
+        })
+    }
+
+    /// `SHA256:<base64>` of the plain key (a certificate shares its key's).
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(&self.parts.blob())
+    }
+}
+
+/// `SHA256:<unpadded base64>` of a plain key blob, as OpenSSH prints it.
+pub fn fingerprint_of(key_blob: &[u8]) -> String {
+    let digest = sha2::Sha256::digest(key_blob);
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
+}
+
+/// Checks the fields that follow a certificate's public key.
+fn skip_cert_tail(reader: &mut Reader<'_>) -> Result<(), ProtoError> {
+    reader.u64("certificate serial")?;
+    reader.u32("certificate type")?;
+    reader.string("certificate key id")?;
+    reader.string("certificate principals")?;
+    reader.u64("certificate valid after")?;
+    reader.u64("certificate valid before")?;
+    reader.string("certificate critical options")?;
+    reader.string("certificate extensions")?;
+    reader.string("certificate reserved")?;
+    reader.string("certificate signature key")?;
+    reader.string("certificate signature")?;
+    Ok(())
+}
+
+/// Private numbers of a key being added, borrowed from the request frame.
+#[derive(PartialEq, Eq)]
+pub enum SecretParts<'a> {
+    /// The 32-byte seed.
+    Ed25519(&'a [u8]),
+    Ecdsa(&'a [u8]),
+    Rsa {
+        d: &'a [u8],
+        p: &'a [u8],
+        q: &'a [u8],
+    },
+}
+
+impl std::fmt::Debug for SecretParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretParts(redacted)")
+    }
+}
+
+/// A key sent by `ssh-add`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NewKey<'a> {
+    pub public: PublicKey,
+    pub secret: SecretParts<'a>,
+    pub comment: String,
+}
+
+fn read_secret<'a>(
+    reader: &mut Reader<'a>,
+    public: &PublicParts,
+) -> Result<SecretParts<'a>, ProtoError> {
+    Ok(match public {
+        PublicParts::Ed25519(pk) => {
+            let sk = reader.string("ed25519 private key")?;
+            if sk.len() != 64 || &sk[32..] != pk {
+                return Err(ProtoError::BadKey("ed25519 private key does not match its public key"));
+            }
+            SecretParts::Ed25519(&sk[..32])
+        }
+        PublicParts::Ecdsa(..) => SecretParts::Ecdsa(reader.mpint("ecdsa private key")?),
+        PublicParts::Rsa { .. } => {
+            let d = reader.mpint("rsa d")?;
+            reader.mpint("rsa iqmp")?;
+            let p = reader.mpint("rsa p")?;
+            let q = reader.mpint("rsa q")?;
+            SecretParts::Rsa { d, p, q }
+        }
+    })
+}
+
+fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
+    let name = reader.text("key type")?;
+    let (key_type, is_cert) = KeyType::from_name(name)?;
+    let (public, secret) = if is_cert {
+        let blob = reader.string("certificate")?;
+        let public = PublicKey::parse(blob)?;
+        if public.parts.key_type() != key_type || !public.is_cert {
+            return Err(ProtoError::BadKey("certificate type does not match"));
+        }
+        if key_type == KeyType::Ed25519 {
+            let pk = reader.string("ed25519 public key")?;
+            if pk != match &public.parts {
+                PublicParts::Ed25519(k) => &k[..],
+                _ => &[][..],
+            } {
+                return Err(ProtoError::BadKey("ed25519 key does not match its certificate"));
+            }
+        }
+        let secret = read_secret(reader, &public.parts)?;
+        (public, secret)
+    } else {
+        let parts = match key_type {
+            // The private format puts n before e, unlike the public one.
+            KeyType::Rsa => {
+                let n = reader.mpint("rsa n")?.to_vec();
+                let e = reader.mpint("rsa e")?.to_vec();
+                PublicParts::Rsa { e, n }
+            }
+            other => PublicParts::read(reader, other)?,
+        };
+        let secret = read_secret(reader, &parts)?;
+        let public = PublicKey {
+            blob: parts.blob(),
+            parts,
+            is_cert: false,
+        };
+        (public, secret)
+    };
+    let comment = String::from_utf8_lossy(reader.string("comment")?).into_owned();
+    Ok(NewKey {
+        public,
+        secret,
+        comment,
+    })
+}
+
+/// An OpenSSH key constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint<'a> {
+    Lifetime(u32),
+    Confirm,
+    /// `restrict-destination-v00@openssh.com`: the body of its string.
+    RestrictDestination(&'a [u8]),
+}
+
+fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoError> {
+    match reader.u8("constraint type")? {
+        CONSTRAIN_LIFETIME => Ok(Constraint::Lifetime(reader.u32("lifetime")?)),
+        CONSTRAIN_CONFIRM => Ok(Constraint::Confirm),
+        CONSTRAIN_MAXSIGN => Err(ProtoError::UnsupportedConstraint("maxsign (XMSS)".into())),
+        CONSTRAIN_EXTENSION => {
+            let name = reader.text("constraint name")?;
+            match name {
+                "restrict-destination-v00@openssh.com" => Ok(Constraint::RestrictDestination(
+                    reader.string("destination constraints")?,
+                )),
+                "sk-provider@openssh.com" => Err(ProtoError::SecurityKey(name.into())),
+                other => Err(ProtoError::UnsupportedConstraint(
+                    crate::confirm::clean(other, 80),
+                )),
+            }
+        }
+        other => Err(ProtoError::UnsupportedConstraint(format!("type {other}"))),
+    }
+}
+
+/// A decoded client request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    RequestIdentities,
+    Sign {
+        key_blob: &'a [u8],
+        data: &'a [u8],
+        flags: u32,
+    },
+    Add {
+        key: NewKey<'a>,
+        constraints: Vec<Constraint<'a>>,
+    },
+    Remove {
+        key_blob: &'a [u8],
+    },
+    RemoveAll,
+    /// PKCS#11 add/remove, which hopward refuses.
+    Smartcard,
+    Lock(Passphrase<'a>),
+    Unlock(Passphrase<'a>),
+    Extension {
+        name: &'a str,
+        body: &'a [u8],
+    },
+}
+
+/// A lock passphrase, borrowed from the frame; never printed.
+#[derive(PartialEq, Eq)]
+pub struct Passphrase<'a>(pub &'a [u8]);
+
+impl std::fmt::Debug for Passphrase<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(redacted)")
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Decodes a frame body; the whole body must be consumed.
+    pub fn decode(body: &'a [u8]) -> Result<Request<'a>, ProtoError> {
+        let mut reader = Reader::new(body);
+        let kind = reader.u8("request type").map_err(|_| ProtoError::Empty)?;
+        let request = match kind {
+            SSH_AGENTC_REQUEST_IDENTITIES => Request::RequestIdentities,
+            SSH_AGENTC_SIGN_REQUEST => Request::Sign {
+                key_blob: reader.string("key blob")?,
+                data: reader.string("data")?,
+                flags: reader.u32("flags")?,
+            },
+            SSH_AGENTC_ADD_IDENTITY | SSH_AGENTC_ADD_ID_CONSTRAINED => {
+                let key = read_new_key(&mut reader)?;
+                let mut constraints = Vec::new();
+                if kind == SSH_AGENTC_ADD_ID_CONSTRAINED {
+                    while !reader.is_empty() {
+                        constraints.push(read_constraint(&mut reader)?);
+                    }
+                }
+                Request::Add { key, constraints }
+            }
+            SSH_AGENTC_REMOVE_IDENTITY => Request::Remove {
+                key_blob: reader.string("key blob")?,
+            },
+            SSH_AGENTC_REMOVE_ALL_IDENTITIES | SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES => {
+                Request::RemoveAll
+            }
+            SSH_AGENTC_ADD_SMARTCARD_KEY
+            | SSH_AGENTC_REMOVE_SMARTCARD_KEY
+            | SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED => {
+                // Refused whatever the body; nothing in it is used.
+                return Ok(Request::Smartcard);
+            }
+            SSH_AGENTC_LOCK => Request::Lock(Passphrase(reader.string("passphrase")?)),
+            SSH_AGENTC_UNLOCK => Request::Unlock(Passphrase(reader.string("passphrase")?)),
+            SSH_AGENTC_EXTENSION => {
+                let name = reader.text("extension name")?;
+                let body = reader.bytes(reader.remaining(), "extension body")?;
+                Request::Extension { name, body }
+            }
+            other => return Err(ProtoError::UnknownType(other)),
+        };
+        reader.finish()?;
+        Ok(request)
+    }
+}
+
+/// `SSH_AGENT_IDENTITIES_ANSWER` for `(blob, comment)` pairs.
+pub fn identities_answer<'a>(keys: impl ExactSizeIterator<Item = (&'a [u8], &'a str)>) -> Vec<u8> {
+    let mut out = vec![SSH_AGENT_IDENTITIES_ANSWER];
+    put_u32(&mut out, keys.len() as u32);
+    for (blob, comment) in keys {
+        put_string(&mut out, blob);
+        put_string(&mut out, comment.as_bytes());
+    }
+    out
+}
+
+/// `SSH_AGENT_SIGN_RESPONSE` carrying `string(string alg || string sig)`.
+pub fn sign_response(algorithm: &str, signature: &[u8]) -> Vec<u8> {
+    let mut inner = Vec::with_capacity(8 + algorithm.len() + signature.len());
+    put_string(&mut inner, algorithm.as_bytes());
+    put_string(&mut inner, signature);
+    let mut out = Vec::with_capacity(5 + inner.len());
+    out.push(SSH_AGENT_SIGN_RESPONSE);
+    put_string(&mut out, &inner);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ed25519_add(seed: [u8; 32], comment: &str) -> Vec<u8> {
+        let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let mut out = vec![SSH_AGENTC_ADD_IDENTITY];
+        put_string(&mut out, b"ssh-ed25519");
+        put_string(&mut out, &pk);
+        let mut sk = seed.to_vec();
+        sk.extend_from_slice(&pk);
+        put_string(&mut out, &sk);
+        put_string(&mut out, comment.as_bytes());
+        out
+    }
+
+    #[test]
+    fn decodes_ed25519_add_and_computes_fingerprint() {
+        let body = ed25519_add([3; 32], "me@host");
+        let Request::Add { key, constraints } = Request::decode(&body).unwrap() else {
+            panic!("not add")
+        };
+        assert!(constraints.is_empty());
+        assert_eq!(key.comment, "me@host");
+        assert!(key.public.fingerprint().starts_with("SHA256:"));
+        assert_eq!(PublicKey::parse(&key.public.blob).unwrap(), key.public);
+        assert_eq!(format!("{:?}", key.secret), "SecretParts(redacted)");
+    }
+
+    #[test]
+    fn constrained_add_reads_every_constraint() {
+        let mut body = ed25519_add([4; 32], "c");
+        body[0] = SSH_AGENTC_ADD_ID_CONSTRAINED;
+        body.extend_from_slice(&[CONSTRAIN_LIFETIME, 0, 0, 0, 60, CONSTRAIN_CONFIRM]);
+        let Request::Add { constraints, .. } = Request::decode(&body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(constraints, vec![Constraint::Lifetime(60), Constraint::Confirm]);
+
+        let mut unknown = ed25519_add([4; 32], "c");
+        unknown[0] = SSH_AGENTC_ADD_ID_CONSTRAINED;
+        unknown.push(CONSTRAIN_EXTENSION);
+        put_string(&mut unknown, b"made-up@example.com");
+        put_string(&mut unknown, b"");
+        assert!(matches!(
+            Request::decode(&unknown),
+            Err(ProtoError::UnsupportedConstraint(_))
+        ));
+        let mut maxsign = ed25519_add([4; 32], "c");
+        maxsign[0] = SSH_AGENTC_ADD_ID_CONSTRAINED;
+        maxsign.extend_from_slice(&[CONSTRAIN_MAXSIGN, 0, 0, 0, 1]);
+        assert!(Request::decode(&maxsign).is_err());
+    }
+
+    #[test]
+    fn mismatched_ed25519_halves_are_refused() {
+        let mut body = ed25519_add([5; 32], "c");
+        // flip a byte of the public key copy inside the private key
+        let len = body.len();
+        body[len - 6] ^= 1;
+        assert!(Request::decode(&body).is_err());
+    }
+
+    #[test]
+    fn security_keys_and_unknown_types_are_refused() {
+        let mut body = vec![SSH_AGENTC_ADD_IDENTITY];
+        put_string(&mut body, b"sk-ssh-ed25519@openssh.com");
+        assert!(matches!(Request::decode(&body), Err(ProtoError::SecurityKey(_))));
+        assert_eq!(Request::decode(&[200]), Err(ProtoError::UnknownType(200)));
+        assert_eq!(Request::decode(&[]), Err(ProtoError::Empty));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        assert!(matches!(
+            Request::decode(&[SSH_AGENTC_REQUEST_IDENTITIES, 0]),
+            Err(ProtoError::Wire(WireError::Trailing(1)))
+        ));
+        assert_eq!(Request::decode(&[SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES]), Ok(Request::RemoveAll));
+    }
+
+    #[test]
+    fn sign_request_borrows_its_fields() {
+        let mut body = vec![SSH_AGENTC_SIGN_REQUEST];
+        put_string(&mut body, b"blob");
+        put_string(&mut body, b"data");
+        put_u32(&mut body, 4);
+        assert_eq!(
+            Request::decode(&body).unwrap(),
+            Request::Sign { key_blob: b"blob", data: b"data", flags: 4 }
+        );
+    }
+}
