@@ -1,0 +1,263 @@
+//! Helpers for the integration tests: a real hopward daemon, real OpenSSH
+//! tools (ssh-keygen, ssh-add, ssh, sshd) and temporary directories.
+//!
+//! Every helper panics with the command's output when something it needs is
+//! missing, so a test never passes by skipping.
+#![allow(dead_code)]
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const HOPWARD: &str = env!("CARGO_BIN_EXE_hopward");
+
+/// Runs a command and returns its output; panics if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    // output() gives the child a closed stdin unless one was set.
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (the test script installs it)"))
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[track_caller]
+pub fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "command failed\n{}", text(&out));
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A temporary directory readable by other users (tests run sshd and
+/// non-root users against it).
+pub fn tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("hopward-test").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Generates a key with ssh-keygen; returns the private key path.
+pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> PathBuf {
+    let path = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-N", "", "-C", name, "-t", kind, "-f"]).arg(&path);
+    if let Some(bits) = bits {
+        cmd.args(["-b", &bits.to_string()]);
+    }
+    ok(run(&mut cmd));
+    path
+}
+
+/// Signs `key.pub` with `ca` as a user certificate for principal `me`.
+pub fn certify(ca: &Path, key: &Path) -> PathBuf {
+    ok(run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "test-cert", "-n", "me"])
+        .arg(key.with_extension("pub"))));
+    let mut cert = key.as_os_str().to_owned();
+    cert.push("-cert.pub");
+    PathBuf::from(cert)
+}
+
+/// Every key type hopward holds, as (name, ssh-keygen -t, bits).
+pub const KEY_TYPES: &[(&str, &str, Option<u32>)] = &[
+    ("ed25519", "ed25519", None),
+    ("ecdsa256", "ecdsa", Some(256)),
+    ("ecdsa384", "ecdsa", Some(384)),
+    ("ecdsa521", "ecdsa", Some(521)),
+    ("rsa3072", "rsa", Some(3072)),
+];
+
+/// A running `hopward daemon -D` on a private socket.
+pub struct Daemon {
+    pub child: Child,
+    pub sock: PathBuf,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct DaemonBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    debug: bool,
+}
+
+impl DaemonBuilder {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn debug(mut self) -> Self {
+        self.debug = true;
+        self
+    }
+    pub fn start(self) -> Daemon {
+        let dir = tempdir();
+        let sock = dir.path().join("agent.sock");
+        let log = dir.path().join("daemon.log");
+        let mut cmd = Command::new(HOPWARD);
+        cmd.arg("daemon")
+            .arg(if self.debug { "-d" } else { "-D" })
+            .arg("-a")
+            .arg(&sock)
+            .args(&self.args)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env_remove("SSH_ASKPASS")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start hopward");
+        let daemon = Daemon { child, sock, log, dir };
+        daemon.wait_ready();
+        daemon
+    }
+}
+
+impl Daemon {
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            debug: false,
+        }
+    }
+
+    pub fn start() -> Daemon {
+        Self::builder().start()
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("hopward did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `ssh-add ARGS` against this agent.
+    pub fn ssh_add(&self, args: &[&str]) -> Output {
+        run(Command::new("ssh-add").args(args).env("SSH_AUTH_SOCK", &self.sock))
+    }
+
+    pub fn ssh_add_cmd(&self) -> Command {
+        let mut cmd = Command::new("ssh-add");
+        cmd.env("SSH_AUTH_SOCK", &self.sock);
+        cmd
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.sock).expect("connect to hopward");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "hopward did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one framed request and reads one framed reply.
+pub fn request(stream: &mut UnixStream, body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).unwrap();
+    read_reply(stream)
+}
+
+pub fn read_reply(stream: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("reply length");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).expect("reply body");
+    body
+}
+
+pub fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Whether the tests run as root (needed to act as a second user).
+pub fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).stdout.starts_with(b"0\n")
+}
+
+/// The unprivileged account the test script creates for tests that need a
+/// second uid.
+pub const TEST_USER: &str = "hopwardtest";
+
+#[track_caller]
+pub fn require_root_and_test_user() {
+    assert!(
+        is_root(),
+        "this test acts as a second user: run it as root through scripts/test.sh, which creates {TEST_USER}"
+    );
+    let out = run(Command::new("id").arg(TEST_USER));
+    assert!(
+        out.status.success(),
+        "user {TEST_USER} is missing: scripts/test.sh creates it (useradd -m {TEST_USER})"
+    );
+}
+
+/// Copies the hopward binary where another user can execute it.
+pub fn shared_binary(dir: &Path) -> PathBuf {
+    let bin = dir.join("hopward");
+    std::fs::copy(HOPWARD, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
