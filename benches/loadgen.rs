@@ -1,1 +1,221 @@
-fn main() {}
+//! Load generator: signs against hopward and OpenSSH's ssh-agent, side by
+//! side in the same run, and prints signs/s, p50/p99 latency and the ratio.
+//!
+//!   cargo run --release --bin hopward-loadgen -- [--seconds S] [--hopward PATH]
+//!
+//! Both agents get the same keys through the real `ssh-add`. Each measure runs
+//! N client threads, each on its own connection, sending sign requests for a
+//! fixed time; a reply other than SSH_AGENT_SIGN_RESPONSE aborts the run.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    name: &'static str,
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Agent {
+    let child = Command::new(program)
+        .args(args)
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            return Agent { name, child, sock };
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{name} did not start");
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().expect("run command");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn keygen(dir: &Path, name: &str, kind: &str, bits: &str) -> PathBuf {
+    let path = dir.join(name);
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", kind, "-b", bits, "-C", name, "-f"])
+        .arg(&path));
+    path
+}
+
+fn key_blob(pubfile: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(pubfile).unwrap();
+    let b64 = text.split_whitespace().nth(1).unwrap();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+fn put_string(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// A framed sign request shaped like an SSH userauth request.
+fn sign_frame(blob: &[u8], flags: u32) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_string(&mut data, &[0x5a; 32]); // session id
+    data.push(50); // SSH_MSG_USERAUTH_REQUEST
+    put_string(&mut data, b"user");
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, blob);
+    let mut body = vec![13u8];
+    put_string(&mut body, blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&flags.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+struct Figures {
+    signs_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn measure(sock: &Path, frame: &[u8], conns: usize, seconds: f64) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let sock = sock.to_path_buf();
+            let frame = frame.to_vec();
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&sock).expect("connect");
+                let mut lat = Vec::with_capacity(100_000);
+                let mut buf = vec![0u8; 4096];
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    s.write_all(&frame).unwrap();
+                    let mut len = [0u8; 4];
+                    s.read_exact(&mut len).unwrap();
+                    let n = u32::from_be_bytes(len) as usize;
+                    s.read_exact(&mut buf[..n]).unwrap();
+                    assert_eq!(buf[0], 14, "agent refused to sign");
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+    Figures {
+        signs_per_sec: all.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut seconds = 3.0;
+    let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--hopward" => hopward = args.next().map(PathBuf::from).expect("--hopward PATH"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        ("Ed25519", keygen(dir.path(), "ed25519", "ed25519", "256"), 0u32),
+        ("ECDSA P-256", keygen(dir.path(), "p256", "ecdsa", "256"), 0),
+        ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
+    ];
+    let hw = hopward.to_str().unwrap().to_string();
+    let agents = [
+        start("hopward", &hw, &["daemon", "-D"], dir.path().join("hopward.sock")),
+        start("ssh-agent", "/usr/bin/ssh-agent", &["-D"], dir.path().join("openssh.sock")),
+    ];
+    for agent in &agents {
+        for (_, key, _) in &keys {
+            sh(Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", &agent.sock));
+        }
+    }
+    println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run\n");
+    println!(
+        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label, key, flags) in &keys {
+        let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
+        for conns in [1usize, 4, 16] {
+            let results: Vec<Figures> = agents
+                .iter()
+                .map(|a| measure(&a.sock, &frame, conns, seconds))
+                .collect();
+            let (h, o) = (&results[0], &results[1]);
+            println!(
+                "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |",
+                h.signs_per_sec,
+                h.p50_us,
+                h.p99_us,
+                o.signs_per_sec,
+                o.p50_us,
+                o.p99_us,
+                h.signs_per_sec / o.signs_per_sec
+            );
+        }
+    }
+    drop(agents);
+
+    // Idle memory with 10 keys.
+    let mut rss = Vec::new();
+    for (name, program, args) in [
+        ("hopward", hw.as_str(), &["daemon", "-D"][..]),
+        ("ssh-agent", "/usr/bin/ssh-agent", &["-D"][..]),
+    ] {
+        let agent = start(
+            if name == "hopward" { "hopward" } else { "ssh-agent" },
+            program,
+            args,
+            dir.path().join(format!("{name}-idle.sock")),
+        );
+        for i in 0..10 {
+            let key = keygen(dir.path(), &format!("idle-{name}-{i}"), "ed25519", "256");
+            sh(Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &agent.sock));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        rss.push((name, rss_kib(agent.child.id())));
+    }
+    println!();
+    for (name, kib) in rss {
+        println!("idle RSS with 10 keys, {name}: {:.1} MB", kib as f64 / 1024.0);
+    }
+}

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "hopward", version, about = "An SSH agent that knows where requests come from")]
+#[command(
+    name = "hopward",
+    version,
+    about = "An SSH agent that knows where requests come from"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -122,15 +126,21 @@ mod tests {
             Shell::Sh.set_var("SSH_AUTH_SOCK", "/tmp/a/agent.1"),
             "SSH_AUTH_SOCK=/tmp/a/agent.1; export SSH_AUTH_SOCK;"
         );
-        assert_eq!(Shell::Csh.set_var("SSH_AGENT_PID", "42"), "setenv SSH_AGENT_PID 42;");
+        assert_eq!(
+            Shell::Csh.set_var("SSH_AGENT_PID", "42"),
+            "setenv SSH_AGENT_PID 42;"
+        );
         assert_eq!(Shell::Fish.set_var("X", "a b"), "set -gx X 'a b';");
         assert_eq!(Shell::Sh.set_var("X", "it's"), r"X='it'\''s'; export X;");
     }
 
     #[test]
     fn command_mode_keeps_its_own_flags() {
-        let cli = Cli::try_parse_from(["hopward", "daemon", "-t", "5", "sh", "-c", "echo hi"]).unwrap();
-        let Command::Daemon(args) = cli.command else { panic!("not daemon") };
+        let cli =
+            Cli::try_parse_from(["hopward", "daemon", "-t", "5", "sh", "-c", "echo hi"]).unwrap();
+        let Command::Daemon(args) = cli.command else {
+            panic!("not daemon")
+        };
         assert_eq!(args.lifetime.as_deref(), Some("5"));
         assert_eq!(args.command, vec!["sh", "-c", "echo hi"]);
     }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid time span {0:?}: use a number of seconds or units s, m, h, d, w (e.g. 90, 10m, 1h30m)")]
+#[error(
+    "invalid time span {0:?}: use a number of seconds or units s, m, h, d, w (e.g. 90, 10m, 1h30m)"
+)]
 pub struct DurationError(pub String);
 
 /// Parses OpenSSH's `convtime` format: digits with an optional unit, repeated.
@@ -26,7 +28,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         if digits.is_empty() {
             return Err(err());
         }
-        let unit = if c.is_ascii_digit() { 1 } else {
+        let unit = if c.is_ascii_digit() {
+            1
+        } else {
             match c.to_ascii_lowercase() {
                 's' => 1,
                 'm' => 60,

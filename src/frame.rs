@@ -115,7 +115,10 @@ mod tests {
         let mut reader = &data[..];
         let mut frames = FrameReader::new();
         assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[11u8][..]));
-        assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[27u8, 1][..]));
+        assert_eq!(
+            frames.next(&mut reader).await.unwrap(),
+            Some(&[27u8, 1][..])
+        );
         assert_eq!(frames.next(&mut reader).await.unwrap(), None);
     }
 
@@ -123,17 +126,26 @@ mod tests {
     async fn rejects_zero_and_oversize_lengths() {
         let mut frames = FrameReader::new();
         let zero = [0u8, 0, 0, 0];
-        assert!(matches!(frames.next(&mut &zero[..]).await, Err(FrameError::BadLength(0))));
+        assert!(matches!(
+            frames.next(&mut &zero[..]).await,
+            Err(FrameError::BadLength(0))
+        ));
         let mut frames = FrameReader::new();
         let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
-        assert!(matches!(frames.next(&mut &big[..]).await, Err(FrameError::BadLength(_))));
+        assert!(matches!(
+            frames.next(&mut &big[..]).await,
+            Err(FrameError::BadLength(_))
+        ));
     }
 
     #[tokio::test]
     async fn truncated_frame_is_an_error() {
         let mut frames = FrameReader::new();
         let data = [0u8, 0, 0, 5, 1, 2];
-        assert!(matches!(frames.next(&mut &data[..]).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            frames.next(&mut &data[..]).await,
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[tokio::test]
@@ -146,7 +158,10 @@ mod tests {
             }
         });
         let mut frames = FrameReader::new();
-        assert_eq!(frames.next(&mut server).await.unwrap(), Some(&[13u8, 14, 15][..]));
+        assert_eq!(
+            frames.next(&mut server).await.unwrap(),
+            Some(&[13u8, 14, 15][..])
+        );
         writer.await.unwrap();
     }
 

@@ -160,8 +160,15 @@ pub fn bind_private_socket(path: &std::path::Path) -> io::Result<std::os::unix::
 /// daemon must not hold the terminal).
 pub fn redirect_stdio(log: &std::fs::File) -> io::Result<()> {
     use std::os::fd::AsRawFd as _;
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-    for (from, to) in [(null.as_raw_fd(), 0), (null.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (null.as_raw_fd(), 1),
+        (log.as_raw_fd(), 2),
+    ] {
         // SAFETY: both descriptors are open; dup2 replaces `to` atomically.
         if unsafe { libc::dup2(from, to) } == -1 {
             return Err(io::Error::last_os_error());

@@ -174,7 +174,11 @@ impl Keystore {
         }
         let has_deadline = identity.expires.is_some();
         let identity = Arc::new(identity);
-        match state.identities.iter_mut().find(|id| id.blob() == identity.blob()) {
+        match state
+            .identities
+            .iter_mut()
+            .find(|id| id.blob() == identity.blob())
+        {
             Some(slot) => *slot = identity,
             None => state.identities.push(identity),
         }
@@ -215,10 +219,8 @@ impl Keystore {
     /// Deletes identities whose deadline has passed; returns them.
     pub fn expire(&self, now: Instant) -> Vec<Arc<Identity>> {
         let mut state = self.lock_state();
-        let (gone, kept): (Vec<_>, Vec<_>) = state
-            .identities
-            .drain(..)
-            .partition(|id| id.expired(now));
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            state.identities.drain(..).partition(|id| id.expired(now));
         state.identities = kept;
         gone
     }
@@ -296,10 +298,16 @@ mod tests {
 
     fn identity(seed: u8, comment: &str, lifetime: Option<u32>, now: Instant) -> Identity {
         let secret = [seed; 32];
-        let pk = ed25519_dalek::SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+        let pk = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
         let parts = PublicParts::Ed25519(pk);
         let new = NewKey {
-            public: PublicKey { blob: parts.blob(), parts, is_cert: false },
+            public: PublicKey {
+                blob: parts.blob(),
+                parts,
+                is_cert: false,
+            },
             secret: SecretParts::Ed25519(&secret),
             comment: comment.into(),
         };

@@ -21,8 +21,8 @@ use tracing::{info, warn};
 
 use crate::agent::{Agent, AgentOptions};
 use crate::cli::{Cli, Command, DaemonArgs, EnvArgs, Shell};
-use crate::confirm::askpass::AskpassConfirmer;
 use crate::confirm::DEFAULT_TIMEOUT;
+use crate::confirm::askpass::AskpassConfirmer;
 use crate::hardening::{self, Forked};
 use crate::paths;
 use crate::server::{self, SocketFile};
@@ -100,7 +100,11 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     if args.kill {
         return kill_agent(shell);
     }
-    let default_lifetime = args.lifetime.as_deref().map(crate::duration::parse).transpose()?;
+    let default_lifetime = args
+        .lifetime
+        .as_deref()
+        .map(crate::duration::parse)
+        .transpose()?;
     let mode = if args.debug || args.foreground {
         Mode::Foreground { debug: args.debug }
     } else if !args.command.is_empty() {
@@ -185,7 +189,12 @@ fn detach() {
             .open(dir.join("daemon.log"))
             .ok()
     });
-    let log = log.or_else(|| std::fs::OpenOptions::new().write(true).open("/dev/null").ok());
+    let log = log.or_else(|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .ok()
+    });
     if let Some(log) = &log {
         let _ = hardening::redirect_stdio(log);
     }
@@ -254,7 +263,8 @@ fn kill_agent(shell: Shell) -> Result<ExitCode, LaunchError> {
         .ok()
         .filter(|&p| p > 1)
         .ok_or_else(|| LaunchError::BadAgentPid(text.clone()))?;
-    hardening::send_signal(pid, libc::SIGTERM).map_err(|source| LaunchError::Kill { pid, source })?;
+    hardening::send_signal(pid, libc::SIGTERM)
+        .map_err(|source| LaunchError::Kill { pid, source })?;
     let unset = |name: &str| match shell {
         Shell::Csh => format!("unsetenv {name};"),
         Shell::Fish => format!("set -e {name};"),
@@ -284,8 +294,11 @@ fn serve(
         .build()
         .map_err(LaunchError::Runtime)?;
     runtime.block_on(async move {
-        listener.set_nonblocking(true).map_err(LaunchError::Runtime)?;
-        let listener = tokio::net::UnixListener::from_std(listener).map_err(LaunchError::Runtime)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(LaunchError::Runtime)?;
+        let listener =
+            tokio::net::UnixListener::from_std(listener).map_err(LaunchError::Runtime)?;
         let agent = Arc::new(Agent::new(options, Arc::new(AskpassConfirmer::from_env())));
         info!(socket = ?socket.0, "hopward {} listening", env!("CARGO_PKG_VERSION"));
         server::serve(listener, socket, agent, shutdown_signal(watch_parent)).await;

@@ -127,7 +127,10 @@ pub enum PublicParts {
     Ed25519([u8; 32]),
     /// SEC1 point of the named curve.
     Ecdsa(KeyType, Vec<u8>),
-    Rsa { e: Vec<u8>, n: Vec<u8> },
+    Rsa {
+        e: Vec<u8>,
+        n: Vec<u8>,
+    },
 }
 
 impl PublicParts {
@@ -135,7 +138,10 @@ impl PublicParts {
         Ok(match key_type {
             KeyType::Ed25519 => {
                 let pk = reader.string("ed25519 public key")?;
-                PublicParts::Ed25519(pk.try_into().map_err(|_| ProtoError::BadKey("ed25519 public key length"))?)
+                PublicParts::Ed25519(
+                    pk.try_into()
+                        .map_err(|_| ProtoError::BadKey("ed25519 public key length"))?,
+                )
             }
             KeyType::Rsa => {
                 let e = reader.mpint("rsa e")?.to_vec();
@@ -185,9 +191,9 @@ impl PublicParts {
             PublicParts::Ecdsa(KeyType::EcdsaP384, _) => 384,
             PublicParts::Ecdsa(KeyType::EcdsaP521, _) => 521,
             PublicParts::Ecdsa(..) => 256,
-            PublicParts::Rsa { n, .. } => {
-                n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize)
-            }
+            PublicParts::Rsa { n, .. } => n
+                .first()
+                .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize),
         }
     }
 }
@@ -288,7 +294,9 @@ fn read_secret<'a>(
         PublicParts::Ed25519(pk) => {
             let sk = reader.string("ed25519 private key")?;
             if sk.len() != 64 || &sk[32..] != pk {
-                return Err(ProtoError::BadKey("ed25519 private key does not match its public key"));
+                return Err(ProtoError::BadKey(
+                    "ed25519 private key does not match its public key",
+                ));
             }
             SecretParts::Ed25519(&sk[..32])
         }
@@ -314,11 +322,15 @@ fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
         }
         if key_type == KeyType::Ed25519 {
             let pk = reader.string("ed25519 public key")?;
-            if pk != match &public.parts {
-                PublicParts::Ed25519(k) => &k[..],
-                _ => &[][..],
-            } {
-                return Err(ProtoError::BadKey("ed25519 key does not match its certificate"));
+            if pk
+                != match &public.parts {
+                    PublicParts::Ed25519(k) => &k[..],
+                    _ => &[][..],
+                }
+            {
+                return Err(ProtoError::BadKey(
+                    "ed25519 key does not match its certificate",
+                ));
             }
         }
         let secret = read_secret(reader, &public.parts)?;
@@ -370,9 +382,9 @@ fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoE
                     reader.string("destination constraints")?,
                 )),
                 "sk-provider@openssh.com" => Err(ProtoError::SecurityKey(name.into())),
-                other => Err(ProtoError::UnsupportedConstraint(
-                    crate::confirm::clean(other, 80),
-                )),
+                other => Err(ProtoError::UnsupportedConstraint(crate::confirm::clean(
+                    other, 80,
+                ))),
             }
         }
         other => Err(ProtoError::UnsupportedConstraint(format!("type {other}"))),
@@ -491,7 +503,9 @@ mod tests {
     use super::*;
 
     fn ed25519_add(seed: [u8; 32], comment: &str) -> Vec<u8> {
-        let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
         let mut out = vec![SSH_AGENTC_ADD_IDENTITY];
         put_string(&mut out, b"ssh-ed25519");
         put_string(&mut out, &pk);
@@ -523,7 +537,10 @@ mod tests {
         let Request::Add { constraints, .. } = Request::decode(&body).unwrap() else {
             panic!()
         };
-        assert_eq!(constraints, vec![Constraint::Lifetime(60), Constraint::Confirm]);
+        assert_eq!(
+            constraints,
+            vec![Constraint::Lifetime(60), Constraint::Confirm]
+        );
 
         let mut unknown = ed25519_add([4; 32], "c");
         unknown[0] = SSH_AGENTC_ADD_ID_CONSTRAINED;
@@ -553,7 +570,10 @@ mod tests {
     fn security_keys_and_unknown_types_are_refused() {
         let mut body = vec![SSH_AGENTC_ADD_IDENTITY];
         put_string(&mut body, b"sk-ssh-ed25519@openssh.com");
-        assert!(matches!(Request::decode(&body), Err(ProtoError::SecurityKey(_))));
+        assert!(matches!(
+            Request::decode(&body),
+            Err(ProtoError::SecurityKey(_))
+        ));
         assert_eq!(Request::decode(&[200]), Err(ProtoError::UnknownType(200)));
         assert_eq!(Request::decode(&[]), Err(ProtoError::Empty));
     }
@@ -564,7 +584,10 @@ mod tests {
             Request::decode(&[SSH_AGENTC_REQUEST_IDENTITIES, 0]),
             Err(ProtoError::Wire(WireError::Trailing(1)))
         ));
-        assert_eq!(Request::decode(&[SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES]), Ok(Request::RemoveAll));
+        assert_eq!(
+            Request::decode(&[SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES]),
+            Ok(Request::RemoveAll)
+        );
     }
 
     #[test]
@@ -575,7 +598,11 @@ mod tests {
         put_u32(&mut body, 4);
         assert_eq!(
             Request::decode(&body).unwrap(),
-            Request::Sign { key_blob: b"blob", data: b"data", flags: 4 }
+            Request::Sign {
+                key_blob: b"blob",
+                data: b"data",
+                flags: 4
+            }
         );
     }
 }

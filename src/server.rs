@@ -72,12 +72,19 @@ fn accept(stream: UnixStream, agent: &Arc<Agent>) {
         }
     };
     if !peer.may_connect(agent.options.owner_uid) {
-        warn!("refused connection from {peer}: only uid {} and root may connect", agent.options.owner_uid);
+        warn!(
+            "refused connection from {peer}: only uid {} and root may connect",
+            agent.options.owner_uid
+        );
         return;
     }
     let id = agent.connection_id();
     debug!(conn = id, %peer, "connected");
-    tokio::spawn(connection(stream, Session::new(Arc::clone(agent), peer, id), id));
+    tokio::spawn(connection(
+        stream,
+        Session::new(Arc::clone(agent), peer, id),
+        id,
+    ));
 }
 
 async fn connection(mut stream: UnixStream, mut session: Session, id: u64) {

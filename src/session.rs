@@ -28,7 +28,11 @@ pub struct Session {
 }
 
 fn status(ok: bool) -> Vec<u8> {
-    vec![if ok { SSH_AGENT_SUCCESS } else { SSH_AGENT_FAILURE }]
+    vec![if ok {
+        SSH_AGENT_SUCCESS
+    } else {
+        SSH_AGENT_FAILURE
+    }]
 }
 
 fn failure() -> Vec<u8> {
@@ -76,7 +80,10 @@ impl Session {
             Request::Lock(passphrase) => self.lock(passphrase).await,
             Request::Unlock(passphrase) => self.unlock(passphrase).await,
             Request::Smartcard => {
-                warn!(conn = self.id, "refused PKCS#11 request: hopward does not load providers");
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 request: hopward does not load providers"
+                );
                 failure()
             }
             Request::Extension { name, .. } => {
@@ -88,16 +95,16 @@ impl Session {
 
     fn list(&self) -> Vec<u8> {
         let identities = self.agent.keystore.list(Instant::now());
-        proto::identities_answer(
-            identities
-                .iter()
-                .map(|id| (id.blob(), id.comment.as_str())),
-        )
+        proto::identities_answer(identities.iter().map(|id| (id.blob(), id.comment.as_str())))
     }
 
     async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
         let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
-            debug!(conn = self.id, "sign: no such key {}", describe_blob(key_blob));
+            debug!(
+                conn = self.id,
+                "sign: no such key {}",
+                describe_blob(key_blob)
+            );
             return failure();
         };
         if identity.constraints.confirm && !self.confirm(&identity).await {
@@ -175,7 +182,11 @@ impl Session {
         let identity = match Identity::new(key, parsed, Instant::now()) {
             Ok(identity) => identity,
             Err(e) => {
-                warn!(conn = self.id, "refused to add key {}: {e}", key.public.fingerprint());
+                warn!(
+                    conn = self.id,
+                    "refused to add key {}: {e}",
+                    key.public.fingerprint()
+                );
                 return failure();
             }
         };
@@ -210,8 +221,7 @@ impl Session {
         // The hash is slow on purpose; compute it off the async workers. The
         // copy is wiped when the closure drops it.
         let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
-        let hashed =
-            tokio::task::spawn_blocking(move || keystore::hash_passphrase(&secret)).await;
+        let hashed = tokio::task::spawn_blocking(move || keystore::hash_passphrase(&secret)).await;
         let locked = match hashed {
             Ok(Ok(hash)) => self.agent.keystore.lock(hash).is_ok(),
             _ => false,
@@ -234,11 +244,10 @@ impl Session {
         };
         let expected = hash.clone();
         let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
-        let verified = tokio::task::spawn_blocking(move || {
-            keystore::verify_passphrase(&secret, &hash)
-        })
-        .await
-        .unwrap_or(false);
+        let verified =
+            tokio::task::spawn_blocking(move || keystore::verify_passphrase(&secret, &hash))
+                .await
+                .unwrap_or(false);
         match self.agent.keystore.finish_unlock(&expected, verified) {
             Ok(()) => {
                 info!(conn = self.id, "agent unlocked");

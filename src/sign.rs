@@ -77,7 +77,9 @@ impl SigningKey {
     pub fn new(public: &PublicParts, secret: &SecretParts<'_>) -> Result<Self, KeyError> {
         match (public, secret) {
             (PublicParts::Ed25519(pk), SecretParts::Ed25519(seed)) => {
-                let seed: &[u8; 32] = (*seed).try_into().map_err(|_| KeyError::Malformed("ed25519"))?;
+                let seed: &[u8; 32] = (*seed)
+                    .try_into()
+                    .map_err(|_| KeyError::Malformed("ed25519"))?;
                 ed25519(*pk, seed)
             }
             (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => ecdsa(*curve, point, d),
@@ -98,17 +100,29 @@ impl SigningKey {
             SigningKey::EcdsaP256(key) => {
                 let sig: p256::ecdsa::Signature =
                     signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob("ecdsa-sha2-nistp256", &sig.r().to_bytes(), &sig.s().to_bytes()))
+                Ok(ecdsa_blob(
+                    "ecdsa-sha2-nistp256",
+                    &sig.r().to_bytes(),
+                    &sig.s().to_bytes(),
+                ))
             }
             SigningKey::EcdsaP384(key) => {
                 let sig: p384::ecdsa::Signature =
                     signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob("ecdsa-sha2-nistp384", &sig.r().to_bytes(), &sig.s().to_bytes()))
+                Ok(ecdsa_blob(
+                    "ecdsa-sha2-nistp384",
+                    &sig.r().to_bytes(),
+                    &sig.s().to_bytes(),
+                ))
             }
             SigningKey::EcdsaP521(key) => {
                 let sig: p521::ecdsa::Signature =
                     signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob("ecdsa-sha2-nistp521", &sig.r().to_bytes(), &sig.s().to_bytes()))
+                Ok(ecdsa_blob(
+                    "ecdsa-sha2-nistp521",
+                    &sig.r().to_bytes(),
+                    &sig.s().to_bytes(),
+                ))
             }
             SigningKey::Rsa(key) => rsa_sign(key, data, flags),
         }
@@ -190,7 +204,11 @@ fn ecdsa(curve: KeyType, point: &[u8], d: &[u8]) -> Result<SigningKey, KeyError>
         KeyType::EcdsaP521 => {
             let key = p521::ecdsa::SigningKey::from_slice(&scalar::<66>(d)?[..])
                 .map_err(|_| KeyError::Malformed("ecdsa-p521"))?;
-            if p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false).as_bytes() != point {
+            if p521::ecdsa::VerifyingKey::from(&key)
+                .to_encoded_point(false)
+                .as_bytes()
+                != point
+            {
                 return Err(KeyError::Mismatch);
             }
             Ok(SigningKey::EcdsaP521(key))

@@ -153,7 +153,10 @@ mod tests {
     fn short_input_is_an_error_not_a_panic() {
         let mut r = Reader::new(&[0, 0, 1, 0, 1]);
         assert_eq!(r.string("blob"), Err(WireError::Truncated("blob")));
-        assert_eq!(Reader::new(&[1, 2]).u32("n"), Err(WireError::Truncated("n")));
+        assert_eq!(
+            Reader::new(&[1, 2]).u32("n"),
+            Err(WireError::Truncated("n"))
+        );
         assert_eq!(Reader::new(&[1]).finish(), Err(WireError::Trailing(1)));
     }
 }

@@ -26,17 +26,32 @@ fn ssh_add_list_delete_and_delete_all() {
 
     ok(agent.ssh_add(&[a.to_str().unwrap(), b.to_str().unwrap()]));
     let listed = stdout(&ok(agent.ssh_add(&["-l"])));
-    assert!(listed.contains(&fingerprint(&a.with_extension("pub"))), "{listed}");
-    assert!(listed.contains(&fingerprint(&b.with_extension("pub"))), "{listed}");
-    assert!(listed.contains(" a (ED25519)") && listed.contains(" b (ECDSA)"), "{listed}");
+    assert!(
+        listed.contains(&fingerprint(&a.with_extension("pub"))),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&fingerprint(&b.with_extension("pub"))),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(" a (ED25519)") && listed.contains(" b (ECDSA)"),
+        "{listed}"
+    );
 
     let full = stdout(&ok(agent.ssh_add(&["-L"])));
     let a_pub = std::fs::read_to_string(a.with_extension("pub")).unwrap();
-    assert!(full.contains(a_pub.trim()), "-L must print the public key:\n{full}");
+    assert!(
+        full.contains(a_pub.trim()),
+        "-L must print the public key:\n{full}"
+    );
 
     ok(agent.ssh_add(&["-d", a.to_str().unwrap()]));
     let after = stdout(&ok(agent.ssh_add(&["-l"])));
-    assert!(!after.contains(" a (ED25519)") && after.contains(" b (ECDSA)"), "{after}");
+    assert!(
+        !after.contains(" a (ED25519)") && after.contains(" b (ECDSA)"),
+        "{after}"
+    );
 
     // Re-adding an existing key replaces it rather than duplicating it.
     ok(agent.ssh_add(&[b.to_str().unwrap()]));
@@ -45,7 +60,11 @@ fn ssh_add_list_delete_and_delete_all() {
     ok(agent.ssh_add(&["-D"]));
     assert_eq!(agent.ssh_add(&["-l"]).status.code(), Some(1));
     // ssh-add -D sends type 19 and then the protocol-1 type 9: neither may fail.
-    assert!(!agent.log_text().contains("refused request of type 9"), "{}", agent.log_text());
+    assert!(
+        !agent.log_text().contains("refused request of type 9"),
+        "{}",
+        agent.log_text()
+    );
 }
 
 #[test]
@@ -60,7 +79,11 @@ fn lifetime_from_ssh_add_and_from_daemon_default() {
     std::thread::sleep(Duration::from_millis(4500));
     let left = stdout(&ok(agent.ssh_add(&["-l"])));
     assert!(left.contains("longer") && !left.contains("short"), "{left}");
-    assert!(agent.log_text().contains("key lifetime expired"), "{}", agent.log_text());
+    assert!(
+        agent.log_text().contains("key lifetime expired"),
+        "{}",
+        agent.log_text()
+    );
 }
 
 /// An askpass program that answers what `answer_file` says and counts calls.
@@ -104,12 +127,19 @@ fn confirm_constraint_asks_askpass_and_follows_the_answer() {
     std::fs::write(&answer, "echo yes").unwrap();
     ok(sign());
     std::fs::write(&answer, "exit 1").unwrap();
-    assert!(!sign().status.success(), "askpass said no, yet the agent signed");
+    assert!(
+        !sign().status.success(),
+        "askpass said no, yet the agent signed"
+    );
     std::fs::write(&answer, "echo sure").unwrap();
     assert!(!sign().status.success(), "garbage from askpass must deny");
 
     let asked = std::fs::read_to_string(tmp.path().join("asked")).unwrap();
-    assert_eq!(asked.matches("confirm|Allow use of key confirmed?").count(), 3, "{asked}");
+    assert_eq!(
+        asked.matches("confirm|Allow use of key confirmed?").count(),
+        3,
+        "{asked}"
+    );
 }
 
 #[test]
@@ -133,16 +163,27 @@ fn lock_and_unlock_with_ssh_add_x() {
     };
     ok(with_pass("-x", "hunter2"));
     let locked = agent.ssh_add(&["-l"]);
-    assert_eq!(locked.status.code(), Some(1), "locked agent lists no keys\n{}", text(&locked));
+    assert_eq!(
+        locked.status.code(),
+        Some(1),
+        "locked agent lists no keys\n{}",
+        text(&locked)
+    );
     assert!(!agent.ssh_add(&[key.to_str().unwrap()]).status.success());
 
     let started = std::time::Instant::now();
     assert!(!with_pass("-X", "wrong").status.success());
-    assert!(started.elapsed() >= Duration::from_millis(100), "a wrong unlock must be delayed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "a wrong unlock must be delayed"
+    );
     ok(with_pass("-X", "hunter2"));
     assert!(stdout(&ok(agent.ssh_add(&["-l"]))).contains(" k (ED25519)"));
     let log = agent.log_text();
-    assert!(!log.contains("hunter2"), "passphrase leaked into the log:\n{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "passphrase leaked into the log:\n{log}"
+    );
 }
 
 #[test]
@@ -189,7 +230,10 @@ fn ssh_keygen_sign_and_verify_with_every_key_type_and_certificate() {
     }
     let listed = stdout(&ok(agent.ssh_add(&["-l"])));
     assert_eq!(listed.lines().count(), 2 * KEY_TYPES.len(), "{listed}");
-    assert!(listed.contains("(ED25519-CERT)") && listed.contains("(RSA-CERT)"), "{listed}");
+    assert!(
+        listed.contains("(ED25519-CERT)") && listed.contains("(RSA-CERT)"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -208,7 +252,9 @@ fn rsa_signature_algorithm_follows_the_request_flags() {
         .env("SSH_AUTH_SOCK", &agent.sock)));
     let sig = std::fs::read_to_string(tmp.path().join("m.sig")).unwrap();
     let b64: String = sig.lines().filter(|l| !l.starts_with("-----")).collect();
-    let out = ok(run(Command::new("sh").arg("-c").arg(format!("echo {b64} | base64 -d"))));
+    let out = ok(run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo {b64} | base64 -d"))));
     assert!(
         out.stdout.windows(12).any(|w| w == b"rsa-sha2-512"),
         "SSHSIG must carry rsa-sha2-512"

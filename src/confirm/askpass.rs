@@ -66,7 +66,10 @@ impl AskpassConfirmer {
             .arg(prompt.text())
             .env("SSH_ASKPASS_PROMPT", "confirm")
             .env("HOPWARD_KEY", &prompt.key_fingerprint)
-            .env("HOPWARD_KEY_COMMENT", super::clean(&prompt.key_comment, 256))
+            .env(
+                "HOPWARD_KEY_COMMENT",
+                super::clean(&prompt.key_comment, 256),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -146,7 +149,12 @@ mod tests {
     }
 
     fn sh(script: &str) -> AskpassConfirmer {
-        AskpassConfirmer::command(vec!["sh".into(), "-c".into(), script.into(), "askpass".into()])
+        AskpassConfirmer::command(vec![
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+            "askpass".into(),
+        ])
     }
 
     #[tokio::test]
@@ -154,21 +162,34 @@ mod tests {
         let t = Duration::from_secs(10);
         assert_eq!(sh("echo yes").confirm(&prompt(), t).await, Answer::Allowed);
         assert_eq!(sh("exit 1").confirm(&prompt(), t).await, Answer::Refused);
-        assert!(matches!(sh("echo maybe").confirm(&prompt(), t).await, Answer::Failed(_)));
-        assert!(matches!(sh("kill -SEGV $$").confirm(&prompt(), t).await, Answer::Refused));
-        let env = sh(r#"[ "$SSH_ASKPASS_PROMPT" = confirm ] && [ "$HOPWARD_KEY" = SHA256:abc ] && case "$1" in *"Allow use of key k?"*) exit 0;; esac; exit 1"#);
+        assert!(matches!(
+            sh("echo maybe").confirm(&prompt(), t).await,
+            Answer::Failed(_)
+        ));
+        assert!(matches!(
+            sh("kill -SEGV $$").confirm(&prompt(), t).await,
+            Answer::Refused
+        ));
+        let env = sh(
+            r#"[ "$SSH_ASKPASS_PROMPT" = confirm ] && [ "$HOPWARD_KEY" = SHA256:abc ] && case "$1" in *"Allow use of key k?"*) exit 0;; esac; exit 1"#,
+        );
         assert_eq!(env.confirm(&prompt(), t).await, Answer::Allowed);
     }
 
     #[tokio::test]
     async fn hanging_program_times_out() {
-        let answer = sh("sleep 30").confirm(&prompt(), Duration::from_millis(200)).await;
+        let answer = sh("sleep 30")
+            .confirm(&prompt(), Duration::from_millis(200))
+            .await;
         assert_eq!(answer, Answer::TimedOut);
     }
 
     #[tokio::test]
     async fn missing_program_is_unavailable() {
         let c = AskpassConfirmer::command(vec!["/nonexistent/askpass".into()]);
-        assert!(matches!(c.confirm(&prompt(), Duration::from_secs(1)).await, Answer::Unavailable(_)));
+        assert!(matches!(
+            c.confirm(&prompt(), Duration::from_secs(1)).await,
+            Answer::Unavailable(_)
+        ));
     }
 }

@@ -43,7 +43,10 @@ pub fn stdout(out: &Output) -> String {
 /// A temporary directory readable by other users (tests run sshd and
 /// non-root users against it).
 pub fn tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("hopward-test").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hopward-test")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -52,7 +55,8 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> PathBuf {
     let path = dir.join(name);
     let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-N", "", "-C", name, "-t", kind, "-f"]).arg(&path);
+    cmd.args(["-q", "-N", "", "-C", name, "-t", kind, "-f"])
+        .arg(&path);
     if let Some(bits) = bits {
         cmd.args(["-b", &bits.to_string()]);
     }
@@ -130,7 +134,12 @@ impl DaemonBuilder {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start hopward");
-        let daemon = Daemon { child, sock, log, dir };
+        let daemon = Daemon {
+            child,
+            sock,
+            log,
+            dir,
+        };
         daemon.wait_ready();
         daemon
     }
@@ -170,7 +179,9 @@ impl Daemon {
 
     /// `ssh-add ARGS` against this agent.
     pub fn ssh_add(&self, args: &[&str]) -> Output {
-        run(Command::new("ssh-add").args(args).env("SSH_AUTH_SOCK", &self.sock))
+        run(Command::new("ssh-add")
+            .args(args)
+            .env("SSH_AUTH_SOCK", &self.sock))
     }
 
     pub fn ssh_add_cmd(&self) -> Command {
@@ -187,7 +198,9 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -241,11 +254,24 @@ pub fn is_root() -> bool {
 /// second uid.
 pub const TEST_USER: &str = "hopwardtest";
 
+/// A command run as root: directly when we are root, else through
+/// passwordless `sudo -n` (the test script's documented requirement).
+pub fn privileged(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("sudo");
+        cmd.args(["-n", "--preserve-env=SSH_AUTH_SOCK", program]);
+        cmd
+    }
+}
+
 #[track_caller]
 pub fn require_root_and_test_user() {
+    let root = ok(run(privileged("id").arg("-u")));
     assert!(
-        is_root(),
-        "this test acts as a second user: run it as root through scripts/test.sh, which creates {TEST_USER}"
+        root.stdout.starts_with(b"0\n"),
+        "this test acts as a second user: run as root or with passwordless sudo (scripts/test.sh)"
     );
     let out = run(Command::new("id").arg(TEST_USER));
     assert!(
@@ -261,3 +287,5 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }
+
+pub mod sshd;

@@ -1,0 +1,70 @@
+//! OpenSSH's own agent regression scripts (Debian package openssh-tests) with
+//! hopward standing in for ssh-agent through a one-line wrapper.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use common::*;
+
+fn regress(tests: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openssh/regress.sh");
+    assert!(
+        Path::new("/usr/lib/openssh/regress/run-tests").exists(),
+        "openssh-tests is missing: scripts/test.sh installs it"
+    );
+    let tmp = tempdir();
+    let bin = shared_binary(tmp.path());
+    let wrapper = tmp.path().join("ssh-agent");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec {} daemon \"$@\"\n", bin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = tmp.path().join("work");
+    // The suite refuses to run as root, so it runs as the test user.
+    let mut cmd = {
+        require_root_and_test_user();
+        ok(run(privileged("chown").arg(TEST_USER).arg(tmp.path())));
+        let mut c = privileged("runuser");
+        c.args(["-u", TEST_USER, "--"]);
+        c.arg(&script);
+        c
+    };
+    // Keep the suite away from the invoking user's own agent and state.
+    cmd.arg(&wrapper)
+        .arg(&work)
+        .args(tests)
+        .current_dir(tmp.path());
+    cmd.env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AGENT_PID")
+        .env_remove("XDG_RUNTIME_DIR");
+    cmd.env("XDG_STATE_HOME", tmp.path().join("state"));
+    let out = run(&mut cmd);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    for t in tests {
+        assert!(
+            printed.contains(&format!("run test {t}.sh")),
+            "{t} did not run:\n{printed}"
+        );
+    }
+    assert!(!printed.contains("FAIL"), "{printed}");
+}
+
+#[test]
+fn openssh_agent_sh() {
+    regress(&["agent"]);
+}
+
+#[test]
+fn openssh_agent_timeout_sh() {
+    regress(&["agent-timeout"]);
+}
+
+#[test]
+fn openssh_agent_subprocess_sh() {
+    regress(&["agent-subprocess"]);
+}

@@ -1,0 +1,147 @@
+//! Malformed and hostile frames: each gets the documented treatment, and the
+//! daemon stays up and keeps serving other connections.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use common::*;
+
+const FAILURE: u8 = 5;
+const IDENTITIES_ANSWER: u8 = 12;
+
+/// A fresh connection still gets an answer to "list identities".
+#[track_caller]
+fn still_serving(agent: &mut Daemon) {
+    assert!(agent.alive(), "daemon died; log:\n{}", agent.log_text());
+    let mut s = agent.connect();
+    let reply = request(&mut s, &[11]);
+    assert_eq!(reply[0], IDENTITIES_ANSWER);
+}
+
+/// Whether the server closed the connection (read returns EOF).
+fn closed_by_server(s: &mut std::os::unix::net::UnixStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(0))
+        || matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+#[test]
+fn zero_length_frame_closes_only_that_connection() {
+    let mut agent = Daemon::start();
+    let mut bystander = agent.connect();
+    let mut s = agent.connect();
+    s.write_all(&[0, 0, 0, 0]).unwrap();
+    assert!(closed_by_server(&mut s));
+    assert_eq!(request(&mut bystander, &[11])[0], IDENTITIES_ANSWER);
+    still_serving(&mut agent);
+}
+
+#[test]
+fn oversize_frame_is_refused_without_reading_it() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    s.write_all(&((256 * 1024 + 1) as u32).to_be_bytes())
+        .unwrap();
+    assert!(closed_by_server(&mut s));
+    still_serving(&mut agent);
+    assert!(
+        agent.log_text().contains("out of range"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn largest_allowed_frame_is_read_and_answered() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    let mut body = vec![0u8; 256 * 1024];
+    body[0] = 13; // a sign request full of garbage
+    assert_eq!(request(&mut s, &body), vec![FAILURE]);
+    assert_eq!(request(&mut s, &[11])[0], IDENTITIES_ANSWER);
+    still_serving(&mut agent);
+}
+
+#[test]
+fn truncated_frame_then_hangup_is_harmless() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    s.write_all(&[0, 0, 0, 100, 11, 1, 2]).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_server(&mut s));
+    still_serving(&mut agent);
+}
+
+#[test]
+fn unknown_type_and_trailing_bytes_fail_but_keep_the_connection() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    assert_eq!(request(&mut s, &[200]), vec![FAILURE]);
+    assert_eq!(
+        request(&mut s, &[11, 0, 0]),
+        vec![FAILURE],
+        "trailing bytes"
+    );
+    assert_eq!(
+        request(&mut s, &[13, 0, 0]),
+        vec![FAILURE],
+        "truncated body"
+    );
+    assert_eq!(
+        request(&mut s, &[27, 0, 0, 0, 3, b'f', b'o', b'o']),
+        vec![FAILURE],
+        "unknown extension"
+    );
+    assert_eq!(request(&mut s, &[11])[0], IDENTITIES_ANSWER);
+    let log = agent.log_text();
+    assert!(log.contains("refused request of type 200"), "{log}");
+    assert!(log.contains("trailing bytes"), "{log}");
+    still_serving(&mut agent);
+}
+
+#[test]
+fn two_requests_in_one_write_get_two_replies() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    s.write_all(&[0, 0, 0, 1, 11, 0, 0, 0, 1, 200]).unwrap();
+    assert_eq!(read_reply(&mut s)[0], IDENTITIES_ANSWER);
+    assert_eq!(read_reply(&mut s), vec![FAILURE]);
+    still_serving(&mut agent);
+}
+
+#[test]
+fn request_sent_one_byte_at_a_time_is_answered() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    for b in [0u8, 0, 0, 1, 11] {
+        s.write_all(&[b]).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(read_reply(&mut s)[0], IDENTITIES_ANSWER);
+    still_serving(&mut agent);
+}
+
+#[test]
+fn garbage_key_in_add_request_fails_cleanly() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    let mut body = vec![17];
+    put_string(&mut body, b"ssh-ed25519");
+    put_string(&mut body, &[1; 32]);
+    put_string(&mut body, &[2; 64]);
+    put_string(&mut body, b"comment");
+    assert_eq!(request(&mut s, &body), vec![FAILURE]);
+    let mut fido = vec![17];
+    put_string(&mut fido, b"sk-ssh-ed25519@openssh.com");
+    assert_eq!(request(&mut s, &fido), vec![FAILURE]);
+    assert!(
+        agent.log_text().contains("FIDO security keys"),
+        "{}",
+        agent.log_text()
+    );
+    still_serving(&mut agent);
+}
