@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Agent {
-    name: &'static str,
     child: Child,
     sock: PathBuf,
 }
@@ -37,7 +36,7 @@ fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Age
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     for _ in 0..500 {
         if UnixStream::connect(&sock).is_ok() {
-            return Agent { name, child, sock };
+            return Agent { child, sock };
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -46,7 +45,11 @@ fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Age
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().expect("run command");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn keygen(dir: &Path, name: &str, kind: &str, bits: &str) -> PathBuf {
@@ -61,7 +64,9 @@ fn key_blob(pubfile: &Path) -> Vec<u8> {
     use base64::Engine as _;
     let text = std::fs::read_to_string(pubfile).unwrap();
     let b64 = text.split_whitespace().nth(1).unwrap();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 fn put_string(out: &mut Vec<u8>, b: &[u8]) {
@@ -103,7 +108,7 @@ fn measure(sock: &Path, frame: &[u8], conns: usize, seconds: f64) -> Figures {
             let sock = sock.to_path_buf();
             let frame = frame.to_vec();
             std::thread::spawn(move || {
-                let mut s = UnixStream::connect(&sock).expect("connect");
+                let mut s = UnixStream::connect(&sock).expect("connect to agent");
                 let mut lat = Vec::with_capacity(100_000);
                 let mut buf = vec![0u8; 4096];
                 while Instant::now() < deadline {
@@ -120,7 +125,10 @@ fn measure(sock: &Path, frame: &[u8], conns: usize, seconds: f64) -> Figures {
             })
         })
         .collect();
-    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
@@ -147,25 +155,47 @@ fn main() {
     let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--seconds N")
+            }
             "--hopward" => hopward = args.next().map(PathBuf::from).expect("--hopward PATH"),
             other => panic!("unknown argument {other}"),
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let keys = [
-        ("Ed25519", keygen(dir.path(), "ed25519", "ed25519", "256"), 0u32),
+        (
+            "Ed25519",
+            keygen(dir.path(), "ed25519", "ed25519", "256"),
+            0u32,
+        ),
         ("ECDSA P-256", keygen(dir.path(), "p256", "ecdsa", "256"), 0),
         ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
     ];
     let hw = hopward.to_str().unwrap().to_string();
     let agents = [
-        start("hopward", &hw, &["daemon", "-D"], dir.path().join("hopward.sock")),
-        start("ssh-agent", "/usr/bin/ssh-agent", &["-D"], dir.path().join("openssh.sock")),
+        start(
+            "hopward",
+            &hw,
+            &["daemon", "-D"],
+            dir.path().join("hopward.sock"),
+        ),
+        start(
+            "ssh-agent",
+            "/usr/bin/ssh-agent",
+            &["-D"],
+            dir.path().join("openssh.sock"),
+        ),
     ];
     for agent in &agents {
         for (_, key, _) in &keys {
-            sh(Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", &agent.sock));
+            sh(Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.sock));
         }
     }
     println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run\n");
@@ -202,20 +232,30 @@ fn main() {
         ("ssh-agent", "/usr/bin/ssh-agent", &["-D"][..]),
     ] {
         let agent = start(
-            if name == "hopward" { "hopward" } else { "ssh-agent" },
+            if name == "hopward" {
+                "hopward"
+            } else {
+                "ssh-agent"
+            },
             program,
             args,
             dir.path().join(format!("{name}-idle.sock")),
         );
         for i in 0..10 {
             let key = keygen(dir.path(), &format!("idle-{name}-{i}"), "ed25519", "256");
-            sh(Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &agent.sock));
+            sh(Command::new("ssh-add")
+                .arg("-q")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &agent.sock));
         }
         std::thread::sleep(Duration::from_millis(300));
         rss.push((name, rss_kib(agent.child.id())));
     }
     println!();
     for (name, kib) in rss {
-        println!("idle RSS with 10 keys, {name}: {:.1} MB", kib as f64 / 1024.0);
+        println!(
+            "idle RSS with 10 keys, {name}: {:.1} MB",
+            kib as f64 / 1024.0
+        );
     }
 }

@@ -298,9 +298,7 @@ mod tests {
 
     fn identity(seed: u8, comment: &str, lifetime: Option<u32>, now: Instant) -> Identity {
         let secret = [seed; 32];
-        let pk = ed25519_dalek::SigningKey::from_bytes(&secret)
-            .verifying_key()
-            .to_bytes();
+        let pk = crate::sign::ed25519_public(&secret);
         let parts = PublicParts::Ed25519(pk);
         let new = NewKey {
             public: PublicKey {

@@ -267,6 +267,7 @@ pub enum SecretParts<'a> {
     Ecdsa(&'a [u8]),
     Rsa {
         d: &'a [u8],
+        iqmp: &'a [u8],
         p: &'a [u8],
         q: &'a [u8],
     },
@@ -303,10 +304,10 @@ fn read_secret<'a>(
         PublicParts::Ecdsa(..) => SecretParts::Ecdsa(reader.mpint("ecdsa private key")?),
         PublicParts::Rsa { .. } => {
             let d = reader.mpint("rsa d")?;
-            reader.mpint("rsa iqmp")?;
+            let iqmp = reader.mpint("rsa iqmp")?;
             let p = reader.mpint("rsa p")?;
             let q = reader.mpint("rsa q")?;
-            SecretParts::Rsa { d, p, q }
+            SecretParts::Rsa { d, iqmp, p, q }
         }
     })
 }
@@ -503,9 +504,7 @@ mod tests {
     use super::*;
 
     fn ed25519_add(seed: [u8; 32], comment: &str) -> Vec<u8> {
-        let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
-            .verifying_key()
-            .to_bytes();
+        let pk = crate::sign::ed25519_public(&seed);
         let mut out = vec![SSH_AGENTC_ADD_IDENTITY];
         put_string(&mut out, b"ssh-ed25519");
         put_string(&mut out, &pk);

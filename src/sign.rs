@@ -1,15 +1,21 @@
 //! Private keys in signing form and the signature for each algorithm.
 //!
+//! Signing uses AWS-LC (through aws-lc-rs): its P-256 and RSA code is an
+//! order of magnitude faster than the pure-Rust crates, and it wipes key
+//! memory when a key is freed. RSA keys below 2048 bits and legacy `ssh-rsa`
+//! (SHA-1) signatures, which AWS-LC will not make, use the `rsa` crate.
+//!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
-//! checked against the public key it claims to be; every variant zeroizes its
-//! secret on drop (the underlying crates implement `ZeroizeOnDrop`), and no
-//! `Debug` output ever shows secret material.
+//! checked against the public key it claims to be; secrets are wiped on drop
+//! (AWS-LC cleanses on free, the `rsa` crate zeroizes, intermediate buffers
+//! are `Zeroizing`); no `Debug` output ever shows secret material.
 
 use std::fmt;
 
-use ed25519_dalek::Signer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as lc, KeyPair as _};
 use rsa::BigUint;
-use rsa::traits::PublicKeyParts as _;
+use zeroize::Zeroizing;
 
 use crate::proto::{KeyType, PublicParts, SecretParts};
 use crate::wire::put_mpint;
@@ -21,6 +27,8 @@ pub const FLAG_RSA_SHA2_512: u32 = 0x04;
 
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
+/// AWS-LC signs with RSA keys from this size on.
+const RSA_FAST_MIN_BITS: usize = 2048;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -38,13 +46,24 @@ pub enum SignError {
     Failed,
 }
 
+/// An RSA key: AWS-LC for SHA-2 when it accepts the size, the `rsa` crate for
+/// SHA-1 and small keys.
+pub struct RsaKey {
+    fast: Option<aws_lc_rs::rsa::KeyPair>,
+    legacy: rsa::RsaPrivateKey,
+}
+
+impl fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RsaKey(redacted)")
+    }
+}
+
 /// A private key ready to sign.
 pub enum SigningKey {
-    Ed25519(ed25519_dalek::SigningKey),
-    EcdsaP256(p256::ecdsa::SigningKey),
-    EcdsaP384(p384::ecdsa::SigningKey),
-    EcdsaP521(p521::ecdsa::SigningKey),
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Ed25519(lc::Ed25519KeyPair),
+    Ecdsa(KeyType, lc::EcdsaKeyPair),
+    Rsa(Box<RsaKey>),
 }
 
 impl fmt::Debug for SigningKey {
@@ -65,9 +84,9 @@ impl SigningKey {
     pub fn kind(&self) -> &'static str {
         match self {
             SigningKey::Ed25519(_) => "ed25519",
-            SigningKey::EcdsaP256(_) => "ecdsa-p256",
-            SigningKey::EcdsaP384(_) => "ecdsa-p384",
-            SigningKey::EcdsaP521(_) => "ecdsa-p521",
+            SigningKey::Ecdsa(KeyType::EcdsaP384, _) => "ecdsa-p384",
+            SigningKey::Ecdsa(KeyType::EcdsaP521, _) => "ecdsa-p521",
+            SigningKey::Ecdsa(..) => "ecdsa-p256",
             SigningKey::Rsa(_) => "rsa",
         }
     }
@@ -77,13 +96,14 @@ impl SigningKey {
     pub fn new(public: &PublicParts, secret: &SecretParts<'_>) -> Result<Self, KeyError> {
         match (public, secret) {
             (PublicParts::Ed25519(pk), SecretParts::Ed25519(seed)) => {
-                let seed: &[u8; 32] = (*seed)
-                    .try_into()
-                    .map_err(|_| KeyError::Malformed("ed25519"))?;
-                ed25519(*pk, seed)
+                lc::Ed25519KeyPair::from_seed_and_public_key(seed, pk)
+                    .map(SigningKey::Ed25519)
+                    .map_err(|_| KeyError::Mismatch)
             }
             (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => ecdsa(*curve, point, d),
-            (PublicParts::Rsa { e, n }, SecretParts::Rsa { d, p, q }) => rsa_key(e, n, d, p, q),
+            (PublicParts::Rsa { e, n }, SecretParts::Rsa { d, iqmp, p, q }) => {
+                rsa_key(e, n, d, iqmp, p, q)
+            }
             _ => Err(KeyError::Mismatch),
         }
     }
@@ -95,147 +115,159 @@ impl SigningKey {
         match self {
             SigningKey::Ed25519(key) => Ok(SshSignature {
                 algorithm: "ssh-ed25519",
-                blob: key.sign(data).to_bytes().to_vec(),
+                blob: key.sign(data).as_ref().to_vec(),
             }),
-            SigningKey::EcdsaP256(key) => {
-                let sig: p256::ecdsa::Signature =
-                    signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob(
-                    "ecdsa-sha2-nistp256",
-                    &sig.r().to_bytes(),
-                    &sig.s().to_bytes(),
-                ))
+            SigningKey::Ecdsa(curve, key) => {
+                let sig = key
+                    .sign(&SystemRandom::new(), data)
+                    .map_err(|_| SignError::Failed)?;
+                // FIXED encoding: r || s, each the size of the curve order.
+                let (r, s) = sig.as_ref().split_at(sig.as_ref().len() / 2);
+                let mut blob = Vec::with_capacity(r.len() + s.len() + 10);
+                put_mpint(&mut blob, r);
+                put_mpint(&mut blob, s);
+                Ok(SshSignature {
+                    algorithm: signature_algorithm(*curve, flags),
+                    blob,
+                })
             }
-            SigningKey::EcdsaP384(key) => {
-                let sig: p384::ecdsa::Signature =
-                    signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob(
-                    "ecdsa-sha2-nistp384",
-                    &sig.r().to_bytes(),
-                    &sig.s().to_bytes(),
-                ))
-            }
-            SigningKey::EcdsaP521(key) => {
-                let sig: p521::ecdsa::Signature =
-                    signature::Signer::try_sign(key, data).map_err(|_| SignError::Failed)?;
-                Ok(ecdsa_blob(
-                    "ecdsa-sha2-nistp521",
-                    &sig.r().to_bytes(),
-                    &sig.s().to_bytes(),
-                ))
-            }
-            SigningKey::Rsa(key) => rsa_sign(key, data, flags),
+            SigningKey::Rsa(key) => key.sign(data, flags),
         }
     }
 }
 
-fn ecdsa_blob(algorithm: &'static str, r: &[u8], s: &[u8]) -> SshSignature {
-    let mut blob = Vec::with_capacity(r.len() + s.len() + 10);
-    put_mpint(&mut blob, r);
-    put_mpint(&mut blob, s);
-    SshSignature { algorithm, blob }
+impl RsaKey {
+    fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+        let algorithm = signature_algorithm(KeyType::Rsa, flags);
+        let encoding: Option<&'static lc::RsaSignatureEncoding> = match algorithm {
+            "rsa-sha2-256" => Some(&lc::RSA_PKCS1_SHA256),
+            "rsa-sha2-512" => Some(&lc::RSA_PKCS1_SHA512),
+            _ => None,
+        };
+        if let (Some(fast), Some(encoding)) = (&self.fast, encoding) {
+            let mut blob = vec![0u8; fast.public_modulus_len()];
+            fast.sign(encoding, &SystemRandom::new(), data, &mut blob)
+                .map_err(|_| SignError::Failed)?;
+            return Ok(SshSignature { algorithm, blob });
+        }
+        legacy_rsa_sign(&self.legacy, algorithm, data)
+    }
 }
 
-fn rsa_sign(key: &rsa::RsaPrivateKey, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+fn legacy_rsa_sign(
+    key: &rsa::RsaPrivateKey,
+    algorithm: &'static str,
+    data: &[u8],
+) -> Result<SshSignature, SignError> {
     use rsa::pkcs1v15::Pkcs1v15Sign;
     use sha2::Digest as _;
-    let (algorithm, scheme, digest) = if flags & FLAG_RSA_SHA2_256 != 0 {
-        (
-            "rsa-sha2-256",
+    let (scheme, digest) = match algorithm {
+        "rsa-sha2-256" => (
             Pkcs1v15Sign::new::<sha2::Sha256>(),
             sha2::Sha256::digest(data).to_vec(),
-        )
-    } else if flags & FLAG_RSA_SHA2_512 != 0 {
-        (
-            "rsa-sha2-512",
+        ),
+        "rsa-sha2-512" => (
             Pkcs1v15Sign::new::<sha2::Sha512>(),
             sha2::Sha512::digest(data).to_vec(),
-        )
-    } else {
-        (
-            "ssh-rsa",
+        ),
+        _ => (
             Pkcs1v15Sign::new::<sha1::Sha1>(),
             sha1::Sha1::digest(data).to_vec(),
-        )
+        ),
     };
-    // Deterministic PKCS#1 v1.5, but with blinding against timing attacks.
+    // Blinded against timing attacks.
     let blob = key
         .sign_with_rng(&mut rand_core::OsRng, scheme, &digest)
         .map_err(|_| SignError::Failed)?;
     Ok(SshSignature { algorithm, blob })
 }
 
-fn ed25519(public: [u8; 32], secret: &[u8; 32]) -> Result<SigningKey, KeyError> {
-    let key = ed25519_dalek::SigningKey::from_bytes(secret);
-    if key.verifying_key().to_bytes() != public {
-        return Err(KeyError::Mismatch);
-    }
-    Ok(SigningKey::Ed25519(key))
-}
-
-/// Left-pads an mpint magnitude to a curve's scalar size.
-fn scalar<const N: usize>(d: &[u8]) -> Result<zeroize::Zeroizing<[u8; N]>, KeyError> {
-    if d.len() > N {
+fn ecdsa(curve: KeyType, point: &[u8], d: &[u8]) -> Result<SigningKey, KeyError> {
+    let (alg, size): (&'static lc::EcdsaSigningAlgorithm, usize) = match curve {
+        KeyType::EcdsaP256 => (&lc::ECDSA_P256_SHA256_FIXED_SIGNING, 32),
+        KeyType::EcdsaP384 => (&lc::ECDSA_P384_SHA384_FIXED_SIGNING, 48),
+        KeyType::EcdsaP521 => (&lc::ECDSA_P521_SHA512_FIXED_SIGNING, 66),
+        _ => return Err(KeyError::Mismatch),
+    };
+    // The mpint drops leading zeros; the key wants the full scalar size.
+    if d.len() > size {
         return Err(KeyError::Malformed("ecdsa"));
     }
-    let mut out = zeroize::Zeroizing::new([0u8; N]);
-    out[N - d.len()..].copy_from_slice(d);
-    Ok(out)
-}
-
-fn ecdsa(curve: KeyType, point: &[u8], d: &[u8]) -> Result<SigningKey, KeyError> {
-    match curve {
-        KeyType::EcdsaP256 => {
-            let key = p256::ecdsa::SigningKey::from_slice(&scalar::<32>(d)?[..])
-                .map_err(|_| KeyError::Malformed("ecdsa-p256"))?;
-            if key.verifying_key().to_encoded_point(false).as_bytes() != point {
-                return Err(KeyError::Mismatch);
-            }
-            Ok(SigningKey::EcdsaP256(key))
-        }
-        KeyType::EcdsaP384 => {
-            let key = p384::ecdsa::SigningKey::from_slice(&scalar::<48>(d)?[..])
-                .map_err(|_| KeyError::Malformed("ecdsa-p384"))?;
-            if key.verifying_key().to_encoded_point(false).as_bytes() != point {
-                return Err(KeyError::Mismatch);
-            }
-            Ok(SigningKey::EcdsaP384(key))
-        }
-        KeyType::EcdsaP521 => {
-            let key = p521::ecdsa::SigningKey::from_slice(&scalar::<66>(d)?[..])
-                .map_err(|_| KeyError::Malformed("ecdsa-p521"))?;
-            if p521::ecdsa::VerifyingKey::from(&key)
-                .to_encoded_point(false)
-                .as_bytes()
-                != point
-            {
-                return Err(KeyError::Mismatch);
-            }
-            Ok(SigningKey::EcdsaP521(key))
-        }
-        _ => Err(KeyError::Mismatch),
-    }
-}
-
-fn rsa_key(e: &[u8], n: &[u8], d: &[u8], p: &[u8], q: &[u8]) -> Result<SigningKey, KeyError> {
-    let n = BigUint::from_bytes_be(n);
-    let e = BigUint::from_bytes_be(e);
-    let d = BigUint::from_bytes_be(d);
-    let p = BigUint::from_bytes_be(p);
-    let q = BigUint::from_bytes_be(q);
-    if &p * &q != n {
+    let mut scalar = Zeroizing::new(vec![0u8; size]);
+    scalar[size - d.len()..].copy_from_slice(d);
+    let key = lc::EcdsaKeyPair::from_private_key_and_public_key(alg, &scalar, point)
+        .map_err(|_| KeyError::Mismatch)?;
+    if key.public_key().as_ref() != point {
         return Err(KeyError::Mismatch);
     }
-    let mut key = rsa::RsaPrivateKey::from_components(n, e, d, vec![p, q])
+    Ok(SigningKey::Ecdsa(curve, key))
+}
+
+fn rsa_key(
+    e: &[u8],
+    n: &[u8],
+    d: &[u8],
+    iqmp: &[u8],
+    p: &[u8],
+    q: &[u8],
+) -> Result<SigningKey, KeyError> {
+    let big = |b: &[u8]| BigUint::from_bytes_be(b);
+    let (nb, eb, db, pb, qb) = (big(n), big(e), big(d), big(p), big(q));
+    if &pb * &qb != nb {
+        return Err(KeyError::Mismatch);
+    }
+    let one = BigUint::from(1u8);
+    let dp = Zeroizing::new((&db % (&pb - &one)).to_bytes_be());
+    let dq = Zeroizing::new((&db % (&qb - &one)).to_bytes_be());
+    let mut legacy = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
         .map_err(|_| KeyError::Malformed("rsa"))?;
-    let bits = key.n().bits();
+    let bits = rsa::traits::PublicKeyParts::n(&legacy).bits();
     if bits < RSA_MIN_BITS {
         return Err(KeyError::RsaTooSmall(bits));
     }
-    key.validate().map_err(|_| KeyError::Mismatch)?;
-    // CRT values make each signature several times faster.
-    key.precompute().map_err(|_| KeyError::Malformed("rsa"))?;
-    Ok(SigningKey::Rsa(Box::new(key)))
+    legacy.validate().map_err(|_| KeyError::Mismatch)?;
+    legacy
+        .precompute()
+        .map_err(|_| KeyError::Malformed("rsa"))?;
+    let fast = if bits >= RSA_FAST_MIN_BITS {
+        let der = pkcs1_der(&[&[], n, e, d, p, q, &dp, &dq, iqmp]);
+        Some(aws_lc_rs::rsa::KeyPair::from_der(&der).map_err(|_| KeyError::Mismatch)?)
+    } else {
+        None
+    };
+    Ok(SigningKey::Rsa(Box::new(RsaKey { fast, legacy })))
+}
+
+/// DER `RSAPrivateKey` (RFC 8017 A.1.2) from big-endian unsigned integers;
+/// the first is the version (empty = 0).
+fn pkcs1_der(integers: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+    fn put_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    let mut body = Zeroizing::new(Vec::new());
+    for int in integers {
+        let start = int.iter().position(|&b| b != 0).unwrap_or(int.len());
+        let trimmed = &int[start..];
+        let pad = trimmed.first().is_none_or(|&b| b & 0x80 != 0);
+        body.push(0x02);
+        put_len(&mut body, trimmed.len() + usize::from(pad));
+        if pad {
+            body.push(0);
+        }
+        body.extend_from_slice(trimmed);
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 6));
+    out.push(0x30);
+    put_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// The SSH algorithm name a signature by a `key_type` key carries, given
@@ -252,43 +284,68 @@ pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
     }
 }
 
+/// The Ed25519 public key of a seed (tests and tooling).
+pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
+    let pair = lc::Ed25519KeyPair::from_seed_unchecked(seed).expect("32-byte seed");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(pair.public_key().as_ref());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ed25519_rejects_mismatched_public_key() {
-        let secret = [7u8; 32];
-        let good = ed25519_dalek::SigningKey::from_bytes(&secret)
-            .verifying_key()
-            .to_bytes();
-        assert!(ed25519(good, &secret).is_ok());
+        let seed = [7u8; 32];
+        let good = ed25519_public(&seed);
+        let secret = SecretParts::Ed25519(&seed);
+        assert!(SigningKey::new(&PublicParts::Ed25519(good), &secret).is_ok());
         let mut bad = good;
         bad[0] ^= 1;
-        assert_eq!(ed25519(bad, &secret).unwrap_err(), KeyError::Mismatch);
-    }
-
-    #[test]
-    fn short_ecdsa_scalars_are_padded() {
-        let key = p521::ecdsa::SigningKey::from_slice(&{
-            let mut d = [0u8; 66];
-            d[65] = 7;
-            d
-        })
-        .unwrap();
-        let point = p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false);
-        let built = ecdsa(KeyType::EcdsaP521, point.as_bytes(), &[7]).unwrap();
-        assert_eq!(built.kind(), "ecdsa-p521");
+        assert_eq!(
+            SigningKey::new(&PublicParts::Ed25519(bad), &secret).unwrap_err(),
+            KeyError::Mismatch
+        );
     }
 
     #[test]
     fn ed25519_signature_verifies() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-        let verifying = key.verifying_key();
-        let sig = SigningKey::Ed25519(key).sign(b"hello", 0).unwrap();
+        let seed = [9u8; 32];
+        let pk = ed25519_public(&seed);
+        let key = SigningKey::new(&PublicParts::Ed25519(pk), &SecretParts::Ed25519(&seed)).unwrap();
+        let sig = key.sign(b"hello", 0).unwrap();
         assert_eq!(sig.algorithm, "ssh-ed25519");
-        let parsed = ed25519_dalek::Signature::from_slice(&sig.blob).unwrap();
-        verifying.verify_strict(b"hello", &parsed).unwrap();
+        lc::UnparsedPublicKey::new(&lc::ED25519, pk)
+            .verify(b"hello", &sig.blob)
+            .unwrap();
+    }
+
+    #[test]
+    fn short_ecdsa_scalars_are_padded() {
+        let mut d = [0u8; 32];
+        d[31] = 7;
+        // The public point of d = 7, derived by AWS-LC from a SEC1 key.
+        let derived = lc::EcdsaKeyPair::from_private_key_der(
+            &lc::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &p256_sec1_der(&d),
+        )
+        .unwrap();
+        let point = derived.public_key().as_ref().to_vec();
+        let built = ecdsa(KeyType::EcdsaP256, &point, &[7]).unwrap();
+        assert_eq!(built.kind(), "ecdsa-p256");
+        assert!(ecdsa(KeyType::EcdsaP256, &point, &[8]).is_err());
+    }
+
+    /// SEC1 ECPrivateKey DER for a P-256 scalar without the public key.
+    fn p256_sec1_der(d: &[u8; 32]) -> Vec<u8> {
+        let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
+        der.extend_from_slice(d);
+        der.extend_from_slice(&[
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ]);
+        der
     }
 
     #[test]
@@ -303,8 +360,19 @@ mod tests {
     }
 
     #[test]
+    fn der_integers_are_minimal_and_positive() {
+        let der = pkcs1_der(&[&[], &[0x80], &[0, 0, 1]]);
+        assert_eq!(&der[..], &[0x30, 10, 2, 1, 0, 2, 2, 0, 0x80, 2, 1, 1]);
+    }
+
+    #[test]
     fn debug_never_shows_secret() {
-        let key = SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[0x41; 32]));
+        let seed = [0x41; 32];
+        let key = SigningKey::new(
+            &PublicParts::Ed25519(ed25519_public(&seed)),
+            &SecretParts::Ed25519(&seed),
+        )
+        .unwrap();
         assert_eq!(format!("{key:?}"), "SigningKey(ed25519)");
     }
 }
