@@ -360,6 +360,54 @@ mod tests {
     }
 
     #[test]
+    fn small_rsa_keys_sign_sha1_and_sha2_through_the_legacy_path() {
+        use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+        let generated = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
+        let primes = generated.primes();
+        let (p, q) = (primes[0].to_bytes_be(), primes[1].to_bytes_be());
+        let (n, e, d) = (
+            generated.n().to_bytes_be(),
+            generated.e().to_bytes_be(),
+            generated.d().to_bytes_be(),
+        );
+        let public = PublicParts::Rsa {
+            e: e.clone(),
+            n: n.clone(),
+        };
+        let secret = SecretParts::Rsa {
+            d: &d,
+            iqmp: &[1],
+            p: &p,
+            q: &q,
+        };
+        let key = SigningKey::new(&public, &secret).unwrap();
+        let verifier = generated.to_public_key();
+        use sha2::Digest as _;
+        let sig = key.sign(b"m", 0).unwrap();
+        assert_eq!(sig.algorithm, "ssh-rsa");
+        verifier
+            .verify(
+                rsa::pkcs1v15::Pkcs1v15Sign::new::<sha1::Sha1>(),
+                &sha1::Sha1::digest(b"m"),
+                &sig.blob,
+            )
+            .unwrap();
+        let sig = key.sign(b"m", FLAG_RSA_SHA2_256).unwrap();
+        assert_eq!(sig.algorithm, "rsa-sha2-256");
+        verifier
+            .verify(
+                rsa::pkcs1v15::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(b"m"),
+                &sig.blob,
+            )
+            .unwrap();
+        // A different modulus does not pass as this key.
+        let mut wrong_n = n.clone();
+        wrong_n[10] ^= 1;
+        assert!(SigningKey::new(&PublicParts::Rsa { e, n: wrong_n }, &secret).is_err());
+    }
+
+    #[test]
     fn der_integers_are_minimal_and_positive() {
         let der = pkcs1_der(&[&[], &[0x80], &[0, 0, 1]]);
         assert_eq!(&der[..], &[0x30, 10, 2, 1, 0, 2, 2, 0, 0x80, 2, 1, 1]);
