@@ -26,7 +26,7 @@ impl Drop for Agent {
 }
 
 fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Agent {
-    let child = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
         .arg("-a")
         .arg(&sock)
@@ -40,6 +40,8 @@ fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Age
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("{name} did not start");
 }
 
