@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::confirm::Confirmer;
 use crate::keystore::Keystore;
+use crate::known_hosts::KnownHosts;
 
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub struct AgentOptions {
     pub owner_uid: u32,
     /// How long a confirmation may take.
     pub confirm_timeout: Duration,
+    /// known_hosts files that name host keys.
+    pub known_hosts: Vec<std::path::PathBuf>,
 }
 
 /// The running agent: keys, the confirmer and options.
@@ -23,6 +26,7 @@ pub struct AgentOptions {
 pub struct Agent {
     pub keystore: Keystore,
     pub confirmer: Arc<dyn Confirmer>,
+    pub known_hosts: KnownHosts,
     pub options: AgentOptions,
     next_connection: AtomicU64,
 }
@@ -32,6 +36,7 @@ impl Agent {
         Agent {
             keystore: Keystore::new(),
             confirmer,
+            known_hosts: KnownHosts::new(options.known_hosts.clone()),
             options,
             next_connection: AtomicU64::new(1),
         }

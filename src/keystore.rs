@@ -23,6 +23,8 @@ pub struct Constraints {
     pub confirm: bool,
     /// Seconds the key lives after it was added (`ssh-add -t`).
     pub lifetime: Option<u32>,
+    /// Where the key may be used (`ssh-add -h`); empty = anywhere.
+    pub destinations: Vec<crate::destination::DestinationConstraint>,
 }
 
 /// One key held by the agent.

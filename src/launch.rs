@@ -119,6 +119,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         default_lifetime,
         owner_uid: hardening::effective_uid(),
         confirm_timeout: DEFAULT_TIMEOUT,
+        known_hosts: known_hosts_files(),
     };
 
     match mode {
@@ -159,6 +160,14 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                 }
             }
         }
+    }
+}
+
+/// `$HOPWARD_KNOWN_HOSTS` (colon-separated) or OpenSSH's default files.
+fn known_hosts_files() -> Vec<PathBuf> {
+    match std::env::var_os("HOPWARD_KNOWN_HOSTS") {
+        Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
+        _ => crate::known_hosts::default_files(),
     }
 }
 

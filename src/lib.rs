@@ -5,12 +5,17 @@
 //! the edges (server, confirmers, launch) do the I/O and are swappable in tests.
 
 pub mod agent;
+pub mod binding;
+pub mod cert;
 pub mod cli;
 pub mod confirm;
+pub mod context;
+pub mod destination;
 pub mod duration;
 pub mod frame;
 pub mod hardening;
 pub mod keystore;
+pub mod known_hosts;
 pub mod launch;
 pub mod paths;
 pub mod peer;
@@ -18,4 +23,5 @@ pub mod proto;
 pub mod server;
 pub mod session;
 pub mod sign;
+pub mod verify;
 pub mod wire;

@@ -134,7 +134,11 @@ pub enum PublicParts {
 }
 
 impl PublicParts {
-    fn read(reader: &mut Reader<'_>, key_type: KeyType) -> Result<PublicParts, ProtoError> {
+    /// Reads the public fields of a `key_type` key.
+    pub fn read_from(
+        reader: &mut Reader<'_>,
+        key_type: KeyType,
+    ) -> Result<PublicParts, ProtoError> {
         Ok(match key_type {
             KeyType::Ed25519 => {
                 let pk = reader.string("ed25519 public key")?;
@@ -216,7 +220,7 @@ impl PublicKey {
         if is_cert {
             reader.string("certificate nonce")?;
         }
-        let parts = PublicParts::read(&mut reader, key_type)?;
+        let parts = PublicParts::read_from(&mut reader, key_type)?;
         if is_cert {
             skip_cert_tail(&mut reader)?;
         }
@@ -344,7 +348,7 @@ fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
                 let e = reader.mpint("rsa e")?.to_vec();
                 PublicParts::Rsa { e, n }
             }
-            other => PublicParts::read(reader, other)?,
+            other => PublicParts::read_from(reader, other)?,
         };
         let secret = read_secret(reader, &parts)?;
         let public = PublicKey {

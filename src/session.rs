@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::agent::Agent;
+use crate::binding::{Chain, SignedData};
+use crate::cert::unix_now;
 use crate::confirm::{Prompt, clean};
+use crate::context::RequestContext;
+use crate::destination;
 use crate::keystore::{self, Constraints, Identity};
 use crate::peer::Peer;
 use crate::proto::{
@@ -25,6 +29,8 @@ pub struct Session {
     agent: Arc<Agent>,
     peer: Peer,
     id: u64,
+    /// The hosts this connection came through, from session-bind.
+    chain: Chain,
 }
 
 fn status(ok: bool) -> Vec<u8> {
@@ -41,7 +47,12 @@ fn failure() -> Vec<u8> {
 
 impl Session {
     pub fn new(agent: Arc<Agent>, peer: Peer, id: u64) -> Self {
-        Session { agent, peer, id }
+        Session {
+            agent,
+            peer,
+            id,
+            chain: Chain::default(),
+        }
     }
 
     pub fn peer(&self) -> &Peer {
@@ -70,7 +81,13 @@ impl Session {
             } => self.sign(key_blob, data, flags).await,
             Request::Add { key, constraints } => self.add(&key, &constraints),
             Request::Remove { key_blob } => {
-                let removed = self.agent.keystore.remove(key_blob);
+                // A key this connection cannot see cannot be removed through it.
+                let visible = self
+                    .agent
+                    .keystore
+                    .find(key_blob, Instant::now())
+                    .is_some_and(|id| self.visible(&id));
+                let removed = visible && self.agent.keystore.remove(key_blob);
                 if removed {
                     info!(conn = self.id, "removed key {}", describe_blob(key_blob));
                 }
@@ -86,6 +103,10 @@ impl Session {
                 );
                 failure()
             }
+            Request::Extension {
+                name: "session-bind@openssh.com",
+                body,
+            } => self.session_bind(body),
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
                 failure()
@@ -93,8 +114,47 @@ impl Session {
         }
     }
 
+    fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
+        match self.chain.bind(body, unix_now()) {
+            Ok(()) => {
+                if let Some(hop) = self.chain.last() {
+                    debug!(
+                        conn = self.id,
+                        host = %hop.fingerprint(),
+                        forwarding = hop.forwarding,
+                        hops = self.chain.hops().len(),
+                        "session bound"
+                    );
+                }
+                status(true)
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
+                failure()
+            }
+        }
+    }
+
+    /// Whether a key may be listed (or removed) on this connection: OpenSSH's
+    /// `identity_permitted` without a user.
+    fn visible(&self, identity: &Identity) -> bool {
+        destination::identity_permitted(
+            &identity.constraints.destinations,
+            &self.chain,
+            None,
+            unix_now(),
+        )
+        .is_ok()
+    }
+
     fn list(&self) -> Vec<u8> {
-        let identities = self.agent.keystore.list(Instant::now());
+        let identities: Vec<_> = self
+            .agent
+            .keystore
+            .list(Instant::now())
+            .into_iter()
+            .filter(|id| self.visible(id))
+            .collect();
         proto::identities_answer(identities.iter().map(|id| (id.blob(), id.comment.as_str())))
     }
 
@@ -107,6 +167,26 @@ impl Session {
             );
             return failure();
         };
+        let signed_data = SignedData::parse(data);
+        let context = RequestContext::new(
+            &identity.fingerprint,
+            &identity.comment,
+            &self.chain,
+            &signed_data,
+            &self.peer,
+            &self.agent.known_hosts,
+        );
+        debug!(conn = self.id, "request context: {context}");
+        if let Err(refusal) = destination::check_sign(
+            &identity.constraints.destinations,
+            &self.chain,
+            key_blob,
+            &signed_data,
+            unix_now(),
+        ) {
+            warn!(conn = self.id, key = %identity.fingerprint, "sign refused by destination constraint: {refusal}");
+            return failure();
+        }
         if identity.constraints.confirm && !self.confirm(&identity).await {
             return failure();
         }
@@ -162,13 +242,24 @@ impl Session {
             match constraint {
                 Constraint::Lifetime(secs) => parsed.lifetime = Some(*secs),
                 Constraint::Confirm => parsed.confirm = true,
-                Constraint::RestrictDestination(_) => {
-                    warn!(
-                        conn = self.id,
-                        "refused to add key {}: destination constraints (ssh-add -h) are not supported",
-                        key.public.fingerprint()
-                    );
-                    return failure();
+                Constraint::RestrictDestination(body) => {
+                    match destination::parse_constraints(body) {
+                        Ok(list) if parsed.destinations.is_empty() => parsed.destinations = list,
+                        Ok(_) => {
+                            warn!(
+                                conn = self.id,
+                                "refused to add key: destination constraint given twice"
+                            );
+                            return failure();
+                        }
+                        Err(e) => {
+                            warn!(
+                                conn = self.id,
+                                "refused to add key: bad destination constraint: {e}"
+                            );
+                            return failure();
+                        }
+                    }
                 }
             }
         }

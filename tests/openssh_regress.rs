@@ -68,3 +68,8 @@ fn openssh_agent_timeout_sh() {
 fn openssh_agent_subprocess_sh() {
     regress(&["agent-subprocess"]);
 }
+
+#[test]
+fn openssh_agent_restrict_sh() {
+    regress(&["agent-restrict"]);
+}

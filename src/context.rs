@@ -1,0 +1,138 @@
+//! The one value every decision is made from: which key, through which
+//! hops to which host, as which user, for what, asked by whom.
+
+use std::fmt;
+
+use crate::binding::{Chain, Purpose, SignedData};
+use crate::known_hosts::KnownHosts;
+use crate::peer::Peer;
+
+/// One hop as decisions and prompts see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopView {
+    pub fingerprint: String,
+    /// Names verified through known_hosts (empty: an unknown host).
+    pub names: Vec<String>,
+    pub forwarding: bool,
+}
+
+impl fmt::Display for HopView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.names.first() {
+            Some(name) => write!(f, "{name}")?,
+            None => write!(f, "unknown host {}", self.fingerprint)?,
+        }
+        write!(f, " ({})", if self.forwarding { "fwd" } else { "auth" })
+    }
+}
+
+/// How a request reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// No session-bind: a local program.
+    Local,
+    /// One authentication bind: `ssh host` from this machine.
+    Direct,
+    /// Forwarding hops, then an authentication bind.
+    Forwarded,
+    /// The last bind is a forwarding hop, yet a signature is asked for.
+    ForwardedUnverified,
+    /// A bind failed on this connection.
+    Poisoned,
+}
+
+impl RequestClass {
+    pub fn of(chain: &Chain, signing: bool) -> RequestClass {
+        if chain.is_poisoned() {
+            return RequestClass::Poisoned;
+        }
+        match chain.hops() {
+            [] => RequestClass::Local,
+            hops if hops[hops.len() - 1].forwarding => {
+                if signing {
+                    RequestClass::ForwardedUnverified
+                } else {
+                    RequestClass::Forwarded
+                }
+            }
+            [_] => RequestClass::Direct,
+            _ => RequestClass::Forwarded,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestClass::Local => "local",
+            RequestClass::Direct => "direct",
+            RequestClass::Forwarded => "forwarded",
+            RequestClass::ForwardedUnverified => "forwarded_unverified",
+            RequestClass::Poisoned => "poisoned",
+        }
+    }
+}
+
+/// Everything known about one sign request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub key_fingerprint: String,
+    pub key_comment: String,
+    pub chain: Vec<HopView>,
+    pub class: RequestClass,
+    pub user: Option<String>,
+    pub purpose: Purpose,
+    pub peer: Peer,
+}
+
+impl RequestContext {
+    pub fn new(
+        key_fingerprint: &str,
+        key_comment: &str,
+        chain: &Chain,
+        data: &SignedData<'_>,
+        peer: &Peer,
+        known_hosts: &KnownHosts,
+    ) -> RequestContext {
+        RequestContext {
+            key_fingerprint: key_fingerprint.to_string(),
+            key_comment: key_comment.to_string(),
+            chain: chain
+                .hops()
+                .iter()
+                .map(|hop| HopView {
+                    fingerprint: hop.fingerprint(),
+                    names: known_hosts.names(hop),
+                    forwarding: hop.forwarding,
+                })
+                .collect(),
+            class: RequestClass::of(chain, true),
+            user: data.user().map(str::to_string),
+            purpose: data.purpose(),
+            peer: peer.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "key={} ({}) class={} chain=[",
+            self.key_fingerprint,
+            crate::confirm::clean(&self.key_comment, 80),
+            self.class.as_str()
+        )?;
+        for (i, hop) in self.chain.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" > ")?;
+            }
+            write!(f, "{}", crate::confirm::clean(&hop.to_string(), 200))?;
+        }
+        write!(
+            f,
+            "] user={} purpose={} peer={}",
+            crate::confirm::clean(self.user.as_deref().unwrap_or("-"), 80),
+            self.purpose.as_str(),
+            self.peer
+        )
+    }
+}

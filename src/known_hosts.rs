@@ -1,0 +1,334 @@
+//! Names for host keys, from OpenSSH known_hosts files: plain names and
+//! `[host]:port`, hashed entries (matched when asked about an exact name),
+//! `@cert-authority` lines with the certificate's principals, and `@revoked`
+//! keys, which never match.
+//!
+//! Invariants: a bad line is skipped with a warning, never fatal; the parsed
+//! files are cached and re-read when a file's size or mtime changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use tracing::warn;
+
+use crate::binding::Hop;
+use crate::destination::match_pattern;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Plain(String),
+    Negated(String),
+    Hashed { salt: Vec<u8>, hash: Vec<u8> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    CertAuthority,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    marker: Marker,
+    patterns: Vec<Pattern>,
+    key_blob: Vec<u8>,
+}
+
+fn parse_patterns(field: &str) -> Option<Vec<Pattern>> {
+    field
+        .split(',')
+        .map(|p| {
+            if let Some(hashed) = p.strip_prefix("|1|") {
+                let (salt, hash) = hashed.split_once('|')?;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                Some(Pattern::Hashed {
+                    salt: b64.decode(salt).ok()?,
+                    hash: b64.decode(hash).ok()?,
+                })
+            } else if let Some(neg) = p.strip_prefix('!') {
+                Some(Pattern::Negated(neg.to_ascii_lowercase()))
+            } else if p.is_empty() {
+                None
+            } else {
+                Some(Pattern::Plain(p.to_ascii_lowercase()))
+            }
+        })
+        .collect()
+}
+
+fn parse_line(line: &str) -> Result<Option<Entry>, &'static str> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut fields = line.split_whitespace();
+    let mut first = fields.next().ok_or("empty line")?;
+    let marker = match first {
+        "@cert-authority" => Marker::CertAuthority,
+        "@revoked" => Marker::Revoked,
+        m if m.starts_with('@') => return Err("unknown marker"),
+        _ => Marker::None,
+    };
+    if marker != Marker::None {
+        first = fields.next().ok_or("missing host patterns")?;
+    }
+    let patterns = parse_patterns(first).ok_or("bad host pattern")?;
+    let key_type = fields.next().ok_or("missing key type")?;
+    let key_b64 = fields.next().ok_or("missing key")?;
+    let key_blob = base64::engine::general_purpose::STANDARD
+        .decode(key_b64)
+        .map_err(|_| "key is not base64")?;
+    let key = crate::proto::PublicKey::parse(&key_blob).map_err(|_| "unsupported or bad key")?;
+    if key.parts.key_type().name() != key_type && !key.is_cert {
+        return Err("key type does not match the key");
+    }
+    Ok(Some(Entry {
+        marker,
+        patterns,
+        key_blob,
+    }))
+}
+
+fn hashed_name_matches(salt: &[u8], hash: &[u8], name: &str) -> bool {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, salt);
+    hmac::verify(&key, name.as_bytes(), hash).is_ok()
+}
+
+/// Whether `name` matches an entry's host patterns: some positive pattern
+/// matches and no negated one does.
+fn patterns_match(patterns: &[Pattern], name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let mut positive = false;
+    for p in patterns {
+        match p {
+            Pattern::Negated(neg) if match_pattern(&name, neg) => return false,
+            Pattern::Plain(plain) if match_pattern(&name, plain) => positive = true,
+            Pattern::Hashed { salt, hash } if hashed_name_matches(salt, hash, &name) => {
+                positive = true
+            }
+            _ => {}
+        }
+    }
+    positive
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    stamps: Vec<Option<(SystemTime, u64)>>,
+    entries: Vec<Entry>,
+}
+
+/// known_hosts files, read lazily and re-read when they change.
+#[derive(Debug)]
+pub struct KnownHosts {
+    files: Vec<PathBuf>,
+    cache: Mutex<Cache>,
+}
+
+/// The default files: `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`.
+pub fn default_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        files.push(PathBuf::from(home).join(".ssh/known_hosts"));
+    }
+    files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+    files
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl KnownHosts {
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        KnownHosts {
+            files,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    fn with_entries<T>(&self, f: impl FnOnce(&[Entry]) -> T) -> T {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let stamps: Vec<_> = self.files.iter().map(|f| stamp(f)).collect();
+        if stamps != cache.stamps || cache.stamps.is_empty() {
+            cache.entries = self.load();
+            cache.stamps = stamps;
+        }
+        f(&cache.entries)
+    }
+
+    fn load(&self) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for file in &self.files {
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            for (n, line) in text.lines().enumerate() {
+                match parse_line(line) {
+                    Ok(Some(entry)) => entries.push(entry),
+                    Ok(None) => {}
+                    Err(why) => warn!("skipping {}:{}: {why}", file.display(), n + 1),
+                }
+            }
+        }
+        entries
+    }
+
+    fn revoked(entries: &[Entry], hop: &Hop) -> bool {
+        let plain = hop.host_key.parts.blob();
+        entries.iter().any(|e| {
+            e.marker == Marker::Revoked
+                && (e.key_blob == plain
+                    || e.key_blob == hop.host_key.blob
+                    || hop
+                        .host_cert
+                        .as_ref()
+                        .is_some_and(|c| c.signature_key == e.key_blob))
+        })
+    }
+
+    /// The plain names under which this hop's host key is known (hashed
+    /// entries cannot be listed; ask [`KnownHosts::knows`] about a name).
+    pub fn names(&self, hop: &Hop) -> Vec<String> {
+        self.with_entries(|entries| {
+            if Self::revoked(entries, hop) {
+                return Vec::new();
+            }
+            let plain = hop.host_key.parts.blob();
+            let mut names = Vec::new();
+            for e in entries {
+                match e.marker {
+                    Marker::None if e.key_blob == plain => {
+                        for p in &e.patterns {
+                            if let Pattern::Plain(name) = p {
+                                if !name.contains(['*', '?']) && !names.contains(name) {
+                                    names.push(name.clone());
+                                }
+                            }
+                        }
+                    }
+                    Marker::CertAuthority => {
+                        if let Some(cert) = &hop.host_cert {
+                            if cert.signature_key == e.key_blob {
+                                for principal in &cert.principals {
+                                    if patterns_match(&e.patterns, principal)
+                                        && !names.contains(principal)
+                                    {
+                                        names.push(principal.clone());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            names
+        })
+    }
+
+    /// Whether this hop's host key is known as exactly `name` (hashed
+    /// entries included).
+    pub fn knows(&self, hop: &Hop, name: &str) -> bool {
+        self.with_entries(|entries| {
+            if Self::revoked(entries, hop) {
+                return false;
+            }
+            let plain = hop.host_key.parts.blob();
+            entries.iter().any(|e| match e.marker {
+                Marker::None => e.key_blob == plain && patterns_match(&e.patterns, name),
+                Marker::CertAuthority => hop.host_cert.as_ref().is_some_and(|cert| {
+                    cert.signature_key == e.key_blob
+                        && cert.principals.iter().any(|p| p == name)
+                        && patterns_match(&e.patterns, name)
+                }),
+                Marker::Revoked => false,
+            })
+        })
+    }
+
+    /// Whether any entry names `name` at all (for `policy check` warnings).
+    pub fn mentions(&self, name: &str) -> bool {
+        self.with_entries(|entries| {
+            entries
+                .iter()
+                .any(|e| e.marker != Marker::Revoked && patterns_match(&e.patterns, name))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::Hop;
+    use crate::proto::{PublicKey, PublicParts};
+
+    fn hop(seed: u8) -> Hop {
+        let parts = PublicParts::Ed25519(crate::sign::ed25519_public(&[seed; 32]));
+        Hop {
+            host_key: PublicKey {
+                blob: parts.blob(),
+                parts,
+                is_cert: false,
+            },
+            host_cert: None,
+            session_id: vec![1],
+            forwarding: false,
+        }
+    }
+
+    fn line(patterns: &str, h: &Hop) -> String {
+        format!(
+            "{patterns} ssh-ed25519 {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&h.host_key.blob)
+        )
+    }
+
+    fn hashed(name: &str, salt: &[u8]) -> String {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, salt);
+        let tag = hmac::sign(&key, name.as_bytes());
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!("|1|{}|{}", b64.encode(salt), b64.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn names_hashed_revoked_bad_lines_and_refresh() {
+        let dir = std::env::temp_dir().join(format!("hopward-kh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("known_hosts");
+        let (a, b, c) = (hop(1), hop(2), hop(3));
+        let mut text = line("bastion,[bastion]:2222,*.wild", &a);
+        text.push_str("this line is garbage\n");
+        text.push_str(&line(&hashed("secret-host", b"0123456789abcdefghij"), &b));
+        text.push_str(&line("gone", &c));
+        text.push_str(&format!(
+            "@revoked * ssh-ed25519 {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&c.host_key.blob)
+        ));
+        std::fs::write(&file, &text).unwrap();
+        let kh = KnownHosts::new(vec![file.clone()]);
+        assert_eq!(kh.names(&a), vec!["bastion", "[bastion]:2222"]);
+        assert!(kh.knows(&a, "BASTION"));
+        assert!(kh.names(&b).is_empty());
+        assert!(kh.knows(&b, "secret-host"));
+        assert!(!kh.knows(&b, "other-host"));
+        assert!(kh.names(&c).is_empty(), "revoked keys never match");
+        assert!(!kh.knows(&c, "gone"));
+
+        // Editing the file is picked up without a restart.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, line("renamed", &a)).unwrap();
+        assert_eq!(kh.names(&a), vec!["renamed"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
