@@ -112,12 +112,21 @@ fn sign(s: &mut std::os::unix::net::UnixStream, key: &Key, data: &[u8]) -> u8 {
     request(s, &body)[0]
 }
 
-/// `(hostname, [(key blob, is_ca)])` for the "to" side of one constraint
-/// whose "from" is the origin (or `from` when given).
+/// One destination constraint: `(from (name, host key) or the origin,
+/// to host name, to user, to key, to key is a CA)`.
+type Allow<'a> = (
+    Option<(&'a str, &'a [u8])>,
+    &'a str,
+    Option<&'a str>,
+    &'a [u8],
+    bool,
+);
+
+/// Adds `key` with destination constraints.
 fn add_constrained(
     s: &mut std::os::unix::net::UnixStream,
     key: &Key,
-    constraints: &[(Option<(&str, &[u8])>, &str, Option<&str>, &[u8], bool)],
+    constraints: &[Allow<'_>],
 ) -> u8 {
     let hop = |user: &str, host: &str, keys: &[(&[u8], bool)]| {
         let mut h = Vec::new();
