@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::confirm::Confirmer;
 use crate::keystore::Keystore;
-use crate::known_hosts::KnownHosts;
+use crate::policy::known_hosts::KnownHosts;
 
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::binding::{Chain, Purpose, SignedData};
-use crate::known_hosts::KnownHosts;
+use crate::policy::known_hosts::KnownHosts;
 use crate::peer::Peer;
 
 /// One hop as decisions and prompts see it.

@@ -167,7 +167,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
 fn known_hosts_files() -> Vec<PathBuf> {
     match std::env::var_os("HOPWARD_KNOWN_HOSTS") {
         Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
-        _ => crate::known_hosts::default_files(),
+        _ => crate::policy::known_hosts::default_files(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! the edges (server, confirmers, launch) do the I/O and are swappable in tests.
 
 pub mod agent;
+pub mod audit;
 pub mod binding;
 pub mod cert;
 pub mod cli;
@@ -15,10 +16,10 @@ pub mod duration;
 pub mod frame;
 pub mod hardening;
 pub mod keystore;
-pub mod known_hosts;
 pub mod launch;
 pub mod paths;
 pub mod peer;
+pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod session;

@@ -1,0 +1,283 @@
+//! The audit log: one JSON object per decision, appended to
+//! `$XDG_STATE_HOME/hopward/audit.jsonl` (or `[audit] path`), rotated by size.
+//!
+//! Invariants: a record never holds key material or the data being signed;
+//! writing happens on a thread of its own, so the signing path only pays
+//! for building the record and a channel send; a write error is logged and
+//! never stops the agent.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use serde::Serialize;
+
+use crate::context::{HopView, RequestContext};
+use crate::peer::Peer;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditHop {
+    pub names: Vec<String>,
+    pub fingerprint: String,
+    pub forwarded: bool,
+}
+
+impl From<&HopView> for AuditHop {
+    fn from(h: &HopView) -> Self {
+        AuditHop {
+            names: h.names.clone(),
+            fingerprint: h.fingerprint.clone(),
+            forwarded: h.forwarding,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditPeer {
+    pub pid: Option<u32>,
+    pub uid: u32,
+    pub exe: Option<String>,
+}
+
+impl From<&Peer> for AuditPeer {
+    fn from(p: &Peer) -> Self {
+        AuditPeer {
+            pid: p.pid,
+            uid: p.uid,
+            exe: p.exe.as_ref().map(|e| e.display().to_string()),
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub ts: String,
+    pub event: &'static str,
+    pub key: Option<String>,
+    pub comment: Option<String>,
+    pub decision: &'static str,
+    /// The rule that decided, or `default:<class>`, or `forwarded.<op>`.
+    pub rule: String,
+    pub reason: String,
+    pub class: &'static str,
+    pub chain: Vec<AuditHop>,
+    pub user: Option<String>,
+    pub purpose: Option<&'static str>,
+    pub peer: AuditPeer,
+    pub conn: u64,
+}
+
+impl AuditRecord {
+    /// A record for a sign request.
+    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: &str, conn: u64) -> Self {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some(ctx.key_fingerprint.clone()),
+            comment: Some(ctx.key_comment.clone()),
+            decision: if allowed { "allow" } else { "deny" },
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+            class: ctx.class.as_str(),
+            chain: ctx.chain.iter().map(AuditHop::from).collect(),
+            user: ctx.user.clone(),
+            purpose: Some(ctx.purpose.as_str()),
+            peer: AuditPeer::from(&ctx.peer),
+            conn,
+        }
+    }
+}
+
+/// Where records go; tests swap in a collector.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    fn record(&self, record: AuditRecord);
+}
+
+enum Msg {
+    Record(AuditRecord),
+    Flush(mpsc::Sender<()>),
+}
+
+/// The JSON-lines file writer.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditMsg")
+    }
+}
+
+/// `$XDG_STATE_HOME/hopward/audit.jsonl`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::paths::state_dir().map(|d| d.join("audit.jsonl"))
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        crate::paths::ensure_private_dir(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+impl AuditLog {
+    /// Starts the writer thread for `path`, rotating at `max_bytes`.
+    pub fn start(path: PathBuf, max_bytes: u64) -> AuditLog {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let writer_path = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || write_loop(&writer_path, max_bytes, &rx));
+        if let Err(e) = spawned {
+            tracing::warn!("audit log disabled: cannot start its writer: {e}");
+        }
+        AuditLog { tx, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until everything sent so far is on disk (tests, shutdown).
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, record: AuditRecord) {
+        let _ = self.tx.send(Msg::Record(record));
+    }
+}
+
+fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
+    let mut out: Option<BufWriter<File>> = None;
+    let mut size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut warned = false;
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(record) => {
+                    if out.is_none() {
+                        match open(path) {
+                            Ok(f) => out = Some(BufWriter::new(f)),
+                            Err(e) if !warned => {
+                                warned = true;
+                                tracing::warn!("cannot write audit log {}: {e}", path.display());
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    if let (Some(w), Ok(mut line)) = (out.as_mut(), serde_json::to_vec(&record)) {
+                        line.push(b'\n');
+                        if w.write_all(&line).is_ok() {
+                            size += line.len() as u64;
+                        }
+                    }
+                    if size > max_bytes {
+                        if let Some(mut w) = out.take() {
+                            let _ = w.flush();
+                        }
+                        let mut rotated = path.as_os_str().to_owned();
+                        rotated.push(".1");
+                        let _ = std::fs::rename(path, PathBuf::from(rotated));
+                        size = 0;
+                    }
+                }
+                Msg::Flush(done) => {
+                    if let Some(w) = out.as_mut() {
+                        let _ = w.flush();
+                    }
+                    let _ = done.send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Some(w) = out.as_mut() {
+            let _ = w.flush();
+        }
+    }
+}
+
+/// UTC now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_shape() {
+        let ts = now_rfc3339();
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
+    }
+
+    #[test]
+    fn writes_lines_and_rotates() {
+        let dir = std::env::temp_dir().join(format!("hopward-audit-{}", std::process::id()));
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::start(path.clone(), 600);
+        let rec = AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some("SHA256:k".into()),
+            comment: None,
+            decision: "allow",
+            rule: "default:local".into(),
+            reason: "default:local".into(),
+            class: "local",
+            chain: vec![],
+            user: None,
+            purpose: Some("login"),
+            peer: AuditPeer { pid: Some(1), uid: 0, exe: None },
+            conn: 1,
+        };
+        for _ in 0..5 {
+            log.record(rec.clone());
+        }
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let rotated = std::fs::read_to_string(dir.join("audit.jsonl.1")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().chain(rotated.lines()).collect();
+        assert_eq!(lines.len(), 5);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["event"], "sign");
+        assert_eq!(v["decision"], "allow");
+        assert!(!rotated.is_empty(), "600 bytes must have rotated");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,516 @@
+//! Policy files: TOML into a validated, compiled [`Policy`], with every
+//! problem reported as `FILE:LINE:COL: message`, and `include = [...]`.
+//!
+//! Includes: paths are relative to the including file (`~/` allowed); the
+//! included files' rules are tried first, in the order listed; a setting in
+//! the including file wins over the same setting in an included one. A
+//! missing include is an error, and so is a cycle.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
+use super::{Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, Policy, Rule};
+use crate::binding::Purpose;
+
+/// The built-in policy text (`policy/default.toml`).
+pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
+
+const MAX_INCLUDE_DEPTH: usize = 8;
+const DEFAULT_AUDIT_BYTES: u64 = 10 * 1024 * 1024;
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub warning: bool,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}{}",
+            self.file,
+            self.line,
+            self.col,
+            if self.warning { "warning: " } else { "" },
+            self.message
+        )
+    }
+}
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    include: Option<Vec<S<String>>>,
+    defaults: Option<RawDefaults>,
+    confirm: Option<RawConfirm>,
+    forwarded: Option<RawForwarded>,
+    audit: Option<RawAudit>,
+    known_hosts: Option<RawKnownHosts>,
+    #[serde(default)]
+    rule: Vec<S<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    local: Option<S<String>>,
+    forwarded: Option<S<String>>,
+    forwarded_unverified: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfirm {
+    method: Option<S<String>>,
+    command: Option<S<Vec<String>>>,
+    timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwarded {
+    add: Option<S<String>>,
+    remove: Option<S<String>>,
+    remove_all: Option<S<String>>,
+    lock: Option<S<String>>,
+    unlock: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<S<String>>,
+    max_bytes: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKnownHosts {
+    files: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<S<String>>,
+    keys: Option<S<Vec<S<String>>>>,
+    host: Option<S<Vec<S<String>>>>,
+    via: Option<S<Vec<S<String>>>>,
+    user: Option<S<Vec<S<String>>>>,
+    purpose: Option<S<String>>,
+    action: S<String>,
+    remember: Option<S<String>>,
+}
+
+/// Settings as one file states them; `None` = not set there.
+#[derive(Debug, Default)]
+struct Partial {
+    rules: Vec<Rule>,
+    local: Option<Action>,
+    forwarded: Option<Action>,
+    forwarded_unverified: Option<Action>,
+    method: Option<ConfirmMethod>,
+    command: Option<Vec<String>>,
+    timeout: Option<Duration>,
+    fwd_add: Option<Action>,
+    fwd_remove: Option<Action>,
+    fwd_remove_all: Option<Action>,
+    fwd_lock: Option<Action>,
+    fwd_unlock: Option<Action>,
+    audit_path: Option<PathBuf>,
+    audit_bytes: Option<u64>,
+    known_hosts: Vec<PathBuf>,
+}
+
+impl Partial {
+    /// Fills what `self` leaves unset from `other` (an included file);
+    /// `other`'s rules come first.
+    fn absorb(&mut self, other: Partial) {
+        let mut rules = other.rules;
+        rules.append(&mut self.rules);
+        self.rules = rules;
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
+        }
+        fill!(local, forwarded, forwarded_unverified, method, command, timeout, fwd_add, fwd_remove,
+              fwd_remove_all, fwd_lock, fwd_unlock, audit_path, audit_bytes);
+        let mut kh = other.known_hosts;
+        kh.append(&mut self.known_hosts);
+        self.known_hosts = kh;
+    }
+}
+
+/// Byte offset to 1-based line and column.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<PolicyError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, col) = position(self.text, span.start);
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+            warning: false,
+        });
+    }
+
+    fn action(&mut self, v: &Option<S<String>>) -> Option<Action> {
+        let v = v.as_ref()?;
+        let a = Action::parse(v.get_ref());
+        if a.is_none() {
+            self.err(v.span(), format!("unknown action {:?} (use allow, confirm or deny)", v.get_ref()));
+        }
+        a
+    }
+
+    fn duration(&mut self, v: &S<String>) -> Option<Duration> {
+        match crate::duration::parse(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(v.span(), e.to_string());
+                None
+            }
+        }
+    }
+
+    fn patterns<T>(
+        &mut self,
+        list: &Option<S<Vec<S<String>>>>,
+        field: &str,
+        allow_empty: bool,
+        compile: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let list = list.as_ref()?;
+        if list.get_ref().is_empty() && !allow_empty {
+            self.err(list.span(), format!("{field} = [] can never match; remove the field to match anything"));
+        }
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            match compile(item.get_ref()) {
+                Ok(p) => out.push(p),
+                Err(e) => self.err(item.span(), format!("{field}: {e}")),
+            }
+        }
+        Some(out)
+    }
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen: &mut Vec<PathBuf>) -> Result<Partial, Vec<PolicyError>> {
+    let mut ctx = Ctx { text, file, errors: Vec::new() };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            ctx.err(e.span().unwrap_or(0..0), e.message().to_string());
+            return Err(ctx.errors);
+        }
+    };
+    let mut p = Partial::default();
+    if let Some(d) = &raw.defaults {
+        p.local = ctx.action(&d.local);
+        p.forwarded = ctx.action(&d.forwarded);
+        p.forwarded_unverified = ctx.action(&d.forwarded_unverified);
+    }
+    if let Some(c) = &raw.confirm {
+        if let Some(m) = &c.method {
+            p.method = match m.get_ref().as_str() {
+                "auto" => Some(ConfirmMethod::Auto),
+                "desktop" => Some(ConfirmMethod::Desktop),
+                "askpass" => Some(ConfirmMethod::Askpass),
+                "command" => Some(ConfirmMethod::Command),
+                "macos" => Some(ConfirmMethod::Macos),
+                other => {
+                    ctx.err(m.span(), format!("unknown confirm method {other:?} (use auto, desktop, askpass, command or macos)"));
+                    None
+                }
+            };
+        }
+        if let Some(cmd) = &c.command {
+            if cmd.get_ref().is_empty() || !cmd.get_ref()[0].starts_with('/') {
+                ctx.err(cmd.span(), "confirm.command must start with an absolute program path");
+            }
+            p.command = Some(cmd.get_ref().clone());
+        }
+        if let Some(t) = &c.timeout {
+            p.timeout = ctx.duration(t);
+            if p.timeout == Some(Duration::ZERO) {
+                ctx.err(t.span(), "confirm.timeout must be more than 0");
+            }
+        }
+        if p.method == Some(ConfirmMethod::Command) && p.command.is_none() {
+            let span = c.method.as_ref().map_or(0..0, |m| m.span());
+            ctx.err(span, "method = \"command\" needs confirm.command");
+        }
+    }
+    if let Some(f) = &raw.forwarded {
+        p.fwd_add = ctx.action(&f.add);
+        p.fwd_remove = ctx.action(&f.remove);
+        p.fwd_remove_all = ctx.action(&f.remove_all);
+        p.fwd_lock = ctx.action(&f.lock);
+        p.fwd_unlock = ctx.action(&f.unlock);
+    }
+    if let Some(a) = &raw.audit {
+        p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
+        p.audit_bytes = a.max_bytes.as_ref().map(|b| *b.get_ref());
+    }
+    if let Some(k) = &raw.known_hosts {
+        p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
+    }
+    for (i, spanned) in raw.rule.iter().enumerate() {
+        let span = spanned.span();
+        let r = spanned.get_ref();
+        let (line, _) = position(text, span.start);
+        let name = r.name.as_ref().map_or_else(|| format!("rule {} ({file}:{line})", i + 1), |n| n.get_ref().clone());
+        let action = ctx.action(&Some(r.action.clone()));
+        let purpose = r.purpose.as_ref().and_then(|pv| match pv.get_ref().as_str() {
+            "login" => Some(Purpose::Login),
+            "git" => Some(Purpose::Git),
+            "file" => Some(Purpose::File),
+            "other" => Some(Purpose::Other),
+            other => {
+                ctx.err(pv.span(), format!("unknown purpose {other:?} (use login, git, file or other)"));
+                None
+            }
+        });
+        let keys = ctx.patterns(&r.keys, "keys", false, KeyPattern::compile);
+        let host = ctx.patterns(&r.host, "host", false, NamePattern::compile);
+        let via = ctx.patterns(&r.via, "via", true, ViaElement::compile);
+        let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
+        let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
+        if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
+            if let Some(h) = &r.host {
+                ctx.err(h.span(), format!("this rule can never match: a {} signature has no destination host", pv.as_str()));
+            }
+            if let Some(u) = &r.user {
+                ctx.err(u.span(), format!("this rule can never match: a {} signature has no remote user", pv.as_str()));
+            }
+        }
+        if let Some(action) = action {
+            p.rules.push(Rule {
+                name,
+                origin: format!("{file}:{line}"),
+                keys,
+                host,
+                via,
+                user,
+                purpose,
+                action,
+                remember,
+            });
+        }
+    }
+    // Includes last, so this file's own errors are reported even if one fails.
+    for inc in raw.include.iter().flatten() {
+        let Some(base) = base else {
+            ctx.err(inc.span(), "include is only possible in a policy file");
+            continue;
+        };
+        if depth >= MAX_INCLUDE_DEPTH {
+            ctx.err(inc.span(), "includes nested too deeply");
+            continue;
+        }
+        let target = match expand_home(inc.get_ref()) {
+            p if p.is_absolute() => p,
+            p => base.join(p),
+        };
+        let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+        if seen.contains(&canonical) {
+            ctx.err(inc.span(), format!("include cycle through {}", target.display()));
+            continue;
+        }
+        match std::fs::read_to_string(&target) {
+            Ok(inc_text) => {
+                seen.push(canonical);
+                let inc_file = target.display().to_string();
+                match compile_file(&inc_text, &inc_file, target.parent(), depth + 1, seen) {
+                    Ok(partial) => p.absorb(partial),
+                    Err(mut errs) => ctx.errors.append(&mut errs),
+                }
+                seen.pop();
+            }
+            Err(e) => ctx.err(inc.span(), format!("cannot read include {}: {e}", target.display())),
+        }
+    }
+    if ctx.errors.is_empty() { Ok(p) } else { Err(ctx.errors) }
+}
+
+fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
+    let action = |v: Option<Action>, d: Action| v.unwrap_or(d);
+    Policy {
+        source,
+        rules: p.rules,
+        defaults: Defaults {
+            local: action(p.local, Action::Allow),
+            forwarded: action(p.forwarded, Action::Confirm),
+            forwarded_unverified: action(p.forwarded_unverified, Action::Deny),
+        },
+        confirm: ConfirmSettings {
+            method: p.method.unwrap_or(ConfirmMethod::Auto),
+            command: p.command.unwrap_or_default(),
+            timeout: p.timeout.unwrap_or(Duration::from_secs(30)),
+        },
+        forwarded: ForwardedOps {
+            add: action(p.fwd_add, Action::Confirm),
+            remove: action(p.fwd_remove, Action::Deny),
+            remove_all: action(p.fwd_remove_all, Action::Deny),
+            lock: action(p.fwd_lock, Action::Deny),
+            unlock: action(p.fwd_unlock, Action::Deny),
+        },
+        audit: AuditSettings {
+            path: p.audit_path,
+            max_bytes: p.audit_bytes.unwrap_or(DEFAULT_AUDIT_BYTES),
+        },
+        known_hosts: p.known_hosts,
+    }
+}
+
+/// Parses policy text that has no file (no includes).
+pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
+    compile_file(text, name, None, 0, &mut Vec::new()).map(|p| finish(p, None))
+}
+
+/// Reads and compiles a policy file and its includes.
+pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![PolicyError {
+            file: name.clone(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read policy: {e}"),
+            warning: false,
+        }]
+    })?;
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    compile_file(&text, &name, Some(&base), 0, &mut vec![canonical]).map(|p| finish(p, Some(path.to_path_buf())))
+}
+
+/// Host names in `host`/`via` that no known_hosts entry mentions, as
+/// warnings with their positions (for `policy check`).
+pub fn unknown_name_warnings(path: &Path, known: &super::known_hosts::KnownHosts) -> Vec<PolicyError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for rule in &raw.rule {
+        let r = rule.get_ref();
+        for list in [&r.host, &r.via].into_iter().flatten() {
+            for item in list.get_ref() {
+                let name = item.get_ref();
+                let literal = !name.contains(['*', '?', '[', '{']) && !name.starts_with("SHA256:");
+                if literal && !known.mentions(name) {
+                    let (line, col) = position(&text, item.span().start);
+                    out.push(PolicyError {
+                        file: path.display().to_string(),
+                        line,
+                        col,
+                        message: format!("no known_hosts entry names {name:?}, so no host can match it"),
+                        warning: true,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text, "p.toml").unwrap_err().iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn builtin_policy_is_the_shipped_file() {
+        let p = Policy::builtin();
+        assert_eq!(p.defaults.forwarded, Action::Confirm);
+        assert_eq!(p.forwarded.remove_all, Action::Deny);
+        assert!(p.rules.is_empty());
+    }
+
+    #[test]
+    fn errors_carry_positions() {
+        assert_eq!(errors("[defaults]\nlocal = \"maybe\"\n"), vec!["p.toml:2:9: unknown action \"maybe\" (use allow, confirm or deny)"]);
+        let e = errors("[[rule]]\naction = \"allow\"\ncolour = \"red\"\n");
+        assert!(e[0].starts_with("p.toml:3:1: unknown field `colour`"), "{e:?}");
+        let e = errors("[[rule]]\nhost = [\"bad[glob\"]\naction = \"allow\"\n");
+        assert!(e[0].starts_with("p.toml:2:9: host: bad glob"), "{e:?}");
+        let e = errors("[[rule]]\nremember = \"10 minutes\"\naction = \"allow\"\n");
+        assert!(e[0].starts_with("p.toml:2:12: invalid time span"), "{e:?}");
+        let e = errors("[[rule]]\npurpose = \"ftp\"\naction = \"allow\"\n");
+        assert!(e[0].starts_with("p.toml:2:11: unknown purpose"), "{e:?}");
+        let e = errors("[[rule]]\npurpose = \"git\"\nhost = [\"github.com\"]\naction = \"allow\"\n");
+        assert!(e[0].contains("p.toml:3:8: this rule can never match"), "{e:?}");
+        let e = errors("[[rule]]\nkeys = []\naction = \"allow\"\n");
+        assert!(e[0].contains("p.toml:2:8: keys = [] can never match"), "{e:?}");
+        let e = errors("[[rule]]\nname = \"x\"\n");
+        assert!(e[0].contains("missing field `action`"), "{e:?}");
+        let e = errors("this is not toml");
+        assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
+    }
+
+    #[test]
+    fn includes_put_their_rules_first_and_settings_last() {
+        let dir = std::env::temp_dir().join(format!("hopward-inc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("machine.toml"),
+            "[defaults]\nforwarded = \"deny\"\nlocal = \"confirm\"\n[[rule]]\nname = \"machine\"\naction = \"deny\"\nuser = [\"root\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("main.toml"),
+            "include = [\"machine.toml\"]\n[defaults]\nlocal = \"allow\"\n[[rule]]\nname = \"shared\"\naction = \"allow\"\n",
+        )
+        .unwrap();
+        let p = parse_file(&dir.join("main.toml")).unwrap();
+        assert_eq!(p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["machine", "shared"]);
+        assert_eq!(p.defaults.local, Action::Allow, "the including file wins");
+        assert_eq!(p.defaults.forwarded, Action::Deny, "unset here, taken from the include");
+
+        std::fs::write(dir.join("loop.toml"), "include = [\"loop.toml\"]\n").unwrap();
+        let e = parse_file(&dir.join("loop.toml")).unwrap_err();
+        assert!(e[0].message.contains("include cycle"), "{e:?}");
+        std::fs::write(dir.join("missing.toml"), "include = [\"nope.toml\"]\n").unwrap();
+        let e = parse_file(&dir.join("missing.toml")).unwrap_err();
+        assert!(e[0].to_string().contains("missing.toml:1:12: cannot read include"), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,430 @@
+//! The policy: rules tried in order, first match decides; `[defaults]` by
+//! request class when none matches. Plain data and pure functions; loading
+//! (`file`) and name lookups (`known_hosts`) sit beside it.
+//!
+//! Invariants: a poisoned connection is always denied; OpenSSH constraints
+//! are checked before the policy and can only make a decision stricter.
+
+pub mod file;
+pub mod known_hosts;
+pub mod matcher;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::binding::Purpose;
+use crate::context::{HopView, RequestClass, RequestContext};
+use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Confirm,
+    Deny,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Option<Action> {
+        match text {
+            "allow" => Some(Action::Allow),
+            "confirm" => Some(Action::Confirm),
+            "deny" => Some(Action::Deny),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Confirm => "confirm",
+            Action::Deny => "deny",
+        }
+    }
+
+    /// The stricter of two actions (deny > confirm > allow).
+    pub fn stricter(self, other: Action) -> Action {
+        use Action::*;
+        match (self, other) {
+            (Deny, _) | (_, Deny) => Deny,
+            (Confirm, _) | (_, Confirm) => Confirm,
+            _ => Allow,
+        }
+    }
+}
+
+/// One `[[rule]]`, compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// Where it was written, `FILE:LINE`.
+    pub origin: String,
+    pub keys: Option<Vec<KeyPattern>>,
+    pub host: Option<Vec<NamePattern>>,
+    pub via: Option<Vec<ViaElement>>,
+    pub user: Option<Vec<globset::GlobMatcher>>,
+    pub purpose: Option<Purpose>,
+    pub action: Action,
+    pub remember: Option<Duration>,
+}
+
+/// `[defaults]`: the action per request class when no rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub local: Action,
+    pub forwarded: Action,
+    pub forwarded_unverified: Action,
+}
+
+/// How to ask the person at the desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmMethod {
+    Auto,
+    Desktop,
+    Askpass,
+    Command,
+    Macos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmSettings {
+    pub method: ConfirmMethod,
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// `[forwarded]`: key operations that arrive through a bound connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedOps {
+    pub add: Action,
+    pub remove: Action,
+    pub remove_all: Action,
+    pub lock: Action,
+    pub unlock: Action,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub path: Option<PathBuf>,
+    pub max_bytes: u64,
+}
+
+/// A complete, validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The file it came from (`None`: built in).
+    pub source: Option<PathBuf>,
+    pub rules: Vec<Rule>,
+    pub defaults: Defaults,
+    pub confirm: ConfirmSettings,
+    pub forwarded: ForwardedOps,
+    pub audit: AuditSettings,
+    /// Extra known_hosts files.
+    pub known_hosts: Vec<PathBuf>,
+}
+
+/// Which rule (or default) decided, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// The rule's name, or `default:<class>`.
+    pub rule: String,
+    pub remember: Option<Duration>,
+}
+
+/// A key operation other than signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOp {
+    Add,
+    Remove,
+    RemoveAll,
+    Lock,
+    Unlock,
+}
+
+impl KeyOp {
+    pub fn event(self) -> &'static str {
+        match self {
+            KeyOp::Add => "add",
+            KeyOp::Remove => "remove",
+            KeyOp::RemoveAll => "remove_all",
+            KeyOp::Lock => "lock",
+            KeyOp::Unlock => "unlock",
+        }
+    }
+}
+
+impl Rule {
+    fn destination<'a>(ctx_chain: &'a [HopView]) -> Option<&'a HopView> {
+        ctx_chain.last().filter(|h| !h.forwarding)
+    }
+
+    fn forwarding_hops(chain: &[HopView]) -> Vec<&HopView> {
+        chain.iter().filter(|h| h.forwarding).collect()
+    }
+
+    fn keys_match(&self, fingerprint: &str, comment: &str) -> bool {
+        self.keys
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|k| k.matches(fingerprint, comment)))
+    }
+
+    fn via_match(&self, chain: &[HopView]) -> bool {
+        self.via
+            .as_ref()
+            .is_none_or(|v| via_matches(v, &Self::forwarding_hops(chain)))
+    }
+
+    fn host_match(&self, chain: &[HopView]) -> bool {
+        match &self.host {
+            None => true,
+            Some(patterns) => Self::destination(chain)
+                .is_some_and(|dest| patterns.iter().any(|p| p.matches(dest))),
+        }
+    }
+
+    /// Whether this rule matches a sign request.
+    pub fn matches(&self, ctx: &RequestContext) -> bool {
+        self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
+            && self.via_match(&ctx.chain)
+            && self.host_match(&ctx.chain)
+            && self.user.as_ref().is_none_or(|globs| {
+                ctx.user
+                    .as_deref()
+                    .is_some_and(|u| globs.iter().any(|g| g.is_match(u)))
+            })
+            && self.purpose.is_none_or(|p| p == ctx.purpose)
+    }
+}
+
+impl Policy {
+    /// The built-in policy, also shipped as `policy/default.toml`.
+    pub fn builtin() -> Policy {
+        file::parse_str(file::DEFAULT_POLICY, "(built-in policy)")
+            .expect("the built-in policy is valid")
+    }
+
+    fn default_for(&self, class: RequestClass) -> Decision {
+        let action = match class {
+            RequestClass::Local | RequestClass::Direct => self.defaults.local,
+            RequestClass::Forwarded => self.defaults.forwarded,
+            RequestClass::ForwardedUnverified => self.defaults.forwarded_unverified,
+            RequestClass::Poisoned => Action::Deny,
+        };
+        Decision {
+            action,
+            rule: format!("default:{}", class.as_str()),
+            remember: None,
+        }
+    }
+
+    /// Decides a sign request: first matching rule, else the class default.
+    pub fn decide(&self, ctx: &RequestContext) -> Decision {
+        if ctx.class == RequestClass::Poisoned {
+            return self.default_for(RequestClass::Poisoned);
+        }
+        match self.rules.iter().find(|r| r.matches(ctx)) {
+            Some(rule) => Decision {
+                action: rule.action,
+                rule: rule.name.clone(),
+                remember: rule.remember,
+            },
+            None => self.default_for(ctx.class),
+        }
+    }
+
+    /// Whether some rule (or the default) could allow this key on a
+    /// connection with this chain; used to filter listings on forwarded
+    /// connections. The user and purpose are not known yet, so rules are
+    /// matched without them; a host rule only applies once the destination
+    /// is bound.
+    pub fn could_allow(&self, fingerprint: &str, comment: &str, chain: &[HopView], class: RequestClass) -> bool {
+        if class == RequestClass::Poisoned {
+            return false;
+        }
+        for rule in &self.rules {
+            let applies = rule.keys_match(fingerprint, comment)
+                && rule.via_match(chain)
+                && (Rule::destination(chain).is_none() || rule.host_match(chain));
+            if !applies {
+                continue;
+            }
+            if rule.action != Action::Deny {
+                return true;
+            }
+            // A deny rule that is certain to match shadows everything after it.
+            let certain = rule.user.is_none()
+                && rule.purpose.is_none()
+                && (rule.host.is_none() || Rule::destination(chain).is_some());
+            if certain {
+                return false;
+            }
+        }
+        let class = if class == RequestClass::Forwarded || class == RequestClass::ForwardedUnverified {
+            RequestClass::Forwarded
+        } else {
+            class
+        };
+        self.default_for(class).action != Action::Deny
+    }
+
+    /// The action for a key operation arriving on a connection of `class`.
+    /// Local use is always allowed, as with OpenSSH.
+    pub fn key_op(&self, op: KeyOp, class: RequestClass) -> Decision {
+        if class == RequestClass::Local {
+            return Decision {
+                action: Action::Allow,
+                rule: "default:local".into(),
+                remember: None,
+            };
+        }
+        let action = if class == RequestClass::Poisoned {
+            Action::Deny
+        } else {
+            match op {
+                KeyOp::Add => self.forwarded.add,
+                KeyOp::Remove => self.forwarded.remove,
+                KeyOp::RemoveAll => self.forwarded.remove_all,
+                KeyOp::Lock => self.forwarded.lock,
+                KeyOp::Unlock => self.forwarded.unlock,
+            }
+        };
+        Decision {
+            action,
+            rule: format!("forwarded.{}", op.event()),
+            remember: None,
+        }
+    }
+
+    /// Exact host names the rules mention (checked against hashed
+    /// known_hosts entries).
+    pub fn exact_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for rule in &self.rules {
+            let hosts = rule.host.iter().flatten();
+            let vias = rule.via.iter().flatten().filter_map(|v| match v {
+                ViaElement::Hop(p) => Some(p),
+                ViaElement::AnyNumber => None,
+            });
+            for p in hosts.chain(vias) {
+                if let Some(name) = p.exact_name() {
+                    if !names.iter().any(|n| n == name) {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::Peer;
+
+    fn ctx(chain: &[(&str, bool)], user: Option<&str>, purpose: Purpose, comment: &str) -> RequestContext {
+        let chain: Vec<HopView> = chain
+            .iter()
+            .map(|(n, f)| HopView {
+                fingerprint: format!("SHA256:{n}"),
+                names: vec![n.to_string()],
+                forwarding: *f,
+            })
+            .collect();
+        let class = match chain.as_slice() {
+            [] => RequestClass::Local,
+            c if c[c.len() - 1].forwarding => RequestClass::ForwardedUnverified,
+            [_] => RequestClass::Direct,
+            _ => RequestClass::Forwarded,
+        };
+        RequestContext {
+            key_fingerprint: "SHA256:key".into(),
+            key_comment: comment.into(),
+            chain,
+            class,
+            user: user.map(str::to_string),
+            purpose,
+            peer: Peer { uid: 1000, pid: Some(1), exe: None },
+        }
+    }
+
+    fn policy(text: &str) -> Policy {
+        file::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn defaults_by_class_and_poison() {
+        let p = Policy::builtin();
+        assert_eq!(p.decide(&ctx(&[], None, Purpose::Git, "k")).action, Action::Allow);
+        assert_eq!(p.decide(&ctx(&[("t", false)], Some("u"), Purpose::Login, "k")).action, Action::Allow);
+        let fwd = p.decide(&ctx(&[("b", true), ("t", false)], Some("u"), Purpose::Login, "k"));
+        assert_eq!((fwd.action, fwd.rule.as_str()), (Action::Confirm, "default:forwarded"));
+        assert_eq!(p.decide(&ctx(&[("b", true)], Some("u"), Purpose::Login, "k")).action, Action::Deny);
+        let mut poisoned = ctx(&[], None, Purpose::Login, "k");
+        poisoned.class = RequestClass::Poisoned;
+        let d = p.decide(&poisoned);
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "default:poisoned"));
+    }
+
+    #[test]
+    fn first_match_wins_and_every_matcher_counts() {
+        let p = policy(
+            r#"
+            [[rule]]
+            name = "deny root"
+            user = ["root"]
+            action = "deny"
+            [[rule]]
+            name = "prod via bastion"
+            keys = ["work-*"]
+            host = ["*.prod.example.com"]
+            via = ["bastion"]
+            purpose = "login"
+            action = "allow"
+            remember = "10m"
+            [[rule]]
+            name = "git locally"
+            purpose = "git"
+            via = []
+            action = "allow"
+            "#,
+        );
+        let prod = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "work-1");
+        let d = p.decide(&prod);
+        assert_eq!((d.action, d.rule.as_str()), (Action::Allow, "prod via bastion"));
+        assert_eq!(d.remember, Some(Duration::from_secs(600)));
+        let root = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("root"), Purpose::Login, "work-1");
+        assert_eq!(p.decide(&root).rule, "deny root");
+        let other_key = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "home");
+        assert_eq!(p.decide(&other_key).rule, "default:forwarded");
+        let other_hop = ctx(&[("jump", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "work-1");
+        assert_eq!(p.decide(&other_hop).rule, "default:forwarded");
+        assert_eq!(p.decide(&ctx(&[], None, Purpose::Git, "k")).rule, "git locally");
+        assert_eq!(p.decide(&ctx(&[("b", true), ("t", false)], None, Purpose::Git, "k")).rule, "default:forwarded");
+    }
+
+    #[test]
+    fn listing_filter_and_key_ops() {
+        let p = policy(
+            r#"
+            [defaults]
+            forwarded = "deny"
+            [[rule]]
+            name = "github only"
+            keys = ["gh"]
+            host = ["github.com"]
+            action = "allow"
+            "#,
+        );
+        let on_bastion = [HopView { fingerprint: "SHA256:b".into(), names: vec!["bastion".into()], forwarding: true }];
+        assert!(p.could_allow("SHA256:x", "gh", &on_bastion, RequestClass::Forwarded));
+        assert!(!p.could_allow("SHA256:x", "other", &on_bastion, RequestClass::Forwarded));
+        assert_eq!(p.key_op(KeyOp::Add, RequestClass::Forwarded).action, Action::Confirm);
+        assert_eq!(p.key_op(KeyOp::RemoveAll, RequestClass::Forwarded).action, Action::Deny);
+        assert_eq!(p.key_op(KeyOp::Lock, RequestClass::Local).action, Action::Allow);
+    }
+}
