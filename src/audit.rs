@@ -94,10 +94,23 @@ impl AuditRecord {
 /// Where records go; tests swap in a collector.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, record: AuditRecord);
+    /// Waits until recorded decisions are durable.
+    fn flush(&self) {}
+}
+
+/// A sink for when no audit file can be had: the decision still reaches the
+/// daemon log.
+#[derive(Debug)]
+pub struct LogOnly;
+
+impl AuditSink for LogOnly {
+    fn record(&self, record: AuditRecord) {
+        tracing::info!(event = record.event, decision = record.decision, reason = %record.reason, "audit");
+    }
 }
 
 enum Msg {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -123,7 +136,11 @@ fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         crate::paths::ensure_private_dir(dir)?;
     }
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl AuditLog {
@@ -143,19 +160,19 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Waits until everything sent so far is on disk (tests, shutdown).
-    pub fn flush(&self) {
-        let (done_tx, done_rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
-        }
-    }
 }
 
 impl AuditSink for AuditLog {
     fn record(&self, record: AuditRecord) {
-        let _ = self.tx.send(Msg::Record(record));
+        let _ = self.tx.send(Msg::Record(Box::new(record)));
+    }
+
+    /// Waits until everything sent so far is on disk (tests, shutdown).
+    fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
     }
 }
 
@@ -263,7 +280,11 @@ mod tests {
             chain: vec![],
             user: None,
             purpose: Some("login"),
-            peer: AuditPeer { pid: Some(1), uid: 0, exe: None },
+            peer: AuditPeer {
+                pid: Some(1),
+                uid: 0,
+                exe: None,
+            },
             conn: 1,
         };
         for _ in 0..5 {

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::binding::{Chain, Purpose, SignedData};
-use crate::policy::known_hosts::KnownHosts;
 use crate::peer::Peer;
+use crate::policy::known_hosts::KnownHosts;
 
 /// One hop as decisions and prompts see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,32 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The chain's hops with their verified names: plain known_hosts names,
+    /// plus those of `exact_names` that hashed entries confirm.
+    pub fn hop_views(
+        chain: &Chain,
+        known_hosts: &KnownHosts,
+        exact_names: &[String],
+    ) -> Vec<HopView> {
+        chain
+            .hops()
+            .iter()
+            .map(|hop| {
+                let mut names = known_hosts.names(hop);
+                for name in exact_names {
+                    if !names.contains(name) && known_hosts.knows(hop, name) {
+                        names.push(name.clone());
+                    }
+                }
+                HopView {
+                    fingerprint: hop.fingerprint(),
+                    names,
+                    forwarding: hop.forwarding,
+                }
+            })
+            .collect()
+    }
+
     pub fn new(
         key_fingerprint: &str,
         key_comment: &str,
@@ -91,19 +117,16 @@ impl RequestContext {
         data: &SignedData<'_>,
         peer: &Peer,
         known_hosts: &KnownHosts,
+        exact_names: &[String],
     ) -> RequestContext {
         RequestContext {
             key_fingerprint: key_fingerprint.to_string(),
             key_comment: key_comment.to_string(),
-            chain: chain
-                .hops()
-                .iter()
-                .map(|hop| HopView {
-                    fingerprint: hop.fingerprint(),
-                    names: known_hosts.names(hop),
-                    forwarding: hop.forwarding,
-                })
-                .collect(),
+            chain: if chain.hops().is_empty() {
+                Vec::new()
+            } else {
+                Self::hop_views(chain, known_hosts, exact_names)
+            },
             class: RequestClass::of(chain, true),
             user: data.user().map(str::to_string),
             purpose: data.purpose(),

@@ -21,8 +21,6 @@ use tracing::{info, warn};
 
 use crate::agent::{Agent, AgentOptions};
 use crate::cli::{Cli, Command, DaemonArgs, EnvArgs, Shell};
-use crate::confirm::DEFAULT_TIMEOUT;
-use crate::confirm::askpass::AskpassConfirmer;
 use crate::hardening::{self, Forked};
 use crate::paths;
 use crate::server::{self, SocketFile};
@@ -58,6 +56,8 @@ pub enum LaunchError {
         command: String,
         source: std::io::Error,
     },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<crate::policy::file::PolicyError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -118,9 +118,12 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     let options = AgentOptions {
         default_lifetime,
         owner_uid: hardening::effective_uid(),
-        confirm_timeout: DEFAULT_TIMEOUT,
         known_hosts: known_hosts_files(),
     };
+    // An invalid policy stops the start, before anything forks or prints.
+    let policy_path = crate::policy::store::resolve_path(args.policy.clone());
+    let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
+    let store = crate::policy::store::PolicyStore::new(policy_path, policy);
 
     match mode {
         Mode::Foreground { debug } => {
@@ -129,7 +132,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
             println!("{sock_line}");
             println!("echo Agent pid {pid};");
             let _ = std::io::stdout().flush();
-            serve(listener, socket, options, None)
+            serve(listener, socket, options, store, None)
         }
         Mode::Background => match hardening::fork().map_err(LaunchError::Fork)? {
             Forked::Parent { child } => {
@@ -142,7 +145,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
             }
             Forked::Child => {
                 detach();
-                serve(listener, socket, options, None)
+                serve(listener, socket, options, store, None)
             }
         },
         Mode::Command => {
@@ -156,7 +159,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                 Forked::Child => {
                     hardening::terminate_with_parent();
                     detach();
-                    serve(listener, socket, options, Some(parent))
+                    serve(listener, socket, options, store, Some(parent))
                 }
             }
         }
@@ -291,6 +294,7 @@ fn serve(
     listener: StdListener,
     socket: SocketFile,
     options: AgentOptions,
+    policy: crate::policy::store::PolicyStore,
     watch_parent: Option<u32>,
 ) -> Result<ExitCode, LaunchError> {
     if let Err(e) = hardening::harden_process() {
@@ -308,15 +312,45 @@ fn serve(
             .map_err(LaunchError::Runtime)?;
         let listener =
             tokio::net::UnixListener::from_std(listener).map_err(LaunchError::Runtime)?;
-        let agent = Arc::new(Agent::new(options, Arc::new(AskpassConfirmer::from_env())));
-        info!(socket = ?socket.0, "hopward {} listening", env!("CARGO_PKG_VERSION"));
-        server::serve(listener, socket, agent, shutdown_signal(watch_parent)).await;
+        let audit_settings = policy.current().audit.clone();
+        let audit_path = audit_settings
+            .path
+            .clone()
+            .or_else(crate::audit::default_path);
+        let audit: Arc<dyn crate::audit::AuditSink> = match audit_path {
+            Some(path) => Arc::new(crate::audit::AuditLog::start(
+                path,
+                audit_settings.max_bytes,
+            )),
+            None => {
+                warn!(
+                    "no $XDG_STATE_HOME or $HOME: decisions are logged, but not to an audit file"
+                );
+                Arc::new(crate::audit::LogOnly)
+            }
+        };
+        let agent = Arc::new(Agent::new(options, policy, audit));
+        info!(
+            socket = ?socket.0,
+            policy = ?agent.policy.path(),
+            "hopward {} listening",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _watcher = crate::policy::watch::watch(&agent);
+        server::serve(
+            listener,
+            socket,
+            Arc::clone(&agent),
+            shutdown_signal(watch_parent, Arc::clone(&agent)),
+        )
+        .await;
+        agent.audit.flush();
         Ok(ExitCode::SUCCESS)
     })
 }
 
 /// Resolves on SIGTERM or SIGINT, or when the command-mode parent exits.
-async fn shutdown_signal(watch_parent: Option<u32>) {
+async fn shutdown_signal(watch_parent: Option<u32>, agent: Arc<Agent>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -344,7 +378,10 @@ async fn shutdown_signal(watch_parent: Option<u32>) {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return; }
             _ = int.recv() => { info!("SIGINT received"); return; }
-            _ = hup.recv() => info!("SIGHUP received; nothing to reload"),
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading the policy");
+                agent.reload_policy();
+            }
             () = &mut parent_gone => return,
         }
     }

@@ -14,6 +14,7 @@ pub mod context;
 pub mod destination;
 pub mod duration;
 pub mod frame;
+pub mod grants;
 pub mod hardening;
 pub mod keystore;
 pub mod launch;

@@ -1,10 +1,12 @@
-//! One client connection: decodes each request, applies it to the shared
-//! agent and produces the reply body.
+//! One client connection: decodes each request, checks it against OpenSSH's
+//! constraints and the policy, and produces the reply body.
 //!
 //! Invariants: every request gets exactly one reply; a request that does not
 //! decode, has bytes left over, or is of an unknown type gets
-//! `SSH_AGENT_FAILURE` and the connection stays usable; waiting (a
-//! confirmation, an unlock delay) happens on this connection's task only.
+//! `SSH_AGENT_FAILURE` and the connection stays usable; every decision is
+//! audited; anything that goes wrong on the way to a decision denies;
+//! waiting (a confirmation, an unlock delay) happens on this connection's
+//! task only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,13 +14,16 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::agent::Agent;
+use crate::audit::{AuditHop, AuditPeer, AuditRecord, now_rfc3339};
 use crate::binding::{Chain, SignedData};
 use crate::cert::unix_now;
-use crate::confirm::{Prompt, clean};
-use crate::context::RequestContext;
+use crate::confirm::{Answer, Prompt, clean};
+use crate::context::{HopView, RequestClass, RequestContext};
 use crate::destination;
+use crate::grants::GrantScope;
 use crate::keystore::{self, Constraints, Identity};
 use crate::peer::Peer;
+use crate::policy::{Action, Decision, KeyOp};
 use crate::proto::{
     self, Constraint, NewKey, Passphrase, Request, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS,
 };
@@ -43,6 +48,12 @@ fn status(ok: bool) -> Vec<u8> {
 
 fn failure() -> Vec<u8> {
     status(false)
+}
+
+/// The outcome of putting a decision into effect.
+struct Verdict {
+    allowed: bool,
+    reason: String,
 }
 
 impl Session {
@@ -79,21 +90,9 @@ impl Session {
                 data,
                 flags,
             } => self.sign(key_blob, data, flags).await,
-            Request::Add { key, constraints } => self.add(&key, &constraints),
-            Request::Remove { key_blob } => {
-                // A key this connection cannot see cannot be removed through it.
-                let visible = self
-                    .agent
-                    .keystore
-                    .find(key_blob, Instant::now())
-                    .is_some_and(|id| self.visible(&id));
-                let removed = visible && self.agent.keystore.remove(key_blob);
-                if removed {
-                    info!(conn = self.id, "removed key {}", describe_blob(key_blob));
-                }
-                status(removed)
-            }
-            Request::RemoveAll => self.remove_all(),
+            Request::Add { key, constraints } => self.add(&key, &constraints).await,
+            Request::Remove { key_blob } => self.remove(key_blob).await,
+            Request::RemoveAll => self.remove_all().await,
             Request::Lock(passphrase) => self.lock(passphrase).await,
             Request::Unlock(passphrase) => self.unlock(passphrase).await,
             Request::Smartcard => {
@@ -135,25 +134,48 @@ impl Session {
         }
     }
 
+    /// The chain with verified names, including exact names the policy
+    /// mentions that only hashed known_hosts entries confirm.
+    fn hop_views(&self) -> Vec<HopView> {
+        let policy = self.agent.policy.current();
+        RequestContext::hop_views(&self.chain, &self.agent.known_hosts, policy.exact_names())
+    }
+
     /// Whether a key may be listed (or removed) on this connection: OpenSSH's
-    /// `identity_permitted` without a user.
-    fn visible(&self, identity: &Identity) -> bool {
-        destination::identity_permitted(
+    /// `identity_permitted` without a user, then, on a bound connection, the
+    /// policy's "could some rule allow it here".
+    fn visible(&self, identity: &Identity, hops: &[HopView], class: RequestClass) -> bool {
+        let permitted = destination::identity_permitted(
             &identity.constraints.destinations,
             &self.chain,
             None,
             unix_now(),
         )
-        .is_ok()
+        .is_ok();
+        permitted
+            && (class == RequestClass::Local
+                || class == RequestClass::Direct
+                || self.agent.policy.current().could_allow(
+                    &identity.fingerprint,
+                    &identity.comment,
+                    hops,
+                    class,
+                ))
     }
 
     fn list(&self) -> Vec<u8> {
+        let class = RequestClass::of(&self.chain, false);
+        let hops = if self.chain.hops().is_empty() {
+            Vec::new()
+        } else {
+            self.hop_views()
+        };
         let identities: Vec<_> = self
             .agent
             .keystore
             .list(Instant::now())
             .into_iter()
-            .filter(|id| self.visible(id))
+            .filter(|id| self.visible(id, &hops, class))
             .collect();
         proto::identities_answer(identities.iter().map(|id| (id.blob(), id.comment.as_str())))
     }
@@ -168,6 +190,7 @@ impl Session {
             return failure();
         };
         let signed_data = SignedData::parse(data);
+        let policy = self.agent.policy.current();
         let context = RequestContext::new(
             &identity.fingerprint,
             &identity.comment,
@@ -175,8 +198,11 @@ impl Session {
             &signed_data,
             &self.peer,
             &self.agent.known_hosts,
+            policy.exact_names(),
         );
         debug!(conn = self.id, "request context: {context}");
+
+        // OpenSSH's own constraints come first; the policy can only add to them.
         if let Err(refusal) = destination::check_sign(
             &identity.constraints.destinations,
             &self.chain,
@@ -185,11 +211,25 @@ impl Session {
             unix_now(),
         ) {
             warn!(conn = self.id, key = %identity.fingerprint, "sign refused by destination constraint: {refusal}");
+            self.audit_sign(&context, false, "constraint", "constraint");
             return failure();
         }
-        if identity.constraints.confirm && !self.confirm(&identity).await {
+        let mut decision = policy.decide(&context);
+        if identity.constraints.confirm && decision.action == Action::Allow {
+            // ssh-add -c: the key always asks, whatever the policy allows.
+            decision.action = Action::Confirm;
+            decision.remember = None;
+        }
+        let verdict = self.enforce(&decision, &context, &policy.confirm).await;
+        self.audit_sign(&context, verdict.allowed, &decision.rule, &verdict.reason);
+        if !verdict.allowed {
+            info!(
+                conn = self.id,
+                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
+            );
             return failure();
         }
+
         let signed = if identity.key_type() == proto::KeyType::Rsa {
             // RSA takes milliseconds: keep it off the async workers so other
             // connections are not stalled behind it.
@@ -202,10 +242,7 @@ impl Session {
             identity.sign(data, flags)
         };
         match signed {
-            Ok(sig) => {
-                debug!(conn = self.id, key = %identity.fingerprint, alg = sig.algorithm, "signed");
-                proto::sign_response(sig.algorithm, &sig.blob)
-            }
+            Ok(sig) => proto::sign_response(sig.algorithm, &sig.blob),
             Err(e) => {
                 warn!(conn = self.id, key = %identity.fingerprint, "sign failed: {e}");
                 failure()
@@ -213,54 +250,166 @@ impl Session {
         }
     }
 
-    /// Asks about a key added with `ssh-add -c`.
-    async fn confirm(&self, identity: &Identity) -> bool {
-        let prompt = Prompt {
-            key_fingerprint: identity.fingerprint.clone(),
-            key_comment: identity.comment.clone(),
-            peer_pid: self.peer.pid,
-        };
-        let answer = self
-            .agent
-            .confirmer
-            .confirm(&prompt, self.agent.options.confirm_timeout)
-            .await;
-        if !answer.allowed() {
-            info!(
-                conn = self.id,
-                key = %identity.fingerprint,
-                "sign denied: confirmation {} ({answer:?})",
-                answer.reason()
-            );
+    /// Puts a sign decision into effect: allow, deny, or ask (unless a
+    /// remembered approval covers exactly this request).
+    async fn enforce(
+        &self,
+        decision: &Decision,
+        context: &RequestContext,
+        settings: &crate::policy::ConfirmSettings,
+    ) -> Verdict {
+        match decision.action {
+            Action::Allow => Verdict {
+                allowed: true,
+                reason: decision.rule.clone(),
+            },
+            Action::Deny => Verdict {
+                allowed: false,
+                reason: decision.rule.clone(),
+            },
+            Action::Confirm => {
+                let scope = GrantScope::of(context);
+                if decision.remember.is_some()
+                    && self.agent.grants.find(&scope, Instant::now()).is_some()
+                {
+                    return Verdict {
+                        allowed: true,
+                        reason: "remembered".into(),
+                    };
+                }
+                let answer = self.ask(prompt_for(context, None), settings).await;
+                if let (true, Some(ttl)) = (answer.allowed(), decision.remember) {
+                    let id = self
+                        .agent
+                        .grants
+                        .add(scope, &decision.rule, ttl, Instant::now());
+                    info!(
+                        conn = self.id,
+                        grant = id,
+                        "approval remembered for {ttl:?}"
+                    );
+                }
+                Verdict {
+                    allowed: answer.allowed(),
+                    reason: answer.reason().to_string(),
+                }
+            }
         }
-        answer.allowed()
     }
 
-    fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
+    async fn ask(&self, prompt: Prompt, settings: &crate::policy::ConfirmSettings) -> Answer {
+        let confirmer = crate::confirm::for_settings(settings);
+        let answer = confirmer.confirm(&prompt, settings.timeout).await;
+        match &answer {
+            Answer::Unavailable(why) => warn!(conn = self.id, "no way to ask, denying: {why}"),
+            Answer::Failed(why) => warn!(conn = self.id, "confirmation failed, denying: {why}"),
+            _ => {}
+        }
+        answer
+    }
+
+    fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
+        self.agent
+            .audit
+            .record(AuditRecord::sign(context, allowed, rule, reason, self.id));
+    }
+
+    /// Decides a key operation (add, remove, lock ...) for this connection:
+    /// local use is allowed; through a bound connection `[forwarded]` says.
+    async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
+        let class = RequestClass::of(&self.chain, false);
+        let policy = self.agent.policy.current();
+        let decision = policy.key_op(op, class);
+        let hops = if self.chain.hops().is_empty() {
+            Vec::new()
+        } else {
+            self.hop_views()
+        };
+        let verdict = match decision.action {
+            Action::Allow => Verdict {
+                allowed: true,
+                reason: decision.rule.clone(),
+            },
+            Action::Deny => Verdict {
+                allowed: false,
+                reason: decision.rule.clone(),
+            },
+            Action::Confirm => {
+                let what = match op {
+                    KeyOp::Add => "add this key to the agent",
+                    KeyOp::Remove => "remove this key from the agent",
+                    KeyOp::RemoveAll => "remove every key from the agent",
+                    KeyOp::Lock => "lock the agent",
+                    KeyOp::Unlock => "unlock the agent",
+                };
+                let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
+                let ctx = RequestContext {
+                    key_fingerprint: fp.to_string(),
+                    key_comment: comment.to_string(),
+                    chain: hops.clone(),
+                    class,
+                    user: None,
+                    purpose: crate::binding::Purpose::Other,
+                    peer: self.peer.clone(),
+                };
+                let answer = self
+                    .ask(prompt_for(&ctx, Some(what)), &policy.confirm)
+                    .await;
+                Verdict {
+                    allowed: answer.allowed(),
+                    reason: answer.reason().to_string(),
+                }
+            }
+        };
+        self.agent.audit.record(AuditRecord {
+            ts: now_rfc3339(),
+            event: op.event(),
+            key: key.map(|(fp, _)| fp.to_string()),
+            comment: key.map(|(_, c)| c.to_string()),
+            decision: if verdict.allowed { "allow" } else { "deny" },
+            rule: decision.rule.clone(),
+            reason: verdict.reason.clone(),
+            class: class.as_str(),
+            chain: hops.iter().map(AuditHop::from).collect(),
+            user: None,
+            purpose: None,
+            peer: AuditPeer::from(&self.peer),
+            conn: self.id,
+        });
+        if !verdict.allowed {
+            warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
+        }
+        verdict.allowed
+    }
+
+    async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
         let mut parsed = Constraints::default();
         for constraint in constraints {
-            match constraint {
-                Constraint::Lifetime(secs) => parsed.lifetime = Some(*secs),
-                Constraint::Confirm => parsed.confirm = true,
-                Constraint::RestrictDestination(body) => {
-                    match destination::parse_constraints(body) {
-                        Ok(list) if parsed.destinations.is_empty() => parsed.destinations = list,
-                        Ok(_) => {
-                            warn!(
-                                conn = self.id,
-                                "refused to add key: destination constraint given twice"
-                            );
-                            return failure();
-                        }
-                        Err(e) => {
-                            warn!(
-                                conn = self.id,
-                                "refused to add key: bad destination constraint: {e}"
-                            );
-                            return failure();
-                        }
+            let duplicate = match constraint {
+                Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
+                Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
+                Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
+                {
+                    Ok(list) => {
+                        let had = !parsed.destinations.is_empty();
+                        parsed.destinations = list;
+                        had
                     }
-                }
+                    Err(e) => {
+                        warn!(
+                            conn = self.id,
+                            "refused to add key: bad destination constraint: {e}"
+                        );
+                        return failure();
+                    }
+                },
+            };
+            if duplicate {
+                warn!(
+                    conn = self.id,
+                    "refused to add key: a constraint is given twice"
+                );
+                return failure();
             }
         }
         if parsed.lifetime.is_none() {
@@ -281,11 +430,15 @@ impl Session {
                 return failure();
             }
         };
-        let (fp, comment) = (identity.fingerprint.clone(), clean(&identity.comment, 80));
+        let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
+        if !self.allow_key_op(KeyOp::Add, Some((&fp, &comment))).await {
+            return failure();
+        }
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
+        let restricted = !identity.constraints.destinations.is_empty();
         match self.agent.keystore.add(identity) {
             Ok(()) => {
-                info!(conn = self.id, key = %fp, %comment, confirm, lifetime = ?lifetime, "added key");
+                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, "added key");
                 status(true)
             }
             Err(e) => {
@@ -295,7 +448,40 @@ impl Session {
         }
     }
 
-    fn remove_all(&mut self) -> Vec<u8> {
+    async fn remove(&mut self, key_blob: &[u8]) -> Vec<u8> {
+        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
+            return failure();
+        };
+        // A key this connection cannot see cannot be removed through it.
+        let class = RequestClass::of(&self.chain, false);
+        let hops = if self.chain.hops().is_empty() {
+            Vec::new()
+        } else {
+            self.hop_views()
+        };
+        if !self.visible(&identity, &hops, class) {
+            return failure();
+        }
+        if !self
+            .allow_key_op(
+                KeyOp::Remove,
+                Some((&identity.fingerprint, &identity.comment)),
+            )
+            .await
+        {
+            return failure();
+        }
+        let removed = self.agent.keystore.remove(key_blob);
+        if removed {
+            info!(conn = self.id, "removed key {}", identity.fingerprint);
+        }
+        status(removed)
+    }
+
+    async fn remove_all(&mut self) -> Vec<u8> {
+        if !self.allow_key_op(KeyOp::RemoveAll, None).await {
+            return failure();
+        }
         match self.agent.keystore.remove_all() {
             Some(n) => {
                 info!(conn = self.id, "removed all {n} keys");
@@ -306,7 +492,11 @@ impl Session {
     }
 
     async fn lock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
-        if self.agent.keystore.is_locked() {
+        // OpenSSH refuses an empty lock passphrase.
+        if self.agent.keystore.is_locked() || passphrase.0.is_empty() {
+            return failure();
+        }
+        if !self.allow_key_op(KeyOp::Lock, None).await {
             return failure();
         }
         // The hash is slow on purpose; compute it off the async workers. The
@@ -317,22 +507,22 @@ impl Session {
             Ok(Ok(hash)) => self.agent.keystore.lock(hash).is_ok(),
             _ => false,
         };
-        match locked {
-            true => {
-                info!(conn = self.id, "agent locked");
-                status(true)
-            }
-            false => {
-                warn!(conn = self.id, "lock failed");
-                failure()
-            }
+        if locked {
+            let dropped = self.agent.grants.clear();
+            info!(conn = self.id, grants_dropped = dropped, "agent locked");
+        } else {
+            warn!(conn = self.id, "lock failed");
         }
+        status(locked)
     }
 
     async fn unlock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
         let Some(hash) = self.agent.keystore.lock_hash() else {
             return failure();
         };
+        if !self.allow_key_op(KeyOp::Unlock, None).await {
+            return failure();
+        }
         let expected = hash.clone();
         let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
         let verified =
@@ -351,6 +541,26 @@ impl Session {
                 failure()
             }
         }
+    }
+}
+
+/// The question for a request context; `operation` for key operations.
+fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
+    Prompt {
+        key_fingerprint: ctx.key_fingerprint.clone(),
+        key_comment: ctx.key_comment.clone(),
+        hops: ctx.chain.iter().map(ToString::to_string).collect(),
+        chain_names: ctx
+            .chain
+            .iter()
+            .map(|h| h.names.first().cloned().unwrap_or_else(|| "?".into()))
+            .collect(),
+        forwarded: ctx.chain.iter().any(|h| h.forwarding),
+        user: ctx.user.clone(),
+        purpose: operation.is_none().then(|| ctx.purpose.as_str()),
+        operation: operation.map(str::to_string),
+        peer_pid: ctx.peer.pid,
+        peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
     }
 }
 

@@ -19,6 +19,7 @@ fn world() -> World {
     let known_hosts = tmp.path().join("known_hosts");
     let agent = Daemon::builder()
         .debug()
+        .policy(ALLOW_ALL)
         .env("HOPWARD_KNOWN_HOSTS", known_hosts.to_str().unwrap())
         .start();
     let key = keygen(tmp.path(), "id", "ed25519", None);
@@ -114,6 +115,7 @@ fn unknown_host_is_named_by_fingerprint() {
     .unwrap();
     let agent = Daemon::builder()
         .debug()
+        .policy(ALLOW_ALL)
         .env("HOPWARD_KNOWN_HOSTS", agent_kh.to_str().unwrap())
         .start();
     let key = w.hosts.dir.join("id");

@@ -8,7 +8,11 @@ use std::path::Path;
 
 use common::*;
 
-fn regress(tests: &[&str]) {
+/// Runs OpenSSH regression scripts with hopward's built-in policy. That
+/// policy asks before a signature through a forwarded agent, so the agent
+/// gets an askpass program that answers yes and records each question;
+/// returns how many questions were asked.
+fn regress(tests: &[&str]) -> usize {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openssh/regress.sh");
     assert!(
         Path::new("/usr/lib/openssh/regress/run-tests").exists(),
@@ -24,6 +28,17 @@ fn regress(tests: &[&str]) {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let work = tmp.path().join("work");
+    let asked = tmp.path().join("asked");
+    let askpass = tmp.path().join("askpass-yes");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho \"$HOPWARD_CHAIN\" >> {}\necho yes\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
     // The suite refuses to run as root, so it runs as the test user.
     let mut cmd = {
         require_root_and_test_user();
@@ -42,6 +57,10 @@ fn regress(tests: &[&str]) {
         .env_remove("SSH_AGENT_PID")
         .env_remove("XDG_RUNTIME_DIR");
     cmd.env("XDG_STATE_HOME", tmp.path().join("state"));
+    cmd.env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force");
+    cmd.env_remove("HOPWARD_POLICY")
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"));
     let out = run(&mut cmd);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
@@ -52,11 +71,14 @@ fn regress(tests: &[&str]) {
         );
     }
     assert!(!printed.contains("FAIL"), "{printed}");
+    std::fs::read_to_string(&asked).map_or(0, |t| t.lines().count())
 }
 
 #[test]
 fn openssh_agent_sh() {
-    regress(&["agent"]);
+    let asked = regress(&["agent"]);
+    // agent.sh logs in through a forwarded agent: the default policy asked.
+    assert!(asked >= 1, "the forwarded login was not confirmed");
 }
 
 #[test]

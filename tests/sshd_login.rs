@@ -67,7 +67,7 @@ fn login_with_every_key_type_through_the_agent() {
 fn forwarded_agent_logs_in_to_a_second_host() {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
-    let agent = Daemon::start();
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
     let key = keygen(tmp.path(), "id", "ed25519", None);
     hosts.authorize(&key.with_extension("pub"));
     ok(agent.ssh_add(&[key.to_str().unwrap()]));

@@ -74,9 +74,6 @@ impl AskpassConfirmer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        if let Some(pid) = prompt.peer_pid {
-            command.env("HOPWARD_PID", pid.to_string());
-        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -145,6 +142,7 @@ mod tests {
             key_fingerprint: "SHA256:abc".into(),
             key_comment: "k".into(),
             peer_pid: Some(1),
+            ..Prompt::default()
         }
     }
 

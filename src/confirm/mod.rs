@@ -7,29 +7,102 @@
 
 pub mod askpass;
 
+use std::sync::Arc;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// How long a question may stay unanswered before it counts as "no".
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What the person is asked about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prompt {
     pub key_fingerprint: String,
     pub key_comment: String,
+    /// Each hop as `name (fwd)` / `unknown host SHA256:... (auth)`.
+    pub hops: Vec<String>,
+    /// Hop names for `HOPWARD_CHAIN` (`?` for a hop with no known name).
+    pub chain_names: Vec<String>,
+    pub forwarded: bool,
+    pub user: Option<String>,
+    /// `login`, `git`, `file` or `other`; `None` for key operations.
+    pub purpose: Option<&'static str>,
+    /// What is asked when it is not a signature (e.g. "add this key").
+    pub operation: Option<String>,
     pub peer_pid: Option<u32>,
+    pub peer_exe: Option<String>,
 }
 
 impl Prompt {
-    /// The question as OpenSSH's agent words it for `ssh-add -c` keys.
+    /// The question. It opens as OpenSSH's agent words it for `ssh-add -c`
+    /// keys, then says where the request came from and what it is for.
     pub fn text(&self) -> String {
-        format!(
+        let mut text = format!(
             "Allow use of key {}?\nKey fingerprint {}.",
             clean(&self.key_comment, 256),
             self.key_fingerprint
-        )
+        );
+        if let Some(op) = &self.operation {
+            text.push_str(&format!("\nRequest: {}", clean(op, 200)));
+        }
+        if self.forwarded {
+            text.push_str("\nWARNING: this request came through a forwarded agent.");
+        }
+        if !self.hops.is_empty() {
+            let hops: Vec<String> = self.hops.iter().map(|h| clean(h, 200)).collect();
+            text.push_str(&format!("\nChain: {}", hops.join(" > ")));
+        }
+        match (self.purpose, &self.user) {
+            (Some("login"), Some(user)) => {
+                let dest = self.chain_names.last().map_or("?", String::as_str);
+                text.push_str(&format!(
+                    "\nPurpose: log in to {} as {}",
+                    clean(dest, 200),
+                    clean(user, 64)
+                ));
+            }
+            (Some("git"), _) => text.push_str("\nPurpose: git commit signing"),
+            (Some("file"), _) => text.push_str("\nPurpose: file signing"),
+            (Some("login"), None) => text.push_str("\nPurpose: login"),
+            (Some(_), _) => text.push_str("\nPurpose: signing unknown data"),
+            (None, _) => {}
+        }
+        if let Some(pid) = self.peer_pid {
+            let exe = self
+                .peer_exe
+                .as_deref()
+                .map_or_else(|| "?".to_string(), |e| clean(e, 200));
+            text.push_str(&format!("\nAsked by: {exe} (pid {pid})"));
+        }
+        text
+    }
+
+    /// The `HOPWARD_*` environment of the command and askpass confirmers.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("HOPWARD_KEY", self.key_fingerprint.clone()),
+            ("HOPWARD_KEY_COMMENT", clean(&self.key_comment, 256)),
+            (
+                "HOPWARD_CHAIN",
+                self.chain_names
+                    .iter()
+                    .map(|n| clean(n, 200))
+                    .collect::<Vec<_>>()
+                    .join(">"),
+            ),
+            (
+                "HOPWARD_USER",
+                clean(self.user.as_deref().unwrap_or(""), 64),
+            ),
+            ("HOPWARD_PURPOSE", self.purpose.unwrap_or("").to_string()),
+            (
+                "HOPWARD_FORWARDED",
+                if self.forwarded { "1" } else { "0" }.to_string(),
+            ),
+        ];
+        if let Some(pid) = self.peer_pid {
+            env.push(("HOPWARD_PID", pid.to_string()));
+        }
+        env
     }
 }
 
@@ -84,6 +157,32 @@ pub trait Confirmer: Send + Sync + std::fmt::Debug {
     fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a>;
 }
 
+/// A confirmer for places where nothing can ask (a method that is not
+/// available on this system): every question is denied with the reason.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl Confirmer for Unavailable {
+    fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
+        Box::pin(std::future::ready(Answer::Unavailable(self.0.clone())))
+    }
+}
+
+/// The confirmer for the policy's `[confirm]` settings.
+pub fn for_settings(settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confirmer> {
+    use crate::policy::ConfirmMethod;
+    match settings.method {
+        ConfirmMethod::Command => Arc::new(askpass::AskpassConfirmer::command(
+            settings.command.iter().map(Into::into).collect(),
+        )),
+        ConfirmMethod::Askpass | ConfirmMethod::Auto => Arc::new(askpass::AskpassConfirmer::from_env()),
+        ConfirmMethod::Desktop => Arc::new(Unavailable(
+            "desktop notifications are not available in this build; use method = \"askpass\" or \"command\"".into(),
+        )),
+        ConfirmMethod::Macos => Arc::new(Unavailable("the macos confirmer only works on macOS".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +191,34 @@ mod tests {
     fn clean_strips_control_and_bounds() {
         assert_eq!(clean("a\nb\x1b[31mc", 100), "ab[31mc");
         assert_eq!(clean("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn prompt_names_everything_and_strips_control_characters() {
+        let p = Prompt {
+            key_fingerprint: "SHA256:k".into(),
+            key_comment: "work\x1b[2Jkey".into(),
+            hops: vec!["bastion (fwd)".into(), "target (auth)".into()],
+            chain_names: vec!["bastion".into(), "target".into()],
+            forwarded: true,
+            user: Some("deploy".into()),
+            purpose: Some("login"),
+            operation: None,
+            peer_pid: Some(42),
+            peer_exe: Some("/usr/bin/ssh".into()),
+        };
+        let text = p.text();
+        assert!(
+            text.starts_with("Allow use of key work[2Jkey?\nKey fingerprint SHA256:k."),
+            "{text}"
+        );
+        assert!(text.contains("forwarded agent"));
+        assert!(text.contains("Chain: bastion (fwd) > target (auth)"));
+        assert!(text.contains("log in to target as deploy"));
+        assert!(text.contains("/usr/bin/ssh (pid 42)"));
+        let env = p.env();
+        assert!(env.contains(&("HOPWARD_CHAIN", "bastion>target".to_string())));
+        assert!(env.contains(&("HOPWARD_FORWARDED", "1".to_string())));
     }
 
     #[test]

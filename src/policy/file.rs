@@ -14,7 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
-use super::{Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, Policy, Rule};
+use super::{
+    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, Policy, Rule,
+};
 use crate::binding::Purpose;
 
 /// The built-in policy text (`policy/default.toml`).
@@ -144,8 +146,21 @@ impl Partial {
         macro_rules! fill {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
         }
-        fill!(local, forwarded, forwarded_unverified, method, command, timeout, fwd_add, fwd_remove,
-              fwd_remove_all, fwd_lock, fwd_unlock, audit_path, audit_bytes);
+        fill!(
+            local,
+            forwarded,
+            forwarded_unverified,
+            method,
+            command,
+            timeout,
+            fwd_add,
+            fwd_remove,
+            fwd_remove_all,
+            fwd_lock,
+            fwd_unlock,
+            audit_path,
+            audit_bytes
+        );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
         self.known_hosts = kh;
@@ -183,7 +198,13 @@ impl Ctx<'_> {
         let v = v.as_ref()?;
         let a = Action::parse(v.get_ref());
         if a.is_none() {
-            self.err(v.span(), format!("unknown action {:?} (use allow, confirm or deny)", v.get_ref()));
+            self.err(
+                v.span(),
+                format!(
+                    "unknown action {:?} (use allow, confirm or deny)",
+                    v.get_ref()
+                ),
+            );
         }
         a
     }
@@ -207,7 +228,10 @@ impl Ctx<'_> {
     ) -> Option<Vec<T>> {
         let list = list.as_ref()?;
         if list.get_ref().is_empty() && !allow_empty {
-            self.err(list.span(), format!("{field} = [] can never match; remove the field to match anything"));
+            self.err(
+                list.span(),
+                format!("{field} = [] can never match; remove the field to match anything"),
+            );
         }
         let mut out = Vec::new();
         for item in list.get_ref() {
@@ -227,8 +251,18 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen: &mut Vec<PathBuf>) -> Result<Partial, Vec<PolicyError>> {
-    let mut ctx = Ctx { text, file, errors: Vec::new() };
+fn compile_file(
+    text: &str,
+    file: &str,
+    base: Option<&Path>,
+    depth: usize,
+    seen: &mut Vec<PathBuf>,
+) -> Result<Partial, Vec<PolicyError>> {
+    let mut ctx = Ctx {
+        text,
+        file,
+        errors: Vec::new(),
+    };
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -258,7 +292,10 @@ fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen:
         }
         if let Some(cmd) = &c.command {
             if cmd.get_ref().is_empty() || !cmd.get_ref()[0].starts_with('/') {
-                ctx.err(cmd.span(), "confirm.command must start with an absolute program path");
+                ctx.err(
+                    cmd.span(),
+                    "confirm.command must start with an absolute program path",
+                );
             }
             p.command = Some(cmd.get_ref().clone());
         }
@@ -291,18 +328,27 @@ fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen:
         let span = spanned.span();
         let r = spanned.get_ref();
         let (line, _) = position(text, span.start);
-        let name = r.name.as_ref().map_or_else(|| format!("rule {} ({file}:{line})", i + 1), |n| n.get_ref().clone());
+        let name = r.name.as_ref().map_or_else(
+            || format!("rule {} ({file}:{line})", i + 1),
+            |n| n.get_ref().clone(),
+        );
         let action = ctx.action(&Some(r.action.clone()));
-        let purpose = r.purpose.as_ref().and_then(|pv| match pv.get_ref().as_str() {
-            "login" => Some(Purpose::Login),
-            "git" => Some(Purpose::Git),
-            "file" => Some(Purpose::File),
-            "other" => Some(Purpose::Other),
-            other => {
-                ctx.err(pv.span(), format!("unknown purpose {other:?} (use login, git, file or other)"));
-                None
-            }
-        });
+        let purpose = r
+            .purpose
+            .as_ref()
+            .and_then(|pv| match pv.get_ref().as_str() {
+                "login" => Some(Purpose::Login),
+                "git" => Some(Purpose::Git),
+                "file" => Some(Purpose::File),
+                "other" => Some(Purpose::Other),
+                other => {
+                    ctx.err(
+                        pv.span(),
+                        format!("unknown purpose {other:?} (use login, git, file or other)"),
+                    );
+                    None
+                }
+            });
         let keys = ctx.patterns(&r.keys, "keys", false, KeyPattern::compile);
         let host = ctx.patterns(&r.host, "host", false, NamePattern::compile);
         let via = ctx.patterns(&r.via, "via", true, ViaElement::compile);
@@ -310,10 +356,22 @@ fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen:
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
             if let Some(h) = &r.host {
-                ctx.err(h.span(), format!("this rule can never match: a {} signature has no destination host", pv.as_str()));
+                ctx.err(
+                    h.span(),
+                    format!(
+                        "this rule can never match: a {} signature has no destination host",
+                        pv.as_str()
+                    ),
+                );
             }
             if let Some(u) = &r.user {
-                ctx.err(u.span(), format!("this rule can never match: a {} signature has no remote user", pv.as_str()));
+                ctx.err(
+                    u.span(),
+                    format!(
+                        "this rule can never match: a {} signature has no remote user",
+                        pv.as_str()
+                    ),
+                );
             }
         }
         if let Some(action) = action {
@@ -346,7 +404,10 @@ fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen:
         };
         let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
         if seen.contains(&canonical) {
-            ctx.err(inc.span(), format!("include cycle through {}", target.display()));
+            ctx.err(
+                inc.span(),
+                format!("include cycle through {}", target.display()),
+            );
             continue;
         }
         match std::fs::read_to_string(&target) {
@@ -359,16 +420,24 @@ fn compile_file(text: &str, file: &str, base: Option<&Path>, depth: usize, seen:
                 }
                 seen.pop();
             }
-            Err(e) => ctx.err(inc.span(), format!("cannot read include {}: {e}", target.display())),
+            Err(e) => ctx.err(
+                inc.span(),
+                format!("cannot read include {}: {e}", target.display()),
+            ),
         }
     }
-    if ctx.errors.is_empty() { Ok(p) } else { Err(ctx.errors) }
+    if ctx.errors.is_empty() {
+        Ok(p)
+    } else {
+        Err(ctx.errors)
+    }
 }
 
 fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
     let action = |v: Option<Action>, d: Action| v.unwrap_or(d);
     Policy {
         source,
+        exact_names: Policy::collect_exact_names(&p.rules),
         rules: p.rules,
         defaults: Defaults {
             local: action(p.local, Action::Allow),
@@ -414,12 +483,16 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     })?;
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    compile_file(&text, &name, Some(&base), 0, &mut vec![canonical]).map(|p| finish(p, Some(path.to_path_buf())))
+    compile_file(&text, &name, Some(&base), 0, &mut vec![canonical])
+        .map(|p| finish(p, Some(path.to_path_buf())))
 }
 
 /// Host names in `host`/`via` that no known_hosts entry mentions, as
 /// warnings with their positions (for `policy check`).
-pub fn unknown_name_warnings(path: &Path, known: &super::known_hosts::KnownHosts) -> Vec<PolicyError> {
+pub fn unknown_name_warnings(
+    path: &Path,
+    known: &super::known_hosts::KnownHosts,
+) -> Vec<PolicyError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
@@ -439,7 +512,9 @@ pub fn unknown_name_warnings(path: &Path, known: &super::known_hosts::KnownHosts
                         file: path.display().to_string(),
                         line,
                         col,
-                        message: format!("no known_hosts entry names {name:?}, so no host can match it"),
+                        message: format!(
+                            "no known_hosts entry names {name:?}, so no host can match it"
+                        ),
                         warning: true,
                     });
                 }
@@ -454,7 +529,11 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        parse_str(text, "p.toml").unwrap_err().iter().map(|e| e.to_string()).collect()
+        parse_str(text, "p.toml")
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -467,19 +546,32 @@ mod tests {
 
     #[test]
     fn errors_carry_positions() {
-        assert_eq!(errors("[defaults]\nlocal = \"maybe\"\n"), vec!["p.toml:2:9: unknown action \"maybe\" (use allow, confirm or deny)"]);
+        assert_eq!(
+            errors("[defaults]\nlocal = \"maybe\"\n"),
+            vec!["p.toml:2:9: unknown action \"maybe\" (use allow, confirm or deny)"]
+        );
         let e = errors("[[rule]]\naction = \"allow\"\ncolour = \"red\"\n");
-        assert!(e[0].starts_with("p.toml:3:1: unknown field `colour`"), "{e:?}");
+        assert!(
+            e[0].starts_with("p.toml:3:1: unknown field `colour`"),
+            "{e:?}"
+        );
         let e = errors("[[rule]]\nhost = [\"bad[glob\"]\naction = \"allow\"\n");
         assert!(e[0].starts_with("p.toml:2:9: host: bad glob"), "{e:?}");
         let e = errors("[[rule]]\nremember = \"10 minutes\"\naction = \"allow\"\n");
         assert!(e[0].starts_with("p.toml:2:12: invalid time span"), "{e:?}");
         let e = errors("[[rule]]\npurpose = \"ftp\"\naction = \"allow\"\n");
         assert!(e[0].starts_with("p.toml:2:11: unknown purpose"), "{e:?}");
-        let e = errors("[[rule]]\npurpose = \"git\"\nhost = [\"github.com\"]\naction = \"allow\"\n");
-        assert!(e[0].contains("p.toml:3:8: this rule can never match"), "{e:?}");
+        let e =
+            errors("[[rule]]\npurpose = \"git\"\nhost = [\"github.com\"]\naction = \"allow\"\n");
+        assert!(
+            e[0].contains("p.toml:3:8: this rule can never match"),
+            "{e:?}"
+        );
         let e = errors("[[rule]]\nkeys = []\naction = \"allow\"\n");
-        assert!(e[0].contains("p.toml:2:8: keys = [] can never match"), "{e:?}");
+        assert!(
+            e[0].contains("p.toml:2:8: keys = [] can never match"),
+            "{e:?}"
+        );
         let e = errors("[[rule]]\nname = \"x\"\n");
         assert!(e[0].contains("missing field `action`"), "{e:?}");
         let e = errors("this is not toml");
@@ -501,16 +593,27 @@ mod tests {
         )
         .unwrap();
         let p = parse_file(&dir.join("main.toml")).unwrap();
-        assert_eq!(p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["machine", "shared"]);
+        assert_eq!(
+            p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["machine", "shared"]
+        );
         assert_eq!(p.defaults.local, Action::Allow, "the including file wins");
-        assert_eq!(p.defaults.forwarded, Action::Deny, "unset here, taken from the include");
+        assert_eq!(
+            p.defaults.forwarded,
+            Action::Deny,
+            "unset here, taken from the include"
+        );
 
         std::fs::write(dir.join("loop.toml"), "include = [\"loop.toml\"]\n").unwrap();
         let e = parse_file(&dir.join("loop.toml")).unwrap_err();
         assert!(e[0].message.contains("include cycle"), "{e:?}");
         std::fs::write(dir.join("missing.toml"), "include = [\"nope.toml\"]\n").unwrap();
         let e = parse_file(&dir.join("missing.toml")).unwrap_err();
-        assert!(e[0].to_string().contains("missing.toml:1:12: cannot read include"), "{e:?}");
+        assert!(
+            e[0].to_string()
+                .contains("missing.toml:1:12: cannot read include"),
+            "{e:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -120,12 +120,37 @@ fn patterns_match(patterns: &[Pattern], name: &str) -> bool {
 struct Cache {
     stamps: Vec<Option<(SystemTime, u64)>>,
     entries: Vec<Entry>,
+    /// Entry indexes by key blob, so a lookup never scans the whole file.
+    by_key: std::collections::HashMap<Vec<u8>, Vec<usize>>,
+}
+
+impl Cache {
+    /// Entries whose key is the hop's key, its certificate's CA, or (for
+    /// `@revoked`) either of them.
+    fn relevant<'a>(&'a self, hop: &Hop) -> impl Iterator<Item = &'a Entry> + 'a {
+        let mut keys = vec![hop.host_key.parts.blob(), hop.host_key.blob.clone()];
+        if let Some(cert) = &hop.host_cert {
+            keys.push(cert.signature_key.clone());
+        }
+        keys.dedup();
+        let idx: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| self.by_key.get(k))
+            .flatten()
+            .copied()
+            .collect();
+        idx.into_iter().map(move |i| &self.entries[i])
+    }
+
+    fn revoked(&self, hop: &Hop) -> bool {
+        self.relevant(hop).any(|e| e.marker == Marker::Revoked)
+    }
 }
 
 /// known_hosts files, read lazily and re-read when they change.
 #[derive(Debug)]
 pub struct KnownHosts {
-    files: Vec<PathBuf>,
+    files: Mutex<Vec<PathBuf>>,
     cache: Mutex<Cache>,
 }
 
@@ -147,28 +172,44 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 impl KnownHosts {
     pub fn new(files: Vec<PathBuf>) -> Self {
         KnownHosts {
-            files,
+            files: Mutex::new(files),
             cache: Mutex::new(Cache::default()),
         }
     }
 
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn with_entries<T>(&self, f: impl FnOnce(&[Entry]) -> T) -> T {
+    /// Replaces the list of files (policy reload).
+    pub fn set_files(&self, files: Vec<PathBuf>) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stamps
+            .clear();
+    }
+
+    fn with_entries<T>(&self, f: impl FnOnce(&Cache) -> T) -> T {
+        let files = self.files();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let stamps: Vec<_> = self.files.iter().map(|f| stamp(f)).collect();
+        let stamps: Vec<_> = files.iter().map(|f| stamp(f)).collect();
         if stamps != cache.stamps || cache.stamps.is_empty() {
-            cache.entries = self.load();
+            cache.entries = Self::load(&files);
+            let mut by_key: std::collections::HashMap<Vec<u8>, Vec<usize>> = Default::default();
+            for (i, e) in cache.entries.iter().enumerate() {
+                by_key.entry(e.key_blob.clone()).or_default().push(i);
+            }
+            cache.by_key = by_key;
             cache.stamps = stamps;
         }
-        f(&cache.entries)
+        f(&cache)
     }
 
-    fn load(&self) -> Vec<Entry> {
+    fn load(files: &[PathBuf]) -> Vec<Entry> {
         let mut entries = Vec::new();
-        for file in &self.files {
+        for file in files {
             let Ok(text) = std::fs::read_to_string(file) else {
                 continue;
             };
@@ -183,29 +224,16 @@ impl KnownHosts {
         entries
     }
 
-    fn revoked(entries: &[Entry], hop: &Hop) -> bool {
-        let plain = hop.host_key.parts.blob();
-        entries.iter().any(|e| {
-            e.marker == Marker::Revoked
-                && (e.key_blob == plain
-                    || e.key_blob == hop.host_key.blob
-                    || hop
-                        .host_cert
-                        .as_ref()
-                        .is_some_and(|c| c.signature_key == e.key_blob))
-        })
-    }
-
     /// The plain names under which this hop's host key is known (hashed
     /// entries cannot be listed; ask [`KnownHosts::knows`] about a name).
     pub fn names(&self, hop: &Hop) -> Vec<String> {
-        self.with_entries(|entries| {
-            if Self::revoked(entries, hop) {
+        self.with_entries(|cache| {
+            if cache.revoked(hop) {
                 return Vec::new();
             }
             let plain = hop.host_key.parts.blob();
             let mut names = Vec::new();
-            for e in entries {
+            for e in cache.relevant(hop) {
                 match e.marker {
                     Marker::None if e.key_blob == plain => {
                         for p in &e.patterns {
@@ -239,12 +267,12 @@ impl KnownHosts {
     /// Whether this hop's host key is known as exactly `name` (hashed
     /// entries included).
     pub fn knows(&self, hop: &Hop, name: &str) -> bool {
-        self.with_entries(|entries| {
-            if Self::revoked(entries, hop) {
+        self.with_entries(|cache| {
+            if cache.revoked(hop) {
                 return false;
             }
             let plain = hop.host_key.parts.blob();
-            entries.iter().any(|e| match e.marker {
+            cache.relevant(hop).any(|e| match e.marker {
                 Marker::None => e.key_blob == plain && patterns_match(&e.patterns, name),
                 Marker::CertAuthority => hop.host_cert.as_ref().is_some_and(|cert| {
                     cert.signature_key == e.key_blob
@@ -258,8 +286,9 @@ impl KnownHosts {
 
     /// Whether any entry names `name` at all (for `policy check` warnings).
     pub fn mentions(&self, name: &str) -> bool {
-        self.with_entries(|entries| {
-            entries
+        self.with_entries(|cache| {
+            cache
+                .entries
                 .iter()
                 .any(|e| e.marker != Marker::Revoked && patterns_match(&e.patterns, name))
         })

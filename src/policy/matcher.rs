@@ -127,7 +127,11 @@ mod tests {
     fn hop(name: &str) -> HopView {
         HopView {
             fingerprint: format!("SHA256:{name}"),
-            names: if name.is_empty() { vec![] } else { vec![name.to_string()] },
+            names: if name.is_empty() {
+                vec![]
+            } else {
+                vec![name.to_string()]
+            },
             forwarding: true,
         }
     }
@@ -162,7 +166,10 @@ mod tests {
         assert!(!p.matches(&hop("db1.dev.example.com")));
         assert!(!p.matches(&hop("")));
         assert!(NamePattern::compile("bad[glob").is_err());
-        assert_eq!(NamePattern::compile("Bastion").unwrap().exact_name(), Some("bastion"));
+        assert_eq!(
+            NamePattern::compile("Bastion").unwrap().exact_name(),
+            Some("bastion")
+        );
         assert_eq!(NamePattern::compile("b*").unwrap().exact_name(), None);
     }
 
@@ -171,6 +178,10 @@ mod tests {
         let k = KeyPattern::compile("work-*").unwrap();
         assert!(k.matches("SHA256:x", "work-laptop"));
         assert!(!k.matches("SHA256:x", "home"));
-        assert!(KeyPattern::compile("SHA256:abc").unwrap().matches("SHA256:abc", ""));
+        assert!(
+            KeyPattern::compile("SHA256:abc")
+                .unwrap()
+                .matches("SHA256:abc", "")
+        );
     }
 }

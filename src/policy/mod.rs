@@ -9,6 +9,7 @@ pub mod file;
 pub mod known_hosts;
 pub mod matcher;
 pub mod store;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,6 +125,8 @@ pub struct Policy {
     pub audit: AuditSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
+    /// Exact host names the rules mention (precomputed for the hot path).
+    pub exact_names: Vec<String>,
 }
 
 /// Which rule (or default) decided, and what.
@@ -158,7 +161,7 @@ impl KeyOp {
 }
 
 impl Rule {
-    fn destination<'a>(ctx_chain: &'a [HopView]) -> Option<&'a HopView> {
+    fn destination(ctx_chain: &[HopView]) -> Option<&HopView> {
         ctx_chain.last().filter(|h| !h.forwarding)
     }
 
@@ -241,7 +244,13 @@ impl Policy {
     /// connections. The user and purpose are not known yet, so rules are
     /// matched without them; a host rule only applies once the destination
     /// is bound.
-    pub fn could_allow(&self, fingerprint: &str, comment: &str, chain: &[HopView], class: RequestClass) -> bool {
+    pub fn could_allow(
+        &self,
+        fingerprint: &str,
+        comment: &str,
+        chain: &[HopView],
+        class: RequestClass,
+    ) -> bool {
         if class == RequestClass::Poisoned {
             return false;
         }
@@ -263,11 +272,12 @@ impl Policy {
                 return false;
             }
         }
-        let class = if class == RequestClass::Forwarded || class == RequestClass::ForwardedUnverified {
-            RequestClass::Forwarded
-        } else {
-            class
-        };
+        let class =
+            if class == RequestClass::Forwarded || class == RequestClass::ForwardedUnverified {
+                RequestClass::Forwarded
+            } else {
+                class
+            };
         self.default_for(class).action != Action::Deny
     }
 
@@ -301,9 +311,13 @@ impl Policy {
 
     /// Exact host names the rules mention (checked against hashed
     /// known_hosts entries).
-    pub fn exact_names(&self) -> Vec<String> {
+    pub fn exact_names(&self) -> &[String] {
+        &self.exact_names
+    }
+
+    pub(crate) fn collect_exact_names(rules: &[Rule]) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
-        for rule in &self.rules {
+        for rule in rules {
             let hosts = rule.host.iter().flatten();
             let vias = rule.via.iter().flatten().filter_map(|v| match v {
                 ViaElement::Hop(p) => Some(p),
@@ -326,7 +340,12 @@ mod tests {
     use super::*;
     use crate::peer::Peer;
 
-    fn ctx(chain: &[(&str, bool)], user: Option<&str>, purpose: Purpose, comment: &str) -> RequestContext {
+    fn ctx(
+        chain: &[(&str, bool)],
+        user: Option<&str>,
+        purpose: Purpose,
+        comment: &str,
+    ) -> RequestContext {
         let chain: Vec<HopView> = chain
             .iter()
             .map(|(n, f)| HopView {
@@ -348,7 +367,11 @@ mod tests {
             class,
             user: user.map(str::to_string),
             purpose,
-            peer: Peer { uid: 1000, pid: Some(1), exe: None },
+            peer: Peer {
+                uid: 1000,
+                pid: Some(1),
+                exe: None,
+            },
         }
     }
 
@@ -359,15 +382,37 @@ mod tests {
     #[test]
     fn defaults_by_class_and_poison() {
         let p = Policy::builtin();
-        assert_eq!(p.decide(&ctx(&[], None, Purpose::Git, "k")).action, Action::Allow);
-        assert_eq!(p.decide(&ctx(&[("t", false)], Some("u"), Purpose::Login, "k")).action, Action::Allow);
-        let fwd = p.decide(&ctx(&[("b", true), ("t", false)], Some("u"), Purpose::Login, "k"));
-        assert_eq!((fwd.action, fwd.rule.as_str()), (Action::Confirm, "default:forwarded"));
-        assert_eq!(p.decide(&ctx(&[("b", true)], Some("u"), Purpose::Login, "k")).action, Action::Deny);
+        assert_eq!(
+            p.decide(&ctx(&[], None, Purpose::Git, "k")).action,
+            Action::Allow
+        );
+        assert_eq!(
+            p.decide(&ctx(&[("t", false)], Some("u"), Purpose::Login, "k"))
+                .action,
+            Action::Allow
+        );
+        let fwd = p.decide(&ctx(
+            &[("b", true), ("t", false)],
+            Some("u"),
+            Purpose::Login,
+            "k",
+        ));
+        assert_eq!(
+            (fwd.action, fwd.rule.as_str()),
+            (Action::Confirm, "default:forwarded")
+        );
+        assert_eq!(
+            p.decide(&ctx(&[("b", true)], Some("u"), Purpose::Login, "k"))
+                .action,
+            Action::Deny
+        );
         let mut poisoned = ctx(&[], None, Purpose::Login, "k");
         poisoned.class = RequestClass::Poisoned;
         let d = p.decide(&poisoned);
-        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "default:poisoned"));
+        assert_eq!(
+            (d.action, d.rule.as_str()),
+            (Action::Deny, "default:poisoned")
+        );
     }
 
     #[test]
@@ -393,18 +438,48 @@ mod tests {
             action = "allow"
             "#,
         );
-        let prod = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "work-1");
+        let prod = ctx(
+            &[("bastion", true), ("db.prod.example.com", false)],
+            Some("deploy"),
+            Purpose::Login,
+            "work-1",
+        );
         let d = p.decide(&prod);
-        assert_eq!((d.action, d.rule.as_str()), (Action::Allow, "prod via bastion"));
+        assert_eq!(
+            (d.action, d.rule.as_str()),
+            (Action::Allow, "prod via bastion")
+        );
         assert_eq!(d.remember, Some(Duration::from_secs(600)));
-        let root = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("root"), Purpose::Login, "work-1");
+        let root = ctx(
+            &[("bastion", true), ("db.prod.example.com", false)],
+            Some("root"),
+            Purpose::Login,
+            "work-1",
+        );
         assert_eq!(p.decide(&root).rule, "deny root");
-        let other_key = ctx(&[("bastion", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "home");
+        let other_key = ctx(
+            &[("bastion", true), ("db.prod.example.com", false)],
+            Some("deploy"),
+            Purpose::Login,
+            "home",
+        );
         assert_eq!(p.decide(&other_key).rule, "default:forwarded");
-        let other_hop = ctx(&[("jump", true), ("db.prod.example.com", false)], Some("deploy"), Purpose::Login, "work-1");
+        let other_hop = ctx(
+            &[("jump", true), ("db.prod.example.com", false)],
+            Some("deploy"),
+            Purpose::Login,
+            "work-1",
+        );
         assert_eq!(p.decide(&other_hop).rule, "default:forwarded");
-        assert_eq!(p.decide(&ctx(&[], None, Purpose::Git, "k")).rule, "git locally");
-        assert_eq!(p.decide(&ctx(&[("b", true), ("t", false)], None, Purpose::Git, "k")).rule, "default:forwarded");
+        assert_eq!(
+            p.decide(&ctx(&[], None, Purpose::Git, "k")).rule,
+            "git locally"
+        );
+        assert_eq!(
+            p.decide(&ctx(&[("b", true), ("t", false)], None, Purpose::Git, "k"))
+                .rule,
+            "default:forwarded"
+        );
     }
 
     #[test]
@@ -420,11 +495,24 @@ mod tests {
             action = "allow"
             "#,
         );
-        let on_bastion = [HopView { fingerprint: "SHA256:b".into(), names: vec!["bastion".into()], forwarding: true }];
+        let on_bastion = [HopView {
+            fingerprint: "SHA256:b".into(),
+            names: vec!["bastion".into()],
+            forwarding: true,
+        }];
         assert!(p.could_allow("SHA256:x", "gh", &on_bastion, RequestClass::Forwarded));
         assert!(!p.could_allow("SHA256:x", "other", &on_bastion, RequestClass::Forwarded));
-        assert_eq!(p.key_op(KeyOp::Add, RequestClass::Forwarded).action, Action::Confirm);
-        assert_eq!(p.key_op(KeyOp::RemoveAll, RequestClass::Forwarded).action, Action::Deny);
-        assert_eq!(p.key_op(KeyOp::Lock, RequestClass::Local).action, Action::Allow);
+        assert_eq!(
+            p.key_op(KeyOp::Add, RequestClass::Forwarded).action,
+            Action::Confirm
+        );
+        assert_eq!(
+            p.key_op(KeyOp::RemoveAll, RequestClass::Forwarded).action,
+            Action::Deny
+        );
+        assert_eq!(
+            p.key_op(KeyOp::Lock, RequestClass::Local).action,
+            Action::Allow
+        );
     }
 }

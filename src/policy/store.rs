@@ -68,7 +68,10 @@ impl PolicyStore {
     }
 
     pub fn status(&self) -> ReloadStatus {
-        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Re-reads the file. On error the last good policy stays.

@@ -85,6 +85,11 @@ pub const KEY_TYPES: &[(&str, &str, Option<u32>)] = &[
     ("rsa3072", "rsa", Some(3072)),
 ];
 
+/// A policy under which everything OpenSSH's agent would do is allowed;
+/// for tests about something other than the policy.
+pub const ALLOW_ALL: &str =
+    "[defaults]\nlocal = \"allow\"\nforwarded = \"allow\"\nforwarded_unverified = \"allow\"\n";
+
 /// A running `hopward daemon -D` on a private socket.
 pub struct Daemon {
     pub child: Child,
@@ -97,6 +102,7 @@ pub struct DaemonBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     debug: bool,
+    policy: Option<String>,
 }
 
 impl DaemonBuilder {
@@ -112,13 +118,25 @@ impl DaemonBuilder {
         self.debug = true;
         self
     }
+    /// Runs with this policy text (written to `policy.toml` in the
+    /// daemon's directory and passed with `--policy`).
+    pub fn policy(mut self, text: &str) -> Self {
+        self.policy = Some(text.to_string());
+        self
+    }
     pub fn start(self) -> Daemon {
         let dir = tempdir();
         let sock = dir.path().join("agent.sock");
         let log = dir.path().join("daemon.log");
         let mut cmd = Command::new(HOPWARD);
-        cmd.arg("daemon")
-            .arg(if self.debug { "-d" } else { "-D" })
+        if let Some(text) = &self.policy {
+            let path = dir.path().join("policy.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("daemon").arg("--policy").arg(&path);
+        } else {
+            cmd.arg("daemon");
+        }
+        cmd.arg(if self.debug { "-d" } else { "-D" })
             .arg("-a")
             .arg(&sock)
             .args(&self.args)
@@ -127,6 +145,7 @@ impl DaemonBuilder {
             .env_remove("SSH_ASKPASS")
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
+            .env_remove("HOPWARD_POLICY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -151,6 +170,7 @@ impl Daemon {
             args: Vec::new(),
             env: Vec::new(),
             debug: false,
+            policy: None,
         }
     }
 
@@ -175,6 +195,24 @@ impl Daemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The audit log's JSON lines (the daemon writes them asynchronously;
+    /// this waits briefly for `min` lines).
+    pub fn audit(&self, min: usize) -> Vec<serde_json::Value> {
+        let path = self.dir.path().join("state/hopward/audit.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+                .collect();
+            if lines.len() >= min || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `ssh-add ARGS` against this agent.
