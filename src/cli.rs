@@ -23,6 +23,47 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print the line that points SSH_AUTH_SOCK at the default socket.
     Env(EnvArgs),
+    /// Check a policy file, or explain a decision.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file (default: the one the daemon would use).
+    Check {
+        /// The policy file.
+        file: Option<PathBuf>,
+    },
+    /// Dry-run one request: print the decision and the rule that made it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy file (default: the one the daemon would use).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The key: a SHA256: fingerprint.
+    #[arg(long = "key", value_name = "SHA256:...", default_value = "SHA256:?")]
+    pub key: String,
+    /// The key's comment (matched by comment globs).
+    #[arg(long = "comment", default_value = "")]
+    pub comment: String,
+    /// Hops joined by '>': forwarding hops first, the destination last
+    /// (e.g. "bastion>db.prod"); empty for a local request. A hop may be a
+    /// name or a SHA256: fingerprint.
+    #[arg(long = "chain", default_value = "")]
+    pub chain: String,
+    /// The last hop is a forwarding hop too (nothing said where it goes).
+    #[arg(long = "unverified")]
+    pub unverified: bool,
+    /// The remote user.
+    #[arg(long = "user")]
+    pub user: Option<String>,
+    /// login, git, file or other.
+    #[arg(long = "purpose", default_value = "login")]
+    pub purpose: String,
 }
 
 #[derive(Debug, Args)]

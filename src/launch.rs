@@ -67,6 +67,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
     match cli.command {
         Command::Daemon(args) => daemon(args),
         Command::Env(args) => Ok(print_env(&args)),
+        Command::Policy(cmd) => Ok(crate::policy::tool::run(cmd)),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod file;
 pub mod known_hosts;
 pub mod matcher;
 pub mod store;
+pub mod tool;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -1,0 +1,124 @@
+//! `hopward policy check` and `hopward policy explain`: the policy engine
+//! run from the command line, without a daemon.
+
+use std::process::ExitCode;
+
+use crate::binding::Purpose;
+use crate::cli::{ExplainArgs, PolicyCommand};
+use crate::context::{HopView, RequestClass, RequestContext};
+use crate::peer::Peer;
+
+use super::file::{parse_file, unknown_name_warnings};
+use super::known_hosts::{KnownHosts, default_files};
+use super::store::{load, resolve_path};
+use super::{Action, Policy};
+
+pub fn run(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Check { file } => check(file),
+        PolicyCommand::Explain(args) => explain(&args),
+    }
+}
+
+fn check(file: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(path) = file.or_else(|| resolve_path(None)) else {
+        println!("no policy file: the built-in policy applies (policy/default.toml)");
+        return ExitCode::SUCCESS;
+    };
+    match parse_file(&path) {
+        Ok(policy) => {
+            let mut files = default_files();
+            files.extend(policy.known_hosts.iter().cloned());
+            for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
+                println!("{warning}");
+            }
+            println!("{}: ok ({} rules)", path.display(), policy.rules.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                println!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the request `explain` describes.
+fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
+    let purpose = match args.purpose.as_str() {
+        "login" => Purpose::Login,
+        "git" => Purpose::Git,
+        "file" => Purpose::File,
+        "other" => Purpose::Other,
+        other => return Err(format!("unknown purpose {other:?} (use login, git, file or other)")),
+    };
+    let names: Vec<&str> = args.chain.split('>').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let last = names.len().saturating_sub(1);
+    let chain: Vec<HopView> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let is_fp = name.starts_with("SHA256:");
+            HopView {
+                fingerprint: if is_fp { name.to_string() } else { format!("SHA256:({name})") },
+                names: if is_fp { vec![] } else { vec![name.to_ascii_lowercase()] },
+                forwarding: i < last || args.unverified,
+            }
+        })
+        .collect();
+    let class = match chain.as_slice() {
+        [] => RequestClass::Local,
+        c if c[c.len() - 1].forwarding => RequestClass::ForwardedUnverified,
+        [_] => RequestClass::Direct,
+        _ => RequestClass::Forwarded,
+    };
+    Ok(RequestContext {
+        key_fingerprint: args.key.clone(),
+        key_comment: args.comment.clone(),
+        chain,
+        class,
+        user: args.user.clone(),
+        purpose,
+        peer: Peer { uid: crate::hardening::effective_uid(), pid: None, exe: None },
+    })
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let path = resolve_path(args.policy.clone());
+    let policy: Policy = match load(path.as_deref()) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                println!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = match context(args) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("hopward: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decision = policy.decide(&ctx);
+    let source = path.map_or_else(|| "built-in policy".to_string(), |p| p.display().to_string());
+    println!("policy:   {source}");
+    println!("request:  {ctx}");
+    println!("decision: {}", decision.action.as_str());
+    match policy.rules.iter().find(|r| r.name == decision.rule) {
+        Some(rule) => println!("rule:     {} ({})", rule.name, rule.origin),
+        None => println!("rule:     {} (no rule matched; [defaults] decides by class)", decision.rule),
+    }
+    let why = match decision.action {
+        Action::Allow => "signed without asking".to_string(),
+        Action::Deny => "refused".to_string(),
+        Action::Confirm => match decision.remember {
+            Some(d) => format!("asks first; a yes is remembered for {}s", d.as_secs()),
+            None => "asks first, every time".to_string(),
+        },
+    };
+    println!("reason:   {why}");
+    ExitCode::SUCCESS
+}
