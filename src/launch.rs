@@ -113,6 +113,11 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     } else {
         Mode::Background
     };
+    if matches!(mode, Mode::Foreground { .. }) {
+        // Before the socket exists, so nothing ever talks to an unhardened
+        // agent. Forked agents harden in the child, before serving.
+        harden();
+    }
     let (listener, socket_path) = bind(args.socket.as_deref(), mode)?;
     let socket = SocketFile(Some(socket_path.clone()));
     let sock_line = shell.set_var("SSH_AUTH_SOCK", &socket_path.to_string_lossy());
@@ -289,6 +294,12 @@ fn kill_agent(shell: Shell) -> Result<ExitCode, LaunchError> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn harden() {
+    if let Err(e) = hardening::harden_process() {
+        eprintln!("hopward: warning: could not disable core dumps / debugger attach: {e}");
+    }
+}
+
 /// Builds the runtime and serves until a signal (or the command-mode parent
 /// going away) stops the agent.
 fn serve(
@@ -298,9 +309,7 @@ fn serve(
     policy: crate::policy::store::PolicyStore,
     watch_parent: Option<u32>,
 ) -> Result<ExitCode, LaunchError> {
-    if let Err(e) = hardening::harden_process() {
-        warn!("could not disable core dumps / debugger attach: {e}");
-    }
+    harden();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -143,24 +143,29 @@ impl Session {
 
     /// Whether a key may be listed (or removed) on this connection: OpenSSH's
     /// `identity_permitted` without a user, then, on a bound connection, the
-    /// policy's "could some rule allow it here".
-    fn visible(&self, identity: &Identity, hops: &[HopView], class: RequestClass) -> bool {
-        let permitted = destination::identity_permitted(
+    /// policy's "could some rule allow it here". `Err` carries the rule that
+    /// hides it (`None`: an OpenSSH destination constraint does).
+    fn visible(
+        &self,
+        identity: &Identity,
+        hops: &[HopView],
+        class: RequestClass,
+    ) -> Result<(), Option<String>> {
+        destination::identity_permitted(
             &identity.constraints.destinations,
             &self.chain,
             None,
             unix_now(),
         )
-        .is_ok();
-        permitted
-            && (class == RequestClass::Local
-                || class == RequestClass::Direct
-                || self.agent.policy.current().could_allow(
-                    &identity.fingerprint,
-                    &identity.comment,
-                    hops,
-                    class,
-                ))
+        .map_err(|_| None)?;
+        if class == RequestClass::Local || class == RequestClass::Direct {
+            return Ok(());
+        }
+        self.agent
+            .policy
+            .current()
+            .could_allow(&identity.fingerprint, &identity.comment, hops, class)
+            .map_err(Some)
     }
 
     fn list(&self) -> Vec<u8> {
@@ -170,14 +175,30 @@ impl Session {
         } else {
             self.hop_views()
         };
-        let identities: Vec<_> = self
-            .agent
-            .keystore
-            .list(Instant::now())
-            .into_iter()
-            .filter(|id| self.visible(id, &hops, class))
-            .collect();
-        proto::identities_answer(identities.iter().map(|id| (id.blob(), id.comment.as_str())))
+        let mut shown = Vec::new();
+        for id in self.agent.keystore.list(Instant::now()) {
+            match self.visible(&id, &hops, class) {
+                Ok(()) => shown.push(id),
+                // Hidden by the policy: the remote side tried and was refused.
+                Err(Some(rule)) => self.agent.audit.record(AuditRecord {
+                    ts: now_rfc3339(),
+                    event: "list",
+                    key: Some(id.fingerprint.clone()),
+                    comment: Some(id.comment.clone()),
+                    decision: "deny",
+                    reason: rule.clone(),
+                    rule,
+                    class: class.as_str(),
+                    chain: hops.iter().map(AuditHop::from).collect(),
+                    user: None,
+                    purpose: None,
+                    peer: AuditPeer::from(&self.peer),
+                    conn: self.id,
+                }),
+                Err(None) => {}
+            }
+        }
+        proto::identities_answer(shown.iter().map(|id| (id.blob(), id.comment.as_str())))
     }
 
     async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
@@ -459,7 +480,7 @@ impl Session {
         } else {
             self.hop_views()
         };
-        if !self.visible(&identity, &hops, class) {
+        if self.visible(&identity, &hops, class).is_err() {
             return failure();
         }
         if !self

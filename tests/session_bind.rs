@@ -192,7 +192,8 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let agent = Daemon::start();
+    // Allow everything OpenSSH would: these tests are about its constraints.
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
     let (user, bastion, target) = (Key::new(1), Key::new(2), Key::new(3));
     let mut s = agent.connect();
     assert_eq!(
@@ -415,7 +416,7 @@ fn bind_failures_poison_and_limits_hold() {
 
 #[test]
 fn host_certificates_are_checked_against_principals() {
-    let agent = Daemon::start();
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
     let (user, host, ca) = (Key::new(1), Key::new(2), Key::new(5));
     let mut s = agent.connect();
     // The key may reach "host_d", proven by any host certificate from `ca`.

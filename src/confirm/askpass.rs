@@ -65,11 +65,7 @@ impl AskpassConfirmer {
             .args(args)
             .arg(prompt.text())
             .env("SSH_ASKPASS_PROMPT", "confirm")
-            .env("HOPWARD_KEY", &prompt.key_fingerprint)
-            .env(
-                "HOPWARD_KEY_COMMENT",
-                super::clean(&prompt.key_comment, 256),
-            )
+            .envs(prompt.env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

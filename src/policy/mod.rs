@@ -244,16 +244,16 @@ impl Policy {
     /// connection with this chain; used to filter listings on forwarded
     /// connections. The user and purpose are not known yet, so rules are
     /// matched without them; a host rule only applies once the destination
-    /// is bound.
+    /// is bound. `Err` names the rule (or default) that rules the key out.
     pub fn could_allow(
         &self,
         fingerprint: &str,
         comment: &str,
         chain: &[HopView],
         class: RequestClass,
-    ) -> bool {
+    ) -> Result<(), String> {
         if class == RequestClass::Poisoned {
-            return false;
+            return Err("default:poisoned".into());
         }
         for rule in &self.rules {
             let applies = rule.keys_match(fingerprint, comment)
@@ -263,23 +263,27 @@ impl Policy {
                 continue;
             }
             if rule.action != Action::Deny {
-                return true;
+                return Ok(());
             }
             // A deny rule that is certain to match shadows everything after it.
             let certain = rule.user.is_none()
                 && rule.purpose.is_none()
                 && (rule.host.is_none() || Rule::destination(chain).is_some());
             if certain {
-                return false;
+                return Err(rule.name.clone());
             }
         }
-        let class =
-            if class == RequestClass::Forwarded || class == RequestClass::ForwardedUnverified {
-                RequestClass::Forwarded
-            } else {
-                class
-            };
-        self.default_for(class).action != Action::Deny
+        let class = if class == RequestClass::ForwardedUnverified {
+            RequestClass::Forwarded
+        } else {
+            class
+        };
+        let default = self.default_for(class);
+        if default.action == Action::Deny {
+            Err(default.rule)
+        } else {
+            Ok(())
+        }
     }
 
     /// The action for a key operation arriving on a connection of `class`.
@@ -501,8 +505,14 @@ mod tests {
             names: vec!["bastion".into()],
             forwarding: true,
         }];
-        assert!(p.could_allow("SHA256:x", "gh", &on_bastion, RequestClass::Forwarded));
-        assert!(!p.could_allow("SHA256:x", "other", &on_bastion, RequestClass::Forwarded));
+        assert!(
+            p.could_allow("SHA256:x", "gh", &on_bastion, RequestClass::Forwarded)
+                .is_ok()
+        );
+        assert_eq!(
+            p.could_allow("SHA256:x", "other", &on_bastion, RequestClass::Forwarded),
+            Err("default:forwarded".to_string())
+        );
         assert_eq!(
             p.key_op(KeyOp::Add, RequestClass::Forwarded).action,
             Action::Confirm

@@ -51,9 +51,18 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         "git" => Purpose::Git,
         "file" => Purpose::File,
         "other" => Purpose::Other,
-        other => return Err(format!("unknown purpose {other:?} (use login, git, file or other)")),
+        other => {
+            return Err(format!(
+                "unknown purpose {other:?} (use login, git, file or other)"
+            ));
+        }
     };
-    let names: Vec<&str> = args.chain.split('>').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let names: Vec<&str> = args
+        .chain
+        .split('>')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let last = names.len().saturating_sub(1);
     let chain: Vec<HopView> = names
         .iter()
@@ -61,8 +70,16 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         .map(|(i, name)| {
             let is_fp = name.starts_with("SHA256:");
             HopView {
-                fingerprint: if is_fp { name.to_string() } else { format!("SHA256:({name})") },
-                names: if is_fp { vec![] } else { vec![name.to_ascii_lowercase()] },
+                fingerprint: if is_fp {
+                    name.to_string()
+                } else {
+                    format!("SHA256:({name})")
+                },
+                names: if is_fp {
+                    vec![]
+                } else {
+                    vec![name.to_ascii_lowercase()]
+                },
                 forwarding: i < last || args.unverified,
             }
         })
@@ -80,7 +97,11 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         class,
         user: args.user.clone(),
         purpose,
-        peer: Peer { uid: crate::hardening::effective_uid(), pid: None, exe: None },
+        peer: Peer {
+            uid: crate::hardening::effective_uid(),
+            pid: None,
+            exe: None,
+        },
     })
 }
 
@@ -103,13 +124,19 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let decision = policy.decide(&ctx);
-    let source = path.map_or_else(|| "built-in policy".to_string(), |p| p.display().to_string());
+    let source = path.map_or_else(
+        || "built-in policy".to_string(),
+        |p| p.display().to_string(),
+    );
     println!("policy:   {source}");
     println!("request:  {ctx}");
     println!("decision: {}", decision.action.as_str());
     match policy.rules.iter().find(|r| r.name == decision.rule) {
         Some(rule) => println!("rule:     {} ({})", rule.name, rule.origin),
-        None => println!("rule:     {} (no rule matched; [defaults] decides by class)", decision.rule),
+        None => println!(
+            "rule:     {} (no rule matched; [defaults] decides by class)",
+            decision.rule
+        ),
     }
     let why = match decision.action {
         Action::Allow => "signed without asking".to_string(),

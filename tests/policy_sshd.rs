@@ -1,0 +1,368 @@
+//! The policy over real sshd hosts on loopback: allowed and denied chains,
+//! the command confirmer, the audit log, reloads, and key operations that
+//! arrive through a forwarded agent.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::sshd::Hosts;
+use common::*;
+
+struct World {
+    tmp: tempfile::TempDir,
+    hosts: Hosts,
+    agent: Daemon,
+    key: PathBuf,
+}
+
+/// A confirm command that records its arguments and environment, and answers
+/// what `answer` holds ("yes" or anything else).
+fn confirmer(dir: &Path) -> PathBuf {
+    let script = dir.join("confirm.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ echo \"PROMPT=$1\"; env | grep -E '^(HOPWARD_|SSH_ASKPASS_PROMPT)' | sort; echo END; }} >> {d}/confirm.log\n\
+             [ \"$(cat {d}/answer)\" = yes ] && exit 0\nexit 1\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("answer"), "yes").unwrap();
+    script
+}
+
+fn world(policy: &str) -> World {
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
+    let script = confirmer(tmp.path());
+    let policy = policy.replace("CONFIRM", script.to_str().unwrap());
+    let agent = Daemon::builder()
+        .policy(&policy)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    let key = keygen(tmp.path(), "work", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    World {
+        tmp,
+        hosts,
+        agent,
+        key,
+    }
+}
+
+fn through(w: &World, first: &str, second: &str) -> std::process::Output {
+    let inner = w
+        .hosts
+        .inner_ssh(&format!("{second} echo reached-{second}"));
+    w.hosts.ssh(&w.agent.sock, &["-A", first, &inner])
+}
+
+fn signs(audit: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    audit.iter().filter(|l| l["event"] == "sign").collect()
+}
+
+fn chain_names(line: &serde_json::Value) -> Vec<String> {
+    line["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["names"][0].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+const POLICY: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "deny"
+forwarded_unverified = "deny"
+
+[confirm]
+method = "command"
+command = ["CONFIRM"]
+timeout = "10s"
+
+[[rule]]
+name = "target via bastion"
+host = ["target"]
+via = ["bastion"]
+action = "allow"
+
+[[rule]]
+name = "deep needs a yes"
+host = ["deep"]
+via = ["bastion"]
+purpose = "login"
+action = "confirm"
+"#;
+
+#[test]
+fn allowed_denied_and_confirmed_chains_with_audit_lines() {
+    let w = world(POLICY);
+    let user = w.hosts.user.clone();
+
+    let allowed = through(&w, "bastion", "target");
+    assert!(
+        stdout(&allowed).contains("reached-target"),
+        "{}",
+        text(&allowed)
+    );
+
+    let denied = through(&w, "target", "bastion");
+    assert!(
+        !stdout(&denied).contains("reached-bastion"),
+        "{}",
+        text(&denied)
+    );
+
+    let confirmed = through(&w, "bastion", "deep");
+    assert!(
+        stdout(&confirmed).contains("reached-deep"),
+        "{}",
+        text(&confirmed)
+    );
+    std::fs::write(w.tmp.path().join("answer"), "no").unwrap();
+    let refused = through(&w, "bastion", "deep");
+    assert!(
+        !stdout(&refused).contains("reached-deep"),
+        "{}",
+        text(&refused)
+    );
+
+    // The confirmer saw the whole request in its environment and prompt.
+    let log = std::fs::read_to_string(w.tmp.path().join("confirm.log")).unwrap();
+    let first = log.split("END").next().unwrap();
+    let fp = stdout(&ok(run(std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(w.key.with_extension("pub")))));
+    let fp = fp.split_whitespace().nth(1).unwrap();
+    for expected in [
+        "SSH_ASKPASS_PROMPT=confirm".to_string(),
+        "HOPWARD_CHAIN=bastion>deep".into(),
+        format!("HOPWARD_USER={user}"),
+        "HOPWARD_PURPOSE=login".into(),
+        "HOPWARD_FORWARDED=1".into(),
+        format!("HOPWARD_KEY={fp}"),
+        "HOPWARD_KEY_COMMENT=work".into(),
+        "HOPWARD_PID=".into(),
+        "Chain: bastion (fwd) > deep (auth)".into(),
+        format!("log in to deep as {user}"),
+    ] {
+        assert!(
+            first.contains(&expected),
+            "missing {expected:?} in:\n{first}"
+        );
+    }
+
+    // One audit line per decision, with rule, reason, chain, user and peer.
+    let audit = w.agent.audit(7);
+    let signs = signs(&audit);
+    let find = |names: &[&str], decision: &str, reason: &str| {
+        signs.iter().any(|l| {
+            chain_names(l) == names
+                && l["decision"] == decision
+                && l["reason"] == reason
+                && l["user"] == user.as_str()
+                && l["purpose"] == "login"
+                && l["peer"]["exe"] == "/usr/bin/ssh"
+                && l["key"] == fp
+        })
+    };
+    assert!(
+        find(&["bastion", "target"], "allow", "target via bastion"),
+        "{signs:#?}"
+    );
+    // Through the target nothing is allowed, so the key is not even listed
+    // there: the refusal is audited as a hidden key.
+    assert!(
+        audit.iter().any(|l| l["event"] == "list"
+            && l["decision"] == "deny"
+            && l["reason"] == "default:forwarded"
+            && chain_names(l).first().map(String::as_str) == Some("target")),
+        "{audit:#?}"
+    );
+    assert!(
+        find(&["bastion", "deep"], "allow", "confirmed"),
+        "{signs:#?}"
+    );
+    assert!(find(&["bastion", "deep"], "deny", "refused"), "{signs:#?}");
+    assert!(
+        find(&["bastion"], "allow", "default:direct"),
+        "direct logins to the bastion: {signs:#?}"
+    );
+    for line in &audit {
+        let raw = line.to_string();
+        assert!(!raw.contains("PRIVATE"), "{raw}");
+    }
+}
+
+#[test]
+fn proxy_jump_hops_are_direct_logins() {
+    let w = world(POLICY);
+    let out = w
+        .hosts
+        .ssh(&w.agent.sock, &["-J", "bastion", "deep", "echo jumped"]);
+    assert!(stdout(&out).contains("jumped"), "{}", text(&out));
+    let audit = w.agent.audit(2);
+    assert!(
+        signs(&audit).iter().all(|l| l["class"] == "direct"),
+        "{audit:#?}"
+    );
+}
+
+fn wait_for(agent: &Daemon, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.log_text().matches(needle).count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A sign request for `other` data with the first listed key.
+fn sign_other(s: &mut std::os::unix::net::UnixStream) -> u8 {
+    let list = request(s, &[11]);
+    let len = u32::from_be_bytes([list[5], list[6], list[7], list[8]]) as usize;
+    let blob = &list[9..9 + len];
+    let mut body = vec![13];
+    put_string(&mut body, blob);
+    put_string(&mut body, b"some data");
+    body.extend_from_slice(&0u32.to_be_bytes());
+    request(s, &body)[0]
+}
+
+/// Replaces a file the way editors do: write a new one, rename it over.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"allow\"\n")
+        .start();
+    let tmp = tempdir();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let policy = agent.dir.path().join("policy.toml");
+    let mut s = agent.connect();
+    assert_eq!(sign_other(&mut s), 14);
+
+    save(&policy, "[defaults]\nlocal = \"deny\"\n");
+    wait_for(&agent, "policy reloaded", 1);
+    assert_eq!(
+        sign_other(&mut s),
+        5,
+        "the open connection follows the new policy"
+    );
+
+    save(&policy, "[defaults]\nlocal = \"allow\"\nthis is not toml\n");
+    wait_for(&agent, "keeping the last good policy", 1);
+    assert_eq!(sign_other(&mut s), 5, "garbage keeps the last good policy");
+    assert!(
+        agent.log_text().contains("policy.toml:3:"),
+        "errors name file and line:\n{}",
+        agent.log_text()
+    );
+
+    // SIGHUP reloads too (here with the file unchanged but now valid).
+    std::fs::write(
+        agent.dir.path().join("policy.toml.new"),
+        "[defaults]\nlocal = \"allow\"\n",
+    )
+    .unwrap();
+    let reloads = agent.log_text().matches("policy reloaded").count();
+    std::fs::rename(agent.dir.path().join("policy.toml.new"), &policy).unwrap();
+    wait_for(&agent, "policy reloaded", reloads + 1);
+    let before = agent.log_text().matches("policy reloaded").count();
+    ok(run(
+        std::process::Command::new("kill").args(["-HUP", &agent.pid().to_string()])
+    ));
+    wait_for(&agent, "SIGHUP received", 1);
+    wait_for(&agent, "policy reloaded", before + 1);
+    assert_eq!(sign_other(&mut s), 14);
+}
+
+#[test]
+fn an_invalid_policy_stops_the_daemon_from_starting() {
+    let tmp = tempdir();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "[defaults]\nlocal = \"perhaps\"\n").unwrap();
+    let out = run(std::process::Command::new(HOPWARD)
+        .args(["daemon", "-D", "-a"])
+        .arg(tmp.path().join("s"))
+        .arg("--policy")
+        .arg(&policy));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("policy.toml:2:9: unknown action"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn forwarded_add_remove_all_and_lock_follow_the_policy() {
+    let w = world(
+        "[defaults]\nforwarded = \"allow\"\n[confirm]\nmethod = \"command\"\ncommand = [\"CONFIRM\"]\n[forwarded]\nadd = \"confirm\"\n",
+    );
+    let second = keygen(w.tmp.path(), "second", "ed25519", None);
+    let pass = w.tmp.path().join("pass.sh");
+    std::fs::write(&pass, "#!/bin/sh\necho hunter2\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let remote = |cmd: &str| w.hosts.ssh(&w.agent.sock, &["-A", "bastion", cmd]);
+
+    // remove_all from the bastion: denied by default, keys stay.
+    let out = remote("ssh-add -D");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(stdout(&ok(w.agent.ssh_add(&["-l"]))).contains(" work (ED25519)"));
+
+    // lock from the bastion: denied, the agent stays unlocked.
+    let out = remote(&format!(
+        "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force ssh-add -x",
+        pass.display()
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    ok(w.agent.ssh_add(&["-l"]));
+
+    // add from the bastion: asks; "no" refuses, "yes" adds.
+    std::fs::write(w.tmp.path().join("answer"), "no").unwrap();
+    let out = remote(&format!("ssh-add {}", second.display()));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!stdout(&ok(w.agent.ssh_add(&["-l"]))).contains("second"));
+    std::fs::write(w.tmp.path().join("answer"), "yes").unwrap();
+    ok(remote(&format!("ssh-add {}", second.display())));
+    assert!(stdout(&ok(w.agent.ssh_add(&["-l"]))).contains(" second (ED25519)"));
+    let log = std::fs::read_to_string(w.tmp.path().join("confirm.log")).unwrap();
+    assert!(log.contains("Request: add this key to the agent"), "{log}");
+
+    // Locally the same operations are allowed.
+    ok(w.agent.ssh_add(&["-D"]));
+    let audit = w.agent.audit(6);
+    let ev = |event: &str, decision: &str, reason: &str| {
+        audit
+            .iter()
+            .any(|l| l["event"] == event && l["decision"] == decision && l["reason"] == reason)
+    };
+    assert!(
+        ev("remove_all", "deny", "forwarded.remove_all"),
+        "{audit:#?}"
+    );
+    assert!(ev("lock", "deny", "forwarded.lock"), "{audit:#?}");
+    assert!(ev("add", "deny", "refused"), "{audit:#?}");
+    assert!(ev("add", "allow", "confirmed"), "{audit:#?}");
+    assert!(ev("remove_all", "allow", "default:local"), "{audit:#?}");
+}
