@@ -1,0 +1,52 @@
+//! `hopward policy check` and `hopward policy explain` on the shipped
+//! policies and on broken ones.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn shipped_policies_pass_policy_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&path));
+            assert!(out.status.success(), "{}: {}", path.display(), text(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "expected the default and four examples, found {checked}");
+    // And a broken one fails with positions.
+    let tmp = tempdir();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[[rule]]\nvia = [\"bastion\"]\naction = \"alow\"\n").unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("bad.toml:3:10: unknown action \"alow\""), "{}", text(&out));
+}
+
+#[test]
+fn policy_explain_names_the_rule() {
+    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/bastion.toml");
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["policy", "explain", "--policy"])
+        .arg(&policy)
+        .args(["--chain", "bastion>db1.prod.example.com", "--user", "deploy"])));
+    let printed = stdout(&out);
+    assert!(printed.contains("decision: confirm"), "{printed}");
+    assert!(printed.contains("rule:     production through the bastion"), "{printed}");
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["policy", "explain", "--policy"])
+        .arg(&policy)
+        .args(["--chain", "bastion>db1.prod.example.com", "--user", "root"])));
+    assert!(stdout(&out).contains("decision: deny"), "{}", text(&out));
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["policy", "explain", "--policy"])
+        .arg(&policy)
+        .args(["--chain", "bastion", "--unverified"])));
+    assert!(stdout(&out).contains("default:forwarded_unverified"), "{}", text(&out));
+}
