@@ -103,14 +103,27 @@ struct Figures {
 }
 
 fn measure(sock: &Path, frame: &[u8], conns: usize, seconds: f64) -> Figures {
+    let frame = frame.to_vec();
+    measure_with(sock, move |_| frame.clone(), conns, seconds)
+}
+
+/// Runs `conns` client threads; each calls `setup` on its fresh connection
+/// (e.g. to send a session-bind) and then repeats the frame it returns.
+fn measure_with(
+    sock: &Path,
+    setup: impl Fn(&mut UnixStream) -> Vec<u8> + Send + Sync + Clone + 'static,
+    conns: usize,
+    seconds: f64,
+) -> Figures {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let threads: Vec<_> = (0..conns)
         .map(|_| {
             let sock = sock.to_path_buf();
-            let frame = frame.to_vec();
+            let setup = setup.clone();
             std::thread::spawn(move || {
                 let mut s = UnixStream::connect(&sock).expect("connect to agent");
+                let frame = setup(&mut s);
                 let mut lat = Vec::with_capacity(100_000);
                 let mut buf = vec![0u8; 4096];
                 while Instant::now() < deadline {
@@ -260,4 +273,182 @@ fn main() {
             kib as f64 / 1024.0
         );
     }
+    policy_bench(dir.path(), &hw, seconds);
+}
+
+fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    s.write_all(&frame).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).unwrap();
+    reply
+}
+
+/// A sign request frame for a userauth request on session `sid`.
+fn userauth_frame(key_blob: &[u8], sid: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_string(&mut data, sid);
+    data.push(50);
+    put_string(&mut data, b"deploy");
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, key_blob);
+    let mut body = vec![13u8];
+    put_string(&mut body, key_blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn start_hopward(
+    dir: &Path,
+    hopward: &str,
+    name: &str,
+    policy: Option<&Path>,
+    known: &Path,
+) -> Agent {
+    let sock = dir.join(format!("{name}.sock"));
+    let mut cmd = Command::new(hopward);
+    cmd.args(["daemon", "-D", "-a"]).arg(&sock);
+    if let Some(p) = policy {
+        cmd.arg("--policy").arg(p);
+    }
+    cmd.env("HOPWARD_KNOWN_HOSTS", known)
+        .env("XDG_STATE_HOME", dir.join(format!("{name}-state")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("start hopward");
+    for _ in 0..500 {
+        if UnixStream::connect(&sock).is_ok() {
+            return Agent { child, sock };
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{name} did not start");
+}
+
+/// The cost of deciding: hopward with a 200-rule policy and a 10 000-line
+/// known_hosts against hopward with the built-in policy and no known_hosts,
+/// both on connections bound to a host (as every `ssh` connection is), and
+/// ssh-agent on the same bound connections.
+fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
+    use base64::Engine as _;
+    use hopward::proto::{PublicParts, SecretParts};
+    use hopward::sign::{SigningKey, ed25519_public};
+    use rand_core::RngCore as _;
+
+    let host_seed = [0x42u8; 32];
+    let host_blob = PublicParts::Ed25519(ed25519_public(&host_seed)).blob();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut known = String::new();
+    let mut random = [0u8; 32];
+    for i in 0..9_999 {
+        rand_core::OsRng.fill_bytes(&mut random);
+        let blob = PublicParts::Ed25519(random).blob();
+        known.push_str(&format!(
+            "host-{i}.example.com ssh-ed25519 {}\n",
+            b64.encode(blob)
+        ));
+    }
+    known.push_str(&format!("target ssh-ed25519 {}\n", b64.encode(&host_blob)));
+    let known_path = dir.join("known_hosts_10k");
+    std::fs::write(&known_path, known).unwrap();
+    let mut policy = String::from("[defaults]\nlocal = \"allow\"\n");
+    for i in 0..199 {
+        policy.push_str(&format!(
+            "[[rule]]\nname = \"rule {i}\"\nhost = [\"host-{i}.example.com\"]\nvia = [\"jump-{i}\"]\nuser = [\"user-{i}\"]\naction = \"confirm\"\n"
+        ));
+    }
+    policy.push_str(
+        "[[rule]]\nname = \"target\"\nhost = [\"target\"]\nvia = []\naction = \"allow\"\n",
+    );
+    let policy_path = dir.join("policy_200.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let empty_known = dir.join("known_hosts_empty");
+    std::fs::write(&empty_known, "").unwrap();
+
+    let agents = [
+        (
+            "hopward, 200 rules + 10k known_hosts",
+            start_hopward(dir, hopward, "policy200", Some(&policy_path), &known_path),
+        ),
+        (
+            "hopward, built-in policy",
+            start_hopward(dir, hopward, "builtin", None, &empty_known),
+        ),
+        (
+            "ssh-agent",
+            start(
+                "ssh-agent",
+                "/usr/bin/ssh-agent",
+                &["-D"],
+                dir.join("openssh-bound.sock"),
+            ),
+        ),
+    ];
+    let user_key = keygen(dir, "bound-user", "ed25519", "256");
+    for (_, agent) in &agents {
+        sh(Command::new("ssh-add")
+            .arg("-q")
+            .arg(&user_key)
+            .env("SSH_AUTH_SOCK", &agent.sock));
+    }
+    let user_blob = key_blob(&user_key.with_extension("pub"));
+    let setup = move |s: &mut UnixStream| {
+        let mut sid = [0u8; 32];
+        rand_core::OsRng.fill_bytes(&mut sid);
+        let public = PublicParts::Ed25519(ed25519_public(&host_seed));
+        let host = SigningKey::new(&public, &SecretParts::Ed25519(&host_seed)).unwrap();
+        let sig = host.sign(&sid, 0).unwrap();
+        let mut sig_blob = Vec::new();
+        put_string(&mut sig_blob, sig.algorithm.as_bytes());
+        put_string(&mut sig_blob, &sig.blob);
+        let mut bind = vec![27u8];
+        put_string(&mut bind, b"session-bind@openssh.com");
+        put_string(&mut bind, &public.blob());
+        put_string(&mut bind, &sid);
+        put_string(&mut bind, &sig_blob);
+        bind.push(0);
+        assert_eq!(request(s, &bind)[0], 6, "session-bind refused");
+        userauth_frame(&user_blob, &sid)
+    };
+    println!("\nDecision cost: Ed25519 on connections bound to a host (session-bind), same run\n");
+    println!("| agent | conns | signs/s | p50 µs | p99 µs |");
+    println!("|---|---|---|---|---|");
+    let mut results = Vec::new();
+    for conns in [1usize, 16] {
+        for (name, agent) in &agents {
+            let f = measure_with(&agent.sock, setup.clone(), conns, seconds);
+            println!(
+                "| {name} | {conns} | {:.0} | {:.1} | {:.1} |",
+                f.signs_per_sec, f.p50_us, f.p99_us
+            );
+            results.push((conns, *name, f));
+        }
+    }
+    let get = |conns: usize, name: &str| {
+        results
+            .iter()
+            .find(|(c, n, _)| *c == conns && n.starts_with(name))
+            .map(|(_, _, f)| f)
+            .expect("measured")
+    };
+    let (with, without) = (get(1, "hopward, 200"), get(1, "hopward, built-in"));
+    println!(
+        "\np50 added by the 200-rule policy and 10k-line known_hosts (1 connection): {:.1} µs",
+        with.p50_us - without.p50_us
+    );
+    println!(
+        "throughput with the 200-rule policy at 16 connections: {:.2}× ssh-agent",
+        get(16, "hopward, 200").signs_per_sec / get(16, "ssh-agent").signs_per_sec
+    );
 }

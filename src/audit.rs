@@ -85,7 +85,7 @@ impl AuditRecord {
             chain: ctx.chain.iter().map(AuditHop::from).collect(),
             user: ctx.user.clone(),
             purpose: Some(ctx.purpose.as_str()),
-            peer: AuditPeer::from(&ctx.peer),
+            peer: AuditPeer::from(&*ctx.peer),
             conn,
         }
     }

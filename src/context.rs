@@ -2,6 +2,7 @@
 //! hops to which host, as which user, for what, asked by whom.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::binding::{Chain, Purpose, SignedData};
 use crate::peer::Peer;
@@ -80,7 +81,7 @@ pub struct RequestContext {
     pub class: RequestClass,
     pub user: Option<String>,
     pub purpose: Purpose,
-    pub peer: Peer,
+    pub peer: Arc<Peer>,
 }
 
 impl RequestContext {
@@ -94,43 +95,32 @@ impl RequestContext {
         chain
             .hops()
             .iter()
-            .map(|hop| {
-                let mut names = known_hosts.names(hop);
-                for name in exact_names {
-                    if !names.contains(name) && known_hosts.knows(hop, name) {
-                        names.push(name.clone());
-                    }
-                }
-                HopView {
-                    fingerprint: hop.fingerprint(),
-                    names,
-                    forwarding: hop.forwarding,
-                }
+            .map(|hop| HopView {
+                fingerprint: hop.fingerprint(),
+                names: known_hosts.describe(hop, exact_names),
+                forwarding: hop.forwarding,
             })
             .collect()
     }
 
+    /// The context of a sign request on a connection with `chain`, whose
+    /// hops were described as `hops` (see [`RequestContext::hop_views`]).
     pub fn new(
         key_fingerprint: &str,
         key_comment: &str,
         chain: &Chain,
+        hops: Vec<HopView>,
         data: &SignedData<'_>,
-        peer: &Peer,
-        known_hosts: &KnownHosts,
-        exact_names: &[String],
+        peer: &Arc<Peer>,
     ) -> RequestContext {
         RequestContext {
             key_fingerprint: key_fingerprint.to_string(),
             key_comment: key_comment.to_string(),
-            chain: if chain.hops().is_empty() {
-                Vec::new()
-            } else {
-                Self::hop_views(chain, known_hosts, exact_names)
-            },
+            chain: hops,
             class: RequestClass::of(chain, true),
             user: data.user().map(str::to_string),
             purpose: data.purpose(),
-            peer: peer.clone(),
+            peer: Arc::clone(peer),
         }
     }
 }

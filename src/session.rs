@@ -32,11 +32,19 @@ use crate::proto::{
 #[derive(Debug)]
 pub struct Session {
     agent: Arc<Agent>,
-    peer: Peer,
+    peer: Arc<Peer>,
     id: u64,
     /// The hosts this connection came through, from session-bind.
     chain: Chain,
+    /// The chain's hops with names, valid while the chain, the known_hosts
+    /// files and the policy stay the same (names are looked up once per
+    /// connection, not once per request).
+    views: std::sync::Mutex<Option<(ViewsKey, Vec<HopView>)>>,
 }
+
+/// What cached hop names depend on: hop count, known_hosts generation and
+/// the policy in force (its exact names).
+type ViewsKey = (usize, u64, usize);
 
 fn status(ok: bool) -> Vec<u8> {
     vec![if ok {
@@ -60,9 +68,10 @@ impl Session {
     pub fn new(agent: Arc<Agent>, peer: Peer, id: u64) -> Self {
         Session {
             agent,
-            peer,
+            peer: Arc::new(peer),
             id,
             chain: Chain::default(),
+            views: std::sync::Mutex::new(None),
         }
     }
 
@@ -137,8 +146,25 @@ impl Session {
     /// The chain with verified names, including exact names the policy
     /// mentions that only hashed known_hosts entries confirm.
     fn hop_views(&self) -> Vec<HopView> {
+        if self.chain.hops().is_empty() {
+            return Vec::new();
+        }
         let policy = self.agent.policy.current();
-        RequestContext::hop_views(&self.chain, &self.agent.known_hosts, policy.exact_names())
+        let key = (
+            self.chain.hops().len(),
+            self.agent.known_hosts.generation(),
+            Arc::as_ptr(&policy) as usize,
+        );
+        let mut cache = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_key, views)) = cache.as_ref() {
+            if *cached_key == key {
+                return views.clone();
+            }
+        }
+        let views =
+            RequestContext::hop_views(&self.chain, &self.agent.known_hosts, policy.exact_names());
+        *cache = Some((key, views.clone()));
+        views
     }
 
     /// Whether a key may be listed (or removed) on this connection: OpenSSH's
@@ -170,11 +196,7 @@ impl Session {
 
     fn list(&self) -> Vec<u8> {
         let class = RequestClass::of(&self.chain, false);
-        let hops = if self.chain.hops().is_empty() {
-            Vec::new()
-        } else {
-            self.hop_views()
-        };
+        let hops = self.hop_views();
         let mut shown = Vec::new();
         for id in self.agent.keystore.list(Instant::now()) {
             match self.visible(&id, &hops, class) {
@@ -192,7 +214,7 @@ impl Session {
                     chain: hops.iter().map(AuditHop::from).collect(),
                     user: None,
                     purpose: None,
-                    peer: AuditPeer::from(&self.peer),
+                    peer: AuditPeer::from(&*self.peer),
                     conn: self.id,
                 }),
                 Err(None) => {}
@@ -216,10 +238,9 @@ impl Session {
             &identity.fingerprint,
             &identity.comment,
             &self.chain,
+            self.hop_views(),
             &signed_data,
             &self.peer,
-            &self.agent.known_hosts,
-            policy.exact_names(),
         );
         debug!(conn = self.id, "request context: {context}");
 
@@ -341,11 +362,7 @@ impl Session {
         let class = RequestClass::of(&self.chain, false);
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
-        let hops = if self.chain.hops().is_empty() {
-            Vec::new()
-        } else {
-            self.hop_views()
-        };
+        let hops = self.hop_views();
         let verdict = match decision.action {
             Action::Allow => Verdict {
                 allowed: true,
@@ -371,7 +388,7 @@ impl Session {
                     class,
                     user: None,
                     purpose: crate::binding::Purpose::Other,
-                    peer: self.peer.clone(),
+                    peer: Arc::clone(&self.peer),
                 };
                 let answer = self
                     .ask(prompt_for(&ctx, Some(what)), &policy.confirm)
@@ -394,7 +411,7 @@ impl Session {
             chain: hops.iter().map(AuditHop::from).collect(),
             user: None,
             purpose: None,
-            peer: AuditPeer::from(&self.peer),
+            peer: AuditPeer::from(&*self.peer),
             conn: self.id,
         });
         if !verdict.allowed {
@@ -475,11 +492,7 @@ impl Session {
         };
         // A key this connection cannot see cannot be removed through it.
         let class = RequestClass::of(&self.chain, false);
-        let hops = if self.chain.hops().is_empty() {
-            Vec::new()
-        } else {
-            self.hop_views()
-        };
+        let hops = self.hop_views();
         if self.visible(&identity, &hops, class).is_err() {
             return failure();
         }

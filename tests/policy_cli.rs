@@ -19,14 +19,21 @@ fn shipped_policies_pass_policy_check() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "expected the default and four examples, found {checked}");
+    assert!(
+        checked >= 5,
+        "expected the default and four examples, found {checked}"
+    );
     // And a broken one fails with positions.
     let tmp = tempdir();
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "[[rule]]\nvia = [\"bastion\"]\naction = \"alow\"\n").unwrap();
     let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&bad));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("bad.toml:3:10: unknown action \"alow\""), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("bad.toml:3:10: unknown action \"alow\""),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -35,10 +42,18 @@ fn policy_explain_names_the_rule() {
     let out = ok(run(Command::new(HOPWARD)
         .args(["policy", "explain", "--policy"])
         .arg(&policy)
-        .args(["--chain", "bastion>db1.prod.example.com", "--user", "deploy"])));
+        .args([
+            "--chain",
+            "bastion>db1.prod.example.com",
+            "--user",
+            "deploy",
+        ])));
     let printed = stdout(&out);
     assert!(printed.contains("decision: confirm"), "{printed}");
-    assert!(printed.contains("rule:     production through the bastion"), "{printed}");
+    assert!(
+        printed.contains("rule:     production through the bastion"),
+        "{printed}"
+    );
     let out = ok(run(Command::new(HOPWARD)
         .args(["policy", "explain", "--policy"])
         .arg(&policy)
@@ -48,5 +63,9 @@ fn policy_explain_names_the_rule() {
         .args(["policy", "explain", "--policy"])
         .arg(&policy)
         .args(["--chain", "bastion", "--unverified"])));
-    assert!(stdout(&out).contains("default:forwarded_unverified"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("default:forwarded_unverified"),
+        "{}",
+        text(&out)
+    );
 }

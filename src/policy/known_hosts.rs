@@ -119,6 +119,11 @@ fn patterns_match(patterns: &[Pattern], name: &str) -> bool {
 #[derive(Debug, Default)]
 struct Cache {
     stamps: Vec<Option<(SystemTime, u64)>>,
+    /// When the files were last looked at; they are looked at again at
+    /// most once per [`RECHECK`].
+    checked: Option<std::time::Instant>,
+    /// Bumped whenever the entries are re-read.
+    generation: u64,
     entries: Vec<Entry>,
     /// Entry indexes by key blob, so a lookup never scans the whole file.
     by_key: std::collections::HashMap<Vec<u8>, Vec<usize>>,
@@ -154,6 +159,9 @@ pub struct KnownHosts {
     cache: Mutex<Cache>,
 }
 
+/// How often the files' size and mtime are checked for changes.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The default files: `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`.
 pub fn default_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -184,18 +192,21 @@ impl KnownHosts {
     /// Replaces the list of files (policy reload).
     pub fn set_files(&self, files: Vec<PathBuf>) {
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stamps
-            .clear();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.stamps.clear();
+        cache.checked = None;
     }
 
     fn with_entries<T>(&self, f: impl FnOnce(&Cache) -> T) -> T {
         let files = self.files();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.checked.is_some_and(|at| at.elapsed() < RECHECK) {
+            return f(&cache);
+        }
+        cache.checked = Some(std::time::Instant::now());
         let stamps: Vec<_> = files.iter().map(|f| stamp(f)).collect();
         if stamps != cache.stamps || cache.stamps.is_empty() {
+            cache.generation += 1;
             cache.entries = Self::load(&files);
             let mut by_key: std::collections::HashMap<Vec<u8>, Vec<usize>> = Default::default();
             for (i, e) in cache.entries.iter().enumerate() {
@@ -284,6 +295,33 @@ impl KnownHosts {
         })
     }
 
+    /// A number that changes whenever the files were re-read; callers cache
+    /// names under it.
+    pub fn generation(&self) -> u64 {
+        self.with_entries(|cache| cache.generation)
+    }
+
+    /// The names of a hop: its plain names, plus those of `exact_names` that
+    /// hashed entries for its key confirm.
+    pub fn describe(&self, hop: &Hop, exact_names: &[String]) -> Vec<String> {
+        let mut names = self.names(hop);
+        let hashed = self.with_entries(|cache| {
+            cache.relevant(hop).any(|e| {
+                e.patterns
+                    .iter()
+                    .any(|p| matches!(p, Pattern::Hashed { .. }))
+            })
+        });
+        if hashed {
+            for name in exact_names {
+                if !names.contains(name) && self.knows(hop, name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
+    }
+
     /// Whether any entry names `name` at all (for `policy check` warnings).
     pub fn mentions(&self, name: &str) -> bool {
         self.with_entries(|cache| {
@@ -350,12 +388,16 @@ mod tests {
         assert!(kh.knows(&a, "BASTION"));
         assert!(kh.names(&b).is_empty());
         assert!(kh.knows(&b, "secret-host"));
+        assert_eq!(
+            kh.describe(&b, &["secret-host".into(), "other".into()]),
+            vec!["secret-host"]
+        );
         assert!(!kh.knows(&b, "other-host"));
         assert!(kh.names(&c).is_empty(), "revoked keys never match");
         assert!(!kh.knows(&c, "gone"));
 
-        // Editing the file is picked up without a restart.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Editing the file is picked up without a restart (within RECHECK).
+        std::thread::sleep(RECHECK + std::time::Duration::from_millis(50));
         std::fs::write(&file, line("renamed", &a)).unwrap();
         assert_eq!(kh.names(&a), vec!["renamed"]);
         let _ = std::fs::remove_dir_all(&dir);

@@ -97,11 +97,11 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         class,
         user: args.user.clone(),
         purpose,
-        peer: Peer {
+        peer: std::sync::Arc::new(Peer {
             uid: crate::hardening::effective_uid(),
             pid: None,
             exe: None,
-        },
+        }),
     })
 }
 
