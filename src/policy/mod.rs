@@ -372,11 +372,11 @@ mod tests {
             class,
             user: user.map(str::to_string),
             purpose,
-            peer: Peer {
+            peer: std::sync::Arc::new(Peer {
                 uid: 1000,
                 pid: Some(1),
                 exe: None,
-            },
+            }),
         }
     }
 
