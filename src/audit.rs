@@ -176,52 +176,99 @@ impl AuditSink for AuditLog {
     }
 }
 
+/// How long the writer naps between batches while records keep coming.
+/// While it naps, senders do not have to wake it (no futex call on the
+/// signing path); when a nap brings nothing, it parks until the next record.
+const BATCH_NAP: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
-    let mut out: Option<BufWriter<File>> = None;
-    let mut size = std::fs::metadata(path).map_or(0, |m| m.len());
-    let mut warned = false;
+    let mut writer = Writer {
+        path,
+        max_bytes,
+        out: None,
+        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        warned: false,
+    };
+    // Park until there is something to do.
     while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(record) => {
-                    if out.is_none() {
-                        match open(path) {
-                            Ok(f) => out = Some(BufWriter::new(f)),
-                            Err(e) if !warned => {
-                                warned = true;
-                                tracing::warn!("cannot write audit log {}: {e}", path.display());
-                            }
-                            Err(_) => {}
-                        }
+        writer.handle(first);
+        loop {
+            let mut got = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        got = true;
+                        writer.handle(msg);
                     }
-                    if let (Some(w), Ok(mut line)) = (out.as_mut(), serde_json::to_vec(&record)) {
-                        line.push(b'\n');
-                        if w.write_all(&line).is_ok() {
-                            size += line.len() as u64;
-                        }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        writer.flush();
+                        return;
                     }
-                    if size > max_bytes {
-                        if let Some(mut w) = out.take() {
-                            let _ = w.flush();
-                        }
-                        let mut rotated = path.as_os_str().to_owned();
-                        rotated.push(".1");
-                        let _ = std::fs::rename(path, PathBuf::from(rotated));
-                        size = 0;
-                    }
-                }
-                Msg::Flush(done) => {
-                    if let Some(w) = out.as_mut() {
-                        let _ = w.flush();
-                    }
-                    let _ = done.send(());
                 }
             }
-            next = rx.try_recv().ok();
+            writer.flush();
+            if !got {
+                break;
+            }
+            std::thread::sleep(BATCH_NAP);
         }
-        if let Some(w) = out.as_mut() {
+    }
+    writer.flush();
+}
+
+struct Writer<'a> {
+    path: &'a Path,
+    max_bytes: u64,
+    out: Option<BufWriter<File>>,
+    size: u64,
+    warned: bool,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Record(record) => self.write(&record),
+            Msg::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = self.out.as_mut() {
             let _ = w.flush();
+        }
+    }
+
+    fn write(&mut self, record: &AuditRecord) {
+        if self.out.is_none() {
+            match open(self.path) {
+                Ok(f) => self.out = Some(BufWriter::new(f)),
+                Err(e) => {
+                    if !self.warned {
+                        self.warned = true;
+                        tracing::warn!("cannot write audit log {}: {e}", self.path.display());
+                    }
+                    return;
+                }
+            }
+        }
+        if let (Some(w), Ok(mut line)) = (self.out.as_mut(), serde_json::to_vec(record)) {
+            line.push(b'\n');
+            if w.write_all(&line).is_ok() {
+                self.size += line.len() as u64;
+            }
+        }
+        if self.size > self.max_bytes {
+            if let Some(mut w) = self.out.take() {
+                let _ = w.flush();
+            }
+            let mut rotated = self.path.as_os_str().to_owned();
+            rotated.push(".1");
+            let _ = std::fs::rename(self.path, PathBuf::from(rotated));
+            self.size = 0;
         }
     }
 }
