@@ -1,10 +1,13 @@
 //! State shared by every connection of one running agent: keys, the policy
 //! in force, known hosts, remembered approvals and the audit sink.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use tracing::{info, warn};
 
@@ -35,6 +38,21 @@ pub struct Agent {
     pub audit: Arc<dyn AuditSink>,
     pub options: AgentOptions,
     next_connection: AtomicU64,
+    /// Open connections: their class, and a handle to cut them.
+    connections: Mutex<HashMap<u64, Connection>>,
+    /// The panic button: refuse everything that came through a forwarded
+    /// agent until undone.
+    forwarded_locked: AtomicBool,
+    /// Questions waiting for an answer right now.
+    pub pending_prompts: AtomicUsize,
+}
+
+/// What the agent knows about one open connection.
+#[derive(Debug)]
+struct Connection {
+    class: &'static str,
+    forwarded: bool,
+    cut: Arc<Notify>,
 }
 
 impl Agent {
@@ -49,7 +67,86 @@ impl Agent {
             audit,
             options,
             next_connection: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            forwarded_locked: AtomicBool::new(false),
+            pending_prompts: AtomicUsize::new(0),
         }
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection; the returned handle is notified when the
+    /// connection must be cut.
+    pub fn register(&self, id: u64) -> Arc<Notify> {
+        let cut = Arc::new(Notify::new());
+        self.connections().insert(
+            id,
+            Connection {
+                class: "local",
+                forwarded: false,
+                cut: Arc::clone(&cut),
+            },
+        );
+        cut
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.connections().remove(&id);
+    }
+
+    /// Records a connection's class after a session-bind.
+    pub fn set_class(&self, id: u64, class: &'static str, forwarded: bool) {
+        if let Some(c) = self.connections().get_mut(&id) {
+            c.class = class;
+            c.forwarded = forwarded;
+        }
+    }
+
+    /// Open connections counted by class.
+    pub fn connection_classes(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for c in self.connections().values() {
+            match counts.iter_mut().find(|(k, _)| *k == c.class) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c.class, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+
+    pub fn forwarded_locked(&self) -> bool {
+        self.forwarded_locked.load(Ordering::SeqCst)
+    }
+
+    /// The panic button: cuts every connection that came through a
+    /// forwarded agent, drops remembered approvals, and refuses forwarded
+    /// requests until [`Agent::unlock_forwarded`]. Returns how many
+    /// connections were cut.
+    pub fn lock_forwarded(&self) -> usize {
+        self.forwarded_locked.store(true, Ordering::SeqCst);
+        self.grants.clear();
+        let cut: Vec<Arc<Notify>> = self
+            .connections()
+            .values()
+            .filter(|c| c.forwarded)
+            .map(|c| Arc::clone(&c.cut))
+            .collect();
+        for c in &cut {
+            c.notify_one();
+        }
+        info!(
+            cut = cut.len(),
+            "forwarded use locked: forwarded connections cut, approvals dropped"
+        );
+        cut.len()
+    }
+
+    pub fn unlock_forwarded(&self) {
+        self.forwarded_locked.store(false, Ordering::SeqCst);
+        info!("forwarded use unlocked");
     }
 
     /// A number that names a connection in log lines.

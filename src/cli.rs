@@ -26,6 +26,104 @@ pub enum Command {
     /// Check a policy file, or explain a decision.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// What the running agent holds and how it decides.
+    Status(StatusArgs),
+    /// The panic button: `lock --forwarded` cuts and refuses everything that
+    /// comes through a forwarded agent (`ssh-add -x` locks everything).
+    Lock(LockArgs),
+    /// Undo `lock --forwarded`.
+    Unlock(LockArgs),
+    /// Remembered approvals: list them, or `revoke ID` / `revoke --all`.
+    Grants(GrantsArgs),
+    /// Recent decisions from the audit log.
+    Log(LogArgs),
+    /// Put the systemd user units (or the macOS LaunchAgent) in place.
+    Install(InstallArgs),
+}
+
+/// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else
+/// the default socket.
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The agent's socket.
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Only forwarded use (the only kind this command locks).
+    #[arg(long)]
+    pub forwarded: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(subcommand)]
+    pub action: Option<GrantsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsAction {
+    /// Revoke one grant, or all of them.
+    Revoke {
+        /// The grant's id (from `hopward grants`).
+        id: Option<u64>,
+        /// Revoke every grant.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Audit log file (default: from the policy, else $XDG_STATE_HOME/hopward/audit.jsonl).
+    #[arg(long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Keep printing new decisions.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Print the JSON lines as they are.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this key (fingerprint or comment, substring).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only requests whose chain names this host (substring).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only allow or deny.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// How many recent decisions.
+    #[arg(short = 'n', default_value_t = 20)]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// For the current user (the only scope there is; accepted for clarity).
+    #[arg(long)]
+    pub user: bool,
+    /// Overwrite files that differ from what would be written.
+    #[arg(long)]
+    pub force: bool,
+    /// The hopward binary the units run (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

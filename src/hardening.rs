@@ -176,3 +176,46 @@ pub fn redirect_stdio(log: &std::fs::File) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The listening socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, fd 3),
+/// if it was passed to this process. The variables are removed so that
+/// programs we start do not inherit them.
+pub fn systemd_listener() -> Option<io::Result<std::os::unix::net::UnixListener>> {
+    use std::os::fd::FromRawFd as _;
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    // SAFETY: called before any thread exists (start-up), so changing the
+    // environment races with nothing.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if pid.trim() != std::process::id().to_string() {
+        return None;
+    }
+    if fds.trim() != "1" {
+        return Some(Err(io::Error::other(format!(
+            "systemd passed {fds} sockets; hopward expects exactly one"
+        ))));
+    }
+    const FD: libc::c_int = 3;
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes into the buffer we own; fd 3 is only read.
+    if unsafe { libc::fstat(FD, stat.as_mut_ptr()) } != 0 {
+        return Some(Err(io::Error::last_os_error()));
+    }
+    // SAFETY: fstat succeeded, so the struct is initialised.
+    let mode = unsafe { stat.assume_init() }.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Some(Err(io::Error::other("fd 3 from systemd is not a socket")));
+    }
+    // SAFETY: fd 3 is a socket handed to us by systemd and owned by nobody
+    // else in this process; the listener takes ownership of it.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(FD) };
+    // SAFETY: fcntl on our own descriptor: keep it from leaking into children.
+    unsafe {
+        libc::fcntl(FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Some(Ok(listener))
+}

@@ -68,6 +68,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Daemon(args) => daemon(args),
         Command::Env(args) => Ok(print_env(&args)),
         Command::Policy(cmd) => Ok(crate::policy::tool::run(cmd)),
+        Command::Status(args) => Ok(crate::client::status(&args)),
+        Command::Lock(args) => Ok(crate::client::lock(&args, true)),
+        Command::Unlock(args) => Ok(crate::client::lock(&args, false)),
+        Command::Grants(args) => Ok(crate::client::grants(&args)),
+        Command::Log(args) => Ok(crate::logview::run(&args)),
+        Command::Install(args) => Ok(crate::install::run(&args)),
     }
 }
 
@@ -113,6 +119,24 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     } else {
         Mode::Background
     };
+    // Socket activation: systemd bound the socket and runs us in the
+    // foreground; the socket file is systemd's, so we never remove it.
+    if let Some(listener) = hardening::systemd_listener() {
+        let listener = listener.map_err(LaunchError::Runtime)?;
+        harden();
+        init_logging(args.debug, None);
+        secure_inherited_socket(&listener);
+        let policy_path = crate::policy::store::resolve_path(args.policy.clone());
+        let policy =
+            crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
+        let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+        let options = AgentOptions {
+            default_lifetime,
+            owner_uid: hardening::effective_uid(),
+            known_hosts: known_hosts_files(),
+        };
+        return serve(listener, SocketFile(None), options, store, None);
+    }
     if matches!(mode, Mode::Foreground { .. }) {
         // Before the socket exists, so nothing ever talks to an unhardened
         // agent. Forked agents harden in the child, before serving.
@@ -223,12 +247,18 @@ fn init_logging(debug: bool, _journal: Option<()>) {
     use tracing_subscriber::EnvFilter;
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("HOPWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // The journal stamps and colours lines itself.
+    let _ = if crate::systemd::stderr_is_journal() {
+        builder.without_time().with_ansi(false).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Binds the socket. Without `-a`, the default socket is used; a background
@@ -294,6 +324,26 @@ fn kill_agent(shell: Shell) -> Result<ExitCode, LaunchError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A socket handed over by systemd should already be 0600 (`SocketMode=`);
+/// make sure, since anyone who can connect could otherwise try.
+fn secure_inherited_socket(listener: &StdListener) {
+    let Some(path) = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+    else {
+        return;
+    };
+    let meta = std::fs::metadata(&path);
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(meta) = meta {
+        if meta.uid() == hardening::effective_uid() && meta.mode() & 0o077 != 0 {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            eprintln!("hopward: tightened {} to mode 0600", path.display());
+        }
+    }
+}
+
 fn harden() {
     if let Err(e) = hardening::harden_process() {
         eprintln!("hopward: warning: could not disable core dumps / debugger attach: {e}");
@@ -347,6 +397,7 @@ fn serve(
             env!("CARGO_PKG_VERSION")
         );
         let _watcher = crate::policy::watch::watch(&agent);
+        crate::systemd::notify_ready();
         server::serve(
             listener,
             socket,

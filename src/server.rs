@@ -83,15 +83,21 @@ fn accept(stream: UnixStream, agent: &Arc<Agent>) {
     tokio::spawn(connection(
         stream,
         Session::new(Arc::clone(agent), peer, id),
+        Arc::clone(agent),
         id,
     ));
 }
 
-async fn connection(mut stream: UnixStream, mut session: Session, id: u64) {
+async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Agent>, id: u64) {
+    let cut = agent.register(id);
     let (mut reader, mut writer) = stream.split();
     let mut frames = FrameReader::new();
     loop {
-        let body = match frames.next(&mut reader).await {
+        let next = tokio::select! {
+            next = frames.next(&mut reader) => next,
+            () = cut.notified() => break,
+        };
+        let body = match next {
             Ok(Some(body)) => body,
             Ok(None) => break,
             Err(e) => {
@@ -99,12 +105,17 @@ async fn connection(mut stream: UnixStream, mut session: Session, id: u64) {
                 break;
             }
         };
-        let reply = session.handle(body).await;
+        // Cutting the connection also abandons a pending question.
+        let reply = tokio::select! {
+            reply = session.handle(body) => reply,
+            () = cut.notified() => break,
+        };
         if let Err(e) = writer.write_all(&frame::encode(&reply)).await {
             debug!(conn = id, "client went away: {e}");
             break;
         }
     }
+    agent.unregister(id);
     debug!(conn = id, "disconnected");
 }
 

@@ -91,7 +91,21 @@ impl Session {
         }
     }
 
+    /// Whether this connection came through a forwarded agent (or may have:
+    /// a poisoned connection is treated as forwarded).
+    fn forwarded(&self) -> bool {
+        self.chain.is_poisoned() || self.chain.hops().iter().any(|h| h.forwarding)
+    }
+
     async fn dispatch(&mut self, request: Request<'_>) -> Vec<u8> {
+        if self.agent.forwarded_locked() && self.forwarded() {
+            // The panic button is pressed: nothing through a forwarded agent.
+            warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");
+            return match request {
+                Request::RequestIdentities => proto::identities_answer(std::iter::empty()),
+                _ => failure(),
+            };
+        }
         match request {
             Request::RequestIdentities => self.list(),
             Request::Sign {
@@ -115,6 +129,10 @@ impl Session {
                 name: "session-bind@openssh.com",
                 body,
             } => self.session_bind(body),
+            Request::Extension {
+                name: crate::control::EXTENSION,
+                body,
+            } => self.control(body),
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
                 failure()
@@ -122,8 +140,42 @@ impl Session {
         }
     }
 
+    /// The control channel: only for a local, unforwarded connection of the
+    /// owner (or root).
+    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+        let unbound = self.chain.hops().is_empty() && !self.chain.is_poisoned();
+        if !unbound || !self.peer.may_connect(self.agent.options.owner_uid) {
+            warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
+            return failure();
+        }
+        match crate::control::handle(&self.agent, body) {
+            Ok(reply) => {
+                let mut out = vec![SSH_AGENT_SUCCESS];
+                crate::wire::put_string(&mut out, reply.to_string().as_bytes());
+                out
+            }
+            Err(e) => {
+                warn!(conn = self.id, "control request failed: {e}");
+                failure()
+            }
+        }
+    }
+
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
-        match self.chain.bind(body, unix_now()) {
+        let result = self.chain.bind(body, unix_now());
+        self.agent.set_class(
+            self.id,
+            RequestClass::of(&self.chain, false).as_str(),
+            self.forwarded(),
+        );
+        if self.agent.forwarded_locked() && self.forwarded() {
+            warn!(
+                conn = self.id,
+                "refused session-bind: forwarded use is locked"
+            );
+            return failure();
+        }
+        match result {
             Ok(()) => {
                 if let Some(hop) = self.chain.last() {
                     debug!(
@@ -340,7 +392,13 @@ impl Session {
     }
 
     async fn ask(&self, prompt: Prompt, settings: &crate::policy::ConfirmSettings) -> Answer {
+        use std::sync::atomic::Ordering;
         let confirmer = crate::confirm::for_settings(settings);
+        self.agent.pending_prompts.fetch_add(1, Ordering::Relaxed);
+        // Counted down even if the question is abandoned (connection cut).
+        let _pending = scopeguard(|| {
+            self.agent.pending_prompts.fetch_sub(1, Ordering::Relaxed);
+        });
         let answer = confirmer.confirm(&prompt, settings.timeout).await;
         match &answer {
             Answer::Unavailable(why) => warn!(conn = self.id, "no way to ask, denying: {why}"),
@@ -576,6 +634,19 @@ impl Session {
             }
         }
     }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// The question for a request context; `operation` for key operations.

@@ -1,0 +1,162 @@
+//! The control channel for `hopward status`, `lock --forwarded` and
+//! `grants`: a `control@hopward` agent-protocol extension whose body and
+//! reply are JSON.
+//!
+//! Invariant: it answers only a local, unforwarded connection (no
+//! session-bind at all) of the agent's owner or root; anything else gets
+//! `SSH_AGENT_FAILURE`, so a forwarded peer can neither read nor change
+//! anything through it.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::agent::Agent;
+use crate::policy::ConfirmMethod;
+use crate::policy::store::ReloadStatus;
+
+/// The extension name.
+pub const EXTENSION: &str = "control@hopward";
+
+/// A control request, as the CLI sends it.
+pub fn request(op: &Value) -> Vec<u8> {
+    let mut body = vec![crate::proto::SSH_AGENTC_EXTENSION];
+    crate::wire::put_string(&mut body, EXTENSION.as_bytes());
+    crate::wire::put_string(&mut body, op.to_string().as_bytes());
+    body
+}
+
+/// Whether a confirm method can ask on this system now, and why not.
+pub fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    match settings.method {
+        ConfirmMethod::Command => match settings.command.first() {
+            Some(p) if executable(std::path::Path::new(p)) => (true, format!("runs {p}")),
+            Some(p) => (false, format!("{p} is not an executable file")),
+            None => (false, "no confirm.command".into()),
+        },
+        ConfirmMethod::Askpass | ConfirmMethod::Auto => {
+            let program = std::env::var("SSH_ASKPASS")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| crate::confirm::askpass::DEFAULT_PROGRAM.into());
+            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+                || std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
+            if !executable(std::path::Path::new(&program)) {
+                (false, format!("askpass program {program} is missing"))
+            } else if !display {
+                (false, "no DISPLAY or WAYLAND_DISPLAY for askpass".into())
+            } else {
+                (true, format!("askpass {program}"))
+            }
+        }
+        ConfirmMethod::Desktop => (false, "desktop notifications are not in this build".into()),
+        ConfirmMethod::Macos => (false, "the macos confirmer only works on macOS".into()),
+    }
+}
+
+fn method_name(m: ConfirmMethod) -> &'static str {
+    match m {
+        ConfirmMethod::Auto => "auto",
+        ConfirmMethod::Desktop => "desktop",
+        ConfirmMethod::Askpass => "askpass",
+        ConfirmMethod::Command => "command",
+        ConfirmMethod::Macos => "macos",
+    }
+}
+
+fn status(agent: &Agent) -> Value {
+    let now = Instant::now();
+    let keys: Vec<Value> = agent
+        .keystore
+        .list(now)
+        .iter()
+        .map(|id| {
+            json!({
+                "comment": id.comment,
+                "fingerprint": id.fingerprint,
+                "type": format!("{}{}", id.key_type().label(), if id.public.is_cert { "-CERT" } else { "" }),
+                "confirm": id.constraints.confirm,
+                "destination_constrained": !id.constraints.destinations.is_empty(),
+                "lifetime": id.constraints.lifetime,
+                "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
+            })
+        })
+        .collect();
+    let policy = agent.policy.current();
+    let reload = match agent.policy.status() {
+        ReloadStatus::Loaded => json!("ok"),
+        ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
+    };
+    let (ok, why) = can_ask(&policy.confirm);
+    let grants: Vec<Value> = agent
+        .grants
+        .list(now)
+        .iter()
+        .map(|g| {
+            json!({
+                "id": g.id,
+                "key": g.scope.key,
+                "chain": g.scope.chain,
+                "user": g.scope.user,
+                "purpose": g.scope.purpose.as_str(),
+                "rule": g.rule,
+                "expires_in": g.expires.saturating_duration_since(now).as_secs(),
+            })
+        })
+        .collect();
+    let connections: serde_json::Map<String, Value> = agent
+        .connection_classes()
+        .into_iter()
+        .map(|(class, n)| (class.to_string(), json!(n)))
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "locked": agent.keystore.is_locked(),
+        "forwarded_locked": agent.forwarded_locked(),
+        "keys": keys,
+        "policy": {
+            "file": agent.policy.path().map(|p| p.display().to_string()),
+            "rules": policy.rules.len(),
+            "last_reload": reload,
+        },
+        "confirm": {
+            "method": method_name(policy.confirm.method),
+            "can_ask": ok,
+            "detail": why,
+            "timeout_secs": policy.confirm.timeout.as_secs(),
+        },
+        "pending_prompts": agent.pending_prompts.load(std::sync::atomic::Ordering::Relaxed),
+        "grants": grants,
+        "connections": connections,
+    })
+}
+
+/// Carries out a control request from an allowed connection.
+pub fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
+    let mut reader = crate::wire::Reader::new(body);
+    let text = reader.text("control request").map_err(|e| e.to_string())?;
+    reader.finish().map_err(|e| e.to_string())?;
+    let request: Value =
+        serde_json::from_str(text).map_err(|e| format!("bad control request: {e}"))?;
+    match request["op"].as_str() {
+        Some("status") => Ok(status(agent)),
+        Some("lock-forwarded") => Ok(json!({ "cut": agent.lock_forwarded() })),
+        Some("unlock-forwarded") => {
+            agent.unlock_forwarded();
+            Ok(json!({}))
+        }
+        Some("revoke") => match request["id"].as_u64() {
+            Some(id) if agent.grants.revoke(id) => Ok(json!({ "revoked": 1 })),
+            Some(id) => Err(format!("no grant {id}")),
+            None => Ok(json!({ "revoked": agent.grants.clear() })),
+        },
+        other => Err(format!("unknown control operation {other:?}")),
+    }
+}

@@ -1,0 +1,439 @@
+//! Daily use: socket activation, the service files, `status`, `log`,
+//! `install`, the control channel's limits and the panic button.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sshd::Hosts;
+use common::*;
+
+#[test]
+fn socket_activation_starts_on_first_connection_with_a_private_socket() {
+    assert!(
+        std::path::Path::new("/usr/bin/systemd-socket-activate").exists(),
+        "systemd-socket-activate is missing: scripts/test.sh installs systemd"
+    );
+    let tmp = tempdir();
+    let sock = tmp.path().join("agent.sock");
+    let log = tmp.path().join("daemon.log");
+    // A loose umask, so only hopward's own check can make the socket private.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec systemd-socket-activate -l {} -E XDG_STATE_HOME={} {} daemon -D",
+            sock.display(),
+            tmp.path().join("state").display(),
+            HOPWARD
+        ))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "systemd-socket-activate did not bind"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !read_log().contains("listening"),
+        "hopward must not run before a client connects"
+    );
+    let listed = run(Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &sock));
+    assert_eq!(
+        listed.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&listed),
+        read_log()
+    );
+    assert!(stdout(&listed).contains("no identities"));
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(run(Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)));
+    assert!(
+        stdout(&ok(run(Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &sock))))
+        .contains(" k (ED25519)")
+    );
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().mode() & 0o777,
+        0o600,
+        "{}",
+        read_log()
+    );
+    assert!(read_log().contains("listening"), "{}", read_log());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
+    let home = tempdir();
+    let install = |force: bool| {
+        let mut cmd = Command::new(HOPWARD);
+        cmd.args(["install", "--user", "--bin", HOPWARD])
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME");
+        if force {
+            cmd.arg("--force");
+        }
+        run(&mut cmd)
+    };
+    ok(install(false));
+    let units = home.path().join(".config/systemd/user");
+    let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
+    assert!(
+        service.contains(&format!("ExecStart={HOPWARD} daemon -D")),
+        "{service}"
+    );
+    let socket = std::fs::read_to_string(units.join("hopward.socket")).unwrap();
+    for line in [
+        "ListenStream=%t/hopward/agent.sock",
+        "SocketMode=0600",
+        "DirectoryMode=0700",
+    ] {
+        assert!(socket.contains(line), "{socket}");
+    }
+    for line in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "RestrictAddressFamilies=AF_UNIX",
+        "IPAddressDeny=any",
+        "NoNewPrivileges=yes",
+        "UMask=0177",
+        "LockPersonality=yes",
+        "MemoryDenyWriteExecute=yes",
+        "ProtectSystem=strict",
+        "SystemCallFilter=",
+    ] {
+        assert!(service.contains(line), "missing {line}");
+    }
+    // systemd's own verifier, in user mode.
+    let runtime = home.path().join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let verify = run(Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(units.join("hopward.socket"))
+        .arg(units.join("hopward.service"))
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(verify.status.success(), "{}", text(&verify));
+    let complaints = String::from_utf8_lossy(&verify.stderr).to_string();
+    assert!(
+        !complaints.contains("Unknown") && !complaints.contains("Failed"),
+        "{complaints}"
+    );
+
+    // Installing again changes nothing; a local edit is never overwritten
+    // without --force.
+    assert!(stdout(&ok(install(false))).contains("unchanged"));
+    std::fs::write(
+        units.join("hopward.service"),
+        format!("{service}\n# my edit\n"),
+    )
+    .unwrap();
+    let refused = install(false);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("differs"), "{}", text(&refused));
+    assert!(
+        std::fs::read_to_string(units.join("hopward.service"))
+            .unwrap()
+            .contains("# my edit")
+    );
+    ok(install(true));
+    assert!(
+        !std::fs::read_to_string(units.join("hopward.service"))
+            .unwrap()
+            .contains("# my edit")
+    );
+}
+
+#[test]
+fn launchd_plist_is_a_valid_property_list() {
+    let plist =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("launchd/dev.hopward.agent.plist");
+    let script =
+        "import plistlib,sys,json; d=plistlib.load(open(sys.argv[1],'rb')); print(json.dumps(d))";
+    let out = ok(run(Command::new("python3")
+        .args(["-c", script])
+        .arg(&plist)));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Label"], "dev.hopward.agent");
+    assert_eq!(v["RunAtLoad"], true);
+    assert_eq!(v["KeepAlive"], true);
+    assert_eq!(v["ProgramArguments"][1], "daemon");
+    assert!(
+        v["StandardErrorPath"]
+            .as_str()
+            .unwrap()
+            .ends_with("hopward.log")
+    );
+    assert!(
+        v["EnvironmentVariables"]["SSH_AUTH_SOCK"]
+            .as_str()
+            .unwrap()
+            .ends_with("agent.sock")
+    );
+}
+
+#[test]
+fn env_prints_sh_csh_and_fish() {
+    let runtime = tempdir();
+    let env = |shell: &str| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["env", "--shell", shell])
+            .env("XDG_RUNTIME_DIR", runtime.path()))))
+    };
+    let sock = runtime.path().join("hopward/agent.sock");
+    assert_eq!(
+        env("sh").trim(),
+        format!("SSH_AUTH_SOCK={}; export SSH_AUTH_SOCK;", sock.display())
+    );
+    assert_eq!(
+        env("csh").trim(),
+        format!("setenv SSH_AUTH_SOCK {};", sock.display())
+    );
+    assert_eq!(
+        env("fish").trim(),
+        format!("set -gx SSH_AUTH_SOCK {};", sock.display())
+    );
+}
+
+#[test]
+fn status_and_log_after_known_actions() {
+    let tmp = tempdir();
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"allow\"\n[[rule]]\nname = \"no file signing\"\npurpose = \"file\"\naction = \"deny\"\n")
+        .start();
+    let key = keygen(tmp.path(), "laptop", "ed25519", None);
+    ok(agent.ssh_add(&["-t", "600", key.to_str().unwrap()]));
+    let data = tmp.path().join("d");
+    std::fs::write(&data, "x").unwrap();
+    for ns in ["git", "file"] {
+        let _ = run(Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", ns, "-f"])
+            .arg(key.with_extension("pub"))
+            .arg(&data)
+            .env("SSH_AUTH_SOCK", &agent.sock));
+        let _ = std::fs::remove_file(tmp.path().join("d.sig"));
+    }
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    let fp = stdout(&ok(run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")))));
+    let fp = fp.split_whitespace().nth(1).unwrap();
+    for expected in [
+        "agent:       unlocked",
+        "policy.toml (1 rules), last reload ok",
+        "confirm:",
+        "keys (1):",
+        "laptop",
+        fp,
+        "ED25519",
+        "left",
+        "connections: local 1",
+        "grants (0):",
+    ] {
+        assert!(
+            status.contains(expected),
+            "missing {expected:?} in:\n{status}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(
+        &ok(run(Command::new(HOPWARD)
+            .args(["status", "--json", "-a"])
+            .arg(&agent.sock)))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["keys"][0]["fingerprint"], fp);
+    assert_eq!(json["keys"][0]["lifetime"], 600);
+    assert_eq!(json["locked"], false);
+
+    agent.audit(3);
+    let log = |args: &[&str]| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .arg("log")
+            .args(args)
+            .env("XDG_STATE_HOME", agent.dir.path().join("state")))))
+    };
+    let all = log(&[]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(lines[0].starts_with("TIME "), "{all}");
+    assert!(all.contains("add        allow  default:local"), "{all}");
+    assert!(all.contains("sign       allow  default:local"), "{all}");
+    assert!(all.contains("sign       deny   no file signing"), "{all}");
+    // Columns line up: every row has the decision at the same offset.
+    let col = lines[0].find("DEC").unwrap();
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l[col..].starts_with("allow") || l[col..].starts_with("deny ")),
+        "{all}"
+    );
+    let denied = log(&["--decision", "deny"]);
+    assert_eq!(denied.lines().count(), 2, "{denied}");
+    let json_lines = log(&["--json", "--key", "laptop"]);
+    assert_eq!(json_lines.lines().count(), 3, "{json_lines}");
+    assert!(
+        json_lines
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+
+    // --follow prints decisions as they happen.
+    let mut follow = Command::new(HOPWARD)
+        .args(["log", "--follow", "--decision", "deny"])
+        .env("XDG_STATE_HOME", agent.dir.path().join("state"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(key.with_extension("pub"))
+        .arg(&data)
+        .env("SSH_AUTH_SOCK", &agent.sock));
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = follow.kill();
+    let out = follow.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(followed.matches("no file signing").count(), 2, "{followed}");
+}
+
+/// A forwarding bind made by hand (what `ssh -A` sends), signed by a
+/// throwaway host key.
+fn forwarding_bind() -> Vec<u8> {
+    use hopward::proto::{PublicParts, SecretParts};
+    use hopward::sign::{SigningKey, ed25519_public};
+    let seed = [9u8; 32];
+    let public = PublicParts::Ed25519(ed25519_public(&seed));
+    let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
+        .unwrap()
+        .sign(b"sid", 0)
+        .unwrap();
+    let mut sig_blob = Vec::new();
+    put_string(&mut sig_blob, sig.algorithm.as_bytes());
+    put_string(&mut sig_blob, &sig.blob);
+    let mut body = vec![27];
+    put_string(&mut body, b"session-bind@openssh.com");
+    put_string(&mut body, &public.blob());
+    put_string(&mut body, b"sid");
+    put_string(&mut body, &sig_blob);
+    body.push(1);
+    body
+}
+
+fn control_request(op: &str) -> Vec<u8> {
+    let mut body = vec![27];
+    put_string(&mut body, b"control@hopward");
+    put_string(&mut body, format!("{{\"op\":\"{op}\"}}").as_bytes());
+    body
+}
+
+#[test]
+fn control_channel_is_refused_on_a_forwarded_connection() {
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let mut local = agent.connect();
+    assert_eq!(request(&mut local, &control_request("status"))[0], 6);
+    let mut fwd = agent.connect();
+    assert_eq!(request(&mut fwd, &forwarding_bind())[0], 6);
+    assert_eq!(request(&mut fwd, &control_request("status")), vec![5]);
+    assert_eq!(
+        request(&mut fwd, &control_request("unlock-forwarded")),
+        vec![5]
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("refused control request on a bound connection")
+    );
+
+    // And through a real forwarded agent.
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion"]);
+    let key = keygen(tmp.path(), "id", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let out = hosts.ssh(
+        &agent.sock,
+        &["-A", "bastion", &format!("{HOPWARD} status")],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+}
+
+#[test]
+fn panic_button_cuts_and_refuses_forwarded_use_while_local_use_works() {
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let key = keygen(tmp.path(), "id", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let hop = || {
+        hosts.ssh(
+            &agent.sock,
+            &["-A", "bastion", &hosts.inner_ssh("target echo reached")],
+        )
+    };
+    assert!(stdout(&hop()).contains("reached"));
+
+    // An open forwarded connection is cut.
+    let mut fwd = agent.connect();
+    assert_eq!(request(&mut fwd, &forwarding_bind())[0], 6);
+    let locked = ok(run(Command::new(HOPWARD)
+        .args(["lock", "--forwarded", "-a"])
+        .arg(&agent.sock)));
+    assert!(
+        stdout(&locked).contains("1 forwarded connections cut"),
+        "{}",
+        text(&locked)
+    );
+    fwd.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(
+        matches!(std::io::Read::read(&mut fwd, &mut buf), Ok(0) | Err(_)),
+        "connection not cut"
+    );
+
+    // New forwarded use is refused; local use works.
+    let refused = hop();
+    assert!(!stdout(&refused).contains("reached"), "{}", text(&refused));
+    let listed = hosts.ssh(&agent.sock, &["-A", "bastion", "ssh-add -l"]);
+    assert!(!stdout(&listed).contains("ED25519"), "{}", text(&listed));
+    assert!(stdout(&ok(agent.ssh_add(&["-l"]))).contains(" id (ED25519)"));
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(status.contains("forwarded use LOCKED"), "{status}");
+
+    ok(run(Command::new(HOPWARD)
+        .args(["unlock", "--forwarded", "-a"])
+        .arg(&agent.sock)));
+    assert!(stdout(&hop()).contains("reached"));
+    // ssh-add -x still locks everything.
+    let pass = tmp.path().join("pass.sh");
+    std::fs::write(&pass, "#!/bin/sh\necho pw\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok(run(agent
+        .ssh_add_cmd()
+        .arg("-x")
+        .env("SSH_ASKPASS", &pass)
+        .env("SSH_ASKPASS_REQUIRE", "force")));
+    assert_eq!(agent.ssh_add(&["-l"]).status.code(), Some(1));
+}
