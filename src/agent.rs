@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub struct Agent {
     /// agent until undone.
     forwarded_locked: AtomicBool,
     /// Questions waiting for an answer right now.
-    pub pending_prompts: AtomicUsize,
+    pub prompts: crate::prompts::PromptBroker,
 }
 
 /// What the agent knows about one open connection.
@@ -69,7 +69,7 @@ impl Agent {
             next_connection: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
-            pending_prompts: AtomicUsize::new(0),
+            prompts: crate::prompts::PromptBroker::default(),
         }
     }
 

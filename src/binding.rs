@@ -161,7 +161,7 @@ impl Chain {
 }
 
 /// What a signature is for, from the data being signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
     Login,
     Git,

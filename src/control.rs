@@ -132,7 +132,7 @@ fn status(agent: &Agent) -> Value {
             "detail": why,
             "timeout_secs": policy.confirm.timeout.as_secs(),
         },
-        "pending_prompts": agent.pending_prompts.load(std::sync::atomic::Ordering::Relaxed),
+        "pending_prompts": agent.prompts.open(),
         "grants": grants,
         "connections": connections,
     })

@@ -12,7 +12,7 @@ use crate::binding::Purpose;
 use crate::context::RequestContext;
 
 /// What a grant covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GrantScope {
     pub key: String,
     /// Host key fingerprints of the chain, in order.

@@ -25,6 +25,7 @@ pub mod logview;
 pub mod paths;
 pub mod peer;
 pub mod policy;
+pub mod prompts;
 pub mod proto;
 pub mod server;
 pub mod session;

@@ -371,8 +371,12 @@ impl Session {
                         reason: "remembered".into(),
                     };
                 }
-                let answer = self.ask(prompt_for(context, None), settings).await;
-                if let (true, Some(ttl)) = (answer.allowed(), decision.remember) {
+                let mut prompt = prompt_for(context, None);
+                prompt.remember = decision.remember;
+                let answer = self.ask(scope.clone(), prompt, settings).await;
+                // The desktop's plain "Allow" is for this request only.
+                let remember = answer.allowed() && answer != Answer::AllowedOnce;
+                if let (true, Some(ttl)) = (remember, decision.remember) {
                     let id = self
                         .agent
                         .grants
@@ -391,21 +395,60 @@ impl Session {
         }
     }
 
-    async fn ask(&self, prompt: Prompt, settings: &crate::policy::ConfirmSettings) -> Answer {
-        use std::sync::atomic::Ordering;
+    /// Puts a question through the broker (shared with identical requests,
+    /// bounded in number).
+    async fn ask(
+        &self,
+        scope: GrantScope,
+        prompt: Prompt,
+        settings: &crate::policy::ConfirmSettings,
+    ) -> Answer {
         let confirmer = crate::confirm::for_settings(settings);
-        self.agent.pending_prompts.fetch_add(1, Ordering::Relaxed);
-        // Counted down even if the question is abandoned (connection cut).
-        let _pending = scopeguard(|| {
-            self.agent.pending_prompts.fetch_sub(1, Ordering::Relaxed);
-        });
-        let answer = confirmer.confirm(&prompt, settings.timeout).await;
-        match &answer {
-            Answer::Unavailable(why) => warn!(conn = self.id, "no way to ask, denying: {why}"),
-            Answer::Failed(why) => warn!(conn = self.id, "confirmation failed, denying: {why}"),
-            _ => {}
+        let chain = prompt.chain_names.join(">");
+        match self
+            .agent
+            .prompts
+            .ask(scope, confirmer, prompt, settings.timeout)
+            .await
+        {
+            Ok(answer) => {
+                match &answer {
+                    Answer::Unavailable(why) => {
+                        if self.agent.prompts.should_warn_unavailable() {
+                            warn!(
+                                conn = self.id,
+                                "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
+                                 set SSH_ASKPASS (with DISPLAY), or set [confirm] method = \"command\""
+                            );
+                        } else {
+                            info!(conn = self.id, "no way to ask, denying: {why}");
+                        }
+                    }
+                    Answer::Failed(why) => {
+                        warn!(conn = self.id, "confirmation failed, denying: {why}")
+                    }
+                    _ => {}
+                }
+                answer
+            }
+            Err(crate::prompts::NotAsked::Flood { notice }) => {
+                warn!(conn = self.id, peer = %self.peer, chain = %chain, "too many prompts open, denying at once");
+                if notice {
+                    tokio::spawn(async move {
+                        crate::confirm::desktop::notice(
+                            "hopward is refusing requests",
+                            &format!(
+                                "Too many requests are waiting for your answer (the last one through {}). \
+                                 hopward refuses the rest without asking until you answer the open ones.",
+                                if chain.is_empty() { "this machine" } else { chain.as_str() }
+                            ),
+                        )
+                        .await;
+                    });
+                }
+                Answer::Flood
+            }
         }
-        answer
     }
 
     fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
@@ -448,8 +491,9 @@ impl Session {
                     purpose: crate::binding::Purpose::Other,
                     peer: Arc::clone(&self.peer),
                 };
+                let scope = GrantScope::of(&ctx);
                 let answer = self
-                    .ask(prompt_for(&ctx, Some(what)), &policy.confirm)
+                    .ask(scope, prompt_for(&ctx, Some(what)), &policy.confirm)
                     .await;
                 Verdict {
                     allowed: answer.allowed(),
@@ -636,19 +680,6 @@ impl Session {
     }
 }
 
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
 /// The question for a request context; `operation` for key operations.
 fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
     Prompt {
@@ -666,6 +697,7 @@ fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         operation: operation.map(str::to_string),
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
+        remember: None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! crashes, odd output and "no way to ask" all deny.
 
 pub mod askpass;
+pub mod desktop;
+pub mod macos;
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct Prompt {
     pub operation: Option<String>,
     pub peer_pid: Option<u32>,
     pub peer_exe: Option<String>,
+    /// When set, the desktop prompt also offers "Allow for <duration>".
+    pub remember: Option<std::time::Duration>,
 }
 
 impl Prompt {
@@ -124,25 +128,35 @@ pub fn clean(text: &str, max_chars: usize) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Allowed,
+    /// "Allow for <duration>": allowed, and remember it.
+    AllowedRemember,
+    /// The desktop prompt's plain "Allow": this request only.
+    AllowedOnce,
     Refused,
     TimedOut,
     /// Nothing could ask (no askpass program, no display ...).
     Unavailable(String),
     /// The asker failed (crashed, printed garbage ...).
     Failed(String),
+    /// Not asked: too many questions are open already.
+    Flood,
 }
 
 impl Answer {
     pub fn allowed(&self) -> bool {
-        matches!(self, Answer::Allowed)
+        matches!(
+            self,
+            Answer::Allowed | Answer::AllowedRemember | Answer::AllowedOnce
+        )
     }
 
     /// The audit reason for this answer.
     pub fn reason(&self) -> &'static str {
         match self {
-            Answer::Allowed => "confirmed",
+            Answer::Allowed | Answer::AllowedRemember | Answer::AllowedOnce => "confirmed",
             Answer::Refused | Answer::Failed(_) => "refused",
             Answer::TimedOut => "timeout",
+            Answer::Flood => "flood",
             Answer::Unavailable(_) => "no-confirmer",
         }
     }
@@ -151,7 +165,7 @@ impl Answer {
 pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
 
 /// Something that can put a question to the user.
-pub trait Confirmer: Send + Sync + std::fmt::Debug {
+pub trait Confirmer: Send + Sync + std::fmt::Debug + 'static {
     /// Asks; must resolve within `timeout`. Dropping the future withdraws the
     /// question (the client went away).
     fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a>;
@@ -175,11 +189,38 @@ pub fn for_settings(settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confir
         ConfirmMethod::Command => Arc::new(askpass::AskpassConfirmer::command(
             settings.command.iter().map(Into::into).collect(),
         )),
-        ConfirmMethod::Askpass | ConfirmMethod::Auto => Arc::new(askpass::AskpassConfirmer::from_env()),
-        ConfirmMethod::Desktop => Arc::new(Unavailable(
-            "desktop notifications are not available in this build; use method = \"askpass\" or \"command\"".into(),
-        )),
-        ConfirmMethod::Macos => Arc::new(Unavailable("the macos confirmer only works on macOS".into())),
+        ConfirmMethod::Askpass => Arc::new(askpass::AskpassConfirmer::from_env()),
+        ConfirmMethod::Desktop => Arc::new(desktop::DesktopConfirmer),
+        ConfirmMethod::Macos => Arc::new(macos::MacosConfirmer),
+        ConfirmMethod::Auto => Arc::new(Auto),
+    }
+}
+
+/// `auto`: the desktop notification if a notification server with buttons
+/// is on the session bus, else askpass if it can show a window, else the
+/// macOS dialog; if none can ask, the answer is "no way to ask".
+#[derive(Debug)]
+pub struct Auto;
+
+impl Confirmer for Auto {
+    fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a> {
+        Box::pin(async move {
+            let mut why = Vec::new();
+            match desktop::probe().await {
+                Ok(_) => return desktop::DesktopConfirmer.confirm(prompt, timeout).await,
+                Err(e) => why.push(format!("desktop: {e}")),
+            }
+            let askpass = askpass::AskpassConfirmer::from_env();
+            match askpass.confirm(prompt, timeout).await {
+                Answer::Unavailable(e) => why.push(format!("askpass: {e}")),
+                answer => return answer,
+            }
+            match macos::MacosConfirmer.confirm(prompt, timeout).await {
+                Answer::Unavailable(e) => why.push(format!("macos: {e}")),
+                answer => return answer,
+            }
+            Answer::Unavailable(why.join("; "))
+        })
     }
 }
 
@@ -206,6 +247,7 @@ mod tests {
             operation: None,
             peer_pid: Some(42),
             peer_exe: Some("/usr/bin/ssh".into()),
+            remember: None,
         };
         let text = p.text();
         assert!(

@@ -1,0 +1,265 @@
+//! Desktop notifications (freedesktop.org `org.freedesktop.Notifications`)
+//! with Allow / Deny (and "Allow for <duration>") actions, over zbus.
+//!
+//! Invariants: an answer counts only if it comes from the notification
+//! server's unique bus name on its object path (the match rule names the
+//! sender, and the sender is checked again), so no other bus client can
+//! answer; the server must advertise the `actions` capability; the
+//! notification is closed when the question times out or is withdrawn.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use zbus::Connection;
+use zbus::zvariant::Value;
+
+use super::{Answer, AnswerFuture, Confirmer, Prompt};
+
+const NAME: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+
+const ALLOW: &str = "allow";
+const ALLOW_REMEMBER: &str = "allow-remember";
+const DENY: &str = "deny";
+
+/// Asks through the desktop's notification server.
+#[derive(Debug, Default, Clone)]
+pub struct DesktopConfirmer;
+
+/// A connection to the session bus and the notification server's unique
+/// name, if it can show actions.
+pub async fn probe() -> Result<(Connection, String), String> {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|a| a.is_empty())
+        && std::env::var_os("XDG_RUNTIME_DIR").is_none()
+    {
+        return Err("no session bus (DBUS_SESSION_BUS_ADDRESS is not set)".into());
+    }
+    let conn = tokio::time::timeout(Duration::from_secs(3), Connection::session())
+        .await
+        .map_err(|_| "the session bus did not answer".to_string())?
+        .map_err(|e| format!("cannot reach the session bus: {e}"))?;
+    let owner: String = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "GetNameOwner",
+            &(NAME,),
+        )
+        .await
+        .map_err(|_| "no notification server on the session bus".to_string())?
+        .body()
+        .deserialize()
+        .map_err(|e| format!("GetNameOwner: {e}"))?;
+    let caps: Vec<String> = conn
+        .call_method(
+            Some(owner.as_str()),
+            PATH,
+            Some(NAME),
+            "GetCapabilities",
+            &(),
+        )
+        .await
+        .map_err(|e| format!("GetCapabilities: {e}"))?
+        .body()
+        .deserialize()
+        .map_err(|e| format!("GetCapabilities: {e}"))?;
+    if !caps.iter().any(|c| c == "actions") {
+        return Err(
+            "the notification server cannot show buttons (no \"actions\" capability)".into(),
+        );
+    }
+    Ok((conn, owner))
+}
+
+/// Escapes text for servers that read the body as markup.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn label(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Closes the notification if the question ends without an answer (timeout,
+/// or the client went away and the future was dropped).
+struct CloseOnDrop {
+    conn: Connection,
+    owner: String,
+    id: u32,
+    armed: bool,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (conn, owner, id) = (self.conn.clone(), self.owner.clone(), self.id);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = conn
+                    .call_method(
+                        Some(owner.as_str()),
+                        PATH,
+                        Some(NAME),
+                        "CloseNotification",
+                        &(id,),
+                    )
+                    .await;
+            });
+        }
+    }
+}
+
+/// Shows a notification without buttons (for notices); best effort.
+pub async fn notice(summary: &str, body: &str) {
+    if let Ok((conn, owner)) = probe().await {
+        let hints: HashMap<&str, Value<'_>> = HashMap::new();
+        let _ = conn
+            .call_method(
+                Some(owner.as_str()),
+                PATH,
+                Some(NAME),
+                "Notify",
+                &(
+                    "hopward",
+                    0u32,
+                    "dialog-warning",
+                    summary,
+                    escape(body),
+                    Vec::<&str>::new(),
+                    hints,
+                    10_000i32,
+                ),
+            )
+            .await;
+    }
+}
+
+impl DesktopConfirmer {
+    async fn ask(&self, prompt: &Prompt, timeout: Duration) -> Answer {
+        let (conn, owner) = match probe().await {
+            Ok(found) => found,
+            Err(why) => return Answer::Unavailable(why),
+        };
+        // Subscribe before showing the notification, so no answer is missed,
+        // and only to signals from the server's unique name on its path.
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(owner.as_str())
+            .and_then(|b| b.path(PATH))
+            .and_then(|b| b.interface(NAME))
+            .map(|b| b.build());
+        let rule = match rule {
+            Ok(rule) => rule,
+            Err(e) => return Answer::Failed(format!("match rule: {e}")),
+        };
+        let mut signals = match zbus::MessageStream::for_match_rule(rule, &conn, Some(16)).await {
+            Ok(s) => s,
+            Err(e) => return Answer::Failed(format!("cannot listen for answers: {e}")),
+        };
+        let mut actions = vec![ALLOW, "Allow"];
+        let remember_label = prompt.remember.map(|d| format!("Allow for {}", label(d)));
+        if let Some(l) = &remember_label {
+            actions.extend([ALLOW_REMEMBER, l.as_str()]);
+        }
+        actions.extend([DENY, "Deny"]);
+        let mut hints: HashMap<&str, Value<'_>> = HashMap::new();
+        hints.insert("urgency", Value::U8(2));
+        hints.insert("category", Value::from("device"));
+        let summary = if prompt.forwarded {
+            "hopward: forwarded agent request"
+        } else {
+            "hopward: allow this key?"
+        };
+        let body = escape(&prompt.text());
+        let expire = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let reply = conn
+            .call_method(
+                Some(owner.as_str()),
+                PATH,
+                Some(NAME),
+                "Notify",
+                &(
+                    "hopward",
+                    0u32,
+                    "dialog-password",
+                    summary,
+                    body,
+                    actions,
+                    hints,
+                    expire,
+                ),
+            )
+            .await;
+        let id: u32 = match reply.and_then(|m| m.body().deserialize()) {
+            Ok(id) => id,
+            Err(e) => return Answer::Failed(format!("Notify: {e}")),
+        };
+        let mut guard = CloseOnDrop {
+            conn: conn.clone(),
+            owner: owner.clone(),
+            id,
+            armed: true,
+        };
+        let wait = async {
+            while let Some(Ok(msg)) = signals.next().await {
+                let header = msg.header();
+                // The match rule already names the sender; check anyway.
+                if header.sender().map(|s| s.as_str()) != Some(owner.as_str()) {
+                    continue;
+                }
+                match header.member().map(|m| m.as_str()) {
+                    Some("ActionInvoked") => {
+                        let Ok((nid, action)) = msg.body().deserialize::<(u32, String)>() else {
+                            continue;
+                        };
+                        if nid != id {
+                            continue;
+                        }
+                        return match action.as_str() {
+                            ALLOW => Answer::AllowedOnce,
+                            ALLOW_REMEMBER => Answer::AllowedRemember,
+                            _ => Answer::Refused,
+                        };
+                    }
+                    Some("NotificationClosed") => {
+                        if msg
+                            .body()
+                            .deserialize::<(u32, u32)>()
+                            .is_ok_and(|(nid, _)| nid == id)
+                        {
+                            return Answer::Refused;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Answer::Failed("the session bus connection ended".into())
+        };
+        let answer = tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Answer::TimedOut);
+        // Answered (or dismissed) notifications are gone already; anything
+        // else is closed by the guard.
+        guard.armed = matches!(answer, Answer::TimedOut | Answer::Failed(_));
+        answer
+    }
+}
+
+impl Confirmer for DesktopConfirmer {
+    fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a> {
+        Box::pin(self.ask(prompt, timeout))
+    }
+}
