@@ -234,14 +234,14 @@ impl DesktopConfirmer {
                             _ => Answer::Refused,
                         };
                     }
-                    Some("NotificationClosed") => {
+                    // Dismissed without an answer.
+                    Some("NotificationClosed")
                         if msg
                             .body()
                             .deserialize::<(u32, u32)>()
-                            .is_ok_and(|(nid, _)| nid == id)
-                        {
-                            return Answer::Refused;
-                        }
+                            .is_ok_and(|(nid, _)| nid == id) =>
+                    {
+                        return Answer::Refused;
                     }
                     _ => {}
                 }
