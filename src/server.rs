@@ -98,18 +98,34 @@ async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Age
             () = cut.notified() => break,
         };
         let body = match next {
-            Ok(Some(body)) => body,
+            // A copy, so the reader stays free to notice a hang-up while the
+            // request is decided; wiped when dropped.
+            Ok(Some(body)) => zeroize::Zeroizing::new(body.to_vec()),
             Ok(None) => break,
             Err(e) => {
                 warn!(conn = id, peer = %session.peer(), "closing connection: {e}");
                 break;
             }
         };
-        // Cutting the connection also abandons a pending question.
-        let reply = tokio::select! {
-            reply = session.handle(body) => reply,
-            () = cut.notified() => break,
+        // Cutting the connection, or the client hanging up, abandons the
+        // request; dropping it withdraws a question that is still open.
+        let handling = session.handle(&body);
+        tokio::pin!(handling);
+        let reply = loop {
+            let room = frames.pending() <= frame::MAX_FRAME + 4;
+            tokio::select! {
+                reply = &mut handling => break Some(reply),
+                () = cut.notified() => break None,
+                more = frames.fill(&mut reader), if room => match more {
+                    Ok(0) | Err(_) => {
+                        debug!(conn = id, "client hung up while its request was open");
+                        break None;
+                    }
+                    Ok(_) => {} // a pipelined request: handled next
+                },
+            }
         };
+        let Some(reply) = reply else { break };
         if let Err(e) = writer.write_all(&frame::encode(&reply)).await {
             debug!(conn = id, "client went away: {e}");
             break;
