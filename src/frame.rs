@@ -73,7 +73,10 @@ impl FrameReader {
     /// Reads whatever the peer sends next into the buffer, without handing
     /// out a frame; `Ok(0)` means the peer hung up. Used to notice a client
     /// that goes away while its request is still being decided.
-    pub async fn fill<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<usize, FrameError> {
+    pub async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<usize, FrameError> {
         self.discard_consumed();
         self.buf.reserve(4096);
         Ok(reader.read_buf(&mut self.buf).await?)

@@ -326,4 +326,5 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
     bin
 }
 
+pub mod notifier;
 pub mod sshd;

@@ -1,0 +1,423 @@
+//! Desktop prompts over a real session bus (`dbus-run-session`) with a test
+//! notification server built with zbus: answers, forgery, fallback,
+//! coalescing, floods, withdrawal, timeouts and remembered approvals.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::notifier::{Bus, Mode};
+use common::sshd::Hosts;
+use common::*;
+
+struct Setup {
+    agent: Daemon,
+    key: PathBuf,
+    data: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+fn setup(bus: &Bus, confirm: &str, extra: &str) -> Setup {
+    setup_env(bus, confirm, extra, &[])
+}
+
+fn setup_env(bus: &Bus, confirm: &str, extra: &str, env: &[(&str, &str)]) -> Setup {
+    let tmp = tempdir();
+    let mut builder = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\n{confirm}\n{extra}"
+        ))
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let agent = builder.start();
+    let key = keygen(tmp.path(), "laptop-key", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("message");
+    std::fs::write(&data, "sign me").unwrap();
+    Setup {
+        agent,
+        key,
+        data,
+        tmp,
+    }
+}
+
+impl Setup {
+    /// `ssh-keygen -Y sign` with the agent; whether a signature came back.
+    fn sign(&self, namespace: &str) -> bool {
+        let sig = self
+            .tmp
+            .path()
+            .join(format!("message.{}.sig", rand_suffix()));
+        let out = run(Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ssh-keygen -Y sign -n {namespace} -f {} < {} > {}",
+                self.key.with_extension("pub").display(),
+                self.data.display(),
+                sig.display()
+            ))
+            .env("SSH_AUTH_SOCK", &self.agent.sock));
+        out.status.success()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn reasons(agent: &Daemon, min: usize) -> Vec<String> {
+    agent
+        .audit(min)
+        .iter()
+        .filter(|l| l["event"] == "sign")
+        .map(|l| l["reason"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn the_signature_follows_the_answer() {
+    let bus = Bus::with_notifier(Mode::Allow, Duration::from_millis(50));
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"3s\"", "");
+    assert!(s.sign("file"), "Allow must sign");
+    let shown = bus.shown();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].actions, ["allow", "Allow", "deny", "Deny"]);
+    assert!(
+        shown[0].body.contains("Allow use of key laptop-key?"),
+        "{}",
+        shown[0].body
+    );
+    assert!(
+        shown[0].body.contains("Purpose: file signing"),
+        "{}",
+        shown[0].body
+    );
+    assert!(
+        shown[0].body.contains("Asked by: /usr/bin/ssh-keygen"),
+        "{}",
+        shown[0].body
+    );
+
+    bus.set_mode(Mode::Deny);
+    assert!(!s.sign("file"), "Deny must refuse");
+    bus.set_mode(Mode::Dismiss);
+    assert!(!s.sign("file"), "dismissing must refuse");
+    assert_eq!(reasons(&s.agent, 4), ["confirmed", "refused", "refused"]);
+}
+
+#[test]
+fn silence_times_out_and_the_notification_is_closed() {
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"1s\"", "");
+    let started = Instant::now();
+    assert!(!s.sign("file"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let id = bus.shown()[0].id;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !bus.closed().contains(&id) {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out notification was not closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(reasons(&s.agent, 2), ["timeout"]);
+}
+
+#[test]
+fn a_forged_answer_from_another_bus_client_is_ignored() {
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"2s\"", "");
+    let signer = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| s.sign("file"));
+        let shown = bus.wait_shown(1);
+        bus.forge_allow(shown[0].id);
+        handle.join().unwrap()
+    });
+    assert!(!signer, "a forged ActionInvoked must not allow");
+    assert_eq!(reasons(&s.agent, 2), ["timeout"]);
+}
+
+#[test]
+fn no_notification_server_falls_back_to_askpass_then_denies() {
+    let bus = Bus::bare();
+    let tmp = tempdir();
+    let askpass = tmp.path().join("askpass");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho asked >> {}/asked\necho yes\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let with_askpass = setup_env(
+        &bus,
+        "method = \"auto\"\ntimeout = \"3s\"",
+        "",
+        &[
+            ("SSH_ASKPASS", askpass.to_str().unwrap()),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    assert!(with_askpass.sign("file"), "auto must fall back to askpass");
+    assert!(tmp.path().join("asked").exists());
+
+    let without = setup_env(
+        &bus,
+        "method = \"auto\"\ntimeout = \"3s\"",
+        "",
+        &[
+            ("SSH_ASKPASS", "/nonexistent/askpass"),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    assert!(!without.sign("file"), "nothing can ask: deny");
+    assert_eq!(reasons(&without.agent, 2), ["no-confirmer"]);
+    let log = without.agent.log_text();
+    assert!(log.contains("no way to ask"), "{log}");
+    assert!(log.contains("no notification server"), "{log}");
+    assert!(log.contains("Fix:"), "{log}");
+}
+
+#[test]
+fn ten_identical_requests_share_one_prompt() {
+    let bus = Bus::with_notifier(Mode::Allow, Duration::from_millis(700));
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"5s\"", "");
+    let results: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..10).map(|_| scope.spawn(|| s.sign("file"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results.iter().all(|&ok| ok), "{results:?}");
+    assert_eq!(
+        bus.shown().len(),
+        1,
+        "one prompt for ten identical requests"
+    );
+}
+
+#[test]
+fn remembered_approval_is_reused_listed_revoked_and_expires() {
+    let bus = Bus::with_notifier(Mode::AllowRemember, Duration::from_millis(20));
+    let s = setup(
+        &bus,
+        "method = \"desktop\"\ntimeout = \"3s\"",
+        "[[rule]]\nname = \"files\"\npurpose = \"file\"\naction = \"confirm\"\nremember = \"3s\"\n",
+    );
+    assert!(s.sign("file"));
+    let shown = bus.shown();
+    assert_eq!(
+        shown[0].actions,
+        [
+            "allow",
+            "Allow",
+            "allow-remember",
+            "Allow for 3s",
+            "deny",
+            "Deny"
+        ]
+    );
+    assert!(s.sign("file"));
+    assert_eq!(bus.shown().len(), 1, "the grant covers the second request");
+    let grants = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&s.agent.sock))));
+    assert!(
+        grants.contains("grants (1)") && grants.contains("rule files"),
+        "{grants}"
+    );
+    // A different purpose is not covered.
+    assert!(s.sign("git"));
+    assert_eq!(bus.shown().len(), 2);
+    ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&s.agent.sock)
+        .args(["revoke", "--all"])));
+    assert!(s.sign("file"));
+    assert_eq!(bus.shown().len(), 3, "revoked: asks again");
+    std::thread::sleep(Duration::from_millis(3300));
+    assert!(s.sign("file"));
+    assert_eq!(bus.shown().len(), 4, "expired: asks again");
+    assert!(reasons(&s.agent, 6).contains(&"remembered".to_string()));
+}
+
+#[test]
+fn a_client_that_hangs_up_withdraws_its_prompt() {
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"20s\"", "");
+    let mut conn = s.agent.connect();
+    let list = request(&mut conn, &[11]);
+    let len = u32::from_be_bytes([list[5], list[6], list[7], list[8]]) as usize;
+    let mut body = vec![13];
+    put_string(&mut body, &list[9..9 + len]);
+    put_string(&mut body, b"data");
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    std::io::Write::write_all(&mut conn, &frame).unwrap();
+    let id = bus.wait_shown(1)[0].id;
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !bus.closed().contains(&id) {
+        assert!(
+            Instant::now() < deadline,
+            "the prompt of a departed client stayed open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A forwarding bind and an authentication bind, then a sign request for
+/// `user`, on a fresh connection.
+fn forwarded_sign(
+    agent: &Daemon,
+    key_blob: &[u8],
+    user: &str,
+    n: u32,
+) -> std::os::unix::net::UnixStream {
+    use hopward::proto::{PublicParts, SecretParts};
+    use hopward::sign::{SigningKey, ed25519_public};
+    let mut s = agent.connect();
+    let mut sid_auth = Vec::new();
+    for (seed, forwarding) in [(1u8, true), (2u8, false)] {
+        let seedb = [seed; 32];
+        let public = PublicParts::Ed25519(ed25519_public(&seedb));
+        let sid = format!("sid-{n}-{seed}").into_bytes();
+        let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seedb))
+            .unwrap()
+            .sign(&sid, 0)
+            .unwrap();
+        let mut sig_blob = Vec::new();
+        put_string(&mut sig_blob, sig.algorithm.as_bytes());
+        put_string(&mut sig_blob, &sig.blob);
+        let mut bind = vec![27];
+        put_string(&mut bind, b"session-bind@openssh.com");
+        put_string(&mut bind, &public.blob());
+        put_string(&mut bind, &sid);
+        put_string(&mut bind, &sig_blob);
+        bind.push(u8::from(forwarding));
+        assert_eq!(request(&mut s, &bind)[0], 6);
+        if !forwarding {
+            sid_auth = sid;
+        }
+    }
+    let mut data = Vec::new();
+    put_string(&mut data, &sid_auth);
+    data.push(50);
+    put_string(&mut data, user.as_bytes());
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, key_blob);
+    let mut body = vec![13];
+    put_string(&mut body, key_blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    std::io::Write::write_all(&mut s, &frame).unwrap();
+    s
+}
+
+#[test]
+fn a_flood_from_a_forwarded_chain_stays_bounded() {
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"6s\"", "");
+    let pubkey = std::fs::read_to_string(s.key.with_extension("pub")).unwrap();
+    let blob = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(pubkey.split_whitespace().nth(1).unwrap())
+            .unwrap()
+    };
+    let mut conns = Vec::new();
+    let mut fast = Vec::new();
+    for i in 0..200u32 {
+        let mut c = forwarded_sign(&s.agent, &blob, &format!("user{i}"), i);
+        if i >= 8 {
+            // Beyond the bound: denied at once, without a prompt.
+            let started = Instant::now();
+            assert_eq!(read_reply(&mut c), vec![5], "request {i}");
+            fast.push(started.elapsed());
+        }
+        conns.push(c);
+    }
+    assert!(
+        fast.iter().all(|d| *d < Duration::from_millis(100)),
+        "slowest {:?}",
+        fast.iter().max()
+    );
+    // Other connections are unaffected meanwhile.
+    let started = Instant::now();
+    let mut other = s.agent.connect();
+    assert_eq!(request(&mut other, &[11])[0], 12);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let shown = bus.shown();
+    let prompts = shown.iter().filter(|n| !n.actions.is_empty()).count();
+    let notices = shown.iter().filter(|n| n.actions.is_empty()).count();
+    assert_eq!(prompts, 8, "prompts beyond the bound");
+    assert_eq!(notices, 1, "the person sees one notice about the flood");
+    assert!(s.agent.log_text().contains("too many prompts open"));
+    assert_eq!(
+        reasons(&s.agent, 192)
+            .iter()
+            .filter(|r| *r == "flood")
+            .count(),
+        192
+    );
+}
+
+#[test]
+fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
+    let bus = Bus::with_notifier(Mode::Allow, Duration::from_millis(50));
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let agent = Daemon::builder()
+        .policy("[confirm]\nmethod = \"desktop\"\ntimeout = \"10s\"\n")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    let key = keygen(tmp.path(), "work-laptop", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let out = hosts.ssh(
+        &agent.sock,
+        &["-A", "bastion", &hosts.inner_ssh("target echo reached")],
+    );
+    assert!(stdout(&out).contains("reached"), "{}", text(&out));
+    let shown = bus.shown();
+    assert_eq!(
+        shown.len(),
+        1,
+        "one prompt: the direct login to the bastion needs none"
+    );
+    let body = &shown[0].body;
+    let fp = stdout(&ok(run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")))));
+    for expected in [
+        "Allow use of key work-laptop?".to_string(),
+        fp.split_whitespace().nth(1).unwrap().to_string(),
+        "WARNING: this request came through a forwarded agent.".into(),
+        "Chain: bastion (fwd) &gt; target (auth)".into(),
+        format!("Purpose: log in to target as {}", hosts.user),
+        "Asked by: /usr/bin/ssh".into(),
+    ] {
+        assert!(body.contains(&expected), "missing {expected:?} in:\n{body}");
+    }
+    assert_eq!(shown[0].summary, "hopward: forwarded agent request");
+    std::fs::write(tmp.path().join("prompt.txt"), body).unwrap();
+}
