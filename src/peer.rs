@@ -10,6 +10,9 @@ pub struct Peer {
     pub uid: u32,
     pub pid: Option<u32>,
     pub exe: Option<PathBuf>,
+    /// The processes above it, nearest first, as `name (pid N)`: what
+    /// started the program that is asking (a shell, tmux, a git hook ...).
+    pub parents: Vec<String>,
 }
 
 impl fmt::Debug for Peer {
@@ -40,6 +43,7 @@ impl Peer {
             uid: cred.uid(),
             pid,
             exe: pid.and_then(exe_of),
+            parents: pid.map(parents_of).unwrap_or_default(),
         })
     }
 
@@ -47,6 +51,39 @@ impl Peer {
     pub fn may_connect(&self, owner: u32) -> bool {
         self.uid == owner || self.uid == 0
     }
+}
+
+/// How many ancestors the prompt names.
+const PARENTS: usize = 3;
+
+#[cfg(target_os = "linux")]
+fn parents_of(pid: u32) -> Vec<String> {
+    let field = |pid: u32, name: &str| -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let mut out = Vec::new();
+    let mut current = pid;
+    while out.len() < PARENTS {
+        let Some(ppid) = field(current, "PPid:").and_then(|p| p.parse::<u32>().ok()) else {
+            break;
+        };
+        if ppid <= 1 {
+            break;
+        }
+        let name = field(ppid, "Name:").unwrap_or_else(|| "?".into());
+        out.push(format!("{} (pid {ppid})", crate::confirm::clean(&name, 32)));
+        current = ppid;
+    }
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+fn parents_of(_pid: u32) -> Vec<String> {
+    Vec::new()
 }
 
 #[cfg(target_os = "linux")]

@@ -697,6 +697,7 @@ fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         operation: operation.map(str::to_string),
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
+        peer_parents: ctx.peer.parents.clone(),
         remember: None,
     }
 }

@@ -414,7 +414,9 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
         "WARNING: this request came through a forwarded agent.".into(),
         "Chain: bastion (fwd) &gt; target (auth)".into(),
         format!("Purpose: log in to target as {}", hosts.user),
-        "Asked by: /usr/bin/ssh".into(),
+        "Asked by: /usr/bin/ssh (pid ".into(),
+        // ... and what started it (here, this test program).
+        ") &lt; desktop_prompt".into(),
     ] {
         assert!(body.contains(&expected), "missing {expected:?} in:\n{body}");
     }

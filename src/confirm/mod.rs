@@ -32,6 +32,8 @@ pub struct Prompt {
     pub operation: Option<String>,
     pub peer_pid: Option<u32>,
     pub peer_exe: Option<String>,
+    /// The asking process's ancestors, nearest first.
+    pub peer_parents: Vec<String>,
     /// When set, the desktop prompt also offers "Allow for <duration>".
     pub remember: Option<std::time::Duration>,
 }
@@ -76,6 +78,9 @@ impl Prompt {
                 .as_deref()
                 .map_or_else(|| "?".to_string(), |e| clean(e, 200));
             text.push_str(&format!("\nAsked by: {exe} (pid {pid})"));
+            for parent in &self.peer_parents {
+                text.push_str(&format!(" < {}", clean(parent, 64)));
+            }
         }
         text
     }
@@ -247,6 +252,7 @@ mod tests {
             operation: None,
             peer_pid: Some(42),
             peer_exe: Some("/usr/bin/ssh".into()),
+            peer_parents: vec!["bash (pid 7)".into()],
             remember: None,
         };
         let text = p.text();
@@ -257,7 +263,10 @@ mod tests {
         assert!(text.contains("forwarded agent"));
         assert!(text.contains("Chain: bastion (fwd) > target (auth)"));
         assert!(text.contains("log in to target as deploy"));
-        assert!(text.contains("/usr/bin/ssh (pid 42)"));
+        assert!(
+            text.contains("/usr/bin/ssh (pid 42) < bash (pid 7)"),
+            "{text}"
+        );
         let env = p.env();
         assert!(env.contains(&("HOPWARD_CHAIN", "bastion>target".to_string())));
         assert!(env.contains(&("HOPWARD_FORWARDED", "1".to_string())));

@@ -376,6 +376,7 @@ mod tests {
                 uid: 1000,
                 pid: Some(1),
                 exe: None,
+                parents: Vec::new(),
             }),
         }
     }

@@ -101,6 +101,7 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
             uid: crate::hardening::effective_uid(),
             pid: None,
             exe: None,
+            parents: Vec::new(),
         }),
     })
 }
