@@ -437,3 +437,20 @@ fn panic_button_cuts_and_refuses_forwarded_use_while_local_use_works() {
         .env("SSH_ASKPASS_REQUIRE", "force")));
     assert_eq!(agent.ssh_add(&["-l"]).status.code(), Some(1));
 }
+
+#[test]
+fn readiness_is_reported_to_notify_socket() {
+    let tmp = tempdir();
+    let notify = tmp.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let agent = Daemon::builder()
+        .env("NOTIFY_SOCKET", notify.to_str().unwrap())
+        .start();
+    let mut buf = [0u8; 64];
+    let n = listener.recv(&mut buf).expect("no readiness message");
+    assert_eq!(&buf[..n], b"READY=1");
+    drop(agent);
+}
