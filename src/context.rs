@@ -47,15 +47,16 @@ impl RequestClass {
         if chain.is_poisoned() {
             return RequestClass::Poisoned;
         }
-        match chain.hops() {
+        let forwarding: Vec<bool> = chain.hops().iter().map(|h| h.forwarding).collect();
+        Self::from_hops(&forwarding, signing)
+    }
+
+    /// The class of an unpoisoned chain whose hops are forwarding or not.
+    pub fn from_hops(forwarding: &[bool], signing: bool) -> RequestClass {
+        match forwarding {
             [] => RequestClass::Local,
-            hops if hops[hops.len() - 1].forwarding => {
-                if signing {
-                    RequestClass::ForwardedUnverified
-                } else {
-                    RequestClass::Forwarded
-                }
-            }
+            [.., true] if signing => RequestClass::ForwardedUnverified,
+            [.., true] => RequestClass::Forwarded,
             [_] => RequestClass::Direct,
             _ => RequestClass::Forwarded,
         }

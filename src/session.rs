@@ -64,6 +64,21 @@ struct Verdict {
     reason: String,
 }
 
+impl Verdict {
+    /// The verdict of an allow or deny decision (a confirm needs asking).
+    fn settled(decision: &Decision) -> Option<Verdict> {
+        let allowed = match decision.action {
+            Action::Allow => true,
+            Action::Deny => false,
+            Action::Confirm => return None,
+        };
+        Some(Verdict {
+            allowed,
+            reason: decision.rule.clone(),
+        })
+    }
+}
+
 impl Session {
     pub fn new(agent: Arc<Agent>, peer: Peer, id: u64) -> Self {
         Session {
@@ -352,16 +367,9 @@ impl Session {
         context: &RequestContext,
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
-        match decision.action {
-            Action::Allow => Verdict {
-                allowed: true,
-                reason: decision.rule.clone(),
-            },
-            Action::Deny => Verdict {
-                allowed: false,
-                reason: decision.rule.clone(),
-            },
-            Action::Confirm => {
+        match Verdict::settled(decision) {
+            Some(verdict) => verdict,
+            None => {
                 let scope = GrantScope::of(context);
                 if decision.remember.is_some()
                     && self.agent.grants.find(&scope, Instant::now()).is_some()
@@ -464,16 +472,9 @@ impl Session {
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
         let hops = self.hop_views();
-        let verdict = match decision.action {
-            Action::Allow => Verdict {
-                allowed: true,
-                reason: decision.rule.clone(),
-            },
-            Action::Deny => Verdict {
-                allowed: false,
-                reason: decision.rule.clone(),
-            },
-            Action::Confirm => {
+        let verdict = match Verdict::settled(&decision) {
+            Some(verdict) => verdict,
+            None => {
                 let what = match op {
                     KeyOp::Add => "add this key to the agent",
                     KeyOp::Remove => "remove this key from the agent",

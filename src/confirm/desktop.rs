@@ -122,28 +122,46 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// What to show.
+struct Notification<'a> {
+    icon: &'a str,
+    summary: &'a str,
+    body: &'a str,
+    actions: Vec<&'a str>,
+    hints: HashMap<&'a str, Value<'a>>,
+    expire_ms: i32,
+}
+
+/// `Notify`: shows a notification and returns its id.
+async fn show(conn: &Connection, owner: &str, n: Notification<'_>) -> zbus::Result<u32> {
+    let args = (
+        "hopward",
+        0u32,
+        n.icon,
+        n.summary,
+        escape(n.body),
+        n.actions,
+        n.hints,
+        n.expire_ms,
+    );
+    conn.call_method(Some(owner), PATH, Some(NAME), "Notify", &args)
+        .await?
+        .body()
+        .deserialize()
+}
+
 /// Shows a notification without buttons (for notices); best effort.
 pub async fn notice(summary: &str, body: &str) {
     if let Ok((conn, owner)) = probe().await {
-        let hints: HashMap<&str, Value<'_>> = HashMap::new();
-        let _ = conn
-            .call_method(
-                Some(owner.as_str()),
-                PATH,
-                Some(NAME),
-                "Notify",
-                &(
-                    "hopward",
-                    0u32,
-                    "dialog-warning",
-                    summary,
-                    escape(body),
-                    Vec::<&str>::new(),
-                    hints,
-                    10_000i32,
-                ),
-            )
-            .await;
+        let note = Notification {
+            icon: "dialog-warning",
+            summary,
+            body,
+            actions: Vec::new(),
+            hints: HashMap::new(),
+            expire_ms: 10_000,
+        };
+        let _ = show(&conn, &owner, note).await;
     }
 }
 
@@ -183,27 +201,18 @@ impl DesktopConfirmer {
         } else {
             "hopward: allow this key?"
         };
-        let body = escape(&prompt.text());
         let expire = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        let reply = conn
-            .call_method(
-                Some(owner.as_str()),
-                PATH,
-                Some(NAME),
-                "Notify",
-                &(
-                    "hopward",
-                    0u32,
-                    "dialog-password",
-                    summary,
-                    body,
-                    actions,
-                    hints,
-                    expire,
-                ),
-            )
-            .await;
-        let id: u32 = match reply.and_then(|m| m.body().deserialize()) {
+        let text = prompt.text();
+        let note = Notification {
+            icon: "dialog-password",
+            summary,
+            body: &text,
+            actions,
+            hints,
+            expire_ms: expire,
+        };
+        let shown = show(&conn, &owner, note).await;
+        let id = match shown {
             Ok(id) => id,
             Err(e) => return Answer::Failed(format!("Notify: {e}")),
         };

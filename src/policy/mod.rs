@@ -359,12 +359,8 @@ mod tests {
                 forwarding: *f,
             })
             .collect();
-        let class = match chain.as_slice() {
-            [] => RequestClass::Local,
-            c if c[c.len() - 1].forwarding => RequestClass::ForwardedUnverified,
-            [_] => RequestClass::Direct,
-            _ => RequestClass::Forwarded,
-        };
+        let forwarding: Vec<bool> = chain.iter().map(|h| h.forwarding).collect();
+        let class = RequestClass::from_hops(&forwarding, true);
         RequestContext {
             key_fingerprint: "SHA256:key".into(),
             key_comment: comment.into(),

@@ -84,12 +84,8 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
             }
         })
         .collect();
-    let class = match chain.as_slice() {
-        [] => RequestClass::Local,
-        c if c[c.len() - 1].forwarding => RequestClass::ForwardedUnverified,
-        [_] => RequestClass::Direct,
-        _ => RequestClass::Forwarded,
-    };
+    let forwarding: Vec<bool> = chain.iter().map(|h| h.forwarding).collect();
+    let class = RequestClass::from_hops(&forwarding, true);
     Ok(RequestContext {
         key_fingerprint: args.key.clone(),
         key_comment: args.comment.clone(),
