@@ -61,7 +61,67 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> PathBuf 
         cmd.args(["-b", &bits.to_string()]);
     }
     ok(run(&mut cmd));
+    if kind == "ed25519" {
+        record_secret_of(&path);
+    }
     path
+}
+
+/// Where the suite keeps every daemon log and audit log it produced, and
+/// the secrets it used, for the leak scan (tests/zz_leak_scan.rs).
+pub fn leak_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leak-check");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    dir
+}
+
+/// Records a secret the logs must never contain.
+pub fn record_secret(secret: &str) {
+    use std::fs::OpenOptions;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(leak_dir().join("secrets.txt"))
+        .unwrap();
+    writeln!(f, "{secret}").unwrap();
+}
+
+/// Records an Ed25519 private key's seed (hex and base64) from the
+/// OpenSSH key file: the private section holds `seed || pk` right before
+/// the second copy of the public key.
+fn record_secret_of(path: &Path) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let blob = b64.decode(body).unwrap();
+    let pubtext = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let pubblob = b64
+        .decode(pubtext.split_whitespace().nth(1).unwrap())
+        .unwrap();
+    let pk = &pubblob[pubblob.len() - 32..];
+    let hits: Vec<usize> = blob
+        .windows(32)
+        .enumerate()
+        .filter(|(_, w)| *w == pk)
+        .map(|(i, _)| i)
+        .collect();
+    if let Some(&second_last) = hits
+        .iter()
+        .rev()
+        .find(|&&i| i >= 32 && hits.iter().filter(|&&j| j < i).count() >= 1)
+    {
+        let seed = &blob[second_last - 32..second_last];
+        let seed_arr: [u8; 32] = seed.try_into().unwrap();
+        assert_eq!(
+            &hopward::sign::ed25519_public(&seed_arr)[..],
+            pk,
+            "seed extraction"
+        );
+        record_secret(&seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        record_secret(&b64.encode(seed));
+        record_secret(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed));
+    }
 }
 
 /// Signs `key.pub` with `ca` as a user certificate for principal `me`.
@@ -259,6 +319,18 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Keep every log and audit line for the leak scan.
+        let keep = leak_dir().join("logs");
+        let tag = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let _ = std::fs::copy(&self.log, keep.join(format!("{tag}-daemon.log")));
+        let audit = self.dir.path().join("state/hopward/audit.jsonl");
+        let _ = std::fs::copy(&audit, keep.join(format!("{tag}-audit.jsonl")));
     }
 }
 
