@@ -16,6 +16,7 @@ pub mod control;
 pub mod destination;
 pub mod duration;
 pub mod frame;
+pub mod fuzzing;
 pub mod grants;
 pub mod hardening;
 pub mod install;

@@ -92,6 +92,24 @@ fn parse_line(line: &str) -> Result<Option<Entry>, &'static str> {
     }))
 }
 
+/// Parses a known_hosts file's text, skipping bad lines with a warning.
+fn parse_text(text: &str, file: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        match parse_line(line) {
+            Ok(Some(entry)) => entries.push(entry),
+            Ok(None) => {}
+            Err(why) => warn!("skipping {file}:{}: {why}", n + 1),
+        }
+    }
+    entries
+}
+
+/// How many usable entries a known_hosts text has (fuzzing and tooling).
+pub fn count_entries(text: &str) -> usize {
+    parse_text(text, "(text)").len()
+}
+
 fn hashed_name_matches(salt: &[u8], hash: &[u8], name: &str) -> bool {
     use aws_lc_rs::hmac;
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, salt);
@@ -224,13 +242,7 @@ impl KnownHosts {
             let Ok(text) = std::fs::read_to_string(file) else {
                 continue;
             };
-            for (n, line) in text.lines().enumerate() {
-                match parse_line(line) {
-                    Ok(Some(entry)) => entries.push(entry),
-                    Ok(None) => {}
-                    Err(why) => warn!("skipping {}:{}: {why}", file.display(), n + 1),
-                }
-            }
+            entries.extend(parse_text(&text, &file.display().to_string()));
         }
         entries
     }

@@ -1,0 +1,310 @@
+//! Load, abuse and faults, all on loopback, bounded in count and time:
+//! many connections, slowloris, descriptor exhaustion, misbehaving
+//! confirmers, a policy file that goes bad, signals at awkward moments.
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A key added to `agent`, and the framed sign request for it.
+fn sign_frame(agent: &Daemon, dir: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let key = keygen(dir, "load", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let text = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(text.split_whitespace().nth(1).unwrap())
+        .unwrap();
+    let mut body = vec![13];
+    put_string(&mut body, &blob);
+    put_string(&mut body, b"load test data");
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn sign_on(s: &mut UnixStream, frame: &[u8]) -> bool {
+    s.write_all(frame).is_ok() && read_reply_opt(s).is_some_and(|r| r.first() == Some(&14))
+}
+
+fn read_reply_opt(s: &mut UnixStream) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn a_thousand_connections_sign_a_hundred_thousand_times_without_a_failure() {
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let frame = Arc::new(sign_frame(&agent, tmp.path()));
+    let (ok_count, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..1000)
+        .map(|_| {
+            let (frame, sock) = (Arc::clone(&frame), agent.sock.clone());
+            let (ok_count, failed) = (Arc::clone(&ok_count), Arc::clone(&failed));
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut s = UnixStream::connect(&sock).expect("connect");
+                    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                    for _ in 0..100 {
+                        if sign_on(&mut s, &frame) {
+                            ok_count.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!(
+        "100000 signs on 1000 connections in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(ok_count.load(Ordering::Relaxed), 100_000);
+}
+
+#[test]
+fn slowloris_connections_do_not_stop_a_fresh_client() {
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let mut s = agent.connect();
+        match i % 3 {
+            0 => {}                                               // idle
+            1 => s.write_all(&[0, 0]).unwrap(),                   // half a length
+            _ => s.write_all(&[0, 0, 0, 100, 13, 0, 0]).unwrap(), // half a frame
+        }
+        held.push(s);
+    }
+    for _ in 0..11 {
+        let out = agent.ssh_add(&["-l"]);
+        assert!(stdout(&out).contains(" k (ED25519)"), "{}", text(&out));
+    }
+    drop(held);
+}
+
+#[test]
+fn descriptor_exhaustion_is_survived() {
+    let tmp = tempdir();
+    let sock = tmp.path().join("agent.sock");
+    let log = tmp.path().join("daemon.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48; exec {HOPWARD} daemon -D -a {}",
+            sock.display()
+        ))
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut flood: Vec<UnixStream> = (0..200)
+        .filter_map(|_| UnixStream::connect(&sock).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "daemon died");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("accept failed"),
+        "no descriptors left was not hit:\n{logged}"
+    );
+    flood.clear();
+    // Once the connections close, it serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &sock));
+        if out.status.code() == Some(1) && stdout(&out).contains("no identities") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not serving again: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_misbehaving_confirmer_denies_within_the_timeout() {
+    let tmp = tempdir();
+    for (name, body, reason) in [
+        ("hangs", "sleep 60", "timeout"),
+        ("crashes", "kill -SEGV $$", "refused"),
+        ("garbage", "echo 'sure, why not'", "refused"),
+        ("says-yes", "echo yes", "confirmed"),
+    ] {
+        let confirm = script(tmp.path(), name, body);
+        let agent = Daemon::builder()
+            .policy(&format!(
+                "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{confirm}\"]\ntimeout = \"2s\"\n"
+            ))
+            .start();
+        let keys = tmp.path().join(format!("keys-{name}"));
+        std::fs::create_dir(&keys).unwrap();
+        let frame = sign_frame(&agent, &keys);
+        let mut s = agent.connect();
+        let started = Instant::now();
+        let signed = sign_on(&mut s, &frame);
+        let took = started.elapsed();
+        assert_eq!(signed, name == "says-yes", "{name}");
+        assert!(took < Duration::from_secs(4), "{name} took {took:?}");
+        let audit = agent.audit(2);
+        let last = audit.iter().rev().find(|l| l["event"] == "sign").unwrap();
+        assert_eq!(last["reason"], reason, "{name}");
+    }
+}
+
+#[test]
+fn a_policy_file_that_goes_bad_keeps_the_last_good_policy() {
+    let tmp = tempdir();
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"deny\"\n")
+        .start();
+    let frame = sign_frame(&agent, tmp.path());
+    let policy = agent.dir.path().join("policy.toml");
+    let mut s = agent.connect();
+    assert!(!sign_on(&mut s, &frame), "the policy denies local use");
+    let reloads = |a: &Daemon| a.log_text().matches("keeping the last good policy").count();
+
+    std::fs::write(&policy, "this is = = not toml").unwrap();
+    wait_until(|| reloads(&agent) >= 1);
+    assert!(!sign_on(&mut s, &frame), "garbage");
+    std::fs::remove_file(&policy).unwrap();
+    wait_until(|| reloads(&agent) >= 2);
+    assert!(!sign_on(&mut s, &frame), "deleted");
+    std::fs::create_dir(&policy).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status();
+    wait_until(|| reloads(&agent) >= 3);
+    assert!(!sign_on(&mut s, &frame), "a directory");
+    // And a good file is picked up again.
+    std::fs::remove_dir(&policy).unwrap();
+    std::fs::write(&policy, "[defaults]\nlocal = \"allow\"\n").unwrap();
+    wait_until(|| agent.log_text().contains("policy reloaded"));
+    assert!(sign_on(&mut s, &frame));
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
+    let tmp = tempdir();
+    let marker = tmp.path().join("asked");
+    let confirm = script(
+        tmp.path(),
+        "slow",
+        &format!("touch {}; sleep 60", marker.display()),
+    );
+    let mut agent = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{confirm}\"]\ntimeout = \"60s\"\n"
+        ))
+        .start();
+    let frame = sign_frame(&agent, tmp.path());
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        let mut s = agent.connect();
+        s.write_all(&frame).unwrap();
+        pending.push(s);
+    }
+    wait_until(|| marker.exists());
+    let started = Instant::now();
+    let status = agent.terminate();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!agent.sock.exists(), "socket left behind");
+    // The waiting clients get no signature.
+    for mut s in pending {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(read_reply_opt(&mut s).is_none_or(|r| r != vec![14]));
+    }
+}
+
+#[test]
+fn sighup_under_load_fails_no_request() {
+    let tmp = tempdir();
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"allow\"\n")
+        .start();
+    let frame = Arc::new(sign_frame(&agent, tmp.path()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (frame, sock, stop) = (Arc::clone(&frame), agent.sock.clone(), Arc::clone(&stop));
+            let (done, failed) = (Arc::clone(&done), Arc::clone(&failed));
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&sock).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if sign_on(&mut s, &frame) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let _ = Command::new("kill")
+            .args(["-HUP", &agent.pid().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(done.load(Ordering::Relaxed) > 100);
+    assert!(agent.log_text().matches("policy reloaded").count() >= 10);
+}
