@@ -357,6 +357,11 @@ fn a_flood_from_a_forwarded_chain_stays_bounded() {
         "slowest {:?}",
         fast.iter().max()
     );
+    println!(
+        "flood: {} requests beyond the bound denied, slowest in {:?}",
+        fast.len(),
+        fast.iter().max().unwrap()
+    );
     // Other connections are unaffected meanwhile.
     let started = Instant::now();
     let mut other = s.agent.connect();
