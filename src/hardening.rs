@@ -1,5 +1,5 @@
 //! The only module with `unsafe` code: process hardening (no core dumps, no
-//! ptrace), memory locking, `fork`, and the few libc calls std does not wrap.
+//! ptrace), `fork`, socket activation, and the few libc calls std does not wrap.
 //!
 //! Invariant: every function here is a thin, checked wrapper around one libc
 //! call; callers never see raw pointers or errno.
@@ -45,36 +45,6 @@ fn deny_debuggers() -> io::Result<()> {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn deny_debuggers() -> io::Result<()> {
     Ok(())
-}
-
-/// Whether the process is currently marked dumpable (Linux); used by tests
-/// and `status` to prove hardening took effect.
-#[cfg(target_os = "linux")]
-pub fn is_dumpable() -> bool {
-    // SAFETY: PR_GET_DUMPABLE takes no pointers.
-    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 }
-}
-
-/// Locks the pages of `buf` in RAM so they are never written to swap.
-/// Returns false when the limit (`RLIMIT_MEMLOCK`) does not allow it.
-pub fn lock_memory(buf: &[u8]) -> bool {
-    if buf.is_empty() {
-        return true;
-    }
-    // SAFETY: the range is a live borrowed slice; mlock rounds to pages and
-    // does not write to it.
-    unsafe { libc::mlock(buf.as_ptr().cast(), buf.len()) == 0 }
-}
-
-/// Undoes [`lock_memory`] before the buffer is freed.
-pub fn unlock_memory(buf: &[u8]) {
-    if buf.is_empty() {
-        return;
-    }
-    // SAFETY: as for mlock; failure only means the pages were not locked.
-    unsafe {
-        libc::munlock(buf.as_ptr().cast(), buf.len());
-    }
 }
 
 /// The effective uid of this process.

@@ -124,7 +124,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     if let Some(listener) = hardening::systemd_listener() {
         let listener = listener.map_err(LaunchError::Runtime)?;
         harden();
-        init_logging(args.debug, None);
+        init_logging(args.debug);
         secure_inherited_socket(&listener);
         let policy_path = crate::policy::store::resolve_path(args.policy.clone());
         let policy =
@@ -157,7 +157,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
 
     match mode {
         Mode::Foreground { debug } => {
-            init_logging(debug, None);
+            init_logging(debug);
             let pid = std::process::id();
             println!("{sock_line}");
             println!("echo Agent pid {pid};");
@@ -240,10 +240,10 @@ fn detach() {
     if let Some(log) = &log {
         let _ = hardening::redirect_stdio(log);
     }
-    init_logging(false, None);
+    init_logging(false);
 }
 
-fn init_logging(debug: bool, _journal: Option<()>) {
+fn init_logging(debug: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("HOPWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
