@@ -26,14 +26,18 @@ impl Drop for Agent {
 }
 
 fn start(name: &'static str, program: &str, args: &[&str], sock: PathBuf) -> Agent {
-    let mut child = Command::new(program)
-        .args(args)
-        .arg("-a")
-        .arg(&sock)
+    let mut cmd = Command::new(program);
+    cmd.args(args).arg("-a").arg(&sock);
+    launch(name, cmd, sock)
+}
+
+/// Starts an agent and waits until its socket answers.
+fn launch(name: &str, mut cmd: Command, sock: PathBuf) -> Agent {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     for _ in 0..500 {
         if UnixStream::connect(&sock).is_ok() {
             return Agent { child, sock };
@@ -321,19 +325,8 @@ fn start_hopward(
         cmd.arg("--policy").arg(p);
     }
     cmd.env("HOPWARD_KNOWN_HOSTS", known)
-        .env("XDG_STATE_HOME", dir.join(format!("{name}-state")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("start hopward");
-    for _ in 0..500 {
-        if UnixStream::connect(&sock).is_ok() {
-            return Agent { child, sock };
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("{name} did not start");
+        .env("XDG_STATE_HOME", dir.join(format!("{name}-state")));
+    launch(name, cmd, sock)
 }
 
 /// The cost of deciding: hopward with a 200-rule policy and a 10 000-line

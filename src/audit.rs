@@ -91,6 +91,42 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// A record for a key event (`list`, `add`, `remove`, `lock` ...) on a
+    /// connection; the decision is filled in with [`AuditRecord::decided`].
+    pub fn key_event(
+        event: &'static str,
+        key: Option<(&str, &str)>,
+        class: crate::context::RequestClass,
+        hops: &[HopView],
+        peer: &Peer,
+        conn: u64,
+    ) -> Self {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event,
+            key: key.map(|(fp, _)| fp.to_string()),
+            comment: key.map(|(_, c)| c.to_string()),
+            decision: "deny",
+            rule: String::new(),
+            reason: String::new(),
+            class: class.as_str(),
+            chain: hops.iter().map(AuditHop::from).collect(),
+            user: None,
+            purpose: None,
+            peer: AuditPeer::from(peer),
+            conn,
+        }
+    }
+
+    pub fn decided(mut self, allowed: bool, rule: &str, reason: &str) -> Self {
+        self.decision = if allowed { "allow" } else { "deny" };
+        self.rule = rule.to_string();
+        self.reason = reason.to_string();
+        self
+    }
+}
+
 /// Where records go; tests swap in a collector.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, record: AuditRecord);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::agent::Agent;
-use crate::audit::{AuditHop, AuditPeer, AuditRecord, now_rfc3339};
+use crate::audit::AuditRecord;
 use crate::binding::{Chain, SignedData};
 use crate::cert::unix_now;
 use crate::confirm::{Answer, Prompt, clean};
@@ -269,21 +269,17 @@ impl Session {
             match self.visible(&id, &hops, class) {
                 Ok(()) => shown.push(id),
                 // Hidden by the policy: the remote side tried and was refused.
-                Err(Some(rule)) => self.agent.audit.record(AuditRecord {
-                    ts: now_rfc3339(),
-                    event: "list",
-                    key: Some(id.fingerprint.clone()),
-                    comment: Some(id.comment.clone()),
-                    decision: "deny",
-                    reason: rule.clone(),
-                    rule,
-                    class: class.as_str(),
-                    chain: hops.iter().map(AuditHop::from).collect(),
-                    user: None,
-                    purpose: None,
-                    peer: AuditPeer::from(&*self.peer),
-                    conn: self.id,
-                }),
+                Err(Some(rule)) => self.agent.audit.record(
+                    AuditRecord::key_event(
+                        "list",
+                        Some((&id.fingerprint, &id.comment)),
+                        class,
+                        &hops,
+                        &self.peer,
+                        self.id,
+                    )
+                    .decided(false, &rule, &rule),
+                ),
                 Err(None) => {}
             }
         }
@@ -502,21 +498,13 @@ impl Session {
                 }
             }
         };
-        self.agent.audit.record(AuditRecord {
-            ts: now_rfc3339(),
-            event: op.event(),
-            key: key.map(|(fp, _)| fp.to_string()),
-            comment: key.map(|(_, c)| c.to_string()),
-            decision: if verdict.allowed { "allow" } else { "deny" },
-            rule: decision.rule.clone(),
-            reason: verdict.reason.clone(),
-            class: class.as_str(),
-            chain: hops.iter().map(AuditHop::from).collect(),
-            user: None,
-            purpose: None,
-            peer: AuditPeer::from(&*self.peer),
-            conn: self.id,
-        });
+        self.agent.audit.record(
+            AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id).decided(
+                verdict.allowed,
+                &decision.rule,
+                &verdict.reason,
+            ),
+        );
         if !verdict.allowed {
             warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
         }
