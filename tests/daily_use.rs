@@ -318,24 +318,7 @@ fn status_and_log_after_known_actions() {
 /// A forwarding bind made by hand (what `ssh -A` sends), signed by a
 /// throwaway host key.
 fn forwarding_bind() -> Vec<u8> {
-    use hopward::proto::{PublicParts, SecretParts};
-    use hopward::sign::{SigningKey, ed25519_public};
-    let seed = [9u8; 32];
-    let public = PublicParts::Ed25519(ed25519_public(&seed));
-    let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
-        .unwrap()
-        .sign(b"sid", 0)
-        .unwrap();
-    let mut sig_blob = Vec::new();
-    put_string(&mut sig_blob, sig.algorithm.as_bytes());
-    put_string(&mut sig_blob, &sig.blob);
-    let mut body = vec![27];
-    put_string(&mut body, b"session-bind@openssh.com");
-    put_string(&mut body, &public.blob());
-    put_string(&mut body, b"sid");
-    put_string(&mut body, &sig_blob);
-    body.push(1);
-    body
+    session_bind_request(9, b"sid", true)
 }
 
 fn control_request(op: &str) -> Vec<u8> {

@@ -284,32 +284,17 @@ fn forwarded_sign(
     user: &str,
     n: u32,
 ) -> std::os::unix::net::UnixStream {
-    use hopward::proto::{PublicParts, SecretParts};
-    use hopward::sign::{SigningKey, ed25519_public};
     let mut s = agent.connect();
-    let mut sid_auth = Vec::new();
-    for (seed, forwarding) in [(1u8, true), (2u8, false)] {
-        let seedb = [seed; 32];
-        let public = PublicParts::Ed25519(ed25519_public(&seedb));
-        let sid = format!("sid-{n}-{seed}").into_bytes();
-        let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seedb))
-            .unwrap()
-            .sign(&sid, 0)
-            .unwrap();
-        let mut sig_blob = Vec::new();
-        put_string(&mut sig_blob, sig.algorithm.as_bytes());
-        put_string(&mut sig_blob, &sig.blob);
-        let mut bind = vec![27];
-        put_string(&mut bind, b"session-bind@openssh.com");
-        put_string(&mut bind, &public.blob());
-        put_string(&mut bind, &sid);
-        put_string(&mut bind, &sig_blob);
-        bind.push(u8::from(forwarding));
-        assert_eq!(request(&mut s, &bind)[0], 6);
-        if !forwarding {
-            sid_auth = sid;
-        }
-    }
+    let sid_fwd = format!("sid-{n}-1").into_bytes();
+    let sid_auth = format!("sid-{n}-2").into_bytes();
+    assert_eq!(
+        request(&mut s, &session_bind_request(1, &sid_fwd, true))[0],
+        6
+    );
+    assert_eq!(
+        request(&mut s, &session_bind_request(2, &sid_auth, false))[0],
+        6
+    );
     let mut data = Vec::new();
     put_string(&mut data, &sid_auth);
     data.push(50);

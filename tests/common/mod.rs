@@ -350,6 +350,29 @@ pub fn read_reply(stream: &mut UnixStream) -> Vec<u8> {
     body
 }
 
+/// A `session-bind@openssh.com` request: the Ed25519 host key made from
+/// `[host_seed; 32]` signs `sid`, as an sshd host key does in key exchange.
+pub fn session_bind_request(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<u8> {
+    use hopward::proto::{PublicParts, SecretParts};
+    use hopward::sign::{SigningKey, ed25519_public};
+    let seed = [host_seed; 32];
+    let public = PublicParts::Ed25519(ed25519_public(&seed));
+    let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
+        .unwrap()
+        .sign(sid, 0)
+        .unwrap();
+    let mut sig_blob = Vec::new();
+    put_string(&mut sig_blob, sig.algorithm.as_bytes());
+    put_string(&mut sig_blob, &sig.blob);
+    let mut body = vec![27];
+    put_string(&mut body, b"session-bind@openssh.com");
+    put_string(&mut body, &public.blob());
+    put_string(&mut body, sid);
+    put_string(&mut body, &sig_blob);
+    body.push(u8::from(forwarding));
+    body
+}
+
 pub fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
