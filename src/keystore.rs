@@ -1,8 +1,8 @@
 //! The keys the agent holds: identities, their OpenSSH constraints and
 //! lifetimes, and the lock.
 //!
-//! Invariants: secrets live only inside [`Identity`] (zeroized on drop by
-//! [`SigningKey`]); the lock keeps a salted Argon2id hash of the passphrase,
+//! Invariants: secrets live only inside [`Identity`], sealed by
+//! [`ShieldedKey`] and opened only to sign; the lock keeps a salted Argon2id hash of the passphrase,
 //! never the passphrase; while locked no identity is listed or usable; an
 //! identity past its deadline is never returned, even before the reaper runs.
 //! The store's mutex is held only for short, non-blocking sections.
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::proto::{KeyType, NewKey, PublicKey};
+use crate::shield::ShieldedKey;
 use crate::sign::{KeyError, SignError, SigningKey, SshSignature};
 
 /// OpenSSH constraints attached to a key by `ssh-add -c/-t/-h`.
@@ -37,7 +38,7 @@ pub struct Identity {
     pub constraints: Constraints,
     pub added: Instant,
     pub expires: Option<Instant>,
-    key: SigningKey,
+    key: ShieldedKey,
 }
 
 impl fmt::Debug for Identity {
@@ -54,7 +55,8 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Builds an identity from a key sent by `ssh-add`, validating it.
     pub fn new(new: &NewKey<'_>, constraints: Constraints, now: Instant) -> Result<Self, KeyError> {
-        let key = SigningKey::new(&new.public.parts, &new.secret)?;
+        let material = SigningKey::material(&new.public.parts, &new.secret)?;
+        let key = ShieldedKey::seal(&new.public.parts, &material)?;
         let expires = constraints
             .lifetime
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
@@ -380,7 +382,7 @@ mod tests {
         let now = Instant::now();
         let id = identity(0x41, "c", None, now);
         let text = format!("{id:?}");
-        assert!(text.contains("SigningKey(ed25519)"));
+        assert!(text.contains("ShieldedKey(ssh-ed25519)"));
         assert!(!text.contains("65, 65"));
     }
 }

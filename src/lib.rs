@@ -30,6 +30,7 @@ pub mod prompts;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod shield;
 pub mod sign;
 pub mod systemd;
 pub mod verify;

@@ -11,6 +11,7 @@
 //! are `Zeroizing`); no `Debug` output ever shows secret material.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, KeyPair as _};
@@ -18,7 +19,7 @@ use rsa::BigUint;
 use zeroize::Zeroizing;
 
 use crate::proto::{KeyType, PublicParts, SecretParts};
-use crate::wire::put_mpint;
+use crate::wire::{Reader, put_mpint, put_string};
 
 /// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
 pub const FLAG_RSA_SHA2_256: u32 = 0x02;
@@ -38,6 +39,8 @@ pub enum KeyError {
     RsaTooSmall(usize),
     #[error("malformed {0} private key")]
     Malformed(&'static str),
+    #[error("could not shield the private key: {0}")]
+    Shield(&'static str),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,11 +49,18 @@ pub enum SignError {
     Failed,
 }
 
-/// An RSA key: AWS-LC for SHA-2 when it accepts the size, the `rsa` crate for
-/// SHA-1 and small keys.
+/// An RSA key. The two signing forms are built on first use from the
+/// secret numbers, so a key rebuilt for one signature only pays for the form
+/// that signature needs: AWS-LC for SHA-2 when it accepts the size, the
+/// `rsa` crate for SHA-1 and small keys.
 pub struct RsaKey {
-    fast: Option<aws_lc_rs::rsa::KeyPair>,
-    legacy: rsa::RsaPrivateKey,
+    e: Vec<u8>,
+    n: Vec<u8>,
+    bits: usize,
+    /// The RSA part of [`KeyMaterial`]: d, iqmp, p, q, dp, dq.
+    secret: KeyMaterial,
+    fast: OnceLock<Option<aws_lc_rs::rsa::KeyPair>>,
+    legacy: OnceLock<Option<rsa::RsaPrivateKey>>,
 }
 
 impl fmt::Debug for RsaKey {
@@ -80,6 +90,13 @@ pub struct SshSignature {
     pub blob: Vec<u8>,
 }
 
+/// A validated private key in the compact form that is kept shielded and
+/// rebuilt for each signature: the Ed25519 seed; the ECDSA key as RFC 5915
+/// DER (AWS-LC loads it twice as fast as a bare scalar); for RSA the SSH
+/// strings d, iqmp, p, q, dp, dq (the CRT exponents are computed once here,
+/// not per signature). Wiped on drop.
+pub type KeyMaterial = Zeroizing<Vec<u8>>;
+
 impl SigningKey {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -94,18 +111,72 @@ impl SigningKey {
     /// Builds a signing key from the numbers `ssh-add` sent, checking that the
     /// private half matches the public key (or the certificate's key).
     pub fn new(public: &PublicParts, secret: &SecretParts<'_>) -> Result<Self, KeyError> {
+        Self::from_material(public, &Self::material(public, secret)?)
+    }
+
+    /// Checks the numbers `ssh-add` sent against the public key and returns
+    /// them as [`KeyMaterial`].
+    pub fn material(
+        public: &PublicParts,
+        secret: &SecretParts<'_>,
+    ) -> Result<KeyMaterial, KeyError> {
         match (public, secret) {
             (PublicParts::Ed25519(pk), SecretParts::Ed25519(seed)) => {
                 lc::Ed25519KeyPair::from_seed_and_public_key(seed, pk)
-                    .map(SigningKey::Ed25519)
-                    .map_err(|_| KeyError::Mismatch)
+                    .map_err(|_| KeyError::Mismatch)?;
+                Ok(Zeroizing::new(seed.to_vec()))
             }
-            (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => ecdsa(*curve, point, d),
+            (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => {
+                ecdsa_material(*curve, point, d)
+            }
             (PublicParts::Rsa { e, n }, SecretParts::Rsa { d, iqmp, p, q }) => {
-                rsa_key(e, n, d, iqmp, p, q)
+                rsa_material(e, n, d, iqmp, p, q)
             }
             _ => Err(KeyError::Mismatch),
         }
+    }
+
+    /// Rebuilds a signing key from material made by [`SigningKey::material`]
+    /// for the same public key.
+    pub fn from_material(public: &PublicParts, material: &[u8]) -> Result<Self, KeyError> {
+        match public {
+            PublicParts::Ed25519(pk) => lc::Ed25519KeyPair::from_seed_and_public_key(material, pk)
+                .map(SigningKey::Ed25519)
+                .map_err(|_| KeyError::Mismatch),
+            PublicParts::Ecdsa(curve, point) => {
+                let key =
+                    lc::EcdsaKeyPair::from_private_key_der(ecdsa_algorithm(*curve)?, material)
+                        .map_err(|_| KeyError::Malformed("ecdsa"))?;
+                if key.public_key().as_ref() != point.as_slice() {
+                    return Err(KeyError::Mismatch);
+                }
+                Ok(SigningKey::Ecdsa(*curve, key))
+            }
+            PublicParts::Rsa { e, n } => {
+                let key = RsaKey {
+                    e: e.clone(),
+                    n: n.clone(),
+                    bits: bit_length(n),
+                    secret: Zeroizing::new(material.to_vec()),
+                    fast: OnceLock::new(),
+                    legacy: OnceLock::new(),
+                };
+                key.parts().ok_or(KeyError::Malformed("rsa"))?;
+                Ok(SigningKey::Rsa(Box::new(key)))
+            }
+        }
+    }
+
+    /// Builds every form the key may sign with, so that a key which would
+    /// fail only at its first signature is refused when it is added.
+    pub fn self_test(&self) -> Result<(), KeyError> {
+        if let SigningKey::Rsa(key) = self {
+            let fast_ok = key.bits < RSA_FAST_MIN_BITS || key.fast().is_some();
+            if !fast_ok || key.legacy().is_none() {
+                return Err(KeyError::Malformed("rsa"));
+            }
+        }
+        Ok(())
     }
 
     /// Signs `data` as an SSH agent does: Ed25519 and ECDSA by their fixed
@@ -136,7 +207,63 @@ impl SigningKey {
     }
 }
 
+/// The secret RSA numbers, borrowed from the material.
+struct RsaParts<'a> {
+    d: &'a [u8],
+    iqmp: &'a [u8],
+    p: &'a [u8],
+    q: &'a [u8],
+    dp: &'a [u8],
+    dq: &'a [u8],
+}
+
 impl RsaKey {
+    fn parts(&self) -> Option<RsaParts<'_>> {
+        let mut reader = Reader::new(&self.secret);
+        let mut next = || reader.string("rsa material").ok();
+        let parts = RsaParts {
+            d: next()?,
+            iqmp: next()?,
+            p: next()?,
+            q: next()?,
+            dp: next()?,
+            dq: next()?,
+        };
+        reader.finish().ok()?;
+        Some(parts)
+    }
+
+    fn fast(&self) -> Option<&aws_lc_rs::rsa::KeyPair> {
+        if self.bits < RSA_FAST_MIN_BITS {
+            return None;
+        }
+        self.fast
+            .get_or_init(|| {
+                let k = self.parts()?;
+                let der = pkcs1_der(&[&[], &self.n, &self.e, k.d, k.p, k.q, k.dp, k.dq, k.iqmp]);
+                aws_lc_rs::rsa::KeyPair::from_der(&der).ok()
+            })
+            .as_ref()
+    }
+
+    fn legacy(&self) -> Option<&rsa::RsaPrivateKey> {
+        self.legacy
+            .get_or_init(|| {
+                let k = self.parts()?;
+                let big = |b: &[u8]| BigUint::from_bytes_be(b);
+                let mut key = rsa::RsaPrivateKey::from_components(
+                    big(&self.n),
+                    big(&self.e),
+                    big(k.d),
+                    vec![big(k.p), big(k.q)],
+                )
+                .ok()?;
+                key.precompute().ok()?;
+                Some(key)
+            })
+            .as_ref()
+    }
+
     fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
         let algorithm = signature_algorithm(KeyType::Rsa, flags);
         let encoding: Option<&'static lc::RsaSignatureEncoding> = match algorithm {
@@ -144,13 +271,15 @@ impl RsaKey {
             "rsa-sha2-512" => Some(&lc::RSA_PKCS1_SHA512),
             _ => None,
         };
-        if let (Some(fast), Some(encoding)) = (&self.fast, encoding) {
+        if let Some(encoding) = encoding
+            && let Some(fast) = self.fast()
+        {
             let mut blob = vec![0u8; fast.public_modulus_len()];
             fast.sign(encoding, &SystemRandom::new(), data, &mut blob)
                 .map_err(|_| SignError::Failed)?;
             return Ok(SshSignature { algorithm, blob });
         }
-        legacy_rsa_sign(&self.legacy, algorithm, data)
+        legacy_rsa_sign(self.legacy().ok_or(SignError::Failed)?, algorithm, data)
     }
 }
 
@@ -182,12 +311,22 @@ fn legacy_rsa_sign(
     Ok(SshSignature { algorithm, blob })
 }
 
-fn ecdsa(curve: KeyType, point: &[u8], d: &[u8]) -> Result<SigningKey, KeyError> {
-    let (alg, size): (&'static lc::EcdsaSigningAlgorithm, usize) = match curve {
-        KeyType::EcdsaP256 => (&lc::ECDSA_P256_SHA256_FIXED_SIGNING, 32),
-        KeyType::EcdsaP384 => (&lc::ECDSA_P384_SHA384_FIXED_SIGNING, 48),
-        KeyType::EcdsaP521 => (&lc::ECDSA_P521_SHA512_FIXED_SIGNING, 66),
-        _ => return Err(KeyError::Mismatch),
+fn ecdsa_algorithm(curve: KeyType) -> Result<&'static lc::EcdsaSigningAlgorithm, KeyError> {
+    match curve {
+        KeyType::EcdsaP256 => Ok(&lc::ECDSA_P256_SHA256_FIXED_SIGNING),
+        KeyType::EcdsaP384 => Ok(&lc::ECDSA_P384_SHA384_FIXED_SIGNING),
+        KeyType::EcdsaP521 => Ok(&lc::ECDSA_P521_SHA512_FIXED_SIGNING),
+        _ => Err(KeyError::Mismatch),
+    }
+}
+
+fn ecdsa_material(curve: KeyType, point: &[u8], d: &[u8]) -> Result<KeyMaterial, KeyError> {
+    use aws_lc_rs::encoding::{AsDer as _, EcPrivateKeyRfc5915Der};
+    let alg = ecdsa_algorithm(curve)?;
+    let size = match curve {
+        KeyType::EcdsaP256 => 32,
+        KeyType::EcdsaP384 => 48,
+        _ => 66,
     };
     // The mpint drops leading zeros; the key wants the full scalar size.
     if d.len() > size {
@@ -200,17 +339,22 @@ fn ecdsa(curve: KeyType, point: &[u8], d: &[u8]) -> Result<SigningKey, KeyError>
     if key.public_key().as_ref() != point {
         return Err(KeyError::Mismatch);
     }
-    Ok(SigningKey::Ecdsa(curve, key))
+    // The DER buffer wipes itself on drop.
+    let der: EcPrivateKeyRfc5915Der<'static> = key
+        .private_key()
+        .as_der()
+        .map_err(|_| KeyError::Malformed("ecdsa"))?;
+    Ok(Zeroizing::new(der.as_ref().to_vec()))
 }
 
-fn rsa_key(
+fn rsa_material(
     e: &[u8],
     n: &[u8],
     d: &[u8],
     iqmp: &[u8],
     p: &[u8],
     q: &[u8],
-) -> Result<SigningKey, KeyError> {
+) -> Result<KeyMaterial, KeyError> {
     let big = |b: &[u8]| BigUint::from_bytes_be(b);
     let (nb, eb, db, pb, qb) = (big(n), big(e), big(d), big(p), big(q));
     if &pb * &qb != nb {
@@ -219,23 +363,31 @@ fn rsa_key(
     let one = BigUint::from(1u8);
     let dp = Zeroizing::new((&db % (&pb - &one)).to_bytes_be());
     let dq = Zeroizing::new((&db % (&qb - &one)).to_bytes_be());
-    let mut legacy = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
+    let key = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
         .map_err(|_| KeyError::Malformed("rsa"))?;
-    let bits = rsa::traits::PublicKeyParts::n(&legacy).bits();
+    let bits = rsa::traits::PublicKeyParts::n(&key).bits();
     if bits < RSA_MIN_BITS {
         return Err(KeyError::RsaTooSmall(bits));
     }
-    legacy.validate().map_err(|_| KeyError::Mismatch)?;
-    legacy
-        .precompute()
-        .map_err(|_| KeyError::Malformed("rsa"))?;
-    let fast = if bits >= RSA_FAST_MIN_BITS {
-        let der = pkcs1_der(&[&[], n, e, d, p, q, &dp, &dq, iqmp]);
-        Some(aws_lc_rs::rsa::KeyPair::from_der(&der).map_err(|_| KeyError::Mismatch)?)
-    } else {
-        None
-    };
-    Ok(SigningKey::Rsa(Box::new(RsaKey { fast, legacy })))
+    key.validate().map_err(|_| KeyError::Mismatch)?;
+    let parts: [&[u8]; 6] = [d, iqmp, p, q, &dp, &dq];
+    // Sized up front so no partial copy is left behind by a reallocation.
+    let mut material = Zeroizing::new(Vec::with_capacity(
+        parts.iter().map(|part| part.len() + 4).sum(),
+    ));
+    for part in parts {
+        put_string(&mut material, part);
+    }
+    Ok(material)
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn bit_length(bytes: &[u8]) -> usize {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    match bytes.get(start) {
+        Some(&top) => (bytes.len() - start) * 8 - top.leading_zeros() as usize,
+        None => 0,
+    }
 }
 
 /// DER `RSAPrivateKey` (RFC 8017 A.1.2) from big-endian unsigned integers;
@@ -333,9 +485,10 @@ mod tests {
         )
         .unwrap();
         let point = derived.public_key().as_ref().to_vec();
-        let built = ecdsa(KeyType::EcdsaP256, &point, &[7]).unwrap();
+        let public = PublicParts::Ecdsa(KeyType::EcdsaP256, point);
+        let built = SigningKey::new(&public, &SecretParts::Ecdsa(&[7])).unwrap();
         assert_eq!(built.kind(), "ecdsa-p256");
-        assert!(ecdsa(KeyType::EcdsaP256, &point, &[8]).is_err());
+        assert!(SigningKey::new(&public, &SecretParts::Ecdsa(&[8])).is_err());
     }
 
     /// SEC1 ECPrivateKey DER for a P-256 scalar without the public key.
