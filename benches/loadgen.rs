@@ -2,6 +2,11 @@
 //! side in the same run, and prints signs/s, p50/p99 latency and the ratio.
 //!
 //!   cargo run --release --bin hopward-loadgen -- [--seconds S] [--hopward PATH]
+//!       [--unshielded PATH]
+//!
+//! `--unshielded` adds a third agent to the sign table: hopward built with
+//! the `unshielded-benchmark` feature, which keeps keys open in memory, so
+//! the cost of key shielding is measured in the same run.
 //!
 //! Both agents get the same keys through the real `ssh-add`. Each measure runs
 //! N client threads, each on its own connection, sending sign requests for a
@@ -172,6 +177,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut seconds = 3.0;
     let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
+    let mut unshielded: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
@@ -181,6 +187,7 @@ fn main() {
                     .expect("--seconds N")
             }
             "--hopward" => hopward = args.next().map(PathBuf::from).expect("--hopward PATH"),
+            "--unshielded" => unshielded = Some(args.next().expect("--unshielded PATH")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -195,7 +202,7 @@ fn main() {
         ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
     ];
     let hw = hopward.to_str().unwrap().to_string();
-    let agents = [
+    let mut agents = vec![
         start(
             "hopward",
             &hw,
@@ -209,6 +216,14 @@ fn main() {
             dir.path().join("openssh.sock"),
         ),
     ];
+    if let Some(path) = &unshielded {
+        agents.push(start(
+            "hopward (unshielded)",
+            path,
+            &["daemon", "-D"],
+            dir.path().join("unshielded.sock"),
+        ));
+    }
     for agent in &agents {
         for (_, key, _) in &keys {
             sh(Command::new("ssh-add")
@@ -217,11 +232,20 @@ fn main() {
                 .env("SSH_AUTH_SOCK", &agent.sock));
         }
     }
-    println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run\n");
+    println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
+    if let Some(path) = &unshielded {
+        println!("unshielded: {path} (keys kept open in memory; benchmark build only)");
+    }
+    println!();
+    let (extra_head, extra_rule) = if unshielded.is_some() {
+        (" unshielded signs/s | unshielded ratio |", "---|---|")
+    } else {
+        ("", "")
+    };
     println!(
-        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |"
+        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
         for conns in [1usize, 4, 16] {
@@ -230,8 +254,18 @@ fn main() {
                 .map(|a| measure(&a.sock, &frame, conns, seconds))
                 .collect();
             let (h, o) = (&results[0], &results[1]);
+            let extra = results
+                .get(2)
+                .map(|u| {
+                    format!(
+                        " {:.0} | {:.2}× |",
+                        u.signs_per_sec,
+                        u.signs_per_sec / o.signs_per_sec
+                    )
+                })
+                .unwrap_or_default();
             println!(
-                "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |",
+                "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |{extra}",
                 h.signs_per_sec,
                 h.p50_us,
                 h.p99_us,

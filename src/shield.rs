@@ -24,7 +24,13 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::hardening::LockedPages;
 use crate::proto::PublicParts;
-use crate::sign::{KeyError, KeyMaterial, SignError, SigningKey, SshSignature};
+#[cfg(any(test, feature = "unshielded-benchmark"))]
+use crate::sign::SigningKey;
+use crate::sign::{
+    FLAG_RSA_SHA2_256, KeyError, KeyMaterial, SignError, SshSignature, sign_with_material,
+};
+use crate::verify::verify;
+use crate::wire::put_string;
 
 /// Size of the random pre-key, as in OpenSSH.
 pub const PREKEY_LEN: usize = 16 * 1024;
@@ -50,9 +56,8 @@ impl fmt::Debug for ShieldedKey {
 }
 
 impl ShieldedKey {
-    /// Seals validated material for `public` under a fresh pre-key, then
-    /// opens it once and builds every signing form, so that a key which
-    /// could not sign is refused now rather than at its first use.
+    /// Seals validated material for `public` under a fresh pre-key and
+    /// checks that the sealed key signs.
     pub fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
         let len = material.len();
         let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
@@ -69,20 +74,38 @@ impl ShieldedKey {
             })
             .ok_or(KeyError::Shield("sealing failed"))?;
         body[len..].copy_from_slice(tag.as_ref());
-        let opened = {
-            let material = open(&sealed).ok_or(KeyError::Shield("sealed key does not open"))?;
-            let key = SigningKey::from_material(public, &material)?;
-            key.self_test()?;
-            key
-        };
-        #[cfg(not(feature = "unshielded-benchmark"))]
-        drop(opened);
-        Ok(ShieldedKey {
+        let shielded = ShieldedKey {
             public: public.clone(),
             sealed,
             #[cfg(feature = "unshielded-benchmark")]
-            open: opened,
-        })
+            open: SigningKey::from_material(public, material)?,
+        };
+        shielded.self_test()?;
+        Ok(shielded)
+    }
+
+    /// Signs a fixed message through the path every request takes (open,
+    /// sign from the material) with each algorithm the key offers, and
+    /// verifies the result against the public key: a key that cannot sign
+    /// correctly is refused when added, not at its first use.
+    fn self_test(&self) -> Result<(), KeyError> {
+        const MESSAGE: &[u8] = b"hopward shielded key self-test";
+        let flags: &[u32] = match self.public {
+            PublicParts::Rsa { .. } => &[FLAG_RSA_SHA2_256, 0],
+            _ => &[0],
+        };
+        for &flag in flags {
+            let signature = self
+                .sign_shielded(MESSAGE, flag)
+                .map_err(|_| KeyError::Shield("the sealed key does not sign"))?;
+            let mut blob = Vec::new();
+            put_string(&mut blob, signature.algorithm.as_bytes());
+            put_string(&mut blob, &signature.blob);
+            if !verify(&self.public, MESSAGE, &blob) {
+                return Err(KeyError::Mismatch);
+            }
+        }
+        Ok(())
     }
 
     /// Opens the key, signs, and wipes the opened key before returning.
@@ -90,13 +113,12 @@ impl ShieldedKey {
         #[cfg(feature = "unshielded-benchmark")]
         return self.open.sign(data, flags);
         #[cfg(not(feature = "unshielded-benchmark"))]
-        {
-            let key = {
-                let material = open(&self.sealed).ok_or(SignError::Failed)?;
-                SigningKey::from_material(&self.public, &material).map_err(|_| SignError::Failed)?
-            };
-            key.sign(data, flags)
-        }
+        self.sign_shielded(data, flags)
+    }
+
+    fn sign_shielded(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+        let material = open(&self.sealed).ok_or(SignError::Failed)?;
+        sign_with_material(&self.public, &material, data, flags)
     }
 
     /// Whether the sealed form is locked out of swap.
@@ -169,7 +191,7 @@ mod tests {
         assert!(!contains(shielded.sealed_bytes(), &seed));
         assert_eq!(
             shielded.sealed_bytes().len(),
-            PREKEY_LEN + seed.len() + TAG_LEN
+            PREKEY_LEN + material.len() + TAG_LEN
         );
         let direct = SigningKey::from_material(&public, &material).unwrap();
         // Ed25519 is deterministic: the same key gives the same signature.
@@ -177,6 +199,46 @@ mod tests {
             shielded.sign(b"data", 0).unwrap(),
             direct.sign(b"data", 0).unwrap()
         );
+    }
+
+    #[test]
+    fn ecdsa_keys_of_every_curve_sign_from_the_sealed_scalar() {
+        use crate::proto::KeyType;
+        use aws_lc_rs::encoding::{AsBigEndian as _, EcPrivateKeyBin};
+        use aws_lc_rs::signature::{self as lc, KeyPair as _};
+        for (curve, alg) in [
+            (KeyType::EcdsaP256, &lc::ECDSA_P256_SHA256_FIXED_SIGNING),
+            (KeyType::EcdsaP384, &lc::ECDSA_P384_SHA384_FIXED_SIGNING),
+            (KeyType::EcdsaP521, &lc::ECDSA_P521_SHA512_FIXED_SIGNING),
+        ] {
+            let pkcs8 = lc::EcdsaKeyPair::generate_pkcs8(alg, &SystemRandom::new()).unwrap();
+            let pair = lc::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
+            let scalar: EcPrivateKeyBin = pair.private_key().as_be_bytes().unwrap();
+            let public = PublicParts::Ecdsa(curve, pair.public_key().as_ref().to_vec());
+            let material =
+                SigningKey::material(&public, &SecretParts::Ecdsa(scalar.as_ref())).unwrap();
+            // Sealing signs and verifies once; sign again and verify here.
+            let shielded = ShieldedKey::seal(&public, &material).unwrap();
+            let signature = shielded.sign(b"payload", 0).unwrap();
+            assert_eq!(
+                signature.algorithm,
+                crate::sign::signature_algorithm(curve, 0)
+            );
+            let mut blob = Vec::new();
+            put_string(&mut blob, signature.algorithm.as_bytes());
+            put_string(&mut blob, &signature.blob);
+            assert!(verify(&public, b"payload", &blob), "{curve:?}");
+            assert!(!verify(&public, b"other", &blob), "{curve:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_whose_halves_disagree_is_not_sealed() {
+        let (public, mut material) = ed25519(&[6; 32]);
+        // Another key's public half in the material: the seal's self-test
+        // must catch the mismatch instead of signing with it.
+        material[32..].copy_from_slice(&ed25519_public(&[8; 32]));
+        assert!(ShieldedKey::seal(&public, &material).is_err());
     }
 
     #[test]

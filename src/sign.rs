@@ -13,11 +13,13 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, KeyPair as _};
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
+use crate::hardening::signing;
 use crate::proto::{KeyType, PublicParts, SecretParts};
 use crate::wire::{Reader, put_mpint, put_string};
 
@@ -91,10 +93,10 @@ pub struct SshSignature {
 }
 
 /// A validated private key in the compact form that is kept shielded and
-/// rebuilt for each signature: the Ed25519 seed; the ECDSA key as RFC 5915
-/// DER (AWS-LC loads it twice as fast as a bare scalar); for RSA the SSH
-/// strings d, iqmp, p, q, dp, dq (the CRT exponents are computed once here,
-/// not per signature). Wiped on drop.
+/// signs through [`sign_with_material`]: Ed25519 the seed followed by the
+/// public key (64 bytes); ECDSA the private scalar, padded to the size of
+/// the curve order; RSA the SSH strings d, iqmp, p, q, dp, dq (the CRT
+/// exponents are computed once here, not per signature). Wiped on drop.
 pub type KeyMaterial = Zeroizing<Vec<u8>>;
 
 impl SigningKey {
@@ -124,7 +126,10 @@ impl SigningKey {
             (PublicParts::Ed25519(pk), SecretParts::Ed25519(seed)) => {
                 lc::Ed25519KeyPair::from_seed_and_public_key(seed, pk)
                     .map_err(|_| KeyError::Mismatch)?;
-                Ok(Zeroizing::new(seed.to_vec()))
+                let mut material = Zeroizing::new(Vec::with_capacity(64));
+                material.extend_from_slice(seed);
+                material.extend_from_slice(pk);
+                Ok(material)
             }
             (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => {
                 ecdsa_material(*curve, point, d)
@@ -140,16 +145,21 @@ impl SigningKey {
     /// for the same public key.
     pub fn from_material(public: &PublicParts, material: &[u8]) -> Result<Self, KeyError> {
         match public {
-            PublicParts::Ed25519(pk) => lc::Ed25519KeyPair::from_seed_and_public_key(material, pk)
-                .map(SigningKey::Ed25519)
-                .map_err(|_| KeyError::Mismatch),
-            PublicParts::Ecdsa(curve, point) => {
-                let key =
-                    lc::EcdsaKeyPair::from_private_key_der(ecdsa_algorithm(*curve)?, material)
-                        .map_err(|_| KeyError::Malformed("ecdsa"))?;
-                if key.public_key().as_ref() != point.as_slice() {
+            PublicParts::Ed25519(pk) => {
+                if material.len() != 64 || material[32..] != pk[..] {
                     return Err(KeyError::Mismatch);
                 }
+                lc::Ed25519KeyPair::from_seed_and_public_key(&material[..32], pk)
+                    .map(SigningKey::Ed25519)
+                    .map_err(|_| KeyError::Mismatch)
+            }
+            PublicParts::Ecdsa(curve, point) => {
+                let key = lc::EcdsaKeyPair::from_private_key_and_public_key(
+                    ecdsa_algorithm(*curve)?,
+                    material,
+                    point,
+                )
+                .map_err(|_| KeyError::Mismatch)?;
                 Ok(SigningKey::Ecdsa(*curve, key))
             }
             PublicParts::Rsa { e, n } => {
@@ -167,18 +177,6 @@ impl SigningKey {
         }
     }
 
-    /// Builds every form the key may sign with, so that a key which would
-    /// fail only at its first signature is refused when it is added.
-    pub fn self_test(&self) -> Result<(), KeyError> {
-        if let SigningKey::Rsa(key) = self {
-            let fast_ok = key.bits < RSA_FAST_MIN_BITS || key.fast().is_some();
-            if !fast_ok || key.legacy().is_none() {
-                return Err(KeyError::Malformed("rsa"));
-            }
-        }
-        Ok(())
-    }
-
     /// Signs `data` as an SSH agent does: Ed25519 and ECDSA by their fixed
     /// hash, RSA by the request flags (SHA-256 wins over SHA-512 as in
     /// OpenSSH; `ssh-rsa`/SHA-1 only when neither flag is set).
@@ -194,16 +192,57 @@ impl SigningKey {
                     .map_err(|_| SignError::Failed)?;
                 // FIXED encoding: r || s, each the size of the curve order.
                 let (r, s) = sig.as_ref().split_at(sig.as_ref().len() / 2);
-                let mut blob = Vec::with_capacity(r.len() + s.len() + 10);
-                put_mpint(&mut blob, r);
-                put_mpint(&mut blob, s);
-                Ok(SshSignature {
-                    algorithm: signature_algorithm(*curve, flags),
-                    blob,
-                })
+                Ok(ecdsa_signature(*curve, r, s))
             }
             SigningKey::Rsa(key) => key.sign(data, flags),
         }
+    }
+}
+
+/// Signs with a key straight from its [`KeyMaterial`], as the shield does
+/// for every signature: Ed25519 and ECDSA sign from the seed or scalar
+/// without building a key object (which would recompute the public key,
+/// doubling the cost); RSA builds only the form the flags ask for.
+pub fn sign_with_material(
+    public: &PublicParts,
+    material: &[u8],
+    data: &[u8],
+    flags: u32,
+) -> Result<SshSignature, SignError> {
+    match public {
+        PublicParts::Ed25519(_) => {
+            let key: &[u8; 64] = material.try_into().map_err(|_| SignError::Failed)?;
+            let blob = signing::ed25519_sign(key, data).ok_or(SignError::Failed)?;
+            Ok(SshSignature {
+                algorithm: "ssh-ed25519",
+                blob: blob.to_vec(),
+            })
+        }
+        PublicParts::Ecdsa(curve, _) => {
+            let hash = match curve {
+                KeyType::EcdsaP256 => &digest::SHA256,
+                KeyType::EcdsaP384 => &digest::SHA384,
+                _ => &digest::SHA512,
+            };
+            let hashed = digest::digest(hash, data);
+            let (r, s) =
+                signing::ecdsa_sign(*curve, material, hashed.as_ref()).ok_or(SignError::Failed)?;
+            Ok(ecdsa_signature(*curve, &r, &s))
+        }
+        PublicParts::Rsa { .. } => SigningKey::from_material(public, material)
+            .map_err(|_| SignError::Failed)?
+            .sign(data, flags),
+    }
+}
+
+/// An ECDSA signature in SSH form: `mpint r || mpint s`.
+fn ecdsa_signature(curve: KeyType, r: &[u8], s: &[u8]) -> SshSignature {
+    let mut blob = Vec::with_capacity(r.len() + s.len() + 10);
+    put_mpint(&mut blob, r);
+    put_mpint(&mut blob, s);
+    SshSignature {
+        algorithm: signature_algorithm(curve, 0),
+        blob,
     }
 }
 
@@ -321,7 +360,6 @@ fn ecdsa_algorithm(curve: KeyType) -> Result<&'static lc::EcdsaSigningAlgorithm,
 }
 
 fn ecdsa_material(curve: KeyType, point: &[u8], d: &[u8]) -> Result<KeyMaterial, KeyError> {
-    use aws_lc_rs::encoding::{AsDer as _, EcPrivateKeyRfc5915Der};
     let alg = ecdsa_algorithm(curve)?;
     let size = match curve {
         KeyType::EcdsaP256 => 32,
@@ -332,19 +370,14 @@ fn ecdsa_material(curve: KeyType, point: &[u8], d: &[u8]) -> Result<KeyMaterial,
     if d.len() > size {
         return Err(KeyError::Malformed("ecdsa"));
     }
-    let mut scalar = Zeroizing::new(vec![0u8; size]);
+    let mut scalar: KeyMaterial = Zeroizing::new(vec![0u8; size]);
     scalar[size - d.len()..].copy_from_slice(d);
     let key = lc::EcdsaKeyPair::from_private_key_and_public_key(alg, &scalar, point)
         .map_err(|_| KeyError::Mismatch)?;
     if key.public_key().as_ref() != point {
         return Err(KeyError::Mismatch);
     }
-    // The DER buffer wipes itself on drop.
-    let der: EcPrivateKeyRfc5915Der<'static> = key
-        .private_key()
-        .as_der()
-        .map_err(|_| KeyError::Malformed("ecdsa"))?;
-    Ok(Zeroizing::new(der.as_ref().to_vec()))
+    Ok(scalar)
 }
 
 fn rsa_material(

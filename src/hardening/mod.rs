@@ -1,0 +1,199 @@
+//! The only module with `unsafe` code: process hardening (no core dumps, no
+//! ptrace), memory locked out of swap for shielded keys ([`memory`]),
+//! signing straight from opened key bytes ([`signing`]), `fork`, socket
+//! activation, and the few libc calls std does not wrap.
+//!
+//! Invariant: every function here is a thin, checked wrapper around one
+//! foreign call or one owned resource; callers never see raw pointers or
+//! errno.
+#![allow(unsafe_code)]
+
+pub mod memory;
+pub mod signing;
+
+pub use memory::LockedPages;
+
+use std::io;
+
+/// Makes the process undumpable and forbids core files.
+///
+/// `PR_SET_DUMPABLE=0` also stops processes of the same uid from attaching with
+/// ptrace or reading `/proc/PID/mem`; only root (CAP_SYS_PTRACE) still can.
+pub fn harden_process() -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    deny_debuggers()
+}
+
+#[cfg(target_os = "linux")]
+fn deny_debuggers() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "macos")]
+fn deny_debuggers() -> io::Result<()> {
+    const PT_DENY_ATTACH: libc::c_int = 31;
+    // SAFETY: PT_DENY_ATTACH ignores the pid/addr/data arguments.
+    if unsafe { libc::ptrace(PT_DENY_ATTACH, 0, std::ptr::null_mut(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn deny_debuggers() -> io::Result<()> {
+    Ok(())
+}
+
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// The parent pid of this process; it changes when the parent exits.
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid cannot fail and takes no arguments.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Which side of a [`fork`] we are on.
+#[derive(Debug)]
+pub enum Forked {
+    Parent { child: u32 },
+    Child,
+}
+
+/// Forks the process. Must only be called while the process has a single
+/// thread (before the async runtime starts), which is why `launch` calls it
+/// before building the runtime.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: called while single-threaded, so the child inherits a
+    // consistent address space.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent { child: pid as u32 }),
+    }
+}
+
+/// Starts a new session so the daemon is detached from the terminal.
+pub fn new_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments.
+    if unsafe { libc::setsid() } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill takes plain integers.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to send SIGTERM when the parent exits (Linux), so a
+/// command-mode agent never outlives its command.
+#[cfg(target_os = "linux")]
+pub fn terminate_with_parent() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn terminate_with_parent() {}
+
+/// Binds a UNIX socket that is created with mode 0600 from the start (umask
+/// 0177 around the bind), so there is no window in which others could
+/// connect. Call only while single-threaded: umask is process-wide.
+pub fn bind_private_socket(path: &std::path::Path) -> io::Result<std::os::unix::net::UnixListener> {
+    // SAFETY: umask only swaps the process mask.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe {
+        libc::umask(old);
+    }
+    bound
+}
+
+/// Points stdin and stdout at /dev/null and stderr at `log` (a detached
+/// daemon must not hold the terminal).
+pub fn redirect_stdio(log: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (null.as_raw_fd(), 1),
+        (log.as_raw_fd(), 2),
+    ] {
+        // SAFETY: both descriptors are open; dup2 replaces `to` atomically.
+        if unsafe { libc::dup2(from, to) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The listening socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, fd 3),
+/// if it was passed to this process. The variables are removed so that
+/// programs we start do not inherit them.
+pub fn systemd_listener() -> Option<io::Result<std::os::unix::net::UnixListener>> {
+    use std::os::fd::FromRawFd as _;
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    // SAFETY: called before any thread exists (start-up), so changing the
+    // environment races with nothing.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if pid.trim() != std::process::id().to_string() {
+        return None;
+    }
+    if fds.trim() != "1" {
+        return Some(Err(io::Error::other(format!(
+            "systemd passed {fds} sockets; hopward expects exactly one"
+        ))));
+    }
+    const FD: libc::c_int = 3;
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes into the buffer we own; fd 3 is only read.
+    if unsafe { libc::fstat(FD, stat.as_mut_ptr()) } != 0 {
+        return Some(Err(io::Error::last_os_error()));
+    }
+    // SAFETY: fstat succeeded, so the struct is initialised.
+    let mode = unsafe { stat.assume_init() }.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Some(Err(io::Error::other("fd 3 from systemd is not a socket")));
+    }
+    // SAFETY: fd 3 is a socket handed to us by systemd and owned by nobody
+    // else in this process; the listener takes ownership of it.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(FD) };
+    // SAFETY: fcntl on our own descriptor: keep it from leaking into children.
+    unsafe {
+        libc::fcntl(FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Some(Ok(listener))
+}
