@@ -55,9 +55,9 @@ impl FrameReader {
                     self.consumed = 4 + len;
                     return Ok(Some(&self.buf[4..4 + len]));
                 }
-                self.buf.reserve(4 + len - self.buf.len());
+                self.reserve_wiped(4 + len - self.buf.len());
             } else {
-                self.buf.reserve(4096);
+                self.reserve_wiped(4096);
             }
             let n = reader.read_buf(&mut self.buf).await?;
             if n == 0 {
@@ -78,8 +78,21 @@ impl FrameReader {
         reader: &mut R,
     ) -> Result<usize, FrameError> {
         self.discard_consumed();
-        self.buf.reserve(4096);
+        self.reserve_wiped(4096);
         Ok(reader.read_buf(&mut self.buf).await?)
+    }
+
+    /// `Vec::reserve` that wipes the old allocation when it has to move:
+    /// a plain reallocation would free a copy of a half-read key frame
+    /// without wiping it.
+    fn reserve_wiped(&mut self, additional: usize) {
+        if self.buf.capacity() - self.buf.len() >= additional {
+            return;
+        }
+        let mut bigger = Vec::with_capacity(self.buf.len() + additional.max(4096));
+        bigger.extend_from_slice(&self.buf);
+        self.buf.zeroize();
+        self.buf = bigger;
     }
 
     fn discard_consumed(&mut self) {
@@ -120,6 +133,27 @@ pub fn encode(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_first_read_is_reassembled() {
+        let body: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+        let framed = encode(&body);
+        // A reader that hands out 1000 bytes at a time, so the buffer grows.
+        let mut reader = tokio_test_chunks(&framed, 1000);
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&body[..]));
+    }
+
+    /// An AsyncRead over `data` that returns at most `chunk` bytes per read.
+    fn tokio_test_chunks(data: &[u8], chunk: usize) -> impl AsyncRead + Unpin {
+        let (client, mut server) = tokio::io::duplex(chunk);
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            server.write_all(&data).await.unwrap();
+        });
+        client
+    }
 
     #[tokio::test]
     async fn splits_two_frames_from_one_write() {

@@ -86,42 +86,50 @@ pub fn record_secret(secret: &str) {
     writeln!(f, "{secret}").unwrap();
 }
 
-/// Records an Ed25519 private key's seed (hex and base64) from the
-/// OpenSSH key file: the private section holds `seed || pk` right before
-/// the second copy of the public key.
+/// Records an Ed25519 private key's seed (hex and base64) as a secret.
 fn record_secret_of(path: &Path) {
     use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let text = std::fs::read_to_string(path).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    let blob = b64.decode(body).unwrap();
+    let seed = ed25519_seed_of(path);
+    record_secret(&seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    record_secret(&base64::engine::general_purpose::STANDARD.encode(seed));
+    record_secret(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed));
+}
+
+/// The raw 32-byte public key of an Ed25519 key file's `.pub`.
+pub fn ed25519_public_of(path: &Path) -> [u8; 32] {
+    use base64::Engine as _;
     let pubtext = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    let pubblob = b64
+    let pubblob = base64::engine::general_purpose::STANDARD
         .decode(pubtext.split_whitespace().nth(1).unwrap())
         .unwrap();
-    let pk = &pubblob[pubblob.len() - 32..];
+    pubblob[pubblob.len() - 32..].try_into().unwrap()
+}
+
+/// The seed of an unencrypted OpenSSH Ed25519 key file: its private
+/// section holds `seed || pk` right before the second copy of the public
+/// key.
+pub fn ed25519_seed_of(path: &Path) -> [u8; 32] {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let pk = ed25519_public_of(path);
     let hits: Vec<usize> = blob
         .windows(32)
         .enumerate()
         .filter(|(_, w)| *w == pk)
         .map(|(i, _)| i)
         .collect();
-    if let Some(&second_last) = hits
+    let at = *hits
         .iter()
         .rev()
-        .find(|&&i| i >= 32 && hits.iter().filter(|&&j| j < i).count() >= 1)
-    {
-        let seed = &blob[second_last - 32..second_last];
-        let seed_arr: [u8; 32] = seed.try_into().unwrap();
-        assert_eq!(
-            &hopward::sign::ed25519_public(&seed_arr)[..],
-            pk,
-            "seed extraction"
-        );
-        record_secret(&seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        record_secret(&b64.encode(seed));
-        record_secret(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed));
-    }
+        .find(|&&i| i >= 32 && hits.iter().any(|&j| j < i))
+        .expect("no seed || pk in the key file");
+    let seed: [u8; 32] = blob[at - 32..at].try_into().unwrap();
+    assert_eq!(hopward::sign::ed25519_public(&seed), pk, "seed extraction");
+    seed
 }
 
 /// Signs `key.pub` with `ca` as a user certificate for principal `me`.
@@ -163,6 +171,7 @@ pub struct DaemonBuilder {
     env: Vec<(String, String)>,
     debug: bool,
     policy: Option<String>,
+    prefix: Vec<String>,
 }
 
 impl DaemonBuilder {
@@ -184,11 +193,24 @@ impl DaemonBuilder {
         self.policy = Some(text.to_string());
         self
     }
+    /// Starts the daemon through this command (e.g. `prlimit ...`), which
+    /// must exec its last argument list.
+    pub fn via(mut self, prefix: &[&str]) -> Self {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
     pub fn start(self) -> Daemon {
         let dir = tempdir();
         let sock = dir.path().join("agent.sock");
         let log = dir.path().join("daemon.log");
-        let mut cmd = Command::new(HOPWARD);
+        let mut cmd = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(HOPWARD);
+                cmd
+            }
+            None => Command::new(HOPWARD),
+        };
         if let Some(text) = &self.policy {
             let path = dir.path().join("policy.toml");
             std::fs::write(&path, text).unwrap();
@@ -231,6 +253,7 @@ impl Daemon {
             env: Vec::new(),
             debug: false,
             policy: None,
+            prefix: Vec::new(),
         }
     }
 

@@ -1,0 +1,152 @@
+//! Shielded keys in the running daemon: the pages that hold them are locked
+//! into memory, a limit that forbids locking gives one warning and nothing
+//! else, and no private key can be found anywhere in the daemon's memory.
+
+mod common;
+
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// `VmLck` of a process, in KiB.
+fn locked_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmLck in /proc/PID/status")
+}
+
+/// Every offset at which one of `needles` occurs in the readable memory of
+/// `pid`, as (needle index, region). Needs root: the daemon is not dumpable.
+fn find_in_memory(pid: u32, needles: &[&[u8]]) -> Vec<(usize, String)> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .expect("open /proc/PID/mem (needs root; scripts/test.sh runs as root)");
+    let mut hits = Vec::new();
+    let mut scanned = 0usize;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut region = vec![0u8; (end - start) as usize];
+        if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut region).is_err() {
+            continue;
+        }
+        scanned += region.len();
+        for (i, needle) in needles.iter().enumerate() {
+            if region.windows(needle.len()).any(|w| w == *needle) {
+                hits.push((i, line.to_string()));
+            }
+        }
+    }
+    assert!(
+        scanned > 1 << 20,
+        "read only {scanned} bytes of daemon memory"
+    );
+    hits
+}
+
+fn sign_file(agent: &Daemon, key: &Path, dir: &Path) {
+    let data = dir.join("data");
+    std::fs::write(&data, "signed by a shielded key").unwrap();
+    let _ = std::fs::remove_file(dir.join("data.sig"));
+    ok(run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(key.with_extension("pub"))
+        .arg(&data)
+        .env("SSH_AUTH_SOCK", &agent.sock)));
+}
+
+#[test]
+fn no_private_key_is_readable_in_daemon_memory_and_key_pages_are_locked() {
+    assert!(
+        is_root(),
+        "reading the daemon's memory needs root: run the suite through scripts/test.sh"
+    );
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let before = locked_kib(agent.pid());
+    let keys: Vec<_> = (0..3)
+        .map(|i| keygen(tmp.path(), &format!("shielded{i}"), "ed25519", None))
+        .collect();
+    for key in &keys {
+        ok(agent.ssh_add(&[key.to_str().unwrap()]));
+        sign_file(&agent, key, tmp.path());
+    }
+    // 16 KiB of pre-key and the sealed key per identity.
+    let after = locked_kib(agent.pid());
+    assert!(
+        after >= before + 3 * 20,
+        "VmLck went from {before} to {after} KiB for three keys"
+    );
+
+    let seeds: Vec<[u8; 32]> = keys.iter().map(|k| ed25519_seed_of(k)).collect();
+    let publics: Vec<[u8; 32]> = keys.iter().map(|k| ed25519_public_of(k)).collect();
+    let mut needles: Vec<&[u8]> = seeds.iter().map(|s| &s[..]).collect();
+    needles.extend(publics.iter().map(|p| &p[..]));
+    let hits = find_in_memory(agent.pid(), &needles);
+    // The scan does see the daemon's heap: every public key is found.
+    for i in 0..keys.len() {
+        assert!(
+            hits.iter().any(|(n, _)| *n == keys.len() + i),
+            "public key {i} not found: the memory scan is not reading the heap"
+        );
+    }
+    let leaked: Vec<_> = hits.iter().filter(|(n, _)| *n < keys.len()).collect();
+    assert!(
+        leaked.is_empty(),
+        "private key seeds in daemon memory: {leaked:?}"
+    );
+
+    // Removing the keys unlocks and unmaps their pages.
+    ok(agent.ssh_add(&["-D"]));
+    assert_eq!(locked_kib(agent.pid()), before);
+}
+
+#[test]
+fn a_memlock_limit_of_zero_gives_one_warning_and_keys_still_work() {
+    let tmp = tempdir();
+    // Root may lock regardless of the limit (CAP_IPC_LOCK): drop that
+    // capability so the limit applies, as it does for everyone else.
+    let mut prefix = Vec::new();
+    if is_root() {
+        prefix.extend([
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-all",
+        ]);
+    }
+    prefix.extend(["prlimit", "--memlock=0:0"]);
+    let agent = Daemon::builder().via(&prefix).start();
+    for i in 0..3 {
+        let key = keygen(tmp.path(), &format!("unlocked{i}"), "ed25519", None);
+        ok(agent.ssh_add(&[key.to_str().unwrap()]));
+        sign_file(&agent, &key, tmp.path());
+    }
+    assert_eq!(locked_kib(agent.pid()), 0);
+    let listed = stdout(&ok(agent.ssh_add(&["-l"])));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let log = agent.log_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("could not lock key memory"))
+        .count();
+    assert_eq!(warnings, 1, "daemon log:\n{log}");
+    assert!(
+        log.contains("RLIMIT_MEMLOCK is 0 KiB"),
+        "daemon log:\n{log}"
+    );
+}
