@@ -348,6 +348,12 @@ fn harden() {
     if let Err(e) = hardening::harden_process() {
         eprintln!("hopward: warning: could not disable core dumps / debugger attach: {e}");
     }
+    if cfg!(feature = "unshielded-benchmark") {
+        eprintln!(
+            "hopward: warning: benchmark build: private keys are kept open in memory, \
+             not shielded; do not use it for real keys"
+        );
+    }
 }
 
 /// Builds the runtime and serves until a signal (or the command-mode parent

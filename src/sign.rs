@@ -1,9 +1,11 @@
 //! Private keys in signing form and the signature for each algorithm.
 //!
-//! Signing uses AWS-LC (through aws-lc-rs): its P-256 and RSA code is an
-//! order of magnitude faster than the pure-Rust crates, and it wipes key
-//! memory when a key is freed. RSA keys below 2048 bits and legacy `ssh-rsa`
-//! (SHA-1) signatures, which AWS-LC will not make, use the `rsa` crate.
+//! Signing uses AWS-LC: its P-256 and RSA code is an order of magnitude
+//! faster than the pure-Rust crates, and it wipes key memory when a key is
+//! freed. Ed25519 and ECDSA key objects come from aws-lc-rs; RSA keys of
+//! every size, and opened shielded keys, sign through AWS-LC's C functions
+//! (`crate::hardening::signing`). The `rsa` crate only checks RSA keys when
+//! they are added.
 //!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
 //! checked against the public key it claims to be; secrets are wiped on drop
@@ -11,7 +13,6 @@
 //! are `Zeroizing`); no `Debug` output ever shows secret material.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
@@ -19,7 +20,7 @@ use aws_lc_rs::signature::{self as lc, KeyPair as _};
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
-use crate::hardening::signing;
+use crate::hardening::signing::{self, RsaHash, RsaNumbers};
 use crate::proto::{KeyType, PublicParts, SecretParts};
 use crate::wire::{Reader, put_mpint, put_string};
 
@@ -30,8 +31,6 @@ pub const FLAG_RSA_SHA2_512: u32 = 0x04;
 
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
-/// AWS-LC signs with RSA keys from this size on.
-const RSA_FAST_MIN_BITS: usize = 2048;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -51,31 +50,11 @@ pub enum SignError {
     Failed,
 }
 
-/// An RSA key. The two signing forms are built on first use from the
-/// secret numbers, so a key rebuilt for one signature only pays for the form
-/// that signature needs: AWS-LC for SHA-2 when it accepts the size, the
-/// `rsa` crate for SHA-1 and small keys.
-pub struct RsaKey {
-    e: Vec<u8>,
-    n: Vec<u8>,
-    bits: usize,
-    /// The RSA part of [`KeyMaterial`]: d, iqmp, p, q, dp, dq.
-    secret: KeyMaterial,
-    fast: OnceLock<Option<aws_lc_rs::rsa::KeyPair>>,
-    legacy: OnceLock<Option<rsa::RsaPrivateKey>>,
-}
-
-impl fmt::Debug for RsaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RsaKey(redacted)")
-    }
-}
-
 /// A private key ready to sign.
 pub enum SigningKey {
     Ed25519(lc::Ed25519KeyPair),
     Ecdsa(KeyType, lc::EcdsaKeyPair),
-    Rsa(Box<RsaKey>),
+    Rsa(Box<signing::RsaKey>),
 }
 
 impl fmt::Debug for SigningKey {
@@ -163,16 +142,10 @@ impl SigningKey {
                 Ok(SigningKey::Ecdsa(*curve, key))
             }
             PublicParts::Rsa { e, n } => {
-                let key = RsaKey {
-                    e: e.clone(),
-                    n: n.clone(),
-                    bits: bit_length(n),
-                    secret: Zeroizing::new(material.to_vec()),
-                    fast: OnceLock::new(),
-                    legacy: OnceLock::new(),
-                };
-                key.parts().ok_or(KeyError::Malformed("rsa"))?;
-                Ok(SigningKey::Rsa(Box::new(key)))
+                let numbers = rsa_numbers(e, n, material).ok_or(KeyError::Malformed("rsa"))?;
+                signing::RsaKey::new(&numbers)
+                    .map(|key| SigningKey::Rsa(Box::new(key)))
+                    .ok_or(KeyError::Malformed("rsa"))
             }
         }
     }
@@ -194,7 +167,7 @@ impl SigningKey {
                 let (r, s) = sig.as_ref().split_at(sig.as_ref().len() / 2);
                 Ok(ecdsa_signature(*curve, r, s))
             }
-            SigningKey::Rsa(key) => key.sign(data, flags),
+            SigningKey::Rsa(key) => rsa_sign(key, data, flags),
         }
     }
 }
@@ -246,107 +219,35 @@ fn ecdsa_signature(curve: KeyType, r: &[u8], s: &[u8]) -> SshSignature {
     }
 }
 
-/// The secret RSA numbers, borrowed from the material.
-struct RsaParts<'a> {
-    d: &'a [u8],
-    iqmp: &'a [u8],
-    p: &'a [u8],
-    q: &'a [u8],
-    dp: &'a [u8],
-    dq: &'a [u8],
+/// The RSA numbers: n and e from the public key, the rest from the
+/// material (d, iqmp, p, q, dp, dq as SSH strings).
+fn rsa_numbers<'a>(e: &'a [u8], n: &'a [u8], material: &'a [u8]) -> Option<RsaNumbers<'a>> {
+    let mut reader = Reader::new(material);
+    let mut next = || reader.string("rsa material").ok();
+    let (d, iqmp, p, q, dp, dq) = (next()?, next()?, next()?, next()?, next()?, next()?);
+    reader.finish().ok()?;
+    Some(RsaNumbers {
+        n,
+        e,
+        d,
+        p,
+        q,
+        dp,
+        dq,
+        iqmp,
+    })
 }
 
-impl RsaKey {
-    fn parts(&self) -> Option<RsaParts<'_>> {
-        let mut reader = Reader::new(&self.secret);
-        let mut next = || reader.string("rsa material").ok();
-        let parts = RsaParts {
-            d: next()?,
-            iqmp: next()?,
-            p: next()?,
-            q: next()?,
-            dp: next()?,
-            dq: next()?,
-        };
-        reader.finish().ok()?;
-        Some(parts)
-    }
-
-    fn fast(&self) -> Option<&aws_lc_rs::rsa::KeyPair> {
-        if self.bits < RSA_FAST_MIN_BITS {
-            return None;
-        }
-        self.fast
-            .get_or_init(|| {
-                let k = self.parts()?;
-                let der = pkcs1_der(&[&[], &self.n, &self.e, k.d, k.p, k.q, k.dp, k.dq, k.iqmp]);
-                aws_lc_rs::rsa::KeyPair::from_der(&der).ok()
-            })
-            .as_ref()
-    }
-
-    fn legacy(&self) -> Option<&rsa::RsaPrivateKey> {
-        self.legacy
-            .get_or_init(|| {
-                let k = self.parts()?;
-                let big = |b: &[u8]| BigUint::from_bytes_be(b);
-                let mut key = rsa::RsaPrivateKey::from_components(
-                    big(&self.n),
-                    big(&self.e),
-                    big(k.d),
-                    vec![big(k.p), big(k.q)],
-                )
-                .ok()?;
-                key.precompute().ok()?;
-                Some(key)
-            })
-            .as_ref()
-    }
-
-    fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
-        let algorithm = signature_algorithm(KeyType::Rsa, flags);
-        let encoding: Option<&'static lc::RsaSignatureEncoding> = match algorithm {
-            "rsa-sha2-256" => Some(&lc::RSA_PKCS1_SHA256),
-            "rsa-sha2-512" => Some(&lc::RSA_PKCS1_SHA512),
-            _ => None,
-        };
-        if let Some(encoding) = encoding
-            && let Some(fast) = self.fast()
-        {
-            let mut blob = vec![0u8; fast.public_modulus_len()];
-            fast.sign(encoding, &SystemRandom::new(), data, &mut blob)
-                .map_err(|_| SignError::Failed)?;
-            return Ok(SshSignature { algorithm, blob });
-        }
-        legacy_rsa_sign(self.legacy().ok_or(SignError::Failed)?, algorithm, data)
-    }
-}
-
-fn legacy_rsa_sign(
-    key: &rsa::RsaPrivateKey,
-    algorithm: &'static str,
-    data: &[u8],
-) -> Result<SshSignature, SignError> {
-    use rsa::pkcs1v15::Pkcs1v15Sign;
-    use sha2::Digest as _;
-    let (scheme, digest) = match algorithm {
-        "rsa-sha2-256" => (
-            Pkcs1v15Sign::new::<sha2::Sha256>(),
-            sha2::Sha256::digest(data).to_vec(),
-        ),
-        "rsa-sha2-512" => (
-            Pkcs1v15Sign::new::<sha2::Sha512>(),
-            sha2::Sha512::digest(data).to_vec(),
-        ),
-        _ => (
-            Pkcs1v15Sign::new::<sha1::Sha1>(),
-            sha1::Sha1::digest(data).to_vec(),
-        ),
+/// An RSA signature with the hash the request flags ask for.
+fn rsa_sign(key: &signing::RsaKey, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+    let algorithm = signature_algorithm(KeyType::Rsa, flags);
+    let (hash, digest_algorithm) = match algorithm {
+        "rsa-sha2-256" => (RsaHash::Sha256, &digest::SHA256),
+        "rsa-sha2-512" => (RsaHash::Sha512, &digest::SHA512),
+        _ => (RsaHash::Sha1, &digest::SHA1_FOR_LEGACY_USE_ONLY),
     };
-    // Blinded against timing attacks.
-    let blob = key
-        .sign_with_rng(&mut rand_core::OsRng, scheme, &digest)
-        .map_err(|_| SignError::Failed)?;
+    let hashed = digest::digest(digest_algorithm, data);
+    let blob = key.sign(hash, hashed.as_ref()).ok_or(SignError::Failed)?;
     Ok(SshSignature { algorithm, blob })
 }
 
@@ -388,22 +289,34 @@ fn rsa_material(
     p: &[u8],
     q: &[u8],
 ) -> Result<KeyMaterial, KeyError> {
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
     let big = |b: &[u8]| BigUint::from_bytes_be(b);
     let (nb, eb, db, pb, qb) = (big(n), big(e), big(d), big(p), big(q));
     if &pb * &qb != nb {
         return Err(KeyError::Mismatch);
     }
-    let one = BigUint::from(1u8);
-    let dp = Zeroizing::new((&db % (&pb - &one)).to_bytes_be());
-    let dq = Zeroizing::new((&db % (&qb - &one)).to_bytes_be());
-    let key = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
+    let mut key = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
         .map_err(|_| KeyError::Malformed("rsa"))?;
-    let bits = rsa::traits::PublicKeyParts::n(&key).bits();
+    let bits = key.n().bits();
     if bits < RSA_MIN_BITS {
         return Err(KeyError::RsaTooSmall(bits));
     }
     key.validate().map_err(|_| KeyError::Mismatch)?;
-    let parts: [&[u8]; 6] = [d, iqmp, p, q, &dp, &dq];
+    // The CRT values are computed here rather than trusted: a wrong one
+    // makes a faulty CRT signature, and a faulty signature reveals p.
+    key.precompute().map_err(|_| KeyError::Malformed("rsa"))?;
+    let crt = |value: Option<BigUint>| {
+        value
+            .map(|v| Zeroizing::new(v.to_bytes_be()))
+            .ok_or(KeyError::Malformed("rsa"))
+    };
+    let dp = crt(key.dp().cloned())?;
+    let dq = crt(key.dq().cloned())?;
+    let qinv = crt(key.crt_coefficient())?;
+    if big(iqmp) != big(&qinv) {
+        return Err(KeyError::Mismatch);
+    }
+    let parts: [&[u8]; 6] = [d, &qinv, p, q, &dp, &dq];
     // Sized up front so no partial copy is left behind by a reallocation.
     let mut material = Zeroizing::new(Vec::with_capacity(
         parts.iter().map(|part| part.len() + 4).sum(),
@@ -412,47 +325,6 @@ fn rsa_material(
         put_string(&mut material, part);
     }
     Ok(material)
-}
-
-/// The bit length of a big-endian unsigned integer.
-fn bit_length(bytes: &[u8]) -> usize {
-    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    match bytes.get(start) {
-        Some(&top) => (bytes.len() - start) * 8 - top.leading_zeros() as usize,
-        None => 0,
-    }
-}
-
-/// DER `RSAPrivateKey` (RFC 8017 A.1.2) from big-endian unsigned integers;
-/// the first is the version (empty = 0).
-fn pkcs1_der(integers: &[&[u8]]) -> Zeroizing<Vec<u8>> {
-    fn put_len(out: &mut Vec<u8>, len: usize) {
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|&&b| b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-    }
-    let mut body = Zeroizing::new(Vec::new());
-    for int in integers {
-        let start = int.iter().position(|&b| b != 0).unwrap_or(int.len());
-        let trimmed = &int[start..];
-        let pad = trimmed.first().is_none_or(|&b| b & 0x80 != 0);
-        body.push(0x02);
-        put_len(&mut body, trimmed.len() + usize::from(pad));
-        if pad {
-            body.push(0);
-        }
-        body.extend_from_slice(trimmed);
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 6));
-    out.push(0x30);
-    put_len(&mut out, body.len());
-    out.extend_from_slice(&body);
-    out
 }
 
 /// The SSH algorithm name a signature by a `key_type` key carries, given
@@ -546,11 +418,14 @@ mod tests {
     }
 
     #[test]
-    fn small_rsa_keys_sign_sha1_and_sha2_through_the_legacy_path() {
+    fn rsa_keys_sign_sha1_and_sha2_and_wrong_numbers_are_refused() {
+        use rsa::pkcs1v15::Pkcs1v15Sign;
         use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+        use sha2::Digest as _;
         let generated = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
         let primes = generated.primes();
         let (p, q) = (primes[0].to_bytes_be(), primes[1].to_bytes_be());
+        let iqmp = generated.crt_coefficient().unwrap().to_bytes_be();
         let (n, e, d) = (
             generated.n().to_bytes_be(),
             generated.e().to_bytes_be(),
@@ -562,41 +437,51 @@ mod tests {
         };
         let secret = SecretParts::Rsa {
             d: &d,
-            iqmp: &[1],
+            iqmp: &iqmp,
             p: &p,
             q: &q,
         };
         let key = SigningKey::new(&public, &secret).unwrap();
         let verifier = generated.to_public_key();
-        use sha2::Digest as _;
         let sig = key.sign(b"m", 0).unwrap();
         assert_eq!(sig.algorithm, "ssh-rsa");
+        let sha1 = sha1::Sha1::digest(b"m");
         verifier
-            .verify(
-                rsa::pkcs1v15::Pkcs1v15Sign::new::<sha1::Sha1>(),
-                &sha1::Sha1::digest(b"m"),
-                &sig.blob,
-            )
+            .verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1, &sig.blob)
             .unwrap();
         let sig = key.sign(b"m", FLAG_RSA_SHA2_256).unwrap();
         assert_eq!(sig.algorithm, "rsa-sha2-256");
+        let sha256 = sha2::Sha256::digest(b"m");
         verifier
-            .verify(
-                rsa::pkcs1v15::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                &sha2::Sha256::digest(b"m"),
-                &sig.blob,
-            )
+            .verify(Pkcs1v15Sign::new::<sha2::Sha256>(), &sha256, &sig.blob)
             .unwrap();
-        // A different modulus does not pass as this key.
+        let sig = key.sign(b"m", FLAG_RSA_SHA2_512).unwrap();
+        assert_eq!(sig.algorithm, "rsa-sha2-512");
+        let sha512 = sha2::Sha512::digest(b"m");
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
+            .unwrap();
+        // The same through the material, as the shield signs.
+        let material = SigningKey::material(&public, &secret).unwrap();
+        let sig = sign_with_material(&public, &material, b"m", FLAG_RSA_SHA2_512).unwrap();
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
+            .unwrap();
+        // A different modulus does not pass as this key, nor a wrong CRT
+        // coefficient (it would make faulty signatures).
         let mut wrong_n = n.clone();
         wrong_n[10] ^= 1;
         assert!(SigningKey::new(&PublicParts::Rsa { e, n: wrong_n }, &secret).is_err());
-    }
-
-    #[test]
-    fn der_integers_are_minimal_and_positive() {
-        let der = pkcs1_der(&[&[], &[0x80], &[0, 0, 1]]);
-        assert_eq!(&der[..], &[0x30, 10, 2, 1, 0, 2, 2, 0, 0x80, 2, 1, 1]);
+        let bad = SecretParts::Rsa {
+            d: &d,
+            iqmp: &[1],
+            p: &p,
+            q: &q,
+        };
+        assert_eq!(
+            SigningKey::new(&public, &bad).unwrap_err(),
+            KeyError::Mismatch
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! A shielded key is opened for every signature. Building an aws-lc-rs key
 //! object from it would recompute the public key each time (a scalar
-//! multiplication, as costly as the signature itself); these calls sign from
-//! the private scalar or seed alone. The public half is not needed: the
-//! material was checked against it when the key was added, and the shield's
-//! tag guarantees it is unchanged since.
+//! multiplication, as costly as the signature itself) or, for RSA, run the
+//! full key check; these calls sign from the private numbers alone. That is
+//! safe because the material was checked against the public key when the
+//! key was added, and the shield's tag guarantees it is unchanged since.
+//! RSA goes through here for every size and hash, including the 1024-bit
+//! keys and SHA-1 (`ssh-rsa`) signatures that aws-lc-rs will not make.
 //!
 //! Invariants: every AWS-LC object is owned by an [`Owned`] guard and freed
 //! (AWS-LC wipes freed memory) on every path; the functions return `None` on
@@ -28,6 +30,13 @@ impl<T> Owned<T> {
     /// Takes ownership of `ptr`; None if the constructor returned null.
     fn new(ptr: *mut T, free: unsafe extern "C" fn(*mut T)) -> Option<Self> {
         (!ptr.is_null()).then_some(Owned { ptr, free })
+    }
+}
+
+impl<T> Owned<T> {
+    /// Gives up ownership after a `set0` call took it over.
+    fn release(self) {
+        std::mem::forget(self);
     }
 }
 
@@ -105,4 +114,114 @@ pub fn ecdsa_sign(curve: KeyType, scalar: &[u8], digest: &[u8]) -> Option<(Vec<u
             && ffi::BN_bn2bin_padded(s_bytes.as_mut_ptr(), size, s) == 1
     };
     padded.then_some((r_bytes, s_bytes))
+}
+
+/// The hash of an RSA PKCS#1 v1.5 signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaHash {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// The numbers of an RSA private key, big-endian.
+#[derive(Clone, Copy)]
+pub struct RsaNumbers<'a> {
+    pub n: &'a [u8],
+    pub e: &'a [u8],
+    pub d: &'a [u8],
+    pub p: &'a [u8],
+    pub q: &'a [u8],
+    pub dp: &'a [u8],
+    pub dq: &'a [u8],
+    pub iqmp: &'a [u8],
+}
+
+impl std::fmt::Debug for RsaNumbers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RsaNumbers(redacted)")
+    }
+}
+
+/// An AWS-LC RSA private key, built without the full key check (see the
+/// module comment); wiped by AWS-LC when dropped.
+pub struct RsaKey {
+    rsa: Owned<ffi::RSA>,
+}
+
+// SAFETY: AWS-LC RSA keys may be used for private-key operations from
+// several threads at once: the values it computes lazily on first use
+// (Montgomery contexts, blinding) are guarded by the key's own lock.
+unsafe impl Send for RsaKey {}
+// SAFETY: as above.
+unsafe impl Sync for RsaKey {}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RsaKey(redacted)")
+    }
+}
+
+impl RsaKey {
+    pub fn new(numbers: &RsaNumbers<'_>) -> Option<Self> {
+        // SAFETY: a fresh, empty key owned by the guard.
+        let rsa = Owned::new(unsafe { ffi::RSA_new() }, ffi::RSA_free)?;
+        let big = |bytes: &[u8]| {
+            // SAFETY: reads `bytes.len()` bytes; the new BIGNUM is owned by
+            // the guard (wiped when freed) until a set0 call takes it.
+            Owned::new(
+                unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len(), ptr::null_mut()) },
+                ffi::BN_clear_free,
+            )
+        };
+        let (n, e, d) = (big(numbers.n)?, big(numbers.e)?, big(numbers.d)?);
+        // SAFETY: all pointers are live; on success the key owns n, e and d.
+        if unsafe { ffi::RSA_set0_key(rsa.ptr, n.ptr, e.ptr, d.ptr) } != 1 {
+            return None;
+        }
+        [n, e, d].into_iter().for_each(Owned::release);
+        let (p, q) = (big(numbers.p)?, big(numbers.q)?);
+        // SAFETY: as above, for p and q.
+        if unsafe { ffi::RSA_set0_factors(rsa.ptr, p.ptr, q.ptr) } != 1 {
+            return None;
+        }
+        [p, q].into_iter().for_each(Owned::release);
+        let (dp, dq, iqmp) = (big(numbers.dp)?, big(numbers.dq)?, big(numbers.iqmp)?);
+        // SAFETY: as above, for the CRT values.
+        if unsafe { ffi::RSA_set0_crt_params(rsa.ptr, dp.ptr, dq.ptr, iqmp.ptr) } != 1 {
+            return None;
+        }
+        [dp, dq, iqmp].into_iter().for_each(Owned::release);
+        Some(RsaKey { rsa })
+    }
+
+    /// A PKCS#1 v1.5 signature over a precomputed `digest` made with `hash`.
+    pub fn sign(&self, hash: RsaHash, digest: &[u8]) -> Option<Vec<u8>> {
+        let nid = match hash {
+            RsaHash::Sha1 => ffi::NID_sha1,
+            RsaHash::Sha256 => ffi::NID_sha256,
+            RsaHash::Sha512 => ffi::NID_sha512,
+        };
+        // SAFETY: the key is live.
+        let size = unsafe { ffi::RSA_size(self.rsa.ptr) } as usize;
+        let mut signature = vec![0u8; size];
+        let mut written: std::os::raw::c_uint = 0;
+        // SAFETY: `digest` is readable for its length, `signature` has room
+        // for RSA_size bytes (the most RSA_sign writes), the key is live.
+        let ok = unsafe {
+            ffi::RSA_sign(
+                nid,
+                digest.as_ptr(),
+                digest.len(),
+                signature.as_mut_ptr(),
+                &mut written,
+                self.rsa.ptr,
+            )
+        };
+        if ok != 1 || written as usize > size {
+            return None;
+        }
+        signature.truncate(written as usize);
+        Some(signature)
+    }
 }
