@@ -156,6 +156,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         if let Some(left) = k["expires_in"].as_u64() {
             notes.push(format!("{} left", duration(left)));
         }
+        if k["locked_in_memory"] == false {
+            notes.push("not locked in memory (may reach swap)".to_string());
+        }
         out.push_str(&format!(
             "  {:<20} {:<50} {:<14} {}\n",
             crate::confirm::clean(k["comment"].as_str().unwrap_or(""), 20),

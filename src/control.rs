@@ -85,6 +85,7 @@ fn status(agent: &Agent) -> Value {
                 "destination_constrained": !id.constraints.destinations.is_empty(),
                 "lifetime": id.constraints.lifetime,
                 "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
+                "locked_in_memory": id.is_locked_in_memory(),
             })
         })
         .collect();

@@ -83,6 +83,11 @@ impl Identity {
         self.key.sign(data, flags)
     }
 
+    /// Whether the sealed key is locked out of swap (see `hopward status`).
+    pub fn is_locked_in_memory(&self) -> bool {
+        self.key.is_locked_in_memory()
+    }
+
     fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|deadline| deadline <= now)
     }

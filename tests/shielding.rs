@@ -109,6 +109,10 @@ fn no_private_key_is_readable_in_daemon_memory_and_key_pages_are_locked() {
         "private key seeds in daemon memory: {leaked:?}"
     );
 
+    let status = status_text(&agent);
+    assert!(status.contains("keys (3)"), "{status}");
+    assert!(!status.contains("not locked in memory"), "{status}");
+
     // Removing the keys unlocks and unmaps their pages.
     ok(agent.ssh_add(&["-D"]));
     assert_eq!(locked_kib(agent.pid()), before);
@@ -149,4 +153,16 @@ fn a_memlock_limit_of_zero_gives_one_warning_and_keys_still_work() {
         log.contains("RLIMIT_MEMLOCK is 0 KiB"),
         "daemon log:\n{log}"
     );
+    let status = status_text(&agent);
+    assert_eq!(
+        status.matches("not locked in memory").count(),
+        3,
+        "{status}"
+    );
+}
+
+fn status_text(agent: &Daemon) -> String {
+    stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))))
 }
