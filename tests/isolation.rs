@@ -118,8 +118,11 @@ fn another_uid_is_refused_without_a_reply() {
         "another uid must not be served: {}",
         text(&out)
     );
+    // No reply either way: ssh-add either reads end-of-file ("communication
+    // with agent failed") or, when the close wins the race with its write,
+    // dies of SIGPIPE (128 + 13).
     assert!(
-        text(&out).contains("communication with agent failed"),
+        text(&out).contains("communication with agent failed") || out.status.code() == Some(141),
         "{}",
         text(&out)
     );
