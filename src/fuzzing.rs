@@ -1,24 +1,110 @@
 //! One entry point per fuzz target, shared by `fuzz/` (cargo-fuzz) and the
 //! test that replays the saved corpus, so both exercise the same code.
 //!
-//! Invariant: each function must return for any input without panicking.
+//! Invariant: each function must return for any input without panicking;
+//! a panic is a bug found (a crash, or a check below that does not hold).
 
 use std::hint::black_box;
 
-/// Frame splitting and request decoding.
+/// The server's [`FrameReader`](crate::frame::FrameReader), driven the way
+/// a connection drives it (`next`, with `fill` reading ahead while a request
+/// is open) over bytes that arrive in uneven pieces; every frame it hands out
+/// is decoded as a request. What it hands out, and how the stream ends, must
+/// equal a plain split of the same bytes: a mismatch panics, so fuzzing finds
+/// bookkeeping errors in the reader's buffer reuse, not only crashes.
 pub fn frame_request(data: &[u8]) {
-    let mut rest = data;
-    // Split into frames as the server does (length prefix, 256 KiB bound).
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len == 0 || len > crate::frame::MAX_FRAME || rest.len() < 4 + len {
-            break;
+    let (expected, expected_end) = split_frames(data);
+    let mut reader = Pieces {
+        rest: data,
+        reads: 0,
+    };
+    let mut frames = crate::frame::FrameReader::new();
+    let mut got = 0;
+    let end = loop {
+        match in_memory(frames.next(&mut reader)) {
+            Ok(Some(body)) => {
+                assert_eq!(Some(&body), expected.get(got), "frame {got}");
+                let _ = black_box(crate::proto::Request::decode(body));
+            }
+            Ok(None) => break End::Clean,
+            Err(crate::frame::FrameError::BadLength(n)) => break End::BadLength(n),
+            Err(crate::frame::FrameError::Truncated) => break End::Truncated,
+            Err(e @ crate::frame::FrameError::Io(_)) => panic!("in-memory read failed: {e}"),
         }
-        let body = &rest[4..4 + len];
-        let _ = black_box(crate::proto::Request::decode(body));
-        rest = &rest[4 + len..];
-    }
+        got += 1;
+        // As while a request is being decided: read ahead zero to two times.
+        for _ in 0..got % 3 {
+            let _ = in_memory(frames.fill(&mut reader));
+        }
+    };
+    assert_eq!(got, expected.len(), "frames handed out");
+    assert_eq!(end, expected_end, "end of stream");
     let _ = black_box(crate::proto::Request::decode(data));
+}
+
+/// How a stream of frames ends.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Clean,
+    Truncated,
+    BadLength(usize),
+}
+
+/// The framing rule, stated plainly: `u32 length || body`, 1..=MAX_FRAME.
+fn split_frames(mut rest: &[u8]) -> (Vec<&[u8]>, End) {
+    let mut frames = Vec::new();
+    loop {
+        if rest.is_empty() {
+            return (frames, End::Clean);
+        }
+        let Some((len, after)) = rest.split_first_chunk::<4>() else {
+            return (frames, End::Truncated);
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if len == 0 || len > crate::frame::MAX_FRAME {
+            return (frames, End::BadLength(len));
+        }
+        if after.len() < len {
+            return (frames, End::Truncated);
+        }
+        frames.push(&after[..len]);
+        rest = &after[len..];
+    }
+}
+
+/// A peer whose bytes arrive in uneven pieces (1, 5, 4096, 3, 700 bytes
+/// per read, over and over), so frames straddle reads in every way.
+struct Pieces<'a> {
+    rest: &'a [u8],
+    reads: usize,
+}
+
+impl tokio::io::AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        const SIZES: [usize; 5] = [1, 5, 4096, 3, 700];
+        let n = SIZES[self.reads % SIZES.len()]
+            .min(buf.remaining())
+            .min(self.rest.len());
+        let (piece, rest) = self.rest.split_at(n);
+        buf.put_slice(piece);
+        self.rest = rest;
+        self.reads += 1;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs a future over an in-memory peer, which never has to wait.
+fn in_memory<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("an in-memory peer never waits"),
+    }
 }
 
 /// session-bind parsing and verification, growing one chain.
