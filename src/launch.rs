@@ -244,20 +244,34 @@ fn detach() {
 }
 
 fn init_logging(debug: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env("HOPWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let default = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    // `Targets` (`debug`, `hopward=debug,zbus=warn`) rather than EnvFilter:
+    // EnvFilter's regex support turns on full-DFA construction in the regex
+    // engine globset shares, which made every policy glob several times
+    // slower to compile. A filter that does not parse keeps the default.
+    let filter = std::env::var("HOPWARD_LOG")
+        .ok()
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
+    let subscriber = tracing_subscriber::registry().with(filter);
     // The journal stamps and colours lines itself.
     let _ = if crate::systemd::stderr_is_journal() {
-        builder.without_time().with_ansi(false).try_init()
-    } else {
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        subscriber
+            .with(format.without_time().with_ansi(false))
             .try_init()
+    } else {
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        subscriber.with(format.with_ansi(colour)).try_init()
     };
 }
 
