@@ -437,3 +437,35 @@ fn readiness_is_reported_to_notify_socket() {
     assert_eq!(&buf[..n], b"READY=1");
     drop(agent);
 }
+
+#[test]
+fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
+    // (debug flag, HOPWARD_LOG, start-up line at info expected, connection
+    // line at debug expected)
+    let cases = [
+        (false, None, true, false),
+        (true, None, true, true),
+        (false, Some("debug"), true, true),
+        (true, Some("warn"), false, false),
+        (false, Some("hopward=debug,zbus=warn"), true, true),
+        (true, Some("hopward=warn"), false, false),
+        (true, Some("=== not a filter"), true, true),
+    ];
+    for (debug, filter, info, connected) in cases {
+        let mut builder = Daemon::builder();
+        if debug {
+            builder = builder.debug();
+        }
+        if let Some(filter) = filter {
+            builder = builder.env("HOPWARD_LOG", filter);
+        }
+        let agent = builder.start();
+        // The connection line is written before the reply, so it is in the
+        // log once ssh-add has its answer.
+        assert_eq!(agent.ssh_add(&["-l"]).status.code(), Some(1));
+        let log = agent.log_text();
+        let case = format!("-d {debug}, HOPWARD_LOG {filter:?}:\n{log}");
+        assert_eq!(log.contains("INFO hopward"), info, "{case}");
+        assert_eq!(log.contains("exe=/usr/bin/ssh-add"), connected, "{case}");
+    }
+}
