@@ -123,9 +123,15 @@ pub fn signed_data(data: &[u8]) {
     let _ = black_box((parsed.purpose(), parsed.user()));
 }
 
-/// `restrict-destination-v00@openssh.com` constraint parsing.
+/// `restrict-destination-v00@openssh.com` constraint parsing, and the
+/// wildcard match its user patterns use (pattern, NUL, text).
 pub fn destination(data: &[u8]) {
     let _ = black_box(crate::destination::parse_constraints(data));
+    if let Some(nul) = data.iter().position(|&b| b == 0) {
+        let pattern = String::from_utf8_lossy(&data[..nul]);
+        let text = String::from_utf8_lossy(&data[nul + 1..]);
+        let _ = black_box(crate::destination::match_pattern(&text, &pattern));
+    }
 }
 
 /// Policy file parsing and validation.
