@@ -264,6 +264,7 @@ fn status_and_log_after_known_actions() {
     assert_eq!(json["keys"][0]["lifetime"], 600);
     assert_eq!(json["locked"], false);
 
+    // add, sign allowed, sign denied
     agent.audit(3);
     let log = |args: &[&str]| {
         stdout(&ok(run(Command::new(HOPWARD)

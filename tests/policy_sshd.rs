@@ -163,10 +163,8 @@ fn allowed_denied_and_confirmed_chains_with_audit_lines() {
     }
 
     // One audit line per decision, with rule, reason, chain, user and peer.
-    let audit = w.agent.audit(7);
-    let signs = signs(&audit);
-    let find = |names: &[&str], decision: &str, reason: &str| {
-        signs.iter().any(|l| {
+    let find = |audit: &[serde_json::Value], names: &[&str], decision: &str, reason: &str| {
+        signs(audit).iter().any(|l| {
             chain_names(l) == names
                 && l["decision"] == decision
                 && l["reason"] == reason
@@ -176,28 +174,33 @@ fn allowed_denied_and_confirmed_chains_with_audit_lines() {
                 && l["key"] == fp
         })
     };
-    assert!(
-        find(&["bastion", "target"], "allow", "target via bastion"),
-        "{signs:#?}"
-    );
     // Through the target nothing is allowed, so the key is not even listed
     // there: the refusal is audited as a hidden key.
-    assert!(
-        audit.iter().any(|l| l["event"] == "list"
-            && l["decision"] == "deny"
-            && l["reason"] == "default:forwarded"
-            && chain_names(l).first().map(String::as_str) == Some("target")),
-        "{audit:#?}"
-    );
-    assert!(
-        find(&["bastion", "deep"], "allow", "confirmed"),
-        "{signs:#?}"
-    );
-    assert!(find(&["bastion", "deep"], "deny", "refused"), "{signs:#?}");
-    assert!(
-        find(&["bastion"], "allow", "default:direct"),
-        "direct logins to the bastion: {signs:#?}"
-    );
+    let hidden_at_target = |audit: &[serde_json::Value]| {
+        audit.iter().any(|l| {
+            l["event"] == "list"
+                && l["decision"] == "deny"
+                && l["reason"] == "default:forwarded"
+                && chain_names(l).first().map(String::as_str) == Some("target")
+        })
+    };
+    let expected: [(&[&str], &str, &str); 4] = [
+        (&["bastion", "target"], "allow", "target via bastion"),
+        (&["bastion", "deep"], "allow", "confirmed"),
+        (&["bastion", "deep"], "deny", "refused"),
+        (&["bastion"], "allow", "default:direct"),
+    ];
+    let audit = w.agent.audit_until(|audit| {
+        hidden_at_target(audit) && expected.iter().all(|(n, d, r)| find(audit, n, d, r))
+    });
+    assert!(hidden_at_target(&audit), "{audit:#?}");
+    for (names, decision, reason) in expected {
+        assert!(
+            find(&audit, names, decision, reason),
+            "no {decision} {reason:?} through {names:?}: {:#?}",
+            signs(&audit)
+        );
+    }
     for line in &audit {
         let raw = line.to_string();
         assert!(!raw.contains("PRIVATE"), "{raw}");
@@ -211,11 +214,11 @@ fn proxy_jump_hops_are_direct_logins() {
         .hosts
         .ssh(&w.agent.sock, &["-J", "bastion", "deep", "echo jumped"]);
     assert!(stdout(&out).contains("jumped"), "{}", text(&out));
-    let audit = w.agent.audit(2);
-    assert!(
-        signs(&audit).iter().all(|l| l["class"] == "direct"),
-        "{audit:#?}"
-    );
+    // One login to the bastion, one to deep through the jump's tunnel.
+    let audit = w.agent.audit_until(|audit| signs(audit).len() >= 2);
+    let signs = signs(&audit);
+    assert!(signs.len() >= 2, "{audit:#?}");
+    assert!(signs.iter().all(|l| l["class"] == "direct"), "{audit:#?}");
 }
 
 fn wait_for(agent: &Daemon, needle: &str, count: usize) {
@@ -351,18 +354,22 @@ fn forwarded_add_remove_all_and_lock_follow_the_policy() {
 
     // Locally the same operations are allowed.
     ok(w.agent.ssh_add(&["-D"]));
-    let audit = w.agent.audit(6);
-    let ev = |event: &str, decision: &str, reason: &str| {
+    let expected = [
+        ("remove_all", "deny", "forwarded.remove_all"),
+        ("lock", "deny", "forwarded.lock"),
+        ("add", "deny", "refused"),
+        ("add", "allow", "confirmed"),
+        ("remove_all", "allow", "default:local"),
+    ];
+    let ev = |audit: &[serde_json::Value], (event, decision, reason): (&str, &str, &str)| {
         audit
             .iter()
             .any(|l| l["event"] == event && l["decision"] == decision && l["reason"] == reason)
     };
-    assert!(
-        ev("remove_all", "deny", "forwarded.remove_all"),
-        "{audit:#?}"
-    );
-    assert!(ev("lock", "deny", "forwarded.lock"), "{audit:#?}");
-    assert!(ev("add", "deny", "refused"), "{audit:#?}");
-    assert!(ev("add", "allow", "confirmed"), "{audit:#?}");
-    assert!(ev("remove_all", "allow", "default:local"), "{audit:#?}");
+    let audit = w
+        .agent
+        .audit_until(|audit| expected.iter().all(|e| ev(audit, *e)));
+    for e in expected {
+        assert!(ev(&audit, e), "no {e:?} in {audit:#?}");
+    }
 }

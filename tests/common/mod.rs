@@ -283,6 +283,17 @@ impl Daemon {
     /// The audit log's JSON lines (the daemon writes them asynchronously;
     /// this waits briefly for `min` lines).
     pub fn audit(&self, min: usize) -> Vec<serde_json::Value> {
+        self.audit_until(|lines| lines.len() >= min)
+    }
+
+    /// The audit lines once `done` holds for them, or whatever is there
+    /// after 5 s. The writer batches, so a line may land a little after the
+    /// reply it records: a test waits for the lines it is about to check,
+    /// not for a count that other events also fill.
+    pub fn audit_until(
+        &self,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let path = self.dir.path().join("state/hopward/audit.jsonl");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -291,7 +302,7 @@ impl Daemon {
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
                 .collect();
-            if lines.len() >= min || Instant::now() > deadline {
+            if done(&lines) || Instant::now() > deadline {
                 return lines;
             }
             std::thread::sleep(Duration::from_millis(20));
