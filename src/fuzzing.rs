@@ -135,10 +135,76 @@ pub fn destination(data: &[u8]) {
 }
 
 /// Policy file parsing and validation.
+/// Policy parsing; a policy that parses then decides requests built from
+/// the names it mentions, and the prefilter must not change any decision.
 pub fn policy(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = black_box(crate::policy::file::parse_str(text, "fuzz.toml"));
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(policy) = crate::policy::file::parse_str(text, "fuzz.toml") else {
+        return;
+    };
+    for ctx in requests_naming(policy.exact_names()) {
+        assert_eq!(
+            policy.decide(&ctx),
+            policy.decide_by_full_match(&ctx),
+            "{ctx:?}"
+        );
     }
+}
+
+/// Sign requests whose hops carry `names` (a few of them, in both cases,
+/// forwarding and as the destination), plus hops no rule names.
+fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
+    use crate::binding::Purpose;
+    use crate::context::{HopView, RequestClass, RequestContext};
+    let hop = |name: &str, forwarding: bool| HopView {
+        fingerprint: format!("SHA256:{name}"),
+        names: if name.is_empty() {
+            Vec::new()
+        } else {
+            vec![name.to_string()]
+        },
+        forwarding,
+    };
+    let mut candidates: Vec<String> = names.iter().take(3).cloned().collect();
+    candidates.extend(names.iter().take(2).map(|n| n.to_uppercase()));
+    candidates.extend(["".to_string(), "elsewhere".to_string()]);
+    let peer = std::sync::Arc::new(crate::peer::Peer {
+        uid: 0,
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    let mut out = Vec::new();
+    for (i, dest) in candidates.iter().enumerate() {
+        for forwarded in 0..3 {
+            let mut chain: Vec<HopView> = candidates
+                .iter()
+                .cycle()
+                .skip(i + 1)
+                .take(forwarded)
+                .map(|n| hop(n, true))
+                .collect();
+            chain.push(hop(dest, false));
+            for (purpose, user) in [(Purpose::Login, Some("root")), (Purpose::Git, None)] {
+                out.push(RequestContext {
+                    key_fingerprint: "SHA256:key".into(),
+                    key_comment: dest.clone(),
+                    chain: chain.clone(),
+                    class: if forwarded == 0 {
+                        RequestClass::Direct
+                    } else {
+                        RequestClass::Forwarded
+                    },
+                    user: user.map(str::to_string),
+                    purpose,
+                    peer: peer.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// known_hosts parsing.

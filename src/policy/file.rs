@@ -438,6 +438,11 @@ fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
     Policy {
         source,
         exact_names: Policy::collect_exact_names(&p.rules),
+        shapes: p
+            .rules
+            .iter()
+            .map(super::prefilter::RuleShape::of)
+            .collect(),
         rules: p.rules,
         defaults: Defaults {
             local: action(p.local, Action::Allow),

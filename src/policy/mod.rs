@@ -8,6 +8,7 @@
 pub mod file;
 pub mod known_hosts;
 pub mod matcher;
+mod prefilter;
 pub mod store;
 pub mod tool;
 pub mod watch;
@@ -128,6 +129,8 @@ pub struct Policy {
     pub known_hosts: Vec<PathBuf>,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
+    /// One shape per rule, in the same order (see [`prefilter`]).
+    shapes: Vec<prefilter::RuleShape>,
 }
 
 /// Which rule (or default) decided, and what.
@@ -230,13 +233,38 @@ impl Policy {
         if ctx.class == RequestClass::Poisoned {
             return self.default_for(RequestClass::Poisoned);
         }
-        match self.rules.iter().find(|r| r.matches(ctx)) {
+        // The shapes only skip rules that cannot match. Should they ever
+        // fall out of step with the rules, every rule is matched in full.
+        let first = if self.shapes.len() == self.rules.len() {
+            let request = prefilter::RequestShape::of(ctx);
+            self.rules
+                .iter()
+                .zip(&self.shapes)
+                .find(|(rule, shape)| shape.admits(&request) && rule.matches(ctx))
+                .map(|(rule, _)| rule)
+        } else {
+            self.rules.iter().find(|r| r.matches(ctx))
+        };
+        self.decision_for(first, ctx.class)
+    }
+
+    /// [`Policy::decide`] without the prefilter, for checking that it
+    /// changes nothing.
+    pub(crate) fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
+        if ctx.class == RequestClass::Poisoned {
+            return self.default_for(RequestClass::Poisoned);
+        }
+        self.decision_for(self.rules.iter().find(|r| r.matches(ctx)), ctx.class)
+    }
+
+    fn decision_for(&self, rule: Option<&Rule>, class: RequestClass) -> Decision {
+        match rule {
             Some(rule) => Decision {
                 action: rule.action,
                 rule: rule.name.clone(),
                 remember: rule.remember,
             },
-            None => self.default_for(ctx.class),
+            None => self.default_for(class),
         }
     }
 
