@@ -17,6 +17,23 @@ pub struct HopView {
     pub forwarding: bool,
 }
 
+impl HopView {
+    /// A hop verified as `name` (none if empty) with the stand-in
+    /// fingerprint `SHA256:<name>`: requests for tests and fuzzing, which
+    /// match rules by name without real host keys.
+    pub fn named(name: &str, forwarding: bool) -> HopView {
+        HopView {
+            fingerprint: format!("SHA256:{name}"),
+            names: if name.is_empty() {
+                Vec::new()
+            } else {
+                vec![name.to_string()]
+            },
+            forwarding,
+        }
+    }
+}
+
 impl fmt::Display for HopView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.names.first() {

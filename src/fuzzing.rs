@@ -158,15 +158,6 @@ pub fn policy(data: &[u8]) {
 fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
     use crate::binding::Purpose;
     use crate::context::{HopView, RequestClass, RequestContext};
-    let hop = |name: &str, forwarding: bool| HopView {
-        fingerprint: format!("SHA256:{name}"),
-        names: if name.is_empty() {
-            Vec::new()
-        } else {
-            vec![name.to_string()]
-        },
-        forwarding,
-    };
     let mut candidates: Vec<String> = names.iter().take(3).cloned().collect();
     candidates.extend(names.iter().take(2).map(|n| n.to_uppercase()));
     candidates.extend(["".to_string(), "elsewhere".to_string()]);
@@ -184,9 +175,9 @@ fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
                 .cycle()
                 .skip(i + 1)
                 .take(forwarded)
-                .map(|n| hop(n, true))
+                .map(|n| HopView::named(n, true))
                 .collect();
-            chain.push(hop(dest, false));
+            chain.push(HopView::named(dest, false));
             for (purpose, user) in [(Purpose::Login, Some("root")), (Purpose::Git, None)] {
                 out.push(RequestContext {
                     key_fingerprint: "SHA256:key".into(),

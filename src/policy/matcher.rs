@@ -125,15 +125,7 @@ mod tests {
     use super::*;
 
     fn hop(name: &str) -> HopView {
-        HopView {
-            fingerprint: format!("SHA256:{name}"),
-            names: if name.is_empty() {
-                vec![]
-            } else {
-                vec![name.to_string()]
-            },
-            forwarding: true,
-        }
+        HopView::named(name, true)
     }
 
     fn via(p: &[&str], hops: &[&str]) -> bool {

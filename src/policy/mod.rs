@@ -379,14 +379,7 @@ mod tests {
         purpose: Purpose,
         comment: &str,
     ) -> RequestContext {
-        let chain: Vec<HopView> = chain
-            .iter()
-            .map(|(n, f)| HopView {
-                fingerprint: format!("SHA256:{n}"),
-                names: vec![n.to_string()],
-                forwarding: *f,
-            })
-            .collect();
+        let chain: Vec<HopView> = chain.iter().map(|(n, f)| HopView::named(n, *f)).collect();
         let forwarding: Vec<bool> = chain.iter().map(|h| h.forwarding).collect();
         let class = RequestClass::from_hops(&forwarding, true);
         RequestContext {

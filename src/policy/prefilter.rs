@@ -139,15 +139,7 @@ mod tests {
     use std::sync::Arc;
 
     fn hop(name: &str, forwarding: bool) -> HopView {
-        HopView {
-            fingerprint: format!("SHA256:{name}"),
-            names: if name.is_empty() {
-                Vec::new()
-            } else {
-                vec![name.to_string()]
-            },
-            forwarding,
-        }
+        HopView::named(name, forwarding)
     }
 
     fn ctx(chain: Vec<HopView>, purpose: Purpose) -> RequestContext {
