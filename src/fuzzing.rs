@@ -134,7 +134,6 @@ pub fn destination(data: &[u8]) {
     }
 }
 
-/// Policy file parsing and validation.
 /// Policy parsing; a policy that parses then decides requests built from
 /// the names it mentions, and the prefilter must not change any decision.
 pub fn policy(data: &[u8]) {

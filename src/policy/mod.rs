@@ -230,12 +230,22 @@ impl Policy {
 
     /// Decides a sign request: first matching rule, else the class default.
     pub fn decide(&self, ctx: &RequestContext) -> Decision {
+        self.decide_with(ctx, true)
+    }
+
+    /// [`Policy::decide`] without the rule shapes, for checking that they
+    /// change nothing.
+    pub(crate) fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
+        self.decide_with(ctx, false)
+    }
+
+    fn decide_with(&self, ctx: &RequestContext, use_shapes: bool) -> Decision {
         if ctx.class == RequestClass::Poisoned {
             return self.default_for(RequestClass::Poisoned);
         }
         // The shapes only skip rules that cannot match. Should they ever
         // fall out of step with the rules, every rule is matched in full.
-        let first = if self.shapes.len() == self.rules.len() {
+        let first = if use_shapes && self.shapes.len() == self.rules.len() {
             let request = prefilter::RequestShape::of(ctx);
             self.rules
                 .iter()
@@ -245,26 +255,13 @@ impl Policy {
         } else {
             self.rules.iter().find(|r| r.matches(ctx))
         };
-        self.decision_for(first, ctx.class)
-    }
-
-    /// [`Policy::decide`] without the prefilter, for checking that it
-    /// changes nothing.
-    pub(crate) fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
-        if ctx.class == RequestClass::Poisoned {
-            return self.default_for(RequestClass::Poisoned);
-        }
-        self.decision_for(self.rules.iter().find(|r| r.matches(ctx)), ctx.class)
-    }
-
-    fn decision_for(&self, rule: Option<&Rule>, class: RequestClass) -> Decision {
-        match rule {
+        match first {
             Some(rule) => Decision {
                 action: rule.action,
                 rule: rule.name.clone(),
                 remember: rule.remember,
             },
-            None => self.default_for(class),
+            None => self.default_for(ctx.class),
         }
     }
 
