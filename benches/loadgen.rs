@@ -531,11 +531,7 @@ fn decide_cost(policy_text: &str) -> f64 {
     let ctx = RequestContext {
         key_fingerprint: "SHA256:benchmark".into(),
         key_comment: "bound-user".into(),
-        chain: vec![HopView {
-            fingerprint: "SHA256:target".into(),
-            names: vec!["target".into()],
-            forwarding: false,
-        }],
+        chain: vec![HopView::named("target", false)],
         class: RequestClass::Direct,
         user: Some("me".into()),
         purpose: Purpose::Login,
