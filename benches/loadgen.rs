@@ -525,23 +525,23 @@ fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
 /// above, this leaves out the signature, the audit line and the scheduler.
 fn decide_cost(policy_text: &str) -> f64 {
     use hopward::binding::Purpose;
-    use hopward::context::{HopView, RequestClass, RequestContext};
+    use hopward::context::{Destination, HopView, RequestContext};
     let policy = hopward::policy::file::parse_str(policy_text, "policy_200.toml")
         .expect("the benchmark policy is valid");
-    let ctx = RequestContext {
-        key_fingerprint: "SHA256:benchmark".into(),
-        key_comment: "bound-user".into(),
-        chain: vec![HopView::named("target", false)],
-        class: RequestClass::Direct,
-        user: Some("me".into()),
-        purpose: Purpose::Login,
-        peer: std::sync::Arc::new(hopward::peer::Peer {
-            uid: 0,
-            pid: None,
-            exe: None,
-            parents: Vec::new(),
-        }),
-    };
+    let peer = std::sync::Arc::new(hopward::peer::Peer {
+        uid: 0,
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    let ctx = RequestContext::of_parts(
+        ("SHA256:benchmark", "bound-user"),
+        vec![HopView::named("target", false)],
+        Destination::Verified,
+        Some("me"),
+        Purpose::Login,
+        &peer,
+    );
     const ROUND: u32 = 100_000;
     (0..5)
         .map(|_| {

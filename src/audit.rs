@@ -22,6 +22,9 @@ pub struct AuditHop {
     pub names: Vec<String>,
     pub fingerprint: String,
     pub forwarded: bool,
+    /// For a hop that is the first hop's word (see [`HopView::reported_by`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<String>,
 }
 
 impl From<&HopView> for AuditHop {
@@ -30,6 +33,7 @@ impl From<&HopView> for AuditHop {
             names: h.names.clone(),
             fingerprint: h.fingerprint.clone(),
             forwarded: h.forwarding,
+            reported_by: h.reported_by.clone(),
         }
     }
 }
@@ -64,7 +68,14 @@ pub struct AuditRecord {
     pub reason: String,
     pub class: &'static str,
     pub chain: Vec<AuditHop>,
+    /// For a sign request: `verified` (a login that belongs to the last
+    /// bind; its host is the last hop), `unverified:<why>`, or `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     pub user: Option<String>,
+    /// The auth style of a `user:style` login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_style: Option<String>,
     pub purpose: Option<&'static str>,
     pub peer: AuditPeer,
     pub conn: u64,
@@ -83,7 +94,9 @@ impl AuditRecord {
             reason: reason.to_string(),
             class: ctx.class.as_str(),
             chain: ctx.chain.iter().map(AuditHop::from).collect(),
+            destination: Some(ctx.destination.label()),
             user: ctx.user.clone(),
+            user_style: ctx.user_style.clone(),
             purpose: Some(ctx.purpose.as_str()),
             peer: AuditPeer::from(&*ctx.peer),
             conn,
@@ -112,7 +125,9 @@ impl AuditRecord {
             reason: String::new(),
             class: class.as_str(),
             chain: hops.iter().map(AuditHop::from).collect(),
+            destination: None,
             user: None,
+            user_style: None,
             purpose: None,
             peer: AuditPeer::from(peer),
             conn,
@@ -361,7 +376,9 @@ mod tests {
             reason: "default:local".into(),
             class: "local",
             chain: vec![],
+            destination: None,
             user: None,
+            user_style: None,
             purpose: Some("login"),
             peer: AuditPeer {
                 pid: Some(1),

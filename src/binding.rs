@@ -271,6 +271,68 @@ fn parse_sshsig(data: &[u8]) -> Option<&str> {
     Some(namespace)
 }
 
+/// Why a userauth request is not a login to the connection's last bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum LoginMismatch {
+    #[error("the last session-bind is a forwarding hop")]
+    LastIsForwarding,
+    #[error("session id is not the last session-bind's")]
+    SessionId,
+    #[error("not host-bound (publickey-hostbound-v00@openssh.com) on a forwarded connection")]
+    NotHostbound,
+    #[error("host key in the request is not the last session-bind's")]
+    HostKey,
+    #[error("not an ssh-connection userauth request for the key asked to sign")]
+    NotForThisKey,
+}
+
+impl LoginMismatch {
+    /// A short label for logs and the audit line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMismatch::LastIsForwarding => "last-bind-forwarding",
+            LoginMismatch::SessionId => "session-id",
+            LoginMismatch::NotHostbound => "not-hostbound",
+            LoginMismatch::HostKey => "host-key",
+            LoginMismatch::NotForThisKey => "other-key",
+        }
+    }
+}
+
+/// Whether `auth` is a login, with the key `key_blob`, to the last hop of a
+/// bound `chain`: the userauth request is for the last bind's session, that
+/// bind is an authentication bind, and, once the chain has more than one
+/// hop, the request is host-bound to the last bind's host key (a host-bound
+/// request must name that key in any case). These are the checks OpenSSH's
+/// agent makes for `ssh-add -h` keys; only a request that passes them has a
+/// destination anyone verified. The chain must not be empty.
+pub fn login_to_last_hop(
+    chain: &Chain,
+    auth: &Userauth<'_>,
+    key_blob: &[u8],
+) -> Result<(), LoginMismatch> {
+    let Some(last) = chain.last() else {
+        return Err(LoginMismatch::SessionId);
+    };
+    if auth.service != "ssh-connection" || auth.key_blob != key_blob {
+        return Err(LoginMismatch::NotForThisKey);
+    }
+    if auth.session_id != last.session_id.as_slice() {
+        return Err(LoginMismatch::SessionId);
+    }
+    match auth.host_key {
+        None if chain.hops().len() > 1 => return Err(LoginMismatch::NotHostbound),
+        Some(host_key) if host_key != last.host_key.blob.as_slice() => {
+            return Err(LoginMismatch::HostKey);
+        }
+        _ => {}
+    }
+    if last.forwarding {
+        return Err(LoginMismatch::LastIsForwarding);
+    }
+    Ok(())
+}
+
 /// Whether a userauth `algorithm` names a signature the key `key_blob` makes,
 /// as OpenSSH's `sshkey_type_from_name(pkalg) == key->type`.
 pub fn algorithm_matches_key(algorithm: &str, key_blob: &[u8]) -> bool {

@@ -161,7 +161,7 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
         out.push_str(&format!(
             "  {:<20} {:<50} {:<14} {}\n",
-            crate::confirm::clean(k["comment"].as_str().unwrap_or(""), 20),
+            crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
             s(&k["fingerprint"]),
             s(&k["type"]),
             notes.join(", ")

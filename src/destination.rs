@@ -255,9 +255,9 @@ pub fn check_sign(
     if chain.is_poisoned() {
         return Err(Refusal::Poisoned);
     }
-    let Some(last) = chain.last() else {
+    if chain.last().is_none() {
         return Err(Refusal::Unbound);
-    };
+    }
     let crate::binding::SignedData::Userauth(auth) = data else {
         return Err(Refusal::NotUserauth);
     };
@@ -268,16 +268,14 @@ pub fn check_sign(
         return Err(Refusal::AlgorithmMismatch);
     }
     identity_permitted(constraints, chain, Some(auth.user), now)?;
-    if auth.session_id != last.session_id.as_slice() {
-        return Err(Refusal::SessionMismatch);
-    }
-    match auth.host_key {
-        None if chain.hops().len() > 1 => Err(Refusal::NotHostbound),
-        Some(host_key) if host_key != last.host_key.blob.as_slice() => {
-            Err(Refusal::HostKeyMismatch)
-        }
-        _ => Ok(()),
-    }
+    use crate::binding::LoginMismatch;
+    crate::binding::login_to_last_hop(chain, auth, key_blob).map_err(|m| match m {
+        LoginMismatch::SessionId => Refusal::SessionMismatch,
+        LoginMismatch::NotHostbound => Refusal::NotHostbound,
+        LoginMismatch::HostKey => Refusal::HostKeyMismatch,
+        LoginMismatch::LastIsForwarding => Refusal::SignOnForwardingHop,
+        LoginMismatch::NotForThisKey => Refusal::NotUserauth,
+    })
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ pub fn policy(data: &[u8]) {
 /// forwarding and as the destination), plus hops no rule names.
 fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
     use crate::binding::Purpose;
-    use crate::context::{HopView, RequestClass, RequestContext};
+    use crate::context::{Destination, HopView, RequestContext};
     let mut candidates: Vec<String> = names.iter().take(3).cloned().collect();
     candidates.extend(names.iter().take(2).map(|n| n.to_uppercase()));
     candidates.extend(["".to_string(), "elsewhere".to_string()]);
@@ -178,19 +178,24 @@ fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
                 .collect();
             chain.push(HopView::named(dest, false));
             for (purpose, user) in [(Purpose::Login, Some("root")), (Purpose::Git, None)] {
-                out.push(RequestContext {
-                    key_fingerprint: "SHA256:key".into(),
-                    key_comment: dest.clone(),
-                    chain: chain.clone(),
-                    class: if forwarded == 0 {
-                        RequestClass::Direct
-                    } else {
-                        RequestClass::Forwarded
-                    },
-                    user: user.map(str::to_string),
-                    purpose,
-                    peer: peer.clone(),
-                });
+                let destinations = if purpose == Purpose::Login {
+                    vec![
+                        Destination::Verified,
+                        Destination::Unverified(crate::binding::LoginMismatch::SessionId),
+                    ]
+                } else {
+                    vec![Destination::NotLogin]
+                };
+                for destination in destinations {
+                    out.push(RequestContext::of_parts(
+                        ("SHA256:key", dest),
+                        chain.clone(),
+                        destination,
+                        user,
+                        purpose,
+                        &peer,
+                    ));
+                }
             }
         }
     }

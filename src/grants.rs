@@ -1,15 +1,19 @@
 //! Remembered approvals (`remember = "10m"` on a confirm rule): an answered
-//! prompt covers exactly the same key, chain, user and purpose until it
+//! prompt covers exactly the same key, chain of host keys, class,
+//! destination status, user (with its auth style) and purpose until it
 //! expires on the monotonic clock.
 //!
-//! Invariant: grants are cleared on lock and on every successful policy
-//! reload, so a changed rule never inherits an old "yes".
+//! Invariants: grants are cleared on lock and on every successful policy
+//! reload, so a changed rule never inherits an old "yes"; a login whose
+//! destination nobody verified is never remembered (the policy drops
+//! `remember` for it), so a replayed bind cannot borrow a "yes" given for
+//! the host it names.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::binding::Purpose;
-use crate::context::RequestContext;
+use crate::context::{Destination, RequestClass, RequestContext};
 
 /// What a grant covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,7 +21,10 @@ pub struct GrantScope {
     pub key: String,
     /// Host key fingerprints of the chain, in order.
     pub chain: Vec<String>,
+    pub class: RequestClass,
+    pub destination: Destination,
     pub user: Option<String>,
+    pub user_style: Option<String>,
     pub purpose: Purpose,
 }
 
@@ -26,7 +33,10 @@ impl GrantScope {
         GrantScope {
             key: ctx.key_fingerprint.clone(),
             chain: ctx.chain.iter().map(|h| h.fingerprint.clone()).collect(),
+            class: ctx.class,
+            destination: ctx.destination,
             user: ctx.user.clone(),
+            user_style: ctx.user_style.clone(),
             purpose: ctx.purpose,
         }
     }
@@ -102,7 +112,10 @@ mod tests {
         GrantScope {
             key: "SHA256:k".into(),
             chain: vec!["SHA256:b".into(), "SHA256:t".into()],
+            class: RequestClass::Forwarded,
+            destination: Destination::Verified,
             user: Some(user.into()),
+            user_style: None,
             purpose: Purpose::Login,
         }
     }

@@ -33,5 +33,6 @@ pub mod session;
 pub mod shield;
 pub mod sign;
 pub mod systemd;
+pub mod text;
 pub mod verify;
 pub mod wire;

@@ -65,7 +65,7 @@ fn keep(args: &LogArgs, v: &Value) -> bool {
 
 /// One aligned line.
 pub fn render(v: &Value) -> String {
-    let s = |k: &str| crate::confirm::clean(v[k].as_str().unwrap_or("-"), 40);
+    let s = |k: &str| crate::text::clean(v[k].as_str().unwrap_or("-"), 40);
     let ts = v["ts"].as_str().unwrap_or("");
     let when = ts
         .get(0..19)
@@ -80,9 +80,9 @@ pub fn render(v: &Value) -> String {
         "{when:<19}  {:<10} {:<5}  {:<28} {:<18} {:<36} {}",
         s("event"),
         s("decision"),
-        crate::confirm::clean(&s("reason"), 28),
-        crate::confirm::clean(&key, 18),
-        crate::confirm::clean(&chain_text(v), 36),
+        crate::text::clean(&s("reason"), 28),
+        crate::text::clean(&key, 18),
+        crate::text::clean(&chain_text(v), 36),
         v["user"].as_str().unwrap_or("-"),
     )
 }

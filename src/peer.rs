@@ -75,7 +75,7 @@ fn parents_of(pid: u32) -> Vec<String> {
             break;
         }
         let name = field(ppid, "Name:").unwrap_or_else(|| "?".into());
-        out.push(format!("{} (pid {ppid})", crate::confirm::clean(&name, 32)));
+        out.push(format!("{} (pid {ppid})", crate::text::clean(&name, 32)));
         current = ppid;
     }
     out

@@ -387,7 +387,7 @@ fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoE
                     reader.string("destination constraints")?,
                 )),
                 "sk-provider@openssh.com" => Err(ProtoError::SecurityKey(name.into())),
-                other => Err(ProtoError::UnsupportedConstraint(crate::confirm::clean(
+                other => Err(ProtoError::UnsupportedConstraint(crate::text::clean(
                     other, 80,
                 ))),
             }

@@ -17,16 +17,18 @@ use crate::agent::Agent;
 use crate::audit::AuditRecord;
 use crate::binding::{Chain, SignedData};
 use crate::cert::unix_now;
-use crate::confirm::{Answer, Prompt, clean};
-use crate::context::{HopView, RequestClass, RequestContext};
+use crate::confirm::{Answer, Prompt, Target};
+use crate::context::{Destination, HopView, RequestClass, RequestContext};
 use crate::destination;
 use crate::grants::GrantScope;
 use crate::keystore::{self, Constraints, Identity};
 use crate::peer::Peer;
 use crate::policy::{Action, Decision, KeyOp};
+use crate::prompts::{Origin, Question};
 use crate::proto::{
     self, Constraint, NewKey, Passphrase, Request, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS,
 };
+use crate::text::clean;
 
 /// The state of one connection.
 #[derive(Debug)]
@@ -180,7 +182,7 @@ impl Session {
         let result = self.chain.bind(body, unix_now());
         self.agent.set_class(
             self.id,
-            RequestClass::of(&self.chain, false).as_str(),
+            RequestClass::of(&self.chain).as_str(),
             self.forwarded(),
         );
         if self.agent.forwarded_locked() && self.forwarded() {
@@ -262,7 +264,7 @@ impl Session {
     }
 
     fn list(&self) -> Vec<u8> {
-        let class = RequestClass::of(&self.chain, false);
+        let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         let mut shown = Vec::new();
         for id in self.agent.keystore.list(Instant::now()) {
@@ -298,8 +300,7 @@ impl Session {
         let signed_data = SignedData::parse(data);
         let policy = self.agent.policy.current();
         let context = RequestContext::new(
-            &identity.fingerprint,
-            &identity.comment,
+            (&identity.fingerprint, &identity.comment, key_blob),
             &self.chain,
             self.hop_views(),
             &signed_data,
@@ -325,7 +326,15 @@ impl Session {
             decision.action = Action::Confirm;
             decision.remember = None;
         }
-        let verdict = self.enforce(&decision, &context, &policy.confirm).await;
+        let mut prompt = prompt_for(&context, None);
+        if let SignedData::Sshsig { namespace } = signed_data {
+            if context.purpose == crate::binding::Purpose::Other {
+                prompt.namespace = Some(namespace.to_string());
+            }
+        }
+        let verdict = self
+            .enforce(&decision, &context, prompt, data, &policy.confirm)
+            .await;
         self.audit_sign(&context, verdict.allowed, &decision.rule, &verdict.reason);
         if !verdict.allowed {
             info!(
@@ -356,46 +365,48 @@ impl Session {
     }
 
     /// Puts a sign decision into effect: allow, deny, or ask (unless a
-    /// remembered approval covers exactly this request).
+    /// remembered approval covers exactly this request). `data` is what
+    /// would be signed: only requests with the same data share a prompt.
     async fn enforce(
         &self,
         decision: &Decision,
         context: &RequestContext,
+        mut prompt: Prompt,
+        data: &[u8],
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
-        match Verdict::settled(decision) {
-            Some(verdict) => verdict,
-            None => {
-                let scope = GrantScope::of(context);
-                if decision.remember.is_some()
-                    && self.agent.grants.find(&scope, Instant::now()).is_some()
-                {
-                    return Verdict {
-                        allowed: true,
-                        reason: "remembered".into(),
-                    };
-                }
-                let mut prompt = prompt_for(context, None);
-                prompt.remember = decision.remember;
-                let answer = self.ask(scope.clone(), prompt, settings).await;
-                // The desktop's plain "Allow" is for this request only.
-                let remember = answer.allowed() && answer != Answer::AllowedOnce;
-                if let (true, Some(ttl)) = (remember, decision.remember) {
-                    let id = self
-                        .agent
-                        .grants
-                        .add(scope, &decision.rule, ttl, Instant::now());
-                    info!(
-                        conn = self.id,
-                        grant = id,
-                        "approval remembered for {ttl:?}"
-                    );
-                }
-                Verdict {
-                    allowed: answer.allowed(),
-                    reason: answer.reason().to_string(),
-                }
-            }
+        if let Some(verdict) = Verdict::settled(decision) {
+            return verdict;
+        }
+        let scope = GrantScope::of(context);
+        // The policy never sets `remember` for a login nobody verified, so
+        // such a request neither finds nor leaves a grant.
+        if decision.remember.is_some() && self.agent.grants.find(&scope, Instant::now()).is_some() {
+            return Verdict {
+                allowed: true,
+                reason: "remembered".into(),
+            };
+        }
+        prompt.remember = decision.remember;
+        let origin = Origin::of(context.class, &context.chain);
+        let question = Question::new(scope.clone(), data, origin);
+        let answer = self.ask(question, prompt, settings).await;
+        // The desktop's plain "Allow" is for this request only.
+        let remember = answer.allowed() && answer != Answer::AllowedOnce;
+        if let (true, Some(ttl)) = (remember, decision.remember) {
+            let id = self
+                .agent
+                .grants
+                .add(scope, &decision.rule, ttl, Instant::now());
+            info!(
+                conn = self.id,
+                grant = id,
+                "approval remembered for {ttl:?}"
+            );
+        }
+        Verdict {
+            allowed: answer.allowed(),
+            reason: answer.reason().to_string(),
         }
     }
 
@@ -403,16 +414,16 @@ impl Session {
     /// bounded in number).
     async fn ask(
         &self,
-        scope: GrantScope,
+        question: Question,
         prompt: Prompt,
         settings: &crate::policy::ConfirmSettings,
     ) -> Answer {
         let confirmer = crate::confirm::for_settings(settings);
-        let chain = prompt.chain_names.join(">");
+        let chain = clean(&prompt.chain_names.join(">"), 200);
         match self
             .agent
             .prompts
-            .ask(scope, confirmer, prompt, settings.timeout)
+            .ask(question, confirmer, prompt, settings.timeout)
             .await
         {
             Ok(answer) => {
@@ -464,7 +475,7 @@ impl Session {
     /// Decides a key operation (add, remove, lock ...) for this connection:
     /// local use is allowed; through a bound connection `[forwarded]` says.
     async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
-        let class = RequestClass::of(&self.chain, false);
+        let class = RequestClass::of(&self.chain);
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
         let hops = self.hop_views();
@@ -479,18 +490,22 @@ impl Session {
                     KeyOp::Unlock => "unlock the agent",
                 };
                 let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
-                let ctx = RequestContext {
-                    key_fingerprint: fp.to_string(),
-                    key_comment: comment.to_string(),
-                    chain: hops.clone(),
-                    class,
-                    user: None,
-                    purpose: crate::binding::Purpose::Other,
-                    peer: Arc::clone(&self.peer),
-                };
-                let scope = GrantScope::of(&ctx);
+                let mut ctx = RequestContext::of_parts(
+                    (fp, comment),
+                    hops.clone(),
+                    Destination::NotLogin,
+                    None,
+                    crate::binding::Purpose::Other,
+                    &self.peer,
+                );
+                ctx.class = class;
+                let question = Question::new(
+                    GrantScope::of(&ctx),
+                    what.as_bytes(),
+                    Origin::of(class, &hops),
+                );
                 let answer = self
-                    .ask(scope, prompt_for(&ctx, Some(what)), &policy.confirm)
+                    .ask(question, prompt_for(&ctx, Some(what)), &policy.confirm)
                     .await;
                 Verdict {
                     allowed: answer.allowed(),
@@ -582,7 +597,7 @@ impl Session {
             return failure();
         };
         // A key this connection cannot see cannot be removed through it.
-        let class = RequestClass::of(&self.chain, false);
+        let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         if self.visible(&identity, &hops, class).is_err() {
             return failure();
@@ -671,18 +686,25 @@ impl Session {
 
 /// The question for a request context; `operation` for key operations.
 fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
+    let target = match (ctx.destination, ctx.destination_hop()) {
+        (Destination::Verified, Some(hop)) if hop.names.is_empty() => {
+            Target::Unknown(hop.fingerprint.clone())
+        }
+        (Destination::Verified, Some(hop)) => Target::Host(hop.label().to_string()),
+        (Destination::Unverified(_), _) => Target::Unverified,
+        _ => Target::None,
+    };
     Prompt {
         key_fingerprint: ctx.key_fingerprint.clone(),
         key_comment: ctx.key_comment.clone(),
         hops: ctx.chain.iter().map(ToString::to_string).collect(),
-        chain_names: ctx
-            .chain
-            .iter()
-            .map(|h| h.names.first().cloned().unwrap_or_else(|| "?".into()))
-            .collect(),
+        chain_names: ctx.chain.iter().map(|h| h.label().to_string()).collect(),
         forwarded: ctx.chain.iter().any(|h| h.forwarding),
+        target,
         user: ctx.user.clone(),
+        user_style: ctx.user_style.clone(),
         purpose: operation.is_none().then(|| ctx.purpose.as_str()),
+        namespace: None,
         operation: operation.map(str::to_string),
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),

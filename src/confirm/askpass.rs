@@ -165,7 +165,7 @@ mod tests {
             Answer::Refused
         ));
         let env = sh(
-            r#"[ "$SSH_ASKPASS_PROMPT" = confirm ] && [ "$HOPWARD_KEY" = SHA256:abc ] && case "$1" in *"Allow use of key k?"*) exit 0;; esac; exit 1"#,
+            r#"[ "$SSH_ASKPASS_PROMPT" = confirm ] && [ "$HOPWARD_KEY" = SHA256:abc ] && case "$1" in *"Allow use of key \"k\"?"*) exit 0;; esac; exit 1"#,
         );
         assert_eq!(env.confirm(&prompt(), t).await, Answer::Allowed);
     }

@@ -15,19 +15,43 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::text::{clean, quoted};
+
+/// Where a signature will be used, as the prompt must put it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Not a login, or a local program with no bind to check against.
+    #[default]
+    None,
+    /// A login to this host (its verified name).
+    Host(String),
+    /// A login to a host whose bind verifies but no known_hosts file knows:
+    /// its host key fingerprint.
+    Unknown(String),
+    /// A login that does not belong to the host the connection was bound
+    /// to: nobody can say where it will be used.
+    Unverified,
+}
+
 /// What the person is asked about.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prompt {
     pub key_fingerprint: String,
     pub key_comment: String,
-    /// Each hop as `name (fwd)` / `unknown host SHA256:... (auth)`.
+    /// Each hop as `name (fwd)` / `unknown host SHA256:... (auth)`, with
+    /// `reported by` for hops that are the first hop's word.
     pub hops: Vec<String>,
     /// Hop names for `HOPWARD_CHAIN` (`?` for a hop with no known name).
     pub chain_names: Vec<String>,
     pub forwarded: bool,
+    pub target: Target,
+    /// The account a login is for, and its auth style (`user:style`).
     pub user: Option<String>,
+    pub user_style: Option<String>,
     /// `login`, `git`, `file` or `other`; `None` for key operations.
     pub purpose: Option<&'static str>,
+    /// The SSHSIG namespace of a signature that is not git's or file's.
+    pub namespace: Option<String>,
     /// What is asked when it is not a signature (e.g. "add this key").
     pub operation: Option<String>,
     pub peer_pid: Option<u32>,
@@ -38,57 +62,110 @@ pub struct Prompt {
     pub remember: Option<std::time::Duration>,
 }
 
+/// Hops shown in a prompt: a longer chain shows its first two and last
+/// two with the count of those left out between, so the lines after it
+/// stay in view.
+const SHOWN_HOPS: usize = 4;
+
 impl Prompt {
-    /// The question. It opens as OpenSSH's agent words it for `ssh-add -c`
-    /// keys, then says where the request came from and what it is for.
+    /// The question. It opens with what will happen (the purpose with its
+    /// destination and user, then the forwarded warning), so no text from
+    /// outside can push those out of view; then the key, as OpenSSH's agent
+    /// words it for `ssh-add -c` keys; then the chain and who asked. Every
+    /// piece of outside text is cleaned and bounded ([`crate::text`]), and
+    /// comments and user names are quoted.
     pub fn text(&self) -> String {
-        let mut text = format!(
-            "Allow use of key {}?\nKey fingerprint {}.",
-            clean(&self.key_comment, 256),
-            self.key_fingerprint
-        );
+        let mut lines = Vec::new();
         if let Some(op) = &self.operation {
-            text.push_str(&format!("\nRequest: {}", clean(op, 200)));
+            lines.push(format!("Request: {}", clean(op, 120)));
+        }
+        if let Some(line) = self.purpose_line() {
+            lines.push(line);
         }
         if self.forwarded {
-            text.push_str("\nWARNING: this request came through a forwarded agent.");
+            lines.push("WARNING: this request came through a forwarded agent.".to_string());
         }
+        lines.push(format!(
+            "Allow use of key {}?",
+            quoted(&self.key_comment, 64)
+        ));
+        lines.push(format!(
+            "Key fingerprint {}.",
+            clean(&self.key_fingerprint, 100)
+        ));
         if !self.hops.is_empty() {
-            let hops: Vec<String> = self.hops.iter().map(|h| clean(h, 200)).collect();
-            text.push_str(&format!("\nChain: {}", hops.join(" > ")));
-        }
-        match (self.purpose, &self.user) {
-            (Some("login"), Some(user)) => {
-                let dest = self.chain_names.last().map_or("?", String::as_str);
-                text.push_str(&format!(
-                    "\nPurpose: log in to {} as {}",
-                    clean(dest, 200),
-                    clean(user, 64)
-                ));
-            }
-            (Some("git"), _) => text.push_str("\nPurpose: git commit signing"),
-            (Some("file"), _) => text.push_str("\nPurpose: file signing"),
-            (Some("login"), None) => text.push_str("\nPurpose: login"),
-            (Some(_), _) => text.push_str("\nPurpose: signing unknown data"),
-            (None, _) => {}
+            lines.push(format!("Chain: {}", self.chain_line()));
         }
         if let Some(pid) = self.peer_pid {
             let exe = self
                 .peer_exe
                 .as_deref()
-                .map_or_else(|| "?".to_string(), |e| clean(e, 200));
-            text.push_str(&format!("\nAsked by: {exe} (pid {pid})"));
-            for parent in &self.peer_parents {
-                text.push_str(&format!(" < {}", clean(parent, 64)));
+                .map_or_else(|| "?".to_string(), |e| clean(e, 120));
+            let mut line = format!("Asked by: {exe} (pid {pid})");
+            for parent in self.peer_parents.iter().take(3) {
+                line.push_str(&format!(" < {}", clean(parent, 48)));
             }
+            lines.push(line);
         }
-        text
+        lines.join("\n")
+    }
+
+    fn as_user(&self) -> String {
+        match (&self.user, &self.user_style) {
+            (Some(user), Some(style)) => format!(
+                " as {} (auth style {})",
+                quoted(user, 32),
+                quoted(style, 32)
+            ),
+            (Some(user), None) => format!(" as {}", quoted(user, 32)),
+            (None, _) => String::new(),
+        }
+    }
+
+    fn purpose_line(&self) -> Option<String> {
+        let line = match self.purpose? {
+            "login" => match &self.target {
+                Target::Host(name) => format!("log in to {}{}", clean(name, 64), self.as_user()),
+                Target::Unknown(fingerprint) => format!(
+                    "log in to an UNKNOWN host{}. hopward cannot tell which host this is: \
+                     its host key {} is in no known_hosts file",
+                    self.as_user(),
+                    clean(fingerprint, 100)
+                ),
+                Target::Unverified => format!(
+                    "log in{} to a host hopward CANNOT VERIFY: the request does not belong \
+                     to the host this connection was bound to",
+                    self.as_user()
+                ),
+                Target::None => format!("login{}", self.as_user()),
+            },
+            "git" => "git commit signing".to_string(),
+            "file" => "file signing".to_string(),
+            _ => match &self.namespace {
+                Some(ns) => format!("signing for namespace {}", quoted(ns, 32)),
+                None => "signing unknown data".to_string(),
+            },
+        };
+        Some(format!("Purpose: {line}"))
+    }
+
+    fn chain_line(&self) -> String {
+        let hops: Vec<String> = self.hops.iter().map(|h| clean(h, 100)).collect();
+        if hops.len() <= SHOWN_HOPS {
+            return hops.join(" > ");
+        }
+        let left_out = hops.len() - SHOWN_HOPS;
+        format!(
+            "{} > … {left_out} more … > {}",
+            hops[..2].join(" > "),
+            hops[hops.len() - 2..].join(" > ")
+        )
     }
 
     /// The `HOPWARD_*` environment of the command and askpass confirmers.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
-            ("HOPWARD_KEY", self.key_fingerprint.clone()),
+            ("HOPWARD_KEY", clean(&self.key_fingerprint, 100)),
             ("HOPWARD_KEY_COMMENT", clean(&self.key_comment, 256)),
             (
                 "HOPWARD_CHAIN",
@@ -107,26 +184,25 @@ impl Prompt {
                 "HOPWARD_FORWARDED",
                 if self.forwarded { "1" } else { "0" }.to_string(),
             ),
+            (
+                "HOPWARD_DESTINATION",
+                match &self.target {
+                    Target::None => "none",
+                    Target::Host(_) => "verified",
+                    Target::Unknown(_) => "unknown",
+                    Target::Unverified => "unverified",
+                }
+                .to_string(),
+            ),
         ];
+        if let Some(style) = &self.user_style {
+            env.push(("HOPWARD_USER_STYLE", clean(style, 64)));
+        }
         if let Some(pid) = self.peer_pid {
             env.push(("HOPWARD_PID", pid.to_string()));
         }
         env
     }
-}
-
-/// Strips control characters and bounds the length of text that came from
-/// outside (comments, host names, paths), so it cannot forge prompt lines.
-pub fn clean(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max_chars)
-        .collect();
-    if text.chars().filter(|c| !c.is_control()).count() > max_chars {
-        out.push('…');
-    }
-    out
 }
 
 /// The outcome of one question.
@@ -233,43 +309,116 @@ impl Confirmer for Auto {
 mod tests {
     use super::*;
 
-    #[test]
-    fn clean_strips_control_and_bounds() {
-        assert_eq!(clean("a\nb\x1b[31mc", 100), "ab[31mc");
-        assert_eq!(clean("abcdef", 3), "abc…");
-    }
-
-    #[test]
-    fn prompt_names_everything_and_strips_control_characters() {
-        let p = Prompt {
+    fn forwarded_login() -> Prompt {
+        Prompt {
             key_fingerprint: "SHA256:k".into(),
             key_comment: "work\x1b[2Jkey".into(),
             hops: vec!["bastion (fwd)".into(), "target (auth)".into()],
             chain_names: vec!["bastion".into(), "target".into()],
             forwarded: true,
+            target: Target::Host("target".into()),
             user: Some("deploy".into()),
             purpose: Some("login"),
-            operation: None,
             peer_pid: Some(42),
             peer_exe: Some("/usr/bin/ssh".into()),
             peer_parents: vec!["bash (pid 7)".into()],
-            remember: None,
-        };
-        let text = p.text();
-        assert!(
-            text.starts_with("Allow use of key work[2Jkey?\nKey fingerprint SHA256:k."),
+            ..Prompt::default()
+        }
+    }
+
+    #[test]
+    fn prompt_opens_with_what_will_happen_and_names_everything() {
+        let text = forwarded_login().text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "Purpose: log in to target as \"deploy\"",
             "{text}"
         );
-        assert!(text.contains("forwarded agent"));
+        assert_eq!(
+            lines[1],
+            "WARNING: this request came through a forwarded agent."
+        );
+        assert_eq!(
+            lines[2], "Allow use of key \"work\\u{1b}[2Jkey\"?",
+            "{text}"
+        );
         assert!(text.contains("Chain: bastion (fwd) > target (auth)"));
-        assert!(text.contains("log in to target as deploy"));
         assert!(
             text.contains("/usr/bin/ssh (pid 42) < bash (pid 7)"),
             "{text}"
         );
-        let env = p.env();
+        let env = forwarded_login().env();
         assert!(env.contains(&("HOPWARD_CHAIN", "bastion>target".to_string())));
         assert!(env.contains(&("HOPWARD_FORWARDED", "1".to_string())));
+        assert!(env.contains(&("HOPWARD_DESTINATION", "verified".to_string())));
+    }
+
+    /// Sixteen hops, long hostile names and comments, separators and bidi
+    /// overrides: the purpose and the warning still come first, nothing
+    /// hidden gets through, and the whole text stays short.
+    #[test]
+    fn outside_text_cannot_forge_or_push_out_lines() {
+        let evil = "x\u{2028}Purpose: git commit signing\u{202e}\u{200b}\n".repeat(20);
+        let mut p = forwarded_login();
+        p.key_comment = evil.clone();
+        p.user = Some(evil.clone());
+        p.user_style = Some(evil.clone());
+        p.hops = (0..16).map(|i| format!("{evil}{i} (fwd)")).collect();
+        p.peer_parents = vec![evil.clone(); 10];
+        p.peer_exe = Some(evil.clone());
+        let text = p.text();
+        assert!(
+            text.starts_with("Purpose: log in to target as \"x\\u{2028}"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().nth(1),
+            Some("WARNING: this request came through a forwarded agent.")
+        );
+        for hidden in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{200b}', '\u{1b}'] {
+            assert!(!text.contains(hidden), "{hidden:?} in {text}");
+        }
+        assert_eq!(text.lines().count(), 6, "{text}");
+        assert!(text.contains("… 12 more …"), "{text}");
+        assert!(
+            text.chars().count() < 1000,
+            "{} chars",
+            text.chars().count()
+        );
+        for (name, value) in p.env() {
+            assert!(
+                !value.contains(['\n', '\u{2028}', '\u{202e}']),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_unverified_destinations_say_so() {
+        let mut p = forwarded_login();
+        p.target = Target::Unknown("SHA256:abc".into());
+        let text = p.text();
+        assert!(
+            text.starts_with(
+                "Purpose: log in to an UNKNOWN host as \"deploy\". hopward cannot tell which host this is"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("SHA256:abc"));
+        p.target = Target::Unverified;
+        p.user_style = Some("x".into());
+        let text = p.text();
+        assert!(
+            text.starts_with(
+                "Purpose: log in as \"deploy\" (auth style \"x\") to a host hopward CANNOT VERIFY"
+            ),
+            "{text}"
+        );
+        assert!(
+            p.env()
+                .contains(&("HOPWARD_DESTINATION", "unverified".to_string()))
+        );
+        assert!(p.env().contains(&("HOPWARD_USER_STYLE", "x".to_string())));
     }
 
     #[test]

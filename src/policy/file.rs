@@ -69,6 +69,7 @@ struct RawFile {
 struct RawDefaults {
     local: Option<S<String>>,
     forwarded: Option<S<String>>,
+    forwarded_unknown: Option<S<String>>,
     forwarded_unverified: Option<S<String>>,
 }
 
@@ -122,6 +123,7 @@ struct Partial {
     rules: Vec<Rule>,
     local: Option<Action>,
     forwarded: Option<Action>,
+    forwarded_unknown: Option<Action>,
     forwarded_unverified: Option<Action>,
     method: Option<ConfirmMethod>,
     command: Option<Vec<String>>,
@@ -149,6 +151,7 @@ impl Partial {
         fill!(
             local,
             forwarded,
+            forwarded_unknown,
             forwarded_unverified,
             method,
             command,
@@ -274,6 +277,7 @@ fn compile_file(
     if let Some(d) = &raw.defaults {
         p.local = ctx.action(&d.local);
         p.forwarded = ctx.action(&d.forwarded);
+        p.forwarded_unknown = ctx.action(&d.forwarded_unknown);
         p.forwarded_unverified = ctx.action(&d.forwarded_unverified);
     }
     if let Some(c) = &raw.confirm {
@@ -447,6 +451,9 @@ fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
         defaults: Defaults {
             local: action(p.local, Action::Allow),
             forwarded: action(p.forwarded, Action::Confirm),
+            forwarded_unknown: p
+                .forwarded_unknown
+                .unwrap_or_else(|| action(p.forwarded, Action::Confirm)),
             forwarded_unverified: action(p.forwarded_unverified, Action::Deny),
         },
         confirm: ConfirmSettings {

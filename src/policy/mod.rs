@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::binding::Purpose;
-use crate::context::{HopView, RequestClass, RequestContext};
+use crate::context::{Destination, HopView, RequestClass, RequestContext};
 use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
 
 /// What to do with a request.
@@ -78,6 +78,9 @@ pub struct Rule {
 pub struct Defaults {
     pub local: Action,
     pub forwarded: Action,
+    /// A forwarded login to a host no known_hosts file knows (its bind
+    /// verifies, but nothing says which host it is). Absent: `forwarded`.
+    pub forwarded_unknown: Action,
     pub forwarded_unverified: Action,
 }
 
@@ -165,8 +168,12 @@ impl KeyOp {
 }
 
 impl Rule {
-    fn destination(ctx_chain: &[HopView]) -> Option<&HopView> {
-        ctx_chain.last().filter(|h| !h.forwarding)
+    /// The host a connection is bound to (its last hop, if that is an
+    /// authentication bind), for the listing filter: listing signs nothing,
+    /// so the chain's word is enough there. Sign decisions use
+    /// [`RequestContext::destination_hop`].
+    fn bound_destination(chain: &[HopView]) -> Option<&HopView> {
+        chain.last().filter(|h| !h.forwarding)
     }
 
     fn forwarding_hops(chain: &[HopView]) -> Vec<&HopView> {
@@ -185,19 +192,27 @@ impl Rule {
             .is_none_or(|v| via_matches(v, &Self::forwarding_hops(chain)))
     }
 
-    fn host_match(&self, chain: &[HopView]) -> bool {
+    fn host_match(&self, destination: Option<&HopView>) -> bool {
         match &self.host {
             None => true,
-            Some(patterns) => Self::destination(chain)
-                .is_some_and(|dest| patterns.iter().any(|p| p.matches(dest))),
+            Some(patterns) => {
+                destination.is_some_and(|dest| patterns.iter().any(|p| p.matches(dest)))
+            }
         }
     }
 
-    /// Whether this rule matches a sign request.
+    /// Whether this rule matches a sign request. A `host` rule needs a
+    /// verified destination. A user or purpose the data claims without a
+    /// bind to back it (a login that does not belong to the last bind) can
+    /// only make things stricter: it matches deny rules, never others.
     pub fn matches(&self, ctx: &RequestContext) -> bool {
+        let names_claims = self.user.is_some() || self.purpose.is_some();
+        if names_claims && self.action != Action::Deny && !ctx.destination.claims_checked() {
+            return false;
+        }
         self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
             && self.via_match(&ctx.chain)
-            && self.host_match(&ctx.chain)
+            && self.host_match(ctx.destination_hop())
             && self.user.as_ref().is_none_or(|globs| {
                 ctx.user
                     .as_deref()
@@ -218,6 +233,7 @@ impl Policy {
         let action = match class {
             RequestClass::Local | RequestClass::Direct => self.defaults.local,
             RequestClass::Forwarded => self.defaults.forwarded,
+            RequestClass::ForwardedUnknown => self.defaults.forwarded_unknown,
             RequestClass::ForwardedUnverified => self.defaults.forwarded_unverified,
             RequestClass::Poisoned => Action::Deny,
         };
@@ -255,14 +271,27 @@ impl Policy {
         } else {
             self.rules.iter().find(|r| r.matches(ctx))
         };
-        match first {
+        let mut decision = match first {
             Some(rule) => Decision {
                 action: rule.action,
                 rule: rule.name.clone(),
                 remember: rule.remember,
             },
             None => self.default_for(ctx.class),
+        };
+        if let Destination::Unverified(_) = ctx.destination {
+            // Nobody can say where this login will be used: never remember
+            // it, and through a forwarding hop never do better than
+            // `forwarded_unverified`, whatever rule matched.
+            decision.remember = None;
+            if ctx.class == RequestClass::ForwardedUnverified {
+                let floor = self.default_for(RequestClass::ForwardedUnverified);
+                if floor.action.stricter(decision.action) != decision.action {
+                    decision = floor;
+                }
+            }
         }
+        decision
     }
 
     /// Whether some rule (or the default) could allow this key on a
@@ -283,7 +312,8 @@ impl Policy {
         for rule in &self.rules {
             let applies = rule.keys_match(fingerprint, comment)
                 && rule.via_match(chain)
-                && (Rule::destination(chain).is_none() || rule.host_match(chain));
+                && (Rule::bound_destination(chain).is_none()
+                    || rule.host_match(Rule::bound_destination(chain)));
             if !applies {
                 continue;
             }
@@ -293,15 +323,19 @@ impl Policy {
             // A deny rule that is certain to match shadows everything after it.
             let certain = rule.user.is_none()
                 && rule.purpose.is_none()
-                && (rule.host.is_none() || Rule::destination(chain).is_some());
+                && (rule.host.is_none() || Rule::bound_destination(chain).is_some());
             if certain {
                 return Err(rule.name.clone());
             }
         }
-        let class = if class == RequestClass::ForwardedUnverified {
+        let class = match class {
+            RequestClass::ForwardedUnverified => RequestClass::Forwarded,
             RequestClass::Forwarded
-        } else {
-            class
+                if Rule::bound_destination(chain).is_some_and(|d| d.names.is_empty()) =>
+            {
+                RequestClass::ForwardedUnknown
+            }
+            other => other,
         };
         let default = self.default_for(class);
         if default.action == Action::Deny {
@@ -377,22 +411,38 @@ mod tests {
         comment: &str,
     ) -> RequestContext {
         let chain: Vec<HopView> = chain.iter().map(|(n, f)| HopView::named(n, *f)).collect();
-        let forwarding: Vec<bool> = chain.iter().map(|h| h.forwarding).collect();
-        let class = RequestClass::from_hops(&forwarding, true);
-        RequestContext {
-            key_fingerprint: "SHA256:key".into(),
-            key_comment: comment.into(),
+        let destination = match chain.last() {
+            None => Destination::Unbound,
+            Some(_) if purpose != Purpose::Login => Destination::NotLogin,
+            Some(last) if last.forwarding => {
+                Destination::Unverified(crate::binding::LoginMismatch::LastIsForwarding)
+            }
+            Some(_) => Destination::Verified,
+        };
+        with_destination(chain, destination, user, purpose, comment)
+    }
+
+    fn with_destination(
+        chain: Vec<HopView>,
+        destination: Destination,
+        user: Option<&str>,
+        purpose: Purpose,
+        comment: &str,
+    ) -> RequestContext {
+        let peer = std::sync::Arc::new(Peer {
+            uid: 1000,
+            pid: Some(1),
+            exe: None,
+            parents: Vec::new(),
+        });
+        RequestContext::of_parts(
+            ("SHA256:key", comment),
             chain,
-            class,
-            user: user.map(str::to_string),
+            destination,
+            user,
             purpose,
-            peer: std::sync::Arc::new(Peer {
-                uid: 1000,
-                pid: Some(1),
-                exe: None,
-                parents: Vec::new(),
-            }),
-        }
+            &peer,
+        )
     }
 
     fn policy(text: &str) -> Policy {
@@ -515,11 +565,7 @@ mod tests {
             action = "allow"
             "#,
         );
-        let on_bastion = [HopView {
-            fingerprint: "SHA256:b".into(),
-            names: vec!["bastion".into()],
-            forwarding: true,
-        }];
+        let on_bastion = [HopView::named("bastion", true)];
         assert!(
             p.could_allow("SHA256:x", "gh", &on_bastion, RequestClass::Forwarded)
                 .is_ok()

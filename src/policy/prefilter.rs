@@ -124,7 +124,7 @@ impl RuleShape {
 
 impl RequestShape {
     pub fn of(ctx: &RequestContext) -> RequestShape {
-        let destination = Rule::destination(&ctx.chain);
+        let destination = ctx.destination_hop();
         RequestShape {
             host_bits: destination.map_or(0, |d| {
                 d.names
@@ -144,7 +144,7 @@ impl RequestShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{HopView, RequestClass};
+    use crate::context::{Destination, HopView};
     use crate::policy::file::parse_str;
     use std::sync::Arc;
 
@@ -153,20 +153,25 @@ mod tests {
     }
 
     fn ctx(chain: Vec<HopView>, purpose: Purpose) -> RequestContext {
-        RequestContext {
-            key_fingerprint: "SHA256:key".into(),
-            key_comment: "laptop".into(),
-            class: RequestClass::Forwarded,
+        let destination = if purpose == Purpose::Login {
+            Destination::Verified
+        } else {
+            Destination::NotLogin
+        };
+        let peer = Arc::new(crate::peer::Peer {
+            uid: 0,
+            pid: None,
+            exe: None,
+            parents: Vec::new(),
+        });
+        RequestContext::of_parts(
+            ("SHA256:key", "laptop"),
             chain,
-            user: Some("me".into()),
+            destination,
+            Some("me"),
             purpose,
-            peer: Arc::new(crate::peer::Peer {
-                uid: 0,
-                pid: None,
-                exe: None,
-                parents: Vec::new(),
-            }),
-        }
+            &peer,
+        )
     }
 
     /// Every rule the full match accepts, the shape admits; and the shape

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::binding::Purpose;
 use crate::cli::{ExplainArgs, PolicyCommand};
-use crate::context::{HopView, RequestClass, RequestContext};
+use crate::context::{Destination, HopView, RequestContext};
 use crate::peer::Peer;
 
 use super::file::{parse_file, unknown_name_warnings};
@@ -81,25 +81,37 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
                     vec![name.to_ascii_lowercase()]
                 },
                 forwarding: i < last || args.unverified,
+                reported_by: None,
             }
         })
         .collect();
-    let forwarding: Vec<bool> = chain.iter().map(|h| h.forwarding).collect();
-    let class = RequestClass::from_hops(&forwarding, true);
-    Ok(RequestContext {
-        key_fingerprint: args.key.clone(),
-        key_comment: args.comment.clone(),
+    let mut chain = chain;
+    HopView::mark_reported(&mut chain);
+    // A login through the named chain is taken as one that belongs to its
+    // last bind; `--unverified` makes the last hop a forwarding one, so a
+    // login there has no verified destination.
+    let destination = match (purpose, chain.is_empty(), args.unverified) {
+        (_, true, _) => Destination::Unbound,
+        (Purpose::Login, false, false) => Destination::Verified,
+        (Purpose::Login, false, true) => {
+            Destination::Unverified(crate::binding::LoginMismatch::LastIsForwarding)
+        }
+        _ => Destination::NotLogin,
+    };
+    let peer = std::sync::Arc::new(Peer {
+        uid: crate::hardening::effective_uid(),
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    Ok(RequestContext::of_parts(
+        (&args.key, &args.comment),
         chain,
-        class,
-        user: args.user.clone(),
+        destination,
+        args.user.as_deref(),
         purpose,
-        peer: std::sync::Arc::new(Peer {
-            uid: crate::hardening::effective_uid(),
-            pid: None,
-            exe: None,
-            parents: Vec::new(),
-        }),
-    })
+        &peer,
+    ))
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
