@@ -46,7 +46,7 @@ fn contexts(agent: &Daemon) -> Vec<String> {
 fn has(contexts: &[String], class: &str, chain: &str, user: &str) -> bool {
     contexts.iter().any(|c| {
         c.contains(&format!(
-            "class={class} chain=[{chain}] user={user} purpose=login"
+            "class={class} chain=[{chain}] destination=verified user={user} purpose=login"
         )) && c.contains("exe=/usr/bin/ssh")
     })
 }
@@ -92,7 +92,7 @@ fn two_forwarding_hops() {
         has(
             &got,
             "forwarded",
-            "bastion (fwd) > target (fwd) > deep (auth)",
+            "bastion (fwd) > target (fwd, reported by bastion) > deep (auth)",
             user
         ),
         "{got:#?}"

@@ -92,7 +92,7 @@ fn the_signature_follows_the_answer() {
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].actions, ["allow", "Allow", "deny", "Deny"]);
     assert!(
-        shown[0].body.contains("Allow use of key laptop-key?"),
+        shown[0].body.contains("Allow use of key \"laptop-key\"?"),
         "{}",
         shown[0].body
     );
@@ -296,19 +296,8 @@ fn forwarded_sign(
         request(&mut s, &session_bind_request(2, &sid_auth, false))[0],
         6
     );
-    let mut data = Vec::new();
-    put_string(&mut data, &sid_auth);
-    data.push(50);
-    put_string(&mut data, user.as_bytes());
-    put_string(&mut data, b"ssh-connection");
-    put_string(&mut data, b"publickey");
-    data.push(1);
-    put_string(&mut data, b"ssh-ed25519");
-    put_string(&mut data, key_blob);
-    let mut body = vec![13];
-    put_string(&mut body, key_blob);
-    put_string(&mut body, &data);
-    body.extend_from_slice(&0u32.to_be_bytes());
+    let data = userauth_data(&sid_auth, user, key_blob, Some(&host_key_blob(2)));
+    let body = sign_request(key_blob, &data);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     std::io::Write::write_all(&mut s, &frame).unwrap();
@@ -401,11 +390,11 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
         .arg("-lf")
         .arg(key.with_extension("pub")))));
     for expected in [
-        "Allow use of key work-laptop?".to_string(),
+        "Allow use of key \"work-laptop\"?".to_string(),
         fp.split_whitespace().nth(1).unwrap().to_string(),
         "WARNING: this request came through a forwarded agent.".into(),
         "Chain: bastion (fwd) &gt; target (auth)".into(),
-        format!("Purpose: log in to target as {}", hosts.user),
+        format!("Purpose: log in to target as \"{}\"", hosts.user),
         "Asked by: /usr/bin/ssh (pid ".into(),
         // ... and what started it (here, this test program).
         ") &lt; desktop_prompt".into(),

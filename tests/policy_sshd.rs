@@ -154,7 +154,7 @@ fn allowed_denied_and_confirmed_chains_with_audit_lines() {
         "HOPWARD_KEY_COMMENT=work".into(),
         "HOPWARD_PID=".into(),
         "Chain: bastion (fwd) > deep (auth)".into(),
-        format!("log in to deep as {user}"),
+        format!("log in to deep as \"{user}\""),
     ] {
         assert!(
             first.contains(&expected),

@@ -136,7 +136,7 @@ fn confirm_constraint_asks_askpass_and_follows_the_answer() {
 
     let asked = std::fs::read_to_string(tmp.path().join("asked")).unwrap();
     assert_eq!(
-        asked.matches("confirm|Allow use of key confirmed?").count(),
+        asked.matches("Allow use of key \"confirmed\"?").count(),
         3,
         "{asked}"
     );

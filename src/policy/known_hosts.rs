@@ -134,6 +134,34 @@ fn patterns_match(patterns: &[Pattern], name: &str) -> bool {
     positive
 }
 
+/// Whether a negated pattern of an entry matches `name`.
+fn negated(patterns: &[Pattern], name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    patterns
+        .iter()
+        .any(|p| matches!(p, Pattern::Negated(neg) if match_pattern(&name, neg)))
+}
+
+/// The host of a `[host]:port` name.
+fn bare_host(name: &str) -> Option<&str> {
+    let (host, port) = name.strip_prefix('[')?.split_once("]:")?;
+    (!host.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(host)
+}
+
+/// Host names first, then addresses, then `[host]:port` forms, so a
+/// prompt shows `target`, not `[127.0.0.1]:22202`. Stable within each.
+fn sort_for_people(names: &mut [String]) {
+    names.sort_by_key(|n| {
+        if n.starts_with('[') {
+            2
+        } else if n.parse::<std::net::IpAddr>().is_ok() {
+            1
+        } else {
+            0
+        }
+    });
+}
+
 #[derive(Debug, Default)]
 struct Cache {
     stamps: Vec<Option<(SystemTime, u64)>>,
@@ -260,9 +288,19 @@ impl KnownHosts {
                 match e.marker {
                     Marker::None if e.key_blob == plain => {
                         for p in &e.patterns {
-                            if let Pattern::Plain(name) = p {
-                                if !name.contains(['*', '?']) && !names.contains(name) {
-                                    names.push(name.clone());
+                            let Pattern::Plain(name) = p else { continue };
+                            // As OpenSSH reads the line: a name a negated
+                            // pattern on it excludes (`db1,!db1`) is not one.
+                            if name.contains(['*', '?']) || !patterns_match(&e.patterns, name) {
+                                continue;
+                            }
+                            // ssh records a host on another port as
+                            // `[host]:port`; it is still that host, and a
+                            // rule for `host` must see it.
+                            let bare = bare_host(name).filter(|b| !negated(&e.patterns, b));
+                            for n in std::iter::once(name.as_str()).chain(bare) {
+                                if !names.iter().any(|known| known == n) {
+                                    names.push(n.to_string());
                                 }
                             }
                         }
@@ -283,6 +321,7 @@ impl KnownHosts {
                     _ => {}
                 }
             }
+            sort_for_people(&mut names);
             names
         })
     }
@@ -378,6 +417,29 @@ mod tests {
         let tag = hmac::sign(&key, name.as_bytes());
         let b64 = base64::engine::general_purpose::STANDARD;
         format!("|1|{}|{}", b64.encode(salt), b64.encode(tag.as_ref()))
+    }
+
+    /// As OpenSSH reads known_hosts: a negated pattern takes a name away,
+    /// `[host]:port` still names `host`, and names come before addresses.
+    #[test]
+    fn negations_ports_and_the_order_names_are_shown_in() {
+        let dir = std::env::temp_dir().join(format!("hopward-kh9-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("known_hosts");
+        let (a, b, c) = (hop(4), hop(5), hop(6));
+        let mut text = line("db1,!db1", &a);
+        text.push_str(&line("[db2]:2222", &b));
+        text.push_str(&line("[127.0.0.1]:22202,127.0.0.1,target", &c));
+        std::fs::write(&file, &text).unwrap();
+        let kh = KnownHosts::new(vec![file]);
+        assert!(kh.names(&a).is_empty(), "{:?}", kh.names(&a));
+        assert!(!kh.knows(&a, "db1"));
+        assert_eq!(kh.names(&b), vec!["db2", "[db2]:2222"]);
+        assert_eq!(
+            kh.names(&c),
+            vec!["target", "127.0.0.1", "[127.0.0.1]:22202"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -407,6 +407,44 @@ pub fn session_bind_request(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<
     body
 }
 
+/// The public key blob of the Ed25519 host key made from `[host_seed; 32]`.
+pub fn host_key_blob(host_seed: u8) -> Vec<u8> {
+    use hopward::proto::PublicParts;
+    PublicParts::Ed25519(hopward::sign::ed25519_public(&[host_seed; 32])).blob()
+}
+
+/// The data ssh signs to log in as `user` with `key_blob` on session `sid`:
+/// `publickey`, or host-bound to `hostkey` as OpenSSH ≥ 8.9 sends it.
+pub fn userauth_data(sid: &[u8], user: &str, key_blob: &[u8], hostkey: Option<&[u8]>) -> Vec<u8> {
+    let mut d = Vec::new();
+    put_string(&mut d, sid);
+    d.push(50);
+    put_string(&mut d, user.as_bytes());
+    put_string(&mut d, b"ssh-connection");
+    let method: &[u8] = if hostkey.is_some() {
+        b"publickey-hostbound-v00@openssh.com"
+    } else {
+        b"publickey"
+    };
+    put_string(&mut d, method);
+    d.push(1);
+    put_string(&mut d, b"ssh-ed25519");
+    put_string(&mut d, key_blob);
+    if let Some(h) = hostkey {
+        put_string(&mut d, h);
+    }
+    d
+}
+
+/// A sign request body (type 13) for `data` with `key_blob`.
+pub fn sign_request(key_blob: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut body = vec![13];
+    put_string(&mut body, key_blob);
+    put_string(&mut body, data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body
+}
+
 pub fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
