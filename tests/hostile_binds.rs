@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -42,32 +40,6 @@ fn known_hosts_line(names: &str, seed: u8) -> String {
     )
 }
 
-/// A confirm command that logs each prompt with its environment (in one
-/// write, so prompts asked at once do not interleave) and
-/// answers from the `answer` file: `yes`; `no`; `one-yes` (the first asker
-/// wins, every other one is refused); `hold-forwarded` (a forwarded request
-/// waits 20 s and is refused, anything else is allowed).
-fn confirmer(dir: &Path) -> PathBuf {
-    let script = dir.join("confirm.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nd={d}\nentry=$(echo \"PROMPT=$1\"; env | grep -E '^HOPWARD_' | sort)\n\
-             printf '%s\\nEND\\n' \"$entry\" >> $d/confirm.log\n\
-             case \"$(cat $d/answer)\" in\n\
-             yes) exit 0;;\n\
-             one-yes) sleep 1; mkdir $d/won 2>/dev/null && exit 0; exit 1;;\n\
-             hold-forwarded) [ \"$HOPWARD_FORWARDED\" = 1 ] && {{ sleep 20; exit 1; }}; exit 0;;\n\
-             esac\nexit 1\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(dir.join("answer"), "yes").unwrap();
-    script
-}
-
 fn world(policy: &str) -> World {
     let tmp = tempdir();
     let mut known = String::new();
@@ -84,7 +56,7 @@ fn world(policy: &str) -> World {
     }
     let known_hosts = tmp.path().join("known_hosts");
     std::fs::write(&known_hosts, known).unwrap();
-    let script = confirmer(tmp.path());
+    let script = confirm_command(tmp.path());
     let policy = format!(
         "[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\ntimeout = \"30s\"\n{policy}",
         script.display()
@@ -109,14 +81,8 @@ impl World {
         std::fs::write(self.tmp.path().join("answer"), answer).unwrap();
     }
 
-    /// The prompts the confirmer was shown, each with its environment.
     fn prompts(&self) -> Vec<String> {
-        std::fs::read_to_string(self.tmp.path().join("confirm.log"))
-            .unwrap_or_default()
-            .split("END\n")
-            .filter(|p| !p.trim().is_empty())
-            .map(str::to_string)
-            .collect()
+        confirm_prompts(self.tmp.path())
     }
 
     /// A connection this machine's ssh bound to the bastion for forwarding,

@@ -407,6 +407,42 @@ pub fn session_bind_request(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<
     body
 }
 
+/// A confirm command that logs each prompt with its environment (in one
+/// write, so prompts asked at once do not interleave) and
+/// answers from the `answer` file: `yes`; `no`; `one-yes` (the first asker
+/// wins, every other one is refused); `hold-forwarded` (a forwarded request
+/// waits 20 s and is refused, anything else is allowed).
+pub fn confirm_command(dir: &Path) -> PathBuf {
+    let script = dir.join("confirm.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nd={d}\nentry=$(echo \"PROMPT=$1\"; env | grep -E '^HOPWARD_' | sort)\n\
+             printf '%s\\nEND\\n' \"$entry\" >> $d/confirm.log\n\
+             case \"$(cat $d/answer)\" in\n\
+             yes) exit 0;;\n\
+             one-yes) sleep 2; mkdir $d/won 2>/dev/null && exit 0; exit 1;;\n\
+             hold-forwarded) [ \"$HOPWARD_FORWARDED\" = 1 ] && {{ sleep 20; exit 1; }}; exit 0;;\n\
+             esac\nexit 1\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("answer"), "yes").unwrap();
+    script
+}
+
+/// The prompts [`confirm_command`] was shown, each with its environment.
+pub fn confirm_prompts(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("confirm.log"))
+        .unwrap_or_default()
+        .split("END\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The public key blob of the Ed25519 host key made from `[host_seed; 32]`.
 pub fn host_key_blob(host_seed: u8) -> Vec<u8> {
     use hopward::proto::PublicParts;
