@@ -69,3 +69,23 @@ fn policy_explain_names_the_rule() {
         text(&out)
     );
 }
+
+/// A rule that allows more because `via` names a hop past the first (the
+/// first hop's word) is pointed out, and the file still passes.
+#[test]
+fn policy_check_warns_about_trusting_hops_past_the_first() {
+    let tmp = tempdir();
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[defaults]\nforwarded = \"deny\"\n\n[[rule]]\nname = \"db via jump\"\nhost = [\"db\"]\nvia = [\"bastion\", \"jump\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&file));
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = format!(
+        "{}:4: warning: rule \"db via jump\" is more permissive (allow) because of hops past the first in `via` (jump); those are bastion's word",
+        file.display()
+    );
+    assert!(stdout(&out).contains(&expected), "{}", text(&out));
+}

@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod known_hosts;
+pub mod lint;
 pub mod matcher;
 mod prefilter;
 pub mod store;

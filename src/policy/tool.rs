@@ -32,6 +32,9 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
             for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
                 println!("{warning}");
             }
+            for warning in super::lint::reported_hop_warnings(&policy) {
+                println!("{}: warning: {}", warning.origin, warning.message);
+            }
             println!("{}: ok ({} rules)", path.display(), policy.rules.len());
             ExitCode::SUCCESS
         }
