@@ -202,6 +202,167 @@ fn requests_naming(names: &[String]) -> Vec<crate::context::RequestContext> {
     out
 }
 
+/// Host keys for [`bound_login`]: real Ed25519 keys, so binds verify.
+struct FuzzHosts {
+    keys: Vec<(crate::sign::SigningKey, Vec<u8>)>,
+    policy: crate::policy::Policy,
+}
+
+fn fuzz_hosts() -> &'static FuzzHosts {
+    use crate::proto::{PublicParts, SecretParts};
+    static HOSTS: std::sync::OnceLock<FuzzHosts> = std::sync::OnceLock::new();
+    HOSTS.get_or_init(|| {
+        let keys = (1..=4u8)
+            .map(|seed| {
+                let seed = [seed; 32];
+                let public = PublicParts::Ed25519(crate::sign::ed25519_public(&seed));
+                let key = crate::sign::SigningKey::new(&public, &SecretParts::Ed25519(&seed))
+                    .expect("a valid Ed25519 seed");
+                (key, public.blob())
+            })
+            .collect();
+        // A host rule per host (named `host:hN`), and rules that need no
+        // destination but name claims: none of them may lift a login that
+        // does not belong to its last bind above `forwarded_unverified`.
+        let mut text = String::from(
+            "[defaults]\nlocal = \"allow\"\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\nforwarded_unverified = \"deny\"\n",
+        );
+        for i in 0..4 {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"host:h{i}\"\nhost = [\"h{i}\"]\naction = \"allow\"\n"
+            ));
+        }
+        text.push_str("[[rule]]\nname = \"claims\"\nuser = [\"*\"]\npurpose = \"login\"\naction = \"allow\"\n");
+        text.push_str("[[rule]]\nname = \"anywhere\"\nvia = [\"**\"]\naction = \"allow\"\n");
+        let policy = crate::policy::file::parse_str(&text, "bound_login.toml")
+            .expect("the fuzzing policy is valid");
+        FuzzHosts { keys, policy }
+    })
+}
+
+/// Random bind sequences (real signatures, so they verify) and signed data
+/// against the real chain, destination check and policy. The invariant: a
+/// userauth request whose session id differs from the last bind's, or that
+/// is host-bound to another key, never matches a `host` rule and, through a
+/// forwarding hop, never does better than `forwarded_unverified` (deny).
+pub fn bound_login(data: &[u8]) {
+    use crate::binding::{Chain, SignedData};
+    use crate::context::{HopView, RequestContext};
+    let hosts = fuzz_hosts();
+    let mut used = 0;
+    let mut next = || {
+        used += 1;
+        data.get(used - 1).copied().unwrap_or(0)
+    };
+    let sid = |b: u8| vec![b'S', b & 3];
+    let mut chain = Chain::default();
+    for _ in 0..next() % 8 {
+        let b = next();
+        let (key, blob) = &hosts.keys[usize::from(b & 3)];
+        let session = sid(b >> 3);
+        let Ok(signature) = key.sign(&session, 0) else {
+            return;
+        };
+        let mut body = Vec::new();
+        crate::wire::put_string(&mut body, blob);
+        crate::wire::put_string(&mut body, &session);
+        let mut sig = Vec::new();
+        crate::wire::put_string(&mut sig, signature.algorithm.as_bytes());
+        crate::wire::put_string(&mut sig, &signature.blob);
+        crate::wire::put_string(&mut body, &sig);
+        body.push(u8::from(b & 4 != 0));
+        let _ = chain.bind(&body, 1_700_000_000);
+    }
+    let user_key = &hosts.keys[0].1;
+    let kind = next();
+    let session_choice = next();
+    let hostkey_choice = next();
+    let rest = data.get(used..).unwrap_or_default().to_vec();
+    let signed = if kind % 3 == 0 {
+        let mut d = Vec::new();
+        let session = if session_choice < 200 {
+            sid(session_choice)
+        } else {
+            rest.clone()
+        };
+        crate::wire::put_string(&mut d, &session);
+        d.push(50);
+        crate::wire::put_string(&mut d, &rest[..rest.len().min(8)]);
+        crate::wire::put_string(&mut d, b"ssh-connection");
+        let hostkey = match hostkey_choice % 6 {
+            0 => None,
+            5 => Some(rest.clone()),
+            i => Some(hosts.keys[usize::from(i - 1)].1.clone()),
+        };
+        let method: &[u8] = if hostkey.is_some() {
+            b"publickey-hostbound-v00@openssh.com"
+        } else {
+            b"publickey"
+        };
+        crate::wire::put_string(&mut d, method);
+        d.push(1);
+        crate::wire::put_string(&mut d, b"ssh-ed25519");
+        crate::wire::put_string(&mut d, user_key);
+        if let Some(h) = &hostkey {
+            crate::wire::put_string(&mut d, h);
+        }
+        d
+    } else {
+        rest
+    };
+    let parsed = SignedData::parse(&signed);
+    let views: Vec<HopView> = chain
+        .hops()
+        .iter()
+        .map(|hop| {
+            let i = hosts.keys.iter().position(|(_, b)| *b == hop.host_key.blob);
+            let mut view = HopView::named(
+                &i.map(|i| format!("h{i}")).unwrap_or_default(),
+                hop.forwarding,
+            );
+            view.fingerprint = hop.fingerprint();
+            view
+        })
+        .collect();
+    let peer = std::sync::Arc::new(crate::peer::Peer {
+        uid: 0,
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    let ctx = RequestContext::new(
+        ("SHA256:user", "user", user_key),
+        &chain,
+        views,
+        &parsed,
+        &peer,
+    );
+    let decision = hosts.policy.decide(&ctx);
+    assert_eq!(decision, hosts.policy.decide_by_full_match(&ctx), "{ctx:?}");
+    // The invariant, stated apart from the code that enforces it.
+    let (SignedData::Userauth(auth), Some(last)) = (&parsed, chain.last()) else {
+        return;
+    };
+    let other_session = auth.session_id != last.session_id.as_slice();
+    let other_host = auth
+        .host_key
+        .is_some_and(|h| h != last.host_key.blob.as_slice());
+    if other_session || other_host {
+        assert!(
+            !decision.rule.starts_with("host:"),
+            "{decision:?} for {ctx:?}"
+        );
+        if chain.hops().iter().any(|h| h.forwarding) && !chain.is_poisoned() {
+            assert_eq!(
+                decision.action,
+                crate::policy::Action::Deny,
+                "{decision:?} for {ctx:?}"
+            );
+            assert!(decision.remember.is_none());
+        }
+    }
+}
+
 /// known_hosts parsing.
 pub fn known_hosts(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

@@ -14,6 +14,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("destination", hopward::fuzzing::destination),
     ("policy", hopward::fuzzing::policy),
     ("known_hosts", hopward::fuzzing::known_hosts),
+    ("bound_login", hopward::fuzzing::bound_login),
 ];
 
 #[test]

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement};
-use super::{Action, Policy, Rule};
+use super::{Policy, Rule};
 use crate::binding::Purpose;
 use crate::context::{Destination, HopView, RequestContext};
 
