@@ -45,8 +45,8 @@ pub struct Session {
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
-/// the policy in force (its exact names).
-type ViewsKey = (usize, u64, usize);
+/// the generation of the policy in force (its exact names).
+type ViewsKey = (usize, u64, u64);
 
 fn status(ok: bool) -> Vec<u8> {
     vec![if ok {
@@ -218,11 +218,11 @@ impl Session {
         if self.chain.hops().is_empty() {
             return Vec::new();
         }
-        let policy = self.agent.policy.current();
+        let (policy_generation, policy) = self.agent.policy.snapshot();
         let key = (
             self.chain.hops().len(),
             self.agent.known_hosts.generation(),
-            Arc::as_ptr(&policy) as usize,
+            policy_generation,
         );
         let mut cache = self.views.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_key, views)) = cache.as_ref() {

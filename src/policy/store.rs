@@ -45,7 +45,10 @@ pub enum ReloadStatus {
 #[derive(Debug)]
 pub struct PolicyStore {
     path: Option<PathBuf>,
-    current: RwLock<Arc<Policy>>,
+    /// The policy in force and its generation, which changes with every
+    /// successful reload: what is cached per policy is keyed on it (an
+    /// address could be reused by the next policy).
+    current: RwLock<(u64, Arc<Policy>)>,
     status: RwLock<ReloadStatus>,
 }
 
@@ -53,7 +56,7 @@ impl PolicyStore {
     pub fn new(path: Option<PathBuf>, policy: Policy) -> Self {
         PolicyStore {
             path,
-            current: RwLock::new(Arc::new(policy)),
+            current: RwLock::new((0, Arc::new(policy))),
             status: RwLock::new(ReloadStatus::Loaded),
         }
     }
@@ -64,7 +67,13 @@ impl PolicyStore {
 
     /// The policy in force now (cheap: one Arc clone).
     pub fn current(&self) -> Arc<Policy> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+        self.snapshot().1
+    }
+
+    /// The policy in force with its generation, read together.
+    pub fn snapshot(&self) -> (u64, Arc<Policy>) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0, Arc::clone(&current.1))
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -79,7 +88,8 @@ impl PolicyStore {
         match load(self.path.as_deref()) {
             Ok(policy) => {
                 let policy = Arc::new(policy);
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&policy);
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                *current = (current.0 + 1, Arc::clone(&policy));
                 *self.status.write().unwrap_or_else(|e| e.into_inner()) = ReloadStatus::Loaded;
                 Ok(policy)
             }
