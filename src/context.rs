@@ -20,7 +20,8 @@ pub struct HopView {
     /// Names verified through known_hosts (empty: an unknown host).
     pub names: Vec<String>,
     pub forwarding: bool,
-    /// For a forwarding hop after the first: the first hop's name. Every
+    /// For a forwarding hop after the first: the first hop's name (or its
+    /// fingerprint, when it has none). Every
     /// bind after the first arrives through that host, which can present
     /// any host's real key with the forwarding flag set, so such a hop is
     /// its word, not something this machine saw.
@@ -54,7 +55,11 @@ impl HopView {
         let Some(first) = chain.first() else {
             return;
         };
-        let reporter = first.label().to_string();
+        let reporter = first
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| first.fingerprint.clone());
         for hop in chain.iter_mut().skip(1).filter(|h| h.forwarding) {
             hop.reported_by = Some(reporter.clone());
         }
