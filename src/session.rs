@@ -326,14 +326,8 @@ impl Session {
             decision.action = Action::Confirm;
             decision.remember = None;
         }
-        let mut prompt = prompt_for(&context, None);
-        if let SignedData::Sshsig { namespace } = signed_data {
-            if context.purpose == crate::binding::Purpose::Other {
-                prompt.namespace = Some(namespace.to_string());
-            }
-        }
         let verdict = self
-            .enforce(&decision, &context, prompt, data, &policy.confirm)
+            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
             .await;
         self.audit_sign(&context, verdict.allowed, &decision.rule, &verdict.reason);
         if !verdict.allowed {
@@ -366,12 +360,14 @@ impl Session {
 
     /// Puts a sign decision into effect: allow, deny, or ask (unless a
     /// remembered approval covers exactly this request). `data` is what
-    /// would be signed: only requests with the same data share a prompt.
+    /// would be signed (`signed` its reading): only requests with the same
+    /// data share a prompt. The prompt is only built when someone is asked,
+    /// so an allowed signature pays nothing for it.
     async fn enforce(
         &self,
         decision: &Decision,
         context: &RequestContext,
-        mut prompt: Prompt,
+        signed: &SignedData<'_>,
         data: &[u8],
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
@@ -386,6 +382,12 @@ impl Session {
                 allowed: true,
                 reason: "remembered".into(),
             };
+        }
+        let mut prompt = prompt_for(context, None);
+        if let SignedData::Sshsig { namespace } = signed {
+            if context.purpose == crate::binding::Purpose::Other {
+                prompt.namespace = Some(namespace.to_string());
+            }
         }
         prompt.remember = decision.remember;
         let origin = Origin::of(context.class, &context.chain);

@@ -422,6 +422,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_namespace_is_named_in_quotes() {
+        let p = Prompt {
+            purpose: Some("other"),
+            namespace: Some("evil\"\nns".into()),
+            ..Prompt::default()
+        };
+        assert!(
+            p.text()
+                .starts_with("Purpose: signing for namespace \"evil\\\"\\u{a}ns\"\n"),
+            "{}",
+            p.text()
+        );
+    }
+
+    #[test]
     fn only_allowed_allows() {
         assert!(Answer::Allowed.allowed());
         for a in [
