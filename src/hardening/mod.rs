@@ -56,6 +56,18 @@ fn deny_debuggers() -> io::Result<()> {
 }
 
 /// The effective uid of this process.
+/// Ignores SIGUSR1 until the agent's own handler takes over, so that the
+/// signal's default action (ending the process) can never hit an agent
+/// between binding its socket and serving it. Only ever called in the agent
+/// process itself: the ignored disposition would survive an exec.
+pub fn ignore_sigusr1() -> io::Result<()> {
+    // SAFETY: installs SIG_IGN, which runs no code in this process.
+    if unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and takes no arguments.
     unsafe { libc::geteuid() }
