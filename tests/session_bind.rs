@@ -10,6 +10,9 @@ use hopward::wire::{put_string, put_u32};
 
 const SUCCESS: u8 = 6;
 const FAILURE: u8 = 5;
+/// A failed session-bind: OpenSSH 10.3+ answers a known extension that fails
+/// with SSH_AGENT_EXTENSION_FAILURE, and so does hopward.
+const EXTENSION_FAILURE: u8 = 28;
 const SIGN_RESPONSE: u8 = 14;
 
 /// An Ed25519 key made from a seed: host keys, CA keys and user keys.
@@ -339,7 +342,7 @@ fn forwarded_chain_rules() {
     );
     assert_eq!(sign(&mut s, &t.user, &good), SIGN_RESPONSE);
     // A bind after the authentication bind fails and poisons the connection.
-    assert_eq!(bind(&mut s, &t.bastion, b"sid-z", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.bastion, b"sid-z", true), EXTENSION_FAILURE);
     assert_eq!(sign(&mut s, &t.user, &good), FAILURE);
     assert_eq!(
         listed(&mut s),
@@ -378,8 +381,8 @@ fn bind_failures_poison_and_limits_hold() {
     // A bad signature poisons: later valid binds fail too.
     let mut s = t.agent.connect();
     let mut forged = bind_body(&t.target.blob, &Key::new(7), b"sid", false);
-    assert_eq!(request(&mut s, &forged)[0], FAILURE);
-    assert_eq!(bind(&mut s, &t.target, b"sid2", false), FAILURE);
+    assert_eq!(request(&mut s, &forged)[0], EXTENSION_FAILURE);
+    assert_eq!(bind(&mut s, &t.target, b"sid2", false), EXTENSION_FAILURE);
     assert_eq!(
         sign(
             &mut s,
@@ -392,12 +395,12 @@ fn bind_failures_poison_and_limits_hold() {
     let mut s = t.agent.connect();
     forged = bind_body(&t.target.blob, &t.target, b"sid", false);
     forged.push(0);
-    assert_eq!(request(&mut s, &forged)[0], FAILURE);
+    assert_eq!(request(&mut s, &forged)[0], EXTENSION_FAILURE);
     // Same session id: same key is a no-op, another key fails.
     let mut s = t.agent.connect();
     assert_eq!(bind(&mut s, &t.bastion, b"same", true), SUCCESS);
     assert_eq!(bind(&mut s, &t.bastion, b"same", true), SUCCESS);
-    assert_eq!(bind(&mut s, &t.target, b"same", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.target, b"same", true), EXTENSION_FAILURE);
     // 16 binds are fine, the 17th is refused.
     let mut s = t.agent.connect();
     for i in 0..16u8 {
@@ -407,7 +410,7 @@ fn bind_failures_poison_and_limits_hold() {
             "bind {i}"
         );
     }
-    assert_eq!(bind(&mut s, &t.bastion, b"s17", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.bastion, b"s17", true), EXTENSION_FAILURE);
     let log = t.agent.log_text();
     assert!(log.contains("does not verify"), "{log}");
     assert!(log.contains("different host key"), "{log}");
@@ -450,7 +453,7 @@ fn host_certificates_are_checked_against_principals() {
     let mut c = agent.connect();
     assert_eq!(
         request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
-        FAILURE
+        EXTENSION_FAILURE
     );
     assert!(
         agent.log_text().contains("host certificate rejected"),
