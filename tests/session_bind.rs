@@ -602,3 +602,50 @@ fn policy_names_hosts_by_wildcard_certificate_principals() {
         );
     }
 }
+
+/// OpenSSH 10.5 accepts a host certificate only when its CA signed with an
+/// algorithm in SSH_ALLOWED_CA_SIGALGS: an RSA CA's SHA-1 `ssh-rsa`
+/// signature does not prove a destination, its `rsa-sha2-512` one does.
+#[test]
+fn host_certificates_signed_with_sha1_rsa_are_refused() {
+    use base64::Engine as _;
+    let tmp = tempdir();
+    let decode = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let field = text.split_whitespace().nth(1).unwrap().to_string();
+        base64::engine::general_purpose::STANDARD
+            .decode(field)
+            .unwrap()
+    };
+    let ca_path = keygen(tmp.path(), "rsa-ca", "rsa", Some(2048));
+    let host_path = keygen(tmp.path(), "host", "ed25519", None);
+    let seed = ed25519_seed_of(&host_path);
+    let host = Key {
+        seed,
+        blob: PublicParts::Ed25519(ed25519_public(&seed)).blob(),
+    };
+    let ca_blob = decode(&ca_path.with_extension("pub"));
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let user = Key::new(1);
+    let mut s = agent.connect();
+    assert_eq!(
+        add_constrained(&mut s, &user, &[(None, "host_d", None, &ca_blob, true)]),
+        SUCCESS
+    );
+    for (alg, expect) in [("rsa-sha2-512", SIGN_RESPONSE), ("ssh-rsa", FAILURE)] {
+        ok(run(std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca_path)
+            .args(["-h", "-t", alg, "-I", "host", "-n", "host_d"])
+            .arg(host_path.with_extension("pub"))));
+        let cert = decode(&tmp.path().join("host-cert.pub"));
+        let mut c = agent.connect();
+        assert_eq!(
+            request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
+            SUCCESS,
+            "{alg}"
+        );
+        let data = userauth(b"sid", "u", "ssh-connection", &user, Some(&cert));
+        assert_eq!(sign(&mut c, &user, &data), expect, "CA signature {alg}");
+    }
+}

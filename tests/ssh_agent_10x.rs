@@ -114,7 +114,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 /// Stops a background agent through `hopward daemon -k`, as a script would.
 fn kill_with_k(world: &World, pid: &str) {
-    let out = ok(run(&mut world.cmd(&["-k"]).env("SSH_AGENT_PID", pid)));
+    let out = ok(run(world.cmd(&["-k"]).env("SSH_AGENT_PID", pid)));
     assert!(
         stdout(&out).contains(&format!("echo Agent pid {pid} killed;")),
         "{}",
