@@ -184,7 +184,15 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         harden();
         init_logging(args.debug);
         secure_inherited_socket(&listener);
-        return serve(listener, SocketFile(None), options, store, None);
+        let interactive = args.debug || args.foreground;
+        return serve(
+            listener,
+            SocketFile(None),
+            options,
+            store,
+            None,
+            interactive,
+        );
     }
     if matches!(mode, Mode::Foreground { .. }) {
         // Before the socket exists, so nothing ever talks to an unhardened
@@ -212,7 +220,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
             println!("{sock_line}");
             println!("echo Agent pid {pid};");
             let _ = std::io::stdout().flush();
-            serve(listener, socket, options, store, None)
+            serve(listener, socket, options, store, None, true)
         }
         Mode::Background => match hardening::fork().map_err(LaunchError::Fork)? {
             Forked::Parent { child } => {
@@ -226,9 +234,9 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                 Ok(ExitCode::SUCCESS)
             }
             Forked::Child => {
-                let _ = hardening::ignore_sigusr1();
+                let _ = hardening::hold_agent_signals();
                 detach();
-                serve(listener, socket, options, store, None)
+                serve(listener, socket, options, store, None, false)
             }
         },
         Mode::Command => {
@@ -241,10 +249,10 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                     Err(run_command(&args.command, &socket_path, child))
                 }
                 Forked::Child => {
-                    let _ = hardening::ignore_sigusr1();
+                    let _ = hardening::hold_agent_signals();
                     hardening::terminate_with_parent();
                     detach();
-                    serve(listener, socket, options, store, Some(parent))
+                    serve(listener, socket, options, store, Some(parent), false)
                 }
             }
         }
@@ -518,8 +526,8 @@ fn secure_inherited_socket(listener: &StdListener) {
 }
 
 fn harden() {
-    if let Err(e) = hardening::ignore_sigusr1() {
-        eprintln!("hopward: warning: cannot ignore SIGUSR1 until the agent serves: {e}");
+    if let Err(e) = hardening::hold_agent_signals() {
+        eprintln!("hopward: warning: cannot hold signals until the agent handles them: {e}");
     }
     if let Err(e) = hardening::harden_process() {
         eprintln!("hopward: warning: could not disable core dumps / debugger attach: {e}");
@@ -540,6 +548,7 @@ fn serve(
     options: AgentOptions,
     policy: crate::policy::store::PolicyStore,
     watch_parent: Option<u32>,
+    stop_on_interrupt: bool,
 ) -> Result<ExitCode, LaunchError> {
     harden();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -581,13 +590,18 @@ fn serve(
         // The handlers exist before the first connection is accepted, so a
         // signal never meets a serving agent without them.
         let signals = Signals::install();
+        // This thread runs the loop that waits on them: held signals that
+        // came in since start-up are handled now.
+        if let Err(e) = hardening::release_agent_signals() {
+            warn!("cannot release held signals: {e}");
+        }
         let _watcher = crate::policy::watch::watch(&agent);
         crate::systemd::notify_ready();
         server::serve(
             listener,
             socket,
             Arc::clone(&agent),
-            shutdown_signal(signals, watch_parent, Arc::clone(&agent)),
+            shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
         )
         .await;
         agent.audit.flush();
@@ -623,7 +637,14 @@ impl Signals {
 /// Resolves on SIGTERM or SIGINT, or when the command-mode parent exits;
 /// SIGHUP reloads the policy and SIGUSR1 drops every key and approval on
 /// the way.
-async fn shutdown_signal(signals: Signals, watch_parent: Option<u32>, agent: Arc<Agent>) {
+/// SIGINT stops only a foreground agent (`-d`, `-D`): ssh-agent ignores it
+/// otherwise, so an interrupt meant for something else spares the agent.
+async fn shutdown_signal(
+    signals: Signals,
+    watch_parent: Option<u32>,
+    stop_on_interrupt: bool,
+    agent: Arc<Agent>,
+) {
     let Signals(Some((mut term, mut int, mut hup, mut usr1))) = signals else {
         warn!("cannot install signal handlers; the agent will stop only when killed");
         std::future::pending::<()>().await;
@@ -645,7 +666,13 @@ async fn shutdown_signal(signals: Signals, watch_parent: Option<u32>, agent: Arc
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return; }
-            _ = int.recv() => { info!("SIGINT received"); return; }
+            _ = int.recv() => {
+                if stop_on_interrupt {
+                    info!("SIGINT received");
+                    return;
+                }
+                info!("SIGINT ignored: only a foreground agent stops on it");
+            }
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading the policy");
                 agent.reload_policy();

@@ -627,3 +627,63 @@ fn query_extension_answers_ssh_add_10_5() {
     assert_eq!(request(&mut s, &unlock), vec![6]);
     assert_eq!(query_names(&request(&mut s, &query())).len(), 3);
 }
+
+/// As ssh-agent: SIGINT stops a foreground agent (`-D`, `-d`) and is
+/// ignored by a forked one.
+#[test]
+fn sigint_stops_only_a_foreground_agent() {
+    let world = World::new();
+    let sock = world.path("bg.sock");
+    let out = ok(run(&mut world.cmd(&["-s", "-a", sock.to_str().unwrap()])));
+    let pid = env_value(&stdout(&out), "SSH_AGENT_PID");
+    ok(run(Command::new("kill").args(["-INT", &pid])));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        UnixStream::connect(&sock).is_ok(),
+        "a background agent stopped on SIGINT"
+    );
+    kill_with_k(&world, &pid);
+
+    let sock = world.path("fg.sock");
+    let mut child = foreground(&world, &["-D", "-a", sock.to_str().unwrap()], &sock);
+    ok(run(
+        Command::new("kill").args(["-INT", &child.id().to_string()])
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "-D agent ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!sock.exists(), "the socket stayed behind");
+}
+
+/// A signal that comes while the agent is still starting is held until its
+/// handlers exist: SIGUSR1 never kills it, SIGTERM always removes the socket.
+#[test]
+fn signals_at_start_up_are_handled_not_fatal() {
+    let world = World::new();
+    for round in 0..5 {
+        let sock = world.path(&format!("usr1-{round}.sock"));
+        let out = ok(run(&mut world.cmd(&["-s", "-a", sock.to_str().unwrap()])));
+        let pid = env_value(&stdout(&out), "SSH_AGENT_PID");
+        ok(run(Command::new("kill").args(["-USR1", &pid])));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            UnixStream::connect(&sock).is_ok(),
+            "round {round}: SIGUSR1 at start-up stopped the agent"
+        );
+        kill_with_k(&world, &pid);
+
+        let sock = world.path(&format!("term-{round}.sock"));
+        let out = ok(run(&mut world.cmd(&["-s", "-a", sock.to_str().unwrap()])));
+        let pid = env_value(&stdout(&out), "SSH_AGENT_PID");
+        ok(run(Command::new("kill").args(["-TERM", &pid])));
+        // Only the agent's own handler removes the socket: dying of the
+        // signal's default action would leave it behind.
+        wait_for(
+            "the agent to stop and remove its socket",
+            Duration::from_secs(10),
+            || !sock.exists(),
+        );
+    }
+}
