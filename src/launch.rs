@@ -169,7 +169,10 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     };
     // An invalid policy stops the start before anything is bound, forked or
     // printed.
-    let policy_path = crate::policy::store::resolve_path(args.policy.clone());
+    // Absolute, because a forked agent leaves its starting directory (as
+    // ssh-agent does) and still reloads the file.
+    let policy_path = crate::policy::store::resolve_path(args.policy.clone())
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
     let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
     let store = crate::policy::store::PolicyStore::new(policy_path, policy);
     let options = AgentOptions {
@@ -210,7 +213,11 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         }
     };
     let (listener, socket_path, temp_dir) = bind(place, mode)?;
-    let socket = SocketFile(Some(socket_path.clone()));
+    // Printed as given, removed by its absolute path: a forked agent serves
+    // from `/`.
+    let socket = SocketFile(Some(
+        std::path::absolute(&socket_path).unwrap_or_else(|_| socket_path.clone()),
+    ));
     let sock_line = shell.set_var("SSH_AUTH_SOCK", &socket_path.to_string_lossy());
 
     match mode {
@@ -281,11 +288,15 @@ fn run_command(command: &[OsString], socket: &Path, agent_pid: u32) -> LaunchErr
     }
 }
 
-/// The detached agent's setup: own session, stdio away from the terminal,
+/// The detached agent's setup: own session, working directory `/` (as
+/// ssh-agent, so it keeps no directory busy), stdio away from the terminal,
 /// log lines to `$XDG_STATE_HOME/hopward/daemon.log`.
 fn detach() {
     let _ = hardening::new_session();
-    let log = paths::state_dir().and_then(|dir| {
+    // The state directory is found first: XDG_STATE_HOME may be relative.
+    let state = paths::state_dir().map(|d| std::path::absolute(&d).unwrap_or(d));
+    let _ = std::env::set_current_dir("/");
+    let log = state.and_then(|dir| {
         paths::ensure_private_dir(&dir).ok()?;
         std::fs::OpenOptions::new()
             .create(true)
@@ -447,6 +458,7 @@ fn make_temp_dir() -> Result<PathBuf, LaunchError> {
         .filter(|t| !t.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let base = std::path::absolute(&base).unwrap_or(base);
     let mut last = None;
     for _ in 0..100 {
         let name: String = (0..10)

@@ -687,3 +687,54 @@ fn signals_at_start_up_are_handled_not_fatal() {
         );
     }
 }
+
+/// A forked agent serves from `/`, as ssh-agent does, so it keeps no
+/// directory busy; a relative `-a` path is still printed as given and
+/// removed when the agent stops.
+#[test]
+fn a_forked_agent_leaves_its_starting_directory() {
+    let world = World::new();
+    let out = ok(run(&mut world.cmd(&["-s", "-a", "rel.sock"])));
+    let printed = stdout(&out);
+    assert_eq!(env_value(&printed, "SSH_AUTH_SOCK"), "rel.sock");
+    let pid = env_value(&printed, "SSH_AGENT_PID");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, Path::new("/"));
+    let sock = world.path("rel.sock");
+    assert!(UnixStream::connect(&sock).is_ok());
+    kill_with_k(&world, &pid);
+    wait_for("the relative socket to go", Duration::from_secs(10), || {
+        !sock.exists()
+    });
+}
+
+/// OpenSSH 10.5 takes session-bind while the agent is locked, so that a
+/// forwarding made meanwhile is not taken for a local connection.
+#[test]
+fn session_bind_is_taken_while_locked() {
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"allow\"\nforwarded = \"deny\"\nforwarded_unverified = \"deny\"\n")
+        .start();
+    let tmp = tempdir();
+    let key = keygen(tmp.path(), "locked-key", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let blob = first_blob(&request(&mut agent.connect(), &[11]));
+    let mut lock = vec![22];
+    put_string(&mut lock, b"pass");
+    assert_eq!(request(&mut agent.connect(), &lock), vec![6]);
+    let mut fwd = agent.connect();
+    assert_eq!(
+        request(&mut fwd, &session_bind_request(9, b"sid", true)),
+        vec![6]
+    );
+    let mut unlock = vec![23];
+    put_string(&mut unlock, b"pass");
+    assert_eq!(request(&mut agent.connect(), &unlock), vec![6]);
+    // The bind counted: the connection is forwarded, which this policy
+    // denies, while a local one signs.
+    assert_eq!(request(&mut fwd, &sign_request(&blob, b"data"))[0], 5);
+    assert_eq!(
+        request(&mut agent.connect(), &sign_request(&blob, b"data"))[0],
+        14
+    );
+}
