@@ -181,8 +181,13 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         known_hosts: known_hosts_files(),
     };
     // Socket activation: systemd bound the socket and runs us in the
-    // foreground; the socket file is systemd's, so we never remove it.
-    if let Some(listener) = hardening::systemd_listener() {
+    // foreground; the socket file is systemd's, so we never remove it. As
+    // with ssh-agent, only for -d/-D without -a, -T or a command.
+    let activated = matches!(mode, Mode::Foreground { .. })
+        && args.socket.is_none()
+        && !args.temp_dir
+        && args.command.is_empty();
+    if let Some(listener) = activated.then(hardening::systemd_listener).flatten() {
         let listener = listener.map_err(LaunchError::Runtime)?;
         harden();
         init_logging(args.debug);

@@ -57,9 +57,14 @@ impl World {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(HOPWARD);
-        cmd.arg("daemon")
-            .args(args)
-            .current_dir(self.tmp.path())
+        cmd.arg("daemon").args(args);
+        self.inside(&mut cmd);
+        cmd
+    }
+
+    /// Puts `cmd` in this world: its directories, a plain shell, no agent.
+    fn inside(&self, cmd: &mut Command) {
+        cmd.current_dir(self.tmp.path())
             .env("XDG_RUNTIME_DIR", self.path("run"))
             .env("TMPDIR", self.path("tmp"))
             .env("XDG_STATE_HOME", self.path("state"))
@@ -71,7 +76,6 @@ impl World {
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
             .stdin(Stdio::null());
-        cmd
     }
 
     /// Every socket anywhere in this world.
@@ -737,4 +741,38 @@ fn session_bind_is_taken_while_locked() {
         request(&mut agent.connect(), &sign_request(&blob, b"data"))[0],
         14
     );
+}
+
+/// As ssh-agent: a socket handed over by systemd (LISTEN_FDS) is used only
+/// for -d/-D without -a; with -a the agent binds the path it was given.
+#[test]
+fn socket_activation_only_without_an_address() {
+    let world = World::new();
+    let sock = world.path("given.sock");
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec {HOPWARD} daemon -D -a {}",
+        sock.display()
+    );
+    let mut sh = Command::new("sh");
+    world.inside(&mut sh);
+    let mut child = sh
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(world.path("act.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the agent to bind the given socket",
+        Duration::from_secs(20),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the agent exited: {}",
+                std::fs::read_to_string(world.path("act.log")).unwrap_or_default()
+            );
+            UnixStream::connect(&sock).is_ok()
+        },
+    );
+    stop(child);
 }
