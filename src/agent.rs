@@ -149,6 +149,21 @@ impl Agent {
         info!("forwarded use unlocked");
     }
 
+    /// SIGUSR1, as in ssh-agent 10.0: every key goes (locked or not, as
+    /// ssh-agent does) and, since an approval was given for keys that are no
+    /// longer here, every remembered approval with them. Connections stay
+    /// open and the agent keeps serving. Returns (keys, approvals) dropped.
+    pub fn drop_keys_and_approvals(&self) -> (usize, usize) {
+        let keys = self.keystore.clear();
+        let grants = self.grants.clear();
+        info!(
+            keys,
+            grants_dropped = grants,
+            "SIGUSR1: removed every key and remembered approval"
+        );
+        (keys, grants)
+    }
+
     /// A number that names a connection in log lines.
     pub fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)

@@ -21,6 +21,11 @@ pub struct Certificate {
     pub valid_before: u64,
     /// Plain public key blob of the signing CA.
     pub signature_key: Vec<u8>,
+    /// Whether the certificate carries critical options (a host certificate
+    /// with any is refused, as OpenSSH refuses it).
+    pub has_critical_options: bool,
+    /// The CA signature's algorithm name (`ssh-ed25519`, `rsa-sha2-512` ...).
+    pub signature_algorithm: String,
     signature: Vec<u8>,
     /// Length of the signed prefix of the certificate blob.
     signed_len: usize,
@@ -46,13 +51,16 @@ impl Certificate {
         }
         let valid_after = reader.u64("certificate valid after")?;
         let valid_before = reader.u64("certificate valid before")?;
-        reader.string("certificate critical options")?;
+        let has_critical_options = !reader.string("certificate critical options")?.is_empty();
         reader.string("certificate extensions")?;
         reader.string("certificate reserved")?;
         let signature_key = reader.string("certificate signature key")?.to_vec();
         let signed_len = blob.len() - reader.remaining();
         let signature = reader.string("certificate signature")?.to_vec();
         reader.finish()?;
+        let signature_algorithm = Reader::new(&signature)
+            .text("certificate signature algorithm")?
+            .to_string();
         Ok(Certificate {
             key,
             cert_type,
@@ -61,6 +69,8 @@ impl Certificate {
             valid_after,
             valid_before,
             signature_key,
+            has_critical_options,
+            signature_algorithm,
             signature,
             signed_len,
         })
@@ -82,8 +92,26 @@ impl Certificate {
         self.valid_after <= now && now < self.valid_before
     }
 
-    /// OpenSSH's `sshkey_cert_check_host` with a required principal: a host
-    /// certificate, signed by its CA, valid now, naming `hostname`.
+    /// Whether a principal names `hostname`. Since OpenSSH 10.3 a host
+    /// certificate's principals are patterns (`*` and `?`, matched against
+    /// the whole name, as `match_pattern` does): `*.example.com` names
+    /// `db.example.com`.
+    pub fn names_host(&self, hostname: &str) -> bool {
+        self.principals
+            .iter()
+            .any(|p| crate::destination::match_pattern(hostname, p))
+    }
+
+    /// Whether the CA signed with an algorithm OpenSSH accepts for a
+    /// certificate (`SSH_ALLOWED_CA_SIGALGS`: no SHA-1 `ssh-rsa`).
+    pub fn ca_algorithm_allowed(&self) -> bool {
+        ALLOWED_CA_SIGALGS.contains(&self.signature_algorithm.as_str())
+    }
+
+    /// OpenSSH 10.5's `sshkey_cert_check_host` with a required principal and
+    /// its allowed CA signature algorithms: a host certificate, signed by its
+    /// CA with an allowed algorithm, valid now, with a principal pattern that
+    /// matches `hostname` and no critical options.
     pub fn check_host(&self, blob: &[u8], hostname: &str, now: u64) -> Result<(), &'static str> {
         if self.cert_type != HOST_CERT {
             return Err("not a host certificate");
@@ -97,12 +125,31 @@ impl Certificate {
         if self.principals.is_empty() {
             return Err("certificate lacks a principal list");
         }
-        if !self.principals.iter().any(|p| p == hostname) {
+        if !self.names_host(hostname) {
             return Err("certificate does not name this host");
+        }
+        if self.has_critical_options {
+            return Err("certificate contains unsupported critical options");
+        }
+        if !self.ca_algorithm_allowed() {
+            return Err("certificate signed with a disallowed algorithm");
         }
         Ok(())
     }
 }
+
+/// OpenSSH 10.5's `SSH_ALLOWED_CA_SIGALGS`.
+const ALLOWED_CA_SIGALGS: [&str; 9] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "webauthn-sk-ecdsa-sha2-nistp256@openssh.com",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
 
 /// Seconds since the Unix epoch now.
 pub fn unix_now() -> u64 {

@@ -47,6 +47,11 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
             let text = r.text("control reply").map_err(|e| e.to_string())?;
             serde_json::from_str(text).map_err(|e| e.to_string())
         }
+        // The agent took the request and it failed there.
+        Some((&crate::proto::SSH_AGENT_EXTENSION_FAILURE, _)) => Err(format!(
+            "the agent at {} could not carry out the request (its log says why)",
+            socket.display()
+        )),
         _ => Err(format!(
             "the agent at {} refused (not hopward, or this connection is not local and unforwarded)",
             socket.display()

@@ -5,7 +5,8 @@
 //! Invariant: it answers only a local, unforwarded connection (no
 //! session-bind at all) of the agent's owner or root; anything else gets
 //! `SSH_AGENT_FAILURE`, so a forwarded peer can neither read nor change
-//! anything through it.
+//! anything through it. A request it takes and cannot carry out gets
+//! `SSH_AGENT_EXTENSION_FAILURE`.
 
 use std::time::Instant;
 

@@ -13,6 +13,10 @@ use crate::wire::Reader;
 /// OpenSSH's `AGENT_MAX_DEST_CONSTRAINTS`.
 const MAX_CONSTRAINTS: usize = 1024;
 
+/// OpenSSH's `AGENT_USER_CONSTRAINT_MAX_LEN` (10.4+): the longest user
+/// pattern a destination constraint may carry, in bytes.
+pub const MAX_USER_LEN: usize = 256;
+
 /// One side of a constraint: a host (by name and keys) and, for `to`, a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConstraintHop {
@@ -36,6 +40,11 @@ fn bad(what: &'static str) -> ProtoError {
 fn parse_hop(bytes: &[u8]) -> Result<ConstraintHop, ProtoError> {
     let mut r = Reader::new(bytes);
     let user = r.text("constraint user")?;
+    if user.len() > MAX_USER_LEN {
+        return Err(bad(
+            "destination constraint user pattern longer than 256 bytes",
+        ));
+    }
     let hostname = r.text("constraint hostname")?;
     if !r.string("constraint hop extensions")?.is_empty() {
         return Err(bad("unsupported destination constraint extensions"));

@@ -220,9 +220,13 @@ impl Keystore {
         Some(removed)
     }
 
-    /// Drops every identity whatever the lock state (shutdown).
-    pub fn clear(&self) {
-        self.lock_state().identities.clear();
+    /// Drops every identity whatever the lock state (shutdown, SIGUSR1);
+    /// returns how many there were.
+    pub fn clear(&self) -> usize {
+        let mut state = self.lock_state();
+        let dropped = state.identities.len();
+        state.identities.clear();
+        dropped
     }
 
     /// Deletes identities whose deadline has passed; returns them.

@@ -20,7 +20,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::agent::{Agent, AgentOptions};
-use crate::cli::{Cli, Command, DaemonArgs, EnvArgs, Shell};
+use crate::cli::{Cli, Command, EnvArgs, Shell};
+use crate::daemon_cli::{DaemonArgs, DaemonInvocation};
 use crate::hardening::{self, Forked};
 use crate::paths;
 use crate::server::{self, SocketFile};
@@ -41,8 +42,16 @@ pub enum LaunchError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("-t {0}")]
-    Lifetime(#[from] crate::duration::DurationError),
+    #[error("cannot create a private socket directory under {path}: {source}")]
+    TempDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot clean up stale sockets in {path}: {source}")]
+    Cleanup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("SSH_AGENT_PID is not set, cannot kill agent")]
     NoAgentPid,
     #[error("SSH_AGENT_PID={0:?} is not a pid")]
@@ -65,7 +74,7 @@ pub enum LaunchError {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
     match cli.command {
-        Command::Daemon(args) => daemon(args),
+        Command::Daemon(words) => Ok(daemon_command(&words.words)),
         Command::Env(args) => Ok(print_env(&args)),
         Command::Policy(cmd) => Ok(crate::policy::tool::run(cmd)),
         Command::Status(args) => Ok(crate::client::status(&args)),
@@ -74,6 +83,37 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Grants(args) => Ok(crate::client::grants(&args)),
         Command::Log(args) => Ok(crate::logview::run(&args)),
         Command::Install(args) => Ok(crate::install::run(&args)),
+    }
+}
+
+/// `hopward daemon WORDS...`: parses them as ssh-agent does and runs the
+/// agent. A usage error prints ssh-agent's usage text and exits 1 (255 for
+/// what ssh-agent treats as fatal) before anything is bound or forked.
+pub fn daemon_command(words: &[OsString]) -> ExitCode {
+    match crate::daemon_cli::parse(words) {
+        Ok(DaemonInvocation::Help) => {
+            print!("{}\n{}", crate::daemon_cli::USAGE, crate::daemon_cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(DaemonInvocation::Version) => {
+            // On standard error, where ssh-agent -V prints its version.
+            eprintln!("hopward {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(DaemonInvocation::Run(args)) => match daemon(*args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("hopward: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("hopward daemon: {err}");
+            if err.is_usage() {
+                eprint!("{}", crate::daemon_cli::USAGE);
+            }
+            ExitCode::from(err.exit_code())
+        }
     }
 }
 
@@ -107,11 +147,19 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     if args.kill {
         return kill_agent(shell);
     }
-    let default_lifetime = args
-        .lifetime
-        .as_deref()
-        .map(crate::duration::parse)
-        .transpose()?;
+    if args.cleanup_only > 0 {
+        // -uu means "whatever host made them" to ssh-agent, whose socket
+        // directory is in a home that may be shared; hopward's is per
+        // machine, so both clean every stale socket in it.
+        let dir = paths::runtime_dir();
+        clean_stale_sockets(&dir, STALE_AGE).map_err(|source| LaunchError::Cleanup {
+            path: dir.clone(),
+            source,
+        })?;
+        println!("Deleted stale agent sockets in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let default_lifetime = args.lifetime;
     let mode = if args.debug || args.foreground {
         Mode::Foreground { debug: args.debug }
     } else if !args.command.is_empty() {
@@ -119,41 +167,63 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     } else {
         Mode::Background
     };
+    // An invalid policy stops the start before anything is bound, forked or
+    // printed.
+    // Absolute, because a forked agent leaves its starting directory (as
+    // ssh-agent does) and still reloads the file.
+    let policy_path = crate::policy::store::resolve_path(args.policy.clone())
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
+    let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
+    let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+    let options = AgentOptions {
+        default_lifetime,
+        owner_uid: hardening::effective_uid(),
+        known_hosts: known_hosts_files(),
+    };
     // Socket activation: systemd bound the socket and runs us in the
-    // foreground; the socket file is systemd's, so we never remove it.
-    if let Some(listener) = hardening::systemd_listener() {
+    // foreground; the socket file is systemd's, so we never remove it. As
+    // with ssh-agent, only for -d/-D without -a, -T or a command.
+    let activated = matches!(mode, Mode::Foreground { .. })
+        && args.socket.is_none()
+        && !args.temp_dir
+        && args.command.is_empty();
+    if let Some(listener) = activated.then(hardening::systemd_listener).flatten() {
         let listener = listener.map_err(LaunchError::Runtime)?;
         harden();
         init_logging(args.debug);
         secure_inherited_socket(&listener);
-        let policy_path = crate::policy::store::resolve_path(args.policy.clone());
-        let policy =
-            crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
-        let store = crate::policy::store::PolicyStore::new(policy_path, policy);
-        let options = AgentOptions {
-            default_lifetime,
-            owner_uid: hardening::effective_uid(),
-            known_hosts: known_hosts_files(),
-        };
-        return serve(listener, SocketFile(None), options, store, None);
+        let interactive = args.debug || args.foreground;
+        return serve(
+            listener,
+            SocketFile(None),
+            options,
+            store,
+            None,
+            interactive,
+        );
     }
     if matches!(mode, Mode::Foreground { .. }) {
         // Before the socket exists, so nothing ever talks to an unhardened
         // agent. Forked agents harden in the child, before serving.
         harden();
     }
-    let (listener, socket_path) = bind(args.socket.as_deref(), mode)?;
-    let socket = SocketFile(Some(socket_path.clone()));
-    let sock_line = shell.set_var("SSH_AUTH_SOCK", &socket_path.to_string_lossy());
-    let options = AgentOptions {
-        default_lifetime,
-        owner_uid: hardening::effective_uid(),
-        known_hosts: known_hosts_files(),
+    let place = if args.temp_dir {
+        // -T wins over -a, as in ssh-agent.
+        Place::TempDir
+    } else if let Some(path) = args.socket.as_deref() {
+        Place::Explicit(path)
+    } else {
+        Place::Default {
+            clean_stale: !args.keep_stale,
+        }
     };
-    // An invalid policy stops the start, before anything forks or prints.
-    let policy_path = crate::policy::store::resolve_path(args.policy.clone());
-    let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
-    let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+    let (listener, socket_path, temp_dir) = bind(place, mode)?;
+    // Printed as given, removed by its absolute path: a forked agent serves
+    // from `/`.
+    let socket = SocketFile(Some(
+        std::path::absolute(&socket_path).unwrap_or_else(|_| socket_path.clone()),
+    ));
+    let sock_line = shell.set_var("SSH_AUTH_SOCK", &socket_path.to_string_lossy());
 
     match mode {
         Mode::Foreground { debug } => {
@@ -162,11 +232,13 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
             println!("{sock_line}");
             println!("echo Agent pid {pid};");
             let _ = std::io::stdout().flush();
-            serve(listener, socket, options, store, None)
+            serve(listener, socket, options, store, None, true)
         }
         Mode::Background => match hardening::fork().map_err(LaunchError::Fork)? {
             Forked::Parent { child } => {
-                std::mem::forget(socket); // the child owns the socket file now
+                // The child owns the socket file and its directory now.
+                std::mem::forget(socket);
+                std::mem::forget(temp_dir);
                 println!("{sock_line}");
                 println!("{}", shell.set_var("SSH_AGENT_PID", &child.to_string()));
                 println!("echo Agent pid {child};");
@@ -174,8 +246,9 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                 Ok(ExitCode::SUCCESS)
             }
             Forked::Child => {
+                let _ = hardening::hold_agent_signals();
                 detach();
-                serve(listener, socket, options, store, None)
+                serve(listener, socket, options, store, None, false)
             }
         },
         Mode::Command => {
@@ -183,13 +256,15 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
             match hardening::fork().map_err(LaunchError::Fork)? {
                 Forked::Parent { child } => {
                     std::mem::forget(socket);
+                    std::mem::forget(temp_dir);
                     drop(listener);
                     Err(run_command(&args.command, &socket_path, child))
                 }
                 Forked::Child => {
+                    let _ = hardening::hold_agent_signals();
                     hardening::terminate_with_parent();
                     detach();
-                    serve(listener, socket, options, store, Some(parent))
+                    serve(listener, socket, options, store, Some(parent), false)
                 }
             }
         }
@@ -218,11 +293,15 @@ fn run_command(command: &[OsString], socket: &Path, agent_pid: u32) -> LaunchErr
     }
 }
 
-/// The detached agent's setup: own session, stdio away from the terminal,
+/// The detached agent's setup: own session, working directory `/` (as
+/// ssh-agent, so it keeps no directory busy), stdio away from the terminal,
 /// log lines to `$XDG_STATE_HOME/hopward/daemon.log`.
 fn detach() {
     let _ = hardening::new_session();
-    let log = paths::state_dir().and_then(|dir| {
+    // The state directory is found first: XDG_STATE_HOME may be relative.
+    let state = paths::state_dir().map(|d| std::path::absolute(&d).unwrap_or(d));
+    let _ = std::env::set_current_dir("/");
+    let log = state.and_then(|dir| {
         paths::ensure_private_dir(&dir).ok()?;
         std::fs::OpenOptions::new()
             .create(true)
@@ -275,27 +354,132 @@ fn init_logging(debug: bool) {
     };
 }
 
-/// Binds the socket. Without `-a`, the default socket is used; a background
-/// or command-mode agent that finds a live agent there takes a fresh private
-/// socket instead, as ssh-agent always does, because its caller reads the
-/// path from its output.
-fn bind(explicit: Option<&Path>, mode: Mode) -> Result<(StdListener, PathBuf), LaunchError> {
-    if let Some(path) = explicit {
-        return bind_at(path).map(|l| (l, path.to_path_buf()));
+/// Where the socket goes.
+#[derive(Debug, Clone, Copy)]
+enum Place<'a> {
+    /// `-a PATH`.
+    Explicit(&'a Path),
+    /// `-T`: a new private directory under `$TMPDIR`.
+    TempDir,
+    /// hopward's socket directory; stale sockets there are cleaned up first
+    /// unless `-U`.
+    Default { clean_stale: bool },
+}
+
+/// A socket directory made for this agent alone (`-T`), removed when the
+/// agent stops, after the socket in it.
+#[derive(Debug)]
+struct OwnDir(Option<PathBuf>);
+
+impl Drop for OwnDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
+}
+
+/// How old a dead socket must be before it counts as stale: ssh-agent's
+/// hour, which keeps a clean-up from racing an agent that is starting.
+const STALE_AGE: Duration = Duration::from_secs(3600);
+
+/// Removes sockets in `dir` that nothing listens on any more and that were
+/// last modified more than `min_age` ago; returns how many went. A missing
+/// directory has nothing stale in it.
+pub fn clean_stale_sockets(dir: &Path, min_age: Duration) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(min_age)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta.modified().is_ok_and(|m| m <= cutoff);
+        if !meta.file_type().is_socket() || !old {
+            continue;
+        }
+        // A refused connection means no agent is behind it any more.
+        if std::os::unix::net::UnixStream::connect(&path).is_err()
+            && std::fs::remove_file(&path).is_ok()
+        {
+            info!("removed stale socket {}", path.display());
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Binds the socket where `place` says. In hopward's socket directory, a
+/// background or command-mode agent that finds a live agent on the default
+/// socket takes a fresh private socket instead, as ssh-agent always does,
+/// because its caller reads the path from its output.
+fn bind(place: Place<'_>, mode: Mode) -> Result<(StdListener, PathBuf, OwnDir), LaunchError> {
+    let clean_stale = match place {
+        Place::Explicit(path) => {
+            return bind_at(path).map(|l| (l, path.to_path_buf(), OwnDir(None)));
+        }
+        Place::TempDir => {
+            let dir = make_temp_dir()?;
+            let path = dir.join(format!("agent.{}", std::process::id()));
+            let own = OwnDir(Some(dir));
+            return bind_at(&path).map(|l| (l, path, own));
+        }
+        Place::Default { clean_stale } => clean_stale,
+    };
     let dir = paths::runtime_dir();
     paths::ensure_private_dir(&dir).map_err(|source| LaunchError::SocketDir {
         path: dir.clone(),
         source,
     })?;
+    if clean_stale {
+        if let Err(e) = clean_stale_sockets(&dir, STALE_AGE) {
+            warn!("could not clean up stale sockets in {}: {e}", dir.display());
+        }
+    }
     let default = dir.join("agent.sock");
     match bind_at(&default) {
         Err(LaunchError::AgentRunning(_)) if !matches!(mode, Mode::Foreground { .. }) => {
             let unique = dir.join(format!("agent.{}.sock", std::process::id()));
-            bind_at(&unique).map(|l| (l, unique))
+            bind_at(&unique).map(|l| (l, unique, OwnDir(None)))
         }
-        other => other.map(|l| (l, default)),
+        other => other.map(|l| (l, default, OwnDir(None))),
     }
+}
+
+/// `$TMPDIR/hopward.XXXXXXXXXX`, mode 0700, with a random name (mkdtemp's
+/// way: retry while the name is taken).
+fn make_temp_dir() -> Result<PathBuf, LaunchError> {
+    use rand_core::RngCore as _;
+    use std::os::unix::fs::DirBuilderExt as _;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let base = std::env::var_os("TMPDIR")
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let base = std::path::absolute(&base).unwrap_or(base);
+    let mut last = None;
+    for _ in 0..100 {
+        let name: String = (0..10)
+            .map(|_| char::from(CHARS[(rand_core::OsRng.next_u32() % 62) as usize]))
+            .collect();
+        let dir = base.join(format!("hopward.{name}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(source) => return Err(LaunchError::TempDir { path: base, source }),
+        }
+    }
+    Err(LaunchError::TempDir {
+        path: base,
+        source: last.unwrap_or_else(|| std::io::Error::other("no free name")),
+    })
 }
 
 fn bind_at(path: &Path) -> Result<StdListener, LaunchError> {
@@ -359,6 +543,9 @@ fn secure_inherited_socket(listener: &StdListener) {
 }
 
 fn harden() {
+    if let Err(e) = hardening::hold_agent_signals() {
+        eprintln!("hopward: warning: cannot hold signals until the agent handles them: {e}");
+    }
     if let Err(e) = hardening::harden_process() {
         eprintln!("hopward: warning: could not disable core dumps / debugger attach: {e}");
     }
@@ -378,6 +565,7 @@ fn serve(
     options: AgentOptions,
     policy: crate::policy::store::PolicyStore,
     watch_parent: Option<u32>,
+    stop_on_interrupt: bool,
 ) -> Result<ExitCode, LaunchError> {
     harden();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -416,13 +604,21 @@ fn serve(
             "hopward {} listening",
             env!("CARGO_PKG_VERSION")
         );
+        // The handlers exist before the first connection is accepted, so a
+        // signal never meets a serving agent without them.
+        let signals = Signals::install();
+        // This thread runs the loop that waits on them: held signals that
+        // came in since start-up are handled now.
+        if let Err(e) = hardening::release_agent_signals() {
+            warn!("cannot release held signals: {e}");
+        }
         let _watcher = crate::policy::watch::watch(&agent);
         crate::systemd::notify_ready();
         server::serve(
             listener,
             socket,
             Arc::clone(&agent),
-            shutdown_signal(watch_parent, Arc::clone(&agent)),
+            shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
         )
         .await;
         agent.audit.flush();
@@ -430,14 +626,43 @@ fn serve(
     })
 }
 
-/// Resolves on SIGTERM or SIGINT, or when the command-mode parent exits.
-async fn shutdown_signal(watch_parent: Option<u32>, agent: Arc<Agent>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+/// The signals the agent acts on; `None` when they could not be installed.
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup), Ok(usr1)) => Signals(Some((term, int, hup, usr1))),
+            _ => Signals(None),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, or when the command-mode parent exits;
+/// SIGHUP reloads the policy and SIGUSR1 drops every key and approval on
+/// the way.
+/// SIGINT stops only a foreground agent (`-d`, `-D`): ssh-agent ignores it
+/// otherwise, so an interrupt meant for something else spares the agent.
+async fn shutdown_signal(
+    signals: Signals,
+    watch_parent: Option<u32>,
+    stop_on_interrupt: bool,
+    agent: Arc<Agent>,
+) {
+    let Signals(Some((mut term, mut int, mut hup, mut usr1))) = signals else {
         warn!("cannot install signal handlers; the agent will stop only when killed");
         std::future::pending::<()>().await;
         return;
@@ -458,10 +683,19 @@ async fn shutdown_signal(watch_parent: Option<u32>, agent: Arc<Agent>) {
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return; }
-            _ = int.recv() => { info!("SIGINT received"); return; }
+            _ = int.recv() => {
+                if stop_on_interrupt {
+                    info!("SIGINT received");
+                    return;
+                }
+                info!("SIGINT ignored: only a foreground agent stops on it");
+            }
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading the policy");
                 agent.reload_policy();
+            }
+            _ = usr1.recv() => {
+                let _ = agent.drop_keys_and_approvals();
             }
             () = &mut parent_gone => return,
         }

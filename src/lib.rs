@@ -13,6 +13,7 @@ pub mod client;
 pub mod confirm;
 pub mod context;
 pub mod control;
+pub mod daemon_cli;
 pub mod destination;
 pub mod duration;
 pub mod frame;

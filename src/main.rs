@@ -1,10 +1,17 @@
 //! Entry point: parse the command line and hand over to the library.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // `hopward daemon` reads its words as ssh-agent's getopt does (glued
+    // values, clusters, `--`), which clap cannot be made to do exactly.
+    if argv.get(1).is_some_and(|word| word == "daemon") {
+        return hopward::launch::daemon_command(&argv[2..]);
+    }
     let cli = hopward::cli::Cli::parse();
     match hopward::launch::run(cli) {
         Ok(code) => code,

@@ -31,6 +31,25 @@ pub const SSH_AGENTC_UNLOCK: u8 = 23;
 pub const SSH_AGENTC_ADD_ID_CONSTRAINED: u8 = 25;
 pub const SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED: u8 = 26;
 pub const SSH_AGENTC_EXTENSION: u8 = 27;
+/// A known extension that failed (OpenSSH 10.3+; unknown ones get
+/// `SSH_AGENT_FAILURE`).
+pub const SSH_AGENT_EXTENSION_FAILURE: u8 = 28;
+pub const SSH_AGENT_EXTENSION_RESPONSE: u8 = 29;
+
+/// The extensions every connection may use, as the `query` extension
+/// lists them.
+pub const EXTENSIONS: [&str; 2] = ["query", "session-bind@openssh.com"];
+
+/// The reply to the `query` extension: `SSH_AGENT_EXTENSION_RESPONSE`,
+/// `string "query"`, then one string per supported extension.
+pub fn query_answer<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = vec![SSH_AGENT_EXTENSION_RESPONSE];
+    put_string(&mut out, b"query");
+    for name in names {
+        put_string(&mut out, name.as_bytes());
+    }
+    out
+}
 
 const CONSTRAIN_LIFETIME: u8 = 1;
 const CONSTRAIN_CONFIRM: u8 = 2;

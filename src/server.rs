@@ -60,7 +60,7 @@ pub async fn serve(
     drop(listener);
     drop(socket);
     reaper.abort();
-    agent.keystore.clear();
+    let _ = agent.keystore.clear();
 }
 
 fn accept(stream: UnixStream, agent: &Arc<Agent>) {

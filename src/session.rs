@@ -26,7 +26,8 @@ use crate::peer::Peer;
 use crate::policy::{Action, Decision, KeyOp};
 use crate::prompts::{Origin, Question};
 use crate::proto::{
-    self, Constraint, NewKey, Passphrase, Request, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS,
+    self, Constraint, NewKey, Passphrase, Request, SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE,
+    SSH_AGENT_SUCCESS,
 };
 use crate::text::clean;
 
@@ -150,6 +151,7 @@ impl Session {
                 name: crate::control::EXTENSION,
                 body,
             } => self.control(body),
+            Request::Extension { name: "query", .. } => self.query(),
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
                 failure()
@@ -157,11 +159,30 @@ impl Session {
         }
     }
 
-    /// The control channel: only for a local, unforwarded connection of the
-    /// owner (or root).
-    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+    /// The `query` extension. As in ssh-agent, refused while locked, and any
+    /// bytes after the name are ignored. `control@hopward` is listed only
+    /// where it may be used.
+    fn query(&self) -> Vec<u8> {
+        if self.agent.keystore.is_locked() {
+            return failure();
+        }
+        let control = self.control_allowed().then_some(crate::control::EXTENSION);
+        proto::query_answer(proto::EXTENSIONS.into_iter().chain(control))
+    }
+
+    /// Whether the control channel is open to this connection: a local,
+    /// unforwarded connection of the owner (or root).
+    fn control_allowed(&self) -> bool {
         let unbound = self.chain.hops().is_empty() && !self.chain.is_poisoned();
-        if !unbound || !self.peer.may_connect(self.agent.options.owner_uid) {
+        unbound && self.peer.may_connect(self.agent.options.owner_uid)
+    }
+
+    /// The control channel: only for a local, unforwarded connection of the
+    /// owner (or root). Refusing it there is `SSH_AGENT_FAILURE`, as ssh-agent
+    /// refuses extensions while locked; a control request that runs and fails
+    /// is `SSH_AGENT_EXTENSION_FAILURE`.
+    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+        if !self.control_allowed() {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
         }
@@ -173,7 +194,7 @@ impl Session {
             }
             Err(e) => {
                 warn!(conn = self.id, "control request failed: {e}");
-                failure()
+                vec![SSH_AGENT_EXTENSION_FAILURE]
             }
         }
     }
@@ -207,7 +228,8 @@ impl Session {
             }
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
-                failure()
+                // A known extension that failed: OpenSSH 10.3+'s reply.
+                vec![SSH_AGENT_EXTENSION_FAILURE]
             }
         }
     }

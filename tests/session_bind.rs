@@ -10,6 +10,9 @@ use hopward::wire::{put_string, put_u32};
 
 const SUCCESS: u8 = 6;
 const FAILURE: u8 = 5;
+/// A failed session-bind: OpenSSH 10.3+ answers a known extension that fails
+/// with SSH_AGENT_EXTENSION_FAILURE, and so does hopward.
+const EXTENSION_FAILURE: u8 = 28;
 const SIGN_RESPONSE: u8 = 14;
 
 /// An Ed25519 key made from a seed: host keys, CA keys and user keys.
@@ -46,6 +49,17 @@ impl Key {
 
 /// A host certificate for `host` signed by `ca`.
 fn host_cert(host: &Key, ca: &Key, principals: &[&str], valid: (u64, u64)) -> Vec<u8> {
+    host_cert_with(host, ca, principals, valid, b"")
+}
+
+/// A host certificate with these critical options (the encoded list).
+fn host_cert_with(
+    host: &Key,
+    ca: &Key,
+    principals: &[&str],
+    valid: (u64, u64),
+    critical: &[u8],
+) -> Vec<u8> {
     let mut c = Vec::new();
     put_string(&mut c, b"ssh-ed25519-cert-v01@openssh.com");
     put_string(&mut c, &[7; 32]);
@@ -60,7 +74,7 @@ fn host_cert(host: &Key, ca: &Key, principals: &[&str], valid: (u64, u64)) -> Ve
     put_string(&mut c, &list);
     c.extend_from_slice(&valid.0.to_be_bytes());
     c.extend_from_slice(&valid.1.to_be_bytes());
-    put_string(&mut c, b"");
+    put_string(&mut c, critical);
     put_string(&mut c, b"");
     put_string(&mut c, b"");
     put_string(&mut c, &ca.blob);
@@ -339,7 +353,7 @@ fn forwarded_chain_rules() {
     );
     assert_eq!(sign(&mut s, &t.user, &good), SIGN_RESPONSE);
     // A bind after the authentication bind fails and poisons the connection.
-    assert_eq!(bind(&mut s, &t.bastion, b"sid-z", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.bastion, b"sid-z", true), EXTENSION_FAILURE);
     assert_eq!(sign(&mut s, &t.user, &good), FAILURE);
     assert_eq!(
         listed(&mut s),
@@ -378,8 +392,8 @@ fn bind_failures_poison_and_limits_hold() {
     // A bad signature poisons: later valid binds fail too.
     let mut s = t.agent.connect();
     let mut forged = bind_body(&t.target.blob, &Key::new(7), b"sid", false);
-    assert_eq!(request(&mut s, &forged)[0], FAILURE);
-    assert_eq!(bind(&mut s, &t.target, b"sid2", false), FAILURE);
+    assert_eq!(request(&mut s, &forged)[0], EXTENSION_FAILURE);
+    assert_eq!(bind(&mut s, &t.target, b"sid2", false), EXTENSION_FAILURE);
     assert_eq!(
         sign(
             &mut s,
@@ -392,12 +406,12 @@ fn bind_failures_poison_and_limits_hold() {
     let mut s = t.agent.connect();
     forged = bind_body(&t.target.blob, &t.target, b"sid", false);
     forged.push(0);
-    assert_eq!(request(&mut s, &forged)[0], FAILURE);
+    assert_eq!(request(&mut s, &forged)[0], EXTENSION_FAILURE);
     // Same session id: same key is a no-op, another key fails.
     let mut s = t.agent.connect();
     assert_eq!(bind(&mut s, &t.bastion, b"same", true), SUCCESS);
     assert_eq!(bind(&mut s, &t.bastion, b"same", true), SUCCESS);
-    assert_eq!(bind(&mut s, &t.target, b"same", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.target, b"same", true), EXTENSION_FAILURE);
     // 16 binds are fine, the 17th is refused.
     let mut s = t.agent.connect();
     for i in 0..16u8 {
@@ -407,7 +421,7 @@ fn bind_failures_poison_and_limits_hold() {
             "bind {i}"
         );
     }
-    assert_eq!(bind(&mut s, &t.bastion, b"s17", true), FAILURE);
+    assert_eq!(bind(&mut s, &t.bastion, b"s17", true), EXTENSION_FAILURE);
     let log = t.agent.log_text();
     assert!(log.contains("does not verify"), "{log}");
     assert!(log.contains("different host key"), "{log}");
@@ -450,11 +464,188 @@ fn host_certificates_are_checked_against_principals() {
     let mut c = agent.connect();
     assert_eq!(
         request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
-        FAILURE
+        EXTENSION_FAILURE
     );
     assert!(
         agent.log_text().contains("host certificate rejected"),
         "{}",
         agent.log_text()
     );
+}
+
+/// OpenSSH 10.3+: a host certificate's principals are patterns, so a
+/// certificate for `host_*` satisfies `ssh-add -h host_d`; a certificate with
+/// critical options never does (10.5's sshkey_cert_check_host).
+#[test]
+fn wildcard_host_certificate_principals_match_destinations() {
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let (user, host, ca) = (Key::new(1), Key::new(2), Key::new(5));
+    let mut s = agent.connect();
+    assert_eq!(
+        add_constrained(&mut s, &user, &[(None, "host_d", None, &ca.blob, true)]),
+        SUCCESS
+    );
+    let mut force = Vec::new();
+    put_string(&mut force, b"force-command");
+    put_string(&mut force, b"\0\0\0\x04true");
+    for (principals, critical, expect) in [
+        (&["host_*"][..], &b""[..], SIGN_RESPONSE),
+        (&["h?st_d"][..], &b""[..], SIGN_RESPONSE),
+        (&["other", "*"][..], &b""[..], SIGN_RESPONSE),
+        (&["host_d*x"][..], &b""[..], FAILURE),
+        (&["host_e*"][..], &b""[..], FAILURE),
+        (&["HOST_*"][..], &b""[..], FAILURE),
+        (&["host_*"][..], &force[..], FAILURE),
+        (&["host_d"][..], &force[..], FAILURE),
+    ] {
+        let cert = host_cert_with(&host, &ca, principals, (0, u64::MAX), critical);
+        let mut c = agent.connect();
+        assert_eq!(
+            request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
+            SUCCESS
+        );
+        let data = userauth(b"sid", "u", "ssh-connection", &user, Some(&cert));
+        assert_eq!(
+            sign(&mut c, &user, &data),
+            expect,
+            "principals {principals:?}, critical options {critical:?}"
+        );
+    }
+}
+
+/// OpenSSH 10.4+ refuses a destination constraint whose user pattern is
+/// longer than 256 bytes.
+#[test]
+fn destination_user_patterns_are_capped_at_256_bytes() {
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let (user, host) = (Key::new(1), Key::new(2));
+    let mut s = agent.connect();
+    let long = "u".repeat(257);
+    assert_eq!(
+        add_constrained(
+            &mut s,
+            &user,
+            &[(None, "h", Some(&long), &host.blob, false)]
+        ),
+        FAILURE
+    );
+    assert_eq!(listed(&mut s), 0);
+    assert!(
+        agent.log_text().contains("longer than 256 bytes"),
+        "{}",
+        agent.log_text()
+    );
+    let most = "*".repeat(256);
+    assert_eq!(
+        add_constrained(
+            &mut s,
+            &user,
+            &[(None, "h", Some(&most), &host.blob, false)]
+        ),
+        SUCCESS
+    );
+    let mut c = agent.connect();
+    assert_eq!(bind(&mut c, &host, b"sid", false), SUCCESS);
+    let data = userauth(b"sid", "anyone", "ssh-connection", &user, Some(&host.blob));
+    assert_eq!(sign(&mut c, &user, &data), SIGN_RESPONSE);
+}
+
+/// A host named only by a wildcard principal of a certificate whose CA
+/// known_hosts trusts (`@cert-authority`) is that host for the policy too.
+#[test]
+fn policy_names_hosts_by_wildcard_certificate_principals() {
+    use base64::Engine as _;
+    let ca = Key::new(5);
+    let tmp = tempdir();
+    let known = tmp.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!(
+            "@cert-authority *.example.com ssh-ed25519 {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&ca.blob)
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::builder()
+        .policy(
+            "[defaults]\nlocal = \"allow\"\nforwarded = \"allow\"\nforwarded_unverified = \"allow\"\n\
+             [[rule]]\nname = \"no db\"\nhost = [\"db.prod.example.com\"]\naction = \"deny\"\n",
+        )
+        .env("HOPWARD_KNOWN_HOSTS", known.to_str().unwrap())
+        .start();
+    let (user, host) = (Key::new(1), Key::new(2));
+    let mut s = agent.connect();
+    assert_eq!(add_plain(&mut s, &user), SUCCESS);
+    for (principals, critical, expect) in [
+        (&["*.prod.example.com"][..], &b""[..], FAILURE),
+        (&["db.prod.example.com"][..], &b""[..], FAILURE),
+        (&["db.prod.example.co?"][..], &b""[..], FAILURE),
+        (&["*.staging.example.com"][..], &b""[..], SIGN_RESPONSE),
+        // Critical options: not a valid host certificate, so no name.
+        (
+            &["*.prod.example.com"][..],
+            &b"\0\0\0\x01x\0\0\0\0"[..],
+            SIGN_RESPONSE,
+        ),
+    ] {
+        let cert = host_cert_with(&host, &ca, principals, (0, u64::MAX), critical);
+        let mut c = agent.connect();
+        assert_eq!(
+            request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
+            SUCCESS
+        );
+        let data = userauth(b"sid", "u", "ssh-connection", &user, Some(&cert));
+        assert_eq!(
+            sign(&mut c, &user, &data),
+            expect,
+            "principals {principals:?}, critical {critical:?}"
+        );
+    }
+}
+
+/// OpenSSH 10.5 accepts a host certificate only when its CA signed with an
+/// algorithm in SSH_ALLOWED_CA_SIGALGS: an RSA CA's SHA-1 `ssh-rsa`
+/// signature does not prove a destination, its `rsa-sha2-512` one does.
+#[test]
+fn host_certificates_signed_with_sha1_rsa_are_refused() {
+    use base64::Engine as _;
+    let tmp = tempdir();
+    let decode = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let field = text.split_whitespace().nth(1).unwrap().to_string();
+        base64::engine::general_purpose::STANDARD
+            .decode(field)
+            .unwrap()
+    };
+    let ca_path = keygen(tmp.path(), "rsa-ca", "rsa", Some(2048));
+    let host_path = keygen(tmp.path(), "host", "ed25519", None);
+    let seed = ed25519_seed_of(&host_path);
+    let host = Key {
+        seed,
+        blob: PublicParts::Ed25519(ed25519_public(&seed)).blob(),
+    };
+    let ca_blob = decode(&ca_path.with_extension("pub"));
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let user = Key::new(1);
+    let mut s = agent.connect();
+    assert_eq!(
+        add_constrained(&mut s, &user, &[(None, "host_d", None, &ca_blob, true)]),
+        SUCCESS
+    );
+    for (alg, expect) in [("rsa-sha2-512", SIGN_RESPONSE), ("ssh-rsa", FAILURE)] {
+        ok(run(std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca_path)
+            .args(["-h", "-t", alg, "-I", "host", "-n", "host_d"])
+            .arg(host_path.with_extension("pub"))));
+        let cert = decode(&tmp.path().join("host-cert.pub"));
+        let mut c = agent.connect();
+        assert_eq!(
+            request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
+            SUCCESS,
+            "{alg}"
+        );
+        let data = userauth(b"sid", "u", "ssh-connection", &user, Some(&cert));
+        assert_eq!(sign(&mut c, &user, &data), expect, "CA signature {alg}");
+    }
 }

@@ -56,6 +56,44 @@ fn deny_debuggers() -> io::Result<()> {
 }
 
 /// The effective uid of this process.
+/// The signals the agent handles itself (stop, reload, drop keys).
+fn agent_signals() -> libc::sigset_t {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set we own; sigaddset adds valid
+    // signal numbers to it.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(set.as_mut_ptr(), sig);
+        }
+        set.assume_init()
+    }
+}
+
+fn mask_agent_signals(how: libc::c_int) -> io::Result<()> {
+    let set = agent_signals();
+    // SAFETY: the set is initialised; the old mask is not asked for.
+    let rc = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Holds SIGTERM, SIGINT, SIGHUP and SIGUSR1 pending on this thread (and
+/// the threads it starts) until [`release_agent_signals`]: between binding
+/// its socket and installing its handlers the agent would otherwise die of
+/// their default action, leaving its socket behind. Only ever called in the
+/// agent process itself: the mask would survive an exec.
+pub fn hold_agent_signals() -> io::Result<()> {
+    mask_agent_signals(libc::SIG_BLOCK)
+}
+
+/// Delivers the held signals to the handlers installed since.
+pub fn release_agent_signals() -> io::Result<()> {
+    mask_agent_signals(libc::SIG_UNBLOCK)
+}
+
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and takes no arguments.
     unsafe { libc::geteuid() }

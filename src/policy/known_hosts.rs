@@ -307,9 +307,16 @@ impl KnownHosts {
                     }
                     Marker::CertAuthority => {
                         if let Some(cert) = &hop.host_cert {
-                            if cert.signature_key == e.key_blob {
+                            if cert.signature_key == e.key_blob
+                                && !cert.has_critical_options
+                                && cert.ca_algorithm_allowed()
+                            {
+                                // A principal with wildcards is a pattern, not
+                                // a name to list: it names the hosts it
+                                // matches, which `knows` answers for.
                                 for principal in &cert.principals {
-                                    if patterns_match(&e.patterns, principal)
+                                    if !principal.contains(['*', '?'])
+                                        && patterns_match(&e.patterns, principal)
                                         && !names.contains(principal)
                                     {
                                         names.push(principal.clone());
@@ -336,9 +343,14 @@ impl KnownHosts {
             let plain = hop.host_key.parts.blob();
             cache.relevant(hop).any(|e| match e.marker {
                 Marker::None => e.key_blob == plain && patterns_match(&e.patterns, name),
+                // As ssh checks a host certificate against a host name
+                // (OpenSSH 10.3+): the principals are patterns, matched
+                // against the lower-cased name ssh would use.
                 Marker::CertAuthority => hop.host_cert.as_ref().is_some_and(|cert| {
                     cert.signature_key == e.key_blob
-                        && cert.principals.iter().any(|p| p == name)
+                        && cert.names_host(&name.to_ascii_lowercase())
+                        && !cert.has_critical_options
+                        && cert.ca_algorithm_allowed()
                         && patterns_match(&e.patterns, name)
                 }),
                 Marker::Revoked => false,
@@ -363,7 +375,13 @@ impl KnownHosts {
                     .any(|p| matches!(p, Pattern::Hashed { .. }))
             })
         });
-        if hashed {
+        // Names that only a pattern confirms (a hashed entry, or a host
+        // certificate's wildcard principal) are checked one by one.
+        let wildcard_principal = hop
+            .host_cert
+            .as_ref()
+            .is_some_and(|cert| cert.principals.iter().any(|p| p.contains(['*', '?'])));
+        if hashed || wildcard_principal {
             for name in exact_names {
                 if !names.contains(name) && self.knows(hop, name) {
                     names.push(name.clone());
