@@ -397,7 +397,14 @@ fn forwarded_agent_through_mldsa_hosts() {
         &["bastion", "target"],
         &openssh105::lab(MLDSA_KEYGEN_TYPE),
     );
-    let agent = Daemon::builder().policy(ALLOW_ALL).debug().start();
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            path_str(&hosts.dir.join("known_hosts")),
+        )
+        .debug()
+        .start();
     let key = openssh105::keygen(tmp.path(), "pq", MLDSA_KEYGEN_TYPE);
     hosts.authorize(&key.with_extension("pub"));
     ok(openssh105::ssh_add(&agent.sock, &[path_str(&key)]));
@@ -424,10 +431,11 @@ fn forwarded_agent_through_mldsa_hosts() {
     let log = agent.log_text();
     assert!(!log.contains("poisoned"), "{log}");
     // The target's signature request came through the bastion's forwarding
-    // bind, both by ML-DSA host keys.
+    // bind, both by ML-DSA host keys, named through known_hosts.
     assert!(
-        log.lines()
-            .any(|l| l.contains("request context") && l.contains("class=forwarded")),
+        log.lines().any(|l| l.contains("request context")
+            && l.contains("class=forwarded")
+            && l.contains("chain=[bastion (fwd) > target (auth)]")),
         "{log}"
     );
     for host in &hosts.hosts {
@@ -458,9 +466,21 @@ fn host_certificates_by_and_for_mldsa_keys_bind_sessions() {
         lab.host_ca = Some(ca);
         let hosts = Hosts::start_lab(&dir, &["server"], &lab);
         hosts.authorize(&key.with_extension("pub"));
-        let agent = Daemon::builder().debug().start();
+        let agent = Daemon::builder()
+            .env("HOPWARD_KNOWN_HOSTS", path_str(&dir.join("known_hosts")))
+            .debug()
+            .start();
         ok(openssh105::ssh_add(&agent.sock, &[path_str(&key)]));
         logins_bind_to(&hosts, &agent, &key, "server", 2);
+        // Named through the known_hosts @cert-authority line and the
+        // certificate's principal.
+        assert!(
+            agent
+                .log_text()
+                .contains("class=direct chain=[server (auth)]"),
+            "{case}: {}",
+            agent.log_text()
+        );
         // The server presented its certificate, and the agent checked it.
         let sshd_log = hosts.sshd_log("server");
         let agent_log = agent.log_text();
