@@ -498,3 +498,143 @@ fn host_certificates_by_and_for_mldsa_keys_bind_sessions() {
         );
     }
 }
+
+/// A signing key and public blob from a 10.5 `mldsa44-ed25519` key file.
+fn mldsa_signer(key: &Path) -> (hopward::sign::SigningKey, Vec<u8>) {
+    use hopward::proto::{PublicKey, SecretParts};
+    let secret = openssh105::mldsa_secret_of(key);
+    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let blob = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(line.split_whitespace().nth(1).unwrap())
+            .unwrap()
+    };
+    let public = PublicKey::parse(&blob).unwrap();
+    let signer =
+        hopward::sign::SigningKey::new(&public.parts, &SecretParts::MlDsa44Ed25519(&secret))
+            .unwrap();
+    (signer, blob)
+}
+
+/// `string alg || string sig` as a session-bind carries it.
+fn signature_blob(algorithm: &str, signature: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_string(&mut out, algorithm.as_bytes());
+    put_string(&mut out, signature);
+    out
+}
+
+fn bind(host_blob: &[u8], sid: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut body = vec![27];
+    put_string(&mut body, b"session-bind@openssh.com");
+    put_string(&mut body, host_blob);
+    put_string(&mut body, sid);
+    put_string(&mut body, signature);
+    body.push(0);
+    body
+}
+
+/// A sign request for `key_blob` over a userauth request in session `sid`.
+fn userauth_sign(key_blob: &[u8], sid: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_string(&mut data, sid);
+    data.push(50);
+    put_string(&mut data, b"me");
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, key_blob);
+    let mut body = vec![13];
+    put_string(&mut body, key_blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body
+}
+
+#[test]
+fn hand_made_mldsa_binds_verify_and_forged_halves_poison_the_connection() {
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let host = openssh105::keygen(tmp.path(), "host", MLDSA_KEYGEN_TYPE);
+    let other = openssh105::keygen(tmp.path(), "other", MLDSA_KEYGEN_TYPE);
+    let (host_key, host_blob) = mldsa_signer(&host);
+    let (other_key, _) = mldsa_signer(&other);
+    let user = keygen(tmp.path(), "user", "ed25519", None);
+    ok(agent.ssh_add(&[path_str(&user)]));
+    let user_blob = {
+        use base64::Engine as _;
+        let line = std::fs::read_to_string(user.with_extension("pub")).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(line.split_whitespace().nth(1).unwrap())
+            .unwrap()
+    };
+    let sid = [0x42u8; 32];
+    let good = host_key.sign(&sid, 0).unwrap();
+    assert_eq!(good.algorithm, MLDSA);
+
+    // A genuine bind: the login it names is signed.
+    let mut stream = agent.connect();
+    assert_eq!(
+        request(
+            &mut stream,
+            &bind(&host_blob, &sid, &signature_blob(MLDSA, &good.blob))
+        ),
+        [6]
+    );
+    assert_eq!(
+        request(&mut stream, &userauth_sign(&user_blob, &sid))[0],
+        14
+    );
+
+    // Forgeries, each on a fresh connection: refused, and the connection
+    // signs nothing for a destination afterwards.
+    let from_other = other_key.sign(&sid, 0).unwrap();
+    let spliced_mldsa = [&from_other.blob[..2420], &good.blob[2420..]].concat();
+    let spliced_ed25519 = [&good.blob[..2420], &from_other.blob[2420..]].concat();
+    let over_other_sid = host_key.sign(&[0x43; 32], 0).unwrap();
+    for (what, signature) in [
+        (
+            "another key's ML-DSA half",
+            signature_blob(MLDSA, &spliced_mldsa),
+        ),
+        (
+            "another key's Ed25519 half",
+            signature_blob(MLDSA, &spliced_ed25519),
+        ),
+        (
+            "the Ed25519 half alone",
+            signature_blob(MLDSA, &good.blob[2420..]),
+        ),
+        (
+            "the ML-DSA half alone",
+            signature_blob(MLDSA, &good.blob[..2420]),
+        ),
+        (
+            "another session id",
+            signature_blob(MLDSA, &over_other_sid.blob),
+        ),
+        (
+            "the Ed25519 algorithm name",
+            signature_blob("ssh-ed25519", &good.blob),
+        ),
+    ] {
+        let mut stream = agent.connect();
+        assert_eq!(
+            request(&mut stream, &bind(&host_blob, &sid, &signature)),
+            [5],
+            "{what} was accepted"
+        );
+        assert_eq!(
+            request(&mut stream, &userauth_sign(&user_blob, &sid)),
+            [5],
+            "{what}: the poisoned connection still signed"
+        );
+    }
+    assert!(
+        agent.log_text().contains("poisoned"),
+        "{}",
+        agent.log_text()
+    );
+}
