@@ -716,6 +716,60 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn mldsa_through_aws_lc_c_agrees_with_aws_lc_rs_and_applies_the_context() {
+        // The key from a seed is the one aws-lc-rs makes from it, and a
+        // signature with the empty context verifies through aws-lc-rs's own
+        // ML-DSA-44 (which has no context string).
+        let seed = [0x17u8; MLDSA_SEED_LEN];
+        let ours = MlDsa44Key::from_seed(&seed).unwrap();
+        let theirs = lc::PqdsaKeyPair::from_seed(&lc::ML_DSA_44_SIGNING, &seed).unwrap();
+        let public = ours.public_key().unwrap();
+        assert_eq!(&public[..], theirs.public_key().as_ref());
+        let plain = ours.sign(b"message", b"").unwrap();
+        lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+            .verify(b"message", &plain)
+            .unwrap();
+        assert!(signing::mldsa44_verify(&public, b"message", b"", &plain));
+        // A context changes what is signed: each verifies only with its own.
+        let labelled = ours.sign(b"message", COMPOSITE_LABEL).unwrap();
+        assert!(signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public, b"message", b"", &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &plain
+        ));
+        assert!(
+            lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+                .verify(b"message", &labelled)
+                .is_err()
+        );
+        // Another key, a short signature.
+        let other = MlDsa44Key::from_seed(&[0x18; MLDSA_SEED_LEN]).unwrap();
+        let other_public = other.public_key().unwrap();
+        assert!(!signing::mldsa44_verify(
+            &other_public,
+            b"message",
+            b"",
+            &plain
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            b"",
+            &plain[1..]
+        ));
+    }
+
+    #[test]
     fn composite_message_is_the_drafts_m_prime() {
         use sha2::Digest as _;
         let message = composite_message(b"abc");
