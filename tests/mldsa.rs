@@ -638,3 +638,65 @@ fn hand_made_mldsa_binds_verify_and_forged_halves_poison_the_connection() {
         agent.log_text()
     );
 }
+
+#[test]
+fn destination_constraints_name_mldsa_host_keys() {
+    let tmp = tempdir();
+    let hosts = Hosts::start_lab(
+        tmp.path(),
+        &["server", "other"],
+        &openssh105::lab(MLDSA_KEYGEN_TYPE),
+    );
+    let agent = Daemon::builder().debug().start();
+    let key = openssh105::keygen(tmp.path(), "pq", MLDSA_KEYGEN_TYPE);
+    hosts.authorize(&key.with_extension("pub"));
+    // ssh-add -h: usable only to log in to "server", known by its ML-DSA
+    // host key.
+    let known_hosts = hosts.dir.join("known_hosts");
+    ok(openssh105::ssh_add(
+        &agent.sock,
+        &["-H", path_str(&known_hosts), "-h", "server", path_str(&key)],
+    ));
+    // The same key without the constraint, in a second agent: it logs in to
+    // either host, so a refusal below is the constraint's doing.
+    let unconstrained = Daemon::start();
+    ok(openssh105::ssh_add(&unconstrained.sock, &[path_str(&key)]));
+    std::fs::remove_file(&key).unwrap();
+    let login_with = |agent: &Daemon, host: &str| {
+        hosts.ssh(
+            &agent.sock,
+            &[
+                "-i",
+                path_str(&key.with_extension("pub")),
+                "-o",
+                "IdentitiesOnly=yes",
+                host,
+                "echo constrained-login",
+            ],
+        )
+    };
+    let login = |host: &str| login_with(&agent, host);
+    for host in ["server", "other"] {
+        let out = login_with(&unconstrained, host);
+        assert!(
+            stdout(&out).contains("constrained-login"),
+            "unconstrained key to {host}: {}",
+            text(&out)
+        );
+    }
+    let allowed = login("server");
+    assert!(
+        stdout(&allowed).contains("constrained-login"),
+        "{}\nagent:\n{}",
+        text(&allowed),
+        agent.log_text()
+    );
+    let refused = login("other");
+    assert!(
+        !refused.status.success() && !stdout(&refused).contains("constrained-login"),
+        "a key restricted to server logged in to other: {}",
+        text(&refused)
+    );
+    let log = agent.log_text();
+    assert!(!log.contains("poisoned"), "{log}");
+}
