@@ -2,11 +2,16 @@
 //! side in the same run, and prints signs/s, p50/p99 latency and the ratio.
 //!
 //!   cargo run --release --bin hopward-loadgen -- [--seconds S] [--hopward PATH]
-//!       [--unshielded PATH]
+//!       [--unshielded PATH] [--openssh-10.5 DIR]
 //!
 //! `--unshielded` adds a third agent to the sign table: hopward built with
 //! the `unshielded-benchmark` feature, which keeps keys open in memory, so
 //! the cost of key shielding is measured in the same run.
+//!
+//! `--openssh-10.5 DIR` adds a table for `ssh-mldsa44-ed25519@openssh.com`
+//! keys, which the system's ssh-agent does not know: hopward against the
+//! ssh-agent of the OpenSSH 10.5 build in DIR, the key made and added with
+//! that build's ssh-keygen and ssh-add.
 //!
 //! Both agents get the same keys through the real `ssh-add`. Each measure runs
 //! N client threads, each on its own connection, sending sign requests for a
@@ -69,6 +74,84 @@ fn keygen(dir: &Path, name: &str, kind: &str, bits: &str) -> PathBuf {
         .args(["-q", "-N", "", "-t", kind, "-b", bits, "-C", name, "-f"])
         .arg(&path));
     path
+}
+
+/// The ML-DSA composite table (see the module comment): hopward's agents
+/// against `openssh`'s ssh-agent, with one key made by its ssh-keygen.
+fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], seconds: f64) {
+    let key = dir.join("mldsa");
+    sh(Command::new(openssh.join("ssh-keygen"))
+        .args(["-q", "-N", "", "-t", "mldsa44-ed25519", "-C", "mldsa", "-f"])
+        .arg(&key));
+    let agent105 = openssh.join("ssh-agent");
+    let reference = start(
+        "ssh-agent 10.5",
+        agent105.to_str().expect("UTF-8 path"),
+        &["-D"],
+        dir.join("openssh105.sock"),
+    );
+    let agents: Vec<&Agent> = hopwards
+        .iter()
+        .take(1)
+        .chain([&reference])
+        .chain(hopwards.iter().skip(1))
+        .collect();
+    for agent in &agents {
+        sh(Command::new(openssh.join("ssh-add"))
+            .arg("-q")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &agent.sock));
+    }
+    println!();
+    println!(
+        "ML-DSA-44/Ed25519 against {} (the system's ssh-agent has no ML-DSA):",
+        agent105.display()
+    );
+    println!();
+    let unshielded = agents.len() > 2;
+    let (extra_head, extra_rule) = if unshielded {
+        (" unshielded signs/s | unshielded ratio |", "---|---|")
+    } else {
+        ("", "")
+    };
+    println!(
+        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent 10.5 signs/s | p50 µs | p99 µs | ratio |{extra_head}"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    let frame = sign_frame(&key_blob(&key.with_extension("pub")), 0);
+    for conns in [1usize, 4, 16] {
+        let results: Vec<Figures> = agents
+            .iter()
+            .map(|a| measure(&a.sock, &frame, conns, seconds))
+            .collect();
+        print_row("ML-DSA-44/Ed25519", conns, &results);
+    }
+}
+
+/// One row of a sign table: hopward, the reference agent, then hopward
+/// unshielded if it ran.
+fn print_row(label: &str, conns: usize, results: &[Figures]) {
+    let (h, o) = (&results[0], &results[1]);
+    let extra = results
+        .get(2)
+        .map(|u| {
+            format!(
+                " {:.0} | {:.2}× |",
+                u.signs_per_sec,
+                u.signs_per_sec / o.signs_per_sec
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |{extra}",
+        h.signs_per_sec,
+        h.p50_us,
+        h.p99_us,
+        o.signs_per_sec,
+        o.p50_us,
+        o.p99_us,
+        h.signs_per_sec / o.signs_per_sec
+    );
 }
 
 fn key_blob(pubfile: &Path) -> Vec<u8> {
@@ -173,7 +256,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH]";
+const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH] [--openssh-10.5 DIR]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("hopward-loadgen: {problem}\n{USAGE}");
@@ -185,6 +268,7 @@ fn main() {
     let mut seconds = 3.0;
     let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
     let mut unshielded: Option<String> = None;
+    let mut openssh105: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
@@ -198,6 +282,10 @@ fn main() {
             "--unshielded" => match args.next() {
                 Some(path) => unshielded = Some(path),
                 None => usage("--unshielded needs a path"),
+            },
+            "--openssh-10.5" => match args.next() {
+                Some(path) => openssh105 = Some(PathBuf::from(path)),
+                None => usage("--openssh-10.5 needs the folder of that build"),
             },
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -268,28 +356,17 @@ fn main() {
                 .iter()
                 .map(|a| measure(&a.sock, &frame, conns, seconds))
                 .collect();
-            let (h, o) = (&results[0], &results[1]);
-            let extra = results
-                .get(2)
-                .map(|u| {
-                    format!(
-                        " {:.0} | {:.2}× |",
-                        u.signs_per_sec,
-                        u.signs_per_sec / o.signs_per_sec
-                    )
-                })
-                .unwrap_or_default();
-            println!(
-                "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |{extra}",
-                h.signs_per_sec,
-                h.p50_us,
-                h.p99_us,
-                o.signs_per_sec,
-                o.p50_us,
-                o.p99_us,
-                h.signs_per_sec / o.signs_per_sec
-            );
+            print_row(label, conns, &results);
         }
+    }
+    if let Some(openssh) = &openssh105 {
+        // hopward and, if given, its unshielded build; not the system agent.
+        let hopwards: Vec<Agent> = agents
+            .drain(..)
+            .enumerate()
+            .filter_map(|(i, a)| (i != 1).then_some(a))
+            .collect();
+        mldsa_table(openssh, dir.path(), &hopwards, seconds);
     }
     drop(agents);
 

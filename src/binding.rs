@@ -8,7 +8,7 @@
 //! OpenSSH 9.2, which forgets it; like 9.6+). Pure code: no I/O.
 
 use crate::cert::Certificate;
-use crate::proto::PublicKey;
+use crate::proto::{KeyType, PublicKey};
 use crate::wire::Reader;
 
 /// OpenSSH's `AGENT_MAX_SESSION_IDS`.
@@ -339,16 +339,7 @@ pub fn algorithm_matches_key(algorithm: &str, key_blob: &[u8]) -> bool {
     let Ok(key) = PublicKey::parse(key_blob) else {
         return false;
     };
-    let base = algorithm.strip_suffix("-cert-v01@openssh.com");
-    let (plain, is_cert) = match base {
-        Some(b) => (b, true),
-        None => (algorithm, false),
-    };
-    let plain = match plain {
-        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
-        other => other,
-    };
-    is_cert == key.is_cert && plain == key.parts.key_type().name()
+    KeyType::from_signature_algorithm(algorithm) == Some((key.parts.key_type(), key.is_cert))
 }
 
 #[cfg(test)]

@@ -74,6 +74,20 @@ pub enum ProtoError {
     BadKey(&'static str),
 }
 
+/// Length of an ML-DSA-44 public key (FIPS 204).
+pub const MLDSA44_PUBLIC_LEN: usize = 1312;
+/// Length of an ML-DSA-44 signature (FIPS 204).
+pub const MLDSA44_SIGNATURE_LEN: usize = 2420;
+/// Length of an ML-DSA key generation seed, the form OpenSSH stores.
+pub const MLDSA_SEED_LEN: usize = 32;
+/// `ssh-mldsa44-ed25519@openssh.com` public key: the ML-DSA-44 public key
+/// followed by the Ed25519 one.
+pub const MLDSA44_ED25519_PUBLIC_LEN: usize = MLDSA44_PUBLIC_LEN + 32;
+/// Its private key: the ML-DSA-44 seed followed by the Ed25519 seed.
+pub const MLDSA44_ED25519_SECRET_LEN: usize = MLDSA_SEED_LEN + 32;
+/// Its signature: the ML-DSA-44 signature followed by the Ed25519 one.
+pub const MLDSA44_ED25519_SIGNATURE_LEN: usize = MLDSA44_SIGNATURE_LEN + 64;
+
 /// The kind of key behind a public key or certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
@@ -82,33 +96,62 @@ pub enum KeyType {
     EcdsaP384,
     EcdsaP521,
     Rsa,
+    /// `ssh-mldsa44-ed25519@openssh.com`, OpenSSH 10's ML-DSA-44 and
+    /// Ed25519 composite (draft-miller-sshm-mldsa44-ed25519-composite-sigs).
+    MlDsa44Ed25519,
 }
 
-impl KeyType {
-    fn from_plain_name(name: &str) -> Option<KeyType> {
-        Some(match name {
-            "ssh-ed25519" => KeyType::Ed25519,
-            "ecdsa-sha2-nistp256" => KeyType::EcdsaP256,
-            "ecdsa-sha2-nistp384" => KeyType::EcdsaP384,
-            "ecdsa-sha2-nistp521" => KeyType::EcdsaP521,
-            "ssh-rsa" => KeyType::Rsa,
-            _ => return None,
-        })
-    }
+/// Every key type hopward holds, for lookups by name.
+const KEY_TYPES: [KeyType; 6] = [
+    KeyType::Ed25519,
+    KeyType::EcdsaP256,
+    KeyType::EcdsaP384,
+    KeyType::EcdsaP521,
+    KeyType::Rsa,
+    KeyType::MlDsa44Ed25519,
+];
 
+impl KeyType {
     /// Parses a key or certificate type name; `Ok((type, is_cert))`.
     pub fn from_name(name: &str) -> Result<(KeyType, bool), ProtoError> {
         if name.starts_with("sk-") {
             return Err(ProtoError::SecurityKey(name.to_string()));
         }
-        if let Some(base) = name.strip_suffix("-cert-v01@openssh.com") {
-            if let Some(t) = KeyType::from_plain_name(base) {
-                return Ok((t, true));
+        for key_type in KEY_TYPES {
+            if name == key_type.name() {
+                return Ok((key_type, false));
             }
-        } else if let Some(t) = KeyType::from_plain_name(name) {
-            return Ok((t, false));
+            if name == key_type.cert_name() {
+                return Ok((key_type, true));
+            }
         }
         Err(ProtoError::UnsupportedKey(name.to_string()))
+    }
+
+    /// The key type a signature algorithm name belongs to, as OpenSSH's
+    /// `sshkey_type_from_name`: `Some((type, is_cert))`. The RSA SHA-2
+    /// names belong to `ssh-rsa` keys and certificates.
+    pub fn from_signature_algorithm(algorithm: &str) -> Option<(KeyType, bool)> {
+        match algorithm {
+            "rsa-sha2-256" | "rsa-sha2-512" => Some((KeyType::Rsa, false)),
+            "rsa-sha2-256-cert-v01@openssh.com" | "rsa-sha2-512-cert-v01@openssh.com" => {
+                Some((KeyType::Rsa, true))
+            }
+            other => KeyType::from_name(other).ok(),
+        }
+    }
+
+    /// The certificate type name: `-cert-v01` goes before the
+    /// `@openssh.com` of vendor names (PROTOCOL.certkeys).
+    pub fn cert_name(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ssh-ed25519-cert-v01@openssh.com",
+            KeyType::EcdsaP256 => "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+            KeyType::EcdsaP384 => "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+            KeyType::EcdsaP521 => "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+            KeyType::Rsa => "ssh-rsa-cert-v01@openssh.com",
+            KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519-cert-v01@openssh.com",
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -118,6 +161,7 @@ impl KeyType {
             KeyType::EcdsaP384 => "ecdsa-sha2-nistp384",
             KeyType::EcdsaP521 => "ecdsa-sha2-nistp521",
             KeyType::Rsa => "ssh-rsa",
+            KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
         }
     }
 
@@ -127,6 +171,7 @@ impl KeyType {
             KeyType::Ed25519 => "ED25519",
             KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 => "ECDSA",
             KeyType::Rsa => "RSA",
+            KeyType::MlDsa44Ed25519 => "MLDSA44-ED25519",
         }
     }
 
@@ -150,6 +195,8 @@ pub enum PublicParts {
         e: Vec<u8>,
         n: Vec<u8>,
     },
+    /// The ML-DSA-44 public key followed by the Ed25519 one.
+    MlDsa44Ed25519(Box<[u8; MLDSA44_ED25519_PUBLIC_LEN]>),
 }
 
 impl PublicParts {
@@ -171,6 +218,13 @@ impl PublicParts {
                 let n = reader.mpint("rsa n")?.to_vec();
                 PublicParts::Rsa { e, n }
             }
+            KeyType::MlDsa44Ed25519 => {
+                let pk = reader.string("mldsa44-ed25519 public key")?;
+                PublicParts::MlDsa44Ed25519(Box::new(
+                    pk.try_into()
+                        .map_err(|_| ProtoError::BadKey("mldsa44-ed25519 public key length"))?,
+                ))
+            }
             ecdsa => {
                 let curve = reader.string("ecdsa curve")?;
                 if Some(curve) != ecdsa.curve().map(str::as_bytes) {
@@ -186,6 +240,7 @@ impl PublicParts {
             PublicParts::Ed25519(_) => KeyType::Ed25519,
             PublicParts::Ecdsa(t, _) => *t,
             PublicParts::Rsa { .. } => KeyType::Rsa,
+            PublicParts::MlDsa44Ed25519(_) => KeyType::MlDsa44Ed25519,
         }
     }
 
@@ -203,14 +258,16 @@ impl PublicParts {
                 put_mpint(&mut out, e);
                 put_mpint(&mut out, n);
             }
+            PublicParts::MlDsa44Ed25519(pk) => put_string(&mut out, &pk[..]),
         }
         out
     }
 
-    /// Size in bits as `ssh-add -l` reports it.
+    /// Size in bits as `ssh-add -l` reports it (OpenSSH gives the
+    /// ML-DSA composite 256, its Ed25519 half's size).
     pub fn bits(&self) -> usize {
         match self {
-            PublicParts::Ed25519(_) => 256,
+            PublicParts::Ed25519(_) | PublicParts::MlDsa44Ed25519(_) => 256,
             PublicParts::Ecdsa(KeyType::EcdsaP384, _) => 384,
             PublicParts::Ecdsa(KeyType::EcdsaP521, _) => 521,
             PublicParts::Ecdsa(..) => 256,
@@ -294,6 +351,8 @@ pub enum SecretParts<'a> {
         p: &'a [u8],
         q: &'a [u8],
     },
+    /// The ML-DSA-44 seed followed by the Ed25519 seed.
+    MlDsa44Ed25519(&'a [u8; MLDSA44_ED25519_SECRET_LEN]),
 }
 
 impl std::fmt::Debug for SecretParts<'_> {
@@ -332,6 +391,14 @@ fn read_secret<'a>(
             let q = reader.mpint("rsa q")?;
             SecretParts::Rsa { d, iqmp, p, q }
         }
+        // Whether the seeds make this public key is checked when the key is
+        // built (`SigningKey::material`): it takes a key generation.
+        PublicParts::MlDsa44Ed25519(_) => SecretParts::MlDsa44Ed25519(
+            reader
+                .string("mldsa44-ed25519 private key")?
+                .try_into()
+                .map_err(|_| ProtoError::BadKey("mldsa44-ed25519 private key length"))?,
+        ),
     })
 }
 
@@ -344,6 +411,8 @@ fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
         if public.parts.key_type() != key_type || !public.is_cert {
             return Err(ProtoError::BadKey("certificate type does not match"));
         }
+        // Only Ed25519 repeats its public key after the certificate
+        // (ssh-ed25519.c); the ML-DSA composite goes straight to its seeds.
         if key_type == KeyType::Ed25519 {
             let pk = reader.string("ed25519 public key")?;
             if pk
@@ -626,5 +695,120 @@ mod tests {
                 flags: 4
             }
         );
+    }
+
+    fn mldsa_add(pk: &[u8], sk: &[u8]) -> Vec<u8> {
+        let mut out = vec![SSH_AGENTC_ADD_IDENTITY];
+        put_string(&mut out, b"ssh-mldsa44-ed25519@openssh.com");
+        put_string(&mut out, pk);
+        put_string(&mut out, sk);
+        put_string(&mut out, b"pq");
+        out
+    }
+
+    #[test]
+    fn mldsa_composite_names_round_trip() {
+        let t = KeyType::MlDsa44Ed25519;
+        assert_eq!(KeyType::from_name(t.name()), Ok((t, false)));
+        assert_eq!(
+            KeyType::from_name("ssh-mldsa44-ed25519-cert-v01@openssh.com"),
+            Ok((t, true))
+        );
+        // Not the suffix form: `-cert-v01` goes before `@openssh.com`.
+        assert!(
+            KeyType::from_name("ssh-mldsa44-ed25519@openssh.com-cert-v01@openssh.com").is_err()
+        );
+        assert!(KeyType::from_name("ssh-mldsa44-ed25519").is_err());
+        assert_eq!(t.label(), "MLDSA44-ED25519");
+        for key_type in KEY_TYPES {
+            assert_eq!(
+                KeyType::from_name(key_type.cert_name()),
+                Ok((key_type, true))
+            );
+            assert_eq!(
+                KeyType::from_signature_algorithm(key_type.name()),
+                Some((key_type, false))
+            );
+        }
+        assert_eq!(
+            KeyType::from_signature_algorithm("rsa-sha2-512-cert-v01@openssh.com"),
+            Some((KeyType::Rsa, true))
+        );
+        assert_eq!(KeyType::from_signature_algorithm("ssh-dss"), None);
+    }
+
+    #[test]
+    fn decodes_mldsa_composite_add_and_refuses_wrong_lengths() {
+        let (pk, sk) = (vec![7u8; MLDSA44_ED25519_PUBLIC_LEN], vec![9u8; 64]);
+        let body = mldsa_add(&pk, &sk);
+        let Request::Add { key, .. } = Request::decode(&body).unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(key.public.parts.key_type(), KeyType::MlDsa44Ed25519);
+        assert_eq!(key.public.parts.bits(), 256);
+        assert_eq!(key.secret, SecretParts::MlDsa44Ed25519(&[9u8; 64]));
+        assert_eq!(format!("{:?}", key.secret), "SecretParts(redacted)");
+        assert_eq!(key.comment, "pq");
+        // The public blob is the type name and the 1344-byte key.
+        let parsed = PublicKey::parse(&key.public.blob).unwrap();
+        assert_eq!(parsed, key.public);
+        assert_eq!(
+            key.public.blob.len(),
+            4 + 31 + 4 + MLDSA44_ED25519_PUBLIC_LEN
+        );
+        for (pk_len, sk_len) in [
+            (MLDSA44_ED25519_PUBLIC_LEN - 1, 64),
+            (MLDSA44_ED25519_PUBLIC_LEN + 1, 64),
+            (MLDSA44_PUBLIC_LEN, 64),
+            (32, 64),
+            (MLDSA44_ED25519_PUBLIC_LEN, 63),
+            (MLDSA44_ED25519_PUBLIC_LEN, 65),
+            // An expanded ML-DSA private key is not OpenSSH's format.
+            (MLDSA44_ED25519_PUBLIC_LEN, 2560 + 32),
+        ] {
+            let body = mldsa_add(&vec![7; pk_len], &vec![9; sk_len]);
+            assert!(
+                matches!(Request::decode(&body), Err(ProtoError::BadKey(_))),
+                "public {pk_len}, private {sk_len}"
+            );
+        }
+    }
+
+    #[test]
+    fn mldsa_composite_certificate_add_carries_no_second_public_key() {
+        // A certificate blob with the composite key, then the private key
+        // straight after it (ssh-mldsa-eddsa.c writes no public key there,
+        // unlike Ed25519 certificates).
+        let pk = vec![3u8; MLDSA44_ED25519_PUBLIC_LEN];
+        let mut cert = Vec::new();
+        put_string(&mut cert, KeyType::MlDsa44Ed25519.cert_name().as_bytes());
+        put_string(&mut cert, b"nonce");
+        put_string(&mut cert, &pk);
+        cert.extend_from_slice(&1u64.to_be_bytes()); // serial
+        put_u32(&mut cert, 1); // user certificate
+        put_string(&mut cert, b"id");
+        put_string(&mut cert, b""); // principals
+        cert.extend_from_slice(&0u64.to_be_bytes());
+        cert.extend_from_slice(&u64::MAX.to_be_bytes());
+        // options, extensions, reserved, CA key, CA signature
+        for _ in 0..5 {
+            put_string(&mut cert, b"");
+        }
+        let public = PublicKey::parse(&cert).unwrap();
+        assert!(public.is_cert);
+        assert_eq!(
+            public.parts,
+            PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap()))
+        );
+        let mut body = vec![SSH_AGENTC_ADD_IDENTITY];
+        put_string(&mut body, KeyType::MlDsa44Ed25519.cert_name().as_bytes());
+        put_string(&mut body, &cert);
+        put_string(&mut body, &[5u8; 64]);
+        put_string(&mut body, b"cert");
+        let Request::Add { key, .. } = Request::decode(&body).unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(key.secret, SecretParts::MlDsa44Ed25519(&[5u8; 64]));
+        assert_eq!(key.comment, "cert");
     }
 }

@@ -360,9 +360,13 @@ impl Session {
             return failure();
         }
 
-        let signed = if identity.key_type() == proto::KeyType::Rsa {
-            // RSA takes milliseconds: keep it off the async workers so other
-            // connections are not stalled behind it.
+        let signed = if matches!(
+            identity.key_type(),
+            proto::KeyType::Rsa | proto::KeyType::MlDsa44Ed25519
+        ) {
+            // RSA takes milliseconds, ML-DSA (a key expansion and a
+            // signature) about 0.15 ms: keep them off the async workers so
+            // other connections are not stalled behind them.
             let identity = Arc::clone(&identity);
             let data = data.to_vec();
             tokio::task::spawn_blocking(move || identity.sign(&data, flags))

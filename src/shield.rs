@@ -266,6 +266,65 @@ mod tests {
     }
 
     #[test]
+    fn mldsa_composite_keys_are_sealed_like_the_others() {
+        let (public, sk) = crate::sign::tests::mldsa_kat_key();
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        let material = SigningKey::material(&public, &secret).unwrap();
+        let shielded = ShieldedKey::seal(&public, &material).unwrap();
+        // Neither seed is in the sealed bytes.
+        assert!(!contains(shielded.sealed_bytes(), &sk[..32]));
+        assert!(!contains(shielded.sealed_bytes(), &sk[32..]));
+        assert_eq!(
+            shielded.sealed_bytes().len(),
+            PREKEY_LEN + material.len() + TAG_LEN
+        );
+        let signature = shielded.sign(b"payload", 0).unwrap();
+        assert_eq!(signature.algorithm, "ssh-mldsa44-ed25519@openssh.com");
+        let mut blob = Vec::new();
+        put_string(&mut blob, signature.algorithm.as_bytes());
+        put_string(&mut blob, &signature.blob);
+        assert!(verify(&public, b"payload", &blob));
+        assert!(!verify(&public, b"other", &blob));
+        assert_eq!(
+            format!("{shielded:?}"),
+            "ShieldedKey(ssh-mldsa44-ed25519@openssh.com)"
+        );
+    }
+
+    #[cfg(not(feature = "unshielded-benchmark"))]
+    #[test]
+    fn altered_mldsa_composite_memory_refuses_to_sign() {
+        let (public, sk) = crate::sign::tests::mldsa_kat_key();
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        let material = SigningKey::material(&public, &secret).unwrap();
+        // The first byte of each seed and the tag's last.
+        for at in [
+            PREKEY_LEN,
+            PREKEY_LEN + 32,
+            PREKEY_LEN + material.len() + TAG_LEN - 1,
+        ] {
+            let mut shielded = ShieldedKey::seal(&public, &material).unwrap();
+            shielded.sealed[at] ^= 0x80;
+            assert_eq!(
+                shielded.sign(b"x", 0),
+                Err(SignError::Failed),
+                "bit at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn mldsa_composite_material_with_a_wrong_seed_is_not_sealed() {
+        let (public, sk) = crate::sign::tests::mldsa_kat_key();
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        let mut material = SigningKey::material(&public, &secret).unwrap();
+        // Material that skipped the add-time check: the seal's self-test
+        // still refuses a key whose ML-DSA half is not the public key's.
+        material[0] ^= 1;
+        assert!(ShieldedKey::seal(&public, &material).is_err());
+    }
+
+    #[test]
     fn debug_names_only_the_key_type() {
         let (public, material) = ed25519(&[0x41; 32]);
         let shielded = ShieldedKey::seal(&public, &material).unwrap();

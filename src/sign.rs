@@ -7,6 +7,15 @@
 //! (`crate::hardening::signing`). The `rsa` crate only checks RSA keys when
 //! they are added.
 //!
+//! `ssh-mldsa44-ed25519@openssh.com` is OpenSSH's composite of ML-DSA-44 and
+//! Ed25519 (draft-ietf-lamps-pq-composite-sigs as OpenSSH's
+//! `ssh-mldsa-eddsa.c` applies it): both halves sign the same derived
+//! message M' = prefix || label || 0 (no context) || SHA-512(data), ML-DSA
+//! with the label as its context string; the signature is the ML-DSA one
+//! followed by the Ed25519 one. Its private key is two 32-byte seeds, and
+//! the ML-DSA key is expanded from its seed for every signature, as
+//! OpenSSH's agent does.
+//!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
 //! checked against the public key it claims to be; secrets are wiped on drop
 //! (AWS-LC cleanses on free, the `rsa` crate zeroizes, intermediate buffers
@@ -20,8 +29,11 @@ use aws_lc_rs::signature::{self as lc, KeyPair as _};
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
-use crate::hardening::signing::{self, RsaHash, RsaNumbers};
-use crate::proto::{KeyType, PublicParts, SecretParts};
+use crate::hardening::signing::{self, MlDsa44Key, RsaHash, RsaNumbers};
+use crate::proto::{
+    KeyType, MLDSA_SEED_LEN, MLDSA44_ED25519_PUBLIC_LEN, MLDSA44_ED25519_SIGNATURE_LEN,
+    MLDSA44_PUBLIC_LEN, PublicParts, SecretParts,
+};
 use crate::wire::{Reader, put_mpint, put_string};
 
 /// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
@@ -31,6 +43,14 @@ pub const FLAG_RSA_SHA2_512: u32 = 0x04;
 
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
+
+/// The composite signature prefix (draft-ietf-lamps-pq-composite-sigs).
+const COMPOSITE_PREFIX: &[u8] = b"CompositeAlgorithmSignatures2025";
+/// The composite's label, also ML-DSA's context string.
+pub const COMPOSITE_LABEL: &[u8] = b"COMPSIG-MLDSA44-Ed25519-SHA512";
+/// Length of the material of an ML-DSA composite key: the ML-DSA seed, the
+/// Ed25519 seed and the Ed25519 public key.
+const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -55,6 +75,10 @@ pub enum SigningKey {
     Ed25519(lc::Ed25519KeyPair),
     Ecdsa(KeyType, lc::EcdsaKeyPair),
     Rsa(Box<signing::RsaKey>),
+    MlDsa44Ed25519 {
+        mldsa: MlDsa44Key,
+        ed25519: lc::Ed25519KeyPair,
+    },
 }
 
 impl fmt::Debug for SigningKey {
@@ -75,7 +99,9 @@ pub struct SshSignature {
 /// signs through [`sign_with_material`]: Ed25519 the seed followed by the
 /// public key (64 bytes); ECDSA the private scalar, padded to the size of
 /// the curve order; RSA the SSH strings d, iqmp, p, q, dp, dq (the CRT
-/// exponents are computed once here, not per signature). Wiped on drop.
+/// exponents are computed once here, not per signature); ML-DSA composite
+/// the ML-DSA seed, then the Ed25519 seed and public key (96 bytes, so the
+/// Ed25519 half signs as Ed25519 keys do). Wiped on drop.
 pub type KeyMaterial = Zeroizing<Vec<u8>>;
 
 impl SigningKey {
@@ -86,6 +112,7 @@ impl SigningKey {
             SigningKey::Ecdsa(KeyType::EcdsaP521, _) => "ecdsa-p521",
             SigningKey::Ecdsa(..) => "ecdsa-p256",
             SigningKey::Rsa(_) => "rsa",
+            SigningKey::MlDsa44Ed25519 { .. } => "mldsa44-ed25519",
         }
     }
 
@@ -115,6 +142,17 @@ impl SigningKey {
             }
             (PublicParts::Rsa { e, n }, SecretParts::Rsa { d, iqmp, p, q }) => {
                 rsa_material(e, n, d, iqmp, p, q)
+            }
+            (PublicParts::MlDsa44Ed25519(pk), SecretParts::MlDsa44Ed25519(sk)) => {
+                let (mldsa_seed, ed25519_seed) = sk.split_at(MLDSA_SEED_LEN);
+                let mut material = Zeroizing::new(Vec::with_capacity(MLDSA44_ED25519_MATERIAL_LEN));
+                material.extend_from_slice(mldsa_seed);
+                material.extend_from_slice(ed25519_seed);
+                material.extend_from_slice(&pk[MLDSA44_PUBLIC_LEN..]);
+                // Both halves must make their part of the public key: OpenSSH
+                // does not check this when loading a key, the agent must.
+                mldsa_composite_key(pk, &material)?;
+                Ok(material)
             }
             _ => Err(KeyError::Mismatch),
         }
@@ -147,6 +185,10 @@ impl SigningKey {
                     .map(|key| SigningKey::Rsa(Box::new(key)))
                     .ok_or(KeyError::Malformed("rsa"))
             }
+            PublicParts::MlDsa44Ed25519(pk) => {
+                let (mldsa, ed25519) = mldsa_composite_key(pk, material)?;
+                Ok(SigningKey::MlDsa44Ed25519 { mldsa, ed25519 })
+            }
         }
     }
 
@@ -168,8 +210,73 @@ impl SigningKey {
                 Ok(ecdsa_signature(*curve, r, s))
             }
             SigningKey::Rsa(key) => rsa_sign(key, data, flags),
+            SigningKey::MlDsa44Ed25519 { mldsa, ed25519 } => {
+                let message = composite_message(data);
+                let ed25519_signature = ed25519.sign(&message);
+                composite_signature(mldsa, &message, ed25519_signature.as_ref())
+            }
         }
     }
+}
+
+/// Checks ML-DSA composite material (see [`KeyMaterial`]) against the public
+/// key and returns the two halves as keys.
+fn mldsa_composite_key(
+    pk: &[u8; MLDSA44_ED25519_PUBLIC_LEN],
+    material: &[u8],
+) -> Result<(MlDsa44Key, lc::Ed25519KeyPair), KeyError> {
+    if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
+        return Err(KeyError::Malformed("mldsa44-ed25519"));
+    }
+    let (mldsa_pk, ed25519_pk) = pk.split_at(MLDSA44_PUBLIC_LEN);
+    if material[MLDSA_SEED_LEN + 32..] != *ed25519_pk {
+        return Err(KeyError::Mismatch);
+    }
+    let seed: &[u8; MLDSA_SEED_LEN] = material[..MLDSA_SEED_LEN]
+        .try_into()
+        .map_err(|_| KeyError::Malformed("mldsa44-ed25519"))?;
+    let mldsa = MlDsa44Key::from_seed(seed).ok_or(KeyError::Malformed("mldsa44-ed25519"))?;
+    if mldsa.public_key().as_ref().map(|k| &k[..]) != Some(mldsa_pk) {
+        return Err(KeyError::Mismatch);
+    }
+    let ed25519 = lc::Ed25519KeyPair::from_seed_and_public_key(
+        &material[MLDSA_SEED_LEN..MLDSA_SEED_LEN + 32],
+        ed25519_pk,
+    )
+    .map_err(|_| KeyError::Mismatch)?;
+    Ok((mldsa, ed25519))
+}
+
+/// The message both halves of an ML-DSA composite signature sign, M' of the
+/// composite draft with an empty context (OpenSSH never gives one):
+/// prefix || label || 0 || SHA-512(data).
+pub fn composite_message(data: &[u8]) -> Vec<u8> {
+    let hashed = digest::digest(&digest::SHA512, data);
+    let mut message = Vec::with_capacity(COMPOSITE_PREFIX.len() + COMPOSITE_LABEL.len() + 1 + 64);
+    message.extend_from_slice(COMPOSITE_PREFIX);
+    message.extend_from_slice(COMPOSITE_LABEL);
+    message.push(0);
+    message.extend_from_slice(hashed.as_ref());
+    message
+}
+
+/// The ML-DSA half over `message`, then the Ed25519 half already made.
+fn composite_signature(
+    mldsa: &MlDsa44Key,
+    message: &[u8],
+    ed25519_signature: &[u8],
+) -> Result<SshSignature, SignError> {
+    let mut blob = mldsa
+        .sign(message, COMPOSITE_LABEL)
+        .ok_or(SignError::Failed)?;
+    blob.extend_from_slice(ed25519_signature);
+    if blob.len() != MLDSA44_ED25519_SIGNATURE_LEN {
+        return Err(SignError::Failed);
+    }
+    Ok(SshSignature {
+        algorithm: signature_algorithm(KeyType::MlDsa44Ed25519, 0),
+        blob,
+    })
 }
 
 /// Signs with a key straight from its [`KeyMaterial`], as the shield does
@@ -205,6 +312,22 @@ pub fn sign_with_material(
         PublicParts::Rsa { .. } => SigningKey::from_material(public, material)
             .map_err(|_| SignError::Failed)?
             .sign(data, flags),
+        PublicParts::MlDsa44Ed25519(_) => {
+            // Checked against the public key when the key was added (see
+            // `crate::hardening::signing`): the ML-DSA key is only expanded
+            // from its seed, the Ed25519 half signs from seed and public key.
+            if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
+                return Err(SignError::Failed);
+            }
+            let (seed, ed25519_key) = material.split_at(MLDSA_SEED_LEN);
+            let seed: &[u8; MLDSA_SEED_LEN] = seed.try_into().map_err(|_| SignError::Failed)?;
+            let ed25519_key: &[u8; 64] = ed25519_key.try_into().map_err(|_| SignError::Failed)?;
+            let message = composite_message(data);
+            let ed25519_signature =
+                signing::ed25519_sign(ed25519_key, &message).ok_or(SignError::Failed)?;
+            let mldsa = MlDsa44Key::from_seed(seed).ok_or(SignError::Failed)?;
+            composite_signature(&mldsa, &message, &ed25519_signature)
+        }
     }
 }
 
@@ -338,6 +461,7 @@ pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
         KeyType::Rsa if flags & FLAG_RSA_SHA2_256 != 0 => "rsa-sha2-256",
         KeyType::Rsa if flags & FLAG_RSA_SHA2_512 != 0 => "rsa-sha2-512",
         KeyType::Rsa => "ssh-rsa",
+        KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
     }
 }
 
@@ -350,8 +474,9 @@ pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::proto::MLDSA44_SIGNATURE_LEN;
 
     #[test]
     fn ed25519_rejects_mismatched_public_key() {
@@ -482,6 +607,176 @@ mod tests {
             SigningKey::new(&public, &bad).unwrap_err(),
             KeyError::Mismatch
         );
+    }
+
+    /// The composite draft's test vector: (message, public key, private
+    /// key, signature).
+    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
+        let field = |name: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{name} missing from the test vector"));
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .unwrap()
+        };
+        (field("m"), field("pk"), field("sk"), field("s"))
+    }
+
+    pub(crate) fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
+        let (_, pk, sk, _) = mldsa_kat();
+        (
+            PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap())),
+            sk,
+        )
+    }
+
+    #[test]
+    fn mldsa_composite_key_from_the_draft_vector_signs_and_verifies() {
+        let (public, sk) = mldsa_kat_key();
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        // The seeds expand to the vector's public key (AWS-LC's FIPS 204 key
+        // generation from a seed, as OpenSSH's).
+        let material = SigningKey::material(&public, &secret).unwrap();
+        assert_eq!(material.len(), MLDSA44_ED25519_MATERIAL_LEN);
+        let key = SigningKey::from_material(&public, &material).unwrap();
+        assert_eq!(key.kind(), "mldsa44-ed25519");
+        for sig in [
+            key.sign(b"userauth", 0).unwrap(),
+            sign_with_material(&public, &material, b"userauth", 0).unwrap(),
+        ] {
+            assert_eq!(sig.algorithm, "ssh-mldsa44-ed25519@openssh.com");
+            assert_eq!(sig.blob.len(), MLDSA44_ED25519_SIGNATURE_LEN);
+            let mut blob = Vec::new();
+            put_string(&mut blob, sig.algorithm.as_bytes());
+            put_string(&mut blob, &sig.blob);
+            assert!(crate::verify::verify(&public, b"userauth", &blob));
+            assert!(!crate::verify::verify(&public, b"userauth!", &blob));
+        }
+        // ML-DSA is randomised here (hedged, as OpenSSH signs): two
+        // signatures differ in their ML-DSA half, never in the Ed25519 one.
+        let (a, b) = (
+            key.sign(b"m", 0).unwrap().blob,
+            key.sign(b"m", 0).unwrap().blob,
+        );
+        assert_ne!(a[..MLDSA44_SIGNATURE_LEN], b[..MLDSA44_SIGNATURE_LEN]);
+        assert_eq!(a[MLDSA44_SIGNATURE_LEN..], b[MLDSA44_SIGNATURE_LEN..]);
+    }
+
+    #[test]
+    fn mldsa_composite_halves_that_disagree_are_refused() {
+        let (public, sk) = mldsa_kat_key();
+        let PublicParts::MlDsa44Ed25519(pk) = &public else {
+            unreachable!()
+        };
+        // Either seed changed: that half makes another public key.
+        for at in [0, MLDSA_SEED_LEN] {
+            let mut wrong: [u8; 64] = sk.as_slice().try_into().unwrap();
+            wrong[at] ^= 1;
+            assert_eq!(
+                SigningKey::material(&public, &SecretParts::MlDsa44Ed25519(&wrong)).unwrap_err(),
+                KeyError::Mismatch,
+                "seed byte {at}"
+            );
+        }
+        // Either public half changed.
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        for at in [
+            0,
+            MLDSA44_PUBLIC_LEN - 1,
+            MLDSA44_PUBLIC_LEN,
+            MLDSA44_ED25519_PUBLIC_LEN - 1,
+        ] {
+            let mut other = pk.clone();
+            other[at] ^= 1;
+            assert_eq!(
+                SigningKey::material(&PublicParts::MlDsa44Ed25519(other), &secret).unwrap_err(),
+                KeyError::Mismatch,
+                "public byte {at}"
+            );
+        }
+        // Material of the wrong length, or with another Ed25519 public key.
+        let material = SigningKey::material(&public, &secret).unwrap();
+        assert!(SigningKey::from_material(&public, &material[..95]).is_err());
+        let mut swapped = material.to_vec();
+        swapped[MLDSA_SEED_LEN + 32] ^= 1;
+        assert_eq!(
+            SigningKey::from_material(&public, &swapped).unwrap_err(),
+            KeyError::Mismatch
+        );
+        assert!(sign_with_material(&public, &material[..95], b"x", 0).is_err());
+        // An ML-DSA secret does not pass for another key type.
+        assert_eq!(
+            SigningKey::material(&PublicParts::Ed25519([1; 32]), &secret).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+
+    #[test]
+    fn mldsa_through_aws_lc_c_agrees_with_aws_lc_rs_and_applies_the_context() {
+        // The key from a seed is the one aws-lc-rs makes from it, and a
+        // signature with the empty context verifies through aws-lc-rs's own
+        // ML-DSA-44 (which has no context string).
+        let seed = [0x17u8; MLDSA_SEED_LEN];
+        let ours = MlDsa44Key::from_seed(&seed).unwrap();
+        let theirs = lc::PqdsaKeyPair::from_seed(&lc::ML_DSA_44_SIGNING, &seed).unwrap();
+        let public = ours.public_key().unwrap();
+        assert_eq!(&public[..], theirs.public_key().as_ref());
+        let plain = ours.sign(b"message", b"").unwrap();
+        lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+            .verify(b"message", &plain)
+            .unwrap();
+        assert!(signing::mldsa44_verify(&public, b"message", b"", &plain));
+        // A context changes what is signed: each verifies only with its own.
+        let labelled = ours.sign(b"message", COMPOSITE_LABEL).unwrap();
+        assert!(signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public, b"message", b"", &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &plain
+        ));
+        assert!(
+            lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+                .verify(b"message", &labelled)
+                .is_err()
+        );
+        // Another key, a short signature.
+        let other = MlDsa44Key::from_seed(&[0x18; MLDSA_SEED_LEN]).unwrap();
+        let other_public = other.public_key().unwrap();
+        assert!(!signing::mldsa44_verify(
+            &other_public,
+            b"message",
+            b"",
+            &plain
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            b"",
+            &plain[1..]
+        ));
+    }
+
+    #[test]
+    fn composite_message_is_the_drafts_m_prime() {
+        use sha2::Digest as _;
+        let message = composite_message(b"abc");
+        assert_eq!(&message[..32], b"CompositeAlgorithmSignatures2025");
+        assert_eq!(&message[32..62], b"COMPSIG-MLDSA44-Ed25519-SHA512");
+        assert_eq!(message[62], 0, "no context");
+        assert_eq!(&message[63..], &sha2::Sha512::digest(b"abc")[..]);
     }
 
     #[test]

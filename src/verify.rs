@@ -6,7 +6,9 @@
 
 use aws_lc_rs::signature as lc;
 
-use crate::proto::{KeyType, PublicParts};
+use crate::hardening::signing::mldsa44_verify;
+use crate::proto::{KeyType, MLDSA44_ED25519_SIGNATURE_LEN, MLDSA44_PUBLIC_LEN, PublicParts};
+use crate::sign::{COMPOSITE_LABEL, composite_message};
 use crate::wire::Reader;
 
 /// Verifies an SSH signature blob (`string alg || string sig`) by `key` over
@@ -62,6 +64,24 @@ pub fn verify(key: &PublicParts, data: &[u8], signature: &[u8]) -> bool {
             .verify(params, data, sig)
             .is_ok()
         }
+        PublicParts::MlDsa44Ed25519(pk) => {
+            // Both halves over the same M', as OpenSSH's
+            // crypto_sign_mldsa44_ed25519_verify: a hybrid signature holds
+            // only if each of them does.
+            if alg != KeyType::MlDsa44Ed25519.name() || sig.len() != MLDSA44_ED25519_SIGNATURE_LEN {
+                return false;
+            }
+            let (mldsa_pk, ed25519_pk) = pk.split_at(MLDSA44_PUBLIC_LEN);
+            let (mldsa_sig, ed25519_sig) = sig.split_at(sig.len() - 64);
+            let Ok(mldsa_pk) = mldsa_pk.try_into() else {
+                return false;
+            };
+            let message = composite_message(data);
+            mldsa44_verify(mldsa_pk, &message, COMPOSITE_LABEL, mldsa_sig)
+                && lc::UnparsedPublicKey::new(&lc::ED25519, ed25519_pk)
+                    .verify(&message, ed25519_sig)
+                    .is_ok()
+        }
     }
 }
 
@@ -83,6 +103,7 @@ fn ecdsa_fixed(sig: &[u8], size: usize) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::MLDSA44_SIGNATURE_LEN;
     use crate::wire::put_string;
 
     #[test]
@@ -106,5 +127,35 @@ mod tests {
             &blob[..blob.len() - 1]
         ));
         assert!(!verify(&PublicParts::Ed25519(pk), b"session id", b""));
+    }
+
+    #[test]
+    fn mldsa_composite_draft_vector_verifies_and_tampering_does_not() {
+        let (m, pk, _, s) = crate::sign::tests::mldsa_kat();
+        let key = PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap()));
+        let blob = |alg: &str, sig: &[u8]| {
+            let mut out = Vec::new();
+            put_string(&mut out, alg.as_bytes());
+            put_string(&mut out, sig);
+            out
+        };
+        let alg = "ssh-mldsa44-ed25519@openssh.com";
+        assert!(verify(&key, &m, &blob(alg, &s)));
+        assert!(!verify(&key, b"another message", &blob(alg, &s)));
+        // A flipped bit in either half, a short signature, another name.
+        for at in [
+            0,
+            MLDSA44_SIGNATURE_LEN - 1,
+            MLDSA44_SIGNATURE_LEN,
+            s.len() - 1,
+        ] {
+            let mut bad = s.clone();
+            bad[at] ^= 0x10;
+            assert!(!verify(&key, &m, &blob(alg, &bad)), "byte {at}");
+        }
+        assert!(!verify(&key, &m, &blob(alg, &s[..s.len() - 1])));
+        assert!(!verify(&key, &m, &blob("ssh-ed25519", &s)));
+        // The Ed25519 half alone is not a signature by the composite key.
+        assert!(!verify(&key, &m, &blob(alg, &s[MLDSA44_SIGNATURE_LEN..])));
     }
 }

@@ -119,6 +119,69 @@ fn no_private_key_is_readable_in_daemon_memory_and_key_pages_are_locked() {
 }
 
 #[test]
+fn no_mldsa_composite_seed_is_readable_in_daemon_memory() {
+    use common::openssh105::{self, MLDSA_KEYGEN_TYPE};
+    assert!(
+        is_root(),
+        "reading the daemon's memory needs root: run the suite through scripts/test.sh"
+    );
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let keys: Vec<_> = (0..2)
+        .map(|i| openssh105::keygen(tmp.path(), &format!("pq{i}"), MLDSA_KEYGEN_TYPE))
+        .collect();
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "signed by a shielded key").unwrap();
+    for key in &keys {
+        ok(openssh105::ssh_add(&agent.sock, &[key.to_str().unwrap()]));
+        // Several signatures: each expands the ML-DSA key from its seed.
+        for _ in 0..3 {
+            let _ = std::fs::remove_file(tmp.path().join("data.sig"));
+            ok(run(Command::new(openssh105::program("ssh-keygen"))
+                .args(["-Y", "sign", "-n", "file", "-f"])
+                .arg(key.with_extension("pub"))
+                .arg(&data)
+                .env("SSH_AUTH_SOCK", &agent.sock)));
+        }
+    }
+    let secrets: Vec<[u8; 64]> = keys
+        .iter()
+        .map(|k| openssh105::mldsa_secret_of(k))
+        .collect();
+    let publics: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| {
+            use base64::Engine as _;
+            let line = std::fs::read_to_string(k.with_extension("pub")).unwrap();
+            let blob = base64::engine::general_purpose::STANDARD
+                .decode(line.split_whitespace().nth(1).unwrap())
+                .unwrap();
+            blob[blob.len() - 64..].to_vec()
+        })
+        .collect();
+    // Each key's ML-DSA seed and Ed25519 seed, then each public key's end.
+    let mut needles: Vec<&[u8]> = Vec::new();
+    for secret in &secrets {
+        needles.push(&secret[..32]);
+        needles.push(&secret[32..]);
+    }
+    let seeds = needles.len();
+    needles.extend(publics.iter().map(|p| &p[..]));
+    let hits = find_in_memory(agent.pid(), &needles);
+    for i in 0..keys.len() {
+        assert!(
+            hits.iter().any(|(n, _)| *n == seeds + i),
+            "public key {i} not found: the memory scan is not reading the heap"
+        );
+    }
+    let leaked: Vec<_> = hits.iter().filter(|(n, _)| *n < seeds).collect();
+    assert!(
+        leaked.is_empty(),
+        "composite key seeds in daemon memory: {leaked:?}"
+    );
+}
+
+#[test]
 fn a_memlock_limit_of_zero_gives_one_warning_and_keys_still_work() {
     let tmp = tempdir();
     // Root may lock regardless of the limit (CAP_IPC_LOCK): drop that

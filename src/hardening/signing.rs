@@ -9,6 +9,10 @@
 //! RSA goes through here for every size and hash, including the 1024-bit
 //! keys and SHA-1 (`ssh-rsa`) signatures that aws-lc-rs will not make.
 //!
+//! ML-DSA-44 signs and verifies here too, because OpenSSH's ML-DSA
+//! composite gives ML-DSA a context string and aws-lc-rs only offers the
+//! empty one.
+//!
 //! Invariants: every AWS-LC object is owned by an [`Owned`] guard and freed
 //! (AWS-LC wipes freed memory) on every path; the functions return `None` on
 //! any failure and never panic.
@@ -18,7 +22,7 @@ use std::ptr;
 
 use aws_lc_sys as ffi;
 
-use crate::proto::KeyType;
+use crate::proto::{KeyType, MLDSA_SEED_LEN, MLDSA44_PUBLIC_LEN, MLDSA44_SIGNATURE_LEN};
 
 /// An AWS-LC object freed by its own destructor when dropped.
 struct Owned<T> {
@@ -224,4 +228,149 @@ impl RsaKey {
         signature.truncate(written as usize);
         Some(signature)
     }
+}
+
+/// An ML-DSA-44 key expanded from its 32-byte seed (FIPS 204 key generation
+/// from ξ, the form OpenSSH stores); AWS-LC wipes it when dropped.
+pub struct MlDsa44Key {
+    pkey: Owned<ffi::EVP_PKEY>,
+}
+
+// SAFETY: signing only reads the key: EVP_DigestSignInit takes a reference
+// on the EVP_PKEY and never changes it, so one key may sign from several
+// threads at once.
+unsafe impl Send for MlDsa44Key {}
+// SAFETY: as above.
+unsafe impl Sync for MlDsa44Key {}
+
+impl std::fmt::Debug for MlDsa44Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MlDsa44Key(redacted)")
+    }
+}
+
+impl MlDsa44Key {
+    /// Expands `seed` into the key pair it determines.
+    pub fn from_seed(seed: &[u8; MLDSA_SEED_LEN]) -> Option<Self> {
+        // SAFETY: reads exactly `seed.len()` bytes; a 32-byte input selects
+        // key generation from a seed. The new key is owned by the guard.
+        let pkey = Owned::new(
+            unsafe {
+                ffi::EVP_PKEY_pqdsa_new_raw_private_key(ffi::NID_MLDSA44, seed.as_ptr(), seed.len())
+            },
+            ffi::EVP_PKEY_free,
+        )?;
+        Some(MlDsa44Key { pkey })
+    }
+
+    /// The public key this seed makes.
+    pub fn public_key(&self) -> Option<[u8; MLDSA44_PUBLIC_LEN]> {
+        let mut out = [0u8; MLDSA44_PUBLIC_LEN];
+        let mut len = out.len();
+        // SAFETY: `out` has room for `len` bytes; AWS-LC writes at most that
+        // many and stores the length written.
+        let ok =
+            unsafe { ffi::EVP_PKEY_get_raw_public_key(self.pkey.ptr, out.as_mut_ptr(), &mut len) };
+        (ok == 1 && len == MLDSA44_PUBLIC_LEN).then_some(out)
+    }
+
+    /// A (hedged, randomised) ML-DSA-44 signature over `message` with the
+    /// context string `context` (at most 255 bytes).
+    pub fn sign(&self, message: &[u8], context: &[u8]) -> Option<Vec<u8>> {
+        // SAFETY: a fresh digest context, owned by the guard; freeing it also
+        // frees the key context EVP_DigestSignInit attaches to it.
+        let md = Owned::new(unsafe { ffi::EVP_MD_CTX_new() }, ffi::EVP_MD_CTX_free)?;
+        let mut pctx: *mut ffi::EVP_PKEY_CTX = ptr::null_mut();
+        // SAFETY: md and the key are live; no digest (ML-DSA hashes the
+        // message itself) and no engine. `pctx` receives a borrowed pointer.
+        let init = unsafe {
+            ffi::EVP_DigestSignInit(
+                md.ptr,
+                &mut pctx,
+                ptr::null(),
+                ptr::null_mut(),
+                self.pkey.ptr,
+            )
+        };
+        if init != 1 || pctx.is_null() {
+            return None;
+        }
+        // SAFETY: pctx is live while md is; the context is copied.
+        if unsafe { ffi::EVP_PKEY_CTX_set_signature_context(pctx, context.as_ptr(), context.len()) }
+            != 1
+        {
+            return None;
+        }
+        let mut signature = vec![0u8; MLDSA44_SIGNATURE_LEN];
+        let mut len = signature.len();
+        // SAFETY: `signature` has room for `len` bytes, the most ML-DSA-44
+        // writes; `message` is readable for its length.
+        let ok = unsafe {
+            ffi::EVP_DigestSign(
+                md.ptr,
+                signature.as_mut_ptr(),
+                &mut len,
+                message.as_ptr(),
+                message.len(),
+            )
+        };
+        (ok == 1 && len == MLDSA44_SIGNATURE_LEN).then_some(signature)
+    }
+}
+
+/// Whether `signature` is an ML-DSA-44 signature by `public_key` over
+/// `message` with the context string `context`.
+pub fn mldsa44_verify(
+    public_key: &[u8; MLDSA44_PUBLIC_LEN],
+    message: &[u8],
+    context: &[u8],
+    signature: &[u8],
+) -> bool {
+    let verified = || -> Option<()> {
+        // SAFETY: reads `public_key.len()` bytes; the key is owned by the guard.
+        let pkey = Owned::new(
+            unsafe {
+                ffi::EVP_PKEY_pqdsa_new_raw_public_key(
+                    ffi::NID_MLDSA44,
+                    public_key.as_ptr(),
+                    public_key.len(),
+                )
+            },
+            ffi::EVP_PKEY_free,
+        )?;
+        // SAFETY: as in MlDsa44Key::sign.
+        let md = Owned::new(unsafe { ffi::EVP_MD_CTX_new() }, ffi::EVP_MD_CTX_free)?;
+        let mut pctx: *mut ffi::EVP_PKEY_CTX = ptr::null_mut();
+        // SAFETY: as in MlDsa44Key::sign, for verification.
+        let init = unsafe {
+            ffi::EVP_DigestVerifyInit(md.ptr, &mut pctx, ptr::null(), ptr::null_mut(), pkey.ptr)
+        };
+        if init != 1 || pctx.is_null() {
+            return None;
+        }
+        // SAFETY: pctx is live while md is; the context is copied.
+        if unsafe { ffi::EVP_PKEY_CTX_set_signature_context(pctx, context.as_ptr(), context.len()) }
+            != 1
+        {
+            return None;
+        }
+        // SAFETY: both buffers are readable for their lengths; AWS-LC checks
+        // the signature length itself.
+        let ok = unsafe {
+            ffi::EVP_DigestVerify(
+                md.ptr,
+                signature.as_ptr(),
+                signature.len(),
+                message.as_ptr(),
+                message.len(),
+            )
+        };
+        (ok == 1).then_some(())
+    };
+    let result = verified().is_some();
+    // A failed verification leaves an entry on AWS-LC's thread-local error
+    // queue; clear it so it cannot be mistaken for a later call's error.
+    // SAFETY: takes no arguments and touches only this thread's queue.
+    unsafe { ffi::ERR_clear_error() };
+    result
 }

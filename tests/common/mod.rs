@@ -53,8 +53,19 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Generates a key with ssh-keygen; returns the private key path.
 pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> PathBuf {
+    keygen_with(Path::new("ssh-keygen"), dir, name, kind, bits)
+}
+
+/// Generates a key with the ssh-keygen at `program`.
+pub fn keygen_with(
+    program: &Path,
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    bits: Option<u32>,
+) -> PathBuf {
     let path = dir.join(name);
-    let mut cmd = Command::new("ssh-keygen");
+    let mut cmd = Command::new(program);
     cmd.args(["-q", "-N", "", "-C", name, "-t", kind, "-f"])
         .arg(&path);
     if let Some(bits) = bits {
@@ -63,6 +74,9 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> PathBuf 
     ok(run(&mut cmd));
     if kind == "ed25519" {
         record_secret_of(&path);
+    }
+    if kind == "mldsa44-ed25519" {
+        openssh105::record_mldsa_secret_of(&path);
     }
     path
 }
@@ -530,4 +544,5 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
 }
 
 pub mod notifier;
+pub mod openssh105;
 pub mod sshd;

@@ -1,5 +1,7 @@
 //! Unprivileged-style sshd instances on 127.0.0.1 high ports, each with its
-//! own host key, and an ssh client config that knows them by alias.
+//! own host key, and an ssh client config that knows them by alias. By
+//! default Debian's OpenSSH; a [`Lab`] picks other programs (OpenSSH 10.5),
+//! another host key type, or host certificates.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -7,7 +9,38 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{keygen, ok, run};
+use super::{keygen_with, ok, run};
+
+/// The programs and host keys of a set of hosts.
+pub struct Lab {
+    pub sshd: PathBuf,
+    pub ssh: PathBuf,
+    pub keygen: PathBuf,
+    /// `ssh-keygen -t` of the host keys.
+    pub host_key_type: String,
+    /// Signs every host key as a host certificate (principal: the host's
+    /// name) with this CA key, and the client trusts the CA instead of the
+    /// keys.
+    pub host_ca: Option<PathBuf>,
+    /// Lines added to every sshd's config and to the client's `Host *`.
+    pub sshd_config: String,
+    pub client_config: String,
+}
+
+impl Lab {
+    /// Debian's OpenSSH with Ed25519 host keys.
+    pub fn system() -> Lab {
+        Lab {
+            sshd: PathBuf::from("/usr/sbin/sshd"),
+            ssh: PathBuf::from("ssh"),
+            keygen: PathBuf::from("ssh-keygen"),
+            host_key_type: "ed25519".into(),
+            host_ca: None,
+            sshd_config: String::new(),
+            client_config: String::new(),
+        }
+    }
+}
 
 pub struct Sshd {
     pub name: String,
@@ -47,14 +80,22 @@ pub struct Hosts {
     pub config: PathBuf,
     pub authorized_keys: PathBuf,
     pub user: String,
+    /// The `ssh` these hosts are reached with.
+    pub ssh_program: PathBuf,
 }
 
 impl Hosts {
     /// Starts one sshd per name, e.g. `["bastion", "target"]`.
     pub fn start(dir: &Path, names: &[&str]) -> Hosts {
+        Self::start_lab(dir, names, &Lab::system())
+    }
+
+    /// Starts one sshd per name with the programs and host keys of `lab`.
+    pub fn start_lab(dir: &Path, names: &[&str], lab: &Lab) -> Hosts {
         assert!(
-            Path::new("/usr/sbin/sshd").exists(),
-            "/usr/sbin/sshd is missing: scripts/test.sh installs openssh-server"
+            lab.sshd.exists(),
+            "{} is missing: scripts/test.sh installs openssh-server",
+            lab.sshd.display()
         );
         if super::is_root() {
             let _ = std::fs::create_dir_all("/run/sshd");
@@ -67,8 +108,23 @@ impl Hosts {
         let mut known = String::new();
         let mut client = String::new();
         for name in names {
-            let hkey = keygen(dir, &format!("host_{name}"), "ed25519", None);
+            let hkey = keygen_with(
+                &lab.keygen,
+                dir,
+                &format!("host_{name}"),
+                &lab.host_key_type,
+                None,
+            );
             let host_pub = std::fs::read_to_string(hkey.with_extension("pub")).unwrap();
+            let mut host_config = lab.sshd_config.clone();
+            if let Some(ca) = &lab.host_ca {
+                ok(run(Command::new(&lab.keygen)
+                    .args(["-q", "-h", "-s"])
+                    .arg(ca)
+                    .args(["-I", &format!("host {name}"), "-n", name])
+                    .arg(hkey.with_extension("pub"))));
+                let _ = writeln!(host_config, "HostCertificate {}-cert.pub", hkey.display());
+            }
             let port = free_port();
             let cfg = dir.join(format!("sshd_{name}.conf"));
             std::fs::write(
@@ -77,7 +133,8 @@ impl Hosts {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd_{name}.pid\n\
                      AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-                     AllowAgentForwarding yes\nAcceptEnv HOPWARD_*\nLogLevel VERBOSE\nMaxStartups 50\n",
+                     AllowAgentForwarding yes\nAcceptEnv HOPWARD_*\nLogLevel VERBOSE\nMaxStartups 50\n\
+                     {host_config}",
                     hk = hkey.display(),
                     dir = dir.display(),
                     ak = authorized_keys.display()
@@ -85,7 +142,7 @@ impl Hosts {
             )
             .unwrap();
             let log = dir.join(format!("sshd_{name}.log"));
-            let child = Command::new("/usr/sbin/sshd")
+            let child = Command::new(&lab.sshd)
                 .args(["-D", "-e", "-f"])
                 .arg(&cfg)
                 .stdin(Stdio::null())
@@ -93,11 +150,13 @@ impl Hosts {
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .expect("start sshd");
-            let _ = writeln!(
-                known,
-                "{name} {}",
-                host_pub.trim().rsplit_once(' ').unwrap().0
-            );
+            if lab.host_ca.is_none() {
+                let _ = writeln!(
+                    known,
+                    "{name} {}",
+                    host_pub.trim().rsplit_once(' ').unwrap().0
+                );
+            }
             let _ = writeln!(
                 client,
                 "Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  HostKeyAlias {name}\n"
@@ -110,13 +169,18 @@ impl Hosts {
                 log,
             });
         }
+        if let Some(ca) = &lab.host_ca {
+            let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+            let _ = writeln!(known, "@cert-authority * {}", ca_pub.trim());
+        }
         let _ = write!(
             client,
             "Host *\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  \
              BatchMode yes\n  PasswordAuthentication no\n  KbdInteractiveAuthentication no\n  \
              IdentityFile /dev/null\n  LogLevel ERROR\n  ControlMaster no\n  ControlPath none\n  \
-             ConnectTimeout 20\n",
-            kh = known_hosts.display()
+             ConnectTimeout 20\n{extra}",
+            kh = known_hosts.display(),
+            extra = lab.client_config
         );
         std::fs::write(&known_hosts, known).unwrap();
         std::fs::write(&config, client).unwrap();
@@ -126,6 +190,7 @@ impl Hosts {
             config,
             authorized_keys,
             user: whoami(),
+            ssh_program: lab.ssh.clone(),
         };
         for h in &hosts.hosts {
             hosts.wait_listening(h);
@@ -158,7 +223,7 @@ impl Hosts {
 
     /// `ssh -F config ARGS` with the agent at `sock`.
     pub fn ssh(&self, sock: &Path, args: &[&str]) -> Output {
-        run(Command::new("ssh")
+        run(Command::new(&self.ssh_program)
             .arg("-F")
             .arg(&self.config)
             .args(args)
@@ -167,7 +232,11 @@ impl Hosts {
 
     /// The command line to run `ssh` on a host to reach another.
     pub fn inner_ssh(&self, args: &str) -> String {
-        format!("ssh -F {} {args}", self.config.display())
+        format!(
+            "{} -F {} {args}",
+            self.ssh_program.display(),
+            self.config.display()
+        )
     }
 
     pub fn sshd_log(&self, name: &str) -> String {
