@@ -155,10 +155,18 @@ impl Agent {
     }
 
     /// Re-reads the policy file; on error the last good policy stays and the
-    /// errors are logged. A successful reload drops remembered approvals.
+    /// errors are logged. A reload that changed the policy drops remembered
+    /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
         match self.policy.reload() {
-            Ok(policy) => {
+            Ok(reloaded) if !reloaded.changed => {
+                info!(
+                    policy = ?self.policy.path(),
+                    "policy reloaded: unchanged, remembered approvals kept"
+                );
+            }
+            Ok(reloaded) => {
+                let policy = reloaded.policy;
                 let mut files = self.options.known_hosts.clone();
                 files.extend(policy.known_hosts.iter().cloned());
                 self.known_hosts.set_files(files);

@@ -107,11 +107,14 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
                 .unwrap_or_default()
         ),
     };
+    let file = match (p["file"].as_str(), p["watched"].as_str()) {
+        (Some(file), _) => file.to_string(),
+        (None, Some(watched)) => format!("built-in (no {watched} yet; it is read once written)"),
+        (None, None) => "built-in".to_string(),
+    };
     out.push_str(&format!(
         "policy:      {} ({} rules), last reload {}\n",
-        p["file"].as_str().unwrap_or("built-in"),
-        p["rules"],
-        reload
+        file, p["rules"], reload
     ));
     let c = &v["confirm"];
     out.push_str(&format!(

@@ -94,7 +94,7 @@ fn status(agent: &Agent) -> Value {
         ReloadStatus::Loaded => json!("ok"),
         ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
     };
-    let (ok, why) = can_ask(&policy.confirm);
+    let (ok, why) = can_ask(&policy.confirm).await;
     let grants: Vec<Value> = agent
         .grants
         .list(now)

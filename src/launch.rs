@@ -126,10 +126,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         harden();
         init_logging(args.debug);
         secure_inherited_socket(&listener);
-        let policy_path = crate::policy::store::resolve_path(args.policy.clone());
-        let policy =
-            crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
-        let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+        let store = crate::policy::store::open(args.policy.clone()).map_err(LaunchError::Policy)?;
         let options = AgentOptions {
             default_lifetime,
             owner_uid: hardening::effective_uid(),
@@ -151,9 +148,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         known_hosts: known_hosts_files(),
     };
     // An invalid policy stops the start, before anything forks or prints.
-    let policy_path = crate::policy::store::resolve_path(args.policy.clone());
-    let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
-    let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+    let store = crate::policy::store::open(args.policy.clone()).map_err(LaunchError::Policy)?;
 
     match mode {
         Mode::Foreground { debug } => {

@@ -470,3 +470,155 @@ fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
         assert_eq!(log.contains("exe=/usr/bin/ssh-add"), connected, "{case}");
     }
 }
+
+/// Waits until `done` holds, for at most 10 s.
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ssh-keygen -Y sign -n file` of `data` with `key` through `sock`;
+/// whether a signature came back.
+fn sign_file(sock: &std::path::Path, key: &std::path::Path, data: &std::path::Path) -> bool {
+    let sig = data.with_extension("sig");
+    let _ = std::fs::remove_file(&sig);
+    let mut sig_name = data.as_os_str().to_owned();
+    sig_name.push(".sig");
+    let _ = std::fs::remove_file(&sig_name);
+    run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(key.with_extension("pub"))
+        .arg(data)
+        .env("SSH_AUTH_SOCK", sock))
+    .status
+    .success()
+}
+
+/// Bug 1: the watcher counted opens, so every read of the policy (a
+/// `policy check`, `cat`, another agent's reload) reloaded it and dropped
+/// every remembered approval; two agents on one file kept each other
+/// reloading. Failed before: the second signature asked again, and both
+/// logs filled with "policy reloaded".
+#[test]
+fn reading_the_policy_neither_reloads_it_nor_drops_remembered_approvals() {
+    let tmp = tempdir();
+    let confirm = confirm_command(tmp.path());
+    let policy_text = format!(
+        "[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\n\
+         [[rule]]\nname = \"files\"\npurpose = \"file\"\naction = \"confirm\"\nremember = \"10m\"\n",
+        confirm.display()
+    );
+    let agent = Daemon::builder().policy(&policy_text).start();
+    let policy = agent.dir.path().join("policy.toml");
+    // A second agent watching the same file.
+    let other = Daemon::builder()
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    assert!(sign_file(&agent.sock, &key, &data));
+    assert_eq!(confirm_prompts(tmp.path()).len(), 1);
+
+    // Everything that only reads the file.
+    for _ in 0..5 {
+        ok(run(Command::new("cat").arg(&policy)));
+        ok(run(Command::new(HOPWARD)
+            .args(["policy", "check"])
+            .arg(&policy)));
+    }
+    // Rewriting the same text is a change event that changes nothing: once
+    // both agents have logged it, every earlier event has been handled.
+    std::fs::write(&policy, &policy_text).unwrap();
+    let unchanged = "policy reloaded: unchanged, remembered approvals kept";
+    wait_for("the same text to be read", || {
+        agent.log_text().contains(unchanged) && other.log_text().contains(unchanged)
+    });
+    for (name, a) in [("agent", &agent), ("other agent", &other)] {
+        let log = a.log_text();
+        assert_eq!(
+            log.matches("policy reloaded").count(),
+            log.matches(unchanged).count(),
+            "{name}: reads must not reload the policy:\n{log}"
+        );
+        assert!(log.matches(unchanged).count() <= 2, "{name}:\n{log}");
+    }
+    assert!(sign_file(&agent.sock, &key, &data));
+    assert_eq!(
+        confirm_prompts(tmp.path()).len(),
+        1,
+        "the remembered yes still covers the request"
+    );
+    let reasons: Vec<String> = agent
+        .audit_until(|l| l.iter().filter(|e| e["event"] == "sign").count() >= 2)
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons, ["confirmed", "remembered"]);
+
+    // A real change reloads and drops the approvals.
+    std::fs::write(&policy, format!("{policy_text}# edited\n")).unwrap();
+    wait_for("the edit to be loaded", || {
+        agent.log_text().contains("grants_dropped=1")
+    });
+    let grants = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&agent.sock))));
+    assert!(grants.contains("grants (0)"), "{grants}");
+}
+
+/// Bug 2: the README's order (start the agent, then write the first rule)
+/// never loaded the rule, not even on SIGHUP, because the default file did
+/// not exist at start. Failed before: file signing stayed allowed.
+#[test]
+fn a_first_policy_written_after_the_agent_started_is_loaded() {
+    let tmp = tempdir();
+    // No --policy: the default location under XDG_CONFIG_HOME, whose
+    // directory does not exist yet either.
+    let agent = Daemon::start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    assert!(
+        sign_file(&agent.sock, &key, &data),
+        "built-in: local allowed"
+    );
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(status.contains("built-in (no "), "{status}");
+
+    let dir = agent.dir.path().join("config/hopward");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"no files\"\npurpose = \"file\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the new policy to be loaded", || {
+        agent.log_text().contains("rules=1")
+    });
+    assert!(!sign_file(&agent.sock, &key, &data), "the new rule denies");
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(
+        status.contains("config/hopward/policy.toml (1 rules), last reload ok"),
+        "{status}"
+    );
+    let reasons: Vec<String> = agent
+        .audit_until(|l| l.iter().any(|e| e["reason"] == "no files"))
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons, ["default:local", "no files"]);
+}

@@ -260,7 +260,14 @@ fn compile_file(
     base: Option<&Path>,
     depth: usize,
     seen: &mut Vec<PathBuf>,
+    digest: &mut blake3::Hasher,
 ) -> Result<Partial, Vec<PolicyError>> {
+    // Every file's name and text, in the order read: two loads with the
+    // same digest compiled the same policy.
+    digest.update(&(file.len() as u64).to_le_bytes());
+    digest.update(file.as_bytes());
+    digest.update(&(text.len() as u64).to_le_bytes());
+    digest.update(text.as_bytes());
     let mut ctx = Ctx {
         text,
         file,
@@ -418,7 +425,14 @@ fn compile_file(
             Ok(inc_text) => {
                 seen.push(canonical);
                 let inc_file = target.display().to_string();
-                match compile_file(&inc_text, &inc_file, target.parent(), depth + 1, seen) {
+                match compile_file(
+                    &inc_text,
+                    &inc_file,
+                    target.parent(),
+                    depth + 1,
+                    seen,
+                    digest,
+                ) {
                     Ok(partial) => p.absorb(partial),
                     Err(mut errs) => ctx.errors.append(&mut errs),
                 }
@@ -437,10 +451,11 @@ fn compile_file(
     }
 }
 
-fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
+fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy {
     let action = |v: Option<Action>, d: Action| v.unwrap_or(d);
     Policy {
         source,
+        digest: *digest.finalize().as_bytes(),
         exact_names: Policy::collect_exact_names(&p.rules),
         shapes: p
             .rules
@@ -478,7 +493,8 @@ fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
 
 /// Parses policy text that has no file (no includes).
 pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
-    compile_file(text, name, None, 0, &mut Vec::new()).map(|p| finish(p, None))
+    let mut digest = blake3::Hasher::new();
+    compile_file(text, name, None, 0, &mut Vec::new(), &mut digest).map(|p| finish(p, None, digest))
 }
 
 /// Reads and compiles a policy file and its includes.
@@ -495,8 +511,16 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     })?;
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    compile_file(&text, &name, Some(&base), 0, &mut vec![canonical])
-        .map(|p| finish(p, Some(path.to_path_buf())))
+    let mut digest = blake3::Hasher::new();
+    compile_file(
+        &text,
+        &name,
+        Some(&base),
+        0,
+        &mut vec![canonical],
+        &mut digest,
+    )
+    .map(|p| finish(p, Some(path.to_path_buf()), digest))
 }
 
 /// Host names in `host`/`via` that no known_hosts entry mentions, as

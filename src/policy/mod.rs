@@ -124,6 +124,9 @@ pub struct AuditSettings {
 pub struct Policy {
     /// The file it came from (`None`: built in).
     pub source: Option<PathBuf>,
+    /// A hash of every file's name and text that made it: a reload that
+    /// reads the same text changes nothing and keeps remembered approvals.
+    pub digest: [u8; 32],
     pub rules: Vec<Rule>,
     pub defaults: Defaults,
     pub confirm: ConfirmSettings,
