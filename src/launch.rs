@@ -239,22 +239,14 @@ fn detach() {
 }
 
 fn init_logging(debug: bool) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let default = if debug {
-        LevelFilter::DEBUG
-    } else {
-        LevelFilter::INFO
-    };
     // `Targets` (`debug`, `hopward=debug,zbus=warn`) rather than EnvFilter:
     // EnvFilter's regex support turns on full-DFA construction in the regex
     // engine globset shares, which made every policy glob several times
-    // slower to compile. A filter that does not parse keeps the default.
-    let filter = std::env::var("HOPWARD_LOG")
-        .ok()
-        .and_then(|text| text.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(default));
+    // slower to compile.
+    let env = std::env::var("HOPWARD_LOG").ok();
+    let (filter, warning) = crate::logging::filter(debug, env.as_deref());
     let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
@@ -265,9 +257,14 @@ fn init_logging(debug: bool) {
             .with(format.without_time().with_ansi(false))
             .try_init()
     } else {
-        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // https://no-color.org: set and not empty means no colour.
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         subscriber.with(format.with_ansi(colour)).try_init()
     };
+    if let Some(warning) = warning {
+        warn!("{warning}");
+    }
 }
 
 /// Binds the socket. Without `-a`, the default socket is used; a background

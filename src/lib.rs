@@ -22,6 +22,7 @@ pub mod hardening;
 pub mod install;
 pub mod keystore;
 pub mod launch;
+pub mod logging;
 pub mod logview;
 pub mod paths;
 pub mod peer;

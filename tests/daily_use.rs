@@ -451,6 +451,12 @@ fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
         (false, Some("hopward=debug,zbus=warn"), true, true),
         (true, Some("hopward=warn"), false, false),
         (true, Some("=== not a filter"), true, true),
+        // Each of these turned all logging off before: a bare word is a
+        // target name to tracing, and an empty list enables nothing.
+        (false, Some("debgu"), true, false),
+        (true, Some("debgu"), true, true),
+        (false, Some("hopward"), true, false),
+        (false, Some(""), true, false),
     ];
     for (debug, filter, info, connected) in cases {
         let mut builder = Daemon::builder();
@@ -468,6 +474,12 @@ fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
         let case = format!("-d {debug}, HOPWARD_LOG {filter:?}:\n{log}");
         assert_eq!(log.contains("INFO hopward"), info, "{case}");
         assert_eq!(log.contains("exe=/usr/bin/ssh-add"), connected, "{case}");
+        let bad = matches!(filter, Some("=== not a filter" | "debgu" | "hopward" | ""));
+        assert_eq!(
+            log.matches("keeping the default level").count(),
+            usize::from(bad),
+            "a bad HOPWARD_LOG is warned about once: {case}"
+        );
     }
 }
 
