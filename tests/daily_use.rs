@@ -84,6 +84,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         let mut cmd = Command::new(HOPWARD);
         cmd.args(["install", "--user", "--bin", HOPWARD])
             .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", user_runtime_dir(home.path()))
             .env_remove("XDG_CONFIG_HOME");
         if force {
             cmd.arg("--force");
@@ -94,7 +95,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
     let units = home.path().join(".config/systemd/user");
     let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
     assert!(
-        service.contains(&format!("ExecStart={HOPWARD} daemon -D")),
+        service.contains(&format!("ExecStart=\"{HOPWARD}\" daemon -D")),
         "{service}"
     );
     let socket = std::fs::read_to_string(units.join("hopward.socket")).unwrap();
@@ -120,9 +121,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         assert!(service.contains(line), "missing {line}");
     }
     // systemd's own verifier, in user mode.
-    let runtime = home.path().join("run");
-    std::fs::create_dir_all(&runtime).unwrap();
-    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let runtime = user_runtime_dir(home.path());
     let verify = run(Command::new("systemd-analyze")
         .args(["--user", "verify"])
         .arg(units.join("hopward.socket"))
@@ -157,6 +156,71 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         !std::fs::read_to_string(units.join("hopward.service"))
             .unwrap()
             .contains("# my edit")
+    );
+}
+
+/// A private runtime directory for systemd-analyze --user.
+fn user_runtime_dir(home: &std::path::Path) -> std::path::PathBuf {
+    let runtime = home.join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    runtime
+}
+
+/// Bug 4: `--bin` with a relative path, or one with a space, wrote units
+/// systemd rejects and exited 0. Failed before: ExecStart held the relative
+/// path unquoted and systemd-analyze refused it.
+#[test]
+fn install_makes_bin_absolute_quotes_it_and_verifies_the_units() {
+    let home = tempdir();
+    let bin_dir = home.path().join("my tools");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(HOPWARD, bin_dir.join("hopward")).unwrap();
+    let runtime = user_runtime_dir(home.path());
+    let install = |bin: &str| {
+        run(Command::new(HOPWARD)
+            .args(["install", "--user", "--force", "--bin", bin])
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("XDG_CONFIG_HOME"))
+    };
+    let out = ok(install("my tools/hopward"));
+    assert!(
+        stdout(&out).contains("verified with systemd-analyze"),
+        "{}",
+        text(&out)
+    );
+    let units = home.path().join(".config/systemd/user");
+    let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
+    let expected = format!(
+        "ExecStart=\"{}\" daemon -D",
+        bin_dir.join("hopward").display()
+    );
+    assert!(service.contains(&expected), "{service}");
+    let verify = run(Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(units.join("hopward.socket"))
+        .arg(units.join("hopward.service"))
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        !String::from_utf8_lossy(&verify.stderr).contains("hopward.service"),
+        "{}",
+        text(&verify)
+    );
+
+    // A binary that is not there is refused, and says which path.
+    let missing = install("nowhere/hopward");
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        text(&missing).contains(&format!(
+            "{}",
+            home.path().join("nowhere/hopward").display()
+        )),
+        "{}",
+        text(&missing)
     );
 }
 
