@@ -182,7 +182,8 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                     Err(run_command(&args.command, &socket_path, child))
                 }
                 Forked::Child => {
-                    hardening::terminate_with_parent();
+                    // The parent-death signal is asked for in
+                    // `shutdown_signal`, once SIGTERM is handled.
                     detach();
                     serve(listener, socket, options, store, Some(parent))
                 }
@@ -434,6 +435,12 @@ async fn shutdown_signal(watch_parent: Option<u32>, agent: Arc<Agent>) {
         std::future::pending::<()>().await;
         return;
     };
+    if watch_parent.is_some() {
+        // Only now that SIGTERM is handled: asked for earlier, a command
+        // that exits at once killed the agent before it could remove its
+        // socket. A parent already gone is caught by the check below.
+        hardening::terminate_with_parent();
+    }
     let parent_gone = async {
         match watch_parent {
             Some(parent) => loop {

@@ -698,3 +698,37 @@ fn a_first_policy_written_after_the_agent_started_is_loaded() {
         .collect();
     assert_eq!(reasons, ["default:local", "no files"]);
 }
+
+/// Bug 5: command mode asked for SIGTERM on its parent's death before it
+/// handled SIGTERM, so a command that exits at once killed the agent before
+/// it could remove its socket. Failed before: the socket was left behind.
+#[test]
+fn command_mode_removes_its_socket_when_the_command_exits_at_once() {
+    for round in 0..8 {
+        let tmp = tempdir();
+        let sock = tmp.path().join("agent.sock");
+        let pid_file = tmp.path().join("pid");
+        ok(run(Command::new(HOPWARD)
+            .arg("daemon")
+            .arg("-a")
+            .arg(&sock)
+            .args(["sh", "-c"])
+            .arg(format!("echo $SSH_AGENT_PID > {}", pid_file.display()))
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY")));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        // Gone, or a zombie nobody reaped yet: either way it has exited.
+        wait_for("the agent to exit", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        });
+        assert!(!sock.exists(), "round {round}: socket left behind");
+    }
+}
