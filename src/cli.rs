@@ -106,7 +106,7 @@ pub struct LogArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// Only allow or deny.
-    #[arg(long)]
+    #[arg(long, value_parser = ["allow", "deny"])]
     pub decision: Option<String>,
     /// How many recent decisions.
     #[arg(short = 'n', default_value_t = 20)]
@@ -214,7 +214,11 @@ pub struct EnvArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
+    /// Bourne syntax: sh, bash, zsh, ksh, dash.
+    #[value(alias = "bash", alias = "zsh", alias = "ksh", alias = "dash")]
     Sh,
+    /// C-shell syntax: csh, tcsh.
+    #[value(alias = "tcsh")]
     Csh,
     Fish,
 }

@@ -45,7 +45,11 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
         Some((&crate::proto::SSH_AGENT_SUCCESS, rest)) => {
             let mut r = crate::wire::Reader::new(rest);
             let text = r.text("control reply").map_err(|e| e.to_string())?;
-            serde_json::from_str(text).map_err(|e| e.to_string())
+            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            match value["error"].as_str() {
+                Some(e) => Err(crate::text::clean(e, 300)),
+                None => Ok(value),
+            }
         }
         _ => Err(format!(
             "the agent at {} refused (not hopward, or this connection is not local and unforwarded)",
@@ -211,7 +215,8 @@ pub fn status(args: &StatusArgs) -> ExitCode {
 pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
     if !args.forwarded {
         eprintln!(
-            "hopward: this locks only forwarded use: add --forwarded (ssh-add -{} {} everything)",
+            "hopward: this {} only forwarded use: add --forwarded (ssh-add -{} {} everything)",
+            if lock { "locks" } else { "unlocks" },
             if lock { "x" } else { "X" },
             if lock { "locks" } else { "unlocks" }
         );

@@ -27,7 +27,25 @@ pub fn request(op: &Value) -> Vec<u8> {
 }
 
 /// Whether a confirm method can ask on this system now, and why not.
-pub fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+pub async fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+    match settings.method {
+        ConfirmMethod::Desktop => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(e) => (false, format!("desktop: {e}")),
+        },
+        ConfirmMethod::Auto => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(desktop) => match can_ask_locally(settings) {
+                (true, how) => (true, how),
+                (false, why) => (false, format!("desktop: {desktop}; {why}")),
+            },
+        },
+        _ => can_ask_locally(settings),
+    }
+}
+
+/// [`can_ask`] for the methods that need no session bus.
+fn can_ask_locally(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
     use std::os::unix::fs::PermissionsExt as _;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -55,7 +73,7 @@ pub fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
                 (true, format!("askpass {program}"))
             }
         }
-        ConfirmMethod::Desktop => (false, "desktop notifications are not in this build".into()),
+        ConfirmMethod::Desktop => (false, "no notification server".into()),
         ConfirmMethod::Macos => (false, "the macos confirmer only works on macOS".into()),
     }
 }
@@ -70,7 +88,7 @@ fn method_name(m: ConfirmMethod) -> &'static str {
     }
 }
 
-fn status(agent: &Agent) -> Value {
+async fn status(agent: &Agent) -> Value {
     let now = Instant::now();
     let keys: Vec<Value> = agent
         .keystore
@@ -123,7 +141,8 @@ fn status(agent: &Agent) -> Value {
         "forwarded_locked": agent.forwarded_locked(),
         "keys": keys,
         "policy": {
-            "file": agent.policy.path().map(|p| p.display().to_string()),
+            "file": policy.source.as_ref().map(|p| p.display().to_string()),
+            "watched": agent.policy.path().map(|p| p.display().to_string()),
             "rules": policy.rules.len(),
             "last_reload": reload,
         },
@@ -140,14 +159,14 @@ fn status(agent: &Agent) -> Value {
 }
 
 /// Carries out a control request from an allowed connection.
-pub fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
+pub async fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
     let mut reader = crate::wire::Reader::new(body);
     let text = reader.text("control request").map_err(|e| e.to_string())?;
     reader.finish().map_err(|e| e.to_string())?;
     let request: Value =
         serde_json::from_str(text).map_err(|e| format!("bad control request: {e}"))?;
     match request["op"].as_str() {
-        Some("status") => Ok(status(agent)),
+        Some("status") => Ok(status(agent).await),
         Some("lock-forwarded") => Ok(json!({ "cut": agent.lock_forwarded() })),
         Some("unlock-forwarded") => {
             agent.unlock_forwarded();
@@ -155,7 +174,10 @@ pub fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
         }
         Some("revoke") => match request["id"].as_u64() {
             Some(id) if agent.grants.revoke(id) => Ok(json!({ "revoked": 1 })),
-            Some(id) => Err(format!("no grant {id}")),
+            Some(id) => Err(format!(
+                "there is no grant {id} (it expired, was revoked, or never existed; \
+                 hopward grants lists them)"
+            )),
             None => Ok(json!({ "revoked": agent.grants.clear() })),
         },
         other => Err(format!("unknown control operation {other:?}")),

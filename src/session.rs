@@ -149,7 +149,7 @@ impl Session {
             Request::Extension {
                 name: crate::control::EXTENSION,
                 body,
-            } => self.control(body),
+            } => self.control(body).await,
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
                 failure()
@@ -159,23 +159,24 @@ impl Session {
 
     /// The control channel: only for a local, unforwarded connection of the
     /// owner (or root).
-    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+    async fn control(&mut self, body: &[u8]) -> Vec<u8> {
         let unbound = self.chain.hops().is_empty() && !self.chain.is_poisoned();
         if !unbound || !self.peer.may_connect(self.agent.options.owner_uid) {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
         }
-        match crate::control::handle(&self.agent, body) {
-            Ok(reply) => {
-                let mut out = vec![SSH_AGENT_SUCCESS];
-                crate::wire::put_string(&mut out, reply.to_string().as_bytes());
-                out
-            }
+        // A request this agent cannot carry out is answered with what went
+        // wrong: a bare failure reads as "not allowed on this connection".
+        let reply = match crate::control::handle(&self.agent, body).await {
+            Ok(reply) => reply,
             Err(e) => {
-                warn!(conn = self.id, "control request failed: {e}");
-                failure()
+                info!(conn = self.id, "control request failed: {e}");
+                serde_json::json!({ "error": e })
             }
-        }
+        };
+        let mut out = vec![SSH_AGENT_SUCCESS];
+        crate::wire::put_string(&mut out, reply.to_string().as_bytes());
+        out
     }
 
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {

@@ -732,3 +732,89 @@ fn command_mode_removes_its_socket_when_the_command_exits_at_once() {
         assert!(!sock.exists(), "round {round}: socket left behind");
     }
 }
+
+/// Bug 7: messages that pointed the wrong way. Each assertion failed
+/// before: a confirm command's "no" was logged as an askpass failure,
+/// `grants revoke 99` blamed the connection, `unlock` said "locks",
+/// `log --decision` took any word, `env --shell bash` was refused.
+#[test]
+fn messages_name_what_is_wrong() {
+    let tmp = tempdir();
+    let answer = tmp.path().join("answer");
+    let script = tmp.path().join("say.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat {}\n", answer.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\n",
+            script.display()
+        ))
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+
+    // A plain "no" is an answer, not a failure of anything.
+    std::fs::write(&answer, "no\n").unwrap();
+    assert!(!sign_file(&agent.sock, &key, &data));
+    // Anything else is a failure of the confirm command, named as such.
+    std::fs::write(&answer, "maybe\n").unwrap();
+    assert!(!sign_file(&agent.sock, &key, &data));
+    let audit = agent.audit_until(|l| l.iter().filter(|e| e["event"] == "sign").count() >= 2);
+    let reasons: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons, ["refused", "refused"]);
+    let log = agent.log_text();
+    assert!(!log.contains("askpass"), "{log}");
+    assert_eq!(
+        log.matches("confirmation failed").count(),
+        1,
+        "only the odd answer is a failure:\n{log}"
+    );
+    assert!(
+        log.contains("confirm.command printed something other than yes or no"),
+        "{log}"
+    );
+
+    let hopward = |args: &[&str]| {
+        run(Command::new(HOPWARD)
+            .args(args)
+            .env("SSH_AUTH_SOCK", &agent.sock))
+    };
+    let revoke = hopward(&["grants", "revoke", "99"]);
+    assert_eq!(revoke.status.code(), Some(1), "{}", text(&revoke));
+    let said = String::from_utf8_lossy(&revoke.stderr);
+    assert!(said.contains("there is no grant 99"), "{said}");
+    assert!(!said.contains("refused"), "{said}");
+
+    let unlock = hopward(&["unlock"]);
+    assert_eq!(unlock.status.code(), Some(2), "{}", text(&unlock));
+    let said = String::from_utf8_lossy(&unlock.stderr);
+    assert!(
+        said.contains("this unlocks only forwarded use") && said.contains("ssh-add -X unlocks"),
+        "{said}"
+    );
+
+    let log = run(Command::new(HOPWARD)
+        .args(["log", "--decision", "alow"])
+        .env("XDG_STATE_HOME", agent.dir.path().join("state")));
+    assert_eq!(log.status.code(), Some(2), "{}", text(&log));
+    assert!(
+        String::from_utf8_lossy(&log.stderr).contains("[possible values: allow, deny]"),
+        "{}",
+        text(&log)
+    );
+
+    for (shell, prefix) in [
+        ("bash", "SSH_AUTH_SOCK="),
+        ("zsh", "SSH_AUTH_SOCK="),
+        ("tcsh", "setenv "),
+    ] {
+        let out = ok(run(Command::new(HOPWARD).args(["env", "--shell", shell])));
+        assert!(stdout(&out).starts_with(prefix), "{shell}: {}", text(&out));
+    }
+}

@@ -404,3 +404,30 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
     assert_eq!(shown[0].summary, "hopward: forwarded agent request");
     std::fs::write(tmp.path().join("prompt.txt"), body).unwrap();
 }
+
+/// Bug 7: `status` said desktop prompts were "not in this build". It now
+/// asks the session bus whether a notification server is there. Failed
+/// before: `CANNOT ask ... not in this build` with a server running.
+#[test]
+fn status_says_whether_desktop_prompts_can_ask() {
+    let status = |s: &Setup| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["status", "-a"])
+            .arg(&s.agent.sock))))
+    };
+    let bus = Bus::with_notifier(Mode::Allow, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"", "");
+    let text = status(&s);
+    assert!(
+        text.contains("confirm:     desktop, can ask (desktop notifications"),
+        "{text}"
+    );
+    let bare = Bus::bare();
+    let s = setup(&bare, "method = \"desktop\"", "");
+    let text = status(&s);
+    assert!(
+        text.contains("CANNOT ask") && text.contains("no notification server"),
+        "{text}"
+    );
+    assert!(!text.contains("not in this build"), "{text}");
+}

@@ -89,3 +89,25 @@ fn policy_check_warns_about_trusting_hops_past_the_first() {
     );
     assert!(stdout(&out).contains(&expected), "{}", text(&out));
 }
+
+/// Bug 7: a single value where a list is wanted got serde's words
+/// ("expected a sequence") and no fix. Failed before.
+#[test]
+fn policy_check_says_how_to_write_a_list() {
+    let tmp = tempdir();
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"db\"\nhost = \"db1\"\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            "{}:3:8: host takes a list: use host = [\"db1\"]",
+            file.display()
+        )
+    );
+}

@@ -247,6 +247,44 @@ impl Ctx<'_> {
     }
 }
 
+/// The TOML reader's message, with what to write instead where the
+/// mistake is a common one (a single value where a list is wanted, a list
+/// where one value is wanted).
+fn with_fix(text: &str, span: Range<usize>, message: &str) -> String {
+    let line_start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
+    let value = text
+        .get(span.clone())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.contains('\n'));
+    match (key, value) {
+        (Some(key), Some(value)) if message.contains("expected a sequence") => {
+            format!("{key} takes a list: use {key} = [{value}]")
+        }
+        (Some(key), Some(value)) if message.contains("expected a string") => {
+            let first = value
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if first.is_empty() {
+                format!("{key} takes one value in quotes, not {value}")
+            } else {
+                format!("{key} takes one value: use {key} = {first}")
+            }
+        }
+        _ => message.to_string(),
+    }
+}
+
 fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -276,7 +314,9 @@ fn compile_file(
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            ctx.err(e.span().unwrap_or(0..0), e.message().to_string());
+            let span = e.span().unwrap_or(0..0);
+            let message = with_fix(text, span.clone(), e.message());
+            ctx.err(span, message);
             return Err(ctx.errors);
         }
     };
@@ -610,6 +650,14 @@ mod tests {
         );
         let e = errors("[[rule]]\nname = \"x\"\n");
         assert!(e[0].contains("missing field `action`"), "{e:?}");
+        assert_eq!(
+            errors("[[rule]]\nhost = \"db1\"\naction = \"allow\"\n"),
+            vec!["p.toml:2:8: host takes a list: use host = [\"db1\"]"]
+        );
+        assert_eq!(
+            errors("[[rule]]\naction = [\"allow\"]\n"),
+            vec!["p.toml:2:10: action takes one value: use action = \"allow\""]
+        );
         let e = errors("this is not toml");
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
     }

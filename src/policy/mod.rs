@@ -241,9 +241,15 @@ impl Policy {
             RequestClass::ForwardedUnverified => self.defaults.forwarded_unverified,
             RequestClass::Poisoned => Action::Deny,
         };
+        // A direct login is decided by `defaults.local`, so it is named by
+        // the setting that decided it (the class, `direct`, is logged too).
+        let setting = match class {
+            RequestClass::Direct => RequestClass::Local.as_str(),
+            other => other.as_str(),
+        };
         Decision {
             action,
-            rule: format!("default:{}", class.as_str()),
+            rule: format!("default:{setting}"),
             remember: None,
         }
     }
