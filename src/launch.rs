@@ -194,10 +194,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
 
 /// `$HOPWARD_KNOWN_HOSTS` (colon-separated) or OpenSSH's default files.
 fn known_hosts_files() -> Vec<PathBuf> {
-    match std::env::var_os("HOPWARD_KNOWN_HOSTS") {
-        Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
-        _ => crate::policy::known_hosts::default_files(),
-    }
+    crate::policy::known_hosts::configured_files()
 }
 
 /// Replaces this process with the user's command (command mode's parent).

@@ -247,6 +247,34 @@ impl Ctx<'_> {
     }
 }
 
+/// A `keys`, `host` or `via` entry that is meant as a fingerprint must be
+/// one as `ssh-keygen -l` prints it (`SHA256:` and 43 base64 characters):
+/// anything else is compared as text and can never match, so a deny rule
+/// with a mistyped fingerprint would deny nothing.
+fn fingerprint_form(text: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return Ok(());
+    };
+    if scheme.eq_ignore_ascii_case("md5") {
+        return Err(format!(
+            "{text:?}: MD5 fingerprints are not matched; use the SHA256 one \
+             (ssh-keygen -l -E sha256 -f KEY)"
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("sha256") {
+        return Ok(());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest);
+    if scheme != "SHA256" || rest.len() != 43 || !decoded.is_ok_and(|d| d.len() == 32) {
+        return Err(format!(
+            "{text:?} is not a SHA256 fingerprint (SHA256: and 43 base64 characters, \
+             as ssh-keygen -l -f KEY prints it)"
+        ));
+    }
+    Ok(())
+}
+
 /// The TOML reader's message, with what to write instead where the
 /// mistake is a common one (a single value where a list is wanted, a list
 /// where one value is wanted).
@@ -400,9 +428,15 @@ fn compile_file(
                     None
                 }
             });
-        let keys = ctx.patterns(&r.keys, "keys", false, KeyPattern::compile);
-        let host = ctx.patterns(&r.host, "host", false, NamePattern::compile);
-        let via = ctx.patterns(&r.via, "via", true, ViaElement::compile);
+        let keys = ctx.patterns(&r.keys, "keys", false, |t| {
+            fingerprint_form(t).and_then(|()| KeyPattern::compile(t))
+        });
+        let host = ctx.patterns(&r.host, "host", false, |t| {
+            fingerprint_form(t).and_then(|()| NamePattern::compile(t))
+        });
+        let via = ctx.patterns(&r.via, "via", true, |t| {
+            fingerprint_form(t).and_then(|()| ViaElement::compile(t))
+        });
         let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
@@ -563,6 +597,92 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     .map(|p| finish(p, Some(path.to_path_buf()), digest))
 }
 
+/// Rules that are written but cannot do what they say, as warnings with
+/// their positions (for `policy check`): a rule with no name or a name used
+/// twice (the log names the rule that decided), `remember` on an action
+/// that never asks, and rules after a catch-all, which never match.
+pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+        return Vec::new();
+    };
+    let file = path.display().to_string();
+    let mut out = Vec::new();
+    let mut warn = |span: Range<usize>, message: String| {
+        let (line, col) = position(&text, span.start);
+        out.push(PolicyError {
+            file: file.clone(),
+            line,
+            col,
+            message,
+            warning: true,
+        });
+    };
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut catch_all: Option<(String, usize)> = None;
+    for (i, spanned) in raw.rule.iter().enumerate() {
+        let r = spanned.get_ref();
+        let (line, _) = position(&text, spanned.span().start);
+        let label = r.name.as_ref().map_or_else(
+            || format!("rule {} ({file}:{line})", i + 1),
+            |n| n.get_ref().clone(),
+        );
+        match &r.name {
+            None => warn(
+                spanned.span(),
+                format!(
+                    "this rule has no name; the log will call it {label:?}: add name = \"...\""
+                ),
+            ),
+            Some(n) => match names.iter().find(|(other, _)| other == n.get_ref()) {
+                Some((_, first)) => warn(
+                    n.span(),
+                    format!(
+                        "the name {:?} is also used by the rule at line {first}; the log cannot tell them apart",
+                        n.get_ref()
+                    ),
+                ),
+                None => names.push((n.get_ref().clone(), line)),
+            },
+        }
+        if let Some(remember) = &r.remember {
+            let action = r.action.get_ref().as_str();
+            if action != "confirm" {
+                warn(
+                    remember.span(),
+                    format!(
+                        "remember only applies to action = \"confirm\"; with {action:?} it does nothing"
+                    ),
+                );
+            }
+        }
+        if let Some((first, first_line)) = &catch_all {
+            warn(
+                spanned.span(),
+                format!(
+                    "{label:?} can never match: the rule {first:?} at line {first_line} matches every request first"
+                ),
+            );
+        } else {
+            let any_key = r
+                .keys
+                .as_ref()
+                .is_none_or(|k| k.get_ref().iter().any(|k| k.get_ref() == "*"));
+            if any_key
+                && r.host.is_none()
+                && r.via.is_none()
+                && r.user.is_none()
+                && r.purpose.is_none()
+            {
+                catch_all = Some((label.clone(), line));
+            }
+        }
+    }
+    out
+}
+
 /// Host names in `host`/`via` that no known_hosts entry mentions, as
 /// warnings with their positions (for `policy check`).
 pub fn unknown_name_warnings(
@@ -657,6 +777,24 @@ mod tests {
         assert_eq!(
             errors("[[rule]]\naction = [\"allow\"]\n"),
             vec!["p.toml:2:10: action takes one value: use action = \"allow\""]
+        );
+        let e = errors("[[rule]]\nkeys = [\"SHA256:abc\"]\naction = \"deny\"\n");
+        assert!(
+            e[0].starts_with("p.toml:2:9: keys: \"SHA256:abc\" is not a SHA256 fingerprint"),
+            "{e:?}"
+        );
+        let e = errors("[[rule]]\nkeys = [\"MD5:12:34\"]\naction = \"deny\"\n");
+        assert!(e[0].contains("MD5 fingerprints are not matched"), "{e:?}");
+        let e = errors(
+            "[[rule]]\nhost = [\"sha256:0b6FxyQm1xdzs8K8YvOQ8k0m1x7Yv4sQjxHf3a4mP2k\"]\naction = \"deny\"\n",
+        );
+        assert!(e[0].contains("is not a SHA256 fingerprint"), "{e:?}");
+        assert!(
+            parse_str(
+                "[[rule]]\nkeys = [\"SHA256:9gXlkH9B2PQZyv1Ygq/c85tHnX2Xh6+mErPtablUL9Y\", \"work:*\"]\naction = \"deny\"\n",
+                "p.toml"
+            )
+            .is_ok()
         );
         let e = errors("this is not toml");
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");

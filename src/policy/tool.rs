@@ -8,8 +8,8 @@ use crate::cli::{ExplainArgs, PolicyCommand};
 use crate::context::{Destination, HopView, RequestContext};
 use crate::peer::Peer;
 
-use super::file::{parse_file, unknown_name_warnings};
-use super::known_hosts::{KnownHosts, default_files};
+use super::file::{parse_file, rule_warnings, unknown_name_warnings};
+use super::known_hosts::{KnownHosts, configured_files};
 use super::store::{load, resolve_path};
 use super::{Action, Policy};
 
@@ -27,9 +27,12 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     };
     match parse_file(&path) {
         Ok(policy) => {
-            let mut files = default_files();
+            let mut files = configured_files();
             files.extend(policy.known_hosts.iter().cloned());
             for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
+                println!("{warning}");
+            }
+            for warning in rule_warnings(&path) {
                 println!("{warning}");
             }
             for warning in super::lint::reported_hop_warnings(&policy) {
@@ -136,6 +139,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let decision = policy.decide(&ctx);
+    // explain takes the names it is given as verified; a real request
+    // names a host only through known_hosts.
+    let mut files = configured_files();
+    files.extend(policy.known_hosts.iter().cloned());
+    let known = KnownHosts::new(files);
+    for hop in &ctx.chain {
+        for name in &hop.names {
+            if !known.mentions(name) {
+                println!(
+                    "note:     no known_hosts file names {name:?}; a real request through it \
+                     would show `unknown host SHA256:...` and no rule naming {name:?} would match it"
+                );
+            }
+        }
+    }
     let source = path.map_or_else(
         || "built-in policy".to_string(),
         |p| p.display().to_string(),
