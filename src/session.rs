@@ -66,18 +66,21 @@ struct Verdict {
     reason: String,
 }
 
+/// Notices (the `notify` action) on their way to the desktop at once.
+const MAX_NOTICES: usize = 8;
+
 impl Verdict {
-    /// The verdict of an allow or deny decision (a confirm needs asking).
+    /// The verdict of an allow, notify or deny decision (a confirm needs
+    /// asking). A notify is an allow whose reason says a notice was sent;
+    /// the caller sends it ([`Session::tell`]).
     fn settled(decision: &Decision) -> Option<Verdict> {
-        let allowed = match decision.action {
-            Action::Allow => true,
-            Action::Deny => false,
+        let (allowed, reason) = match decision.action {
+            Action::Allow => (true, decision.rule.clone()),
+            Action::Notify => (true, "notified".to_string()),
+            Action::Deny => (false, decision.rule.clone()),
             Action::Confirm => return None,
         };
-        Some(Verdict {
-            allowed,
-            reason: decision.rule.clone(),
-        })
+        Some(Verdict { allowed, reason })
     }
 }
 
@@ -322,7 +325,7 @@ impl Session {
             return failure();
         }
         let mut decision = policy.decide(&context);
-        if identity.constraints.confirm && decision.action == Action::Allow {
+        if identity.constraints.confirm && decision.action.allows_unasked() {
             // ssh-add -c: the key always asks, whatever the policy allows.
             decision.action = Action::Confirm;
             decision.remember = None;
@@ -377,6 +380,9 @@ impl Session {
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
         if let Some(verdict) = Verdict::settled(decision) {
+            if decision.action == Action::Notify {
+                self.tell(&prompt);
+            }
             return verdict;
         }
         let scope = GrantScope::of(context);
@@ -467,6 +473,36 @@ impl Session {
         }
     }
 
+    /// Shows what was allowed in a notification, without waiting for it:
+    /// the request goes ahead whether or not the notice can be shown. At
+    /// most [`MAX_NOTICES`] are on their way at once; past that a notice is
+    /// dropped (and logged), so a flood of requests cannot pile up tasks.
+    fn tell(&self, prompt: &Prompt) {
+        static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering;
+        if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_NOTICES {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            info!(
+                conn = self.id,
+                "notice not shown: {MAX_NOTICES} notices already on their way"
+            );
+            return;
+        }
+        let body = prompt.notice_text();
+        let summary = if prompt.forwarded {
+            "hopward: key used through a forwarded agent"
+        } else {
+            "hopward: key used"
+        };
+        let id = self.id;
+        tokio::spawn(async move {
+            if let Err(e) = crate::confirm::desktop::tell(summary, &body).await {
+                info!(conn = id, "notice not shown: {e}");
+            }
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
     fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
         self.agent
             .audit
@@ -480,26 +516,31 @@ impl Session {
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
         let hops = self.hop_views();
+        let what = match op {
+            KeyOp::Add => "add this key to the agent",
+            KeyOp::Remove => "remove this key from the agent",
+            KeyOp::RemoveAll => "remove every key from the agent",
+            KeyOp::Lock => "lock the agent",
+            KeyOp::Unlock => "unlock the agent",
+        };
+        let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
+        let mut ctx = RequestContext::of_parts(
+            (fp, comment),
+            hops.clone(),
+            Destination::NotLogin,
+            None,
+            crate::binding::Purpose::Other,
+            &self.peer,
+        );
+        ctx.class = class;
         let verdict = match Verdict::settled(&decision) {
-            Some(verdict) => verdict,
+            Some(verdict) => {
+                if decision.action == Action::Notify {
+                    self.tell(&prompt_for(&ctx, Some(what)));
+                }
+                verdict
+            }
             None => {
-                let what = match op {
-                    KeyOp::Add => "add this key to the agent",
-                    KeyOp::Remove => "remove this key from the agent",
-                    KeyOp::RemoveAll => "remove every key from the agent",
-                    KeyOp::Lock => "lock the agent",
-                    KeyOp::Unlock => "unlock the agent",
-                };
-                let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
-                let mut ctx = RequestContext::of_parts(
-                    (fp, comment),
-                    hops.clone(),
-                    Destination::NotLogin,
-                    None,
-                    crate::binding::Purpose::Other,
-                    &self.peer,
-                );
-                ctx.class = class;
                 let question = Question::new(
                     GrantScope::of(&ctx),
                     what.as_bytes(),

@@ -204,7 +204,7 @@ impl Ctx<'_> {
             self.err(
                 v.span(),
                 format!(
-                    "unknown action {:?} (use allow, confirm or deny)",
+                    "unknown action {:?} (use allow, notify, confirm or deny)",
                     v.get_ref()
                 ),
             );
@@ -744,7 +744,7 @@ mod tests {
     fn errors_carry_positions() {
         assert_eq!(
             errors("[defaults]\nlocal = \"maybe\"\n"),
-            vec!["p.toml:2:9: unknown action \"maybe\" (use allow, confirm or deny)"]
+            vec!["p.toml:2:9: unknown action \"maybe\" (use allow, notify, confirm or deny)"]
         );
         let e = errors("[[rule]]\naction = \"allow\"\ncolour = \"red\"\n");
         assert!(

@@ -26,6 +26,8 @@ use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
+    /// Allow, and show a notification that does not wait for an answer.
+    Notify,
     Confirm,
     Deny,
 }
@@ -34,6 +36,7 @@ impl Action {
     pub fn parse(text: &str) -> Option<Action> {
         match text {
             "allow" => Some(Action::Allow),
+            "notify" => Some(Action::Notify),
             "confirm" => Some(Action::Confirm),
             "deny" => Some(Action::Deny),
             _ => None,
@@ -43,19 +46,26 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "allow",
+            Action::Notify => "notify",
             Action::Confirm => "confirm",
             Action::Deny => "deny",
         }
     }
 
-    /// The stricter of two actions (deny > confirm > allow).
+    /// The stricter of two actions (deny > confirm > notify > allow).
     pub fn stricter(self, other: Action) -> Action {
         use Action::*;
         match (self, other) {
             (Deny, _) | (_, Deny) => Deny,
             (Confirm, _) | (_, Confirm) => Confirm,
+            (Notify, _) | (_, Notify) => Notify,
             _ => Allow,
         }
+    }
+
+    /// Whether the request goes ahead without an answer from anyone.
+    pub fn allows_unasked(self) -> bool {
+        matches!(self, Action::Allow | Action::Notify)
     }
 }
 
@@ -457,6 +467,18 @@ mod tests {
 
     fn policy(text: &str) -> Policy {
         file::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn notify_sits_between_allow_and_confirm() {
+        use Action::*;
+        assert_eq!(Action::parse("notify"), Some(Notify));
+        assert_eq!(Notify.stricter(Allow), Notify);
+        assert_eq!(Allow.stricter(Notify), Notify);
+        assert_eq!(Notify.stricter(Confirm), Confirm);
+        assert_eq!(Deny.stricter(Notify), Deny);
+        assert!(Notify.allows_unasked() && Allow.allows_unasked());
+        assert!(!Confirm.allows_unasked() && !Deny.allows_unasked());
     }
 
     #[test]

@@ -170,6 +170,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     }
     let why = match decision.action {
         Action::Allow => "signed without asking".to_string(),
+        Action::Notify => "signed without asking, with a notification".to_string(),
         Action::Deny => "refused".to_string(),
         Action::Confirm => match decision.remember {
             Some(d) => format!("asks first; a yes is remembered for {}s", d.as_secs()),
