@@ -39,6 +39,8 @@ pub enum Command {
     Log(LogArgs),
     /// Put the systemd user units (or the macOS LaunchAgent) in place.
     Install(InstallArgs),
+    /// What is unsafe or broken, and how to fix it (exit 1 if anything is).
+    Doctor(DoctorArgs),
 }
 
 /// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else
@@ -54,6 +56,17 @@ pub struct SocketArg {
 pub struct StatusArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The agent's socket (default: the default socket, which is what
+    /// SSH_AUTH_SOCK should point at).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

@@ -143,6 +143,7 @@ async fn status(agent: &Agent) -> Value {
         "policy": {
             "file": policy.source.as_ref().map(|p| p.display().to_string()),
             "watched": agent.policy.path().map(|p| p.display().to_string()),
+            "digest": policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "rules": policy.rules.len(),
             "last_reload": reload,
         },

@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Grants(args) => Ok(crate::client::grants(&args)),
         Command::Log(args) => Ok(crate::logview::run(&args)),
         Command::Install(args) => Ok(crate::install::run(&args)),
+        Command::Doctor(args) => Ok(crate::doctor::run(&args)),
     }
 }
 

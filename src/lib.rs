@@ -14,6 +14,7 @@ pub mod confirm;
 pub mod context;
 pub mod control;
 pub mod destination;
+pub mod doctor;
 pub mod duration;
 pub mod frame;
 pub mod fuzzing;

@@ -818,3 +818,143 @@ fn messages_name_what_is_wrong() {
         assert!(stdout(&out).starts_with(prefix), "{shell}: {}", text(&out));
     }
 }
+
+/// Point 11: `hopward doctor` over a real agent, with a real ssh-agent
+/// running beside it, ssh's own reading of the configuration and a
+/// memlock limit of zero: each problem is named with its fix, `--json`
+/// says the same, and the exit status is 1.
+#[test]
+fn doctor_names_each_problem_and_how_to_fix_it() {
+    let tmp = tempdir();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/config"), "Host *\n    ForwardAgent yes\n").unwrap();
+    let known = tmp.path().join("known_hosts");
+    std::fs::write(&known, "").unwrap();
+    let other_sock = tmp.path().join("ssh-agent.sock");
+    let mut other = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&other_sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    wait_for("ssh-agent's socket", || other_sock.exists());
+    // Root may lock regardless of the limit (CAP_IPC_LOCK): drop that
+    // capability so the limit applies, as it does for everyone else.
+    let mut prefix = Vec::new();
+    if is_root() {
+        prefix.extend([
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-all",
+        ]);
+    }
+    prefix.extend(["prlimit", "--memlock=0:0"]);
+    let agent = Daemon::builder()
+        .via(&prefix)
+        .env("XDG_RUNTIME_DIR", tmp.path().to_str().unwrap())
+        .env("DBUS_SESSION_BUS_ADDRESS", "")
+        .policy("[[rule]]\nname = \"db\"\nhost = [\"db9\"]\naction = \"confirm\"\n")
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let doctor = |auth_sock: &std::path::Path, json: bool| {
+        let mut cmd = Command::new(HOPWARD);
+        cmd.args(["doctor", "-a"])
+            .arg(&agent.sock)
+            .env("HOME", &home)
+            .env("SSH_AUTH_SOCK", auth_sock)
+            .env("HOPWARD_KNOWN_HOSTS", &known);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+
+    let out = doctor(&other_sock, true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["ok"], false);
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check in {report:#}"))
+            .clone()
+    };
+    let problem = |name: &str, says: &str, fix: &str| {
+        let c = check(name);
+        assert_eq!(c["ok"], false, "{name}: {c:#}");
+        assert!(
+            c["message"].as_str().unwrap().contains(says),
+            "{name}: {c:#}"
+        );
+        assert!(c["fix"].as_str().unwrap().contains(fix), "{name}: {c:#}");
+    };
+    assert_eq!(check("agent")["ok"], true);
+    problem("ssh-auth-sock", "is not hopward", "hopward env");
+    problem(
+        "other-agents",
+        &format!("ssh-agent (pid {})", other.id()),
+        "systemctl --user mask",
+    );
+    problem(
+        "forward-agent",
+        "forwards your agent to every host",
+        "ProxyJump",
+    );
+    problem("known-hosts", "\"db9\"", "known_hosts");
+    problem("confirm", "no way to ask", "method = \"command\"");
+    problem(
+        "memlock",
+        "1 of 1 keys are not in locked memory",
+        "LimitMEMLOCK",
+    );
+    assert_eq!(check("policy")["ok"], true, "{report:#}");
+
+    // Pointed at the agent, that problem is gone; the text names the fix.
+    let out = doctor(&agent.sock, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("ok      ssh-auth-sock"), "{printed}");
+    assert!(printed.contains("PROBLEM forward-agent"), "{printed}");
+    assert!(
+        printed.contains("fix: remove it and reach hosts behind a bastion with ProxyJump"),
+        "{printed}"
+    );
+
+    // A policy file the agent could not load.
+    std::fs::write(
+        agent.dir.path().join("policy.toml"),
+        "[[rule]]\naction = \"maybe\"\n",
+    )
+    .unwrap();
+    wait_for("the failed reload", || {
+        agent.log_text().contains("keeping the last good policy")
+    });
+    let out = doctor(&agent.sock, true);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let policy = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "policy")
+        .unwrap()
+        .clone();
+    assert_eq!(policy["ok"], false, "{report:#}");
+    assert!(
+        policy["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown action"),
+        "{policy:#}"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}
