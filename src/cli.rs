@@ -148,6 +148,20 @@ pub enum PolicyCommand {
     },
     /// Dry-run one request: print the decision and the rule that made it.
     Explain(ExplainArgs),
+    /// Write a commented starting policy (never over an existing file),
+    /// then check it.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it (default: $HOPWARD_POLICY, else
+    /// ~/.config/hopward/policy.toml, the file the agent reads).
+    pub file: Option<PathBuf>,
+    /// Which example to start from: default, bastion, github,
+    /// instance-ids or strict.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub example: String,
 }
 
 #[derive(Debug, Args)]

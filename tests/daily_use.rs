@@ -958,3 +958,82 @@ fn doctor_names_each_problem_and_how_to_fix_it() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+/// Point 13: `policy init` writes a commented starting policy where the
+/// agent looks, never over an existing file, checks it, and a running
+/// agent started before it picks it up.
+#[test]
+fn policy_init_writes_a_checked_policy_the_running_agent_loads_and_never_overwrites() {
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let config = agent.dir.path().join("config");
+    let init = |args: &[&str]| {
+        run(Command::new(HOPWARD)
+            .args(["policy", "init"])
+            .args(args)
+            .env("XDG_CONFIG_HOME", &config)
+            .env("HOME", tmp.path())
+            .env("HOPWARD_KNOWN_HOSTS", tmp.path().join("none"))
+            .env_remove("HOPWARD_POLICY"))
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = config.join("hopward/policy.toml");
+    assert!(
+        stdout(&out).contains(&format!("wrote {}", file.display())),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("{}: ok (0 rules)", file.display())),
+        "{}",
+        text(&out)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("written by `hopward policy init`"),
+        "{written}"
+    );
+    assert!(written.contains("# [[rule]]"), "{written}");
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+
+    // Never over an existing file, whatever the example.
+    std::fs::write(
+        &file,
+        "# mine\n[[rule]]\nname = \"files\"\npurpose = \"file\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let again = init(&["--example", "strict"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("exists; not overwriting it"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("# mine")
+    );
+    // The agent loaded the user's file (it was written after the start).
+    wait_for("the policy to be loaded", || {
+        agent.log_text().contains("rules=1")
+    });
+
+    let other = tmp.path().join("elsewhere/strict.toml");
+    let out = init(&[other.to_str().unwrap(), "--example", "strict"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("ok (2 rules)"), "{}", text(&out));
+    let unknown = init(&[
+        tmp.path().join("x.toml").to_str().unwrap(),
+        "--example",
+        "nope",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown).contains("default, bastion, github, instance-ids, strict"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!tmp.path().join("x.toml").exists());
+}
