@@ -43,6 +43,13 @@ pub struct Agent {
     /// The panic button: refuse everything that came through a forwarded
     /// agent until undone.
     forwarded_locked: AtomicBool,
+    /// Why forwarded use is locked (`hopward lock --forwarded`, `idle`,
+    /// `screen locked`), for `status`.
+    locked_because: Mutex<Option<String>>,
+    /// The last request from this machine (a connection with no forwarding
+    /// hop), for `[lock] idle`. Requests through a forwarded agent do not
+    /// count: a bastion must not be able to keep the agent awake.
+    last_local_request: Mutex<std::time::Instant>,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
 }
@@ -69,6 +76,8 @@ impl Agent {
             next_connection: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
+            locked_because: Mutex::new(None),
+            last_local_request: Mutex::new(std::time::Instant::now()),
             prompts: crate::prompts::PromptBroker::default(),
         }
     }
@@ -126,6 +135,15 @@ impl Agent {
     /// requests until [`Agent::unlock_forwarded`]. Returns how many
     /// connections were cut.
     pub fn lock_forwarded(&self) -> usize {
+        self.lock_forwarded_because("hopward lock --forwarded")
+    }
+
+    /// [`Agent::lock_forwarded`], saying why (shown by `status`).
+    pub fn lock_forwarded_because(&self, why: &str) -> usize {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
         self.forwarded_locked.store(true, Ordering::SeqCst);
         self.grants.clear();
         let cut: Vec<Arc<Notify>> = self
@@ -139,14 +157,44 @@ impl Agent {
         }
         info!(
             cut = cut.len(),
-            "forwarded use locked: forwarded connections cut, approvals dropped"
+            "forwarded use locked ({why}): forwarded connections cut, approvals dropped"
         );
         cut.len()
     }
 
     pub fn unlock_forwarded(&self) {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        // Unlocking is the person at the desk: the idle clock starts again.
+        self.touch_local();
         self.forwarded_locked.store(false, Ordering::SeqCst);
         info!("forwarded use unlocked");
+    }
+
+    /// Why forwarded use is locked, if it is.
+    pub fn locked_because(&self) -> Option<String> {
+        self.locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a request from this machine (for `[lock] idle`).
+    pub fn touch_local(&self) {
+        *self
+            .last_local_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// When this machine last sent a request.
+    pub fn last_local_request(&self) -> std::time::Instant {
+        *self
+            .last_local_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// A number that names a connection in log lines.

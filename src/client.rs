@@ -91,9 +91,12 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             "unlocked"
         },
         if v["forwarded_locked"] == true {
-            "LOCKED (hopward unlock --forwarded)"
+            format!(
+                "LOCKED ({}; undo with hopward unlock --forwarded)",
+                v["forwarded_locked_because"].as_str().unwrap_or("?")
+            )
         } else {
-            "allowed by policy"
+            "allowed by policy".to_string()
         }
     ));
     let p = &v["policy"];

@@ -139,6 +139,7 @@ async fn status(agent: &Agent) -> Value {
         "pid": std::process::id(),
         "locked": agent.keystore.is_locked(),
         "forwarded_locked": agent.forwarded_locked(),
+        "forwarded_locked_because": agent.locked_because(),
         "keys": keys,
         "policy": {
             "file": policy.source.as_ref().map(|p| p.display().to_string()),

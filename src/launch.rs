@@ -408,6 +408,7 @@ fn serve(
             env!("CARGO_PKG_VERSION")
         );
         let _watcher = crate::policy::watch::watch(&agent);
+        crate::autolock::start(&agent);
         crate::systemd::notify_ready();
         server::serve(
             listener,

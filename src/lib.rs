@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod autolock;
 pub mod binding;
 pub mod cert;
 pub mod cli;

@@ -118,6 +118,18 @@ impl Session {
     }
 
     async fn dispatch(&mut self, request: Request<'_>) -> Vec<u8> {
+        let control = matches!(
+            request,
+            Request::Extension {
+                name: crate::control::EXTENSION,
+                ..
+            }
+        );
+        // Only this machine's own use keeps `[lock] idle` away; `status`
+        // polling does not.
+        if !self.forwarded() && !control {
+            self.agent.touch_local();
+        }
         if self.agent.forwarded_locked() && self.forwarded() {
             // The panic button is pressed: nothing through a forwarded agent.
             warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");

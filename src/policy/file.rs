@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
 use super::{
-    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, Policy, Rule,
+    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, LockSettings,
+    Policy, Rule,
 };
 use crate::binding::Purpose;
 
@@ -60,8 +61,16 @@ struct RawFile {
     forwarded: Option<RawForwarded>,
     audit: Option<RawAudit>,
     known_hosts: Option<RawKnownHosts>,
+    lock: Option<RawLock>,
     #[serde(default)]
     rule: Vec<S<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    idle: Option<S<String>>,
+    on_screen_lock: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +145,8 @@ struct Partial {
     audit_path: Option<PathBuf>,
     audit_bytes: Option<u64>,
     known_hosts: Vec<PathBuf>,
+    lock_idle: Option<Duration>,
+    lock_on_screen: Option<bool>,
 }
 
 impl Partial {
@@ -162,7 +173,9 @@ impl Partial {
             fwd_lock,
             fwd_unlock,
             audit_path,
-            audit_bytes
+            audit_bytes,
+            lock_idle,
+            lock_on_screen
         );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
@@ -400,6 +413,18 @@ fn compile_file(
         p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
         p.audit_bytes = a.max_bytes.as_ref().map(|b| *b.get_ref());
     }
+    if let Some(l) = &raw.lock {
+        if let Some(idle) = &l.idle {
+            p.lock_idle = ctx.duration(idle);
+            if p.lock_idle == Some(Duration::ZERO) {
+                ctx.err(
+                    idle.span(),
+                    "lock.idle must be more than 0 (remove it to never lock when idle)",
+                );
+            }
+        }
+        p.lock_on_screen = l.on_screen_lock.as_ref().map(|b| *b.get_ref());
+    }
     if let Some(k) = &raw.known_hosts {
         p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
     }
@@ -562,6 +587,10 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
             max_bytes: p.audit_bytes.unwrap_or(DEFAULT_AUDIT_BYTES),
         },
         known_hosts: p.known_hosts,
+        lock: LockSettings {
+            idle: p.lock_idle,
+            on_screen_lock: p.lock_on_screen.unwrap_or(false),
+        },
     }
 }
 
@@ -796,6 +825,16 @@ mod tests {
             )
             .is_ok()
         );
+        let e = errors("[lock]\nidle = \"0s\"\n");
+        assert!(
+            e[0].starts_with("p.toml:2:8: lock.idle must be more than 0"),
+            "{e:?}"
+        );
+        let e = errors("[lock]\nscreen = true\n");
+        assert!(e[0].contains("unknown field `screen`"), "{e:?}");
+        let p = parse_str("[lock]\nidle = \"30m\"\non_screen_lock = true\n", "p.toml").unwrap();
+        assert_eq!(p.lock.idle, Some(Duration::from_secs(1800)));
+        assert!(p.lock.on_screen_lock);
         let e = errors("this is not toml");
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
     }

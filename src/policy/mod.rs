@@ -129,6 +129,15 @@ pub struct AuditSettings {
     pub max_bytes: u64,
 }
 
+/// `[lock]`: when forwarded use locks by itself (see `crate::autolock`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockSettings {
+    /// Lock after this long without a request from this machine.
+    pub idle: Option<Duration>,
+    /// Lock when the session's screen locks.
+    pub on_screen_lock: bool,
+}
+
 /// A complete, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -144,6 +153,7 @@ pub struct Policy {
     pub audit: AuditSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
+    pub lock: LockSettings,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
     /// One shape per rule, in the same order (see [`prefilter`]).
