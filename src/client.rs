@@ -184,14 +184,17 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             "  #{:<4} {} {} user {} {}, {} left (rule {})\n",
             g["id"],
             s(&g["key"]),
-            g["chain"]
+            g["hosts"]
                 .as_array()
+                .filter(|h| !h.is_empty())
+                .or(g["chain"].as_array())
                 .map(|c| c
                     .iter()
                     .map(|h| h.as_str().unwrap_or("?"))
                     .collect::<Vec<_>>()
                     .join(">"))
-                .unwrap_or_default(),
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "(local)".to_string()),
             g["user"].as_str().unwrap_or("-"),
             s(&g["purpose"]),
             duration(g["expires_in"].as_u64().unwrap_or(0)),

@@ -122,6 +122,7 @@ async fn status(agent: &Agent) -> Value {
                 "id": g.id,
                 "key": g.scope.key,
                 "chain": g.scope.chain,
+                "hosts": g.hosts,
                 "user": g.scope.user,
                 "purpose": g.scope.purpose.as_str(),
                 "rule": g.rule,

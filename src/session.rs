@@ -66,6 +66,20 @@ struct Verdict {
     reason: String,
 }
 
+/// The chain as the audit log shows it: each hop's first verified name,
+/// else its fingerprint.
+fn hosts_of(context: &RequestContext) -> Vec<String> {
+    context
+        .chain
+        .iter()
+        .map(|h| {
+            h.names
+                .first()
+                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
+        })
+        .collect()
+}
+
 /// Notices (the `notify` action) on their way to the desktop at once.
 const MAX_NOTICES: usize = 8;
 
@@ -413,10 +427,13 @@ impl Session {
         // The desktop's plain "Allow" is for this request only.
         let remember = answer.allowed() && answer != Answer::AllowedOnce;
         if let (true, Some(ttl)) = (remember, decision.remember) {
-            let id = self
-                .agent
-                .grants
-                .add(scope, &decision.rule, ttl, Instant::now());
+            let id = self.agent.grants.add(
+                scope,
+                hosts_of(context),
+                &decision.rule,
+                ttl,
+                Instant::now(),
+            );
             info!(
                 conn = self.id,
                 grant = id,

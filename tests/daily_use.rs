@@ -342,6 +342,25 @@ fn status_and_log_after_known_actions() {
     assert!(all.contains("add        allow  default:local"), "{all}");
     assert!(all.contains("sign       allow  default:local"), "{all}");
     assert!(all.contains("sign       deny   no file signing"), "{all}");
+    // Point 12: the rule and the purpose have their columns, and times say
+    // their zone.
+    assert!(
+        lines[0].contains(" RULE ") && lines[0].contains(" PURPOSE "),
+        "{all}"
+    );
+    let deny_line = lines
+        .iter()
+        .find(|l| l.contains("sign       deny"))
+        .unwrap();
+    assert!(
+        deny_line[lines[0].find("RULE").unwrap()..].starts_with("no file signing")
+            && deny_line[lines[0].find("PURPOSE").unwrap()..].starts_with("file "),
+        "{all}"
+    );
+    assert!(
+        lines[1..].iter().all(|l| l[19..].starts_with(" UTC")),
+        "{all}"
+    );
     // Columns line up: every row has the decision at the same offset.
     let col = lines[0].find("DEC").unwrap();
     assert!(
@@ -377,7 +396,14 @@ fn status_and_log_after_known_actions() {
     let _ = follow.kill();
     let out = follow.wait_with_output().unwrap();
     let followed = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(followed.matches("no file signing").count(), 2, "{followed}");
+    assert_eq!(
+        followed
+            .lines()
+            .filter(|l| l.contains("no file signing"))
+            .count(),
+        2,
+        "{followed}"
+    );
 }
 
 /// A forwarding bind made by hand (what `ssh -A` sends), signed by a
