@@ -41,6 +41,23 @@ pub enum Command {
     Install(InstallArgs),
     /// What is unsafe or broken, and how to fix it (exit 1 if anything is).
     Doctor(DoctorArgs),
+    /// Print the man page (hopward.1), or write every page to a directory.
+    Man(ManArgs),
+    /// Print the completion script for a shell.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write hopward.1 and a page per subcommand here instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
 }
 
 /// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else

@@ -1,5 +1,6 @@
 //! `hopward install`: puts the systemd user units (Linux) or the LaunchAgent
-//! (macOS) in place, pointing at this binary.
+//! (macOS) in place, pointing at this binary, and the man pages and shell
+//! completions where man and the shells look for a user's own.
 //!
 //! Invariants: a file that exists and differs from what would be written is
 //! never overwritten without `--force`; the binary is named by an absolute
@@ -10,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::InstallArgs;
+use crate::cli::{CompletionsArgs, InstallArgs, ManArgs};
 
 const SOCKET_UNIT: &str = include_str!("../systemd/hopward.socket");
 const SERVICE_UNIT: &str = include_str!("../systemd/hopward.service");
@@ -67,28 +68,102 @@ pub fn plan(bin: &Path) -> Result<Vec<(PathBuf, String)>, String> {
         .map(PathBuf::from)
         .ok_or("HOME is not set")?;
     let bin = bin.display().to_string();
-    if cfg!(target_os = "macos") {
-        let plist = PLIST
-            .replace("HOPWARD_BIN", &xml_text(&bin))
-            .replace("HOME_DIR", &xml_text(&home.display().to_string()));
-        return Ok(vec![(
-            home.join("Library/LaunchAgents/dev.hopward.agent.plist"),
-            plist,
-        )]);
-    }
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|c| !c.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".config"));
+    let mut files = docs(&home, &config);
+    if cfg!(target_os = "macos") {
+        let plist = PLIST
+            .replace("HOPWARD_BIN", &xml_text(&bin))
+            .replace("HOME_DIR", &xml_text(&home.display().to_string()));
+        files.push((
+            home.join("Library/LaunchAgents/dev.hopward.agent.plist"),
+            plist,
+        ));
+        return Ok(files);
+    }
     let dir = config.join("systemd/user");
     let service = SERVICE_UNIT.replace(
         "ExecStart=%h/.cargo/bin/hopward",
         &format!("ExecStart={}", systemd_word(&bin)),
     );
-    Ok(vec![
-        (dir.join("hopward.socket"), SOCKET_UNIT.to_string()),
-        (dir.join("hopward.service"), service),
-    ])
+    files.push((dir.join("hopward.socket"), SOCKET_UNIT.to_string()));
+    files.push((dir.join("hopward.service"), service));
+    Ok(files)
+}
+
+/// The man pages and completions: `$XDG_DATA_HOME` (`~/.local/share`)
+/// `man/man1/`, `bash-completion/completions/hopward`,
+/// `zsh/site-functions/_hopward`, and fish's `completions/hopward.fish`
+/// under the config directory.
+fn docs(home: &Path, config: &Path) -> Vec<(PathBuf, String)> {
+    use clap_complete::Shell;
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".local/share"));
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let mut files: Vec<(PathBuf, String)> = crate::manual::man_pages()
+        .into_iter()
+        .map(|(name, page)| (data.join("man/man1").join(name), text(page)))
+        .collect();
+    files.push((
+        data.join("bash-completion/completions/hopward"),
+        text(crate::manual::completion(Shell::Bash)),
+    ));
+    files.push((
+        data.join("zsh/site-functions/_hopward"),
+        text(crate::manual::completion(Shell::Zsh)),
+    ));
+    files.push((
+        config.join("fish/completions/hopward.fish"),
+        text(crate::manual::completion(Shell::Fish)),
+    ));
+    files
+}
+
+/// `hopward man`: hopward.1 on standard output, or every page into DIR.
+pub fn man(args: &ManArgs) -> ExitCode {
+    use std::io::Write as _;
+    let pages = crate::manual::man_pages();
+    match &args.dir {
+        None => {
+            let top = pages.iter().find(|(name, _)| name == "hopward.1");
+            let written = top.map(|(_, page)| std::io::stdout().write_all(page));
+            match written {
+                Some(Ok(())) => ExitCode::SUCCESS,
+                Some(Err(e)) => {
+                    eprintln!("hopward: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::FAILURE,
+            }
+        }
+        Some(dir) => {
+            for (name, page) in &pages {
+                let path = dir.join(name);
+                if let Err(e) = std::fs::write(&path, page) {
+                    eprintln!("hopward: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `hopward completions SHELL`: the script on standard output.
+pub fn completions(args: &CompletionsArgs) -> ExitCode {
+    use std::io::Write as _;
+    match std::io::stdout().write_all(&crate::manual::completion(args.shell)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hopward: cannot write the completions: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub fn run(args: &InstallArgs) -> ExitCode {
@@ -143,6 +218,10 @@ pub fn run(args: &InstallArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    println!(
+        "man pages: man hopward (man finds ~/.local/share/man when ~/.local/bin is on PATH); \
+         zsh completions: fpath+=(~/.local/share/zsh/site-functions) before compinit"
+    );
     if cfg!(target_os = "macos") {
         println!(
             "next: launchctl bootstrap gui/$(id -u) ~/Library/LaunchAgents/dev.hopward.agent.plist"
@@ -159,7 +238,14 @@ pub fn run(args: &InstallArgs) -> ExitCode {
 /// systemd-analyze (no systemd here) there is nothing to ask, and that is
 /// said rather than hidden.
 fn verify(files: &[(PathBuf, String)]) -> Result<(), String> {
-    let units: Vec<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+    let units: Vec<&PathBuf> = files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "socket" || e == "service")
+        })
+        .collect();
     let out = match std::process::Command::new("systemd-analyze")
         .args(["--user", "verify"])
         .args(&units)

@@ -75,6 +75,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Log(args) => Ok(crate::logview::run(&args)),
         Command::Install(args) => Ok(crate::install::run(&args)),
         Command::Doctor(args) => Ok(crate::doctor::run(&args)),
+        Command::Man(args) => Ok(crate::install::man(&args)),
+        Command::Completions(args) => Ok(crate::install::completions(&args)),
     }
 }
 

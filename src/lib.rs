@@ -26,6 +26,7 @@ pub mod keystore;
 pub mod launch;
 pub mod logging;
 pub mod logview;
+pub mod manual;
 pub mod paths;
 pub mod peer;
 pub mod policy;

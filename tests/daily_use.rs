@@ -1063,3 +1063,77 @@ fn policy_init_writes_a_checked_policy_the_running_agent_loads_and_never_overwri
     );
     assert!(!tmp.path().join("x.toml").exists());
 }
+
+/// Point 12: `install` puts man pages and completions generated from the
+/// command line where man and the shells look; man renders them and bash
+/// completes with the installed script.
+#[test]
+fn install_puts_man_pages_and_completions_where_man_and_bash_find_them() {
+    let home = tempdir();
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["install", "--user", "--bin", HOPWARD])
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", user_runtime_dir(home.path()))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")));
+    let data = home.path().join(".local/share");
+    let man1 = data.join("man/man1");
+    assert!(
+        stdout(&out).contains(&format!("wrote {}", man1.join("hopward.1").display())),
+        "{}",
+        text(&out)
+    );
+    let man = |page: &str| {
+        stdout(&ok(run(Command::new("man")
+            .arg("-l")
+            .arg(man1.join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"))))
+    };
+    let top = man("hopward.1");
+    for sub in [
+        "hopward-doctor(1)",
+        "hopward-policy(1)",
+        "hopward-daemon(1)",
+    ] {
+        assert!(top.contains(sub), "{sub} missing:\n{top}");
+    }
+    assert!(man("hopward-doctor.1").contains("--json"));
+    assert!(man("hopward-policy-init.1").contains("--example"));
+    // The page installed is the one `hopward man` prints.
+    assert_eq!(
+        ok(run(Command::new(HOPWARD).arg("man"))).stdout,
+        std::fs::read(man1.join("hopward.1")).unwrap()
+    );
+
+    let bash = data.join("bash-completion/completions/hopward");
+    let complete = |words: &str, cword: usize| {
+        stdout(&ok(run(Command::new("bash").arg("-c").arg(format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; \
+             COMP_POINT=${{#COMP_LINE}}; _hopward hopward \"${{COMP_WORDS[$COMP_CWORD]}}\" \
+             \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display()
+        )))))
+    };
+    assert_eq!(complete("hopward doc", 1).trim(), "doctor");
+    assert!(
+        complete("hopward doctor --", 2)
+            .lines()
+            .any(|l| l == "--json")
+    );
+    assert!(complete("hopward policy ", 2).lines().any(|l| l == "init"));
+    for (file, mark) in [
+        (data.join("zsh/site-functions/_hopward"), "#compdef hopward"),
+        (
+            home.path().join(".config/fish/completions/hopward.fish"),
+            "complete -c hopward",
+        ),
+    ] {
+        let script = std::fs::read_to_string(&file).unwrap();
+        assert!(script.contains(mark), "{}:\n{script}", file.display());
+    }
+    assert_eq!(
+        ok(run(Command::new(HOPWARD).args(["completions", "bash"]))).stdout,
+        std::fs::read(&bash).unwrap()
+    );
+}
