@@ -1137,3 +1137,51 @@ fn install_puts_man_pages_and_completions_where_man_and_bash_find_them() {
         std::fs::read(&bash).unwrap()
     );
 }
+
+/// Point 12: NO_COLOR turns the colour of log lines off on a terminal (a
+/// real pty from `script`); without it the same run is coloured.
+#[test]
+fn no_color_turns_colour_off_on_a_terminal() {
+    for no_color in [false, true] {
+        let tmp = tempdir();
+        let sock = tmp.path().join("agent.sock");
+        let typescript = tmp.path().join("typescript");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec"])
+            .arg(format!("{HOPWARD} daemon -D -a {}", sock.display()))
+            .arg(&typescript)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY")
+            .env_remove("HOPWARD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let mut child = cmd.spawn().expect("script");
+        wait_for("the listening line", || {
+            std::fs::read_to_string(&typescript).is_ok_and(|t| t.contains("listening"))
+        });
+        let output = std::fs::read_to_string(&typescript).unwrap();
+        // The agent, by the pid it printed (a closed terminal is only a
+        // SIGHUP to it, which reloads the policy), then script.
+        let pid = output
+            .split("echo Agent pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("the agent's pid line");
+        let _ = Command::new("kill").arg(pid).status();
+        wait_for("the agent to stop", || !sock.exists());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            output.contains("\u{1b}["),
+            !no_color,
+            "NO_COLOR set: {no_color}\n{output:?}"
+        );
+    }
+}
