@@ -201,8 +201,18 @@ fn other_agents_finding(status: &Result<Value, String>) -> Finding {
         }
     }
     found.sort();
+    let units = match other_agent_units() {
+        Ok(units) => {
+            found.extend(units);
+            String::new()
+        }
+        Err(why) => format!(" (systemd user units not checked: {why})"),
+    };
     if found.is_empty() {
-        Finding::ok("other-agents", "no other SSH agent runs as you")
+        Finding::ok(
+            "other-agents",
+            format!("no other SSH agent runs as you{units}"),
+        )
     } else {
         Finding::problem(
             "other-agents",
@@ -212,6 +222,35 @@ fn other_agents_finding(status: &Result<Value, String>) -> Finding {
              remove use-ssh-agent from /etc/X11/Xsession.options",
         )
     }
+}
+
+/// Other agents' systemd user units that are active (a socket-activated
+/// agent has no process until its first use).
+fn other_agent_units() -> Result<Vec<String>, String> {
+    const UNITS: [&str; 4] = [
+        "gcr-ssh-agent.socket",
+        "gcr-ssh-agent.service",
+        "ssh-agent.socket",
+        "ssh-agent.service",
+    ];
+    let out = std::process::Command::new("systemctl")
+        .args(["--user", "is-active"])
+        .args(UNITS)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let states: Vec<&str> = text.lines().collect();
+    if states.len() != UNITS.len() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(crate::text::clean(err.trim(), 120));
+    }
+    Ok(UNITS
+        .iter()
+        .zip(states)
+        .filter(|(_, state)| *state == "active")
+        .map(|(unit, _)| format!("{unit} (systemd user unit)"))
+        .collect())
 }
 
 /// `ForwardAgent yes` for every host, as ssh itself reads each

@@ -858,14 +858,24 @@ fn doctor_names_each_problem_and_how_to_fix_it() {
     let known = tmp.path().join("known_hosts");
     std::fs::write(&known, "").unwrap();
     let other_sock = tmp.path().join("ssh-agent.sock");
-    let mut other = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&other_sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ssh-agent");
+    // Killed on drop, so a failing assertion leaves no agent behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let other = Killed(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&other_sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
     wait_for("ssh-agent's socket", || other_sock.exists());
     // Root may lock regardless of the limit (CAP_IPC_LOCK): drop that
     // capability so the limit applies, as it does for everyone else.
@@ -927,7 +937,7 @@ fn doctor_names_each_problem_and_how_to_fix_it() {
     problem("ssh-auth-sock", "is not hopward", "hopward env");
     problem(
         "other-agents",
-        &format!("ssh-agent (pid {})", other.id()),
+        &format!("ssh-agent (pid {})", other.0.id()),
         "systemctl --user mask",
     );
     problem(
@@ -981,8 +991,6 @@ fn doctor_names_each_problem_and_how_to_fix_it() {
             .contains("unknown action"),
         "{policy:#}"
     );
-    let _ = other.kill();
-    let _ = other.wait();
 }
 
 /// Point 13: `policy init` writes a commented starting policy where the
