@@ -47,9 +47,11 @@ pub struct Agent {
     /// `screen locked`), for `status`.
     locked_because: Mutex<Option<String>>,
     /// The last request from this machine (a connection with no forwarding
-    /// hop), for `[lock] idle`. Requests through a forwarded agent do not
-    /// count: a bastion must not be able to keep the agent awake.
-    last_local_request: Mutex<std::time::Instant>,
+    /// hop), for `[lock] idle`, in milliseconds after `started`: an atomic,
+    /// since every request sets it. Requests through a forwarded agent do
+    /// not count: a bastion must not be able to keep the agent awake.
+    last_local_request: AtomicU64,
+    started: std::time::Instant,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
 }
@@ -77,7 +79,8 @@ impl Agent {
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             locked_because: Mutex::new(None),
-            last_local_request: Mutex::new(std::time::Instant::now()),
+            last_local_request: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             prompts: crate::prompts::PromptBroker::default(),
         }
     }
@@ -183,18 +186,13 @@ impl Agent {
 
     /// Records a request from this machine (for `[lock] idle`).
     pub fn touch_local(&self) {
-        *self
-            .last_local_request
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_local_request.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// When this machine last sent a request.
     pub fn last_local_request(&self) -> std::time::Instant {
-        *self
-            .last_local_request
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.started + Duration::from_millis(self.last_local_request.load(Ordering::Relaxed))
     }
 
     /// A number that names a connection in log lines.
