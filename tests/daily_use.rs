@@ -723,6 +723,34 @@ fn a_first_policy_written_after_the_agent_started_is_loaded() {
         .map(|e| e["reason"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(reasons, ["default:local", "no files"]);
+
+    // The directory deleted and made again at once, with a new file: the
+    // new directory is watched (the old watch died with the old one) and
+    // the file loaded.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"files again\"\npurpose = \"file\"\naction = \"allow\"\n\
+         [[rule]]\nname = \"git\"\npurpose = \"git\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the policy in the new directory", || {
+        agent.log_text().contains("rules=2")
+    });
+    assert!(sign_file(&agent.sock, &key, &data), "the new rule allows");
+    // And a later edit there is seen too.
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"no files, again\"\npurpose = \"file\"\naction = \"deny\"\n\
+         [[rule]]\nname = \"git\"\npurpose = \"git\"\naction = \"deny\"\n\
+         [[rule]]\nname = \"other\"\npurpose = \"other\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the edit in the new directory", || {
+        agent.log_text().contains("rules=3")
+    });
+    assert!(!sign_file(&agent.sock, &key, &data));
 }
 
 /// Bug 5: command mode asked for SIGTERM on its parent's death before it

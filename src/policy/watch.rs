@@ -30,29 +30,40 @@ impl std::fmt::Debug for PolicyWatcher {
     }
 }
 
-/// The watcher and the directory it watches now.
+/// The watcher and the directory it watches now, with its device and
+/// inode: a directory deleted and made again under the same name is a new
+/// directory, and the old watch died with the old one.
 struct Armed {
     watcher: notify::RecommendedWatcher,
-    dir: Option<PathBuf>,
+    dir: Option<(PathBuf, (u64, u64))>,
 }
 
 impl Armed {
     /// Watches the policy's directory, or the nearest existing directory
     /// above it; moves down as directories appear.
     fn arm(&mut self, policy: &Path) {
+        use std::os::unix::fs::MetadataExt as _;
         let Some(want) = policy.parent().and_then(nearest_existing) else {
             return;
         };
-        if self.dir.as_deref() == Some(want.as_path()) {
+        let Ok(meta) = std::fs::metadata(&want) else {
+            return;
+        };
+        let identity = (meta.dev(), meta.ino());
+        if self
+            .dir
+            .as_ref()
+            .is_some_and(|(dir, id)| *dir == want && *id == identity)
+        {
             return;
         }
-        if let Some(old) = self.dir.take() {
+        if let Some((old, _)) = self.dir.take() {
             let _ = self.watcher.unwatch(&old);
         }
         match self.watcher.watch(&want, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 debug!(dir = %want.display(), "watching for policy changes");
-                self.dir = Some(want);
+                self.dir = Some((want, identity));
             }
             Err(e) => warn!("cannot watch {}: {e}; reload with SIGHUP", want.display()),
         }
