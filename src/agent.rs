@@ -43,6 +43,15 @@ pub struct Agent {
     /// The panic button: refuse everything that came through a forwarded
     /// agent until undone.
     forwarded_locked: AtomicBool,
+    /// Why forwarded use is locked (`hopward lock --forwarded`, `idle`,
+    /// `screen locked`), for `status`.
+    locked_because: Mutex<Option<String>>,
+    /// The last request from this machine (a connection with no forwarding
+    /// hop), for `[lock] idle`, in milliseconds after `started`: an atomic,
+    /// since every request sets it. Requests through a forwarded agent do
+    /// not count: a bastion must not be able to keep the agent awake.
+    last_local_request: AtomicU64,
+    started: std::time::Instant,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
 }
@@ -69,6 +78,9 @@ impl Agent {
             next_connection: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
+            locked_because: Mutex::new(None),
+            last_local_request: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             prompts: crate::prompts::PromptBroker::default(),
         }
     }
@@ -126,6 +138,15 @@ impl Agent {
     /// requests until [`Agent::unlock_forwarded`]. Returns how many
     /// connections were cut.
     pub fn lock_forwarded(&self) -> usize {
+        self.lock_forwarded_because("hopward lock --forwarded")
+    }
+
+    /// [`Agent::lock_forwarded`], saying why (shown by `status`).
+    pub fn lock_forwarded_because(&self, why: &str) -> usize {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
         self.forwarded_locked.store(true, Ordering::SeqCst);
         self.grants.clear();
         let cut: Vec<Arc<Notify>> = self
@@ -139,12 +160,18 @@ impl Agent {
         }
         info!(
             cut = cut.len(),
-            "forwarded use locked: forwarded connections cut, approvals dropped"
+            "forwarded use locked ({why}): forwarded connections cut, approvals dropped"
         );
         cut.len()
     }
 
     pub fn unlock_forwarded(&self) {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        // Unlocking is the person at the desk: the idle clock starts again.
+        self.touch_local();
         self.forwarded_locked.store(false, Ordering::SeqCst);
         info!("forwarded use unlocked");
     }
@@ -164,16 +191,43 @@ impl Agent {
         (keys, grants)
     }
 
+    /// Why forwarded use is locked, if it is.
+    pub fn locked_because(&self) -> Option<String> {
+        self.locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a request from this machine (for `[lock] idle`).
+    pub fn touch_local(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_local_request.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When this machine last sent a request.
+    pub fn last_local_request(&self) -> std::time::Instant {
+        self.started + Duration::from_millis(self.last_local_request.load(Ordering::Relaxed))
+    }
+
     /// A number that names a connection in log lines.
     pub fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Re-reads the policy file; on error the last good policy stays and the
-    /// errors are logged. A successful reload drops remembered approvals.
+    /// errors are logged. A reload that changed the policy drops remembered
+    /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
         match self.policy.reload() {
-            Ok(policy) => {
+            Ok(reloaded) if !reloaded.changed => {
+                info!(
+                    policy = ?self.policy.path(),
+                    "policy reloaded: unchanged, remembered approvals kept"
+                );
+            }
+            Ok(reloaded) => {
+                let policy = reloaded.policy;
                 let mut files = self.options.known_hosts.clone();
                 files.extend(policy.known_hosts.iter().cloned());
                 self.known_hosts.set_files(files);

@@ -39,6 +39,25 @@ pub enum Command {
     Log(LogArgs),
     /// Put the systemd user units (or the macOS LaunchAgent) in place.
     Install(InstallArgs),
+    /// What is unsafe or broken, and how to fix it (exit 1 if anything is).
+    Doctor(DoctorArgs),
+    /// Print the man page (hopward.1), or write every page to a directory.
+    Man(ManArgs),
+    /// Print the completion script for a shell.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write hopward.1 and a page per subcommand here instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
 }
 
 /// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else
@@ -54,6 +73,17 @@ pub struct SocketArg {
 pub struct StatusArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The agent's socket (default: the default socket, which is what
+    /// SSH_AUTH_SOCK should point at).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -106,7 +136,7 @@ pub struct LogArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// Only allow or deny.
-    #[arg(long)]
+    #[arg(long, value_parser = ["allow", "deny"])]
     pub decision: Option<String>,
     /// How many recent decisions.
     #[arg(short = 'n', default_value_t = 20)]
@@ -135,6 +165,20 @@ pub enum PolicyCommand {
     },
     /// Dry-run one request: print the decision and the rule that made it.
     Explain(ExplainArgs),
+    /// Write a commented starting policy (never over an existing file),
+    /// then check it.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it (default: $HOPWARD_POLICY, else
+    /// ~/.config/hopward/policy.toml, the file the agent reads).
+    pub file: Option<PathBuf>,
+    /// Which example to start from: default, bastion, github,
+    /// instance-ids or strict.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub example: String,
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +233,11 @@ pub struct EnvArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
+    /// Bourne syntax: sh, bash, zsh, ksh, dash.
+    #[value(alias = "bash", alias = "zsh", alias = "ksh", alias = "dash")]
     Sh,
+    /// C-shell syntax: csh, tcsh.
+    #[value(alias = "tcsh")]
     Csh,
     Fish,
 }

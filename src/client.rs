@@ -45,7 +45,11 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
         Some((&crate::proto::SSH_AGENT_SUCCESS, rest)) => {
             let mut r = crate::wire::Reader::new(rest);
             let text = r.text("control reply").map_err(|e| e.to_string())?;
-            serde_json::from_str(text).map_err(|e| e.to_string())
+            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            match value["error"].as_str() {
+                Some(e) => Err(crate::text::clean(e, 300)),
+                None => Ok(value),
+            }
         }
         // The agent took the request and it failed there.
         Some((&crate::proto::SSH_AGENT_EXTENSION_FAILURE, _)) => Err(format!(
@@ -92,9 +96,12 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             "unlocked"
         },
         if v["forwarded_locked"] == true {
-            "LOCKED (hopward unlock --forwarded)"
+            format!(
+                "LOCKED ({}; undo with hopward unlock --forwarded)",
+                v["forwarded_locked_because"].as_str().unwrap_or("?")
+            )
         } else {
-            "allowed by policy"
+            "allowed by policy".to_string()
         }
     ));
     let p = &v["policy"];
@@ -112,11 +119,14 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
                 .unwrap_or_default()
         ),
     };
+    let file = match (p["file"].as_str(), p["watched"].as_str()) {
+        (Some(file), _) => file.to_string(),
+        (None, Some(watched)) => format!("built-in (no {watched} yet; it is read once written)"),
+        (None, None) => "built-in".to_string(),
+    };
     out.push_str(&format!(
         "policy:      {} ({} rules), last reload {}\n",
-        p["file"].as_str().unwrap_or("built-in"),
-        p["rules"],
-        reload
+        file, p["rules"], reload
     ));
     let c = &v["confirm"];
     out.push_str(&format!(
@@ -179,14 +189,17 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             "  #{:<4} {} {} user {} {}, {} left (rule {})\n",
             g["id"],
             s(&g["key"]),
-            g["chain"]
+            g["hosts"]
                 .as_array()
+                .filter(|h| !h.is_empty())
+                .or(g["chain"].as_array())
                 .map(|c| c
                     .iter()
                     .map(|h| h.as_str().unwrap_or("?"))
                     .collect::<Vec<_>>()
                     .join(">"))
-                .unwrap_or_default(),
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "(local)".to_string()),
             g["user"].as_str().unwrap_or("-"),
             s(&g["purpose"]),
             duration(g["expires_in"].as_u64().unwrap_or(0)),
@@ -213,7 +226,8 @@ pub fn status(args: &StatusArgs) -> ExitCode {
 pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
     if !args.forwarded {
         eprintln!(
-            "hopward: this locks only forwarded use: add --forwarded (ssh-add -{} {} everything)",
+            "hopward: this {} only forwarded use: add --forwarded (ssh-add -{} {} everything)",
+            if lock { "locks" } else { "unlocks" },
             if lock { "x" } else { "X" },
             if lock { "locks" } else { "unlocks" }
         );

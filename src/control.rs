@@ -28,7 +28,25 @@ pub fn request(op: &Value) -> Vec<u8> {
 }
 
 /// Whether a confirm method can ask on this system now, and why not.
-pub fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+pub async fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+    match settings.method {
+        ConfirmMethod::Desktop => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(e) => (false, format!("desktop: {e}")),
+        },
+        ConfirmMethod::Auto => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(desktop) => match can_ask_locally(settings) {
+                (true, how) => (true, how),
+                (false, why) => (false, format!("desktop: {desktop}; {why}")),
+            },
+        },
+        _ => can_ask_locally(settings),
+    }
+}
+
+/// [`can_ask`] for the methods that need no session bus.
+fn can_ask_locally(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
     use std::os::unix::fs::PermissionsExt as _;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -56,7 +74,7 @@ pub fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
                 (true, format!("askpass {program}"))
             }
         }
-        ConfirmMethod::Desktop => (false, "desktop notifications are not in this build".into()),
+        ConfirmMethod::Desktop => (false, "no notification server".into()),
         ConfirmMethod::Macos => (false, "the macos confirmer only works on macOS".into()),
     }
 }
@@ -71,7 +89,7 @@ fn method_name(m: ConfirmMethod) -> &'static str {
     }
 }
 
-fn status(agent: &Agent) -> Value {
+async fn status(agent: &Agent) -> Value {
     let now = Instant::now();
     let keys: Vec<Value> = agent
         .keystore
@@ -95,7 +113,7 @@ fn status(agent: &Agent) -> Value {
         ReloadStatus::Loaded => json!("ok"),
         ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
     };
-    let (ok, why) = can_ask(&policy.confirm);
+    let (ok, why) = can_ask(&policy.confirm).await;
     let grants: Vec<Value> = agent
         .grants
         .list(now)
@@ -105,6 +123,7 @@ fn status(agent: &Agent) -> Value {
                 "id": g.id,
                 "key": g.scope.key,
                 "chain": g.scope.chain,
+                "hosts": g.hosts,
                 "user": g.scope.user,
                 "purpose": g.scope.purpose.as_str(),
                 "rule": g.rule,
@@ -122,9 +141,12 @@ fn status(agent: &Agent) -> Value {
         "pid": std::process::id(),
         "locked": agent.keystore.is_locked(),
         "forwarded_locked": agent.forwarded_locked(),
+        "forwarded_locked_because": agent.locked_because(),
         "keys": keys,
         "policy": {
-            "file": agent.policy.path().map(|p| p.display().to_string()),
+            "file": policy.source.as_ref().map(|p| p.display().to_string()),
+            "watched": agent.policy.path().map(|p| p.display().to_string()),
+            "digest": policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "rules": policy.rules.len(),
             "last_reload": reload,
         },
@@ -141,14 +163,14 @@ fn status(agent: &Agent) -> Value {
 }
 
 /// Carries out a control request from an allowed connection.
-pub fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
+pub async fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
     let mut reader = crate::wire::Reader::new(body);
     let text = reader.text("control request").map_err(|e| e.to_string())?;
     reader.finish().map_err(|e| e.to_string())?;
     let request: Value =
         serde_json::from_str(text).map_err(|e| format!("bad control request: {e}"))?;
     match request["op"].as_str() {
-        Some("status") => Ok(status(agent)),
+        Some("status") => Ok(status(agent).await),
         Some("lock-forwarded") => Ok(json!({ "cut": agent.lock_forwarded() })),
         Some("unlock-forwarded") => {
             agent.unlock_forwarded();
@@ -156,7 +178,10 @@ pub fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
         }
         Some("revoke") => match request["id"].as_u64() {
             Some(id) if agent.grants.revoke(id) => Ok(json!({ "revoked": 1 })),
-            Some(id) => Err(format!("no grant {id}")),
+            Some(id) => Err(format!(
+                "there is no grant {id} (it expired, was revoked, or never existed; \
+                 hopward grants lists them)"
+            )),
             None => Ok(json!({ "revoked": agent.grants.clear() })),
         },
         other => Err(format!("unknown control operation {other:?}")),

@@ -9,6 +9,23 @@ use std::time::Duration;
 )]
 pub struct DurationError(pub String);
 
+/// A duration as the policy writes it: `30m`, `1h30m`, `45s`.
+pub fn format(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 /// Parses OpenSSH's `convtime` format: digits with an optional unit, repeated.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let err = || DurationError(text.to_string());

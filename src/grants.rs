@@ -46,6 +46,9 @@ impl GrantScope {
 pub struct Grant {
     pub id: u64,
     pub scope: GrantScope,
+    /// The chain as the log shows it (a verified name, else the
+    /// fingerprint), for `hopward grants`; not part of what is covered.
+    pub hosts: Vec<String>,
     pub rule: String,
     pub expires: Instant,
 }
@@ -69,7 +72,14 @@ impl Grants {
             .map(|grant| grant.id)
     }
 
-    pub fn add(&self, scope: GrantScope, rule: &str, ttl: Duration, now: Instant) -> u64 {
+    pub fn add(
+        &self,
+        scope: GrantScope,
+        hosts: Vec<String>,
+        rule: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> u64 {
         let mut g = self.lock();
         g.0 += 1;
         let id = g.0;
@@ -77,6 +87,7 @@ impl Grants {
         g.1.push(Grant {
             id,
             scope,
+            hosts,
             rule: rule.to_string(),
             expires: now + ttl,
         });
@@ -124,14 +135,14 @@ mod tests {
     fn grants_cover_exactly_their_scope_until_expiry() {
         let g = Grants::default();
         let now = Instant::now();
-        let id = g.add(scope("deploy"), "r", Duration::from_secs(60), now);
+        let id = g.add(scope("deploy"), vec![], "r", Duration::from_secs(60), now);
         assert_eq!(g.find(&scope("deploy"), now), Some(id));
         assert_eq!(g.find(&scope("root"), now), None);
         assert_eq!(
             g.find(&scope("deploy"), now + Duration::from_secs(61)),
             None
         );
-        let id2 = g.add(scope("deploy"), "r", Duration::from_secs(60), now);
+        let id2 = g.add(scope("deploy"), vec![], "r", Duration::from_secs(60), now);
         assert!(g.revoke(id2));
         assert_eq!(g.find(&scope("deploy"), now), None);
     }

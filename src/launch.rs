@@ -83,6 +83,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Grants(args) => Ok(crate::client::grants(&args)),
         Command::Log(args) => Ok(crate::logview::run(&args)),
         Command::Install(args) => Ok(crate::install::run(&args)),
+        Command::Doctor(args) => Ok(crate::doctor::run(&args)),
+        Command::Man(args) => Ok(crate::install::man(&args)),
+        Command::Completions(args) => Ok(crate::install::completions(&args)),
     }
 }
 
@@ -169,12 +172,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     };
     // An invalid policy stops the start before anything is bound, forked or
     // printed.
-    // Absolute, because a forked agent leaves its starting directory (as
-    // ssh-agent does) and still reloads the file.
-    let policy_path = crate::policy::store::resolve_path(args.policy.clone())
-        .map(|p| std::path::absolute(&p).unwrap_or(p));
-    let policy = crate::policy::store::load(policy_path.as_deref()).map_err(LaunchError::Policy)?;
-    let store = crate::policy::store::PolicyStore::new(policy_path, policy);
+    let store = crate::policy::store::open(args.policy.clone()).map_err(LaunchError::Policy)?;
     let options = AgentOptions {
         default_lifetime,
         owner_uid: hardening::effective_uid(),
@@ -262,7 +260,8 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
                 }
                 Forked::Child => {
                     let _ = hardening::hold_agent_signals();
-                    hardening::terminate_with_parent();
+                    // The parent-death signal is asked for in
+                    // `shutdown_signal`, once SIGTERM is handled.
                     detach();
                     serve(listener, socket, options, store, Some(parent), false)
                 }
@@ -273,10 +272,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
 
 /// `$HOPWARD_KNOWN_HOSTS` (colon-separated) or OpenSSH's default files.
 fn known_hosts_files() -> Vec<PathBuf> {
-    match std::env::var_os("HOPWARD_KNOWN_HOSTS") {
-        Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
-        _ => crate::policy::known_hosts::default_files(),
-    }
+    crate::policy::known_hosts::configured_files()
 }
 
 /// Replaces this process with the user's command (command mode's parent).
@@ -323,22 +319,14 @@ fn detach() {
 }
 
 fn init_logging(debug: bool) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let default = if debug {
-        LevelFilter::DEBUG
-    } else {
-        LevelFilter::INFO
-    };
     // `Targets` (`debug`, `hopward=debug,zbus=warn`) rather than EnvFilter:
     // EnvFilter's regex support turns on full-DFA construction in the regex
     // engine globset shares, which made every policy glob several times
-    // slower to compile. A filter that does not parse keeps the default.
-    let filter = std::env::var("HOPWARD_LOG")
-        .ok()
-        .and_then(|text| text.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(default));
+    // slower to compile.
+    let env = std::env::var("HOPWARD_LOG").ok();
+    let (filter, warning) = crate::logging::filter(debug, env.as_deref());
     let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
@@ -349,9 +337,14 @@ fn init_logging(debug: bool) {
             .with(format.without_time().with_ansi(false))
             .try_init()
     } else {
-        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // https://no-color.org: set and not empty means no colour.
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         subscriber.with(format.with_ansi(colour)).try_init()
     };
+    if let Some(warning) = warning {
+        warn!("{warning}");
+    }
 }
 
 /// Where the socket goes.
@@ -613,6 +606,7 @@ fn serve(
             warn!("cannot release held signals: {e}");
         }
         let _watcher = crate::policy::watch::watch(&agent);
+        crate::autolock::start(&agent);
         crate::systemd::notify_ready();
         server::serve(
             listener,
@@ -667,6 +661,12 @@ async fn shutdown_signal(
         std::future::pending::<()>().await;
         return;
     };
+    if watch_parent.is_some() {
+        // Only now that SIGTERM is handled: asked for earlier, a command
+        // that exits at once killed the agent before it could remove its
+        // socket. A parent already gone is caught by the check below.
+        hardening::terminate_with_parent();
+    }
     let parent_gone = async {
         match watch_parent {
             Some(parent) => loop {

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod autolock;
 pub mod binding;
 pub mod cert;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod control;
 pub mod daemon_cli;
 pub mod destination;
+pub mod doctor;
 pub mod duration;
 pub mod frame;
 pub mod fuzzing;
@@ -23,7 +25,9 @@ pub mod hardening;
 pub mod install;
 pub mod keystore;
 pub mod launch;
+pub mod logging;
 pub mod logview;
+pub mod manual;
 pub mod paths;
 pub mod peer;
 pub mod policy;

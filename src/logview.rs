@@ -63,31 +63,33 @@ fn keep(args: &LogArgs, v: &Value) -> bool {
         })
 }
 
-/// One aligned line.
+/// One aligned line. Times are the log's own, in UTC, and say so.
 pub fn render(v: &Value) -> String {
     let s = |k: &str| crate::text::clean(v[k].as_str().unwrap_or("-"), 40);
     let ts = v["ts"].as_str().unwrap_or("");
-    let when = ts
-        .get(0..19)
-        .map(|t| t.replace('T', " "))
-        .unwrap_or_else(|| ts.to_string());
+    let when = match (ts.get(0..19), ts.ends_with('Z')) {
+        (Some(t), true) => format!("{} UTC", t.replace('T', " ")),
+        _ => crate::text::clean(ts, 23),
+    };
     let key = v["comment"]
         .as_str()
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| s("key"));
     format!(
-        "{when:<19}  {:<10} {:<5}  {:<28} {:<18} {:<36} {}",
+        "{when:<23}  {:<10} {:<5}  {:<28} {:<28} {:<7} {:<18} {:<36} {}",
         s("event"),
         s("decision"),
         crate::text::clean(&s("reason"), 28),
+        crate::text::clean(&s("rule"), 28),
+        s("purpose"),
         crate::text::clean(&key, 18),
         crate::text::clean(&chain_text(v), 36),
-        v["user"].as_str().unwrap_or("-"),
+        crate::text::clean(v["user"].as_str().unwrap_or("-"), 32),
     )
 }
 
-pub const HEADER: &str = "TIME                 EVENT      DEC    REASON                       KEY                CHAIN                                USER";
+pub const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
 
 pub fn run(args: &LogArgs) -> ExitCode {
     let Some(path) = audit_path(args) else {

@@ -67,18 +67,35 @@ struct Verdict {
     reason: String,
 }
 
+/// The chain as the audit log shows it: each hop's first verified name,
+/// else its fingerprint.
+fn hosts_of(context: &RequestContext) -> Vec<String> {
+    context
+        .chain
+        .iter()
+        .map(|h| {
+            h.names
+                .first()
+                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
+        })
+        .collect()
+}
+
+/// Notices (the `notify` action) on their way to the desktop at once.
+const MAX_NOTICES: usize = 8;
+
 impl Verdict {
-    /// The verdict of an allow or deny decision (a confirm needs asking).
+    /// The verdict of an allow, notify or deny decision (a confirm needs
+    /// asking). A notify is an allow whose reason says a notice was sent;
+    /// the caller sends it ([`Session::tell`]).
     fn settled(decision: &Decision) -> Option<Verdict> {
-        let allowed = match decision.action {
-            Action::Allow => true,
-            Action::Deny => false,
+        let (allowed, reason) = match decision.action {
+            Action::Allow => (true, decision.rule.clone()),
+            Action::Notify => (true, "notified".to_string()),
+            Action::Deny => (false, decision.rule.clone()),
             Action::Confirm => return None,
         };
-        Some(Verdict {
-            allowed,
-            reason: decision.rule.clone(),
-        })
+        Some(Verdict { allowed, reason })
     }
 }
 
@@ -116,6 +133,18 @@ impl Session {
     }
 
     async fn dispatch(&mut self, request: Request<'_>) -> Vec<u8> {
+        let control = matches!(
+            request,
+            Request::Extension {
+                name: crate::control::EXTENSION,
+                ..
+            }
+        );
+        // Only this machine's own use keeps `[lock] idle` away; `status`
+        // polling does not.
+        if !self.forwarded() && !control {
+            self.agent.touch_local();
+        }
         if self.agent.forwarded_locked() && self.forwarded() {
             // The panic button is pressed: nothing through a forwarded agent.
             warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");
@@ -150,7 +179,7 @@ impl Session {
             Request::Extension {
                 name: crate::control::EXTENSION,
                 body,
-            } => self.control(body),
+            } => self.control(body).await,
             Request::Extension { name: "query", .. } => self.query(),
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
@@ -180,23 +209,24 @@ impl Session {
     /// The control channel: only for a local, unforwarded connection of the
     /// owner (or root). Refusing it there is `SSH_AGENT_FAILURE`, as ssh-agent
     /// refuses extensions while locked; a control request that runs and fails
-    /// is `SSH_AGENT_EXTENSION_FAILURE`.
-    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+    /// is answered with its error, so `hopward` can say what went wrong.
+    async fn control(&mut self, body: &[u8]) -> Vec<u8> {
         if !self.control_allowed() {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
         }
-        match crate::control::handle(&self.agent, body) {
-            Ok(reply) => {
-                let mut out = vec![SSH_AGENT_SUCCESS];
-                crate::wire::put_string(&mut out, reply.to_string().as_bytes());
-                out
-            }
+        // A request this agent cannot carry out is answered with what went
+        // wrong: a bare failure reads as "not allowed on this connection".
+        let reply = match crate::control::handle(&self.agent, body).await {
+            Ok(reply) => reply,
             Err(e) => {
-                warn!(conn = self.id, "control request failed: {e}");
-                vec![SSH_AGENT_EXTENSION_FAILURE]
+                info!(conn = self.id, "control request failed: {e}");
+                serde_json::json!({ "error": e })
             }
-        }
+        };
+        let mut out = vec![SSH_AGENT_SUCCESS];
+        crate::wire::put_string(&mut out, reply.to_string().as_bytes());
+        out
     }
 
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
@@ -343,7 +373,7 @@ impl Session {
             return failure();
         }
         let mut decision = policy.decide(&context);
-        if identity.constraints.confirm && decision.action == Action::Allow {
+        if identity.constraints.confirm && decision.action.allows_unasked() {
             // ssh-add -c: the key always asks, whatever the policy allows.
             decision.action = Action::Confirm;
             decision.remember = None;
@@ -397,7 +427,19 @@ impl Session {
         data: &[u8],
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
+        let prompt = || {
+            let mut prompt = prompt_for(context, None);
+            if let SignedData::Sshsig { namespace } = signed {
+                if context.purpose == crate::binding::Purpose::Other {
+                    prompt.namespace = Some(namespace.to_string());
+                }
+            }
+            prompt
+        };
         if let Some(verdict) = Verdict::settled(decision) {
+            if decision.action == Action::Notify {
+                self.tell(&prompt());
+            }
             return verdict;
         }
         let scope = GrantScope::of(context);
@@ -409,12 +451,7 @@ impl Session {
                 reason: "remembered".into(),
             };
         }
-        let mut prompt = prompt_for(context, None);
-        if let SignedData::Sshsig { namespace } = signed {
-            if context.purpose == crate::binding::Purpose::Other {
-                prompt.namespace = Some(namespace.to_string());
-            }
-        }
+        let mut prompt = prompt();
         prompt.remember = decision.remember;
         let origin = Origin::of(context.class, &context.chain);
         let question = Question::new(scope.clone(), data, origin);
@@ -422,10 +459,13 @@ impl Session {
         // The desktop's plain "Allow" is for this request only.
         let remember = answer.allowed() && answer != Answer::AllowedOnce;
         if let (true, Some(ttl)) = (remember, decision.remember) {
-            let id = self
-                .agent
-                .grants
-                .add(scope, &decision.rule, ttl, Instant::now());
+            let id = self.agent.grants.add(
+                scope,
+                hosts_of(context),
+                &decision.rule,
+                ttl,
+                Instant::now(),
+            );
             info!(
                 conn = self.id,
                 grant = id,
@@ -494,6 +534,36 @@ impl Session {
         }
     }
 
+    /// Shows what was allowed in a notification, without waiting for it:
+    /// the request goes ahead whether or not the notice can be shown. At
+    /// most [`MAX_NOTICES`] are on their way at once; past that a notice is
+    /// dropped (and logged), so a flood of requests cannot pile up tasks.
+    fn tell(&self, prompt: &Prompt) {
+        static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering;
+        if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_NOTICES {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            info!(
+                conn = self.id,
+                "notice not shown: {MAX_NOTICES} notices already on their way"
+            );
+            return;
+        }
+        let body = prompt.notice_text();
+        let summary = if prompt.forwarded {
+            "hopward: key used through a forwarded agent"
+        } else {
+            "hopward: key used"
+        };
+        let id = self.id;
+        tokio::spawn(async move {
+            if let Err(e) = crate::confirm::desktop::tell(summary, &body).await {
+                info!(conn = id, "notice not shown: {e}");
+            }
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
     fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
         self.agent
             .audit
@@ -507,26 +577,31 @@ impl Session {
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
         let hops = self.hop_views();
+        let what = match op {
+            KeyOp::Add => "add this key to the agent",
+            KeyOp::Remove => "remove this key from the agent",
+            KeyOp::RemoveAll => "remove every key from the agent",
+            KeyOp::Lock => "lock the agent",
+            KeyOp::Unlock => "unlock the agent",
+        };
+        let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
+        let mut ctx = RequestContext::of_parts(
+            (fp, comment),
+            hops.clone(),
+            Destination::NotLogin,
+            None,
+            crate::binding::Purpose::Other,
+            &self.peer,
+        );
+        ctx.class = class;
         let verdict = match Verdict::settled(&decision) {
-            Some(verdict) => verdict,
+            Some(verdict) => {
+                if decision.action == Action::Notify {
+                    self.tell(&prompt_for(&ctx, Some(what)));
+                }
+                verdict
+            }
             None => {
-                let what = match op {
-                    KeyOp::Add => "add this key to the agent",
-                    KeyOp::Remove => "remove this key from the agent",
-                    KeyOp::RemoveAll => "remove every key from the agent",
-                    KeyOp::Lock => "lock the agent",
-                    KeyOp::Unlock => "unlock the agent",
-                };
-                let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
-                let mut ctx = RequestContext::of_parts(
-                    (fp, comment),
-                    hops.clone(),
-                    Destination::NotLogin,
-                    None,
-                    crate::binding::Purpose::Other,
-                    &self.peer,
-                );
-                ctx.class = class;
                 let question = Question::new(
                     GrantScope::of(&ctx),
                     what.as_bytes(),

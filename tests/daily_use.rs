@@ -84,6 +84,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         let mut cmd = Command::new(HOPWARD);
         cmd.args(["install", "--user", "--bin", HOPWARD])
             .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", user_runtime_dir(home.path()))
             .env_remove("XDG_CONFIG_HOME");
         if force {
             cmd.arg("--force");
@@ -94,7 +95,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
     let units = home.path().join(".config/systemd/user");
     let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
     assert!(
-        service.contains(&format!("ExecStart={HOPWARD} daemon -D")),
+        service.contains(&format!("ExecStart=\"{HOPWARD}\" daemon -D")),
         "{service}"
     );
     let socket = std::fs::read_to_string(units.join("hopward.socket")).unwrap();
@@ -120,9 +121,7 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         assert!(service.contains(line), "missing {line}");
     }
     // systemd's own verifier, in user mode.
-    let runtime = home.path().join("run");
-    std::fs::create_dir_all(&runtime).unwrap();
-    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let runtime = user_runtime_dir(home.path());
     let verify = run(Command::new("systemd-analyze")
         .args(["--user", "verify"])
         .arg(units.join("hopward.socket"))
@@ -157,6 +156,71 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         !std::fs::read_to_string(units.join("hopward.service"))
             .unwrap()
             .contains("# my edit")
+    );
+}
+
+/// A private runtime directory for systemd-analyze --user.
+fn user_runtime_dir(home: &std::path::Path) -> std::path::PathBuf {
+    let runtime = home.join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    runtime
+}
+
+/// Bug 4: `--bin` with a relative path, or one with a space, wrote units
+/// systemd rejects and exited 0. Failed before: ExecStart held the relative
+/// path unquoted and systemd-analyze refused it.
+#[test]
+fn install_makes_bin_absolute_quotes_it_and_verifies_the_units() {
+    let home = tempdir();
+    let bin_dir = home.path().join("my tools");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(HOPWARD, bin_dir.join("hopward")).unwrap();
+    let runtime = user_runtime_dir(home.path());
+    let install = |bin: &str| {
+        run(Command::new(HOPWARD)
+            .args(["install", "--user", "--force", "--bin", bin])
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("XDG_CONFIG_HOME"))
+    };
+    let out = ok(install("my tools/hopward"));
+    assert!(
+        stdout(&out).contains("verified with systemd-analyze"),
+        "{}",
+        text(&out)
+    );
+    let units = home.path().join(".config/systemd/user");
+    let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
+    let expected = format!(
+        "ExecStart=\"{}\" daemon -D",
+        bin_dir.join("hopward").display()
+    );
+    assert!(service.contains(&expected), "{service}");
+    let verify = run(Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(units.join("hopward.socket"))
+        .arg(units.join("hopward.service"))
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        !String::from_utf8_lossy(&verify.stderr).contains("hopward.service"),
+        "{}",
+        text(&verify)
+    );
+
+    // A binary that is not there is refused, and says which path.
+    let missing = install("nowhere/hopward");
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        text(&missing).contains(&format!(
+            "{}",
+            home.path().join("nowhere/hopward").display()
+        )),
+        "{}",
+        text(&missing)
     );
 }
 
@@ -278,6 +342,25 @@ fn status_and_log_after_known_actions() {
     assert!(all.contains("add        allow  default:local"), "{all}");
     assert!(all.contains("sign       allow  default:local"), "{all}");
     assert!(all.contains("sign       deny   no file signing"), "{all}");
+    // Point 12: the rule and the purpose have their columns, and times say
+    // their zone.
+    assert!(
+        lines[0].contains(" RULE ") && lines[0].contains(" PURPOSE "),
+        "{all}"
+    );
+    let deny_line = lines
+        .iter()
+        .find(|l| l.contains("sign       deny"))
+        .unwrap();
+    assert!(
+        deny_line[lines[0].find("RULE").unwrap()..].starts_with("no file signing")
+            && deny_line[lines[0].find("PURPOSE").unwrap()..].starts_with("file "),
+        "{all}"
+    );
+    assert!(
+        lines[1..].iter().all(|l| l[19..].starts_with(" UTC")),
+        "{all}"
+    );
     // Columns line up: every row has the decision at the same offset.
     let col = lines[0].find("DEC").unwrap();
     assert!(
@@ -313,7 +396,14 @@ fn status_and_log_after_known_actions() {
     let _ = follow.kill();
     let out = follow.wait_with_output().unwrap();
     let followed = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(followed.matches("no file signing").count(), 2, "{followed}");
+    assert_eq!(
+        followed
+            .lines()
+            .filter(|l| l.contains("no file signing"))
+            .count(),
+        2,
+        "{followed}"
+    );
 }
 
 /// A forwarding bind made by hand (what `ssh -A` sends), signed by a
@@ -451,6 +541,12 @@ fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
         (false, Some("hopward=debug,zbus=warn"), true, true),
         (true, Some("hopward=warn"), false, false),
         (true, Some("=== not a filter"), true, true),
+        // Each of these turned all logging off before: a bare word is a
+        // target name to tracing, and an empty list enables nothing.
+        (false, Some("debgu"), true, false),
+        (true, Some("debgu"), true, true),
+        (false, Some("hopward"), true, false),
+        (false, Some(""), true, false),
     ];
     for (debug, filter, info, connected) in cases {
         let mut builder = Daemon::builder();
@@ -468,5 +564,660 @@ fn hopward_log_sets_the_level_and_a_bad_value_keeps_the_default() {
         let case = format!("-d {debug}, HOPWARD_LOG {filter:?}:\n{log}");
         assert_eq!(log.contains("INFO hopward"), info, "{case}");
         assert_eq!(log.contains("exe=/usr/bin/ssh-add"), connected, "{case}");
+        let bad = matches!(filter, Some("=== not a filter" | "debgu" | "hopward" | ""));
+        assert_eq!(
+            log.matches("keeping the default level").count(),
+            usize::from(bad),
+            "a bad HOPWARD_LOG is warned about once: {case}"
+        );
+    }
+}
+
+/// Waits until `done` holds, for at most 10 s.
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ssh-keygen -Y sign -n file` of `data` with `key` through `sock`;
+/// whether a signature came back.
+fn sign_file(sock: &std::path::Path, key: &std::path::Path, data: &std::path::Path) -> bool {
+    let sig = data.with_extension("sig");
+    let _ = std::fs::remove_file(&sig);
+    let mut sig_name = data.as_os_str().to_owned();
+    sig_name.push(".sig");
+    let _ = std::fs::remove_file(&sig_name);
+    run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(key.with_extension("pub"))
+        .arg(data)
+        .env("SSH_AUTH_SOCK", sock))
+    .status
+    .success()
+}
+
+/// Bug 1: the watcher counted opens, so every read of the policy (a
+/// `policy check`, `cat`, another agent's reload) reloaded it and dropped
+/// every remembered approval; two agents on one file kept each other
+/// reloading. Failed before: the second signature asked again, and both
+/// logs filled with "policy reloaded".
+#[test]
+fn reading_the_policy_neither_reloads_it_nor_drops_remembered_approvals() {
+    let tmp = tempdir();
+    let confirm = confirm_command(tmp.path());
+    let policy_text = format!(
+        "[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\n\
+         [[rule]]\nname = \"files\"\npurpose = \"file\"\naction = \"confirm\"\nremember = \"10m\"\n",
+        confirm.display()
+    );
+    let agent = Daemon::builder().policy(&policy_text).start();
+    let policy = agent.dir.path().join("policy.toml");
+    // A second agent watching the same file.
+    let other = Daemon::builder()
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    assert!(sign_file(&agent.sock, &key, &data));
+    assert_eq!(confirm_prompts(tmp.path()).len(), 1);
+
+    // Everything that only reads the file.
+    for _ in 0..5 {
+        ok(run(Command::new("cat").arg(&policy)));
+        ok(run(Command::new(HOPWARD)
+            .args(["policy", "check"])
+            .arg(&policy)));
+    }
+    // Rewriting the same text is a change event that changes nothing: once
+    // both agents have logged it, every earlier event has been handled.
+    std::fs::write(&policy, &policy_text).unwrap();
+    let unchanged = "policy reloaded: unchanged, remembered approvals kept";
+    wait_for("the same text to be read", || {
+        agent.log_text().contains(unchanged) && other.log_text().contains(unchanged)
+    });
+    for (name, a) in [("agent", &agent), ("other agent", &other)] {
+        let log = a.log_text();
+        assert_eq!(
+            log.matches("policy reloaded").count(),
+            log.matches(unchanged).count(),
+            "{name}: reads must not reload the policy:\n{log}"
+        );
+        assert!(log.matches(unchanged).count() <= 2, "{name}:\n{log}");
+    }
+    assert!(sign_file(&agent.sock, &key, &data));
+    assert_eq!(
+        confirm_prompts(tmp.path()).len(),
+        1,
+        "the remembered yes still covers the request"
+    );
+    let reasons: Vec<String> = agent
+        .audit_until(|l| l.iter().filter(|e| e["event"] == "sign").count() >= 2)
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons, ["confirmed", "remembered"]);
+
+    // A real change reloads and drops the approvals.
+    std::fs::write(&policy, format!("{policy_text}# edited\n")).unwrap();
+    wait_for("the edit to be loaded", || {
+        agent.log_text().contains("grants_dropped=1")
+    });
+    let grants = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&agent.sock))));
+    assert!(grants.contains("grants (0)"), "{grants}");
+}
+
+/// Bug 2: the README's order (start the agent, then write the first rule)
+/// never loaded the rule, not even on SIGHUP, because the default file did
+/// not exist at start. Failed before: file signing stayed allowed.
+#[test]
+fn a_first_policy_written_after_the_agent_started_is_loaded() {
+    let tmp = tempdir();
+    // No --policy: the default location under XDG_CONFIG_HOME, whose
+    // directory does not exist yet either.
+    let agent = Daemon::start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    assert!(
+        sign_file(&agent.sock, &key, &data),
+        "built-in: local allowed"
+    );
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(status.contains("built-in (no "), "{status}");
+
+    let dir = agent.dir.path().join("config/hopward");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"no files\"\npurpose = \"file\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the new policy to be loaded", || {
+        agent.log_text().contains("rules=1")
+    });
+    assert!(!sign_file(&agent.sock, &key, &data), "the new rule denies");
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(
+        status.contains("config/hopward/policy.toml (1 rules), last reload ok"),
+        "{status}"
+    );
+    let reasons: Vec<String> = agent
+        .audit_until(|l| l.iter().any(|e| e["reason"] == "no files"))
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons, ["default:local", "no files"]);
+
+    // The directory deleted and made again at once, with a new file: the
+    // new directory is watched (the old watch died with the old one) and
+    // the file loaded.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"files again\"\npurpose = \"file\"\naction = \"allow\"\n\
+         [[rule]]\nname = \"git\"\npurpose = \"git\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the policy in the new directory", || {
+        agent.log_text().contains("rules=2")
+    });
+    assert!(sign_file(&agent.sock, &key, &data), "the new rule allows");
+    // And a later edit there is seen too.
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"no files, again\"\npurpose = \"file\"\naction = \"deny\"\n\
+         [[rule]]\nname = \"git\"\npurpose = \"git\"\naction = \"deny\"\n\
+         [[rule]]\nname = \"other\"\npurpose = \"other\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    wait_for("the edit in the new directory", || {
+        agent.log_text().contains("rules=3")
+    });
+    assert!(!sign_file(&agent.sock, &key, &data));
+}
+
+/// Bug 5: command mode asked for SIGTERM on its parent's death before it
+/// handled SIGTERM, so a command that exits at once killed the agent before
+/// it could remove its socket. Failed before: the socket was left behind.
+#[test]
+fn command_mode_removes_its_socket_when_the_command_exits_at_once() {
+    for round in 0..8 {
+        let tmp = tempdir();
+        let sock = tmp.path().join("agent.sock");
+        let pid_file = tmp.path().join("pid");
+        ok(run(Command::new(HOPWARD)
+            .arg("daemon")
+            .arg("-a")
+            .arg(&sock)
+            .args(["sh", "-c"])
+            .arg(format!("echo $SSH_AGENT_PID > {}", pid_file.display()))
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY")));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        // Gone, or a zombie nobody reaped yet: either way it has exited.
+        wait_for("the agent to exit", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        });
+        assert!(!sock.exists(), "round {round}: socket left behind");
+    }
+}
+
+/// Bug 7: messages that pointed the wrong way. Each assertion failed
+/// before: a confirm command's "no" was logged as an askpass failure,
+/// `grants revoke 99` blamed the connection, `unlock` said "locks",
+/// `log --decision` took any word, `env --shell bash` was refused.
+#[test]
+fn messages_name_what_is_wrong() {
+    let tmp = tempdir();
+    let answer = tmp.path().join("answer");
+    let script = tmp.path().join("say.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat {}\n", answer.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\n",
+            script.display()
+        ))
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+
+    // A plain "no" is an answer, not a failure of anything.
+    std::fs::write(&answer, "no\n").unwrap();
+    assert!(!sign_file(&agent.sock, &key, &data));
+    // Anything else is a failure of the confirm command, named as such.
+    std::fs::write(&answer, "maybe\n").unwrap();
+    assert!(!sign_file(&agent.sock, &key, &data));
+    let audit = agent.audit_until(|l| l.iter().filter(|e| e["event"] == "sign").count() >= 2);
+    let reasons: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["event"] == "sign")
+        .map(|e| e["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons, ["refused", "refused"]);
+    let log = agent.log_text();
+    assert!(!log.contains("askpass"), "{log}");
+    assert_eq!(
+        log.matches("confirmation failed").count(),
+        1,
+        "only the odd answer is a failure:\n{log}"
+    );
+    assert!(
+        log.contains("confirm.command printed something other than yes or no"),
+        "{log}"
+    );
+
+    let hopward = |args: &[&str]| {
+        run(Command::new(HOPWARD)
+            .args(args)
+            .env("SSH_AUTH_SOCK", &agent.sock))
+    };
+    let revoke = hopward(&["grants", "revoke", "99"]);
+    assert_eq!(revoke.status.code(), Some(1), "{}", text(&revoke));
+    let said = String::from_utf8_lossy(&revoke.stderr);
+    assert!(said.contains("there is no grant 99"), "{said}");
+    assert!(!said.contains("refused"), "{said}");
+
+    let unlock = hopward(&["unlock"]);
+    assert_eq!(unlock.status.code(), Some(2), "{}", text(&unlock));
+    let said = String::from_utf8_lossy(&unlock.stderr);
+    assert!(
+        said.contains("this unlocks only forwarded use") && said.contains("ssh-add -X unlocks"),
+        "{said}"
+    );
+
+    let log = run(Command::new(HOPWARD)
+        .args(["log", "--decision", "alow"])
+        .env("XDG_STATE_HOME", agent.dir.path().join("state")));
+    assert_eq!(log.status.code(), Some(2), "{}", text(&log));
+    assert!(
+        String::from_utf8_lossy(&log.stderr).contains("[possible values: allow, deny]"),
+        "{}",
+        text(&log)
+    );
+
+    for (shell, prefix) in [
+        ("bash", "SSH_AUTH_SOCK="),
+        ("zsh", "SSH_AUTH_SOCK="),
+        ("tcsh", "setenv "),
+    ] {
+        let out = ok(run(Command::new(HOPWARD).args(["env", "--shell", shell])));
+        assert!(stdout(&out).starts_with(prefix), "{shell}: {}", text(&out));
+    }
+}
+
+/// Point 11: `hopward doctor` over a real agent, with a real ssh-agent
+/// running beside it, ssh's own reading of the configuration and a
+/// memlock limit of zero: each problem is named with its fix, `--json`
+/// says the same, and the exit status is 1.
+#[test]
+fn doctor_names_each_problem_and_how_to_fix_it() {
+    let tmp = tempdir();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/config"), "Host *\n    ForwardAgent yes\n").unwrap();
+    let known = tmp.path().join("known_hosts");
+    std::fs::write(&known, "").unwrap();
+    let other_sock = tmp.path().join("ssh-agent.sock");
+    // Killed on drop, so a failing assertion leaves no agent behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let other = Killed(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&other_sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    wait_for("ssh-agent's socket", || other_sock.exists());
+    // Root may lock regardless of the limit (CAP_IPC_LOCK): drop that
+    // capability so the limit applies, as it does for everyone else.
+    let mut prefix = Vec::new();
+    if is_root() {
+        prefix.extend([
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-all",
+        ]);
+    }
+    prefix.extend(["prlimit", "--memlock=0:0"]);
+    let agent = Daemon::builder()
+        .via(&prefix)
+        .env("XDG_RUNTIME_DIR", tmp.path().to_str().unwrap())
+        .env("DBUS_SESSION_BUS_ADDRESS", "")
+        .policy("[[rule]]\nname = \"db\"\nhost = [\"db9\"]\naction = \"confirm\"\n")
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let doctor = |auth_sock: &std::path::Path, json: bool| {
+        let mut cmd = Command::new(HOPWARD);
+        cmd.args(["doctor", "-a"])
+            .arg(&agent.sock)
+            .env("HOME", &home)
+            .env("SSH_AUTH_SOCK", auth_sock)
+            .env("HOPWARD_KNOWN_HOSTS", &known);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+
+    let out = doctor(&other_sock, true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["ok"], false);
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check in {report:#}"))
+            .clone()
+    };
+    let problem = |name: &str, says: &str, fix: &str| {
+        let c = check(name);
+        assert_eq!(c["ok"], false, "{name}: {c:#}");
+        assert!(
+            c["message"].as_str().unwrap().contains(says),
+            "{name}: {c:#}"
+        );
+        assert!(c["fix"].as_str().unwrap().contains(fix), "{name}: {c:#}");
+    };
+    assert_eq!(check("agent")["ok"], true);
+    problem("ssh-auth-sock", "is not hopward", "hopward env");
+    problem(
+        "other-agents",
+        &format!("ssh-agent (pid {})", other.0.id()),
+        "systemctl --user mask",
+    );
+    problem(
+        "forward-agent",
+        "forwards your agent to every host",
+        "ProxyJump",
+    );
+    problem("known-hosts", "\"db9\"", "known_hosts");
+    problem("confirm", "no way to ask", "method = \"command\"");
+    problem(
+        "memlock",
+        "1 of 1 keys are not in locked memory",
+        "LimitMEMLOCK",
+    );
+    assert_eq!(check("policy")["ok"], true, "{report:#}");
+
+    // Pointed at the agent, that problem is gone; the text names the fix.
+    let out = doctor(&agent.sock, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("ok      ssh-auth-sock"), "{printed}");
+    assert!(printed.contains("PROBLEM forward-agent"), "{printed}");
+    assert!(
+        printed.contains("fix: remove it and reach hosts behind a bastion with ProxyJump"),
+        "{printed}"
+    );
+
+    // A policy file the agent could not load.
+    std::fs::write(
+        agent.dir.path().join("policy.toml"),
+        "[[rule]]\naction = \"maybe\"\n",
+    )
+    .unwrap();
+    wait_for("the failed reload", || {
+        agent.log_text().contains("keeping the last good policy")
+    });
+    let out = doctor(&agent.sock, true);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let policy = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "policy")
+        .unwrap()
+        .clone();
+    assert_eq!(policy["ok"], false, "{report:#}");
+    assert!(
+        policy["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown action"),
+        "{policy:#}"
+    );
+}
+
+/// Point 13: `policy init` writes a commented starting policy where the
+/// agent looks, never over an existing file, checks it, and a running
+/// agent started before it picks it up.
+#[test]
+fn policy_init_writes_a_checked_policy_the_running_agent_loads_and_never_overwrites() {
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let config = agent.dir.path().join("config");
+    let init = |args: &[&str]| {
+        run(Command::new(HOPWARD)
+            .args(["policy", "init"])
+            .args(args)
+            .env("XDG_CONFIG_HOME", &config)
+            .env("HOME", tmp.path())
+            .env("HOPWARD_KNOWN_HOSTS", tmp.path().join("none"))
+            .env_remove("HOPWARD_POLICY"))
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = config.join("hopward/policy.toml");
+    assert!(
+        stdout(&out).contains(&format!("wrote {}", file.display())),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("{}: ok (0 rules)", file.display())),
+        "{}",
+        text(&out)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("written by `hopward policy init`"),
+        "{written}"
+    );
+    assert!(written.contains("# [[rule]]"), "{written}");
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+
+    // Never over an existing file, whatever the example.
+    std::fs::write(
+        &file,
+        "# mine\n[[rule]]\nname = \"files\"\npurpose = \"file\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let again = init(&["--example", "strict"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("exists; not overwriting it"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("# mine")
+    );
+    // The agent loaded the user's file (it was written after the start).
+    wait_for("the policy to be loaded", || {
+        agent.log_text().contains("rules=1")
+    });
+
+    let other = tmp.path().join("elsewhere/strict.toml");
+    let out = init(&[other.to_str().unwrap(), "--example", "strict"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("ok (2 rules)"), "{}", text(&out));
+    let unknown = init(&[
+        tmp.path().join("x.toml").to_str().unwrap(),
+        "--example",
+        "nope",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown).contains("default, bastion, github, instance-ids, strict"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!tmp.path().join("x.toml").exists());
+}
+
+/// Point 12: `install` puts man pages and completions generated from the
+/// command line where man and the shells look; man renders them and bash
+/// completes with the installed script.
+#[test]
+fn install_puts_man_pages_and_completions_where_man_and_bash_find_them() {
+    let home = tempdir();
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["install", "--user", "--bin", HOPWARD])
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", user_runtime_dir(home.path()))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")));
+    let data = home.path().join(".local/share");
+    let man1 = data.join("man/man1");
+    assert!(
+        stdout(&out).contains(&format!("wrote {}", man1.join("hopward.1").display())),
+        "{}",
+        text(&out)
+    );
+    let man = |page: &str| {
+        stdout(&ok(run(Command::new("man")
+            .arg("-l")
+            .arg(man1.join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"))))
+    };
+    let top = man("hopward.1");
+    for sub in [
+        "hopward-doctor(1)",
+        "hopward-policy(1)",
+        "hopward-daemon(1)",
+    ] {
+        assert!(top.contains(sub), "{sub} missing:\n{top}");
+    }
+    assert!(man("hopward-doctor.1").contains("--json"));
+    assert!(man("hopward-policy-init.1").contains("--example"));
+    // The page installed is the one `hopward man` prints.
+    assert_eq!(
+        ok(run(Command::new(HOPWARD).arg("man"))).stdout,
+        std::fs::read(man1.join("hopward.1")).unwrap()
+    );
+
+    let bash = data.join("bash-completion/completions/hopward");
+    let complete = |words: &str, cword: usize| {
+        stdout(&ok(run(Command::new("bash").arg("-c").arg(format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; \
+             COMP_POINT=${{#COMP_LINE}}; _hopward hopward \"${{COMP_WORDS[$COMP_CWORD]}}\" \
+             \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display()
+        )))))
+    };
+    assert_eq!(complete("hopward doc", 1).trim(), "doctor");
+    assert!(
+        complete("hopward doctor --", 2)
+            .lines()
+            .any(|l| l == "--json")
+    );
+    assert!(complete("hopward policy ", 2).lines().any(|l| l == "init"));
+    for (file, mark) in [
+        (data.join("zsh/site-functions/_hopward"), "#compdef hopward"),
+        (
+            home.path().join(".config/fish/completions/hopward.fish"),
+            "complete -c hopward",
+        ),
+    ] {
+        let script = std::fs::read_to_string(&file).unwrap();
+        assert!(script.contains(mark), "{}:\n{script}", file.display());
+    }
+    assert_eq!(
+        ok(run(Command::new(HOPWARD).args(["completions", "bash"]))).stdout,
+        std::fs::read(&bash).unwrap()
+    );
+}
+
+/// Point 12: NO_COLOR turns the colour of log lines off on a terminal (a
+/// real pty from `script`); without it the same run is coloured.
+#[test]
+fn no_color_turns_colour_off_on_a_terminal() {
+    for no_color in [false, true] {
+        let tmp = tempdir();
+        let sock = tmp.path().join("agent.sock");
+        let typescript = tmp.path().join("typescript");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec"])
+            .arg(format!("{HOPWARD} daemon -D -a {}", sock.display()))
+            .arg(&typescript)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY")
+            .env_remove("HOPWARD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let mut child = cmd.spawn().expect("script");
+        wait_for("the listening line", || {
+            std::fs::read_to_string(&typescript).is_ok_and(|t| t.contains("listening"))
+        });
+        let output = std::fs::read_to_string(&typescript).unwrap();
+        // The agent, by the pid it printed (a closed terminal is only a
+        // SIGHUP to it, which reloads the policy), then script.
+        let pid = output
+            .split("echo Agent pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("the agent's pid line");
+        let _ = Command::new("kill").arg(pid).status();
+        wait_for("the agent to stop", || !sock.exists());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            output.contains("\u{1b}["),
+            !no_color,
+            "NO_COLOR set: {no_color}\n{output:?}"
+        );
     }
 }

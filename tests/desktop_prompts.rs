@@ -404,3 +404,101 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
     assert_eq!(shown[0].summary, "hopward: forwarded agent request");
     std::fs::write(tmp.path().join("prompt.txt"), body).unwrap();
 }
+
+/// Bug 7: `status` said desktop prompts were "not in this build". It now
+/// asks the session bus whether a notification server is there. Failed
+/// before: `CANNOT ask ... not in this build` with a server running.
+#[test]
+fn status_says_whether_desktop_prompts_can_ask() {
+    let status = |s: &Setup| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["status", "-a"])
+            .arg(&s.agent.sock))))
+    };
+    let bus = Bus::with_notifier(Mode::Allow, Duration::ZERO);
+    let s = setup(&bus, "method = \"desktop\"", "");
+    let text = status(&s);
+    assert!(
+        text.contains("confirm:     desktop, can ask (desktop notifications"),
+        "{text}"
+    );
+    let bare = Bus::bare();
+    let s = setup(&bare, "method = \"desktop\"", "");
+    let text = status(&s);
+    assert!(
+        text.contains("CANNOT ask") && text.contains("no notification server"),
+        "{text}"
+    );
+    assert!(!text.contains("not in this build"), "{text}");
+}
+
+/// Point 10: `notify` signs at once and shows a notification with no
+/// buttons, waiting for nothing (the test server never answers); the
+/// decision is audited as an allow with reason `notified`. It never lifts
+/// a forwarded login that does not belong to its bind above
+/// `forwarded_unverified` (deny), and such a refusal shows nothing.
+#[test]
+fn notify_signs_at_once_tells_the_desktop_and_keeps_the_floor() {
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let s = setup(
+        &bus,
+        "method = \"desktop\"\ntimeout = \"20s\"",
+        "[[rule]]\nname = \"tell me\"\nkeys = [\"laptop-key\"]\naction = \"notify\"\n",
+    );
+    let started = Instant::now();
+    assert!(s.sign("file"));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a notify must not wait for an answer (a confirm would wait 20 s)"
+    );
+    let shown = bus.wait_shown(1);
+    assert!(shown[0].actions.is_empty(), "{:?}", shown[0]);
+    assert!(
+        shown[0].body.contains("Purpose: file signing")
+            && shown[0].body.contains("\"laptop-key\" was used"),
+        "{:?}",
+        shown[0]
+    );
+    let audit = s
+        .agent
+        .audit_until(|l| l.iter().any(|e| e["reason"] == "notified"));
+    let line = audit
+        .iter()
+        .find(|e| e["event"] == "sign")
+        .expect("a sign line");
+    assert_eq!(line["decision"], "allow");
+    assert_eq!(line["rule"], "tell me");
+    assert_eq!(line["reason"], "notified");
+
+    // A login through a forwarding hop that does not belong to its bind.
+    let key_blob =
+        hopward::proto::PublicParts::Ed25519(ed25519_public_of(&s.key.with_extension("pub")))
+            .blob();
+    let mut conn = s.agent.connect();
+    assert_eq!(
+        request(&mut conn, &session_bind_request(9, b"bastion-sid", true)),
+        vec![6]
+    );
+    let data = userauth_data(b"other-sid", "root", &key_blob, None);
+    assert_eq!(request(&mut conn, &sign_request(&key_blob, &data)), vec![5]);
+    let audit = s.agent.audit_until(|l| {
+        l.iter()
+            .any(|e| e["reason"] == "default:forwarded_unverified")
+    });
+    assert!(
+        audit.iter().any(|e| e["event"] == "sign"
+            && e["decision"] == "deny"
+            && e["reason"] == "default:forwarded_unverified"),
+        "{audit:?}"
+    );
+    // Another notify after the refusal: once its notice is shown, a notice
+    // wrongly sent for the refused login (sent earlier) would be there too.
+    assert!(s.sign("file"));
+    let shown = bus.wait_shown(2);
+    assert!(
+        shown
+            .iter()
+            .all(|n| n.body.contains("Purpose: file signing")),
+        "{shown:?}"
+    );
+}

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::sshd::Hosts;
 use common::*;
@@ -173,6 +173,14 @@ remember = "10m"
     );
     assert_eq!(names(&signs[2]), ["bastion", "target"]);
     assert_eq!(confirm_prompts(w.tmp.path()).len(), 1);
+    // `hopward grants` names the hosts as the log does.
+    let grants = common::stdout(&ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&w.agent.sock))));
+    assert!(
+        grants.contains("grants (1)") && grants.contains(" bastion>target user "),
+        "{grants}"
+    );
 }
 
 /// Point 5 over real hosts. The user's `ssh target` and the bastion's own

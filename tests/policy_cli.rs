@@ -89,3 +89,121 @@ fn policy_check_warns_about_trusting_hops_past_the_first() {
     );
     assert!(stdout(&out).contains(&expected), "{}", text(&out));
 }
+
+/// Bug 7: a single value where a list is wanted got serde's words
+/// ("expected a sequence") and no fix. Failed before.
+#[test]
+fn policy_check_says_how_to_write_a_list() {
+    let tmp = tempdir();
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"db\"\nhost = \"db1\"\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            "{}:3:8: host takes a list: use host = [\"db1\"]",
+            file.display()
+        )
+    );
+}
+
+/// Bug 8: what `policy check` missed. Failed before: the malformed
+/// fingerprints passed, none of the warnings was printed, and db1 (named
+/// only in $HOPWARD_KNOWN_HOSTS, which the daemon reads) was reported as
+/// unknown.
+#[test]
+fn policy_check_catches_bad_fingerprints_shadowed_rules_names_and_remember() {
+    let tmp = tempdir();
+    let host_key = keygen(tmp.path(), "hostkey", "ed25519", None);
+    let known = tmp.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!(
+            "db1 {}",
+            std::fs::read_to_string(host_key.with_extension("pub")).unwrap()
+        ),
+    )
+    .unwrap();
+    let check = |file: &std::path::Path| {
+        run(Command::new(HOPWARD)
+            .args(["policy", "check"])
+            .arg(file)
+            .env("HOME", tmp.path())
+            .env("HOPWARD_KNOWN_HOSTS", &known))
+    };
+
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\nname = \"old key\"\nkeys = [\"SHA256:abc\", \"MD5:de:ad:be:ef\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = stdout(&out);
+    let b = bad.display();
+    assert!(
+        printed.contains(&format!(
+            "{b}:3:9: keys: \"SHA256:abc\" is not a SHA256 fingerprint"
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "{b}:3:23: keys: \"MD5:de:ad:be:ef\": MD5 fingerprints are not matched"
+        )),
+        "{printed}"
+    );
+
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"db\"\nhost = [\"db1\"]\naction = \"allow\"\nremember = \"10m\"\n\n\
+         [[rule]]\naction = \"confirm\"\n\n\
+         [[rule]]\nname = \"db\"\nhost = [\"db2\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let out = check(&file);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = stdout(&out);
+    let f = file.display();
+    for expected in [
+        format!("{f}:5:12: warning: remember only applies to action = \"confirm\""),
+        format!("{f}:7:1: warning: this rule has no name; the log will call it \"rule 2 ({f}:7)\""),
+        format!("{f}:11:8: warning: the name \"db\" is also used by the rule at line 1"),
+        format!(
+            "{f}:10:1: warning: \"db\" can never match: the rule \"rule 2 ({f}:7)\" at line 7 matches every request first"
+        ),
+        format!("{f}:12:9: warning: no known_hosts entry names \"db2\""),
+    ] {
+        assert!(
+            printed.contains(&expected),
+            "missing {expected:?} in:\n{printed}"
+        );
+    }
+    assert!(
+        !printed.contains("\"db1\", so"),
+        "db1 is in $HOPWARD_KNOWN_HOSTS:\n{printed}"
+    );
+
+    // explain says when a name it was given is in no known_hosts file.
+    let explain = |chain: &str| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["policy", "explain", "--policy"])
+            .arg(&file)
+            .args(["--chain", chain])
+            .env("HOME", tmp.path())
+            .env("HOPWARD_KNOWN_HOSTS", &known))))
+    };
+    let out = explain("db2");
+    assert!(
+        out.contains("note:     no known_hosts file names \"db2\"") && out.contains("unknown host"),
+        "{out}"
+    );
+    assert!(!explain("db1").contains("note:"));
+}

@@ -188,7 +188,7 @@ fn allowed_denied_and_confirmed_chains_with_audit_lines() {
         (&["bastion", "target"], "allow", "target via bastion"),
         (&["bastion", "deep"], "allow", "confirmed"),
         (&["bastion", "deep"], "deny", "refused"),
-        (&["bastion"], "allow", "default:direct"),
+        (&["bastion"], "allow", "default:local"),
     ];
     let audit = w.agent.audit_until(|audit| {
         hidden_at_target(audit) && expected.iter().all(|(n, d, r)| find(audit, n, d, r))

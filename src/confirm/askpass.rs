@@ -22,6 +22,9 @@ const MAX_OUTPUT: u64 = 1024;
 #[derive(Debug, Clone)]
 pub struct AskpassConfirmer {
     program: Vec<OsString>,
+    /// What the log calls it: `askpass` or `confirm.command`, so a failure
+    /// of one is never blamed on the other.
+    label: &'static str,
     /// Whether a display was available (or `SSH_ASKPASS_REQUIRE=force`) when
     /// the daemon started; without one OpenSSH's askpass cannot ask.
     can_display: bool,
@@ -39,6 +42,7 @@ impl AskpassConfirmer {
         let forced = std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
         AskpassConfirmer {
             program: vec![program],
+            label: "askpass",
             can_display: display || forced,
         }
     }
@@ -47,6 +51,7 @@ impl AskpassConfirmer {
     pub fn command(program: Vec<OsString>) -> Self {
         AskpassConfirmer {
             program,
+            label: "confirm.command",
             can_display: true,
         }
     }
@@ -58,7 +63,7 @@ impl AskpassConfirmer {
             );
         }
         let Some((program, args)) = self.program.split_first() else {
-            return Answer::Unavailable("no askpass program configured".into());
+            return Answer::Unavailable(format!("no {} program configured", self.label));
         };
         let mut command = Command::new(PathBuf::from(program));
         command
@@ -74,13 +79,14 @@ impl AskpassConfirmer {
             Ok(child) => child,
             Err(e) => {
                 return Answer::Unavailable(format!(
-                    "cannot run askpass program {}: {e}",
+                    "cannot run {} program {}: {e}",
+                    self.label,
                     PathBuf::from(program).display()
                 ));
             }
         };
         let Some(stdout) = child.stdout.take() else {
-            return Answer::Failed("askpass stdout unavailable".into());
+            return Answer::Failed(format!("{} stdout unavailable", self.label));
         };
         let run = async {
             let mut output = Vec::new();
@@ -90,15 +96,18 @@ impl AskpassConfirmer {
         };
         match tokio::time::timeout(timeout, run).await {
             Err(_) => Answer::TimedOut,
-            Ok((Err(e), _, _)) | Ok((_, Err(e), _)) => Answer::Failed(format!("askpass I/O: {e}")),
-            Ok((Ok(_), Ok(status), output)) => judge(status.success(), &output),
+            Ok((Err(e), _, _)) | Ok((_, Err(e), _)) => {
+                Answer::Failed(format!("{} I/O: {e}", self.label))
+            }
+            Ok((Ok(_), Ok(status), output)) => judge(status.success(), &output, self.label),
         }
     }
 }
 
 /// Exit 0 and an empty answer or "yes" (any case, one trailing newline)
-/// allows; a non-zero exit refuses; anything else is a failure, which denies.
-fn judge(success: bool, output: &[u8]) -> Answer {
+/// allows; a non-zero exit or "no" refuses (an answer, not a failure);
+/// anything else is a failure, which denies.
+fn judge(success: bool, output: &[u8], label: &str) -> Answer {
     if !success {
         return Answer::Refused;
     }
@@ -108,8 +117,12 @@ fn judge(success: bool, output: &[u8]) -> Answer {
         .unwrap_or(output);
     if text.is_empty() || text.eq_ignore_ascii_case(b"yes") {
         Answer::Allowed
+    } else if text.eq_ignore_ascii_case(b"no") {
+        Answer::Refused
     } else {
-        Answer::Failed("askpass printed something other than yes".into())
+        Answer::Failed(format!(
+            "{label} printed something other than yes or no (exit 0 with nothing or yes allows)"
+        ))
     }
 }
 
@@ -125,11 +138,15 @@ mod tests {
 
     #[test]
     fn judge_follows_the_contract() {
+        let judge = |ok: bool, out: &[u8]| judge(ok, out, "confirm.command");
         assert_eq!(judge(true, b""), Answer::Allowed);
         assert_eq!(judge(true, b"yes\n"), Answer::Allowed);
         assert_eq!(judge(true, b"YES\r\n"), Answer::Allowed);
         assert_eq!(judge(false, b"yes"), Answer::Refused);
-        assert!(matches!(judge(true, b"no\n"), Answer::Failed(_)));
+        assert_eq!(judge(true, b"no\n"), Answer::Refused);
+        assert!(
+            matches!(judge(true, b"maybe\n"), Answer::Failed(ref why) if why.starts_with("confirm.command printed"))
+        );
         assert!(matches!(judge(true, b"yes\nyes\n"), Answer::Failed(_)));
     }
 

@@ -30,6 +30,31 @@ pub struct DesktopConfirmer;
 /// A connection to the session bus and the notification server's unique
 /// name, if it can show actions.
 pub async fn probe() -> Result<(Connection, String), String> {
+    let (conn, owner) = connect().await?;
+    let caps: Vec<String> = conn
+        .call_method(
+            Some(owner.as_str()),
+            PATH,
+            Some(NAME),
+            "GetCapabilities",
+            &(),
+        )
+        .await
+        .map_err(|e| format!("GetCapabilities: {e}"))?
+        .body()
+        .deserialize()
+        .map_err(|e| format!("GetCapabilities: {e}"))?;
+    if !caps.iter().any(|c| c == "actions") {
+        return Err(
+            "the notification server cannot show buttons (no \"actions\" capability)".into(),
+        );
+    }
+    Ok((conn, owner))
+}
+
+/// A connection to the session bus and the notification server's unique
+/// name (any server: a notice needs no buttons).
+async fn connect() -> Result<(Connection, String), String> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|a| a.is_empty())
         && std::env::var_os("XDG_RUNTIME_DIR").is_none()
     {
@@ -52,24 +77,6 @@ pub async fn probe() -> Result<(Connection, String), String> {
         .body()
         .deserialize()
         .map_err(|e| format!("GetNameOwner: {e}"))?;
-    let caps: Vec<String> = conn
-        .call_method(
-            Some(owner.as_str()),
-            PATH,
-            Some(NAME),
-            "GetCapabilities",
-            &(),
-        )
-        .await
-        .map_err(|e| format!("GetCapabilities: {e}"))?
-        .body()
-        .deserialize()
-        .map_err(|e| format!("GetCapabilities: {e}"))?;
-    if !caps.iter().any(|c| c == "actions") {
-        return Err(
-            "the notification server cannot show buttons (no \"actions\" capability)".into(),
-        );
-    }
     Ok((conn, owner))
 }
 
@@ -152,17 +159,28 @@ async fn show(conn: &Connection, owner: &str, n: Notification<'_>) -> zbus::Resu
 
 /// Shows a notification without buttons (for notices); best effort.
 pub async fn notice(summary: &str, body: &str) {
-    if let Ok((conn, owner)) = probe().await {
-        let note = Notification {
-            icon: "dialog-warning",
-            summary,
-            body,
-            actions: Vec::new(),
-            hints: HashMap::new(),
-            expire_ms: 10_000,
-        };
-        let _ = show(&conn, &owner, note).await;
-    }
+    let _ = tell(summary, body).await;
+}
+
+/// Shows a notification without buttons and waits for nothing but the
+/// server's receipt; says why when it could not be shown.
+pub async fn tell(summary: &str, body: &str) -> Result<(), String> {
+    let (conn, owner) = tokio::time::timeout(Duration::from_secs(5), connect())
+        .await
+        .map_err(|_| "the session bus did not answer".to_string())??;
+    let note = Notification {
+        icon: "dialog-information",
+        summary,
+        body,
+        actions: Vec::new(),
+        hints: HashMap::new(),
+        expire_ms: 10_000,
+    };
+    tokio::time::timeout(Duration::from_secs(5), show(&conn, &owner, note))
+        .await
+        .map_err(|_| "the notification server did not answer".to_string())?
+        .map(|_| ())
+        .map_err(|e| format!("Notify: {e}"))
 }
 
 impl DesktopConfirmer {

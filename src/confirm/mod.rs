@@ -75,6 +75,22 @@ impl Prompt {
     /// piece of outside text is cleaned and bounded ([`crate::text`]), and
     /// comments and user names are quoted.
     pub fn text(&self) -> String {
+        self.render(format!(
+            "Allow use of key {}?",
+            quoted(&self.key_comment, 64)
+        ))
+    }
+
+    /// The same lines as a notice of what was done (the `notify` action):
+    /// nothing is asked.
+    pub fn notice_text(&self) -> String {
+        self.render(format!(
+            "Key {} was used; the policy allows this and asks for no answer.",
+            quoted(&self.key_comment, 64)
+        ))
+    }
+
+    fn render(&self, key_line: String) -> String {
         let mut lines = Vec::new();
         if let Some(op) = &self.operation {
             lines.push(format!("Request: {}", clean(op, 120)));
@@ -85,10 +101,7 @@ impl Prompt {
         if self.forwarded {
             lines.push("WARNING: this request came through a forwarded agent.".to_string());
         }
-        lines.push(format!(
-            "Allow use of key {}?",
-            quoted(&self.key_comment, 64)
-        ));
+        lines.push(key_line);
         lines.push(format!(
             "Key fingerprint {}.",
             clean(&self.key_fingerprint, 100)

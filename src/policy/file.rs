@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
 use super::{
-    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, Policy, Rule,
+    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, LockSettings,
+    Policy, Rule,
 };
 use crate::binding::Purpose;
 
@@ -60,8 +61,16 @@ struct RawFile {
     forwarded: Option<RawForwarded>,
     audit: Option<RawAudit>,
     known_hosts: Option<RawKnownHosts>,
+    lock: Option<RawLock>,
     #[serde(default)]
     rule: Vec<S<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    idle: Option<S<String>>,
+    on_screen_lock: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +145,8 @@ struct Partial {
     audit_path: Option<PathBuf>,
     audit_bytes: Option<u64>,
     known_hosts: Vec<PathBuf>,
+    lock_idle: Option<Duration>,
+    lock_on_screen: Option<bool>,
 }
 
 impl Partial {
@@ -162,7 +173,9 @@ impl Partial {
             fwd_lock,
             fwd_unlock,
             audit_path,
-            audit_bytes
+            audit_bytes,
+            lock_idle,
+            lock_on_screen
         );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
@@ -204,7 +217,7 @@ impl Ctx<'_> {
             self.err(
                 v.span(),
                 format!(
-                    "unknown action {:?} (use allow, confirm or deny)",
+                    "unknown action {:?} (use allow, notify, confirm or deny)",
                     v.get_ref()
                 ),
             );
@@ -247,6 +260,72 @@ impl Ctx<'_> {
     }
 }
 
+/// A `keys`, `host` or `via` entry that is meant as a fingerprint must be
+/// one as `ssh-keygen -l` prints it (`SHA256:` and 43 base64 characters):
+/// anything else is compared as text and can never match, so a deny rule
+/// with a mistyped fingerprint would deny nothing.
+fn fingerprint_form(text: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return Ok(());
+    };
+    if scheme.eq_ignore_ascii_case("md5") {
+        return Err(format!(
+            "{text:?}: MD5 fingerprints are not matched; use the SHA256 one \
+             (ssh-keygen -l -E sha256 -f KEY)"
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("sha256") {
+        return Ok(());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest);
+    if scheme != "SHA256" || rest.len() != 43 || !decoded.is_ok_and(|d| d.len() == 32) {
+        return Err(format!(
+            "{text:?} is not a SHA256 fingerprint (SHA256: and 43 base64 characters, \
+             as ssh-keygen -l -f KEY prints it)"
+        ));
+    }
+    Ok(())
+}
+
+/// The TOML reader's message, with what to write instead where the
+/// mistake is a common one (a single value where a list is wanted, a list
+/// where one value is wanted).
+fn with_fix(text: &str, span: Range<usize>, message: &str) -> String {
+    let line_start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
+    let value = text
+        .get(span.clone())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.contains('\n'));
+    match (key, value) {
+        (Some(key), Some(value)) if message.contains("expected a sequence") => {
+            format!("{key} takes a list: use {key} = [{value}]")
+        }
+        (Some(key), Some(value)) if message.contains("expected a string") => {
+            let first = value
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if first.is_empty() {
+                format!("{key} takes one value in quotes, not {value}")
+            } else {
+                format!("{key} takes one value: use {key} = {first}")
+            }
+        }
+        _ => message.to_string(),
+    }
+}
+
 fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -260,7 +339,14 @@ fn compile_file(
     base: Option<&Path>,
     depth: usize,
     seen: &mut Vec<PathBuf>,
+    digest: &mut blake3::Hasher,
 ) -> Result<Partial, Vec<PolicyError>> {
+    // Every file's name and text, in the order read: two loads with the
+    // same digest compiled the same policy.
+    digest.update(&(file.len() as u64).to_le_bytes());
+    digest.update(file.as_bytes());
+    digest.update(&(text.len() as u64).to_le_bytes());
+    digest.update(text.as_bytes());
     let mut ctx = Ctx {
         text,
         file,
@@ -269,7 +355,9 @@ fn compile_file(
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            ctx.err(e.span().unwrap_or(0..0), e.message().to_string());
+            let span = e.span().unwrap_or(0..0);
+            let message = with_fix(text, span.clone(), e.message());
+            ctx.err(span, message);
             return Err(ctx.errors);
         }
     };
@@ -325,6 +413,18 @@ fn compile_file(
         p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
         p.audit_bytes = a.max_bytes.as_ref().map(|b| *b.get_ref());
     }
+    if let Some(l) = &raw.lock {
+        if let Some(idle) = &l.idle {
+            p.lock_idle = ctx.duration(idle);
+            if p.lock_idle == Some(Duration::ZERO) {
+                ctx.err(
+                    idle.span(),
+                    "lock.idle must be more than 0 (remove it to never lock when idle)",
+                );
+            }
+        }
+        p.lock_on_screen = l.on_screen_lock.as_ref().map(|b| *b.get_ref());
+    }
     if let Some(k) = &raw.known_hosts {
         p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
     }
@@ -353,9 +453,15 @@ fn compile_file(
                     None
                 }
             });
-        let keys = ctx.patterns(&r.keys, "keys", false, KeyPattern::compile);
-        let host = ctx.patterns(&r.host, "host", false, NamePattern::compile);
-        let via = ctx.patterns(&r.via, "via", true, ViaElement::compile);
+        let keys = ctx.patterns(&r.keys, "keys", false, |t| {
+            fingerprint_form(t).and_then(|()| KeyPattern::compile(t))
+        });
+        let host = ctx.patterns(&r.host, "host", false, |t| {
+            fingerprint_form(t).and_then(|()| NamePattern::compile(t))
+        });
+        let via = ctx.patterns(&r.via, "via", true, |t| {
+            fingerprint_form(t).and_then(|()| ViaElement::compile(t))
+        });
         let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
@@ -418,7 +524,14 @@ fn compile_file(
             Ok(inc_text) => {
                 seen.push(canonical);
                 let inc_file = target.display().to_string();
-                match compile_file(&inc_text, &inc_file, target.parent(), depth + 1, seen) {
+                match compile_file(
+                    &inc_text,
+                    &inc_file,
+                    target.parent(),
+                    depth + 1,
+                    seen,
+                    digest,
+                ) {
                     Ok(partial) => p.absorb(partial),
                     Err(mut errs) => ctx.errors.append(&mut errs),
                 }
@@ -437,10 +550,11 @@ fn compile_file(
     }
 }
 
-fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
+fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy {
     let action = |v: Option<Action>, d: Action| v.unwrap_or(d);
     Policy {
         source,
+        digest: *digest.finalize().as_bytes(),
         exact_names: Policy::collect_exact_names(&p.rules),
         shapes: p
             .rules
@@ -473,12 +587,17 @@ fn finish(p: Partial, source: Option<PathBuf>) -> Policy {
             max_bytes: p.audit_bytes.unwrap_or(DEFAULT_AUDIT_BYTES),
         },
         known_hosts: p.known_hosts,
+        lock: LockSettings {
+            idle: p.lock_idle,
+            on_screen_lock: p.lock_on_screen.unwrap_or(false),
+        },
     }
 }
 
 /// Parses policy text that has no file (no includes).
 pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
-    compile_file(text, name, None, 0, &mut Vec::new()).map(|p| finish(p, None))
+    let mut digest = blake3::Hasher::new();
+    compile_file(text, name, None, 0, &mut Vec::new(), &mut digest).map(|p| finish(p, None, digest))
 }
 
 /// Reads and compiles a policy file and its includes.
@@ -495,8 +614,102 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     })?;
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    compile_file(&text, &name, Some(&base), 0, &mut vec![canonical])
-        .map(|p| finish(p, Some(path.to_path_buf())))
+    let mut digest = blake3::Hasher::new();
+    compile_file(
+        &text,
+        &name,
+        Some(&base),
+        0,
+        &mut vec![canonical],
+        &mut digest,
+    )
+    .map(|p| finish(p, Some(path.to_path_buf()), digest))
+}
+
+/// Rules that are written but cannot do what they say, as warnings with
+/// their positions (for `policy check`): a rule with no name or a name used
+/// twice (the log names the rule that decided), `remember` on an action
+/// that never asks, and rules after a catch-all, which never match.
+pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+        return Vec::new();
+    };
+    let file = path.display().to_string();
+    let mut out = Vec::new();
+    let mut warn = |span: Range<usize>, message: String| {
+        let (line, col) = position(&text, span.start);
+        out.push(PolicyError {
+            file: file.clone(),
+            line,
+            col,
+            message,
+            warning: true,
+        });
+    };
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut catch_all: Option<(String, usize)> = None;
+    for (i, spanned) in raw.rule.iter().enumerate() {
+        let r = spanned.get_ref();
+        let (line, _) = position(&text, spanned.span().start);
+        let label = r.name.as_ref().map_or_else(
+            || format!("rule {} ({file}:{line})", i + 1),
+            |n| n.get_ref().clone(),
+        );
+        match &r.name {
+            None => warn(
+                spanned.span(),
+                format!(
+                    "this rule has no name; the log will call it {label:?}: add name = \"...\""
+                ),
+            ),
+            Some(n) => match names.iter().find(|(other, _)| other == n.get_ref()) {
+                Some((_, first)) => warn(
+                    n.span(),
+                    format!(
+                        "the name {:?} is also used by the rule at line {first}; the log cannot tell them apart",
+                        n.get_ref()
+                    ),
+                ),
+                None => names.push((n.get_ref().clone(), line)),
+            },
+        }
+        if let Some(remember) = &r.remember {
+            let action = r.action.get_ref().as_str();
+            if action != "confirm" {
+                warn(
+                    remember.span(),
+                    format!(
+                        "remember only applies to action = \"confirm\"; with {action:?} it does nothing"
+                    ),
+                );
+            }
+        }
+        if let Some((first, first_line)) = &catch_all {
+            warn(
+                spanned.span(),
+                format!(
+                    "{label:?} can never match: the rule {first:?} at line {first_line} matches every request first"
+                ),
+            );
+        } else {
+            let any_key = r
+                .keys
+                .as_ref()
+                .is_none_or(|k| k.get_ref().iter().any(|k| k.get_ref() == "*"));
+            if any_key
+                && r.host.is_none()
+                && r.via.is_none()
+                && r.user.is_none()
+                && r.purpose.is_none()
+            {
+                catch_all = Some((label.clone(), line));
+            }
+        }
+    }
+    out
 }
 
 /// Host names in `host`/`via` that no known_hosts entry mentions, as
@@ -560,7 +773,7 @@ mod tests {
     fn errors_carry_positions() {
         assert_eq!(
             errors("[defaults]\nlocal = \"maybe\"\n"),
-            vec!["p.toml:2:9: unknown action \"maybe\" (use allow, confirm or deny)"]
+            vec!["p.toml:2:9: unknown action \"maybe\" (use allow, notify, confirm or deny)"]
         );
         let e = errors("[[rule]]\naction = \"allow\"\ncolour = \"red\"\n");
         assert!(
@@ -586,6 +799,42 @@ mod tests {
         );
         let e = errors("[[rule]]\nname = \"x\"\n");
         assert!(e[0].contains("missing field `action`"), "{e:?}");
+        assert_eq!(
+            errors("[[rule]]\nhost = \"db1\"\naction = \"allow\"\n"),
+            vec!["p.toml:2:8: host takes a list: use host = [\"db1\"]"]
+        );
+        assert_eq!(
+            errors("[[rule]]\naction = [\"allow\"]\n"),
+            vec!["p.toml:2:10: action takes one value: use action = \"allow\""]
+        );
+        let e = errors("[[rule]]\nkeys = [\"SHA256:abc\"]\naction = \"deny\"\n");
+        assert!(
+            e[0].starts_with("p.toml:2:9: keys: \"SHA256:abc\" is not a SHA256 fingerprint"),
+            "{e:?}"
+        );
+        let e = errors("[[rule]]\nkeys = [\"MD5:12:34\"]\naction = \"deny\"\n");
+        assert!(e[0].contains("MD5 fingerprints are not matched"), "{e:?}");
+        let e = errors(
+            "[[rule]]\nhost = [\"sha256:0b6FxyQm1xdzs8K8YvOQ8k0m1x7Yv4sQjxHf3a4mP2k\"]\naction = \"deny\"\n",
+        );
+        assert!(e[0].contains("is not a SHA256 fingerprint"), "{e:?}");
+        assert!(
+            parse_str(
+                "[[rule]]\nkeys = [\"SHA256:9gXlkH9B2PQZyv1Ygq/c85tHnX2Xh6+mErPtablUL9Y\", \"work:*\"]\naction = \"deny\"\n",
+                "p.toml"
+            )
+            .is_ok()
+        );
+        let e = errors("[lock]\nidle = \"0s\"\n");
+        assert!(
+            e[0].starts_with("p.toml:2:8: lock.idle must be more than 0"),
+            "{e:?}"
+        );
+        let e = errors("[lock]\nscreen = true\n");
+        assert!(e[0].contains("unknown field `screen`"), "{e:?}");
+        let p = parse_str("[lock]\nidle = \"30m\"\non_screen_lock = true\n", "p.toml").unwrap();
+        assert_eq!(p.lock.idle, Some(Duration::from_secs(1800)));
+        assert!(p.lock.on_screen_lock);
         let e = errors("this is not toml");
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
     }

@@ -208,6 +208,16 @@ pub struct KnownHosts {
 /// How often the files' size and mtime are checked for changes.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The files the daemon reads: `$HOPWARD_KNOWN_HOSTS` (colon-separated)
+/// if set, else OpenSSH's defaults. `policy check` and `explain` use the
+/// same list, so they see the names the daemon sees.
+pub fn configured_files() -> Vec<PathBuf> {
+    match std::env::var_os("HOPWARD_KNOWN_HOSTS") {
+        Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
+        _ => default_files(),
+    }
+}
+
 /// The default files: `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`.
 pub fn default_files() -> Vec<PathBuf> {
     let mut files = Vec::new();

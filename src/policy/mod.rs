@@ -26,6 +26,8 @@ use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
+    /// Allow, and show a notification that does not wait for an answer.
+    Notify,
     Confirm,
     Deny,
 }
@@ -34,6 +36,7 @@ impl Action {
     pub fn parse(text: &str) -> Option<Action> {
         match text {
             "allow" => Some(Action::Allow),
+            "notify" => Some(Action::Notify),
             "confirm" => Some(Action::Confirm),
             "deny" => Some(Action::Deny),
             _ => None,
@@ -43,19 +46,26 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "allow",
+            Action::Notify => "notify",
             Action::Confirm => "confirm",
             Action::Deny => "deny",
         }
     }
 
-    /// The stricter of two actions (deny > confirm > allow).
+    /// The stricter of two actions (deny > confirm > notify > allow).
     pub fn stricter(self, other: Action) -> Action {
         use Action::*;
         match (self, other) {
             (Deny, _) | (_, Deny) => Deny,
             (Confirm, _) | (_, Confirm) => Confirm,
+            (Notify, _) | (_, Notify) => Notify,
             _ => Allow,
         }
+    }
+
+    /// Whether the request goes ahead without an answer from anyone.
+    pub fn allows_unasked(self) -> bool {
+        matches!(self, Action::Allow | Action::Notify)
     }
 }
 
@@ -119,11 +129,23 @@ pub struct AuditSettings {
     pub max_bytes: u64,
 }
 
+/// `[lock]`: when forwarded use locks by itself (see `crate::autolock`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockSettings {
+    /// Lock after this long without a request from this machine.
+    pub idle: Option<Duration>,
+    /// Lock when the session's screen locks.
+    pub on_screen_lock: bool,
+}
+
 /// A complete, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// The file it came from (`None`: built in).
     pub source: Option<PathBuf>,
+    /// A hash of every file's name and text that made it: a reload that
+    /// reads the same text changes nothing and keeps remembered approvals.
+    pub digest: [u8; 32],
     pub rules: Vec<Rule>,
     pub defaults: Defaults,
     pub confirm: ConfirmSettings,
@@ -131,6 +153,7 @@ pub struct Policy {
     pub audit: AuditSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
+    pub lock: LockSettings,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
     /// One shape per rule, in the same order (see [`prefilter`]).
@@ -238,9 +261,15 @@ impl Policy {
             RequestClass::ForwardedUnverified => self.defaults.forwarded_unverified,
             RequestClass::Poisoned => Action::Deny,
         };
+        // A direct login is decided by `defaults.local`, so it is named by
+        // the setting that decided it (the class, `direct`, is logged too).
+        let setting = match class {
+            RequestClass::Direct => RequestClass::Local.as_str(),
+            other => other.as_str(),
+        };
         Decision {
             action,
-            rule: format!("default:{}", class.as_str()),
+            rule: format!("default:{setting}"),
             remember: None,
         }
     }
@@ -448,6 +477,18 @@ mod tests {
 
     fn policy(text: &str) -> Policy {
         file::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn notify_sits_between_allow_and_confirm() {
+        use Action::*;
+        assert_eq!(Action::parse("notify"), Some(Notify));
+        assert_eq!(Notify.stricter(Allow), Notify);
+        assert_eq!(Allow.stricter(Notify), Notify);
+        assert_eq!(Notify.stricter(Confirm), Confirm);
+        assert_eq!(Deny.stricter(Notify), Deny);
+        assert!(Notify.allows_unasked() && Allow.allows_unasked());
+        assert!(!Confirm.allows_unasked() && !Deny.allows_unasked());
     }
 
     #[test]

@@ -178,6 +178,13 @@ mod tests {
     /// does turn rules away (else it would be no use).
     #[test]
     fn shapes_never_turn_away_a_matching_rule() {
+        // Well-formed fingerprints (a policy refuses any other), differing
+        // only in case; `hop` names a hop `SHA256:{name}`.
+        let (upper, lower) = (
+            format!("{}A", "Q".repeat(42)),
+            format!("{}A", "q".repeat(42)),
+        );
+        let (fp_upper, fp_lower) = (format!("SHA256:{upper}"), format!("SHA256:{lower}"));
         let hosts = [
             "bastion",
             "BASTION",
@@ -190,13 +197,25 @@ mod tests {
             "db?",
             "{db1,db2}",
             "[bd]b1",
-            "SHA256:db1",
-            "SHA256:DB1",
+            fp_lower.as_str(),
+            fp_upper.as_str(),
             "a\\b",
             "ab",
         ];
         let names = [
-            "bastion", "BaStIoN", "db1", "db2", "bb1", "k", "K", "\u{212A}", "ab", "x", "",
+            "bastion",
+            "BaStIoN",
+            "db1",
+            "db2",
+            "bb1",
+            "k",
+            "K",
+            "\u{212A}",
+            "ab",
+            "x",
+            "",
+            lower.as_str(),
+            upper.as_str(),
         ];
         let vias = [
             "",

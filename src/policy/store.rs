@@ -1,7 +1,8 @@
 //! The policy in force, swapped whole on reload; and where it comes from.
 //!
-//! Invariant: a reload that fails keeps the last good policy; the outcome of
-//! the last reload is kept for `status`.
+//! Invariants: a reload that fails keeps the last good policy; a reload that
+//! reads the same text changes nothing (same generation, so remembered
+//! approvals stay); the outcome of the last reload is kept for `status`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -19,12 +20,28 @@ pub fn resolve_path(flag: Option<PathBuf>) -> Option<PathBuf> {
     if let Some(env) = std::env::var_os("HOPWARD_POLICY").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(env));
     }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
+    let path = default_path()?;
+    path.exists().then_some(path)
+}
+
+/// Where the daemon looks for its policy: [`resolve_path`], else the
+/// default location even though no file is there yet (`optional`), so the
+/// first policy a user writes after starting the agent is picked up.
+pub fn resolve_watched(flag: Option<PathBuf>) -> (Option<PathBuf>, bool) {
+    match resolve_path(flag) {
+        Some(path) => (Some(path), false),
+        None => (default_path(), true),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/hopward/policy.toml` (default `~/.config/...`),
+/// whether or not it exists.
+pub fn default_path() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    let path = config.join("hopward/policy.toml");
-    path.exists().then_some(path)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|config| config.join("hopward/policy.toml"))
 }
 
 /// Loads the policy at `path`, or the built-in one.
@@ -35,6 +52,21 @@ pub fn load(path: Option<&std::path::Path>) -> Result<Policy, Vec<PolicyError>> 
     }
 }
 
+/// The daemon's store: the policy file it would use, loaded, or the
+/// built-in policy while the default file does not exist yet (it is
+/// watched and read on SIGHUP all the same).
+pub fn open(flag: Option<PathBuf>) -> Result<PolicyStore, Vec<PolicyError>> {
+    let (path, awaiting) = resolve_watched(flag);
+    // Absolute, because a forked agent leaves its starting directory (as
+    // ssh-agent does) and still reloads the file.
+    let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
+    if awaiting {
+        Ok(PolicyStore::awaiting(path))
+    } else {
+        Ok(PolicyStore::new(path.clone(), load(path.as_deref())?))
+    }
+}
+
 /// The outcome of the last (re)load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadStatus {
@@ -42,9 +74,20 @@ pub enum ReloadStatus {
     Kept { errors: Vec<String> },
 }
 
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub policy: Arc<Policy>,
+    /// False when the files held the same text as the policy in force.
+    pub changed: bool,
+}
+
 #[derive(Debug)]
 pub struct PolicyStore {
     path: Option<PathBuf>,
+    /// The path is the default location, which may not exist yet: while no
+    /// file was ever loaded from it, its absence means the built-in policy.
+    optional: bool,
     /// The policy in force and its generation, which changes with every
     /// successful reload: what is cached per policy is keyed on it (an
     /// address could be reused by the next policy).
@@ -56,11 +99,22 @@ impl PolicyStore {
     pub fn new(path: Option<PathBuf>, policy: Policy) -> Self {
         PolicyStore {
             path,
+            optional: false,
             current: RwLock::new((0, Arc::new(policy))),
             status: RwLock::new(ReloadStatus::Loaded),
         }
     }
 
+    /// A store for the default location, where no file exists yet: the
+    /// built-in policy is in force until one appears.
+    pub fn awaiting(path: Option<PathBuf>) -> Self {
+        PolicyStore {
+            optional: true,
+            ..PolicyStore::new(path, Policy::builtin())
+        }
+    }
+
+    /// The file watched and re-read on reload (it may not exist yet).
     pub fn path(&self) -> Option<&std::path::Path> {
         self.path.as_deref()
     }
@@ -83,15 +137,37 @@ impl PolicyStore {
             .clone()
     }
 
-    /// Re-reads the file. On error the last good policy stays.
-    pub fn reload(&self) -> Result<Arc<Policy>, Vec<PolicyError>> {
-        match load(self.path.as_deref()) {
+    /// Re-reads the file. On error the last good policy stays; the same
+    /// text as before leaves everything as it is.
+    pub fn reload(&self) -> Result<Reloaded, Vec<PolicyError>> {
+        let never_loaded = self.current().source.is_none();
+        let missing = self.path.as_deref().is_some_and(|p| {
+            matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        });
+        // Only while the built-in policy is in force does a missing default
+        // file mean "built in"; once a file was loaded, deleting it keeps
+        // the last good policy, as for any other unreadable file.
+        let loaded = if self.optional && never_loaded && missing {
+            Ok(Policy::builtin())
+        } else {
+            load(self.path.as_deref())
+        };
+        match loaded {
             Ok(policy) => {
-                let policy = Arc::new(policy);
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-                *current = (current.0 + 1, Arc::clone(&policy));
                 *self.status.write().unwrap_or_else(|e| e.into_inner()) = ReloadStatus::Loaded;
-                Ok(policy)
+                if current.1.digest == policy.digest {
+                    return Ok(Reloaded {
+                        policy: Arc::clone(&current.1),
+                        changed: false,
+                    });
+                }
+                let policy = Arc::new(policy);
+                *current = (current.0 + 1, Arc::clone(&policy));
+                Ok(Reloaded {
+                    policy,
+                    changed: true,
+                })
             }
             Err(errors) => {
                 *self.status.write().unwrap_or_else(|e| e.into_inner()) = ReloadStatus::Kept {
@@ -100,5 +176,40 @@ impl PolicyStore {
                 Err(errors)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bug 2 (SIGHUP's path): a store for the default location with no file
+    /// yet serves the built-in policy, and a reload reads the file once it
+    /// is written. Bug 1: reading the same text again changes nothing.
+    #[test]
+    fn a_file_written_later_is_read_and_the_same_text_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hopward/policy.toml");
+        let store = PolicyStore::awaiting(Some(path.clone()));
+        assert!(store.current().source.is_none());
+        let r = store.reload().unwrap();
+        assert!(!r.changed, "still no file: still built in, nothing changed");
+        assert_eq!(store.snapshot().0, 0);
+
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "[[rule]]\nname = \"x\"\naction = \"deny\"\n").unwrap();
+        let r = store.reload().unwrap();
+        assert!(r.changed);
+        assert_eq!(r.policy.rules.len(), 1);
+        assert_eq!(store.current().source.as_deref(), Some(path.as_path()));
+        let generation = store.snapshot().0;
+        assert!(!store.reload().unwrap().changed);
+        assert_eq!(store.snapshot().0, generation, "same text, same generation");
+
+        // Once a file was loaded, deleting it keeps the last good policy.
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.reload().is_err());
+        assert_eq!(store.current().rules.len(), 1);
+        assert!(matches!(store.status(), ReloadStatus::Kept { .. }));
     }
 }

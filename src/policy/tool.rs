@@ -1,15 +1,18 @@
-//! `hopward policy check` and `hopward policy explain`: the policy engine
-//! run from the command line, without a daemon.
+//! `hopward policy check`, `explain` and `init`: the policy engine run
+//! from the command line, without a daemon.
+//!
+//! Invariant: `init` never replaces a file (it creates the file
+//! exclusively), and checks what it wrote.
 
 use std::process::ExitCode;
 
 use crate::binding::Purpose;
-use crate::cli::{ExplainArgs, PolicyCommand};
+use crate::cli::{ExplainArgs, InitArgs, PolicyCommand};
 use crate::context::{Destination, HopView, RequestContext};
 use crate::peer::Peer;
 
-use super::file::{parse_file, unknown_name_warnings};
-use super::known_hosts::{KnownHosts, default_files};
+use super::file::{parse_file, rule_warnings, unknown_name_warnings};
+use super::known_hosts::{KnownHosts, configured_files};
 use super::store::{load, resolve_path};
 use super::{Action, Policy};
 
@@ -17,7 +20,108 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
         PolicyCommand::Check { file } => check(file),
         PolicyCommand::Explain(args) => explain(&args),
+        PolicyCommand::Init(args) => init(&args),
     }
+}
+
+/// The shipped example policies, by name.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("default", super::file::DEFAULT_POLICY),
+    ("bastion", include_str!("../../policy/bastion.toml")),
+    ("github", include_str!("../../policy/github.toml")),
+    (
+        "instance-ids",
+        include_str!("../../policy/instance-ids.toml"),
+    ),
+    ("strict", include_str!("../../policy/strict.toml")),
+];
+
+/// What `init --example default` adds after the built-in policy: a first
+/// rule to edit, commented out so the file starts as the built-in policy.
+const FIRST_RULE: &str = r#"
+# Your first rule (rules are tried in order; the first match decides).
+# Uncomment and edit, then run `hopward policy check`; a running agent
+# picks the change up by itself.
+#
+# [[rule]]
+# name = "prod through the bastion"
+# host = ["*.prod.example.com"]   # where you log in (names from known_hosts)
+# via = ["bastion"]               # the forwarding hops on the way
+# user = ["deploy"]
+# action = "confirm"              # allow | notify | confirm | deny
+# remember = "10m"
+"#;
+
+fn init(args: &InitArgs) -> ExitCode {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let Some((_, text)) = EXAMPLES.iter().find(|(name, _)| *name == args.example) else {
+        eprintln!(
+            "hopward: no example {:?}; choose one of: {}",
+            args.example,
+            EXAMPLES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let Some(path) = args
+        .file
+        .clone()
+        .or_else(|| super::store::resolve_watched(None).0)
+    else {
+        eprintln!("hopward: no $HOME or $XDG_CONFIG_HOME to put the policy in; name a FILE");
+        return ExitCode::FAILURE;
+    };
+    let mut text = text.to_string();
+    if args.example == "default" {
+        text = text.replacen(
+            "# hopward's built-in policy. It applies when no policy file exists; copy it\n\
+             # to ~/.config/hopward/policy.toml to start your own.",
+            "# Your hopward policy, written by `hopward policy init` from the built-in\n\
+             # policy: as it stands it changes nothing.",
+            1,
+        );
+        text.push_str(FIRST_RULE);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            eprintln!("hopward: cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    match written {
+        Ok(()) => println!(
+            "wrote {} (from the {} example)",
+            path.display(),
+            args.example
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!(
+                "hopward: {} exists; not overwriting it (hopward policy check {} checks it)",
+                path.display(),
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("hopward: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    check(Some(path))
 }
 
 fn check(file: Option<std::path::PathBuf>) -> ExitCode {
@@ -27,9 +131,12 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     };
     match parse_file(&path) {
         Ok(policy) => {
-            let mut files = default_files();
+            let mut files = configured_files();
             files.extend(policy.known_hosts.iter().cloned());
             for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
+                println!("{warning}");
+            }
+            for warning in rule_warnings(&path) {
                 println!("{warning}");
             }
             for warning in super::lint::reported_hop_warnings(&policy) {
@@ -136,6 +243,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let decision = policy.decide(&ctx);
+    // explain takes the names it is given as verified; a real request
+    // names a host only through known_hosts.
+    let mut files = configured_files();
+    files.extend(policy.known_hosts.iter().cloned());
+    let known = KnownHosts::new(files);
+    for hop in &ctx.chain {
+        for name in &hop.names {
+            if !known.mentions(name) {
+                println!(
+                    "note:     no known_hosts file names {name:?}; a real request through it \
+                     would show `unknown host SHA256:...` and no rule naming {name:?} would match it"
+                );
+            }
+        }
+    }
     let source = path.map_or_else(
         || "built-in policy".to_string(),
         |p| p.display().to_string(),
@@ -152,6 +274,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     }
     let why = match decision.action {
         Action::Allow => "signed without asking".to_string(),
+        Action::Notify => "signed without asking, with a notification".to_string(),
         Action::Deny => "refused".to_string(),
         Action::Confirm => match decision.remember {
             Some(d) => format!("asks first; a yes is remembered for {}s", d.as_secs()),

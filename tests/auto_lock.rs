@@ -1,0 +1,230 @@
+//! Auto-lock (`[lock]`): no request from this machine for `idle`, or the
+//! session's screen locking, locks forwarded use. Checked through the agent
+//! protocol and `hopward status`; the screen lock on a real session bus
+//! (`dbus-run-session`), with signals sent by a real bus client that owns
+//! the screensaver's name and forged ones sent by `dbus-send`.
+//!
+//! Not covered here: logind's `Lock` on the system bus (the tests have no
+//! system bus with logind); that listener checks the sender against
+//! logind's unique name and the session's user against this uid.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::notifier::Bus;
+use common::*;
+
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(agent: &Daemon) -> serde_json::Value {
+    serde_json::from_slice(
+        &ok(run(Command::new(HOPWARD)
+            .args(["status", "--json", "-a"])
+            .arg(&agent.sock)))
+        .stdout,
+    )
+    .expect("status JSON")
+}
+
+/// A connection bound as `ssh -A` binds it: through a forwarding hop.
+fn forwarded(agent: &Daemon) -> UnixStream {
+    let mut s = agent.connect();
+    assert_eq!(
+        request(&mut s, &session_bind_request(9, b"bastion-sid", true)),
+        vec![6]
+    );
+    s
+}
+
+/// One list request; `None` when the agent has cut the connection.
+fn try_list(s: &mut UnixStream) -> Option<Vec<u8>> {
+    s.write_all(&[0, 0, 0, 1, 11]).ok()?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// The number of keys a list answer holds.
+fn listed(reply: &[u8]) -> u32 {
+    assert_eq!(reply[0], 12, "not an identities answer: {reply:?}");
+    u32::from_be_bytes(reply[1..5].try_into().unwrap())
+}
+
+fn agent_with_key(policy: &str, env: &[(&str, &str)]) -> (Daemon, tempfile::TempDir) {
+    let tmp = tempdir();
+    let mut builder = Daemon::builder().policy(policy);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let agent = builder.start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    (agent, tmp)
+}
+
+/// Forwarded use is refused (the bind, then every request on that
+/// connection) and local use is not.
+#[track_caller]
+fn only_forwarded_use_is_locked(agent: &Daemon) {
+    let mut fwd = agent.connect();
+    assert_eq!(
+        request(&mut fwd, &session_bind_request(9, b"bastion-sid", true)),
+        vec![5]
+    );
+    assert_eq!(listed(&try_list(&mut fwd).expect("an answer")), 0);
+    assert_eq!(listed(&request(&mut agent.connect(), &[11])), 1);
+}
+
+#[test]
+fn idle_locks_forwarded_use_and_forwarded_requests_do_not_keep_it_awake() {
+    let (agent, _tmp) = agent_with_key(&format!("{ALLOW_ALL}[lock]\nidle = \"2s\"\n"), &[]);
+    let mut fwd = forwarded(&agent);
+    assert_eq!(listed(&try_list(&mut fwd).unwrap()), 1);
+    // Keep asking through the forwarded connection until the lock cuts it:
+    // those requests must not count as use of this machine.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while try_list(&mut fwd).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "forwarded requests kept the agent awake"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = status(&agent);
+    assert_eq!(s["forwarded_locked"], true, "{s:#}");
+    assert_eq!(
+        s["forwarded_locked_because"],
+        "no request from this machine for 2s"
+    );
+    assert_eq!(s["locked"], false, "only forwarded use locks");
+    only_forwarded_use_is_locked(&agent);
+    let text = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(
+        text.contains("forwarded use LOCKED (no request from this machine for 2s; undo with hopward unlock --forwarded)"),
+        "{text}"
+    );
+
+    // Unlocking starts the idle clock again.
+    ok(run(Command::new(HOPWARD)
+        .args(["unlock", "--forwarded", "-a"])
+        .arg(&agent.sock)));
+    assert_eq!(status(&agent)["forwarded_locked"], false);
+    let mut fwd = forwarded(&agent);
+    assert_eq!(listed(&try_list(&mut fwd).unwrap()), 1);
+}
+
+#[test]
+fn the_screen_lock_locks_forwarded_use_and_only_the_screensaver_is_believed() {
+    let bus = Bus::bare();
+    let (agent, _tmp) = agent_with_key(
+        &format!("{ALLOW_ALL}[lock]\non_screen_lock = true\n"),
+        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
+    );
+    wait_for("the listener", || {
+        agent
+            .log_text()
+            .contains("listening for screen locks on the session bus")
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = |name: Option<&str>| {
+        rt.block_on(async {
+            let mut b = zbus::connection::Builder::address(bus.address.as_str()).unwrap();
+            if let Some(name) = name {
+                b = b.name(name).unwrap();
+            }
+            b.build().await.unwrap()
+        })
+    };
+    let active_changed = |conn: &zbus::Connection, iface: &str, path: &str, active: bool| {
+        rt.block_on(conn.emit_signal(None::<&str>, path, iface, "ActiveChanged", &(active,)))
+            .unwrap();
+    };
+    let saver = connect(Some("org.freedesktop.ScreenSaver"));
+    let forge = |iface: &str| {
+        ok(run(Command::new("dbus-send")
+            .arg(format!("--bus={}", bus.address))
+            .arg("--type=signal")
+            .arg("/org/freedesktop/ScreenSaver")
+            .arg(format!("{iface}.ActiveChanged"))
+            .arg("boolean:true")));
+    };
+    let ignored = |agent: &Daemon| {
+        agent
+            .log_text()
+            .matches("ignored a screen-lock signal")
+            .count()
+    };
+
+    // Another client sends the screensaver's signal: ignored.
+    forge("org.freedesktop.ScreenSaver");
+    wait_for("the forged signal to be seen", || ignored(&agent) == 1);
+    assert_eq!(status(&agent)["forwarded_locked"], false);
+
+    // The screensaver itself says the screen locked.
+    active_changed(
+        &saver,
+        "org.freedesktop.ScreenSaver",
+        "/org/freedesktop/ScreenSaver",
+        true,
+    );
+    wait_for("the lock", || status(&agent)["forwarded_locked"] == true);
+    assert_eq!(
+        status(&agent)["forwarded_locked_because"],
+        "the screen locked (org.freedesktop.ScreenSaver)"
+    );
+    only_forwarded_use_is_locked(&agent);
+
+    // The screen unlocking does not unlock forwarded use (signals only
+    // ever lock); a forged signal after it is the barrier that shows the
+    // unlock signal was handled.
+    active_changed(
+        &saver,
+        "org.freedesktop.ScreenSaver",
+        "/org/freedesktop/ScreenSaver",
+        false,
+    );
+    forge("org.freedesktop.ScreenSaver");
+    wait_for("the second forged signal", || ignored(&agent) == 2);
+    assert_eq!(status(&agent)["forwarded_locked"], true);
+
+    // GNOME's screensaver, with nobody owning its name yet: a signal on
+    // its interface is nobody's word; then the owner's is believed.
+    ok(run(Command::new(HOPWARD)
+        .args(["unlock", "--forwarded", "-a"])
+        .arg(&agent.sock)));
+    forge("org.gnome.ScreenSaver");
+    wait_for("the forged GNOME signal", || ignored(&agent) == 3);
+    assert_eq!(status(&agent)["forwarded_locked"], false);
+    let gnome = connect(Some("org.gnome.ScreenSaver"));
+    active_changed(
+        &gnome,
+        "org.gnome.ScreenSaver",
+        "/org/gnome/ScreenSaver",
+        true,
+    );
+    wait_for("the GNOME lock", || {
+        status(&agent)["forwarded_locked"] == true
+    });
+    assert_eq!(
+        status(&agent)["forwarded_locked_because"],
+        "the screen locked (org.gnome.ScreenSaver)"
+    );
+}
