@@ -138,8 +138,9 @@ impl Certificate {
     }
 }
 
-/// OpenSSH 10.5's `SSH_ALLOWED_CA_SIGALGS`.
-const ALLOWED_CA_SIGALGS: [&str; 9] = [
+/// OpenSSH 10.5's `SSH_ALLOWED_CA_SIGALGS` (its `CASignatureAlgorithms`
+/// default, ML-DSA composite included).
+const ALLOWED_CA_SIGALGS: [&str; 10] = [
     "ssh-ed25519",
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
@@ -149,6 +150,7 @@ const ALLOWED_CA_SIGALGS: [&str; 9] = [
     "webauthn-sk-ecdsa-sha2-nistp256@openssh.com",
     "rsa-sha2-512",
     "rsa-sha2-256",
+    "ssh-mldsa44-ed25519@openssh.com",
 ];
 
 /// Seconds since the Unix epoch now.
