@@ -606,8 +606,8 @@ fn query_extension_answers_ssh_add_10_5() {
         query_names(&request(&mut fwd, &query())),
         ["query", "session-bind@openssh.com"]
     );
-    // Unknown extensions stay SSH_AGENT_FAILURE; a known one that fails is
-    // SSH_AGENT_EXTENSION_FAILURE, as in OpenSSH 10.3+.
+    // Unknown extensions stay SSH_AGENT_FAILURE; a session-bind that fails
+    // is SSH_AGENT_EXTENSION_FAILURE, as in OpenSSH 10.3+.
     let mut unknown = vec![27];
     put_string(&mut unknown, b"made-up@example.com");
     assert_eq!(request(&mut fwd, &unknown), vec![5]);
@@ -618,7 +618,14 @@ fn query_extension_answers_ssh_add_10_5() {
     let mut control = vec![27];
     put_string(&mut control, b"control@hopward");
     put_string(&mut control, b"{\"op\":\"no-such-op\"}");
-    assert_eq!(request(&mut agent.connect(), &control), vec![28]);
+    // hopward's own control extension answers a request it cannot carry out
+    // with the error, so `hopward` can say what went wrong.
+    let reply = request(&mut agent.connect(), &control);
+    assert_eq!(reply[0], 6);
+    assert!(
+        String::from_utf8_lossy(&reply).contains("\"error\":\"unknown control operation"),
+        "{reply:?}"
+    );
     // Locked: refused, as ssh-agent refuses every extension but
     // session-bind while locked.
     let mut lock = vec![22];
