@@ -26,6 +26,9 @@ pub struct AgentOptions {
     pub owner_uid: u32,
     /// known_hosts files that name host keys (the policy may add more).
     pub known_hosts: Vec<PathBuf>,
+    /// `--upstream`: the agent hopward fronts; wins over the policy's
+    /// `[upstream] socket`.
+    pub upstream: Option<PathBuf>,
 }
 
 /// The running agent.
@@ -45,6 +48,8 @@ pub struct Agent {
     forwarded_locked: AtomicBool,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
+    /// What was last learnt about the upstream agent (for `status`).
+    pub upstream: crate::upstream::UpstreamState,
 }
 
 /// What the agent knows about one open connection.
@@ -70,6 +75,7 @@ impl Agent {
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             prompts: crate::prompts::PromptBroker::default(),
+            upstream: crate::upstream::UpstreamState::default(),
         }
     }
 
@@ -115,6 +121,18 @@ impl Agent {
         }
         counts.sort();
         counts
+    }
+
+    /// The upstream agent's socket and how long a request to it may take:
+    /// `--upstream`, else the policy in force (so a reload can change it).
+    pub fn upstream(&self) -> Option<(PathBuf, Duration)> {
+        let policy = self.policy.current();
+        let socket = self
+            .options
+            .upstream
+            .clone()
+            .or_else(|| policy.upstream.socket.clone())?;
+        Some((socket, policy.upstream.timeout))
     }
 
     pub fn forwarded_locked(&self) -> bool {

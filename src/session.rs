@@ -43,6 +43,11 @@ pub struct Session {
     /// files and the policy stay the same (names are looked up once per
     /// connection, not once per request).
     views: std::sync::Mutex<Option<(ViewsKey, Vec<HopView>)>>,
+    /// Every session-bind this connection accepted, as received, in order:
+    /// replayed on the upstream connection before anything is forwarded.
+    binds: Vec<Vec<u8>>,
+    /// This connection's own link to the upstream agent (upstream mode).
+    upstream: crate::upstream::UpstreamLink,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -90,6 +95,8 @@ impl Session {
             id,
             chain: Chain::default(),
             views: std::sync::Mutex::new(None),
+            binds: Vec::new(),
+            upstream: crate::upstream::UpstreamLink::default(),
         }
     }
 
@@ -125,7 +132,7 @@ impl Session {
             };
         }
         match request {
-            Request::RequestIdentities => self.list(),
+            Request::RequestIdentities => self.list().await,
             Request::Sign {
                 key_blob,
                 data,
@@ -150,7 +157,7 @@ impl Session {
             Request::Extension {
                 name: crate::control::EXTENSION,
                 body,
-            } => self.control(body),
+            } => self.control(body).await,
             Request::Extension { name: "query", .. } => self.query(),
             Request::Extension { name, .. } => {
                 debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
@@ -181,10 +188,14 @@ impl Session {
     /// owner (or root). Refusing it there is `SSH_AGENT_FAILURE`, as ssh-agent
     /// refuses extensions while locked; a control request that runs and fails
     /// is `SSH_AGENT_EXTENSION_FAILURE`.
-    fn control(&mut self, body: &[u8]) -> Vec<u8> {
+    async fn control(&mut self, body: &[u8]) -> Vec<u8> {
         if !self.control_allowed() {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
+        }
+        if crate::control::wants_status(body) {
+            // Status says whether upstream answers now, not when last used.
+            self.probe_upstream().await;
         }
         match crate::control::handle(&self.agent, body) {
             Ok(reply) => {
@@ -215,6 +226,7 @@ impl Session {
         }
         match result {
             Ok(()) => {
+                self.binds.push(body.to_vec());
                 if let Some(hop) = self.chain.last() {
                     debug!(
                         conn = self.id,
@@ -275,17 +287,11 @@ impl Session {
             unix_now(),
         )
         .map_err(|_| None)?;
-        if class == RequestClass::Local || class == RequestClass::Direct {
-            return Ok(());
-        }
-        self.agent
-            .policy
-            .current()
-            .could_allow(&identity.fingerprint, &identity.comment, hops, class)
+        self.policy_visible(&identity.fingerprint, &identity.comment, hops, class)
             .map_err(Some)
     }
 
-    fn list(&self) -> Vec<u8> {
+    async fn list(&mut self) -> Vec<u8> {
         let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         let mut shown = Vec::new();
@@ -293,31 +299,140 @@ impl Session {
             match self.visible(&id, &hops, class) {
                 Ok(()) => shown.push(id),
                 // Hidden by the policy: the remote side tried and was refused.
-                Err(Some(rule)) => self.agent.audit.record(
-                    AuditRecord::key_event(
-                        "list",
-                        Some((&id.fingerprint, &id.comment)),
-                        class,
-                        &hops,
-                        &self.peer,
-                        self.id,
-                    )
-                    .decided(false, &rule, &rule),
-                ),
+                Err(Some(rule)) => {
+                    self.audit_hidden((&id.fingerprint, &id.comment), class, &hops, &rule)
+                }
                 Err(None) => {}
             }
         }
-        proto::identities_answer(shown.iter().map(|id| (id.blob(), id.comment.as_str())))
+        let mut upstream = self.upstream_listing().await;
+        // A key both hold is hopward's: listed once, signed here.
+        upstream.retain(|k| !shown.iter().any(|id| id.blob() == k.blob.as_slice()));
+        upstream.retain(
+            |k| match self.policy_visible(&k.fingerprint, &k.comment, &hops, class) {
+                Ok(()) => true,
+                Err(rule) => {
+                    self.audit_hidden((&k.fingerprint, &k.comment), class, &hops, &rule);
+                    false
+                }
+            },
+        );
+        let answer: Vec<(&[u8], &str)> = shown
+            .iter()
+            .map(|id| (id.blob(), id.comment.as_str()))
+            .chain(
+                upstream
+                    .iter()
+                    .map(|k| (k.blob.as_slice(), k.comment.as_str())),
+            )
+            .collect();
+        proto::identities_answer(answer.into_iter())
+    }
+
+    fn audit_hidden(&self, key: (&str, &str), class: RequestClass, hops: &[HopView], rule: &str) {
+        self.agent.audit.record(
+            AuditRecord::key_event("list", Some(key), class, hops, &self.peer, self.id)
+                .decided(false, rule, rule),
+        );
+    }
+
+    /// The upstream agent this connection may use, and the bound on each
+    /// request to it. `None` without an upstream, and for hopward's own
+    /// connections: an upstream socket that leads back to this agent must
+    /// not make it call itself without end.
+    fn upstream_target(&self) -> Option<(std::path::PathBuf, Duration)> {
+        let target = self.agent.upstream()?;
+        if self.peer.pid == Some(std::process::id()) {
+            debug!(
+                conn = self.id,
+                "upstream not used on hopward's own connection (the upstream socket leads back here)"
+            );
+            return None;
+        }
+        Some(target)
+    }
+
+    /// Why upstream keys are out of reach on this connection right now, if
+    /// they are: a locked agent hides them as it hides its own keys, and a
+    /// connection poisoned by a bind hopward refused never reaches upstream
+    /// (the upstream would see a chain without the bad bind).
+    fn upstream_barred(&self) -> Option<&'static str> {
+        if self.agent.keystore.is_locked() {
+            Some("the agent is locked")
+        } else if self.chain.is_poisoned() {
+            Some("a session-bind on this connection was refused")
+        } else if self.upstream.is_poisoned() {
+            Some("the upstream agent refused a session-bind on this connection")
+        } else {
+            None
+        }
+    }
+
+    /// The upstream's keys as it lists them on this connection (its own
+    /// restrictions applied to the replayed binds); empty, with a log line,
+    /// when it cannot be asked.
+    async fn upstream_listing(&mut self) -> Vec<crate::upstream::UpstreamKey> {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return Vec::new();
+        };
+        if let Some(why) = self.upstream_barred() {
+            debug!(
+                conn = self.id,
+                "upstream keys left out of the listing: {why}"
+            );
+            return Vec::new();
+        }
+        match self.upstream.list(&path, &self.binds, timeout).await {
+            Ok(keys) => {
+                let keys = keys.to_vec();
+                self.agent.upstream.record(Ok(None));
+                keys
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "upstream keys left out of the listing: {e}");
+                self.agent.upstream.record(Err(&e));
+                Vec::new()
+            }
+        }
+    }
+
+    /// For `hopward status`: asks the upstream for its keys on a connection
+    /// of its own (no binds: everything it would list locally).
+    async fn probe_upstream(&self) {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return;
+        };
+        let mut link = crate::upstream::UpstreamLink::default();
+        match link
+            .list(&path, &[], timeout.min(Duration::from_secs(5)))
+            .await
+        {
+            Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
+            Err(e) => self.agent.upstream.record(Err(&e)),
+        }
+    }
+
+    /// The policy's part of [`Session::visible`]: on a forwarded connection,
+    /// hides a key no rule could allow there. `Err` carries the rule.
+    fn policy_visible(
+        &self,
+        fingerprint: &str,
+        comment: &str,
+        hops: &[HopView],
+        class: RequestClass,
+    ) -> Result<(), String> {
+        if class == RequestClass::Local || class == RequestClass::Direct {
+            return Ok(());
+        }
+        self.agent
+            .policy
+            .current()
+            .could_allow(fingerprint, comment, hops, class)
     }
 
     async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
         let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
-            debug!(
-                conn = self.id,
-                "sign: no such key {}",
-                describe_blob(key_blob)
-            );
-            return failure();
+            return self.sign_upstream(key_blob, data, flags).await;
         };
         let signed_data = SignedData::parse(data);
         let policy = self.agent.policy.current();
@@ -378,6 +493,97 @@ impl Session {
                 failure()
             }
         }
+    }
+
+    /// A sign request for a key hopward does not hold: decided by the policy
+    /// exactly as for its own keys, then, only if allowed, passed to the
+    /// upstream on this connection's own link (binds replayed first).
+    async fn sign_upstream(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+        let no_such_key = |conn: u64| {
+            debug!(conn, "sign: no such key {}", describe_blob(key_blob));
+            failure()
+        };
+        let Some((path, timeout)) = self.upstream_target() else {
+            return no_such_key(self.id);
+        };
+        if let Some(why) = self.upstream_barred() {
+            warn!(conn = self.id, peer = %self.peer, "sign refused for a key hopward does not hold: {why}");
+            return failure();
+        }
+        let key = match self.upstream.known_key(key_blob) {
+            Some(key) => key.clone(),
+            // Not listed on this connection yet (or changed since): ask.
+            None => match self.upstream.list(&path, &self.binds, timeout).await {
+                Ok(keys) => match keys.iter().find(|k| k.blob == key_blob) {
+                    Some(key) => key.clone(),
+                    None => return no_such_key(self.id),
+                },
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "sign refused: cannot list the upstream's keys: {e}");
+                    self.agent.upstream.record(Err(&e));
+                    return failure();
+                }
+            },
+        };
+        let signed_data = SignedData::parse(data);
+        let policy = self.agent.policy.current();
+        let context = RequestContext::new(
+            (&key.fingerprint, &key.comment, key_blob),
+            &self.chain,
+            self.hop_views(),
+            &signed_data,
+            &self.peer,
+        );
+        debug!(conn = self.id, "request context (upstream key): {context}");
+        // The upstream applies its own constraints (ssh-add -h, -c) to the
+        // replayed binds; the policy decides before it is ever asked.
+        let decision = policy.decide(&context);
+        let verdict = self
+            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
+            .await;
+        if !verdict.allowed {
+            self.audit_upstream_sign(&context, false, &decision.rule, &verdict.reason);
+            info!(
+                conn = self.id,
+                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
+            );
+            return failure();
+        }
+        let result = self
+            .upstream
+            .sign(&path, &self.binds, (key_blob, data, flags), timeout)
+            .await;
+        match result {
+            Ok(reply) => {
+                self.audit_upstream_sign(&context, true, &decision.rule, &verdict.reason);
+                reply
+            }
+            Err(e) => {
+                // Allowed here, yet no signature: the audit says where it stopped.
+                let reason = match e {
+                    crate::upstream::UpstreamError::Refused { .. }
+                    | crate::upstream::UpstreamError::BindRefused { .. }
+                    | crate::upstream::UpstreamError::Poisoned => "upstream-refused",
+                    _ => "upstream-failed",
+                };
+                warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", decision.rule);
+                self.agent.upstream.record(Err(&e));
+                self.audit_upstream_sign(&context, false, &decision.rule, reason);
+                failure()
+            }
+        }
+    }
+
+    fn audit_upstream_sign(
+        &self,
+        context: &RequestContext,
+        allowed: bool,
+        rule: &str,
+        reason: &str,
+    ) {
+        let mut record = AuditRecord::sign(context, allowed, rule, reason, self.id);
+        record.upstream = true;
+        self.agent.audit.record(record);
     }
 
     /// Puts a sign decision into effect: allow, deny, or ask (unless a
