@@ -531,3 +531,4 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
 
 pub mod notifier;
 pub mod sshd;
+pub mod upstream;
