@@ -403,10 +403,7 @@ impl Session {
             return;
         };
         let mut link = crate::upstream::UpstreamLink::default();
-        match link
-            .list(&path, &[], timeout.min(Duration::from_secs(5)))
-            .await
-        {
+        match link.list(&path, &[], timeout).await {
             Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
             Err(e) => self.agent.upstream.record(Err(&e)),
         }

@@ -30,6 +30,13 @@ use crate::wire::{Reader, put_string, put_u32};
 /// accepts at once or not at all; a full backlog must not hold a request.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a listing may take at most, whatever `[upstream] timeout` says.
+/// Listing needs no person, yet an upstream busy with someone's approval
+/// (ssh-agent asks while serving nobody else) would hold every `ssh-add -l`
+/// and every login's key listing for that long: past this, hopward lists
+/// its own keys without the upstream's and says so in the log.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most keys accepted in one upstream listing (bounds what a garbage answer
 /// can make hopward allocate; the frame limit bounds it too).
 const MAX_KEYS: u32 = 2048;
@@ -182,7 +189,8 @@ impl UpstreamLink {
         self.keys.iter().find(|k| k.blob == blob)
     }
 
-    /// Lists the upstream's keys on this link (after replaying the binds).
+    /// Lists the upstream's keys on this link (after replaying the binds),
+    /// waiting at most `timeout` or [`LIST_TIMEOUT`], whichever is shorter.
     pub async fn list(
         &mut self,
         path: &Path,
@@ -194,7 +202,7 @@ impl UpstreamLink {
                 path,
                 binds,
                 &[SSH_AGENTC_REQUEST_IDENTITIES],
-                timeout,
+                timeout.min(LIST_TIMEOUT),
                 "list keys",
             )
             .await?;
