@@ -271,7 +271,21 @@ impl UpstreamLink {
         if self.poisoned {
             return Err(UpstreamError::Poisoned);
         }
-        let result = self.call_inner(path, binds, body, timeout, what).await;
+        let reused = self.stream.is_some() && self.connected_to.as_deref() == Some(path);
+        let mut result = self.call_inner(path, binds, body, timeout, what).await;
+        if reused
+            && matches!(
+                result,
+                Err(UpstreamError::Closed { .. } | UpstreamError::Io { .. })
+            )
+        {
+            // A connection kept from an earlier request found the upstream
+            // gone (restarted, say): it never answered this request, so it
+            // is asked once more on a fresh connection, binds replayed.
+            tracing::debug!("upstream connection went stale, reconnecting: {result:?}");
+            self.drop_stream();
+            result = self.call_inner(path, binds, body, timeout, what).await;
+        }
         match &result {
             Err(UpstreamError::Refused { .. }) => {}
             Err(UpstreamError::BindRefused { .. }) => {
