@@ -167,17 +167,20 @@ enum Mode {
     BadSignature,
 }
 
+/// Request bodies the fake upstream received, with its connection number.
+type Seen = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
 struct Fake {
     mode: Arc<Mutex<Mode>>,
     /// Every request body, by upstream connection number.
-    seen: Arc<Mutex<Vec<(usize, Vec<u8>)>>>,
+    seen: Seen,
     key: Vec<u8>,
 }
 
 fn fake_upstream(sock: &Path, key: Vec<u8>) -> Fake {
     let listener = UnixListener::bind(sock).unwrap();
     let mode = Arc::new(Mutex::new(Mode::Fine));
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let (m, s, k) = (Arc::clone(&mode), Arc::clone(&seen), key.clone());
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
