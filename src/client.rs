@@ -184,6 +184,11 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             "upstream:    {}, {state}\n",
             crate::text::clean(&s(&up["socket"]), 200)
         ));
+        if up["session_bind"] == false {
+            out.push_str(
+                "             it knows no session-bind: only hopward's policy restricts its keys\n",
+            );
+        }
         out.push_str(&format!("upstream keys ({}):\n", ukeys.len()));
         for k in &ukeys {
             out.push_str(&format!(

@@ -124,6 +124,7 @@ fn status(agent: &Agent) -> Value {
             "reachable": health.reachable,
             "error": health.error,
             "timeout_secs": timeout.as_secs(),
+            "session_bind": health.session_bind,
             "keys": health.keys.iter().map(|k| json!({
                 "comment": k.comment,
                 "fingerprint": k.fingerprint,

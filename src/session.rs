@@ -386,6 +386,7 @@ impl Session {
             Ok(keys) => {
                 let keys = keys.to_vec();
                 self.agent.upstream.record(Ok(None));
+                self.note_bind_support();
                 keys
             }
             Err(e) => {
@@ -393,6 +394,22 @@ impl Session {
                 self.agent.upstream.record(Err(&e));
                 Vec::new()
             }
+        }
+    }
+
+    /// Notes (once for the agent) an upstream that turned out to know no
+    /// session-bind on this connection.
+    fn note_bind_support(&self) {
+        if self.binds.is_empty() {
+            return;
+        }
+        let supported = !self.upstream.binds_unsupported();
+        if self.agent.upstream.record_binds(supported) && !supported {
+            warn!(
+                conn = self.id,
+                "the upstream agent knows no session-bind (it refused a valid one): \
+                 binds are not passed to it, and only hopward's policy restricts its keys"
+            );
         }
     }
 
@@ -552,6 +569,7 @@ impl Session {
             .await;
         match result {
             Ok(reply) => {
+                self.note_bind_support();
                 self.audit_upstream_sign(&context, true, &decision.rule, &verdict.reason);
                 reply
             }

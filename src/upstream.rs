@@ -6,7 +6,11 @@
 //! received is replayed on it, in order, before any request is forwarded, so
 //! the upstream applies its own restrictions to what it sees. A bind the
 //! upstream refuses poisons the link for good: nothing is forwarded on it
-//! again. Every wait (connect, write, reply) is bounded; any error drops the
+//! again. The one exception is an upstream that knows no session-bind at
+//! all (gpg-agent 2.2, for one, refuses every extension): it has no hop
+//! restrictions to keep, so when it refuses the first bind and also refuses
+//! a valid bind made up on a connection of its own, binds are no longer
+//! replayed to it and hopward's policy alone restricts its keys. Every wait (connect, write, reply) is bounded; any error drops the
 //! upstream connection, so the next request reconnects and replays the binds
 //! from the start, and an answer that arrives late can never be taken for the
 //! answer to a later request. Only public keys, data to sign and signatures
@@ -118,6 +122,8 @@ pub struct Health {
     pub reachable: Option<bool>,
     pub error: Option<String>,
     pub keys: Vec<UpstreamKey>,
+    /// `Some(false)`: it refused a valid session-bind, so it knows none.
+    pub session_bind: Option<bool>,
 }
 
 /// Agent-wide upstream state: only what `hopward status` shows. Nothing in
@@ -157,6 +163,13 @@ impl UpstreamState {
         }
     }
 
+    /// Records whether the upstream knows session-bind; true when that is
+    /// news (so it is logged once, not on every connection).
+    pub fn record_binds(&self, supported: bool) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.session_bind.replace(supported) != Some(supported)
+    }
+
     pub fn health(&self) -> Health {
         self.health
             .lock()
@@ -175,6 +188,9 @@ pub struct UpstreamLink {
     replayed: usize,
     /// Set for good when the upstream refuses a bind.
     poisoned: bool,
+    /// The upstream on `stream` knows no session-bind (see the module
+    /// documentation): binds are not replayed to it.
+    binds_unsupported: bool,
     /// The upstream's keys as last listed on this link.
     keys: Vec<UpstreamKey>,
 }
@@ -182,6 +198,12 @@ pub struct UpstreamLink {
 impl UpstreamLink {
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// Whether the upstream behind this link turned out to know no
+    /// session-bind (`None`: not found out on this link).
+    pub fn binds_unsupported(&self) -> bool {
+        self.binds_unsupported
     }
 
     /// The key with this blob from the last listing on this link.
@@ -255,6 +277,8 @@ impl UpstreamLink {
         self.stream = None;
         self.connected_to = None;
         self.replayed = 0;
+        // A new connection may find another agent behind the path.
+        self.binds_unsupported = false;
     }
 
     /// Sends one request, after connecting and replaying the binds this
@@ -325,6 +349,9 @@ impl UpstreamLink {
             self.connected_to = Some(path.to_path_buf());
             self.replayed = 0;
         }
+        if self.binds_unsupported {
+            self.replayed = binds.len();
+        }
         while self.replayed < binds.len() {
             let index = self.replayed;
             let mut bind = Vec::with_capacity(binds[index].len() + 32);
@@ -335,6 +362,13 @@ impl UpstreamLink {
                 .round_trip(path, &bind, timeout, "accept a session-bind")
                 .await?;
             if reply.as_slice() != [SSH_AGENT_SUCCESS] {
+                // Only a refused first bind can mean "no session-bind here":
+                // an upstream that took one knows them.
+                if index == 0 && !probe_accepts_bind(path, timeout).await? {
+                    self.binds_unsupported = true;
+                    self.replayed = binds.len();
+                    break;
+                }
                 return Err(UpstreamError::BindRefused {
                     path: path.to_path_buf(),
                     index: index + 1,
@@ -408,6 +442,61 @@ impl UpstreamLink {
             }),
         }
     }
+}
+
+/// Whether the upstream accepts a valid session-bind: one made up here, for
+/// a random session id signed by a throwaway host key, sent on a connection
+/// of its own that is closed right after.
+async fn probe_accepts_bind(path: &Path, timeout: Duration) -> Result<bool, UpstreamError> {
+    use rand_core::RngCore as _;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    let mut session_id = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut *seed);
+    rand_core::OsRng.fill_bytes(&mut session_id);
+    let public = crate::proto::PublicParts::Ed25519(crate::sign::ed25519_public(&seed));
+    let garbage = |detail: String| UpstreamError::Garbage {
+        path: path.to_path_buf(),
+        what: "probe session-bind",
+        detail,
+    };
+    let key = crate::sign::SigningKey::new(
+        &public,
+        &crate::proto::SecretParts::Ed25519(seed.as_slice()),
+    )
+    .map_err(|e| garbage(format!("cannot make a throwaway host key: {e}")))?;
+    let signature = key
+        .sign(&session_id, 0)
+        .map_err(|e| garbage(format!("cannot sign with a throwaway host key: {e}")))?;
+    let mut sig_blob = Vec::new();
+    put_string(&mut sig_blob, signature.algorithm.as_bytes());
+    put_string(&mut sig_blob, &signature.blob);
+    let mut bind = vec![SSH_AGENTC_EXTENSION];
+    put_string(&mut bind, b"session-bind@openssh.com");
+    put_string(&mut bind, &public.blob());
+    put_string(&mut bind, &session_id);
+    put_string(&mut bind, &sig_blob);
+    bind.push(0);
+    let timeout = timeout.min(LIST_TIMEOUT);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+        .await
+        .map_err(|_| UpstreamError::Timeout {
+            path: path.to_path_buf(),
+            what: "accept the connection",
+            after: CONNECT_TIMEOUT,
+        })?
+        .map_err(|source| UpstreamError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut probe = UpstreamLink {
+        stream: Some(stream),
+        connected_to: Some(path.to_path_buf()),
+        ..UpstreamLink::default()
+    };
+    let reply = probe
+        .round_trip(path, &bind, timeout, "probe session-bind")
+        .await?;
+    Ok(reply.as_slice() == [SSH_AGENT_SUCCESS])
 }
 
 /// Reads an `SSH_AGENT_IDENTITIES_ANSWER`, every byte of it.

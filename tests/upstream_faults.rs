@@ -155,8 +155,10 @@ enum Mode {
     /// Answers binds with success, lists one key, signs with a
     /// well-formed (meaningless) signature.
     Fine,
-    /// Refuses every session-bind.
-    RefuseBinds,
+    /// Takes the first session-bind of each connection, refuses the rest.
+    RefuseSecondBind,
+    /// Knows no session-bind: refuses every one (as gpg-agent 2.2 does).
+    NoBinds,
     /// A frame length of 4 GiB.
     HugeFrame,
     /// An identities answer with bytes left over.
@@ -199,6 +201,7 @@ fn serve_fake(
     seen: &Mutex<Vec<(usize, Vec<u8>)>>,
     key: &[u8],
 ) {
+    let mut binds = 0;
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).is_err() {
@@ -218,13 +221,17 @@ fn serve_fake(
         put_string(&mut sig, &[9; 64]);
         let mut signed = vec![14];
         put_string(&mut signed, &sig);
+        if body[0] == 27 {
+            binds += 1;
+        }
         let reply: Vec<u8> = match (mode, body[0]) {
             (Mode::Hangs, _) => return,
             (Mode::HugeFrame, _) => {
                 let _ = stream.write_all(&[0xff, 0xff, 0xff, 0xff, 12]);
                 return;
             }
-            (Mode::RefuseBinds, 27) => vec![5],
+            (Mode::NoBinds, _) if body[0] != 11 && body[0] != 13 => vec![5],
+            (Mode::RefuseSecondBind, 27) if binds > 1 => vec![5],
             (_, 27) => vec![6],
             (Mode::TrailingBytes, 11) => {
                 let mut r = identities;
@@ -353,17 +360,56 @@ fn binds_are_replayed_in_order_and_a_refused_one_poisons_upstream_keys() {
 
     // A bind the upstream refuses poisons the connection for its keys,
     // for good, while other connections keep using them.
-    *fake.mode.lock().unwrap() = Mode::RefuseBinds;
+    *fake.mode.lock().unwrap() = Mode::RefuseSecondBind;
     let mut refused = agent.connect();
     assert_eq!(
         request(&mut refused, &session_bind_request(5, b"sid-5", true)),
         vec![6]
     );
+    assert_eq!(
+        request(&mut refused, &session_bind_request(6, b"sid-6", true)),
+        vec![6]
+    );
     assert!(blobs(&request(&mut refused, &[11])).is_empty());
-    wait_log(&agent, "refused session-bind number 1 of this connection");
+    wait_log(&agent, "refused session-bind number 2 of this connection");
     *fake.mode.lock().unwrap() = Mode::Fine;
     assert!(blobs(&request(&mut refused, &[11])).is_empty());
     assert_eq!(request(&mut refused, &sign_fake), vec![5]);
     let mut unbound = agent.connect();
     assert_eq!(request(&mut unbound, &sign_fake)[0], 14);
+}
+
+#[test]
+fn an_upstream_that_knows_no_session_bind_is_used_with_the_policy_alone() {
+    let tmp = tempdir();
+    let sock = tmp.path().join("fake.sock");
+    let fake = fake_upstream(&sock, fake_key());
+    *fake.mode.lock().unwrap() = Mode::NoBinds;
+    let agent = Daemon::builder()
+        .policy("[defaults]\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\n")
+        .arg("--upstream")
+        .arg(sock.to_str().unwrap())
+        .start();
+    let sign_fake = sign_request(&fake.key, b"data");
+    let mut conn = agent.connect();
+    assert_eq!(
+        request(&mut conn, &session_bind_request(5, b"sid-5", false)),
+        vec![6]
+    );
+    assert_eq!(blobs(&request(&mut conn, &[11])), vec![fake.key.clone()]);
+    assert_eq!(request(&mut conn, &sign_fake)[0], 14);
+    wait_log(&agent, "the upstream agent knows no session-bind");
+    // The probe was a bind of its own on another connection.
+    let seen = fake.seen.lock().unwrap().clone();
+    let binds: Vec<_> = seen.iter().filter(|(_, b)| b[0] == 27).collect();
+    assert_eq!(
+        binds.len(),
+        2,
+        "the replayed bind, then the probe: {seen:?}"
+    );
+    assert_ne!(binds[0].0, binds[1].0);
+    let status = stdout(&ok(run(std::process::Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(status.contains("it knows no session-bind"), "{status}");
 }
