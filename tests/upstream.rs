@@ -425,3 +425,69 @@ fn an_upstream_confirm_key_asks_upstream_only_after_the_policy_allows() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_installed_units_way_socket_activation_and_env_work_with_an_upstream() {
+    assert!(
+        Path::new("/usr/bin/systemd-socket-activate").exists(),
+        "systemd-socket-activate is missing: scripts/test.sh installs systemd"
+    );
+    let tmp = tempdir();
+    // As the units run it: `hopward daemon -D`, no flags, the policy names
+    // the upstream relative to the home directory.
+    let up = SshAgent::start(&tmp.path().join("up.sock"));
+    let theirs = keygen(tmp.path(), "theirs", "ed25519", None);
+    ok(up.ssh_add(&[theirs.to_str().unwrap()]));
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "[upstream]\nsocket = \"~/up.sock\"\n").unwrap();
+    let sock = tmp.path().join("agent.sock");
+    let log = tmp.path().join("daemon.log");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg("-E")
+        .arg(format!("HOME={}", tmp.path().display()))
+        .arg("-E")
+        .arg(format!("HOPWARD_POLICY={}", policy.display()))
+        .arg("-E")
+        .arg(format!(
+            "XDG_STATE_HOME={}",
+            tmp.path().join("state").display()
+        ))
+        .args([HOPWARD, "daemon", "-D"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "systemd-socket-activate did not bind"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let listed = run(Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &sock));
+    let _ = child.kill();
+    let _ = child.wait();
+    let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        stdout(&listed).contains("theirs"),
+        "{}\n{daemon_log}",
+        text(&listed)
+    );
+
+    // `hopward env` still points tools at hopward, never at the upstream.
+    let env = stdout(&ok(run(Command::new(HOPWARD)
+        .arg("env")
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .env("HOME", tmp.path())
+        .env("HOPWARD_POLICY", &policy))));
+    assert!(
+        env.contains(&format!("{}/hopward/agent.sock", tmp.path().display())),
+        "{env}"
+    );
+    assert!(!env.contains("up.sock"), "{env}");
+}
