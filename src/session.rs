@@ -211,6 +211,7 @@ impl Session {
     }
 
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
+        let hops_before = self.chain.hops().len();
         let result = self.chain.bind(body, unix_now());
         self.agent.set_class(
             self.id,
@@ -226,7 +227,13 @@ impl Session {
         }
         match result {
             Ok(()) => {
-                self.binds.push(body.to_vec());
+                // Only binds that grew the chain are kept for the upstream:
+                // the same bind sent again adds nothing, and keeping it
+                // would let a client grow this list (and the replay) without
+                // end. So it holds at most the chain's 16.
+                if self.chain.hops().len() > hops_before {
+                    self.binds.push(body.to_vec());
+                }
                 if let Some(hop) = self.chain.last() {
                     debug!(
                         conn = self.id,

@@ -320,6 +320,8 @@ fn binds_are_replayed_in_order_and_a_refused_one_poisons_upstream_keys() {
     let auth = session_bind_request(2, b"sid-two", true);
     let mut conn = agent.connect();
     assert_eq!(request(&mut conn, &fwd), vec![6]);
+    // The same bind again is accepted and adds nothing: it is not passed on.
+    assert_eq!(request(&mut conn, &fwd), vec![6]);
     assert_eq!(request(&mut conn, &auth), vec![6]);
     assert!(
         fake.seen.lock().unwrap().is_empty(),
