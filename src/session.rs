@@ -349,7 +349,10 @@ impl Session {
     /// not make it call itself without end.
     fn upstream_target(&self) -> Option<(std::path::PathBuf, Duration)> {
         let target = self.agent.upstream()?;
-        if self.peer.pid == Some(std::process::id()) {
+        // getpid is a system call each time, and this runs on every upstream
+        // request; it is first read in the serving process (after any fork).
+        static OWN_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        if self.peer.pid == Some(*OWN_PID.get_or_init(std::process::id)) {
             debug!(
                 conn = self.id,
                 "upstream not used on hopward's own connection (the upstream socket leads back here)"
