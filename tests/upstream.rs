@@ -491,3 +491,92 @@ fn the_installed_units_way_socket_activation_and_env_work_with_an_upstream() {
     );
     assert!(!env.contains("up.sock"), "{env}");
 }
+
+#[test]
+fn upstream_keys_get_the_same_prompts_and_remembered_approvals() {
+    let tmp = tempdir();
+    let up = SshAgent::start(&tmp.path().join("up.sock"));
+    let theirs = keygen(tmp.path(), "theirs", "ed25519", None);
+    let shared = keygen(tmp.path(), "shared", "ed25519", None);
+    ok(up.ssh_add(&[theirs.to_str().unwrap(), shared.to_str().unwrap()]));
+    // Only the agents can sign from now on: ssh-keygen cannot fall back
+    // to the key file.
+    std::fs::remove_file(&theirs).unwrap();
+    let confirm = confirm_command(tmp.path());
+    let agent = Daemon::builder()
+        .policy(&format!(
+            "[confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\ntimeout = \"10s\"\n\n\
+             [[rule]]\nname = \"files need a yes\"\npurpose = \"file\"\naction = \"confirm\"\nremember = \"10m\"\n",
+            confirm.display()
+        ))
+        .arg("--upstream")
+        .arg(up.sock.to_str().unwrap())
+        .start();
+    ok(agent.ssh_add(&[shared.to_str().unwrap()]));
+    std::fs::remove_file(&shared).unwrap();
+    let file = tmp.path().join("data");
+    std::fs::write(&file, "hello").unwrap();
+    ok(sign_file(&agent.sock, &theirs, &file));
+    ok(sign_file(&agent.sock, &theirs, &file));
+    let prompts = confirm_prompts(tmp.path());
+    assert_eq!(prompts.len(), 1, "the second is remembered: {prompts:?}");
+    assert!(prompts[0].contains(&format!("HOPWARD_KEY={}", fingerprint(&theirs))));
+    assert!(prompts[0].contains("HOPWARD_PURPOSE=file"));
+    // The key both hold is signed by hopward: its audit line has no
+    // upstream mark (and its own prompt).
+    ok(sign_file(&agent.sock, &shared, &file));
+    let audit = agent.audit_until(|l| l.iter().filter(|x| x["event"] == "sign").count() >= 3);
+    let signs: Vec<_> = audit.iter().filter(|x| x["event"] == "sign").collect();
+    assert_eq!(signs.len(), 3, "{signs:?}");
+    assert_eq!(signs[0]["reason"], "confirmed");
+    assert_eq!(signs[1]["reason"], "remembered");
+    assert!(signs[..2].iter().all(|x| x["upstream"] == true));
+    assert_eq!(signs[2]["key"], fingerprint(&shared).as_str());
+    assert!(signs[2].get("upstream").is_none(), "{:?}", signs[2]);
+    // A refused prompt refuses, and the upstream is never asked.
+    std::fs::write(tmp.path().join("answer"), "no").unwrap();
+    ok(run(Command::new(HOPWARD)
+        .args(["grants", "-a"])
+        .arg(&agent.sock)
+        .args(["revoke", "--all"])));
+    assert!(!sign_file(&agent.sock, &theirs, &file).status.success());
+}
+
+#[test]
+fn a_reload_can_point_at_another_upstream() {
+    let tmp = tempdir();
+    let one = SshAgent::start(&tmp.path().join("one.sock"));
+    let two = SshAgent::start(&tmp.path().join("two.sock"));
+    let a = keygen(tmp.path(), "in-one", "ed25519", None);
+    let b = keygen(tmp.path(), "in-two", "ed25519", None);
+    ok(one.ssh_add(&[a.to_str().unwrap()]));
+    ok(two.ssh_add(&[b.to_str().unwrap()]));
+    let agent = Daemon::builder()
+        .policy(&format!(
+            "[upstream]\nsocket = \"{}\"\n",
+            one.sock.display()
+        ))
+        .start();
+    let mut conn = agent.connect();
+    assert_eq!(listed(&request(&mut conn, &[11]))[0].1, "in-one");
+    std::fs::write(
+        agent.dir.path().join("policy.toml"),
+        format!("[upstream]\nsocket = \"{}\"\n", two.sock.display()),
+    )
+    .unwrap();
+    ok(run(Command::new("kill")
+        .arg("-HUP")
+        .arg(agent.pid().to_string())));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let names: Vec<String> = listed(&request(&mut conn, &[11]))
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        if names == ["in-two"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {names:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
