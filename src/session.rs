@@ -213,6 +213,16 @@ impl Session {
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
         let hops_before = self.chain.hops().len();
         let result = self.chain.bind(body, unix_now());
+        // Every bind that grew the chain is kept for the upstream, in order,
+        // even one refused below because forwarded use is locked: the chain
+        // keeps it, so the upstream must see it too, or a later unlock would
+        // leave the upstream a shorter (looser) chain than hopward's. The
+        // same bind sent again adds nothing and is not kept, so a client
+        // cannot grow this list (and the replay) without end: it holds at
+        // most the chain's 16.
+        if self.chain.hops().len() > hops_before {
+            self.binds.push(body.to_vec());
+        }
         self.agent.set_class(
             self.id,
             RequestClass::of(&self.chain).as_str(),
@@ -227,13 +237,6 @@ impl Session {
         }
         match result {
             Ok(()) => {
-                // Only binds that grew the chain are kept for the upstream:
-                // the same bind sent again adds nothing, and keeping it
-                // would let a client grow this list (and the replay) without
-                // end. So it holds at most the chain's 16.
-                if self.chain.hops().len() > hops_before {
-                    self.binds.push(body.to_vec());
-                }
                 if let Some(hop) = self.chain.last() {
                     debug!(
                         conn = self.id,
@@ -302,7 +305,8 @@ impl Session {
         let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         let mut shown = Vec::new();
-        for id in self.agent.keystore.list(Instant::now()) {
+        let own = self.agent.keystore.list(Instant::now());
+        for id in own.iter().cloned() {
             match self.visible(&id, &hops, class) {
                 Ok(()) => shown.push(id),
                 // Hidden by the policy: the remote side tried and was refused.
@@ -313,8 +317,10 @@ impl Session {
             }
         }
         let mut upstream = self.upstream_listing().await;
-        // A key both hold is hopward's: listed once, signed here.
-        upstream.retain(|k| !shown.iter().any(|id| id.blob() == k.blob.as_slice()));
+        // A key both hold is hopward's: listed once, signed here, and not
+        // listed at all where hopward's copy is hidden (it would be hopward
+        // that is asked to sign with it).
+        upstream.retain(|k| !own.iter().any(|id| id.blob() == k.blob.as_slice()));
         upstream.retain(
             |k| match self.policy_visible(&k.fingerprint, &k.comment, &hops, class) {
                 Ok(()) => true,

@@ -415,3 +415,38 @@ fn an_upstream_that_knows_no_session_bind_is_used_with_the_policy_alone() {
         .arg(&agent.sock))));
     assert!(status.contains("it knows no session-bind"), "{status}");
 }
+
+#[test]
+fn a_bind_refused_while_forwarded_use_is_locked_still_reaches_the_upstream() {
+    let tmp = tempdir();
+    let sock = tmp.path().join("fake.sock");
+    let fake = fake_upstream(&sock, fake_key());
+    let agent = Daemon::builder()
+        .policy("[defaults]\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\n")
+        .arg("--upstream")
+        .arg(sock.to_str().unwrap())
+        .start();
+    let hopward = |cmd: &str| {
+        ok(run(std::process::Command::new(HOPWARD)
+            .args([cmd, "--forwarded", "-a"])
+            .arg(&agent.sock)))
+    };
+    hopward("lock");
+    let fwd = session_bind_request(1, b"sid-one", true);
+    let auth = session_bind_request(2, b"sid-two", false);
+    let mut conn = agent.connect();
+    // Refused, yet the chain holds it: so must the upstream's.
+    assert_eq!(request(&mut conn, &fwd), vec![5]);
+    hopward("unlock");
+    assert_eq!(request(&mut conn, &auth), vec![6]);
+    assert_eq!(blobs(&request(&mut conn, &[11])), vec![fake.key.clone()]);
+    let binds: Vec<Vec<u8>> = fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, b)| b[0] == 27)
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(binds, vec![fwd, auth]);
+}
