@@ -1,5 +1,6 @@
 //! State shared by every connection of one running agent: keys, the policy
-//! in force, known hosts, remembered approvals and the audit sink.
+//! in force, known hosts, remembered approvals, the audit sink, and what
+//! `status` shows about the upstream agent (never used to decide).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
