@@ -181,14 +181,19 @@ struct World {
 /// with `add_args`) behind hopward with `policy` (CONFIRM: the command
 /// confirmer); hopward holds no key.
 fn world(policy: &str, add_args: &[&str], agent_env: &[(&str, &str)]) -> World {
+    world_with(Path::new("ssh-agent"), policy, add_args, agent_env)
+}
+
+/// [`world`] with another `ssh-agent` program (and the `ssh-add` beside it).
+fn world_with(
+    program: &Path,
+    policy: &str,
+    add_args: &[&str],
+    agent_env: &[(&str, &str)],
+) -> World {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
-    let up = SshAgent::start_with(
-        Path::new("ssh-agent"),
-        &tmp.path().join("up.sock"),
-        &[],
-        agent_env,
-    );
+    let up = SshAgent::start_with(program, &tmp.path().join("up.sock"), &[], agent_env);
     let key = keygen(tmp.path(), "work", "ed25519", None);
     hosts.authorize(&key.with_extension("pub"));
     let mut add = vec!["-H", "/dev/null"];
@@ -332,8 +337,28 @@ forwarded_unverified = "deny"
 
 #[test]
 fn the_upstreams_own_destination_constraints_hold_through_hopward() {
+    constraints_hold(Path::new("ssh-agent"));
+}
+
+#[test]
+fn openssh_10_5s_destination_constraints_hold_through_hopward() {
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openssh-10.5/ssh-agent");
+    assert!(
+        program.exists(),
+        "{} is missing: this test needs OpenSSH 10.5 beside the repository",
+        program.display()
+    );
+    constraints_hold(&program);
+}
+
+fn constraints_hold(program: &Path) {
     // ssh-add -h on the upstream: bastion, and target only through bastion.
-    let w = world(ALLOW_ALL, &["-h", "bastion", "-h", "bastion>target"], &[]);
+    let w = world_with(
+        program,
+        ALLOW_ALL,
+        &["-h", "bastion", "-h", "bastion>target"],
+        &[],
+    );
     // A destination-constrained key signs nothing on an unbound connection:
     // this works only because hopward replayed the bind.
     let out = w.hosts.ssh(&w.agent.sock, &["bastion", "echo direct"]);

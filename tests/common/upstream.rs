@@ -95,9 +95,17 @@ impl SshAgent {
             .arg(self.child.id().to_string())));
     }
 
-    /// `ssh-add ARGS` against this agent, with `program` (default `ssh-add`).
+    /// `ssh-add ARGS` against this agent: the `ssh-add` beside the agent's
+    /// program when it was given by path (another OpenSSH build), else
+    /// Debian's.
     pub fn ssh_add(&self, args: &[&str]) -> Output {
-        run(Command::new("ssh-add")
+        let beside = self
+            .program
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|dir| dir.join("ssh-add"));
+        let program = beside.unwrap_or_else(|| PathBuf::from("ssh-add"));
+        run(Command::new(program)
             .args(args)
             .env("SSH_AUTH_SOCK", &self.sock))
     }
