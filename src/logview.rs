@@ -91,23 +91,6 @@ pub fn render(v: &Value) -> String {
     line
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_keys_are_marked() {
-        let base = serde_json::json!({
-            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
-            "reason": "default:local", "comment": "work", "chain": [], "user": "me",
-        });
-        assert!(!render(&base).contains("upstream"));
-        let mut up = base.clone();
-        up["upstream"] = serde_json::json!(true);
-        assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
-    }
-}
-
 pub const HEADER: &str = "TIME                 EVENT      DEC    REASON                       KEY                CHAIN                                USER";
 
 pub fn run(args: &LogArgs) -> ExitCode {
@@ -185,5 +168,22 @@ pub fn run(args: &LogArgs) -> ExitCode {
         }
         pos = reader.stream_position().unwrap_or(pos);
         let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_keys_are_marked() {
+        let base = serde_json::json!({
+            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
+            "reason": "default:local", "comment": "work", "chain": [], "user": "me",
+        });
+        assert!(!render(&base).contains("upstream"));
+        let mut up = base.clone();
+        up["upstream"] = serde_json::json!(true);
+        assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
     }
 }
