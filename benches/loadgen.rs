@@ -2,7 +2,11 @@
 //! side in the same run, and prints signs/s, p50/p99 latency and the ratio.
 //!
 //!   cargo run --release --bin hopward-loadgen -- [--seconds S] [--hopward PATH]
-//!       [--unshielded PATH] [--openssh-10.5 DIR]
+//!       [--unshielded PATH] [--openssh-10.5 DIR] [--only upstream]
+//!
+//! The last table is upstream mode: ssh-agent signing directly and through
+//! hopward (`--upstream`), same key, same run; `--only upstream` runs just
+//! that table.
 //!
 //! `--unshielded` adds a third agent to the sign table: hopward built with
 //! the `unshielded-benchmark` feature, which keeps keys open in memory, so
@@ -256,7 +260,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH] [--openssh-10.5 DIR]";
+const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH] [--openssh-10.5 DIR] [--only upstream]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("hopward-loadgen: {problem}\n{USAGE}");
@@ -269,6 +273,7 @@ fn main() {
     let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
     let mut unshielded: Option<String> = None;
     let mut openssh105: Option<PathBuf> = None;
+    let mut only_upstream = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
@@ -287,6 +292,10 @@ fn main() {
                 Some(path) => openssh105 = Some(PathBuf::from(path)),
                 None => usage("--openssh-10.5 needs the folder of that build"),
             },
+            "--only" => match args.next().as_deref() {
+                Some("upstream") => only_upstream = true,
+                _ => usage("--only takes: upstream"),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -295,6 +304,11 @@ fn main() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
+    let hw = hopward.to_str().unwrap().to_string();
+    if only_upstream {
+        upstream_bench(dir.path(), &hw, seconds);
+        return;
+    }
     let keys = [
         (
             "Ed25519",
@@ -304,7 +318,6 @@ fn main() {
         ("ECDSA P-256", keygen(dir.path(), "p256", "ecdsa", "256"), 0),
         ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
     ];
-    let hw = hopward.to_str().unwrap().to_string();
     let mut agents = vec![
         start(
             "hopward",
@@ -404,6 +417,90 @@ fn main() {
         );
     }
     policy_bench(dir.path(), &hw, seconds);
+    upstream_bench(dir.path(), &hw, seconds);
+}
+
+/// Upstream mode: `/usr/bin/ssh-agent` holding the keys, signed with
+/// directly and through hopward `--upstream` (hopward holds no key), on 1
+/// and 16 connections, then the p50 hopward adds in back-to-back pairs of
+/// short windows (as for the policy cost), so both see the same load.
+fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
+    let upstream = start(
+        "ssh-agent (upstream)",
+        "/usr/bin/ssh-agent",
+        &["-D"],
+        dir.join("upstream.sock"),
+    );
+    let mut cmd = Command::new(hopward);
+    cmd.args(["daemon", "-D", "--upstream"])
+        .arg(&upstream.sock)
+        .arg("-a")
+        .arg(dir.join("front.sock"))
+        .env("XDG_STATE_HOME", dir.join("front-state"));
+    let front = launch("hopward --upstream", cmd, dir.join("front.sock"));
+    let keys = [
+        ("Ed25519", keygen(dir, "up-ed25519", "ed25519", "256")),
+        ("ECDSA P-256", keygen(dir, "up-p256", "ecdsa", "256")),
+    ];
+    for (_, key) in &keys {
+        sh(Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &upstream.sock));
+    }
+    println!(
+        "\nUpstream mode: /usr/bin/ssh-agent directly and through hopward --upstream, same keys, same run\n"
+    );
+    println!(
+        "| key | conns | direct signs/s | p50 µs | p99 µs | through hopward signs/s | p50 µs | p99 µs | throughput kept | p50 added µs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (label, key) in &keys {
+        let blob = key_blob(&key.with_extension("pub"));
+        let frame = sign_frame(&blob, 0);
+        // Each client lists first, as ssh does: hopward learns the
+        // upstream's keys on that connection.
+        let setup = move |s: &mut UnixStream| {
+            assert_eq!(request(s, &[11])[0], 12, "listing refused");
+            frame.clone()
+        };
+        for conns in [1usize, 16] {
+            let direct = measure_with(&upstream.sock, setup.clone(), conns, seconds);
+            let through = measure_with(&front.sock, setup.clone(), conns, seconds);
+            println!(
+                "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} % | {:.1} |",
+                direct.signs_per_sec,
+                direct.p50_us,
+                direct.p99_us,
+                through.signs_per_sec,
+                through.p50_us,
+                through.p99_us,
+                100.0 * through.signs_per_sec / direct.signs_per_sec,
+                through.p50_us - direct.p50_us
+            );
+        }
+        let pairs = 10;
+        let slice = seconds / 6.0;
+        let mut added: Vec<f64> = (0..pairs)
+            .map(|i| {
+                let p50 = |sock: &Path| measure_with(sock, setup.clone(), 1, slice).p50_us;
+                if i % 2 == 0 {
+                    let with = p50(&front.sock);
+                    with - p50(&upstream.sock)
+                } else {
+                    let without = p50(&upstream.sock);
+                    p50(&front.sock) - without
+                }
+            })
+            .collect();
+        added.sort_by(f64::total_cmp);
+        println!(
+            "\n{label}: p50 added by hopward in front (1 connection, median of {pairs} back-to-back pairs of {slice:.1} s): {:.1} µs (pairs from {:.1} to {:.1} µs)\n",
+            (added[pairs / 2 - 1] + added[pairs / 2]) / 2.0,
+            added[0],
+            added[pairs - 1]
+        );
+    }
 }
 
 fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {

@@ -18,7 +18,7 @@ OPENSSH105_EXCLUDE_KEYTYPES='^sk-'
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
 
 # Programs the tests drive for real.
-packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus man-db"
+packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus man-db gnupg gpg-agent"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

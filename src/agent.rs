@@ -1,5 +1,6 @@
 //! State shared by every connection of one running agent: keys, the policy
-//! in force, known hosts, remembered approvals and the audit sink.
+//! in force, known hosts, remembered approvals, the audit sink, and what
+//! `status` shows about the upstream agent (never used to decide).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct AgentOptions {
     pub owner_uid: u32,
     /// known_hosts files that name host keys (the policy may add more).
     pub known_hosts: Vec<PathBuf>,
+    /// `--upstream`: the agent hopward fronts; wins over the policy's
+    /// `[upstream] socket`.
+    pub upstream: Option<PathBuf>,
 }
 
 /// The running agent.
@@ -54,6 +58,8 @@ pub struct Agent {
     started: std::time::Instant,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
+    /// What was last learnt about the upstream agent (for `status`).
+    pub upstream: crate::upstream::UpstreamState,
 }
 
 /// What the agent knows about one open connection.
@@ -82,6 +88,7 @@ impl Agent {
             last_local_request: AtomicU64::new(0),
             started: std::time::Instant::now(),
             prompts: crate::prompts::PromptBroker::default(),
+            upstream: crate::upstream::UpstreamState::default(),
         }
     }
 
@@ -127,6 +134,18 @@ impl Agent {
         }
         counts.sort();
         counts
+    }
+
+    /// The upstream agent's socket and how long a request to it may take:
+    /// `--upstream`, else the policy in force (so a reload can change it).
+    pub fn upstream(&self) -> Option<(PathBuf, Duration)> {
+        let policy = self.policy.current();
+        let socket = self
+            .options
+            .upstream
+            .clone()
+            .or_else(|| policy.upstream.socket.clone())?;
+        Some((socket, policy.upstream.timeout))
     }
 
     pub fn forwarded_locked(&self) -> bool {

@@ -79,6 +79,9 @@ pub struct AuditRecord {
     pub purpose: Option<&'static str>,
     pub peer: AuditPeer,
     pub conn: u64,
+    /// Set for a key the upstream agent holds (upstream mode).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upstream: bool,
 }
 
 impl AuditRecord {
@@ -100,6 +103,7 @@ impl AuditRecord {
             purpose: Some(ctx.purpose.as_str()),
             peer: AuditPeer::from(&*ctx.peer),
             conn,
+            upstream: false,
         }
     }
 }
@@ -131,6 +135,7 @@ impl AuditRecord {
             purpose: None,
             peer: AuditPeer::from(peer),
             conn,
+            upstream: false,
         }
     }
 
@@ -386,6 +391,7 @@ mod tests {
                 exe: None,
             },
             conn: 1,
+            upstream: false,
         };
         for _ in 0..5 {
             log.record(rec.clone());

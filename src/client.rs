@@ -182,6 +182,38 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             notes.join(", ")
         ));
     }
+    let up = &v["upstream"];
+    if up.is_object() {
+        let state = match up["reachable"].as_bool() {
+            Some(true) => "reachable".to_string(),
+            Some(false) => format!("UNREACHABLE ({})", s(&up["error"])),
+            None => "not asked yet".to_string(),
+        };
+        let ukeys = up["keys"].as_array().cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "upstream:    {}, {state}\n",
+            crate::text::clean(&s(&up["socket"]), 200)
+        ));
+        if up["session_bind"] == false {
+            out.push_str(
+                "             it knows no session-bind: only hopward's policy restricts its keys\n",
+            );
+        }
+        out.push_str(&format!("upstream keys ({}):\n", ukeys.len()));
+        for k in &ukeys {
+            out.push_str(&format!(
+                "  {:<20} {:<50} {:<14} {}\n",
+                crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
+                s(&k["fingerprint"]),
+                crate::text::clean(&s(&k["type"]), 40),
+                if k["shadowed"] == true {
+                    "upstream, also held by hopward (hopward signs)"
+                } else {
+                    "upstream"
+                }
+            ));
+        }
+    }
     let grants = v["grants"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("grants ({}):\n", grants.len()));
     for g in &grants {

@@ -136,6 +136,23 @@ async fn status(agent: &Agent) -> Value {
         .into_iter()
         .map(|(class, n)| (class.to_string(), json!(n)))
         .collect();
+    let upstream = agent.upstream().map(|(socket, timeout)| {
+        let health = agent.upstream.health();
+        json!({
+            "socket": socket.display().to_string(),
+            "reachable": health.reachable,
+            "error": health.error,
+            "timeout_secs": timeout.as_secs(),
+            "session_bind": health.session_bind,
+            "keys": health.keys.iter().map(|k| json!({
+                "comment": k.comment,
+                "fingerprint": k.fingerprint,
+                "type": k.key_type,
+                // A key hopward holds as well is listed and signed as hopward's.
+                "shadowed": agent.keystore.find(&k.blob, now).is_some(),
+            })).collect::<Vec<_>>(),
+        })
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -143,6 +160,7 @@ async fn status(agent: &Agent) -> Value {
         "forwarded_locked": agent.forwarded_locked(),
         "forwarded_locked_because": agent.locked_because(),
         "keys": keys,
+        "upstream": upstream,
         "policy": {
             "file": policy.source.as_ref().map(|p| p.display().to_string()),
             "watched": agent.policy.path().map(|p| p.display().to_string()),
@@ -160,6 +178,17 @@ async fn status(agent: &Agent) -> Value {
         "grants": grants,
         "connections": connections,
     })
+}
+
+/// Whether a control request body asks for `status` (which first asks the
+/// upstream agent, if any, whether it answers).
+pub fn wants_status(body: &[u8]) -> bool {
+    let mut reader = crate::wire::Reader::new(body);
+    reader
+        .text("control request")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .is_some_and(|v| v["op"] == "status")
 }
 
 /// Carries out a control request from an allowed connection.

@@ -57,6 +57,9 @@ pub struct DaemonArgs {
     pub cleanup_only: u8,
     /// `--policy FILE`.
     pub policy: Option<PathBuf>,
+    /// `--upstream SOCKET`: the agent whose keys hopward fronts (wins over
+    /// the policy's `[upstream] socket`).
+    pub upstream: Option<PathBuf>,
     /// The command of command mode, with its arguments.
     pub command: Vec<OsString>,
 }
@@ -101,6 +104,8 @@ pub enum DaemonUsageError {
     ProviderListTwice,
     #[error("--policy given twice")]
     PolicyTwice,
+    #[error("--upstream given twice")]
+    UpstreamTwice,
 }
 
 impl DaemonUsageError {
@@ -126,8 +131,10 @@ impl DaemonUsageError {
 pub const USAGE: &str = "\
 usage: hopward daemon [-c | -s] [-DdTU] [-a bind_address] [-E fingerprint_hash]
                       [-O option] [-P allowed_providers] [-t life] [--policy FILE]
+                      [--upstream SOCKET]
        hopward daemon [-TU] [-a bind_address] [-E fingerprint_hash] [-O option]
-                      [-P allowed_providers] [-t life] [--policy FILE] command [arg ...]
+                      [-P allowed_providers] [-t life] [--policy FILE]
+                      [--upstream SOCKET] command [arg ...]
        hopward daemon [-c | -s] -k
        hopward daemon -u
        hopward daemon -V
@@ -162,6 +169,10 @@ ssh-agent.
   -V                print the version and exit
   --policy FILE     policy file (default: $HOPWARD_POLICY, then
                     ~/.config/hopward/policy.toml)
+  --upstream SOCKET put the policy in front of the agent on SOCKET (gpg-agent,
+                    1Password, Secretive, ssh-agent ...): its keys are listed
+                    after hopward's own and signed there once the policy
+                    allows (wins over the policy's [upstream] socket)
   --help            this text
   command [arg ...] run command with SSH_AUTH_SOCK set; the agent exits with it
 
@@ -281,6 +292,22 @@ fn long_option(
                 return Err(DaemonUsageError::PolicyTwice);
             }
             out.policy = Some(PathBuf::from(value));
+            Ok(None)
+        }
+        b"upstream" => {
+            let value = match glued {
+                Some(v) => v.to_os_string(),
+                None => {
+                    *i += 1;
+                    args.get(*i)
+                        .cloned()
+                        .ok_or(DaemonUsageError::MissingLongValue("upstream"))?
+                }
+            };
+            if out.upstream.is_some() {
+                return Err(DaemonUsageError::UpstreamTwice);
+            }
+            out.upstream = Some(PathBuf::from(value));
             Ok(None)
         }
         _ => Err(DaemonUsageError::UnknownLongOption(format!(
@@ -494,6 +521,24 @@ mod tests {
             err(&["--policy=/a", "--policy=/b"]),
             DaemonUsageError::PolicyTwice
         );
+    }
+
+    #[test]
+    fn upstream_takes_a_value_once() {
+        let u = run(&["--upstream", "/up.sock", "-D"]);
+        assert_eq!(u.upstream, Some(PathBuf::from("/up.sock")));
+        assert!(u.foreground);
+        let g = run(&["--upstream=/g.sock", "cmd"]);
+        assert_eq!(g.upstream, Some(PathBuf::from("/g.sock")));
+        assert_eq!(
+            err(&["--upstream=/a", "--upstream", "/b"]),
+            DaemonUsageError::UpstreamTwice
+        );
+        assert_eq!(
+            err(&["--upstream"]),
+            DaemonUsageError::MissingLongValue("upstream")
+        );
+        assert_eq!(DaemonUsageError::UpstreamTwice.exit_code(), 1);
     }
 
     #[test]

@@ -177,6 +177,11 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
         default_lifetime,
         owner_uid: hardening::effective_uid(),
         known_hosts: known_hosts_files(),
+        // Absolute, as the policy path: a forked agent leaves its directory.
+        upstream: args
+            .upstream
+            .clone()
+            .map(|p| std::path::absolute(&p).unwrap_or(p)),
     };
     // Socket activation: systemd bound the socket and runs us in the
     // foreground; the socket file is systemd's, so we never remove it. As

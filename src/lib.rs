@@ -39,5 +39,6 @@ pub mod shield;
 pub mod sign;
 pub mod systemd;
 pub mod text;
+pub mod upstream;
 pub mod verify;
 pub mod wire;

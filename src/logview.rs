@@ -76,7 +76,7 @@ pub fn render(v: &Value) -> String {
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| s("key"));
-    format!(
+    let mut line = format!(
         "{when:<23}  {:<10} {:<5}  {:<28} {:<28} {:<7} {:<18} {:<36} {}",
         s("event"),
         s("decision"),
@@ -86,7 +86,11 @@ pub fn render(v: &Value) -> String {
         crate::text::clean(&key, 18),
         crate::text::clean(&chain_text(v), 36),
         crate::text::clean(v["user"].as_str().unwrap_or("-"), 32),
-    )
+    );
+    if v["upstream"] == true {
+        line.push_str("  (upstream key)");
+    }
+    line
 }
 
 pub const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
@@ -166,5 +170,22 @@ pub fn run(args: &LogArgs) -> ExitCode {
         }
         pos = reader.stream_position().unwrap_or(pos);
         let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_keys_are_marked() {
+        let base = serde_json::json!({
+            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
+            "reason": "default:local", "comment": "work", "chain": [], "user": "me",
+        });
+        assert!(!render(&base).contains("upstream"));
+        let mut up = base.clone();
+        up["upstream"] = serde_json::json!(true);
+        assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
     }
 }

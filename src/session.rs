@@ -1,12 +1,15 @@
 //! One client connection: decodes each request, checks it against OpenSSH's
-//! constraints and the policy, and produces the reply body.
+//! constraints and the policy, and produces the reply body. In upstream
+//! mode it also lists the upstream agent's keys and passes it the sign
+//! requests for them that the policy allowed (see [`crate::upstream`]).
 //!
 //! Invariants: every request gets exactly one reply; a request that does not
 //! decode, has bytes left over, or is of an unknown type gets
 //! `SSH_AGENT_FAILURE` and the connection stays usable; every decision is
 //! audited; anything that goes wrong on the way to a decision denies;
-//! waiting (a confirmation, an unlock delay) happens on this connection's
-//! task only.
+//! waiting (a confirmation, an unlock delay, the upstream) happens on this
+//! connection's task only; nothing from the upstream is stored beyond the
+//! connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +46,11 @@ pub struct Session {
     /// files and the policy stay the same (names are looked up once per
     /// connection, not once per request).
     views: std::sync::Mutex<Option<(ViewsKey, Vec<HopView>)>>,
+    /// Every session-bind this connection accepted, as received, in order:
+    /// replayed on the upstream connection before anything is forwarded.
+    binds: Vec<Vec<u8>>,
+    /// This connection's own link to the upstream agent (upstream mode).
+    upstream: crate::upstream::UpstreamLink,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -107,6 +115,8 @@ impl Session {
             id,
             chain: Chain::default(),
             views: std::sync::Mutex::new(None),
+            binds: Vec::new(),
+            upstream: crate::upstream::UpstreamLink::default(),
         }
     }
 
@@ -154,7 +164,7 @@ impl Session {
             };
         }
         match request {
-            Request::RequestIdentities => self.list(),
+            Request::RequestIdentities => self.list().await,
             Request::Sign {
                 key_blob,
                 data,
@@ -215,6 +225,10 @@ impl Session {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
         }
+        if crate::control::wants_status(body) {
+            // Status says whether upstream answers now, not when last used.
+            self.probe_upstream().await;
+        }
         // A request this agent cannot carry out is answered with what went
         // wrong: a bare failure reads as "not allowed on this connection".
         let reply = match crate::control::handle(&self.agent, body).await {
@@ -230,7 +244,18 @@ impl Session {
     }
 
     fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
+        let hops_before = self.chain.hops().len();
         let result = self.chain.bind(body, unix_now());
+        // Every bind that grew the chain is kept for the upstream, in order,
+        // even one refused below because forwarded use is locked: the chain
+        // keeps it, so the upstream must see it too, or a later unlock would
+        // leave the upstream a shorter (looser) chain than hopward's. The
+        // same bind sent again adds nothing and is not kept, so a client
+        // cannot grow this list (and the replay) without end: it holds at
+        // most the chain's 16.
+        if self.chain.hops().len() > hops_before {
+            self.binds.push(body.to_vec());
+        }
         self.agent.set_class(
             self.id,
             RequestClass::of(&self.chain).as_str(),
@@ -305,49 +330,172 @@ impl Session {
             unix_now(),
         )
         .map_err(|_| None)?;
+        self.policy_visible(&identity.fingerprint, &identity.comment, hops, class)
+            .map_err(Some)
+    }
+
+    async fn list(&mut self) -> Vec<u8> {
+        let class = RequestClass::of(&self.chain);
+        let hops = self.hop_views();
+        let mut shown = Vec::new();
+        let own = self.agent.keystore.list(Instant::now());
+        for id in own.iter().cloned() {
+            match self.visible(&id, &hops, class) {
+                Ok(()) => shown.push(id),
+                // Hidden by the policy: the remote side tried and was refused.
+                Err(Some(rule)) => {
+                    self.audit_hidden((&id.fingerprint, &id.comment), class, &hops, &rule)
+                }
+                Err(None) => {}
+            }
+        }
+        let mut upstream = self.upstream_listing().await;
+        // A key both hold is hopward's: listed once, signed here, and not
+        // listed at all where hopward's copy is hidden (it would be hopward
+        // that is asked to sign with it).
+        upstream.retain(|k| !own.iter().any(|id| id.blob() == k.blob.as_slice()));
+        upstream.retain(
+            |k| match self.policy_visible(&k.fingerprint, &k.comment, &hops, class) {
+                Ok(()) => true,
+                Err(rule) => {
+                    self.audit_hidden((&k.fingerprint, &k.comment), class, &hops, &rule);
+                    false
+                }
+            },
+        );
+        let answer: Vec<(&[u8], &str)> = shown
+            .iter()
+            .map(|id| (id.blob(), id.comment.as_str()))
+            .chain(
+                upstream
+                    .iter()
+                    .map(|k| (k.blob.as_slice(), k.comment.as_str())),
+            )
+            .collect();
+        proto::identities_answer(answer.into_iter())
+    }
+
+    fn audit_hidden(&self, key: (&str, &str), class: RequestClass, hops: &[HopView], rule: &str) {
+        self.agent.audit.record(
+            AuditRecord::key_event("list", Some(key), class, hops, &self.peer, self.id)
+                .decided(false, rule, rule),
+        );
+    }
+
+    /// The upstream agent this connection may use, and the bound on each
+    /// request to it. `None` without an upstream, and for hopward's own
+    /// connections: an upstream socket that leads back to this agent must
+    /// not make it call itself without end.
+    fn upstream_target(&self) -> Option<(std::path::PathBuf, Duration)> {
+        let target = self.agent.upstream()?;
+        // getpid is a system call each time, and this runs on every upstream
+        // request; it is first read in the serving process (after any fork).
+        static OWN_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        if self.peer.pid == Some(*OWN_PID.get_or_init(std::process::id)) {
+            debug!(
+                conn = self.id,
+                "upstream not used on hopward's own connection (the upstream socket leads back here)"
+            );
+            return None;
+        }
+        Some(target)
+    }
+
+    /// Why upstream keys are out of reach on this connection right now, if
+    /// they are: a locked agent hides them as it hides its own keys, and a
+    /// connection poisoned by a bind hopward refused never reaches upstream
+    /// (the upstream would see a chain without the bad bind).
+    fn upstream_barred(&self) -> Option<&'static str> {
+        if self.agent.keystore.is_locked() {
+            Some("the agent is locked")
+        } else if self.chain.is_poisoned() {
+            Some("a session-bind on this connection was refused")
+        } else if self.upstream.is_poisoned() {
+            Some("the upstream agent refused a session-bind on this connection")
+        } else {
+            None
+        }
+    }
+
+    /// The upstream's keys as it lists them on this connection (its own
+    /// restrictions applied to the replayed binds); empty, with a log line,
+    /// when it cannot be asked.
+    async fn upstream_listing(&mut self) -> Vec<crate::upstream::UpstreamKey> {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return Vec::new();
+        };
+        if let Some(why) = self.upstream_barred() {
+            debug!(
+                conn = self.id,
+                "upstream keys left out of the listing: {why}"
+            );
+            return Vec::new();
+        }
+        match self.upstream.list(&path, &self.binds, timeout).await {
+            Ok(keys) => {
+                let keys = keys.to_vec();
+                self.agent.upstream.record(Ok(None));
+                self.note_bind_support();
+                keys
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "upstream keys left out of the listing: {e}");
+                self.agent.upstream.record(Err(&e));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Notes (once for the agent) an upstream that turned out to know no
+    /// session-bind on this connection.
+    fn note_bind_support(&self) {
+        if self.binds.is_empty() {
+            return;
+        }
+        let supported = !self.upstream.binds_unsupported();
+        if self.agent.upstream.record_binds(supported) && !supported {
+            warn!(
+                conn = self.id,
+                "the upstream agent knows no session-bind (it refused a valid one): \
+                 binds are not passed to it, and only hopward's policy restricts its keys"
+            );
+        }
+    }
+
+    /// For `hopward status`: asks the upstream for its keys on a connection
+    /// of its own (no binds: everything it would list locally).
+    async fn probe_upstream(&self) {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return;
+        };
+        let mut link = crate::upstream::UpstreamLink::default();
+        match link.list(&path, &[], timeout).await {
+            Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
+            Err(e) => self.agent.upstream.record(Err(&e)),
+        }
+    }
+
+    /// The policy's part of [`Session::visible`]: on a forwarded connection,
+    /// hides a key no rule could allow there. `Err` carries the rule.
+    fn policy_visible(
+        &self,
+        fingerprint: &str,
+        comment: &str,
+        hops: &[HopView],
+        class: RequestClass,
+    ) -> Result<(), String> {
         if class == RequestClass::Local || class == RequestClass::Direct {
             return Ok(());
         }
         self.agent
             .policy
             .current()
-            .could_allow(&identity.fingerprint, &identity.comment, hops, class)
-            .map_err(Some)
-    }
-
-    fn list(&self) -> Vec<u8> {
-        let class = RequestClass::of(&self.chain);
-        let hops = self.hop_views();
-        let mut shown = Vec::new();
-        for id in self.agent.keystore.list(Instant::now()) {
-            match self.visible(&id, &hops, class) {
-                Ok(()) => shown.push(id),
-                // Hidden by the policy: the remote side tried and was refused.
-                Err(Some(rule)) => self.agent.audit.record(
-                    AuditRecord::key_event(
-                        "list",
-                        Some((&id.fingerprint, &id.comment)),
-                        class,
-                        &hops,
-                        &self.peer,
-                        self.id,
-                    )
-                    .decided(false, &rule, &rule),
-                ),
-                Err(None) => {}
-            }
-        }
-        proto::identities_answer(shown.iter().map(|id| (id.blob(), id.comment.as_str())))
+            .could_allow(fingerprint, comment, hops, class)
     }
 
     async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
         let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
-            debug!(
-                conn = self.id,
-                "sign: no such key {}",
-                describe_blob(key_blob)
-            );
-            return failure();
+            return self.sign_upstream(key_blob, data, flags).await;
         };
         let signed_data = SignedData::parse(data);
         let policy = self.agent.policy.current();
@@ -412,6 +560,98 @@ impl Session {
                 failure()
             }
         }
+    }
+
+    /// A sign request for a key hopward does not hold: decided by the policy
+    /// exactly as for its own keys, then, only if allowed, passed to the
+    /// upstream on this connection's own link (binds replayed first).
+    async fn sign_upstream(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+        let no_such_key = |conn: u64| {
+            debug!(conn, "sign: no such key {}", describe_blob(key_blob));
+            failure()
+        };
+        let Some((path, timeout)) = self.upstream_target() else {
+            return no_such_key(self.id);
+        };
+        if let Some(why) = self.upstream_barred() {
+            warn!(conn = self.id, peer = %self.peer, "sign refused for a key hopward does not hold: {why}");
+            return failure();
+        }
+        let key = match self.upstream.known_key(key_blob) {
+            Some(key) => key.clone(),
+            // Not listed on this connection yet (or changed since): ask.
+            None => match self.upstream.list(&path, &self.binds, timeout).await {
+                Ok(keys) => match keys.iter().find(|k| k.blob == key_blob) {
+                    Some(key) => key.clone(),
+                    None => return no_such_key(self.id),
+                },
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "sign refused: cannot list the upstream's keys: {e}");
+                    self.agent.upstream.record(Err(&e));
+                    return failure();
+                }
+            },
+        };
+        let signed_data = SignedData::parse(data);
+        let policy = self.agent.policy.current();
+        let context = RequestContext::new(
+            (&key.fingerprint, &key.comment, key_blob),
+            &self.chain,
+            self.hop_views(),
+            &signed_data,
+            &self.peer,
+        );
+        debug!(conn = self.id, "request context (upstream key): {context}");
+        // The upstream applies its own constraints (ssh-add -h, -c) to the
+        // replayed binds; the policy decides before it is ever asked.
+        let decision = policy.decide(&context);
+        let verdict = self
+            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
+            .await;
+        if !verdict.allowed {
+            self.audit_upstream_sign(&context, false, &decision.rule, &verdict.reason);
+            info!(
+                conn = self.id,
+                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
+            );
+            return failure();
+        }
+        let result = self
+            .upstream
+            .sign(&path, &self.binds, (key_blob, data, flags), timeout)
+            .await;
+        match result {
+            Ok(reply) => {
+                self.note_bind_support();
+                self.audit_upstream_sign(&context, true, &decision.rule, &verdict.reason);
+                reply
+            }
+            Err(e) => {
+                // Allowed here, yet no signature: the audit says where it stopped.
+                let reason = match e {
+                    crate::upstream::UpstreamError::Refused { .. }
+                    | crate::upstream::UpstreamError::BindRefused { .. }
+                    | crate::upstream::UpstreamError::Poisoned => "upstream-refused",
+                    _ => "upstream-failed",
+                };
+                warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", decision.rule);
+                self.agent.upstream.record(Err(&e));
+                self.audit_upstream_sign(&context, false, &decision.rule, reason);
+                failure()
+            }
+        }
+    }
+
+    fn audit_upstream_sign(
+        &self,
+        context: &RequestContext,
+        allowed: bool,
+        rule: &str,
+        reason: &str,
+    ) {
+        let mut record = AuditRecord::sign(context, allowed, rule, reason, self.id);
+        record.upstream = true;
+        self.agent.audit.record(record);
     }
 
     /// Puts a sign decision into effect: allow, deny, or ask (unless a

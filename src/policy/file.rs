@@ -15,8 +15,8 @@ use toml::Spanned;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
 use super::{
-    Action, AuditSettings, ConfirmMethod, ConfirmSettings, Defaults, ForwardedOps, LockSettings,
-    Policy, Rule,
+    Action, AuditSettings, ConfirmMethod, ConfirmSettings, DEFAULT_UPSTREAM_TIMEOUT, Defaults,
+    ForwardedOps, LockSettings, Policy, Rule, UpstreamSettings,
 };
 use crate::binding::Purpose;
 
@@ -62,6 +62,7 @@ struct RawFile {
     audit: Option<RawAudit>,
     known_hosts: Option<RawKnownHosts>,
     lock: Option<RawLock>,
+    upstream: Option<RawUpstream>,
     #[serde(default)]
     rule: Vec<S<RawRule>>,
 }
@@ -109,6 +110,13 @@ struct RawAudit {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawUpstream {
+    socket: Option<S<String>>,
+    timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawKnownHosts {
     files: Vec<S<String>>,
 }
@@ -144,6 +152,8 @@ struct Partial {
     fwd_unlock: Option<Action>,
     audit_path: Option<PathBuf>,
     audit_bytes: Option<u64>,
+    upstream_socket: Option<PathBuf>,
+    upstream_timeout: Option<Duration>,
     known_hosts: Vec<PathBuf>,
     lock_idle: Option<Duration>,
     lock_on_screen: Option<bool>,
@@ -175,7 +185,9 @@ impl Partial {
             audit_path,
             audit_bytes,
             lock_idle,
-            lock_on_screen
+            lock_on_screen,
+            upstream_socket,
+            upstream_timeout
         );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
@@ -425,6 +437,24 @@ fn compile_file(
         }
         p.lock_on_screen = l.on_screen_lock.as_ref().map(|b| *b.get_ref());
     }
+    if let Some(u) = &raw.upstream {
+        if let Some(socket) = &u.socket {
+            let path = expand_home(socket.get_ref());
+            if !path.is_absolute() {
+                ctx.err(
+                    socket.span(),
+                    "upstream.socket must be an absolute path or start with ~/",
+                );
+            }
+            p.upstream_socket = Some(path);
+        }
+        if let Some(t) = &u.timeout {
+            p.upstream_timeout = ctx.duration(t);
+            if p.upstream_timeout == Some(Duration::ZERO) {
+                ctx.err(t.span(), "upstream.timeout must be more than 0");
+            }
+        }
+    }
     if let Some(k) = &raw.known_hosts {
         p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
     }
@@ -585,6 +615,10 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
         audit: AuditSettings {
             path: p.audit_path,
             max_bytes: p.audit_bytes.unwrap_or(DEFAULT_AUDIT_BYTES),
+        },
+        upstream: UpstreamSettings {
+            socket: p.upstream_socket,
+            timeout: p.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
         },
         known_hosts: p.known_hosts,
         lock: LockSettings {

@@ -138,6 +138,19 @@ pub struct LockSettings {
     pub on_screen_lock: bool,
 }
 
+/// `[upstream]`: another agent whose keys hopward fronts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Its socket (`None`: no upstream unless `--upstream` names one).
+    pub socket: Option<PathBuf>,
+    /// How long one request to it may take: long enough for a hardware
+    /// touch or the upstream's own approval dialog.
+    pub timeout: Duration,
+}
+
+/// How long an upstream request may take when the policy does not say.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A complete, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -151,6 +164,7 @@ pub struct Policy {
     pub confirm: ConfirmSettings,
     pub forwarded: ForwardedOps,
     pub audit: AuditSettings,
+    pub upstream: UpstreamSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
     pub lock: LockSettings,

@@ -546,3 +546,4 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
 pub mod notifier;
 pub mod openssh105;
 pub mod sshd;
+pub mod upstream;
