@@ -26,6 +26,32 @@ pub struct AgentOptions {
     pub owner_uid: u32,
     /// known_hosts files that name host keys (the policy may add more).
     pub known_hosts: Vec<PathBuf>,
+    /// `-P`: the patterns a provider's real path must match.
+    pub provider_allowlist: String,
+    /// `-O allow-remote-pkcs11`: providers may be named through a
+    /// forwarded agent (refused by default, as OpenSSH 9.4+).
+    pub allow_remote_providers: bool,
+    /// FIDO applications that may sign any data (`-O websafe-allow`);
+    /// `None` with `-O no-restrict-websafe`. Others sign only SSH logins
+    /// and SSHSIG signatures.
+    pub websafe_allowlist: Option<String>,
+    /// How long a token signature (or a PKCS#11 operation) may take.
+    pub provider_timeout: Duration,
+}
+
+impl AgentOptions {
+    /// ssh-agent's defaults for everything but the owner.
+    pub fn new(owner_uid: u32) -> Self {
+        AgentOptions {
+            default_lifetime: None,
+            owner_uid,
+            known_hosts: Vec::new(),
+            provider_allowlist: crate::sk::DEFAULT_ALLOWED_PROVIDERS.to_string(),
+            allow_remote_providers: false,
+            websafe_allowlist: Some("ssh:*".to_string()),
+            provider_timeout: crate::sk::DEFAULT_SIGN_TIMEOUT,
+        }
+    }
 }
 
 /// The running agent.

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::proto::{KeyType, NewKey, PublicKey};
+use crate::proto::{KeyType, NewKey, PublicKey, SecretParts};
 use crate::shield::ShieldedKey;
 use crate::sign::{KeyError, SignError, SigningKey, SshSignature};
+use crate::sk::{Provider, SecurityKey};
 
 /// OpenSSH constraints attached to a key by `ssh-add -c/-t/-h`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +27,19 @@ pub struct Constraints {
     pub lifetime: Option<u32>,
     /// Where the key may be used (`ssh-add -h`); empty = anywhere.
     pub destinations: Vec<crate::destination::DestinationConstraint>,
+    /// The FIDO provider a security key signs through
+    /// (`sk-provider@openssh.com`, resolved against `-P`); `None` for a
+    /// security key means the built-in one.
+    pub sk_provider: Option<Provider>,
+}
+
+/// What signs for an identity.
+#[derive(Debug)]
+enum Holder {
+    /// A private key held (sealed) here.
+    Software(ShieldedKey),
+    /// A key on a FIDO token: its sealed handle and provider.
+    Token(SecurityKey),
 }
 
 /// One key held by the agent.
@@ -38,7 +52,7 @@ pub struct Identity {
     pub constraints: Constraints,
     pub added: Instant,
     pub expires: Option<Instant>,
-    key: ShieldedKey,
+    key: Holder,
 }
 
 impl fmt::Debug for Identity {
@@ -55,8 +69,22 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Builds an identity from a key sent by `ssh-add`, validating it.
     pub fn new(new: &NewKey<'_>, constraints: Constraints, now: Instant) -> Result<Self, KeyError> {
-        let material = SigningKey::material(&new.public.parts, &new.secret)?;
-        let key = ShieldedKey::seal(&new.public.parts, &material)?;
+        let key = match new.secret {
+            SecretParts::SecurityKey { flags, key_handle } => {
+                if !new.public.parts.key_type().is_security_key() {
+                    return Err(KeyError::Mismatch);
+                }
+                let provider = constraints
+                    .sk_provider
+                    .clone()
+                    .unwrap_or(Provider::Internal);
+                Holder::Token(SecurityKey::new(provider, flags, key_handle)?)
+            }
+            _ => {
+                let material = SigningKey::material(&new.public.parts, &new.secret)?;
+                Holder::Software(ShieldedKey::seal(&new.public.parts, &material)?)
+            }
+        };
         let expires = constraints
             .lifetime
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
@@ -79,13 +107,31 @@ impl Identity {
         self.public.parts.key_type()
     }
 
+    /// Signs with a key held here; a token key signs through
+    /// [`crate::sk::sign`] with [`Identity::security_key`] instead.
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
-        self.key.sign(data, flags)
+        match &self.key {
+            Holder::Software(key) => key.sign(data, flags),
+            Holder::Token(_) => Err(SignError::Failed),
+        }
+    }
+
+    /// The token and provider behind a FIDO key; `None` for other keys.
+    pub fn security_key(&self) -> Option<&SecurityKey> {
+        match &self.key {
+            Holder::Token(key) => Some(key),
+            Holder::Software(_) => None,
+        }
     }
 
     /// Whether the sealed key is locked out of swap (see `hopward status`).
     pub fn is_locked_in_memory(&self) -> bool {
-        self.key.is_locked_in_memory()
+        match &self.key {
+            Holder::Software(key) => key.is_locked_in_memory(),
+            // The handle's pages are locked like a key's where the limit
+            // allows; a handle alone cannot sign without the token.
+            Holder::Token(_) => true,
+        }
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -391,7 +437,7 @@ mod tests {
         let now = Instant::now();
         let id = identity(0x41, "c", None, now);
         let text = format!("{id:?}");
-        assert!(text.contains("ShieldedKey(ssh-ed25519)"));
+        assert!(text.contains("ShieldedKey(ssh-ed25519)"), "{text}");
         assert!(!text.contains("65, 65"));
     }
 }

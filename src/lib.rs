@@ -33,6 +33,7 @@ pub mod server;
 pub mod session;
 pub mod shield;
 pub mod sign;
+pub mod sk;
 pub mod systemd;
 pub mod text;
 pub mod verify;

@@ -342,6 +342,11 @@ impl Session {
             self.audit_sign(&context, false, "constraint", "constraint");
             return failure();
         }
+        if identity.security_key().is_some() && !self.websafe(&identity, &signed_data) {
+            warn!(conn = self.id, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
+            self.audit_sign(&context, false, "constraint", "constraint");
+            return failure();
+        }
         let mut decision = policy.decide(&context);
         if identity.constraints.confirm && decision.action == Action::Allow {
             // ssh-add -c: the key always asks, whatever the policy allows.
@@ -360,6 +365,9 @@ impl Session {
             return failure();
         }
 
+        if let Some(token) = identity.security_key() {
+            return self.sign_on_token(&identity, token, data).await;
+        }
         let signed = if matches!(
             identity.key_type(),
             proto::KeyType::Rsa | proto::KeyType::MlDsa44Ed25519
@@ -379,6 +387,56 @@ impl Session {
             Ok(sig) => proto::sign_response(sig.algorithm, &sig.blob),
             Err(e) => {
                 warn!(conn = self.id, key = %identity.fingerprint, "sign failed: {e}");
+                failure()
+            }
+        }
+    }
+
+    /// ssh-agent's web-origin check: a FIDO key whose application is not on
+    /// the websafe allow-list (`ssh:*` by default) signs only an SSH login
+    /// by that key or an SSHSIG signature, never a web challenge.
+    fn websafe(&self, identity: &Identity, signed: &SignedData<'_>) -> bool {
+        let Some(allowlist) = &self.agent.options.websafe_allowlist else {
+            return true;
+        };
+        let application = identity.public.parts.application().unwrap_or_default();
+        if crate::sk::match_pattern_list(application, allowlist) {
+            return true;
+        }
+        match signed {
+            SignedData::Userauth(auth) => proto::PublicKey::parse(auth.key_blob)
+                .is_ok_and(|key| key.parts == identity.public.parts),
+            SignedData::Sshsig { .. } => true,
+            SignedData::Other => false,
+        }
+    }
+
+    /// Has a FIDO token sign, after the policy allowed it: off this
+    /// connection's lock-free path, in a helper process, with a deadline.
+    async fn sign_on_token(
+        &self,
+        identity: &Identity,
+        token: &crate::sk::SecurityKey,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let provider = token.provider.describe();
+        if token.needs_touch() {
+            info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
+        }
+        match crate::sk::sign(
+            &identity.public.parts,
+            token,
+            data,
+            self.agent.options.provider_timeout,
+        )
+        .await
+        {
+            Ok(signed) => {
+                debug!(conn = self.id, key = %identity.fingerprint, flags = signed.details.flags, counter = signed.details.counter, "security key signed");
+                proto::sign_response_blob(&signed.blob)
+            }
+            Err(e) => {
+                warn!(conn = self.id, key = %identity.fingerprint, provider = %provider, "security key signature failed: {e}");
                 failure()
             }
         }
@@ -554,10 +612,18 @@ impl Session {
         verdict.allowed
     }
 
+    /// Whether this connection counts as remote for loading providers:
+    /// ssh-agent's `socket_is_remote`, any session-bind at all.
+    fn remote(&self) -> bool {
+        !self.chain.hops().is_empty() || self.chain.is_poisoned()
+    }
+
     async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
         let mut parsed = Constraints::default();
+        let mut sk_provider = None;
         for constraint in constraints {
             let duplicate = match constraint {
+                Constraint::SkProvider(name) => sk_provider.replace(*name).is_some(),
                 Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
                 Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
                 Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
@@ -584,6 +650,29 @@ impl Session {
                 return failure();
             }
         }
+        if let Some(name) = sk_provider {
+            if !key.public.parts.key_type().is_security_key() {
+                warn!(
+                    conn = self.id,
+                    "refused to add key: a provider was named for {}, which is not a security key",
+                    key.public.parts.key_type().name()
+                );
+                return failure();
+            }
+            let options = &self.agent.options;
+            match crate::sk::resolve_provider(
+                name,
+                &options.provider_allowlist,
+                self.remote(),
+                options.allow_remote_providers,
+            ) {
+                Ok(provider) => parsed.sk_provider = Some(provider),
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "refused to add key {}: {e}", key.public.fingerprint());
+                    return failure();
+                }
+            }
+        }
         if parsed.lifetime.is_none() {
             parsed.lifetime = self
                 .agent
@@ -608,9 +697,10 @@ impl Session {
         }
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
         let restricted = !identity.constraints.destinations.is_empty();
+        let provider = identity.security_key().map(|k| k.provider.describe());
         match self.agent.keystore.add(identity) {
             Ok(()) => {
-                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, "added key");
+                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
                 status(true)
             }
             Err(e) => {

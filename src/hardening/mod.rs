@@ -10,6 +10,7 @@
 
 pub mod memory;
 pub mod signing;
+pub mod sk_provider;
 
 pub use memory::LockedPages;
 
