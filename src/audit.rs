@@ -79,6 +79,9 @@ pub struct AuditRecord {
     pub purpose: Option<&'static str>,
     pub peer: AuditPeer,
     pub conn: u64,
+    /// The provider a hardware key uses (its library path, or `internal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl AuditRecord {
@@ -100,6 +103,7 @@ impl AuditRecord {
             purpose: Some(ctx.purpose.as_str()),
             peer: AuditPeer::from(&*ctx.peer),
             conn,
+            provider: None,
         }
     }
 }
@@ -131,6 +135,7 @@ impl AuditRecord {
             purpose: None,
             peer: AuditPeer::from(peer),
             conn,
+            provider: None,
         }
     }
 
@@ -386,6 +391,7 @@ mod tests {
                 exe: None,
             },
             conn: 1,
+            provider: None,
         };
         for _ in 0..5 {
             log.record(rec.clone());

@@ -353,10 +353,27 @@ impl Session {
             decision.action = Action::Confirm;
             decision.remember = None;
         }
+        let token = identity.security_key();
+        let touch = token.is_some_and(|t| t.needs_touch());
         let verdict = self
-            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
+            .enforce(
+                &decision,
+                &context,
+                (&signed_data, data),
+                touch,
+                &policy.confirm,
+            )
             .await;
-        self.audit_sign(&context, verdict.allowed, &decision.rule, &verdict.reason);
+        let mut record = AuditRecord::sign(
+            &context,
+            verdict.allowed,
+            &decision.rule,
+            &verdict.reason,
+            self.id,
+        );
+        // Which library signed for a hardware key: its path, never a PIN.
+        record.provider = token.map(|t| t.provider.describe());
+        self.agent.audit.record(record);
         if !verdict.allowed {
             info!(
                 conn = self.id,
@@ -451,8 +468,8 @@ impl Session {
         &self,
         decision: &Decision,
         context: &RequestContext,
-        signed: &SignedData<'_>,
-        data: &[u8],
+        (signed, data): (&SignedData<'_>, &[u8]),
+        touch: bool,
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
         if let Some(verdict) = Verdict::settled(decision) {
@@ -474,6 +491,7 @@ impl Session {
             }
         }
         prompt.remember = decision.remember;
+        prompt.touch = touch;
         let origin = Origin::of(context.class, &context.chain);
         let question = Question::new(scope.clone(), data, origin);
         let answer = self.ask(question, prompt, settings).await;
@@ -561,6 +579,17 @@ impl Session {
     /// Decides a key operation (add, remove, lock ...) for this connection:
     /// local use is allowed; through a bound connection `[forwarded]` says.
     async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
+        self.allow_key_op_with(op, key, None).await
+    }
+
+    /// [`Session::allow_key_op`] for a hardware key, whose provider the
+    /// audit names.
+    async fn allow_key_op_with(
+        &self,
+        op: KeyOp,
+        key: Option<(&str, &str)>,
+        provider: Option<String>,
+    ) -> bool {
         let class = RequestClass::of(&self.chain);
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
@@ -599,13 +628,10 @@ impl Session {
                 }
             }
         };
-        self.agent.audit.record(
-            AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id).decided(
-                verdict.allowed,
-                &decision.rule,
-                &verdict.reason,
-            ),
-        );
+        let mut record = AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id)
+            .decided(verdict.allowed, &decision.rule, &verdict.reason);
+        record.provider = provider;
+        self.agent.audit.record(record);
         if !verdict.allowed {
             warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
         }
@@ -692,12 +718,15 @@ impl Session {
             }
         };
         let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
-        if !self.allow_key_op(KeyOp::Add, Some((&fp, &comment))).await {
+        let provider = identity.security_key().map(|k| k.provider.describe());
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&fp, &comment)), provider.clone())
+            .await
+        {
             return failure();
         }
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
         let restricted = !identity.constraints.destinations.is_empty();
-        let provider = identity.security_key().map(|k| k.provider.describe());
         match self.agent.keystore.add(identity) {
             Ok(()) => {
                 info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
@@ -828,6 +857,7 @@ fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
         peer_parents: ctx.peer.parents.clone(),
         remember: None,
+        touch: false,
     }
 }
 
