@@ -71,6 +71,8 @@ pub struct Agent {
     forwarded_locked: AtomicBool,
     /// Questions waiting for an answer right now.
     pub prompts: crate::prompts::PromptBroker,
+    /// Loaded PKCS#11 providers by real path, each with its helper.
+    pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::pkcs11::Pkcs11Provider>>>,
 }
 
 /// What the agent knows about one open connection.
@@ -96,7 +98,30 @@ impl Agent {
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             prompts: crate::prompts::PromptBroker::default(),
+            pkcs11: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn providers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<crate::pkcs11::Pkcs11Provider>>> {
+        self.pkcs11.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the PKCS#11 provider at this real path is loaded.
+    pub fn pkcs11_loaded(&self, path: &std::path::Path) -> bool {
+        self.providers().contains_key(path)
+    }
+
+    pub fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::pkcs11::Pkcs11Provider>) {
+        self.providers().insert(path, provider);
+    }
+
+    pub fn take_pkcs11(
+        &self,
+        path: &std::path::Path,
+    ) -> Option<Arc<crate::pkcs11::Pkcs11Provider>> {
+        self.providers().remove(path)
     }
 
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {

@@ -40,6 +40,8 @@ enum Holder {
     Software(ShieldedKey),
     /// A key on a FIDO token: its sealed handle and provider.
     Token(SecurityKey),
+    /// A key on a PKCS#11 token, signed through its provider's helper.
+    Pkcs11(Arc<crate::pkcs11::Pkcs11Provider>),
 }
 
 /// One key held by the agent.
@@ -99,6 +101,46 @@ impl Identity {
         })
     }
 
+    /// An identity for a key found on a PKCS#11 token (`ssh-add -s`).
+    pub fn on_pkcs11_token(
+        public: PublicKey,
+        comment: String,
+        constraints: Constraints,
+        provider: Arc<crate::pkcs11::Pkcs11Provider>,
+        now: Instant,
+    ) -> Self {
+        let expires = constraints
+            .lifetime
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Identity {
+            fingerprint: public.fingerprint(),
+            public,
+            comment,
+            constraints,
+            added: now,
+            expires,
+            key: Holder::Pkcs11(provider),
+        }
+    }
+
+    /// The PKCS#11 provider behind a token key; `None` for other keys.
+    pub fn pkcs11(&self) -> Option<&Arc<crate::pkcs11::Pkcs11Provider>> {
+        match &self.key {
+            Holder::Pkcs11(provider) => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// The provider a hardware key signs through, as the audit names it
+    /// (a library path, or `internal`); `None` for keys held here.
+    pub fn provider_name(&self) -> Option<String> {
+        match &self.key {
+            Holder::Software(_) => None,
+            Holder::Token(key) => Some(key.provider.describe()),
+            Holder::Pkcs11(provider) => Some(provider.path.display().to_string()),
+        }
+    }
+
     pub fn blob(&self) -> &[u8] {
         &self.public.blob
     }
@@ -112,7 +154,7 @@ impl Identity {
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
         match &self.key {
             Holder::Software(key) => key.sign(data, flags),
-            Holder::Token(_) => Err(SignError::Failed),
+            Holder::Token(_) | Holder::Pkcs11(_) => Err(SignError::Failed),
         }
     }
 
@@ -120,7 +162,7 @@ impl Identity {
     pub fn security_key(&self) -> Option<&SecurityKey> {
         match &self.key {
             Holder::Token(key) => Some(key),
-            Holder::Software(_) => None,
+            _ => None,
         }
     }
 
@@ -131,6 +173,8 @@ impl Identity {
             // The handle's pages are locked like a key's where the limit
             // allows; a handle alone cannot sign without the token.
             Holder::Token(_) => true,
+            // Nothing secret of a PKCS#11 key is in the agent at all.
+            Holder::Pkcs11(_) => true,
         }
     }
 
@@ -253,6 +297,20 @@ impl Keystore {
         let before = state.identities.len();
         state.identities.retain(|id| id.blob() != blob);
         state.identities.len() != before
+    }
+
+    /// Removes every identity loaded from the PKCS#11 provider at `path`
+    /// (`ssh-add -e`); `None` while locked.
+    pub fn remove_provider(&self, path: &std::path::Path) -> Option<usize> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return None;
+        }
+        let before = state.identities.len();
+        state
+            .identities
+            .retain(|id| id.pkcs11().is_none_or(|p| p.path != path));
+        Some(before - state.identities.len())
     }
 
     /// Removes every identity; `None` while locked.

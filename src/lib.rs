@@ -26,6 +26,7 @@ pub mod launch;
 pub mod logview;
 pub mod paths;
 pub mod peer;
+pub mod pkcs11;
 pub mod policy;
 pub mod prompts;
 pub mod proto;

@@ -17,6 +17,13 @@ fn main() -> ExitCode {
     {
         return hopward::sk::helper_main();
     }
+    if argv
+        .get(1)
+        .is_some_and(|word| word == hopward::pkcs11::HELPER_ARG)
+        && argv.len() == 3
+    {
+        return hopward::pkcs11::helper_main(&argv[2]);
+    }
     if argv.get(1).is_some_and(|word| word == "daemon") {
         return hopward::launch::daemon_command(&argv[2..]);
     }

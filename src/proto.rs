@@ -567,6 +567,12 @@ pub enum Constraint<'a> {
     /// `sk-provider@openssh.com`: the FIDO middleware library to sign
     /// with, or `internal`.
     SkProvider(&'a str),
+    /// `associated-certs-v00@openssh.com` (`ssh-add -s -C`, OpenSSH 9.6+):
+    /// certificates for the token's keys, and whether to add only them.
+    AssociatedCerts {
+        certs_only: bool,
+        certs: Vec<&'a [u8]>,
+    },
 }
 
 fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoError> {
@@ -582,6 +588,15 @@ fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoE
                 )),
                 "sk-provider@openssh.com" => {
                     Ok(Constraint::SkProvider(reader.text("sk provider")?))
+                }
+                "associated-certs-v00@openssh.com" => {
+                    let certs_only = reader.u8("certs only")? != 0;
+                    let mut list = Reader::new(reader.string("certificates")?);
+                    let mut certs = Vec::new();
+                    while !list.is_empty() {
+                        certs.push(list.string("certificate")?);
+                    }
+                    Ok(Constraint::AssociatedCerts { certs_only, certs })
                 }
                 other => Err(ProtoError::UnsupportedConstraint(crate::text::clean(
                     other, 80,
@@ -609,8 +624,17 @@ pub enum Request<'a> {
         key_blob: &'a [u8],
     },
     RemoveAll,
-    /// PKCS#11 add/remove, which hopward refuses.
-    Smartcard,
+    /// `ssh-add -s PROVIDER`: load the token's keys (the PIN is borrowed
+    /// from the frame, never printed).
+    AddSmartcard {
+        provider: &'a str,
+        pin: Passphrase<'a>,
+        constraints: Vec<Constraint<'a>>,
+    },
+    /// `ssh-add -e PROVIDER`.
+    RemoveSmartcard {
+        provider: &'a str,
+    },
     Lock(Passphrase<'a>),
     Unlock(Passphrase<'a>),
     Extension {
@@ -657,11 +681,26 @@ impl<'a> Request<'a> {
             SSH_AGENTC_REMOVE_ALL_IDENTITIES | SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES => {
                 Request::RemoveAll
             }
-            SSH_AGENTC_ADD_SMARTCARD_KEY
-            | SSH_AGENTC_REMOVE_SMARTCARD_KEY
-            | SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED => {
-                // Refused whatever the body; nothing in it is used.
-                return Ok(Request::Smartcard);
+            SSH_AGENTC_ADD_SMARTCARD_KEY | SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED => {
+                let provider = reader.text("provider")?;
+                let pin = Passphrase(reader.string("pin")?);
+                let mut constraints = Vec::new();
+                if kind == SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED {
+                    while !reader.is_empty() {
+                        constraints.push(read_constraint(&mut reader)?);
+                    }
+                }
+                Request::AddSmartcard {
+                    provider,
+                    pin,
+                    constraints,
+                }
+            }
+            SSH_AGENTC_REMOVE_SMARTCARD_KEY => {
+                let provider = reader.text("provider")?;
+                // ssh-add sends a PIN here too; it is not used.
+                reader.string("pin")?;
+                Request::RemoveSmartcard { provider }
             }
             SSH_AGENTC_LOCK => Request::Lock(Passphrase(reader.string("passphrase")?)),
             SSH_AGENTC_UNLOCK => Request::Unlock(Passphrase(reader.string("passphrase")?)),

@@ -136,13 +136,12 @@ impl Session {
             Request::RemoveAll => self.remove_all().await,
             Request::Lock(passphrase) => self.lock(passphrase).await,
             Request::Unlock(passphrase) => self.unlock(passphrase).await,
-            Request::Smartcard => {
-                warn!(
-                    conn = self.id,
-                    "refused PKCS#11 request: hopward does not load providers"
-                );
-                failure()
-            }
+            Request::AddSmartcard {
+                provider,
+                pin,
+                constraints,
+            } => self.add_smartcard(provider, pin, &constraints).await,
+            Request::RemoveSmartcard { provider } => self.remove_smartcard(provider).await,
             Request::Extension {
                 name: "session-bind@openssh.com",
                 body,
@@ -372,7 +371,7 @@ impl Session {
             self.id,
         );
         // Which library signed for a hardware key: its path, never a PIN.
-        record.provider = token.map(|t| t.provider.describe());
+        record.provider = identity.provider_name();
         self.agent.audit.record(record);
         if !verdict.allowed {
             info!(
@@ -384,6 +383,15 @@ impl Session {
 
         if let Some(token) = identity.security_key() {
             return self.sign_on_token(&identity, token, data).await;
+        }
+        if let Some(provider) = identity.pkcs11() {
+            return match provider.sign(&identity.public.parts, data, flags).await {
+                Ok(blob) => proto::sign_response_blob(&blob),
+                Err(e) => {
+                    warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
+                    failure()
+                }
+            };
         }
         let signed = if matches!(
             identity.key_type(),
@@ -650,6 +658,13 @@ impl Session {
         for constraint in constraints {
             let duplicate = match constraint {
                 Constraint::SkProvider(name) => sk_provider.replace(*name).is_some(),
+                Constraint::AssociatedCerts { .. } => {
+                    warn!(
+                        conn = self.id,
+                        "refused to add key: associated certificates are only for PKCS#11 tokens"
+                    );
+                    return failure();
+                }
                 Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
                 Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
                 Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
@@ -737,6 +752,194 @@ impl Session {
                 failure()
             }
         }
+    }
+
+    /// `ssh-add -s PROVIDER`: as ssh-agent's `process_add_smartcard_key`,
+    /// a provider named through a forwarded agent is refused (unless
+    /// `-O allow-remote-pkcs11`), its real path must match `-P`, and
+    /// `[forwarded] add` of the policy decides as for any key. The
+    /// provider runs in a helper process; the PIN goes there only.
+    async fn add_smartcard(
+        &mut self,
+        provider: &str,
+        pin: Passphrase<'_>,
+        constraints: &[Constraint<'_>],
+    ) -> Vec<u8> {
+        let mut parsed = Constraints::default();
+        let mut associated: Option<(bool, &[&[u8]])> = None;
+        for constraint in constraints {
+            let duplicate = match constraint {
+                Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
+                Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
+                Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
+                {
+                    Ok(list) => {
+                        let had = !parsed.destinations.is_empty();
+                        parsed.destinations = list;
+                        had
+                    }
+                    Err(e) => {
+                        warn!(
+                            conn = self.id,
+                            "refused PKCS#11 add: bad destination constraint: {e}"
+                        );
+                        return failure();
+                    }
+                },
+                Constraint::AssociatedCerts { certs_only, certs } => {
+                    associated.replace((*certs_only, certs)).is_some()
+                }
+                Constraint::SkProvider(_) => {
+                    warn!(
+                        conn = self.id,
+                        "refused PKCS#11 add: sk-provider is not valid here"
+                    );
+                    return failure();
+                }
+            };
+            if duplicate {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: a constraint is given twice"
+                );
+                return failure();
+            }
+        }
+        if parsed.lifetime.is_none() {
+            parsed.lifetime = self
+                .agent
+                .options
+                .default_lifetime
+                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        }
+        let options = &self.agent.options;
+        let path = match crate::sk::resolve_provider(
+            provider,
+            &options.provider_allowlist,
+            self.remote(),
+            options.allow_remote_providers,
+        ) {
+            Ok(crate::sk::Provider::Library(path)) => path,
+            Ok(crate::sk::Provider::Internal) => {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: \"internal\" is not a PKCS#11 provider"
+                );
+                return failure();
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "refused PKCS#11 add: {e}");
+                return failure();
+            }
+        };
+        let shown = path.display().to_string();
+        if self.agent.pkcs11_loaded(&path) {
+            warn!(conn = self.id, provider = %shown, "refused PKCS#11 add: provider already loaded (ssh-add -e first)");
+            return failure();
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let pin = zeroize::Zeroizing::new(pin.0.to_vec());
+        let (provider, keys) =
+            match crate::pkcs11::Pkcs11Provider::load(path.clone(), &pin, options.provider_timeout)
+                .await
+            {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    warn!(conn = self.id, provider = %shown, "PKCS#11 add failed: {e}");
+                    return failure();
+                }
+            };
+        drop(pin);
+        let provider = Arc::new(provider);
+        let now = Instant::now();
+        let (certs_only, certs) = associated.unwrap_or((false, &[]));
+        let mut identities = Vec::new();
+        for key in keys {
+            let comment = if key.label.is_empty() {
+                shown.clone()
+            } else {
+                key.label.clone()
+            };
+            for cert in certs {
+                match proto::PublicKey::parse(cert) {
+                    Ok(cert) if cert.is_cert && cert.parts == key.public.parts => {
+                        identities.push(Identity::on_pkcs11_token(
+                            cert,
+                            comment.clone(),
+                            parsed.clone(),
+                            Arc::clone(&provider),
+                            now,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(conn = self.id, "associated certificate skipped: {e}"),
+                }
+            }
+            if !certs_only {
+                identities.push(Identity::on_pkcs11_token(
+                    key.public,
+                    comment,
+                    parsed.clone(),
+                    Arc::clone(&provider),
+                    now,
+                ));
+            }
+        }
+        if identities.is_empty() {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 add: no usable keys on the token");
+            provider.stop().await;
+            return failure();
+        }
+        let count = identities.len();
+        for identity in identities {
+            let fp = identity.fingerprint.clone();
+            if let Err(e) = self.agent.keystore.add(identity) {
+                warn!(conn = self.id, "refused to add token key {fp}: {e}");
+                self.agent.keystore.remove_provider(&path);
+                provider.stop().await;
+                return failure();
+            }
+            info!(conn = self.id, key = %fp, provider = %shown, "added token key");
+        }
+        self.agent.set_pkcs11(path, provider);
+        info!(conn = self.id, provider = %shown, keys = count, "PKCS#11 provider loaded");
+        status(true)
+    }
+
+    /// `ssh-add -e PROVIDER`: drops the token's keys and stops its helper.
+    async fn remove_smartcard(&mut self, provider: &str) -> Vec<u8> {
+        let Ok(path) = std::fs::canonicalize(provider) else {
+            warn!(
+                conn = self.id,
+                "PKCS#11 remove: no such provider {}",
+                clean(provider, 100)
+            );
+            return failure();
+        };
+        let shown = path.display().to_string();
+        if !self.agent.pkcs11_loaded(&path) {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 remove: provider not loaded");
+            return failure();
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Remove, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let Some(removed) = self.agent.keystore.remove_provider(&path) else {
+            return failure();
+        };
+        if let Some(helper) = self.agent.take_pkcs11(&path) {
+            helper.stop().await;
+        }
+        info!(conn = self.id, provider = %shown, keys = removed, "PKCS#11 provider removed");
+        status(true)
     }
 
     async fn remove(&mut self, key_blob: &[u8]) -> Vec<u8> {

@@ -228,11 +228,21 @@ pub async fn sign(
     Ok(SkSigned { blob, details })
 }
 
+/// This very program, to run as a helper. On Linux `/proc/self/exe`, which
+/// the forked child still resolves to the agent's own image even after the
+/// file was replaced or deleted by an upgrade.
+pub fn helper_program() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hopward"))
+    }
+}
+
 /// Starts the helper, hands it the request, and waits for its answer; the
 /// helper is killed if the deadline passes or this future is dropped.
 async fn run_helper(request: &[u8], timeout: Duration) -> Result<Vec<u8>, SkError> {
-    let exe = std::env::current_exe().map_err(SkError::Spawn)?;
-    let mut child = tokio::process::Command::new(exe)
+    let mut child = tokio::process::Command::new(helper_program())
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
