@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 # OpenSSH 10.5's own agent tests, run against hopward when ../shared/openssh-10.5
 # (10.5p1 built with its regression suite) sits beside the repository.
 OPENSSH105=../shared/openssh-10.5
-OPENSSH105_TESTS="agent agent-timeout agent-subprocess agent-getpeereid agent-ptrace agent-restrict hostkey-agent cert-file sshsig"
+OPENSSH105_TESTS="agent agent-timeout agent-subprocess agent-getpeereid agent-ptrace agent-restrict agent-pkcs11 agent-pkcs11-restrict agent-pkcs11-cert hostkey-agent cert-file pubkey-priority sshsig"
 # Every key type of the suite runs, FIDO security keys included (through its
 # sk-dummy.so test provider).
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
 
-# Programs the tests drive for real.
-packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus"
+# Programs the tests drive for real (softhsm2 is the PKCS#11 test token, gcc
+# builds the faulty FIDO providers of tests/security_keys.rs).
+packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus softhsm2 gcc libc6-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -834,8 +834,22 @@ impl Session {
         };
         let shown = path.display().to_string();
         if self.agent.pkcs11_loaded(&path) {
-            warn!(conn = self.id, provider = %shown, "refused PKCS#11 add: provider already loaded (ssh-add -e first)");
-            return failure();
+            // As ssh-agent: keys already held are not added again, so a
+            // provider whose keys are all still here adds nothing and fails;
+            // one whose keys were dropped (ssh-add -D) loads afresh.
+            let held = self
+                .agent
+                .keystore
+                .list(Instant::now())
+                .iter()
+                .any(|id| id.pkcs11().is_some_and(|p| p.path == path));
+            if held {
+                warn!(conn = self.id, provider = %shown, "refused PKCS#11 add: its keys are already loaded (ssh-add -e first)");
+                return failure();
+            }
+            if let Some(old) = self.agent.take_pkcs11(&path) {
+                old.stop().await;
+            }
         }
         if !self
             .allow_key_op_with(KeyOp::Add, Some((&shown, &shown)), Some(shown.clone()))
