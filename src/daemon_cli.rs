@@ -150,7 +150,7 @@ ssh-agent.
                     (validated; hopward logs SHA256 fingerprints)
   -k                kill the agent named by $SSH_AGENT_PID
   -O option         allow-remote-pkcs11, no-restrict-websafe, websafe-allow=LIST
-                    (validated; hopward holds no PKCS#11 or FIDO keys)
+                    (as in ssh-agent)
   -P providers      PKCS#11/FIDO provider allow-list (default
                     /usr/lib*/*,/usr/local/lib*/*)
   -t life           default lifetime of added keys (90, 10m, 1h30m, 2w)
