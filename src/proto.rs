@@ -964,4 +964,95 @@ mod tests {
         assert_eq!(key.secret, SecretParts::MlDsa44Ed25519(&[5u8; 64]));
         assert_eq!(key.comment, "cert");
     }
+
+    fn sk_ed25519_add(pk: [u8; 32], application: &str, handle: &[u8]) -> Vec<u8> {
+        let mut out = vec![SSH_AGENTC_ADD_ID_CONSTRAINED];
+        put_string(&mut out, b"sk-ssh-ed25519@openssh.com");
+        put_string(&mut out, &pk);
+        put_string(&mut out, application.as_bytes());
+        out.push(0x01); // user presence required
+        put_string(&mut out, handle);
+        put_string(&mut out, b""); // reserved
+        put_string(&mut out, b"fido");
+        out.push(CONSTRAIN_EXTENSION);
+        put_string(&mut out, b"sk-provider@openssh.com");
+        put_string(&mut out, b"/usr/lib/sk.so");
+        out
+    }
+
+    #[test]
+    fn decodes_security_key_add_with_its_provider() {
+        let body = sk_ed25519_add([6; 32], "ssh:", &[9; 64]);
+        let Request::Add { key, constraints } = Request::decode(&body).unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(
+            key.public.parts,
+            PublicParts::SkEd25519 {
+                pk: [6; 32],
+                application: "ssh:".into()
+            }
+        );
+        assert_eq!(
+            key.secret,
+            SecretParts::SecurityKey {
+                flags: 1,
+                key_handle: &[9; 64]
+            }
+        );
+        assert_eq!(constraints, vec![Constraint::SkProvider("/usr/lib/sk.so")]);
+        assert_eq!(PublicKey::parse(&key.public.blob).unwrap(), key.public);
+        assert_eq!(key.public.parts.key_type().label(), "ED25519-SK");
+        // An empty handle or application is refused.
+        assert!(Request::decode(&sk_ed25519_add([6; 32], "ssh:", &[])).is_err());
+        assert!(Request::decode(&sk_ed25519_add([6; 32], "", &[1])).is_err());
+    }
+
+    #[test]
+    fn decodes_smartcard_requests_and_associated_certificates() {
+        let mut body = vec![SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED];
+        put_string(&mut body, b"/usr/lib/p11.so");
+        put_string(&mut body, b"1234");
+        body.extend_from_slice(&[CONSTRAIN_LIFETIME, 0, 0, 0, 9]);
+        body.push(CONSTRAIN_EXTENSION);
+        put_string(&mut body, b"associated-certs-v00@openssh.com");
+        body.push(1);
+        let mut certs = Vec::new();
+        put_string(&mut certs, b"cert-one");
+        put_string(&mut certs, b"cert-two");
+        put_string(&mut body, &certs);
+        let Request::AddSmartcard {
+            provider,
+            pin,
+            constraints,
+        } = Request::decode(&body).unwrap()
+        else {
+            panic!("not a smartcard add")
+        };
+        assert_eq!(provider, "/usr/lib/p11.so");
+        assert_eq!(format!("{pin:?}"), "Passphrase(redacted)");
+        assert_eq!(
+            constraints,
+            vec![
+                Constraint::Lifetime(9),
+                Constraint::AssociatedCerts {
+                    certs_only: true,
+                    certs: vec![b"cert-one".as_slice(), b"cert-two".as_slice()]
+                }
+            ]
+        );
+        let mut remove = vec![SSH_AGENTC_REMOVE_SMARTCARD_KEY];
+        put_string(&mut remove, b"/usr/lib/p11.so");
+        put_string(&mut remove, b"");
+        assert_eq!(
+            Request::decode(&remove),
+            Ok(Request::RemoveSmartcard {
+                provider: "/usr/lib/p11.so"
+            })
+        );
+        // A remove without its PIN field is malformed.
+        let mut short = vec![SSH_AGENTC_REMOVE_SMARTCARD_KEY];
+        put_string(&mut short, b"/usr/lib/p11.so");
+        assert!(Request::decode(&short).is_err());
+    }
 }
