@@ -239,6 +239,29 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
     for line in signs {
         assert_eq!(line["provider"], real.to_str().unwrap(), "{line}");
     }
+    // Through a forwarded agent no provider may be loaded (OpenSSH 9.4+),
+    // whatever the PIN. A software key logs in to the bastion meanwhile.
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    let login = keygen(tmp.path(), "login", "ed25519", None);
+    hosts.authorize(&login.with_extension("pub"));
+    ok(agent.ssh_add(&[login.to_str().unwrap()]));
+    let remote = format!(
+        "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh-add -s {SOFTHSM} </dev/null",
+        pin_program(tmp.path(), PIN).display()
+    );
+    let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        agent
+            .log_text()
+            .contains("refused PKCS#11 add: remote addition of providers is disabled"),
+        "{}\n{}",
+        text(&out),
+        agent.log_text()
+    );
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+
     // ssh-add -e drops every key of the token.
     ok(agent.ssh_add(&["-e", SOFTHSM]));
     assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
