@@ -29,7 +29,7 @@ fn token(dir: &Path) -> Token {
         Path::new(SOFTHSM).exists(),
         "{SOFTHSM} is missing: scripts/test.sh installs softhsm2"
     );
-    record_secret(PIN);
+    record_pin(PIN);
     let tokdir = dir.join("tokens");
     std::fs::create_dir_all(&tokdir).unwrap();
     let conf = dir.join("softhsm2.conf");
@@ -274,7 +274,7 @@ fn a_wrong_pin_adds_nothing_and_is_never_logged() {
     let token = token(tmp.path());
     let agent = start(tmp.path(), &token, ALLOW_ALL);
     let wrong = "604417293";
-    record_secret(wrong);
+    record_pin(wrong);
     let refused = ssh_add_pin(&agent, tmp.path(), wrong, &["-s", SOFTHSM]);
     assert!(!refused.status.success(), "{}", text(&refused));
     let log = agent.log_text();
