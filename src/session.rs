@@ -448,14 +448,33 @@ impl Session {
         if token.needs_touch() {
             info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
         }
-        match crate::sk::sign(
-            &identity.public.parts,
-            token,
-            data,
-            self.agent.options.provider_timeout,
-        )
-        .await
-        {
+        let timeout = self.agent.options.provider_timeout;
+        let mut signed = crate::sk::sign(&identity.public.parts, token, data, None, timeout).await;
+        if matches!(signed, Err(crate::sk::SkError::PinRequired)) {
+            // As ssh-agent: the token wants its PIN (a verify-required key);
+            // ask once with askpass and try again.
+            let prompt = format!(
+                "Enter PIN{}for {} key {}: ",
+                if token.needs_touch() {
+                    " and confirm user presence "
+                } else {
+                    " "
+                },
+                identity.key_type().name(),
+                identity.fingerprint
+            );
+            match crate::sk::ask_pin(&prompt, timeout).await {
+                Some(pin) => {
+                    signed =
+                        crate::sk::sign(&identity.public.parts, token, data, Some(&pin), timeout)
+                            .await;
+                }
+                None => {
+                    warn!(conn = self.id, key = %identity.fingerprint, "the security key needs a PIN and there is no askpass to ask for it (SSH_ASKPASS with DISPLAY, or SSH_ASKPASS_REQUIRE=force)");
+                }
+            }
+        }
+        match signed {
             Ok(signed) => {
                 debug!(conn = self.id, key = %identity.fingerprint, flags = signed.details.flags, counter = signed.details.counter, "security key signed");
                 proto::sign_response_blob(&signed.blob)

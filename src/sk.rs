@@ -190,6 +190,7 @@ pub async fn sign(
     public: &PublicParts,
     key: &SecurityKey,
     data: &[u8],
+    pin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<SkSigned, SkError> {
     let Provider::Library(path) = &key.provider else {
@@ -208,6 +209,7 @@ pub async fn sign(
     put_string(&mut request, application.as_bytes());
     put_string(&mut request, &handle);
     request.push(key.flags);
+    put_string(&mut request, pin.unwrap_or_default());
     drop(handle);
     let reply = run_helper(&request, timeout).await?;
     let signature = parse_reply(&reply)?;
@@ -226,6 +228,39 @@ pub async fn sign(
     // A provider that lies (wrong key, wrong data, garbage) is caught here.
     let details = verify_sk(public, data, &blob).ok_or(SkError::BadSignature)?;
     Ok(SkSigned { blob, details })
+}
+
+/// Asks for a security key's PIN with `$SSH_ASKPASS`, as ssh-agent does
+/// when a token says it needs one; `None` if there is no way to ask or no
+/// answer in time. The answer is wiped when dropped and never logged.
+pub async fn ask_pin(prompt: &str, timeout: Duration) -> Option<Zeroizing<Vec<u8>>> {
+    let program = std::env::var_os("SSH_ASKPASS").filter(|p| !p.is_empty())?;
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    let forced = std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
+    if !display && !forced {
+        return None;
+    }
+    let mut child = tokio::process::Command::new(program)
+        .arg(prompt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let read = async {
+        let mut answer = Zeroizing::new(Vec::new());
+        stdout.take(1024).read_to_end(&mut answer).await.ok()?;
+        child.wait().await.ok()?.success().then_some(answer)
+    };
+    let mut answer = tokio::time::timeout(timeout, read).await.ok()??;
+    while answer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        answer.pop();
+    }
+    (!answer.is_empty()).then_some(answer)
 }
 
 /// This very program, to run as a helper. On Linux `/proc/self/exe`, which
@@ -363,9 +398,17 @@ fn helper_sign(
     let application = reader.string("application").map_err(bad)?;
     let key_handle = reader.string("key handle").map_err(bad)?;
     let flags = reader.u8("flags").map_err(bad)?;
+    let pin = reader.string("pin").map_err(bad)?;
     reader.finish().map_err(bad)?;
     let application = std::ffi::CString::new(application)
         .map_err(|_| (0, "application holds a NUL".to_string()))?;
+    let pin = if pin.is_empty() {
+        None
+    } else {
+        Some(zeroize::Zeroizing::new(
+            std::ffi::CString::new(pin).map_err(|_| (0, "PIN holds a NUL".to_string()))?,
+        ))
+    };
     let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
     crate::hardening::sk_provider::sign(
         path,
@@ -375,7 +418,7 @@ fn helper_sign(
             application: &application,
             key_handle,
             flags,
-            pin: None,
+            pin: pin.as_deref().map(|p| p.as_c_str()),
         },
     )
     .map_err(|e| {

@@ -224,7 +224,9 @@ fn sshsig_signatures_with_sk_keys_direct_and_forwarded() {
 
 /// A provider built for one failure (`MODE`): 1 crashes in `sk_sign`, 2
 /// hangs, 3 returns a signature that does not verify, 4 finds no token
-/// (as after the token was pulled out), 5 speaks another sk-api version.
+/// (as after the token was pulled out), 5 speaks another sk-api version, 6
+/// wants the PIN 58203917 (and then finds no token, which tells the test
+/// the PIN arrived).
 fn faulty_provider(dir: &Path, mode: u32) -> PathBuf {
     let source = dir.join("faulty.c");
     std::fs::write(
@@ -233,6 +235,7 @@ fn faulty_provider(dir: &Path, mode: u32) -> PathBuf {
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 struct sk_sign_response { uint8_t flags; uint32_t counter; uint8_t *sig_r;
     size_t sig_r_len; uint8_t *sig_s; size_t sig_s_len; };
@@ -253,6 +256,9 @@ int sk_sign(uint32_t alg, const uint8_t *data, size_t data_len,
         r->sig_r = calloc(1, 64); r->sig_r_len = 64; r->sig_r[0] = 1;
         *out = r; return 0;
     case 4: return -4;
+    case 6:
+        if (pin == NULL) return -3;
+        return strcmp(pin, "58203917") == 0 ? -4 : -1;
     }
     return -1;
 }
@@ -408,4 +414,46 @@ fn providers_outside_the_allow_list_or_named_remotely_are_refused() {
         agent.log_text()
     );
     assert!(!stdout(&agent.ssh_add(&["-l"])).contains("fido-allow"));
+}
+
+#[test]
+fn a_token_that_wants_a_pin_gets_it_from_askpass_and_never_in_a_log() {
+    let tmp = tempdir();
+    let pin = "58203917";
+    record_pin(pin);
+    let askpass = tmp.path().join("pin.sh");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}/asked\necho {pin}\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .arg("-P/*")
+        .env("SSH_ASKPASS", askpass.to_str().unwrap())
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .start();
+    let key = sk_keygen(tmp.path(), "fido-pin", "ed25519-sk");
+    let lib = faulty_provider(tmp.path(), 6);
+    ok(add_with(&agent, &key, lib.to_str().unwrap()));
+    assert!(!test_sign(&agent, &key).status.success());
+    let asked = std::fs::read_to_string(tmp.path().join("asked")).unwrap_or_default();
+    assert!(
+        asked.starts_with(
+            "Enter PIN and confirm user presence for sk-ssh-ed25519@openssh.com key SHA256:"
+        ),
+        "{asked:?}"
+    );
+    let log = agent.log_text();
+    // The provider saw the PIN: it answered "no token", not "PIN required".
+    assert!(log.contains("no token found by the provider"), "{log}");
+    assert!(!log.contains(pin));
 }
