@@ -230,6 +230,10 @@ impl Pkcs11Provider {
 pub fn helper_main(path: &OsStr) -> ExitCode {
     // The PIN and a logged-in session live here: no core dumps, no ptrace.
     let _ = crate::hardening::harden_process();
+    // A helper must not outlive the agent, even one stuck in its library:
+    // the agent's held signals are let through and its death sends SIGTERM.
+    let _ = crate::hardening::release_agent_signals();
+    crate::hardening::terminate_with_parent();
     let mut token: Option<helper::Token> = None;
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();

@@ -352,6 +352,10 @@ fn parse_reply(reply: &[u8]) -> Result<crate::hardening::sk_provider::SkSignatur
 pub fn helper_main() -> ExitCode {
     // The key handle passes through this process: no core dumps, no ptrace.
     let _ = crate::hardening::harden_process();
+    // A helper must not outlive the agent, even one stuck in its library:
+    // the agent's held signals are let through and its death sends SIGTERM.
+    let _ = crate::hardening::release_agent_signals();
+    crate::hardening::terminate_with_parent();
     let mut request = Zeroizing::new(Vec::new());
     if std::io::stdin()
         .take(MAX_REQUEST)

@@ -274,22 +274,36 @@ int sk_sign(uint32_t alg, const uint8_t *data, size_t data_len,
     lib
 }
 
-/// The provider helpers the daemon has running now.
-fn helpers_of(daemon: u32) -> usize {
+/// The provider helpers the daemon has running now, by pid.
+fn helpers_of(daemon: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let ppid = stat
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let ppid: u32 = stat
                 .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            ppid == Some(daemon) && String::from_utf8_lossy(&cmdline).contains("__provider-helper")
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == daemon && String::from_utf8_lossy(&cmdline).contains("__provider-helper"))
+                .then_some(pid)
         })
-        .count()
+        .collect()
+}
+
+/// Whether a process is still there (and not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
 }
 
 #[test]
@@ -339,7 +353,11 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(helpers_of(agent.pid()), 1, "the helper is not running");
+    assert_eq!(
+        helpers_of(agent.pid()).len(),
+        1,
+        "the helper is not running"
+    );
     let listed = Instant::now();
     let list = ok(agent.ssh_add(&["-l"]));
     assert!(stdout(&list).contains("fido-faults"));
@@ -362,12 +380,33 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert!(agent.log_text().contains("did not answer within 3s"));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while helpers_of(agent.pid()) > 0 {
+    while !helpers_of(agent.pid()).is_empty() {
         assert!(Instant::now() < deadline, "the hung helper was not killed");
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut agent = agent;
     assert!(agent.alive());
+
+    // An agent killed outright takes a hung helper with it.
+    let mut hanging = agent
+        .ssh_add_cmd()
+        .arg("-T")
+        .arg(key.with_extension("pub"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let helpers = helpers_of(agent.pid());
+    assert_eq!(helpers.len(), 1, "the helper is not running");
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(helpers[0]) {
+        assert!(Instant::now() < deadline, "the helper outlived the agent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = hanging.wait();
 }
 
 #[test]
