@@ -223,6 +223,21 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
             .arg(tmp.path().join("message.sig"))
             .stdin(std::fs::File::open(&message).unwrap())));
         assert!(text(&verified).contains("Good \"file\" signature"));
+        // And on the bastion, through the forwarded agent.
+        std::fs::remove_file(tmp.path().join("message.sig")).unwrap();
+        let remote = format!(
+            "ssh-keygen -Y sign -n git -f {} {}",
+            key.display(),
+            message.display()
+        );
+        let signed = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+        assert!(signed.status.success(), "{}", text(&signed));
+        ok(run(Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", "git", "-I", "signer", "-f"])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(tmp.path().join("message.sig"))
+            .stdin(std::fs::File::open(&message).unwrap())));
     }
     let prompts = confirm_prompts(tmp.path());
     assert!(
@@ -231,11 +246,17 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
             .any(|p| p.contains("HOPWARD_FORWARDED=1") && p.contains("HOPWARD_KEY_COMMENT=token-")),
         "{prompts:?}"
     );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("HOPWARD_PURPOSE=git") && p.contains("HOPWARD_FORWARDED=1")),
+        "{prompts:?}"
+    );
     assert!(prompts.iter().all(|p| p.contains("HOPWARD_TOUCH=0")));
     let real = std::fs::canonicalize(SOFTHSM).unwrap();
-    let audit = agent.audit_until(|l| l.iter().filter(|x| x["event"] == "sign").count() >= 6);
+    let audit = agent.audit_until(|l| l.iter().filter(|x| x["event"] == "sign").count() >= 8);
     let signs: Vec<_> = audit.iter().filter(|l| l["event"] == "sign").collect();
-    assert!(signs.len() >= 6, "{audit:?}");
+    assert!(signs.len() >= 8, "{audit:?}");
     for line in signs {
         assert_eq!(line["provider"], real.to_str().unwrap(), "{line}");
     }
@@ -399,4 +420,45 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         log.contains("PKCS#11 signature failed: PKCS#11 provider: C_Sign"),
         "{log}"
     );
+}
+
+#[test]
+fn with_allow_remote_pkcs11_the_forwarded_add_rule_decides() {
+    let tmp = tempdir();
+    let token = token(tmp.path());
+    let hosts = Hosts::start(tmp.path(), &["bastion"]);
+    let login = keygen(tmp.path(), "login", "ed25519", None);
+    hosts.authorize(&login.with_extension("pub"));
+    let remote = format!(
+        "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh-add -s {SOFTHSM} </dev/null",
+        pin_program(tmp.path(), PIN).display()
+    );
+    for (rule, loads) in [("deny", false), ("allow", true)] {
+        let policy = format!("{ALLOW_ALL}\n[forwarded]\nadd = \"{rule}\"\n");
+        let agent = Daemon::builder()
+            .policy(&policy)
+            .arg("-Oallow-remote-pkcs11")
+            .env("SOFTHSM2_CONF", token.conf.to_str().unwrap())
+            .env(
+                "HOPWARD_KNOWN_HOSTS",
+                tmp.path().join("known_hosts").to_str().unwrap(),
+            )
+            .start();
+        ok(agent.ssh_add(&[login.to_str().unwrap()]));
+        let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+        assert_eq!(out.status.success(), loads, "{rule}: {}", text(&out));
+        let listed = stdout(&agent.ssh_add(&["-l"]));
+        assert_eq!(listed.contains("token-rsa"), loads, "{rule}: {listed}");
+        let audit = agent.audit_until(|l| {
+            l.iter()
+                .any(|x| x["event"] == "add" && x["class"] != "local")
+        });
+        let add = audit
+            .iter()
+            .find(|l| l["event"] == "add" && l["class"] != "local")
+            .unwrap_or_else(|| panic!("{rule}: no forwarded add audited: {audit:?}"));
+        assert_eq!(add["decision"], rule, "{add}");
+        let real = std::fs::canonicalize(SOFTHSM).unwrap();
+        assert_eq!(add["provider"], real.to_str().unwrap(), "{add}");
+    }
 }
