@@ -14,9 +14,10 @@ OPENSSH105_TESTS="agent agent-timeout agent-subprocess agent-getpeereid agent-pt
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
 
-# Programs the tests drive for real (softhsm2 is the PKCS#11 test token, gcc
+# Programs the tests drive for real (softhsm2 is the PKCS#11 test token,
+# libfido2-1 the built-in FIDO provider, gcc
 # builds the faulty FIDO providers of tests/security_keys.rs).
-packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus softhsm2 gcc libc6-dev"
+packages="openssh-client openssh-server openssh-tests gdb make systemd python3 dbus softhsm2 libfido2-1 gcc libc6-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

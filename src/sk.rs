@@ -46,7 +46,8 @@ const MAX_REQUEST: u64 = 512 * 1024;
 /// Which middleware signs for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provider {
-    /// hopward's own (libfido2); not built in this version.
+    /// hopward's own: libfido2, loaded in the helper
+    /// ([`crate::hardening::fido`]).
     Internal,
     /// A library, by its canonical path, allowed by `-P`.
     Library(PathBuf),
@@ -193,8 +194,10 @@ pub async fn sign(
     pin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<SkSigned, SkError> {
-    let Provider::Library(path) = &key.provider else {
-        return Err(SkError::NoInternal);
+    // The helper knows `internal` as libfido2, hopward's built-in provider.
+    let path: &[u8] = match &key.provider {
+        Provider::Library(path) => path.as_os_str().as_encoded_bytes(),
+        Provider::Internal => INTERNAL.as_bytes(),
     };
     let (alg, application) = match public {
         PublicParts::SkEd25519 { application, .. } => (1u32, application),
@@ -203,7 +206,7 @@ pub async fn sign(
     };
     let handle = key.key_handle.open().ok_or(SkError::Sealed)?;
     let mut request = Zeroizing::new(Vec::with_capacity(data.len() + handle.len() + 256));
-    put_string(&mut request, path.as_os_str().as_encoded_bytes());
+    put_string(&mut request, path);
     put_u32(&mut request, alg);
     put_string(&mut request, data);
     put_string(&mut request, application.as_bytes());
@@ -413,19 +416,21 @@ fn helper_sign(
             std::ffi::CString::new(pin).map_err(|_| (0, "PIN holds a NUL".to_string()))?,
         ))
     };
-    let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
-    crate::hardening::sk_provider::sign(
-        path,
-        &SkSignRequest {
-            alg,
-            data,
-            application: &application,
-            key_handle,
-            flags,
-            pin: pin.as_deref().map(|p| p.as_c_str()),
-        },
-    )
-    .map_err(|e| {
+    let sign_request = SkSignRequest {
+        alg,
+        data,
+        application: &application,
+        key_handle,
+        flags,
+        pin: pin.as_deref().map(|p| p.as_c_str()),
+    };
+    let signed = if path == INTERNAL.as_bytes() {
+        crate::hardening::fido::sign(&sign_request)
+    } else {
+        let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
+        crate::hardening::sk_provider::sign(path, &sign_request)
+    };
+    signed.map_err(|e| {
         let code = match e {
             SkProviderError::Sign(code) => code,
             _ => 0,

@@ -496,3 +496,38 @@ fn a_token_that_wants_a_pin_gets_it_from_askpass_and_never_in_a_log() {
     assert!(log.contains("no token found by the provider"), "{log}");
     assert!(!log.contains(pin));
 }
+
+/// The built-in provider (libfido2). No FIDO token is plugged into the test
+/// machines, so this shows the library is loaded and asked, and that no
+/// token gives a clean failure; signing on a real token is not tested here.
+#[test]
+fn the_internal_provider_asks_libfido2_and_fails_cleanly_without_a_token() {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/libfido2.so.1").exists(),
+        "libfido2 is missing: scripts/test.sh installs libfido2-1"
+    );
+    let hidraw = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"));
+    assert!(
+        !hidraw,
+        "a HID device is present: this test expects no token"
+    );
+    let tmp = tempdir();
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let key = sk_keygen(tmp.path(), "fido-internal", "ed25519-sk");
+    ok(add_with(&agent, &key, "internal"));
+    assert!(agent.log_text().contains("provider=Some(\"internal\")"));
+    let started = Instant::now();
+    assert!(!test_sign(&agent, &key).status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = agent.log_text();
+    assert!(
+        log.contains("security key signature failed: no token found by the provider")
+            && log.contains("provider=internal"),
+        "{log}"
+    );
+    let mut agent = agent;
+    assert!(agent.alive());
+}

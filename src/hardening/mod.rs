@@ -8,6 +8,7 @@
 //! errno.
 #![allow(unsafe_code)]
 
+pub mod fido;
 pub mod memory;
 pub mod signing;
 pub mod sk_provider;
