@@ -90,6 +90,8 @@ impl Pkcs11Provider {
         timeout: Duration,
     ) -> Result<(Pkcs11Provider, Vec<TokenKey>), Pkcs11Error> {
         let mut child = tokio::process::Command::new(crate::sk::helper_program())
+            // `ps` shows "hopward", not the /proc path it was started by.
+            .arg0("hopward")
             .arg(HELPER_ARG)
             .arg(&path)
             .stdin(Stdio::piped())

@@ -281,6 +281,8 @@ pub fn helper_program() -> PathBuf {
 /// helper is killed if the deadline passes or this future is dropped.
 async fn run_helper(request: &[u8], timeout: Duration) -> Result<Vec<u8>, SkError> {
     let mut child = tokio::process::Command::new(helper_program())
+        // `ps` shows "hopward", not the /proc path it was started by.
+        .arg0("hopward")
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
