@@ -170,9 +170,7 @@ impl Identity {
     pub fn is_locked_in_memory(&self) -> bool {
         match &self.key {
             Holder::Software(key) => key.is_locked_in_memory(),
-            // The handle's pages are locked like a key's where the limit
-            // allows; a handle alone cannot sign without the token.
-            Holder::Token(_) => true,
+            Holder::Token(key) => key.is_locked_in_memory(),
             // Nothing secret of a PKCS#11 key is in the agent at all.
             Holder::Pkcs11(_) => true,
         }

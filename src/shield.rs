@@ -176,6 +176,11 @@ impl SealedSecret {
     pub fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
     }
+
+    /// Whether the sealed form is locked out of swap.
+    pub fn is_locked_in_memory(&self) -> bool {
+        self.sealed.is_locked()
+    }
 }
 
 /// The material sealed in `sealed`, or None if its tag does not verify.

@@ -137,6 +137,11 @@ impl SecurityKey {
         self.flags & FLAG_USER_PRESENCE != 0
     }
 
+    /// Whether the sealed handle is locked out of swap.
+    pub fn is_locked_in_memory(&self) -> bool {
+        self.key_handle.is_locked_in_memory()
+    }
+
     /// The sealed handle, for tests that check what is kept in memory.
     pub fn sealed_bytes(&self) -> &[u8] {
         self.key_handle.sealed_bytes()
