@@ -175,6 +175,14 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
         listed.contains("token-rsa (RSA)") && listed.contains("token-ec (ECDSA)"),
         "{listed}"
     );
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    let real = std::fs::canonicalize(SOFTHSM).unwrap();
+    assert!(
+        status.contains(&format!("on a token via {}", real.display())),
+        "{status}"
+    );
     for key in &token.keys {
         hosts.authorize(key);
         let direct = hosts.ssh(
@@ -253,7 +261,6 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
         "{prompts:?}"
     );
     assert!(prompts.iter().all(|p| p.contains("HOPWARD_TOUCH=0")));
-    let real = std::fs::canonicalize(SOFTHSM).unwrap();
     let audit = agent.audit_until(|l| l.iter().filter(|x| x["event"] == "sign").count() >= 8);
     let signs: Vec<_> = audit.iter().filter(|l| l["event"] == "sign").collect();
     assert!(signs.len() >= 8, "{audit:?}");
