@@ -30,6 +30,33 @@ pub struct AgentOptions {
     /// `--upstream`: the agent hopward fronts; wins over the policy's
     /// `[upstream] socket`.
     pub upstream: Option<PathBuf>,
+    /// `-P`: the patterns a provider's real path must match.
+    pub provider_allowlist: String,
+    /// `-O allow-remote-pkcs11`: providers may be named through a
+    /// forwarded agent (refused by default, as OpenSSH 9.4+).
+    pub allow_remote_providers: bool,
+    /// FIDO applications that may sign any data (`-O websafe-allow`);
+    /// `None` with `-O no-restrict-websafe`. Others sign only SSH logins
+    /// and SSHSIG signatures.
+    pub websafe_allowlist: Option<String>,
+    /// How long a token signature (or a PKCS#11 operation) may take.
+    pub provider_timeout: Duration,
+}
+
+impl AgentOptions {
+    /// ssh-agent's defaults for everything but the owner.
+    pub fn new(owner_uid: u32) -> Self {
+        AgentOptions {
+            default_lifetime: None,
+            owner_uid,
+            known_hosts: Vec::new(),
+            upstream: None,
+            provider_allowlist: crate::sk::DEFAULT_ALLOWED_PROVIDERS.to_string(),
+            allow_remote_providers: false,
+            websafe_allowlist: Some("ssh:*".to_string()),
+            provider_timeout: crate::sk::DEFAULT_SIGN_TIMEOUT,
+        }
+    }
 }
 
 /// The running agent.
@@ -60,6 +87,8 @@ pub struct Agent {
     pub prompts: crate::prompts::PromptBroker,
     /// What was last learnt about the upstream agent (for `status`).
     pub upstream: crate::upstream::UpstreamState,
+    /// Loaded PKCS#11 providers by real path, each with its helper.
+    pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::pkcs11::Pkcs11Provider>>>,
 }
 
 /// What the agent knows about one open connection.
@@ -89,7 +118,30 @@ impl Agent {
             started: std::time::Instant::now(),
             prompts: crate::prompts::PromptBroker::default(),
             upstream: crate::upstream::UpstreamState::default(),
+            pkcs11: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn providers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<crate::pkcs11::Pkcs11Provider>>> {
+        self.pkcs11.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the PKCS#11 provider at this real path is loaded.
+    pub fn pkcs11_loaded(&self, path: &std::path::Path) -> bool {
+        self.providers().contains_key(path)
+    }
+
+    pub fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::pkcs11::Pkcs11Provider>) {
+        self.providers().insert(path, provider);
+    }
+
+    pub fn take_pkcs11(
+        &self,
+        path: &std::path::Path,
+    ) -> Option<Arc<crate::pkcs11::Pkcs11Provider>> {
+        self.providers().remove(path)
     }
 
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {

@@ -82,6 +82,9 @@ pub struct AuditRecord {
     /// Set for a key the upstream agent holds (upstream mode).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub upstream: bool,
+    /// The provider a hardware key uses (its library path, or `internal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl AuditRecord {
@@ -104,6 +107,7 @@ impl AuditRecord {
             peer: AuditPeer::from(&*ctx.peer),
             conn,
             upstream: false,
+            provider: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl AuditRecord {
             peer: AuditPeer::from(peer),
             conn,
             upstream: false,
+            provider: None,
         }
     }
 
@@ -392,6 +397,7 @@ mod tests {
             },
             conn: 1,
             upstream: false,
+            provider: None,
         };
         for _ in 0..5 {
             log.record(rec.clone());

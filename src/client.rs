@@ -174,6 +174,12 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         if k["locked_in_memory"] == false {
             notes.push("not locked in memory (may reach swap)".to_string());
         }
+        if let Some(provider) = k["provider"].as_str() {
+            notes.push(format!(
+                "on a token via {}",
+                crate::text::clean(provider, 80)
+            ));
+        }
         out.push_str(&format!(
             "  {:<20} {:<50} {:<14} {}\n",
             crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),

@@ -105,6 +105,7 @@ async fn status(agent: &Agent) -> Value {
                 "lifetime": id.constraints.lifetime,
                 "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
                 "locked_in_memory": id.is_locked_in_memory(),
+                "provider": id.provider_name(),
             })
         })
         .collect();

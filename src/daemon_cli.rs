@@ -12,9 +12,8 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The `-O` options 10.5 knows. hopward holds neither PKCS#11 nor FIDO keys,
-/// so they change nothing here, but a script that passes one must not fail
-/// and a misspelt one must, as with ssh-agent.
+/// The `-O` options 10.5 knows, with ssh-agent's meaning for PKCS#11 and
+/// FIDO keys; a misspelt one fails, as with ssh-agent.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AgentOptionFlags {
     /// `-O allow-remote-pkcs11`.
@@ -44,7 +43,7 @@ pub struct DaemonArgs {
     pub lifetime: Option<Duration>,
     /// `-E`: fingerprint hash name, as given (validated).
     pub fingerprint_hash: Option<String>,
-    /// `-P`: provider allow-list (accepted; hopward loads no providers).
+    /// `-P`: the patterns a provider's real path must match.
     pub provider_allowlist: Option<String>,
     /// `-O` options.
     pub options: AgentOptionFlags,
@@ -158,9 +157,9 @@ ssh-agent.
                     (validated; hopward logs SHA256 fingerprints)
   -k                kill the agent named by $SSH_AGENT_PID
   -O option         allow-remote-pkcs11, no-restrict-websafe, websafe-allow=LIST
-                    (validated; hopward holds no PKCS#11 or FIDO keys)
-  -P providers      PKCS#11/FIDO provider allow-list (accepted; hopward
-                    refuses providers)
+                    (as in ssh-agent)
+  -P providers      PKCS#11/FIDO provider allow-list (default
+                    /usr/lib*/*,/usr/local/lib*/*)
   -t life           default lifetime of added keys (90, 10m, 1h30m, 2w)
   -T                bind in a new private directory $TMPDIR/hopward.XXXXXXXXXX
   -U                do not clean up stale sockets in hopward's socket directory

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::proto::{KeyType, NewKey, PublicKey};
+use crate::proto::{KeyType, NewKey, PublicKey, SecretParts};
 use crate::shield::ShieldedKey;
 use crate::sign::{KeyError, SignError, SigningKey, SshSignature};
+use crate::sk::{Provider, SecurityKey};
 
 /// OpenSSH constraints attached to a key by `ssh-add -c/-t/-h`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +27,21 @@ pub struct Constraints {
     pub lifetime: Option<u32>,
     /// Where the key may be used (`ssh-add -h`); empty = anywhere.
     pub destinations: Vec<crate::destination::DestinationConstraint>,
+    /// The FIDO provider a security key signs through
+    /// (`sk-provider@openssh.com`, resolved against `-P`); `None` for a
+    /// security key means the built-in one.
+    pub sk_provider: Option<Provider>,
+}
+
+/// What signs for an identity.
+#[derive(Debug)]
+enum Holder {
+    /// A private key held (sealed) here.
+    Software(ShieldedKey),
+    /// A key on a FIDO token: its sealed handle and provider.
+    Token(SecurityKey),
+    /// A key on a PKCS#11 token, signed through its provider's helper.
+    Pkcs11(Arc<crate::pkcs11::Pkcs11Provider>),
 }
 
 /// One key held by the agent.
@@ -38,7 +54,7 @@ pub struct Identity {
     pub constraints: Constraints,
     pub added: Instant,
     pub expires: Option<Instant>,
-    key: ShieldedKey,
+    key: Holder,
 }
 
 impl fmt::Debug for Identity {
@@ -55,8 +71,22 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Builds an identity from a key sent by `ssh-add`, validating it.
     pub fn new(new: &NewKey<'_>, constraints: Constraints, now: Instant) -> Result<Self, KeyError> {
-        let material = SigningKey::material(&new.public.parts, &new.secret)?;
-        let key = ShieldedKey::seal(&new.public.parts, &material)?;
+        let key = match new.secret {
+            SecretParts::SecurityKey { flags, key_handle } => {
+                if !new.public.parts.key_type().is_security_key() {
+                    return Err(KeyError::Mismatch);
+                }
+                let provider = constraints
+                    .sk_provider
+                    .clone()
+                    .unwrap_or(Provider::Internal);
+                Holder::Token(SecurityKey::new(provider, flags, key_handle)?)
+            }
+            _ => {
+                let material = SigningKey::material(&new.public.parts, &new.secret)?;
+                Holder::Software(ShieldedKey::seal(&new.public.parts, &material)?)
+            }
+        };
         let expires = constraints
             .lifetime
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
@@ -71,6 +101,46 @@ impl Identity {
         })
     }
 
+    /// An identity for a key found on a PKCS#11 token (`ssh-add -s`).
+    pub fn on_pkcs11_token(
+        public: PublicKey,
+        comment: String,
+        constraints: Constraints,
+        provider: Arc<crate::pkcs11::Pkcs11Provider>,
+        now: Instant,
+    ) -> Self {
+        let expires = constraints
+            .lifetime
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Identity {
+            fingerprint: public.fingerprint(),
+            public,
+            comment,
+            constraints,
+            added: now,
+            expires,
+            key: Holder::Pkcs11(provider),
+        }
+    }
+
+    /// The PKCS#11 provider behind a token key; `None` for other keys.
+    pub fn pkcs11(&self) -> Option<&Arc<crate::pkcs11::Pkcs11Provider>> {
+        match &self.key {
+            Holder::Pkcs11(provider) => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// The provider a hardware key signs through, as the audit names it
+    /// (a library path, or `internal`); `None` for keys held here.
+    pub fn provider_name(&self) -> Option<String> {
+        match &self.key {
+            Holder::Software(_) => None,
+            Holder::Token(key) => Some(key.provider.describe()),
+            Holder::Pkcs11(provider) => Some(provider.path.display().to_string()),
+        }
+    }
+
     pub fn blob(&self) -> &[u8] {
         &self.public.blob
     }
@@ -79,13 +149,31 @@ impl Identity {
         self.public.parts.key_type()
     }
 
+    /// Signs with a key held here; a token key signs through
+    /// [`crate::sk::sign`] with [`Identity::security_key`] instead.
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
-        self.key.sign(data, flags)
+        match &self.key {
+            Holder::Software(key) => key.sign(data, flags),
+            Holder::Token(_) | Holder::Pkcs11(_) => Err(SignError::Failed),
+        }
+    }
+
+    /// The token and provider behind a FIDO key; `None` for other keys.
+    pub fn security_key(&self) -> Option<&SecurityKey> {
+        match &self.key {
+            Holder::Token(key) => Some(key),
+            _ => None,
+        }
     }
 
     /// Whether the sealed key is locked out of swap (see `hopward status`).
     pub fn is_locked_in_memory(&self) -> bool {
-        self.key.is_locked_in_memory()
+        match &self.key {
+            Holder::Software(key) => key.is_locked_in_memory(),
+            Holder::Token(key) => key.is_locked_in_memory(),
+            // Nothing secret of a PKCS#11 key is in the agent at all.
+            Holder::Pkcs11(_) => true,
+        }
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -207,6 +295,20 @@ impl Keystore {
         let before = state.identities.len();
         state.identities.retain(|id| id.blob() != blob);
         state.identities.len() != before
+    }
+
+    /// Removes every identity loaded from the PKCS#11 provider at `path`
+    /// (`ssh-add -e`); `None` while locked.
+    pub fn remove_provider(&self, path: &std::path::Path) -> Option<usize> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return None;
+        }
+        let before = state.identities.len();
+        state
+            .identities
+            .retain(|id| id.pkcs11().is_none_or(|p| p.path != path));
+        Some(before - state.identities.len())
     }
 
     /// Removes every identity; `None` while locked.
@@ -391,7 +493,7 @@ mod tests {
         let now = Instant::now();
         let id = identity(0x41, "c", None, now);
         let text = format!("{id:?}");
-        assert!(text.contains("ShieldedKey(ssh-ed25519)"));
+        assert!(text.contains("ShieldedKey(ssh-ed25519)"), "{text}");
         assert!(!text.contains("65, 65"));
     }
 }

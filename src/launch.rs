@@ -175,13 +175,29 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     let store = crate::policy::store::open(args.policy.clone()).map_err(LaunchError::Policy)?;
     let options = AgentOptions {
         default_lifetime,
-        owner_uid: hardening::effective_uid(),
         known_hosts: known_hosts_files(),
         // Absolute, as the policy path: a forked agent leaves its directory.
         upstream: args
             .upstream
             .clone()
             .map(|p| std::path::absolute(&p).unwrap_or(p)),
+        provider_allowlist: args
+            .provider_allowlist
+            .clone()
+            .unwrap_or_else(|| crate::sk::DEFAULT_ALLOWED_PROVIDERS.to_string()),
+        allow_remote_providers: args.options.allow_remote_pkcs11,
+        websafe_allowlist: if args.options.no_restrict_websafe {
+            None
+        } else {
+            Some(
+                args.options
+                    .websafe_allow
+                    .clone()
+                    .unwrap_or_else(|| "ssh:*".to_string()),
+            )
+        },
+        provider_timeout: provider_timeout(),
+        ..AgentOptions::new(hardening::effective_uid())
     };
     // Socket activation: systemd bound the socket and runs us in the
     // foreground; the socket file is systemd's, so we never remove it. As
@@ -276,6 +292,19 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
 }
 
 /// `$HOPWARD_KNOWN_HOSTS` (colon-separated) or OpenSSH's default files.
+/// How long a provider may take: `HOPWARD_PROVIDER_TIMEOUT` (a duration
+/// such as `20s`) or the default. An unreadable value keeps the default
+/// and says so.
+fn provider_timeout() -> Duration {
+    match std::env::var("HOPWARD_PROVIDER_TIMEOUT") {
+        Ok(text) => crate::duration::parse(&text).unwrap_or_else(|e| {
+            eprintln!("hopward: HOPWARD_PROVIDER_TIMEOUT={text:?} ignored: {e}");
+            crate::sk::DEFAULT_SIGN_TIMEOUT
+        }),
+        Err(_) => crate::sk::DEFAULT_SIGN_TIMEOUT,
+    }
+}
+
 fn known_hosts_files() -> Vec<PathBuf> {
     crate::policy::known_hosts::configured_files()
 }

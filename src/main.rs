@@ -9,6 +9,21 @@ fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     // `hopward daemon` reads its words as ssh-agent's getopt does (glued
     // values, clusters, `--`), which clap cannot be made to do exactly.
+    // The provider helper the agent starts for each token signature.
+    if argv
+        .get(1)
+        .is_some_and(|word| word == hopward::sk::HELPER_ARG)
+        && argv.len() == 2
+    {
+        return hopward::sk::helper_main();
+    }
+    if argv
+        .get(1)
+        .is_some_and(|word| word == hopward::pkcs11::HELPER_ARG)
+        && argv.len() == 3
+    {
+        return hopward::pkcs11::helper_main(&argv[2]);
+    }
     if argv.get(1).is_some_and(|word| word == "daemon") {
         return hopward::launch::daemon_command(&argv[2..]);
     }

@@ -64,8 +64,6 @@ pub enum ProtoError {
     UnknownType(u8),
     #[error("empty request")]
     Empty,
-    #[error("FIDO security keys ({0}) are not supported: hopward only holds software keys")]
-    SecurityKey(String),
     #[error("key type {0} is not supported")]
     UnsupportedKey(String),
     #[error("unsupported key constraint {0}")]
@@ -99,24 +97,28 @@ pub enum KeyType {
     /// `ssh-mldsa44-ed25519@openssh.com`, OpenSSH 10's ML-DSA-44 and
     /// Ed25519 composite (draft-miller-sshm-mldsa44-ed25519-composite-sigs).
     MlDsa44Ed25519,
+    /// `sk-ssh-ed25519@openssh.com`: an Ed25519 key on a FIDO token
+    /// (PROTOCOL.u2f); the agent holds its key handle, the token signs.
+    SkEd25519,
+    /// `sk-ecdsa-sha2-nistp256@openssh.com`: a P-256 key on a FIDO token.
+    SkEcdsaP256,
 }
 
 /// Every key type hopward holds, for lookups by name.
-const KEY_TYPES: [KeyType; 6] = [
+const KEY_TYPES: [KeyType; 8] = [
     KeyType::Ed25519,
     KeyType::EcdsaP256,
     KeyType::EcdsaP384,
     KeyType::EcdsaP521,
     KeyType::Rsa,
     KeyType::MlDsa44Ed25519,
+    KeyType::SkEd25519,
+    KeyType::SkEcdsaP256,
 ];
 
 impl KeyType {
     /// Parses a key or certificate type name; `Ok((type, is_cert))`.
     pub fn from_name(name: &str) -> Result<(KeyType, bool), ProtoError> {
-        if name.starts_with("sk-") {
-            return Err(ProtoError::SecurityKey(name.to_string()));
-        }
         for key_type in KEY_TYPES {
             if name == key_type.name() {
                 return Ok((key_type, false));
@@ -151,6 +153,8 @@ impl KeyType {
             KeyType::EcdsaP521 => "ecdsa-sha2-nistp521-cert-v01@openssh.com",
             KeyType::Rsa => "ssh-rsa-cert-v01@openssh.com",
             KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519-cert-v01@openssh.com",
+            KeyType::SkEd25519 => "sk-ssh-ed25519-cert-v01@openssh.com",
+            KeyType::SkEcdsaP256 => "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com",
         }
     }
 
@@ -162,7 +166,14 @@ impl KeyType {
             KeyType::EcdsaP521 => "ecdsa-sha2-nistp521",
             KeyType::Rsa => "ssh-rsa",
             KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
+            KeyType::SkEd25519 => "sk-ssh-ed25519@openssh.com",
+            KeyType::SkEcdsaP256 => "sk-ecdsa-sha2-nistp256@openssh.com",
         }
+    }
+
+    /// Whether keys of this type live on a FIDO token.
+    pub fn is_security_key(self) -> bool {
+        matches!(self, KeyType::SkEd25519 | KeyType::SkEcdsaP256)
     }
 
     /// The short label `ssh-add -l` prints.
@@ -172,12 +183,14 @@ impl KeyType {
             KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 => "ECDSA",
             KeyType::Rsa => "RSA",
             KeyType::MlDsa44Ed25519 => "MLDSA44-ED25519",
+            KeyType::SkEd25519 => "ED25519-SK",
+            KeyType::SkEcdsaP256 => "ECDSA-SK",
         }
     }
 
     fn curve(self) -> Option<&'static str> {
         match self {
-            KeyType::EcdsaP256 => Some("nistp256"),
+            KeyType::EcdsaP256 | KeyType::SkEcdsaP256 => Some("nistp256"),
             KeyType::EcdsaP384 => Some("nistp384"),
             KeyType::EcdsaP521 => Some("nistp521"),
             _ => None,
@@ -197,6 +210,17 @@ pub enum PublicParts {
     },
     /// The ML-DSA-44 public key followed by the Ed25519 one.
     MlDsa44Ed25519(Box<[u8; MLDSA44_ED25519_PUBLIC_LEN]>),
+    /// A FIDO Ed25519 key and the application (relying party) it was made
+    /// for.
+    SkEd25519 {
+        pk: [u8; 32],
+        application: String,
+    },
+    /// A FIDO P-256 key (SEC1 point) and its application.
+    SkEcdsa {
+        point: Vec<u8>,
+        application: String,
+    },
 }
 
 impl PublicParts {
@@ -225,6 +249,24 @@ impl PublicParts {
                         .map_err(|_| ProtoError::BadKey("mldsa44-ed25519 public key length"))?,
                 ))
             }
+            KeyType::SkEd25519 => {
+                let pk = reader.string("sk-ed25519 public key")?;
+                PublicParts::SkEd25519 {
+                    pk: pk
+                        .try_into()
+                        .map_err(|_| ProtoError::BadKey("sk-ed25519 public key length"))?,
+                    application: read_application(reader)?,
+                }
+            }
+            KeyType::SkEcdsaP256 => {
+                if reader.string("sk-ecdsa curve")? != b"nistp256" {
+                    return Err(ProtoError::BadKey("sk-ecdsa curve is not nistp256"));
+                }
+                PublicParts::SkEcdsa {
+                    point: reader.string("sk-ecdsa point")?.to_vec(),
+                    application: read_application(reader)?,
+                }
+            }
             ecdsa => {
                 let curve = reader.string("ecdsa curve")?;
                 if Some(curve) != ecdsa.curve().map(str::as_bytes) {
@@ -241,6 +283,17 @@ impl PublicParts {
             PublicParts::Ecdsa(t, _) => *t,
             PublicParts::Rsa { .. } => KeyType::Rsa,
             PublicParts::MlDsa44Ed25519(_) => KeyType::MlDsa44Ed25519,
+            PublicParts::SkEd25519 { .. } => KeyType::SkEd25519,
+            PublicParts::SkEcdsa { .. } => KeyType::SkEcdsaP256,
+        }
+    }
+
+    /// The FIDO application of a security key; `None` for other keys.
+    pub fn application(&self) -> Option<&str> {
+        match self {
+            PublicParts::SkEd25519 { application, .. }
+            | PublicParts::SkEcdsa { application, .. } => Some(application),
+            _ => None,
         }
     }
 
@@ -259,6 +312,15 @@ impl PublicParts {
                 put_mpint(&mut out, n);
             }
             PublicParts::MlDsa44Ed25519(pk) => put_string(&mut out, &pk[..]),
+            PublicParts::SkEd25519 { pk, application } => {
+                put_string(&mut out, pk);
+                put_string(&mut out, application.as_bytes());
+            }
+            PublicParts::SkEcdsa { point, application } => {
+                put_string(&mut out, b"nistp256");
+                put_string(&mut out, point);
+                put_string(&mut out, application.as_bytes());
+            }
         }
         out
     }
@@ -267,7 +329,10 @@ impl PublicParts {
     /// ML-DSA composite 256, its Ed25519 half's size).
     pub fn bits(&self) -> usize {
         match self {
-            PublicParts::Ed25519(_) | PublicParts::MlDsa44Ed25519(_) => 256,
+            PublicParts::Ed25519(_)
+            | PublicParts::MlDsa44Ed25519(_)
+            | PublicParts::SkEd25519 { .. }
+            | PublicParts::SkEcdsa { .. } => 256,
             PublicParts::Ecdsa(KeyType::EcdsaP384, _) => 384,
             PublicParts::Ecdsa(KeyType::EcdsaP521, _) => 521,
             PublicParts::Ecdsa(..) => 256,
@@ -323,6 +388,16 @@ pub fn fingerprint_of(key_blob: &[u8]) -> String {
     )
 }
 
+/// A FIDO application string: OpenSSH reads it as a C string, so it may
+/// not hold a NUL; it is also kept as text, so it must be UTF-8.
+fn read_application(reader: &mut Reader<'_>) -> Result<String, ProtoError> {
+    let application = reader.text("sk application")?;
+    if application.is_empty() || application.contains('\0') {
+        return Err(ProtoError::BadKey("sk application is empty or holds a NUL"));
+    }
+    Ok(application.to_string())
+}
+
 /// Checks the fields that follow a certificate's public key.
 fn skip_cert_tail(reader: &mut Reader<'_>) -> Result<(), ProtoError> {
     reader.u64("certificate serial")?;
@@ -353,6 +428,13 @@ pub enum SecretParts<'a> {
     },
     /// The ML-DSA-44 seed followed by the Ed25519 seed.
     MlDsa44Ed25519(&'a [u8; MLDSA44_ED25519_SECRET_LEN]),
+    /// A FIDO key: what the token needs to find its key again. The key
+    /// handle can be the private key itself wrapped by the token (or, for
+    /// some providers, not wrapped at all), so it is kept as a secret.
+    SecurityKey {
+        flags: u8,
+        key_handle: &'a [u8],
+    },
 }
 
 impl std::fmt::Debug for SecretParts<'_> {
@@ -399,6 +481,17 @@ fn read_secret<'a>(
                 .try_into()
                 .map_err(|_| ProtoError::BadKey("mldsa44-ed25519 private key length"))?,
         ),
+        // The application was read with the public half (or, for a
+        // certificate, checked against it by the caller).
+        PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => {
+            let flags = reader.u8("sk flags")?;
+            let key_handle = reader.string("sk key handle")?;
+            reader.string("sk reserved")?;
+            if key_handle.is_empty() {
+                return Err(ProtoError::BadKey("sk key handle is empty"));
+            }
+            SecretParts::SecurityKey { flags, key_handle }
+        }
     })
 }
 
@@ -411,13 +504,14 @@ fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
         if public.parts.key_type() != key_type || !public.is_cert {
             return Err(ProtoError::BadKey("certificate type does not match"));
         }
-        // Only Ed25519 repeats its public key after the certificate
-        // (ssh-ed25519.c); the ML-DSA composite goes straight to its seeds.
-        if key_type == KeyType::Ed25519 {
+        // Only Ed25519 (plain and FIDO) repeats its public key after the
+        // certificate (ssh-ed25519.c, ssh-ed25519-sk.c); the ML-DSA
+        // composite goes straight to its seeds.
+        if matches!(key_type, KeyType::Ed25519 | KeyType::SkEd25519) {
             let pk = reader.string("ed25519 public key")?;
             if pk
                 != match &public.parts {
-                    PublicParts::Ed25519(k) => &k[..],
+                    PublicParts::Ed25519(k) | PublicParts::SkEd25519 { pk: k, .. } => &k[..],
                     _ => &[][..],
                 }
             {
@@ -425,6 +519,15 @@ fn read_new_key<'a>(reader: &mut Reader<'a>) -> Result<NewKey<'a>, ProtoError> {
                     "ed25519 key does not match its certificate",
                 ));
             }
+        }
+        // FIDO keys repeat their application in the private part
+        // (sshkey_private_deserialize_sk); it must be the certificate's.
+        if key_type.is_security_key()
+            && Some(read_application(reader)?.as_str()) != public.parts.application()
+        {
+            return Err(ProtoError::BadKey(
+                "sk application does not match its certificate",
+            ));
         }
         let secret = read_secret(reader, &public.parts)?;
         (public, secret)
@@ -461,6 +564,15 @@ pub enum Constraint<'a> {
     Confirm,
     /// `restrict-destination-v00@openssh.com`: the body of its string.
     RestrictDestination(&'a [u8]),
+    /// `sk-provider@openssh.com`: the FIDO middleware library to sign
+    /// with, or `internal`.
+    SkProvider(&'a str),
+    /// `associated-certs-v00@openssh.com` (`ssh-add -s -C`, OpenSSH 9.6+):
+    /// certificates for the token's keys, and whether to add only them.
+    AssociatedCerts {
+        certs_only: bool,
+        certs: Vec<&'a [u8]>,
+    },
 }
 
 fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoError> {
@@ -474,7 +586,18 @@ fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoE
                 "restrict-destination-v00@openssh.com" => Ok(Constraint::RestrictDestination(
                     reader.string("destination constraints")?,
                 )),
-                "sk-provider@openssh.com" => Err(ProtoError::SecurityKey(name.into())),
+                "sk-provider@openssh.com" => {
+                    Ok(Constraint::SkProvider(reader.text("sk provider")?))
+                }
+                "associated-certs-v00@openssh.com" => {
+                    let certs_only = reader.u8("certs only")? != 0;
+                    let mut list = Reader::new(reader.string("certificates")?);
+                    let mut certs = Vec::new();
+                    while !list.is_empty() {
+                        certs.push(list.string("certificate")?);
+                    }
+                    Ok(Constraint::AssociatedCerts { certs_only, certs })
+                }
                 other => Err(ProtoError::UnsupportedConstraint(crate::text::clean(
                     other, 80,
                 ))),
@@ -501,8 +624,17 @@ pub enum Request<'a> {
         key_blob: &'a [u8],
     },
     RemoveAll,
-    /// PKCS#11 add/remove, which hopward refuses.
-    Smartcard,
+    /// `ssh-add -s PROVIDER`: load the token's keys (the PIN is borrowed
+    /// from the frame, never printed).
+    AddSmartcard {
+        provider: &'a str,
+        pin: Passphrase<'a>,
+        constraints: Vec<Constraint<'a>>,
+    },
+    /// `ssh-add -e PROVIDER`.
+    RemoveSmartcard {
+        provider: &'a str,
+    },
     Lock(Passphrase<'a>),
     Unlock(Passphrase<'a>),
     Extension {
@@ -549,11 +681,26 @@ impl<'a> Request<'a> {
             SSH_AGENTC_REMOVE_ALL_IDENTITIES | SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES => {
                 Request::RemoveAll
             }
-            SSH_AGENTC_ADD_SMARTCARD_KEY
-            | SSH_AGENTC_REMOVE_SMARTCARD_KEY
-            | SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED => {
-                // Refused whatever the body; nothing in it is used.
-                return Ok(Request::Smartcard);
+            SSH_AGENTC_ADD_SMARTCARD_KEY | SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED => {
+                let provider = reader.text("provider")?;
+                let pin = Passphrase(reader.string("pin")?);
+                let mut constraints = Vec::new();
+                if kind == SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED {
+                    while !reader.is_empty() {
+                        constraints.push(read_constraint(&mut reader)?);
+                    }
+                }
+                Request::AddSmartcard {
+                    provider,
+                    pin,
+                    constraints,
+                }
+            }
+            SSH_AGENTC_REMOVE_SMARTCARD_KEY => {
+                let provider = reader.text("provider")?;
+                // ssh-add sends a PIN here too; it is not used.
+                reader.string("pin")?;
+                Request::RemoveSmartcard { provider }
             }
             SSH_AGENTC_LOCK => Request::Lock(Passphrase(reader.string("passphrase")?)),
             SSH_AGENTC_UNLOCK => Request::Unlock(Passphrase(reader.string("passphrase")?)),
@@ -577,6 +724,15 @@ pub fn identities_answer<'a>(keys: impl ExactSizeIterator<Item = (&'a [u8], &'a 
         put_string(&mut out, blob);
         put_string(&mut out, comment.as_bytes());
     }
+    out
+}
+
+/// `SSH_AGENT_SIGN_RESPONSE` carrying a complete signature blob (FIDO
+/// signatures carry flags and a counter after `string alg || string sig`).
+pub fn sign_response_blob(blob: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + blob.len());
+    out.push(SSH_AGENT_SIGN_RESPONSE);
+    put_string(&mut out, blob);
     out
 }
 
@@ -658,13 +814,10 @@ mod tests {
     }
 
     #[test]
-    fn security_keys_and_unknown_types_are_refused() {
+    fn truncated_security_keys_and_unknown_types_are_refused() {
         let mut body = vec![SSH_AGENTC_ADD_IDENTITY];
         put_string(&mut body, b"sk-ssh-ed25519@openssh.com");
-        assert!(matches!(
-            Request::decode(&body),
-            Err(ProtoError::SecurityKey(_))
-        ));
+        assert!(matches!(Request::decode(&body), Err(ProtoError::Wire(_))));
         assert_eq!(Request::decode(&[200]), Err(ProtoError::UnknownType(200)));
         assert_eq!(Request::decode(&[]), Err(ProtoError::Empty));
     }
@@ -810,5 +963,96 @@ mod tests {
         };
         assert_eq!(key.secret, SecretParts::MlDsa44Ed25519(&[5u8; 64]));
         assert_eq!(key.comment, "cert");
+    }
+
+    fn sk_ed25519_add(pk: [u8; 32], application: &str, handle: &[u8]) -> Vec<u8> {
+        let mut out = vec![SSH_AGENTC_ADD_ID_CONSTRAINED];
+        put_string(&mut out, b"sk-ssh-ed25519@openssh.com");
+        put_string(&mut out, &pk);
+        put_string(&mut out, application.as_bytes());
+        out.push(0x01); // user presence required
+        put_string(&mut out, handle);
+        put_string(&mut out, b""); // reserved
+        put_string(&mut out, b"fido");
+        out.push(CONSTRAIN_EXTENSION);
+        put_string(&mut out, b"sk-provider@openssh.com");
+        put_string(&mut out, b"/usr/lib/sk.so");
+        out
+    }
+
+    #[test]
+    fn decodes_security_key_add_with_its_provider() {
+        let body = sk_ed25519_add([6; 32], "ssh:", &[9; 64]);
+        let Request::Add { key, constraints } = Request::decode(&body).unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(
+            key.public.parts,
+            PublicParts::SkEd25519 {
+                pk: [6; 32],
+                application: "ssh:".into()
+            }
+        );
+        assert_eq!(
+            key.secret,
+            SecretParts::SecurityKey {
+                flags: 1,
+                key_handle: &[9; 64]
+            }
+        );
+        assert_eq!(constraints, vec![Constraint::SkProvider("/usr/lib/sk.so")]);
+        assert_eq!(PublicKey::parse(&key.public.blob).unwrap(), key.public);
+        assert_eq!(key.public.parts.key_type().label(), "ED25519-SK");
+        // An empty handle or application is refused.
+        assert!(Request::decode(&sk_ed25519_add([6; 32], "ssh:", &[])).is_err());
+        assert!(Request::decode(&sk_ed25519_add([6; 32], "", &[1])).is_err());
+    }
+
+    #[test]
+    fn decodes_smartcard_requests_and_associated_certificates() {
+        let mut body = vec![SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED];
+        put_string(&mut body, b"/usr/lib/p11.so");
+        put_string(&mut body, b"1234");
+        body.extend_from_slice(&[CONSTRAIN_LIFETIME, 0, 0, 0, 9]);
+        body.push(CONSTRAIN_EXTENSION);
+        put_string(&mut body, b"associated-certs-v00@openssh.com");
+        body.push(1);
+        let mut certs = Vec::new();
+        put_string(&mut certs, b"cert-one");
+        put_string(&mut certs, b"cert-two");
+        put_string(&mut body, &certs);
+        let Request::AddSmartcard {
+            provider,
+            pin,
+            constraints,
+        } = Request::decode(&body).unwrap()
+        else {
+            panic!("not a smartcard add")
+        };
+        assert_eq!(provider, "/usr/lib/p11.so");
+        assert_eq!(format!("{pin:?}"), "Passphrase(redacted)");
+        assert_eq!(
+            constraints,
+            vec![
+                Constraint::Lifetime(9),
+                Constraint::AssociatedCerts {
+                    certs_only: true,
+                    certs: vec![b"cert-one".as_slice(), b"cert-two".as_slice()]
+                }
+            ]
+        );
+        let mut remove = vec![SSH_AGENTC_REMOVE_SMARTCARD_KEY];
+        put_string(&mut remove, b"/usr/lib/p11.so");
+        put_string(&mut remove, b"");
+        assert_eq!(
+            Request::decode(&remove),
+            Ok(Request::RemoveSmartcard {
+                provider: "/usr/lib/p11.so"
+            })
+        );
+        // A remove without its PIN field is malformed.
+        let mut short = vec![SSH_AGENTC_REMOVE_SMARTCARD_KEY];
+        put_string(&mut short, b"/usr/lib/p11.so");
+        assert!(Request::decode(&short).is_err());
     }
 }

@@ -175,13 +175,12 @@ impl Session {
             Request::RemoveAll => self.remove_all().await,
             Request::Lock(passphrase) => self.lock(passphrase).await,
             Request::Unlock(passphrase) => self.unlock(passphrase).await,
-            Request::Smartcard => {
-                warn!(
-                    conn = self.id,
-                    "refused PKCS#11 request: hopward does not load providers"
-                );
-                failure()
-            }
+            Request::AddSmartcard {
+                provider,
+                pin,
+                constraints,
+            } => self.add_smartcard(provider, pin, &constraints).await,
+            Request::RemoveSmartcard { provider } => self.remove_smartcard(provider).await,
             Request::Extension {
                 name: "session-bind@openssh.com",
                 body,
@@ -520,16 +519,38 @@ impl Session {
             self.audit_sign(&context, false, "constraint", "constraint");
             return failure();
         }
+        if identity.security_key().is_some() && !self.websafe(&identity, &signed_data) {
+            warn!(conn = self.id, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
+            self.audit_sign(&context, false, "constraint", "constraint");
+            return failure();
+        }
         let mut decision = policy.decide(&context);
         if identity.constraints.confirm && decision.action.allows_unasked() {
             // ssh-add -c: the key always asks, whatever the policy allows.
             decision.action = Action::Confirm;
             decision.remember = None;
         }
+        let token = identity.security_key();
+        let touch = token.is_some_and(|t| t.needs_touch());
         let verdict = self
-            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
+            .enforce(
+                &decision,
+                &context,
+                (&signed_data, data),
+                touch,
+                &policy.confirm,
+            )
             .await;
-        self.audit_sign(&context, verdict.allowed, &decision.rule, &verdict.reason);
+        let mut record = AuditRecord::sign(
+            &context,
+            verdict.allowed,
+            &decision.rule,
+            &verdict.reason,
+            self.id,
+        );
+        // Which library signed for a hardware key: its path, never a PIN.
+        record.provider = identity.provider_name();
+        self.agent.audit.record(record);
         if !verdict.allowed {
             info!(
                 conn = self.id,
@@ -538,6 +559,18 @@ impl Session {
             return failure();
         }
 
+        if let Some(token) = identity.security_key() {
+            return self.sign_on_token(&identity, token, data).await;
+        }
+        if let Some(provider) = identity.pkcs11() {
+            return match provider.sign(&identity.public.parts, data, flags).await {
+                Ok(blob) => proto::sign_response_blob(&blob),
+                Err(e) => {
+                    warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
+                    failure()
+                }
+            };
+        }
         let signed = if matches!(
             identity.key_type(),
             proto::KeyType::Rsa | proto::KeyType::MlDsa44Ed25519
@@ -606,7 +639,14 @@ impl Session {
         // replayed binds; the policy decides before it is ever asked.
         let decision = policy.decide(&context);
         let verdict = self
-            .enforce(&decision, &context, &signed_data, data, &policy.confirm)
+            // Whether an upstream key needs a touch is the upstream's to say.
+            .enforce(
+                &decision,
+                &context,
+                (&signed_data, data),
+                false,
+                &policy.confirm,
+            )
             .await;
         if !verdict.allowed {
             self.audit_upstream_sign(&context, false, &decision.rule, &verdict.reason);
@@ -642,6 +682,75 @@ impl Session {
         }
     }
 
+    /// ssh-agent's web-origin check: a FIDO key whose application is not on
+    /// the websafe allow-list (`ssh:*` by default) signs only an SSH login
+    /// by that key or an SSHSIG signature, never a web challenge.
+    fn websafe(&self, identity: &Identity, signed: &SignedData<'_>) -> bool {
+        let Some(allowlist) = &self.agent.options.websafe_allowlist else {
+            return true;
+        };
+        let application = identity.public.parts.application().unwrap_or_default();
+        if crate::sk::match_pattern_list(application, allowlist) {
+            return true;
+        }
+        match signed {
+            SignedData::Userauth(auth) => proto::PublicKey::parse(auth.key_blob)
+                .is_ok_and(|key| key.parts == identity.public.parts),
+            SignedData::Sshsig { .. } => true,
+            SignedData::Other => false,
+        }
+    }
+
+    /// Has a FIDO token sign, after the policy allowed it: off this
+    /// connection's lock-free path, in a helper process, with a deadline.
+    async fn sign_on_token(
+        &self,
+        identity: &Identity,
+        token: &crate::sk::SecurityKey,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let provider = token.provider.describe();
+        if token.needs_touch() {
+            info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
+        }
+        let timeout = self.agent.options.provider_timeout;
+        let mut signed = crate::sk::sign(&identity.public.parts, token, data, None, timeout).await;
+        if matches!(signed, Err(crate::sk::SkError::PinRequired)) {
+            // As ssh-agent: the token wants its PIN (a verify-required key);
+            // ask once with askpass and try again.
+            let prompt = format!(
+                "Enter PIN{}for {} key {}: ",
+                if token.needs_touch() {
+                    " and confirm user presence "
+                } else {
+                    " "
+                },
+                identity.key_type().name(),
+                identity.fingerprint
+            );
+            match crate::sk::ask_pin(&prompt, timeout).await {
+                Some(pin) => {
+                    signed =
+                        crate::sk::sign(&identity.public.parts, token, data, Some(&pin), timeout)
+                            .await;
+                }
+                None => {
+                    warn!(conn = self.id, key = %identity.fingerprint, "the security key needs a PIN and there is no askpass to ask for it (SSH_ASKPASS with DISPLAY, or SSH_ASKPASS_REQUIRE=force)");
+                }
+            }
+        }
+        match signed {
+            Ok(signed) => {
+                debug!(conn = self.id, key = %identity.fingerprint, flags = signed.details.flags, counter = signed.details.counter, "security key signed");
+                proto::sign_response_blob(&signed.blob)
+            }
+            Err(e) => {
+                warn!(conn = self.id, key = %identity.fingerprint, provider = %provider, "security key signature failed: {e}");
+                failure()
+            }
+        }
+    }
+
     fn audit_upstream_sign(
         &self,
         context: &RequestContext,
@@ -663,8 +772,8 @@ impl Session {
         &self,
         decision: &Decision,
         context: &RequestContext,
-        signed: &SignedData<'_>,
-        data: &[u8],
+        (signed, data): (&SignedData<'_>, &[u8]),
+        touch: bool,
         settings: &crate::policy::ConfirmSettings,
     ) -> Verdict {
         let prompt = || {
@@ -693,6 +802,7 @@ impl Session {
         }
         let mut prompt = prompt();
         prompt.remember = decision.remember;
+        prompt.touch = touch;
         let origin = Origin::of(context.class, &context.chain);
         let question = Question::new(scope.clone(), data, origin);
         let answer = self.ask(question, prompt, settings).await;
@@ -813,6 +923,17 @@ impl Session {
     /// Decides a key operation (add, remove, lock ...) for this connection:
     /// local use is allowed; through a bound connection `[forwarded]` says.
     async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
+        self.allow_key_op_with(op, key, None).await
+    }
+
+    /// [`Session::allow_key_op`] for a hardware key, whose provider the
+    /// audit names.
+    async fn allow_key_op_with(
+        &self,
+        op: KeyOp,
+        key: Option<(&str, &str)>,
+        provider: Option<String>,
+    ) -> bool {
         let class = RequestClass::of(&self.chain);
         let policy = self.agent.policy.current();
         let decision = policy.key_op(op, class);
@@ -856,23 +977,35 @@ impl Session {
                 }
             }
         };
-        self.agent.audit.record(
-            AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id).decided(
-                verdict.allowed,
-                &decision.rule,
-                &verdict.reason,
-            ),
-        );
+        let mut record = AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id)
+            .decided(verdict.allowed, &decision.rule, &verdict.reason);
+        record.provider = provider;
+        self.agent.audit.record(record);
         if !verdict.allowed {
             warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
         }
         verdict.allowed
     }
 
+    /// Whether this connection counts as remote for loading providers:
+    /// ssh-agent's `socket_is_remote`, any session-bind at all.
+    fn remote(&self) -> bool {
+        !self.chain.hops().is_empty() || self.chain.is_poisoned()
+    }
+
     async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
         let mut parsed = Constraints::default();
+        let mut sk_provider = None;
         for constraint in constraints {
             let duplicate = match constraint {
+                Constraint::SkProvider(name) => sk_provider.replace(*name).is_some(),
+                Constraint::AssociatedCerts { .. } => {
+                    warn!(
+                        conn = self.id,
+                        "refused to add key: associated certificates are only for PKCS#11 tokens"
+                    );
+                    return failure();
+                }
                 Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
                 Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
                 Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
@@ -899,6 +1032,29 @@ impl Session {
                 return failure();
             }
         }
+        if let Some(name) = sk_provider {
+            if !key.public.parts.key_type().is_security_key() {
+                warn!(
+                    conn = self.id,
+                    "refused to add key: a provider was named for {}, which is not a security key",
+                    key.public.parts.key_type().name()
+                );
+                return failure();
+            }
+            let options = &self.agent.options;
+            match crate::sk::resolve_provider(
+                name,
+                &options.provider_allowlist,
+                self.remote(),
+                options.allow_remote_providers,
+            ) {
+                Ok(provider) => parsed.sk_provider = Some(provider),
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "refused to add key {}: {e}", key.public.fingerprint());
+                    return failure();
+                }
+            }
+        }
         if parsed.lifetime.is_none() {
             parsed.lifetime = self
                 .agent
@@ -918,14 +1074,18 @@ impl Session {
             }
         };
         let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
-        if !self.allow_key_op(KeyOp::Add, Some((&fp, &comment))).await {
+        let provider = identity.security_key().map(|k| k.provider.describe());
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&fp, &comment)), provider.clone())
+            .await
+        {
             return failure();
         }
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
         let restricted = !identity.constraints.destinations.is_empty();
         match self.agent.keystore.add(identity) {
             Ok(()) => {
-                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, "added key");
+                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
                 status(true)
             }
             Err(e) => {
@@ -933,6 +1093,208 @@ impl Session {
                 failure()
             }
         }
+    }
+
+    /// `ssh-add -s PROVIDER`: as ssh-agent's `process_add_smartcard_key`,
+    /// a provider named through a forwarded agent is refused (unless
+    /// `-O allow-remote-pkcs11`), its real path must match `-P`, and
+    /// `[forwarded] add` of the policy decides as for any key. The
+    /// provider runs in a helper process; the PIN goes there only.
+    async fn add_smartcard(
+        &mut self,
+        provider: &str,
+        pin: Passphrase<'_>,
+        constraints: &[Constraint<'_>],
+    ) -> Vec<u8> {
+        let mut parsed = Constraints::default();
+        let mut associated: Option<(bool, &[&[u8]])> = None;
+        for constraint in constraints {
+            let duplicate = match constraint {
+                Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
+                Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
+                Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
+                {
+                    Ok(list) => {
+                        let had = !parsed.destinations.is_empty();
+                        parsed.destinations = list;
+                        had
+                    }
+                    Err(e) => {
+                        warn!(
+                            conn = self.id,
+                            "refused PKCS#11 add: bad destination constraint: {e}"
+                        );
+                        return failure();
+                    }
+                },
+                Constraint::AssociatedCerts { certs_only, certs } => {
+                    associated.replace((*certs_only, certs)).is_some()
+                }
+                Constraint::SkProvider(_) => {
+                    warn!(
+                        conn = self.id,
+                        "refused PKCS#11 add: sk-provider is not valid here"
+                    );
+                    return failure();
+                }
+            };
+            if duplicate {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: a constraint is given twice"
+                );
+                return failure();
+            }
+        }
+        if parsed.lifetime.is_none() {
+            parsed.lifetime = self
+                .agent
+                .options
+                .default_lifetime
+                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        }
+        let options = &self.agent.options;
+        let path = match crate::sk::resolve_provider(
+            provider,
+            &options.provider_allowlist,
+            self.remote(),
+            options.allow_remote_providers,
+        ) {
+            Ok(crate::sk::Provider::Library(path)) => path,
+            Ok(crate::sk::Provider::Internal) => {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: \"internal\" is not a PKCS#11 provider"
+                );
+                return failure();
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "refused PKCS#11 add: {e}");
+                return failure();
+            }
+        };
+        let shown = path.display().to_string();
+        if self.agent.pkcs11_loaded(&path) {
+            // As ssh-agent: keys already held are not added again, so a
+            // provider whose keys are all still here adds nothing and fails;
+            // one whose keys were dropped (ssh-add -D) loads afresh.
+            let held = self
+                .agent
+                .keystore
+                .list(Instant::now())
+                .iter()
+                .any(|id| id.pkcs11().is_some_and(|p| p.path == path));
+            if held {
+                warn!(conn = self.id, provider = %shown, "refused PKCS#11 add: its keys are already loaded (ssh-add -e first)");
+                return failure();
+            }
+            if let Some(old) = self.agent.take_pkcs11(&path) {
+                old.stop().await;
+            }
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let pin = zeroize::Zeroizing::new(pin.0.to_vec());
+        let (provider, keys) =
+            match crate::pkcs11::Pkcs11Provider::load(path.clone(), &pin, options.provider_timeout)
+                .await
+            {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    warn!(conn = self.id, provider = %shown, "PKCS#11 add failed: {e}");
+                    return failure();
+                }
+            };
+        drop(pin);
+        let provider = Arc::new(provider);
+        let now = Instant::now();
+        let (certs_only, certs) = associated.unwrap_or((false, &[]));
+        let mut identities = Vec::new();
+        for key in keys {
+            let comment = if key.label.is_empty() {
+                shown.clone()
+            } else {
+                key.label.clone()
+            };
+            for cert in certs {
+                match proto::PublicKey::parse(cert) {
+                    Ok(cert) if cert.is_cert && cert.parts == key.public.parts => {
+                        identities.push(Identity::on_pkcs11_token(
+                            cert,
+                            comment.clone(),
+                            parsed.clone(),
+                            Arc::clone(&provider),
+                            now,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(conn = self.id, "associated certificate skipped: {e}"),
+                }
+            }
+            if !certs_only {
+                identities.push(Identity::on_pkcs11_token(
+                    key.public,
+                    comment,
+                    parsed.clone(),
+                    Arc::clone(&provider),
+                    now,
+                ));
+            }
+        }
+        if identities.is_empty() {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 add: no usable keys on the token");
+            provider.stop().await;
+            return failure();
+        }
+        let count = identities.len();
+        for identity in identities {
+            let fp = identity.fingerprint.clone();
+            if let Err(e) = self.agent.keystore.add(identity) {
+                warn!(conn = self.id, "refused to add token key {fp}: {e}");
+                self.agent.keystore.remove_provider(&path);
+                provider.stop().await;
+                return failure();
+            }
+            info!(conn = self.id, key = %fp, provider = %shown, "added token key");
+        }
+        self.agent.set_pkcs11(path, provider);
+        info!(conn = self.id, provider = %shown, keys = count, "PKCS#11 provider loaded");
+        status(true)
+    }
+
+    /// `ssh-add -e PROVIDER`: drops the token's keys and stops its helper.
+    async fn remove_smartcard(&mut self, provider: &str) -> Vec<u8> {
+        let Ok(path) = std::fs::canonicalize(provider) else {
+            warn!(
+                conn = self.id,
+                "PKCS#11 remove: no such provider {}",
+                clean(provider, 100)
+            );
+            return failure();
+        };
+        let shown = path.display().to_string();
+        if !self.agent.pkcs11_loaded(&path) {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 remove: provider not loaded");
+            return failure();
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Remove, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let Some(removed) = self.agent.keystore.remove_provider(&path) else {
+            return failure();
+        };
+        if let Some(helper) = self.agent.take_pkcs11(&path) {
+            helper.stop().await;
+        }
+        info!(conn = self.id, provider = %shown, keys = removed, "PKCS#11 provider removed");
+        status(true)
     }
 
     async fn remove(&mut self, key_blob: &[u8]) -> Vec<u8> {
@@ -1053,6 +1415,7 @@ fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
         peer_parents: ctx.peer.parents.clone(),
         remember: None,
+        touch: false,
     }
 }
 

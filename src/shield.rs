@@ -133,6 +133,56 @@ impl ShieldedKey {
     }
 }
 
+/// Secret bytes that are not a software key, sealed the same way: a FIDO
+/// key handle (which, for some providers, is the private key itself).
+pub struct SealedSecret {
+    sealed: LockedPages,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedSecret(redacted)")
+    }
+}
+
+impl SealedSecret {
+    /// Seals `secret` under a fresh pre-key.
+    pub fn seal(secret: &[u8]) -> Result<Self, KeyError> {
+        let len = secret.len();
+        let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
+            .map_err(|_| KeyError::Shield("no memory for the sealed secret"))?;
+        let (prekey, body) = sealed.split_at_mut(PREKEY_LEN);
+        SystemRandom::new()
+            .fill(prekey)
+            .map_err(|_| KeyError::Shield("no randomness for the pre-key"))?;
+        body[..len].copy_from_slice(secret);
+        let tag = sealing_key(prekey)
+            .and_then(|key| {
+                key.seal_in_place_separate_tag(nonce(), Aad::empty(), &mut body[..len])
+                    .ok()
+            })
+            .ok_or(KeyError::Shield("sealing failed"))?;
+        body[len..].copy_from_slice(tag.as_ref());
+        Ok(SealedSecret { sealed })
+    }
+
+    /// The secret, in a buffer wiped on drop; `None` if the sealed bytes
+    /// were altered.
+    pub fn open(&self) -> Option<Zeroizing<Vec<u8>>> {
+        open(&self.sealed)
+    }
+
+    /// The sealed bytes, for tests that check what is kept in memory.
+    pub fn sealed_bytes(&self) -> &[u8] {
+        &self.sealed
+    }
+
+    /// Whether the sealed form is locked out of swap.
+    pub fn is_locked_in_memory(&self) -> bool {
+        self.sealed.is_locked()
+    }
+}
+
 /// The material sealed in `sealed`, or None if its tag does not verify.
 fn open(sealed: &[u8]) -> Option<KeyMaterial> {
     let (prekey, body) = sealed.split_at(PREKEY_LEN);
@@ -181,6 +231,15 @@ mod tests {
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn sealed_secret_hides_its_bytes_and_opens_again() {
+        let secret = [0x7au8; 48];
+        let sealed = SealedSecret::seal(&secret).unwrap();
+        assert!(!contains(sealed.sealed_bytes(), &secret));
+        assert_eq!(sealed.open().unwrap().as_slice(), &secret[..]);
+        assert_eq!(format!("{sealed:?}"), "SealedSecret(redacted)");
     }
 
     #[test]

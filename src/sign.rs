@@ -189,6 +189,10 @@ impl SigningKey {
                 let (mldsa, ed25519) = mldsa_composite_key(pk, material)?;
                 Ok(SigningKey::MlDsa44Ed25519 { mldsa, ed25519 })
             }
+            // The token holds the private key; the agent never can.
+            PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => {
+                Err(KeyError::Malformed("security key"))
+            }
         }
     }
 
@@ -290,6 +294,8 @@ pub fn sign_with_material(
     flags: u32,
 ) -> Result<SshSignature, SignError> {
     match public {
+        // Signed by the token through its provider (crate::sk), never here.
+        PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => Err(SignError::Failed),
         PublicParts::Ed25519(_) => {
             let key: &[u8; 64] = material.try_into().map_err(|_| SignError::Failed)?;
             let blob = signing::ed25519_sign(key, data).ok_or(SignError::Failed)?;
@@ -462,6 +468,8 @@ pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
         KeyType::Rsa if flags & FLAG_RSA_SHA2_512 != 0 => "rsa-sha2-512",
         KeyType::Rsa => "ssh-rsa",
         KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
+        KeyType::SkEd25519 => "sk-ssh-ed25519@openssh.com",
+        KeyType::SkEcdsaP256 => "sk-ecdsa-sha2-nistp256@openssh.com",
     }
 }
 

@@ -15,6 +15,9 @@ use crate::wire::Reader;
 /// `data`. RSA accepts `rsa-sha2-256`, `rsa-sha2-512` and `ssh-rsa`, as
 /// OpenSSH's `sshkey_verify` does without an algorithm restriction.
 pub fn verify(key: &PublicParts, data: &[u8], signature: &[u8]) -> bool {
+    if key.key_type().is_security_key() {
+        return verify_sk(key, data, signature).is_some();
+    }
     let mut reader = Reader::new(signature);
     let (Ok(alg), Ok(sig)) = (
         reader.text("signature algorithm"),
@@ -64,6 +67,7 @@ pub fn verify(key: &PublicParts, data: &[u8], signature: &[u8]) -> bool {
             .verify(params, data, sig)
             .is_ok()
         }
+        PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => false,
         PublicParts::MlDsa44Ed25519(pk) => {
             // Both halves over the same M', as OpenSSH's
             // crypto_sign_mldsa44_ed25519_verify: a hybrid signature holds
@@ -83,6 +87,49 @@ pub fn verify(key: &PublicParts, data: &[u8], signature: &[u8]) -> bool {
                     .is_ok()
         }
     }
+}
+
+/// What a FIDO signature says beside the signature itself (PROTOCOL.u2f).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkSignatureDetails {
+    /// The token's flags: 0x01 the user was present, 0x04 verified.
+    pub flags: u8,
+    pub counter: u32,
+}
+
+/// Verifies a FIDO signature blob (`string alg || string sig || byte flags
+/// || uint32 counter`) by `key` over `data`. The token signs
+/// `SHA256(application) || flags || counter || SHA256(data)`, as OpenSSH's
+/// `ssh_ed25519_sk_verify` and `ssh_ecdsa_sk_verify` check it.
+pub fn verify_sk(key: &PublicParts, data: &[u8], signature: &[u8]) -> Option<SkSignatureDetails> {
+    use sha2::Digest as _;
+    let mut reader = Reader::new(signature);
+    let alg = reader.text("signature algorithm").ok()?;
+    let sig = reader.string("signature").ok()?;
+    let flags = reader.u8("sk flags").ok()?;
+    let counter = reader.u32("sk counter").ok()?;
+    reader.finish().ok()?;
+    if alg != key.key_type().name() {
+        return None;
+    }
+    let application = key.application()?;
+    let mut signed = Vec::with_capacity(69);
+    signed.extend_from_slice(&sha2::Sha256::digest(application.as_bytes()));
+    signed.push(flags);
+    signed.extend_from_slice(&counter.to_be_bytes());
+    signed.extend_from_slice(&sha2::Sha256::digest(data));
+    let valid = match key {
+        PublicParts::SkEd25519 { pk, .. } => lc::UnparsedPublicKey::new(&lc::ED25519, pk)
+            .verify(&signed, sig)
+            .is_ok(),
+        PublicParts::SkEcdsa { point, .. } => ecdsa_fixed(sig, 32).is_some_and(|fixed| {
+            lc::UnparsedPublicKey::new(&lc::ECDSA_P256_SHA256_FIXED, point)
+                .verify(&signed, &fixed)
+                .is_ok()
+        }),
+        _ => false,
+    };
+    valid.then_some(SkSignatureDetails { flags, counter })
 }
 
 /// SSH's `mpint r || mpint s` to fixed-width `r || s`.

@@ -229,3 +229,102 @@ fn status_text(agent: &Daemon) -> String {
         .args(["status", "-a"])
         .arg(&agent.sock))))
 }
+
+/// The key handle in an unencrypted `ed25519-sk` key file: its private
+/// section holds the public key, the application, the flags, then the
+/// handle (for OpenSSH's test token, the private key itself).
+fn sk_key_handle_of(path: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let pk = sk_public_of(path);
+    // First in the public key blob, then in the private section (the
+    // test token's handle may hold it a third time).
+    let at = blob
+        .windows(32)
+        .enumerate()
+        .filter(|(_, w)| *w == pk)
+        .map(|(i, _)| i)
+        .nth(1)
+        .expect("public key in the private section");
+    let be32 = |at: usize| u32::from_be_bytes(blob[at..at + 4].try_into().unwrap()) as usize;
+    let mut pos = at + 32;
+    pos += 4 + be32(pos); // application
+    pos += 1; // flags
+    let len = be32(pos);
+    blob[pos + 4..pos + 4 + len].to_vec()
+}
+
+/// The Ed25519 key of an `ed25519-sk` key's `.pub` (type, key, then the
+/// application).
+fn sk_public_of(path: &Path) -> [u8; 32] {
+    use base64::Engine as _;
+    let pubtext = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(pubtext.split_whitespace().nth(1).unwrap())
+        .unwrap();
+    let type_len = u32::from_be_bytes(blob[..4].try_into().unwrap()) as usize;
+    let at = 4 + type_len + 4;
+    blob[at..at + 32].try_into().unwrap()
+}
+
+#[test]
+fn no_fido_key_handle_is_readable_in_daemon_memory() {
+    assert!(
+        is_root(),
+        "reading the daemon's memory needs root: run the suite through scripts/test.sh"
+    );
+    let provider = "/usr/lib/openssh/regress/misc/sk-dummy/sk-dummy.so";
+    assert!(
+        Path::new(provider).exists(),
+        "openssh-tests is not installed"
+    );
+    let tmp = tempdir();
+    let agent = Daemon::start();
+    let keys: Vec<_> = (0..2)
+        .map(|i| {
+            let path = tmp.path().join(format!("fido{i}"));
+            ok(run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519-sk", "-w", provider, "-N", "", "-f"])
+                .arg(&path)));
+            path
+        })
+        .collect();
+    for key in &keys {
+        ok(run(agent
+            .ssh_add_cmd()
+            .env("SSH_SK_PROVIDER", provider)
+            .arg(key)));
+        sign_file(&agent, key, tmp.path());
+    }
+    let handles: Vec<Vec<u8>> = keys.iter().map(|k| sk_key_handle_of(k)).collect();
+    for handle in &handles {
+        assert!(handle.len() >= 32, "key handle of {} bytes", handle.len());
+        record_secret(
+            &handle
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+    }
+    let publics: Vec<[u8; 32]> = keys.iter().map(|k| sk_public_of(k)).collect();
+    // The whole handle and its first 32 bytes (the test token's seed).
+    let mut needles: Vec<&[u8]> = handles.iter().map(|h| &h[..]).collect();
+    needles.extend(handles.iter().map(|h| &h[..32]));
+    needles.extend(publics.iter().map(|p| &p[..]));
+    let hits = find_in_memory(agent.pid(), &needles);
+    for i in 0..keys.len() {
+        assert!(
+            hits.iter().any(|(n, _)| *n == 2 * keys.len() + i),
+            "public key {i} not found: the memory scan is not reading the heap"
+        );
+    }
+    let leaked: Vec<_> = hits.iter().filter(|(n, _)| *n < 2 * keys.len()).collect();
+    assert!(
+        leaked.is_empty(),
+        "key handles in daemon memory: {leaked:?}"
+    );
+}

@@ -262,9 +262,20 @@ fn rsa_signature_algorithm_follows_the_request_flags() {
 }
 
 #[test]
-fn security_keys_and_pkcs11_are_refused_with_a_log_line() {
+fn a_missing_pkcs11_provider_is_refused_with_a_log_line() {
     let agent = Daemon::start();
-    let out = agent.ssh_add(&["-s", "/nonexistent/pkcs11.so"]);
+    let out = run(agent
+        .ssh_add_cmd()
+        .args(["-s", "/nonexistent/pkcs11.so"])
+        .env("SSH_ASKPASS", "/bin/true")
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .stdin(std::process::Stdio::null()));
     assert!(!out.status.success());
-    assert!(agent.log_text().contains("PKCS#11"), "{}", agent.log_text());
+    assert!(
+        agent
+            .log_text()
+            .contains("refused PKCS#11 add: provider /nonexistent/pkcs11.so: no such file"),
+        "{}",
+        agent.log_text()
+    );
 }

@@ -1,6 +1,6 @@
 //! The leak scan: every daemon log and audit log the suite produced (kept
-//! by the test helpers) is searched for the private key seeds, passphrases
-//! and signed data the suite used. Runs last (`zz_`), and the test script
+//! by the test helpers) is searched for the private key seeds, FIDO key
+//! handles, token PINs, passphrases and signed data the suite used. Runs last (`zz_`), and the test script
 //! runs it once more after everything else.
 
 mod common;
@@ -20,6 +20,9 @@ fn no_log_or_audit_line_holds_secrets_or_signed_data() {
         .map(str::to_string)
         .collect();
     needles.extend(MARKERS.iter().map(|m| m.to_string()));
+    // Token PINs (tests/pkcs11_tokens.rs), whatever their length.
+    let pins = std::fs::read_to_string(dir.join("pins.txt")).unwrap_or_default();
+    needles.extend(pins.lines().filter(|l| !l.is_empty()).map(str::to_string));
     let mut scanned = 0usize;
     let mut bytes = 0usize;
     for entry in std::fs::read_dir(dir.join("logs")).unwrap() {

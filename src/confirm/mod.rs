@@ -60,6 +60,9 @@ pub struct Prompt {
     pub peer_parents: Vec<String>,
     /// When set, the desktop prompt also offers "Allow for <duration>".
     pub remember: Option<std::time::Duration>,
+    /// The key is on a FIDO token that wants a touch for this signature:
+    /// the person is told, so the blinking token after "Allow" is expected.
+    pub touch: bool,
 }
 
 /// Hops shown in a prompt: a longer chain shows its first two and last
@@ -106,6 +109,12 @@ impl Prompt {
             "Key fingerprint {}.",
             clean(&self.key_fingerprint, 100)
         ));
+        if self.touch {
+            lines.push(
+                "This key is on a security key: after you allow, touch the token to sign."
+                    .to_string(),
+            );
+        }
         if !self.hops.is_empty() {
             lines.push(format!("Chain: {}", self.chain_line()));
         }
@@ -193,6 +202,10 @@ impl Prompt {
                 clean(self.user.as_deref().unwrap_or(""), 64),
             ),
             ("HOPWARD_PURPOSE", self.purpose.unwrap_or("").to_string()),
+            (
+                "HOPWARD_TOUCH",
+                if self.touch { "1" } else { "0" }.to_string(),
+            ),
             (
                 "HOPWARD_FORWARDED",
                 if self.forwarded { "1" } else { "0" }.to_string(),

@@ -8,8 +8,10 @@
 //! errno.
 #![allow(unsafe_code)]
 
+pub mod fido;
 pub mod memory;
 pub mod signing;
+pub mod sk_provider;
 
 pub use memory::LockedPages;
 

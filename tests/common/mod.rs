@@ -100,6 +100,19 @@ pub fn record_secret(secret: &str) {
     writeln!(f, "{secret}").unwrap();
 }
 
+/// Records a token PIN the logs must never contain. PINs are short, so they
+/// are kept apart from the secrets (which the scan only takes from 16
+/// characters on) and always looked for.
+pub fn record_pin(pin: &str) {
+    use std::fs::OpenOptions;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(leak_dir().join("pins.txt"))
+        .unwrap();
+    writeln!(f, "{pin}").unwrap();
+}
+
 /// Records an Ed25519 private key's seed (hex and base64) as a secret.
 fn record_secret_of(path: &Path) {
     use base64::Engine as _;

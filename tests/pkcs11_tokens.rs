@@ -1,0 +1,471 @@
+//! PKCS#11 tokens through Debian's SoftHSM: `ssh-add -s`/`-e` with a PIN,
+//! logins and SSHSIG signatures direct and through a forwarded agent under
+//! a confirm rule, a wrong PIN, and a provider helper that crashes, hangs or
+//! loses its token while its keys are loaded.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::sshd::Hosts;
+use common::*;
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// Distinctive, so the leak scan can look for it in every log.
+const PIN: &str = "739164825";
+
+struct Token {
+    conf: PathBuf,
+    dir: PathBuf,
+    /// Public key files of the token's keys.
+    keys: Vec<PathBuf>,
+}
+
+/// A SoftHSM token in `dir` with an RSA and an ECDSA key.
+fn token(dir: &Path) -> Token {
+    assert!(
+        Path::new(SOFTHSM).exists(),
+        "{SOFTHSM} is missing: scripts/test.sh installs softhsm2"
+    );
+    record_pin(PIN);
+    let tokdir = dir.join("tokens");
+    std::fs::create_dir_all(&tokdir).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokdir.display()
+        ),
+    )
+    .unwrap();
+    let util = |args: &[&str]| {
+        ok(run(Command::new("softhsm2-util")
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)))
+    };
+    util(&[
+        "--init-token",
+        "--free",
+        "--label",
+        "hopward",
+        "--pin",
+        PIN,
+        "--so-pin",
+        "12345678",
+    ]);
+    let mut keys = Vec::new();
+    for (i, (name, genpkey)) in [
+        ("rsa", vec!["-algorithm", "rsa"]),
+        (
+            "ec",
+            vec![
+                "-algorithm",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pem = dir.join(format!("{name}.pem"));
+        let p8 = dir.join(format!("{name}.p8"));
+        let out = ok(run(Command::new("openssl").arg("genpkey").args(&genpkey)));
+        std::fs::write(&pem, &out.stdout).unwrap();
+        let out = ok(run(Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+            .arg(&pem)));
+        std::fs::write(&p8, &out.stdout).unwrap();
+        let id = format!("0{}", i + 1);
+        util(&[
+            "--token",
+            "hopward",
+            "--label",
+            &format!("token-{name}"),
+            "--id",
+            &id,
+            "--pin",
+            PIN,
+            "--import",
+            p8.to_str().unwrap(),
+        ]);
+        std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let public = ok(run(Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&pem)));
+        let pubfile = dir.join(format!("{name}.pub"));
+        std::fs::write(&pubfile, &public.stdout).unwrap();
+        keys.push(pubfile);
+    }
+    Token {
+        conf,
+        dir: tokdir,
+        keys,
+    }
+}
+
+/// An askpass program that gives `pin`.
+fn pin_program(dir: &Path, pin: &str) -> PathBuf {
+    let path = dir.join(format!("pin-{pin}.sh"));
+    std::fs::write(&path, format!("#!/bin/sh\necho {pin}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `ssh-add ARGS`, the PIN (if asked) from `pin`.
+fn ssh_add_pin(agent: &Daemon, dir: &Path, pin: &str, args: &[&str]) -> Output {
+    run(agent
+        .ssh_add_cmd()
+        .args(args)
+        .env("SSH_ASKPASS", pin_program(dir, pin))
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(std::process::Stdio::null()))
+}
+
+fn start(dir: &Path, token: &Token, policy: &str) -> Daemon {
+    Daemon::builder()
+        .policy(policy)
+        .env("SOFTHSM2_CONF", token.conf.to_str().unwrap())
+        .env("HOPWARD_PROVIDER_TIMEOUT", "3s")
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            dir.join("known_hosts").to_str().unwrap(),
+        )
+        .start()
+}
+
+const CONFIRM_TOKEN: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "allow"
+forwarded_unverified = "deny"
+
+[confirm]
+method = "command"
+command = ["CONFIRM"]
+timeout = "10s"
+
+[[rule]]
+name = "token keys ask"
+keys = ["token-*"]
+action = "confirm"
+"#;
+
+#[test]
+fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
+    let tmp = tempdir();
+    let token = token(tmp.path());
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let confirm = confirm_command(tmp.path());
+    let agent = start(
+        tmp.path(),
+        &token,
+        &CONFIRM_TOKEN.replace("CONFIRM", confirm.to_str().unwrap()),
+    );
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+    let listed = stdout(&ok(agent.ssh_add(&["-l"])));
+    assert!(
+        listed.contains("token-rsa (RSA)") && listed.contains("token-ec (ECDSA)"),
+        "{listed}"
+    );
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    let real = std::fs::canonicalize(SOFTHSM).unwrap();
+    assert!(
+        status.contains(&format!("on a token via {}", real.display())),
+        "{status}"
+    );
+    for key in &token.keys {
+        hosts.authorize(key);
+        let direct = hosts.ssh(
+            &agent.sock,
+            &[
+                "-i",
+                key.to_str().unwrap(),
+                "-o",
+                "IdentitiesOnly=yes",
+                "target",
+                "echo",
+                "reached-direct",
+            ],
+        );
+        assert!(
+            stdout(&direct).contains("reached-direct"),
+            "{}",
+            text(&direct)
+        );
+        let inner = hosts.inner_ssh("target echo reached-forwarded");
+        let forwarded = hosts.ssh(&agent.sock, &["-A", "bastion", &inner]);
+        assert!(
+            stdout(&forwarded).contains("reached-forwarded"),
+            "{}",
+            text(&forwarded)
+        );
+        // SSHSIG with the token key.
+        let message = tmp.path().join("message");
+        std::fs::write(&message, "signed on a token\n").unwrap();
+        let _ = std::fs::remove_file(tmp.path().join("message.sig"));
+        ok(run(Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", "file", "-f"])
+            .arg(key)
+            .arg(&message)
+            .env("SSH_AUTH_SOCK", &agent.sock)));
+        let allowed = tmp.path().join("allowed_signers");
+        std::fs::write(
+            &allowed,
+            format!("signer {}", std::fs::read_to_string(key).unwrap()),
+        )
+        .unwrap();
+        let verified = ok(run(Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", "file", "-I", "signer", "-f"])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(tmp.path().join("message.sig"))
+            .stdin(std::fs::File::open(&message).unwrap())));
+        assert!(text(&verified).contains("Good \"file\" signature"));
+        // And on the bastion, through the forwarded agent.
+        std::fs::remove_file(tmp.path().join("message.sig")).unwrap();
+        let remote = format!(
+            "ssh-keygen -Y sign -n git -f {} {}",
+            key.display(),
+            message.display()
+        );
+        let signed = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+        assert!(signed.status.success(), "{}", text(&signed));
+        ok(run(Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", "git", "-I", "signer", "-f"])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(tmp.path().join("message.sig"))
+            .stdin(std::fs::File::open(&message).unwrap())));
+    }
+    let prompts = confirm_prompts(tmp.path());
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("HOPWARD_FORWARDED=1") && p.contains("HOPWARD_KEY_COMMENT=token-")),
+        "{prompts:?}"
+    );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("HOPWARD_PURPOSE=git") && p.contains("HOPWARD_FORWARDED=1")),
+        "{prompts:?}"
+    );
+    assert!(prompts.iter().all(|p| p.contains("HOPWARD_TOUCH=0")));
+    let audit = agent.audit_until(|l| l.iter().filter(|x| x["event"] == "sign").count() >= 8);
+    let signs: Vec<_> = audit.iter().filter(|l| l["event"] == "sign").collect();
+    assert!(signs.len() >= 8, "{audit:?}");
+    for line in signs {
+        assert_eq!(line["provider"], real.to_str().unwrap(), "{line}");
+    }
+    // Through a forwarded agent no provider may be loaded (OpenSSH 9.4+),
+    // whatever the PIN. A software key logs in to the bastion meanwhile.
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    let login = keygen(tmp.path(), "login", "ed25519", None);
+    hosts.authorize(&login.with_extension("pub"));
+    ok(agent.ssh_add(&[login.to_str().unwrap()]));
+    let remote = format!(
+        "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh-add -s {SOFTHSM} </dev/null",
+        pin_program(tmp.path(), PIN).display()
+    );
+    let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        agent
+            .log_text()
+            .contains("refused PKCS#11 add: remote addition of providers is disabled"),
+        "{}\n{}",
+        text(&out),
+        agent.log_text()
+    );
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+
+    // ssh-add -e drops every key of the token.
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
+    assert!(!agent.log_text().contains(PIN));
+}
+
+#[test]
+fn a_wrong_pin_adds_nothing_and_is_never_logged() {
+    let tmp = tempdir();
+    let token = token(tmp.path());
+    let agent = start(tmp.path(), &token, ALLOW_ALL);
+    let wrong = "604417293";
+    record_pin(wrong);
+    let refused = ssh_add_pin(&agent, tmp.path(), wrong, &["-s", SOFTHSM]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let log = agent.log_text();
+    assert!(log.contains("incorrect PIN"), "{log}");
+    assert!(!log.contains(wrong) && !log.contains(PIN));
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
+    // The right PIN afterwards works: nothing was left half loaded.
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+    ok(agent.ssh_add(&["-T", token.keys[0].to_str().unwrap()]));
+}
+
+/// The PKCS#11 helpers the daemon runs now.
+fn helpers_of(daemon: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == daemon && String::from_utf8_lossy(&cmdline).contains("__pkcs11-helper"))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+fn signal(pid: u32, name: &str) {
+    ok(run(Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())));
+}
+
+#[test]
+fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
+    let tmp = tempdir();
+    let token = token(tmp.path());
+    let mut agent = start(tmp.path(), &token, ALLOW_ALL);
+    let software = keygen(tmp.path(), "software", "ed25519", None);
+    ok(agent.ssh_add(&[software.to_str().unwrap()]));
+    let rsa = token.keys[0].to_str().unwrap().to_string();
+
+    // A helper that hangs: the signature fails at the deadline, others are
+    // served meanwhile, the helper is killed.
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+    ok(agent.ssh_add(&["-T", &rsa]));
+    let helpers = helpers_of(agent.pid());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    signal(helpers[0], "STOP");
+    let started = Instant::now();
+    let mut hung = agent
+        .ssh_add_cmd()
+        .args(["-T", &rsa])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let other = Instant::now();
+    ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));
+    assert!(
+        other.elapsed() < Duration::from_secs(2),
+        "a software key waited for the token"
+    );
+    let status = loop {
+        if let Some(status) = hung.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hung token was never given up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    assert!(
+        agent.log_text().contains("did not answer within 3s"),
+        "{}",
+        agent.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !helpers_of(agent.pid()).is_empty() {
+        assert!(Instant::now() < deadline, "the hung helper was not killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its keys now fail at once; -e and -s bring the token back.
+    assert!(!agent.ssh_add(&["-T", &rsa]).status.success());
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+    ok(agent.ssh_add(&["-T", &rsa]));
+
+    // A helper that crashes.
+    let helpers = helpers_of(agent.pid());
+    signal(helpers[0], "KILL");
+    let failed = agent.ssh_add(&["-T", &rsa]);
+    assert!(!failed.status.success());
+    assert!(
+        agent
+            .log_text()
+            .contains("PKCS#11 signature failed: the PKCS#11 helper is gone")
+    );
+    assert!(agent.alive());
+    ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));
+
+    // The token taken away under a loaded provider.
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+    std::fs::remove_dir_all(&token.dir).unwrap();
+    let gone = agent.ssh_add(&["-T", &token.keys[1].to_string_lossy()]);
+    let log = agent.log_text();
+    assert!(agent.alive());
+    ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));
+    // SoftHSM notices its objects are gone: a clean failure, logged.
+    assert!(!gone.status.success(), "{}", text(&gone));
+    assert!(
+        log.contains("PKCS#11 signature failed: PKCS#11 provider: C_Sign"),
+        "{log}"
+    );
+}
+
+#[test]
+fn with_allow_remote_pkcs11_the_forwarded_add_rule_decides() {
+    let tmp = tempdir();
+    let token = token(tmp.path());
+    let hosts = Hosts::start(tmp.path(), &["bastion"]);
+    let login = keygen(tmp.path(), "login", "ed25519", None);
+    hosts.authorize(&login.with_extension("pub"));
+    let remote = format!(
+        "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh-add -s {SOFTHSM} </dev/null",
+        pin_program(tmp.path(), PIN).display()
+    );
+    for (rule, loads) in [("deny", false), ("allow", true)] {
+        let policy = format!("{ALLOW_ALL}\n[forwarded]\nadd = \"{rule}\"\n");
+        let agent = Daemon::builder()
+            .policy(&policy)
+            .arg("-Oallow-remote-pkcs11")
+            .env("SOFTHSM2_CONF", token.conf.to_str().unwrap())
+            .env(
+                "HOPWARD_KNOWN_HOSTS",
+                tmp.path().join("known_hosts").to_str().unwrap(),
+            )
+            .start();
+        ok(agent.ssh_add(&[login.to_str().unwrap()]));
+        let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+        assert_eq!(out.status.success(), loads, "{rule}: {}", text(&out));
+        let listed = stdout(&agent.ssh_add(&["-l"]));
+        assert_eq!(listed.contains("token-rsa"), loads, "{rule}: {listed}");
+        let audit = agent.audit_until(|l| {
+            l.iter()
+                .any(|x| x["event"] == "add" && x["class"] != "local")
+        });
+        let add = audit
+            .iter()
+            .find(|l| l["event"] == "add" && l["class"] != "local")
+            .unwrap_or_else(|| panic!("{rule}: no forwarded add audited: {audit:?}"));
+        assert_eq!(add["decision"], rule, "{add}");
+        let real = std::fs::canonicalize(SOFTHSM).unwrap();
+        assert_eq!(add["provider"], real.to_str().unwrap(), "{add}");
+    }
+}

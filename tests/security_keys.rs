@@ -1,0 +1,533 @@
+//! FIDO security keys held by hopward and signed through OpenSSH's test
+//! token (Debian's `openssh-tests` sk-dummy.so): logins and SSHSIG
+//! signatures direct and through a forwarded agent under a confirm rule,
+//! the provider allow-list, and providers that crash, hang, lie or find no
+//! token.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::sshd::Hosts;
+use common::*;
+
+const SK_DUMMY: &str = "/usr/lib/openssh/regress/misc/sk-dummy/sk-dummy.so";
+
+fn sk_dummy() -> &'static str {
+    assert!(
+        Path::new(SK_DUMMY).exists(),
+        "{SK_DUMMY} is missing: scripts/test.sh installs openssh-tests"
+    );
+    SK_DUMMY
+}
+
+/// A FIDO key made on the test token.
+fn sk_keygen(dir: &Path, name: &str, kind: &str) -> PathBuf {
+    let path = dir.join(name);
+    ok(run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            kind,
+            "-w",
+            sk_dummy(),
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+        ])
+        .arg(&path)));
+    path
+}
+
+/// `ssh-add KEY` naming `provider` (as SSH_SK_PROVIDER does).
+fn add_with(agent: &Daemon, key: &Path, provider: &str) -> Output {
+    run(agent
+        .ssh_add_cmd()
+        .env("SSH_SK_PROVIDER", provider)
+        .arg(key))
+}
+
+/// `ssh-add -T KEY.pub`: the agent signs a challenge and ssh-add verifies it.
+fn test_sign(agent: &Daemon, key: &Path) -> Output {
+    run(agent.ssh_add_cmd().arg("-T").arg(key.with_extension("pub")))
+}
+
+const CONFIRM_FIDO: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "allow"
+forwarded_unverified = "deny"
+
+[confirm]
+method = "command"
+command = ["CONFIRM"]
+timeout = "10s"
+
+[[rule]]
+name = "fido keys ask"
+keys = ["fido-*"]
+action = "confirm"
+"#;
+
+#[test]
+fn sk_keys_log_in_direct_and_forwarded_under_a_confirm_rule() {
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let confirm = confirm_command(tmp.path());
+    let agent = Daemon::builder()
+        .policy(&CONFIRM_FIDO.replace("CONFIRM", confirm.to_str().unwrap()))
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    for kind in ["ed25519-sk", "ecdsa-sk"] {
+        let key = sk_keygen(tmp.path(), &format!("fido-{kind}"), kind);
+        hosts.authorize(&key.with_extension("pub"));
+        ok(agent.ssh_add(&["-D"]));
+        ok(add_with(&agent, &key, SK_DUMMY));
+        let asked_before = confirm_prompts(tmp.path()).len();
+
+        let direct = hosts.ssh(&agent.sock, &["target", "echo", "reached-direct"]);
+        assert!(
+            stdout(&direct).contains("reached-direct"),
+            "{kind}: {}",
+            text(&direct)
+        );
+        let inner = hosts.inner_ssh("target echo reached-forwarded");
+        let forwarded = hosts.ssh(&agent.sock, &["-A", "bastion", &inner]);
+        assert!(
+            stdout(&forwarded).contains("reached-forwarded"),
+            "{kind}: {}",
+            text(&forwarded)
+        );
+        let prompts = confirm_prompts(tmp.path());
+        let new = &prompts[asked_before..];
+        assert!(new.len() >= 2, "{kind}: not asked for both logins: {new:?}");
+        for prompt in new {
+            assert!(prompt.contains("HOPWARD_TOUCH=1"), "{prompt}");
+            assert!(prompt.contains("touch the token"), "{prompt}");
+        }
+        assert!(
+            new.iter()
+                .any(|p| p.contains("HOPWARD_FORWARDED=1")
+                    && p.contains("HOPWARD_CHAIN=bastion>target")),
+            "{kind}: the forwarded login was not asked as one: {new:?}"
+        );
+    }
+    let audit = agent.audit_until(|lines| {
+        lines
+            .iter()
+            .filter(|l| l["event"] == "sign" && l["decision"] == "allow")
+            .count()
+            >= 4
+    });
+    let signs: Vec<_> = audit.iter().filter(|l| l["event"] == "sign").collect();
+    assert!(signs.len() >= 4, "{audit:?}");
+    for line in &signs {
+        assert_eq!(line["provider"], SK_DUMMY, "{line}");
+        assert_eq!(line["reason"], "confirmed", "{line}");
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["event"] == "add" && l["provider"] == SK_DUMMY),
+        "{audit:?}"
+    );
+
+    // A "no" at the prompt: the token is never asked, the login fails.
+    std::fs::write(tmp.path().join("answer"), "no").unwrap();
+    let refused = hosts.ssh(
+        &agent.sock,
+        &["-o", "BatchMode=yes", "target", "echo", "reached-refused"],
+    );
+    assert!(
+        !stdout(&refused).contains("reached-refused"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!agent.log_text().contains("security key signed conn"));
+}
+
+#[test]
+fn sshsig_signatures_with_sk_keys_direct_and_forwarded() {
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion"]);
+    let confirm = confirm_command(tmp.path());
+    let agent = Daemon::builder()
+        .policy(&CONFIRM_FIDO.replace("CONFIRM", confirm.to_str().unwrap()))
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    let key = sk_keygen(tmp.path(), "fido-sign", "ed25519-sk");
+    hosts.authorize(&key.with_extension("pub"));
+    ok(add_with(&agent, &key, SK_DUMMY));
+    let message = tmp.path().join("message");
+    std::fs::write(&message, "signed by a token\n").unwrap();
+    let allowed = tmp.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!(
+            "signer {}",
+            std::fs::read_to_string(key.with_extension("pub")).unwrap()
+        ),
+    )
+    .unwrap();
+    let pubkey = key.with_extension("pub");
+    let verify = |namespace: &str| {
+        let sig = tmp.path().join("message.sig");
+        let out = run(Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", namespace, "-I", "signer", "-f"])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(&sig)
+            .stdin(std::fs::File::open(&message).unwrap()));
+        std::fs::remove_file(&sig).unwrap();
+        out
+    };
+
+    ok(run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(&pubkey)
+        .arg(&message)
+        .env("SSH_AUTH_SOCK", &agent.sock)));
+    let good = ok(verify("file"));
+    assert!(
+        text(&good).contains("Good \"file\" signature"),
+        "{}",
+        text(&good)
+    );
+
+    // On the bastion, through the forwarded agent.
+    let remote = format!(
+        "ssh-keygen -Y sign -n git -f {} {}",
+        pubkey.display(),
+        message.display()
+    );
+    let forwarded = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+    assert!(forwarded.status.success(), "{}", text(&forwarded));
+    ok(verify("git"));
+    let prompts = confirm_prompts(tmp.path());
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("HOPWARD_PURPOSE=git") && p.contains("HOPWARD_FORWARDED=1")),
+        "{prompts:?}"
+    );
+}
+
+/// A provider built for one failure (`MODE`): 1 crashes in `sk_sign`, 2
+/// hangs, 3 returns a signature that does not verify, 4 finds no token
+/// (as after the token was pulled out), 5 speaks another sk-api version, 6
+/// wants the PIN 58203917 (and then finds no token, which tells the test
+/// the PIN arrived).
+fn faulty_provider(dir: &Path, mode: u32) -> PathBuf {
+    let source = dir.join("faulty.c");
+    std::fs::write(
+        &source,
+        r#"
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+struct sk_sign_response { uint8_t flags; uint32_t counter; uint8_t *sig_r;
+    size_t sig_r_len; uint8_t *sig_s; size_t sig_s_len; };
+uint32_t sk_api_version(void) { return MODE == 5 ? 0x00090000 : 0x000a0000; }
+int sk_enroll(uint32_t a, const uint8_t *c, size_t cl, const char *app,
+    uint8_t f, const char *pin, void **o, void **r) { return -2; }
+int sk_load_resident_keys(const char *pin, void **o, void ***r, size_t *n)
+    { return -2; }
+int sk_sign(uint32_t alg, const uint8_t *data, size_t data_len,
+    const char *application, const uint8_t *kh, size_t kh_len, uint8_t flags,
+    const char *pin, void **options, struct sk_sign_response **out) {
+    struct sk_sign_response *r;
+    switch (MODE) {
+    case 1: *(volatile int *)0 = 1; return -1;
+    case 2: for (;;) pause();
+    case 3:
+        r = calloc(1, sizeof *r); r->flags = 1; r->counter = 7;
+        r->sig_r = calloc(1, 64); r->sig_r_len = 64; r->sig_r[0] = 1;
+        *out = r; return 0;
+    case 4: return -4;
+    case 6:
+        if (pin == NULL) return -3;
+        return strcmp(pin, "58203917") == 0 ? -4 : -1;
+    }
+    return -1;
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join(format!("faulty-{mode}.so"));
+    ok(run(Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(format!("-DMODE={mode}"))
+        .arg(&source)));
+    lib
+}
+
+/// The provider helpers the daemon has running now, by pid.
+fn helpers_of(daemon: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == daemon && String::from_utf8_lossy(&cmdline).contains("__provider-helper"))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether a process is still there (and not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+#[test]
+fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
+    let tmp = tempdir();
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .arg("-P/*")
+        .env("HOPWARD_PROVIDER_TIMEOUT", "3s")
+        .start();
+    // One key, enrolled on the test token; every faulty provider is handed
+    // the same key handle.
+    let key = sk_keygen(tmp.path(), "fido-faults", "ed25519-sk");
+    let good = sk_keygen(tmp.path(), "fido-good", "ecdsa-sk");
+    ok(add_with(&agent, &good, SK_DUMMY));
+    let cases = [
+        (1, "died without an answer"),
+        (3, "does not verify"),
+        (4, "no token found"),
+        (5, "sk-api version"),
+    ];
+    for (mode, expected) in cases {
+        let lib = faulty_provider(tmp.path(), mode);
+        ok(add_with(&agent, &key, lib.to_str().unwrap()));
+        let signed = test_sign(&agent, &key);
+        assert!(!signed.status.success(), "mode {mode}: {}", text(&signed));
+        let log = agent.log_text();
+        assert!(
+            log.contains("security key signature failed") && log.contains(expected),
+            "mode {mode}: no clear log line for {expected:?}:\n{log}"
+        );
+        // The agent is up and the good key still signs.
+        ok(test_sign(&agent, &good));
+    }
+
+    // A provider that hangs: other connections are served meanwhile, the
+    // signature fails at the deadline and the helper is killed.
+    let lib = faulty_provider(tmp.path(), 2);
+    ok(add_with(&agent, &key, lib.to_str().unwrap()));
+    let started = Instant::now();
+    let mut hanging = agent
+        .ssh_add_cmd()
+        .arg("-T")
+        .arg(key.with_extension("pub"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        helpers_of(agent.pid()).len(),
+        1,
+        "the helper is not running"
+    );
+    let listed = Instant::now();
+    let list = ok(agent.ssh_add(&["-l"]));
+    assert!(stdout(&list).contains("fido-faults"));
+    ok(test_sign(&agent, &good));
+    assert!(
+        listed.elapsed() < Duration::from_secs(2),
+        "another connection waited for the hanging provider"
+    );
+    let status = loop {
+        if let Some(status) = hanging.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hanging signature was never given up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(agent.log_text().contains("did not answer within 3s"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !helpers_of(agent.pid()).is_empty() {
+        assert!(Instant::now() < deadline, "the hung helper was not killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut agent = agent;
+    assert!(agent.alive());
+
+    // An agent killed outright takes a hung helper with it.
+    let mut hanging = agent
+        .ssh_add_cmd()
+        .arg("-T")
+        .arg(key.with_extension("pub"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let helpers = helpers_of(agent.pid());
+    assert_eq!(helpers.len(), 1, "the helper is not running");
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(helpers[0]) {
+        assert!(Instant::now() < deadline, "the helper outlived the agent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = hanging.wait();
+}
+
+#[test]
+fn providers_outside_the_allow_list_or_named_remotely_are_refused() {
+    let tmp = tempdir();
+    // ssh-agent's default -P list: /usr/lib*/* and /usr/local/lib*/*.
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let key = sk_keygen(tmp.path(), "fido-allow", "ed25519-sk");
+    let copy = tmp.path().join("copy-of-sk-dummy.so");
+    std::fs::copy(sk_dummy(), &copy).unwrap();
+    let refused = add_with(&agent, &key, copy.to_str().unwrap());
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        agent
+            .log_text()
+            .contains("is not allowed by the -P allow-list"),
+        "{}",
+        agent.log_text()
+    );
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("fido-allow"));
+    // A symlink into an allowed place is judged by where it points.
+    let link = tmp.path().join("link.so");
+    std::os::unix::fs::symlink(sk_dummy(), &link).unwrap();
+    ok(add_with(&agent, &key, link.to_str().unwrap()));
+    ok(test_sign(&agent, &key));
+
+    // Through a forwarded agent no provider may be named (OpenSSH 9.4+).
+    let hosts = Hosts::start(tmp.path(), &["bastion"]);
+    let login = keygen(tmp.path(), "login", "ed25519", None);
+    hosts.authorize(&login.with_extension("pub"));
+    ok(agent.ssh_add(&[login.to_str().unwrap()]));
+    let remote = format!(
+        "SSH_SK_PROVIDER={SK_DUMMY} ssh-add {}",
+        tmp.path().join("fido-allow").display()
+    );
+    ok(agent.ssh_add(&["-d", key.with_extension("pub").to_str().unwrap()]));
+    let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        agent
+            .log_text()
+            .contains("remote addition of providers is disabled"),
+        "{}",
+        agent.log_text()
+    );
+    assert!(!stdout(&agent.ssh_add(&["-l"])).contains("fido-allow"));
+}
+
+#[test]
+fn a_token_that_wants_a_pin_gets_it_from_askpass_and_never_in_a_log() {
+    let tmp = tempdir();
+    let pin = "58203917";
+    record_pin(pin);
+    let askpass = tmp.path().join("pin.sh");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}/asked\necho {pin}\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .arg("-P/*")
+        .env("SSH_ASKPASS", askpass.to_str().unwrap())
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .start();
+    let key = sk_keygen(tmp.path(), "fido-pin", "ed25519-sk");
+    let lib = faulty_provider(tmp.path(), 6);
+    ok(add_with(&agent, &key, lib.to_str().unwrap()));
+    assert!(!test_sign(&agent, &key).status.success());
+    let asked = std::fs::read_to_string(tmp.path().join("asked")).unwrap_or_default();
+    assert!(
+        asked.starts_with(
+            "Enter PIN and confirm user presence for sk-ssh-ed25519@openssh.com key SHA256:"
+        ),
+        "{asked:?}"
+    );
+    let log = agent.log_text();
+    // The provider saw the PIN: it answered "no token", not "PIN required".
+    assert!(log.contains("no token found by the provider"), "{log}");
+    assert!(!log.contains(pin));
+}
+
+/// The built-in provider (libfido2). No FIDO token is plugged into the test
+/// machines, so this shows the library is loaded and asked, and that no
+/// token gives a clean failure; signing on a real token is not tested here.
+#[test]
+fn the_internal_provider_asks_libfido2_and_fails_cleanly_without_a_token() {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/libfido2.so.1").exists(),
+        "libfido2 is missing: scripts/test.sh installs libfido2-1"
+    );
+    let hidraw = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"));
+    assert!(
+        !hidraw,
+        "a HID device is present: this test expects no token"
+    );
+    let tmp = tempdir();
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let key = sk_keygen(tmp.path(), "fido-internal", "ed25519-sk");
+    ok(add_with(&agent, &key, "internal"));
+    assert!(agent.log_text().contains("provider=Some(\"internal\")"));
+    let started = Instant::now();
+    assert!(!test_sign(&agent, &key).status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = agent.log_text();
+    assert!(
+        log.contains("security key signature failed: no token found by the provider")
+            && log.contains("provider=internal"),
+        "{log}"
+    );
+    let mut agent = agent;
+    assert!(agent.alive());
+}
