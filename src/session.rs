@@ -993,6 +993,40 @@ impl Session {
         !self.chain.hops().is_empty() || self.chain.is_poisoned()
     }
 
+    /// The constraints every kind of add takes: a lifetime, `-c`, and
+    /// destinations. `Ok(true)` when the constraint was given already; a
+    /// bad destination constraint, or a kind the caller should have taken
+    /// itself, is logged (after `refusal`) and refused.
+    fn common_constraint(
+        &self,
+        parsed: &mut Constraints,
+        constraint: &Constraint<'_>,
+        refusal: &str,
+    ) -> Result<bool, ()> {
+        match constraint {
+            Constraint::Lifetime(secs) => Ok(parsed.lifetime.replace(*secs).is_some()),
+            Constraint::Confirm => Ok(std::mem::replace(&mut parsed.confirm, true)),
+            Constraint::RestrictDestination(body) => match destination::parse_constraints(body) {
+                Ok(list) => {
+                    let had = !parsed.destinations.is_empty();
+                    parsed.destinations = list;
+                    Ok(had)
+                }
+                Err(e) => {
+                    warn!(conn = self.id, "{refusal}: bad destination constraint: {e}");
+                    Err(())
+                }
+            },
+            other => {
+                warn!(
+                    conn = self.id,
+                    "{refusal}: constraint {other:?} is not valid here"
+                );
+                Err(())
+            }
+        }
+    }
+
     async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
         let mut parsed = Constraints::default();
         let mut sk_provider = None;
@@ -1006,22 +1040,9 @@ impl Session {
                     );
                     return failure();
                 }
-                Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
-                Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
-                Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
-                {
-                    Ok(list) => {
-                        let had = !parsed.destinations.is_empty();
-                        parsed.destinations = list;
-                        had
-                    }
-                    Err(e) => {
-                        warn!(
-                            conn = self.id,
-                            "refused to add key: bad destination constraint: {e}"
-                        );
-                        return failure();
-                    }
+                common => match self.common_constraint(&mut parsed, common, "refused to add key") {
+                    Ok(duplicate) => duplicate,
+                    Err(()) => return failure(),
                 },
             };
             if duplicate {
@@ -1110,23 +1131,6 @@ impl Session {
         let mut associated: Option<(bool, &[&[u8]])> = None;
         for constraint in constraints {
             let duplicate = match constraint {
-                Constraint::Lifetime(secs) => parsed.lifetime.replace(*secs).is_some(),
-                Constraint::Confirm => std::mem::replace(&mut parsed.confirm, true),
-                Constraint::RestrictDestination(body) => match destination::parse_constraints(body)
-                {
-                    Ok(list) => {
-                        let had = !parsed.destinations.is_empty();
-                        parsed.destinations = list;
-                        had
-                    }
-                    Err(e) => {
-                        warn!(
-                            conn = self.id,
-                            "refused PKCS#11 add: bad destination constraint: {e}"
-                        );
-                        return failure();
-                    }
-                },
                 Constraint::AssociatedCerts { certs_only, certs } => {
                     associated.replace((*certs_only, certs)).is_some()
                 }
@@ -1136,6 +1140,12 @@ impl Session {
                         "refused PKCS#11 add: sk-provider is not valid here"
                     );
                     return failure();
+                }
+                common => {
+                    match self.common_constraint(&mut parsed, common, "refused PKCS#11 add") {
+                        Ok(duplicate) => duplicate,
+                        Err(()) => return failure(),
+                    }
                 }
             };
             if duplicate {
