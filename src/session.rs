@@ -993,6 +993,17 @@ impl Session {
         !self.chain.hops().is_empty() || self.chain.is_poisoned()
     }
 
+    /// `-t` of the daemon, for a key added without a lifetime of its own.
+    fn default_lifetime(&self, parsed: &mut Constraints) {
+        if parsed.lifetime.is_none() {
+            parsed.lifetime = self
+                .agent
+                .options
+                .default_lifetime
+                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        }
+    }
+
     /// The constraints every kind of add takes: a lifetime, `-c`, and
     /// destinations. `Ok(true)` when the constraint was given already; a
     /// bad destination constraint, or a kind the caller should have taken
@@ -1076,13 +1087,7 @@ impl Session {
                 }
             }
         }
-        if parsed.lifetime.is_none() {
-            parsed.lifetime = self
-                .agent
-                .options
-                .default_lifetime
-                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        }
+        self.default_lifetime(&mut parsed);
         let identity = match Identity::new(key, parsed, Instant::now()) {
             Ok(identity) => identity,
             Err(e) => {
@@ -1156,13 +1161,7 @@ impl Session {
                 return failure();
             }
         }
-        if parsed.lifetime.is_none() {
-            parsed.lifetime = self
-                .agent
-                .options
-                .default_lifetime
-                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        }
+        self.default_lifetime(&mut parsed);
         let options = &self.agent.options;
         let path = match crate::sk::resolve_provider(
             provider,
