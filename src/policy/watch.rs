@@ -36,12 +36,20 @@ impl std::fmt::Debug for PolicyWatcher {
 struct Armed {
     watcher: notify::RecommendedWatcher,
     dir: Option<(PathBuf, (u64, u64))>,
+    /// Makes a fresh watcher for every move to another directory. A
+    /// directory deleted and made again under the same name is one: its old
+    /// watch died with it, and watching the same path again on the old
+    /// watcher could leave that watcher's map pointing at the dead watch.
+    make: Box<dyn Fn() -> notify::Result<notify::RecommendedWatcher> + Send>,
 }
 
 impl Armed {
     /// Watches the policy's directory, or the nearest existing directory
     /// above it; moves down as directories appear.
-    fn arm(&mut self, policy: &Path) {
+    /// `gone`: a directory on the way to the file was removed, so the
+    /// watch is re-made even when a new directory has the same name and
+    /// inode number (file systems reuse a freed inode at once).
+    fn arm(&mut self, policy: &Path, gone: bool) {
         use std::os::unix::fs::MetadataExt as _;
         let Some(want) = policy.parent().and_then(nearest_existing) else {
             return;
@@ -50,15 +58,21 @@ impl Armed {
             return;
         };
         let identity = (meta.dev(), meta.ino());
-        if self
-            .dir
-            .as_ref()
-            .is_some_and(|(dir, id)| *dir == want && *id == identity)
+        if !gone
+            && self
+                .dir
+                .as_ref()
+                .is_some_and(|(dir, id)| *dir == want && *id == identity)
         {
             return;
         }
-        if let Some((old, _)) = self.dir.take() {
-            let _ = self.watcher.unwatch(&old);
+        if self.dir.take().is_some() {
+            // Moving to another directory (or the same name, made again):
+            // a fresh watcher, so nothing of the old watch can linger.
+            match (self.make)() {
+                Ok(fresh) => self.watcher = fresh,
+                Err(e) => warn!("cannot watch {}: {e}; reload with SIGHUP", want.display()),
+            }
         }
         match self.watcher.watch(&want, RecursiveMode::NonRecursive) {
             Ok(()) => {
@@ -97,37 +111,60 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     } else {
         path
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // `true`: a directory on the way to the file was removed.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     let target = path.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if !is_change(&event.kind) {
-            return;
-        }
-        // The file itself, or a directory on the way to it being created.
-        let relevant = event.paths.iter().any(|p| {
-            p.file_name() == target.file_name() || (p != &target && target.starts_with(p))
-        });
-        if relevant {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| warn!("cannot watch {}: {e}; reload with SIGHUP", path.display()))
-    .ok()?;
-    let armed = Arc::new(Mutex::new(Armed { watcher, dir: None }));
-    armed.lock().unwrap_or_else(|e| e.into_inner()).arm(&path);
+    let make = move || {
+        let (tx, target) = (tx.clone(), target.clone());
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if !is_change(&event.kind) {
+                return;
+            }
+            // The file itself, or a directory on the way to it being created.
+            let relevant = event.paths.iter().any(|p| {
+                p.file_name() == target.file_name() || (p != &target && target.starts_with(p))
+            });
+            if relevant {
+                let dir_gone = matches!(event.kind, EventKind::Remove(_))
+                    && event
+                        .paths
+                        .iter()
+                        .any(|p| p != &target && target.starts_with(p));
+                let _ = tx.send(dir_gone);
+            }
+        })
+    };
+    let watcher = make()
+        .map_err(|e| warn!("cannot watch {}: {e}; reload with SIGHUP", path.display()))
+        .ok()?;
+    let armed = Arc::new(Mutex::new(Armed {
+        watcher,
+        dir: None,
+        make: Box::new(make),
+    }));
+    armed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .arm(&path, false);
     let agent = Arc::clone(agent);
     let rearm = Arc::clone(&armed);
     tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+        while let Some(first) = rx.recv().await {
             // An editor's save is several events; let them settle, then
             // reload once.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            while rx.try_recv().is_ok() {}
+            let mut gone = first;
+            while let Ok(more) = rx.try_recv() {
+                gone |= more;
+            }
             // Re-arm first, then read: a file created in a directory that
             // appeared a moment ago is read here even if its own event was
             // missed.
-            rearm.lock().unwrap_or_else(|e| e.into_inner()).arm(&path);
+            rearm
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .arm(&path, gone);
             agent.reload_policy();
         }
     });
