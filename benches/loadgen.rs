@@ -558,8 +558,9 @@ fn start_hopward(
 /// ssh-agent on the same bound connections.
 fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
     use base64::Engine as _;
-    use hopward::proto::{PublicParts, SecretParts};
-    use hopward::sign::{SigningKey, ed25519_public};
+    use hopward::keys::sign::{SigningKey, ed25519_public};
+    use hopward::protocol::request::SecretParts;
+    use hopward::ssh::key::PublicParts;
     use rand_core::RngCore as _;
 
     let host_seed = [0x42u8; 32];
@@ -698,11 +699,11 @@ fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
 /// by the rest of the machine, never sped up. Unlike the socket figures
 /// above, this leaves out the signature, the audit line and the scheduler.
 fn decide_cost(policy_text: &str) -> f64 {
-    use hopward::binding::Purpose;
-    use hopward::context::{Destination, HopView, RequestContext};
+    use hopward::trust::binding::Purpose;
+    use hopward::trust::context::{Destination, HopView, RequestContext};
     let policy = hopward::policy::file::parse_str(policy_text, "policy_200.toml")
         .expect("the benchmark policy is valid");
-    let peer = std::sync::Arc::new(hopward::peer::Peer {
+    let peer = std::sync::Arc::new(hopward::trust::peer::Peer {
         uid: 0,
         pid: None,
         exe: None,

@@ -1,46 +1,36 @@
 //! hopward: an SSH agent that keeps keys in memory and decides every signature
 //! by where the request came from.
 //!
-//! The core (wire decoding, keystore, signing) is plain data and functions;
-//! the edges (server, confirmers, launch) do the I/O and are swappable in tests.
+//! The folders are layers, and a module imports only from layers below its
+//! own (`tests/layers.rs` fails on any other import):
+//!
+//! | layer | role |
+//! |---|---|
+//! | `sys` | the only `unsafe` code: process hardening, locked memory, AWS-LC |
+//! | `text`, `paths`, `duration` | leaves: outside text made safe, file places, times |
+//! | `ssh` | the SSH data model: wire encoding, keys, certificates, signatures |
+//! | `protocol` | the agent protocol: frames, requests, replies |
+//! | `trust` | where a request comes from: binds, `-h` rules, known_hosts, peer, context |
+//! | `keys` | the keystore, shielded keys, signing, FIDO and PKCS#11 |
+//! | `policy` | the pure policy engine and the user's remembered approvals |
+//! | `confirm` | asking the person: prompts, the broker, the back-ends |
+//! | `daemon` | the running agent: server, connections, the authorize pipeline, audit |
+//! | `app` | the command line around it |
+//!
+//! The core (everything up to `policy`) is plain data and functions; the
+//! edges do the I/O and are swappable in tests.
 
-pub mod agent;
-pub mod audit;
-pub mod autolock;
-pub mod binding;
-pub mod cert;
-pub mod cli;
-pub mod client;
+pub mod app;
 pub mod confirm;
-pub mod context;
-pub mod control;
-pub mod daemon_cli;
-pub mod destination;
-pub mod doctor;
+pub mod daemon;
 pub mod duration;
-pub mod frame;
-pub mod fuzzing;
-pub mod grants;
-pub mod hardening;
-pub mod install;
-pub mod keystore;
-pub mod launch;
-pub mod logging;
-pub mod logview;
-pub mod manual;
+pub mod keys;
 pub mod paths;
-pub mod peer;
-pub mod pkcs11;
 pub mod policy;
-pub mod prompts;
-pub mod proto;
-pub mod server;
-pub mod session;
-pub mod shield;
-pub mod sign;
-pub mod sk;
-pub mod systemd;
+pub mod protocol;
+pub mod ssh;
+pub mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod text;
-pub mod upstream;
-pub mod verify;
-pub mod wire;
+pub mod trust;

@@ -12,23 +12,23 @@ fn main() -> ExitCode {
     // The provider helper the agent starts for each token signature.
     if argv
         .get(1)
-        .is_some_and(|word| word == hopward::sk::HELPER_ARG)
+        .is_some_and(|word| word == hopward::keys::sk::HELPER_ARG)
         && argv.len() == 2
     {
-        return hopward::sk::helper_main();
+        return hopward::keys::sk::helper_main();
     }
     if argv
         .get(1)
-        .is_some_and(|word| word == hopward::pkcs11::HELPER_ARG)
+        .is_some_and(|word| word == hopward::keys::pkcs11::HELPER_ARG)
         && argv.len() == 3
     {
-        return hopward::pkcs11::helper_main(&argv[2]);
+        return hopward::keys::pkcs11::helper_main(&argv[2]);
     }
     if argv.get(1).is_some_and(|word| word == "daemon") {
-        return hopward::launch::daemon_command(&argv[2..]);
+        return hopward::app::launch::daemon_command(&argv[2..]);
     }
-    let cli = hopward::cli::Cli::parse();
-    match hopward::launch::run(cli) {
+    let cli = hopward::app::cli::Cli::parse();
+    match hopward::app::launch::run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("hopward: {err}");

@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::hardening;
+use crate::sys;
 
 /// The directory that holds hopward's sockets.
 pub fn runtime_dir() -> PathBuf {
@@ -21,7 +21,7 @@ pub fn runtime_dir() -> PathBuf {
                 .filter(|t| !t.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp"));
-            tmp.join(format!("hopward-{}", hardening::effective_uid()))
+            tmp.join(format!("hopward-{}", sys::effective_uid()))
         }
     }
 }
@@ -55,7 +55,7 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             dir.display()
         )));
     }
-    if meta.uid() != hardening::effective_uid() {
+    if meta.uid() != sys::effective_uid() {
         return Err(io::Error::other(format!(
             "{} belongs to uid {}, not to us",
             dir.display(),

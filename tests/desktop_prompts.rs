@@ -472,7 +472,7 @@ fn notify_signs_at_once_tells_the_desktop_and_keeps_the_floor() {
 
     // A login through a forwarding hop that does not belong to its bind.
     let key_blob =
-        hopward::proto::PublicParts::Ed25519(ed25519_public_of(&s.key.with_extension("pub")))
+        hopward::ssh::key::PublicParts::Ed25519(ed25519_public_of(&s.key.with_extension("pub")))
             .blob();
     let mut conn = s.agent.connect();
     assert_eq!(

@@ -8,13 +8,13 @@ use std::path::Path;
 type Target = fn(&[u8]);
 
 const TARGETS: &[(&str, Target)] = &[
-    ("frame_request", hopward::fuzzing::frame_request),
-    ("session_bind", hopward::fuzzing::session_bind),
-    ("signed_data", hopward::fuzzing::signed_data),
-    ("destination", hopward::fuzzing::destination),
-    ("policy", hopward::fuzzing::policy),
-    ("known_hosts", hopward::fuzzing::known_hosts),
-    ("bound_login", hopward::fuzzing::bound_login),
+    ("frame_request", hopward::testing::fuzz::frame_request),
+    ("session_bind", hopward::testing::fuzz::session_bind),
+    ("signed_data", hopward::testing::fuzz::signed_data),
+    ("destination", hopward::testing::fuzz::destination),
+    ("policy", hopward::testing::fuzz::policy),
+    ("known_hosts", hopward::testing::fuzz::known_hosts),
+    ("bound_login", hopward::testing::fuzz::bound_login),
 ];
 
 #[test]

@@ -68,7 +68,8 @@ fn world(policy: &str) -> World {
     let key = keygen(tmp.path(), "work", "ed25519", None);
     ok(agent.ssh_add(&[key.to_str().unwrap()]));
     let key_blob =
-        hopward::proto::PublicParts::Ed25519(ed25519_public_of(&key.with_extension("pub"))).blob();
+        hopward::ssh::key::PublicParts::Ed25519(ed25519_public_of(&key.with_extension("pub")))
+            .blob();
     World {
         tmp,
         agent,
@@ -481,14 +482,14 @@ fn a_prompt_cannot_lie() {
     let mut s = w.forwarded(&[]);
     let evil = "ok\u{2028}Purpose: git commit signing\u{202e}\u{200b}\nWARNING: none";
     let (seed, added_blob) = ([42u8; 32], {
-        let pk = hopward::sign::ed25519_public(&[42u8; 32]);
-        hopward::proto::PublicParts::Ed25519(pk).blob()
+        let pk = hopward::keys::sign::ed25519_public(&[42u8; 32]);
+        hopward::ssh::key::PublicParts::Ed25519(pk).blob()
     });
     let mut add = vec![17];
     put_string(&mut add, b"ssh-ed25519");
-    put_string(&mut add, &hopward::sign::ed25519_public(&seed));
+    put_string(&mut add, &hopward::keys::sign::ed25519_public(&seed));
     let mut secret = seed.to_vec();
-    secret.extend_from_slice(&hopward::sign::ed25519_public(&seed));
+    secret.extend_from_slice(&hopward::keys::sign::ed25519_public(&seed));
     put_string(&mut add, &secret);
     put_string(&mut add, evil.as_bytes());
     assert_eq!(request(&mut s, &add)[0], SUCCESS);

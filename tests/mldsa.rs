@@ -17,7 +17,7 @@ fn fingerprint_of_pub(line: &str) -> String {
     let blob = base64::engine::general_purpose::STANDARD
         .decode(line.split_whitespace().nth(1).unwrap())
         .unwrap();
-    hopward::proto::PublicKey::parse(&blob)
+    hopward::ssh::key::PublicKey::parse(&blob)
         .unwrap()
         .fingerprint()
 }
@@ -500,8 +500,9 @@ fn host_certificates_by_and_for_mldsa_keys_bind_sessions() {
 }
 
 /// A signing key and public blob from a 10.5 `mldsa44-ed25519` key file.
-fn mldsa_signer(key: &Path) -> (hopward::sign::SigningKey, Vec<u8>) {
-    use hopward::proto::{PublicKey, SecretParts};
+fn mldsa_signer(key: &Path) -> (hopward::keys::sign::SigningKey, Vec<u8>) {
+    use hopward::protocol::request::SecretParts;
+    use hopward::ssh::key::PublicKey;
     let secret = openssh105::mldsa_secret_of(key);
     let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let blob = {
@@ -512,7 +513,7 @@ fn mldsa_signer(key: &Path) -> (hopward::sign::SigningKey, Vec<u8>) {
     };
     let public = PublicKey::parse(&blob).unwrap();
     let signer =
-        hopward::sign::SigningKey::new(&public.parts, &SecretParts::MlDsa44Ed25519(&secret))
+        hopward::keys::sign::SigningKey::new(&public.parts, &SecretParts::MlDsa44Ed25519(&secret))
             .unwrap();
     (signer, blob)
 }

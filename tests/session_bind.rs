@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
-use hopward::proto::{PublicParts, SecretParts};
-use hopward::sign::{SigningKey, ed25519_public};
-use hopward::wire::{put_string, put_u32};
+use hopward::keys::sign::{SigningKey, ed25519_public};
+use hopward::protocol::request::SecretParts;
+use hopward::ssh::key::PublicParts;
+use hopward::ssh::wire::{put_string, put_u32};
 
 const SUCCESS: u8 = 6;
 const FAILURE: u8 = 5;

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::fuzzing::bound_login(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::testing::fuzz::bound_login(data));

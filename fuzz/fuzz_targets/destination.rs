@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::fuzzing::destination(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::testing::fuzz::destination(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::fuzzing::frame_request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hopward::testing::fuzz::frame_request(data));

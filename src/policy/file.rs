@@ -18,7 +18,7 @@ use super::{
     Action, AuditSettings, ConfirmMethod, ConfirmSettings, DEFAULT_UPSTREAM_TIMEOUT, Defaults,
     ForwardedOps, LockSettings, Policy, Rule, UpstreamSettings,
 };
-use crate::binding::Purpose;
+use crate::trust::binding::Purpose;
 
 /// The built-in policy text (`policy/default.toml`).
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
@@ -750,7 +750,7 @@ pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
 /// warnings with their positions (for `policy check`).
 pub fn unknown_name_warnings(
     path: &Path,
-    known: &super::known_hosts::KnownHosts,
+    known: &crate::trust::known_hosts::KnownHosts,
 ) -> Vec<PolicyError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();

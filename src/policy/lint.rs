@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::matcher::{KeyPattern, NamePattern, ViaElement};
 use super::{Policy, Rule};
-use crate::binding::Purpose;
-use crate::context::{Destination, HopView, RequestContext};
+use crate::trust::binding::Purpose;
+use crate::trust::context::{Destination, HopView, RequestContext};
 
 /// One warning: the rule's origin (`FILE:LINE`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ fn requests(rule: &Rule) -> Option<(RequestContext, RequestContext)> {
     } else {
         Destination::NotLogin
     };
-    let peer = Arc::new(crate::peer::Peer {
+    let peer = Arc::new(crate::trust::peer::Peer {
         uid: 0,
         pid: None,
         exe: None,

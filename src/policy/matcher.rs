@@ -8,7 +8,7 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::context::HopView;
+use crate::trust::context::HopView;
 
 /// A compiled host-or-name pattern.
 #[derive(Debug, Clone)]

@@ -6,19 +6,17 @@
 //! are checked before the policy and can only make a decision stricter.
 
 pub mod file;
-pub mod known_hosts;
+pub mod grants;
 pub mod lint;
 pub mod matcher;
 mod prefilter;
 pub mod store;
-pub mod tool;
-pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::binding::Purpose;
-use crate::context::{Destination, HopView, RequestClass, RequestContext};
+use crate::trust::binding::Purpose;
+use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
 
 /// What to do with a request.
@@ -129,7 +127,7 @@ pub struct AuditSettings {
     pub max_bytes: u64,
 }
 
-/// `[lock]`: when forwarded use locks by itself (see `crate::autolock`).
+/// `[lock]`: when forwarded use locks by itself (see `crate::daemon::autolock`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LockSettings {
     /// Lock after this long without a request from this machine.
@@ -295,6 +293,7 @@ impl Policy {
 
     /// [`Policy::decide`] without the rule shapes, for checking that they
     /// change nothing.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
         self.decide_with(ctx, false)
     }
@@ -446,7 +445,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::Peer;
+    use crate::trust::peer::Peer;
 
     fn ctx(
         chain: &[(&str, bool)],
@@ -459,7 +458,7 @@ mod tests {
             None => Destination::Unbound,
             Some(_) if purpose != Purpose::Login => Destination::NotLogin,
             Some(last) if last.forwarding => {
-                Destination::Unverified(crate::binding::LoginMismatch::LastIsForwarding)
+                Destination::Unverified(crate::trust::binding::LoginMismatch::LastIsForwarding)
             }
             Some(_) => Destination::Verified,
         };

@@ -11,8 +11,8 @@
 //! times what the matching itself costs. A shape is 16 bytes, so the
 //! shapes of 200 rules fit in fifty cache lines.
 
-use crate::binding::Purpose;
-use crate::context::RequestContext;
+use crate::trust::binding::Purpose;
+use crate::trust::context::RequestContext;
 
 use super::Rule;
 use super::matcher::{NamePattern, ViaElement};
@@ -144,8 +144,8 @@ impl RequestShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Destination, HopView};
     use crate::policy::file::parse_str;
+    use crate::trust::context::{Destination, HopView};
     use std::sync::Arc;
 
     fn hop(name: &str, forwarding: bool) -> HopView {
@@ -158,7 +158,7 @@ mod tests {
         } else {
             Destination::NotLogin
         };
-        let peer = Arc::new(crate::peer::Peer {
+        let peer = Arc::new(crate::trust::peer::Peer {
             uid: 0,
             pid: None,
             exe: None,

@@ -153,7 +153,7 @@ pub fn pub_blob(private: &Path) -> Vec<u8> {
 /// The key blobs and comments of an identities answer.
 pub fn listed(reply: &[u8]) -> Vec<(Vec<u8>, String)> {
     assert_eq!(reply[0], 12, "not an identities answer: {reply:?}");
-    let mut r = hopward::wire::Reader::new(&reply[1..]);
+    let mut r = hopward::ssh::wire::Reader::new(&reply[1..]);
     let n = r.u32("count").unwrap();
     let mut out = Vec::new();
     for _ in 0..n {

@@ -1,0 +1,298 @@
+//! Command-line types. `hopward daemon` mirrors `ssh-agent`'s flags so a
+//! one-line wrapper (`exec hopward daemon "$@"`) can stand in for it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hopward",
+    version,
+    about = "An SSH agent that knows where requests come from"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (same flags as ssh-agent; `hopward daemon --help`).
+    Daemon(DaemonWords),
+    /// Print the line that points SSH_AUTH_SOCK at the default socket.
+    Env(EnvArgs),
+    /// Check a policy file, or explain a decision.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// What the running agent holds and how it decides.
+    Status(StatusArgs),
+    /// The panic button: `lock --forwarded` cuts and refuses everything that
+    /// comes through a forwarded agent (`ssh-add -x` locks everything).
+    Lock(LockArgs),
+    /// Undo `lock --forwarded`.
+    Unlock(LockArgs),
+    /// Remembered approvals: list them, or `revoke ID` / `revoke --all`.
+    Grants(GrantsArgs),
+    /// Recent decisions from the audit log.
+    Log(LogArgs),
+    /// Put the systemd user units (or the macOS LaunchAgent) in place.
+    Install(InstallArgs),
+    /// What is unsafe or broken, and how to fix it (exit 1 if anything is).
+    Doctor(DoctorArgs),
+    /// Print the man page (hopward.1), or write every page to a directory.
+    Man(ManArgs),
+    /// Print the completion script for a shell.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write hopward.1 and a page per subcommand here instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+/// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else
+/// the default socket.
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The agent's socket.
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The agent's socket (default: the default socket, which is what
+    /// SSH_AUTH_SOCK should point at).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Only forwarded use (the only kind this command locks).
+    #[arg(long)]
+    pub forwarded: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(subcommand)]
+    pub action: Option<GrantsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsAction {
+    /// Revoke one grant, or all of them.
+    Revoke {
+        /// The grant's id (from `hopward grants`).
+        id: Option<u64>,
+        /// Revoke every grant.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Audit log file (default: from the policy, else $XDG_STATE_HOME/hopward/audit.jsonl).
+    #[arg(long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Keep printing new decisions.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Print the JSON lines as they are.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this key (fingerprint or comment, substring).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only requests whose chain names this host (substring).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only allow or deny.
+    #[arg(long, value_parser = ["allow", "deny"])]
+    pub decision: Option<String>,
+    /// How many recent decisions.
+    #[arg(short = 'n', default_value_t = 20)]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// For the current user (the only scope there is; accepted for clarity).
+    #[arg(long)]
+    pub user: bool,
+    /// Overwrite files that differ from what would be written.
+    #[arg(long)]
+    pub force: bool,
+    /// The hopward binary the units run (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file (default: the one the daemon would use).
+    Check {
+        /// The policy file.
+        file: Option<PathBuf>,
+    },
+    /// Dry-run one request: print the decision and the rule that made it.
+    Explain(ExplainArgs),
+    /// Write a commented starting policy (never over an existing file),
+    /// then check it.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it (default: $HOPWARD_POLICY, else
+    /// ~/.config/hopward/policy.toml, the file the agent reads).
+    pub file: Option<PathBuf>,
+    /// Which example to start from: default, bastion, github,
+    /// instance-ids or strict.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub example: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy file (default: the one the daemon would use).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The key: a SHA256: fingerprint.
+    #[arg(long = "key", value_name = "SHA256:...", default_value = "SHA256:?")]
+    pub key: String,
+    /// The key's comment (matched by comment globs).
+    #[arg(long = "comment", default_value = "")]
+    pub comment: String,
+    /// Hops joined by '>': forwarding hops first, the destination last
+    /// (e.g. "bastion>db.prod"); empty for a local request. A hop may be a
+    /// name or a SHA256: fingerprint.
+    #[arg(long = "chain", default_value = "")]
+    pub chain: String,
+    /// The last hop is a forwarding hop too (nothing said where it goes).
+    #[arg(long = "unverified")]
+    pub unverified: bool,
+    /// The remote user.
+    #[arg(long = "user")]
+    pub user: Option<String>,
+    /// login, git, file or other.
+    #[arg(long = "purpose", default_value = "login")]
+    pub purpose: String,
+}
+
+/// The words after `hopward daemon`, read by [`crate::app::daemon_cli::parse`]
+/// as ssh-agent's getopt reads them (clap only lists the subcommand).
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct DaemonWords {
+    /// ssh-agent's flags and an optional command; `hopward daemon --help`
+    /// lists them.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub words: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Shell syntax to print.
+    #[arg(long = "shell", value_enum)]
+    pub shell: Option<Shell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bourne syntax: sh, bash, zsh, ksh, dash.
+    #[value(alias = "bash", alias = "zsh", alias = "ksh", alias = "dash")]
+    Sh,
+    /// C-shell syntax: csh, tcsh.
+    #[value(alias = "tcsh")]
+    Csh,
+    Fish,
+}
+
+impl Shell {
+    /// Guesses the user's shell syntax from `$SHELL`, as ssh-agent does.
+    pub fn from_env() -> Shell {
+        let shell = std::env::var("SHELL").unwrap_or_default();
+        if shell.ends_with("csh") {
+            Shell::Csh
+        } else if shell.ends_with("fish") {
+            Shell::Fish
+        } else {
+            Shell::Sh
+        }
+    }
+
+    /// The line that sets `name` to `value`.
+    pub fn set_var(self, name: &str, value: &str) -> String {
+        match self {
+            Shell::Sh => format!("{name}={}; export {name};", sh_quote(value)),
+            Shell::Csh => format!("setenv {name} {};", sh_quote(value)),
+            Shell::Fish => format!("set -gx {name} {};", sh_quote(value)),
+        }
+    }
+}
+
+/// Quotes a value for sh/csh/fish only when it needs it, so ordinary paths
+/// print exactly as ssh-agent prints them.
+fn sh_quote(value: &str) -> String {
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%".contains(&b));
+    if plain && !value.is_empty() {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_like_ssh_agent() {
+        assert_eq!(
+            Shell::Sh.set_var("SSH_AUTH_SOCK", "/tmp/a/agent.1"),
+            "SSH_AUTH_SOCK=/tmp/a/agent.1; export SSH_AUTH_SOCK;"
+        );
+        assert_eq!(
+            Shell::Csh.set_var("SSH_AGENT_PID", "42"),
+            "setenv SSH_AGENT_PID 42;"
+        );
+        assert_eq!(Shell::Fish.set_var("X", "a b"), "set -gx X 'a b';");
+        assert_eq!(Shell::Sh.set_var("X", "it's"), r"X='it'\''s'; export X;");
+    }
+}

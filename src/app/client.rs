@@ -1,0 +1,324 @@
+//! The command-line side of the control channel: `status`, `lock
+//! --forwarded`, `unlock --forwarded` and `grants`.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::app::cli::{GrantsAction, GrantsArgs, LockArgs, SocketArg, StatusArgs};
+
+/// `-a`, else `$SSH_AUTH_SOCK`, else the default socket.
+pub fn socket_path(arg: &SocketArg) -> PathBuf {
+    arg.socket
+        .clone()
+        .or_else(|| {
+            std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(crate::paths::default_socket)
+}
+
+/// Sends one control operation and returns the daemon's JSON answer.
+pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
+    let fail = |e: std::io::Error| format!("cannot talk to the agent at {}: {e}", socket.display());
+    let mut s = UnixStream::connect(socket).map_err(fail)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    let body = crate::daemon::control::request(op);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame).map_err(fail)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).map_err(fail)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > crate::protocol::frame::MAX_FRAME {
+        return Err("the agent sent an oversized reply".into());
+    }
+    let mut reply = vec![0u8; len];
+    s.read_exact(&mut reply).map_err(fail)?;
+    match reply.split_first() {
+        Some((&crate::protocol::reply::SSH_AGENT_SUCCESS, rest)) => {
+            let mut r = crate::ssh::wire::Reader::new(rest);
+            let text = r.text("control reply").map_err(|e| e.to_string())?;
+            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            match value["error"].as_str() {
+                Some(e) => Err(crate::text::clean(e, 300)),
+                None => Ok(value),
+            }
+        }
+        // The agent took the request and it failed there.
+        Some((&crate::protocol::reply::SSH_AGENT_EXTENSION_FAILURE, _)) => Err(format!(
+            "the agent at {} could not carry out the request (its log says why)",
+            socket.display()
+        )),
+        _ => Err(format!(
+            "the agent at {} refused (not hopward, or this connection is not local and unforwarded)",
+            socket.display()
+        )),
+    }
+}
+
+fn run(arg: &SocketArg, op: Value) -> Result<Value, ExitCode> {
+    control(&socket_path(arg), &op).map_err(|e| {
+        eprintln!("hopward: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Renders `status` for people.
+pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    out.push_str(&format!(
+        "hopward {} (pid {}) on {}\n",
+        s(&v["version"]),
+        v["pid"],
+        socket.display()
+    ));
+    out.push_str(&format!(
+        "agent:       {}; forwarded use {}\n",
+        if v["locked"] == true {
+            "LOCKED"
+        } else {
+            "unlocked"
+        },
+        if v["forwarded_locked"] == true {
+            format!(
+                "LOCKED ({}; undo with hopward unlock --forwarded)",
+                v["forwarded_locked_because"].as_str().unwrap_or("?")
+            )
+        } else {
+            "allowed by policy".to_string()
+        }
+    ));
+    let p = &v["policy"];
+    let reload = match &p["last_reload"] {
+        Value::String(ok) => ok.clone(),
+        other => format!(
+            "FAILED, keeping the last good policy: {}",
+            other["kept_last_good_policy"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .map(|e| e.as_str().unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default()
+        ),
+    };
+    let file = match (p["file"].as_str(), p["watched"].as_str()) {
+        (Some(file), _) => file.to_string(),
+        (None, Some(watched)) => format!("built-in (no {watched} yet; it is read once written)"),
+        (None, None) => "built-in".to_string(),
+    };
+    out.push_str(&format!(
+        "policy:      {} ({} rules), last reload {}\n",
+        file, p["rules"], reload
+    ));
+    let c = &v["confirm"];
+    out.push_str(&format!(
+        "confirm:     {}, {} ({}), timeout {}s\n",
+        s(&c["method"]),
+        if c["can_ask"] == true {
+            "can ask"
+        } else {
+            "CANNOT ask, confirm decisions are denied"
+        },
+        s(&c["detail"]),
+        c["timeout_secs"]
+    ));
+    let conns = v["connections"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "connections: {}\n",
+        if conns.is_empty() {
+            "none".into()
+        } else {
+            conns
+        }
+    ));
+    out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
+    let keys = v["keys"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("keys ({}):\n", keys.len()));
+    for k in &keys {
+        let mut notes = Vec::new();
+        if k["confirm"] == true {
+            notes.push("confirm (ssh-add -c)".to_string());
+        }
+        if k["destination_constrained"] == true {
+            notes.push("destination-constrained (ssh-add -h)".to_string());
+        }
+        if let Some(left) = k["expires_in"].as_u64() {
+            notes.push(format!("{} left", duration(left)));
+        }
+        if k["locked_in_memory"] == false {
+            notes.push("not locked in memory (may reach swap)".to_string());
+        }
+        if let Some(provider) = k["provider"].as_str() {
+            notes.push(format!(
+                "on a token via {}",
+                crate::text::clean(provider, 80)
+            ));
+        }
+        out.push_str(&format!(
+            "  {:<20} {:<50} {:<14} {}\n",
+            crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
+            s(&k["fingerprint"]),
+            s(&k["type"]),
+            notes.join(", ")
+        ));
+    }
+    let up = &v["upstream"];
+    if up.is_object() {
+        let state = match up["reachable"].as_bool() {
+            Some(true) => "reachable".to_string(),
+            Some(false) => format!("UNREACHABLE ({})", s(&up["error"])),
+            None => "not asked yet".to_string(),
+        };
+        let ukeys = up["keys"].as_array().cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "upstream:    {}, {state}\n",
+            crate::text::clean(&s(&up["socket"]), 200)
+        ));
+        if up["session_bind"] == false {
+            out.push_str(
+                "             it knows no session-bind: only hopward's policy restricts its keys\n",
+            );
+        }
+        out.push_str(&format!("upstream keys ({}):\n", ukeys.len()));
+        for k in &ukeys {
+            out.push_str(&format!(
+                "  {:<20} {:<50} {:<14} {}\n",
+                crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
+                s(&k["fingerprint"]),
+                crate::text::clean(&s(&k["type"]), 40),
+                if k["shadowed"] == true {
+                    "upstream, also held by hopward (hopward signs)"
+                } else {
+                    "upstream"
+                }
+            ));
+        }
+    }
+    let grants = v["grants"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("grants ({}):\n", grants.len()));
+    for g in &grants {
+        out.push_str(&format!(
+            "  #{:<4} {} {} user {} {}, {} left (rule {})\n",
+            g["id"],
+            s(&g["key"]),
+            g["hosts"]
+                .as_array()
+                .filter(|h| !h.is_empty())
+                .or(g["chain"].as_array())
+                .map(|c| c
+                    .iter()
+                    .map(|h| h.as_str().unwrap_or("?"))
+                    .collect::<Vec<_>>()
+                    .join(">"))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "(local)".to_string()),
+            g["user"].as_str().unwrap_or("-"),
+            s(&g["purpose"]),
+            duration(g["expires_in"].as_u64().unwrap_or(0)),
+            s(&g["rule"])
+        ));
+    }
+    out
+}
+
+pub fn status(args: &StatusArgs) -> ExitCode {
+    match run(&args.socket, json!({ "op": "status" })) {
+        Ok(v) if args.json => {
+            println!("{v:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", render_status(&v, &socket_path(&args.socket)));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
+    if !args.forwarded {
+        eprintln!(
+            "hopward: this {} only forwarded use: add --forwarded (ssh-add -{} {} everything)",
+            if lock { "locks" } else { "unlocks" },
+            if lock { "x" } else { "X" },
+            if lock { "locks" } else { "unlocks" }
+        );
+        return ExitCode::from(2);
+    }
+    let op = if lock {
+        "lock-forwarded"
+    } else {
+        "unlock-forwarded"
+    };
+    match run(&args.socket, json!({ "op": op })) {
+        Ok(v) if lock => {
+            println!(
+                "forwarded use locked: {} forwarded connections cut, approvals dropped",
+                v["cut"]
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            println!("forwarded use unlocked");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn grants(args: &GrantsArgs) -> ExitCode {
+    let op = match &args.action {
+        None => json!({ "op": "status" }),
+        Some(GrantsAction::Revoke { id: Some(id), .. }) => json!({ "op": "revoke", "id": id }),
+        Some(GrantsAction::Revoke {
+            id: None,
+            all: true,
+        }) => json!({ "op": "revoke" }),
+        Some(GrantsAction::Revoke {
+            id: None,
+            all: false,
+        }) => {
+            eprintln!("hopward: say which grant (an id) or --all");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args.socket, op) {
+        Ok(v) if args.action.is_none() => {
+            let text = render_status(&v, &socket_path(&args.socket));
+            let grants = text.split("grants (").nth(1).unwrap_or("0):\n");
+            print!("grants ({grants}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            println!("revoked {}", v["revoked"]);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}

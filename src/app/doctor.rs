@@ -1,0 +1,455 @@
+//! `hopward doctor`: what is unsafe or broken about this machine's agent
+//! setup, each with how to fix it.
+//!
+//! Invariants: it only reads (the agent's status over the control channel,
+//! /proc, the policy and known_hosts files, `ssh -G`); a check that cannot
+//! be made is reported as a problem, never passed silently; the exit status
+//! is 1 when anything is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::app::cli::DoctorArgs;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// A short stable name (`ssh-auth-sock`, `other-agents`, ...).
+    pub check: &'static str,
+    pub ok: bool,
+    /// What was found.
+    pub message: String,
+    /// What to do about it (empty when fine).
+    pub fix: String,
+}
+
+impl Finding {
+    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            ok: true,
+            message: message.into(),
+            fix: String::new(),
+        }
+    }
+
+    fn problem(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            ok: false,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Runs every check.
+pub fn run(args: &DoctorArgs) -> ExitCode {
+    let findings = diagnose(args);
+    let healthy = findings.iter().all(|f| f.ok);
+    if args.json {
+        println!("{:#}", json!({ "ok": healthy, "checks": findings }));
+    } else {
+        for f in &findings {
+            println!(
+                "{} {:<16} {}",
+                if f.ok { "ok     " } else { "PROBLEM" },
+                f.check,
+                f.message
+            );
+            if !f.fix.is_empty() {
+                println!("        {:<16} fix: {}", "", f.fix);
+            }
+        }
+        if healthy {
+            println!("nothing to fix");
+        }
+    }
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Every finding, in a fixed order.
+pub fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(crate::paths::default_socket);
+    let status = crate::app::client::control(&socket, &json!({ "op": "status" }));
+    let mut out = vec![agent_finding(&socket, &status)];
+    out.push(auth_sock_finding(&socket));
+    out.push(other_agents_finding(&status));
+    out.push(forward_agent_finding());
+    let status = status.ok();
+    out.extend(policy_findings(status.as_ref()));
+    if let Some(status) = &status {
+        out.push(confirm_finding(status));
+        out.push(memlock_finding(status));
+    }
+    out
+}
+
+fn agent_finding(socket: &Path, status: &Result<Value, String>) -> Finding {
+    match status {
+        Ok(v) => Finding::ok(
+            "agent",
+            format!(
+                "hopward {} (pid {}) answers on {}",
+                v["version"].as_str().unwrap_or("?"),
+                v["pid"],
+                socket.display()
+            ),
+        ),
+        Err(e) => Finding::problem(
+            "agent",
+            format!("no hopward agent answers on {}: {e}", socket.display()),
+            "start it (systemctl --user enable --now hopward.socket, or hopward daemon), \
+             or name its socket with -a",
+        ),
+    }
+}
+
+/// Whether `SSH_AUTH_SOCK` leads to this hopward: the same path, or a
+/// socket where a hopward answers the control channel.
+fn auth_sock_finding(socket: &Path) -> Finding {
+    let Some(env) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) else {
+        return Finding::problem(
+            "ssh-auth-sock",
+            "SSH_AUTH_SOCK is not set: ssh and ssh-add use no agent",
+            "add eval \"$(hopward env)\" to your shell profile",
+        );
+    };
+    let env = PathBuf::from(env);
+    let same = env == socket
+        || std::fs::canonicalize(&env)
+            .ok()
+            .zip(std::fs::canonicalize(socket).ok())
+            .is_some_and(|(a, b)| a == b);
+    if same {
+        return Finding::ok("ssh-auth-sock", format!("points at {}", env.display()));
+    }
+    match crate::app::client::control(&env, &json!({ "op": "status" })) {
+        Ok(v) => Finding::ok(
+            "ssh-auth-sock",
+            format!(
+                "points at {}, another hopward (pid {})",
+                env.display(),
+                v["pid"]
+            ),
+        ),
+        Err(_) => Finding::problem(
+            "ssh-auth-sock",
+            format!(
+                "SSH_AUTH_SOCK={} is not hopward: ssh signs there without hopward's policy",
+                env.display()
+            ),
+            format!(
+                "set it after whatever else sets it: eval \"$(hopward env)\" (or export SSH_AUTH_SOCK={})",
+                socket.display()
+            ),
+        ),
+    }
+}
+
+/// Other agents running as this user: ssh-agent, GNOME's gcr-ssh-agent
+/// and gnome-keyring's ssh component, by process.
+fn other_agents_finding(status: &Result<Value, String>) -> Finding {
+    let ours = status.as_ref().ok().and_then(|v| v["pid"].as_u64());
+    let me = crate::sys::effective_uid();
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Finding::problem(
+            "other-agents",
+            "cannot read /proc to look for other agents",
+            "check by hand: pgrep -a ssh-agent",
+        );
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == ours || pid == u64::from(std::process::id()) {
+            continue;
+        }
+        use std::os::unix::fs::MetadataExt as _;
+        if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
+            continue;
+        }
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let is_agent = match comm {
+            "ssh-agent" | "gcr-ssh-agent" => true,
+            "gnome-keyring-d" => cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg.windows(3).any(|w| w == b"ssh")),
+            _ => false,
+        };
+        if is_agent {
+            found.push(format!("{comm} (pid {pid})"));
+        }
+    }
+    found.sort();
+    let units = match other_agent_units() {
+        Ok(units) => {
+            found.extend(units);
+            String::new()
+        }
+        Err(why) => format!(" (systemd user units not checked: {why})"),
+    };
+    if found.is_empty() {
+        Finding::ok(
+            "other-agents",
+            format!("no other SSH agent runs as you{units}"),
+        )
+    } else {
+        Finding::problem(
+            "other-agents",
+            format!("other agents run as you: {}", found.join(", ")),
+            "stop them and keep them from starting: systemctl --user mask --now \
+             gcr-ssh-agent.socket gcr-ssh-agent.service ssh-agent.socket ssh-agent.service; \
+             remove use-ssh-agent from /etc/X11/Xsession.options",
+        )
+    }
+}
+
+/// Other agents' systemd user units that are active (a socket-activated
+/// agent has no process until its first use).
+fn other_agent_units() -> Result<Vec<String>, String> {
+    const UNITS: [&str; 4] = [
+        "gcr-ssh-agent.socket",
+        "gcr-ssh-agent.service",
+        "ssh-agent.socket",
+        "ssh-agent.service",
+    ];
+    let out = std::process::Command::new("systemctl")
+        .args(["--user", "is-active"])
+        .args(UNITS)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let states: Vec<&str> = text.lines().collect();
+    if states.len() != UNITS.len() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(crate::text::clean(err.trim(), 120));
+    }
+    Ok(UNITS
+        .iter()
+        .zip(states)
+        .filter(|(_, state)| *state == "active")
+        .map(|(unit, _)| format!("{unit} (systemd user unit)"))
+        .collect())
+}
+
+/// `ForwardAgent yes` for every host, as ssh itself reads each
+/// configuration file (`ssh -G -F FILE` for a name no Host block names):
+/// the user's `~/.ssh/config` (from `$HOME`) and the system-wide file.
+fn forward_agent_finding() -> Finding {
+    let mut files = Vec::new();
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        files.push(PathBuf::from(home).join(".ssh/config"));
+    }
+    files.push(PathBuf::from("/etc/ssh/ssh_config"));
+    let mut forwarding = Vec::new();
+    for file in files.iter().filter(|f| f.exists()) {
+        let out = std::process::Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(file)
+            .arg("hopward-doctor.invalid")
+            .stdin(std::process::Stdio::null())
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                return Finding::problem(
+                    "forward-agent",
+                    format!(
+                        "ssh -G cannot read {}: {}",
+                        file.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    format!("fix the error in {}", file.display()),
+                );
+            }
+            Err(e) => {
+                return Finding::problem(
+                    "forward-agent",
+                    format!("cannot run ssh -G: {e}"),
+                    "install the OpenSSH client",
+                );
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let forwards = text.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some("forwardagent") && words.next().is_some_and(|v| v != "no")
+        });
+        if forwards {
+            forwarding.push(file.display().to_string());
+        }
+    }
+    if forwarding.is_empty() {
+        Finding::ok(
+            "forward-agent",
+            "ssh does not forward your agent by default",
+        )
+    } else {
+        Finding::problem(
+            "forward-agent",
+            format!(
+                "ssh forwards your agent to every host (ForwardAgent under Host * or at the top \
+                 of {}): root on any of them can use it",
+                forwarding.join(" and ")
+            ),
+            "remove it and reach hosts behind a bastion with ProxyJump (Host db1 / \
+             ProxyJump bastion, or ssh -J bastion db1), which forwards nothing; keep \
+             ForwardAgent yes only in the Host blocks that need it",
+        )
+    }
+}
+
+/// The policy file: loaded by the agent as it is on disk, and naming hosts
+/// that known_hosts knows.
+fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
+    let loaded = status.and_then(|v| v["policy"]["file"].as_str().map(PathBuf::from));
+    let watched = status.and_then(|v| v["policy"]["watched"].as_str().map(PathBuf::from));
+    let path = loaded
+        .clone()
+        .or(watched)
+        .or_else(|| crate::policy::store::resolve_path(None));
+    let Some(path) = path else {
+        return vec![Finding::ok(
+            "policy",
+            "no policy file: the built-in policy applies",
+        )];
+    };
+    let mut out = Vec::new();
+    let on_disk = match crate::policy::file::parse_file(&path) {
+        Ok(policy) => Some(policy),
+        Err(errors) if path.exists() || loaded.is_some() => {
+            out.push(Finding::problem(
+                "policy",
+                format!(
+                    "{} has errors: {}",
+                    path.display(),
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                format!(
+                    "fix them (hopward policy check {}); the agent keeps its last good policy",
+                    path.display()
+                ),
+            ));
+            None
+        }
+        Err(_) => {
+            out.push(Finding::ok(
+                "policy",
+                format!(
+                    "no {} yet: the built-in policy applies (hopward policy init writes one)",
+                    path.display()
+                ),
+            ));
+            return out;
+        }
+    };
+    if let (Some(status), Some(policy)) = (status, &on_disk) {
+        let digest: String = policy.digest.iter().map(|b| format!("{b:02x}")).collect();
+        let kept = !status["policy"]["last_reload"].is_string();
+        if status["policy"]["digest"].as_str() != Some(digest.as_str()) || loaded.is_none() || kept
+        {
+            out.push(Finding::problem(
+                "policy",
+                format!("the agent has not loaded {} as it is now", path.display()),
+                "reload it: systemctl --user reload hopward, or kill -HUP the agent's pid",
+            ));
+        } else {
+            out.push(Finding::ok(
+                "policy",
+                format!("the agent runs {} as it is on disk", path.display()),
+            ));
+        }
+    }
+    if let Some(policy) = &on_disk {
+        let mut files = crate::trust::known_hosts::configured_files();
+        files.extend(policy.known_hosts.iter().cloned());
+        let known = crate::trust::known_hosts::KnownHosts::new(files);
+        let unknown = crate::policy::file::unknown_name_warnings(&path, &known);
+        if unknown.is_empty() {
+            out.push(Finding::ok(
+                "known-hosts",
+                "every host the policy names is in a known_hosts file",
+            ));
+        } else {
+            out.push(Finding::problem(
+                "known-hosts",
+                unknown
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                "log in to those hosts once (ssh-keygen -F NAME shows the entry), or add their \
+                 keys to a known_hosts file listed under [known_hosts] files",
+            ));
+        }
+    }
+    out
+}
+
+fn confirm_finding(status: &Value) -> Finding {
+    let c = &status["confirm"];
+    let detail = c["detail"].as_str().unwrap_or("");
+    if c["can_ask"] == true {
+        Finding::ok("confirm", format!("can ask: {detail}"))
+    } else {
+        Finding::problem(
+            "confirm",
+            format!("no way to ask, so every confirm is a deny: {detail}"),
+            "run a notification daemon on the session bus, set SSH_ASKPASS (with DISPLAY), \
+             or set [confirm] method = \"command\" with command = [\"/path/to/prog\"]",
+        )
+    }
+}
+
+fn memlock_finding(status: &Value) -> Finding {
+    let keys = status["keys"].as_array().cloned().unwrap_or_default();
+    let open: Vec<String> = keys
+        .iter()
+        .filter(|k| k["locked_in_memory"] == false)
+        .map(|k| crate::text::clean(k["comment"].as_str().unwrap_or("?"), 40))
+        .collect();
+    if open.is_empty() {
+        Finding::ok(
+            "memlock",
+            format!("{} keys held, all in locked memory", keys.len()),
+        )
+    } else {
+        Finding::problem(
+            "memlock",
+            format!(
+                "{} of {} keys are not in locked memory and may reach swap: {}",
+                open.len(),
+                keys.len(),
+                open.join(", ")
+            ),
+            "raise the memlock limit for the agent (LimitMEMLOCK=8M in a systemd drop-in, \
+             or ulimit -l before starting it) and add the keys again",
+        )
+    }
+}

@@ -1,0 +1,191 @@
+//! `hopward log`: recent decisions from the audit log, aligned for reading,
+//! filtered by key, host and decision, optionally followed.
+
+use std::io::{BufRead as _, Seek as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::app::cli::LogArgs;
+
+fn audit_path(args: &LogArgs) -> Option<PathBuf> {
+    if let Some(f) = &args.file {
+        return Some(f.clone());
+    }
+    let policy =
+        crate::policy::store::load(crate::policy::store::resolve_path(None).as_deref()).ok();
+    policy
+        .and_then(|p| p.audit.path.clone())
+        .or_else(crate::daemon::audit::default_path)
+}
+
+fn chain_text(v: &Value) -> String {
+    let hops = v["chain"].as_array().cloned().unwrap_or_default();
+    if hops.is_empty() {
+        return "(local)".into();
+    }
+    hops.iter()
+        .map(|h| {
+            h["names"][0]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    h["fingerprint"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .chars()
+                        .take(15)
+                        .collect()
+                })
+        })
+        .collect::<Vec<_>>()
+        .join(">")
+}
+
+fn keep(args: &LogArgs, v: &Value) -> bool {
+    let s = |k: &str| v[k].as_str().unwrap_or("");
+    args.decision.as_deref().is_none_or(|d| s("decision") == d)
+        && args
+            .key
+            .as_deref()
+            .is_none_or(|k| s("key").contains(k) || s("comment").contains(k))
+        && args.host.as_deref().is_none_or(|h| {
+            v["chain"].as_array().is_some_and(|hops| {
+                hops.iter().any(|hop| {
+                    hop["fingerprint"].as_str().is_some_and(|f| f.contains(h))
+                        || hop["names"].as_array().is_some_and(|n| {
+                            n.iter().any(|n| n.as_str().is_some_and(|n| n.contains(h)))
+                        })
+                })
+            })
+        })
+}
+
+/// One aligned line. Times are the log's own, in UTC, and say so.
+pub fn render(v: &Value) -> String {
+    let s = |k: &str| crate::text::clean(v[k].as_str().unwrap_or("-"), 40);
+    let ts = v["ts"].as_str().unwrap_or("");
+    let when = match (ts.get(0..19), ts.ends_with('Z')) {
+        (Some(t), true) => format!("{} UTC", t.replace('T', " ")),
+        _ => crate::text::clean(ts, 23),
+    };
+    let key = v["comment"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| s("key"));
+    let mut line = format!(
+        "{when:<23}  {:<10} {:<5}  {:<28} {:<28} {:<7} {:<18} {:<36} {}",
+        s("event"),
+        s("decision"),
+        crate::text::clean(&s("reason"), 28),
+        crate::text::clean(&s("rule"), 28),
+        s("purpose"),
+        crate::text::clean(&key, 18),
+        crate::text::clean(&chain_text(v), 36),
+        crate::text::clean(v["user"].as_str().unwrap_or("-"), 32),
+    );
+    if v["upstream"] == true {
+        line.push_str("  (upstream key)");
+    }
+    line
+}
+
+pub const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
+
+pub fn run(args: &LogArgs) -> ExitCode {
+    let Some(path) = audit_path(args) else {
+        eprintln!("hopward: no audit log: set $XDG_STATE_HOME or $HOME, or pass --file");
+        return ExitCode::FAILURE;
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.follow => {
+            // Nothing decided yet; wait for the first line.
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if let Ok(f) = std::fs::File::open(&path) {
+                    break f;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("hopward: cannot read {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let print = |line: &str| {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        if keep(args, &v) {
+            if args.json {
+                println!("{}", line.trim_end());
+            } else {
+                println!("{}", render(&v));
+            }
+        }
+    };
+    let mut recent: std::collections::VecDeque<String> = Default::default();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if serde_json::from_str::<Value>(&line).is_ok_and(|v| keep(args, &v)) {
+            recent.push_back(line.clone());
+            if recent.len() > args.lines {
+                recent.pop_front();
+            }
+        }
+        line.clear();
+    }
+    if !args.json {
+        println!("{HEADER}");
+    }
+    for l in &recent {
+        print(l);
+    }
+    if !args.follow {
+        return ExitCode::SUCCESS;
+    }
+    let mut pos = reader.stream_position().unwrap_or(0);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len < pos {
+            // Rotated: start over on the new file.
+            match std::fs::File::open(&path) {
+                Ok(f) => reader = std::io::BufReader::new(f),
+                Err(_) => continue,
+            }
+            pos = 0;
+        }
+        line.clear();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.ends_with('\n') {
+                print(&line);
+                line.clear();
+            }
+        }
+        pos = reader.stream_position().unwrap_or(pos);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_keys_are_marked() {
+        let base = serde_json::json!({
+            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
+            "reason": "default:local", "comment": "work", "chain": [], "user": "me",
+        });
+        assert!(!render(&base).contains("upstream"));
+        let mut up = base.clone();
+        up["upstream"] = serde_json::json!(true);
+        assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
+    }
+}

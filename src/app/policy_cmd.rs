@@ -1,0 +1,286 @@
+//! `hopward policy check`, `explain` and `init`: the policy engine run
+//! from the command line, without a daemon.
+//!
+//! Invariant: `init` never replaces a file (it creates the file
+//! exclusively), and checks what it wrote.
+
+use std::process::ExitCode;
+
+use crate::app::cli::{ExplainArgs, InitArgs, PolicyCommand};
+use crate::trust::binding::Purpose;
+use crate::trust::context::{Destination, HopView, RequestContext};
+use crate::trust::peer::Peer;
+
+use crate::policy::file::{parse_file, rule_warnings, unknown_name_warnings};
+use crate::policy::store::{load, resolve_path};
+use crate::policy::{Action, Policy};
+use crate::trust::known_hosts::{KnownHosts, configured_files};
+
+pub fn run(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Check { file } => check(file),
+        PolicyCommand::Explain(args) => explain(&args),
+        PolicyCommand::Init(args) => init(&args),
+    }
+}
+
+/// The shipped example policies, by name.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("default", crate::policy::file::DEFAULT_POLICY),
+    ("bastion", include_str!("../../policy/bastion.toml")),
+    ("github", include_str!("../../policy/github.toml")),
+    (
+        "instance-ids",
+        include_str!("../../policy/instance-ids.toml"),
+    ),
+    ("strict", include_str!("../../policy/strict.toml")),
+];
+
+/// What `init --example default` adds after the built-in policy: a first
+/// rule to edit, commented out so the file starts as the built-in policy.
+const FIRST_RULE: &str = r#"
+# Your first rule (rules are tried in order; the first match decides).
+# Uncomment and edit, then run `hopward policy check`; a running agent
+# picks the change up by itself.
+#
+# [[rule]]
+# name = "prod through the bastion"
+# host = ["*.prod.example.com"]   # where you log in (names from known_hosts)
+# via = ["bastion"]               # the forwarding hops on the way
+# user = ["deploy"]
+# action = "confirm"              # allow | notify | confirm | deny
+# remember = "10m"
+"#;
+
+fn init(args: &InitArgs) -> ExitCode {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let Some((_, text)) = EXAMPLES.iter().find(|(name, _)| *name == args.example) else {
+        eprintln!(
+            "hopward: no example {:?}; choose one of: {}",
+            args.example,
+            EXAMPLES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let Some(path) = args
+        .file
+        .clone()
+        .or_else(|| crate::policy::store::resolve_watched(None).0)
+    else {
+        eprintln!("hopward: no $HOME or $XDG_CONFIG_HOME to put the policy in; name a FILE");
+        return ExitCode::FAILURE;
+    };
+    let mut text = text.to_string();
+    if args.example == "default" {
+        text = text.replacen(
+            "# hopward's built-in policy. It applies when no policy file exists; copy it\n\
+             # to ~/.config/hopward/policy.toml to start your own.",
+            "# Your hopward policy, written by `hopward policy init` from the built-in\n\
+             # policy: as it stands it changes nothing.",
+            1,
+        );
+        text.push_str(FIRST_RULE);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            eprintln!("hopward: cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    match written {
+        Ok(()) => println!(
+            "wrote {} (from the {} example)",
+            path.display(),
+            args.example
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!(
+                "hopward: {} exists; not overwriting it (hopward policy check {} checks it)",
+                path.display(),
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("hopward: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    check(Some(path))
+}
+
+fn check(file: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(path) = file.or_else(|| resolve_path(None)) else {
+        println!("no policy file: the built-in policy applies (policy/default.toml)");
+        return ExitCode::SUCCESS;
+    };
+    match parse_file(&path) {
+        Ok(policy) => {
+            let mut files = configured_files();
+            files.extend(policy.known_hosts.iter().cloned());
+            for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
+                println!("{warning}");
+            }
+            for warning in rule_warnings(&path) {
+                println!("{warning}");
+            }
+            for warning in crate::policy::lint::reported_hop_warnings(&policy) {
+                println!("{}: warning: {}", warning.origin, warning.message);
+            }
+            println!("{}: ok ({} rules)", path.display(), policy.rules.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                println!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the request `explain` describes.
+fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
+    let purpose = match args.purpose.as_str() {
+        "login" => Purpose::Login,
+        "git" => Purpose::Git,
+        "file" => Purpose::File,
+        "other" => Purpose::Other,
+        other => {
+            return Err(format!(
+                "unknown purpose {other:?} (use login, git, file or other)"
+            ));
+        }
+    };
+    let names: Vec<&str> = args
+        .chain
+        .split('>')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let last = names.len().saturating_sub(1);
+    let chain: Vec<HopView> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let is_fp = name.starts_with("SHA256:");
+            HopView {
+                fingerprint: if is_fp {
+                    name.to_string()
+                } else {
+                    format!("SHA256:({name})")
+                },
+                names: if is_fp {
+                    vec![]
+                } else {
+                    vec![name.to_ascii_lowercase()]
+                },
+                forwarding: i < last || args.unverified,
+                reported_by: None,
+            }
+        })
+        .collect();
+    let mut chain = chain;
+    HopView::mark_reported(&mut chain);
+    // A login through the named chain is taken as one that belongs to its
+    // last bind; `--unverified` makes the last hop a forwarding one, so a
+    // login there has no verified destination.
+    let destination = match (purpose, chain.is_empty(), args.unverified) {
+        (_, true, _) => Destination::Unbound,
+        (Purpose::Login, false, false) => Destination::Verified,
+        (Purpose::Login, false, true) => {
+            Destination::Unverified(crate::trust::binding::LoginMismatch::LastIsForwarding)
+        }
+        _ => Destination::NotLogin,
+    };
+    let peer = std::sync::Arc::new(Peer {
+        uid: crate::sys::effective_uid(),
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    Ok(RequestContext::of_parts(
+        (&args.key, &args.comment),
+        chain,
+        destination,
+        args.user.as_deref(),
+        purpose,
+        &peer,
+    ))
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let path = resolve_path(args.policy.clone());
+    let policy: Policy = match load(path.as_deref()) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                println!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = match context(args) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("hopward: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decision = policy.decide(&ctx);
+    // explain takes the names it is given as verified; a real request
+    // names a host only through known_hosts.
+    let mut files = configured_files();
+    files.extend(policy.known_hosts.iter().cloned());
+    let known = KnownHosts::new(files);
+    for hop in &ctx.chain {
+        for name in &hop.names {
+            if !known.mentions(name) {
+                println!(
+                    "note:     no known_hosts file names {name:?}; a real request through it \
+                     would show `unknown host SHA256:...` and no rule naming {name:?} would match it"
+                );
+            }
+        }
+    }
+    let source = path.map_or_else(
+        || "built-in policy".to_string(),
+        |p| p.display().to_string(),
+    );
+    println!("policy:   {source}");
+    println!("request:  {ctx}");
+    println!("decision: {}", decision.action.as_str());
+    match policy.rules.iter().find(|r| r.name == decision.rule) {
+        Some(rule) => println!("rule:     {} ({})", rule.name, rule.origin),
+        None => println!(
+            "rule:     {} (no rule matched; [defaults] decides by class)",
+            decision.rule
+        ),
+    }
+    let why = match decision.action {
+        Action::Allow => "signed without asking".to_string(),
+        Action::Notify => "signed without asking, with a notification".to_string(),
+        Action::Deny => "refused".to_string(),
+        Action::Confirm => match decision.remember {
+            Some(d) => format!("asks first; a yes is remembered for {}s", d.as_secs()),
+            None => "asks first, every time".to_string(),
+        },
+    };
+    println!("reason:   {why}");
+    ExitCode::SUCCESS
+}

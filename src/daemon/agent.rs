@@ -1,0 +1,320 @@
+//! State shared by every connection of one running agent: keys, the policy
+//! in force, known hosts, remembered approvals, the audit sink, and what
+//! `status` shows about the upstream agent (never used to decide).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
+use tokio::sync::Notify;
+
+use tracing::{info, warn};
+
+use crate::daemon::audit::AuditSink;
+use crate::keys::keystore::Keystore;
+use crate::policy::grants::Grants;
+use crate::policy::store::PolicyStore;
+use crate::trust::known_hosts::KnownHosts;
+
+/// Settings fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `-t`: lifetime for keys added without one.
+    pub default_lifetime: Option<Duration>,
+    /// The uid allowed to connect besides root.
+    pub owner_uid: u32,
+    /// known_hosts files that name host keys (the policy may add more).
+    pub known_hosts: Vec<PathBuf>,
+    /// `--upstream`: the agent hopward fronts; wins over the policy's
+    /// `[upstream] socket`.
+    pub upstream: Option<PathBuf>,
+    /// `-P`: the patterns a provider's real path must match.
+    pub provider_allowlist: String,
+    /// `-O allow-remote-pkcs11`: providers may be named through a
+    /// forwarded agent (refused by default, as OpenSSH 9.4+).
+    pub allow_remote_providers: bool,
+    /// FIDO applications that may sign any data (`-O websafe-allow`);
+    /// `None` with `-O no-restrict-websafe`. Others sign only SSH logins
+    /// and SSHSIG signatures.
+    pub websafe_allowlist: Option<String>,
+    /// How long a token signature (or a PKCS#11 operation) may take.
+    pub provider_timeout: Duration,
+}
+
+impl AgentOptions {
+    /// ssh-agent's defaults for everything but the owner.
+    pub fn new(owner_uid: u32) -> Self {
+        AgentOptions {
+            default_lifetime: None,
+            owner_uid,
+            known_hosts: Vec::new(),
+            upstream: None,
+            provider_allowlist: crate::keys::sk::DEFAULT_ALLOWED_PROVIDERS.to_string(),
+            allow_remote_providers: false,
+            websafe_allowlist: Some("ssh:*".to_string()),
+            provider_timeout: crate::keys::sk::DEFAULT_SIGN_TIMEOUT,
+        }
+    }
+}
+
+/// The running agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub keystore: Keystore,
+    pub policy: PolicyStore,
+    pub known_hosts: KnownHosts,
+    pub grants: Grants,
+    pub audit: Arc<dyn AuditSink>,
+    pub options: AgentOptions,
+    next_connection: AtomicU64,
+    /// Open connections: their class, and a handle to cut them.
+    connections: Mutex<HashMap<u64, Connection>>,
+    /// The panic button: refuse everything that came through a forwarded
+    /// agent until undone.
+    forwarded_locked: AtomicBool,
+    /// Why forwarded use is locked (`hopward lock --forwarded`, `idle`,
+    /// `screen locked`), for `status`.
+    locked_because: Mutex<Option<String>>,
+    /// The last request from this machine (a connection with no forwarding
+    /// hop), for `[lock] idle`, in milliseconds after `started`: an atomic,
+    /// since every request sets it. Requests through a forwarded agent do
+    /// not count: a bastion must not be able to keep the agent awake.
+    last_local_request: AtomicU64,
+    started: std::time::Instant,
+    /// Questions waiting for an answer right now.
+    pub prompts: crate::confirm::broker::PromptBroker,
+    /// What was last learnt about the upstream agent (for `status`).
+    pub upstream: crate::daemon::upstream::UpstreamState,
+    /// Loaded PKCS#11 providers by real path, each with its helper.
+    pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
+}
+
+/// What the agent knows about one open connection.
+#[derive(Debug)]
+struct Connection {
+    class: &'static str,
+    forwarded: bool,
+    cut: Arc<Notify>,
+}
+
+impl Agent {
+    pub fn new(options: AgentOptions, policy: PolicyStore, audit: Arc<dyn AuditSink>) -> Self {
+        let mut files = options.known_hosts.clone();
+        files.extend(policy.current().known_hosts.iter().cloned());
+        Agent {
+            keystore: Keystore::new(),
+            known_hosts: KnownHosts::new(files),
+            policy,
+            grants: Grants::default(),
+            audit,
+            options,
+            next_connection: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            forwarded_locked: AtomicBool::new(false),
+            locked_because: Mutex::new(None),
+            last_local_request: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            prompts: crate::confirm::broker::PromptBroker::default(),
+            upstream: crate::daemon::upstream::UpstreamState::default(),
+            pkcs11: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn providers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>> {
+        self.pkcs11.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the PKCS#11 provider at this real path is loaded.
+    pub fn pkcs11_loaded(&self, path: &std::path::Path) -> bool {
+        self.providers().contains_key(path)
+    }
+
+    pub fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::keys::pkcs11::Pkcs11Provider>) {
+        self.providers().insert(path, provider);
+    }
+
+    pub fn take_pkcs11(
+        &self,
+        path: &std::path::Path,
+    ) -> Option<Arc<crate::keys::pkcs11::Pkcs11Provider>> {
+        self.providers().remove(path)
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection; the returned handle is notified when the
+    /// connection must be cut.
+    pub fn register(&self, id: u64) -> Arc<Notify> {
+        let cut = Arc::new(Notify::new());
+        self.connections().insert(
+            id,
+            Connection {
+                class: "local",
+                forwarded: false,
+                cut: Arc::clone(&cut),
+            },
+        );
+        cut
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.connections().remove(&id);
+    }
+
+    /// Records a connection's class after a session-bind.
+    pub fn set_class(&self, id: u64, class: &'static str, forwarded: bool) {
+        if let Some(c) = self.connections().get_mut(&id) {
+            c.class = class;
+            c.forwarded = forwarded;
+        }
+    }
+
+    /// Open connections counted by class.
+    pub fn connection_classes(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for c in self.connections().values() {
+            match counts.iter_mut().find(|(k, _)| *k == c.class) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c.class, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+
+    /// The upstream agent's socket and how long a request to it may take:
+    /// `--upstream`, else the policy in force (so a reload can change it).
+    pub fn upstream(&self) -> Option<(PathBuf, Duration)> {
+        let policy = self.policy.current();
+        let socket = self
+            .options
+            .upstream
+            .clone()
+            .or_else(|| policy.upstream.socket.clone())?;
+        Some((socket, policy.upstream.timeout))
+    }
+
+    pub fn forwarded_locked(&self) -> bool {
+        self.forwarded_locked.load(Ordering::SeqCst)
+    }
+
+    /// The panic button: cuts every connection that came through a
+    /// forwarded agent, drops remembered approvals, and refuses forwarded
+    /// requests until [`Agent::unlock_forwarded`]. Returns how many
+    /// connections were cut.
+    pub fn lock_forwarded(&self) -> usize {
+        self.lock_forwarded_because("hopward lock --forwarded")
+    }
+
+    /// [`Agent::lock_forwarded`], saying why (shown by `status`).
+    pub fn lock_forwarded_because(&self, why: &str) -> usize {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        self.forwarded_locked.store(true, Ordering::SeqCst);
+        self.grants.clear();
+        let cut: Vec<Arc<Notify>> = self
+            .connections()
+            .values()
+            .filter(|c| c.forwarded)
+            .map(|c| Arc::clone(&c.cut))
+            .collect();
+        for c in &cut {
+            c.notify_one();
+        }
+        info!(
+            cut = cut.len(),
+            "forwarded use locked ({why}): forwarded connections cut, approvals dropped"
+        );
+        cut.len()
+    }
+
+    pub fn unlock_forwarded(&self) {
+        *self
+            .locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        // Unlocking is the person at the desk: the idle clock starts again.
+        self.touch_local();
+        self.forwarded_locked.store(false, Ordering::SeqCst);
+        info!("forwarded use unlocked");
+    }
+
+    /// SIGUSR1, as in ssh-agent 10.0: every key goes (locked or not, as
+    /// ssh-agent does) and, since an approval was given for keys that are no
+    /// longer here, every remembered approval with them. Connections stay
+    /// open and the agent keeps serving. Returns (keys, approvals) dropped.
+    pub fn drop_keys_and_approvals(&self) -> (usize, usize) {
+        let keys = self.keystore.clear();
+        let grants = self.grants.clear();
+        info!(
+            keys,
+            grants_dropped = grants,
+            "SIGUSR1: removed every key and remembered approval"
+        );
+        (keys, grants)
+    }
+
+    /// Why forwarded use is locked, if it is.
+    pub fn locked_because(&self) -> Option<String> {
+        self.locked_because
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a request from this machine (for `[lock] idle`).
+    pub fn touch_local(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_local_request.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When this machine last sent a request.
+    pub fn last_local_request(&self) -> std::time::Instant {
+        self.started + Duration::from_millis(self.last_local_request.load(Ordering::Relaxed))
+    }
+
+    /// A number that names a connection in log lines.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Re-reads the policy file; on error the last good policy stays and the
+    /// errors are logged. A reload that changed the policy drops remembered
+    /// approvals; one that read the same text keeps them.
+    pub fn reload_policy(&self) {
+        match self.policy.reload() {
+            Ok(reloaded) if !reloaded.changed => {
+                info!(
+                    policy = ?self.policy.path(),
+                    "policy reloaded: unchanged, remembered approvals kept"
+                );
+            }
+            Ok(reloaded) => {
+                let policy = reloaded.policy;
+                let mut files = self.options.known_hosts.clone();
+                files.extend(policy.known_hosts.iter().cloned());
+                self.known_hosts.set_files(files);
+                let dropped = self.grants.clear();
+                info!(
+                    policy = ?self.policy.path(),
+                    rules = policy.rules.len(),
+                    grants_dropped = dropped,
+                    "policy reloaded"
+                );
+            }
+            Err(errors) => {
+                for e in &errors {
+                    warn!("policy reload failed, keeping the last good policy: {e}");
+                }
+            }
+        }
+    }
+}

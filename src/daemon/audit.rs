@@ -1,0 +1,416 @@
+//! The audit log: one JSON object per decision, appended to
+//! `$XDG_STATE_HOME/hopward/audit.jsonl` (or `[audit] path`), rotated by size.
+//!
+//! Invariants: a record never holds key material or the data being signed;
+//! writing happens on a thread of its own, so the signing path only pays
+//! for building the record and a channel send; a write error is logged and
+//! never stops the agent.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use serde::Serialize;
+
+use crate::trust::context::{HopView, RequestContext};
+use crate::trust::peer::Peer;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditHop {
+    pub names: Vec<String>,
+    pub fingerprint: String,
+    pub forwarded: bool,
+    /// For a hop that is the first hop's word (see [`HopView::reported_by`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<String>,
+}
+
+impl From<&HopView> for AuditHop {
+    fn from(h: &HopView) -> Self {
+        AuditHop {
+            names: h.names.clone(),
+            fingerprint: h.fingerprint.clone(),
+            forwarded: h.forwarding,
+            reported_by: h.reported_by.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditPeer {
+    pub pid: Option<u32>,
+    pub uid: u32,
+    pub exe: Option<String>,
+}
+
+impl From<&Peer> for AuditPeer {
+    fn from(p: &Peer) -> Self {
+        AuditPeer {
+            pid: p.pid,
+            uid: p.uid,
+            exe: p.exe.as_ref().map(|e| e.display().to_string()),
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub ts: String,
+    pub event: &'static str,
+    pub key: Option<String>,
+    pub comment: Option<String>,
+    pub decision: &'static str,
+    /// The rule that decided, or `default:<class>`, or `forwarded.<op>`.
+    pub rule: String,
+    pub reason: String,
+    pub class: &'static str,
+    pub chain: Vec<AuditHop>,
+    /// For a sign request: `verified` (a login that belongs to the last
+    /// bind; its host is the last hop), `unverified:<why>`, or `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    pub user: Option<String>,
+    /// The auth style of a `user:style` login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_style: Option<String>,
+    pub purpose: Option<&'static str>,
+    pub peer: AuditPeer,
+    pub conn: u64,
+    /// Set for a key the upstream agent holds (upstream mode).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upstream: bool,
+    /// The provider a hardware key uses (its library path, or `internal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+impl AuditRecord {
+    /// A record for a sign request.
+    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: &str, conn: u64) -> Self {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some(ctx.key_fingerprint.clone()),
+            comment: Some(ctx.key_comment.clone()),
+            decision: if allowed { "allow" } else { "deny" },
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+            class: ctx.class.as_str(),
+            chain: ctx.chain.iter().map(AuditHop::from).collect(),
+            destination: Some(ctx.destination.label()),
+            user: ctx.user.clone(),
+            user_style: ctx.user_style.clone(),
+            purpose: Some(ctx.purpose.as_str()),
+            peer: AuditPeer::from(&*ctx.peer),
+            conn,
+            upstream: false,
+            provider: None,
+        }
+    }
+}
+
+impl AuditRecord {
+    /// A record for a key event (`list`, `add`, `remove`, `lock` ...) on a
+    /// connection; the decision is filled in with [`AuditRecord::decided`].
+    pub fn key_event(
+        event: &'static str,
+        key: Option<(&str, &str)>,
+        class: crate::trust::context::RequestClass,
+        hops: &[HopView],
+        peer: &Peer,
+        conn: u64,
+    ) -> Self {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event,
+            key: key.map(|(fp, _)| fp.to_string()),
+            comment: key.map(|(_, c)| c.to_string()),
+            decision: "deny",
+            rule: String::new(),
+            reason: String::new(),
+            class: class.as_str(),
+            chain: hops.iter().map(AuditHop::from).collect(),
+            destination: None,
+            user: None,
+            user_style: None,
+            purpose: None,
+            peer: AuditPeer::from(peer),
+            conn,
+            upstream: false,
+            provider: None,
+        }
+    }
+
+    pub fn decided(mut self, allowed: bool, rule: &str, reason: &str) -> Self {
+        self.decision = if allowed { "allow" } else { "deny" };
+        self.rule = rule.to_string();
+        self.reason = reason.to_string();
+        self
+    }
+}
+
+/// Where records go; tests swap in a collector.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    fn record(&self, record: AuditRecord);
+    /// Waits until recorded decisions are durable.
+    fn flush(&self) {}
+}
+
+/// A sink for when no audit file can be had: the decision still reaches the
+/// daemon log.
+#[derive(Debug)]
+pub struct LogOnly;
+
+impl AuditSink for LogOnly {
+    fn record(&self, record: AuditRecord) {
+        tracing::info!(event = record.event, decision = record.decision, reason = %record.reason, "audit");
+    }
+}
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// The JSON-lines file writer.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditMsg")
+    }
+}
+
+/// `$XDG_STATE_HOME/hopward/audit.jsonl`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::paths::state_dir().map(|d| d.join("audit.jsonl"))
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        crate::paths::ensure_private_dir(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl AuditLog {
+    /// Starts the writer thread for `path`, rotating at `max_bytes`.
+    pub fn start(path: PathBuf, max_bytes: u64) -> AuditLog {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let writer_path = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || write_loop(&writer_path, max_bytes, &rx));
+        if let Err(e) = spawned {
+            tracing::warn!("audit log disabled: cannot start its writer: {e}");
+        }
+        AuditLog { tx, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, record: AuditRecord) {
+        let _ = self.tx.send(Msg::Record(Box::new(record)));
+    }
+
+    /// Waits until everything sent so far is on disk (tests, shutdown).
+    fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+/// How long the writer naps between batches while records keep coming.
+/// While it naps, senders do not have to wake it (no futex call on the
+/// signing path); when a nap brings nothing, it parks until the next record.
+const BATCH_NAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
+    let mut writer = Writer {
+        path,
+        max_bytes,
+        out: None,
+        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        warned: false,
+    };
+    // Park until there is something to do.
+    while let Ok(first) = rx.recv() {
+        writer.handle(first);
+        loop {
+            let mut got = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        got = true;
+                        writer.handle(msg);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        writer.flush();
+                        return;
+                    }
+                }
+            }
+            writer.flush();
+            if !got {
+                break;
+            }
+            std::thread::sleep(BATCH_NAP);
+        }
+    }
+    writer.flush();
+}
+
+struct Writer<'a> {
+    path: &'a Path,
+    max_bytes: u64,
+    out: Option<BufWriter<File>>,
+    size: u64,
+    warned: bool,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Record(record) => self.write(&record),
+            Msg::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = self.out.as_mut() {
+            let _ = w.flush();
+        }
+    }
+
+    fn write(&mut self, record: &AuditRecord) {
+        if self.out.is_none() {
+            match open(self.path) {
+                Ok(f) => self.out = Some(BufWriter::new(f)),
+                Err(e) => {
+                    if !self.warned {
+                        self.warned = true;
+                        tracing::warn!("cannot write audit log {}: {e}", self.path.display());
+                    }
+                    return;
+                }
+            }
+        }
+        if let (Some(w), Ok(mut line)) = (self.out.as_mut(), serde_json::to_vec(record)) {
+            line.push(b'\n');
+            if w.write_all(&line).is_ok() {
+                self.size += line.len() as u64;
+            }
+        }
+        if self.size > self.max_bytes {
+            if let Some(mut w) = self.out.take() {
+                let _ = w.flush();
+            }
+            let mut rotated = self.path.as_os_str().to_owned();
+            rotated.push(".1");
+            let _ = std::fs::rename(self.path, PathBuf::from(rotated));
+            self.size = 0;
+        }
+    }
+}
+
+/// UTC now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_shape() {
+        let ts = now_rfc3339();
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
+    }
+
+    #[test]
+    fn writes_lines_and_rotates() {
+        let dir = std::env::temp_dir().join(format!("hopward-audit-{}", std::process::id()));
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::start(path.clone(), 600);
+        let rec = AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some("SHA256:k".into()),
+            comment: None,
+            decision: "allow",
+            rule: "default:local".into(),
+            reason: "default:local".into(),
+            class: "local",
+            chain: vec![],
+            destination: None,
+            user: None,
+            user_style: None,
+            purpose: Some("login"),
+            peer: AuditPeer {
+                pid: Some(1),
+                uid: 0,
+                exe: None,
+            },
+            conn: 1,
+            upstream: false,
+            provider: None,
+        };
+        for _ in 0..5 {
+            log.record(rec.clone());
+        }
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let rotated = std::fs::read_to_string(dir.join("audit.jsonl.1")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().chain(rotated.lines()).collect();
+        assert_eq!(lines.len(), 5);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["event"], "sign");
+        assert_eq!(v["decision"], "allow");
+        assert!(!rotated.is_empty(), "600 bytes must have rotated");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,219 @@
+//! The control channel for `hopward status`, `lock --forwarded` and
+//! `grants`: a `control@hopward` agent-protocol extension whose body and
+//! reply are JSON.
+//!
+//! Invariant: it answers only a local, unforwarded connection (no
+//! session-bind at all) of the agent's owner or root; anything else gets
+//! `SSH_AGENT_FAILURE`, so a forwarded peer can neither read nor change
+//! anything through it. A request it takes and cannot carry out gets
+//! `SSH_AGENT_EXTENSION_FAILURE`.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::daemon::agent::Agent;
+use crate::policy::ConfirmMethod;
+use crate::policy::store::ReloadStatus;
+
+/// The extension name.
+pub const EXTENSION: &str = "control@hopward";
+
+/// A control request, as the CLI sends it.
+pub fn request(op: &Value) -> Vec<u8> {
+    let mut body = vec![crate::protocol::request::SSH_AGENTC_EXTENSION];
+    crate::ssh::wire::put_string(&mut body, EXTENSION.as_bytes());
+    crate::ssh::wire::put_string(&mut body, op.to_string().as_bytes());
+    body
+}
+
+/// Whether a confirm method can ask on this system now, and why not.
+pub async fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+    match settings.method {
+        ConfirmMethod::Desktop => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(e) => (false, format!("desktop: {e}")),
+        },
+        ConfirmMethod::Auto => match crate::confirm::desktop::probe().await {
+            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
+            Err(desktop) => match can_ask_locally(settings) {
+                (true, how) => (true, how),
+                (false, why) => (false, format!("desktop: {desktop}; {why}")),
+            },
+        },
+        _ => can_ask_locally(settings),
+    }
+}
+
+/// [`can_ask`] for the methods that need no session bus.
+fn can_ask_locally(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    match settings.method {
+        ConfirmMethod::Command => match settings.command.first() {
+            Some(p) if executable(std::path::Path::new(p)) => (true, format!("runs {p}")),
+            Some(p) => (false, format!("{p} is not an executable file")),
+            None => (false, "no confirm.command".into()),
+        },
+        ConfirmMethod::Askpass | ConfirmMethod::Auto => {
+            let program = std::env::var("SSH_ASKPASS")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| crate::confirm::askpass::DEFAULT_PROGRAM.into());
+            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+                || std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
+            if !executable(std::path::Path::new(&program)) {
+                (false, format!("askpass program {program} is missing"))
+            } else if !display {
+                (false, "no DISPLAY or WAYLAND_DISPLAY for askpass".into())
+            } else {
+                (true, format!("askpass {program}"))
+            }
+        }
+        ConfirmMethod::Desktop => (false, "no notification server".into()),
+        ConfirmMethod::Macos => (false, "the macos confirmer only works on macOS".into()),
+    }
+}
+
+fn method_name(m: ConfirmMethod) -> &'static str {
+    match m {
+        ConfirmMethod::Auto => "auto",
+        ConfirmMethod::Desktop => "desktop",
+        ConfirmMethod::Askpass => "askpass",
+        ConfirmMethod::Command => "command",
+        ConfirmMethod::Macos => "macos",
+    }
+}
+
+async fn status(agent: &Agent) -> Value {
+    let now = Instant::now();
+    let keys: Vec<Value> = agent
+        .keystore
+        .list(now)
+        .iter()
+        .map(|id| {
+            json!({
+                "comment": id.comment,
+                "fingerprint": id.fingerprint,
+                "type": format!("{}{}", id.key_type().label(), if id.public.is_cert { "-CERT" } else { "" }),
+                "confirm": id.constraints.confirm,
+                "destination_constrained": !id.constraints.destinations.is_empty(),
+                "lifetime": id.constraints.lifetime,
+                "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
+                "locked_in_memory": id.is_locked_in_memory(),
+                "provider": id.provider_name(),
+            })
+        })
+        .collect();
+    let policy = agent.policy.current();
+    let reload = match agent.policy.status() {
+        ReloadStatus::Loaded => json!("ok"),
+        ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
+    };
+    let (ok, why) = can_ask(&policy.confirm).await;
+    let grants: Vec<Value> = agent
+        .grants
+        .list(now)
+        .iter()
+        .map(|g| {
+            json!({
+                "id": g.id,
+                "key": g.scope.key,
+                "chain": g.scope.chain,
+                "hosts": g.hosts,
+                "user": g.scope.user,
+                "purpose": g.scope.purpose.as_str(),
+                "rule": g.rule,
+                "expires_in": g.expires.saturating_duration_since(now).as_secs(),
+            })
+        })
+        .collect();
+    let connections: serde_json::Map<String, Value> = agent
+        .connection_classes()
+        .into_iter()
+        .map(|(class, n)| (class.to_string(), json!(n)))
+        .collect();
+    let upstream = agent.upstream().map(|(socket, timeout)| {
+        let health = agent.upstream.health();
+        json!({
+            "socket": socket.display().to_string(),
+            "reachable": health.reachable,
+            "error": health.error,
+            "timeout_secs": timeout.as_secs(),
+            "session_bind": health.session_bind,
+            "keys": health.keys.iter().map(|k| json!({
+                "comment": k.comment,
+                "fingerprint": k.fingerprint,
+                "type": k.key_type,
+                // A key hopward holds as well is listed and signed as hopward's.
+                "shadowed": agent.keystore.find(&k.blob, now).is_some(),
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "locked": agent.keystore.is_locked(),
+        "forwarded_locked": agent.forwarded_locked(),
+        "forwarded_locked_because": agent.locked_because(),
+        "keys": keys,
+        "upstream": upstream,
+        "policy": {
+            "file": policy.source.as_ref().map(|p| p.display().to_string()),
+            "watched": agent.policy.path().map(|p| p.display().to_string()),
+            "digest": policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "rules": policy.rules.len(),
+            "last_reload": reload,
+        },
+        "confirm": {
+            "method": method_name(policy.confirm.method),
+            "can_ask": ok,
+            "detail": why,
+            "timeout_secs": policy.confirm.timeout.as_secs(),
+        },
+        "pending_prompts": agent.prompts.open(),
+        "grants": grants,
+        "connections": connections,
+    })
+}
+
+/// Whether a control request body asks for `status` (which first asks the
+/// upstream agent, if any, whether it answers).
+pub fn wants_status(body: &[u8]) -> bool {
+    let mut reader = crate::ssh::wire::Reader::new(body);
+    reader
+        .text("control request")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .is_some_and(|v| v["op"] == "status")
+}
+
+/// Carries out a control request from an allowed connection.
+pub async fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
+    let mut reader = crate::ssh::wire::Reader::new(body);
+    let text = reader.text("control request").map_err(|e| e.to_string())?;
+    reader.finish().map_err(|e| e.to_string())?;
+    let request: Value =
+        serde_json::from_str(text).map_err(|e| format!("bad control request: {e}"))?;
+    match request["op"].as_str() {
+        Some("status") => Ok(status(agent).await),
+        Some("lock-forwarded") => Ok(json!({ "cut": agent.lock_forwarded() })),
+        Some("unlock-forwarded") => {
+            agent.unlock_forwarded();
+            Ok(json!({}))
+        }
+        Some("revoke") => match request["id"].as_u64() {
+            Some(id) if agent.grants.revoke(id) => Ok(json!({ "revoked": 1 })),
+            Some(id) => Err(format!(
+                "there is no grant {id} (it expired, was revoked, or never existed; \
+                 hopward grants lists them)"
+            )),
+            None => Ok(json!({ "revoked": agent.grants.clear() })),
+        },
+        other => Err(format!("unknown control operation {other:?}")),
+    }
+}

@@ -1,0 +1,12 @@
+//! The running agent: the shared state, the server and its connections, the
+//! authorize pipeline, key operations, audit, control channel, policy
+//! watcher, auto-lock and the upstream agent.
+
+pub mod agent;
+pub mod audit;
+pub mod autolock;
+pub mod control;
+pub mod policy_watch;
+pub mod server;
+pub mod session;
+pub mod upstream;

@@ -1,0 +1,154 @@
+//! The accept loop and one task per connection.
+//!
+//! Invariants: only the owner's uid (or root) gets a reply; a bad frame
+//! closes only its own connection; an accept error (EMFILE ...) backs off and
+//! never stops the loop; on shutdown the socket file is removed and every key
+//! is dropped (and so zeroized).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use crate::daemon::agent::Agent;
+use crate::daemon::session::Session;
+use crate::protocol::frame::{self, FrameReader};
+use crate::trust::peer::Peer;
+
+/// How long to wait before accepting again after an accept error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Removes the socket file when the server stops, whichever way it stops.
+#[derive(Debug)]
+pub struct SocketFile(pub Option<PathBuf>);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then removes the socket and
+/// drops all keys.
+pub async fn serve(
+    listener: UnixListener,
+    socket: SocketFile,
+    agent: Arc<Agent>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let reaper = tokio::spawn(reap_expired(Arc::clone(&agent)));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => accept(stream, &agent),
+                Err(e) => {
+                    warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    info!("shutting down");
+    drop(listener);
+    drop(socket);
+    reaper.abort();
+    let _ = agent.keystore.clear();
+}
+
+fn accept(stream: UnixStream, agent: &Arc<Agent>) {
+    let peer = match Peer::of(&stream) {
+        Ok(peer) => peer,
+        Err(e) => {
+            warn!("dropped a connection: cannot read peer credentials: {e}");
+            return;
+        }
+    };
+    if !peer.may_connect(agent.options.owner_uid) {
+        warn!(
+            "refused connection from {peer}: only uid {} and root may connect",
+            agent.options.owner_uid
+        );
+        return;
+    }
+    let id = agent.connection_id();
+    debug!(conn = id, %peer, "connected");
+    tokio::spawn(connection(
+        stream,
+        Session::new(Arc::clone(agent), peer, id),
+        Arc::clone(agent),
+        id,
+    ));
+}
+
+async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Agent>, id: u64) {
+    let cut = agent.register(id);
+    let (mut reader, mut writer) = stream.split();
+    let mut frames = FrameReader::new();
+    loop {
+        let next = tokio::select! {
+            next = frames.next(&mut reader) => next,
+            () = cut.notified() => break,
+        };
+        let body = match next {
+            // A copy, so the reader stays free to notice a hang-up while the
+            // request is decided; wiped when dropped.
+            Ok(Some(body)) => zeroize::Zeroizing::new(body.to_vec()),
+            Ok(None) => break,
+            Err(e) => {
+                warn!(conn = id, peer = %session.peer(), "closing connection: {e}");
+                break;
+            }
+        };
+        // Cutting the connection, or the client hanging up, abandons the
+        // request; dropping it withdraws a question that is still open.
+        let handling = session.handle(&body);
+        tokio::pin!(handling);
+        let reply = loop {
+            let room = frames.pending() <= frame::MAX_FRAME + 4;
+            tokio::select! {
+                reply = &mut handling => break Some(reply),
+                () = cut.notified() => break None,
+                more = frames.fill(&mut reader), if room => match more {
+                    Ok(0) | Err(_) => {
+                        debug!(conn = id, "client hung up while its request was open");
+                        break None;
+                    }
+                    Ok(_) => {} // a pipelined request: handled next
+                },
+            }
+        };
+        let Some(reply) = reply else { break };
+        if let Err(e) = writer.write_all(&frame::encode(&reply)).await {
+            debug!(conn = id, "client went away: {e}");
+            break;
+        }
+    }
+    agent.unregister(id);
+    debug!(conn = id, "disconnected");
+}
+
+/// Deletes keys at their deadline.
+async fn reap_expired(agent: Arc<Agent>) {
+    loop {
+        let next = agent.keystore.next_deadline();
+        let sleep = match next {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()),
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = agent.keystore.deadline_changed() => {}
+        }
+        for identity in agent.keystore.expire(Instant::now()) {
+            info!(key = %identity.fingerprint, "key lifetime expired; removed");
+        }
+    }
+}

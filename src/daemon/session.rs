@@ -1,0 +1,1451 @@
+//! One client connection: decodes each request, checks it against OpenSSH's
+//! constraints and the policy, and produces the reply body. In upstream
+//! mode it also lists the upstream agent's keys and passes it the sign
+//! requests for them that the policy allowed (see [`crate::daemon::upstream`]).
+//!
+//! Invariants: every request gets exactly one reply; a request that does not
+//! decode, has bytes left over, or is of an unknown type gets
+//! `SSH_AGENT_FAILURE` and the connection stays usable; every decision is
+//! audited; anything that goes wrong on the way to a decision denies;
+//! waiting (a confirmation, an unlock delay, the upstream) happens on this
+//! connection's task only; nothing from the upstream is stored beyond the
+//! connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::confirm::broker::{Origin, Question};
+use crate::confirm::{Answer, Prompt, Target};
+use crate::daemon::agent::Agent;
+use crate::daemon::audit::AuditRecord;
+use crate::keys::keystore::{self, Constraints, Identity};
+use crate::policy::grants::GrantScope;
+use crate::policy::{Action, Decision, KeyOp};
+use crate::protocol::reply::{SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS};
+use crate::protocol::request::{Constraint, NewKey, Passphrase, Request};
+use crate::ssh::cert::unix_now;
+use crate::text::clean;
+use crate::trust::binding::{Chain, SignedData};
+use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
+use crate::trust::destination;
+use crate::trust::peer::Peer;
+
+/// The state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    agent: Arc<Agent>,
+    peer: Arc<Peer>,
+    id: u64,
+    /// The hosts this connection came through, from session-bind.
+    chain: Chain,
+    /// The chain's hops with names, valid while the chain, the known_hosts
+    /// files and the policy stay the same (names are looked up once per
+    /// connection, not once per request).
+    views: std::sync::Mutex<Option<(ViewsKey, Vec<HopView>)>>,
+    /// Every session-bind this connection accepted, as received, in order:
+    /// replayed on the upstream connection before anything is forwarded.
+    binds: Vec<Vec<u8>>,
+    /// This connection's own link to the upstream agent (upstream mode).
+    upstream: crate::daemon::upstream::UpstreamLink,
+}
+
+/// What cached hop names depend on: hop count, known_hosts generation and
+/// the generation of the policy in force (its exact names).
+type ViewsKey = (usize, u64, u64);
+
+fn status(ok: bool) -> Vec<u8> {
+    vec![if ok {
+        SSH_AGENT_SUCCESS
+    } else {
+        SSH_AGENT_FAILURE
+    }]
+}
+
+fn failure() -> Vec<u8> {
+    status(false)
+}
+
+/// The outcome of putting a decision into effect.
+struct Verdict {
+    allowed: bool,
+    reason: String,
+}
+
+/// The chain as the audit log shows it: each hop's first verified name,
+/// else its fingerprint.
+fn hosts_of(context: &RequestContext) -> Vec<String> {
+    context
+        .chain
+        .iter()
+        .map(|h| {
+            h.names
+                .first()
+                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
+        })
+        .collect()
+}
+
+/// Notices (the `notify` action) on their way to the desktop at once.
+const MAX_NOTICES: usize = 8;
+
+impl Verdict {
+    /// The verdict of an allow, notify or deny decision (a confirm needs
+    /// asking). A notify is an allow whose reason says a notice was sent;
+    /// the caller sends it ([`Session::tell`]).
+    fn settled(decision: &Decision) -> Option<Verdict> {
+        let (allowed, reason) = match decision.action {
+            Action::Allow => (true, decision.rule.clone()),
+            Action::Notify => (true, "notified".to_string()),
+            Action::Deny => (false, decision.rule.clone()),
+            Action::Confirm => return None,
+        };
+        Some(Verdict { allowed, reason })
+    }
+}
+
+impl Session {
+    pub fn new(agent: Arc<Agent>, peer: Peer, id: u64) -> Self {
+        Session {
+            agent,
+            peer: Arc::new(peer),
+            id,
+            chain: Chain::default(),
+            views: std::sync::Mutex::new(None),
+            binds: Vec::new(),
+            upstream: crate::daemon::upstream::UpstreamLink::default(),
+        }
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Handles one frame body and returns the reply body.
+    pub async fn handle(&mut self, body: &[u8]) -> Vec<u8> {
+        match Request::decode(body) {
+            Ok(request) => self.dispatch(request).await,
+            Err(e) => {
+                let kind = body.first().copied().unwrap_or_default();
+                warn!(conn = self.id, peer = %self.peer, "refused request of type {kind}: {e}");
+                failure()
+            }
+        }
+    }
+
+    /// Whether this connection came through a forwarded agent (or may have:
+    /// a poisoned connection is treated as forwarded).
+    fn forwarded(&self) -> bool {
+        self.chain.is_poisoned() || self.chain.hops().iter().any(|h| h.forwarding)
+    }
+
+    async fn dispatch(&mut self, request: Request<'_>) -> Vec<u8> {
+        let control = matches!(
+            request,
+            Request::Extension {
+                name: crate::daemon::control::EXTENSION,
+                ..
+            }
+        );
+        // Only this machine's own use keeps `[lock] idle` away; `status`
+        // polling does not.
+        if !self.forwarded() && !control {
+            self.agent.touch_local();
+        }
+        if self.agent.forwarded_locked() && self.forwarded() {
+            // The panic button is pressed: nothing through a forwarded agent.
+            warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");
+            return match request {
+                Request::RequestIdentities => {
+                    crate::protocol::reply::identities_answer(std::iter::empty())
+                }
+                _ => failure(),
+            };
+        }
+        match request {
+            Request::RequestIdentities => self.list().await,
+            Request::Sign {
+                key_blob,
+                data,
+                flags,
+            } => self.sign(key_blob, data, flags).await,
+            Request::Add { key, constraints } => self.add(&key, &constraints).await,
+            Request::Remove { key_blob } => self.remove(key_blob).await,
+            Request::RemoveAll => self.remove_all().await,
+            Request::Lock(passphrase) => self.lock(passphrase).await,
+            Request::Unlock(passphrase) => self.unlock(passphrase).await,
+            Request::AddSmartcard {
+                provider,
+                pin,
+                constraints,
+            } => self.add_smartcard(provider, pin, &constraints).await,
+            Request::RemoveSmartcard { provider } => self.remove_smartcard(provider).await,
+            Request::Extension {
+                name: "session-bind@openssh.com",
+                body,
+            } => self.session_bind(body),
+            Request::Extension {
+                name: crate::daemon::control::EXTENSION,
+                body,
+            } => self.control(body).await,
+            Request::Extension { name: "query", .. } => self.query(),
+            Request::Extension { name, .. } => {
+                debug!(conn = self.id, "unsupported extension {}", clean(name, 80));
+                failure()
+            }
+        }
+    }
+
+    /// The `query` extension. As in ssh-agent, refused while locked, and any
+    /// bytes after the name are ignored. `control@hopward` is listed only
+    /// where it may be used.
+    fn query(&self) -> Vec<u8> {
+        if self.agent.keystore.is_locked() {
+            return failure();
+        }
+        let control = self
+            .control_allowed()
+            .then_some(crate::daemon::control::EXTENSION);
+        crate::protocol::reply::query_answer(
+            crate::protocol::request::EXTENSIONS
+                .into_iter()
+                .chain(control),
+        )
+    }
+
+    /// Whether the control channel is open to this connection: a local,
+    /// unforwarded connection of the owner (or root).
+    fn control_allowed(&self) -> bool {
+        let unbound = self.chain.hops().is_empty() && !self.chain.is_poisoned();
+        unbound && self.peer.may_connect(self.agent.options.owner_uid)
+    }
+
+    /// The control channel: only for a local, unforwarded connection of the
+    /// owner (or root). Refusing it there is `SSH_AGENT_FAILURE`, as ssh-agent
+    /// refuses extensions while locked; a control request that runs and fails
+    /// is answered with its error, so `hopward` can say what went wrong.
+    async fn control(&mut self, body: &[u8]) -> Vec<u8> {
+        if !self.control_allowed() {
+            warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
+            return failure();
+        }
+        if crate::daemon::control::wants_status(body) {
+            // Status says whether upstream answers now, not when last used.
+            self.probe_upstream().await;
+        }
+        // A request this agent cannot carry out is answered with what went
+        // wrong: a bare failure reads as "not allowed on this connection".
+        let reply = match crate::daemon::control::handle(&self.agent, body).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                info!(conn = self.id, "control request failed: {e}");
+                serde_json::json!({ "error": e })
+            }
+        };
+        let mut out = vec![SSH_AGENT_SUCCESS];
+        crate::ssh::wire::put_string(&mut out, reply.to_string().as_bytes());
+        out
+    }
+
+    fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
+        let hops_before = self.chain.hops().len();
+        let result = self.chain.bind(body, unix_now());
+        // Every bind that grew the chain is kept for the upstream, in order,
+        // even one refused below because forwarded use is locked: the chain
+        // keeps it, so the upstream must see it too, or a later unlock would
+        // leave the upstream a shorter (looser) chain than hopward's. The
+        // same bind sent again adds nothing and is not kept, so a client
+        // cannot grow this list (and the replay) without end: it holds at
+        // most the chain's 16.
+        if self.chain.hops().len() > hops_before {
+            self.binds.push(body.to_vec());
+        }
+        self.agent.set_class(
+            self.id,
+            RequestClass::of(&self.chain).as_str(),
+            self.forwarded(),
+        );
+        if self.agent.forwarded_locked() && self.forwarded() {
+            warn!(
+                conn = self.id,
+                "refused session-bind: forwarded use is locked"
+            );
+            return failure();
+        }
+        match result {
+            Ok(()) => {
+                if let Some(hop) = self.chain.last() {
+                    debug!(
+                        conn = self.id,
+                        host = %hop.fingerprint(),
+                        forwarding = hop.forwarding,
+                        hops = self.chain.hops().len(),
+                        "session bound"
+                    );
+                }
+                status(true)
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
+                // A known extension that failed: OpenSSH 10.3+'s reply.
+                vec![SSH_AGENT_EXTENSION_FAILURE]
+            }
+        }
+    }
+
+    /// The chain with verified names, including exact names the policy
+    /// mentions that only hashed known_hosts entries confirm.
+    fn hop_views(&self) -> Vec<HopView> {
+        if self.chain.hops().is_empty() {
+            return Vec::new();
+        }
+        let (policy_generation, policy) = self.agent.policy.snapshot();
+        let key = (
+            self.chain.hops().len(),
+            self.agent.known_hosts.generation(),
+            policy_generation,
+        );
+        let mut cache = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_key, views)) = cache.as_ref() {
+            if *cached_key == key {
+                return views.clone();
+            }
+        }
+        let views =
+            RequestContext::hop_views(&self.chain, &self.agent.known_hosts, policy.exact_names());
+        *cache = Some((key, views.clone()));
+        views
+    }
+
+    /// Whether a key may be listed (or removed) on this connection: OpenSSH's
+    /// `identity_permitted` without a user, then, on a bound connection, the
+    /// policy's "could some rule allow it here". `Err` carries the rule that
+    /// hides it (`None`: an OpenSSH destination constraint does).
+    fn visible(
+        &self,
+        identity: &Identity,
+        hops: &[HopView],
+        class: RequestClass,
+    ) -> Result<(), Option<String>> {
+        destination::identity_permitted(
+            &identity.constraints.destinations,
+            &self.chain,
+            None,
+            unix_now(),
+        )
+        .map_err(|_| None)?;
+        self.policy_visible(&identity.fingerprint, &identity.comment, hops, class)
+            .map_err(Some)
+    }
+
+    async fn list(&mut self) -> Vec<u8> {
+        let class = RequestClass::of(&self.chain);
+        let hops = self.hop_views();
+        let mut shown = Vec::new();
+        let own = self.agent.keystore.list(Instant::now());
+        for id in own.iter().cloned() {
+            match self.visible(&id, &hops, class) {
+                Ok(()) => shown.push(id),
+                // Hidden by the policy: the remote side tried and was refused.
+                Err(Some(rule)) => {
+                    self.audit_hidden((&id.fingerprint, &id.comment), class, &hops, &rule)
+                }
+                Err(None) => {}
+            }
+        }
+        let mut upstream = self.upstream_listing().await;
+        // A key both hold is hopward's: listed once, signed here, and not
+        // listed at all where hopward's copy is hidden (it would be hopward
+        // that is asked to sign with it).
+        upstream.retain(|k| !own.iter().any(|id| id.blob() == k.blob.as_slice()));
+        upstream.retain(
+            |k| match self.policy_visible(&k.fingerprint, &k.comment, &hops, class) {
+                Ok(()) => true,
+                Err(rule) => {
+                    self.audit_hidden((&k.fingerprint, &k.comment), class, &hops, &rule);
+                    false
+                }
+            },
+        );
+        let answer: Vec<(&[u8], &str)> = shown
+            .iter()
+            .map(|id| (id.blob(), id.comment.as_str()))
+            .chain(
+                upstream
+                    .iter()
+                    .map(|k| (k.blob.as_slice(), k.comment.as_str())),
+            )
+            .collect();
+        crate::protocol::reply::identities_answer(answer.into_iter())
+    }
+
+    fn audit_hidden(&self, key: (&str, &str), class: RequestClass, hops: &[HopView], rule: &str) {
+        self.agent.audit.record(
+            AuditRecord::key_event("list", Some(key), class, hops, &self.peer, self.id)
+                .decided(false, rule, rule),
+        );
+    }
+
+    /// The upstream agent this connection may use, and the bound on each
+    /// request to it. `None` without an upstream, and for hopward's own
+    /// connections: an upstream socket that leads back to this agent must
+    /// not make it call itself without end.
+    fn upstream_target(&self) -> Option<(std::path::PathBuf, Duration)> {
+        let target = self.agent.upstream()?;
+        // getpid is a system call each time, and this runs on every upstream
+        // request; it is first read in the serving process (after any fork).
+        static OWN_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        if self.peer.pid == Some(*OWN_PID.get_or_init(std::process::id)) {
+            debug!(
+                conn = self.id,
+                "upstream not used on hopward's own connection (the upstream socket leads back here)"
+            );
+            return None;
+        }
+        Some(target)
+    }
+
+    /// Why upstream keys are out of reach on this connection right now, if
+    /// they are: a locked agent hides them as it hides its own keys, and a
+    /// connection poisoned by a bind hopward refused never reaches upstream
+    /// (the upstream would see a chain without the bad bind).
+    fn upstream_barred(&self) -> Option<&'static str> {
+        if self.agent.keystore.is_locked() {
+            Some("the agent is locked")
+        } else if self.chain.is_poisoned() {
+            Some("a session-bind on this connection was refused")
+        } else if self.upstream.is_poisoned() {
+            Some("the upstream agent refused a session-bind on this connection")
+        } else {
+            None
+        }
+    }
+
+    /// The upstream's keys as it lists them on this connection (its own
+    /// restrictions applied to the replayed binds); empty, with a log line,
+    /// when it cannot be asked.
+    async fn upstream_listing(&mut self) -> Vec<crate::daemon::upstream::UpstreamKey> {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return Vec::new();
+        };
+        if let Some(why) = self.upstream_barred() {
+            debug!(
+                conn = self.id,
+                "upstream keys left out of the listing: {why}"
+            );
+            return Vec::new();
+        }
+        match self.upstream.list(&path, &self.binds, timeout).await {
+            Ok(keys) => {
+                let keys = keys.to_vec();
+                self.agent.upstream.record(Ok(None));
+                self.note_bind_support();
+                keys
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "upstream keys left out of the listing: {e}");
+                self.agent.upstream.record(Err(&e));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Notes (once for the agent) an upstream that turned out to know no
+    /// session-bind on this connection.
+    fn note_bind_support(&self) {
+        if self.binds.is_empty() {
+            return;
+        }
+        let supported = !self.upstream.binds_unsupported();
+        if self.agent.upstream.record_binds(supported) && !supported {
+            warn!(
+                conn = self.id,
+                "the upstream agent knows no session-bind (it refused a valid one): \
+                 binds are not passed to it, and only hopward's policy restricts its keys"
+            );
+        }
+    }
+
+    /// For `hopward status`: asks the upstream for its keys on a connection
+    /// of its own (no binds: everything it would list locally).
+    async fn probe_upstream(&self) {
+        let Some((path, timeout)) = self.upstream_target() else {
+            return;
+        };
+        let mut link = crate::daemon::upstream::UpstreamLink::default();
+        match link.list(&path, &[], timeout).await {
+            Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
+            Err(e) => self.agent.upstream.record(Err(&e)),
+        }
+    }
+
+    /// The policy's part of [`Session::visible`]: on a forwarded connection,
+    /// hides a key no rule could allow there. `Err` carries the rule.
+    fn policy_visible(
+        &self,
+        fingerprint: &str,
+        comment: &str,
+        hops: &[HopView],
+        class: RequestClass,
+    ) -> Result<(), String> {
+        if class == RequestClass::Local || class == RequestClass::Direct {
+            return Ok(());
+        }
+        self.agent
+            .policy
+            .current()
+            .could_allow(fingerprint, comment, hops, class)
+    }
+
+    async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
+            return self.sign_upstream(key_blob, data, flags).await;
+        };
+        let signed_data = SignedData::parse(data);
+        let policy = self.agent.policy.current();
+        let context = RequestContext::new(
+            (&identity.fingerprint, &identity.comment, key_blob),
+            &self.chain,
+            self.hop_views(),
+            &signed_data,
+            &self.peer,
+        );
+        debug!(conn = self.id, "request context: {context}");
+
+        // OpenSSH's own constraints come first; the policy can only add to them.
+        if let Err(refusal) = destination::check_sign(
+            &identity.constraints.destinations,
+            &self.chain,
+            key_blob,
+            &signed_data,
+            unix_now(),
+        ) {
+            warn!(conn = self.id, key = %identity.fingerprint, "sign refused by destination constraint: {refusal}");
+            self.audit_sign(&context, false, "constraint", "constraint");
+            return failure();
+        }
+        if identity.security_key().is_some() && !self.websafe(&identity, &signed_data) {
+            warn!(conn = self.id, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
+            self.audit_sign(&context, false, "constraint", "constraint");
+            return failure();
+        }
+        let mut decision = policy.decide(&context);
+        if identity.constraints.confirm && decision.action.allows_unasked() {
+            // ssh-add -c: the key always asks, whatever the policy allows.
+            decision.action = Action::Confirm;
+            decision.remember = None;
+        }
+        let token = identity.security_key();
+        let touch = token.is_some_and(|t| t.needs_touch());
+        let verdict = self
+            .enforce(
+                &decision,
+                &context,
+                (&signed_data, data),
+                touch,
+                &policy.confirm,
+            )
+            .await;
+        let mut record = AuditRecord::sign(
+            &context,
+            verdict.allowed,
+            &decision.rule,
+            &verdict.reason,
+            self.id,
+        );
+        // Which library signed for a hardware key: its path, never a PIN.
+        record.provider = identity.provider_name();
+        self.agent.audit.record(record);
+        if !verdict.allowed {
+            info!(
+                conn = self.id,
+                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
+            );
+            return failure();
+        }
+
+        if let Some(token) = identity.security_key() {
+            return self.sign_on_token(&identity, token, data).await;
+        }
+        if let Some(provider) = identity.pkcs11() {
+            return match provider.sign(&identity.public.parts, data, flags).await {
+                Ok(blob) => crate::protocol::reply::sign_response_blob(&blob),
+                Err(e) => {
+                    warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
+                    failure()
+                }
+            };
+        }
+        let signed = if matches!(
+            identity.key_type(),
+            crate::ssh::key::KeyType::Rsa | crate::ssh::key::KeyType::MlDsa44Ed25519
+        ) {
+            // RSA takes milliseconds, ML-DSA (a key expansion and a
+            // signature) about 0.15 ms: keep them off the async workers so
+            // other connections are not stalled behind them.
+            let identity = Arc::clone(&identity);
+            let data = data.to_vec();
+            tokio::task::spawn_blocking(move || identity.sign(&data, flags))
+                .await
+                .unwrap_or(Err(crate::keys::sign::SignError::Failed))
+        } else {
+            identity.sign(data, flags)
+        };
+        match signed {
+            Ok(sig) => crate::protocol::reply::sign_response(sig.algorithm, &sig.blob),
+            Err(e) => {
+                warn!(conn = self.id, key = %identity.fingerprint, "sign failed: {e}");
+                failure()
+            }
+        }
+    }
+
+    /// A sign request for a key hopward does not hold: decided by the policy
+    /// exactly as for its own keys, then, only if allowed, passed to the
+    /// upstream on this connection's own link (binds replayed first).
+    async fn sign_upstream(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+        let no_such_key = |conn: u64| {
+            debug!(conn, "sign: no such key {}", describe_blob(key_blob));
+            failure()
+        };
+        let Some((path, timeout)) = self.upstream_target() else {
+            return no_such_key(self.id);
+        };
+        if let Some(why) = self.upstream_barred() {
+            warn!(conn = self.id, peer = %self.peer, "sign refused for a key hopward does not hold: {why}");
+            return failure();
+        }
+        let key = match self.upstream.known_key(key_blob) {
+            Some(key) => key.clone(),
+            // Not listed on this connection yet (or changed since): ask.
+            None => match self.upstream.list(&path, &self.binds, timeout).await {
+                Ok(keys) => match keys.iter().find(|k| k.blob == key_blob) {
+                    Some(key) => key.clone(),
+                    None => return no_such_key(self.id),
+                },
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "sign refused: cannot list the upstream's keys: {e}");
+                    self.agent.upstream.record(Err(&e));
+                    return failure();
+                }
+            },
+        };
+        let signed_data = SignedData::parse(data);
+        let policy = self.agent.policy.current();
+        let context = RequestContext::new(
+            (&key.fingerprint, &key.comment, key_blob),
+            &self.chain,
+            self.hop_views(),
+            &signed_data,
+            &self.peer,
+        );
+        debug!(conn = self.id, "request context (upstream key): {context}");
+        // The upstream applies its own constraints (ssh-add -h, -c) to the
+        // replayed binds; the policy decides before it is ever asked.
+        let decision = policy.decide(&context);
+        let verdict = self
+            // Whether an upstream key needs a touch is the upstream's to say.
+            .enforce(
+                &decision,
+                &context,
+                (&signed_data, data),
+                false,
+                &policy.confirm,
+            )
+            .await;
+        if !verdict.allowed {
+            self.audit_upstream_sign(&context, false, &decision.rule, &verdict.reason);
+            info!(
+                conn = self.id,
+                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
+            );
+            return failure();
+        }
+        let result = self
+            .upstream
+            .sign(&path, &self.binds, (key_blob, data, flags), timeout)
+            .await;
+        match result {
+            Ok(reply) => {
+                self.note_bind_support();
+                self.audit_upstream_sign(&context, true, &decision.rule, &verdict.reason);
+                reply
+            }
+            Err(e) => {
+                // Allowed here, yet no signature: the audit says where it stopped.
+                let reason = match e {
+                    crate::daemon::upstream::UpstreamError::Refused { .. }
+                    | crate::daemon::upstream::UpstreamError::BindRefused { .. }
+                    | crate::daemon::upstream::UpstreamError::Poisoned => "upstream-refused",
+                    _ => "upstream-failed",
+                };
+                warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", decision.rule);
+                self.agent.upstream.record(Err(&e));
+                self.audit_upstream_sign(&context, false, &decision.rule, reason);
+                failure()
+            }
+        }
+    }
+
+    /// ssh-agent's web-origin check: a FIDO key whose application is not on
+    /// the websafe allow-list (`ssh:*` by default) signs only an SSH login
+    /// by that key or an SSHSIG signature, never a web challenge.
+    fn websafe(&self, identity: &Identity, signed: &SignedData<'_>) -> bool {
+        let Some(allowlist) = &self.agent.options.websafe_allowlist else {
+            return true;
+        };
+        let application = identity.public.parts.application().unwrap_or_default();
+        if crate::ssh::pattern::match_pattern_list(application, allowlist) {
+            return true;
+        }
+        match signed {
+            SignedData::Userauth(auth) => crate::ssh::key::PublicKey::parse(auth.key_blob)
+                .is_ok_and(|key| key.parts == identity.public.parts),
+            SignedData::Sshsig { .. } => true,
+            SignedData::Other => false,
+        }
+    }
+
+    /// Has a FIDO token sign, after the policy allowed it: off this
+    /// connection's lock-free path, in a helper process, with a deadline.
+    async fn sign_on_token(
+        &self,
+        identity: &Identity,
+        token: &crate::keys::sk::SecurityKey,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let provider = token.provider.describe();
+        if token.needs_touch() {
+            info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
+        }
+        let timeout = self.agent.options.provider_timeout;
+        let mut signed =
+            crate::keys::sk::sign(&identity.public.parts, token, data, None, timeout).await;
+        if matches!(signed, Err(crate::keys::sk::SkError::PinRequired)) {
+            // As ssh-agent: the token wants its PIN (a verify-required key);
+            // ask once with askpass and try again.
+            let prompt = format!(
+                "Enter PIN{}for {} key {}: ",
+                if token.needs_touch() {
+                    " and confirm user presence "
+                } else {
+                    " "
+                },
+                identity.key_type().name(),
+                identity.fingerprint
+            );
+            match crate::keys::sk::ask_pin(&prompt, timeout).await {
+                Some(pin) => {
+                    signed = crate::keys::sk::sign(
+                        &identity.public.parts,
+                        token,
+                        data,
+                        Some(&pin),
+                        timeout,
+                    )
+                    .await;
+                }
+                None => {
+                    warn!(conn = self.id, key = %identity.fingerprint, "the security key needs a PIN and there is no askpass to ask for it (SSH_ASKPASS with DISPLAY, or SSH_ASKPASS_REQUIRE=force)");
+                }
+            }
+        }
+        match signed {
+            Ok(signed) => {
+                debug!(conn = self.id, key = %identity.fingerprint, flags = signed.details.flags, counter = signed.details.counter, "security key signed");
+                crate::protocol::reply::sign_response_blob(&signed.blob)
+            }
+            Err(e) => {
+                warn!(conn = self.id, key = %identity.fingerprint, provider = %provider, "security key signature failed: {e}");
+                failure()
+            }
+        }
+    }
+
+    fn audit_upstream_sign(
+        &self,
+        context: &RequestContext,
+        allowed: bool,
+        rule: &str,
+        reason: &str,
+    ) {
+        let mut record = AuditRecord::sign(context, allowed, rule, reason, self.id);
+        record.upstream = true;
+        self.agent.audit.record(record);
+    }
+
+    /// Puts a sign decision into effect: allow, deny, or ask (unless a
+    /// remembered approval covers exactly this request). `data` is what
+    /// would be signed (`signed` its reading): only requests with the same
+    /// data share a prompt. The prompt is only built when someone is asked,
+    /// so an allowed signature pays nothing for it.
+    async fn enforce(
+        &self,
+        decision: &Decision,
+        context: &RequestContext,
+        (signed, data): (&SignedData<'_>, &[u8]),
+        touch: bool,
+        settings: &crate::policy::ConfirmSettings,
+    ) -> Verdict {
+        let prompt = || {
+            let mut prompt = prompt_for(context, None);
+            if let SignedData::Sshsig { namespace } = signed {
+                if context.purpose == crate::trust::binding::Purpose::Other {
+                    prompt.namespace = Some(namespace.to_string());
+                }
+            }
+            prompt
+        };
+        if let Some(verdict) = Verdict::settled(decision) {
+            if decision.action == Action::Notify {
+                self.tell(&prompt());
+            }
+            return verdict;
+        }
+        let scope = GrantScope::of(context);
+        // The policy never sets `remember` for a login nobody verified, so
+        // such a request neither finds nor leaves a grant.
+        if decision.remember.is_some() && self.agent.grants.find(&scope, Instant::now()).is_some() {
+            return Verdict {
+                allowed: true,
+                reason: "remembered".into(),
+            };
+        }
+        let mut prompt = prompt();
+        prompt.remember = decision.remember;
+        prompt.touch = touch;
+        let origin = Origin::of(context.class, &context.chain);
+        let question = Question::new(scope.clone(), data, origin);
+        let answer = self.ask(question, prompt, settings).await;
+        // The desktop's plain "Allow" is for this request only.
+        let remember = answer.allowed() && answer != Answer::AllowedOnce;
+        if let (true, Some(ttl)) = (remember, decision.remember) {
+            let id = self.agent.grants.add(
+                scope,
+                hosts_of(context),
+                &decision.rule,
+                ttl,
+                Instant::now(),
+            );
+            info!(
+                conn = self.id,
+                grant = id,
+                "approval remembered for {ttl:?}"
+            );
+        }
+        Verdict {
+            allowed: answer.allowed(),
+            reason: answer.reason().to_string(),
+        }
+    }
+
+    /// Puts a question through the broker (shared with identical requests,
+    /// bounded in number).
+    async fn ask(
+        &self,
+        question: Question,
+        prompt: Prompt,
+        settings: &crate::policy::ConfirmSettings,
+    ) -> Answer {
+        let confirmer = crate::confirm::for_settings(settings);
+        let chain = clean(&prompt.chain_names.join(">"), 200);
+        match self
+            .agent
+            .prompts
+            .ask(question, confirmer, prompt, settings.timeout)
+            .await
+        {
+            Ok(answer) => {
+                match &answer {
+                    Answer::Unavailable(why) => {
+                        if self.agent.prompts.should_warn_unavailable() {
+                            warn!(
+                                conn = self.id,
+                                "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
+                                 set SSH_ASKPASS (with DISPLAY), or set [confirm] method = \"command\""
+                            );
+                        } else {
+                            info!(conn = self.id, "no way to ask, denying: {why}");
+                        }
+                    }
+                    Answer::Failed(why) => {
+                        warn!(conn = self.id, "confirmation failed, denying: {why}")
+                    }
+                    _ => {}
+                }
+                answer
+            }
+            Err(crate::confirm::broker::NotAsked::Flood { notice }) => {
+                warn!(conn = self.id, peer = %self.peer, chain = %chain, "too many prompts open, denying at once");
+                if notice {
+                    tokio::spawn(async move {
+                        crate::confirm::desktop::notice(
+                            "hopward is refusing requests",
+                            &format!(
+                                "Too many requests are waiting for your answer (the last one through {}). \
+                                 hopward refuses the rest without asking until you answer the open ones.",
+                                if chain.is_empty() { "this machine" } else { chain.as_str() }
+                            ),
+                        )
+                        .await;
+                    });
+                }
+                Answer::Flood
+            }
+        }
+    }
+
+    /// Shows what was allowed in a notification, without waiting for it:
+    /// the request goes ahead whether or not the notice can be shown. At
+    /// most [`MAX_NOTICES`] are on their way at once; past that a notice is
+    /// dropped (and logged), so a flood of requests cannot pile up tasks.
+    fn tell(&self, prompt: &Prompt) {
+        static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering;
+        if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_NOTICES {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            info!(
+                conn = self.id,
+                "notice not shown: {MAX_NOTICES} notices already on their way"
+            );
+            return;
+        }
+        let body = prompt.notice_text();
+        let summary = if prompt.forwarded {
+            "hopward: key used through a forwarded agent"
+        } else {
+            "hopward: key used"
+        };
+        let id = self.id;
+        tokio::spawn(async move {
+            if let Err(e) = crate::confirm::desktop::tell(summary, &body).await {
+                info!(conn = id, "notice not shown: {e}");
+            }
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
+        self.agent
+            .audit
+            .record(AuditRecord::sign(context, allowed, rule, reason, self.id));
+    }
+
+    /// Decides a key operation (add, remove, lock ...) for this connection:
+    /// local use is allowed; through a bound connection `[forwarded]` says.
+    async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
+        self.allow_key_op_with(op, key, None).await
+    }
+
+    /// [`Session::allow_key_op`] for a hardware key, whose provider the
+    /// audit names.
+    async fn allow_key_op_with(
+        &self,
+        op: KeyOp,
+        key: Option<(&str, &str)>,
+        provider: Option<String>,
+    ) -> bool {
+        let class = RequestClass::of(&self.chain);
+        let policy = self.agent.policy.current();
+        let decision = policy.key_op(op, class);
+        let hops = self.hop_views();
+        let what = match op {
+            KeyOp::Add => "add this key to the agent",
+            KeyOp::Remove => "remove this key from the agent",
+            KeyOp::RemoveAll => "remove every key from the agent",
+            KeyOp::Lock => "lock the agent",
+            KeyOp::Unlock => "unlock the agent",
+        };
+        let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
+        let mut ctx = RequestContext::of_parts(
+            (fp, comment),
+            hops.clone(),
+            Destination::NotLogin,
+            None,
+            crate::trust::binding::Purpose::Other,
+            &self.peer,
+        );
+        ctx.class = class;
+        let verdict = match Verdict::settled(&decision) {
+            Some(verdict) => {
+                if decision.action == Action::Notify {
+                    self.tell(&prompt_for(&ctx, Some(what)));
+                }
+                verdict
+            }
+            None => {
+                let question = Question::new(
+                    GrantScope::of(&ctx),
+                    what.as_bytes(),
+                    Origin::of(class, &hops),
+                );
+                let answer = self
+                    .ask(question, prompt_for(&ctx, Some(what)), &policy.confirm)
+                    .await;
+                Verdict {
+                    allowed: answer.allowed(),
+                    reason: answer.reason().to_string(),
+                }
+            }
+        };
+        let mut record = AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id)
+            .decided(verdict.allowed, &decision.rule, &verdict.reason);
+        record.provider = provider;
+        self.agent.audit.record(record);
+        if !verdict.allowed {
+            warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
+        }
+        verdict.allowed
+    }
+
+    /// Whether this connection counts as remote for loading providers:
+    /// ssh-agent's `socket_is_remote`, any session-bind at all.
+    fn remote(&self) -> bool {
+        !self.chain.hops().is_empty() || self.chain.is_poisoned()
+    }
+
+    /// `-t` of the daemon, for a key added without a lifetime of its own.
+    fn default_lifetime(&self, parsed: &mut Constraints) {
+        if parsed.lifetime.is_none() {
+            parsed.lifetime = self
+                .agent
+                .options
+                .default_lifetime
+                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// The constraints every kind of add takes: a lifetime, `-c`, and
+    /// destinations. `Ok(true)` when the constraint was given already; a
+    /// bad destination constraint, or a kind the caller should have taken
+    /// itself, is logged (after `refusal`) and refused.
+    fn common_constraint(
+        &self,
+        parsed: &mut Constraints,
+        constraint: &Constraint<'_>,
+        refusal: &str,
+    ) -> Result<bool, ()> {
+        match constraint {
+            Constraint::Lifetime(secs) => Ok(parsed.lifetime.replace(*secs).is_some()),
+            Constraint::Confirm => Ok(std::mem::replace(&mut parsed.confirm, true)),
+            Constraint::RestrictDestination(body) => match destination::parse_constraints(body) {
+                Ok(list) => {
+                    let had = !parsed.destinations.is_empty();
+                    parsed.destinations = list;
+                    Ok(had)
+                }
+                Err(e) => {
+                    warn!(conn = self.id, "{refusal}: bad destination constraint: {e}");
+                    Err(())
+                }
+            },
+            other => {
+                warn!(
+                    conn = self.id,
+                    "{refusal}: constraint {other:?} is not valid here"
+                );
+                Err(())
+            }
+        }
+    }
+
+    async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
+        let mut parsed = Constraints::default();
+        let mut sk_provider = None;
+        for constraint in constraints {
+            let duplicate = match constraint {
+                Constraint::SkProvider(name) => sk_provider.replace(*name).is_some(),
+                Constraint::AssociatedCerts { .. } => {
+                    warn!(
+                        conn = self.id,
+                        "refused to add key: associated certificates are only for PKCS#11 tokens"
+                    );
+                    return failure();
+                }
+                common => match self.common_constraint(&mut parsed, common, "refused to add key") {
+                    Ok(duplicate) => duplicate,
+                    Err(()) => return failure(),
+                },
+            };
+            if duplicate {
+                warn!(
+                    conn = self.id,
+                    "refused to add key: a constraint is given twice"
+                );
+                return failure();
+            }
+        }
+        if let Some(name) = sk_provider {
+            if !key.public.parts.key_type().is_security_key() {
+                warn!(
+                    conn = self.id,
+                    "refused to add key: a provider was named for {}, which is not a security key",
+                    key.public.parts.key_type().name()
+                );
+                return failure();
+            }
+            let options = &self.agent.options;
+            match crate::keys::sk::resolve_provider(
+                name,
+                &options.provider_allowlist,
+                self.remote(),
+                options.allow_remote_providers,
+            ) {
+                Ok(provider) => parsed.sk_provider = Some(provider),
+                Err(e) => {
+                    warn!(conn = self.id, peer = %self.peer, "refused to add key {}: {e}", key.public.fingerprint());
+                    return failure();
+                }
+            }
+        }
+        self.default_lifetime(&mut parsed);
+        let identity = match Identity::new(key, parsed, Instant::now()) {
+            Ok(identity) => identity,
+            Err(e) => {
+                warn!(
+                    conn = self.id,
+                    "refused to add key {}: {e}",
+                    key.public.fingerprint()
+                );
+                return failure();
+            }
+        };
+        let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
+        let provider = identity.security_key().map(|k| k.provider.describe());
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&fp, &comment)), provider.clone())
+            .await
+        {
+            return failure();
+        }
+        let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
+        let restricted = !identity.constraints.destinations.is_empty();
+        match self.agent.keystore.add(identity) {
+            Ok(()) => {
+                info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
+                status(true)
+            }
+            Err(e) => {
+                warn!(conn = self.id, "refused to add key {fp}: {e}");
+                failure()
+            }
+        }
+    }
+
+    /// `ssh-add -s PROVIDER`: as ssh-agent's `process_add_smartcard_key`,
+    /// a provider named through a forwarded agent is refused (unless
+    /// `-O allow-remote-pkcs11`), its real path must match `-P`, and
+    /// `[forwarded] add` of the policy decides as for any key. The
+    /// provider runs in a helper process; the PIN goes there only.
+    async fn add_smartcard(
+        &mut self,
+        provider: &str,
+        pin: Passphrase<'_>,
+        constraints: &[Constraint<'_>],
+    ) -> Vec<u8> {
+        let mut parsed = Constraints::default();
+        let mut associated: Option<(bool, &[&[u8]])> = None;
+        for constraint in constraints {
+            let duplicate = match constraint {
+                Constraint::AssociatedCerts { certs_only, certs } => {
+                    associated.replace((*certs_only, certs)).is_some()
+                }
+                Constraint::SkProvider(_) => {
+                    warn!(
+                        conn = self.id,
+                        "refused PKCS#11 add: sk-provider is not valid here"
+                    );
+                    return failure();
+                }
+                common => {
+                    match self.common_constraint(&mut parsed, common, "refused PKCS#11 add") {
+                        Ok(duplicate) => duplicate,
+                        Err(()) => return failure(),
+                    }
+                }
+            };
+            if duplicate {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: a constraint is given twice"
+                );
+                return failure();
+            }
+        }
+        self.default_lifetime(&mut parsed);
+        let options = &self.agent.options;
+        let path = match crate::keys::sk::resolve_provider(
+            provider,
+            &options.provider_allowlist,
+            self.remote(),
+            options.allow_remote_providers,
+        ) {
+            Ok(crate::keys::sk::Provider::Library(path)) => path,
+            Ok(crate::keys::sk::Provider::Internal) => {
+                warn!(
+                    conn = self.id,
+                    "refused PKCS#11 add: \"internal\" is not a PKCS#11 provider"
+                );
+                return failure();
+            }
+            Err(e) => {
+                warn!(conn = self.id, peer = %self.peer, "refused PKCS#11 add: {e}");
+                return failure();
+            }
+        };
+        let shown = path.display().to_string();
+        if self.agent.pkcs11_loaded(&path) {
+            // As ssh-agent: keys already held are not added again, so a
+            // provider whose keys are all still here adds nothing and fails;
+            // one whose keys were dropped (ssh-add -D) loads afresh.
+            let held = self
+                .agent
+                .keystore
+                .list(Instant::now())
+                .iter()
+                .any(|id| id.pkcs11().is_some_and(|p| p.path == path));
+            if held {
+                warn!(conn = self.id, provider = %shown, "refused PKCS#11 add: its keys are already loaded (ssh-add -e first)");
+                return failure();
+            }
+            if let Some(old) = self.agent.take_pkcs11(&path) {
+                old.stop().await;
+            }
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Add, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let pin = zeroize::Zeroizing::new(pin.0.to_vec());
+        let (provider, keys) = match crate::keys::pkcs11::Pkcs11Provider::load(
+            path.clone(),
+            &pin,
+            options.provider_timeout,
+        )
+        .await
+        {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                warn!(conn = self.id, provider = %shown, "PKCS#11 add failed: {e}");
+                return failure();
+            }
+        };
+        drop(pin);
+        let provider = Arc::new(provider);
+        let now = Instant::now();
+        let (certs_only, certs) = associated.unwrap_or((false, &[]));
+        let mut identities = Vec::new();
+        for key in keys {
+            let comment = if key.label.is_empty() {
+                shown.clone()
+            } else {
+                key.label.clone()
+            };
+            for cert in certs {
+                match crate::ssh::key::PublicKey::parse(cert) {
+                    Ok(cert) if cert.is_cert && cert.parts == key.public.parts => {
+                        identities.push(Identity::on_pkcs11_token(
+                            cert,
+                            comment.clone(),
+                            parsed.clone(),
+                            Arc::clone(&provider),
+                            now,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(conn = self.id, "associated certificate skipped: {e}"),
+                }
+            }
+            if !certs_only {
+                identities.push(Identity::on_pkcs11_token(
+                    key.public,
+                    comment,
+                    parsed.clone(),
+                    Arc::clone(&provider),
+                    now,
+                ));
+            }
+        }
+        if identities.is_empty() {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 add: no usable keys on the token");
+            provider.stop().await;
+            return failure();
+        }
+        let count = identities.len();
+        for identity in identities {
+            let fp = identity.fingerprint.clone();
+            if let Err(e) = self.agent.keystore.add(identity) {
+                warn!(conn = self.id, "refused to add token key {fp}: {e}");
+                self.agent.keystore.remove_provider(&path);
+                provider.stop().await;
+                return failure();
+            }
+            info!(conn = self.id, key = %fp, provider = %shown, "added token key");
+        }
+        self.agent.set_pkcs11(path, provider);
+        info!(conn = self.id, provider = %shown, keys = count, "PKCS#11 provider loaded");
+        status(true)
+    }
+
+    /// `ssh-add -e PROVIDER`: drops the token's keys and stops its helper.
+    async fn remove_smartcard(&mut self, provider: &str) -> Vec<u8> {
+        let Ok(path) = std::fs::canonicalize(provider) else {
+            warn!(
+                conn = self.id,
+                "PKCS#11 remove: no such provider {}",
+                clean(provider, 100)
+            );
+            return failure();
+        };
+        let shown = path.display().to_string();
+        if !self.agent.pkcs11_loaded(&path) {
+            warn!(conn = self.id, provider = %shown, "PKCS#11 remove: provider not loaded");
+            return failure();
+        }
+        if !self
+            .allow_key_op_with(KeyOp::Remove, Some((&shown, &shown)), Some(shown.clone()))
+            .await
+        {
+            return failure();
+        }
+        let Some(removed) = self.agent.keystore.remove_provider(&path) else {
+            return failure();
+        };
+        if let Some(helper) = self.agent.take_pkcs11(&path) {
+            helper.stop().await;
+        }
+        info!(conn = self.id, provider = %shown, keys = removed, "PKCS#11 provider removed");
+        status(true)
+    }
+
+    async fn remove(&mut self, key_blob: &[u8]) -> Vec<u8> {
+        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
+            return failure();
+        };
+        // A key this connection cannot see cannot be removed through it.
+        let class = RequestClass::of(&self.chain);
+        let hops = self.hop_views();
+        if self.visible(&identity, &hops, class).is_err() {
+            return failure();
+        }
+        if !self
+            .allow_key_op(
+                KeyOp::Remove,
+                Some((&identity.fingerprint, &identity.comment)),
+            )
+            .await
+        {
+            return failure();
+        }
+        let removed = self.agent.keystore.remove(key_blob);
+        if removed {
+            info!(conn = self.id, "removed key {}", identity.fingerprint);
+        }
+        status(removed)
+    }
+
+    async fn remove_all(&mut self) -> Vec<u8> {
+        if !self.allow_key_op(KeyOp::RemoveAll, None).await {
+            return failure();
+        }
+        match self.agent.keystore.remove_all() {
+            Some(n) => {
+                info!(conn = self.id, "removed all {n} keys");
+                status(true)
+            }
+            None => failure(),
+        }
+    }
+
+    async fn lock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
+        // OpenSSH refuses an empty lock passphrase.
+        if self.agent.keystore.is_locked() || passphrase.0.is_empty() {
+            return failure();
+        }
+        if !self.allow_key_op(KeyOp::Lock, None).await {
+            return failure();
+        }
+        // The hash is slow on purpose; compute it off the async workers. The
+        // copy is wiped when the closure drops it.
+        let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
+        let hashed = tokio::task::spawn_blocking(move || keystore::hash_passphrase(&secret)).await;
+        let locked = match hashed {
+            Ok(Ok(hash)) => self.agent.keystore.lock(hash).is_ok(),
+            _ => false,
+        };
+        if locked {
+            let dropped = self.agent.grants.clear();
+            info!(conn = self.id, grants_dropped = dropped, "agent locked");
+        } else {
+            warn!(conn = self.id, "lock failed");
+        }
+        status(locked)
+    }
+
+    async fn unlock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
+        let Some(hash) = self.agent.keystore.lock_hash() else {
+            return failure();
+        };
+        if !self.allow_key_op(KeyOp::Unlock, None).await {
+            return failure();
+        }
+        let expected = hash.clone();
+        let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
+        let verified =
+            tokio::task::spawn_blocking(move || keystore::verify_passphrase(&secret, &hash))
+                .await
+                .unwrap_or(false);
+        match self.agent.keystore.finish_unlock(&expected, verified) {
+            Ok(()) => {
+                info!(conn = self.id, "agent unlocked");
+                status(true)
+            }
+            Err(delay) => {
+                warn!(conn = self.id, peer = %self.peer, "unlock failed: incorrect passphrase");
+                // Slows guessing on this connection only.
+                tokio::time::sleep(delay.min(Duration::from_secs(10))).await;
+                failure()
+            }
+        }
+    }
+}
+
+/// The question for a request context; `operation` for key operations.
+fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
+    let target = match (ctx.destination, ctx.destination_hop()) {
+        (Destination::Verified, Some(hop)) if hop.names.is_empty() => {
+            Target::Unknown(hop.fingerprint.clone())
+        }
+        (Destination::Verified, Some(hop)) => Target::Host(hop.label().to_string()),
+        (Destination::Unverified(_), _) => Target::Unverified,
+        _ => Target::None,
+    };
+    Prompt {
+        key_fingerprint: ctx.key_fingerprint.clone(),
+        key_comment: ctx.key_comment.clone(),
+        hops: ctx.chain.iter().map(ToString::to_string).collect(),
+        chain_names: ctx.chain.iter().map(|h| h.label().to_string()).collect(),
+        forwarded: ctx.chain.iter().any(|h| h.forwarding),
+        target,
+        user: ctx.user.clone(),
+        user_style: ctx.user_style.clone(),
+        purpose: operation.is_none().then(|| ctx.purpose.as_str()),
+        namespace: None,
+        operation: operation.map(str::to_string),
+        peer_pid: ctx.peer.pid,
+        peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
+        peer_parents: ctx.peer.parents.clone(),
+        remember: None,
+        touch: false,
+    }
+}
+
+/// A key blob for log lines: its fingerprint, or that it did not parse.
+fn describe_blob(blob: &[u8]) -> String {
+    crate::ssh::key::PublicKey::parse(blob)
+        .map(|k| k.fingerprint())
+        .unwrap_or_else(|_| "(unparsable key)".into())
+}

@@ -1,0 +1,502 @@
+//! The keys the agent holds: identities, their OpenSSH constraints and
+//! lifetimes, and the lock.
+//!
+//! Invariants: secrets live only inside [`Identity`], sealed by
+//! [`ShieldedKey`] and opened only to sign; the lock keeps a salted Argon2id hash of the passphrase,
+//! never the passphrase; while locked no identity is listed or usable; an
+//! identity past its deadline is never returned, even before the reaper runs.
+//! The store's mutex is held only for short, non-blocking sections.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::protocol::request::{NewKey, SecretParts};
+
+use crate::keys::shield::ShieldedKey;
+use crate::keys::sign::{KeyError, SignError, SigningKey, SshSignature};
+use crate::keys::sk::{Provider, SecurityKey};
+use crate::ssh::key::{KeyType, PublicKey};
+
+/// OpenSSH constraints attached to a key by `ssh-add -c/-t/-h`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    /// Ask before every use (`ssh-add -c`).
+    pub confirm: bool,
+    /// Seconds the key lives after it was added (`ssh-add -t`).
+    pub lifetime: Option<u32>,
+    /// Where the key may be used (`ssh-add -h`); empty = anywhere.
+    pub destinations: Vec<crate::trust::destination::DestinationConstraint>,
+    /// The FIDO provider a security key signs through
+    /// (`sk-provider@openssh.com`, resolved against `-P`); `None` for a
+    /// security key means the built-in one.
+    pub sk_provider: Option<Provider>,
+}
+
+/// What signs for an identity.
+#[derive(Debug)]
+enum Holder {
+    /// A private key held (sealed) here.
+    Software(ShieldedKey),
+    /// A key on a FIDO token: its sealed handle and provider.
+    Token(SecurityKey),
+    /// A key on a PKCS#11 token, signed through its provider's helper.
+    Pkcs11(Arc<crate::keys::pkcs11::Pkcs11Provider>),
+}
+
+/// One key held by the agent.
+pub struct Identity {
+    /// The key or certificate; requests name it by `public.blob`.
+    pub public: PublicKey,
+    pub comment: String,
+    /// `SHA256:...` of the underlying public key (certificates: of their key).
+    pub fingerprint: String,
+    pub constraints: Constraints,
+    pub added: Instant,
+    pub expires: Option<Instant>,
+    key: Holder,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .field("comment", &self.comment)
+            .field("key", &self.key)
+            .field("constraints", &self.constraints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Builds an identity from a key sent by `ssh-add`, validating it.
+    pub fn new(new: &NewKey<'_>, constraints: Constraints, now: Instant) -> Result<Self, KeyError> {
+        let key = match new.secret {
+            SecretParts::SecurityKey { flags, key_handle } => {
+                if !new.public.parts.key_type().is_security_key() {
+                    return Err(KeyError::Mismatch);
+                }
+                let provider = constraints
+                    .sk_provider
+                    .clone()
+                    .unwrap_or(Provider::Internal);
+                Holder::Token(SecurityKey::new(provider, flags, key_handle)?)
+            }
+            _ => {
+                let material = SigningKey::material(&new.public.parts, &new.secret)?;
+                Holder::Software(ShieldedKey::seal(&new.public.parts, &material)?)
+            }
+        };
+        let expires = constraints
+            .lifetime
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Ok(Identity {
+            fingerprint: new.public.fingerprint(),
+            public: new.public.clone(),
+            comment: new.comment.clone(),
+            constraints,
+            added: now,
+            expires,
+            key,
+        })
+    }
+
+    /// An identity for a key found on a PKCS#11 token (`ssh-add -s`).
+    pub fn on_pkcs11_token(
+        public: PublicKey,
+        comment: String,
+        constraints: Constraints,
+        provider: Arc<crate::keys::pkcs11::Pkcs11Provider>,
+        now: Instant,
+    ) -> Self {
+        let expires = constraints
+            .lifetime
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Identity {
+            fingerprint: public.fingerprint(),
+            public,
+            comment,
+            constraints,
+            added: now,
+            expires,
+            key: Holder::Pkcs11(provider),
+        }
+    }
+
+    /// The PKCS#11 provider behind a token key; `None` for other keys.
+    pub fn pkcs11(&self) -> Option<&Arc<crate::keys::pkcs11::Pkcs11Provider>> {
+        match &self.key {
+            Holder::Pkcs11(provider) => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// The provider a hardware key signs through, as the audit names it
+    /// (a library path, or `internal`); `None` for keys held here.
+    pub fn provider_name(&self) -> Option<String> {
+        match &self.key {
+            Holder::Software(_) => None,
+            Holder::Token(key) => Some(key.provider.describe()),
+            Holder::Pkcs11(provider) => Some(provider.path.display().to_string()),
+        }
+    }
+
+    pub fn blob(&self) -> &[u8] {
+        &self.public.blob
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        self.public.parts.key_type()
+    }
+
+    /// Signs with a key held here; a token key signs through
+    /// [`crate::keys::sk::sign`] with [`Identity::security_key`] instead.
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+        match &self.key {
+            Holder::Software(key) => key.sign(data, flags),
+            Holder::Token(_) | Holder::Pkcs11(_) => Err(SignError::Failed),
+        }
+    }
+
+    /// The token and provider behind a FIDO key; `None` for other keys.
+    pub fn security_key(&self) -> Option<&SecurityKey> {
+        match &self.key {
+            Holder::Token(key) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Whether the sealed key is locked out of swap (see `hopward status`).
+    pub fn is_locked_in_memory(&self) -> bool {
+        match &self.key {
+            Holder::Software(key) => key.is_locked_in_memory(),
+            Holder::Token(key) => key.is_locked_in_memory(),
+            // Nothing secret of a PKCS#11 key is in the agent at all.
+            Holder::Pkcs11(_) => true,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|deadline| deadline <= now)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LockError {
+    #[error("the agent is already locked")]
+    AlreadyLocked,
+    #[error("the agent is not locked")]
+    NotLocked,
+    #[error("incorrect passphrase")]
+    WrongPassphrase,
+    #[error("could not hash the passphrase")]
+    Hash,
+}
+
+#[derive(Default)]
+struct State {
+    identities: Vec<Arc<Identity>>,
+    /// PHC string of the lock passphrase's Argon2id hash.
+    lock: Option<String>,
+    /// Consecutive failed unlocks; drives the escalating delay.
+    failed_unlocks: u32,
+}
+
+/// All identities and the lock state, shared by every connection.
+#[derive(Default)]
+pub struct Keystore {
+    state: Mutex<State>,
+    /// Woken when a deadline may have moved earlier, so the reaper re-plans.
+    deadline_changed: Notify,
+}
+
+impl fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock_state();
+        f.debug_struct("Keystore")
+            .field("identities", &state.identities.len())
+            .field("locked", &state.lock.is_some())
+            .finish()
+    }
+}
+
+impl Keystore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State inconsistent
+        // (every mutation is a single Vec operation), so recover from poison.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.lock_state().lock.is_some()
+    }
+
+    /// The usable identities, in the order they were added; empty while locked.
+    pub fn list(&self, now: Instant) -> Vec<Arc<Identity>> {
+        let state = self.lock_state();
+        if state.lock.is_some() {
+            return Vec::new();
+        }
+        state
+            .identities
+            .iter()
+            .filter(|id| !id.expired(now))
+            .cloned()
+            .collect()
+    }
+
+    /// The identity whose public blob is `blob`, unless locked or expired.
+    pub fn find(&self, blob: &[u8], now: Instant) -> Option<Arc<Identity>> {
+        let state = self.lock_state();
+        if state.lock.is_some() {
+            return None;
+        }
+        state
+            .identities
+            .iter()
+            .find(|id| id.blob() == blob && !id.expired(now))
+            .cloned()
+    }
+
+    /// Adds an identity; one with the same public key is replaced, as
+    /// OpenSSH does (new comment and constraints). Fails while locked.
+    pub fn add(&self, identity: Identity) -> Result<(), LockError> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return Err(LockError::AlreadyLocked);
+        }
+        let has_deadline = identity.expires.is_some();
+        let identity = Arc::new(identity);
+        match state
+            .identities
+            .iter_mut()
+            .find(|id| id.blob() == identity.blob())
+        {
+            Some(slot) => *slot = identity,
+            None => state.identities.push(identity),
+        }
+        drop(state);
+        if has_deadline {
+            self.deadline_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Removes the identity with this blob; false if none (or locked).
+    pub fn remove(&self, blob: &[u8]) -> bool {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return false;
+        }
+        let before = state.identities.len();
+        state.identities.retain(|id| id.blob() != blob);
+        state.identities.len() != before
+    }
+
+    /// Removes every identity loaded from the PKCS#11 provider at `path`
+    /// (`ssh-add -e`); `None` while locked.
+    pub fn remove_provider(&self, path: &std::path::Path) -> Option<usize> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return None;
+        }
+        let before = state.identities.len();
+        state
+            .identities
+            .retain(|id| id.pkcs11().is_none_or(|p| p.path != path));
+        Some(before - state.identities.len())
+    }
+
+    /// Removes every identity; `None` while locked.
+    pub fn remove_all(&self) -> Option<usize> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return None;
+        }
+        let removed = state.identities.len();
+        state.identities.clear();
+        Some(removed)
+    }
+
+    /// Drops every identity whatever the lock state (shutdown, SIGUSR1);
+    /// returns how many there were.
+    pub fn clear(&self) -> usize {
+        let mut state = self.lock_state();
+        let dropped = state.identities.len();
+        state.identities.clear();
+        dropped
+    }
+
+    /// Deletes identities whose deadline has passed; returns them.
+    pub fn expire(&self, now: Instant) -> Vec<Arc<Identity>> {
+        let mut state = self.lock_state();
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            state.identities.drain(..).partition(|id| id.expired(now));
+        state.identities = kept;
+        gone
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock_state()
+            .identities
+            .iter()
+            .filter_map(|id| id.expires)
+            .min()
+    }
+
+    /// Resolves when a newly added key may carry an earlier deadline.
+    pub async fn deadline_changed(&self) {
+        self.deadline_changed.notified().await;
+    }
+
+    /// Locks with a precomputed hash (see [`hash_passphrase`]).
+    pub fn lock(&self, hash: String) -> Result<(), LockError> {
+        let mut state = self.lock_state();
+        if state.lock.is_some() {
+            return Err(LockError::AlreadyLocked);
+        }
+        state.lock = Some(hash);
+        Ok(())
+    }
+
+    /// The stored hash to verify an unlock against, outside the mutex.
+    pub fn lock_hash(&self) -> Option<String> {
+        self.lock_state().lock.clone()
+    }
+
+    /// Records the outcome of a verified unlock attempt; returns how long the
+    /// failing connection must wait (0 on success).
+    pub fn finish_unlock(&self, expected_hash: &str, verified: bool) -> Result<(), Duration> {
+        let mut state = self.lock_state();
+        if verified && state.lock.as_deref() == Some(expected_hash) {
+            state.lock = None;
+            state.failed_unlocks = 0;
+            return Ok(());
+        }
+        state.failed_unlocks = state.failed_unlocks.saturating_add(1).min(100);
+        // As OpenSSH: 0.1 s more per consecutive failure, capped at 10 s.
+        Err(Duration::from_millis(100) * state.failed_unlocks)
+    }
+}
+
+/// Salted Argon2id hash of a lock passphrase (slow on purpose: run it off the
+/// async workers).
+pub fn hash_passphrase(passphrase: &[u8]) -> Result<String, LockError> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    argon2::Argon2::default()
+        .hash_password(passphrase, &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| LockError::Hash)
+}
+
+/// Checks a passphrase against a hash from [`hash_passphrase`].
+pub fn verify_passphrase(passphrase: &[u8], hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(passphrase, &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::request::SecretParts;
+    use crate::ssh::key::PublicParts;
+
+    fn identity(seed: u8, comment: &str, lifetime: Option<u32>, now: Instant) -> Identity {
+        let secret = [seed; 32];
+        let pk = crate::keys::sign::ed25519_public(&secret);
+        let parts = PublicParts::Ed25519(pk);
+        let new = NewKey {
+            public: PublicKey {
+                blob: parts.blob(),
+                parts,
+                is_cert: false,
+            },
+            secret: SecretParts::Ed25519(&secret),
+            comment: comment.into(),
+        };
+        let constraints = Constraints {
+            lifetime,
+            ..Constraints::default()
+        };
+        Identity::new(&new, constraints, now).unwrap()
+    }
+
+    #[test]
+    fn re_adding_replaces_comment_and_constraints() {
+        let now = Instant::now();
+        let store = Keystore::new();
+        store.add(identity(1, "first", None, now)).unwrap();
+        store.add(identity(1, "second", Some(60), now)).unwrap();
+        let list = store.list(now);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].comment, "second");
+        assert_eq!(list[0].constraints.lifetime, Some(60));
+    }
+
+    #[test]
+    fn expired_keys_are_invisible_before_and_removed_by_reaper() {
+        let now = Instant::now();
+        let store = Keystore::new();
+        store.add(identity(1, "short", Some(5), now)).unwrap();
+        store.add(identity(2, "forever", None, now)).unwrap();
+        let later = now + Duration::from_secs(6);
+        assert_eq!(store.list(later).len(), 1);
+        let blob = store.list(now)[0].blob().to_vec();
+        assert!(store.find(&blob, later).is_none());
+        assert_eq!(store.expire(later).len(), 1);
+        assert_eq!(store.list(now).len(), 1);
+        assert_eq!(store.next_deadline(), None);
+    }
+
+    #[test]
+    fn locked_store_lists_nothing_and_refuses_changes() {
+        let now = Instant::now();
+        let store = Keystore::new();
+        store.add(identity(1, "k", None, now)).unwrap();
+        let blob = store.list(now)[0].blob().to_vec();
+        let hash = hash_passphrase(b"secret").unwrap();
+        assert!(!hash.contains("secret"));
+        store.lock(hash.clone()).unwrap();
+        assert_eq!(store.lock("x".into()), Err(LockError::AlreadyLocked));
+        assert!(store.list(now).is_empty());
+        assert!(store.find(&blob, now).is_none());
+        assert!(!store.remove(&blob));
+        assert_eq!(store.remove_all(), None);
+        assert!(store.add(identity(2, "k2", None, now)).is_err());
+
+        assert!(!verify_passphrase(b"wrong", &hash));
+        assert_eq!(
+            store.finish_unlock(&hash, false),
+            Err(Duration::from_millis(100))
+        );
+        assert_eq!(
+            store.finish_unlock(&hash, false),
+            Err(Duration::from_millis(200))
+        );
+        assert!(verify_passphrase(b"secret", &hash));
+        assert_eq!(store.finish_unlock(&hash, true), Ok(()));
+        assert_eq!(store.list(now).len(), 1);
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let now = Instant::now();
+        let id = identity(0x41, "c", None, now);
+        let text = format!("{id:?}");
+        assert!(text.contains("ShieldedKey(ssh-ed25519)"), "{text}");
+        assert!(!text.contains("65, 65"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Keys held by the agent: the keystore, shielded private keys, signing, and
+//! the helper processes for FIDO tokens and PKCS#11 providers.
+
+pub mod keystore;
+pub mod pkcs11;
+pub mod shield;
+pub mod sign;
+pub mod sk;

@@ -1,0 +1,805 @@
+//! Private keys in signing form and the signature for each algorithm.
+//!
+//! Signing uses AWS-LC: its P-256 and RSA code is an order of magnitude
+//! faster than the pure-Rust crates, and it wipes key memory when a key is
+//! freed. Ed25519 and ECDSA key objects come from aws-lc-rs; RSA keys of
+//! every size, and opened shielded keys, sign through AWS-LC's C functions
+//! (`crate::sys::signing`). The `rsa` crate only checks RSA keys when
+//! they are added.
+//!
+//! `ssh-mldsa44-ed25519@openssh.com` is OpenSSH's composite of ML-DSA-44 and
+//! Ed25519 (draft-ietf-lamps-pq-composite-sigs as OpenSSH's
+//! `ssh-mldsa-eddsa.c` applies it): both halves sign the same derived
+//! message M' = prefix || label || 0 (no context) || SHA-512(data), ML-DSA
+//! with the label as its context string; the signature is the ML-DSA one
+//! followed by the Ed25519 one. Its private key is two 32-byte seeds, and
+//! the ML-DSA key is expanded from its seed for every signature, as
+//! OpenSSH's agent does.
+//!
+//! Invariants: a [`SigningKey`] is only built after its private half has been
+//! checked against the public key it claims to be; secrets are wiped on drop
+//! (AWS-LC cleanses on free, the `rsa` crate zeroizes, intermediate buffers
+//! are `Zeroizing`); no `Debug` output ever shows secret material.
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as lc, KeyPair as _};
+use rsa::BigUint;
+use zeroize::Zeroizing;
+
+use crate::protocol::request::SecretParts;
+use crate::ssh::key::{
+    KeyType, MLDSA_SEED_LEN, MLDSA44_ED25519_PUBLIC_LEN, MLDSA44_ED25519_SIGNATURE_LEN,
+    MLDSA44_PUBLIC_LEN, PublicParts,
+};
+use crate::ssh::wire::{Reader, put_mpint, put_string};
+use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers};
+
+/// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
+pub const FLAG_RSA_SHA2_256: u32 = 0x02;
+/// `SSH_AGENT_RSA_SHA2_512` from PROTOCOL.agent.
+pub const FLAG_RSA_SHA2_512: u32 = 0x04;
+
+/// OpenSSH refuses RSA keys below this many bits.
+const RSA_MIN_BITS: usize = 1024;
+
+/// The composite signature prefix (draft-ietf-lamps-pq-composite-sigs).
+const COMPOSITE_PREFIX: &[u8] = b"CompositeAlgorithmSignatures2025";
+/// The composite's label, also ML-DSA's context string.
+pub const COMPOSITE_LABEL: &[u8] = b"COMPSIG-MLDSA44-Ed25519-SHA512";
+/// Length of the material of an ML-DSA composite key: the ML-DSA seed, the
+/// Ed25519 seed and the Ed25519 public key.
+const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the private key does not match its public key")]
+    Mismatch,
+    #[error("RSA key of {0} bits is too small (minimum {RSA_MIN_BITS})")]
+    RsaTooSmall(usize),
+    #[error("malformed {0} private key")]
+    Malformed(&'static str),
+    #[error("could not shield the private key: {0}")]
+    Shield(&'static str),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignError {
+    #[error("signing failed")]
+    Failed,
+}
+
+/// A private key ready to sign.
+pub enum SigningKey {
+    Ed25519(lc::Ed25519KeyPair),
+    Ecdsa(KeyType, lc::EcdsaKeyPair),
+    Rsa(Box<signing::RsaKey>),
+    MlDsa44Ed25519 {
+        mldsa: MlDsa44Key,
+        ed25519: lc::Ed25519KeyPair,
+    },
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material, only what kind of key this is.
+        write!(f, "SigningKey({})", self.kind())
+    }
+}
+
+/// A signature in SSH wire form: the algorithm name and the signature bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSignature {
+    pub algorithm: &'static str,
+    pub blob: Vec<u8>,
+}
+
+/// A validated private key in the compact form that is kept shielded and
+/// signs through [`sign_with_material`]: Ed25519 the seed followed by the
+/// public key (64 bytes); ECDSA the private scalar, padded to the size of
+/// the curve order; RSA the SSH strings d, iqmp, p, q, dp, dq (the CRT
+/// exponents are computed once here, not per signature); ML-DSA composite
+/// the ML-DSA seed, then the Ed25519 seed and public key (96 bytes, so the
+/// Ed25519 half signs as Ed25519 keys do). Wiped on drop.
+pub type KeyMaterial = Zeroizing<Vec<u8>>;
+
+impl SigningKey {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SigningKey::Ed25519(_) => "ed25519",
+            SigningKey::Ecdsa(KeyType::EcdsaP384, _) => "ecdsa-p384",
+            SigningKey::Ecdsa(KeyType::EcdsaP521, _) => "ecdsa-p521",
+            SigningKey::Ecdsa(..) => "ecdsa-p256",
+            SigningKey::Rsa(_) => "rsa",
+            SigningKey::MlDsa44Ed25519 { .. } => "mldsa44-ed25519",
+        }
+    }
+
+    /// Builds a signing key from the numbers `ssh-add` sent, checking that the
+    /// private half matches the public key (or the certificate's key).
+    pub fn new(public: &PublicParts, secret: &SecretParts<'_>) -> Result<Self, KeyError> {
+        Self::from_material(public, &Self::material(public, secret)?)
+    }
+
+    /// Checks the numbers `ssh-add` sent against the public key and returns
+    /// them as [`KeyMaterial`].
+    pub fn material(
+        public: &PublicParts,
+        secret: &SecretParts<'_>,
+    ) -> Result<KeyMaterial, KeyError> {
+        match (public, secret) {
+            (PublicParts::Ed25519(pk), SecretParts::Ed25519(seed)) => {
+                lc::Ed25519KeyPair::from_seed_and_public_key(seed, pk)
+                    .map_err(|_| KeyError::Mismatch)?;
+                let mut material = Zeroizing::new(Vec::with_capacity(64));
+                material.extend_from_slice(seed);
+                material.extend_from_slice(pk);
+                Ok(material)
+            }
+            (PublicParts::Ecdsa(curve, point), SecretParts::Ecdsa(d)) => {
+                ecdsa_material(*curve, point, d)
+            }
+            (PublicParts::Rsa { e, n }, SecretParts::Rsa { d, iqmp, p, q }) => {
+                rsa_material(e, n, d, iqmp, p, q)
+            }
+            (PublicParts::MlDsa44Ed25519(pk), SecretParts::MlDsa44Ed25519(sk)) => {
+                let (mldsa_seed, ed25519_seed) = sk.split_at(MLDSA_SEED_LEN);
+                let mut material = Zeroizing::new(Vec::with_capacity(MLDSA44_ED25519_MATERIAL_LEN));
+                material.extend_from_slice(mldsa_seed);
+                material.extend_from_slice(ed25519_seed);
+                material.extend_from_slice(&pk[MLDSA44_PUBLIC_LEN..]);
+                // Both halves must make their part of the public key: OpenSSH
+                // does not check this when loading a key, the agent must.
+                mldsa_composite_key(pk, &material)?;
+                Ok(material)
+            }
+            _ => Err(KeyError::Mismatch),
+        }
+    }
+
+    /// Rebuilds a signing key from material made by [`SigningKey::material`]
+    /// for the same public key.
+    pub fn from_material(public: &PublicParts, material: &[u8]) -> Result<Self, KeyError> {
+        match public {
+            PublicParts::Ed25519(pk) => {
+                if material.len() != 64 || material[32..] != pk[..] {
+                    return Err(KeyError::Mismatch);
+                }
+                lc::Ed25519KeyPair::from_seed_and_public_key(&material[..32], pk)
+                    .map(SigningKey::Ed25519)
+                    .map_err(|_| KeyError::Mismatch)
+            }
+            PublicParts::Ecdsa(curve, point) => {
+                let key = lc::EcdsaKeyPair::from_private_key_and_public_key(
+                    ecdsa_algorithm(*curve)?,
+                    material,
+                    point,
+                )
+                .map_err(|_| KeyError::Mismatch)?;
+                Ok(SigningKey::Ecdsa(*curve, key))
+            }
+            PublicParts::Rsa { e, n } => {
+                let numbers = rsa_numbers(e, n, material).ok_or(KeyError::Malformed("rsa"))?;
+                signing::RsaKey::new(&numbers)
+                    .map(|key| SigningKey::Rsa(Box::new(key)))
+                    .ok_or(KeyError::Malformed("rsa"))
+            }
+            PublicParts::MlDsa44Ed25519(pk) => {
+                let (mldsa, ed25519) = mldsa_composite_key(pk, material)?;
+                Ok(SigningKey::MlDsa44Ed25519 { mldsa, ed25519 })
+            }
+            // The token holds the private key; the agent never can.
+            PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => {
+                Err(KeyError::Malformed("security key"))
+            }
+        }
+    }
+
+    /// Signs `data` as an SSH agent does: Ed25519 and ECDSA by their fixed
+    /// hash, RSA by the request flags (SHA-256 wins over SHA-512 as in
+    /// OpenSSH; `ssh-rsa`/SHA-1 only when neither flag is set).
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+        match self {
+            SigningKey::Ed25519(key) => Ok(SshSignature {
+                algorithm: "ssh-ed25519",
+                blob: key.sign(data).as_ref().to_vec(),
+            }),
+            SigningKey::Ecdsa(curve, key) => {
+                let sig = key
+                    .sign(&SystemRandom::new(), data)
+                    .map_err(|_| SignError::Failed)?;
+                // FIXED encoding: r || s, each the size of the curve order.
+                let (r, s) = sig.as_ref().split_at(sig.as_ref().len() / 2);
+                Ok(ecdsa_signature(*curve, r, s))
+            }
+            SigningKey::Rsa(key) => rsa_sign(key, data, flags),
+            SigningKey::MlDsa44Ed25519 { mldsa, ed25519 } => {
+                let message = composite_message(data);
+                let ed25519_signature = ed25519.sign(&message);
+                composite_signature(mldsa, &message, ed25519_signature.as_ref())
+            }
+        }
+    }
+}
+
+/// Checks ML-DSA composite material (see [`KeyMaterial`]) against the public
+/// key and returns the two halves as keys.
+fn mldsa_composite_key(
+    pk: &[u8; MLDSA44_ED25519_PUBLIC_LEN],
+    material: &[u8],
+) -> Result<(MlDsa44Key, lc::Ed25519KeyPair), KeyError> {
+    if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
+        return Err(KeyError::Malformed("mldsa44-ed25519"));
+    }
+    let (mldsa_pk, ed25519_pk) = pk.split_at(MLDSA44_PUBLIC_LEN);
+    if material[MLDSA_SEED_LEN + 32..] != *ed25519_pk {
+        return Err(KeyError::Mismatch);
+    }
+    let seed: &[u8; MLDSA_SEED_LEN] = material[..MLDSA_SEED_LEN]
+        .try_into()
+        .map_err(|_| KeyError::Malformed("mldsa44-ed25519"))?;
+    let mldsa = MlDsa44Key::from_seed(seed).ok_or(KeyError::Malformed("mldsa44-ed25519"))?;
+    if mldsa.public_key().as_ref().map(|k| &k[..]) != Some(mldsa_pk) {
+        return Err(KeyError::Mismatch);
+    }
+    let ed25519 = lc::Ed25519KeyPair::from_seed_and_public_key(
+        &material[MLDSA_SEED_LEN..MLDSA_SEED_LEN + 32],
+        ed25519_pk,
+    )
+    .map_err(|_| KeyError::Mismatch)?;
+    Ok((mldsa, ed25519))
+}
+
+/// The message both halves of an ML-DSA composite signature sign, M' of the
+/// composite draft with an empty context (OpenSSH never gives one):
+/// prefix || label || 0 || SHA-512(data).
+pub fn composite_message(data: &[u8]) -> Vec<u8> {
+    let hashed = digest::digest(&digest::SHA512, data);
+    let mut message = Vec::with_capacity(COMPOSITE_PREFIX.len() + COMPOSITE_LABEL.len() + 1 + 64);
+    message.extend_from_slice(COMPOSITE_PREFIX);
+    message.extend_from_slice(COMPOSITE_LABEL);
+    message.push(0);
+    message.extend_from_slice(hashed.as_ref());
+    message
+}
+
+/// The ML-DSA half over `message`, then the Ed25519 half already made.
+fn composite_signature(
+    mldsa: &MlDsa44Key,
+    message: &[u8],
+    ed25519_signature: &[u8],
+) -> Result<SshSignature, SignError> {
+    let mut blob = mldsa
+        .sign(message, COMPOSITE_LABEL)
+        .ok_or(SignError::Failed)?;
+    blob.extend_from_slice(ed25519_signature);
+    if blob.len() != MLDSA44_ED25519_SIGNATURE_LEN {
+        return Err(SignError::Failed);
+    }
+    Ok(SshSignature {
+        algorithm: signature_algorithm(KeyType::MlDsa44Ed25519, 0),
+        blob,
+    })
+}
+
+/// Signs with a key straight from its [`KeyMaterial`], as the shield does
+/// for every signature: Ed25519 and ECDSA sign from the seed or scalar
+/// without building a key object (which would recompute the public key,
+/// doubling the cost); RSA builds only the form the flags ask for.
+pub fn sign_with_material(
+    public: &PublicParts,
+    material: &[u8],
+    data: &[u8],
+    flags: u32,
+) -> Result<SshSignature, SignError> {
+    match public {
+        // Signed by the token through its provider (crate::keys::sk), never here.
+        PublicParts::SkEd25519 { .. } | PublicParts::SkEcdsa { .. } => Err(SignError::Failed),
+        PublicParts::Ed25519(_) => {
+            let key: &[u8; 64] = material.try_into().map_err(|_| SignError::Failed)?;
+            let blob = signing::ed25519_sign(key, data).ok_or(SignError::Failed)?;
+            Ok(SshSignature {
+                algorithm: "ssh-ed25519",
+                blob: blob.to_vec(),
+            })
+        }
+        PublicParts::Ecdsa(curve, _) => {
+            let hash = match curve {
+                KeyType::EcdsaP256 => &digest::SHA256,
+                KeyType::EcdsaP384 => &digest::SHA384,
+                _ => &digest::SHA512,
+            };
+            let hashed = digest::digest(hash, data);
+            let (r, s) = signing::ecdsa_sign(
+                curve.ec_curve().ok_or(SignError::Failed)?,
+                material,
+                hashed.as_ref(),
+            )
+            .ok_or(SignError::Failed)?;
+            Ok(ecdsa_signature(*curve, &r, &s))
+        }
+        PublicParts::Rsa { .. } => SigningKey::from_material(public, material)
+            .map_err(|_| SignError::Failed)?
+            .sign(data, flags),
+        PublicParts::MlDsa44Ed25519(_) => {
+            // Checked against the public key when the key was added (see
+            // `crate::sys::signing`): the ML-DSA key is only expanded
+            // from its seed, the Ed25519 half signs from seed and public key.
+            if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
+                return Err(SignError::Failed);
+            }
+            let (seed, ed25519_key) = material.split_at(MLDSA_SEED_LEN);
+            let seed: &[u8; MLDSA_SEED_LEN] = seed.try_into().map_err(|_| SignError::Failed)?;
+            let ed25519_key: &[u8; 64] = ed25519_key.try_into().map_err(|_| SignError::Failed)?;
+            let message = composite_message(data);
+            let ed25519_signature =
+                signing::ed25519_sign(ed25519_key, &message).ok_or(SignError::Failed)?;
+            let mldsa = MlDsa44Key::from_seed(seed).ok_or(SignError::Failed)?;
+            composite_signature(&mldsa, &message, &ed25519_signature)
+        }
+    }
+}
+
+/// An ECDSA signature in SSH form: `mpint r || mpint s`.
+fn ecdsa_signature(curve: KeyType, r: &[u8], s: &[u8]) -> SshSignature {
+    let mut blob = Vec::with_capacity(r.len() + s.len() + 10);
+    put_mpint(&mut blob, r);
+    put_mpint(&mut blob, s);
+    SshSignature {
+        algorithm: signature_algorithm(curve, 0),
+        blob,
+    }
+}
+
+/// The RSA numbers: n and e from the public key, the rest from the
+/// material (d, iqmp, p, q, dp, dq as SSH strings).
+fn rsa_numbers<'a>(e: &'a [u8], n: &'a [u8], material: &'a [u8]) -> Option<RsaNumbers<'a>> {
+    let mut reader = Reader::new(material);
+    let mut next = || reader.string("rsa material").ok();
+    let (d, iqmp, p, q, dp, dq) = (next()?, next()?, next()?, next()?, next()?, next()?);
+    reader.finish().ok()?;
+    Some(RsaNumbers {
+        n,
+        e,
+        d,
+        p,
+        q,
+        dp,
+        dq,
+        iqmp,
+    })
+}
+
+/// An RSA signature with the hash the request flags ask for.
+fn rsa_sign(key: &signing::RsaKey, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+    let algorithm = signature_algorithm(KeyType::Rsa, flags);
+    let (hash, digest_algorithm) = match algorithm {
+        "rsa-sha2-256" => (RsaHash::Sha256, &digest::SHA256),
+        "rsa-sha2-512" => (RsaHash::Sha512, &digest::SHA512),
+        _ => (RsaHash::Sha1, &digest::SHA1_FOR_LEGACY_USE_ONLY),
+    };
+    let hashed = digest::digest(digest_algorithm, data);
+    let blob = key.sign(hash, hashed.as_ref()).ok_or(SignError::Failed)?;
+    Ok(SshSignature { algorithm, blob })
+}
+
+fn ecdsa_algorithm(curve: KeyType) -> Result<&'static lc::EcdsaSigningAlgorithm, KeyError> {
+    match curve {
+        KeyType::EcdsaP256 => Ok(&lc::ECDSA_P256_SHA256_FIXED_SIGNING),
+        KeyType::EcdsaP384 => Ok(&lc::ECDSA_P384_SHA384_FIXED_SIGNING),
+        KeyType::EcdsaP521 => Ok(&lc::ECDSA_P521_SHA512_FIXED_SIGNING),
+        _ => Err(KeyError::Mismatch),
+    }
+}
+
+fn ecdsa_material(curve: KeyType, point: &[u8], d: &[u8]) -> Result<KeyMaterial, KeyError> {
+    let alg = ecdsa_algorithm(curve)?;
+    let size = match curve {
+        KeyType::EcdsaP256 => 32,
+        KeyType::EcdsaP384 => 48,
+        _ => 66,
+    };
+    // The mpint drops leading zeros; the key wants the full scalar size.
+    if d.len() > size {
+        return Err(KeyError::Malformed("ecdsa"));
+    }
+    let mut scalar: KeyMaterial = Zeroizing::new(vec![0u8; size]);
+    scalar[size - d.len()..].copy_from_slice(d);
+    let key = lc::EcdsaKeyPair::from_private_key_and_public_key(alg, &scalar, point)
+        .map_err(|_| KeyError::Mismatch)?;
+    if key.public_key().as_ref() != point {
+        return Err(KeyError::Mismatch);
+    }
+    Ok(scalar)
+}
+
+fn rsa_material(
+    e: &[u8],
+    n: &[u8],
+    d: &[u8],
+    iqmp: &[u8],
+    p: &[u8],
+    q: &[u8],
+) -> Result<KeyMaterial, KeyError> {
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+    let big = |b: &[u8]| BigUint::from_bytes_be(b);
+    let (nb, eb, db, pb, qb) = (big(n), big(e), big(d), big(p), big(q));
+    if &pb * &qb != nb {
+        return Err(KeyError::Mismatch);
+    }
+    let mut key = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
+        .map_err(|_| KeyError::Malformed("rsa"))?;
+    let bits = key.n().bits();
+    if bits < RSA_MIN_BITS {
+        return Err(KeyError::RsaTooSmall(bits));
+    }
+    key.validate().map_err(|_| KeyError::Mismatch)?;
+    // The CRT values are computed here rather than trusted: a wrong one
+    // makes a faulty CRT signature, and a faulty signature reveals p.
+    key.precompute().map_err(|_| KeyError::Malformed("rsa"))?;
+    let crt = |value: Option<BigUint>| {
+        value
+            .map(|v| Zeroizing::new(v.to_bytes_be()))
+            .ok_or(KeyError::Malformed("rsa"))
+    };
+    let dp = crt(key.dp().cloned())?;
+    let dq = crt(key.dq().cloned())?;
+    let qinv = crt(key.crt_coefficient())?;
+    if big(iqmp) != big(&qinv) {
+        return Err(KeyError::Mismatch);
+    }
+    let parts: [&[u8]; 6] = [d, &qinv, p, q, &dp, &dq];
+    // Sized up front so no partial copy is left behind by a reallocation.
+    let mut material = Zeroizing::new(Vec::with_capacity(
+        parts.iter().map(|part| part.len() + 4).sum(),
+    ));
+    for part in parts {
+        put_string(&mut material, part);
+    }
+    Ok(material)
+}
+
+/// The SSH algorithm name a signature by a `key_type` key carries, given
+/// the request flags.
+pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
+    match key_type {
+        KeyType::Ed25519 => "ssh-ed25519",
+        KeyType::EcdsaP256 => "ecdsa-sha2-nistp256",
+        KeyType::EcdsaP384 => "ecdsa-sha2-nistp384",
+        KeyType::EcdsaP521 => "ecdsa-sha2-nistp521",
+        KeyType::Rsa if flags & FLAG_RSA_SHA2_256 != 0 => "rsa-sha2-256",
+        KeyType::Rsa if flags & FLAG_RSA_SHA2_512 != 0 => "rsa-sha2-512",
+        KeyType::Rsa => "ssh-rsa",
+        KeyType::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
+        KeyType::SkEd25519 => "sk-ssh-ed25519@openssh.com",
+        KeyType::SkEcdsaP256 => "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+}
+
+/// The Ed25519 public key of a seed (tests and tooling).
+pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
+    let pair = lc::Ed25519KeyPair::from_seed_unchecked(seed).expect("32-byte seed");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(pair.public_key().as_ref());
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ssh::key::MLDSA44_SIGNATURE_LEN;
+
+    #[test]
+    fn ed25519_rejects_mismatched_public_key() {
+        let seed = [7u8; 32];
+        let good = ed25519_public(&seed);
+        let secret = SecretParts::Ed25519(&seed);
+        assert!(SigningKey::new(&PublicParts::Ed25519(good), &secret).is_ok());
+        let mut bad = good;
+        bad[0] ^= 1;
+        assert_eq!(
+            SigningKey::new(&PublicParts::Ed25519(bad), &secret).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+
+    #[test]
+    fn ed25519_signature_verifies() {
+        let seed = [9u8; 32];
+        let pk = ed25519_public(&seed);
+        let key = SigningKey::new(&PublicParts::Ed25519(pk), &SecretParts::Ed25519(&seed)).unwrap();
+        let sig = key.sign(b"hello", 0).unwrap();
+        assert_eq!(sig.algorithm, "ssh-ed25519");
+        lc::UnparsedPublicKey::new(&lc::ED25519, pk)
+            .verify(b"hello", &sig.blob)
+            .unwrap();
+    }
+
+    #[test]
+    fn short_ecdsa_scalars_are_padded() {
+        let mut d = [0u8; 32];
+        d[31] = 7;
+        // The public point of d = 7, derived by AWS-LC from a SEC1 key.
+        let derived = lc::EcdsaKeyPair::from_private_key_der(
+            &lc::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &p256_sec1_der(&d),
+        )
+        .unwrap();
+        let point = derived.public_key().as_ref().to_vec();
+        let public = PublicParts::Ecdsa(KeyType::EcdsaP256, point);
+        let built = SigningKey::new(&public, &SecretParts::Ecdsa(&[7])).unwrap();
+        assert_eq!(built.kind(), "ecdsa-p256");
+        assert!(SigningKey::new(&public, &SecretParts::Ecdsa(&[8])).is_err());
+    }
+
+    /// SEC1 ECPrivateKey DER for a P-256 scalar without the public key.
+    fn p256_sec1_der(d: &[u8; 32]) -> Vec<u8> {
+        let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
+        der.extend_from_slice(d);
+        der.extend_from_slice(&[
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ]);
+        der
+    }
+
+    #[test]
+    fn rsa_algorithm_follows_flags() {
+        let rsa = KeyType::Rsa;
+        assert_eq!(signature_algorithm(rsa, 0), "ssh-rsa");
+        assert_eq!(signature_algorithm(rsa, FLAG_RSA_SHA2_512), "rsa-sha2-512");
+        assert_eq!(
+            signature_algorithm(rsa, FLAG_RSA_SHA2_256 | FLAG_RSA_SHA2_512),
+            "rsa-sha2-256"
+        );
+    }
+
+    #[test]
+    fn rsa_keys_sign_sha1_and_sha2_and_wrong_numbers_are_refused() {
+        use rsa::pkcs1v15::Pkcs1v15Sign;
+        use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+        use sha2::Digest as _;
+        let generated = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
+        let primes = generated.primes();
+        let (p, q) = (primes[0].to_bytes_be(), primes[1].to_bytes_be());
+        let iqmp = generated.crt_coefficient().unwrap().to_bytes_be();
+        let (n, e, d) = (
+            generated.n().to_bytes_be(),
+            generated.e().to_bytes_be(),
+            generated.d().to_bytes_be(),
+        );
+        let public = PublicParts::Rsa {
+            e: e.clone(),
+            n: n.clone(),
+        };
+        let secret = SecretParts::Rsa {
+            d: &d,
+            iqmp: &iqmp,
+            p: &p,
+            q: &q,
+        };
+        let key = SigningKey::new(&public, &secret).unwrap();
+        let verifier = generated.to_public_key();
+        let sig = key.sign(b"m", 0).unwrap();
+        assert_eq!(sig.algorithm, "ssh-rsa");
+        let sha1 = sha1::Sha1::digest(b"m");
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1, &sig.blob)
+            .unwrap();
+        let sig = key.sign(b"m", FLAG_RSA_SHA2_256).unwrap();
+        assert_eq!(sig.algorithm, "rsa-sha2-256");
+        let sha256 = sha2::Sha256::digest(b"m");
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha2::Sha256>(), &sha256, &sig.blob)
+            .unwrap();
+        let sig = key.sign(b"m", FLAG_RSA_SHA2_512).unwrap();
+        assert_eq!(sig.algorithm, "rsa-sha2-512");
+        let sha512 = sha2::Sha512::digest(b"m");
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
+            .unwrap();
+        // The same through the material, as the shield signs.
+        let material = SigningKey::material(&public, &secret).unwrap();
+        let sig = sign_with_material(&public, &material, b"m", FLAG_RSA_SHA2_512).unwrap();
+        verifier
+            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
+            .unwrap();
+        // A different modulus does not pass as this key, nor a wrong CRT
+        // coefficient (it would make faulty signatures).
+        let mut wrong_n = n.clone();
+        wrong_n[10] ^= 1;
+        assert!(SigningKey::new(&PublicParts::Rsa { e, n: wrong_n }, &secret).is_err());
+        let bad = SecretParts::Rsa {
+            d: &d,
+            iqmp: &[1],
+            p: &p,
+            q: &q,
+        };
+        assert_eq!(
+            SigningKey::new(&public, &bad).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+
+    /// The composite draft's test vector: (message, public key, private
+    /// key, signature).
+    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
+        let field = |name: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{name} missing from the test vector"));
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .unwrap()
+        };
+        (field("m"), field("pk"), field("sk"), field("s"))
+    }
+
+    pub(crate) fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
+        let (_, pk, sk, _) = mldsa_kat();
+        (
+            PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap())),
+            sk,
+        )
+    }
+
+    #[test]
+    fn mldsa_composite_key_from_the_draft_vector_signs_and_verifies() {
+        let (public, sk) = mldsa_kat_key();
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        // The seeds expand to the vector's public key (AWS-LC's FIPS 204 key
+        // generation from a seed, as OpenSSH's).
+        let material = SigningKey::material(&public, &secret).unwrap();
+        assert_eq!(material.len(), MLDSA44_ED25519_MATERIAL_LEN);
+        let key = SigningKey::from_material(&public, &material).unwrap();
+        assert_eq!(key.kind(), "mldsa44-ed25519");
+        for sig in [
+            key.sign(b"userauth", 0).unwrap(),
+            sign_with_material(&public, &material, b"userauth", 0).unwrap(),
+        ] {
+            assert_eq!(sig.algorithm, "ssh-mldsa44-ed25519@openssh.com");
+            assert_eq!(sig.blob.len(), MLDSA44_ED25519_SIGNATURE_LEN);
+            let mut blob = Vec::new();
+            put_string(&mut blob, sig.algorithm.as_bytes());
+            put_string(&mut blob, &sig.blob);
+            assert!(crate::ssh::verify::verify(&public, b"userauth", &blob));
+            assert!(!crate::ssh::verify::verify(&public, b"userauth!", &blob));
+        }
+        // ML-DSA is randomised here (hedged, as OpenSSH signs): two
+        // signatures differ in their ML-DSA half, never in the Ed25519 one.
+        let (a, b) = (
+            key.sign(b"m", 0).unwrap().blob,
+            key.sign(b"m", 0).unwrap().blob,
+        );
+        assert_ne!(a[..MLDSA44_SIGNATURE_LEN], b[..MLDSA44_SIGNATURE_LEN]);
+        assert_eq!(a[MLDSA44_SIGNATURE_LEN..], b[MLDSA44_SIGNATURE_LEN..]);
+    }
+
+    #[test]
+    fn mldsa_composite_halves_that_disagree_are_refused() {
+        let (public, sk) = mldsa_kat_key();
+        let PublicParts::MlDsa44Ed25519(pk) = &public else {
+            unreachable!()
+        };
+        // Either seed changed: that half makes another public key.
+        for at in [0, MLDSA_SEED_LEN] {
+            let mut wrong: [u8; 64] = sk.as_slice().try_into().unwrap();
+            wrong[at] ^= 1;
+            assert_eq!(
+                SigningKey::material(&public, &SecretParts::MlDsa44Ed25519(&wrong)).unwrap_err(),
+                KeyError::Mismatch,
+                "seed byte {at}"
+            );
+        }
+        // Either public half changed.
+        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
+        for at in [
+            0,
+            MLDSA44_PUBLIC_LEN - 1,
+            MLDSA44_PUBLIC_LEN,
+            MLDSA44_ED25519_PUBLIC_LEN - 1,
+        ] {
+            let mut other = pk.clone();
+            other[at] ^= 1;
+            assert_eq!(
+                SigningKey::material(&PublicParts::MlDsa44Ed25519(other), &secret).unwrap_err(),
+                KeyError::Mismatch,
+                "public byte {at}"
+            );
+        }
+        // Material of the wrong length, or with another Ed25519 public key.
+        let material = SigningKey::material(&public, &secret).unwrap();
+        assert!(SigningKey::from_material(&public, &material[..95]).is_err());
+        let mut swapped = material.to_vec();
+        swapped[MLDSA_SEED_LEN + 32] ^= 1;
+        assert_eq!(
+            SigningKey::from_material(&public, &swapped).unwrap_err(),
+            KeyError::Mismatch
+        );
+        assert!(sign_with_material(&public, &material[..95], b"x", 0).is_err());
+        // An ML-DSA secret does not pass for another key type.
+        assert_eq!(
+            SigningKey::material(&PublicParts::Ed25519([1; 32]), &secret).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+
+    #[test]
+    fn mldsa_through_aws_lc_c_agrees_with_aws_lc_rs_and_applies_the_context() {
+        // The key from a seed is the one aws-lc-rs makes from it, and a
+        // signature with the empty context verifies through aws-lc-rs's own
+        // ML-DSA-44 (which has no context string).
+        let seed = [0x17u8; MLDSA_SEED_LEN];
+        let ours = MlDsa44Key::from_seed(&seed).unwrap();
+        let theirs = lc::PqdsaKeyPair::from_seed(&lc::ML_DSA_44_SIGNING, &seed).unwrap();
+        let public = ours.public_key().unwrap();
+        assert_eq!(&public[..], theirs.public_key().as_ref());
+        let plain = ours.sign(b"message", b"").unwrap();
+        lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+            .verify(b"message", &plain)
+            .unwrap();
+        assert!(signing::mldsa44_verify(&public, b"message", b"", &plain));
+        // A context changes what is signed: each verifies only with its own.
+        let labelled = ours.sign(b"message", COMPOSITE_LABEL).unwrap();
+        assert!(signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public, b"message", b"", &labelled
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            COMPOSITE_LABEL,
+            &plain
+        ));
+        assert!(
+            lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
+                .verify(b"message", &labelled)
+                .is_err()
+        );
+        // Another key, a short signature.
+        let other = MlDsa44Key::from_seed(&[0x18; MLDSA_SEED_LEN]).unwrap();
+        let other_public = other.public_key().unwrap();
+        assert!(!signing::mldsa44_verify(
+            &other_public,
+            b"message",
+            b"",
+            &plain
+        ));
+        assert!(!signing::mldsa44_verify(
+            &public,
+            b"message",
+            b"",
+            &plain[1..]
+        ));
+    }
+
+    #[test]
+    fn composite_message_is_the_drafts_m_prime() {
+        use sha2::Digest as _;
+        let message = composite_message(b"abc");
+        assert_eq!(&message[..32], b"CompositeAlgorithmSignatures2025");
+        assert_eq!(&message[32..62], b"COMPSIG-MLDSA44-Ed25519-SHA512");
+        assert_eq!(message[62], 0, "no context");
+        assert_eq!(&message[63..], &sha2::Sha512::digest(b"abc")[..]);
+    }
+
+    #[test]
+    fn debug_never_shows_secret() {
+        let seed = [0x41; 32];
+        let key = SigningKey::new(
+            &PublicParts::Ed25519(ed25519_public(&seed)),
+            &SecretParts::Ed25519(&seed),
+        )
+        .unwrap();
+        assert_eq!(format!("{key:?}"), "SigningKey(ed25519)");
+    }
+}

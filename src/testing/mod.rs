@@ -1,0 +1,4 @@
+//! What the integration tests, fuzz targets and the load generator use from
+//! the library, behind the `testing` feature so that nothing of it ships.
+
+pub mod fuzz;

@@ -1,0 +1,9 @@
+//! Where a request comes from: verified session binds, OpenSSH's `ssh-add -h`
+//! destination rules, known_hosts names, the connecting process, and the
+//! request context the policy reads. Pure, except for reading known_hosts.
+
+pub mod binding;
+pub mod context;
+pub mod destination;
+pub mod known_hosts;
+pub mod peer;
