@@ -457,7 +457,7 @@ async fn probe_accepts_bind(path: &Path, timeout: Duration) -> Result<bool, Upst
     let mut session_id = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut *seed);
     rand_core::OsRng.fill_bytes(&mut session_id);
-    let public = crate::ssh::key::PublicParts::Ed25519(crate::keys::sign::ed25519_public(&seed));
+    let public = crate::ssh::key::PublicParts::Ed25519(crate::ssh::key::ed25519_public(&seed));
     let garbage = |detail: String| UpstreamError::Garbage {
         path: path.to_path_buf(),
         what: "probe session-bind",

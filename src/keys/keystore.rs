@@ -416,7 +416,7 @@ mod tests {
 
     fn identity(seed: u8, comment: &str, lifetime: Option<u32>, now: Instant) -> Identity {
         let secret = [seed; 32];
-        let pk = crate::keys::sign::ed25519_public(&secret);
+        let pk = crate::ssh::key::ed25519_public(&secret);
         let parts = PublicParts::Ed25519(pk);
         let new = NewKey {
             public: PublicKey {

@@ -220,8 +220,8 @@ fn nonce() -> Nonce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::sign::ed25519_public;
     use crate::protocol::request::SecretParts;
+    use crate::ssh::key::ed25519_public;
 
     fn ed25519(seed: &[u8; 32]) -> (PublicParts, KeyMaterial) {
         let public = PublicParts::Ed25519(ed25519_public(seed));
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn mldsa_composite_keys_are_sealed_like_the_others() {
-        let (public, sk) = crate::keys::sign::tests::mldsa_kat_key();
+        let (public, sk) = crate::ssh::key::test_vectors::mldsa_kat_key();
         let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
         let material = SigningKey::material(&public, &secret).unwrap();
         let shielded = ShieldedKey::seal(&public, &material).unwrap();
@@ -353,7 +353,7 @@ mod tests {
     #[cfg(not(feature = "unshielded-benchmark"))]
     #[test]
     fn altered_mldsa_composite_memory_refuses_to_sign() {
-        let (public, sk) = crate::keys::sign::tests::mldsa_kat_key();
+        let (public, sk) = crate::ssh::key::test_vectors::mldsa_kat_key();
         let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
         let material = SigningKey::material(&public, &secret).unwrap();
         // The first byte of each seed and the tag's last.
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn mldsa_composite_material_with_a_wrong_seed_is_not_sealed() {
-        let (public, sk) = crate::keys::sign::tests::mldsa_kat_key();
+        let (public, sk) = crate::ssh::key::test_vectors::mldsa_kat_key();
         let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
         let mut material = SigningKey::material(&public, &secret).unwrap();
         // Material that skipped the add-time check: the seal's self-test

@@ -34,6 +34,7 @@ use crate::ssh::key::{
     KeyType, MLDSA_SEED_LEN, MLDSA44_ED25519_PUBLIC_LEN, MLDSA44_ED25519_SIGNATURE_LEN,
     MLDSA44_PUBLIC_LEN, PublicParts,
 };
+use crate::ssh::verify::{COMPOSITE_LABEL, composite_message};
 use crate::ssh::wire::{Reader, put_mpint, put_string};
 use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers};
 
@@ -45,10 +46,6 @@ pub const FLAG_RSA_SHA2_512: u32 = 0x04;
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
 
-/// The composite signature prefix (draft-ietf-lamps-pq-composite-sigs).
-const COMPOSITE_PREFIX: &[u8] = b"CompositeAlgorithmSignatures2025";
-/// The composite's label, also ML-DSA's context string.
-pub const COMPOSITE_LABEL: &[u8] = b"COMPSIG-MLDSA44-Ed25519-SHA512";
 /// Length of the material of an ML-DSA composite key: the ML-DSA seed, the
 /// Ed25519 seed and the Ed25519 public key.
 const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
@@ -250,19 +247,6 @@ fn mldsa_composite_key(
     )
     .map_err(|_| KeyError::Mismatch)?;
     Ok((mldsa, ed25519))
-}
-
-/// The message both halves of an ML-DSA composite signature sign, M' of the
-/// composite draft with an empty context (OpenSSH never gives one):
-/// prefix || label || 0 || SHA-512(data).
-pub fn composite_message(data: &[u8]) -> Vec<u8> {
-    let hashed = digest::digest(&digest::SHA512, data);
-    let mut message = Vec::with_capacity(COMPOSITE_PREFIX.len() + COMPOSITE_LABEL.len() + 1 + 64);
-    message.extend_from_slice(COMPOSITE_PREFIX);
-    message.extend_from_slice(COMPOSITE_LABEL);
-    message.push(0);
-    message.extend_from_slice(hashed.as_ref());
-    message
 }
 
 /// The ML-DSA half over `message`, then the Ed25519 half already made.
@@ -478,18 +462,12 @@ pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
     }
 }
 
-/// The Ed25519 public key of a seed (tests and tooling).
-pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
-    let pair = lc::Ed25519KeyPair::from_seed_unchecked(seed).expect("32-byte seed");
-    let mut out = [0u8; 32];
-    out.copy_from_slice(pair.public_key().as_ref());
-    out
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::ssh::key::MLDSA44_SIGNATURE_LEN;
+    use crate::ssh::key::ed25519_public;
+    use crate::ssh::key::test_vectors::mldsa_kat_key;
 
     #[test]
     fn ed25519_rejects_mismatched_public_key() {
@@ -624,29 +602,6 @@ pub(crate) mod tests {
 
     /// The composite draft's test vector: (message, public key, private
     /// key, signature).
-    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
-        use base64::Engine as _;
-        let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
-        let field = |name: &str| {
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .unwrap_or_else(|| panic!("{name} missing from the test vector"));
-            base64::engine::general_purpose::STANDARD
-                .decode(line)
-                .unwrap()
-        };
-        (field("m"), field("pk"), field("sk"), field("s"))
-    }
-
-    pub(crate) fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
-        let (_, pk, sk, _) = mldsa_kat();
-        (
-            PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap())),
-            sk,
-        )
-    }
-
     #[test]
     fn mldsa_composite_key_from_the_draft_vector_signs_and_verifies() {
         let (public, sk) = mldsa_kat_key();

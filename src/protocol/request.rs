@@ -343,7 +343,7 @@ mod tests {
     use crate::ssh::wire::{put_string, put_u32};
 
     fn ed25519_add(seed: [u8; 32], comment: &str) -> Vec<u8> {
-        let pk = crate::keys::sign::ed25519_public(&seed);
+        let pk = crate::ssh::key::ed25519_public(&seed);
         let mut out = vec![SSH_AGENTC_ADD_IDENTITY];
         put_string(&mut out, b"ssh-ed25519");
         put_string(&mut out, &pk);

@@ -163,8 +163,9 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::sign::{SigningKey, ed25519_public};
+    use crate::keys::sign::SigningKey;
     use crate::protocol::request::SecretParts;
+    use crate::ssh::key::ed25519_public;
     use crate::ssh::wire::{put_string, put_u32};
 
     /// A host certificate for `key`, for `principal`, signed by `ca` whose
@@ -203,7 +204,7 @@ mod tests {
     }
 
     fn mldsa_key() -> (PublicParts, SigningKey) {
-        let (public, sk) = crate::keys::sign::tests::mldsa_kat_key();
+        let (public, sk) = crate::ssh::key::test_vectors::mldsa_kat_key();
         let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
         let key = SigningKey::new(&public, &secret).unwrap();
         (public, key)

@@ -372,3 +372,42 @@ fn skip_cert_tail(reader: &mut Reader<'_>) -> Result<(), ProtoError> {
     reader.string("certificate signature")?;
     Ok(())
 }
+
+/// The Ed25519 public key of a seed (tests and tooling).
+pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
+    use aws_lc_rs::signature::KeyPair as _;
+    let pair =
+        aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(seed).expect("32-byte seed");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(pair.public_key().as_ref());
+    out
+}
+
+/// The ML-DSA-44 + Ed25519 composite test vector of the draft.
+#[cfg(test)]
+pub(crate) mod test_vectors {
+    use super::PublicParts;
+
+    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
+        let field = |name: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{name} missing from the test vector"));
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .unwrap()
+        };
+        (field("m"), field("pk"), field("sk"), field("s"))
+    }
+
+    pub(crate) fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
+        let (_, pk, sk, _) = mldsa_kat();
+        (
+            PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap())),
+            sk,
+        )
+    }
+}

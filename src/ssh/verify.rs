@@ -6,7 +6,6 @@
 
 use aws_lc_rs::signature as lc;
 
-use crate::keys::sign::{COMPOSITE_LABEL, composite_message};
 use crate::ssh::key::{KeyType, MLDSA44_ED25519_SIGNATURE_LEN, MLDSA44_PUBLIC_LEN, PublicParts};
 use crate::ssh::wire::Reader;
 use crate::sys::signing::mldsa44_verify;
@@ -147,6 +146,24 @@ fn ecdsa_fixed(sig: &[u8], size: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The composite signature prefix (draft-ietf-lamps-pq-composite-sigs).
+const COMPOSITE_PREFIX: &[u8] = b"CompositeAlgorithmSignatures2025";
+/// The composite's label, also ML-DSA's context string.
+pub const COMPOSITE_LABEL: &[u8] = b"COMPSIG-MLDSA44-Ed25519-SHA512";
+
+/// The message both halves of an ML-DSA composite signature sign, M' of the
+/// composite draft with an empty context (OpenSSH never gives one):
+/// prefix || label || 0 || SHA-512(data).
+pub fn composite_message(data: &[u8]) -> Vec<u8> {
+    let hashed = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, data);
+    let mut message = Vec::with_capacity(COMPOSITE_PREFIX.len() + COMPOSITE_LABEL.len() + 1 + 64);
+    message.extend_from_slice(COMPOSITE_PREFIX);
+    message.extend_from_slice(COMPOSITE_LABEL);
+    message.push(0);
+    message.extend_from_slice(hashed.as_ref());
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +173,7 @@ mod tests {
     #[test]
     fn ed25519_signature_round_trip_and_tamper() {
         let seed = [3u8; 32];
-        let pk = crate::keys::sign::ed25519_public(&seed);
+        let pk = crate::ssh::key::ed25519_public(&seed);
         let key = crate::keys::sign::SigningKey::new(
             &PublicParts::Ed25519(pk),
             &crate::protocol::request::SecretParts::Ed25519(&seed),
@@ -178,7 +195,7 @@ mod tests {
 
     #[test]
     fn mldsa_composite_draft_vector_verifies_and_tampering_does_not() {
-        let (m, pk, _, s) = crate::keys::sign::tests::mldsa_kat();
+        let (m, pk, _, s) = crate::ssh::key::test_vectors::mldsa_kat();
         let key = PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap()));
         let blob = |alg: &str, sig: &[u8]| {
             let mut out = Vec::new();

@@ -218,7 +218,7 @@ fn fuzz_hosts() -> &'static FuzzHosts {
         let keys = (1..=4u8)
             .map(|seed| {
                 let seed = [seed; 32];
-                let public = PublicParts::Ed25519(crate::keys::sign::ed25519_public(&seed));
+                let public = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&seed));
                 let key = crate::keys::sign::SigningKey::new(&public, &SecretParts::Ed25519(&seed))
                     .expect("a valid Ed25519 seed");
                 (key, public.blob())

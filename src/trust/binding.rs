@@ -403,7 +403,7 @@ mod tests {
 
     #[test]
     fn algorithm_must_match_key_type() {
-        let pk = crate::keys::sign::ed25519_public(&[1; 32]);
+        let pk = crate::ssh::key::ed25519_public(&[1; 32]);
         let blob = crate::ssh::key::PublicParts::Ed25519(pk).blob();
         assert!(algorithm_matches_key("ssh-ed25519", &blob));
         assert!(!algorithm_matches_key(

@@ -259,8 +259,7 @@ mod tests {
     fn constraints_need_complete_to_and_consistent_from() {
         use crate::ssh::wire::put_string;
         let key =
-            crate::ssh::key::PublicParts::Ed25519(crate::keys::sign::ed25519_public(&[1; 32]))
-                .blob();
+            crate::ssh::key::PublicParts::Ed25519(crate::ssh::key::ed25519_public(&[1; 32])).blob();
         let hop = |user: &str, host: &str, with_key: bool| {
             let mut h = Vec::new();
             put_string(&mut h, user.as_bytes());

@@ -419,7 +419,7 @@ mod tests {
     use crate::trust::binding::Hop;
 
     fn hop(seed: u8) -> Hop {
-        let parts = PublicParts::Ed25519(crate::keys::sign::ed25519_public(&[seed; 32]));
+        let parts = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&[seed; 32]));
         Hop {
             host_key: PublicKey {
                 blob: parts.blob(),

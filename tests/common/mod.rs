@@ -156,7 +156,7 @@ pub fn ed25519_seed_of(path: &Path) -> [u8; 32] {
         .expect("no seed || pk in the key file");
     let seed: [u8; 32] = blob[at - 32..at].try_into().unwrap();
     assert_eq!(
-        hopward::keys::sign::ed25519_public(&seed),
+        hopward::ssh::key::ed25519_public(&seed),
         pk,
         "seed extraction"
     );
@@ -418,9 +418,10 @@ pub fn read_reply(stream: &mut UnixStream) -> Vec<u8> {
 /// A `session-bind@openssh.com` request: the Ed25519 host key made from
 /// `[host_seed; 32]` signs `sid`, as an sshd host key does in key exchange.
 pub fn session_bind_request(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<u8> {
-    use hopward::keys::sign::{SigningKey, ed25519_public};
+    use hopward::keys::sign::SigningKey;
     use hopward::protocol::request::SecretParts;
     use hopward::ssh::key::PublicParts;
+    use hopward::ssh::key::ed25519_public;
     let seed = [host_seed; 32];
     let public = PublicParts::Ed25519(ed25519_public(&seed));
     let sig = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
@@ -478,7 +479,7 @@ pub fn confirm_prompts(dir: &Path) -> Vec<String> {
 /// The public key blob of the Ed25519 host key made from `[host_seed; 32]`.
 pub fn host_key_blob(host_seed: u8) -> Vec<u8> {
     use hopward::ssh::key::PublicParts;
-    PublicParts::Ed25519(hopward::keys::sign::ed25519_public(&[host_seed; 32])).blob()
+    PublicParts::Ed25519(hopward::ssh::key::ed25519_public(&[host_seed; 32])).blob()
 }
 
 /// The data ssh signs to log in as `user` with `key_blob` on session `sid`:
