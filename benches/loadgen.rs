@@ -558,9 +558,10 @@ fn start_hopward(
 /// ssh-agent on the same bound connections.
 fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
     use base64::Engine as _;
-    use hopward::keys::sign::{SigningKey, ed25519_public};
+    use hopward::keys::sign::SigningKey;
     use hopward::protocol::request::SecretParts;
     use hopward::ssh::key::PublicParts;
+    use hopward::ssh::key::ed25519_public;
     use rand_core::RngCore as _;
 
     let host_seed = [0x42u8; 32];

@@ -482,14 +482,14 @@ fn a_prompt_cannot_lie() {
     let mut s = w.forwarded(&[]);
     let evil = "ok\u{2028}Purpose: git commit signing\u{202e}\u{200b}\nWARNING: none";
     let (seed, added_blob) = ([42u8; 32], {
-        let pk = hopward::keys::sign::ed25519_public(&[42u8; 32]);
+        let pk = hopward::ssh::key::ed25519_public(&[42u8; 32]);
         hopward::ssh::key::PublicParts::Ed25519(pk).blob()
     });
     let mut add = vec![17];
     put_string(&mut add, b"ssh-ed25519");
-    put_string(&mut add, &hopward::keys::sign::ed25519_public(&seed));
+    put_string(&mut add, &hopward::ssh::key::ed25519_public(&seed));
     let mut secret = seed.to_vec();
-    secret.extend_from_slice(&hopward::keys::sign::ed25519_public(&seed));
+    secret.extend_from_slice(&hopward::ssh::key::ed25519_public(&seed));
     put_string(&mut add, &secret);
     put_string(&mut add, evil.as_bytes());
     assert_eq!(request(&mut s, &add)[0], SUCCESS);

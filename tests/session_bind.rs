@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
-use hopward::keys::sign::{SigningKey, ed25519_public};
+use hopward::keys::sign::SigningKey;
 use hopward::protocol::request::SecretParts;
 use hopward::ssh::key::PublicParts;
+use hopward::ssh::key::ed25519_public;
 use hopward::ssh::wire::{put_string, put_u32};
 
 const SUCCESS: u8 = 6;

@@ -304,6 +304,50 @@ pub fn for_settings(settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confir
     }
 }
 
+/// How the agent reaches the person at the desk: a confirmer for the
+/// policy's `[confirm]` settings, and notices that wait for no answer. The
+/// daemon gets one at start (the desktop's); tests give their own.
+pub trait Desk: Send + Sync + std::fmt::Debug + 'static {
+    /// The confirmer to ask with under these settings.
+    fn confirmer(&self, settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confirmer>;
+    /// Shows a notice and returns at once; the notice may not be shown.
+    fn notify(&self, summary: &'static str, body: String);
+}
+
+/// Notices (the `notify` action, flood warnings) on their way to the
+/// desktop at once: past this, a notice is dropped (and logged), so a
+/// flood of requests cannot pile up tasks.
+const MAX_NOTICES: usize = 8;
+
+/// The real desk: the confirmer [`for_settings`] picks, and notices on the
+/// session bus's notification server.
+#[derive(Debug, Default)]
+pub struct DesktopDesk {
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Desk for DesktopDesk {
+    fn confirmer(&self, settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confirmer> {
+        for_settings(settings)
+    }
+
+    fn notify(&self, summary: &'static str, body: String) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_NOTICES {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            tracing::info!("notice not shown: {MAX_NOTICES} notices already on their way");
+            return;
+        }
+        let in_flight = Arc::clone(&self.in_flight);
+        tokio::spawn(async move {
+            if let Err(e) = desktop::tell(summary, &body).await {
+                tracing::info!("notice not shown: {e}");
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
 /// `auto`: the desktop notification if a notification server with buttons
 /// is on the session bus, else askpass if it can show a window, else the
 /// macOS dialog; if none can ask, the answer is "no way to ask".

@@ -89,6 +89,9 @@ pub struct Agent {
     pub upstream: crate::daemon::upstream::UpstreamState,
     /// Loaded PKCS#11 providers by real path, each with its helper.
     pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
+    /// How questions and notices reach the person (the desktop, or what a
+    /// test gives in [`Agent::with_desk`]).
+    pub desk: Arc<dyn crate::confirm::Desk>,
 }
 
 /// What the agent knows about one open connection.
@@ -119,7 +122,14 @@ impl Agent {
             prompts: crate::confirm::broker::PromptBroker::default(),
             upstream: crate::daemon::upstream::UpstreamState::default(),
             pkcs11: Mutex::new(HashMap::new()),
+            desk: Arc::new(crate::confirm::DesktopDesk::default()),
         }
+    }
+
+    /// The agent with another way to reach the person.
+    pub fn with_desk(mut self, desk: Arc<dyn crate::confirm::Desk>) -> Self {
+        self.desk = desk;
+        self
     }
 
     fn providers(

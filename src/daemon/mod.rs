@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod authorize;
 pub mod autolock;
 pub mod control;
 pub mod policy_watch;

@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::confirm::broker::{Origin, Question};
-use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
+use crate::daemon::authorize::{Caller, Op, SignKey, authorize};
 use crate::daemon::audit::AuditRecord;
 use crate::keys::keystore::{self, Constraints, Identity};
-use crate::policy::grants::GrantScope;
-use crate::policy::{Action, Decision, KeyOp};
+use crate::policy::KeyOp;
 use crate::protocol::reply::{SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS};
 use crate::protocol::request::{Constraint, NewKey, Passphrase, Request};
 use crate::ssh::cert::unix_now;
@@ -65,44 +63,6 @@ fn status(ok: bool) -> Vec<u8> {
 
 fn failure() -> Vec<u8> {
     status(false)
-}
-
-/// The outcome of putting a decision into effect.
-struct Verdict {
-    allowed: bool,
-    reason: String,
-}
-
-/// The chain as the audit log shows it: each hop's first verified name,
-/// else its fingerprint.
-fn hosts_of(context: &RequestContext) -> Vec<String> {
-    context
-        .chain
-        .iter()
-        .map(|h| {
-            h.names
-                .first()
-                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
-        })
-        .collect()
-}
-
-/// Notices (the `notify` action) on their way to the desktop at once.
-const MAX_NOTICES: usize = 8;
-
-impl Verdict {
-    /// The verdict of an allow, notify or deny decision (a confirm needs
-    /// asking). A notify is an allow whose reason says a notice was sent;
-    /// the caller sends it ([`Session::tell`]).
-    fn settled(decision: &Decision) -> Option<Verdict> {
-        let (allowed, reason) = match decision.action {
-            Action::Allow => (true, decision.rule.clone()),
-            Action::Notify => (true, "notified".to_string()),
-            Action::Deny => (false, decision.rule.clone()),
-            Action::Confirm => return None,
-        };
-        Some(Verdict { allowed, reason })
-    }
 }
 
 impl Session {
@@ -503,7 +463,6 @@ impl Session {
             return self.sign_upstream(key_blob, data, flags).await;
         };
         let signed_data = SignedData::parse(data);
-        let policy = self.agent.policy.current();
         let context = RequestContext::new(
             (&identity.fingerprint, &identity.comment, key_blob),
             &self.chain,
@@ -512,56 +471,26 @@ impl Session {
             &self.peer,
         );
         debug!(conn = self.id, "request context: {context}");
-
-        // OpenSSH's own constraints come first; the policy can only add to them.
-        if let Err(refusal) = destination::check_sign(
-            &identity.constraints.destinations,
-            &self.chain,
-            key_blob,
-            &signed_data,
-            unix_now(),
-        ) {
-            warn!(conn = self.id, key = %identity.fingerprint, "sign refused by destination constraint: {refusal}");
-            self.audit_sign(&context, false, "constraint", "constraint");
-            return failure();
-        }
-        if identity.security_key().is_some() && !self.websafe(&identity, &signed_data) {
-            warn!(conn = self.id, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
-            self.audit_sign(&context, false, "constraint", "constraint");
-            return failure();
-        }
-        let mut decision = policy.decide(&context);
-        if identity.constraints.confirm && decision.action.allows_unasked() {
-            // ssh-add -c: the key always asks, whatever the policy allows.
-            decision.action = Action::Confirm;
-            decision.remember = None;
-        }
-        let token = identity.security_key();
-        let touch = token.is_some_and(|t| t.needs_touch());
-        let verdict = self
-            .enforce(
-                &decision,
-                &context,
-                (&signed_data, data),
-                touch,
-                &policy.confirm,
-            )
-            .await;
-        let mut record = AuditRecord::sign(
-            &context,
-            verdict.allowed,
-            &decision.rule,
-            &verdict.reason,
-            self.id,
-        );
-        // Which library signed for a hardware key: its path, never a PIN.
-        record.provider = identity.provider_name();
-        self.agent.audit.record(record);
+        let caller = Caller {
+            conn: self.id,
+            context: &context,
+            chain: &self.chain,
+        };
+        let key = SignKey::Held {
+            identity: &identity,
+            blob: key_blob,
+        };
+        let verdict = authorize(
+            &self.agent,
+            &caller,
+            Op::Sign {
+                key,
+                signed: &signed_data,
+                data,
+            },
+        )
+        .await;
         if !verdict.allowed {
-            info!(
-                conn = self.id,
-                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
-            );
             return failure();
         }
 
@@ -632,7 +561,6 @@ impl Session {
             },
         };
         let signed_data = SignedData::parse(data);
-        let policy = self.agent.policy.current();
         let context = RequestContext::new(
             (&key.fingerprint, &key.comment, key_blob),
             &self.chain,
@@ -643,23 +571,22 @@ impl Session {
         debug!(conn = self.id, "request context (upstream key): {context}");
         // The upstream applies its own constraints (ssh-add -h, -c) to the
         // replayed binds; the policy decides before it is ever asked.
-        let decision = policy.decide(&context);
-        let verdict = self
-            // Whether an upstream key needs a touch is the upstream's to say.
-            .enforce(
-                &decision,
-                &context,
-                (&signed_data, data),
-                false,
-                &policy.confirm,
-            )
-            .await;
+        let caller = Caller {
+            conn: self.id,
+            context: &context,
+            chain: &self.chain,
+        };
+        let verdict = authorize(
+            &self.agent,
+            &caller,
+            Op::Sign {
+                key: SignKey::Upstream,
+                signed: &signed_data,
+                data,
+            },
+        )
+        .await;
         if !verdict.allowed {
-            self.audit_upstream_sign(&context, false, &decision.rule, &verdict.reason);
-            info!(
-                conn = self.id,
-                "denied: {context} rule={} reason={}", decision.rule, verdict.reason
-            );
             return failure();
         }
         let result = self
@@ -669,7 +596,7 @@ impl Session {
         match result {
             Ok(reply) => {
                 self.note_bind_support();
-                self.audit_upstream_sign(&context, true, &decision.rule, &verdict.reason);
+                drop(verdict);
                 reply
             }
             Err(e) => {
@@ -680,30 +607,11 @@ impl Session {
                     | crate::daemon::upstream::UpstreamError::Poisoned => "upstream-refused",
                     _ => "upstream-failed",
                 };
-                warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", decision.rule);
+                warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", verdict.rule);
                 self.agent.upstream.record(Err(&e));
-                self.audit_upstream_sign(&context, false, &decision.rule, reason);
+                verdict.upstream_failed(reason);
                 failure()
             }
-        }
-    }
-
-    /// ssh-agent's web-origin check: a FIDO key whose application is not on
-    /// the websafe allow-list (`ssh:*` by default) signs only an SSH login
-    /// by that key or an SSHSIG signature, never a web challenge.
-    fn websafe(&self, identity: &Identity, signed: &SignedData<'_>) -> bool {
-        let Some(allowlist) = &self.agent.options.websafe_allowlist else {
-            return true;
-        };
-        let application = identity.public.parts.application().unwrap_or_default();
-        if crate::ssh::pattern::match_pattern_list(application, allowlist) {
-            return true;
-        }
-        match signed {
-            SignedData::Userauth(auth) => crate::ssh::key::PublicKey::parse(auth.key_blob)
-                .is_ok_and(|key| key.parts == identity.public.parts),
-            SignedData::Sshsig { .. } => true,
-            SignedData::Other => false,
         }
     }
 
@@ -763,175 +671,6 @@ impl Session {
         }
     }
 
-    fn audit_upstream_sign(
-        &self,
-        context: &RequestContext,
-        allowed: bool,
-        rule: &str,
-        reason: &str,
-    ) {
-        let mut record = AuditRecord::sign(context, allowed, rule, reason, self.id);
-        record.upstream = true;
-        self.agent.audit.record(record);
-    }
-
-    /// Puts a sign decision into effect: allow, deny, or ask (unless a
-    /// remembered approval covers exactly this request). `data` is what
-    /// would be signed (`signed` its reading): only requests with the same
-    /// data share a prompt. The prompt is only built when someone is asked,
-    /// so an allowed signature pays nothing for it.
-    async fn enforce(
-        &self,
-        decision: &Decision,
-        context: &RequestContext,
-        (signed, data): (&SignedData<'_>, &[u8]),
-        touch: bool,
-        settings: &crate::policy::ConfirmSettings,
-    ) -> Verdict {
-        let prompt = || {
-            let mut prompt = prompt_for(context, None);
-            if let SignedData::Sshsig { namespace } = signed {
-                if context.purpose == crate::trust::binding::Purpose::Other {
-                    prompt.namespace = Some(namespace.to_string());
-                }
-            }
-            prompt
-        };
-        if let Some(verdict) = Verdict::settled(decision) {
-            if decision.action == Action::Notify {
-                self.tell(&prompt());
-            }
-            return verdict;
-        }
-        let scope = GrantScope::of(context);
-        // The policy never sets `remember` for a login nobody verified, so
-        // such a request neither finds nor leaves a grant.
-        if decision.remember.is_some() && self.agent.grants.find(&scope, Instant::now()).is_some() {
-            return Verdict {
-                allowed: true,
-                reason: "remembered".into(),
-            };
-        }
-        let mut prompt = prompt();
-        prompt.remember = decision.remember;
-        prompt.touch = touch;
-        let origin = Origin::of(context.class, &context.chain);
-        let question = Question::new(scope.clone(), data, origin);
-        let answer = self.ask(question, prompt, settings).await;
-        // The desktop's plain "Allow" is for this request only.
-        let remember = answer.allowed() && answer != Answer::AllowedOnce;
-        if let (true, Some(ttl)) = (remember, decision.remember) {
-            let id = self.agent.grants.add(
-                scope,
-                hosts_of(context),
-                &decision.rule,
-                ttl,
-                Instant::now(),
-            );
-            info!(
-                conn = self.id,
-                grant = id,
-                "approval remembered for {ttl:?}"
-            );
-        }
-        Verdict {
-            allowed: answer.allowed(),
-            reason: answer.reason().to_string(),
-        }
-    }
-
-    /// Puts a question through the broker (shared with identical requests,
-    /// bounded in number).
-    async fn ask(
-        &self,
-        question: Question,
-        prompt: Prompt,
-        settings: &crate::policy::ConfirmSettings,
-    ) -> Answer {
-        let confirmer = crate::confirm::for_settings(settings);
-        let chain = clean(&prompt.chain_names.join(">"), 200);
-        match self
-            .agent
-            .prompts
-            .ask(question, confirmer, prompt, settings.timeout)
-            .await
-        {
-            Ok(answer) => {
-                match &answer {
-                    Answer::Unavailable(why) => {
-                        if self.agent.prompts.should_warn_unavailable() {
-                            warn!(
-                                conn = self.id,
-                                "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
-                                 set SSH_ASKPASS (with DISPLAY), or set [confirm] method = \"command\""
-                            );
-                        } else {
-                            info!(conn = self.id, "no way to ask, denying: {why}");
-                        }
-                    }
-                    Answer::Failed(why) => {
-                        warn!(conn = self.id, "confirmation failed, denying: {why}")
-                    }
-                    _ => {}
-                }
-                answer
-            }
-            Err(crate::confirm::broker::NotAsked::Flood { notice }) => {
-                warn!(conn = self.id, peer = %self.peer, chain = %chain, "too many prompts open, denying at once");
-                if notice {
-                    tokio::spawn(async move {
-                        crate::confirm::desktop::notice(
-                            "hopward is refusing requests",
-                            &format!(
-                                "Too many requests are waiting for your answer (the last one through {}). \
-                                 hopward refuses the rest without asking until you answer the open ones.",
-                                if chain.is_empty() { "this machine" } else { chain.as_str() }
-                            ),
-                        )
-                        .await;
-                    });
-                }
-                Answer::Flood
-            }
-        }
-    }
-
-    /// Shows what was allowed in a notification, without waiting for it:
-    /// the request goes ahead whether or not the notice can be shown. At
-    /// most [`MAX_NOTICES`] are on their way at once; past that a notice is
-    /// dropped (and logged), so a flood of requests cannot pile up tasks.
-    fn tell(&self, prompt: &Prompt) {
-        static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        use std::sync::atomic::Ordering;
-        if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_NOTICES {
-            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-            info!(
-                conn = self.id,
-                "notice not shown: {MAX_NOTICES} notices already on their way"
-            );
-            return;
-        }
-        let body = prompt.notice_text();
-        let summary = if prompt.forwarded {
-            "hopward: key used through a forwarded agent"
-        } else {
-            "hopward: key used"
-        };
-        let id = self.id;
-        tokio::spawn(async move {
-            if let Err(e) = crate::confirm::desktop::tell(summary, &body).await {
-                info!(conn = id, "notice not shown: {e}");
-            }
-            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-
-    fn audit_sign(&self, context: &RequestContext, allowed: bool, rule: &str, reason: &str) {
-        self.agent
-            .audit
-            .record(AuditRecord::sign(context, allowed, rule, reason, self.id));
-    }
-
     /// Decides a key operation (add, remove, lock ...) for this connection:
     /// local use is allowed; through a bound connection `[forwarded]` says.
     async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
@@ -947,56 +686,24 @@ impl Session {
         provider: Option<String>,
     ) -> bool {
         let class = RequestClass::of(&self.chain);
-        let policy = self.agent.policy.current();
-        let decision = policy.key_op(op, class);
-        let hops = self.hop_views();
-        let what = match op {
-            KeyOp::Add => "add this key to the agent",
-            KeyOp::Remove => "remove this key from the agent",
-            KeyOp::RemoveAll => "remove every key from the agent",
-            KeyOp::Lock => "lock the agent",
-            KeyOp::Unlock => "unlock the agent",
-        };
         let (fp, comment) = key.unwrap_or(("(all keys)", "(all keys)"));
-        let mut ctx = RequestContext::of_parts(
+        let mut context = RequestContext::of_parts(
             (fp, comment),
-            hops.clone(),
+            self.hop_views(),
             Destination::NotLogin,
             None,
             crate::trust::binding::Purpose::Other,
             &self.peer,
         );
-        ctx.class = class;
-        let verdict = match Verdict::settled(&decision) {
-            Some(verdict) => {
-                if decision.action == Action::Notify {
-                    self.tell(&prompt_for(&ctx, Some(what)));
-                }
-                verdict
-            }
-            None => {
-                let question = Question::new(
-                    GrantScope::of(&ctx),
-                    what.as_bytes(),
-                    Origin::of(class, &hops),
-                );
-                let answer = self
-                    .ask(question, prompt_for(&ctx, Some(what)), &policy.confirm)
-                    .await;
-                Verdict {
-                    allowed: answer.allowed(),
-                    reason: answer.reason().to_string(),
-                }
-            }
+        context.class = class;
+        let caller = Caller {
+            conn: self.id,
+            context: &context,
+            chain: &self.chain,
         };
-        let mut record = AuditRecord::key_event(op.event(), key, class, &hops, &self.peer, self.id)
-            .decided(verdict.allowed, &decision.rule, &verdict.reason);
-        record.provider = provider;
-        self.agent.audit.record(record);
-        if !verdict.allowed {
-            warn!(conn = self.id, peer = %self.peer, class = class.as_str(), "refused {} ({})", op.event(), verdict.reason);
-        }
-        verdict.allowed
+        authorize(&self.agent, &caller, Op::KeyOp { op, key, provider })
+            .await
+            .allowed
     }
 
     /// Whether this connection counts as remote for loading providers:
@@ -1410,36 +1117,6 @@ impl Session {
                 failure()
             }
         }
-    }
-}
-
-/// The question for a request context; `operation` for key operations.
-fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
-    let target = match (ctx.destination, ctx.destination_hop()) {
-        (Destination::Verified, Some(hop)) if hop.names.is_empty() => {
-            Target::Unknown(hop.fingerprint.clone())
-        }
-        (Destination::Verified, Some(hop)) => Target::Host(hop.label().to_string()),
-        (Destination::Unverified(_), _) => Target::Unverified,
-        _ => Target::None,
-    };
-    Prompt {
-        key_fingerprint: ctx.key_fingerprint.clone(),
-        key_comment: ctx.key_comment.clone(),
-        hops: ctx.chain.iter().map(ToString::to_string).collect(),
-        chain_names: ctx.chain.iter().map(|h| h.label().to_string()).collect(),
-        forwarded: ctx.chain.iter().any(|h| h.forwarding),
-        target,
-        user: ctx.user.clone(),
-        user_style: ctx.user_style.clone(),
-        purpose: operation.is_none().then(|| ctx.purpose.as_str()),
-        namespace: None,
-        operation: operation.map(str::to_string),
-        peer_pid: ctx.peer.pid,
-        peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
-        peer_parents: ctx.peer.parents.clone(),
-        remember: None,
-        touch: false,
     }
 }
 

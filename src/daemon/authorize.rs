@@ -1,0 +1,405 @@
+//! The decision for one request, in one place: OpenSSH's own constraints on
+//! the key, the policy, `ssh-add -c`, a remembered approval, the prompt,
+//! remembering the answer, and the audit record.
+//!
+//! Invariants: every call leaves exactly one audit record (an allowed
+//! upstream signature writes it once the upstream has answered, see
+//! [`Verdict::upstream_failed`]); OpenSSH's constraints and `-c` only ever
+//! make a decision stricter; anything that goes wrong on the way to an
+//! answer is a deny.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::confirm::broker::{NotAsked, Origin, Question};
+use crate::confirm::{Answer, Prompt, Target};
+use crate::daemon::agent::Agent;
+use crate::daemon::audit::{AuditRecord, AuditSink};
+use crate::keys::keystore::Identity;
+use crate::policy::grants::GrantScope;
+use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
+use crate::ssh::cert::unix_now;
+use crate::text::clean;
+use crate::trust::binding::{Chain, Purpose, SignedData};
+use crate::trust::context::{Destination, RequestContext};
+use crate::trust::destination;
+
+/// Who asks: the connection, what is known of the request, and the
+/// connection's verified chain (OpenSSH's `-h` rules read it).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub conn: u64,
+    pub context: &'a RequestContext,
+    pub chain: &'a Chain,
+}
+
+/// What is to be authorized.
+#[derive(Debug)]
+pub enum Op<'a> {
+    /// A signature over `data` (`signed` is its reading).
+    Sign {
+        key: SignKey<'a>,
+        signed: &'a SignedData<'a>,
+        data: &'a [u8],
+    },
+    /// A key operation; `key` is `(fingerprint, comment)` when it names
+    /// one, `provider` the hardware provider involved.
+    KeyOp {
+        op: KeyOp,
+        key: Option<(&'a str, &'a str)>,
+        provider: Option<String>,
+    },
+}
+
+/// Whose key would sign.
+#[derive(Debug, Clone, Copy)]
+pub enum SignKey<'a> {
+    /// A key in this agent's store, with its blob: its OpenSSH constraints
+    /// (`-h`, `-c`, FIDO web origins) apply before the policy.
+    Held {
+        identity: &'a Identity,
+        blob: &'a [u8],
+    },
+    /// A key of the upstream agent, which applies its own constraints.
+    Upstream,
+}
+
+/// The outcome. An allowed upstream signature still owes its audit record,
+/// written when the verdict is dropped (as allowed) or by
+/// [`Verdict::upstream_failed`].
+#[derive(Debug)]
+#[must_use]
+pub struct Verdict {
+    pub allowed: bool,
+    pub rule: String,
+    pub reason: String,
+    pending: Option<(AuditRecord, Arc<dyn AuditSink>)>,
+}
+
+impl Verdict {
+    /// Allowed here, yet the upstream did not sign: the record says where
+    /// it stopped.
+    pub fn upstream_failed(mut self, reason: &str) {
+        if let Some((record, sink)) = self.pending.take() {
+            sink.record(record.decided(false, &self.rule, reason));
+        }
+    }
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        if let Some((record, sink)) = self.pending.take() {
+            sink.record(record);
+        }
+    }
+}
+
+/// Decides `op` for `caller`, asks if the policy says so, and audits.
+pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdict {
+    let ctx = caller.context;
+    let policy = agent.policy.current();
+    match op {
+        Op::Sign { key, signed, data } => {
+            let mut touch = false;
+            let mut confirm_always = false;
+            let mut provider = None;
+            if let SignKey::Held { identity, blob } = key {
+                // OpenSSH's own constraints come first; the policy can only
+                // add to them.
+                if let Err(refusal) = destination::check_sign(
+                    &identity.constraints.destinations,
+                    caller.chain,
+                    blob,
+                    signed,
+                    unix_now(),
+                ) {
+                    warn!(conn = caller.conn, key = %identity.fingerprint, "sign refused by destination constraint: {refusal}");
+                    return refused_by_constraint(agent, caller);
+                }
+                if identity.security_key().is_some() && !websafe(agent, identity, signed) {
+                    warn!(conn = caller.conn, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
+                    return refused_by_constraint(agent, caller);
+                }
+                touch = identity.security_key().is_some_and(|t| t.needs_touch());
+                confirm_always = identity.constraints.confirm;
+                // Which library signs for a hardware key: its path, never a PIN.
+                provider = identity.provider_name();
+            }
+            let mut decision = policy.decide(ctx);
+            if confirm_always && decision.action.allows_unasked() {
+                // ssh-add -c: the key always asks, whatever the policy allows.
+                decision.action = Action::Confirm;
+                decision.remember = None;
+            }
+            let prompt = || {
+                let mut prompt = prompt_for(ctx, None);
+                if let SignedData::Sshsig { namespace } = signed {
+                    if ctx.purpose == Purpose::Other {
+                        prompt.namespace = Some(namespace.to_string());
+                    }
+                }
+                prompt.touch = touch;
+                prompt
+            };
+            let (allowed, reason) = enforce(
+                agent,
+                caller,
+                &decision,
+                prompt,
+                data,
+                &policy.confirm,
+            )
+            .await;
+            let mut record = AuditRecord::sign(ctx, allowed, &decision.rule, &reason, caller.conn);
+            record.provider = provider;
+            let upstream = matches!(key, SignKey::Upstream);
+            record.upstream = upstream;
+            if !allowed {
+                info!(
+                    conn = caller.conn,
+                    "denied: {ctx} rule={} reason={reason}", decision.rule
+                );
+            }
+            let verdict = Verdict {
+                allowed,
+                rule: decision.rule,
+                reason,
+                pending: Some((record, Arc::clone(&agent.audit))),
+            };
+            if upstream && allowed {
+                return verdict;
+            }
+            settle(verdict)
+        }
+        Op::KeyOp { op, key, provider } => {
+            let decision = policy.key_op(op, ctx.class);
+            let what = match op {
+                KeyOp::Add => "add this key to the agent",
+                KeyOp::Remove => "remove this key from the agent",
+                KeyOp::RemoveAll => "remove every key from the agent",
+                KeyOp::Lock => "lock the agent",
+                KeyOp::Unlock => "unlock the agent",
+            };
+            let prompt = || prompt_for(ctx, Some(what));
+            let (allowed, reason) = enforce(
+                agent,
+                caller,
+                &decision,
+                prompt,
+                what.as_bytes(),
+                &policy.confirm,
+            )
+            .await;
+            let mut record =
+                AuditRecord::key_event(op.event(), key, ctx.class, &ctx.chain, &ctx.peer, caller.conn)
+                    .decided(allowed, &decision.rule, &reason);
+            record.provider = provider;
+            if !allowed {
+                warn!(conn = caller.conn, peer = %ctx.peer, class = ctx.class.as_str(), "refused {} ({reason})", op.event());
+            }
+            settle(Verdict {
+                allowed,
+                rule: decision.rule,
+                reason,
+                pending: Some((record, Arc::clone(&agent.audit))),
+            })
+        }
+    }
+}
+
+/// Writes the verdict's record now.
+fn settle(mut verdict: Verdict) -> Verdict {
+    if let Some((record, sink)) = verdict.pending.take() {
+        sink.record(record);
+    }
+    verdict
+}
+
+/// A signature OpenSSH's constraints refuse, before the policy is read.
+fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
+    let record = AuditRecord::sign(caller.context, false, "constraint", "constraint", caller.conn);
+    settle(Verdict {
+        allowed: false,
+        rule: "constraint".into(),
+        reason: "constraint".into(),
+        pending: Some((record, Arc::clone(&agent.audit))),
+    })
+}
+
+/// ssh-agent's web-origin check: a FIDO key whose application is not on
+/// the websafe allow-list (`ssh:*` by default) signs only an SSH login by
+/// that key or an SSHSIG signature, never a web challenge.
+fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool {
+    let Some(allowlist) = &agent.options.websafe_allowlist else {
+        return true;
+    };
+    let application = identity.public.parts.application().unwrap_or_default();
+    if crate::ssh::pattern::match_pattern_list(application, allowlist) {
+        return true;
+    }
+    match signed {
+        SignedData::Userauth(auth) => crate::ssh::key::PublicKey::parse(auth.key_blob)
+            .is_ok_and(|key| key.parts == identity.public.parts),
+        SignedData::Sshsig { .. } => true,
+        SignedData::Other => false,
+    }
+}
+
+/// Puts a decision into effect: allow, deny, or ask (unless a remembered
+/// approval covers exactly this request); `(allowed, reason)`. `data` is
+/// what the question is about: only requests with the same data share a
+/// prompt. The prompt is only built when someone is asked (or told), so an
+/// allowed request pays nothing for it.
+async fn enforce(
+    agent: &Agent,
+    caller: &Caller<'_>,
+    decision: &Decision,
+    prompt: impl Fn() -> Prompt,
+    data: &[u8],
+    settings: &ConfirmSettings,
+) -> (bool, String) {
+    let ctx = caller.context;
+    match decision.action {
+        Action::Allow => return (true, decision.rule.clone()),
+        Action::Deny => return (false, decision.rule.clone()),
+        Action::Notify => {
+            // The request goes ahead whether or not the notice is shown.
+            let prompt = prompt();
+            let summary = if prompt.forwarded {
+                "hopward: key used through a forwarded agent"
+            } else {
+                "hopward: key used"
+            };
+            agent.desk.notify(summary, prompt.notice_text());
+            return (true, "notified".into());
+        }
+        Action::Confirm => {}
+    }
+    let scope = GrantScope::of(ctx);
+    // The policy never sets `remember` for a login nobody verified, so such
+    // a request neither finds nor leaves a grant.
+    if decision.remember.is_some() && agent.grants.find(&scope, Instant::now()).is_some() {
+        return (true, "remembered".into());
+    }
+    let mut prompt = prompt();
+    prompt.remember = decision.remember;
+    let origin = Origin::of(ctx.class, &ctx.chain);
+    let question = Question::new(scope.clone(), data, origin);
+    let answer = ask(agent, caller, question, prompt, settings).await;
+    // The desktop's plain "Allow" is for this request only.
+    let remember = answer.allowed() && answer != Answer::AllowedOnce;
+    if let (true, Some(ttl)) = (remember, decision.remember) {
+        let id = agent
+            .grants
+            .add(scope, hosts_of(ctx), &decision.rule, ttl, Instant::now());
+        info!(
+            conn = caller.conn,
+            grant = id,
+            "approval remembered for {ttl:?}"
+        );
+    }
+    (answer.allowed(), answer.reason().to_string())
+}
+
+/// Puts a question through the broker (shared with identical requests,
+/// bounded in number).
+async fn ask(
+    agent: &Agent,
+    caller: &Caller<'_>,
+    question: Question,
+    prompt: Prompt,
+    settings: &ConfirmSettings,
+) -> Answer {
+    let confirmer = agent.desk.confirmer(settings);
+    let chain = clean(&prompt.chain_names.join(">"), 200);
+    match agent
+        .prompts
+        .ask(question, confirmer, prompt, settings.timeout)
+        .await
+    {
+        Ok(answer) => {
+            match &answer {
+                Answer::Unavailable(why) => {
+                    if agent.prompts.should_warn_unavailable() {
+                        warn!(
+                            conn = caller.conn,
+                            "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
+                             set SSH_ASKPASS (with DISPLAY), or set [confirm] method = \"command\""
+                        );
+                    } else {
+                        info!(conn = caller.conn, "no way to ask, denying: {why}");
+                    }
+                }
+                Answer::Failed(why) => {
+                    warn!(conn = caller.conn, "confirmation failed, denying: {why}")
+                }
+                _ => {}
+            }
+            answer
+        }
+        Err(NotAsked::Flood { notice }) => {
+            warn!(conn = caller.conn, peer = %caller.context.peer, chain = %chain, "too many prompts open, denying at once");
+            if notice {
+                agent.desk.notify(
+                    "hopward is refusing requests",
+                    format!(
+                        "Too many requests are waiting for your answer (the last one through {}). \
+                         hopward refuses the rest without asking until you answer the open ones.",
+                        if chain.is_empty() {
+                            "this machine"
+                        } else {
+                            chain.as_str()
+                        }
+                    ),
+                );
+            }
+            Answer::Flood
+        }
+    }
+}
+
+/// The chain as the audit log shows it: each hop's first verified name,
+/// else its fingerprint.
+fn hosts_of(context: &RequestContext) -> Vec<String> {
+    context
+        .chain
+        .iter()
+        .map(|h| {
+            h.names
+                .first()
+                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
+        })
+        .collect()
+}
+
+/// The question for a request context; `operation` for key operations.
+pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
+    let target = match (ctx.destination, ctx.destination_hop()) {
+        (Destination::Verified, Some(hop)) if hop.names.is_empty() => {
+            Target::Unknown(hop.fingerprint.clone())
+        }
+        (Destination::Verified, Some(hop)) => Target::Host(hop.label().to_string()),
+        (Destination::Unverified(_), _) => Target::Unverified,
+        _ => Target::None,
+    };
+    Prompt {
+        key_fingerprint: ctx.key_fingerprint.clone(),
+        key_comment: ctx.key_comment.clone(),
+        hops: ctx.chain.iter().map(ToString::to_string).collect(),
+        chain_names: ctx.chain.iter().map(|h| h.label().to_string()).collect(),
+        forwarded: ctx.chain.iter().any(|h| h.forwarding),
+        target,
+        user: ctx.user.clone(),
+        user_style: ctx.user_style.clone(),
+        purpose: operation.is_none().then(|| ctx.purpose.as_str()),
+        namespace: None,
+        operation: operation.map(str::to_string),
+        peer_pid: ctx.peer.pid,
+        peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
+        peer_parents: ctx.peer.parents.clone(),
+        remember: None,
+        touch: false,
+    }
+}
