@@ -21,6 +21,10 @@ use crate::confirm::{Answer, Confirmer, Prompt};
 use crate::policy::grants::GrantScope;
 use crate::trust::context::{HopView, RequestClass};
 
+/// How long past the prompt's timeout a confirmer may take to report
+/// (an askpass program being killed, a notification being withdrawn).
+const CONFIRMER_GRACE: Duration = Duration::from_secs(5);
+
 /// Prompts open at once for one origin.
 pub const MAX_OPEN: usize = 8;
 /// Prompts open at once across all origins: a bound on windows on the
@@ -145,9 +149,15 @@ impl PromptBroker {
                 map.insert(question.clone(), Arc::clone(&tx));
                 let inflight = Arc::clone(&self.inflight);
                 tokio::spawn(async move {
+                    // Each confirmer bounds its own wait; this bounds a
+                    // confirmer that does not (a hung back-end is a deny).
+                    let bounded = tokio::time::timeout(
+                        timeout + CONFIRMER_GRACE,
+                        confirmer.confirm(&prompt, timeout),
+                    );
                     tokio::select! {
-                        answer = confirmer.confirm(&prompt, timeout) => {
-                            let _ = tx.send(Some(answer));
+                        answer = bounded => {
+                            let _ = tx.send(Some(answer.unwrap_or(Answer::TimedOut)));
                         }
                         // Everyone waiting went away: withdraw the prompt
                         // (dropping the confirmer's future closes it).

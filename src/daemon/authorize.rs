@@ -143,15 +143,8 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 prompt.touch = touch;
                 prompt
             };
-            let (allowed, reason) = enforce(
-                agent,
-                caller,
-                &decision,
-                prompt,
-                data,
-                &policy.confirm,
-            )
-            .await;
+            let (allowed, reason) =
+                enforce(agent, caller, &decision, prompt, data, &policy.confirm).await;
             let mut record = AuditRecord::sign(ctx, allowed, &decision.rule, &reason, caller.conn);
             record.provider = provider;
             let upstream = matches!(key, SignKey::Upstream);
@@ -192,9 +185,15 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 &policy.confirm,
             )
             .await;
-            let mut record =
-                AuditRecord::key_event(op.event(), key, ctx.class, &ctx.chain, &ctx.peer, caller.conn)
-                    .decided(allowed, &decision.rule, &reason);
+            let mut record = AuditRecord::key_event(
+                op.event(),
+                key,
+                ctx.class,
+                &ctx.chain,
+                &ctx.peer,
+                caller.conn,
+            )
+            .decided(allowed, &decision.rule, &reason);
             record.provider = provider;
             if !allowed {
                 warn!(conn = caller.conn, peer = %ctx.peer, class = ctx.class.as_str(), "refused {} ({reason})", op.event());
@@ -219,7 +218,13 @@ fn settle(mut verdict: Verdict) -> Verdict {
 
 /// A signature OpenSSH's constraints refuse, before the policy is read.
 fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
-    let record = AuditRecord::sign(caller.context, false, "constraint", "constraint", caller.conn);
+    let record = AuditRecord::sign(
+        caller.context,
+        false,
+        "constraint",
+        "constraint",
+        caller.conn,
+    );
     settle(Verdict {
         allowed: false,
         rule: "constraint".into(),
@@ -401,5 +406,435 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_parents: ctx.peer.parents.clone(),
         remember: None,
         touch: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline's outcomes, with a scripted desk and paused time: no
+    //! socket, no D-Bus, no sshd.
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::confirm::{AnswerFuture, Confirmer, Desk};
+    use crate::daemon::agent::AgentOptions;
+    use crate::keys::keystore::Constraints;
+    use crate::policy::store::PolicyStore;
+    use crate::protocol::request::{NewKey, SecretParts};
+    use crate::ssh::key::{PublicKey, PublicParts};
+    use crate::trust::context::{HopView, RequestClass};
+    use crate::trust::peer::Peer;
+
+    /// Answers in order; `None` never answers. Counts questions and notices.
+    #[derive(Debug, Default)]
+    struct ScriptedDesk {
+        answers: Mutex<VecDeque<Option<Answer>>>,
+        asked: AtomicUsize,
+        notices: AtomicUsize,
+        unavailable: bool,
+    }
+
+    #[derive(Debug)]
+    struct Scripted(Arc<ScriptedDesk>);
+
+    impl Confirmer for Scripted {
+        fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
+            self.0.asked.fetch_add(1, Ordering::SeqCst);
+            let next = self.0.answers.lock().unwrap().pop_front();
+            Box::pin(async move {
+                match next {
+                    Some(Some(answer)) => answer,
+                    Some(None) => std::future::pending().await,
+                    None => panic!("asked more often than scripted"),
+                }
+            })
+        }
+    }
+
+    impl Desk for Arc<ScriptedDesk> {
+        fn confirmer(&self, _settings: &ConfirmSettings) -> Arc<dyn Confirmer> {
+            if self.unavailable {
+                return Arc::new(crate::confirm::Unavailable("nothing here".into()));
+            }
+            Arc::new(Scripted(Arc::clone(self)))
+        }
+
+        fn notify(&self, _summary: &'static str, _body: String) {
+            self.notices.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Records(Mutex<Vec<AuditRecord>>);
+
+    impl AuditSink for Records {
+        fn record(&self, record: AuditRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    impl Records {
+        /// `(event, decision, reason)` of every record so far.
+        fn seen(&self) -> Vec<(String, String, String)> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.event.to_string(),
+                        r.decision.to_string(),
+                        r.reason.clone(),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    const POLICY: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "confirm"
+[confirm]
+timeout = "30s"
+[forwarded]
+add = "confirm"
+remove = "deny"
+[[rule]]
+name = "never through dmz"
+via = ["dmz"]
+action = "deny"
+[[rule]]
+name = "tell about ci"
+via = ["ci"]
+action = "notify"
+[[rule]]
+name = "remember prod"
+via = ["prod"]
+action = "confirm"
+remember = "10m"
+"#;
+
+    struct Setup {
+        agent: Arc<Agent>,
+        desk: Arc<ScriptedDesk>,
+        records: Arc<Records>,
+    }
+
+    fn setup(answers: Vec<Option<Answer>>, unavailable: bool) -> Setup {
+        let policy = crate::policy::file::parse_str(POLICY, "test policy").unwrap();
+        let records = Arc::new(Records::default());
+        let desk = Arc::new(ScriptedDesk {
+            answers: Mutex::new(answers.into()),
+            unavailable,
+            ..ScriptedDesk::default()
+        });
+        let agent = Agent::new(
+            AgentOptions::new(0),
+            PolicyStore::new(None, policy),
+            Arc::clone(&records) as Arc<dyn AuditSink>,
+        )
+        .with_desk(Arc::new(Arc::clone(&desk)));
+        Setup {
+            agent: Arc::new(agent),
+            desk,
+            records,
+        }
+    }
+
+    /// A request through `via` (a forwarding hop), or from this machine.
+    fn context(via: Option<&str>) -> RequestContext {
+        let peer = Arc::new(Peer {
+            uid: 0,
+            pid: Some(1),
+            exe: None,
+            parents: Vec::new(),
+        });
+        let hops: Vec<HopView> = via.map(|v| HopView::named(v, true)).into_iter().collect();
+        let mut ctx = RequestContext::of_parts(
+            ("SHA256:key", "me@desk"),
+            hops,
+            Destination::NotLogin,
+            None,
+            Purpose::Other,
+            &peer,
+        );
+        ctx.class = if via.is_some() {
+            RequestClass::Forwarded
+        } else {
+            RequestClass::Local
+        };
+        ctx
+    }
+
+    async fn sign(agent: &Agent, ctx: &RequestContext, key: SignKey<'_>, data: &[u8]) -> Verdict {
+        let chain = Chain::default();
+        let caller = Caller {
+            conn: 1,
+            context: ctx,
+            chain: &chain,
+        };
+        let signed = SignedData::parse(data);
+        authorize(
+            agent,
+            &caller,
+            Op::Sign {
+                key,
+                signed: &signed,
+                data,
+            },
+        )
+        .await
+    }
+
+    async fn sign_upstream(agent: &Agent, via: Option<&str>) -> Verdict {
+        sign(agent, &context(via), SignKey::Upstream, b"data").await
+    }
+
+    fn held_key(confirm: bool) -> (Identity, Vec<u8>) {
+        let seed = [7u8; 32];
+        let parts = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&seed));
+        let blob = parts.blob();
+        let new = NewKey {
+            public: PublicKey {
+                blob: blob.clone(),
+                parts,
+                is_cert: false,
+            },
+            secret: SecretParts::Ed25519(&seed),
+            comment: "me@desk".into(),
+        };
+        let constraints = Constraints {
+            confirm,
+            ..Constraints::default()
+        };
+        (
+            Identity::new(&new, constraints, Instant::now()).unwrap(),
+            blob,
+        )
+    }
+
+    fn record(event: &str, decision: &str, reason: &str) -> (String, String, String) {
+        (event.into(), decision.into(), reason.into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_use_is_allowed_without_asking() {
+        let s = setup(vec![], false);
+        let verdict = sign_upstream(&s.agent, None).await;
+        assert!(verdict.allowed);
+        assert_eq!(verdict.rule, "default:local");
+        drop(verdict);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            s.records.seen(),
+            vec![record("sign", "allow", "default:local")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deny_rule_refuses_without_asking() {
+        let s = setup(vec![], false);
+        let verdict = sign_upstream(&s.agent, Some("dmz")).await;
+        assert!(!verdict.allowed);
+        drop(verdict);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            s.records.seen(),
+            vec![record("sign", "deny", "never through dmz")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirm_follows_the_answer() {
+        let s = setup(vec![Some(Answer::Allowed), Some(Answer::Refused)], false);
+        assert!(sign_upstream(&s.agent, Some("bastion")).await.allowed);
+        assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            s.records.seen(),
+            vec![
+                record("sign", "allow", "confirmed"),
+                record("sign", "deny", "refused")
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_nobody_answers_times_out_as_a_deny() {
+        // The confirmer never answers: the broker's own bound ends the wait.
+        let s = setup(vec![None], false);
+        let started = tokio::time::Instant::now();
+        let verdict = sign_upstream(&s.agent, Some("bastion")).await;
+        assert!(!verdict.allowed);
+        assert_eq!(verdict.reason, "timeout");
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        drop(verdict);
+        assert_eq!(s.records.seen(), vec![record("sign", "deny", "timeout")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_way_to_ask_is_a_deny() {
+        let s = setup(vec![], true);
+        let verdict = sign_upstream(&s.agent, Some("bastion")).await;
+        assert!(!verdict.allowed);
+        drop(verdict);
+        assert_eq!(
+            s.records.seen(),
+            vec![record("sign", "deny", "no-confirmer")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ssh_add_c_asks_even_where_the_policy_allows() {
+        let s = setup(vec![Some(Answer::Refused)], false);
+        let (identity, blob) = held_key(true);
+        let key = SignKey::Held {
+            identity: &identity,
+            blob: &blob,
+        };
+        let verdict = sign(&s.agent, &context(None), key, b"data").await;
+        assert!(!verdict.allowed, "the policy allows local use, -c asks");
+        drop(verdict);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.records.seen(), vec![record("sign", "deny", "refused")]);
+        // Without -c the same key is not asked about.
+        let (plain, blob) = held_key(false);
+        let key = SignKey::Held {
+            identity: &plain,
+            blob: &blob,
+        };
+        assert!(sign(&s.agent, &context(None), key, b"data").await.allowed);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.records.seen().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_approval_is_not_asked_again() {
+        let s = setup(
+            vec![Some(Answer::AllowedRemember), Some(Answer::Refused)],
+            false,
+        );
+        assert!(sign_upstream(&s.agent, Some("prod")).await.allowed);
+        let again = sign_upstream(&s.agent, Some("prod")).await;
+        assert!(again.allowed);
+        assert_eq!(again.reason, "remembered");
+        drop(again);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        // Another chain is another question.
+        assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
+        assert_eq!(
+            s.records.seen(),
+            vec![
+                record("sign", "allow", "confirmed"),
+                record("sign", "allow", "remembered"),
+                record("sign", "deny", "refused"),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_questions_is_refused_unasked_with_one_notice() {
+        let s = setup(vec![None; 8], false);
+        // Eight questions from one bastion, each about other data, stay open.
+        let mut open = Vec::new();
+        for i in 0..8u8 {
+            let agent = Arc::clone(&s.agent);
+            open.push(tokio::spawn(async move {
+                let ctx = context(Some("bastion"));
+                sign(&agent, &ctx, SignKey::Upstream, &[i]).await.allowed
+            }));
+        }
+        while s.desk.asked.load(Ordering::SeqCst) < 8 {
+            tokio::task::yield_now().await;
+        }
+        let ctx = context(Some("bastion"));
+        for data in [b"ninth".as_slice(), b"tenth"] {
+            let verdict = sign(&s.agent, &ctx, SignKey::Upstream, data).await;
+            assert!(!verdict.allowed);
+            assert_eq!(verdict.reason, "flood");
+        }
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 8, "not asked");
+        assert_eq!(s.desk.notices.load(Ordering::SeqCst), 1, "one notice");
+        for task in open {
+            assert!(!task.await.unwrap(), "unanswered: timed out");
+        }
+        let seen = s.records.seen();
+        assert_eq!(seen.len(), 10, "one record each: {seen:?}");
+        assert_eq!(seen.iter().filter(|r| r.2 == "flood").count(), 2);
+        assert_eq!(seen.iter().filter(|r| r.2 == "timeout").count(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notify_allows_and_tells() {
+        let s = setup(vec![], false);
+        let verdict = sign_upstream(&s.agent, Some("ci")).await;
+        assert!(verdict.allowed);
+        assert_eq!(verdict.reason, "notified");
+        drop(verdict);
+        assert_eq!(s.desk.notices.load(Ordering::SeqCst), 1);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(s.records.seen(), vec![record("sign", "allow", "notified")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_signature_is_audited_once_with_its_outcome() {
+        let s = setup(vec![], false);
+        sign_upstream(&s.agent, None)
+            .await
+            .upstream_failed("upstream-failed");
+        let verdict = sign_upstream(&s.agent, None).await;
+        assert!(
+            s.records.seen().len() == 1,
+            "an allowed upstream signature waits for the upstream"
+        );
+        drop(verdict);
+        let seen = s.records.seen();
+        assert_eq!(
+            seen,
+            vec![
+                record("sign", "deny", "upstream-failed"),
+                record("sign", "allow", "default:local")
+            ]
+        );
+        assert!(
+            s.records.0.lock().unwrap().iter().all(|r| r.upstream),
+            "both marked as upstream"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn key_operations_through_a_bastion_follow_forwarded() {
+        let s = setup(vec![Some(Answer::Allowed)], false);
+        let chain = Chain::default();
+        let ctx = context(Some("bastion"));
+        let caller = Caller {
+            conn: 3,
+            context: &ctx,
+            chain: &chain,
+        };
+        let add = Op::KeyOp {
+            op: KeyOp::Add,
+            key: Some(("SHA256:key", "me@desk")),
+            provider: None,
+        };
+        assert!(authorize(&s.agent, &caller, add).await.allowed);
+        let remove = Op::KeyOp {
+            op: KeyOp::Remove,
+            key: Some(("SHA256:key", "me@desk")),
+            provider: None,
+        };
+        assert!(!authorize(&s.agent, &caller, remove).await.allowed);
+        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        let seen = s.records.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            (seen[0].1.as_str(), seen[0].2.as_str()),
+            ("allow", "confirmed")
+        );
+        assert_eq!(seen[1].1, "deny");
     }
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
-use crate::daemon::authorize::{Caller, Op, SignKey, authorize};
 use crate::daemon::audit::AuditRecord;
+use crate::daemon::authorize::{Caller, Op, SignKey, authorize};
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
 use crate::protocol::reply::{SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS};
