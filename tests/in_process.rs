@@ -1,0 +1,398 @@
+//! The agent served in this process on a temporary socket: protocol abuse,
+//! listing, lock, remembered approvals and key expiry, with no system
+//! packages, no root and no other program. Questions go to a scripted desk.
+//!
+//! `cargo test --lib --test in_process` is the quick loop; `scripts/test.sh`
+//! runs everything, with the real OpenSSH programs.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{UnixListener, UnixStream};
+
+use hopward::confirm::{Answer, AnswerFuture, Confirmer, Desk, Prompt};
+use hopward::daemon::agent::{Agent, AgentOptions};
+use hopward::daemon::audit::{AuditRecord, AuditSink};
+use hopward::daemon::server::{SocketFile, serve};
+use hopward::keys::sign::SigningKey;
+use hopward::policy::ConfirmSettings;
+use hopward::policy::store::PolicyStore;
+use hopward::protocol::request::SecretParts;
+use hopward::ssh::key::{PublicParts, ed25519_public};
+use hopward::ssh::wire::put_string;
+
+const FAILURE: u8 = 5;
+const SUCCESS: u8 = 6;
+
+const POLICY: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "confirm"
+[[rule]]
+name = "remember the bastion"
+via = ["*"]
+action = "confirm"
+remember = "10m"
+"#;
+
+/// Answers in order, and counts the questions.
+#[derive(Debug, Default)]
+struct ScriptedDesk {
+    answers: Mutex<VecDeque<Answer>>,
+    asked: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Scripted(Arc<ScriptedDesk>);
+
+impl Confirmer for Scripted {
+    fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
+        self.0.asked.fetch_add(1, Ordering::SeqCst);
+        let answer = self.0.answers.lock().unwrap().pop_front();
+        Box::pin(async move { answer.unwrap_or(Answer::Refused) })
+    }
+}
+
+#[derive(Debug)]
+struct TestDesk(Arc<ScriptedDesk>);
+
+impl Desk for TestDesk {
+    fn confirmer(&self, _settings: &ConfirmSettings) -> Arc<dyn Confirmer> {
+        Arc::new(Scripted(Arc::clone(&self.0)))
+    }
+
+    fn notify(&self, _summary: &'static str, _body: String) {}
+}
+
+#[derive(Debug, Default)]
+struct Records(Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for Records {
+    fn record(&self, record: AuditRecord) {
+        self.0.lock().unwrap().push(record);
+    }
+}
+
+impl Records {
+    fn reasons(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.reason.clone())
+            .collect()
+    }
+}
+
+/// A served agent; stops (and removes its socket) when dropped.
+struct Served {
+    socket: PathBuf,
+    desk: Arc<ScriptedDesk>,
+    records: Arc<Records>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Holds the socket; taken by a test that watches the socket go.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn start(answers: Vec<Answer>) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let policy = hopward::policy::file::parse_str(POLICY, "test policy").unwrap();
+    let desk = Arc::new(ScriptedDesk {
+        answers: Mutex::new(answers.into()),
+        ..ScriptedDesk::default()
+    });
+    let records = Arc::new(Records::default());
+    // Only the owner may connect: the uid that owns the fresh directory.
+    let uid = std::fs::metadata(dir.path()).map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid()
+    });
+    let agent = Agent::new(
+        AgentOptions::new(uid.unwrap()),
+        PolicyStore::new(None, policy),
+        Arc::clone(&records) as Arc<dyn AuditSink>,
+    )
+    .with_desk(Arc::new(TestDesk(Arc::clone(&desk))));
+    let listener = UnixListener::bind(&socket).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        SocketFile(Some(socket.clone())),
+        Arc::new(agent),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Served {
+        socket,
+        desk,
+        records,
+        stop: Some(stop),
+        dir: Some(dir),
+    }
+}
+
+async fn connect(served: &Served) -> UnixStream {
+    UnixStream::connect(&served.socket).await.unwrap()
+}
+
+async fn send_raw(stream: &mut UnixStream, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+}
+
+async fn reply(stream: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+async fn request(stream: &mut UnixStream, body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    send_raw(stream, &frame).await;
+    reply(stream).await.expect("a reply")
+}
+
+/// An Ed25519 key made from `[seed; 32]`: its blob, and the add request
+/// (with a lifetime in seconds, if any).
+fn ed25519_key(seed: u8, lifetime: Option<u32>) -> (Vec<u8>, Vec<u8>) {
+    let secret = [seed; 32];
+    let public = ed25519_public(&secret);
+    let blob = PublicParts::Ed25519(public).blob();
+    let mut body = vec![if lifetime.is_some() { 25 } else { 17 }];
+    put_string(&mut body, b"ssh-ed25519");
+    put_string(&mut body, &public);
+    let mut private = secret.to_vec();
+    private.extend_from_slice(&public);
+    put_string(&mut body, &private);
+    put_string(&mut body, format!("key-{seed}").as_bytes());
+    if let Some(seconds) = lifetime {
+        body.push(1);
+        body.extend_from_slice(&seconds.to_be_bytes());
+    }
+    (blob, body)
+}
+
+/// The key blobs of an identities answer.
+async fn listed(stream: &mut UnixStream) -> Vec<Vec<u8>> {
+    let answer = request(stream, &[11]).await;
+    assert_eq!(answer[0], 12, "identities answer");
+    let mut reader = hopward::ssh::wire::Reader::new(&answer[1..]);
+    let count = reader.u32("count").unwrap();
+    (0..count)
+        .map(|_| {
+            let blob = reader.string("blob").unwrap().to_vec();
+            reader.string("comment").unwrap();
+            blob
+        })
+        .collect()
+}
+
+fn sign_request(blob: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut body = vec![13];
+    put_string(&mut body, blob);
+    put_string(&mut body, data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body
+}
+
+/// A session-bind by the host key made from `[host_seed; 32]` over `sid`.
+fn session_bind(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<u8> {
+    let seed = [host_seed; 32];
+    let public = PublicParts::Ed25519(ed25519_public(&seed));
+    let signature = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
+        .unwrap()
+        .sign(sid, 0)
+        .unwrap();
+    let mut signature_blob = Vec::new();
+    put_string(&mut signature_blob, signature.algorithm.as_bytes());
+    put_string(&mut signature_blob, &signature.blob);
+    let mut body = vec![27];
+    put_string(&mut body, b"session-bind@openssh.com");
+    put_string(&mut body, &public.blob());
+    put_string(&mut body, sid);
+    put_string(&mut body, &signature_blob);
+    body.push(u8::from(forwarding));
+    body
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_failure_and_leaves_other_connections_alone() {
+    let served = start(vec![]);
+    let mut bystander = connect(&served).await;
+    let (blob, add) = ed25519_key(1, None);
+    assert_eq!(request(&mut bystander, &add).await, [SUCCESS]);
+
+    let mut abuser = connect(&served).await;
+    // An unknown type, a truncated add, trailing bytes.
+    assert_eq!(request(&mut abuser, &[99]).await, [FAILURE]);
+    assert_eq!(request(&mut abuser, &add[..add.len() - 3]).await, [FAILURE]);
+    let mut trailing = sign_request(&blob, b"data");
+    trailing.push(0);
+    assert_eq!(request(&mut abuser, &trailing).await, [FAILURE]);
+    // The same connection still works after a failure.
+    assert_eq!(listed(&mut abuser).await, vec![blob.clone()]);
+    // A frame longer than the protocol allows, or an empty one, closes
+    // only that connection.
+    send_raw(&mut abuser, &(1u32 << 30).to_be_bytes()).await;
+    assert_eq!(reply(&mut abuser).await, None, "closed");
+    let mut empty = connect(&served).await;
+    send_raw(&mut empty, &0u32.to_be_bytes()).await;
+    assert_eq!(reply(&mut empty).await, None, "closed");
+
+    assert_eq!(listed(&mut bystander).await, vec![blob.clone()]);
+    let signed = request(&mut bystander, &sign_request(&blob, b"data")).await;
+    assert_eq!(signed[0], 14, "sign response");
+}
+
+#[tokio::test]
+async fn keys_are_listed_signed_and_removed() {
+    let served = start(vec![]);
+    let mut c = connect(&served).await;
+    assert!(listed(&mut c).await.is_empty());
+    let (first, add_first) = ed25519_key(1, None);
+    let (second, add_second) = ed25519_key(2, None);
+    assert_eq!(request(&mut c, &add_first).await, [SUCCESS]);
+    assert_eq!(request(&mut c, &add_second).await, [SUCCESS]);
+    assert_eq!(listed(&mut c).await, vec![first.clone(), second.clone()]);
+
+    let signed = request(&mut c, &sign_request(&second, b"to be signed")).await;
+    assert_eq!(signed[0], 14);
+    let mut reader = hopward::ssh::wire::Reader::new(&signed[1..]);
+    let mut inner = hopward::ssh::wire::Reader::new(reader.string("signature").unwrap());
+    assert_eq!(inner.string("algorithm").unwrap(), b"ssh-ed25519");
+    let signature = inner.string("signature").unwrap();
+    let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ED25519,
+        ed25519_public(&[2; 32]),
+    );
+    assert!(public.verify(b"to be signed", signature).is_ok());
+
+    let mut remove = vec![18];
+    put_string(&mut remove, &first);
+    assert_eq!(request(&mut c, &remove).await, [SUCCESS]);
+    assert_eq!(request(&mut c, &remove).await, [FAILURE], "already gone");
+    assert_eq!(listed(&mut c).await, vec![second.clone()]);
+    assert_eq!(request(&mut c, &[19]).await, [SUCCESS]);
+    assert!(listed(&mut c).await.is_empty());
+    assert_eq!(
+        request(&mut c, &sign_request(&second, b"x")).await,
+        [FAILURE]
+    );
+}
+
+#[tokio::test]
+async fn a_locked_agent_lists_nothing_and_signs_nothing_until_unlocked() {
+    let served = start(vec![]);
+    let mut c = connect(&served).await;
+    let (blob, add) = ed25519_key(3, None);
+    assert_eq!(request(&mut c, &add).await, [SUCCESS]);
+    let lock = |passphrase: &[u8], kind: u8| {
+        let mut body = vec![kind];
+        put_string(&mut body, passphrase);
+        body
+    };
+    assert_eq!(request(&mut c, &lock(b"secret", 22)).await, [SUCCESS]);
+    assert!(listed(&mut c).await.is_empty());
+    assert_eq!(request(&mut c, &sign_request(&blob, b"x")).await, [FAILURE]);
+    assert_eq!(
+        request(&mut c, &lock(b"again", 22)).await,
+        [FAILURE],
+        "already locked"
+    );
+    assert_eq!(request(&mut c, &lock(b"wrong", 23)).await, [FAILURE]);
+    assert_eq!(request(&mut c, &lock(b"secret", 23)).await, [SUCCESS]);
+    assert_eq!(listed(&mut c).await, vec![blob.clone()]);
+    assert_eq!(request(&mut c, &sign_request(&blob, b"x")).await[0], 14);
+}
+
+#[tokio::test]
+async fn a_remembered_approval_covers_the_same_chain_only() {
+    let served = start(vec![Answer::AllowedRemember]);
+    let mut local = connect(&served).await;
+    let (blob, add) = ed25519_key(4, None);
+    assert_eq!(request(&mut local, &add).await, [SUCCESS]);
+
+    let through = |host: u8| {
+        let served = &served;
+        async move {
+            let mut c = connect(served).await;
+            let sid = format!("sid-{host}");
+            assert_eq!(
+                request(&mut c, &session_bind(host, sid.as_bytes(), true)).await,
+                [SUCCESS]
+            );
+            c
+        }
+    };
+    let mut first = through(10).await;
+    assert_eq!(request(&mut first, &sign_request(&blob, b"a")).await[0], 14);
+    // A new connection through the same host: remembered, not asked.
+    let mut again = through(10).await;
+    assert_eq!(request(&mut again, &sign_request(&blob, b"b")).await[0], 14);
+    assert_eq!(served.desk.asked.load(Ordering::SeqCst), 1);
+    // Through another host it is asked again (and refused: script is out).
+    let mut other = through(11).await;
+    assert_eq!(
+        request(&mut other, &sign_request(&blob, b"c")).await,
+        [FAILURE]
+    );
+    assert_eq!(served.desk.asked.load(Ordering::SeqCst), 2);
+    // Local use (the add included) is allowed without asking.
+    assert_eq!(
+        served.records.reasons(),
+        ["default:local", "confirmed", "remembered", "refused"]
+    );
+}
+
+#[tokio::test]
+async fn a_key_added_with_a_lifetime_is_gone_after_it() {
+    let served = start(vec![]);
+    let mut c = connect(&served).await;
+    let (short, add_short) = ed25519_key(5, Some(1));
+    let (long, add_long) = ed25519_key(6, None);
+    assert_eq!(request(&mut c, &add_short).await, [SUCCESS]);
+    assert_eq!(request(&mut c, &add_long).await, [SUCCESS]);
+    assert_eq!(listed(&mut c).await, vec![short.clone(), long.clone()]);
+    // Polled with a deadline: the lifetime is one second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed(&mut c).await.contains(&short) {
+        assert!(Instant::now() < deadline, "the key outlived its lifetime");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed(&mut c).await, vec![long]);
+    assert_eq!(
+        request(&mut c, &sign_request(&short, b"x")).await,
+        [FAILURE]
+    );
+}
+
+#[tokio::test]
+async fn stopping_the_server_removes_its_socket() {
+    let mut served = start(vec![]);
+    let socket = served.socket.clone();
+    let _dir = served.dir.take();
+    let mut c = connect(&served).await;
+    assert!(listed(&mut c).await.is_empty());
+    drop(served);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "socket still there");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
