@@ -17,6 +17,8 @@ use tracing::{debug, info, warn};
 use crate::daemon::agent::Agent;
 use crate::daemon::session::Session;
 use crate::protocol::frame::{self, FrameReader};
+use crate::protocol::reply::Reply;
+use crate::protocol::request::Request;
 use crate::trust::peer::Peer;
 
 /// How long to wait before accepting again after an accept error.
@@ -109,7 +111,16 @@ async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Age
         };
         // Cutting the connection, or the client hanging up, abandons the
         // request; dropping it withdraws a question that is still open.
-        let handling = session.handle(&body);
+        let kind = body.first().copied().unwrap_or_default();
+        let handling = async {
+            match Request::decode(&body) {
+                Ok(request) => session.dispatch(request).await,
+                Err(e) => {
+                    warn!(conn = id, peer = %session.peer(), "refused request of type {kind}: {e}");
+                    Reply::Failure
+                }
+            }
+        };
         tokio::pin!(handling);
         let reply = loop {
             let room = frames.pending() <= frame::MAX_FRAME + 4;
@@ -126,7 +137,12 @@ async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Age
             }
         };
         let Some(reply) = reply else { break };
-        if let Err(e) = writer.write_all(&frame::encode(&reply)).await {
+        if reply.is_failure() {
+            // The reason was logged where it was found; this line ties it
+            // to the request type the client sees refused.
+            debug!(conn = id, "request of type {kind} answered with a failure");
+        }
+        if let Err(e) = writer.write_all(&frame::encode(&reply.into_body())).await {
             debug!(conn = id, "client went away: {e}");
             break;
         }

@@ -21,7 +21,7 @@ use crate::daemon::audit::AuditRecord;
 use crate::daemon::authorize::{Caller, Op, SignKey, authorize};
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
-use crate::protocol::reply::{SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE, SSH_AGENT_SUCCESS};
+use crate::protocol::reply::{Reply, SSH_AGENT_SUCCESS};
 use crate::protocol::request::{Constraint, NewKey, Passphrase, Request};
 use crate::ssh::cert::unix_now;
 use crate::text::clean;
@@ -53,16 +53,12 @@ pub struct Session {
 /// the generation of the policy in force (its exact names).
 type ViewsKey = (usize, u64, u64);
 
-fn status(ok: bool) -> Vec<u8> {
-    vec![if ok {
-        SSH_AGENT_SUCCESS
-    } else {
-        SSH_AGENT_FAILURE
-    }]
+fn status(ok: bool) -> Reply {
+    Reply::status(ok)
 }
 
-fn failure() -> Vec<u8> {
-    status(false)
+fn failure() -> Reply {
+    Reply::Failure
 }
 
 impl Session {
@@ -82,25 +78,14 @@ impl Session {
         &self.peer
     }
 
-    /// Handles one frame body and returns the reply body.
-    pub async fn handle(&mut self, body: &[u8]) -> Vec<u8> {
-        match Request::decode(body) {
-            Ok(request) => self.dispatch(request).await,
-            Err(e) => {
-                let kind = body.first().copied().unwrap_or_default();
-                warn!(conn = self.id, peer = %self.peer, "refused request of type {kind}: {e}");
-                failure()
-            }
-        }
-    }
-
     /// Whether this connection came through a forwarded agent (or may have:
     /// a poisoned connection is treated as forwarded).
     fn forwarded(&self) -> bool {
         self.chain.is_poisoned() || self.chain.hops().iter().any(|h| h.forwarding)
     }
 
-    async fn dispatch(&mut self, request: Request<'_>) -> Vec<u8> {
+    /// Answers one decoded request.
+    pub async fn dispatch(&mut self, request: Request<'_>) -> Reply {
         let control = matches!(
             request,
             Request::Extension {
@@ -160,7 +145,7 @@ impl Session {
     /// The `query` extension. As in ssh-agent, refused while locked, and any
     /// bytes after the name are ignored. `control@hopward` is listed only
     /// where it may be used.
-    fn query(&self) -> Vec<u8> {
+    fn query(&self) -> Reply {
         if self.agent.keystore.is_locked() {
             return failure();
         }
@@ -185,7 +170,7 @@ impl Session {
     /// owner (or root). Refusing it there is `SSH_AGENT_FAILURE`, as ssh-agent
     /// refuses extensions while locked; a control request that runs and fails
     /// is answered with its error, so `hopward` can say what went wrong.
-    async fn control(&mut self, body: &[u8]) -> Vec<u8> {
+    async fn control(&mut self, body: &[u8]) -> Reply {
         if !self.control_allowed() {
             warn!(conn = self.id, peer = %self.peer, "refused control request on a bound connection");
             return failure();
@@ -205,10 +190,10 @@ impl Session {
         };
         let mut out = vec![SSH_AGENT_SUCCESS];
         crate::ssh::wire::put_string(&mut out, reply.to_string().as_bytes());
-        out
+        Reply::Encoded(out)
     }
 
-    fn session_bind(&mut self, body: &[u8]) -> Vec<u8> {
+    fn session_bind(&mut self, body: &[u8]) -> Reply {
         let hops_before = self.chain.hops().len();
         let result = self.chain.bind(body, unix_now());
         // Every bind that grew the chain is kept for the upstream, in order,
@@ -249,7 +234,7 @@ impl Session {
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
                 // A known extension that failed: OpenSSH 10.3+'s reply.
-                vec![SSH_AGENT_EXTENSION_FAILURE]
+                Reply::ExtensionFailure
             }
         }
     }
@@ -299,7 +284,7 @@ impl Session {
             .map_err(Some)
     }
 
-    async fn list(&mut self) -> Vec<u8> {
+    async fn list(&mut self) -> Reply {
         let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         let mut shown = Vec::new();
@@ -458,7 +443,7 @@ impl Session {
             .could_allow(fingerprint, comment, hops, class)
     }
 
-    async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+    async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Reply {
         let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
             return self.sign_upstream(key_blob, data, flags).await;
         };
@@ -533,7 +518,7 @@ impl Session {
     /// A sign request for a key hopward does not hold: decided by the policy
     /// exactly as for its own keys, then, only if allowed, passed to the
     /// upstream on this connection's own link (binds replayed first).
-    async fn sign_upstream(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+    async fn sign_upstream(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Reply {
         let no_such_key = |conn: u64| {
             debug!(conn, "sign: no such key {}", describe_blob(key_blob));
             failure()
@@ -597,7 +582,7 @@ impl Session {
             Ok(reply) => {
                 self.note_bind_support();
                 drop(verdict);
-                reply
+                Reply::Encoded(reply)
             }
             Err(e) => {
                 // Allowed here, yet no signature: the audit says where it stopped.
@@ -622,7 +607,7 @@ impl Session {
         identity: &Identity,
         token: &crate::keys::sk::SecurityKey,
         data: &[u8],
-    ) -> Vec<u8> {
+    ) -> Reply {
         let provider = token.provider.describe();
         if token.needs_touch() {
             info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
@@ -757,7 +742,7 @@ impl Session {
         }
     }
 
-    async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Vec<u8> {
+    async fn add(&mut self, key: &NewKey<'_>, constraints: &[Constraint<'_>]) -> Reply {
         let mut parsed = Constraints::default();
         let mut sk_provider = None;
         for constraint in constraints {
@@ -850,7 +835,7 @@ impl Session {
         provider: &str,
         pin: Passphrase<'_>,
         constraints: &[Constraint<'_>],
-    ) -> Vec<u8> {
+    ) -> Reply {
         let mut parsed = Constraints::default();
         let mut associated: Option<(bool, &[&[u8]])> = None;
         for constraint in constraints {
@@ -998,7 +983,7 @@ impl Session {
     }
 
     /// `ssh-add -e PROVIDER`: drops the token's keys and stops its helper.
-    async fn remove_smartcard(&mut self, provider: &str) -> Vec<u8> {
+    async fn remove_smartcard(&mut self, provider: &str) -> Reply {
         let Ok(path) = std::fs::canonicalize(provider) else {
             warn!(
                 conn = self.id,
@@ -1028,7 +1013,7 @@ impl Session {
         status(true)
     }
 
-    async fn remove(&mut self, key_blob: &[u8]) -> Vec<u8> {
+    async fn remove(&mut self, key_blob: &[u8]) -> Reply {
         let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
             return failure();
         };
@@ -1054,7 +1039,7 @@ impl Session {
         status(removed)
     }
 
-    async fn remove_all(&mut self) -> Vec<u8> {
+    async fn remove_all(&mut self) -> Reply {
         if !self.allow_key_op(KeyOp::RemoveAll, None).await {
             return failure();
         }
@@ -1067,7 +1052,7 @@ impl Session {
         }
     }
 
-    async fn lock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
+    async fn lock(&mut self, passphrase: Passphrase<'_>) -> Reply {
         // OpenSSH refuses an empty lock passphrase.
         if self.agent.keystore.is_locked() || passphrase.0.is_empty() {
             return failure();
@@ -1092,7 +1077,7 @@ impl Session {
         status(locked)
     }
 
-    async fn unlock(&mut self, passphrase: Passphrase<'_>) -> Vec<u8> {
+    async fn unlock(&mut self, passphrase: Passphrase<'_>) -> Reply {
         let Some(hash) = self.agent.keystore.lock_hash() else {
             return failure();
         };
