@@ -20,17 +20,25 @@
 //! The core (everything up to `policy`) is plain data and functions; the
 //! edges do the I/O and are swappable in tests.
 
+/// The layers are the crate's own. The integration tests, the fuzz targets
+/// and the load generator see them through the `testing` feature, which no
+/// release build turns on.
+macro_rules! layers {
+    ($($layer:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "testing")]
+            pub mod $layer;
+            #[cfg(not(feature = "testing"))]
+            pub(crate) mod $layer;
+        )*
+    };
+}
+
+layers!(
+    sys, text, duration, paths, ssh, protocol, trust, keys, policy, confirm, daemon,
+);
+
+/// The command line; `main` is all the binary calls.
 pub mod app;
-pub mod confirm;
-pub mod daemon;
-pub mod duration;
-pub mod keys;
-pub mod paths;
-pub mod policy;
-pub mod protocol;
-pub mod ssh;
-pub mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod text;
-pub mod trust;

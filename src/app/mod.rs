@@ -1,14 +1,45 @@
 //! The command line around the agent: parsing, launching the daemon, the
 //! client commands, install, doctor, logs and the policy tool.
 
-pub mod cli;
-pub mod client;
-pub mod daemon_cli;
-pub mod doctor;
-pub mod install;
-pub mod launch;
-pub mod logging;
-pub mod logview;
-pub mod manual;
-pub mod policy_cmd;
-pub mod systemd;
+pub(crate) mod cli;
+pub(crate) mod client;
+pub(crate) mod daemon_cli;
+pub(crate) mod doctor;
+pub(crate) mod install;
+pub(crate) mod launch;
+pub(crate) mod logging;
+pub(crate) mod logview;
+pub(crate) mod manual;
+pub(crate) mod policy_cmd;
+pub(crate) mod systemd;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// The program: `hopward daemon` reads its words as ssh-agent's getopt
+/// does (glued values, clusters, `--`), which clap cannot be made to do
+/// exactly; the helper processes the agent starts for hardware keys have
+/// their own hidden words; everything else is clap's.
+pub fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let word = argv.get(1);
+    if word.is_some_and(|w| w == crate::keys::sk::HELPER_ARG) && argv.len() == 2 {
+        return crate::keys::sk::helper_main();
+    }
+    if word.is_some_and(|w| w == crate::keys::pkcs11::HELPER_ARG) && argv.len() == 3 {
+        return crate::keys::pkcs11::helper_main(&argv[2]);
+    }
+    if word.is_some_and(|w| w == "daemon") {
+        return launch::daemon_command(&argv[2..]);
+    }
+    let cli = cli::Cli::parse();
+    match launch::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hopward: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -157,11 +157,6 @@ async fn show(conn: &Connection, owner: &str, n: Notification<'_>) -> zbus::Resu
         .deserialize()
 }
 
-/// Shows a notification without buttons (for notices); best effort.
-pub async fn notice(summary: &str, body: &str) {
-    let _ = tell(summary, body).await;
-}
-
 /// Shows a notification without buttons and waits for nothing but the
 /// server's receipt; says why when it could not be shown.
 pub async fn tell(summary: &str, body: &str) -> Result<(), String> {

@@ -281,9 +281,11 @@ pub trait Confirmer: Send + Sync + std::fmt::Debug + 'static {
 
 /// A confirmer for places where nothing can ask (a method that is not
 /// available on this system): every question is denied with the reason.
+#[cfg(test)]
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+#[cfg(test)]
 impl Confirmer for Unavailable {
     fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
         Box::pin(std::future::ready(Answer::Unavailable(self.0.clone())))

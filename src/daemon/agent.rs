@@ -127,6 +127,7 @@ impl Agent {
     }
 
     /// The agent with another way to reach the person.
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_desk(mut self, desk: Arc<dyn crate::confirm::Desk>) -> Self {
         self.desk = desk;
         self

@@ -179,7 +179,6 @@ enum Msg {
 #[derive(Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
-    path: PathBuf,
 }
 
 impl std::fmt::Debug for Msg {
@@ -208,18 +207,13 @@ impl AuditLog {
     /// Starts the writer thread for `path`, rotating at `max_bytes`.
     pub fn start(path: PathBuf, max_bytes: u64) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let writer_path = path.clone();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_loop(&writer_path, max_bytes, &rx));
+            .spawn(move || write_loop(&path, max_bytes, &rx));
         if let Err(e) = spawned {
             tracing::warn!("audit log disabled: cannot start its writer: {e}");
         }
-        AuditLog { tx, path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        AuditLog { tx }
     }
 }
 

@@ -54,7 +54,6 @@ pub struct Identity {
     /// `SHA256:...` of the underlying public key (certificates: of their key).
     pub fingerprint: String,
     pub constraints: Constraints,
-    pub added: Instant,
     pub expires: Option<Instant>,
     key: Holder,
 }
@@ -97,7 +96,6 @@ impl Identity {
             public: new.public.clone(),
             comment: new.comment.clone(),
             constraints,
-            added: now,
             expires,
             key,
         })
@@ -119,7 +117,6 @@ impl Identity {
             public,
             comment,
             constraints,
-            added: now,
             expires,
             key: Holder::Pkcs11(provider),
         }
@@ -187,10 +184,6 @@ impl Identity {
 pub enum LockError {
     #[error("the agent is already locked")]
     AlreadyLocked,
-    #[error("the agent is not locked")]
-    NotLocked,
-    #[error("incorrect passphrase")]
-    WrongPassphrase,
     #[error("could not hash the passphrase")]
     Hash,
 }

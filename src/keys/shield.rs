@@ -128,6 +128,7 @@ impl ShieldedKey {
 
     /// The sealed bytes (pre-key, ciphertext, tag), for tests that check
     /// what is kept in memory.
+    #[cfg(test)]
     pub fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
     }
@@ -173,6 +174,7 @@ impl SealedSecret {
     }
 
     /// The sealed bytes, for tests that check what is kept in memory.
+    #[cfg(test)]
     pub fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
     }

@@ -37,8 +37,6 @@ pub const DEFAULT_ALLOWED_PROVIDERS: &str = "/usr/lib*/*,/usr/local/lib*/*";
 pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(60);
 /// `SSH_SK_USER_PRESENCE_REQD`: the token wants a touch for each signature.
 pub const FLAG_USER_PRESENCE: u8 = 0x01;
-/// `SSH_SK_USER_VERIFICATION_REQD`: the token wants a PIN or biometric.
-pub const FLAG_USER_VERIFICATION: u8 = 0x04;
 /// The most a helper may write back; a signature is well under 1 KiB.
 const MAX_REPLY: u64 = 64 * 1024;
 /// The most a helper accepts as a request (data to sign is at most a frame).
@@ -128,20 +126,11 @@ impl SecurityKey {
     pub fn is_locked_in_memory(&self) -> bool {
         self.key_handle.is_locked_in_memory()
     }
-
-    /// The sealed handle, for tests that check what is kept in memory.
-    pub fn sealed_bytes(&self) -> &[u8] {
-        self.key_handle.sealed_bytes()
-    }
 }
 
 /// Why a token signature failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SkError {
-    #[error(
-        "the built-in FIDO provider is not available in this build; add the key with a provider (ssh-add -S or SSH_SK_PROVIDER)"
-    )]
-    NoInternal,
     #[error("the sealed key handle does not open")]
     Sealed,
     #[error("cannot start the provider helper: {0}")]

@@ -7,7 +7,6 @@
 use crate::ssh::key::{KeyType, ProtoError, PublicKey, PublicParts};
 use crate::ssh::wire::Reader;
 
-pub const USER_CERT: u32 = 1;
 pub const HOST_CERT: u32 = 2;
 
 /// The fields of a certificate that decisions use.

@@ -284,6 +284,7 @@ impl PublicParts {
         out
     }
 
+    #[cfg(test)]
     /// Size in bits as `ssh-add -l` reports it (OpenSSH gives the
     /// ML-DSA composite 256, its Ed25519 half's size).
     pub fn bits(&self) -> usize {
