@@ -102,14 +102,14 @@ impl Session {
             // The panic button is pressed: nothing through a forwarded agent.
             warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");
             return match request {
-                Request::RequestIdentities => {
+                Request::ListIdentities => {
                     crate::protocol::reply::identities_answer(std::iter::empty())
                 }
                 _ => failure(),
             };
         }
         match request {
-            Request::RequestIdentities => self.list().await,
+            Request::ListIdentities => self.list().await,
             Request::Sign {
                 key_blob,
                 data,

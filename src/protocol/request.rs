@@ -230,7 +230,7 @@ fn read_constraint<'a>(reader: &mut Reader<'a>) -> Result<Constraint<'a>, ProtoE
 /// A decoded client request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    RequestIdentities,
+    ListIdentities,
     Sign {
         key_blob: &'a [u8],
         data: &'a [u8],
@@ -279,7 +279,7 @@ impl<'a> Request<'a> {
         let mut reader = Reader::new(body);
         let kind = reader.u8("request type").map_err(|_| ProtoError::Empty)?;
         let request = match kind {
-            SSH_AGENTC_REQUEST_IDENTITIES => Request::RequestIdentities,
+            SSH_AGENTC_REQUEST_IDENTITIES => Request::ListIdentities,
             SSH_AGENTC_SIGN_REQUEST => Request::Sign {
                 key_blob: reader.string("key blob")?,
                 data: reader.string("data")?,
