@@ -204,3 +204,73 @@ fn the_guard_sees_an_upward_import() {
     assert_eq!(file_of(&found[1]).as_deref(), Some("keys/sign.rs"));
     assert!(layer_of("daemon/agent.rs") > layer_of("ssh/key.rs"));
 }
+
+/// The first sentence of a file's `//!` header.
+fn role(text: &str) -> String {
+    let header: Vec<&str> = text
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| l.trim_start_matches("//!").trim())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = header.join(" ");
+    let end = joined
+        .find(". ")
+        .map(|at| at + 1)
+        .unwrap_or(joined.len());
+    let sentence = joined[..end].trim_end_matches('.');
+    // A line of the table, not the whole story: cut at a word.
+    const WIDTH: usize = 100;
+    if sentence.chars().count() <= WIDTH {
+        return sentence.to_string();
+    }
+    let cut: String = sentence.chars().take(WIDTH).collect();
+    let at = cut.rfind(' ').unwrap_or(cut.len());
+    format!("{} …", cut[..at].trim_end_matches([',', ':', ';']))
+}
+
+/// README's Layout section, made from the tree: each layer, each file, and
+/// the first sentence of its header.
+fn layout() -> String {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut names: Vec<String> = files.iter().map(|p| name(p)).collect();
+    let rank = |file: &str| match file {
+        "lib.rs" | "main.rs" => (0, file.to_string()),
+        _ => (
+            layer_of(file) + 1,
+            // A folder's mod.rs first, then its files.
+            file.replace("mod.rs", "!"),
+        ),
+    };
+    names.sort_by_key(|n| rank(n));
+    let mut out = String::from("```\n");
+    for file in names {
+        let text = std::fs::read_to_string(src().join(&file)).unwrap();
+        let shown = format!("src/{file}");
+        out.push_str(&format!("{shown:<28} {}\n", role(&text)));
+    }
+    out.push_str("```\n");
+    out
+}
+
+#[test]
+fn the_readme_layout_is_the_tree() {
+    const START: &str = "<!-- layout: made by tests/layers.rs; HOPWARD_BLESS=1 rewrites it -->\n";
+    const END: &str = "<!-- layout end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme.find(START).expect("README has the layout marker") + START.len();
+    let end = start + readme[start..].find(END).expect("README has the layout end marker");
+    let wanted = layout();
+    if std::env::var_os("HOPWARD_BLESS").is_some() {
+        let updated = format!("{}{wanted}{}", &readme[..start], &readme[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        wanted,
+        "README's Layout is not the tree: run HOPWARD_BLESS=1 cargo test --test layers"
+    );
+}

@@ -1,12 +1,13 @@
-//! One client connection: decodes each request, checks it against OpenSSH's
-//! constraints and the policy, and produces the reply body. In upstream
-//! mode it also lists the upstream agent's keys and passes it the sign
-//! requests for them that the policy allowed (see [`crate::daemon::upstream`]).
+//! One client connection's state (its chain of binds, its upstream link)
+//! and the answer to each decoded request: the request context is built
+//! here and decided by [`crate::daemon::authorize`]; the keys are used here.
+//! In upstream mode it also lists the upstream agent's keys and passes it
+//! the sign requests for them that the policy allowed (see
+//! [`crate::daemon::upstream`]).
 //!
-//! Invariants: every request gets exactly one reply; a request that does not
-//! decode, has bytes left over, or is of an unknown type gets
-//! `SSH_AGENT_FAILURE` and the connection stays usable; every decision is
-//! audited; anything that goes wrong on the way to a decision denies;
+//! Invariants: every request gets exactly one reply; every decision goes
+//! through `authorize`, which audits it; anything that goes wrong on the way
+//! to a decision denies;
 //! waiting (a confirmation, an unlock delay, the upstream) happens on this
 //! connection's task only; nothing from the upstream is stored beyond the
 //! connection.
