@@ -214,10 +214,7 @@ fn role(text: &str) -> String {
         .take_while(|l| !l.is_empty())
         .collect();
     let joined = header.join(" ");
-    let end = joined
-        .find(". ")
-        .map(|at| at + 1)
-        .unwrap_or(joined.len());
+    let end = joined.find(". ").map(|at| at + 1).unwrap_or(joined.len());
     let sentence = joined[..end].trim_end_matches('.');
     // A line of the table, not the whole story: cut at a word.
     const WIDTH: usize = 100;
@@ -261,7 +258,10 @@ fn the_readme_layout_is_the_tree() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let start = readme.find(START).expect("README has the layout marker") + START.len();
-    let end = start + readme[start..].find(END).expect("README has the layout end marker");
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README has the layout end marker");
     let wanted = layout();
     if std::env::var_os("HOPWARD_BLESS").is_some() {
         let updated = format!("{}{wanted}{}", &readme[..start], &readme[end..]);

@@ -2,7 +2,10 @@
 //! the key, the policy, `ssh-add -c`, a remembered approval, the prompt,
 //! remembering the answer, and the audit record.
 //!
-//! Invariants: every call leaves exactly one audit record (an allowed
+//! A listing is decided here too ([`listed`]): a key that could never be
+//! used through a connection is not shown to it.
+//!
+//! Invariants: every call of [`authorize`] leaves exactly one audit record (an allowed
 //! upstream signature writes it once the upstream has answered, see
 //! [`Verdict::upstream_failed`]); OpenSSH's constraints and `-c` only ever
 //! make a decision stricter; anything that goes wrong on the way to an
@@ -23,7 +26,8 @@ use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
 use crate::ssh::cert::unix_now;
 use crate::text::clean;
 use crate::trust::binding::{Chain, Purpose, SignedData};
-use crate::trust::context::{Destination, RequestContext};
+use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
+use crate::trust::peer::Peer;
 use crate::trust::destination;
 
 /// Who asks: the connection, what is known of the request, and the
@@ -202,6 +206,86 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 rule: decision.rule,
                 pending: Some((record, Arc::clone(&agent.audit))),
             })
+        }
+    }
+}
+
+/// Who a listing is for: the connection, its chain (with names) and class.
+#[derive(Debug, Clone, Copy)]
+pub struct Lister<'a> {
+    pub conn: u64,
+    pub chain: &'a Chain,
+    pub hops: &'a [HopView],
+    pub class: RequestClass,
+    pub peer: &'a Peer,
+}
+
+/// A key that might be listed.
+#[derive(Debug, Clone, Copy)]
+pub enum Listed<'a> {
+    Held(&'a Identity),
+    Upstream {
+        fingerprint: &'a str,
+        comment: &'a str,
+    },
+}
+
+impl Listed<'_> {
+    fn names(&self) -> (&str, &str) {
+        match self {
+            Listed::Held(identity) => (&identity.fingerprint, &identity.comment),
+            Listed::Upstream {
+                fingerprint,
+                comment,
+            } => (fingerprint, comment),
+        }
+    }
+}
+
+/// Whether a key may be listed (or removed) on this connection: OpenSSH's
+/// `identity_permitted` without a user (own keys), then, on a forwarded
+/// connection, the policy's "could some rule allow it here". `Err` carries
+/// the rule that hides it (`None`: an OpenSSH destination constraint does).
+pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
+    if let Listed::Held(identity) = key {
+        destination::identity_permitted(
+            &identity.constraints.destinations,
+            lister.chain,
+            None,
+            unix_now(),
+        )
+        .map_err(|_| None)?;
+    }
+    if lister.class == RequestClass::Local || lister.class == RequestClass::Direct {
+        return Ok(());
+    }
+    let (fingerprint, comment) = key.names();
+    agent
+        .policy
+        .current()
+        .could_allow(fingerprint, comment, lister.hops, lister.class)
+        .map_err(Some)
+}
+
+/// Whether a key is shown in this connection's listing. A key the policy
+/// hides is a refusal the remote side met, so it is audited (`list`,
+/// `deny`); one an OpenSSH constraint hides is not, as in ssh-agent.
+pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
+    match permitted(agent, lister, key) {
+        Ok(()) => true,
+        Err(None) => false,
+        Err(Some(rule)) => {
+            let record = AuditRecord::key_event(
+                "list",
+                Some(key.names()),
+                lister.class,
+                lister.hops,
+                lister.peer,
+                lister.conn,
+            )
+            .decided(false, &rule, &rule);
+            agent.audit.record(record);
+            false
         }
     }
 }

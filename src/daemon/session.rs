@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
-use crate::daemon::audit::AuditRecord;
-use crate::daemon::authorize::{Caller, Op, SignKey, authorize};
+use crate::daemon::authorize::{Caller, Listed, Lister, Op, SignKey, authorize, listed, permitted};
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
 use crate::protocol::reply::{Reply, SSH_AGENT_SUCCESS};
@@ -264,40 +263,21 @@ impl Session {
         views
     }
 
-    /// Whether a key may be listed (or removed) on this connection: OpenSSH's
-    /// `identity_permitted` without a user, then, on a bound connection, the
-    /// policy's "could some rule allow it here". `Err` carries the rule that
-    /// hides it (`None`: an OpenSSH destination constraint does).
-    fn visible(
-        &self,
-        identity: &Identity,
-        hops: &[HopView],
-        class: RequestClass,
-    ) -> Result<(), Option<String>> {
-        destination::identity_permitted(
-            &identity.constraints.destinations,
-            &self.chain,
-            None,
-            unix_now(),
-        )
-        .map_err(|_| None)?;
-        self.policy_visible(&identity.fingerprint, &identity.comment, hops, class)
-            .map_err(Some)
-    }
-
     async fn list(&mut self) -> Reply {
         let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
         let mut shown = Vec::new();
         let own = self.agent.keystore.list(Instant::now());
+        let lister = Lister {
+            conn: self.id,
+            chain: &self.chain,
+            hops: &hops,
+            class,
+            peer: &self.peer,
+        };
         for id in own.iter().cloned() {
-            match self.visible(&id, &hops, class) {
-                Ok(()) => shown.push(id),
-                // Hidden by the policy: the remote side tried and was refused.
-                Err(Some(rule)) => {
-                    self.audit_hidden((&id.fingerprint, &id.comment), class, &hops, &rule)
-                }
-                Err(None) => {}
+            if listed(&self.agent, &lister, Listed::Held(&id)) {
+                shown.push(id);
             }
         }
         let mut upstream = self.upstream_listing().await;
@@ -305,15 +285,20 @@ impl Session {
         // listed at all where hopward's copy is hidden (it would be hopward
         // that is asked to sign with it).
         upstream.retain(|k| !own.iter().any(|id| id.blob() == k.blob.as_slice()));
-        upstream.retain(
-            |k| match self.policy_visible(&k.fingerprint, &k.comment, &hops, class) {
-                Ok(()) => true,
-                Err(rule) => {
-                    self.audit_hidden((&k.fingerprint, &k.comment), class, &hops, &rule);
-                    false
-                }
-            },
-        );
+        let lister = Lister {
+            conn: self.id,
+            chain: &self.chain,
+            hops: &hops,
+            class,
+            peer: &self.peer,
+        };
+        upstream.retain(|k| {
+            let key = Listed::Upstream {
+                fingerprint: &k.fingerprint,
+                comment: &k.comment,
+            };
+            listed(&self.agent, &lister, key)
+        });
         let answer: Vec<(&[u8], &str)> = shown
             .iter()
             .map(|id| (id.blob(), id.comment.as_str()))
@@ -324,13 +309,6 @@ impl Session {
             )
             .collect();
         crate::protocol::reply::identities_answer(answer.into_iter())
-    }
-
-    fn audit_hidden(&self, key: (&str, &str), class: RequestClass, hops: &[HopView], rule: &str) {
-        self.agent.audit.record(
-            AuditRecord::key_event("list", Some(key), class, hops, &self.peer, self.id)
-                .decided(false, rule, rule),
-        );
     }
 
     /// The upstream agent this connection may use, and the bound on each
@@ -424,24 +402,6 @@ impl Session {
             Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
             Err(e) => self.agent.upstream.record(Err(&e)),
         }
-    }
-
-    /// The policy's part of [`Session::visible`]: on a forwarded connection,
-    /// hides a key no rule could allow there. `Err` carries the rule.
-    fn policy_visible(
-        &self,
-        fingerprint: &str,
-        comment: &str,
-        hops: &[HopView],
-        class: RequestClass,
-    ) -> Result<(), String> {
-        if class == RequestClass::Local || class == RequestClass::Direct {
-            return Ok(());
-        }
-        self.agent
-            .policy
-            .current()
-            .could_allow(fingerprint, comment, hops, class)
     }
 
     async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Reply {
@@ -1019,9 +979,15 @@ impl Session {
             return failure();
         };
         // A key this connection cannot see cannot be removed through it.
-        let class = RequestClass::of(&self.chain);
         let hops = self.hop_views();
-        if self.visible(&identity, &hops, class).is_err() {
+        let lister = Lister {
+            conn: self.id,
+            chain: &self.chain,
+            hops: &hops,
+            class: RequestClass::of(&self.chain),
+            peer: &self.peer,
+        };
+        if permitted(&self.agent, &lister, Listed::Held(&identity)).is_err() {
             return failure();
         }
         if !self
