@@ -1,6 +1,7 @@
 //! The request context hopward builds for real chains of sshd hosts on
 //! loopback, each with its own host key, known to the client by alias.
-//! Asserted through the debug log's `request context:` lines.
+//! Asserted through the audit log's sign records (class, chain of hops,
+//! destination, user, purpose, peer).
 
 mod common;
 
@@ -18,7 +19,6 @@ fn world() -> World {
     let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
     let known_hosts = tmp.path().join("known_hosts");
     let agent = Daemon::builder()
-        .debug()
         .policy(ALLOW_ALL)
         .env("HOPWARD_KNOWN_HOSTS", known_hosts.to_str().unwrap())
         .start();
@@ -32,23 +32,45 @@ fn world() -> World {
     }
 }
 
-fn contexts(agent: &Daemon) -> Vec<String> {
-    agent
-        .log_text()
-        .lines()
-        .filter_map(|l| {
-            l.split_once("request context: ")
-                .map(|(_, c)| c.to_string())
-        })
+/// A hop as the audit records it: a name it is known by, whether it
+/// forwards, and which hop's word it is (`None`: verified by the agent).
+type Hop<'a> = (&'a str, bool, Option<&'a str>);
+
+fn signs(audit: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    audit
+        .iter()
+        .filter(|l| l["event"] == "sign")
+        .cloned()
         .collect()
 }
 
-fn has(contexts: &[String], class: &str, chain: &str, user: &str) -> bool {
-    contexts.iter().any(|c| {
-        c.contains(&format!(
-            "class={class} chain=[{chain}] destination=verified user={user} purpose=login"
-        )) && c.contains("exe=/usr/bin/ssh")
-    })
+fn hop_is(hop: &serde_json::Value, (name, forwarded, reported_by): Hop) -> bool {
+    hop["names"]
+        .as_array()
+        .is_some_and(|names| names.iter().any(|n| n == name))
+        && hop["forwarded"] == forwarded
+        && hop["reported_by"].as_str() == reported_by
+}
+
+fn is_login(line: &serde_json::Value, class: &str, chain: &[Hop], user: &str) -> bool {
+    line["event"] == "sign"
+        && line["class"] == class
+        && line["destination"] == "verified"
+        && line["user"] == user
+        && line["purpose"] == "login"
+        && line["peer"]["exe"] == "/usr/bin/ssh"
+        && line["chain"].as_array().is_some_and(|hops| {
+            hops.len() == chain.len() && hops.iter().zip(chain).all(|(h, c)| hop_is(h, *c))
+        })
+}
+
+/// Whether the audit records a login signed through `chain` (waiting for
+/// the writer, which lands a record shortly after its reply).
+fn has(agent: &Daemon, class: &str, chain: &[Hop], user: &str) -> bool {
+    agent
+        .audit_until(|l| l.iter().any(|x| is_login(x, class, chain, user)))
+        .iter()
+        .any(|x| is_login(x, class, chain, user))
 }
 
 #[test]
@@ -56,12 +78,22 @@ fn forwarded_agent_then_ssh_on_the_bastion() {
     let w = world();
     let inner = w.hosts.inner_ssh("target true");
     ok(w.hosts.ssh(&w.agent.sock, &["-A", "bastion", &inner]));
-    let got = contexts(&w.agent);
     let user = &w.hosts.user;
-    assert!(has(&got, "direct", "bastion (auth)", user), "{got:#?}");
+    let got = || signs(&w.agent.audit(0));
     assert!(
-        has(&got, "forwarded", "bastion (fwd) > target (auth)", user),
-        "{got:#?}"
+        has(&w.agent, "direct", &[("bastion", false, None)], user),
+        "{:#?}",
+        got()
+    );
+    assert!(
+        has(
+            &w.agent,
+            "forwarded",
+            &[("bastion", true, None), ("target", false, None)],
+            user
+        ),
+        "{:#?}",
+        got()
     );
 }
 
@@ -70,13 +102,24 @@ fn proxy_jump_is_two_direct_connections() {
     let w = world();
     ok(w.hosts
         .ssh(&w.agent.sock, &["-J", "bastion", "target", "true"]));
-    let got = contexts(&w.agent);
     let user = &w.hosts.user;
-    assert!(has(&got, "direct", "bastion (auth)", user), "{got:#?}");
-    assert!(has(&got, "direct", "target (auth)", user), "{got:#?}");
+    let got = || signs(&w.agent.audit(0));
     assert!(
-        !got.iter().any(|c| c.contains("(fwd)")),
-        "nothing is forwarded with -J: {got:#?}"
+        has(&w.agent, "direct", &[("bastion", false, None)], user),
+        "{:#?}",
+        got()
+    );
+    assert!(
+        has(&w.agent, "direct", &[("target", false, None)], user),
+        "{:#?}",
+        got()
+    );
+    let all = got();
+    assert!(
+        !all.iter().any(|l| l["chain"]
+            .as_array()
+            .is_some_and(|hops| hops.iter().any(|h| h["forwarded"] == true))),
+        "nothing is forwarded with -J: {all:#?}"
     );
 }
 
@@ -86,16 +129,20 @@ fn two_forwarding_hops() {
     let deepest = w.hosts.inner_ssh("deep true");
     let middle = w.hosts.inner_ssh(&format!("-A target '{deepest}'"));
     ok(w.hosts.ssh(&w.agent.sock, &["-A", "bastion", &middle]));
-    let got = contexts(&w.agent);
     let user = &w.hosts.user;
     assert!(
         has(
-            &got,
+            &w.agent,
             "forwarded",
-            "bastion (fwd) > target (fwd, reported by bastion) > deep (auth)",
+            &[
+                ("bastion", true, None),
+                ("target", true, Some("bastion")),
+                ("deep", false, None),
+            ],
             user
         ),
-        "{got:#?}"
+        "{:#?}",
+        signs(&w.agent.audit(0))
     );
 }
 
@@ -114,7 +161,6 @@ fn unknown_host_is_named_by_fingerprint() {
     )
     .unwrap();
     let agent = Daemon::builder()
-        .debug()
         .policy(ALLOW_ALL)
         .env("HOPWARD_KNOWN_HOSTS", agent_kh.to_str().unwrap())
         .start();
@@ -124,10 +170,19 @@ fn unknown_host_is_named_by_fingerprint() {
         &agent.sock,
         &["-A", "bastion", &w.hosts.inner_ssh("target true")],
     ));
-    let got = contexts(&agent);
-    assert!(
-        got.iter()
-            .any(|c| c.contains("chain=[bastion (fwd) > unknown host SHA256:")),
-        "{got:#?}"
-    );
+    // The target has no name: the audit gives its fingerprint alone.
+    let unnamed = |l: &serde_json::Value| {
+        let hops = l["chain"].as_array();
+        l["event"] == "sign"
+            && hops.is_some_and(|hops| {
+                hops.len() == 2
+                    && hop_is(&hops[0], ("bastion", true, None))
+                    && hops[1]["names"].as_array().is_some_and(Vec::is_empty)
+                    && hops[1]["fingerprint"]
+                        .as_str()
+                        .is_some_and(|f| f.starts_with("SHA256:"))
+            })
+    };
+    let audit = agent.audit_until(|l| l.iter().any(unnamed));
+    assert!(audit.iter().any(unnamed), "{:#?}", signs(&audit));
 }

@@ -354,10 +354,9 @@ forwarded = "confirm"
         held.push(s);
     }
     // Wait until all eight are being asked.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while w.prompts().len() < 8 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("all eight to be asked", Duration::from_secs(10), || {
+        w.prompts().len() >= 8
+    });
     assert_eq!(w.prompts().len(), 8);
     let mut flood = w.forwarded(&[(TARGET, b"sid-9", false)]);
     assert_eq!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::sshd::Hosts;
 use common::*;
@@ -221,16 +221,19 @@ fn proxy_jump_hops_are_direct_logins() {
     assert!(signs.iter().all(|l| l["class"] == "direct"), "{audit:#?}");
 }
 
-fn wait_for(agent: &Daemon, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while agent.log_text().matches(needle).count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in log:\n{}",
-            agent.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until the log holds `count` lines with `needle`.
+#[track_caller]
+fn wait_for_log(agent: &Daemon, needle: &str, count: usize) {
+    wait_until(
+        &format!("{count} {needle:?} in the log"),
+        Duration::from_secs(10),
+        || agent.log_text().matches(needle).count() >= count,
+    );
+}
+
+/// The digest of the policy the daemon runs with.
+fn digest(status: &serde_json::Value) -> String {
+    status["policy"]["digest"].as_str().unwrap().to_string()
 }
 
 /// A sign request for `other` data with the first listed key.
@@ -263,9 +266,12 @@ fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
     let policy = agent.dir.path().join("policy.toml");
     let mut s = agent.connect();
     assert_eq!(sign_other(&mut s), 14);
+    let first = digest(&agent.status());
 
     save(&policy, "[defaults]\nlocal = \"deny\"\n");
-    wait_for(&agent, "policy reloaded", 1);
+    let denying = digest(&agent.wait_status("the edit to be loaded", |st| {
+        digest(st) != first && st["policy"]["last_reload"] == "ok"
+    }));
     assert_eq!(
         sign_other(&mut s),
         5,
@@ -273,12 +279,15 @@ fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
     );
 
     save(&policy, "[defaults]\nlocal = \"allow\"\nthis is not toml\n");
-    wait_for(&agent, "keeping the last good policy", 1);
+    let kept = agent.wait_status("the garbage to be refused", |st| {
+        st["policy"]["last_reload"]["kept_last_good_policy"].is_array()
+    });
+    assert_eq!(digest(&kept), denying, "{kept:#}");
     assert_eq!(sign_other(&mut s), 5, "garbage keeps the last good policy");
+    let errors = kept["policy"]["last_reload"]["kept_last_good_policy"].to_string();
     assert!(
-        agent.log_text().contains("policy.toml:3:"),
-        "errors name file and line:\n{}",
-        agent.log_text()
+        errors.contains("policy.toml:3:"),
+        "errors name file and line: {errors}"
     );
 
     // SIGHUP reloads too (here with the file unchanged but now valid).
@@ -287,15 +296,19 @@ fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
         "[defaults]\nlocal = \"allow\"\n",
     )
     .unwrap();
+    // A reload of an unchanged file shows nowhere but the log (status
+    // keeps its digest and "ok"), so these steps count log lines.
     let reloads = agent.log_text().matches("policy reloaded").count();
     std::fs::rename(agent.dir.path().join("policy.toml.new"), &policy).unwrap();
-    wait_for(&agent, "policy reloaded", reloads + 1);
+    wait_for_log(&agent, "policy reloaded", reloads + 1);
+    assert_eq!(digest(&agent.status()), first);
     let before = agent.log_text().matches("policy reloaded").count();
     ok(run(
         std::process::Command::new("kill").args(["-HUP", &agent.pid().to_string()])
     ));
-    wait_for(&agent, "SIGHUP received", 1);
-    wait_for(&agent, "policy reloaded", before + 1);
+    wait_for_log(&agent, "SIGHUP received", 1);
+    wait_for_log(&agent, "policy reloaded", before + 1);
+    assert_eq!(agent.status()["policy"]["last_reload"], "ok");
     assert_eq!(sign_other(&mut s), 14);
 }
 

@@ -48,6 +48,9 @@ fn oversize_frame_is_refused_without_reading_it() {
         .unwrap();
     assert!(closed_by_server(&mut s));
     still_serving(&mut agent);
+    // Bad input gets a log line: that line is the behaviour here (a
+    // malformed request never reaches a decision the audit records), as in
+    // the tests below.
     assert!(
         agent.log_text().contains("out of range"),
         "{}",
@@ -117,6 +120,8 @@ fn two_requests_in_one_write_get_two_replies() {
 fn request_sent_one_byte_at_a_time_is_answered() {
     let mut agent = Daemon::start();
     let mut s = agent.connect();
+    // The pauses are what is tested: each byte arrives on its own, so the
+    // agent reads the frame in pieces.
     for b in [0u8, 0, 0, 1, 11] {
         s.write_all(&[b]).unwrap();
         std::thread::sleep(Duration::from_millis(30));

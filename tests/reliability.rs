@@ -132,38 +132,29 @@ fn descriptor_exhaustion_is_survived() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the daemon to start", Duration::from_secs(10), || {
+        UnixStream::connect(&sock).is_ok()
+    });
     let mut flood: Vec<UnixStream> = (0..200)
         .filter_map(|_| UnixStream::connect(&sock).ok())
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "daemon died");
-    let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        logged.contains("accept failed"),
-        "no descriptors left was not hit:\n{logged}"
+    // With every descriptor taken nothing can connect to ask: the log line
+    // of the failed accept is the only sign that the limit was hit.
+    wait_until(
+        "the daemon to run out of descriptors (\"accept failed\" in its log)",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("accept failed")),
     );
+    assert!(child.try_wait().unwrap().is_none(), "daemon died");
     flood.clear();
     // Once the connections close, it serves again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until("the daemon to serve again", Duration::from_secs(10), || {
         let out = run(Command::new("ssh-add")
             .arg("-l")
             .env("SSH_AUTH_SOCK", &sock));
-        if out.status.code() == Some(1) && stdout(&out).contains("no identities") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not serving again: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        out.status.code() == Some(1) && stdout(&out).contains("no identities")
+    });
+    assert!(child.try_wait().unwrap().is_none(), "daemon died");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -215,33 +206,38 @@ fn a_policy_file_that_goes_bad_keeps_the_last_good_policy() {
     let policy = agent.dir.path().join("policy.toml");
     let mut s = agent.connect();
     assert!(!sign_on(&mut s, &frame), "the policy denies local use");
-    let reloads = |a: &Daemon| a.log_text().matches("keeping the last good policy").count();
+    let good = agent.status()["policy"]["digest"].clone();
+    // Each bad file is refused with errors of its own, while the digest of
+    // the policy in force stays the last good one's.
+    let mut errors = serde_json::Value::Null;
+    let mut refused = |what: &str| {
+        let status = agent.wait_status(what, |st| {
+            let kept = &st["policy"]["last_reload"]["kept_last_good_policy"];
+            kept.is_array() && *kept != errors
+        });
+        assert_eq!(status["policy"]["digest"], good, "{what}: {status:#}");
+        errors = status["policy"]["last_reload"]["kept_last_good_policy"].clone();
+    };
 
     std::fs::write(&policy, "this is = = not toml").unwrap();
-    wait_until(|| reloads(&agent) >= 1);
+    refused("the garbage to be refused");
     assert!(!sign_on(&mut s, &frame), "garbage");
     std::fs::remove_file(&policy).unwrap();
-    wait_until(|| reloads(&agent) >= 2);
+    refused("the deleted file to be refused");
     assert!(!sign_on(&mut s, &frame), "deleted");
     std::fs::create_dir(&policy).unwrap();
     let _ = Command::new("kill")
         .args(["-HUP", &agent.pid().to_string()])
         .status();
-    wait_until(|| reloads(&agent) >= 3);
+    refused("the directory to be refused");
     assert!(!sign_on(&mut s, &frame), "a directory");
     // And a good file is picked up again.
     std::fs::remove_dir(&policy).unwrap();
     std::fs::write(&policy, "[defaults]\nlocal = \"allow\"\n").unwrap();
-    wait_until(|| agent.log_text().contains("policy reloaded"));
+    agent.wait_status("the good file to be loaded", |st| {
+        st["policy"]["last_reload"] == "ok" && st["policy"]["digest"] != good
+    });
     assert!(sign_on(&mut s, &frame));
-}
-
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -265,7 +261,11 @@ fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
         s.write_all(&frame).unwrap();
         pending.push(s);
     }
-    wait_until(|| marker.exists());
+    wait_until(
+        "the confirm command to be asked",
+        Duration::from_secs(10),
+        || marker.exists(),
+    );
     let started = Instant::now();
     let status = agent.terminate();
     assert!(status.success(), "{status}");
@@ -303,17 +303,34 @@ fn sighup_under_load_fails_no_request() {
             })
         })
         .collect();
-    for _ in 0..20 {
+    // A reload of an unchanged file shows only in the log (status keeps its
+    // digest and "ok"): each SIGHUP waits for its reload there, so no two
+    // signals merge into one.
+    let reloads = || agent.log_text().matches("policy reloaded").count();
+    wait_until(
+        "the signers to be under way",
+        Duration::from_secs(20),
+        || done.load(Ordering::Relaxed) >= 50,
+    );
+    for round in 0..20 {
+        let before = reloads();
         let _ = Command::new("kill")
             .args(["-HUP", &agent.pid().to_string()])
             .status();
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until(
+            &format!("reload {round} after SIGHUP"),
+            Duration::from_secs(10),
+            || reloads() > before,
+        );
     }
+    wait_until("more signatures", Duration::from_secs(20), || {
+        done.load(Ordering::Relaxed) > 100
+    });
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(done.load(Ordering::Relaxed) > 100);
-    assert!(agent.log_text().matches("policy reloaded").count() >= 10);
+    assert!(reloads() >= 20);
 }

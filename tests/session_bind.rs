@@ -303,6 +303,9 @@ fn constrained_key_signs_only_for_a_permitted_bound_request() {
         ),
         SIGN_RESPONSE
     );
+    // The replies show each refusal; why each was refused (one reason per
+    // rule of ssh-add -h) is told only in the log: binds are not audited
+    // and a refusal by the constraint is recorded as "constraint" alone.
     let log = t.agent.log_text();
     assert!(log.contains("unbound connection"), "{log}");
     assert!(log.contains("session id does not match"), "{log}");
@@ -362,6 +365,7 @@ fn forwarded_chain_rules() {
         0,
         "a poisoned connection hides constrained keys"
     );
+    // Why, as above, only in the log.
     let log = t.agent.log_text();
     assert!(log.contains("sign on a forwarding hop"), "{log}");
     assert!(log.contains("bind after an authentication bind"), "{log}");
@@ -424,6 +428,8 @@ fn bind_failures_poison_and_limits_hold() {
         );
     }
     assert_eq!(bind(&mut s, &t.bastion, b"s17", true), EXTENSION_FAILURE);
+    // A refused bind reaches no decision the audit records: the log names
+    // the reason.
     let log = t.agent.log_text();
     assert!(log.contains("does not verify"), "{log}");
     assert!(log.contains("different host key"), "{log}");
@@ -468,6 +474,7 @@ fn host_certificates_are_checked_against_principals() {
         request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
         EXTENSION_FAILURE
     );
+    // Binds are not audited: the log names the rejection.
     assert!(
         agent.log_text().contains("host certificate rejected"),
         "{}",
@@ -532,6 +539,8 @@ fn destination_user_patterns_are_capped_at_256_bytes() {
         FAILURE
     );
     assert_eq!(listed(&mut s), 0);
+    // Refused while reading the constraint, before any decision the audit
+    // records: the log names the reason.
     assert!(
         agent.log_text().contains("longer than 256 bytes"),
         "{}",

@@ -206,6 +206,8 @@ fn a_memlock_limit_of_zero_gives_one_warning_and_keys_still_work() {
     assert_eq!(locked_kib(agent.pid()), 0);
     let listed = stdout(&ok(agent.ssh_add(&["-l"])));
     assert_eq!(listed.lines().count(), 3, "{listed}");
+    // Status shows every key unlocked (below); the warning, given once and
+    // naming the limit, is the log's own behaviour.
     let log = agent.log_text();
     let warnings = log
         .lines()

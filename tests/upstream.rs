@@ -130,11 +130,8 @@ fn upstream_keys_are_listed_once_after_hopwards_and_key_operations_stay_local() 
     // (ssh-keygen would fall back to the key file: ask the agent itself.)
     let sign = sign_request(&pub_blob(&theirs), b"locked?");
     assert_eq!(request(&mut conn, &sign), vec![5]);
-    assert!(
-        agent.log_text().contains("the agent is locked"),
-        "{}",
-        agent.log_text()
-    );
+    let status = agent.status();
+    assert_eq!(status["locked"], true, "{status:#}");
     ok(with_pass("-X"));
     assert_eq!(listed(&request(&mut conn, &[11])).len(), 2);
     assert_eq!(request(&mut conn, &sign)[0], 14);
@@ -484,14 +481,11 @@ fn the_installed_units_way_socket_activation_and_env_work_with_an_upstream() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "systemd-socket-activate did not bind"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "systemd-socket-activate to bind the socket",
+        std::time::Duration::from_secs(10),
+        || sock.exists(),
+    );
     let listed = run(Command::new("ssh-add")
         .arg("-l")
         .env("SSH_AUTH_SOCK", &sock));
@@ -592,16 +586,13 @@ fn a_reload_can_point_at_another_upstream() {
     ok(run(Command::new("kill")
         .arg("-HUP")
         .arg(agent.pid().to_string())));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let names: Vec<String> = listed(&request(&mut conn, &[11]))
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
-        if names == ["in-two"] {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {names:?}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let wanted = two.sock.display().to_string();
+    agent.wait_status("the reloaded policy's upstream", |s| {
+        s["upstream"]["socket"] == wanted.as_str()
+    });
+    let names: Vec<String> = listed(&request(&mut conn, &[11]))
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(names, ["in-two"]);
 }

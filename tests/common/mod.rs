@@ -14,6 +14,33 @@ use std::time::{Duration, Instant};
 
 pub const HOPWARD: &str = env!("CARGO_BIN_EXE_hopward");
 
+/// How often [`wait_until`] and [`wait_for`] look again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Looks at `done` every [`POLL`] until it holds; panics naming `what` if it
+/// still does not after `within`. For waiting on something to happen (a
+/// socket, a process, a reload): never a fixed sleep.
+#[track_caller]
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    wait_for(what, within, || done().then_some(()));
+}
+
+/// Like [`wait_until`], for a condition that yields what it found.
+#[track_caller]
+pub fn wait_for<T>(what: &str, within: Duration, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Runs a command and returns its output; panics if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     // output() gives the child a closed stdin unless one was set.
@@ -298,9 +325,56 @@ impl Daemon {
             if UnixStream::connect(&self.sock).is_ok() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
         panic!("hopward did not start; log:\n{}", self.log_text());
+    }
+
+    /// `hopward status --json` of this daemon.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(
+            &ok(run(Command::new(HOPWARD)
+                .args(["status", "--json", "-a"])
+                .arg(&self.sock)))
+            .stdout,
+        )
+        .expect("status JSON")
+    }
+
+    /// Waits until the daemon's status satisfies `done` and returns it.
+    #[track_caller]
+    pub fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(what, Duration::from_secs(15), || {
+            let status = self.status();
+            done(&status).then_some(status)
+        })
+    }
+
+    /// Waits until the audit log holds a record that `matches`, and returns
+    /// it; fails naming `what` if none comes.
+    #[track_caller]
+    pub fn wait_audit(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let lines = self.audit_until(|lines| lines.iter().any(&matches));
+        lines.into_iter().find(|l| matches(l)).unwrap_or_else(|| {
+            panic!(
+                "no audit record for {what}; audit log:\n{}",
+                std::fs::read_to_string(self.audit_path()).unwrap_or_default()
+            )
+        })
+    }
+
+    /// The audit log's path (the default under the daemon's
+    /// `XDG_STATE_HOME`).
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("state/hopward/audit.jsonl")
     }
 
     pub fn pid(&self) -> u32 {
@@ -325,7 +399,7 @@ impl Daemon {
         &self,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
-        let path = self.dir.path().join("state/hopward/audit.jsonl");
+        let path = self.audit_path();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
@@ -336,7 +410,7 @@ impl Daemon {
             if done(&lines) || Instant::now() > deadline {
                 return lines;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
     }
 
@@ -364,14 +438,11 @@ impl Daemon {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "hopward did not exit on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            "hopward to exit on SIGTERM",
+            Duration::from_secs(10),
+            || self.child.try_wait().unwrap(),
+        )
     }
 
     /// Whether the daemon process is still running.
@@ -394,8 +465,7 @@ impl Drop for Daemon {
             .to_string_lossy()
             .to_string();
         let _ = std::fs::copy(&self.log, keep.join(format!("{tag}-daemon.log")));
-        let audit = self.dir.path().join("state/hopward/audit.jsonl");
-        let _ = std::fs::copy(&audit, keep.join(format!("{tag}-audit.jsonl")));
+        let _ = std::fs::copy(self.audit_path(), keep.join(format!("{tag}-audit.jsonl")));
     }
 }
 

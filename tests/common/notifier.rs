@@ -246,7 +246,7 @@ impl Bus {
             if shown.len() >= n || Instant::now() > deadline {
                 return shown;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(super::POLL);
         }
     }
 

@@ -2,12 +2,21 @@
 //! own host key, and an ssh client config that knows them by alias. By
 //! default Debian's OpenSSH; a [`Lab`] picks other programs (OpenSSH 10.5),
 //! another host key type, or host certificates.
+//!
+//! The test owns each host's listening socket (bound to port 0 and never let
+//! go while the host lives) and runs `sshd -i` (inetd mode) for every
+//! connection it accepts, the socket as its standard input and output. So no
+//! other process can take the port between choosing and binding it, and
+//! nothing waits for sshd to start listening.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::{keygen_with, ok, run};
 
@@ -46,23 +55,100 @@ pub struct Sshd {
     pub name: String,
     pub port: u16,
     pub host_pub: String,
-    child: Child,
     pub log: PathBuf,
+    server: InetdServer,
 }
 
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A listening socket the test holds, running `sshd -i` per connection.
+struct InetdServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    sessions: Arc<Mutex<Vec<Child>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InetdServer {
+    /// Binds 127.0.0.1 on a port the kernel picks and serves every
+    /// connection with `sshd -i -e -f CONFIG`, its messages appended to
+    /// `log`.
+    fn start(sshd: &Path, config: &Path, log: &Path) -> InetdServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for sshd");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sessions = Arc::new(Mutex::new(Vec::<Child>::new()));
+        let (sshd, config, log) = (sshd.to_path_buf(), config.to_path_buf(), log.to_path_buf());
+        let thread = {
+            let (stop, sessions) = (stop.clone(), sessions.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let session = spawn_session(&sshd, &config, &log, conn);
+                    let mut sessions = sessions.lock().unwrap();
+                    // Reap the sessions that ended.
+                    sessions.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                    sessions.extend(session);
+                }
+            })
+        };
+        InetdServer {
+            addr,
+            stop,
+            sessions,
+            thread: Some(thread),
+        }
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `sshd -i` on one accepted connection; a failure to start it goes to the
+/// host's log (the client sees the connection closed).
+fn spawn_session(sshd: &Path, config: &Path, log: &Path, conn: TcpStream) -> Option<Child> {
+    use std::io::Write as _;
+    let append = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+    };
+    let input = conn.try_clone().map(OwnedFd::from);
+    let started = input.and_then(|input| {
+        Command::new(sshd)
+            .args(["-i", "-e", "-f"])
+            .arg(config)
+            .stdin(Stdio::from(input))
+            .stdout(Stdio::from(OwnedFd::from(conn)))
+            .stderr(append())
+            .spawn()
+    });
+    match started {
+        Ok(child) => Some(child),
+        Err(e) => {
+            let _ = writeln!(
+                append(),
+                "test harness: cannot start {}: {e}",
+                sshd.display()
+            );
+            None
+        }
+    }
+}
+
+impl Drop for InetdServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the stop flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        for mut child in self.sessions.lock().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn whoami() -> String {
@@ -125,31 +211,35 @@ impl Hosts {
                     .arg(hkey.with_extension("pub"))));
                 let _ = writeln!(host_config, "HostCertificate {}-cert.pub", hkey.display());
             }
-            let port = free_port();
             let cfg = dir.join(format!("sshd_{name}.conf"));
+            // Inetd mode: no Port, ListenAddress, PidFile or MaxStartups (the
+            // test's listener takes every connection).
             std::fs::write(
                 &cfg,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd_{name}.pid\n\
+                    "HostKey {hk}\n\
                      AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-                     AllowAgentForwarding yes\nAcceptEnv HOPWARD_*\nLogLevel VERBOSE\nMaxStartups 50\n\
+                     AllowAgentForwarding yes\nAcceptEnv HOPWARD_*\nLogLevel VERBOSE\n\
                      {host_config}",
                     hk = hkey.display(),
-                    dir = dir.display(),
                     ak = authorized_keys.display()
                 ),
             )
             .unwrap();
             let log = dir.join(format!("sshd_{name}.log"));
-            let child = Command::new(&lab.sshd)
-                .args(["-D", "-e", "-f"])
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("start sshd");
+            std::fs::write(&log, "").unwrap();
+            // sshd's test mode checks the configuration and the host key now,
+            // so that a mistake there fails here and not as a closed
+            // connection in the middle of a test.
+            let checked = run(Command::new(&lab.sshd).arg("-t").arg("-f").arg(&cfg));
+            assert!(
+                checked.status.success(),
+                "sshd {name} rejects its configuration:\n{}",
+                super::text(&checked)
+            );
+            let server = InetdServer::start(&lab.sshd, &cfg, &log);
+            let port = server.addr.port();
             if lab.host_ca.is_none() {
                 let _ = writeln!(
                     known,
@@ -165,8 +255,8 @@ impl Hosts {
                 name: name.to_string(),
                 port,
                 host_pub,
-                child,
                 log,
+                server,
             });
         }
         if let Some(ca) = &lab.host_ca {
@@ -184,33 +274,14 @@ impl Hosts {
         );
         std::fs::write(&known_hosts, known).unwrap();
         std::fs::write(&config, client).unwrap();
-        let hosts = Hosts {
+        Hosts {
             dir: dir.to_path_buf(),
             hosts,
             config,
             authorized_keys,
             user: whoami(),
             ssh_program: lab.ssh.clone(),
-        };
-        for h in &hosts.hosts {
-            hosts.wait_listening(h);
         }
-        hosts
-    }
-
-    fn wait_listening(&self, host: &Sshd) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", host.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "sshd {} did not start:\n{}",
-            host.name,
-            std::fs::read_to_string(&host.log).unwrap_or_default()
-        );
     }
 
     /// Allows `pubkey_file` to log in everywhere.

@@ -59,7 +59,7 @@ impl SshAgent {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(super::POLL);
         }
         panic!(
             "{} did not start on {}",
