@@ -40,5 +40,5 @@ layers!(
 
 /// The command line; `main` is all the binary calls.
 pub mod app;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -5,25 +5,24 @@
 //! `cargo test --lib --test in_process` is the quick loop; `scripts/test.sh`
 //! runs everything, with the real OpenSSH programs.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
-use hopward::confirm::{Answer, AnswerFuture, Confirmer, Desk, Prompt};
+use common::{session_bind_request, sign_request};
+use hopward::confirm::Answer;
 use hopward::daemon::agent::{Agent, AgentOptions};
-use hopward::daemon::audit::{AuditRecord, AuditSink};
+use hopward::daemon::audit::AuditSink;
 use hopward::daemon::server::{SocketFile, serve};
-use hopward::keys::sign::SigningKey;
-use hopward::policy::ConfirmSettings;
 use hopward::policy::store::PolicyStore;
-use hopward::protocol::request::SecretParts;
 use hopward::ssh::key::{PublicParts, ed25519_public};
 use hopward::ssh::wire::put_string;
+use hopward::testing::fakes::{Records, ScriptedDesk};
 
 const FAILURE: u8 = 5;
 const SUCCESS: u8 = 6;
@@ -38,55 +37,6 @@ via = ["*"]
 action = "confirm"
 remember = "10m"
 "#;
-
-/// Answers in order, and counts the questions.
-#[derive(Debug, Default)]
-struct ScriptedDesk {
-    answers: Mutex<VecDeque<Answer>>,
-    asked: AtomicUsize,
-}
-
-#[derive(Debug)]
-struct Scripted(Arc<ScriptedDesk>);
-
-impl Confirmer for Scripted {
-    fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
-        self.0.asked.fetch_add(1, Ordering::SeqCst);
-        let answer = self.0.answers.lock().unwrap().pop_front();
-        Box::pin(async move { answer.unwrap_or(Answer::Refused) })
-    }
-}
-
-#[derive(Debug)]
-struct TestDesk(Arc<ScriptedDesk>);
-
-impl Desk for TestDesk {
-    fn confirmer(&self, _settings: &ConfirmSettings) -> Arc<dyn Confirmer> {
-        Arc::new(Scripted(Arc::clone(&self.0)))
-    }
-
-    fn notify(&self, _summary: &'static str, _body: String) {}
-}
-
-#[derive(Debug, Default)]
-struct Records(Mutex<Vec<AuditRecord>>);
-
-impl AuditSink for Records {
-    fn record(&self, record: AuditRecord) {
-        self.0.lock().unwrap().push(record);
-    }
-}
-
-impl Records {
-    fn reasons(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.reason.clone())
-            .collect()
-    }
-}
 
 /// A served agent; stops (and removes its socket) when dropped.
 struct Served {
@@ -110,10 +60,7 @@ fn start(answers: Vec<Answer>) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
     let policy = hopward::policy::file::parse_str(POLICY, "test policy").unwrap();
-    let desk = Arc::new(ScriptedDesk {
-        answers: Mutex::new(answers.into()),
-        ..ScriptedDesk::default()
-    });
+    let desk = ScriptedDesk::new(answers.into_iter().map(Some));
     let records = Arc::new(Records::default());
     // Only the owner may connect: the uid that owns the fresh directory.
     let uid = std::fs::metadata(dir.path()).map(|m| {
@@ -125,7 +72,7 @@ fn start(answers: Vec<Answer>) -> Served {
         PolicyStore::new(None, policy),
         Arc::clone(&records) as Arc<dyn AuditSink>,
     )
-    .with_desk(Arc::new(TestDesk(Arc::clone(&desk))));
+    .with_desk(desk.desk());
     let listener = UnixListener::bind(&socket).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(
@@ -201,34 +148,6 @@ async fn listed(stream: &mut UnixStream) -> Vec<Vec<u8>> {
             blob
         })
         .collect()
-}
-
-fn sign_request(blob: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![13];
-    put_string(&mut body, blob);
-    put_string(&mut body, data);
-    body.extend_from_slice(&0u32.to_be_bytes());
-    body
-}
-
-/// A session-bind by the host key made from `[host_seed; 32]` over `sid`.
-fn session_bind(host_seed: u8, sid: &[u8], forwarding: bool) -> Vec<u8> {
-    let seed = [host_seed; 32];
-    let public = PublicParts::Ed25519(ed25519_public(&seed));
-    let signature = SigningKey::new(&public, &SecretParts::Ed25519(&seed))
-        .unwrap()
-        .sign(sid, 0)
-        .unwrap();
-    let mut signature_blob = Vec::new();
-    put_string(&mut signature_blob, signature.algorithm.as_bytes());
-    put_string(&mut signature_blob, &signature.blob);
-    let mut body = vec![27];
-    put_string(&mut body, b"session-bind@openssh.com");
-    put_string(&mut body, &public.blob());
-    put_string(&mut body, sid);
-    put_string(&mut body, &signature_blob);
-    body.push(u8::from(forwarding));
-    body
 }
 
 #[tokio::test]
@@ -323,7 +242,7 @@ async fn a_locked_agent_lists_nothing_and_signs_nothing_until_unlocked() {
 
 #[tokio::test]
 async fn a_remembered_approval_covers_the_same_chain_only() {
-    let served = start(vec![Answer::AllowedRemember]);
+    let served = start(vec![Answer::AllowedRemember, Answer::Refused]);
     let mut local = connect(&served).await;
     let (blob, add) = ed25519_key(4, None);
     assert_eq!(request(&mut local, &add).await, [SUCCESS]);
@@ -334,7 +253,7 @@ async fn a_remembered_approval_covers_the_same_chain_only() {
             let mut c = connect(served).await;
             let sid = format!("sid-{host}");
             assert_eq!(
-                request(&mut c, &session_bind(host, sid.as_bytes(), true)).await,
+                request(&mut c, &session_bind_request(host, sid.as_bytes(), true)).await,
                 [SUCCESS]
             );
             c
@@ -345,17 +264,22 @@ async fn a_remembered_approval_covers_the_same_chain_only() {
     // A new connection through the same host: remembered, not asked.
     let mut again = through(10).await;
     assert_eq!(request(&mut again, &sign_request(&blob, b"b")).await[0], 14);
-    assert_eq!(served.desk.asked.load(Ordering::SeqCst), 1);
-    // Through another host it is asked again (and refused: script is out).
+    assert_eq!(served.desk.asked(), 1);
+    // Through another host it is asked again (and refused).
     let mut other = through(11).await;
     assert_eq!(
         request(&mut other, &sign_request(&blob, b"c")).await,
         [FAILURE]
     );
-    assert_eq!(served.desk.asked.load(Ordering::SeqCst), 2);
+    assert_eq!(served.desk.asked(), 2);
     // Local use (the add included) is allowed without asking.
     assert_eq!(
-        served.records.reasons(),
+        served
+            .records
+            .seen()
+            .into_iter()
+            .map(|(_, _, reason)| reason)
+            .collect::<Vec<_>>(),
         ["default:local", "confirmed", "remembered", "refused"]
     );
 }

@@ -494,13 +494,10 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
 mod tests {
     //! The pipeline's outcomes, with a scripted desk and paused time: no
     //! socket, no D-Bus, no sshd.
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
-    use crate::confirm::{AnswerFuture, Confirmer, Desk};
+    use crate::testing::fakes::{Records, ScriptedDesk};
     use crate::daemon::agent::AgentOptions;
     use crate::keys::keystore::Constraints;
     use crate::policy::store::PolicyStore;
@@ -508,72 +505,6 @@ mod tests {
     use crate::ssh::key::{PublicKey, PublicParts};
     use crate::trust::context::{HopView, RequestClass};
     use crate::trust::peer::Peer;
-
-    /// Answers in order; `None` never answers. Counts questions and notices.
-    #[derive(Debug, Default)]
-    struct ScriptedDesk {
-        answers: Mutex<VecDeque<Option<Answer>>>,
-        asked: AtomicUsize,
-        notices: AtomicUsize,
-        unavailable: bool,
-    }
-
-    #[derive(Debug)]
-    struct Scripted(Arc<ScriptedDesk>);
-
-    impl Confirmer for Scripted {
-        fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
-            self.0.asked.fetch_add(1, Ordering::SeqCst);
-            let next = self.0.answers.lock().unwrap().pop_front();
-            Box::pin(async move {
-                match next {
-                    Some(Some(answer)) => answer,
-                    Some(None) => std::future::pending().await,
-                    None => panic!("asked more often than scripted"),
-                }
-            })
-        }
-    }
-
-    impl Desk for Arc<ScriptedDesk> {
-        fn confirmer(&self, _settings: &ConfirmSettings) -> Arc<dyn Confirmer> {
-            if self.unavailable {
-                return Arc::new(crate::confirm::Unavailable("nothing here".into()));
-            }
-            Arc::new(Scripted(Arc::clone(self)))
-        }
-
-        fn notify(&self, _summary: &'static str, _body: String) {
-            self.notices.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[derive(Debug, Default)]
-    struct Records(Mutex<Vec<AuditRecord>>);
-
-    impl AuditSink for Records {
-        fn record(&self, record: AuditRecord) {
-            self.0.lock().unwrap().push(record);
-        }
-    }
-
-    impl Records {
-        /// `(event, decision, reason)` of every record so far.
-        fn seen(&self) -> Vec<(String, String, String)> {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r.event.to_string(),
-                        r.decision.to_string(),
-                        r.reason.clone(),
-                    )
-                })
-                .collect()
-        }
-    }
 
     const POLICY: &str = r#"
 [defaults]
@@ -608,17 +539,17 @@ remember = "10m"
     fn setup(answers: Vec<Option<Answer>>, unavailable: bool) -> Setup {
         let policy = crate::policy::file::parse_str(POLICY, "test policy").unwrap();
         let records = Arc::new(Records::default());
-        let desk = Arc::new(ScriptedDesk {
-            answers: Mutex::new(answers.into()),
-            unavailable,
-            ..ScriptedDesk::default()
-        });
+        let desk = if unavailable {
+            ScriptedDesk::unavailable()
+        } else {
+            ScriptedDesk::new(answers)
+        };
         let agent = Agent::new(
             AgentOptions::new(0),
             PolicyStore::new(None, policy),
             Arc::clone(&records) as Arc<dyn AuditSink>,
         )
-        .with_desk(Arc::new(Arc::clone(&desk)));
+        .with_desk(desk.desk());
         Setup {
             agent: Arc::new(agent),
             desk,
@@ -709,7 +640,7 @@ remember = "10m"
         assert!(verdict.allowed);
         assert_eq!(verdict.rule, "default:local");
         drop(verdict);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(s.desk.asked(), 0);
         assert_eq!(
             s.records.seen(),
             vec![record("sign", "allow", "default:local")]
@@ -722,7 +653,7 @@ remember = "10m"
         let verdict = sign_upstream(&s.agent, Some("dmz")).await;
         assert!(!verdict.allowed);
         drop(verdict);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(s.desk.asked(), 0);
         assert_eq!(
             s.records.seen(),
             vec![record("sign", "deny", "never through dmz")]
@@ -734,7 +665,7 @@ remember = "10m"
         let s = setup(vec![Some(Answer::Allowed), Some(Answer::Refused)], false);
         assert!(sign_upstream(&s.agent, Some("bastion")).await.allowed);
         assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(s.desk.asked(), 2);
         assert_eq!(
             s.records.seen(),
             vec![
@@ -779,7 +710,7 @@ remember = "10m"
         let verdict = sign(&s.agent, &context(None), key, b"data").await;
         assert!(!verdict.allowed, "the policy allows local use, -c asks");
         drop(verdict);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.desk.asked(), 1);
         assert_eq!(s.records.seen(), vec![record("sign", "deny", "refused")]);
         // Without -c the same key is not asked about.
         let (plain, blob) = held_key(false);
@@ -788,7 +719,7 @@ remember = "10m"
             blob: &blob,
         };
         assert!(sign(&s.agent, &context(None), key, b"data").await.allowed);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.desk.asked(), 1);
         assert_eq!(s.records.seen().len(), 2);
     }
 
@@ -802,7 +733,7 @@ remember = "10m"
         let again = sign_upstream(&s.agent, Some("prod")).await;
         assert!(again.allowed);
         drop(again);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.desk.asked(), 1);
         // Another chain is another question.
         assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
         assert_eq!(
@@ -827,7 +758,7 @@ remember = "10m"
                 sign(&agent, &ctx, SignKey::Upstream, &[i]).await.allowed
             }));
         }
-        while s.desk.asked.load(Ordering::SeqCst) < 8 {
+        while s.desk.asked() < 8 {
             tokio::task::yield_now().await;
         }
         let ctx = context(Some("bastion"));
@@ -835,8 +766,8 @@ remember = "10m"
             let verdict = sign(&s.agent, &ctx, SignKey::Upstream, data).await;
             assert!(!verdict.allowed);
         }
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 8, "not asked");
-        assert_eq!(s.desk.notices.load(Ordering::SeqCst), 1, "one notice");
+        assert_eq!(s.desk.asked(), 8, "not asked");
+        assert_eq!(s.desk.notices(), 1, "one notice");
         for task in open {
             assert!(!task.await.unwrap(), "unanswered: timed out");
         }
@@ -852,8 +783,8 @@ remember = "10m"
         let verdict = sign_upstream(&s.agent, Some("ci")).await;
         assert!(verdict.allowed);
         drop(verdict);
-        assert_eq!(s.desk.notices.load(Ordering::SeqCst), 1);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(s.desk.notices(), 1);
+        assert_eq!(s.desk.asked(), 0);
         assert_eq!(s.records.seen(), vec![record("sign", "allow", "notified")]);
     }
 
@@ -878,7 +809,7 @@ remember = "10m"
             ]
         );
         assert!(
-            s.records.0.lock().unwrap().iter().all(|r| r.upstream),
+            s.records.all_upstream(),
             "both marked as upstream"
         );
     }
@@ -905,7 +836,7 @@ remember = "10m"
             provider: None,
         };
         assert!(!authorize(&s.agent, &caller, remove).await.allowed);
-        assert_eq!(s.desk.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(s.desk.asked(), 1);
         let seen = s.records.seen();
         assert_eq!(seen.len(), 2);
         assert_eq!(

@@ -1,4 +1,6 @@
 //! What the integration tests, fuzz targets and the load generator use from
 //! the library, behind the `testing` feature so that nothing of it ships.
 
+pub mod fakes;
+#[cfg(feature = "testing")]
 pub mod fuzz;
