@@ -34,9 +34,10 @@ $SUDO mkdir -p /run/sshd
 # and the peer-uid and ptrace tests need another uid.
 id hopwardtest >/dev/null 2>&1 || $SUDO useradd -m -s /bin/sh hopwardtest
 
+# --workspace: the load generator (loadgen/) is a member of its own.
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --all-targets
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --locked --workspace --all-targets
 
 if [ -x "$OPENSSH105/regress.sh" ]; then
     echo "test.sh: OpenSSH 10.5 agent suite against hopward (every key type)"

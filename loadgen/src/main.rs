@@ -1,8 +1,13 @@
 //! Load generator: signs against hopward and OpenSSH's ssh-agent, side by
 //! side in the same run, and prints signs/s, p50/p99 latency and the ratio.
 //!
-//!   cargo run --release --bin hopward-loadgen -- [--seconds S] [--hopward PATH]
+//!   cargo build --release --workspace
+//!   target/release/hopward-loadgen [--seconds S] [--hopward PATH]
 //!       [--unshielded PATH] [--openssh-10.5 DIR] [--only upstream]
+//!
+//! It is a member of the workspace, not a binary of the hopward package, so
+//! `cargo install` does not ship it. `--hopward` defaults to the hopward
+//! built beside it (target/release/hopward after the build above).
 //!
 //! The last table is upstream mode: ssh-agent signing directly and through
 //! hopward (`--upstream`), same key, same run; `--only upstream` runs just
@@ -267,10 +272,20 @@ fn usage(problem: &str) -> ! {
     std::process::exit(2)
 }
 
+/// `name` in the folder this program was built into, where cargo puts the
+/// workspace's other binaries of the same profile.
+fn beside_this_program(name: &str) -> PathBuf {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
+    dir.join(name)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut seconds = 3.0;
-    let mut hopward = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/hopward");
+    let mut hopward = beside_this_program("hopward");
     let mut unshielded: Option<String> = None;
     let mut openssh105: Option<PathBuf> = None;
     let mut only_upstream = false;
@@ -302,6 +317,12 @@ fn main() {
             }
             other => usage(&format!("unknown argument {other}")),
         }
+    }
+    if !hopward.is_file() {
+        usage(&format!(
+            "no hopward at {}: build it with `cargo build --release --workspace`, or give --hopward PATH",
+            hopward.display()
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     let hw = hopward.to_str().unwrap().to_string();
