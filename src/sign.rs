@@ -18,7 +18,8 @@
 //!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
 //! checked against the public key it claims to be; secrets are wiped on drop
-//! (AWS-LC cleanses on free, intermediate buffers are `Zeroizing`); no `Debug` output ever shows secret material.
+//! (AWS-LC cleanses on free, intermediate buffers are `Zeroizing`); no
+//! `Debug` output ever shows secret material.
 
 use std::fmt;
 
