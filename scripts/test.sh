@@ -34,13 +34,14 @@ $SUDO mkdir -p /run/sshd
 # and the peer-uid and ptrace tests need another uid.
 id hopwardtest >/dev/null 2>&1 || $SUDO useradd -m -s /bin/sh hopwardtest
 
+# --workspace: the load generator (loadgen/) is a member of its own.
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Without the testing feature: the layers are private, so dead code shows.
 cargo clippy --locked -- -D warnings
 # The leak scan at the end reads the logs this run keeps, not an earlier run's.
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp/leak-check"
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 if [ -x "$OPENSSH105/regress.sh" ]; then
     echo "test.sh: OpenSSH 10.5 agent suite against hopward (every key type)"

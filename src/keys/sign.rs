@@ -4,8 +4,8 @@
 //! faster than the pure-Rust crates, and it wipes key memory when a key is
 //! freed. Ed25519 and ECDSA key objects come from aws-lc-rs; RSA keys of
 //! every size, and opened shielded keys, sign through AWS-LC's C functions
-//! (`crate::sys::signing`). The `rsa` crate only checks RSA keys when
-//! they are added.
+//! (`crate::sys::signing`), which also checks an RSA key and computes
+//! its CRT values when it is added.
 //!
 //! `ssh-mldsa44-ed25519@openssh.com` is OpenSSH's composite of ML-DSA-44 and
 //! Ed25519 (draft-ietf-lamps-pq-composite-sigs as OpenSSH's
@@ -18,15 +18,14 @@
 //!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
 //! checked against the public key it claims to be; secrets are wiped on drop
-//! (AWS-LC cleanses on free, the `rsa` crate zeroizes, intermediate buffers
-//! are `Zeroizing`); no `Debug` output ever shows secret material.
+//! (AWS-LC cleanses on free, intermediate buffers are `Zeroizing`); no
+//! `Debug` output ever shows secret material.
 
 use std::fmt;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, KeyPair as _};
-use rsa::BigUint;
 use zeroize::Zeroizing;
 
 use crate::protocol::request::SecretParts;
@@ -36,7 +35,7 @@ use crate::ssh::key::{
 };
 use crate::ssh::verify::{COMPOSITE_LABEL, composite_message};
 use crate::ssh::wire::{Reader, put_mpint, put_string};
-use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers};
+use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers, RsaRefusal};
 
 /// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
 pub const FLAG_RSA_SHA2_256: u32 = 0x02;
@@ -407,34 +406,21 @@ fn rsa_material(
     p: &[u8],
     q: &[u8],
 ) -> Result<KeyMaterial, KeyError> {
-    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
-    let big = |b: &[u8]| BigUint::from_bytes_be(b);
-    let (nb, eb, db, pb, qb) = (big(n), big(e), big(d), big(p), big(q));
-    if &pb * &qb != nb {
+    let crt = signing::rsa_crt_values(n, e, d, p, q).map_err(|refusal| match refusal {
+        RsaRefusal::NotFactors => KeyError::Mismatch,
+        RsaRefusal::Invalid => KeyError::Malformed("rsa"),
+    })?;
+    if crt.bits < RSA_MIN_BITS {
+        return Err(KeyError::RsaTooSmall(crt.bits));
+    }
+    // The CRT values are computed rather than trusted: a wrong one makes a
+    // faulty CRT signature, and a faulty signature reveals p. The client's
+    // qInv must still be the right one.
+    if !same_number(iqmp, &crt.iqmp) {
         return Err(KeyError::Mismatch);
     }
-    let mut key = rsa::RsaPrivateKey::from_components(nb, eb, db, vec![pb, qb])
-        .map_err(|_| KeyError::Malformed("rsa"))?;
-    let bits = key.n().bits();
-    if bits < RSA_MIN_BITS {
-        return Err(KeyError::RsaTooSmall(bits));
-    }
-    key.validate().map_err(|_| KeyError::Mismatch)?;
-    // The CRT values are computed here rather than trusted: a wrong one
-    // makes a faulty CRT signature, and a faulty signature reveals p.
-    key.precompute().map_err(|_| KeyError::Malformed("rsa"))?;
-    let crt = |value: Option<BigUint>| {
-        value
-            .map(|v| Zeroizing::new(v.to_bytes_be()))
-            .ok_or(KeyError::Malformed("rsa"))
-    };
-    let dp = crt(key.dp().cloned())?;
-    let dq = crt(key.dq().cloned())?;
-    let qinv = crt(key.crt_coefficient())?;
-    if big(iqmp) != big(&qinv) {
-        return Err(KeyError::Mismatch);
-    }
-    let parts: [&[u8]; 6] = [d, &qinv, p, q, &dp, &dq];
+    let (dp, dq, qinv) = (&crt.dp, &crt.dq, &crt.iqmp);
+    let parts: [&[u8]; 6] = [d, qinv, p, q, dp, dq];
     // Sized up front so no partial copy is left behind by a reallocation.
     let mut material = Zeroizing::new(Vec::with_capacity(
         parts.iter().map(|part| part.len() + 4).sum(),
@@ -443,6 +429,14 @@ fn rsa_material(
         put_string(&mut material, part);
     }
     Ok(material)
+}
+
+/// Whether two big-endian numbers are equal, whatever leading zeros either
+/// has; the bytes are compared without an early exit.
+fn same_number(a: &[u8], b: &[u8]) -> bool {
+    let trim = |x: &[u8]| -> usize { x.iter().take_while(|&&byte| byte == 0).count() };
+    let (a, b) = (&a[trim(a)..], &b[trim(b)..]);
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The SSH algorithm name a signature by a `key_type` key carries, given
@@ -533,20 +527,54 @@ mod tests {
         );
     }
 
+    /// The numbers n, e, d, p, q, dP, dQ and qInv of a freshly generated
+    /// 2048-bit key, read from its PKCS#8 encoding, and its public key as
+    /// PKCS#1 DER.
+    fn generated_rsa_key() -> ([Vec<u8>; 8], Vec<u8>) {
+        use aws_lc_rs::encoding::{AsDer as _, Pkcs8V1Der};
+        /// One DER element: its tag, its contents and what follows it.
+        fn element(input: &[u8]) -> (u8, &[u8], &[u8]) {
+            let (tag, first) = (input[0], input[1]);
+            let (len, header) = if first < 0x80 {
+                (usize::from(first), 2)
+            } else {
+                let count = usize::from(first & 0x7f);
+                let len = input[2..2 + count]
+                    .iter()
+                    .fold(0, |len, &byte| len << 8 | usize::from(byte));
+                (len, 2 + count)
+            };
+            (tag, &input[header..header + len], &input[header + len..])
+        }
+        let key = lc::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8: Pkcs8V1Der<'static> = key.as_der().unwrap();
+        // PrivateKeyInfo: version, algorithm, then the PKCS#1 RSAPrivateKey
+        // in an OCTET STRING.
+        let (_, info, _) = element(pkcs8.as_ref());
+        let (_, _, rest) = element(info);
+        let (_, _, rest) = element(rest);
+        let (tag, private_key, _) = element(rest);
+        assert_eq!(tag, 0x04);
+        // RSAPrivateKey: version, n, e, d, p, q, dP, dQ, qInv.
+        let (_, mut fields, _) = element(private_key);
+        let mut integer = || {
+            let (tag, value, rest) = element(fields);
+            assert_eq!(tag, 0x02);
+            fields = rest;
+            value.strip_prefix(&[0]).unwrap_or(value).to_vec()
+        };
+        let _version = integer();
+        let (n, e, d, p, q) = (integer(), integer(), integer(), integer(), integer());
+        let (dp, dq, iqmp) = (integer(), integer(), integer());
+        (
+            [n, e, d, p, q, dp, dq, iqmp],
+            key.public_key().as_ref().to_vec(),
+        )
+    }
+
     #[test]
     fn rsa_keys_sign_sha1_and_sha2_and_wrong_numbers_are_refused() {
-        use rsa::pkcs1v15::Pkcs1v15Sign;
-        use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
-        use sha2::Digest as _;
-        let generated = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).unwrap();
-        let primes = generated.primes();
-        let (p, q) = (primes[0].to_bytes_be(), primes[1].to_bytes_be());
-        let iqmp = generated.crt_coefficient().unwrap().to_bytes_be();
-        let (n, e, d) = (
-            generated.n().to_bytes_be(),
-            generated.e().to_bytes_be(),
-            generated.d().to_bytes_be(),
-        );
+        let ([n, e, d, p, q, dp, dq, iqmp], public_der) = generated_rsa_key();
         let public = PublicParts::Rsa {
             e: e.clone(),
             n: n.clone(),
@@ -558,36 +586,47 @@ mod tests {
             q: &q,
         };
         let key = SigningKey::new(&public, &secret).unwrap();
-        let verifier = generated.to_public_key();
+        let verify = |params: &'static lc::RsaParameters, sig: &SshSignature| {
+            lc::UnparsedPublicKey::new(params, &public_der)
+                .verify(b"m", &sig.blob)
+                .unwrap();
+        };
         let sig = key.sign(b"m", 0).unwrap();
         assert_eq!(sig.algorithm, "ssh-rsa");
-        let sha1 = sha1::Sha1::digest(b"m");
-        verifier
-            .verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1, &sig.blob)
-            .unwrap();
+        verify(&lc::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, &sig);
         let sig = key.sign(b"m", FLAG_RSA_SHA2_256).unwrap();
         assert_eq!(sig.algorithm, "rsa-sha2-256");
-        let sha256 = sha2::Sha256::digest(b"m");
-        verifier
-            .verify(Pkcs1v15Sign::new::<sha2::Sha256>(), &sha256, &sig.blob)
-            .unwrap();
+        verify(&lc::RSA_PKCS1_2048_8192_SHA256, &sig);
         let sig = key.sign(b"m", FLAG_RSA_SHA2_512).unwrap();
         assert_eq!(sig.algorithm, "rsa-sha2-512");
-        let sha512 = sha2::Sha512::digest(b"m");
-        verifier
-            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
-            .unwrap();
+        verify(&lc::RSA_PKCS1_2048_8192_SHA512, &sig);
         // The same through the material, as the shield signs.
         let material = SigningKey::material(&public, &secret).unwrap();
         let sig = sign_with_material(&public, &material, b"m", FLAG_RSA_SHA2_512).unwrap();
-        verifier
-            .verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha512, &sig.blob)
-            .unwrap();
+        verify(&lc::RSA_PKCS1_2048_8192_SHA512, &sig);
+        // The material holds d, p, q and the CRT values computed from them,
+        // which are the ones AWS-LC generated with the key.
+        let numbers = rsa_numbers(&e, &n, &material).unwrap();
+        assert_eq!([numbers.d, numbers.p, numbers.q], [&d[..], &p[..], &q[..]]);
+        assert_eq!(
+            [numbers.dp, numbers.dq, numbers.iqmp],
+            [&dp[..], &dq[..], &iqmp[..]]
+        );
         // A different modulus does not pass as this key, nor a wrong CRT
-        // coefficient (it would make faulty signatures).
+        // coefficient (it would make faulty signatures), nor a wrong d.
         let mut wrong_n = n.clone();
         wrong_n[10] ^= 1;
-        assert!(SigningKey::new(&PublicParts::Rsa { e, n: wrong_n }, &secret).is_err());
+        assert_eq!(
+            SigningKey::new(
+                &PublicParts::Rsa {
+                    e: e.clone(),
+                    n: wrong_n
+                },
+                &secret
+            )
+            .unwrap_err(),
+            KeyError::Mismatch
+        );
         let bad = SecretParts::Rsa {
             d: &d,
             iqmp: &[1],
@@ -597,6 +636,79 @@ mod tests {
         assert_eq!(
             SigningKey::new(&public, &bad).unwrap_err(),
             KeyError::Mismatch
+        );
+        let mut wrong_d = d.clone();
+        wrong_d[10] ^= 1;
+        let bad = SecretParts::Rsa {
+            d: &wrong_d,
+            iqmp: &iqmp,
+            p: &p,
+            q: &q,
+        };
+        assert_eq!(
+            SigningKey::new(&public, &bad).unwrap_err(),
+            KeyError::Malformed("rsa")
+        );
+        // p and q swapped still multiply to n, but iqmp is then the other
+        // coefficient.
+        let swapped = SecretParts::Rsa {
+            d: &d,
+            iqmp: &iqmp,
+            p: &q,
+            q: &p,
+        };
+        assert_eq!(
+            SigningKey::new(&public, &swapped).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+
+    #[test]
+    fn rsa_crt_values_are_computed_and_small_keys_refused() {
+        // The textbook key p = 61, q = 53, e = 17, d = 2753: valid, with
+        // dP = 53, dQ = 49, qInv = 38, but far too small.
+        let (n, e, d, p, q) = ([0x0c, 0xa1], [17], [0x0a, 0xc1], [61], [53]);
+        let crt = signing::rsa_crt_values(&n, &e, &d, &p, &q).unwrap();
+        assert_eq!(
+            (&crt.dp[..], &crt.dq[..], &crt.iqmp[..], crt.bits),
+            (&[53][..], &[49][..], &[38][..], 12)
+        );
+        let public = PublicParts::Rsa {
+            e: e.to_vec(),
+            n: n.to_vec(),
+        };
+        let secret = SecretParts::Rsa {
+            d: &d,
+            iqmp: &[38],
+            p: &p,
+            q: &q,
+        };
+        assert_eq!(
+            SigningKey::new(&public, &secret).unwrap_err(),
+            KeyError::RsaTooSmall(12)
+        );
+        // p × q ≠ n; an even e; a d that is no inverse of e; e ≥ n (3917
+        // is 17 mod lcm(60, 52), so d is still its inverse).
+        assert_eq!(
+            signing::rsa_crt_values(&n, &e, &d, &p, &[59]).unwrap_err(),
+            RsaRefusal::NotFactors
+        );
+        assert_eq!(
+            signing::rsa_crt_values(&n, &[16], &d, &p, &q).unwrap_err(),
+            RsaRefusal::Invalid
+        );
+        assert_eq!(
+            signing::rsa_crt_values(&n, &e, &[0x0a, 0xc3], &p, &q).unwrap_err(),
+            RsaRefusal::Invalid
+        );
+        assert_eq!(
+            signing::rsa_crt_values(&n, &[0x0f, 0x4d], &d, &p, &q).unwrap_err(),
+            RsaRefusal::Invalid
+        );
+        // One "prime" of 1: p × q = n, but no key.
+        assert_eq!(
+            signing::rsa_crt_values(&n, &e, &d, &[1], &n).unwrap_err(),
+            RsaRefusal::Invalid
         );
     }
 

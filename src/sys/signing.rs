@@ -8,6 +8,8 @@
 //! key was added, and the shield's tag guarantees it is unchanged since.
 //! RSA goes through here for every size and hash, including the 1024-bit
 //! keys and SHA-1 (`ssh-rsa`) signatures that aws-lc-rs will not make.
+//! When an RSA key is added, its CRT values are computed and the whole key
+//! checked here too ([`rsa_crt_values`]).
 //!
 //! ML-DSA-44 signs and verifies here too, because OpenSSH's ML-DSA
 //! composite gives ML-DSA a context string and aws-lc-rs only offers the
@@ -21,6 +23,7 @@ use std::os::raw::c_int;
 use std::ptr;
 
 use aws_lc_sys as ffi;
+use zeroize::Zeroizing;
 
 /// Length of an ML-DSA-44 public key (FIPS 204).
 pub const MLDSA44_PUBLIC_LEN: usize = 1312;
@@ -241,6 +244,172 @@ impl RsaKey {
         signature.truncate(written as usize);
         Some(signature)
     }
+}
+
+/// Why [`rsa_crt_values`] refused the numbers of an RSA key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaRefusal {
+    /// p × q is not the modulus: the private half belongs to another key.
+    NotFactors,
+    /// p × q is the modulus, but the numbers are not a usable RSA key (see
+    /// [`rsa_crt_values`] for what is checked).
+    Invalid,
+}
+
+/// The CRT values of an RSA private key, big-endian without leading zeros,
+/// and the size of its modulus in bits. The values are wiped on drop.
+pub struct RsaCrt {
+    pub dp: Zeroizing<Vec<u8>>,
+    pub dq: Zeroizing<Vec<u8>>,
+    pub iqmp: Zeroizing<Vec<u8>>,
+    pub bits: usize,
+}
+
+impl std::fmt::Debug for RsaCrt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RsaCrt({} bits, redacted)", self.bits)
+    }
+}
+
+/// Checks the RSA private key (n, e, d, p, q), all big-endian, and computes
+/// its CRT values dP = d mod (p−1), dQ = d mod (q−1) and
+/// qInv = q⁻¹ mod p, so that they never have to be trusted from the
+/// client (a wrong one makes a faulty CRT signature, and a faulty signature
+/// reveals p).
+///
+/// Refused with [`RsaRefusal::NotFactors`] when p × q ≠ n; otherwise with
+/// [`RsaRefusal::Invalid`] unless AWS-LC's `RSA_check_key` accepts the
+/// complete key (n odd and at most 16384 bits; e odd, 3 ≤ e < 2³³;
+/// p, q < n; d·e ≡ 1 mod p−1 and mod q−1; the CRT values consistent) and
+/// e < n.
+///
+/// Every temporary number is wiped: the ones made here are freed with
+/// `BN_clear_free`, and AWS-LC cleanses the memory of the ones it makes
+/// itself (`BN_CTX`, Montgomery context, the checked key) when it frees them.
+pub fn rsa_crt_values(
+    n: &[u8],
+    e: &[u8],
+    d: &[u8],
+    p: &[u8],
+    q: &[u8],
+) -> Result<RsaCrt, RsaRefusal> {
+    let result = rsa_crt_checked(n, e, d, p, q);
+    // A refused key leaves entries on AWS-LC's thread-local error queue;
+    // clear them so they cannot be mistaken for a later call's error.
+    // SAFETY: takes no arguments and touches only this thread's queue.
+    unsafe { ffi::ERR_clear_error() };
+    result
+}
+
+fn rsa_crt_checked(n: &[u8], e: &[u8], d: &[u8], p: &[u8], q: &[u8]) -> Result<RsaCrt, RsaRefusal> {
+    use RsaRefusal::{Invalid, NotFactors};
+    // SAFETY: a fresh context, owned by the guard.
+    let ctx = Owned::new(unsafe { ffi::BN_CTX_new() }, ffi::BN_CTX_free).ok_or(Invalid)?;
+    let (n, e, d) = (bignum(n)?, bignum(e)?, bignum(d)?);
+    let (p, q) = (bignum(p)?, bignum(q)?);
+
+    let product = new_bignum()?;
+    // SAFETY: all four pointers are live; BN_mul allows any sizes.
+    if unsafe { ffi::BN_mul(product.ptr, p.ptr, q.ptr, ctx.ptr) } != 1 {
+        return Err(Invalid);
+    }
+    // SAFETY: both numbers are live.
+    if unsafe { ffi::BN_cmp(product.ptr, n.ptr) } != 0 {
+        return Err(NotFactors);
+    }
+
+    let (p_minus_1, q_minus_1) = (new_bignum()?, new_bignum()?);
+    let (dp, dq) = (new_bignum()?, new_bignum()?);
+    // SAFETY: all pointers are live; BN_value_one returns a static constant.
+    // BN_div fails (returns 0) for a zero divisor.
+    let reduced = unsafe {
+        let one = ffi::BN_value_one();
+        ffi::BN_sub(p_minus_1.ptr, p.ptr, one) == 1
+            && ffi::BN_sub(q_minus_1.ptr, q.ptr, one) == 1
+            && ffi::BN_div(ptr::null_mut(), dp.ptr, d.ptr, p_minus_1.ptr, ctx.ptr) == 1
+            && ffi::BN_div(ptr::null_mut(), dq.ptr, d.ptr, q_minus_1.ptr, ctx.ptr) == 1
+    };
+    if !reduced {
+        return Err(Invalid);
+    }
+
+    // qInv through a blinded inversion in a Montgomery context that treats
+    // p as secret; it needs q reduced mod p first (and p odd, above 1).
+    let q_mod_p = new_bignum()?;
+    // SAFETY: all pointers are live; BN_nnmod fails for p = 0.
+    if unsafe { ffi::BN_nnmod(q_mod_p.ptr, q.ptr, p.ptr, ctx.ptr) } != 1 {
+        return Err(Invalid);
+    }
+    // SAFETY: p and ctx are live; the new context is owned by the guard.
+    let mont = Owned::new(
+        unsafe { ffi::BN_MONT_CTX_new_consttime(p.ptr, ctx.ptr) },
+        ffi::BN_MONT_CTX_free,
+    )
+    .ok_or(Invalid)?;
+    let iqmp = new_bignum()?;
+    let mut no_inverse: c_int = 0;
+    // SAFETY: all pointers are live; `no_inverse` is a writable int.
+    let inverted = unsafe {
+        ffi::BN_mod_inverse_blinded(iqmp.ptr, &mut no_inverse, q_mod_p.ptr, mont.ptr, ctx.ptr)
+    };
+    if inverted != 1 {
+        return Err(Invalid);
+    }
+
+    // SAFETY: both numbers are live.
+    if unsafe { ffi::BN_cmp(e.ptr, n.ptr) } >= 0 {
+        return Err(Invalid);
+    }
+    // RSA_new_private_key copies the numbers into a new key and runs
+    // RSA_check_key on it; the copy is freed (and wiped) at once.
+    // SAFETY: all eight numbers are live and only read; the key returned,
+    // if any, is owned by the guard.
+    let checked = Owned::new(
+        unsafe {
+            ffi::RSA_new_private_key(n.ptr, e.ptr, d.ptr, p.ptr, q.ptr, dp.ptr, dq.ptr, iqmp.ptr)
+        },
+        ffi::RSA_free,
+    );
+    if checked.is_none() {
+        return Err(Invalid);
+    }
+    drop(checked);
+
+    // SAFETY: n is live.
+    let bits = unsafe { ffi::BN_num_bits(n.ptr) } as usize;
+    Ok(RsaCrt {
+        dp: bignum_bytes(&dp),
+        dq: bignum_bytes(&dq),
+        iqmp: bignum_bytes(&iqmp),
+        bits,
+    })
+}
+
+/// A new BIGNUM holding `bytes` (big-endian), wiped when freed.
+fn bignum(bytes: &[u8]) -> Result<Owned<ffi::BIGNUM>, RsaRefusal> {
+    // SAFETY: BN_bin2bn reads `bytes.len()` bytes and returns a new BIGNUM,
+    // owned by the guard.
+    Owned::new(
+        unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len(), ptr::null_mut()) },
+        ffi::BN_clear_free,
+    )
+    .ok_or(RsaRefusal::Invalid)
+}
+
+/// A new BIGNUM holding zero, wiped when freed.
+fn new_bignum() -> Result<Owned<ffi::BIGNUM>, RsaRefusal> {
+    // SAFETY: a fresh BIGNUM, owned by the guard.
+    Owned::new(unsafe { ffi::BN_new() }, ffi::BN_clear_free).ok_or(RsaRefusal::Invalid)
+}
+
+/// The value of a non-negative BIGNUM, big-endian without leading zeros.
+fn bignum_bytes(number: &Owned<ffi::BIGNUM>) -> Zeroizing<Vec<u8>> {
+    // SAFETY: the number is live.
+    let len = unsafe { ffi::BN_num_bytes(number.ptr) } as usize;
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    // SAFETY: `bytes` has room for BN_num_bytes bytes, all BN_bn2bin writes.
+    unsafe { ffi::BN_bn2bin(number.ptr, bytes.as_mut_ptr()) };
+    bytes
 }
 
 /// An ML-DSA-44 key expanded from its 32-byte seed (FIPS 204 key generation
