@@ -1,5 +1,5 @@
 //! One entry point per fuzz target, shared by `fuzz/` (cargo-fuzz) and the
-//! test that replays the saved corpus, so both exercise the same code.
+//! test that replays the committed seeds, so both exercise the same code.
 //!
 //! Invariant: each function must return for any input without panicking;
 //! a panic is a bug found (a crash, or a check below that does not hold).
