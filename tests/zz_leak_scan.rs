@@ -2,12 +2,11 @@
 //! by the test helpers) is searched for the private key seeds, FIDO key
 //! handles, token PINs, passphrases and signed data the suite used.
 //!
-//! It only means something after the rest of the suite has run, and cargo
-//! gives no order between test files, so it is ignored in the ordinary run
-//! and `scripts/test.sh` runs it on its own at the end (after clearing the
-//! kept logs before the suite):
-//! `cargo test --test zz_leak_scan -- --ignored`. Run without the suite's
-//! logs it fails; it never passes having looked at nothing.
+//! It means most after the rest of the suite has run: cargo runs test files
+//! by name, so it comes last in `cargo test`, and `scripts/test.sh` runs it
+//! once more after OpenSSH's own suites (having cleared the kept logs
+//! before the suite). Run without the suite's logs it fails; it never
+//! passes having looked at nothing.
 
 mod common;
 
@@ -21,7 +20,6 @@ const MARKERS: &[&str] = &["hunter2", "sign me", "signed by the agent", "some da
 const KEY_ADDED: &str = "added key";
 
 #[test]
-#[ignore = "needs the whole suite's logs: scripts/test.sh runs it last with --ignored"]
 fn no_log_or_audit_line_holds_secrets_or_signed_data() {
     let dir = leak_dir();
     let secrets = std::fs::read_to_string(dir.join("secrets.txt")).unwrap_or_default();
