@@ -268,13 +268,7 @@ impl Session {
         let hops = self.hop_views();
         let mut shown = Vec::new();
         let own = self.agent.keystore.list(Instant::now());
-        let lister = Lister {
-            conn: self.id,
-            chain: &self.chain,
-            hops: &hops,
-            class,
-            peer: &self.peer,
-        };
+        let lister = self.lister(&hops, class);
         for id in own.iter().cloned() {
             if listed(&self.agent, &lister, Listed::Held(&id)) {
                 shown.push(id);
@@ -285,13 +279,7 @@ impl Session {
         // listed at all where hopward's copy is hidden (it would be hopward
         // that is asked to sign with it).
         upstream.retain(|k| !own.iter().any(|id| id.blob() == k.blob.as_slice()));
-        let lister = Lister {
-            conn: self.id,
-            chain: &self.chain,
-            hops: &hops,
-            class,
-            peer: &self.peer,
-        };
+        let lister = self.lister(&hops, class);
         upstream.retain(|k| {
             let key = Listed::Upstream {
                 fingerprint: &k.fingerprint,
@@ -404,38 +392,57 @@ impl Session {
         }
     }
 
-    async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Reply {
-        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
-            return self.sign_upstream(key_blob, data, flags).await;
-        };
-        let signed_data = SignedData::parse(data);
-        let context = RequestContext::new(
-            (&identity.fingerprint, &identity.comment, key_blob),
-            &self.chain,
-            self.hop_views(),
-            &signed_data,
-            &self.peer,
-        );
-        debug!(conn = self.id, "request context: {context}");
+    /// Who a listing on this connection is for.
+    fn lister<'a>(&'a self, hops: &'a [HopView], class: RequestClass) -> Lister<'a> {
+        Lister {
+            conn: self.id,
+            chain: &self.chain,
+            hops,
+            class,
+            peer: &self.peer,
+        }
+    }
+
+    /// The request context of a signature with `key` (fingerprint, comment,
+    /// blob) over `signed`, decided by [`authorize`].
+    async fn authorize_sign(
+        &self,
+        key: (&str, &str, &[u8]),
+        sign_key: SignKey<'_>,
+        signed: &SignedData<'_>,
+        data: &[u8],
+    ) -> crate::daemon::authorize::Verdict {
+        let context = RequestContext::new(key, &self.chain, self.hop_views(), signed, &self.peer);
+        match sign_key {
+            SignKey::Upstream => {
+                debug!(conn = self.id, "request context (upstream key): {context}")
+            }
+            SignKey::Held { .. } => debug!(conn = self.id, "request context: {context}"),
+        }
         let caller = Caller {
             conn: self.id,
             context: &context,
             chain: &self.chain,
         };
+        let op = Op::Sign {
+            key: sign_key,
+            signed,
+            data,
+        };
+        authorize(&self.agent, &caller, op).await
+    }
+
+    async fn sign(&mut self, key_blob: &[u8], data: &[u8], flags: u32) -> Reply {
+        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
+            return self.sign_upstream(key_blob, data, flags).await;
+        };
+        let signed_data = SignedData::parse(data);
         let key = SignKey::Held {
             identity: &identity,
             blob: key_blob,
         };
-        let verdict = authorize(
-            &self.agent,
-            &caller,
-            Op::Sign {
-                key,
-                signed: &signed_data,
-                data,
-            },
-        )
-        .await;
+        let names = (identity.fingerprint.as_str(), identity.comment.as_str(), key_blob);
+        let verdict = self.authorize_sign(names, key, &signed_data, data).await;
         if !verdict.allowed {
             return failure();
         }
@@ -507,31 +514,12 @@ impl Session {
             },
         };
         let signed_data = SignedData::parse(data);
-        let context = RequestContext::new(
-            (&key.fingerprint, &key.comment, key_blob),
-            &self.chain,
-            self.hop_views(),
-            &signed_data,
-            &self.peer,
-        );
-        debug!(conn = self.id, "request context (upstream key): {context}");
         // The upstream applies its own constraints (ssh-add -h, -c) to the
         // replayed binds; the policy decides before it is ever asked.
-        let caller = Caller {
-            conn: self.id,
-            context: &context,
-            chain: &self.chain,
-        };
-        let verdict = authorize(
-            &self.agent,
-            &caller,
-            Op::Sign {
-                key: SignKey::Upstream,
-                signed: &signed_data,
-                data,
-            },
-        )
-        .await;
+        let names = (key.fingerprint.as_str(), key.comment.as_str(), key_blob);
+        let verdict = self
+            .authorize_sign(names, SignKey::Upstream, &signed_data, data)
+            .await;
         if !verdict.allowed {
             return failure();
         }
@@ -980,13 +968,7 @@ impl Session {
         };
         // A key this connection cannot see cannot be removed through it.
         let hops = self.hop_views();
-        let lister = Lister {
-            conn: self.id,
-            chain: &self.chain,
-            hops: &hops,
-            class: RequestClass::of(&self.chain),
-            peer: &self.peer,
-        };
+        let lister = self.lister(&hops, RequestClass::of(&self.chain));
         if permitted(&self.agent, &lister, Listed::Held(&identity)).is_err() {
             return failure();
         }
