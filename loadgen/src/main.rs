@@ -443,8 +443,8 @@ fn main() {
 
 /// Upstream mode: `/usr/bin/ssh-agent` holding the keys, signed with
 /// directly and through hopward `--upstream` (hopward holds no key), on 1
-/// and 16 connections, then the p50 hopward adds in back-to-back pairs of
-/// short windows (as for the policy cost), so both see the same load.
+/// and 16 connections, then the p50 hopward adds, from one client whose
+/// requests alternate between the two, so both see the same load.
 fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
     let upstream = start(
         "ssh-agent (upstream)",
@@ -500,28 +500,73 @@ fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
                 through.p50_us - direct.p50_us
             );
         }
-        let pairs = 10;
-        let slice = seconds / 6.0;
-        let mut added: Vec<f64> = (0..pairs)
-            .map(|i| {
-                let p50 = |sock: &Path| measure_with(sock, setup.clone(), 1, slice).p50_us;
-                if i % 2 == 0 {
-                    let with = p50(&front.sock);
-                    with - p50(&upstream.sock)
-                } else {
-                    let without = p50(&upstream.sock);
-                    p50(&front.sock) - without
-                }
-            })
-            .collect();
+        let rounds = 10;
+        let mut added = interleaved_p50_added(
+            &upstream.sock,
+            &front.sock,
+            setup,
+            rounds,
+            seconds / 2.0,
+        );
         added.sort_by(f64::total_cmp);
         println!(
-            "\n{label}: p50 added by hopward in front (1 connection, median of {pairs} back-to-back pairs of {slice:.1} s): {:.1} µs (pairs from {:.1} to {:.1} µs)\n",
-            (added[pairs / 2 - 1] + added[pairs / 2]) / 2.0,
+            "\n{label}: p50 added by hopward in front (1 client, its requests alternating between the two sockets; median of {rounds} rounds of {:.1} s): {:.1} µs (rounds from {:.1} to {:.1} µs)\n",
+            seconds / 2.0,
+            (added[rounds / 2 - 1] + added[rounds / 2]) / 2.0,
             added[0],
-            added[pairs - 1]
+            added[rounds - 1]
         );
     }
+}
+
+/// The p50 latency `front` adds over `direct`, once per round: one client
+/// sends its requests to the two sockets in turn (which goes first swaps
+/// every time), so both see the same moment of the machine's load, and
+/// compares the two p50s of the round.
+fn interleaved_p50_added(
+    direct: &Path,
+    front: &Path,
+    setup: impl Fn(&mut UnixStream) -> Vec<u8>,
+    rounds: usize,
+    seconds: f64,
+) -> Vec<f64> {
+    let connect = |sock: &Path| {
+        let mut s = UnixStream::connect(sock).expect("connect to agent");
+        let frame = setup(&mut s);
+        (s, frame)
+    };
+    let mut buf = vec![0u8; 4096];
+    let mut sign = |s: &mut UnixStream, frame: &[u8]| {
+        let t = Instant::now();
+        s.write_all(frame).unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let n = u32::from_be_bytes(len) as usize;
+        s.read_exact(&mut buf[..n]).unwrap();
+        assert_eq!(buf[0], 14, "agent refused to sign");
+        t.elapsed().as_nanos() as u64
+    };
+    let p50 = |lat: &mut Vec<u64>| {
+        lat.sort_unstable();
+        lat[(lat.len() - 1) / 2] as f64 / 1000.0
+    };
+    (0..rounds)
+        .map(|_| {
+            let mut ends = [connect(direct), connect(front)];
+            let mut lat = [Vec::new(), Vec::new()];
+            let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+            let mut turn = 0;
+            while Instant::now() < deadline {
+                for i in [turn % 2, (turn + 1) % 2] {
+                    let (s, frame) = &mut ends[i];
+                    lat[i].push(sign(s, frame));
+                }
+                turn += 1;
+            }
+            let [direct, through] = &mut lat;
+            p50(through) - p50(direct)
+        })
+        .collect()
 }
 
 fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The running agent: the shared state, the server and its connections, the
 //! authorize pipeline, key operations, audit, control channel, policy
-//! watcher, auto-lock and the upstream agent.
+//! watcher, auto-lock, the upstream agent, and the sockets they all read.
 
 pub mod agent;
 pub mod audit;
@@ -10,4 +10,5 @@ pub mod control;
 pub mod policy_watch;
 pub mod server;
 pub mod session;
+pub mod socket;
 pub mod upstream;

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
 use crate::daemon::session::Session;
+use crate::daemon::socket::Socket;
 use crate::protocol::frame::{self, FrameReader};
 use crate::protocol::reply::Reply;
 use crate::protocol::request::Request;
@@ -90,9 +90,16 @@ fn accept(stream: UnixStream, agent: &Arc<Agent>) {
     ));
 }
 
-async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Agent>, id: u64) {
+async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>, id: u64) {
+    let socket = match Socket::from_tokio(stream) {
+        Ok(socket) => socket,
+        Err(e) => {
+            warn!(conn = id, peer = %session.peer(), "dropped the connection: {e}");
+            return;
+        }
+    };
     let cut = agent.register(id);
-    let (mut reader, mut writer) = stream.split();
+    let mut reader = socket.reader();
     let mut frames = FrameReader::new();
     loop {
         let next = tokio::select! {
@@ -142,7 +149,7 @@ async fn connection(mut stream: UnixStream, mut session: Session, agent: Arc<Age
             // to the request type the client sees refused.
             debug!(conn = id, "request of type {kind} answered with a failure");
         }
-        if let Err(e) = writer.write_all(&frame::encode(&reply.into_body())).await {
+        if let Err(e) = socket.write_all(&frame::encode(&reply.into_body())).await {
             debug!(conn = id, "client went away: {e}");
             break;
         }

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
+use crate::daemon::socket::Socket;
 use crate::protocol::frame::MAX_FRAME;
 use crate::protocol::reply::{
     SSH_AGENT_FAILURE, SSH_AGENT_IDENTITIES_ANSWER, SSH_AGENT_SIGN_RESPONSE, SSH_AGENT_SUCCESS,
@@ -42,6 +42,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// and every login's key listing for that long: past this, hopward lists
 /// its own keys without the upstream's and says so in the log.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much of a reply the first read takes: a signature, length included,
+/// in one system call.
+const FIRST_READ: usize = 4096;
 
 /// Most keys accepted in one upstream listing (bounds what a garbage answer
 /// can make hopward allocate; the frame limit bounds it too).
@@ -183,7 +187,7 @@ impl UpstreamState {
 /// One downstream connection's link to the upstream agent.
 #[derive(Debug, Default)]
 pub struct UpstreamLink {
-    stream: Option<UnixStream>,
+    stream: Option<Connection>,
     /// The path `stream` is connected to (the policy may change it).
     connected_to: Option<PathBuf>,
     /// How many of the connection's binds the current stream has seen.
@@ -225,7 +229,7 @@ impl UpstreamLink {
             .call(
                 path,
                 binds,
-                &[SSH_AGENTC_REQUEST_IDENTITIES],
+                &request_frame(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES)),
                 timeout.min(LIST_TIMEOUT),
                 "list keys",
             )
@@ -256,12 +260,13 @@ impl UpstreamLink {
         timeout: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
         let (key_blob, data, flags) = request;
-        let mut body = Vec::with_capacity(key_blob.len() + data.len() + 16);
-        body.push(SSH_AGENTC_SIGN_REQUEST);
-        put_string(&mut body, key_blob);
-        put_string(&mut body, data);
-        put_u32(&mut body, flags);
-        let reply = self.call(path, binds, &body, timeout, "sign").await?;
+        let frame = request_frame(key_blob.len() + data.len() + 13, |body| {
+            body.push(SSH_AGENTC_SIGN_REQUEST);
+            put_string(body, key_blob);
+            put_string(body, data);
+            put_u32(body, flags);
+        });
+        let reply = self.call(path, binds, &frame, timeout, "sign").await?;
         match check_sign_response(&reply) {
             Ok(()) => Ok(reply),
             Err(detail) => {
@@ -283,14 +288,14 @@ impl UpstreamLink {
         self.binds_unsupported = false;
     }
 
-    /// Sends one request, after connecting and replaying the binds this
-    /// stream has not seen yet. A failure reply is [`UpstreamError::Refused`];
-    /// any other error drops the stream.
+    /// Sends one request frame, after connecting and replaying the binds
+    /// this stream has not seen yet. A failure reply is
+    /// [`UpstreamError::Refused`]; any other error drops the stream.
     async fn call(
         &mut self,
         path: &Path,
         binds: &[Vec<u8>],
-        body: &[u8],
+        frame: &[u8],
         timeout: Duration,
         what: &'static str,
     ) -> Result<Vec<u8>, UpstreamError> {
@@ -298,7 +303,7 @@ impl UpstreamLink {
             return Err(UpstreamError::Poisoned);
         }
         let reused = self.stream.is_some() && self.connected_to.as_deref() == Some(path);
-        let mut result = self.call_inner(path, binds, body, timeout, what).await;
+        let mut result = self.call_inner(path, binds, frame, timeout, what).await;
         if reused
             && matches!(
                 result,
@@ -310,7 +315,7 @@ impl UpstreamLink {
             // is asked once more on a fresh connection, binds replayed.
             tracing::debug!("upstream connection went stale, reconnecting: {result:?}");
             self.drop_stream();
-            result = self.call_inner(path, binds, body, timeout, what).await;
+            result = self.call_inner(path, binds, frame, timeout, what).await;
         }
         match &result {
             Err(UpstreamError::Refused { .. }) => {}
@@ -328,7 +333,7 @@ impl UpstreamLink {
         &mut self,
         path: &Path,
         binds: &[Vec<u8>],
-        body: &[u8],
+        frame: &[u8],
         timeout: Duration,
         what: &'static str,
     ) -> Result<Vec<u8>, UpstreamError> {
@@ -336,18 +341,7 @@ impl UpstreamLink {
             self.drop_stream();
         }
         if self.stream.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
-                .await
-                .map_err(|_| UpstreamError::Timeout {
-                    path: path.to_path_buf(),
-                    what: "accept the connection",
-                    after: CONNECT_TIMEOUT,
-                })?
-                .map_err(|source| UpstreamError::Connect {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            self.stream = Some(stream);
+            self.stream = Some(Connection::open(path).await?);
             self.connected_to = Some(path.to_path_buf());
             self.replayed = 0;
         }
@@ -356,10 +350,11 @@ impl UpstreamLink {
         }
         while self.replayed < binds.len() {
             let index = self.replayed;
-            let mut bind = Vec::with_capacity(binds[index].len() + 32);
-            bind.push(SSH_AGENTC_EXTENSION);
-            put_string(&mut bind, b"session-bind@openssh.com");
-            bind.extend_from_slice(&binds[index]);
+            let bind = request_frame(binds[index].len() + 29, |body| {
+                body.push(SSH_AGENTC_EXTENSION);
+                put_string(body, b"session-bind@openssh.com");
+                body.extend_from_slice(&binds[index]);
+            });
             let reply = self
                 .round_trip(path, &bind, timeout, "accept a session-bind")
                 .await?;
@@ -378,7 +373,7 @@ impl UpstreamLink {
             }
             self.replayed += 1;
         }
-        let reply = self.round_trip(path, body, timeout, what).await?;
+        let reply = self.round_trip(path, frame, timeout, what).await?;
         if reply.first() == Some(&SSH_AGENT_FAILURE) && reply.len() == 1 {
             return Err(UpstreamError::Refused {
                 path: path.to_path_buf(),
@@ -388,11 +383,12 @@ impl UpstreamLink {
         Ok(reply)
     }
 
-    /// Writes one frame and reads one reply frame, all within `timeout`.
+    /// Writes one request frame and reads one reply frame, all within
+    /// `timeout`.
     async fn round_trip(
         &mut self,
         path: &Path,
-        body: &[u8],
+        frame: &[u8],
         timeout: Duration,
         what: &'static str,
     ) -> Result<Vec<u8>, UpstreamError> {
@@ -403,21 +399,9 @@ impl UpstreamLink {
             });
         };
         let exchange = async {
-            stream
-                .write_all(&crate::protocol::frame::encode(body))
-                .await?;
-            let mut len = [0u8; 4];
-            stream.read_exact(&mut len).await?;
-            let len = u32::from_be_bytes(len) as usize;
-            if len == 0 || len > MAX_FRAME {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("reply frame length {len} is out of range (1..={MAX_FRAME})"),
-                ));
-            }
-            let mut reply = vec![0u8; len];
-            stream.read_exact(&mut reply).await?;
-            Ok(reply)
+            stream.expect_nothing()?;
+            stream.write_frame(frame).await?;
+            stream.read_frame().await
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(UpstreamError::Timeout {
@@ -448,6 +432,111 @@ impl UpstreamLink {
     }
 }
 
+/// A request frame: the 4-byte length, then the body `write` puts after it
+/// (`capacity`: about how long that body is).
+fn request_frame(capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + capacity);
+    out.extend_from_slice(&[0; 4]);
+    write(&mut out);
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// A connection to the upstream agent: a [`Socket`], so the runtime is not
+/// woken when the upstream reads a request.
+#[derive(Debug)]
+struct Connection {
+    socket: Socket,
+}
+
+impl Connection {
+    /// Connects, waiting at most [`CONNECT_TIMEOUT`].
+    async fn open(path: &Path) -> Result<Connection, UpstreamError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                path: path.to_path_buf(),
+                what: "accept the connection",
+                after: CONNECT_TIMEOUT,
+            })?;
+        stream
+            .and_then(Socket::from_tokio)
+            .map(|socket| Connection { socket })
+            .map_err(|source| UpstreamError::Connect {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Fails if the socket is already known to have turned readable since
+    /// the last reply: the upstream hung up (`UnexpectedEof`: a fresh
+    /// connection is then tried, and nothing is written to a dead one) or
+    /// sent bytes no request asked for (`InvalidData`), which would
+    /// otherwise be taken for the answer to the next request. No system
+    /// call is made unless the runtime saw the socket turn readable, so
+    /// bytes that arrived unseen are not caught here (the reply checks may
+    /// catch them, and the next request then finds what is left).
+    fn expect_nothing(&self) -> std::io::Result<()> {
+        let mut stray = [0u8; 64];
+        match self.socket.read_arrived(&mut stray)? {
+            None => Ok(()),
+            Some(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Some(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it sent bytes that no request asked for",
+            )),
+        }
+    }
+
+    async fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.socket.write_all(frame).await
+    }
+
+    /// Reads one reply frame and returns its body: length and body in one
+    /// system call when they fit in [`FIRST_READ`]. A length out of range,
+    /// or bytes after the frame, are `InvalidData`.
+    async fn read_frame(&self) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; FIRST_READ];
+        let mut filled = 0;
+        loop {
+            match self.socket.read(&mut buf[filled..]).await? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => filled += n,
+            }
+            let Some(head) = buf[..filled].first_chunk::<4>() else {
+                continue;
+            };
+            let len = u32::from_be_bytes(*head) as usize;
+            if len == 0 || len > MAX_FRAME {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("reply frame length {len} is out of range (1..={MAX_FRAME})"),
+                ));
+            }
+            let whole = 4 + len;
+            match filled.cmp(&whole) {
+                std::cmp::Ordering::Equal => {
+                    buf.truncate(filled);
+                    buf.drain(..4);
+                    return Ok(buf);
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} bytes came after the reply frame", filled - whole),
+                    ));
+                }
+                std::cmp::Ordering::Less => {
+                    if buf.len() < whole {
+                        buf.resize(whole, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Whether the upstream accepts a valid session-bind: one made up here, for
 /// a random session id signed by a throwaway host key, sent on a connection
 /// of its own that is closed right after.
@@ -474,26 +563,17 @@ async fn probe_accepts_bind(path: &Path, timeout: Duration) -> Result<bool, Upst
     let mut sig_blob = Vec::new();
     put_string(&mut sig_blob, signature.algorithm.as_bytes());
     put_string(&mut sig_blob, &signature.blob);
-    let mut bind = vec![SSH_AGENTC_EXTENSION];
-    put_string(&mut bind, b"session-bind@openssh.com");
-    put_string(&mut bind, &public.blob());
-    put_string(&mut bind, &session_id);
-    put_string(&mut bind, &sig_blob);
-    bind.push(0);
+    let bind = request_frame(sig_blob.len() + 128, |body| {
+        body.push(SSH_AGENTC_EXTENSION);
+        put_string(body, b"session-bind@openssh.com");
+        put_string(body, &public.blob());
+        put_string(body, &session_id);
+        put_string(body, &sig_blob);
+        body.push(0);
+    });
     let timeout = timeout.min(LIST_TIMEOUT);
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
-        .await
-        .map_err(|_| UpstreamError::Timeout {
-            path: path.to_path_buf(),
-            what: "accept the connection",
-            after: CONNECT_TIMEOUT,
-        })?
-        .map_err(|source| UpstreamError::Connect {
-            path: path.to_path_buf(),
-            source,
-        })?;
     let mut probe = UpstreamLink {
-        stream: Some(stream),
+        stream: Some(Connection::open(path).await?),
         connected_to: Some(path.to_path_buf()),
         ..UpstreamLink::default()
     };
@@ -554,6 +634,7 @@ pub fn check_sign_response(reply: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     fn identities(keys: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut out = vec![SSH_AGENT_IDENTITIES_ANSWER];
@@ -570,6 +651,78 @@ mod tests {
         put_string(&mut out, name.as_bytes());
         put_string(&mut out, body);
         out
+    }
+
+    /// The near end as a [`Connection`], the far end as a plain socket.
+    fn pair() -> (Connection, std::os::unix::net::UnixStream) {
+        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        let socket = Socket::new(near).unwrap();
+        (Connection { socket }, far)
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_read_whole_however_it_arrives() {
+        use std::io::Read as _;
+        let (conn, mut far) = pair();
+        let mut reply = vec![SSH_AGENT_SIGN_RESPONSE];
+        put_string(&mut reply, &[3; 5000]);
+        let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&reply);
+        let request = request_frame(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES));
+        let sent = framed.clone();
+        let upstream = std::thread::spawn(move || {
+            let mut got = [0u8; 5];
+            far.read_exact(&mut got).unwrap();
+            // The length split in two, then the rest in pieces.
+            for piece in [&sent[..2], &sent[2..7], &sent[7..4100], &sent[4100..]] {
+                far.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (got, far)
+        });
+        conn.expect_nothing().unwrap();
+        conn.write_frame(&request).await.unwrap();
+        assert_eq!(conn.read_frame().await.unwrap(), reply);
+        let (got, _far) = upstream.join().unwrap();
+        assert_eq!(got, [0, 0, 0, 1, SSH_AGENTC_REQUEST_IDENTITIES]);
+    }
+
+    #[tokio::test]
+    async fn bytes_nobody_asked_for_and_a_hang_up_are_caught() {
+        let (conn, mut far) = pair();
+        // Two frames at once: the second was asked for by nobody.
+        far.write_all(&[0, 0, 0, 1, SSH_AGENT_SUCCESS, 0, 0, 0, 1, SSH_AGENT_SUCCESS])
+            .unwrap();
+        let e = conn.read_frame().await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("5 bytes came after"), "{e}");
+
+        let (conn, mut far) = pair();
+        far.write_all(&[0, 0, 0, 1, SSH_AGENT_SUCCESS]).unwrap();
+        assert_eq!(conn.read_frame().await.unwrap(), [SSH_AGENT_SUCCESS]);
+        conn.expect_nothing().unwrap();
+        far.write_all(&[0, 0, 0, 1, SSH_AGENT_SUCCESS]).unwrap();
+        conn.socket.readable().await.unwrap();
+        let e = conn.expect_nothing().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+
+        let (conn, far) = pair();
+        drop(far);
+        conn.socket.readable().await.unwrap();
+        let e = conn.expect_nothing().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+
+        let (conn, mut far) = pair();
+        far.write_all(&[0xff, 0xff, 0xff, 0xff, 12]).unwrap();
+        let e = conn.read_frame().await.unwrap_err();
+        assert!(
+            e.to_string().contains("reply frame length 4294967295"),
+            "{e}"
+        );
+        let (conn, far) = pair();
+        drop(far);
+        let e = conn.read_frame().await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
     }
 
     #[test]

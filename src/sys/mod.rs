@@ -107,6 +107,22 @@ pub fn parent_pid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// Has the async runtime watch `stream` for readability only (tokio's own
+/// socket types are watched for writability too; see
+/// `crate::daemon::socket`). Must be called within the runtime.
+pub fn watch_readable(
+    stream: std::os::unix::net::UnixStream,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>> {
+    // SAFETY: the descriptor stays open and the same for as long as the
+    // AsyncFd lives: the stream owns it, the AsyncFd owns the stream, and
+    // nothing takes the stream out of it but `into_inner`, which
+    // deregisters first.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
+}
+
 /// Which side of a [`fork`] we are on.
 #[derive(Debug)]
 pub enum Forked {

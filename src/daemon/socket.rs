@@ -1,0 +1,240 @@
+//! A connected UNIX socket the runtime watches for reading only: the
+//! client connections hopward serves and its connections to an upstream
+//! agent.
+//!
+//! Why not [`tokio::net::UnixStream`]: it is watched for writability too,
+//! and a UNIX socket turns writable again each time the peer reads what was
+//! written to it. On an agent's socket that is every request (the upstream
+//! reads it) and every reply (the client reads it), and each time the
+//! kernel wakes a runtime thread that then has nothing to do. Those wake-ups
+//! are a large part of what a signature costs on a small or virtual
+//! machine. Here a frame is written straight to the non-blocking socket,
+//! which takes it at once unless the peer has stopped reading; only then is
+//! a second descriptor of the socket watched for room, until the frame is
+//! out.
+//!
+//! Invariants: the socket is non-blocking; readiness is cleared only after
+//! a read found nothing, so no wake-up is lost.
+
+use std::io::{Read as _, Write as _};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, Interest, ReadBuf};
+
+/// A connected socket, watched by the runtime for reading only.
+#[derive(Debug)]
+pub struct Socket {
+    watched: AsyncFd<std::os::unix::net::UnixStream>,
+}
+
+impl Socket {
+    /// Makes `stream` non-blocking and has the runtime watch it for
+    /// reading. Must be called within the runtime.
+    pub fn new(stream: std::os::unix::net::UnixStream) -> std::io::Result<Socket> {
+        stream.set_nonblocking(true)?;
+        Ok(Socket {
+            watched: crate::sys::watch_readable(stream)?,
+        })
+    }
+
+    /// Takes over a socket the runtime already watches in both directions.
+    pub fn from_tokio(stream: tokio::net::UnixStream) -> std::io::Result<Socket> {
+        Socket::new(stream.into_std()?)
+    }
+
+    pub fn stream(&self) -> &std::os::unix::net::UnixStream {
+        self.watched.get_ref()
+    }
+
+    /// A reader for [`crate::protocol::frame::FrameReader`].
+    pub fn reader(&self) -> Reader<'_> {
+        Reader(self)
+    }
+
+    /// Waits until the runtime saw the socket turn readable, then reads.
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.watched.readable().await?;
+            let wanted = buf.len();
+            match ready.try_io(|watched| read_once(watched.get_ref(), buf)) {
+                Ok(result) => {
+                    if let Ok(n) = result {
+                        drained(&mut ready, n, wanted);
+                    }
+                    return result;
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Waits until the runtime saw the socket turn readable, reading
+    /// nothing (for tests of what [`Socket::read_arrived`] then finds).
+    #[cfg(test)]
+    pub async fn readable(&self) -> std::io::Result<()> {
+        self.watched.readable().await.map(|mut ready| ready.retain_ready())
+    }
+
+    /// Reads whatever the runtime has seen arrive, without waiting and
+    /// without a system call when it has seen nothing: `Ok(None)` then.
+    pub fn read_arrived(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        match self
+            .watched
+            .try_io(Interest::READABLE, |stream| read_once(stream, buf))
+        {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes all of `buf`: in one system call unless the socket is full.
+    pub async fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
+        let mut rest = buf;
+        let mut room: Option<tokio::net::UnixStream> = None;
+        while !rest.is_empty() {
+            match self.stream().write(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The peer is not reading: wait for room on a second
+                    // descriptor, watched for this alone and dropped once
+                    // the frame is out.
+                    let room = match &room {
+                        Some(room) => room,
+                        None => room.insert(tokio::net::UnixStream::from_std(
+                            self.stream().try_clone()?,
+                        )?),
+                    };
+                    room.writable().await?;
+                    match room.try_write(rest) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// After a read of `n` bytes out of `wanted`: a short read emptied the
+/// socket, so the next read waits for the runtime to see more arrive
+/// instead of making a system call that finds nothing (tokio's own streams
+/// do the same). The runtime clears the readiness only if nothing arrived
+/// since it was reported, so no wake-up is lost.
+fn drained(
+    ready: &mut tokio::io::unix::AsyncFdReadyGuard<'_, std::os::unix::net::UnixStream>,
+    n: usize,
+    wanted: usize,
+) {
+    if n > 0 && n < wanted {
+        ready.clear_ready();
+    }
+}
+
+/// One `read(2)`, retried when a signal interrupts it.
+fn read_once(mut stream: &std::os::unix::net::UnixStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+/// [`Socket`] as an [`AsyncRead`].
+#[derive(Debug)]
+pub struct Reader<'a>(&'a Socket);
+
+impl AsyncRead for Reader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut ready = ready!(self.0.watched.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            let wanted = unfilled.len();
+            match ready.try_io(|watched| read_once(watched.get_ref(), unfilled)) {
+                Ok(Ok(n)) => {
+                    drained(&mut ready, n, wanted);
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt as _;
+
+    fn pair() -> (Socket, std::os::unix::net::UnixStream) {
+        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        (Socket::new(near).unwrap(), far)
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_data_and_see_a_hang_up() {
+        let (socket, mut far) = pair();
+        let mut buf = [0u8; 8];
+        assert_eq!(socket.read_arrived(&mut buf).unwrap(), None);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            far.write_all(b"abc").unwrap();
+            far
+        });
+        assert_eq!(socket.read(&mut buf).await.unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+        let mut far = writer.join().unwrap();
+        far.write_all(b"defg").unwrap();
+        let mut got = Vec::new();
+        let mut reader = socket.reader();
+        while got.len() < 4 {
+            let mut chunk = [0u8; 2];
+            let n = reader.read(&mut chunk).await.unwrap();
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(got, b"defg");
+        drop(far);
+        assert_eq!(socket.read(&mut buf).await.unwrap(), 0);
+        // The runtime has seen the hang-up: no wait, and the end again.
+        assert_eq!(socket.read_arrived(&mut buf).unwrap(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_write_larger_than_the_socket_waits_for_room() {
+        let (socket, mut far) = pair();
+        let big: Vec<u8> = (0..4u32 << 20).map(|i| i as u8).collect();
+        let reader = std::thread::spawn(move || {
+            // Not reading at first: the socket fills and the writer waits.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).unwrap();
+            got
+        });
+        socket.write_all(&big).await.unwrap();
+        drop(socket);
+        assert!(reader.join().unwrap() == big);
+    }
+
+    #[tokio::test]
+    async fn a_write_to_a_socket_nobody_reads_any_more_fails() {
+        let (socket, far) = pair();
+        drop(far);
+        let e = socket.write_all(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+}
