@@ -3,7 +3,7 @@
 //!
 //!   cargo build --release --workspace
 //!   target/release/hopward-loadgen [--seconds S] [--hopward PATH]
-//!       [--unshielded PATH] [--openssh-10.5 DIR] [--only upstream]
+//!       [--unshielded PATH | --before PATH] [--openssh-10.5 DIR] [--only upstream]
 //!
 //! It is a member of the workspace, not a binary of the hopward package, so
 //! `cargo install` does not ship it. `--hopward` defaults to the hopward
@@ -15,7 +15,10 @@
 //!
 //! `--unshielded` adds a third agent to the sign table: hopward built with
 //! the `unshielded-benchmark` feature, which keeps keys open in memory, so
-//! the cost of key shielding is measured in the same run.
+//! the cost of key shielding is measured in the same run. `--before PATH`
+//! adds an earlier hopward build instead, measured right after this one in
+//! every row, so a change is compared with what came before it against the
+//! same ssh-agent figures.
 //!
 //! `--openssh-10.5 DIR` adds a table for `ssh-mldsa44-ed25519@openssh.com`
 //! keys, which the system's ssh-agent does not know: hopward against the
@@ -87,7 +90,7 @@ fn keygen(dir: &Path, name: &str, kind: &str, bits: &str) -> PathBuf {
 
 /// The ML-DSA composite table (see the module comment): hopward's agents
 /// against `openssh`'s ssh-agent, with one key made by its ssh-keygen.
-fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], seconds: f64) {
+fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], extra_head: &str, seconds: f64) {
     let key = dir.join("mldsa");
     sh(Command::new(openssh.join("ssh-keygen"))
         .args(["-q", "-N", "", "-t", "mldsa44-ed25519", "-C", "mldsa", "-f"])
@@ -117,12 +120,7 @@ fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], seconds: f64) {
         agent105.display()
     );
     println!();
-    let unshielded = agents.len() > 2;
-    let (extra_head, extra_rule) = if unshielded {
-        (" unshielded signs/s | unshielded ratio |", "---|---|")
-    } else {
-        ("", "")
-    };
+    let extra_rule = if agents.len() > 2 { "---|---|" } else { "" };
     println!(
         "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent 10.5 signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
@@ -137,8 +135,8 @@ fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], seconds: f64) {
     }
 }
 
-/// One row of a sign table: hopward, the reference agent, then hopward
-/// unshielded if it ran.
+/// One row of a sign table: hopward, the reference agent, then the third
+/// build (unshielded or before) if it ran.
 fn print_row(label: &str, conns: usize, results: &[Figures]) {
     let (h, o) = (&results[0], &results[1]);
     let extra = results
@@ -265,7 +263,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH] [--openssh-10.5 DIR] [--only upstream]";
+const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH | --before PATH] [--openssh-10.5 DIR] [--only upstream]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("hopward-loadgen: {problem}\n{USAGE}");
@@ -286,7 +284,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut seconds = 3.0;
     let mut hopward = beside_this_program("hopward");
-    let mut unshielded: Option<String> = None;
+    // A third agent: hopward built without shielding, or an earlier
+    // hopward build ("before") to compare this one with in the same run.
+    let mut third: Option<(&str, String)> = None;
     let mut openssh105: Option<PathBuf> = None;
     let mut only_upstream = false;
     while let Some(a) = args.next() {
@@ -299,9 +299,16 @@ fn main() {
                 Some(path) => hopward = PathBuf::from(path),
                 None => usage("--hopward needs a path"),
             },
+            "--unshielded" | "--before" if third.is_some() => {
+                usage("give one of --unshielded and --before")
+            }
             "--unshielded" => match args.next() {
-                Some(path) => unshielded = Some(path),
+                Some(path) => third = Some(("unshielded", path)),
                 None => usage("--unshielded needs a path"),
+            },
+            "--before" => match args.next() {
+                Some(path) => third = Some(("before", path)),
+                None => usage("--before needs the path of an earlier hopward build"),
             },
             "--openssh-10.5" => match args.next() {
                 Some(path) => openssh105 = Some(PathBuf::from(path)),
@@ -353,12 +360,16 @@ fn main() {
             dir.path().join("openssh.sock"),
         ),
     ];
-    if let Some(path) = &unshielded {
+    if let Some((name, path)) = &third {
         agents.push(start(
-            "hopward (unshielded)",
+            if *name == "before" {
+                "hopward (before)"
+            } else {
+                "hopward (unshielded)"
+            },
             path,
             &["daemon", "-D"],
-            dir.path().join("unshielded.sock"),
+            dir.path().join(format!("{name}.sock")),
         ));
     }
     for agent in &agents {
@@ -370,15 +381,19 @@ fn main() {
         }
     }
     println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
-    if let Some(path) = &unshielded {
-        println!("unshielded: {path} (keys kept open in memory; benchmark build only)");
-    }
-    println!();
-    let (extra_head, extra_rule) = if unshielded.is_some() {
-        (" unshielded signs/s | unshielded ratio |", "---|---|")
-    } else {
-        ("", "")
+    let extra_head = match &third {
+        Some(("before", path)) => {
+            println!("before: {path} (an earlier build, measured right after this one)");
+            " before signs/s | before ratio |"
+        }
+        Some((_, path)) => {
+            println!("unshielded: {path} (keys kept open in memory; benchmark build only)");
+            " unshielded signs/s | unshielded ratio |"
+        }
+        None => "",
     };
+    let extra_rule = if third.is_some() { "---|---|" } else { "" };
+    println!();
     println!(
         "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
@@ -394,13 +409,13 @@ fn main() {
         }
     }
     if let Some(openssh) = &openssh105 {
-        // hopward and, if given, its unshielded build; not the system agent.
+        // hopward and, if given, the third build; not the system agent.
         let hopwards: Vec<Agent> = agents
             .drain(..)
             .enumerate()
             .filter_map(|(i, a)| (i != 1).then_some(a))
             .collect();
-        mldsa_table(openssh, dir.path(), &hopwards, seconds);
+        mldsa_table(openssh, dir.path(), &hopwards, extra_head, seconds);
     }
     drop(agents);
 
