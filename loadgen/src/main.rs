@@ -16,9 +16,10 @@
 //! `--unshielded` adds a third agent to the sign table: hopward built with
 //! the `unshielded-benchmark` feature, which keeps keys open in memory, so
 //! the cost of key shielding is measured in the same run. `--before PATH`
-//! adds an earlier hopward build instead, measured right after this one in
-//! every row, so a change is compared with what came before it against the
-//! same ssh-agent figures.
+//! adds an earlier hopward build instead: in every row this build and the
+//! earlier one each get two half windows (this, before, ssh-agent, before,
+//! this), so a change is compared with what came before it against the
+//! same ssh-agent figures and neither gains from its place in the order.
 //!
 //! `--openssh-10.5 DIR` adds a table for `ssh-mldsa44-ed25519@openssh.com`
 //! keys, which the system's ssh-agent does not know: hopward against the
@@ -199,6 +200,17 @@ struct Figures {
     signs_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
+}
+
+impl Figures {
+    /// Two equal windows of the same agent as one: the means.
+    fn with(&self, other: &Figures) -> Figures {
+        Figures {
+            signs_per_sec: (self.signs_per_sec + other.signs_per_sec) / 2.0,
+            p50_us: (self.p50_us + other.p50_us) / 2.0,
+            p99_us: (self.p99_us + other.p99_us) / 2.0,
+        }
+    }
 }
 
 fn measure(sock: &Path, frame: &[u8], conns: usize, seconds: f64) -> Figures {
@@ -401,10 +413,21 @@ fn main() {
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
         for conns in [1usize, 4, 16] {
-            let results: Vec<Figures> = agents
-                .iter()
-                .map(|a| measure(&a.sock, &frame, conns, seconds))
-                .collect();
+            let results: Vec<Figures> = if matches!(third, Some(("before", _))) {
+                // This build and the earlier one each get two windows, in
+                // the order this, before, ssh-agent, before, this, so
+                // neither gains from going first.
+                let window = |a: &Agent| measure(&a.sock, &frame, conns, seconds / 2.0);
+                let (now, before) = (window(&agents[0]), window(&agents[2]));
+                let openssh = measure(&agents[1].sock, &frame, conns, seconds);
+                let before = before.with(&window(&agents[2]));
+                vec![now.with(&window(&agents[0])), openssh, before]
+            } else {
+                agents
+                    .iter()
+                    .map(|a| measure(&a.sock, &frame, conns, seconds))
+                    .collect()
+            };
             print_row(label, conns, &results);
         }
     }
