@@ -59,21 +59,7 @@ impl ShieldedKey {
     /// Seals validated material for `public` under a fresh pre-key and
     /// checks that the sealed key signs.
     pub fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
-        let len = material.len();
-        let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
-            .map_err(|_| KeyError::Shield("no memory for the sealed key"))?;
-        let (prekey, body) = sealed.split_at_mut(PREKEY_LEN);
-        SystemRandom::new()
-            .fill(prekey)
-            .map_err(|_| KeyError::Shield("no randomness for the pre-key"))?;
-        body[..len].copy_from_slice(material);
-        let tag = sealing_key(prekey)
-            .and_then(|key| {
-                key.seal_in_place_separate_tag(nonce(), Aad::empty(), &mut body[..len])
-                    .ok()
-            })
-            .ok_or(KeyError::Shield("sealing failed"))?;
-        body[len..].copy_from_slice(tag.as_ref());
+        let sealed = seal_bytes(material, "no memory for the sealed key")?;
         let shielded = ShieldedKey {
             public: public.clone(),
             sealed,
@@ -149,21 +135,7 @@ impl fmt::Debug for SealedSecret {
 impl SealedSecret {
     /// Seals `secret` under a fresh pre-key.
     pub fn seal(secret: &[u8]) -> Result<Self, KeyError> {
-        let len = secret.len();
-        let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
-            .map_err(|_| KeyError::Shield("no memory for the sealed secret"))?;
-        let (prekey, body) = sealed.split_at_mut(PREKEY_LEN);
-        SystemRandom::new()
-            .fill(prekey)
-            .map_err(|_| KeyError::Shield("no randomness for the pre-key"))?;
-        body[..len].copy_from_slice(secret);
-        let tag = sealing_key(prekey)
-            .and_then(|key| {
-                key.seal_in_place_separate_tag(nonce(), Aad::empty(), &mut body[..len])
-                    .ok()
-            })
-            .ok_or(KeyError::Shield("sealing failed"))?;
-        body[len..].copy_from_slice(tag.as_ref());
+        let sealed = seal_bytes(secret, "no memory for the sealed secret")?;
         Ok(SealedSecret { sealed })
     }
 
@@ -183,6 +155,28 @@ impl SealedSecret {
     pub fn is_locked_in_memory(&self) -> bool {
         self.sealed.is_locked()
     }
+}
+
+/// `secret` sealed into locked pages: a fresh pre-key, then the secret
+/// encrypted under the key derived from it, then the tag. `no_memory` names
+/// what could not be allocated.
+fn seal_bytes(secret: &[u8], no_memory: &'static str) -> Result<LockedPages, KeyError> {
+    let len = secret.len();
+    let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
+        .map_err(|_| KeyError::Shield(no_memory))?;
+    let (prekey, body) = sealed.split_at_mut(PREKEY_LEN);
+    SystemRandom::new()
+        .fill(prekey)
+        .map_err(|_| KeyError::Shield("no randomness for the pre-key"))?;
+    body[..len].copy_from_slice(secret);
+    let tag = sealing_key(prekey)
+        .and_then(|key| {
+            key.seal_in_place_separate_tag(nonce(), Aad::empty(), &mut body[..len])
+                .ok()
+        })
+        .ok_or(KeyError::Shield("sealing failed"))?;
+    body[len..].copy_from_slice(tag.as_ref());
+    Ok(sealed)
 }
 
 /// The material sealed in `sealed`, or None if its tag does not verify.
