@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, Interest, ReadBuf};
 
 /// A connected socket, watched by the runtime for reading only.
 #[derive(Debug)]
@@ -55,19 +55,7 @@ impl Socket {
 
     /// Waits until the runtime saw the socket turn readable, then reads.
     pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let mut ready = self.watched.readable().await?;
-            let wanted = buf.len();
-            match ready.try_io(|watched| read_once(watched.get_ref(), buf)) {
-                Ok(result) => {
-                    if let Ok(n) = result {
-                        drained(&mut ready, n, wanted);
-                    }
-                    return result;
-                }
-                Err(_would_block) => continue,
-            }
-        }
+        self.reader().read(buf).await
     }
 
     /// Waits until the runtime saw the socket turn readable, reading
@@ -93,28 +81,28 @@ impl Socket {
     /// Writes all of `buf`: in one system call unless the socket is full.
     pub async fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
         let mut rest = buf;
+        // Once the socket was full: a second descriptor, watched for room
+        // alone and dropped once the frame is out. `try_write` clears its
+        // readiness when the socket is full again, so no wake-up is lost.
         let mut room: Option<tokio::net::UnixStream> = None;
         while !rest.is_empty() {
-            match self.stream().write(rest) {
+            let written = match &room {
+                None => self.stream().write(rest),
+                Some(room) => {
+                    room.writable().await?;
+                    room.try_write(rest)
+                }
+            };
+            match written {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The peer is not reading: wait for room on a second
-                    // descriptor, watched for this alone and dropped once
-                    // the frame is out.
-                    let room = match &room {
-                        Some(room) => room,
-                        None => room.insert(tokio::net::UnixStream::from_std(
+                    // The peer is not reading: wait for room.
+                    if room.is_none() {
+                        room = Some(tokio::net::UnixStream::from_std(
                             self.stream().try_clone()?,
-                        )?),
-                    };
-                    room.writable().await?;
-                    match room.try_write(rest) {
-                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                        Ok(n) => rest = &rest[n..],
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
+                        )?);
                     }
                 }
                 Err(e) => return Err(e),
@@ -179,7 +167,6 @@ impl AsyncRead for Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt as _;
 
     fn pair() -> (Socket, std::os::unix::net::UnixStream) {
         let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
