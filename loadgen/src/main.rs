@@ -238,14 +238,7 @@ fn measure_with(
                 let mut lat = Vec::with_capacity(100_000);
                 let mut buf = vec![0u8; 4096];
                 while Instant::now() < deadline {
-                    let t = Instant::now();
-                    s.write_all(&frame).unwrap();
-                    let mut len = [0u8; 4];
-                    s.read_exact(&mut len).unwrap();
-                    let n = u32::from_be_bytes(len) as usize;
-                    s.read_exact(&mut buf[..n]).unwrap();
-                    assert_eq!(buf[0], 14, "agent refused to sign");
-                    lat.push(t.elapsed().as_nanos() as u64);
+                    lat.push(timed_sign(&mut s, &frame, &mut buf));
                 }
                 lat
             })
@@ -263,6 +256,18 @@ fn measure_with(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
     }
+}
+
+/// Sends one sign request frame and reads the signature; nanoseconds taken.
+fn timed_sign(s: &mut UnixStream, frame: &[u8], buf: &mut [u8]) -> u64 {
+    let t = Instant::now();
+    s.write_all(frame).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let n = u32::from_be_bytes(len) as usize;
+    s.read_exact(&mut buf[..n]).unwrap();
+    assert_eq!(buf[0], 14, "agent refused to sign");
+    t.elapsed().as_nanos() as u64
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -588,16 +593,6 @@ fn interleaved_p50_added(
         (s, frame)
     };
     let mut buf = vec![0u8; 4096];
-    let mut sign = |s: &mut UnixStream, frame: &[u8]| {
-        let t = Instant::now();
-        s.write_all(frame).unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let n = u32::from_be_bytes(len) as usize;
-        s.read_exact(&mut buf[..n]).unwrap();
-        assert_eq!(buf[0], 14, "agent refused to sign");
-        t.elapsed().as_nanos() as u64
-    };
     let p50 = |lat: &mut Vec<u64>| {
         lat.sort_unstable();
         lat[(lat.len() - 1) / 2] as f64 / 1000.0
@@ -611,7 +606,7 @@ fn interleaved_p50_added(
             while Instant::now() < deadline {
                 for i in [turn % 2, (turn + 1) % 2] {
                     let (s, frame) = &mut ends[i];
-                    lat[i].push(sign(s, frame));
+                    lat[i].push(timed_sign(s, frame, &mut buf));
                 }
                 turn += 1;
             }

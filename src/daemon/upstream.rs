@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 
 use crate::daemon::socket::Socket;
-use crate::protocol::frame::MAX_FRAME;
+use crate::protocol::frame::{self, MAX_FRAME};
 use crate::protocol::reply::{
     SSH_AGENT_FAILURE, SSH_AGENT_IDENTITIES_ANSWER, SSH_AGENT_SIGN_RESPONSE, SSH_AGENT_SUCCESS,
 };
@@ -229,7 +229,7 @@ impl UpstreamLink {
             .call(
                 path,
                 binds,
-                &request_frame(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES)),
+                &frame::build(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES)),
                 timeout.min(LIST_TIMEOUT),
                 "list keys",
             )
@@ -260,7 +260,7 @@ impl UpstreamLink {
         timeout: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
         let (key_blob, data, flags) = request;
-        let frame = request_frame(key_blob.len() + data.len() + 13, |body| {
+        let frame = frame::build(key_blob.len() + data.len() + 13, |body| {
             body.push(SSH_AGENTC_SIGN_REQUEST);
             put_string(body, key_blob);
             put_string(body, data);
@@ -350,7 +350,7 @@ impl UpstreamLink {
         }
         while self.replayed < binds.len() {
             let index = self.replayed;
-            let bind = request_frame(binds[index].len() + 29, |body| {
+            let bind = frame::build(binds[index].len() + 29, |body| {
                 body.push(SSH_AGENTC_EXTENSION);
                 put_string(body, b"session-bind@openssh.com");
                 body.extend_from_slice(&binds[index]);
@@ -430,17 +430,6 @@ impl UpstreamLink {
             }),
         }
     }
-}
-
-/// A request frame: the 4-byte length, then the body `write` puts after it
-/// (`capacity`: about how long that body is).
-fn request_frame(capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + capacity);
-    out.extend_from_slice(&[0; 4]);
-    write(&mut out);
-    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out
 }
 
 /// A connection to the upstream agent: a [`Socket`], so the runtime is not
@@ -563,7 +552,7 @@ async fn probe_accepts_bind(path: &Path, timeout: Duration) -> Result<bool, Upst
     let mut sig_blob = Vec::new();
     put_string(&mut sig_blob, signature.algorithm.as_bytes());
     put_string(&mut sig_blob, &signature.blob);
-    let bind = request_frame(sig_blob.len() + 128, |body| {
+    let bind = frame::build(sig_blob.len() + 128, |body| {
         body.push(SSH_AGENTC_EXTENSION);
         put_string(body, b"session-bind@openssh.com");
         put_string(body, &public.blob());
@@ -668,7 +657,7 @@ mod tests {
         put_string(&mut reply, &[3; 5000]);
         let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
-        let request = request_frame(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES));
+        let request = frame::build(1, |body| body.push(SSH_AGENTC_REQUEST_IDENTITIES));
         let sent = framed.clone();
         let upstream = std::thread::spawn(move || {
             let mut got = [0u8; 5];

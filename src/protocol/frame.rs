@@ -122,11 +122,19 @@ impl Drop for FrameReader {
     }
 }
 
-/// Wraps a reply body in its length prefix.
+/// Wraps a body in its length prefix.
 pub fn encode(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(body);
+    build(body.len(), |out| out.extend_from_slice(body))
+}
+
+/// A frame whose body `write` puts straight after the length prefix, with
+/// room for about `capacity` body bytes (no copy of a body built first).
+pub fn build(capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + capacity);
+    out.extend_from_slice(&[0; 4]);
+    write(&mut out);
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
     out
 }
 
