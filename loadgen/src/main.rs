@@ -3,7 +3,7 @@
 //!
 //!   cargo build --release --workspace
 //!   target/release/hopward-loadgen [--seconds S] [--hopward PATH]
-//!       [--unshielded PATH | --before PATH] [--openssh-10.5 DIR] [--only upstream]
+//!       [--unshielded PATH | --before PATH [--pairs N]] [--openssh-10.5 DIR] [--only sign|upstream]
 //!
 //! It is a member of the workspace, not a binary of the hopward package, so
 //! `cargo install` does not ship it. `--hopward` defaults to the hopward
@@ -11,15 +11,20 @@
 //!
 //! The last table is upstream mode: ssh-agent signing directly and through
 //! hopward (`--upstream`), same key, same run; `--only upstream` runs just
-//! that table.
+//! that table, `--only sign` just the sign tables (with ML-DSA if asked).
 //!
 //! `--unshielded` adds a third agent to the sign table: hopward built with
 //! the `unshielded-benchmark` feature, which keeps keys open in memory, so
 //! the cost of key shielding is measured in the same run. `--before PATH`
 //! adds an earlier hopward build instead: in every row this build and the
-//! earlier one each get two half windows (this, before, ssh-agent, before,
-//! this), so a change is compared with what came before it against the
-//! same ssh-agent figures and neither gains from its place in the order.
+//! earlier one take turns in pairs of short windows (six pairs unless
+//! `--pairs N`; each build's windows add up to S seconds; which goes first
+//! swaps every pair; ssh-agent's window sits in the middle), so a change is
+//! compared with what came before it against the same ssh-agent figures,
+//! neither gains from its place in the order, and the machine's drift falls
+//! on both. A last table gives this ÷ before row by row: the median over the
+//! pairs of windows, the lowest and highest pair, and CPU time per signature
+//! (all threads of each agent, from /proc) over all windows.
 //!
 //! `--openssh-10.5 DIR` adds a table for `ssh-mldsa44-ed25519@openssh.com`
 //! keys, which the system's ssh-agent does not know: hopward against the
@@ -132,16 +137,20 @@ fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], extra_head: &str,
             .iter()
             .map(|a| measure(&a.sock, &frame, conns, seconds))
             .collect();
-        print_row("ML-DSA-44/Ed25519", conns, &results);
+        print_row(
+            "ML-DSA-44/Ed25519",
+            conns,
+            &results[0],
+            &results[1],
+            results.get(2),
+        );
     }
 }
 
 /// One row of a sign table: hopward, the reference agent, then the third
 /// build (unshielded or before) if it ran.
-fn print_row(label: &str, conns: usize, results: &[Figures]) {
-    let (h, o) = (&results[0], &results[1]);
-    let extra = results
-        .get(2)
+fn print_row(label: &str, conns: usize, h: &Figures, o: &Figures, third: Option<&Figures>) {
+    let extra = third
         .map(|u| {
             format!(
                 " {:.0} | {:.2}× |",
@@ -160,6 +169,112 @@ fn print_row(label: &str, conns: usize, results: &[Figures]) {
         o.p99_us,
         h.signs_per_sec / o.signs_per_sec
     );
+}
+
+/// One row with an earlier build: this build and the earlier one take turns
+/// in short windows, which goes first swapping every pair, with ssh-agent's
+/// one window in the middle. Slow drift of the shared machine then falls on
+/// both builds alike. Each window also reads the CPU time the agent's
+/// threads used, which the machine's other load disturbs far less than the
+/// rate does.
+fn before_windows(
+    agents: &[Agent],
+    frame: &[u8],
+    conns: usize,
+    seconds: f64,
+    pairs: usize,
+) -> BeforeRow {
+    let window = |a: &Agent| {
+        let cpu = cpu_ns(a.child.id());
+        let figures = measure(&a.sock, frame, conns, seconds / pairs as f64);
+        let cpu = cpu_ns(a.child.id()) - cpu;
+        (figures, cpu)
+    };
+    let (mut now, mut before) = (Vec::new(), Vec::new());
+    let mut openssh = None;
+    for pair in 0..pairs {
+        if pair == pairs / 2 {
+            openssh = Some(measure(&agents[1].sock, frame, conns, seconds));
+        }
+        if pair % 2 == 0 {
+            now.push(window(&agents[0]));
+            before.push(window(&agents[2]));
+        } else {
+            before.push(window(&agents[2]));
+            now.push(window(&agents[0]));
+        }
+    }
+    let rate_pairs = now
+        .iter()
+        .zip(&before)
+        .map(|((n, _), (b, _))| n.signs_per_sec / b.signs_per_sec)
+        .collect();
+    // CPU per signature, over all windows of each build.
+    let per_sign = |w: &[(Figures, u64)]| {
+        w.iter().map(|(_, c)| *c).sum::<u64>() as f64
+            / w.iter().map(|(f, _)| f.signs).sum::<usize>() as f64
+    };
+    let cpu_ratio = per_sign(&now) / per_sign(&before);
+    let figures =
+        |w: Vec<(Figures, u64)>| Figures::mean(&w.into_iter().map(|(f, _)| f).collect::<Vec<_>>());
+    BeforeRow {
+        now: figures(now),
+        openssh: openssh.expect("ssh-agent measured"),
+        before: figures(before),
+        rate_pairs,
+        cpu_ratio,
+    }
+}
+
+struct BeforeRow {
+    now: Figures,
+    openssh: Figures,
+    before: Figures,
+    /// This build's rate ÷ the earlier one's, for each pair of windows.
+    rate_pairs: Vec<f64>,
+    /// This build's CPU time per signature ÷ the earlier one's.
+    cpu_ratio: f64,
+}
+
+/// CPU time used so far by all threads of a process, in nanoseconds
+/// (the first field of each thread's schedstat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// This build against the earlier one, row by row: the median of the pairs
+/// of windows, their spread, and CPU time per signature.
+fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
+    let pairs = rows.first().map_or(0, |(_, _, r)| r.rate_pairs.len());
+    println!();
+    println!(
+        "| key | conns | this ÷ before signs/s, median of {pairs} pairs | lowest pair | highest pair | before ÷ this CPU per sign |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (label, conns, row) in rows {
+        let mut sorted = row.rate_pairs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 0 {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        } else {
+            sorted[n / 2]
+        };
+        println!(
+            "| {label} | {conns} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
+            median * 100.0,
+            sorted[0] * 100.0,
+            sorted[n - 1] * 100.0,
+            100.0 / row.cpu_ratio
+        );
+    }
 }
 
 fn key_blob(pubfile: &Path) -> Vec<u8> {
@@ -197,18 +312,22 @@ fn sign_frame(blob: &[u8], flags: u32) -> Vec<u8> {
 }
 
 struct Figures {
+    signs: usize,
     signs_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
 }
 
 impl Figures {
-    /// Two equal windows of the same agent as one: the means.
-    fn with(&self, other: &Figures) -> Figures {
+    /// Equal windows of the same agent as one: the means.
+    fn mean(windows: &[Figures]) -> Figures {
+        let n = windows.len() as f64;
+        let sum = |f: fn(&Figures) -> f64| windows.iter().map(f).sum::<f64>() / n;
         Figures {
-            signs_per_sec: (self.signs_per_sec + other.signs_per_sec) / 2.0,
-            p50_us: (self.p50_us + other.p50_us) / 2.0,
-            p99_us: (self.p99_us + other.p99_us) / 2.0,
+            signs: windows.iter().map(|w| w.signs).sum(),
+            signs_per_sec: sum(|w| w.signs_per_sec),
+            p50_us: sum(|w| w.p50_us),
+            p99_us: sum(|w| w.p99_us),
         }
     }
 }
@@ -252,6 +371,7 @@ fn measure_with(
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
     Figures {
+        signs: all.len(),
         signs_per_sec: all.len() as f64 / elapsed,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
@@ -280,7 +400,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH | --before PATH] [--openssh-10.5 DIR] [--only upstream]";
+const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH | --before PATH [--pairs N]] [--openssh-10.5 DIR] [--only sign|upstream]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("hopward-loadgen: {problem}\n{USAGE}");
@@ -300,17 +420,22 @@ fn beside_this_program(name: &str) -> PathBuf {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut seconds = 3.0;
+    let mut pairs = None;
     let mut hopward = beside_this_program("hopward");
     // A third agent: hopward built without shielding, or an earlier
     // hopward build ("before") to compare this one with in the same run.
     let mut third: Option<(&str, String)> = None;
     let mut openssh105: Option<PathBuf> = None;
-    let mut only_upstream = false;
+    let mut only: Option<&str> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
                 Some(s) if s > 0.0 => seconds = s,
                 _ => usage("--seconds needs a positive number"),
+            },
+            "--pairs" => match args.next().and_then(|v| v.parse::<usize>().ok()) {
+                Some(n) if n > 0 => pairs = Some(n),
+                _ => usage("--pairs needs a positive whole number"),
             },
             "--hopward" => match args.next() {
                 Some(path) => hopward = PathBuf::from(path),
@@ -332,8 +457,9 @@ fn main() {
                 None => usage("--openssh-10.5 needs the folder of that build"),
             },
             "--only" => match args.next().as_deref() {
-                Some("upstream") => only_upstream = true,
-                _ => usage("--only takes: upstream"),
+                Some("upstream") => only = Some("upstream"),
+                Some("sign") => only = Some("sign"),
+                _ => usage("--only takes: sign, upstream"),
             },
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -342,6 +468,10 @@ fn main() {
             other => usage(&format!("unknown argument {other}")),
         }
     }
+    let pairs = match (pairs, &third) {
+        (Some(_), Some(("before", _))) | (None, _) => pairs.unwrap_or(6),
+        (Some(_), _) => usage("--pairs goes with --before"),
+    };
     if !hopward.is_file() {
         usage(&format!(
             "no hopward at {}: build it with `cargo build --release --workspace`, or give --hopward PATH",
@@ -350,7 +480,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hw = hopward.to_str().unwrap().to_string();
-    if only_upstream {
+    if only == Some("upstream") {
         upstream_bench(dir.path(), &hw, seconds);
         return;
     }
@@ -400,7 +530,9 @@ fn main() {
     println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
     let extra_head = match &third {
         Some(("before", path)) => {
-            println!("before: {path} (an earlier build, measured right after this one)");
+            println!(
+                "before: {path} (an earlier build, taking turns with this one in {pairs} pairs of windows)"
+            );
             " before signs/s | before ratio |"
         }
         Some((_, path)) => {
@@ -415,26 +547,25 @@ fn main() {
         "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
     println!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    let mut before_pairs = Vec::new();
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
         for conns in [1usize, 4, 16] {
-            let results: Vec<Figures> = if matches!(third, Some(("before", _))) {
-                // This build and the earlier one each get two windows, in
-                // the order this, before, ssh-agent, before, this, so
-                // neither gains from going first.
-                let window = |a: &Agent| measure(&a.sock, &frame, conns, seconds / 2.0);
-                let (now, before) = (window(&agents[0]), window(&agents[2]));
-                let openssh = measure(&agents[1].sock, &frame, conns, seconds);
-                let before = before.with(&window(&agents[2]));
-                vec![now.with(&window(&agents[0])), openssh, before]
+            if matches!(third, Some(("before", _))) {
+                let row = before_windows(&agents, &frame, conns, seconds, pairs);
+                print_row(label, conns, &row.now, &row.openssh, Some(&row.before));
+                before_pairs.push((*label, conns, row));
             } else {
-                agents
+                let results: Vec<Figures> = agents
                     .iter()
                     .map(|a| measure(&a.sock, &frame, conns, seconds))
-                    .collect()
-            };
-            print_row(label, conns, &results);
+                    .collect();
+                print_row(label, conns, &results[0], &results[1], results.get(2));
+            }
         }
+    }
+    if !before_pairs.is_empty() {
+        print_before_pairs(&before_pairs);
     }
     if let Some(openssh) = &openssh105 {
         // hopward and, if given, the third build; not the system agent.
@@ -446,6 +577,9 @@ fn main() {
         mldsa_table(openssh, dir.path(), &hopwards, extra_head, seconds);
     }
     drop(agents);
+    if only == Some("sign") {
+        return;
+    }
 
     // Idle memory with 10 keys.
     let mut rss = Vec::new();
