@@ -129,6 +129,59 @@ action = "allow"
     assert_eq!(signs[1]["rule"], "default:forwarded_unverified");
 }
 
+/// A bind that does not verify: the proxy flips one bit of the target's
+/// signature in the bind `ssh target` sends. The connection is poisoned, so
+/// the login fails although a rule allows the target through the bastion
+/// (an honest `ssh target` right after it logs in), and the audit has the
+/// refused bind with the hop that did verify.
+#[test]
+fn a_forged_bind_is_refused_and_audited() {
+    let w = world(
+        r#"
+[defaults]
+forwarded = "deny"
+forwarded_unverified = "deny"
+[[rule]]
+name = "target through the bastion"
+host = ["target"]
+via = ["bastion"]
+action = "allow"
+"#,
+    );
+    let out = w.on_bastion(
+        "proxy forge -
+SSH_AUTH_SOCK=$P $SSH target echo forged-reached-target
+stop
+         $SSH target echo honest-reached-target",
+    );
+    let stdout = stdout(&out);
+    assert!(!stdout.contains("forged-reached-target"), "{}", text(&out));
+    assert!(stdout.contains("honest-reached-target"), "{}", text(&out));
+    // Signs through the bastion (the login to the bastion itself is the
+    // one other sign record).
+    let through = |l: &&serde_json::Value| {
+        l["event"] == "sign" && l["chain"].as_array().is_some_and(|c| c.len() == 2)
+    };
+    let audit = w.agent.audit_until(|a| {
+        a.iter().any(|l| l["event"] == "bind") && a.iter().filter(through).count() >= 1
+    });
+    let binds: Vec<&serde_json::Value> = audit.iter().filter(|l| l["event"] == "bind").collect();
+    assert_eq!(binds.len(), 1, "{audit:#?}");
+    assert_eq!(binds[0]["decision"], "deny");
+    assert_eq!(binds[0]["reason"], "bind-bad-signature");
+    assert_eq!(binds[0]["class"], "poisoned");
+    assert_eq!(names(binds[0]), ["bastion"], "{:#?}", binds[0]);
+    // Nothing was allowed on the poisoned connection; the honest login was.
+    let allowed: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(through)
+        .filter(|l| l["decision"] == "allow")
+        .collect();
+    assert_eq!(allowed.len(), 1, "{audit:#?}");
+    assert_eq!(names(allowed[0]), ["bastion", "target"]);
+    assert_eq!(allowed[0]["rule"], "target through the bastion");
+}
+
 /// Point 2 over real hosts. One yes for `target`, remembered for 10
 /// minutes; a later honest `ssh target` is covered. Then the proxy replays
 /// target's bind in front of `ssh deep`, which a rule denies. Failed

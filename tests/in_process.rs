@@ -179,6 +179,52 @@ async fn bad_input_gets_a_failure_and_leaves_other_connections_alone() {
     assert_eq!(signed[0], 14, "sign response");
 }
 
+/// What a hostile hop can send in place of a bind: a host's real signature
+/// over another session id. It poisons the connection, is audited once
+/// however often it is sent again, and nothing needing a destination is
+/// allowed on that connection afterwards.
+#[tokio::test]
+async fn a_forged_bind_poisons_the_connection_and_is_audited_once() {
+    let served = start(vec![]);
+    let mut owner = connect(&served).await;
+    let (blob, add) = ed25519_key(1, None);
+    assert_eq!(request(&mut owner, &add).await, [SUCCESS]);
+
+    let mut hostile = connect(&served).await;
+    let mut forged = session_bind_request(7, b"session seen by the host", true);
+    // The signature's last byte, so the host's signature is over other data.
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    const EXTENSION_FAILURE: u8 = 28;
+    assert_eq!(request(&mut hostile, &forged).await, [EXTENSION_FAILURE]);
+    assert_eq!(request(&mut hostile, &forged).await, [EXTENSION_FAILURE]);
+    // A valid bind cannot clean the connection.
+    let valid = session_bind_request(7, b"another session", true);
+    assert_eq!(request(&mut hostile, &valid).await, [EXTENSION_FAILURE]);
+    assert_eq!(
+        request(&mut hostile, &sign_request(&blob, b"data")).await,
+        [FAILURE]
+    );
+    let seen = served.records.seen();
+    let binds: Vec<_> = seen.iter().filter(|(event, ..)| event == "bind").collect();
+    assert_eq!(
+        binds,
+        [&(
+            "bind".to_string(),
+            "deny".to_string(),
+            "bind-bad-signature".to_string()
+        )]
+    );
+    assert!(
+        seen.iter()
+            .any(|(event, decision, _)| event == "sign" && decision == "deny"),
+        "{seen:?}"
+    );
+    // Other connections are untouched.
+    let signed = request(&mut owner, &sign_request(&blob, b"data")).await;
+    assert_eq!(signed[0], 14, "sign response");
+}
+
 #[tokio::test]
 async fn keys_are_listed_signed_and_removed() {
     let served = start(vec![]);

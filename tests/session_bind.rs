@@ -428,8 +428,37 @@ fn bind_failures_poison_and_limits_hold() {
         );
     }
     assert_eq!(bind(&mut s, &t.bastion, b"s17", true), EXTENSION_FAILURE);
-    // A refused bind reaches no decision the audit records: the log names
-    // the reason.
+    // Each refusal that poisoned a connection is audited once, with what
+    // failed; the valid bind sent on the already poisoned first
+    // connection adds no record of its own.
+    let binds = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["event"] == "bind")
+            .map(|l| {
+                assert_eq!(l["decision"], "deny", "{l}");
+                assert_eq!(l["class"], "poisoned", "{l}");
+                assert_eq!(l["rule"], "session-bind", "{l}");
+                l["reason"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let audit = t.agent.audit_until(|lines| binds(lines).len() >= 4);
+    assert_eq!(
+        binds(&audit),
+        [
+            "bind-bad-signature",
+            "bind-malformed",
+            "bind-session-key-mismatch",
+            "bind-too-many"
+        ],
+    );
+    // The bind records name the hops that did verify before the refusal.
+    let too_many = audit
+        .iter()
+        .find(|l| l["reason"] == "bind-too-many")
+        .unwrap();
+    assert_eq!(too_many["chain"].as_array().unwrap().len(), 16);
     let log = t.agent.log_text();
     assert!(log.contains("does not verify"), "{log}");
     assert!(log.contains("different host key"), "{log}");

@@ -3,7 +3,8 @@
 //! remembering the answer, and the audit record.
 //!
 //! A listing is decided here too ([`listed`]): a key that could never be
-//! used through a connection is not shown to it.
+//! used through a connection is not shown to it. A refused session-bind
+//! is recorded here as well ([`bind_refused`]).
 //!
 //! Invariants: every call of [`authorize`] leaves exactly one audit record (an allowed
 //! upstream signature writes it once the upstream has answered, see
@@ -288,6 +289,23 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
             false
         }
     }
+}
+
+/// A session-bind hopward refused: the connection is poisoned from now on.
+/// Audited (`bind`, `deny`, the reason names what failed) because it is
+/// what a forged or replayed bind from a hostile hop looks like. Only the
+/// bind that poisons is audited; the caller leaves out later binds on a
+/// poisoned connection, so one connection adds at most one record.
+pub fn bind_refused(
+    agent: &Agent,
+    conn: u64,
+    hops: &[HopView],
+    peer: &Peer,
+    error: &crate::trust::binding::BindError,
+) {
+    let record = AuditRecord::key_event("bind", None, RequestClass::Poisoned, hops, peer, conn)
+        .decided(false, "session-bind", error.kind());
+    agent.audit.record(record);
 }
 
 /// Writes the verdict's record now.

@@ -18,14 +18,16 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
-use crate::daemon::authorize::{Caller, Listed, Lister, Op, SignKey, authorize, listed, permitted};
+use crate::daemon::authorize::{
+    Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, listed, permitted,
+};
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
 use crate::protocol::reply::{Reply, SSH_AGENT_SUCCESS};
 use crate::protocol::request::{Constraint, NewKey, Passphrase, Request};
 use crate::ssh::cert::unix_now;
 use crate::text::clean;
-use crate::trust::binding::{Chain, SignedData};
+use crate::trust::binding::{BindError, Chain, SignedData};
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use crate::trust::destination;
 use crate::trust::peer::Peer;
@@ -233,6 +235,9 @@ impl Session {
             }
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
+                if e != BindError::Poisoned {
+                    bind_refused(&self.agent, self.id, &self.hop_views(), &self.peer, &e);
+                }
                 // A known extension that failed: OpenSSH 10.3+'s reply.
                 Reply::ExtensionFailure
             }

@@ -52,6 +52,21 @@ pub enum BindError {
     Poisoned,
 }
 
+impl BindError {
+    /// A short name for the audit record's `reason`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BindError::Malformed(_) => "bind-malformed",
+            BindError::BadSignature => "bind-bad-signature",
+            BindError::BadCertificate(_) => "bind-bad-certificate",
+            BindError::AfterAuth => "bind-after-auth",
+            BindError::SessionKeyMismatch => "bind-session-key-mismatch",
+            BindError::TooMany => "bind-too-many",
+            BindError::Poisoned => "bind-poisoned",
+        }
+    }
+}
+
 /// The binds of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chain {

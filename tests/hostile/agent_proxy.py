@@ -9,6 +9,8 @@ MODE is one of:
   record   pass everything; append each authentication bind (the bind an
            `ssh HOST` on the bastion sends) to FILE, one hex frame a line
   replay   replace each authentication bind with the first one in FILE
+  forge    flip one bit of the host's signature in each authentication
+           bind (FILE is not used)
   pass     pass everything untouched
 
 It serves until killed. Used by tests/hostile_proxy.rs only.
@@ -69,6 +71,9 @@ def serve(client, upstream_path, mode, path):
                 elif mode == "replay":
                     with open(path) as f:
                         body = bytes.fromhex(f.readline().strip())
+                elif mode == "forge":
+                    # The signature string ends just before the flag byte.
+                    body = body[:-2] + bytes([body[-2] ^ 1]) + body[-1:]
             write_frame(upstream, body)
             reply = read_frame(upstream)
             if reply is None:
