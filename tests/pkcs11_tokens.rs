@@ -130,7 +130,11 @@ fn ssh_add_pin(agent: &Daemon, dir: &Path, pin: &str, args: &[&str]) -> Output {
 }
 
 fn start(dir: &Path, token: &Token, policy: &str) -> Daemon {
-    Daemon::builder()
+    start_with(Daemon::builder(), dir, token, policy)
+}
+
+fn start_with(builder: DaemonBuilder, dir: &Path, token: &Token, policy: &str) -> Daemon {
+    builder
         .policy(policy)
         .env("SOFTHSM2_CONF", token.conf.to_str().unwrap())
         .env("HOPWARD_PROVIDER_TIMEOUT", "3s")
@@ -365,10 +369,32 @@ fn signal(pid: u32, name: &str) {
 fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     let tmp = tempdir();
     let token = token(tmp.path());
-    let mut agent = start(tmp.path(), &token, ALLOW_ALL);
+    // With debug lines, which say when a request reaches the token.
+    let mut agent = start_with(Daemon::builder().debug(), tmp.path(), &token, ALLOW_ALL);
     let software = keygen(tmp.path(), "software", "ed25519", None);
     ok(agent.ssh_add(&[software.to_str().unwrap()]));
     let rsa = token.keys[0].to_str().unwrap().to_string();
+    // (decision, reason) of each sign record with the token's key.
+    let token_signs = |agent: &Daemon, n: usize| -> Vec<(String, String)> {
+        let of_token = |l: &serde_json::Value| l["event"] == "sign" && !l["provider"].is_null();
+        agent
+            .audit_until(|a| a.iter().filter(|l| of_token(l)).count() >= n)
+            .iter()
+            .filter(|l| of_token(l))
+            .map(|l| {
+                (
+                    l["decision"].as_str().unwrap().to_string(),
+                    l["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let asked = |agent: &Daemon| {
+        agent
+            .log_text()
+            .matches("asking the PKCS#11 token to sign")
+            .count()
+    };
 
     // A helper that hangs: the signature fails at the deadline, others are
     // served meanwhile, the helper is killed.
@@ -385,20 +411,13 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The agent has decided on the hung request (its audit record is
-    // written before the token is asked) and is now waiting for the helper.
-    let signs = |agent: &Daemon| {
-        agent
-            .audit(0)
-            .iter()
-            .filter(|l| l["event"] == "sign")
-            .count()
-    };
-    let before = signs(&agent);
+    // The agent has allowed the hung request and is now waiting for the
+    // helper; its audit record waits for the token's answer.
+    let before = asked(&agent);
     wait_until(
         "the hung request to reach the token",
         Duration::from_secs(10),
-        || signs(&agent) > before,
+        || asked(&agent) > before,
     );
     let other = Instant::now();
     ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));
@@ -412,10 +431,16 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         || hung.try_wait().unwrap(),
     );
     assert!(!status.success());
-    // The audit recorded the allowed request before the token was asked;
-    // why the signature failed is only in the log, and saying so there is
-    // part of the behaviour (as for the crashed helper and the vanished
-    // token below).
+    // The first signature was allowed and made; the hung one is recorded
+    // as allowed by the policy and then failed by the token. Why it failed
+    // is in the log.
+    assert_eq!(
+        token_signs(&agent, 2),
+        [
+            ("allow".to_string(), "default:local".to_string()),
+            ("deny".to_string(), "provider-failed".to_string())
+        ]
+    );
     assert!(
         agent.log_text().contains("did not answer within 3s"),
         "{}",
@@ -441,6 +466,19 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         agent
             .log_text()
             .contains("PKCS#11 signature failed: the PKCS#11 helper is gone")
+    );
+    // Made, hung, failed at once, made after -e and -s, crashed.
+    let allowed = ("allow".to_string(), "default:local".to_string());
+    let failed = ("deny".to_string(), "provider-failed".to_string());
+    assert_eq!(
+        token_signs(&agent, 5),
+        [
+            allowed.clone(),
+            failed.clone(),
+            failed.clone(),
+            allowed,
+            failed
+        ]
     );
     assert!(agent.alive());
     ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));

@@ -342,8 +342,8 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
         ok(add_with(&agent, &key, lib.to_str().unwrap()));
         let signed = test_sign(&agent, &key);
         assert!(!signed.status.success(), "mode {mode}: {}", text(&signed));
-        // A clear log line for each fault is the behaviour under test (the
-        // audit recorded the allowed request before the provider ran).
+        // A clear log line for each fault is the behaviour under test, and
+        // the audit records the allowed request as failed by the token.
         let log = agent.log_text();
         assert!(
             log.contains("security key signature failed") && log.contains(expected),
@@ -352,6 +352,24 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
         // The agent is up and the good key still signs.
         ok(test_sign(&agent, &good));
     }
+
+    // (decision, reason) of each sign record with the faulty key.
+    let fault_signs = |n: usize| -> Vec<(String, String)> {
+        let faulty = |l: &serde_json::Value| l["event"] == "sign" && l["comment"] == "fido-faults";
+        agent
+            .audit_until(|a| a.iter().filter(|l| faulty(l)).count() >= n)
+            .iter()
+            .filter(|l| faulty(l))
+            .map(|l| {
+                (
+                    l["decision"].as_str().unwrap().to_string(),
+                    l["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let failed = ("deny".to_string(), "token-failed".to_string());
+    assert_eq!(fault_signs(cases.len()), vec![failed.clone(); cases.len()]);
 
     // A provider that hangs: other connections are served meanwhile, the
     // signature fails at the deadline and the helper is killed.
@@ -386,9 +404,12 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     );
     assert!(!status.success());
     assert!(started.elapsed() >= Duration::from_secs(3));
-    // The audit holds the allowed request, not the failed signature: the
-    // log naming the deadline is the behaviour here.
+    // The log names the deadline; the audit has the failed signature.
     assert!(agent.log_text().contains("did not answer within 3s"));
+    assert_eq!(
+        fault_signs(cases.len() + 1),
+        vec![failed.clone(); cases.len() + 1]
+    );
     wait_until(
         "the hung helper to be killed",
         Duration::from_secs(5),

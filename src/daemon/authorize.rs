@@ -7,8 +7,8 @@
 //! is recorded here as well ([`bind_refused`]).
 //!
 //! Invariants: every call of [`authorize`] leaves exactly one audit record (an allowed
-//! upstream signature writes it once the upstream has answered, see
-//! [`Verdict::upstream_failed`]); OpenSSH's constraints and `-c` only ever
+//! signature by the upstream or a hardware key writes it once the upstream,
+//! token or provider has answered, see [`Verdict::sign_failed`]); OpenSSH's constraints and `-c` only ever
 //! make a decision stricter; anything that goes wrong on the way to an
 //! answer is a deny.
 
@@ -71,9 +71,9 @@ pub enum SignKey<'a> {
     Upstream,
 }
 
-/// The outcome. An allowed upstream signature still owes its audit record,
-/// written when the verdict is dropped (as allowed) or by
-/// [`Verdict::upstream_failed`].
+/// The outcome. An allowed signature by the upstream or a hardware key
+/// still owes its audit record, written when the verdict is dropped (as
+/// allowed) or by [`Verdict::sign_failed`].
 #[derive(Debug)]
 #[must_use]
 pub struct Verdict {
@@ -84,9 +84,10 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Allowed here, yet the upstream did not sign: the record says where
-    /// it stopped.
-    pub fn upstream_failed(mut self, reason: &str) {
+    /// Allowed here, yet the upstream, token or provider did not sign: the
+    /// record says where it stopped (`upstream-refused`, `upstream-failed`,
+    /// `token-failed`, `provider-failed`).
+    pub fn sign_failed(mut self, reason: &str) {
         if let Some((record, sink)) = self.pending.take() {
             sink.record(record.decided(false, &self.rule, reason));
         }
@@ -154,6 +155,9 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
             record.provider = provider;
             let upstream = matches!(key, SignKey::Upstream);
             record.upstream = upstream;
+            // Whether something outside this process signs, and can still
+            // fail after the allow.
+            let outside = upstream || record.provider.is_some();
             if !allowed {
                 info!(
                     conn = caller.conn,
@@ -165,7 +169,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 rule: decision.rule,
                 pending: Some((record, Arc::clone(&agent.audit))),
             };
-            if upstream && allowed {
+            if outside && allowed {
                 return verdict;
             }
             settle(verdict)
@@ -811,7 +815,7 @@ remember = "10m"
         let s = setup(vec![], false);
         sign_upstream(&s.agent, None)
             .await
-            .upstream_failed("upstream-failed");
+            .sign_failed("upstream-failed");
         let verdict = sign_upstream(&s.agent, None).await;
         assert!(
             s.records.seen().len() == 1,

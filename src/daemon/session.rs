@@ -452,14 +452,30 @@ impl Session {
             return failure();
         }
 
+        // A token or provider that fails after the allow turns the audit
+        // record into a deny that says so.
         if let Some(token) = identity.security_key() {
-            return self.sign_on_token(&identity, token, data).await;
+            return match self.sign_on_token(&identity, token, data).await {
+                Some(blob) => {
+                    drop(verdict);
+                    crate::protocol::reply::sign_response_blob(&blob)
+                }
+                None => {
+                    verdict.sign_failed("token-failed");
+                    failure()
+                }
+            };
         }
         if let Some(provider) = identity.pkcs11() {
+            debug!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "asking the PKCS#11 token to sign");
             return match provider.sign(&identity.public.parts, data, flags).await {
-                Ok(blob) => crate::protocol::reply::sign_response_blob(&blob),
+                Ok(blob) => {
+                    drop(verdict);
+                    crate::protocol::reply::sign_response_blob(&blob)
+                }
                 Err(e) => {
                     warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
+                    verdict.sign_failed("provider-failed");
                     failure()
                 }
             };
@@ -548,7 +564,7 @@ impl Session {
                 };
                 warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", verdict.rule);
                 self.agent.upstream.record(Err(&e));
-                verdict.upstream_failed(reason);
+                verdict.sign_failed(reason);
                 failure()
             }
         }
@@ -556,12 +572,13 @@ impl Session {
 
     /// Has a FIDO token sign, after the policy allowed it: off this
     /// connection's lock-free path, in a helper process, with a deadline.
+    /// The signature blob, or `None` (logged) when the token did not sign.
     async fn sign_on_token(
         &self,
         identity: &Identity,
         token: &crate::keys::sk::SecurityKey,
         data: &[u8],
-    ) -> Reply {
+    ) -> Option<Vec<u8>> {
         let provider = token.provider.describe();
         if token.needs_touch() {
             info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
@@ -601,11 +618,11 @@ impl Session {
         match signed {
             Ok(signed) => {
                 debug!(conn = self.id, key = %identity.fingerprint, flags = signed.details.flags, counter = signed.details.counter, "security key signed");
-                crate::protocol::reply::sign_response_blob(&signed.blob)
+                Some(signed.blob)
             }
             Err(e) => {
                 warn!(conn = self.id, key = %identity.fingerprint, provider = %provider, "security key signature failed: {e}");
-                failure()
+                None
             }
         }
     }
