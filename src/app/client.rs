@@ -125,8 +125,8 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         (None, None) => "built-in".to_string(),
     };
     out.push_str(&format!(
-        "policy:      {} ({} rules), last reload {}\n",
-        file, p["rules"], reload
+        "policy:      {} ({} rules), last reload {}, {} reloads ({} changed it)\n",
+        file, p["rules"], reload, p["reloads"], p["generation"]
     ));
     let c = &v["confirm"];
     out.push_str(&format!(

@@ -69,6 +69,9 @@ pub struct Agent {
     pub audit: Arc<dyn AuditSink>,
     pub options: AgentOptions,
     next_connection: AtomicU64,
+    /// Policy reloads tried since start, counted once each has had its
+    /// effect (for `status`).
+    reloads: AtomicU64,
     /// Open connections: their class, and a handle to cut them.
     connections: Mutex<HashMap<u64, Connection>>,
     /// The panic button: refuse everything that came through a forwarded
@@ -114,6 +117,7 @@ impl Agent {
             audit,
             options,
             next_connection: AtomicU64::new(1),
+            reloads: AtomicU64::new(0),
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             locked_because: Mutex::new(None),
@@ -297,10 +301,22 @@ impl Agent {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Policy reloads tried since start, whatever came of them.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Acquire)
+    }
+
     /// Re-reads the policy file; on error the last good policy stays and the
     /// errors are logged. A reload that changed the policy drops remembered
     /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
+        self.apply_reload();
+        // After the reload has had its effect: whoever sees the new count
+        // sees the policy, names and approvals it left.
+        self.reloads.fetch_add(1, Ordering::Release);
+    }
+
+    fn apply_reload(&self) {
         match self.policy.reload() {
             Ok(reloaded) if !reloaded.changed => {
                 info!(

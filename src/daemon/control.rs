@@ -168,6 +168,8 @@ async fn status(agent: &Agent) -> Value {
             "digest": policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "rules": policy.rules.len(),
             "last_reload": reload,
+            "reloads": agent.reloads(),
+            "generation": agent.policy.generation(),
         },
         "confirm": {
             "method": method_name(policy.confirm.method),
