@@ -149,21 +149,15 @@ action = "allow"
 "#,
     );
     let out = w.on_bastion(
-        "proxy forge -
-SSH_AUTH_SOCK=$P $SSH target echo forged-reached-target
-stop
+        "proxy forge -\nSSH_AUTH_SOCK=$P $SSH target echo forged-reached-target\nstop\n\
          $SSH target echo honest-reached-target",
     );
     let stdout = stdout(&out);
     assert!(!stdout.contains("forged-reached-target"), "{}", text(&out));
     assert!(stdout.contains("honest-reached-target"), "{}", text(&out));
-    // Signs through the bastion (the login to the bastion itself is the
-    // one other sign record).
-    let through = |l: &&serde_json::Value| {
-        l["event"] == "sign" && l["chain"].as_array().is_some_and(|c| c.len() == 2)
-    };
+    let allowed = |l: &&serde_json::Value| l["event"] == "sign" && l["decision"] == "allow";
     let audit = w.agent.audit_until(|a| {
-        a.iter().any(|l| l["event"] == "bind") && a.iter().filter(through).count() >= 1
+        a.iter().any(|l| l["event"] == "bind") && a.iter().filter(allowed).count() >= 2
     });
     let binds: Vec<&serde_json::Value> = audit.iter().filter(|l| l["event"] == "bind").collect();
     assert_eq!(binds.len(), 1, "{audit:#?}");
@@ -171,15 +165,20 @@ stop
     assert_eq!(binds[0]["reason"], "bind-bad-signature");
     assert_eq!(binds[0]["class"], "poisoned");
     assert_eq!(names(binds[0]), ["bastion"], "{:#?}", binds[0]);
-    // Nothing was allowed on the poisoned connection; the honest login was.
-    let allowed: Vec<&serde_json::Value> = audit
-        .iter()
-        .filter(through)
-        .filter(|l| l["decision"] == "allow")
-        .collect();
-    assert_eq!(allowed.len(), 1, "{audit:#?}");
-    assert_eq!(names(allowed[0]), ["bastion", "target"]);
-    assert_eq!(allowed[0]["rule"], "target through the bastion");
+    // Two signatures were allowed: the login to the bastion and the honest
+    // login through it. Whatever the poisoned connection asked was denied.
+    let allowed: Vec<&serde_json::Value> = audit.iter().filter(allowed).collect();
+    assert_eq!(allowed.len(), 2, "{audit:#?}");
+    assert_eq!(allowed[0]["class"], "direct");
+    assert_eq!(names(allowed[1]), ["bastion", "target"]);
+    assert_eq!(allowed[1]["rule"], "target through the bastion");
+    assert!(
+        audit
+            .iter()
+            .filter(|l| l["class"] == "poisoned")
+            .all(|l| l["decision"] == "deny"),
+        "{audit:#?}"
+    );
 }
 
 /// Point 2 over real hosts. One yes for `target`, remembered for 10

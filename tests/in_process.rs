@@ -41,6 +41,7 @@ remember = "10m"
 /// A served agent; stops (and removes its socket) when dropped.
 struct Served {
     socket: PathBuf,
+    agent: Arc<Agent>,
     desk: Arc<ScriptedDesk>,
     records: Arc<Records>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -73,18 +74,20 @@ fn start(answers: Vec<Answer>) -> Served {
         Arc::clone(&records) as Arc<dyn AuditSink>,
     )
     .with_desk(desk.desk());
+    let agent = Arc::new(agent);
     let listener = UnixListener::bind(&socket).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(
         listener,
         SocketFile(Some(socket.clone())),
-        Arc::new(agent),
+        Arc::clone(&agent),
         async move {
             let _ = stopped.await;
         },
     ));
     Served {
         socket,
+        agent,
         desk,
         records,
         stop: Some(stop),
@@ -179,10 +182,10 @@ async fn bad_input_gets_a_failure_and_leaves_other_connections_alone() {
     assert_eq!(signed[0], 14, "sign response");
 }
 
-/// What a hostile hop can send in place of a bind: a host's real signature
-/// over another session id. It poisons the connection, is audited once
-/// however often it is sent again, and nothing needing a destination is
-/// allowed on that connection afterwards.
+/// What a hostile hop can send in place of a bind: a host's signature with
+/// one bit changed. It poisons the connection, is audited once however
+/// often it is sent again, and nothing needing a destination is allowed on
+/// that connection afterwards.
 #[tokio::test]
 async fn a_forged_bind_poisons_the_connection_and_is_audited_once() {
     let served = start(vec![]);
@@ -192,7 +195,7 @@ async fn a_forged_bind_poisons_the_connection_and_is_audited_once() {
 
     let mut hostile = connect(&served).await;
     let mut forged = session_bind_request(7, b"session seen by the host", true);
-    // The signature's last byte, so the host's signature is over other data.
+    // The last byte of the host's signature (the flag byte follows it).
     let last = forged.len() - 2;
     forged[last] ^= 1;
     const EXTENSION_FAILURE: u8 = 28;
@@ -223,6 +226,19 @@ async fn a_forged_bind_poisons_the_connection_and_is_audited_once() {
     // Other connections are untouched.
     let signed = request(&mut owner, &sign_request(&blob, b"data")).await;
     assert_eq!(signed[0], 14, "sign response");
+
+    // With forwarded use locked the bind is refused before anything else
+    // looks at it, and the forgery is still on record.
+    served.agent.lock_forwarded();
+    let mut while_locked = connect(&served).await;
+    assert_eq!(request(&mut while_locked, &forged).await, [FAILURE]);
+    let binds = served
+        .records
+        .seen()
+        .into_iter()
+        .filter(|(event, ..)| event == "bind")
+        .count();
+    assert_eq!(binds, 2, "{:?}", served.records.seen());
 }
 
 #[tokio::test]

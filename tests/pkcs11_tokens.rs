@@ -403,6 +403,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     let helpers = helpers_of(agent.pid());
     assert_eq!(helpers.len(), 1, "{helpers:?}");
     signal(helpers[0], "STOP");
+    let before = asked(&agent);
     let started = Instant::now();
     let mut hung = agent
         .ssh_add_cmd()
@@ -413,7 +414,6 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         .unwrap();
     // The agent has allowed the hung request and is now waiting for the
     // helper; its audit record waits for the token's answer.
-    let before = asked(&agent);
     wait_until(
         "the hung request to reach the token",
         Duration::from_secs(10),

@@ -276,6 +276,23 @@ fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         assert!(read_reply_opt(&mut s).is_none_or(|r| r != vec![14]));
     }
+    // Each request left its record before the daemon exited: a deny that
+    // says it was abandoned.
+    let signs: Vec<(String, String)> = agent
+        .audit(0)
+        .iter()
+        .filter(|l| l["event"] == "sign")
+        .map(|l| {
+            (
+                l["decision"].as_str().unwrap().to_string(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        signs,
+        vec![("deny".to_string(), "abandoned".to_string()); 3]
+    );
 }
 
 #[test]

@@ -564,8 +564,10 @@ fn the_internal_provider_asks_libfido2_and_fails_cleanly_without_a_token() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let signed = agent.wait_audit("the signature request", |l| l["event"] == "sign");
     assert_eq!(signed["provider"], "internal", "{signed}");
-    // Why the allowed request still failed is only in the log: a clean,
-    // named failure is the behaviour under test.
+    assert_eq!(signed["decision"], "deny", "{signed}");
+    assert_eq!(signed["reason"], "token-failed", "{signed}");
+    // Why the allowed request still failed is in the log: a clean, named
+    // failure is the behaviour under test.
     let log = agent.log_text();
     assert!(
         log.contains("security key signature failed: no token found by the provider")

@@ -304,8 +304,8 @@ fn constrained_key_signs_only_for_a_permitted_bound_request() {
         SIGN_RESPONSE
     );
     // The replies show each refusal; why each was refused (one reason per
-    // rule of ssh-add -h) is told only in the log: binds are not audited
-    // and a refusal by the constraint is recorded as "constraint" alone.
+    // rule of ssh-add -h) is told only in the log: a refusal by the
+    // constraint is recorded as "constraint" alone.
     let log = t.agent.log_text();
     assert!(log.contains("unbound connection"), "{log}");
     assert!(log.contains("session id does not match"), "{log}");
@@ -365,7 +365,14 @@ fn forwarded_chain_rules() {
         0,
         "a poisoned connection hides constrained keys"
     );
-    // Why, as above, only in the log.
+    // The refused bind is audited with its reason; the constraint's
+    // reasons, as above, only in the log.
+    let audit = t
+        .agent
+        .audit_until(|a| a.iter().any(|l| l["event"] == "bind"));
+    let binds: Vec<&serde_json::Value> = audit.iter().filter(|l| l["event"] == "bind").collect();
+    assert_eq!(binds.len(), 1, "{audit:#?}");
+    assert_eq!(binds[0]["reason"], "bind-after-auth");
     let log = t.agent.log_text();
     assert!(log.contains("sign on a forwarding hop"), "{log}");
     assert!(log.contains("bind after an authentication bind"), "{log}");
@@ -503,7 +510,20 @@ fn host_certificates_are_checked_against_principals() {
         request(&mut c, &bind_body(&cert, &host, b"sid", false))[0],
         EXTENSION_FAILURE
     );
-    // Binds are not audited: the log names the rejection.
+    // The audit records both refused binds (not yet valid, forged), the
+    // log says what was wrong.
+    let binds = |a: &[serde_json::Value]| a.iter().filter(|l| l["event"] == "bind").count();
+    let audit = agent.audit_until(|a| binds(a) >= 2);
+    let reasons: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|l| l["event"] == "bind")
+        .map(|l| &l["reason"])
+        .collect();
+    assert_eq!(
+        reasons,
+        ["bind-bad-certificate", "bind-bad-certificate"],
+        "{audit:#?}"
+    );
     assert!(
         agent.log_text().contains("host certificate rejected"),
         "{}",

@@ -604,7 +604,7 @@ fn serve(
         .enable_all()
         .build()
         .map_err(LaunchError::Runtime)?;
-    runtime.block_on(async move {
+    let (code, audit) = runtime.block_on(async move {
         listener
             .set_nonblocking(true)
             .map_err(LaunchError::Runtime)?;
@@ -652,10 +652,20 @@ fn serve(
             shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
         )
         .await;
-        agent.audit.flush();
-        Ok(ExitCode::SUCCESS)
-    })
+        Ok::<_, LaunchError>((ExitCode::SUCCESS, Arc::clone(&agent.audit)))
+    })?;
+    // Connections still open end with the runtime: a request among them
+    // that was waiting (for a prompt, a token, the upstream) writes its
+    // record as it is dropped, so the audit is flushed after that. A
+    // blocking signature still running is given a moment, not waited for.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    audit.flush();
+    Ok(code)
 }
+
+/// How long a stopping agent waits for blocking work (an RSA signature)
+/// still running when its connections end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The signals the agent acts on; `None` when they could not be installed.
 struct Signals(

@@ -6,11 +6,13 @@
 //! used through a connection is not shown to it. A refused session-bind
 //! is recorded here as well ([`bind_refused`]).
 //!
-//! Invariants: every call of [`authorize`] leaves exactly one audit record (an allowed
-//! signature by the upstream or a hardware key writes it once the upstream,
-//! token or provider has answered, see [`Verdict::sign_failed`]); OpenSSH's constraints and `-c` only ever
-//! make a decision stricter; anything that goes wrong on the way to an
-//! answer is a deny.
+//! Invariants: every call of [`authorize`] leaves exactly one audit record,
+//! even when its future is dropped half way (`deny`, `abandoned`); an
+//! allowed signature by the upstream or a hardware key writes it once the
+//! upstream, token or provider has answered ([`Verdict::signed`],
+//! [`Verdict::sign_failed`]). OpenSSH's constraints and `-c` only ever make
+//! a decision stricter; anything that goes wrong on the way to an answer is
+//! a deny.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,34 +73,98 @@ pub enum SignKey<'a> {
     Upstream,
 }
 
-/// The outcome. An allowed signature by the upstream or a hardware key
-/// still owes its audit record, written when the verdict is dropped (as
-/// allowed) or by [`Verdict::sign_failed`].
+/// The outcome, and the audit record it may still owe.
+///
+/// The record is owed from before the question is asked: if the request is
+/// dropped on the way (the client hung up during a prompt, the connection
+/// was cut while a token waited for a touch), the verdict is dropped with
+/// it and writes the record as it stands, a `deny` with the reason
+/// `abandoned`. An allowed signature by the upstream or a hardware key
+/// keeps owing it until [`Verdict::signed`] or [`Verdict::sign_failed`].
 #[derive(Debug)]
 #[must_use]
 pub struct Verdict {
     pub allowed: bool,
     /// The rule that decided (the audit record has the reason).
     pub rule: String,
-    pending: Option<(AuditRecord, Arc<dyn AuditSink>)>,
+    pending: Option<Pending>,
 }
 
+/// A record not written yet: as it stands (a deny) and the reason to give
+/// it if the signature is made.
+#[derive(Debug)]
+struct Pending {
+    record: AuditRecord,
+    sink: Arc<dyn AuditSink>,
+    reason: String,
+}
+
+/// The reason of a request dropped before it was answered.
+const ABANDONED: &str = "abandoned";
+
 impl Verdict {
+    /// A verdict that owes `record` (built as a deny, `abandoned`) until
+    /// it is decided.
+    fn owing(agent: &Agent, rule: String, record: AuditRecord) -> Verdict {
+        Verdict {
+            allowed: false,
+            rule,
+            pending: Some(Pending {
+                record,
+                sink: Arc::clone(&agent.audit),
+                reason: String::new(),
+            }),
+        }
+    }
+
+    /// The answer is in: the record gets it. Written now unless the
+    /// signature is yet to be made outside this process (`deferred`).
+    fn decided(mut self, allowed: bool, reason: String, deferred: bool) -> Verdict {
+        self.allowed = allowed;
+        if let Some(pending) = self.pending.as_mut() {
+            if allowed && deferred {
+                pending.reason = reason;
+            } else {
+                pending.record.decision = if allowed { "allow" } else { "deny" };
+                pending.record.reason = reason;
+                self.write();
+            }
+        }
+        self
+    }
+
+    fn write(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.sink.record(pending.record);
+        }
+    }
+
+    /// The upstream, token or provider made the signature: the record says
+    /// allowed.
+    pub fn signed(mut self) {
+        if let Some(pending) = self.pending.as_mut() {
+            pending.record.decision = "allow";
+            pending.record.reason = std::mem::take(&mut pending.reason);
+        }
+        self.write();
+    }
+
     /// Allowed here, yet the upstream, token or provider did not sign: the
     /// record says where it stopped (`upstream-refused`, `upstream-failed`,
     /// `token-failed`, `provider-failed`).
     pub fn sign_failed(mut self, reason: &str) {
-        if let Some((record, sink)) = self.pending.take() {
-            sink.record(record.decided(false, &self.rule, reason));
+        if let Some(pending) = self.pending.as_mut() {
+            pending.record.reason = reason.to_string();
         }
+        self.write();
     }
 }
 
 impl Drop for Verdict {
     fn drop(&mut self) {
-        if let Some((record, sink)) = self.pending.take() {
-            sink.record(record);
-        }
+        // Dropped before it was decided, or before the signature was made:
+        // the record as it stands (deny, abandoned).
+        self.write();
     }
 }
 
@@ -149,30 +215,23 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 prompt.touch = touch;
                 prompt
             };
-            let (allowed, reason) =
-                enforce(agent, caller, &decision, prompt, data, &policy.confirm).await;
-            let mut record = AuditRecord::sign(ctx, allowed, &decision.rule, &reason, caller.conn);
+            let mut record = AuditRecord::sign(ctx, false, &decision.rule, ABANDONED, caller.conn);
             record.provider = provider;
             let upstream = matches!(key, SignKey::Upstream);
             record.upstream = upstream;
             // Whether something outside this process signs, and can still
             // fail after the allow.
             let outside = upstream || record.provider.is_some();
+            let verdict = Verdict::owing(agent, decision.rule.clone(), record);
+            let (allowed, reason) =
+                enforce(agent, caller, &decision, prompt, data, &policy.confirm).await;
             if !allowed {
                 info!(
                     conn = caller.conn,
                     "denied: {ctx} rule={} reason={reason}", decision.rule
                 );
             }
-            let verdict = Verdict {
-                allowed,
-                rule: decision.rule,
-                pending: Some((record, Arc::clone(&agent.audit))),
-            };
-            if outside && allowed {
-                return verdict;
-            }
-            settle(verdict)
+            verdict.decided(allowed, reason, outside)
         }
         Op::KeyOp { op, key, provider } => {
             let decision = policy.key_op(op, ctx.class);
@@ -184,6 +243,17 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 KeyOp::Unlock => "unlock the agent",
             };
             let prompt = || prompt_for(ctx, Some(what));
+            let mut record = AuditRecord::key_event(
+                op.event(),
+                key,
+                ctx.class,
+                &ctx.chain,
+                &ctx.peer,
+                caller.conn,
+            )
+            .decided(false, &decision.rule, ABANDONED);
+            record.provider = provider;
+            let verdict = Verdict::owing(agent, decision.rule.clone(), record);
             let (allowed, reason) = enforce(
                 agent,
                 caller,
@@ -193,24 +263,10 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 &policy.confirm,
             )
             .await;
-            let mut record = AuditRecord::key_event(
-                op.event(),
-                key,
-                ctx.class,
-                &ctx.chain,
-                &ctx.peer,
-                caller.conn,
-            )
-            .decided(allowed, &decision.rule, &reason);
-            record.provider = provider;
             if !allowed {
                 warn!(conn = caller.conn, peer = %ctx.peer, class = ctx.class.as_str(), "refused {} ({reason})", op.event());
             }
-            settle(Verdict {
-                allowed,
-                rule: decision.rule,
-                pending: Some((record, Arc::clone(&agent.audit))),
-            })
+            verdict.decided(allowed, reason, false)
         }
     }
 }
@@ -312,13 +368,6 @@ pub fn bind_refused(
     agent.audit.record(record);
 }
 
-/// Writes the verdict's record now.
-fn settle(mut verdict: Verdict) -> Verdict {
-    if let Some((record, sink)) = verdict.pending.take() {
-        sink.record(record);
-    }
-    verdict
-}
 
 /// A signature OpenSSH's constraints refuse, before the policy is read.
 fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
@@ -329,11 +378,7 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
         "constraint",
         caller.conn,
     );
-    settle(Verdict {
-        allowed: false,
-        rule: "constraint".into(),
-        pending: Some((record, Arc::clone(&agent.audit))),
-    })
+    Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
 }
 
 /// ssh-agent's web-origin check: a FIDO key whose application is not on
@@ -628,6 +673,16 @@ remember = "10m"
         sign(agent, &context(via), SignKey::Upstream, b"data").await
     }
 
+    /// [`sign_upstream`], the upstream signing whatever was allowed.
+    async fn signed_upstream(agent: &Agent, via: Option<&str>) -> bool {
+        let verdict = sign_upstream(agent, via).await;
+        let allowed = verdict.allowed;
+        if allowed {
+            verdict.signed();
+        }
+        allowed
+    }
+
     fn held_key(confirm: bool) -> (Identity, Vec<u8>) {
         let seed = [7u8; 32];
         let parts = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&seed));
@@ -661,7 +716,7 @@ remember = "10m"
         let verdict = sign_upstream(&s.agent, None).await;
         assert!(verdict.allowed);
         assert_eq!(verdict.rule, "default:local");
-        drop(verdict);
+        verdict.signed();
         assert_eq!(s.desk.asked(), 0);
         assert_eq!(
             s.records.seen(),
@@ -685,7 +740,7 @@ remember = "10m"
     #[tokio::test(start_paused = true)]
     async fn a_confirm_follows_the_answer() {
         let s = setup(vec![Some(Answer::Allowed), Some(Answer::Refused)], false);
-        assert!(sign_upstream(&s.agent, Some("bastion")).await.allowed);
+        assert!(signed_upstream(&s.agent, Some("bastion")).await);
         assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
         assert_eq!(s.desk.asked(), 2);
         assert_eq!(
@@ -707,6 +762,24 @@ remember = "10m"
         assert!(started.elapsed() >= Duration::from_secs(30));
         drop(verdict);
         assert_eq!(s.records.seen(), vec![record("sign", "deny", "timeout")]);
+    }
+
+    /// The requester hangs up while the prompt is open: the connection's
+    /// task drops the request, and the record says so.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dropped_while_asking_is_audited_as_abandoned() {
+        let s = setup(vec![None], false);
+        let agent = Arc::clone(&s.agent);
+        let asking = tokio::spawn(async move {
+            sign(&agent, &context(Some("bastion")), SignKey::Upstream, b"data").await
+        });
+        while s.desk.asked() < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert!(s.records.seen().is_empty(), "nothing decided yet");
+        asking.abort();
+        assert!(asking.await.unwrap_err().is_cancelled());
+        assert_eq!(s.records.seen(), vec![record("sign", "deny", "abandoned")]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -751,10 +824,10 @@ remember = "10m"
             vec![Some(Answer::AllowedRemember), Some(Answer::Refused)],
             false,
         );
-        assert!(sign_upstream(&s.agent, Some("prod")).await.allowed);
+        assert!(signed_upstream(&s.agent, Some("prod")).await);
         let again = sign_upstream(&s.agent, Some("prod")).await;
         assert!(again.allowed);
-        drop(again);
+        again.signed();
         assert_eq!(s.desk.asked(), 1);
         // Another chain is another question.
         assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
@@ -804,7 +877,7 @@ remember = "10m"
         let s = setup(vec![], false);
         let verdict = sign_upstream(&s.agent, Some("ci")).await;
         assert!(verdict.allowed);
-        drop(verdict);
+        verdict.signed();
         assert_eq!(s.desk.notices(), 1);
         assert_eq!(s.desk.asked(), 0);
         assert_eq!(s.records.seen(), vec![record("sign", "allow", "notified")]);
@@ -821,13 +894,16 @@ remember = "10m"
             s.records.seen().len() == 1,
             "an allowed upstream signature waits for the upstream"
         );
-        drop(verdict);
+        verdict.signed();
+        // The connection went away before the upstream answered.
+        drop(sign_upstream(&s.agent, None).await);
         let seen = s.records.seen();
         assert_eq!(
             seen,
             vec![
                 record("sign", "deny", "upstream-failed"),
-                record("sign", "allow", "default:local")
+                record("sign", "allow", "default:local"),
+                record("sign", "deny", "abandoned"),
             ]
         );
         assert!(

@@ -213,6 +213,14 @@ impl Session {
             RequestClass::of(&self.chain).as_str(),
             self.forwarded(),
         );
+        // A bind that poisons is audited whatever comes next, also when
+        // forwarded use is locked (a poisoned connection counts as
+        // forwarded). Later binds on it add nothing.
+        if let Err(e) = &result
+            && *e != BindError::Poisoned
+        {
+            bind_refused(&self.agent, self.id, &self.hop_views(), &self.peer, e);
+        }
         if self.agent.forwarded_locked() && self.forwarded() {
             warn!(
                 conn = self.id,
@@ -235,9 +243,6 @@ impl Session {
             }
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "session-bind refused, connection poisoned: {e}");
-                if e != BindError::Poisoned {
-                    bind_refused(&self.agent, self.id, &self.hop_views(), &self.peer, &e);
-                }
                 // A known extension that failed: OpenSSH 10.3+'s reply.
                 Reply::ExtensionFailure
             }
@@ -457,7 +462,7 @@ impl Session {
         if let Some(token) = identity.security_key() {
             return match self.sign_on_token(&identity, token, data).await {
                 Some(blob) => {
-                    drop(verdict);
+                    verdict.signed();
                     crate::protocol::reply::sign_response_blob(&blob)
                 }
                 None => {
@@ -470,7 +475,7 @@ impl Session {
             debug!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "asking the PKCS#11 token to sign");
             return match provider.sign(&identity.public.parts, data, flags).await {
                 Ok(blob) => {
-                    drop(verdict);
+                    verdict.signed();
                     crate::protocol::reply::sign_response_blob(&blob)
                 }
                 Err(e) => {
@@ -551,7 +556,7 @@ impl Session {
         match result {
             Ok(reply) => {
                 self.note_bind_support();
-                drop(verdict);
+                verdict.signed();
                 Reply::Encoded(reply)
             }
             Err(e) => {
