@@ -291,7 +291,7 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
     );
     let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
     assert!(!out.status.success(), "{}", text(&out));
-    // Only the log says why (behaviour of its own).
+    // The log says why, in words (behaviour of its own).
     assert!(
         agent
             .log_text()
@@ -302,14 +302,18 @@ fn token_keys_log_in_and_sign_direct_and_forwarded_under_a_confirm_rule() {
     );
     assert!(!stdout(&agent.ssh_add(&["-l"])).contains("token-"));
     ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
-    // Refused before the policy is asked (which would allow it): once the
-    // local add after it is in the audit, no add from the forwarded
-    // connection is there.
+    // Refused before the policy is asked (which would allow it): the
+    // forwarded add is audited as refused for its provider, and the local
+    // add after it is the only other one.
     let audit =
-        agent.audit_until(|l| l.iter().filter(|x| x["event"] == "add").count() > adds_before);
+        agent.audit_until(|l| l.iter().filter(|x| x["event"] == "add").count() > adds_before + 1);
     let adds: Vec<_> = audit.iter().filter(|x| x["event"] == "add").collect();
-    assert_eq!(adds.len(), adds_before + 1, "{adds:#?}");
-    assert!(adds.iter().all(|x| x["class"] == "local"), "{adds:#?}");
+    assert_eq!(adds.len(), adds_before + 2, "{adds:#?}");
+    let remote: Vec<_> = adds.iter().filter(|x| x["class"] != "local").collect();
+    assert_eq!(remote.len(), 1, "{adds:#?}");
+    assert_eq!(remote[0]["decision"], "deny", "{:#}", remote[0]);
+    assert_eq!(remote[0]["reason"], "provider-remote", "{:#}", remote[0]);
+    assert_eq!(remote[0]["provider"], SOFTHSM, "{:#}", remote[0]);
 
     // ssh-add -e drops every key of the token.
     ok(agent.ssh_add(&["-e", SOFTHSM]));

@@ -452,8 +452,19 @@ fn providers_outside_the_allow_list_or_named_remotely_are_refused() {
     std::fs::copy(sk_dummy(), &copy).unwrap();
     let refused = add_with(&agent, &key, copy.to_str().unwrap());
     assert!(!refused.status.success(), "{}", text(&refused));
-    // Refused before any decision the audit would record: the log line
-    // naming the allow-list is how the person learns why.
+    // The audit records the refused add with the check and the provider;
+    // the log line names the allow-list.
+    let audit = agent.wait_audit("the refused add", |l| {
+        l["event"] == "add" && l["decision"] == "deny"
+    });
+    assert_eq!(audit["reason"], "provider-not-allowed", "{audit}");
+    assert_eq!(audit["comment"], "fido-allow", "{audit}");
+    assert!(
+        audit["provider"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("copy-of-sk-dummy.so")),
+        "{audit}"
+    );
     assert!(
         agent
             .log_text()
@@ -480,8 +491,15 @@ fn providers_outside_the_allow_list_or_named_remotely_are_refused() {
     ok(agent.ssh_add(&["-d", key.with_extension("pub").to_str().unwrap()]));
     let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);
     assert!(!out.status.success(), "{}", text(&out));
-    // Refused before the policy decides (the audit has no record of it):
-    // the log line naming the reason is the behaviour.
+    // Refused before the policy decides, and audited with the forwarding
+    // hop in the chain; the log line names the reason.
+    let audit = agent.wait_audit("the remote add", |l| {
+        l["event"] == "add" && l["reason"] == "provider-remote"
+    });
+    assert_eq!(audit["decision"], "deny", "{audit}");
+    assert_eq!(audit["provider"], SK_DUMMY, "{audit}");
+    assert_eq!(audit["class"], "forwarded", "{audit}");
+    assert_eq!(audit["chain"][0]["forwarded"], true, "{audit}");
     assert!(
         agent
             .log_text()

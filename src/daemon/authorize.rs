@@ -351,6 +351,25 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
     }
 }
 
+/// A key add refused for the provider it names (ssh-agent's checks: none
+/// through a forwarded agent, the real path on the `-P` allow-list): an
+/// `add` record, `deny`, the reason naming the check, `provider` the name
+/// as requested (cleaned). A bastion trying to have the agent load a
+/// library of its choosing is what this records.
+pub fn provider_refused(
+    agent: &Agent,
+    conn: u64,
+    chain: (RequestClass, &[HopView]),
+    peer: &Peer,
+    key: Option<(&str, &str)>,
+    refusal: &crate::keys::sk::ProviderRefusal,
+) {
+    let mut record = AuditRecord::key_event("add", key, chain.0, chain.1, peer, conn)
+        .decided(false, "provider", refusal.kind());
+    record.provider = Some(refusal.shown().to_string());
+    agent.audit.record(record);
+}
+
 /// A session-bind hopward refused: the connection is poisoned from now on.
 /// Audited (`bind`, `deny`, the reason names what failed) because it is
 /// what a forged or replayed bind from a hostile hop looks like. Only the

@@ -632,6 +632,16 @@ impl Session {
         }
     }
 
+    /// Audits an add refused for its provider.
+    fn provider_refused(
+        &self,
+        key: Option<(&str, &str)>,
+        refusal: &crate::keys::sk::ProviderRefusal,
+    ) {
+        let chain = (RequestClass::of(&self.chain), &self.hop_views()[..]);
+        crate::daemon::authorize::provider_refused(&self.agent, self.id, chain, &self.peer, key, refusal);
+    }
+
     /// Decides a key operation (add, remove, lock ...) for this connection:
     /// local use is allowed; through a bound connection `[forwarded]` says.
     async fn allow_key_op(&self, op: KeyOp, key: Option<(&str, &str)>) -> bool {
@@ -762,7 +772,10 @@ impl Session {
             ) {
                 Ok(provider) => parsed.sk_provider = Some(provider),
                 Err(e) => {
-                    warn!(conn = self.id, peer = %self.peer, "refused to add key {}: {e}", key.public.fingerprint());
+                    let fingerprint = key.public.fingerprint();
+                    warn!(conn = self.id, peer = %self.peer, "refused to add key {fingerprint}: {e}");
+                    let comment = clean(&key.comment, 80);
+                    self.provider_refused(Some((&fingerprint, &comment)), &e);
                     return failure();
                 }
             }
@@ -859,6 +872,7 @@ impl Session {
             }
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "refused PKCS#11 add: {e}");
+                self.provider_refused(None, &e);
                 return failure();
             }
         };

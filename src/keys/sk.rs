@@ -73,6 +73,27 @@ pub enum ProviderRefusal {
     Remote(String),
 }
 
+impl ProviderRefusal {
+    /// A short name for the audit record's `reason`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderRefusal::Missing(_) => "provider-missing",
+            ProviderRefusal::NotAllowed(_) => "provider-not-allowed",
+            ProviderRefusal::Remote(_) => "provider-remote",
+        }
+    }
+
+    /// The provider as the request named it (or its real path), cleaned
+    /// and bounded for display.
+    pub fn shown(&self) -> &str {
+        match self {
+            ProviderRefusal::Missing(p)
+            | ProviderRefusal::NotAllowed(p)
+            | ProviderRefusal::Remote(p) => p,
+        }
+    }
+}
+
 /// Resolves the provider an `sk-provider@openssh.com` constraint names, as
 /// ssh-agent's `process_add_identity`: `internal` as is; a library by its
 /// real path, which must match the allow-list; none from a forwarded
