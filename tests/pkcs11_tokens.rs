@@ -461,6 +461,37 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
     ok(agent.ssh_add(&["-T", &rsa]));
 
+    // A client that hangs up while the token works: the exchange with the
+    // helper still runs to its end, so the next signature gets its own
+    // reply, not the abandoned one's.
+    let helpers = helpers_of(agent.pid());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    signal(helpers[0], "STOP");
+    let before = asked(&agent);
+    let mut gone = agent
+        .ssh_add_cmd()
+        .args(["-T", &rsa])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the abandoned request to reach the token",
+        Duration::from_secs(10),
+        || asked(&agent) > before,
+    );
+    gone.kill().unwrap();
+    let _ = gone.wait();
+    // Its record is written once the connection has gone.
+    token_signs(&agent, 5);
+    signal(helpers[0], "CONT");
+    ok(agent.ssh_add(&["-T", &rsa]));
+    assert_eq!(
+        helpers_of(agent.pid()),
+        helpers,
+        "the same helper serves on"
+    );
+
     // A helper that crashes.
     let helpers = helpers_of(agent.pid());
     signal(helpers[0], "KILL");
@@ -471,15 +502,18 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
             .log_text()
             .contains("PKCS#11 signature failed: the PKCS#11 helper is gone")
     );
-    // Made, hung, failed at once, made after -e and -s, crashed.
+    // Made, hung, failed at once, made after -e and -s, abandoned, made,
+    // crashed.
     let allowed = ("allow".to_string(), "default:local".to_string());
     let failed = ("deny".to_string(), "provider-failed".to_string());
     assert_eq!(
-        token_signs(&agent, 5),
+        token_signs(&agent, 7),
         [
             allowed.clone(),
             failed.clone(),
             failed.clone(),
+            allowed.clone(),
+            ("deny".to_string(), "abandoned-after-allow".to_string()),
             allowed,
             failed
         ]

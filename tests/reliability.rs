@@ -247,7 +247,7 @@ fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
     let confirm = script(
         tmp.path(),
         "slow",
-        &format!("touch {}; sleep 60", marker.display()),
+        &format!("echo asked >> {}; sleep 60", marker.display()),
     );
     let mut agent = Daemon::builder()
         .policy(&format!(
@@ -256,15 +256,26 @@ fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
         .start();
     let frame = sign_frame(&agent, tmp.path());
     let mut pending = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3u8 {
+        // Other data each time, so each request gets a prompt of its own
+        // and the count of prompts shows all three were decided on.
+        let mut frame = frame.clone();
+        let last_data_byte = frame.len() - 5;
+        frame[last_data_byte] = b'0' + i;
         let mut s = agent.connect();
         s.write_all(&frame).unwrap();
         pending.push(s);
     }
     wait_until(
-        "the confirm command to be asked",
+        "the confirm command to be asked three times",
         Duration::from_secs(10),
-        || marker.exists(),
+        || {
+            std::fs::read_to_string(&marker)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 3
+        },
     );
     let started = Instant::now();
     let status = agent.terminate();

@@ -124,9 +124,15 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         (None, Some(watched)) => format!("built-in (no {watched} yet; it is read once written)"),
         (None, None) => "built-in".to_string(),
     };
+    // An agent from before the counts has no reloads field.
+    let reloads = match (p["reloads"].as_u64(), p["generation"].as_u64()) {
+        (Some(1), Some(changed)) => format!(", 1 reload ({changed} changed it)"),
+        (Some(n), Some(changed)) => format!(", {n} reloads ({changed} changed it)"),
+        _ => String::new(),
+    };
     out.push_str(&format!(
-        "policy:      {} ({} rules), last reload {}, {} reloads ({} changed it)\n",
-        file, p["rules"], reload, p["reloads"], p["generation"]
+        "policy:      {} ({} rules), last reload {}{}\n",
+        file, p["rules"], reload, reloads
     ));
     let c = &v["confirm"];
     out.push_str(&format!(

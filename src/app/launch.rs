@@ -652,19 +652,21 @@ fn serve(
             shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
         )
         .await;
+        // `serve` ended every connection, and with them the records of
+        // requests still open (abandoned).
+        agent.audit.flush();
         Ok::<_, LaunchError>((ExitCode::SUCCESS, Arc::clone(&agent.audit)))
     })?;
-    // Connections still open end with the runtime: a request among them
-    // that was waiting (for a prompt, a token, the upstream) writes its
-    // record as it is dropped, so the audit is flushed after that. A
-    // blocking signature still running is given a moment, not waited for.
+    // Anything still left (a blocking signature whose connection has
+    // gone) is given a moment, not waited for; whatever it recorded is
+    // flushed after it.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     audit.flush();
     Ok(code)
 }
 
 /// How long a stopping agent waits for blocking work (an RSA signature)
-/// still running when its connections end.
+/// still running after its connections ended.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The signals the agent acts on; `None` when they could not be installed.

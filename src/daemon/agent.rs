@@ -72,6 +72,9 @@ pub struct Agent {
     /// Policy reloads tried since start, counted once each has had its
     /// effect (for `status`).
     reloads: AtomicU64,
+    /// One reload at a time (SIGHUP and the file watcher run on different
+    /// threads), so the count and the effects stay in step.
+    reloading: Mutex<()>,
     /// Open connections: their class, and a handle to cut them.
     connections: Mutex<HashMap<u64, Connection>>,
     /// The panic button: refuse everything that came through a forwarded
@@ -118,6 +121,7 @@ impl Agent {
             options,
             next_connection: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
+            reloading: Mutex::new(()),
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             locked_because: Mutex::new(None),
@@ -310,6 +314,7 @@ impl Agent {
     /// errors are logged. A reload that changed the policy drops remembered
     /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         self.apply_reload();
         // After the reload has had its effect: whoever sees the new count
         // sees the policy, names and approvals it left.

@@ -79,7 +79,7 @@ pub enum SignKey<'a> {
 /// dropped on the way (the client hung up during a prompt, the connection
 /// was cut while a token waited for a touch), the verdict is dropped with
 /// it and writes the record as it stands, a `deny` with the reason
-/// `abandoned`. An allowed signature by the upstream or a hardware key
+/// `abandoned` (`abandoned-after-allow` once allowed). An allowed signature by the upstream or a hardware key
 /// keeps owing it until [`Verdict::signed`] or [`Verdict::sign_failed`].
 #[derive(Debug)]
 #[must_use]
@@ -97,10 +97,18 @@ struct Pending {
     record: AuditRecord,
     sink: Arc<dyn AuditSink>,
     reason: String,
+    /// When the record was made: one written much later (after a prompt,
+    /// a touch) gets the time it is written.
+    made: Instant,
 }
 
 /// The reason of a request dropped before it was answered.
 const ABANDONED: &str = "abandoned";
+/// The reason of an allowed signature dropped before the upstream, token
+/// or provider made it (the rule that allowed stays in the record).
+const ABANDONED_AFTER_ALLOW: &str = "abandoned-after-allow";
+/// A record written this much later than it was made is stamped anew.
+const RESTAMP_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl Verdict {
     /// A verdict that owes `record` (built as a deny, `abandoned`) until
@@ -113,6 +121,7 @@ impl Verdict {
                 record,
                 sink: Arc::clone(&agent.audit),
                 reason: String::new(),
+                made: Instant::now(),
             }),
         }
     }
@@ -124,6 +133,7 @@ impl Verdict {
         if let Some(pending) = self.pending.as_mut() {
             if allowed && deferred {
                 pending.reason = reason;
+                pending.record.reason = ABANDONED_AFTER_ALLOW.to_string();
             } else {
                 pending.record.decision = if allowed { "allow" } else { "deny" };
                 pending.record.reason = reason;
@@ -134,7 +144,10 @@ impl Verdict {
     }
 
     fn write(&mut self) {
-        if let Some(pending) = self.pending.take() {
+        if let Some(mut pending) = self.pending.take() {
+            if pending.made.elapsed() > RESTAMP_AFTER {
+                pending.record.ts = crate::daemon::audit::now_rfc3339();
+            }
             pending.sink.record(pending.record);
         }
     }
@@ -162,8 +175,8 @@ impl Verdict {
 
 impl Drop for Verdict {
     fn drop(&mut self) {
-        // Dropped before it was decided, or before the signature was made:
-        // the record as it stands (deny, abandoned).
+        // Dropped before it was decided (deny, abandoned), or after an
+        // allow before the signature was made (deny, abandoned-after-allow).
         self.write();
     }
 }
@@ -354,7 +367,7 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
 /// A key add refused for the provider it names (ssh-agent's checks: none
 /// through a forwarded agent, the real path on the `-P` allow-list): an
 /// `add` record, `deny`, the reason naming the check, `provider` the name
-/// as requested (cleaned). A bastion trying to have the agent load a
+/// as requested (its real path for `provider-not-allowed`; cleaned). A bastion trying to have the agent load a
 /// library of its choosing is what this records.
 pub fn provider_refused(
     agent: &Agent,
@@ -922,7 +935,7 @@ remember = "10m"
             vec![
                 record("sign", "deny", "upstream-failed"),
                 record("sign", "allow", "default:local"),
-                record("sign", "deny", "abandoned"),
+                record("sign", "deny", "abandoned-after-allow"),
             ]
         );
         assert!(

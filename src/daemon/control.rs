@@ -90,6 +90,10 @@ fn method_name(m: ConfirmMethod) -> &'static str {
 }
 
 async fn status(agent: &Agent) -> Value {
+    // The reload count first: everything read after it is at least as new
+    // as the reloads it counts.
+    let reloads = agent.reloads();
+    let (generation, policy) = agent.policy.snapshot();
     let now = Instant::now();
     let keys: Vec<Value> = agent
         .keystore
@@ -109,7 +113,6 @@ async fn status(agent: &Agent) -> Value {
             })
         })
         .collect();
-    let policy = agent.policy.current();
     let reload = match agent.policy.status() {
         ReloadStatus::Loaded => json!("ok"),
         ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
@@ -168,8 +171,8 @@ async fn status(agent: &Agent) -> Value {
             "digest": policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "rules": policy.rules.len(),
             "last_reload": reload,
-            "reloads": agent.reloads(),
-            "generation": agent.policy.generation(),
+            "reloads": reloads,
+            "generation": generation,
         },
         "confirm": {
             "method": method_name(policy.confirm.method),

@@ -2,8 +2,9 @@
 //!
 //! Invariants: only the owner's uid (or root) gets a reply; a bad frame
 //! closes only its own connection; an accept error (EMFILE ...) backs off and
-//! never stops the loop; on shutdown the socket file is removed and every key
-//! is dropped (and so zeroized).
+//! never stops the loop; on shutdown the socket file is removed, every open
+//! connection is ended (its open request leaves its audit record) and every
+//! key is dropped (and so zeroized).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -45,27 +46,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let reaper = tokio::spawn(reap_expired(Arc::clone(&agent)));
+    // The open connections' tasks; finished ones are reaped as they end.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => accept(stream, &agent),
+                Ok((stream, _)) => accept(stream, &agent, &mut connections),
                 Err(e) => {
                     warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     info!("shutting down");
     drop(listener);
     drop(socket);
+    // The connections end here, while the runtime still runs: a request
+    // still being decided (a prompt, a token, the upstream) writes its
+    // audit record as it is dropped, and its prompt is withdrawn.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     reaper.abort();
     let _ = agent.keystore.clear();
 }
 
-fn accept(stream: UnixStream, agent: &Arc<Agent>) {
+fn accept(stream: UnixStream, agent: &Arc<Agent>, connections: &mut tokio::task::JoinSet<()>) {
     let peer = match Peer::of(&stream) {
         Ok(peer) => peer,
         Err(e) => {
@@ -82,7 +91,7 @@ fn accept(stream: UnixStream, agent: &Arc<Agent>) {
     }
     let id = agent.connection_id();
     debug!(conn = id, %peer, "connected");
-    tokio::spawn(connection(
+    connections.spawn(connection(
         stream,
         Session::new(Arc::clone(agent), peer, id),
         Arc::clone(agent),

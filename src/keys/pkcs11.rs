@@ -16,6 +16,7 @@ use std::ffi::OsStr;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -65,7 +66,9 @@ struct HelperIo {
 pub struct Pkcs11Provider {
     /// The provider's real path (allowed by `-P`).
     pub path: PathBuf,
-    io: tokio::sync::Mutex<Option<HelperIo>>,
+    /// Shared with the task of each exchange, which runs to its end even
+    /// if its caller goes away.
+    io: Arc<tokio::sync::Mutex<Option<HelperIo>>>,
     timeout: Duration,
 }
 
@@ -107,11 +110,11 @@ impl Pkcs11Provider {
         };
         let provider = Pkcs11Provider {
             path,
-            io: tokio::sync::Mutex::new(Some(HelperIo {
+            io: Arc::new(tokio::sync::Mutex::new(Some(HelperIo {
                 child,
                 stdin,
                 stdout,
-            })),
+            }))),
             timeout,
         };
         let mut request = Zeroizing::new(vec![MSG_LOAD]);
@@ -167,63 +170,82 @@ impl Pkcs11Provider {
 
     /// Sends one request and waits for its reply; any failure stops the
     /// helper for good, since its state is then unknown.
+    ///
+    /// The exchange runs in a task of its own: a caller that goes away half
+    /// way (its client hung up while the token worked) would otherwise leave
+    /// the reply unread, and the next caller would read it as its own.
     async fn exchange(&self, request: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-        let mut guard = self.io.lock().await;
-        let Some(io) = guard.as_mut() else {
-            return Err(Pkcs11Error::Gone("stopped after an earlier failure".into()));
-        };
-        let talk = async {
-            let mut frame = Zeroizing::new((request.len() as u32).to_be_bytes().to_vec());
-            frame.extend_from_slice(request);
-            io.stdin
-                .write_all(&frame)
-                .await
-                .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
-            let mut len = [0u8; 4];
-            io.stdout
-                .read_exact(&mut len)
-                .await
-                .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
-            let len = u32::from_be_bytes(len) as usize;
-            if len > MAX_MESSAGE || len == 0 {
-                return Err(Pkcs11Error::Protocol(format!("reply of {len} bytes")));
-            }
-            let mut body = vec![0u8; len];
-            io.stdout
-                .read_exact(&mut body)
-                .await
-                .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
-            Ok(body)
-        };
-        let result = match tokio::time::timeout(self.timeout, talk).await {
-            Ok(result) => result,
-            Err(_) => Err(Pkcs11Error::Timeout(self.timeout)),
-        };
-        let body = match result {
-            Ok(body) => body,
-            Err(e) => {
-                if let Some(mut io) = guard.take() {
-                    let _ = io.child.start_kill();
-                    let status = io.child.wait().await;
-                    if let (Pkcs11Error::Gone(_), Ok(status)) = (&e, status) {
-                        return Err(Pkcs11Error::Gone(status.to_string()));
-                    }
-                }
-                return Err(e);
-            }
-        };
-        match body.split_first() {
-            Some((&REPLY_OK, rest)) => Ok(rest.to_vec()),
-            Some((_, rest)) => {
-                let mut reader = Reader::new(rest);
-                let message = reader.string("error").unwrap_or(b"unreadable error");
-                Err(Pkcs11Error::Provider(crate::text::clean(
-                    &String::from_utf8_lossy(message),
-                    300,
-                )))
-            }
-            None => Err(Pkcs11Error::Protocol("empty reply".into())),
+        let io = Arc::clone(&self.io);
+        // A login request carries the PIN: the task's copy is wiped too.
+        let request = Zeroizing::new(request.to_vec());
+        let timeout = self.timeout;
+        tokio::spawn(async move { exchange_on(&io, &request, timeout).await })
+            .await
+            .unwrap_or_else(|e| Err(Pkcs11Error::Gone(format!("the exchange stopped: {e}"))))
+    }
+}
+
+/// One request and its reply on the helper's pipes, under its lock.
+async fn exchange_on(
+    io: &tokio::sync::Mutex<Option<HelperIo>>,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, Pkcs11Error> {
+    let mut guard = io.lock().await;
+    let Some(io) = guard.as_mut() else {
+        return Err(Pkcs11Error::Gone("stopped after an earlier failure".into()));
+    };
+    let talk = async {
+        let mut frame = Zeroizing::new((request.len() as u32).to_be_bytes().to_vec());
+        frame.extend_from_slice(request);
+        io.stdin
+            .write_all(&frame)
+            .await
+            .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
+        let mut len = [0u8; 4];
+        io.stdout
+            .read_exact(&mut len)
+            .await
+            .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_MESSAGE || len == 0 {
+            return Err(Pkcs11Error::Protocol(format!("reply of {len} bytes")));
         }
+        let mut body = vec![0u8; len];
+        io.stdout
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
+        Ok(body)
+    };
+    let result = match tokio::time::timeout(timeout, talk).await {
+        Ok(result) => result,
+        Err(_) => Err(Pkcs11Error::Timeout(timeout)),
+    };
+    let body = match result {
+        Ok(body) => body,
+        Err(e) => {
+            if let Some(mut io) = guard.take() {
+                let _ = io.child.start_kill();
+                let status = io.child.wait().await;
+                if let (Pkcs11Error::Gone(_), Ok(status)) = (&e, status) {
+                    return Err(Pkcs11Error::Gone(status.to_string()));
+                }
+            }
+            return Err(e);
+        }
+    };
+    match body.split_first() {
+        Some((&REPLY_OK, rest)) => Ok(rest.to_vec()),
+        Some((_, rest)) => {
+            let mut reader = Reader::new(rest);
+            let message = reader.string("error").unwrap_or(b"unreadable error");
+            Err(Pkcs11Error::Provider(crate::text::clean(
+                &String::from_utf8_lossy(message),
+                300,
+            )))
+        }
+        None => Err(Pkcs11Error::Protocol("empty reply".into())),
     }
 }
 

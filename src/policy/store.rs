@@ -137,11 +137,6 @@ impl PolicyStore {
             .clone()
     }
 
-    /// The policy's generation: how many reloads changed it.
-    pub fn generation(&self) -> u64 {
-        self.snapshot().0
-    }
-
     /// Re-reads the file. On error the last good policy stays; the same
     /// text as before leaves everything as it is.
     pub fn reload(&self) -> Result<Reloaded, Vec<PolicyError>> {
