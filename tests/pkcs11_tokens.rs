@@ -399,30 +399,33 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
             .matches("asking the PKCS#11 token to sign")
             .count()
     };
+    // Stops the token's helper and starts `ssh-add -T` with the token's
+    // key; returns the helper and the client once the agent has asked the
+    // helper (and so decided on the request).
+    let stuck_signature = |agent: &Daemon, what: &str| {
+        let helpers = helpers_of(agent.pid());
+        assert_eq!(helpers.len(), 1, "{helpers:?}");
+        signal(helpers[0], "STOP");
+        let before = asked(agent);
+        let client = agent
+            .ssh_add_cmd()
+            .args(["-T", &rsa])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(what, Duration::from_secs(10), || asked(agent) > before);
+        (helpers[0], client)
+    };
 
     // A helper that hangs: the signature fails at the deadline, others are
     // served meanwhile, the helper is killed.
     ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
     ok(agent.ssh_add(&["-T", &rsa]));
-    let helpers = helpers_of(agent.pid());
-    assert_eq!(helpers.len(), 1, "{helpers:?}");
-    signal(helpers[0], "STOP");
-    let before = asked(&agent);
     let started = Instant::now();
-    let mut hung = agent
-        .ssh_add_cmd()
-        .args(["-T", &rsa])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // The agent has allowed the hung request and is now waiting for the
     // helper; its audit record waits for the token's answer.
-    wait_until(
-        "the hung request to reach the token",
-        Duration::from_secs(10),
-        || asked(&agent) > before,
-    );
+    let (_, mut hung) = stuck_signature(&agent, "the hung request to reach the token");
     let other = Instant::now();
     ok(agent.ssh_add(&["-T", &format!("{}.pub", software.display())]));
     assert!(
@@ -464,31 +467,16 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     // A client that hangs up while the token works: the exchange with the
     // helper still runs to its end, so the next signature gets its own
     // reply, not the abandoned one's.
-    let helpers = helpers_of(agent.pid());
-    assert_eq!(helpers.len(), 1, "{helpers:?}");
-    signal(helpers[0], "STOP");
-    let before = asked(&agent);
-    let mut gone = agent
-        .ssh_add_cmd()
-        .args(["-T", &rsa])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(
-        "the abandoned request to reach the token",
-        Duration::from_secs(10),
-        || asked(&agent) > before,
-    );
+    let (helper, mut gone) = stuck_signature(&agent, "the abandoned request to reach the token");
     gone.kill().unwrap();
     let _ = gone.wait();
     // Its record is written once the connection has gone.
     token_signs(&agent, 5);
-    signal(helpers[0], "CONT");
+    signal(helper, "CONT");
     ok(agent.ssh_add(&["-T", &rsa]));
     assert_eq!(
         helpers_of(agent.pid()),
-        helpers,
+        [helper],
         "the same helper serves on"
     );
 
