@@ -480,6 +480,21 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
         "the same helper serves on"
     );
 
+    // `ssh-add -e` while a signature waits on the token: the helper ends
+    // at once, not at the deadline, and the waiting signature fails.
+    let deadlines = |agent: &Daemon| agent.log_text().matches("did not answer within").count();
+    let (_, mut waiting) = stuck_signature(&agent, "the request to reach the token before -e");
+    let deadlines_before = deadlines(&agent);
+    ok(agent.ssh_add(&["-e", SOFTHSM]));
+    assert!(!waiting.wait().unwrap().success());
+    assert_eq!(
+        deadlines(&agent),
+        deadlines_before,
+        "-e waited for the token's deadline:\n{}",
+        agent.log_text()
+    );
+    ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
+
     // A helper that crashes.
     let helpers = helpers_of(agent.pid());
     signal(helpers[0], "KILL");
@@ -491,11 +506,11 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
             .contains("PKCS#11 signature failed: the PKCS#11 helper is gone")
     );
     // Made, hung, failed at once, made after -e and -s, abandoned, made,
-    // crashed.
+    // ended by -e, crashed.
     let allowed = ("allow".to_string(), "default:local".to_string());
     let failed = ("deny".to_string(), "provider-failed".to_string());
     assert_eq!(
-        token_signs(&agent, 7),
+        token_signs(&agent, 8),
         [
             allowed.clone(),
             failed.clone(),
@@ -503,6 +518,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
             allowed.clone(),
             ("deny".to_string(), "abandoned-after-allow".to_string()),
             allowed,
+            failed.clone(),
             failed
         ]
     );

@@ -104,8 +104,9 @@ struct Pending {
 
 /// The reason of a request dropped before it was answered.
 const ABANDONED: &str = "abandoned";
-/// The reason of an allowed signature dropped before the upstream, token
-/// or provider made it (the rule that allowed stays in the record).
+/// The reason of an allowed signature whose request was dropped while the
+/// upstream, token or provider worked on it: the signature was perhaps
+/// made, never delivered (the rule that allowed stays in the record).
 const ABANDONED_AFTER_ALLOW: &str = "abandoned-after-allow";
 /// A record written this much later than it was made is stamped anew.
 const RESTAMP_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
@@ -176,7 +177,8 @@ impl Verdict {
 impl Drop for Verdict {
     fn drop(&mut self) {
         // Dropped before it was decided (deny, abandoned), or after an
-        // allow before the signature was made (deny, abandoned-after-allow).
+        // allow before the signature was delivered (deny,
+        // abandoned-after-allow).
         self.write();
     }
 }

@@ -59,7 +59,13 @@ pub async fn serve(
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = ended
+                    && e.is_panic()
+                {
+                    warn!("a connection's task panicked: {e}");
+                }
+            }
         }
     }
     info!("shutting down");
@@ -67,7 +73,9 @@ pub async fn serve(
     drop(socket);
     // The connections end here, while the runtime still runs: a request
     // still being decided (a prompt, a token, the upstream) writes its
-    // audit record as it is dropped, and its prompt is withdrawn.
+    // audit record as it is dropped. Its prompt is withdrawn as the broker
+    // sees the question go; a desktop notification's close call may not
+    // get out before the process ends.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     reaper.abort();
@@ -108,6 +116,7 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
         }
     };
     let cut = agent.register(id);
+    let _listed = Registered { agent: &agent, id };
     let mut reader = socket.reader();
     let mut frames = FrameReader::new();
     loop {
@@ -163,8 +172,21 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
             break;
         }
     }
-    agent.unregister(id);
     debug!(conn = id, "disconnected");
+}
+
+/// A connection on the agent's list (for status and `lock --forwarded`),
+/// taken off however its task ends: returned, aborted at shutdown or
+/// panicked.
+struct Registered<'a> {
+    agent: &'a Agent,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.agent.unregister(self.id);
+    }
 }
 
 /// Deletes keys at their deadline.

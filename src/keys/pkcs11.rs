@@ -55,8 +55,8 @@ impl From<WireError> for Pkcs11Error {
     }
 }
 
+/// The helper's pipes; one exchange at a time holds them.
 struct HelperIo {
-    child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::process::ChildStdout,
 }
@@ -69,12 +69,16 @@ pub struct Pkcs11Provider {
     /// Shared with the task of each exchange, which runs to its end even
     /// if its caller goes away.
     io: Arc<tokio::sync::Mutex<Option<HelperIo>>>,
+    /// The helper process, apart from its pipes, so that [`Self::stop`]
+    /// can end it while an exchange holds them (that exchange then reads
+    /// the end of the pipe and fails at once).
+    child: Arc<std::sync::Mutex<Option<tokio::process::Child>>>,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for HelperIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HelperIo(pid {:?})", self.child.id())
+        f.write_str("HelperIo")
     }
 }
 
@@ -110,11 +114,8 @@ impl Pkcs11Provider {
         };
         let provider = Pkcs11Provider {
             path,
-            io: Arc::new(tokio::sync::Mutex::new(Some(HelperIo {
-                child,
-                stdin,
-                stdout,
-            }))),
+            io: Arc::new(tokio::sync::Mutex::new(Some(HelperIo { stdin, stdout }))),
+            child: Arc::new(std::sync::Mutex::new(Some(child))),
             timeout,
         };
         let mut request = Zeroizing::new(vec![MSG_LOAD]);
@@ -160,50 +161,69 @@ impl Pkcs11Provider {
         Ok(blob)
     }
 
-    /// Stops the helper (the token is logged out when it exits).
+    /// Stops the helper (the token is logged out when it exits), at once
+    /// even while an exchange waits on it.
     pub async fn stop(&self) {
-        if let Some(mut io) = self.io.lock().await.take() {
-            let _ = io.child.start_kill();
-            let _ = io.child.wait().await;
-        }
+        stop_helper(&self.child).await;
+        self.io.lock().await.take();
     }
 
     /// Sends one request and waits for its reply; any failure stops the
     /// helper for good, since its state is then unknown.
     ///
-    /// The exchange runs in a task of its own: a caller that goes away half
-    /// way (its client hung up while the token worked) would otherwise leave
-    /// the reply unread, and the next caller would read it as its own.
+    /// Waiting for the helper can be given up (a request whose client left
+    /// while it queued sends nothing); once the request is sent, the
+    /// exchange runs to its end in a task of its own, or a caller that went
+    /// away would leave its reply to be read by the next one.
     async fn exchange(&self, request: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-        let io = Arc::clone(&self.io);
+        let io = Arc::clone(&self.io).lock_owned().await;
         // A login request carries the PIN: the task's copy is wiped too.
         let request = Zeroizing::new(request.to_vec());
-        let timeout = self.timeout;
-        tokio::spawn(async move { exchange_on(&io, &request, timeout).await })
-            .await
-            .unwrap_or_else(|e| Err(Pkcs11Error::Gone(format!("the exchange stopped: {e}"))))
+        let child = Arc::clone(&self.child);
+        let (timeout, path) = (self.timeout, self.path.clone());
+        let task = tokio::spawn(exchange_on(io, Arc::clone(&child), request, timeout, path));
+        match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                // Ended half way: where the helper's pipes stand is unknown.
+                stop_helper(&child).await;
+                Err(Pkcs11Error::Gone(format!("the exchange stopped: {e}")))
+            }
+        }
     }
 }
 
-/// One request and its reply on the helper's pipes, under its lock.
+/// Kills the helper process and reaps it, if it still runs.
+async fn stop_helper(child: &std::sync::Mutex<Option<tokio::process::Child>>) {
+    let taken = child.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut child) = taken {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
+/// One request and its reply on the helper's pipes, which `io` holds.
 async fn exchange_on(
-    io: &tokio::sync::Mutex<Option<HelperIo>>,
-    request: &[u8],
+    mut io: tokio::sync::OwnedMutexGuard<Option<HelperIo>>,
+    child: Arc<std::sync::Mutex<Option<tokio::process::Child>>>,
+    request: Zeroizing<Vec<u8>>,
     timeout: Duration,
+    path: PathBuf,
 ) -> Result<Vec<u8>, Pkcs11Error> {
-    let mut guard = io.lock().await;
-    let Some(io) = guard.as_mut() else {
+    let Some(pipes) = io.as_mut() else {
         return Err(Pkcs11Error::Gone("stopped after an earlier failure".into()));
     };
     let talk = async {
         let mut frame = Zeroizing::new((request.len() as u32).to_be_bytes().to_vec());
-        frame.extend_from_slice(request);
-        io.stdin
+        frame.extend_from_slice(&request);
+        pipes
+            .stdin
             .write_all(&frame)
             .await
             .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
         let mut len = [0u8; 4];
-        io.stdout
+        pipes
+            .stdout
             .read_exact(&mut len)
             .await
             .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
@@ -212,7 +232,8 @@ async fn exchange_on(
             return Err(Pkcs11Error::Protocol(format!("reply of {len} bytes")));
         }
         let mut body = vec![0u8; len];
-        io.stdout
+        pipes
+            .stdout
             .read_exact(&mut body)
             .await
             .map_err(|e| Pkcs11Error::Gone(e.to_string()))?;
@@ -225,9 +246,13 @@ async fn exchange_on(
     let body = match result {
         Ok(body) => body,
         Err(e) => {
-            if let Some(mut io) = guard.take() {
-                let _ = io.child.start_kill();
-                let status = io.child.wait().await;
+            // Said here too: the caller that would say it may have gone.
+            tracing::warn!(provider = %path.display(), "stopping the PKCS#11 helper: {e}");
+            io.take();
+            let taken = child.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(mut child) = taken {
+                let _ = child.start_kill();
+                let status = child.wait().await;
                 if let (Pkcs11Error::Gone(_), Ok(status)) = (&e, status) {
                     return Err(Pkcs11Error::Gone(status.to_string()));
                 }
