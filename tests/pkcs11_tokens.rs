@@ -379,19 +379,8 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     ok(agent.ssh_add(&[software.to_str().unwrap()]));
     let rsa = token.keys[0].to_str().unwrap().to_string();
     // (decision, reason) of each sign record with the token's key.
-    let token_signs = |agent: &Daemon, n: usize| -> Vec<(String, String)> {
-        let of_token = |l: &serde_json::Value| l["event"] == "sign" && !l["provider"].is_null();
-        agent
-            .audit_until(|a| a.iter().filter(|l| of_token(l)).count() >= n)
-            .iter()
-            .filter(|l| of_token(l))
-            .map(|l| {
-                (
-                    l["decision"].as_str().unwrap().to_string(),
-                    l["reason"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+    let token_signs = |agent: &Daemon, n: usize| {
+        agent.outcomes(n, |l| l["event"] == "sign" && !l["provider"].is_null())
     };
     let asked = |agent: &Daemon| {
         agent

@@ -289,17 +289,7 @@ fn sigterm_with_prompts_pending_removes_the_socket_and_exits_cleanly() {
     }
     // Each request left its record before the daemon exited: a deny that
     // says it was abandoned.
-    let signs: Vec<(String, String)> = agent
-        .audit(0)
-        .iter()
-        .filter(|l| l["event"] == "sign")
-        .map(|l| {
-            (
-                l["decision"].as_str().unwrap().to_string(),
-                l["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let signs = agent.outcomes(3, |l| l["event"] == "sign");
     assert_eq!(
         signs,
         vec![("deny".to_string(), "abandoned".to_string()); 3]

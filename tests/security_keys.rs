@@ -354,20 +354,8 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     }
 
     // (decision, reason) of each sign record with the faulty key.
-    let fault_signs = |n: usize| -> Vec<(String, String)> {
-        let faulty = |l: &serde_json::Value| l["event"] == "sign" && l["comment"] == "fido-faults";
-        agent
-            .audit_until(|a| a.iter().filter(|l| faulty(l)).count() >= n)
-            .iter()
-            .filter(|l| faulty(l))
-            .map(|l| {
-                (
-                    l["decision"].as_str().unwrap().to_string(),
-                    l["reason"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+    let fault_signs =
+        |n: usize| agent.outcomes(n, |l| l["event"] == "sign" && l["comment"] == "fido-faults");
     let failed = ("deny".to_string(), "token-failed".to_string());
     assert_eq!(fault_signs(cases.len()), vec![failed.clone(); cases.len()]);
 

@@ -652,14 +652,13 @@ fn serve(
             shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
         )
         .await;
-        // `serve` ended every connection, and with them the records of
-        // requests still open (abandoned).
-        agent.audit.flush();
+        // `serve` ended every connection, and with them sent the records of
+        // requests still open (abandoned); they are flushed below.
         Ok::<_, LaunchError>((ExitCode::SUCCESS, Arc::clone(&agent.audit)))
     })?;
     // Anything still left (a blocking signature whose connection has
-    // gone) is given a moment, not waited for; whatever it recorded is
-    // flushed after it.
+    // gone) is given a moment, not waited for; then every record is
+    // flushed.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     audit.flush();
     Ok(code)

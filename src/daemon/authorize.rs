@@ -79,8 +79,9 @@ pub enum SignKey<'a> {
 /// dropped on the way (the client hung up during a prompt, the connection
 /// was cut while a token waited for a touch), the verdict is dropped with
 /// it and writes the record as it stands, a `deny` with the reason
-/// `abandoned` (`abandoned-after-allow` once allowed). An allowed signature by the upstream or a hardware key
-/// keeps owing it until [`Verdict::signed`] or [`Verdict::sign_failed`].
+/// `abandoned` (`abandoned-after-allow` once allowed). An allowed
+/// signature by the upstream or a hardware key keeps owing it until
+/// [`Verdict::signed`] or [`Verdict::sign_failed`].
 #[derive(Debug)]
 #[must_use]
 pub struct Verdict {
@@ -286,7 +287,8 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
     }
 }
 
-/// Who a listing is for: the connection, its chain (with names) and class.
+/// Who a listing is for, or a refusal no decision made (a bind, a
+/// provider): the connection, its chain (with names) and class.
 #[derive(Debug, Clone, Copy)]
 pub struct Lister<'a> {
     pub conn: u64,
@@ -351,57 +353,53 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
         Ok(()) => true,
         Err(None) => false,
         Err(Some(rule)) => {
-            let record = AuditRecord::key_event(
-                "list",
-                Some(key.names()),
-                lister.class,
-                lister.hops,
-                lister.peer,
-                lister.conn,
-            )
-            .decided(false, &rule, &rule);
-            agent.audit.record(record);
+            record_refusal(agent, lister, "list", Some(key.names()), (&rule, &rule), None);
             false
         }
     }
 }
 
+/// The one record of a refusal made outside [`authorize`]: `event` by
+/// `who`, `deny`, with its rule and reason.
+fn record_refusal(
+    agent: &Agent,
+    who: &Lister<'_>,
+    event: &'static str,
+    key: Option<(&str, &str)>,
+    (rule, reason): (&str, &str),
+    provider: Option<String>,
+) {
+    let mut record = AuditRecord::key_event(event, key, who.class, who.hops, who.peer, who.conn)
+        .decided(false, rule, reason);
+    record.provider = provider;
+    agent.audit.record(record);
+}
+
 /// A key add refused for the provider it names (ssh-agent's checks: none
 /// through a forwarded agent, the real path on the `-P` allow-list): an
 /// `add` record, `deny`, the reason naming the check, `provider` the name
-/// as requested (its real path for `provider-not-allowed`; cleaned). A bastion trying to have the agent load a
-/// library of its choosing is what this records.
+/// as requested (its real path for `provider-not-allowed`; cleaned). A
+/// bastion trying to have the agent load a library of its choosing is
+/// what this records.
 pub fn provider_refused(
     agent: &Agent,
-    conn: u64,
-    chain: (RequestClass, &[HopView]),
-    peer: &Peer,
+    who: &Lister<'_>,
     key: Option<(&str, &str)>,
     refusal: &crate::keys::sk::ProviderRefusal,
 ) {
-    let mut record = AuditRecord::key_event("add", key, chain.0, chain.1, peer, conn)
-        .decided(false, "provider", refusal.kind());
-    record.provider = Some(refusal.shown().to_string());
-    agent.audit.record(record);
+    let reason = ("provider", refusal.kind());
+    record_refusal(agent, who, "add", key, reason, Some(refusal.shown().to_string()));
 }
 
-/// A session-bind hopward refused: the connection is poisoned from now on.
-/// Audited (`bind`, `deny`, the reason names what failed) because it is
-/// what a forged or replayed bind from a hostile hop looks like. Only the
-/// bind that poisons is audited; the caller leaves out later binds on a
-/// poisoned connection, so one connection adds at most one record.
-pub fn bind_refused(
-    agent: &Agent,
-    conn: u64,
-    hops: &[HopView],
-    peer: &Peer,
-    error: &crate::trust::binding::BindError,
-) {
-    let record = AuditRecord::key_event("bind", None, RequestClass::Poisoned, hops, peer, conn)
-        .decided(false, "session-bind", error.kind());
-    agent.audit.record(record);
+/// A session-bind hopward refused: the connection is poisoned from now on
+/// (`who` has the class `poisoned`). Audited (`bind`, `deny`, the reason
+/// names what failed) because it is what a forged or replayed bind from a
+/// hostile hop looks like. Only the bind that poisons is audited; the
+/// caller leaves out later binds on a poisoned connection, so one
+/// connection adds at most one record.
+pub fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::binding::BindError) {
+    record_refusal(agent, who, "bind", None, ("session-bind", error.kind()), None);
 }
-
 
 /// A signature OpenSSH's constraints refuse, before the policy is read.
 fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::daemon::agent::Agent;
 use crate::daemon::authorize::{
     Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, listed, permitted,
+    provider_refused,
 };
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
@@ -219,7 +220,8 @@ impl Session {
         if let Err(e) = &result
             && *e != BindError::Poisoned
         {
-            bind_refused(&self.agent, self.id, &self.hop_views(), &self.peer, e);
+            let hops = self.hop_views();
+            bind_refused(&self.agent, &self.lister(&hops, RequestClass::of(&self.chain)), e);
         }
         if self.agent.forwarded_locked() && self.forwarded() {
             warn!(
@@ -457,30 +459,36 @@ impl Session {
             return failure();
         }
 
-        // A token or provider that fails after the allow turns the audit
-        // record into a deny that says so.
-        if let Some(token) = identity.security_key() {
-            return match self.sign_on_token(&identity, token, data).await {
-                Some(blob) => {
-                    verdict.signed();
-                    crate::protocol::reply::sign_response_blob(&blob)
-                }
-                None => {
-                    verdict.sign_failed("token-failed");
-                    failure()
-                }
-            };
-        }
-        if let Some(provider) = identity.pkcs11() {
+        // A hardware key signs outside this process: one that fails after
+        // the allow turns the audit record into a deny that says so.
+        let on_hardware = if let Some(token) = identity.security_key() {
+            Some(
+                self.sign_on_token(&identity, token, data)
+                    .await
+                    .ok_or("token-failed"),
+            )
+        } else if let Some(provider) = identity.pkcs11() {
             debug!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "asking the PKCS#11 token to sign");
-            return match provider.sign(&identity.public.parts, data, flags).await {
+            Some(
+                provider
+                    .sign(&identity.public.parts, data, flags)
+                    .await
+                    .map_err(|e| {
+                        warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
+                        "provider-failed"
+                    }),
+            )
+        } else {
+            None
+        };
+        if let Some(signed) = on_hardware {
+            return match signed {
                 Ok(blob) => {
                     verdict.signed();
                     crate::protocol::reply::sign_response_blob(&blob)
                 }
-                Err(e) => {
-                    warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
-                    verdict.sign_failed("provider-failed");
+                Err(reason) => {
+                    verdict.sign_failed(reason);
                     failure()
                 }
             };
@@ -638,8 +646,9 @@ impl Session {
         key: Option<(&str, &str)>,
         refusal: &crate::keys::sk::ProviderRefusal,
     ) {
-        let chain = (RequestClass::of(&self.chain), &self.hop_views()[..]);
-        crate::daemon::authorize::provider_refused(&self.agent, self.id, chain, &self.peer, key, refusal);
+        let hops = self.hop_views();
+        let who = self.lister(&hops, RequestClass::of(&self.chain));
+        provider_refused(&self.agent, &who, key, refusal);
     }
 
     /// Decides a key operation (add, remove, lock ...) for this connection:

@@ -193,13 +193,13 @@ impl Pkcs11Provider {
     }
 }
 
-/// Kills the helper process and reaps it, if it still runs.
-async fn stop_helper(child: &std::sync::Mutex<Option<tokio::process::Child>>) {
-    let taken = child.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(mut child) = taken {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
+/// Kills the helper process and reaps it, if it still runs: how it ended.
+async fn stop_helper(
+    child: &std::sync::Mutex<Option<tokio::process::Child>>,
+) -> Option<std::process::ExitStatus> {
+    let mut child = child.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    let _ = child.start_kill();
+    child.wait().await.ok()
 }
 
 /// One request and its reply on the helper's pipes, which `io` holds.
@@ -249,13 +249,9 @@ async fn exchange_on(
             // Said here too: the caller that would say it may have gone.
             tracing::warn!(provider = %path.display(), "stopping the PKCS#11 helper: {e}");
             io.take();
-            let taken = child.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(mut child) = taken {
-                let _ = child.start_kill();
-                let status = child.wait().await;
-                if let (Pkcs11Error::Gone(_), Ok(status)) = (&e, status) {
-                    return Err(Pkcs11Error::Gone(status.to_string()));
-                }
+            let status = stop_helper(&child).await;
+            if let (Pkcs11Error::Gone(_), Some(status)) = (&e, status) {
+                return Err(Pkcs11Error::Gone(status.to_string()));
             }
             return Err(e);
         }

@@ -371,6 +371,25 @@ impl Daemon {
         })
     }
 
+    /// `(decision, reason)` of the audit records `matches` picks, once
+    /// there are `n` of them (or what is there after the wait).
+    pub fn outcomes(
+        &self,
+        n: usize,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<(String, String)> {
+        self.audit_until(|lines| lines.iter().filter(|l| matches(l)).count() >= n)
+            .iter()
+            .filter(|l| matches(l))
+            .map(|l| {
+                (
+                    l["decision"].as_str().unwrap().to_string(),
+                    l["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The audit log's path (the default under the daemon's
     /// `XDG_STATE_HOME`).
     pub fn audit_path(&self) -> PathBuf {
