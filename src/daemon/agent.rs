@@ -106,6 +106,42 @@ struct Connection {
     class: &'static str,
     forwarded: bool,
     cut: Arc<Notify>,
+    /// The fingerprint of its first hop, when that hop forwards (the
+    /// bastion every later request on it comes through).
+    first_hop: Option<String>,
+    /// What its binds hold ([`crate::trust::binding::Chain::retained_bytes`]).
+    bind_bytes: usize,
+}
+
+/// Open connections one first forwarding hop may hold. An agent forwarded
+/// to a bastion opens one connection per ssh (or per agent use) running
+/// there at once; a hundred parallel Ansible forks stay under it. Each
+/// connection's binds hold at most
+/// [`crate::trust::binding::MAX_CHAIN_BYTES`], so one bastion pins at most
+/// about 8 MiB of binds.
+pub const MAX_CONNECTIONS_PER_HOP: usize = 128;
+
+/// Open connections through any forwarding hop, all bastions together.
+/// Connections from this machine are not counted: they are the owner's own
+/// programs, and a bastion cannot open one (its connections are bound to
+/// it by this machine's ssh before it can send anything).
+pub const MAX_FORWARDED_CONNECTIONS: usize = 512;
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionLimit {
+    PerHop,
+    Forwarded,
+}
+
+impl ConnectionLimit {
+    /// The audit record's reason: which limit, and its value.
+    pub fn reason(self) -> String {
+        match self {
+            ConnectionLimit::PerHop => format!("over-{MAX_CONNECTIONS_PER_HOP}-per-first-hop"),
+            ConnectionLimit::Forwarded => format!("over-{MAX_FORWARDED_CONNECTIONS}-forwarded"),
+        }
+    }
 }
 
 impl Agent {
@@ -177,6 +213,8 @@ impl Agent {
                 class: "local",
                 forwarded: false,
                 cut: Arc::clone(&cut),
+                first_hop: None,
+                bind_bytes: 0,
             },
         );
         cut
@@ -186,12 +224,44 @@ impl Agent {
         self.connections().remove(&id);
     }
 
-    /// Records a connection's class after a session-bind.
-    pub fn set_class(&self, id: u64, class: &'static str, forwarded: bool) {
+    /// Records a connection's class, and what its binds hold, after a
+    /// session-bind.
+    pub fn set_class(&self, id: u64, class: &'static str, forwarded: bool, bind_bytes: usize) {
         if let Some(c) = self.connections().get_mut(&id) {
             c.class = class;
             c.forwarded = forwarded;
+            c.bind_bytes = bind_bytes;
         }
+    }
+
+    /// Counts connection `id` as one through the first forwarding hop
+    /// `fingerprint`, unless that hop, or all forwarded connections
+    /// together, already hold their limit. Checked and counted under one
+    /// lock, so connections racing in cannot all slip under it.
+    pub fn claim_first_hop(&self, id: u64, fingerprint: &str) -> Result<(), ConnectionLimit> {
+        let mut connections = self.connections();
+        let (mut same_hop, mut forwarded) = (0, 0);
+        for c in connections.values() {
+            if let Some(hop) = &c.first_hop {
+                forwarded += 1;
+                same_hop += usize::from(hop == fingerprint);
+            }
+        }
+        if same_hop >= MAX_CONNECTIONS_PER_HOP {
+            return Err(ConnectionLimit::PerHop);
+        }
+        if forwarded >= MAX_FORWARDED_CONNECTIONS {
+            return Err(ConnectionLimit::Forwarded);
+        }
+        if let Some(c) = connections.get_mut(&id) {
+            c.first_hop = Some(fingerprint.to_string());
+        }
+        Ok(())
+    }
+
+    /// What the binds of all open connections hold, in bytes (`status`).
+    pub fn bind_bytes(&self) -> usize {
+        self.connections().values().map(|c| c.bind_bytes).sum()
     }
 
     /// Open connections counted by class.

@@ -401,6 +401,20 @@ pub fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::bindi
     record_refusal(agent, who, "bind", None, ("session-bind", error.kind()), None);
 }
 
+/// A connection refused because its first forwarding hop, or all
+/// forwarded connections together, hold their limit of open connections:
+/// a `connection` record, `deny`, rule `connection-limit`, the reason
+/// naming the limit and its value, the chain the hop. A bastion opening
+/// connection after connection is what this records.
+pub fn connection_refused(
+    agent: &Agent,
+    who: &Lister<'_>,
+    limit: crate::daemon::agent::ConnectionLimit,
+) {
+    let reason = limit.reason();
+    record_refusal(agent, who, "connection", None, ("connection-limit", &reason), None);
+}
+
 /// A signature OpenSSH's constraints refuse, before the policy is read.
 fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
     let record = AuditRecord::sign(

@@ -183,6 +183,8 @@ async fn status(agent: &Agent) -> Value {
         "pending_prompts": agent.prompts.open(),
         "grants": grants,
         "connections": connections,
+        // What the open connections' binds hold, in bytes.
+        "bind_bytes": agent.bind_bytes(),
     })
 }
 

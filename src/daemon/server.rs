@@ -137,12 +137,17 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
         // Cutting the connection, or the client hanging up, abandons the
         // request; dropping it withdraws a question that is still open.
         let kind = body.first().copied().unwrap_or_default();
+        // The reply, and whether the connection is to close after it (it
+        // was refused over a connection limit).
         let handling = async {
             match Request::decode(&body) {
-                Ok(request) => session.dispatch(request).await,
+                Ok(request) => {
+                    let reply = session.dispatch(request).await;
+                    (reply, session.closing())
+                }
                 Err(e) => {
                     warn!(conn = id, peer = %session.peer(), "refused request of type {kind}: {e}");
-                    Reply::Failure
+                    (Reply::Failure, session.closing())
                 }
             }
         };
@@ -161,7 +166,7 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
                 },
             }
         };
-        let Some(reply) = reply else { break };
+        let Some((reply, closing)) = reply else { break };
         if reply.is_failure() {
             // The reason was logged where it was found; this line ties it
             // to the request type the client sees refused.
@@ -169,6 +174,9 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
         }
         if let Err(e) = socket.write_all(&frame::encode(&reply.into_body())).await {
             debug!(conn = id, "client went away: {e}");
+            break;
+        }
+        if closing {
             break;
         }
     }

@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
 use crate::daemon::authorize::{
-    Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, listed, permitted,
-    provider_refused,
+    Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, connection_refused, listed,
+    permitted, provider_refused,
 };
 use crate::keys::keystore::{self, Constraints, Identity};
 use crate::policy::KeyOp;
@@ -50,6 +50,9 @@ pub struct Session {
     binds: Vec<Vec<u8>>,
     /// This connection's own link to the upstream agent (upstream mode).
     upstream: crate::daemon::upstream::UpstreamLink,
+    /// Refused over a connection limit: every request is refused and the
+    /// connection is closed after the reply.
+    over_limit: bool,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -74,7 +77,13 @@ impl Session {
             views: std::sync::Mutex::new(None),
             binds: Vec::new(),
             upstream: crate::daemon::upstream::UpstreamLink::default(),
+            over_limit: false,
         }
+    }
+
+    /// Whether the connection must be closed once this reply is written.
+    pub fn closing(&self) -> bool {
+        self.over_limit
     }
 
     pub fn peer(&self) -> &Peer {
@@ -89,6 +98,9 @@ impl Session {
 
     /// Answers one decoded request.
     pub async fn dispatch(&mut self, request: Request<'_>) -> Reply {
+        if self.over_limit {
+            return failure();
+        }
         let control = matches!(
             request,
             Request::Extension {
@@ -213,7 +225,31 @@ impl Session {
             self.id,
             RequestClass::of(&self.chain).as_str(),
             self.forwarded(),
+            self.chain.retained_bytes(),
         );
+        // The first bind is this machine's own ssh naming the bastion the
+        // connection comes through; a bastion gets only so many.
+        if result.is_ok()
+            && hops_before == 0
+            && let Some(first) = self.chain.hops().first().filter(|h| h.forwarding)
+            && let Err(limit) = self.agent.claim_first_hop(self.id, &first.fingerprint())
+        {
+            warn!(
+                conn = self.id,
+                peer = %self.peer,
+                host = %first.fingerprint(),
+                "refused a connection through a forwarding hop: {}; closing it",
+                limit.reason()
+            );
+            let hops = self.hop_views();
+            connection_refused(
+                &self.agent,
+                &self.lister(&hops, RequestClass::of(&self.chain)),
+                limit,
+            );
+            self.over_limit = true;
+            return failure();
+        }
         // A bind that poisons is audited whatever comes next, also when
         // forwarded use is locked (a poisoned connection counts as
         // forwarded). Later binds on it add nothing.

@@ -11,6 +11,13 @@ use zeroize::Zeroize as _;
 /// The largest frame accepted, as in OpenSSH (`AGENT_MAX_LEN`).
 pub const MAX_FRAME: usize = 256 * 1024;
 
+/// The buffer a connection keeps between frames. A larger one, left by a
+/// large frame, is given back once that frame is consumed: otherwise every
+/// connection that ever sent a 256 KiB frame would hold 256 KiB while it
+/// sits idle. Honest requests (a signature, an `ssh-add` of an RSA or
+/// ML-DSA key) fit in it.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame length {0} is out of range (1..={MAX_FRAME})")]
@@ -107,6 +114,12 @@ impl FrameReader {
             byte.write(0);
         }
         self.consumed = 0;
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() <= KEEP_CAPACITY / 2 {
+            let mut smaller = Vec::with_capacity(KEEP_CAPACITY);
+            smaller.extend_from_slice(&self.buf);
+            self.buf.zeroize();
+            self.buf = smaller;
+        }
     }
 
     /// Bytes received but not yet handed out (for tests and diagnostics).
@@ -228,5 +241,19 @@ mod tests {
         frames.next(&mut reader).await.unwrap();
         assert!(!frames.buf.contains(&0xAA));
         assert_eq!(frames.pending(), 0);
+    }
+
+    /// A connection that sent one large frame does not keep a large buffer
+    /// while it waits for the next one.
+    #[tokio::test]
+    async fn a_large_frame_leaves_no_large_buffer() {
+        let mut data = encode(&vec![7u8; MAX_FRAME]);
+        data.extend_from_slice(&[0, 0, 0, 1, 11]);
+        let mut reader = &data[..];
+        let mut frames = FrameReader::new();
+        assert_eq!(frames.next(&mut reader).await.unwrap().unwrap().len(), MAX_FRAME);
+        assert!(frames.buf.capacity() > MAX_FRAME);
+        assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[11u8][..]));
+        assert!(frames.buf.capacity() <= KEEP_CAPACITY, "{}", frames.buf.capacity());
     }
 }

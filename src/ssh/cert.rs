@@ -9,6 +9,15 @@ use crate::ssh::wire::Reader;
 
 pub const HOST_CERT: u32 = 2;
 
+/// OpenSSH's `SSHKEY_CERT_MAX_PRINCIPALS`: a certificate naming more does
+/// not parse in OpenSSH, so no honest one does.
+pub const MAX_PRINCIPALS: usize = 256;
+
+/// What one principal costs in memory beyond its bytes (the `String` and
+/// its allocation), counted by [`Certificate::retained_bytes`]: a list of
+/// one-letter names costs far more held than it weighs on the wire.
+const PRINCIPAL_OVERHEAD: usize = 48;
+
 /// The fields of a certificate that decisions use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
@@ -46,6 +55,9 @@ impl Certificate {
         let mut principals = Vec::new();
         let mut list = Reader::new(reader.string("certificate principals")?);
         while !list.is_empty() {
+            if principals.len() == MAX_PRINCIPALS {
+                return Err(ProtoError::BadKey("certificate names too many principals"));
+            }
             principals.push(list.text("certificate principal")?.to_string());
         }
         let valid_after = reader.u64("certificate valid after")?;
@@ -73,6 +85,22 @@ impl Certificate {
             signature,
             signed_len,
         })
+    }
+
+    /// The heap bytes this value holds, about: what a session-bind's budget
+    /// counts for a host certificate it keeps.
+    pub fn retained_bytes(&self) -> usize {
+        let principals: usize = self
+            .principals
+            .iter()
+            .map(|p| p.len() + PRINCIPAL_OVERHEAD)
+            .sum();
+        principals
+            + self.key.blob().len()
+            + self.key_id.len()
+            + self.signature_key.len()
+            + self.signature_algorithm.len()
+            + self.signature.len()
     }
 
     /// Whether the CA key in the certificate signed it. The CA key must be a

@@ -15,6 +15,20 @@ use crate::ssh::wire::Reader;
 pub const MAX_HOPS: usize = 16;
 /// OpenSSH's `AGENT_MAX_SID_LEN`.
 const MAX_SESSION_ID: usize = 128;
+/// The largest session-bind accepted, in bytes. An honest bind is far
+/// smaller: an Ed25519 host key's is about 200 bytes, a host certificate
+/// with an ML-DSA composite key, CA and signature about 8 KiB. OpenSSH
+/// takes up to a whole frame (256 KiB); a bastion would use that to make
+/// the agent hold megabytes of certificate per connection.
+pub const MAX_BIND_LEN: usize = 16 * 1024;
+/// What the binds of one connection may hold in memory, all counted (see
+/// [`Chain::retained_bytes`]). A chain of 16 plain hops holds about 4 KiB;
+/// this leaves room for several large host certificates, and bounds what
+/// one connection can pin whatever it is sent.
+pub const MAX_CHAIN_BYTES: usize = 64 * 1024;
+/// What a hop costs beyond its variable parts (the `Hop` itself, the
+/// allocations' headers), for the budget.
+const HOP_OVERHEAD: usize = 256;
 
 /// One verified bind: the host we reached, the session, and whether the
 /// connection was opened to forward the agent further.
@@ -32,6 +46,15 @@ impl Hop {
     pub fn fingerprint(&self) -> String {
         self.host_key.fingerprint()
     }
+
+    /// The heap bytes this hop holds, about (for the chain's budget).
+    fn retained_bytes(&self) -> usize {
+        HOP_OVERHEAD
+            + self.host_key.blob.len()
+            + self.host_key.parts.blob().len()
+            + self.session_id.len()
+            + self.host_cert.as_ref().map_or(0, Certificate::retained_bytes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +71,8 @@ pub enum BindError {
     SessionKeyMismatch,
     #[error("too many binds (more than {MAX_HOPS})")]
     TooMany,
+    #[error("session-bind too large: {0}")]
+    TooLarge(String),
     #[error("connection is poisoned by an earlier failed bind")]
     Poisoned,
 }
@@ -62,6 +87,7 @@ impl BindError {
             BindError::AfterAuth => "bind-after-auth",
             BindError::SessionKeyMismatch => "bind-session-key-mismatch",
             BindError::TooMany => "bind-too-many",
+            BindError::TooLarge(_) => "bind-too-large",
             BindError::Poisoned => "bind-poisoned",
         }
     }
@@ -72,6 +98,8 @@ impl BindError {
 pub struct Chain {
     hops: Vec<Hop>,
     poisoned: bool,
+    /// [`Chain::retained_bytes`], kept as hops are added.
+    retained: usize,
 }
 
 /// A parsed `session-bind@openssh.com` body.
@@ -111,6 +139,14 @@ impl Chain {
         self.hops.last()
     }
 
+    /// The memory the accepted binds hold, about: each hop's host key blob,
+    /// parsed key and certificate, session id, plus the bind as received
+    /// (the connection keeps it to replay to an upstream agent). Never more
+    /// than [`MAX_CHAIN_BYTES`].
+    pub fn retained_bytes(&self) -> usize {
+        self.retained
+    }
+
     /// Verifies and records a bind; any error poisons the chain. `now` is
     /// seconds since the epoch, for host certificate validity.
     pub fn bind(&mut self, body: &[u8], now: u64) -> Result<(), BindError> {
@@ -124,6 +160,14 @@ impl Chain {
     fn try_bind(&mut self, body: &[u8], now: u64) -> Result<(), BindError> {
         if self.poisoned {
             return Err(BindError::Poisoned);
+        }
+        // Before anything is parsed or verified: an oversized bind costs
+        // nothing but this check.
+        if body.len() > MAX_BIND_LEN {
+            return Err(BindError::TooLarge(format!(
+                "{} bytes, more than {MAX_BIND_LEN}",
+                body.len()
+            )));
         }
         let bind = SessionBind::parse(body)?;
         if bind.session_id.is_empty() || bind.session_id.len() > MAX_SESSION_ID {
@@ -165,12 +209,21 @@ impl Chain {
         if self.hops.len() >= MAX_HOPS {
             return Err(BindError::TooMany);
         }
-        self.hops.push(Hop {
+        let hop = Hop {
             host_key,
             host_cert,
             session_id: bind.session_id.to_vec(),
             forwarding: bind.forwarding,
-        });
+        };
+        let cost = hop.retained_bytes() + body.len();
+        if self.retained + cost > MAX_CHAIN_BYTES {
+            return Err(BindError::TooLarge(format!(
+                "the connection's binds would hold {} bytes, more than {MAX_CHAIN_BYTES}",
+                self.retained + cost
+            )));
+        }
+        self.retained += cost;
+        self.hops.push(hop);
         Ok(())
     }
 }
