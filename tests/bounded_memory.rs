@@ -117,6 +117,12 @@ fn bind_bytes(agent: &Daemon) -> u64 {
 fn huge_host_certificates_cannot_pin_memory() {
     let agent = Daemon::builder().policy(ALLOW_ALL).start();
     let pid = agent.pid();
+    // Idle, after the first connections have set up what every later one
+    // reuses (threads, the audit writer).
+    let _ = agent.status();
+    let (mut warm, _) = through(&agent, BASTION, b"warm");
+    assert_eq!(request(&mut warm, &[11])[0], IDENTITIES_ANSWER);
+    drop(warm);
     let idle = rss_kib(pid);
     let many: Vec<&[u8]> = vec![b"h"; 40_000];
     let mut held = Vec::new();
@@ -204,13 +210,18 @@ fn huge_host_certificates_cannot_pin_memory() {
         })
     });
     assert_eq!(bind_bytes(&agent), 0);
-    let after = rss_kib(pid);
-    println!(
-        "RSS: idle {idle} KiB, 12 connections refused huge binds {loaded} KiB, 24 closed {after} KiB"
+    let closed = rss_kib(pid);
+    // The allocator is told to give freed memory back once the last large
+    // connection ended.
+    wait_until(
+        "the memory of closed connections to be given back",
+        Duration::from_secs(10),
+        || rss_kib(pid) < idle + 4 * 1024,
     );
-    assert!(
-        after < idle + 8 * 1024,
-        "after the connections closed the daemon holds {after} KiB (idle: {idle} KiB)"
+    println!(
+        "RSS: idle {idle} KiB, 12 connections sent 180 huge binds {loaded} KiB, \
+         24 closed {closed} KiB, given back {} KiB",
+        rss_kib(pid)
     );
 }
 

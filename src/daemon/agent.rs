@@ -98,6 +98,9 @@ pub struct Agent {
     /// How questions and notices reach the person (the desktop, or what a
     /// test gives in [`Agent::with_desk`]).
     pub desk: Arc<dyn crate::confirm::Desk>,
+    /// Notified when a connection that used much memory has ended, so the
+    /// server gives the freed memory back to the system.
+    memory_freed: Notify,
 }
 
 /// What the agent knows about one open connection.
@@ -167,6 +170,7 @@ impl Agent {
             upstream: crate::daemon::upstream::UpstreamState::default(),
             pkcs11: Mutex::new(HashMap::new()),
             desk: Arc::new(crate::confirm::DesktopDesk::default()),
+            memory_freed: Notify::new(),
         }
     }
 
@@ -257,6 +261,18 @@ impl Agent {
             c.first_hop = Some(fingerprint.to_string());
         }
         Ok(())
+    }
+
+    /// Says that a connection which used much memory has ended and freed it.
+    /// Notices coalesce: many ends while memory is being given back ask for
+    /// one more round.
+    pub fn memory_freed(&self) {
+        self.memory_freed.notify_one();
+    }
+
+    /// Waits until [`Agent::memory_freed`] is called.
+    pub async fn wait_memory_freed(&self) {
+        self.memory_freed.notified().await;
     }
 
     /// What the binds of all open connections hold, in bytes (`status`).

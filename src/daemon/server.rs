@@ -46,6 +46,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let reaper = tokio::spawn(reap_expired(Arc::clone(&agent)));
+    let releaser = tokio::spawn(release_memory(Arc::clone(&agent)));
     // The open connections' tasks; finished ones are reaped as they end.
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -79,6 +80,7 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     reaper.abort();
+    releaser.abort();
     let _ = agent.keystore.clear();
 }
 
@@ -181,6 +183,32 @@ async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>,
         }
     }
     debug!(conn = id, "disconnected");
+    // Dropped before the memory is given back, so theirs is part of it.
+    let used_much = frames.grew() || session.bind_bytes() > LARGE_CHAIN;
+    drop(frames);
+    drop(session);
+    if used_much {
+        agent.memory_freed();
+    }
+}
+
+/// Binds holding more than this are worth giving back to the system when
+/// their connection ends; an honest chain holds a few KiB.
+const LARGE_CHAIN: usize = 16 * 1024;
+
+/// Gives freed memory back to the system after connections that used much
+/// of it end (large frames, large binds): at most once a second, and always
+/// once after the last of them, so a burst from a bastion does not stay in
+/// the agent's resident memory after its connections are gone. Honest
+/// connections never ask for it, so it costs them nothing.
+async fn release_memory(agent: Arc<Agent>) {
+    loop {
+        agent.wait_memory_freed().await;
+        // Off the runtime's threads: the allocator's locks may make it wait
+        // for another thread's allocation.
+        let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A connection on the agent's list (for status and `lock --forwarded`),

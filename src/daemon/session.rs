@@ -81,6 +81,11 @@ impl Session {
         }
     }
 
+    /// What this connection's binds hold, in bytes.
+    pub fn bind_bytes(&self) -> usize {
+        self.chain.retained_bytes()
+    }
+
     /// Whether the connection must be closed once this reply is written.
     pub fn closing(&self) -> bool {
         self.over_limit

@@ -35,6 +35,8 @@ pub struct FrameReader {
     /// Bytes of `buf` taken by the frame handed out last; dropped (and
     /// zeroized) at the next call.
     consumed: usize,
+    /// Whether the buffer ever grew past what it keeps between frames.
+    grew: bool,
 }
 
 impl FrameReader {
@@ -42,6 +44,7 @@ impl FrameReader {
         Self {
             buf: Vec::with_capacity(4096),
             consumed: 0,
+            grew: false,
         }
     }
 
@@ -97,6 +100,7 @@ impl FrameReader {
             return;
         }
         let mut bigger = Vec::with_capacity(self.buf.len() + additional.max(4096));
+        self.grew |= bigger.capacity() > KEEP_CAPACITY;
         bigger.extend_from_slice(&self.buf);
         self.buf.zeroize();
         self.buf = bigger;
@@ -120,6 +124,13 @@ impl FrameReader {
             self.buf.zeroize();
             self.buf = smaller;
         }
+    }
+
+    /// Whether a large frame (more than the buffer keeps between frames)
+    /// was ever read: the memory it took is worth giving back to the
+    /// system when the connection ends.
+    pub fn grew(&self) -> bool {
+        self.grew
     }
 
     /// Bytes received but not yet handed out (for tests and diagnostics).

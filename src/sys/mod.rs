@@ -96,6 +96,21 @@ pub fn release_agent_signals() -> io::Result<()> {
     mask_agent_signals(libc::SIG_UNBLOCK)
 }
 
+/// Gives memory the allocator holds free back to the system: glibc's
+/// `malloc_trim`, which also releases free pages inside its heaps and
+/// per-thread arenas; nothing elsewhere. glibc keeps what is freed for
+/// reuse, so without it what a burst of large requests used would stay in
+/// the agent's resident memory after the requests and their connections
+/// were gone.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a plain integer and works only on the
+    // allocator's own state, under the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and takes no arguments.
     unsafe { libc::geteuid() }
