@@ -158,7 +158,7 @@ fn huge_host_certificates_cannot_pin_memory() {
     );
 
     // Certificates inside the per-bind limit (256 principals of 40
-    // bytes): the chain's budget refuses them before it holds 64 KiB.
+    // bytes): the chain's budget refuses them before it holds 128 KiB.
     let name = [b'p'; 40];
     let principals: Vec<&[u8]> = vec![&name; 256];
     let mut within = Vec::new();
@@ -180,7 +180,7 @@ fn huge_host_certificates_cannot_pin_memory() {
     }
     let held_bytes = bind_bytes(&agent);
     assert!(
-        held_bytes <= 24 * 64 * 1024,
+        held_bytes <= 24 * hopward::trust::binding::MAX_CHAIN_BYTES as u64,
         "24 connections hold {held_bytes} bytes of binds"
     );
     let too_large = agent.audit_until(|a| {
@@ -223,6 +223,69 @@ fn huge_host_certificates_cannot_pin_memory() {
          24 closed {closed} KiB, given back {} KiB",
         rss_kib(pid)
     );
+}
+
+/// What one connection's binds hold, measured on the chain itself: never
+/// more than its budget, whatever certificates the bastion sends; a
+/// certificate naming more principals than OpenSSH parses is refused; an
+/// honest chain of 16 plain hops stays far below the budget.
+#[test]
+fn a_chain_holds_at_most_its_budget() {
+    use hopward::trust::binding::{Chain, MAX_CHAIN_BYTES};
+    let body = |b: &[u8]| b[1 + 4 + b"session-bind@openssh.com".len()..].to_vec();
+    let mut chain = Chain::default();
+    for hop in 0..16u8 {
+        let bind = session_bind_request(10 + hop, &[b'p', hop], true);
+        chain.bind(&body(&bind), 1).unwrap();
+    }
+    assert!(
+        chain.retained_bytes() < 8 * 1024,
+        "{}",
+        chain.retained_bytes()
+    );
+
+    let mut chain = Chain::default();
+    chain
+        .bind(&body(&session_bind_request(BASTION, b"first", true)), 1)
+        .unwrap();
+    let name = [b'p'; 40];
+    let principals: Vec<&[u8]> = vec![&name; 128];
+    let refused = loop {
+        let host = 100 + chain.hops().len() as u8;
+        let cert = host_cert(host, ROGUE_CA, &principals);
+        match chain.bind(&body(&cert_bind(&cert, host, &[b'c', host])), 1) {
+            Ok(()) => assert!(chain.retained_bytes() <= MAX_CHAIN_BYTES),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused.kind(), "bind-too-large");
+    assert!(chain.hops().len() >= 3, "{} hops", chain.hops().len());
+    assert!(chain.retained_bytes() <= MAX_CHAIN_BYTES);
+
+    // 257 one-letter principals: small, but more than OpenSSH parses.
+    let mut chain = Chain::default();
+    let cert = host_cert(100, ROGUE_CA, &vec![&b"h"[..]; 257]);
+    let err = chain
+        .bind(&body(&cert_bind(&cert, 100, b"many")), 1)
+        .unwrap_err();
+    assert_eq!(err.kind(), "bind-malformed");
+    assert!(chain.is_poisoned());
+    assert_eq!(chain.retained_bytes(), 0);
+    // 256 are taken.
+    let mut chain = Chain::default();
+    let cert = host_cert(100, ROGUE_CA, &vec![&b"h"[..]; 256]);
+    chain
+        .bind(&body(&cert_bind(&cert, 100, b"many")), 1)
+        .unwrap();
+
+    // The certificate of the report: 40 000 principals, about 200 KB.
+    let mut chain = Chain::default();
+    let cert = host_cert(100, ROGUE_CA, &vec![&b"h"[..]; 40_000]);
+    let err = chain
+        .bind(&body(&cert_bind(&cert, 100, b"huge")), 1)
+        .unwrap_err();
+    assert_eq!(err.kind(), "bind-too-large");
+    assert_eq!(chain.retained_bytes(), 0);
 }
 
 /// One bastion may hold at most 128 open connections: the next one is

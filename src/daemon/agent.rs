@@ -121,7 +121,7 @@ struct Connection {
 /// there at once; a hundred parallel Ansible forks stay under it. Each
 /// connection's binds hold at most
 /// [`crate::trust::binding::MAX_CHAIN_BYTES`], so one bastion pins at most
-/// about 8 MiB of binds.
+/// about 16 MiB of binds.
 pub const MAX_CONNECTIONS_PER_HOP: usize = 128;
 
 /// Open connections through any forwarding hop, all bastions together.

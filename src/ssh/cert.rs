@@ -263,6 +263,32 @@ mod tests {
         );
     }
 
+    /// OpenSSH's limit: 256 principals parse, 257 do not.
+    #[test]
+    fn at_most_256_principals() {
+        let (ca_public, ca) = ed25519_key([4; 32]);
+        let (host, _) = ed25519_key([2; 32]);
+        let blob = host_cert(&host, "h", &ca, &ca_public);
+        let cert = Certificate::parse(&blob).unwrap();
+        let with = |n: usize| {
+            // The same certificate with the principal list replaced (the
+            // signature no longer holds; parsing does not look at it).
+            let mut list = Vec::new();
+            for _ in 0..n {
+                put_string(&mut list, b"h");
+            }
+            let at = blob.windows(5).position(|w| w == b"\0\0\0\x01h").unwrap() - 4;
+            let mut out = blob[..at].to_vec();
+            put_string(&mut out, &list);
+            out.extend_from_slice(&blob[at + 4 + 5..]);
+            out
+        };
+        assert_eq!(cert.principals.len(), 1);
+        assert_eq!(Certificate::parse(&with(256)).unwrap().principals.len(), 256);
+        assert!(Certificate::parse(&with(257)).is_err());
+        assert!(cert.retained_bytes() < 1024);
+    }
+
     #[test]
     fn mldsa_composite_host_keys_take_certificates() {
         let (ca_public, ca) = ed25519_key([4; 32]);
