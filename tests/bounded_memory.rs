@@ -302,7 +302,7 @@ fn connections_over_the_per_hop_limit_are_refused_and_audited() {
         held.push(s);
     }
     let (mut over, reply) = through(&agent, BASTION, b"one-too-many");
-    assert_ne!(reply[0], SUCCESS, "connection {} was bound", PER_HOP + 1);
+    assert_eq!(reply[0], FAILURE, "connection {} was bound", PER_HOP + 1);
     // Refused for good: the connection is closed.
     let mut rest = Vec::new();
     use std::io::Read as _;
@@ -351,5 +351,39 @@ fn connections_over_the_per_hop_limit_are_refused_and_audited() {
             (reply[0] == SUCCESS).then(|| assert_eq!(request(&mut s, &[11])[0], IDENTITIES_ANSWER))
         },
     );
-    let _ = FAILURE;
+}
+
+/// All bastions together may hold at most 512 open connections: four at
+/// their own limit fill it, a fifth is refused (and audited) at its first
+/// connection, and this machine is still served.
+#[test]
+fn forwarded_connections_together_are_capped() {
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let mut held = Vec::new();
+    for bastion in 20..24u8 {
+        for i in 0..PER_HOP {
+            let (s, reply) = through(&agent, bastion, format!("{bastion}-{i}").as_bytes());
+            assert_eq!(reply[0], SUCCESS, "bastion {bastion}, connection {i}");
+            held.push(s);
+        }
+    }
+    let (_, reply) = through(&agent, 24, b"fifth");
+    assert_eq!(reply[0], FAILURE, "connection 513 was bound");
+    let audit = agent.audit_until(|a| a.iter().any(|l| l["event"] == "connection"));
+    let refusal: Vec<_> = audit
+        .iter()
+        .filter(|l| l["event"] == "connection")
+        .collect();
+    assert_eq!(refusal.len(), 1, "{refusal:#?}");
+    assert_eq!(
+        refusal[0]["reason"], "over-512-forwarded",
+        "{:#}",
+        refusal[0]
+    );
+    assert_eq!(
+        refusal[0]["chain"][0]["fingerprint"],
+        hopward::ssh::key::fingerprint_of(&host_key_blob(24))
+    );
+    let mut local = agent.connect();
+    assert_eq!(request(&mut local, &[11])[0], IDENTITIES_ANSWER);
 }
