@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
+use crate::confirm::broker::Withdraw;
 use crate::daemon::authorize::{
     Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, listed, permitted,
     provider_refused,
@@ -1034,6 +1035,10 @@ impl Session {
         let removed = self.agent.keystore.remove(key_blob);
         if removed {
             info!(conn = self.id, "removed key {}", identity.fingerprint);
+            self.agent.withdraw_questions(
+                Withdraw::Keys(std::slice::from_ref(&identity.fingerprint)),
+                "key removed (ssh-add -d)",
+            );
         }
         status(removed)
     }
@@ -1043,8 +1048,11 @@ impl Session {
             return failure();
         }
         match self.agent.keystore.remove_all() {
-            Some(n) => {
-                info!(conn = self.id, "removed all {n} keys");
+            Some(removed) => {
+                info!(conn = self.id, "removed all {} keys", removed.len());
+                let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();
+                self.agent
+                    .withdraw_questions(Withdraw::Keys(&keys), "every key removed (ssh-add -D)");
                 status(true)
             }
             None => failure(),
@@ -1070,6 +1078,8 @@ impl Session {
         if locked {
             let dropped = self.agent.grants.clear();
             info!(conn = self.id, grants_dropped = dropped, "agent locked");
+            self.agent
+                .withdraw_questions(Withdraw::All, "agent locked (ssh-add -x)");
         } else {
             warn!(conn = self.id, "lock failed");
         }
