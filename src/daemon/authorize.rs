@@ -689,6 +689,7 @@ timeout = "30s"
 [forwarded]
 add = "confirm"
 remove = "deny"
+unlock = "confirm"
 [[rule]]
 name = "never through dmz"
 via = ["dmz"]
@@ -1085,6 +1086,28 @@ remember = "10m"
             yes_after(cleared).await,
             (false, "grants-cleared".into(), 0)
         );
+    }
+
+    /// The lock an unlock is asked about is no change of its grounds: a
+    /// confirmed unlock through a bastion goes ahead.
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmed_unlock_is_not_refused_for_the_lock_it_undoes() {
+        let s = setup(vec![Some(Answer::Allowed)], false);
+        s.agent.keystore.lock("hash".into()).unwrap();
+        let chain = Chain::default();
+        let ctx = context(Some("bastion"));
+        let caller = Caller {
+            conn: 4,
+            context: &ctx,
+            chain: &chain,
+        };
+        let unlock = Op::KeyOp {
+            op: KeyOp::Unlock,
+            key: None,
+            provider: None,
+        };
+        assert!(authorize(&s.agent, &caller, unlock).await.allowed);
+        assert_eq!(s.records.seen(), vec![record("unlock", "allow", "confirmed")]);
     }
 
     #[tokio::test(start_paused = true)]

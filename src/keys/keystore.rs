@@ -278,7 +278,7 @@ impl Keystore {
     /// Whether what was true before a wait still is: `identity` (taken from
     /// this store) is still the one held for its key and not expired, and
     /// the agent was not locked since `locks` was read. Without an identity
-    /// (a key of the upstream agent, a key operation) only the lock is
+    /// (a key of the upstream agent, a key operation) only a lock since is
     /// checked, since a locked agent passes nothing to its upstream either.
     pub fn still_holds(
         &self,
@@ -301,7 +301,9 @@ impl Keystore {
                 return Err(Gone::Removed);
             }
         }
-        if state.lock.is_some() || state.locks != locks {
+        // A key operation asked about while locked (an unlock) is not
+        // stale for that lock: only a lock since counts.
+        if state.locks != locks || (identity.is_some() && state.lock.is_some()) {
             return Err(Gone::Locked);
         }
         Ok(())
@@ -575,6 +577,12 @@ mod tests {
             "a lock undone since still counts"
         );
         assert_eq!(store.still_holds(None, store.locks(), now), Ok(()));
+        // An unlock asked about while locked: the lock it undoes is no
+        // change.
+        store.lock("hash".into()).unwrap();
+        assert_eq!(store.still_holds(None, store.locks(), now), Ok(()));
+        assert_eq!(store.still_holds(Some(&held), store.locks(), now), Err(Gone::Locked));
+        store.finish_unlock("hash", true).unwrap();
         store.clear();
         assert_eq!(
             store.still_holds(Some(&held), store.locks(), now),
