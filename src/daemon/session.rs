@@ -1006,10 +1006,13 @@ impl Session {
         let Some(removed) = self.agent.keystore.remove_provider(&path) else {
             return failure();
         };
+        let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();
+        self.agent
+            .withdraw_questions(Withdraw::Keys(&keys), "PKCS#11 provider removed (ssh-add -e)");
         if let Some(helper) = self.agent.take_pkcs11(&path) {
             helper.stop().await;
         }
-        info!(conn = self.id, provider = %shown, keys = removed, "PKCS#11 provider removed");
+        info!(conn = self.id, provider = %shown, keys = keys.len(), "PKCS#11 provider removed");
         status(true)
     }
 

@@ -358,17 +358,17 @@ impl Keystore {
     }
 
     /// Removes every identity loaded from the PKCS#11 provider at `path`
-    /// (`ssh-add -e`); `None` while locked.
-    pub fn remove_provider(&self, path: &std::path::Path) -> Option<usize> {
+    /// (`ssh-add -e`) and returns them; `None` while locked.
+    pub fn remove_provider(&self, path: &std::path::Path) -> Option<Vec<Arc<Identity>>> {
         let mut state = self.lock_state();
         if state.lock.is_some() {
             return None;
         }
-        let before = state.identities.len();
-        state
-            .identities
-            .retain(|id| id.pkcs11().is_none_or(|p| p.path != path));
-        Some(before - state.identities.len())
+        let (gone, kept) = std::mem::take(&mut state.identities)
+            .into_iter()
+            .partition(|id| id.pkcs11().is_some_and(|p| p.path == path));
+        state.identities = kept;
+        Some(gone)
     }
 
     /// Removes every identity and returns them; `None` while locked.
