@@ -458,3 +458,34 @@ fn the_daemon_withdraws_a_prompt_on_sigusr1_and_the_late_yes_signs_nothing() {
         ]
     );
 }
+
+/// Over a real session bus: `ssh-add -D` while a desktop prompt is shown
+/// closes the notification at once (not at its timeout), and the request
+/// is refused as `key-removed`.
+#[test]
+fn ssh_add_d_all_closes_the_open_desktop_notification() {
+    use common::notifier::{Bus, Mode};
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let tmp = tempdir();
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"desktop\"\ntimeout = \"120s\"\n")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .start();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let data = tmp.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    let mut signing = sign_file(&agent, &key, &data);
+    let id = bus.wait_shown(1)[0].id;
+    ok(agent.ssh_add(&["-D"]));
+    wait_until(
+        "the notification to be closed",
+        Duration::from_secs(20),
+        || bus.closed().contains(&id),
+    );
+    assert!(!signing.wait().unwrap().success());
+    assert_eq!(
+        agent.outcomes(1, |l| l["event"] == "sign"),
+        [outcome("deny", "key-removed")]
+    );
+}
