@@ -307,9 +307,9 @@ async fn ssh_add_x_during_a_prompt_refuses_the_late_yes() {
 async fn a_lifetime_ending_during_a_prompt_refuses_the_late_yes() {
     let served = start(REMEMBER);
     let mut owner = connect(&served).await;
-    // One second: the question is open long before it ends, and the
-    // reaper ends it while the prompt waits.
-    let (blob, add) = ed25519_key(6, Some(1));
+    // Three seconds: the question is open long before it ends (even on a
+    // loaded machine), and the reaper ends it while the prompt waits.
+    let (blob, add) = ed25519_key(6, Some(3));
     assert_eq!(request(&mut owner, &add).await, [SUCCESS]);
     let pending = held_request(&served, &blob, 1).await;
     withdrawn_then_yes(&served, pending, "key-expired").await;
