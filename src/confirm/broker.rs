@@ -9,13 +9,16 @@
 //! reached is denied at once; a forwarded origin (one first forwarding hop)
 //! can only use up its own budget, never this machine's or another hop's;
 //! a connection handles one request at a time, so it never has more than
-//! one question open.
+//! one question open; a question whose grounds changed (its key dropped, the
+//! agent locked, the policy reloaded) is withdrawn at once
+//! ([`PromptBroker::withdraw`]): its prompt is closed and its waiters hear
+//! [`Answer::Withdrawn`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::confirm::{Answer, Confirmer, Prompt};
 use crate::policy::grants::GrantScope;
@@ -77,7 +80,23 @@ impl Question {
     }
 }
 
-type Inflight = Arc<Mutex<HashMap<Question, Arc<watch::Sender<Option<Answer>>>>>>;
+/// An open question: where its answer goes, and how to withdraw it.
+#[derive(Debug)]
+struct Open {
+    answer: Arc<watch::Sender<Option<Answer>>>,
+    withdraw: Arc<Notify>,
+}
+
+type Inflight = Arc<Mutex<HashMap<Question, Open>>>;
+
+/// Which open questions to withdraw.
+#[derive(Debug, Clone, Copy)]
+pub enum Withdraw<'a> {
+    /// Every one (the agent locked, keys dropped wholesale, a new policy).
+    All,
+    /// Those about these keys (fingerprints): removed or expired.
+    Keys(&'a [String]),
+}
 
 #[derive(Debug, Default)]
 pub struct PromptBroker {
@@ -116,6 +135,28 @@ impl PromptBroker {
             .len()
     }
 
+    /// Withdraws the open questions `which` names and returns how many.
+    /// They leave the table at once, so a request that comes after this
+    /// opens a question of its own rather than joining a withdrawn one.
+    pub fn withdraw(&self, which: Withdraw<'_>) -> usize {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut withdrawn = 0;
+        map.retain(|question, open| {
+            let hit = match which {
+                Withdraw::All => true,
+                Withdraw::Keys(keys) => keys.contains(&question.scope.key),
+            };
+            if hit {
+                // A stored permit: the question's task sees it even if it
+                // has not reached its wait yet.
+                open.withdraw.notify_one();
+                withdrawn += 1;
+            }
+            !hit
+        });
+        withdrawn
+    }
+
     /// Asks (or joins an identical question already open) and waits for
     /// the answer. Dropping the returned future withdraws this request; the
     /// prompt is withdrawn when no request waits on it any more.
@@ -128,8 +169,8 @@ impl PromptBroker {
     ) -> Result<Answer, NotAsked> {
         let mut rx = {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = map.get(&question) {
-                tx.subscribe()
+            if let Some(open) = map.get(&question) {
+                open.answer.subscribe()
             } else if map.len() >= MAX_OPEN_TOTAL
                 || map.keys().filter(|q| q.origin == question.origin).count() >= MAX_OPEN
             {
@@ -146,7 +187,14 @@ impl PromptBroker {
             } else {
                 let (tx, rx) = watch::channel(None);
                 let tx = Arc::new(tx);
-                map.insert(question.clone(), Arc::clone(&tx));
+                let withdraw = Arc::new(Notify::new());
+                map.insert(
+                    question.clone(),
+                    Open {
+                        answer: Arc::clone(&tx),
+                        withdraw: Arc::clone(&withdraw),
+                    },
+                );
                 let inflight = Arc::clone(&self.inflight);
                 tokio::spawn(async move {
                     // Each confirmer bounds its own wait; this bounds a
@@ -155,18 +203,30 @@ impl PromptBroker {
                         timeout + CONFIRMER_GRACE,
                         confirmer.confirm(&prompt, timeout),
                     );
+                    // Dropping the confirmer's future (the two branches
+                    // below) closes its prompt: the notification is closed,
+                    // the askpass program ended.
                     tokio::select! {
                         answer = bounded => {
                             let _ = tx.send(Some(answer.unwrap_or(Answer::TimedOut)));
                         }
-                        // Everyone waiting went away: withdraw the prompt
-                        // (dropping the confirmer's future closes it).
+                        // Everyone waiting went away.
                         () = tx.closed() => {}
+                        // Its grounds changed: no answer to it may count.
+                        () = withdraw.notified() => {
+                            let _ = tx.send(Some(Answer::Withdrawn));
+                        }
                     }
-                    inflight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&question);
+                    let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+                    // Only this question's own entry: a withdrawn one is
+                    // gone already, and an identical request may have
+                    // opened a new one since.
+                    if map
+                        .get(&question)
+                        .is_some_and(|open| Arc::ptr_eq(&open.answer, &tx))
+                    {
+                        map.remove(&question);
+                    }
                 });
                 rx
             }
@@ -328,6 +388,41 @@ mod tests {
         for t in open {
             assert!(t.await.unwrap().is_ok());
         }
+    }
+
+    /// A question whose grounds changed is withdrawn: the prompt closes,
+    /// every request waiting on it hears so, questions about other keys
+    /// stay, and a new identical request gets a prompt of its own.
+    #[tokio::test]
+    async fn a_withdrawn_question_closes_its_prompt_and_answers_withdrawn() {
+        let broker = Arc::new(PromptBroker::default());
+        let slow = Arc::new(Slow::default());
+        let about = |key: &str| Question::new(
+            GrantScope {
+                key: key.into(),
+                ..scope("u")
+            },
+            b"d",
+            Origin::Local,
+        );
+        let first = ask(&broker, &slow, about("gone"));
+        let joined = ask(&broker, &slow, about("gone"));
+        let other = ask(&broker, &slow, about("kept"));
+        while broker.open() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(broker.withdraw(Withdraw::Keys(&["gone".to_string()])), 1);
+        assert_eq!(broker.open(), 1, "withdrawn at once");
+        assert_eq!(first.await.unwrap(), Ok(Answer::Withdrawn));
+        assert_eq!(joined.await.unwrap(), Ok(Answer::Withdrawn));
+        while slow.withdrawn.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let again = ask(&broker, &slow, about("gone"));
+        assert_eq!(again.await.unwrap(), Ok(Answer::Allowed));
+        assert_eq!(other.await.unwrap(), Ok(Answer::Allowed));
+        assert_eq!(slow.asked.load(Ordering::SeqCst), 3);
+        assert_eq!(broker.withdraw(Withdraw::All), 0);
     }
 
     #[tokio::test]

@@ -248,6 +248,9 @@ pub enum Answer {
     Failed(String),
     /// Not asked: too many questions are open already.
     Flood,
+    /// Withdrawn before it was answered: what it was about changed (the
+    /// key went, the agent locked, the policy was reloaded).
+    Withdrawn,
 }
 
 impl Answer {
@@ -266,6 +269,7 @@ impl Answer {
             Answer::TimedOut => "timeout",
             Answer::Flood => "flood",
             Answer::Unavailable(_) => "no-confirmer",
+            Answer::Withdrawn => "withdrawn",
         }
     }
 }

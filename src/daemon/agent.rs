@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use tracing::{info, warn};
 
+use crate::confirm::broker::Withdraw;
 use crate::daemon::audit::AuditSink;
 use crate::keys::keystore::Keystore;
 use crate::policy::grants::Grants;
@@ -325,6 +326,7 @@ impl Agent {
             .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
         self.forwarded_locked.store(true, Ordering::SeqCst);
         self.grants.clear();
+        self.withdraw_questions(Withdraw::All, why);
         let cut: Vec<Arc<Notify>> = self
             .connections()
             .values()
@@ -359,12 +361,25 @@ impl Agent {
     pub fn drop_keys_and_approvals(&self) -> (usize, usize) {
         let keys = self.keystore.clear();
         let grants = self.grants.clear();
+        self.withdraw_questions(Withdraw::All, "SIGUSR1");
         info!(
             keys,
             grants_dropped = grants,
             "SIGUSR1: removed every key and remembered approval"
         );
         (keys, grants)
+    }
+
+    /// Withdraws the open questions `which` names, after what they rested
+    /// on changed (`why`): their prompts close, and each request they
+    /// held is denied with the reason the change gives
+    /// ([`crate::daemon::authorize`] checks again after every answer, so
+    /// this is to stop asking, not what makes the deny).
+    pub fn withdraw_questions(&self, which: Withdraw<'_>, why: &str) {
+        let withdrawn = self.prompts.withdraw(which);
+        if withdrawn > 0 {
+            info!(withdrawn, "open prompts withdrawn: {why}");
+        }
     }
 
     /// Why forwarded use is locked, if it is.
@@ -421,6 +436,7 @@ impl Agent {
                 files.extend(policy.known_hosts.iter().cloned());
                 self.known_hosts.set_files(files);
                 let dropped = self.grants.clear();
+                self.withdraw_questions(Withdraw::All, "policy reloaded");
                 info!(
                     policy = ?self.policy.path(),
                     rules = policy.rules.len(),

@@ -187,7 +187,8 @@ impl Drop for Verdict {
 /// Decides `op` for `caller`, asks if the policy says so, and audits.
 pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdict {
     let ctx = caller.context;
-    let policy = agent.policy.current();
+    let (generation, policy) = agent.policy.snapshot();
+    let mut grounds = Grounds::now(agent, generation);
     match op {
         Op::Sign { key, signed, data } => {
             let mut touch = false;
@@ -210,6 +211,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                     warn!(conn = caller.conn, key = %identity.fingerprint, "refused: a FIDO key for a web application may only sign SSH logins and SSHSIG signatures (-O websafe-allow)");
                     return refused_by_constraint(agent, caller);
                 }
+                grounds.key = Some(identity);
                 touch = identity.security_key().is_some_and(|t| t.needs_touch());
                 confirm_always = identity.constraints.confirm;
                 // Which library signs for a hardware key: its path, never a PIN.
@@ -239,8 +241,15 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
             // fail after the allow.
             let outside = upstream || record.provider.is_some();
             let verdict = Verdict::owing(agent, decision.rule.clone(), record);
-            let (allowed, reason) =
-                enforce(agent, caller, &decision, prompt, data, &policy.confirm).await;
+            let (allowed, reason) = enforce(
+                agent,
+                caller,
+                (&decision, &grounds),
+                prompt,
+                data,
+                &policy.confirm,
+            )
+            .await;
             if !allowed {
                 info!(
                     conn = caller.conn,
@@ -273,7 +282,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
             let (allowed, reason) = enforce(
                 agent,
                 caller,
-                &decision,
+                (&decision, &grounds),
                 prompt,
                 what.as_bytes(),
                 &policy.confirm,
@@ -446,15 +455,64 @@ fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool 
     }
 }
 
+/// What a decision rests on, read before anyone is asked: the policy's
+/// generation, the approval store's epoch, the keystore's lock count, and
+/// the key itself. A person's answer counts only while all of them still
+/// hold ([`Grounds::changed`]); the keystore's lock is never held while
+/// asking, so they are read again after the answer.
+#[derive(Debug, Clone, Copy)]
+struct Grounds<'a> {
+    policy: u64,
+    grants: u64,
+    locks: u64,
+    /// The key held here that would sign (`None`: an upstream key, a key
+    /// operation).
+    key: Option<&'a Identity>,
+}
+
+impl<'a> Grounds<'a> {
+    fn now(agent: &Agent, policy: u64) -> Grounds<'a> {
+        Grounds {
+            policy,
+            grants: agent.grants.epoch(),
+            locks: agent.keystore.locks(),
+            key: None,
+        }
+    }
+
+    /// What changed since, as the audit reason of the deny it makes:
+    /// `key-expired`, `key-removed` or `locked` for the key, else
+    /// `policy-changed` (a reload), else `grants-cleared` (SIGUSR1,
+    /// `hopward lock --forwarded`, `grants revoke`). `None` if nothing did.
+    fn changed(&self, agent: &Agent) -> Option<&'static str> {
+        if let Err(gone) = agent
+            .keystore
+            .still_holds(self.key, self.locks, Instant::now())
+        {
+            return Some(gone.reason());
+        }
+        if agent.policy.snapshot().0 != self.policy {
+            return Some("policy-changed");
+        }
+        if agent.grants.epoch() != self.grants {
+            return Some("grants-cleared");
+        }
+        None
+    }
+}
+
 /// Puts a decision into effect: allow, deny, or ask (unless a remembered
 /// approval covers exactly this request); `(allowed, reason)`. `data` is
 /// what the question is about: only requests with the same data share a
 /// prompt. The prompt is only built when someone is asked (or told), so an
-/// allowed request pays nothing for it.
+/// allowed request pays nothing for it. A "yes" counts only if the
+/// decision's grounds still hold once it is given; if they do not, the
+/// request is denied, the reason says what changed, and nothing is
+/// remembered.
 async fn enforce(
     agent: &Agent,
     caller: &Caller<'_>,
-    decision: &Decision,
+    (decision, grounds): (&Decision, &Grounds<'_>),
     prompt: impl Fn() -> Prompt,
     data: &[u8],
     settings: &ConfirmSettings,
@@ -487,12 +545,29 @@ async fn enforce(
     let origin = Origin::of(ctx.class, &ctx.chain);
     let question = Question::new(scope.clone(), data, origin);
     let answer = ask(agent, caller, question, prompt, settings).await;
+    if answer.allowed() || answer == Answer::Withdrawn {
+        if let Some(changed) = grounds.changed(agent) {
+            warn!(
+                conn = caller.conn,
+                key = %ctx.key_fingerprint,
+                "denied: the answer came after its grounds changed ({changed})"
+            );
+            return (false, changed.to_string());
+        }
+    }
     // The desktop's plain "Allow" is for this request only.
     let remember = answer.allowed() && answer != Answer::AllowedOnce;
     if let (true, Some(ttl)) = (remember, decision.remember) {
-        let id = agent
+        let hosts = hosts_of(ctx);
+        let now = Instant::now();
+        let Some(id) = agent
             .grants
-            .add(scope, hosts_of(ctx), &decision.rule, ttl, Instant::now());
+            .add_if(grounds.grants, scope, hosts, &decision.rule, ttl, now)
+        else {
+            // Cleared between the check above and now.
+            warn!(conn = caller.conn, "denied: remembered approvals were cleared while asking");
+            return (false, "grants-cleared".into());
+        };
         info!(
             conn = caller.conn,
             grant = id,
@@ -628,6 +703,7 @@ timeout = "30s"
 [forwarded]
 add = "confirm"
 remove = "deny"
+unlock = "confirm"
 [[rule]]
 name = "never through dmz"
 via = ["dmz"]
@@ -916,6 +992,136 @@ remember = "10m"
         assert_eq!(seen.len(), 10, "one record each: {seen:?}");
         assert_eq!(seen.iter().filter(|r| r.2 == "flood").count(), 2);
         assert_eq!(seen.iter().filter(|r| r.2 == "timeout").count(), 8);
+    }
+
+    /// A key held in the agent's store, with its blob.
+    fn stored_key(agent: &Agent, lifetime: Option<u32>) -> (Arc<Identity>, Vec<u8>) {
+        let (mut identity, blob) = held_key(false);
+        identity.expires = lifetime.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+        agent.keystore.add(identity).unwrap();
+        let held = agent.keystore.find(&blob, Instant::now()).unwrap();
+        (held, blob)
+    }
+
+    /// A sign request through `prod` (confirm, remember 10m) with a key
+    /// of the store, its prompt held open while `change` happens (straight
+    /// on the store, so only the check after the answer can catch it),
+    /// then answered "allow and remember": `(allowed, reason, grants)`.
+    async fn yes_after(change: impl FnOnce(&Agent)) -> (bool, String, usize) {
+        let desk = crate::testing::fakes::HeldDesk::new();
+        let policy = crate::policy::file::parse_str(POLICY, "test policy").unwrap();
+        let records = Arc::new(Records::default());
+        let agent = Arc::new(
+            Agent::new(
+                AgentOptions::new(0),
+                PolicyStore::new(None, policy),
+                Arc::clone(&records) as Arc<dyn AuditSink>,
+            )
+            .with_desk(desk.desk()),
+        );
+        let (held, blob) = stored_key(&agent, Some(3600));
+        let asking = {
+            let agent = Arc::clone(&agent);
+            tokio::spawn(async move {
+                let key = SignKey::Held {
+                    identity: &held,
+                    blob: &blob,
+                };
+                let verdict = sign(&agent, &context(Some("prod")), key, b"data").await;
+                verdict.allowed
+            })
+        };
+        while desk.asked() < 1 {
+            tokio::task::yield_now().await;
+        }
+        change(&agent);
+        desk.answer(Answer::AllowedRemember);
+        let allowed = asking.await.unwrap();
+        let seen = records.seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let grants = agent.grants.list(Instant::now()).len();
+        (allowed, seen[0].2.clone(), grants)
+    }
+
+    #[tokio::test]
+    async fn a_yes_counts_while_its_grounds_hold() {
+        assert_eq!(yes_after(|_| {}).await, (true, "confirmed".into(), 1));
+    }
+
+    /// The key went while the person was being asked: the late "yes"
+    /// signs nothing with the old handle and leaves no approval behind.
+    #[tokio::test]
+    async fn a_yes_after_the_key_went_is_a_deny() {
+        let removed = |agent: &Agent| {
+            let blob = agent.keystore.list(Instant::now())[0].blob().to_vec();
+            assert!(agent.keystore.remove(&blob));
+        };
+        let cleared = |agent: &Agent| {
+            agent.keystore.clear();
+        };
+        let all = |agent: &Agent| {
+            agent.keystore.remove_all().unwrap();
+        };
+        // Removed and added again: another identity, another question.
+        let replaced = |agent: &Agent| {
+            removed(agent);
+            stored_key(agent, None);
+        };
+        for change in [&removed as &dyn Fn(&Agent), &cleared, &all, &replaced] {
+            assert_eq!(yes_after(change).await, (false, "key-removed".into(), 0));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_yes_after_a_lock_is_a_deny_even_once_unlocked() {
+        let locked = |agent: &Agent| agent.keystore.lock("hash".into()).unwrap();
+        let relocked = |agent: &Agent| {
+            agent.keystore.lock("hash".into()).unwrap();
+            agent.keystore.finish_unlock("hash", true).unwrap();
+        };
+        for change in [&locked as &dyn Fn(&Agent), &relocked] {
+            assert_eq!(yes_after(change).await, (false, "locked".into(), 0));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_yes_after_a_reload_or_a_clear_is_a_deny() {
+        // The store has no file: a reload reads the built-in policy, a
+        // new generation.
+        let reloaded = |agent: &Agent| assert!(agent.policy.reload().unwrap().changed);
+        assert_eq!(
+            yes_after(reloaded).await,
+            (false, "policy-changed".into(), 0)
+        );
+        let cleared = |agent: &Agent| {
+            agent.grants.clear();
+        };
+        assert_eq!(
+            yes_after(cleared).await,
+            (false, "grants-cleared".into(), 0)
+        );
+    }
+
+    /// The lock an unlock is asked about is no change of its grounds: a
+    /// confirmed unlock through a bastion goes ahead.
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmed_unlock_is_not_refused_for_the_lock_it_undoes() {
+        let s = setup(vec![Some(Answer::Allowed)], false);
+        s.agent.keystore.lock("hash".into()).unwrap();
+        let chain = Chain::default();
+        let ctx = context(Some("bastion"));
+        let caller = Caller {
+            conn: 4,
+            context: &ctx,
+            chain: &chain,
+        };
+        let unlock = Op::KeyOp {
+            op: KeyOp::Unlock,
+            key: None,
+            provider: None,
+        };
+        assert!(authorize(&s.agent, &caller, unlock).await.allowed);
+        assert_eq!(s.records.seen(), vec![record("unlock", "allow", "confirmed")]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -219,7 +219,16 @@ pub async fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
                 "there is no grant {id} (it expired, was revoked, or never existed; \
                  hopward grants lists them)"
             )),
-            None => Ok(json!({ "revoked": agent.grants.clear() })),
+            None => {
+                let revoked = agent.grants.clear();
+                // A yes to an open question would be stored after the
+                // clear: such questions are withdrawn with the rest.
+                agent.withdraw_questions(
+                    crate::confirm::broker::Withdraw::All,
+                    "remembered approvals revoked",
+                );
+                Ok(json!({ "revoked": revoked }))
+            }
         },
         other => Err(format!("unknown control operation {other:?}")),
     }

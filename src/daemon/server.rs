@@ -237,8 +237,20 @@ async fn reap_expired(agent: Arc<Agent>) {
             () = sleep => {}
             () = agent.keystore.deadline_changed() => {}
         }
-        for identity in agent.keystore.expire(Instant::now()) {
-            info!(key = %identity.fingerprint, "key lifetime expired; removed");
+        let expired: Vec<String> = agent
+            .keystore
+            .expire(Instant::now())
+            .iter()
+            .map(|identity| identity.fingerprint.clone())
+            .collect();
+        for key in &expired {
+            info!(key = %key, "key lifetime expired; removed");
+        }
+        if !expired.is_empty() {
+            agent.withdraw_questions(
+                crate::confirm::broker::Withdraw::Keys(&expired),
+                "key lifetime expired",
+            );
         }
     }
 }

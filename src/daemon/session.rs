@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
+use crate::confirm::broker::Withdraw;
 use crate::daemon::authorize::{
     Caller, Listed, Lister, Op, SignKey, authorize, bind_refused, connection_refused, listed,
     permitted, provider_refused,
@@ -1046,10 +1047,13 @@ impl Session {
         let Some(removed) = self.agent.keystore.remove_provider(&path) else {
             return failure();
         };
+        let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();
+        self.agent
+            .withdraw_questions(Withdraw::Keys(&keys), "PKCS#11 provider removed (ssh-add -e)");
         if let Some(helper) = self.agent.take_pkcs11(&path) {
             helper.stop().await;
         }
-        info!(conn = self.id, provider = %shown, keys = removed, "PKCS#11 provider removed");
+        info!(conn = self.id, provider = %shown, keys = keys.len(), "PKCS#11 provider removed");
         status(true)
     }
 
@@ -1075,6 +1079,10 @@ impl Session {
         let removed = self.agent.keystore.remove(key_blob);
         if removed {
             info!(conn = self.id, "removed key {}", identity.fingerprint);
+            self.agent.withdraw_questions(
+                Withdraw::Keys(std::slice::from_ref(&identity.fingerprint)),
+                "key removed (ssh-add -d)",
+            );
         }
         status(removed)
     }
@@ -1084,8 +1092,11 @@ impl Session {
             return failure();
         }
         match self.agent.keystore.remove_all() {
-            Some(n) => {
-                info!(conn = self.id, "removed all {n} keys");
+            Some(removed) => {
+                info!(conn = self.id, "removed all {} keys", removed.len());
+                let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();
+                self.agent
+                    .withdraw_questions(Withdraw::Keys(&keys), "every key removed (ssh-add -D)");
                 status(true)
             }
             None => failure(),
@@ -1111,6 +1122,8 @@ impl Session {
         if locked {
             let dropped = self.agent.grants.clear();
             info!(conn = self.id, grants_dropped = dropped, "agent locked");
+            self.agent
+                .withdraw_questions(Withdraw::All, "agent locked (ssh-add -x)");
         } else {
             warn!(conn = self.id, "lock failed");
         }

@@ -180,6 +180,29 @@ impl Identity {
     }
 }
 
+/// Why a key captured before a wait (a prompt) can no longer sign after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// Its `ssh-add -t` lifetime ended.
+    Expired,
+    /// It was removed (`ssh-add -d`, `-D`, `-e`, SIGUSR1) or replaced by a
+    /// new add of the same key.
+    Removed,
+    /// The agent was locked (`ssh-add -x`), even if unlocked again since.
+    Locked,
+}
+
+impl Gone {
+    /// The audit reason of a signature refused for it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Gone::Expired => "key-expired",
+            Gone::Removed => "key-removed",
+            Gone::Locked => "locked",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LockError {
     #[error("the agent is already locked")]
@@ -195,6 +218,9 @@ struct State {
     lock: Option<String>,
     /// Consecutive failed unlocks; drives the escalating delay.
     failed_unlocks: u32,
+    /// Locks since start: a wait that saw this number change saw a lock,
+    /// even one undone before it ended.
+    locks: u64,
 }
 
 /// All identities and the lock state, shared by every connection.
@@ -242,6 +268,45 @@ impl Keystore {
             .filter(|id| !id.expired(now))
             .cloned()
             .collect()
+    }
+
+    /// How many times the agent was locked so far (see [`Keystore::still_holds`]).
+    pub fn locks(&self) -> u64 {
+        self.lock_state().locks
+    }
+
+    /// Whether what was true before a wait still is: `identity` (taken from
+    /// this store) is still the one held for its key and not expired, and
+    /// the agent was not locked since `locks` was read. Without an identity
+    /// (a key of the upstream agent, a key operation) only a lock since is
+    /// checked, since a locked agent passes nothing to its upstream either.
+    pub fn still_holds(
+        &self,
+        identity: Option<&Identity>,
+        locks: u64,
+        now: Instant,
+    ) -> Result<(), Gone> {
+        let state = self.lock_state();
+        if let Some(identity) = identity {
+            if identity.expired(now) {
+                return Err(Gone::Expired);
+            }
+            // The same allocation, not merely the same key: a key removed
+            // and added again is a new identity with its own constraints.
+            if !state
+                .identities
+                .iter()
+                .any(|held| std::ptr::eq(Arc::as_ptr(held), identity))
+            {
+                return Err(Gone::Removed);
+            }
+        }
+        // A key operation asked about while locked (an unlock) is not
+        // stale for that lock: only a lock since counts.
+        if state.locks != locks || (identity.is_some() && state.lock.is_some()) {
+            return Err(Gone::Locked);
+        }
+        Ok(())
     }
 
     /// The identity whose public blob is `blob`, unless locked or expired.
@@ -293,28 +358,26 @@ impl Keystore {
     }
 
     /// Removes every identity loaded from the PKCS#11 provider at `path`
-    /// (`ssh-add -e`); `None` while locked.
-    pub fn remove_provider(&self, path: &std::path::Path) -> Option<usize> {
+    /// (`ssh-add -e`) and returns them; `None` while locked.
+    pub fn remove_provider(&self, path: &std::path::Path) -> Option<Vec<Arc<Identity>>> {
         let mut state = self.lock_state();
         if state.lock.is_some() {
             return None;
         }
-        let before = state.identities.len();
-        state
-            .identities
-            .retain(|id| id.pkcs11().is_none_or(|p| p.path != path));
-        Some(before - state.identities.len())
+        let (gone, kept) = std::mem::take(&mut state.identities)
+            .into_iter()
+            .partition(|id| id.pkcs11().is_some_and(|p| p.path == path));
+        state.identities = kept;
+        Some(gone)
     }
 
-    /// Removes every identity; `None` while locked.
-    pub fn remove_all(&self) -> Option<usize> {
+    /// Removes every identity and returns them; `None` while locked.
+    pub fn remove_all(&self) -> Option<Vec<Arc<Identity>>> {
         let mut state = self.lock_state();
         if state.lock.is_some() {
             return None;
         }
-        let removed = state.identities.len();
-        state.identities.clear();
-        Some(removed)
+        Some(std::mem::take(&mut state.identities))
     }
 
     /// Drops every identity whatever the lock state (shutdown, SIGUSR1);
@@ -355,6 +418,7 @@ impl Keystore {
             return Err(LockError::AlreadyLocked);
         }
         state.lock = Some(hash);
+        state.locks += 1;
         Ok(())
     }
 
@@ -467,7 +531,7 @@ mod tests {
         assert!(store.list(now).is_empty());
         assert!(store.find(&blob, now).is_none());
         assert!(!store.remove(&blob));
-        assert_eq!(store.remove_all(), None);
+        assert!(store.remove_all().is_none());
         assert!(store.add(identity(2, "k2", None, now)).is_err());
 
         assert!(!verify_passphrase(b"wrong", &hash));
@@ -482,6 +546,48 @@ mod tests {
         assert!(verify_passphrase(b"secret", &hash));
         assert_eq!(store.finish_unlock(&hash, true), Ok(()));
         assert_eq!(store.list(now).len(), 1);
+    }
+
+    /// What a wait (a prompt) must find unchanged after it, checked
+    /// without the store's lock ever being held across the wait.
+    #[test]
+    fn a_key_holds_only_while_it_is_the_same_unexpired_unlocked_key() {
+        let now = Instant::now();
+        let store = Keystore::new();
+        store.add(identity(1, "k", Some(5), now)).unwrap();
+        let held = store.list(now)[0].clone();
+        let locks = store.locks();
+        assert_eq!(store.still_holds(Some(&held), locks, now), Ok(()));
+        let later = now + Duration::from_secs(6);
+        assert_eq!(
+            store.still_holds(Some(&held), locks, later),
+            Err(Gone::Expired),
+            "past its lifetime, before the reaper ran"
+        );
+        // Added again: the same key, another identity.
+        store.add(identity(1, "k", Some(5), now)).unwrap();
+        assert_eq!(store.still_holds(Some(&held), locks, now), Err(Gone::Removed));
+        let held = store.list(now)[0].clone();
+        store.lock("hash".into()).unwrap();
+        assert_eq!(store.still_holds(Some(&held), locks, now), Err(Gone::Locked));
+        store.finish_unlock("hash", true).unwrap();
+        assert_eq!(
+            store.still_holds(Some(&held), locks, now),
+            Err(Gone::Locked),
+            "a lock undone since still counts"
+        );
+        assert_eq!(store.still_holds(None, store.locks(), now), Ok(()));
+        // An unlock asked about while locked: the lock it undoes is no
+        // change.
+        store.lock("hash".into()).unwrap();
+        assert_eq!(store.still_holds(None, store.locks(), now), Ok(()));
+        assert_eq!(store.still_holds(Some(&held), store.locks(), now), Err(Gone::Locked));
+        store.finish_unlock("hash", true).unwrap();
+        store.clear();
+        assert_eq!(
+            store.still_holds(Some(&held), store.locks(), now),
+            Err(Gone::Removed)
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! expires on the monotonic clock.
 //!
 //! Invariants: grants are cleared on lock and on every successful policy
-//! reload, so a changed rule never inherits an old "yes"; a login whose
+//! reload, so a changed rule never inherits an old "yes"; every clear moves
+//! the store's epoch, and a "yes" asked for before a clear is never stored
+//! after it ([`Grants::add_if`]); a login whose
 //! destination nobody verified is never remembered (the policy drops
 //! `remember` for it), so a replayed bind cannot borrow a "yes" given for
 //! the host it names.
@@ -54,37 +56,67 @@ pub struct Grant {
 }
 
 #[derive(Debug, Default)]
+struct Store {
+    /// The last grant id handed out.
+    last_id: u64,
+    /// Clears so far: the store's epoch.
+    epoch: u64,
+    grants: Vec<Grant>,
+}
+
+#[derive(Debug, Default)]
 pub struct Grants {
-    inner: Mutex<(u64, Vec<Grant>)>,
+    inner: Mutex<Store>,
 }
 
 impl Grants {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<Grant>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store's epoch: it moves with every [`Grants::clear`].
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Adds a grant (replacing one with the same scope), only if no clear
+    /// happened since `epoch` was read (checked under the same lock as the
+    /// insert, so a clear cannot slip in between); `None` otherwise.
+    pub fn add_if(
+        &self,
+        epoch: u64,
+        scope: GrantScope,
+        hosts: Vec<String>,
+        rule: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Option<u64> {
+        let mut g = self.lock();
+        (g.epoch == epoch).then(|| Self::insert(&mut g, scope, hosts, rule, ttl, now))
     }
 
     /// The live grant covering `scope`, if any.
     pub fn find(&self, scope: &GrantScope, now: Instant) -> Option<u64> {
         let mut g = self.lock();
-        g.1.retain(|grant| grant.expires > now);
-        g.1.iter()
+        g.grants.retain(|grant| grant.expires > now);
+        g.grants
+            .iter()
             .find(|grant| grant.scope == *scope)
             .map(|grant| grant.id)
     }
 
-    pub fn add(
-        &self,
+    fn insert(
+        g: &mut Store,
         scope: GrantScope,
         hosts: Vec<String>,
         rule: &str,
         ttl: Duration,
         now: Instant,
     ) -> u64 {
-        let mut g = self.lock();
-        g.0 += 1;
-        let id = g.0;
-        g.1.retain(|grant| grant.scope != scope);
-        g.1.push(Grant {
+        g.last_id += 1;
+        let id = g.last_id;
+        g.grants.retain(|grant| grant.scope != scope);
+        g.grants.push(Grant {
             id,
             scope,
             hosts,
@@ -96,21 +128,24 @@ impl Grants {
 
     pub fn list(&self, now: Instant) -> Vec<Grant> {
         let mut g = self.lock();
-        g.1.retain(|grant| grant.expires > now);
-        g.1.clone()
+        g.grants.retain(|grant| grant.expires > now);
+        g.grants.clone()
     }
 
     pub fn revoke(&self, id: u64) -> bool {
         let mut g = self.lock();
-        let before = g.1.len();
-        g.1.retain(|grant| grant.id != id);
-        g.1.len() != before
+        let before = g.grants.len();
+        g.grants.retain(|grant| grant.id != id);
+        g.grants.len() != before
     }
 
+    /// Drops every grant and moves the epoch (even with none to drop: a
+    /// question open now must not leave one behind).
     pub fn clear(&self) -> usize {
         let mut g = self.lock();
-        let n = g.1.len();
-        g.1.clear();
+        g.epoch += 1;
+        let n = g.grants.len();
+        g.grants.clear();
         n
     }
 }
@@ -135,15 +170,34 @@ mod tests {
     fn grants_cover_exactly_their_scope_until_expiry() {
         let g = Grants::default();
         let now = Instant::now();
-        let id = g.add(scope("deploy"), vec![], "r", Duration::from_secs(60), now);
+        let add = |g: &Grants| {
+            let epoch = g.epoch();
+            g.add_if(epoch, scope("deploy"), vec![], "r", Duration::from_secs(60), now)
+                .unwrap()
+        };
+        let id = add(&g);
         assert_eq!(g.find(&scope("deploy"), now), Some(id));
         assert_eq!(g.find(&scope("root"), now), None);
         assert_eq!(
             g.find(&scope("deploy"), now + Duration::from_secs(61)),
             None
         );
-        let id2 = g.add(scope("deploy"), vec![], "r", Duration::from_secs(60), now);
+        let id2 = add(&g);
         assert!(g.revoke(id2));
         assert_eq!(g.find(&scope("deploy"), now), None);
+    }
+
+    #[test]
+    fn a_yes_asked_for_before_a_clear_is_not_stored_after_it() {
+        let g = Grants::default();
+        let now = Instant::now();
+        let ttl = Duration::from_secs(600);
+        let before = g.epoch();
+        assert_eq!(g.clear(), 0, "nothing to drop, the epoch moves all the same");
+        assert_eq!(g.add_if(before, scope("deploy"), vec![], "r", ttl, now), None);
+        assert_eq!(g.find(&scope("deploy"), now), None);
+        let id = g.add_if(g.epoch(), scope("deploy"), vec![], "r", ttl, now);
+        assert!(id.is_some());
+        assert_eq!(g.find(&scope("deploy"), now), id);
     }
 }
