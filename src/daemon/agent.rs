@@ -315,14 +315,29 @@ impl Agent {
     /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_reload();
+        self.apply_reload(self.policy.read());
         // After the reload has had its effect: whoever sees the new count
         // sees the policy, names and approvals it left.
         self.reloads.fetch_add(1, Ordering::Release);
     }
 
-    fn apply_reload(&self) {
-        match self.policy.reload() {
+    /// Puts in force what the policy watcher read once the file's write had
+    /// finished and settled (see [`crate::daemon::policy_watch`]); as
+    /// [`Agent::reload_policy`] otherwise.
+    pub fn adopt_policy(
+        &self,
+        loaded: Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+    ) {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_reload(loaded);
+        self.reloads.fetch_add(1, Ordering::Release);
+    }
+
+    fn apply_reload(
+        &self,
+        loaded: Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+    ) {
+        match self.policy.adopt(loaded) {
             Ok(reloaded) if !reloaded.changed => {
                 info!(
                     policy = ?self.policy.path(),

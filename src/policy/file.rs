@@ -550,6 +550,12 @@ fn compile_file(
             );
             continue;
         }
+        // An include decides as much as the file naming it: the same
+        // owner and mode rules apply.
+        if let Err(why) = super::owner::check(&target) {
+            ctx.err(inc.span(), why.to_string());
+            continue;
+        }
         match std::fs::read_to_string(&target) {
             Ok(inc_text) => {
                 seen.push(canonical);
@@ -637,6 +643,17 @@ pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
 /// Reads and compiles a policy file and its includes.
 pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     let name = path.display().to_string();
+    // Checked before reading: a file another user could have written is
+    // refused whatever it says.
+    if let Err(why) = super::owner::check(path) {
+        return Err(vec![PolicyError {
+            file: name,
+            line: 1,
+            col: 1,
+            message: why.to_string(),
+            warning: false,
+        }]);
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![PolicyError {
             file: name.clone(),
@@ -658,6 +675,40 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
         &mut digest,
     )
     .map(|p| finish(p, Some(path.to_path_buf()), digest))
+}
+
+/// The policy file and the includes it names (as far as they can be read)
+/// that another user could have written, for `doctor`.
+pub fn unsafe_files(path: &Path) -> Vec<super::owner::Unsafe> {
+    let mut out = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![(path.to_path_buf(), 0)];
+    while let Some((file, depth)) = todo.pop() {
+        let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if depth > MAX_INCLUDE_DEPTH || seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
+        if let Err(why) = super::owner::check(&file) {
+            out.push(why);
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+            continue;
+        };
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for inc in raw.include.iter().flatten() {
+            let target = match expand_home(inc.get_ref()) {
+                p if p.is_absolute() => p,
+                p => base.join(p),
+            };
+            todo.push((target, depth + 1));
+        }
+    }
+    out
 }
 
 /// Rules that are written but cannot do what they say, as warnings with
