@@ -320,21 +320,38 @@ fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
     assert_eq!(sign_other(&mut s), 14);
 }
 
+/// A policy that does not parse does not stop the start (DESIGN.md §2):
+/// the errors are said with their positions, local use is served as the
+/// built-in policy serves it, and forwarded use is refused until a good
+/// file loads.
 #[test]
-fn an_invalid_policy_stops_the_daemon_from_starting() {
-    let tmp = tempdir();
-    let policy = tmp.path().join("policy.toml");
-    std::fs::write(&policy, "[defaults]\nlocal = \"perhaps\"\n").unwrap();
-    let out = run(std::process::Command::new(HOPWARD)
-        .args(["daemon", "-D", "-a"])
-        .arg(tmp.path().join("s"))
-        .arg("--policy")
-        .arg(&policy));
-    assert!(!out.status.success());
+fn an_invalid_policy_at_start_serves_local_use_and_refuses_forwarded_use() {
+    let agent = Daemon::builder()
+        .policy("[defaults]\nlocal = \"perhaps\"\nforwarded = \"allow\"\n")
+        .start();
+    let log = agent.log_text();
+    assert!(log.contains("policy.toml:2:9: unknown action"), "{log}");
+    assert!(log.contains("refusing everything forwarded"), "{log}");
+    let status = agent.status();
     assert!(
-        text(&out).contains("policy.toml:2:9: unknown action"),
-        "{}",
-        text(&out)
+        status["policy"]["last_reload"]["kept_last_good_policy"].is_array(),
+        "{status:#}"
+    );
+    let tmp = tempdir();
+    let key = keygen(tmp.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let mut s = agent.connect();
+    assert_eq!(sign_other(&mut s), 14, "local use as built in");
+    let mut s = agent.connect();
+    assert_eq!(
+        request(&mut s, &session_bind_request(1, b"sid-bastion", true))[0],
+        6
+    );
+    let list = request(&mut s, &[11]);
+    assert_eq!(
+        list[..5],
+        [12, 0, 0, 0, 0],
+        "no key is offered through a forwarded agent"
     );
 }
 

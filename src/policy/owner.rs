@@ -90,7 +90,11 @@ fn judge(path: &Path, meta: &std::fs::Metadata, uid: u32, is_dir: bool) -> Resul
                  so another user decides what it says: refused",
                 path.display()
             ),
-            fix: format!("chown {uid} {}", path.display()),
+            fix: format!(
+                "check what it says, then replace it with one of your own \
+                 (or, as root: chown {uid} {})",
+                path.display()
+            ),
         });
     }
     let mode = meta.mode();
