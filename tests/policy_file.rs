@@ -140,6 +140,33 @@ fn a_policy_file_others_can_write_is_refused_at_start_and_at_reload() {
         "{status:#}"
     );
 
+    // `policy check` and `doctor` say the same.
+    let check = run(std::process::Command::new(HOPWARD)
+        .args(["policy", "check"])
+        .arg(&w.policy));
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        stdout(&check).contains(&format!(
+            "{path}:1:1: {path} is writable by group or others"
+        )),
+        "{}",
+        text(&check)
+    );
+    let doctor = run(std::process::Command::new(HOPWARD)
+        .args(["doctor", "--json", "-a"])
+        .arg(&w.agent.sock));
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).expect("JSON");
+    let finding = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "policy-owner")
+        .unwrap_or_else(|| panic!("no policy-owner check: {report:#}"))
+        .clone();
+    assert_eq!(finding["ok"], false, "{finding:#}");
+    assert_eq!(finding["fix"], format!("chmod go-w {path}"), "{finding:#}");
+
     // The user fixes it: the same policy, now theirs alone, loads.
     let before = w.reloads();
     w.save(OPEN, |_| {});
