@@ -388,9 +388,7 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
         }
     }
     if let Some(policy) = &on_disk {
-        let mut files = crate::trust::known_hosts::configured_files();
-        files.extend(policy.known_hosts.iter().cloned());
-        let known = crate::trust::known_hosts::KnownHosts::new(files);
+        let known = crate::app::policy_cmd::known_hosts_for(policy);
         let unknown = crate::policy::file::unknown_name_warnings(&path, &known);
         if unknown.is_empty() {
             out.push(Finding::ok(

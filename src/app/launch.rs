@@ -191,6 +191,7 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     let options = AgentOptions {
         default_lifetime,
         known_hosts: known_hosts_files(),
+        ask_ssh_config: true,
         // Absolute, as the policy path: a forked agent leaves its directory.
         upstream: args
             .upstream

@@ -41,6 +41,9 @@ pub struct AgentOptions {
     pub websafe_allowlist: Option<String>,
     /// How long a token signature (or a PKCS#11 operation) may take.
     pub provider_timeout: Duration,
+    /// Ask `ssh -G` how ssh records the policy's host names in known_hosts
+    /// (the daemon does; tests in one process need not run ssh).
+    pub ask_ssh_config: bool,
 }
 
 impl AgentOptions {
@@ -55,8 +58,18 @@ impl AgentOptions {
             allow_remote_providers: false,
             websafe_allowlist: Some("ssh:*".to_string()),
             provider_timeout: crate::keys::sk::DEFAULT_SIGN_TIMEOUT,
+            ask_ssh_config: false,
         }
     }
+}
+
+/// The other names the policy's host names may be recorded under in
+/// known_hosts (ports, ssh_config), found once per policy load.
+fn lookup_names(
+    policy: &crate::policy::Policy,
+    ask_ssh: bool,
+) -> HashMap<String, Vec<String>> {
+    crate::trust::ssh_config::lookup_names(policy.exact_names(), &policy.known_hosts_ports, ask_ssh)
 }
 
 /// The running agent.
@@ -112,9 +125,11 @@ impl Agent {
     pub fn new(options: AgentOptions, policy: PolicyStore, audit: Arc<dyn AuditSink>) -> Self {
         let mut files = options.known_hosts.clone();
         files.extend(policy.current().known_hosts.iter().cloned());
+        let known_hosts = KnownHosts::new(files);
+        known_hosts.set_lookup_names(lookup_names(&policy.current(), options.ask_ssh_config));
         Agent {
             keystore: Keystore::new(),
-            known_hosts: KnownHosts::new(files),
+            known_hosts,
             policy,
             grants: Grants::default(),
             audit,
@@ -349,6 +364,8 @@ impl Agent {
                 let mut files = self.options.known_hosts.clone();
                 files.extend(policy.known_hosts.iter().cloned());
                 self.known_hosts.set_files(files);
+                self.known_hosts
+                    .set_lookup_names(lookup_names(&policy, self.options.ask_ssh_config));
                 let dropped = self.grants.clear();
                 info!(
                     policy = ?self.policy.path(),

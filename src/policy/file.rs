@@ -118,7 +118,12 @@ struct RawUpstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKnownHosts {
+    #[serde(default)]
     files: Vec<S<String>>,
+    /// Ports ssh may record a rule's host name under (`[name]:port`), for
+    /// hashed entries, which cannot be read back.
+    #[serde(default)]
+    ports: Vec<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +160,7 @@ struct Partial {
     upstream_socket: Option<PathBuf>,
     upstream_timeout: Option<Duration>,
     known_hosts: Vec<PathBuf>,
+    known_hosts_ports: Vec<u16>,
     lock_idle: Option<Duration>,
     lock_on_screen: Option<bool>,
 }
@@ -192,6 +198,11 @@ impl Partial {
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
         self.known_hosts = kh;
+        for port in other.known_hosts_ports {
+            if !self.known_hosts_ports.contains(&port) {
+                self.known_hosts_ports.push(port);
+            }
+        }
     }
 }
 
@@ -457,6 +468,16 @@ fn compile_file(
     }
     if let Some(k) = &raw.known_hosts {
         p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
+        for port in &k.ports {
+            match u16::try_from(*port.get_ref()) {
+                Ok(n) if n > 0 => {
+                    if !p.known_hosts_ports.contains(&n) {
+                        p.known_hosts_ports.push(n);
+                    }
+                }
+                _ => ctx.err(port.span(), "a port is a number from 1 to 65535"),
+            }
+        }
     }
     for (i, spanned) in raw.rule.iter().enumerate() {
         let span = spanned.span();
@@ -627,6 +648,7 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
             timeout: p.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
         },
         known_hosts: p.known_hosts,
+        known_hosts_ports: p.known_hosts_ports,
         lock: LockSettings {
             idle: p.lock_idle,
             on_screen_lock: p.lock_on_screen.unwrap_or(false),
@@ -818,12 +840,22 @@ pub fn unknown_name_warnings(
                 let literal = !name.contains(['*', '?', '[', '{']) && !name.starts_with("SHA256:");
                 if literal && !known.mentions(name) {
                     let (line, col) = position(&text, item.span().start);
+                    // A hashed entry may well be this host on another port
+                    // (`[name]:2222`), which no one can read back: say how
+                    // to let the rule see it.
+                    let hint = if known.has_hashed() {
+                        format!(
+                            "; known_hosts has hashed entries, and ssh hashes a host on                              another port as [{name}]:PORT: if that is how you reach it, add                              the port to [known_hosts] ports (or a Port line for {name} to                              your ssh_config)"
+                        )
+                    } else {
+                        String::new()
+                    };
                     out.push(PolicyError {
                         file: path.display().to_string(),
                         line,
                         col,
                         message: format!(
-                            "no known_hosts entry names {name:?}, so no host can match it"
+                            "no known_hosts entry names {name:?}, so no host can match it{hint}"
                         ),
                         warning: true,
                     });
@@ -844,6 +876,20 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn known_hosts_ports_are_ports() {
+        let policy = parse_str("[known_hosts]\nports = [2222, 22202, 2222]\n", "p").unwrap();
+        assert_eq!(policy.known_hosts_ports, vec![2222, 22202]);
+        assert!(policy.known_hosts.is_empty(), "files may be left out");
+        assert_eq!(
+            errors("[known_hosts]\nports = [22, 0, 70000]\n"),
+            vec![
+                "p.toml:2:14: a port is a number from 1 to 65535",
+                "p.toml:2:17: a port is a number from 1 to 65535"
+            ]
+        );
     }
 
     #[test]

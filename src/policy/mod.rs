@@ -166,6 +166,9 @@ pub struct Policy {
     pub upstream: UpstreamSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
+    /// `[known_hosts] ports`: the ports a rule's host name is also looked
+    /// up with, as `[name]:port` (how ssh records a host on another port).
+    pub known_hosts_ports: Vec<u16>,
     pub lock: LockSettings,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
