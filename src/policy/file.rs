@@ -845,7 +845,10 @@ pub fn unknown_name_warnings(
                     // to let the rule see it.
                     let hint = if known.has_hashed() {
                         format!(
-                            "; known_hosts has hashed entries, and ssh hashes a host on                              another port as [{name}]:PORT: if that is how you reach it, add                              the port to [known_hosts] ports (or a Port line for {name} to                              your ssh_config)"
+                            "; known_hosts has hashed entries, and ssh hashes a host on \
+                             another port as [{name}]:PORT: if that is how you reach it, \
+                             add the port to [known_hosts] ports (or a Port line for {name} \
+                             to your ssh_config)"
                         )
                     } else {
                         String::new()
