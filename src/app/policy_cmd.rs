@@ -258,9 +258,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     let decision = policy.decide(&ctx);
     // explain takes the names it is given as verified; a real request
     // names a host only through known_hosts.
-    let mut files = configured_files();
-    files.extend(policy.known_hosts.iter().cloned());
-    let known = KnownHosts::new(files);
+    let known = known_hosts_for(&policy);
     for hop in &ctx.chain {
         for name in &hop.names {
             if !known.mentions(name) {
