@@ -758,7 +758,10 @@ async fn shutdown_signal(
             }
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading the policy");
-                agent.reload_policy();
+                // Off the signal loop: a reload may ask `ssh -G` about the
+                // policy's host names.
+                let agent = Arc::clone(&agent);
+                tokio::task::spawn_blocking(move || agent.reload_policy());
             }
             _ = usr1.recv() => {
                 let _ = agent.drop_keys_and_approvals();

@@ -265,7 +265,10 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
                 }
                 let after = agent.policy.read();
                 if same(&before, &after) {
-                    agent.adopt_policy(after);
+                    // Blocking: putting a policy in force asks `ssh -G`
+                    // about its host names.
+                    let agent = Arc::clone(&agent);
+                    let _ = tokio::task::spawn_blocking(move || agent.adopt_policy(after)).await;
                     break;
                 }
                 debug!("two reads of the policy file differ; waiting for it to settle");
