@@ -973,6 +973,33 @@ mod tests {
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
     }
 
+    /// An include decides as much as the file naming it: one others can
+    /// write is refused at the line that names it, and `doctor` finds it.
+    #[test]
+    fn an_include_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let machine = dir.path().join("machine.toml");
+        std::fs::write(&machine, "[defaults]\nforwarded = \"allow\"\n").unwrap();
+        std::fs::set_permissions(&machine, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let main = dir.path().join("main.toml");
+        std::fs::write(&main, "include = [\"machine.toml\"]\n").unwrap();
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        let text = e[0].to_string();
+        assert!(text.contains("main.toml:1:12: "), "{text}");
+        assert!(
+            text.ends_with(&format!("fix: chmod go-w {}", machine.display())),
+            "{text}"
+        );
+        let found = unsafe_files(&main);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, machine);
+        std::fs::set_permissions(&machine, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(parse_file(&main).is_ok());
+        assert!(unsafe_files(&main).is_empty());
+    }
+
     #[test]
     fn includes_put_their_rules_first_and_settings_last() {
         let dir = std::env::temp_dir().join(format!("hopward-inc-{}", std::process::id()));
