@@ -383,9 +383,13 @@ impl KnownHosts {
     /// entries included), or under a name ssh records `name` as: on a port
     /// of `[known_hosts] ports`, or as its ssh_config says.
     pub fn knows(&self, hop: &Hop, name: &str) -> bool {
-        self.forms(name)
-            .iter()
-            .any(|form| self.knows_exactly(hop, form))
+        // The name itself first: no lock and no copy on the common path.
+        self.knows_exactly(hop, name)
+            || self
+                .forms(name)
+                .iter()
+                .skip(1)
+                .any(|form| self.knows_exactly(hop, form))
     }
 
     fn knows_exactly(&self, hop: &Hop, name: &str) -> bool {
