@@ -87,6 +87,7 @@ pub fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
     out.push(forward_agent_finding());
     let status = status.ok();
     out.extend(policy_findings(status.as_ref()));
+    out.push(policy_owner_finding(status.as_ref()));
     if let Some(status) = &status {
         out.push(confirm_finding(status));
         out.push(memlock_finding(status));
@@ -387,9 +388,7 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
         }
     }
     if let Some(policy) = &on_disk {
-        let mut files = crate::trust::known_hosts::configured_files();
-        files.extend(policy.known_hosts.iter().cloned());
-        let known = crate::trust::known_hosts::KnownHosts::new(files);
+        let known = crate::app::policy_cmd::known_hosts_for(policy);
         let unknown = crate::policy::file::unknown_name_warnings(&path, &known);
         if unknown.is_empty() {
             out.push(Finding::ok(
@@ -410,6 +409,46 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Whether another user could have written the policy file or one of its
+/// includes (or a directory on the way): the agent refuses such a file, so
+/// it runs an older policy, or refuses everything forwarded.
+fn policy_owner_finding(status: Option<&Value>) -> Finding {
+    let path = status
+        .and_then(|v| {
+            v["policy"]["file"]
+                .as_str()
+                .or(v["policy"]["watched"].as_str())
+                .map(PathBuf::from)
+        })
+        .or_else(|| crate::policy::store::resolve_path(None));
+    let Some(path) = path.filter(|p| p.exists()) else {
+        return Finding::ok("policy-owner", "no policy file to check");
+    };
+    let unsafe_files = crate::policy::file::unsafe_files(&path);
+    if unsafe_files.is_empty() {
+        return Finding::ok(
+            "policy-owner",
+            format!(
+                "only you or root can write {} and its includes",
+                path.display()
+            ),
+        );
+    }
+    Finding::problem(
+        "policy-owner",
+        unsafe_files
+            .iter()
+            .map(|u| u.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        unsafe_files
+            .iter()
+            .map(|u| u.fix.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 fn confirm_finding(status: &Value) -> Finding {

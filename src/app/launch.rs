@@ -65,11 +65,13 @@ pub enum LaunchError {
         command: String,
         source: std::io::Error,
     },
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Policy(Vec<crate::policy::file::PolicyError>),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
+
+/// What a daemon whose policy file cannot be used at start does meanwhile.
+const REFUSING_FORWARDED: &str = "the policy file cannot be used: serving local use as the \
+     built-in policy does and refusing everything forwarded until a good policy file loads";
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
@@ -174,12 +176,22 @@ fn daemon(args: DaemonArgs) -> Result<ExitCode, LaunchError> {
     } else {
         Mode::Background
     };
-    // An invalid policy stops the start before anything is bound, forked or
-    // printed.
-    let store = crate::policy::store::open(args.policy.clone()).map_err(LaunchError::Policy)?;
+    // A policy file that cannot be used (it does not parse, or another user
+    // could have written it) does not stop the start: local use is served as
+    // the built-in policy serves it and everything forwarded is refused until
+    // a good file loads. Said on stderr before anything is forked, and in
+    // the log once it runs.
+    let store = crate::policy::store::open(args.policy.clone());
+    if let crate::policy::store::ReloadStatus::Kept { errors } = store.status() {
+        for e in &errors {
+            eprintln!("hopward: {e}");
+        }
+        eprintln!("hopward: {REFUSING_FORWARDED}");
+    }
     let options = AgentOptions {
         default_lifetime,
         known_hosts: known_hosts_files(),
+        ask_ssh_config: true,
         // Absolute, as the policy path: a forked agent leaves its directory.
         upstream: args
             .upstream
@@ -634,6 +646,12 @@ fn serve(
             "hopward {} listening",
             env!("CARGO_PKG_VERSION")
         );
+        if let crate::policy::store::ReloadStatus::Kept { errors } = agent.policy.status() {
+            for e in &errors {
+                warn!("policy refused: {e}");
+            }
+            warn!("{REFUSING_FORWARDED}");
+        }
         // The handlers exist before the first connection is accepted, so a
         // signal never meets a serving agent without them.
         let signals = Signals::install();
@@ -740,7 +758,10 @@ async fn shutdown_signal(
             }
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading the policy");
-                agent.reload_policy();
+                // Off the signal loop: a reload may ask `ssh -G` about the
+                // policy's host names.
+                let agent = Arc::clone(&agent);
+                tokio::task::spawn_blocking(move || agent.reload_policy());
             }
             _ = usr1.recv() => {
                 let _ = agent.drop_keys_and_approvals();

@@ -124,6 +124,21 @@ fn init(args: &InitArgs) -> ExitCode {
     check(Some(path))
 }
 
+/// The known_hosts files the daemon would read with `policy`, with the
+/// names its rules are also looked up under (`[known_hosts] ports`, and
+/// `ssh -G`), as the daemon looks them up.
+pub fn known_hosts_for(policy: &crate::policy::Policy) -> KnownHosts {
+    let mut files = configured_files();
+    files.extend(policy.known_hosts.iter().cloned());
+    let known = KnownHosts::new(files);
+    known.set_lookup_names(crate::trust::ssh_config::lookup_names(
+        policy.exact_names(),
+        &policy.known_hosts_ports,
+        true,
+    ));
+    known
+}
+
 fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     let Some(path) = file.or_else(|| resolve_path(None)) else {
         println!("no policy file: the built-in policy applies (policy/default.toml)");
@@ -131,9 +146,7 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     };
     match parse_file(&path) {
         Ok(policy) => {
-            let mut files = configured_files();
-            files.extend(policy.known_hosts.iter().cloned());
-            for warning in unknown_name_warnings(&path, &KnownHosts::new(files)) {
+            for warning in unknown_name_warnings(&path, &known_hosts_for(&policy)) {
                 println!("{warning}");
             }
             for warning in rule_warnings(&path) {
@@ -245,9 +258,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     let decision = policy.decide(&ctx);
     // explain takes the names it is given as verified; a real request
     // names a host only through known_hosts.
-    let mut files = configured_files();
-    files.extend(policy.known_hosts.iter().cloned());
-    let known = KnownHosts::new(files);
+    let known = known_hosts_for(&policy);
     for hop in &ctx.chain {
         for name in &hop.names {
             if !known.mentions(name) {

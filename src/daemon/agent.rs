@@ -42,6 +42,9 @@ pub struct AgentOptions {
     pub websafe_allowlist: Option<String>,
     /// How long a token signature (or a PKCS#11 operation) may take.
     pub provider_timeout: Duration,
+    /// Ask `ssh -G` how ssh records the policy's host names in known_hosts
+    /// (the daemon does; tests in one process need not run ssh).
+    pub ask_ssh_config: bool,
 }
 
 impl AgentOptions {
@@ -56,8 +59,18 @@ impl AgentOptions {
             allow_remote_providers: false,
             websafe_allowlist: Some("ssh:*".to_string()),
             provider_timeout: crate::keys::sk::DEFAULT_SIGN_TIMEOUT,
+            ask_ssh_config: false,
         }
     }
+}
+
+/// The other names the policy's host names may be recorded under in
+/// known_hosts (ports, ssh_config), found once per policy load.
+fn lookup_names(
+    policy: &crate::policy::Policy,
+    ask_ssh: bool,
+) -> HashMap<String, Vec<String>> {
+    crate::trust::ssh_config::lookup_names(policy.exact_names(), &policy.known_hosts_ports, ask_ssh)
 }
 
 /// The running agent.
@@ -152,9 +165,11 @@ impl Agent {
     pub fn new(options: AgentOptions, policy: PolicyStore, audit: Arc<dyn AuditSink>) -> Self {
         let mut files = options.known_hosts.clone();
         files.extend(policy.current().known_hosts.iter().cloned());
+        let known_hosts = KnownHosts::new(files);
+        known_hosts.set_lookup_names(lookup_names(&policy.current(), options.ask_ssh_config));
         Agent {
             keystore: Keystore::new(),
-            known_hosts: KnownHosts::new(files),
+            known_hosts,
             policy,
             grants: Grants::default(),
             audit,
@@ -416,14 +431,29 @@ impl Agent {
     /// approvals; one that read the same text keeps them.
     pub fn reload_policy(&self) {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_reload();
+        self.apply_reload(self.policy.read());
         // After the reload has had its effect: whoever sees the new count
         // sees the policy, names and approvals it left.
         self.reloads.fetch_add(1, Ordering::Release);
     }
 
-    fn apply_reload(&self) {
-        match self.policy.reload() {
+    /// Puts in force what the policy watcher read once the file's write had
+    /// finished and settled (see [`crate::daemon::policy_watch`]); as
+    /// [`Agent::reload_policy`] otherwise.
+    pub fn adopt_policy(
+        &self,
+        loaded: Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+    ) {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_reload(loaded);
+        self.reloads.fetch_add(1, Ordering::Release);
+    }
+
+    fn apply_reload(
+        &self,
+        loaded: Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+    ) {
+        match self.policy.adopt(loaded) {
             Ok(reloaded) if !reloaded.changed => {
                 info!(
                     policy = ?self.policy.path(),
@@ -435,6 +465,8 @@ impl Agent {
                 let mut files = self.options.known_hosts.clone();
                 files.extend(policy.known_hosts.iter().cloned());
                 self.known_hosts.set_files(files);
+                self.known_hosts
+                    .set_lookup_names(lookup_names(&policy, self.options.ask_ssh_config));
                 let dropped = self.grants.clear();
                 self.withdraw_questions(Withdraw::All, "policy reloaded");
                 info!(

@@ -8,6 +8,16 @@
 //! or another agent's reload: counting those reloaded forever and dropped
 //! remembered approvals each time); a reload that reads the same text
 //! changes nothing (see [`super::store`]).
+//!
+//! Only a finished write is read: data written to the file, or the file
+//! created, means a write is under way, and nothing is read until the
+//! writer closes it (or a file is renamed into place, or removed). Then the
+//! file must stay quiet for [`SETTLE`], and two reads [`SETTLE`] apart must
+//! give the same policy (every file's text, includes too) with no event in
+//! between; only then is the second read put in force. So a file rewritten
+//! in place in pieces is never adopted half way, even when the first piece
+//! parses; a writer that closes the file between pieces more than twice
+//! [`SETTLE`] apart is indistinguishable from two saves.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +25,7 @@ use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
 
@@ -90,16 +100,69 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Whether an event can change what the file holds. Opens and reads
-/// cannot; nor can a change of permissions or times alone.
-pub fn is_change(kind: &EventKind) -> bool {
+/// How long the file must stay quiet before it is read, and between the
+/// two reads that must agree.
+pub const SETTLE: Duration = Duration::from_millis(400);
+
+/// What an event says about the policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing it holds can have changed: an open, a read, a change of
+    /// permissions or times alone.
+    None,
+    /// A write is under way: data written, or the file created (it is empty
+    /// until written).
+    Writing,
+    /// A write has finished: the writer closed the file, a file was renamed
+    /// into place or away, or removed; a directory on the way to it came or
+    /// went; or the watcher lost track (it is read, twice, to find out).
+    Finished,
+}
+
+/// Classifies an event on the policy file itself (`on_file`) or on a
+/// directory on the way to it.
+pub fn classify(kind: &EventKind, on_file: bool) -> Change {
     match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-        EventKind::Any | EventKind::Other => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Finished,
+        EventKind::Access(_) => Change::None,
+        EventKind::Modify(ModifyKind::Metadata(_)) => Change::None,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Change::Finished,
+        EventKind::Create(_) | EventKind::Modify(_) if on_file => Change::Writing,
+        EventKind::Create(_) | EventKind::Modify(_) => Change::Finished,
+        EventKind::Any | EventKind::Other => Change::Finished,
     }
+}
+
+/// Whether two reads of the policy agree: the same texts, or the same
+/// errors.
+fn same(
+    a: &Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+    b: &Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
+) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a.digest == b.digest,
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// One event that matters, as the watcher thread passes it on.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    change: Change,
+    /// A directory on the way to the file was removed.
+    dir_gone: bool,
+}
+
+/// Notes what an event says: whether a write is under way, and whether a
+/// directory on the way went.
+fn note(seen: Seen, writing: &mut bool, gone: &mut bool) {
+    match seen.change {
+        Change::Writing => *writing = true,
+        Change::Finished => *writing = false,
+        Change::None => {}
+    }
+    *gone |= seen.dir_gone;
 }
 
 /// Starts watching the policy file's directory (nothing to watch for the
@@ -111,28 +174,34 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     } else {
         path
     };
-    // `true`: a directory on the way to the file was removed.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
     let target = path.clone();
     let make = move || {
         let (tx, target) = (tx.clone(), target.clone());
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if !is_change(&event.kind) {
+            // A watcher error may hide a change: read to find out.
+            let Ok(event) = event else {
+                let _ = tx.send(Seen {
+                    change: Change::Finished,
+                    dir_gone: false,
+                });
+                return;
+            };
+            // The file itself, or a directory on the way to it.
+            let on_file = event.paths.iter().any(|p| p == &target);
+            let on_way = event
+                .paths
+                .iter()
+                .any(|p| p != &target && target.starts_with(p));
+            if !on_file && !on_way && !event.paths.is_empty() {
                 return;
             }
-            // The file itself, or a directory on the way to it being created.
-            let relevant = event.paths.iter().any(|p| {
-                p.file_name() == target.file_name() || (p != &target && target.starts_with(p))
-            });
-            if relevant {
-                let dir_gone = matches!(event.kind, EventKind::Remove(_))
-                    && event
-                        .paths
-                        .iter()
-                        .any(|p| p != &target && target.starts_with(p));
-                let _ = tx.send(dir_gone);
+            let change = classify(&event.kind, on_file);
+            if change == Change::None {
+                return;
             }
+            let dir_gone = matches!(event.kind, EventKind::Remove(_)) && on_way;
+            let _ = tx.send(Seen { change, dir_gone });
         })
     };
     let watcher = make()
@@ -150,22 +219,60 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     let agent = Arc::clone(agent);
     let rearm = Arc::clone(&armed);
     tokio::spawn(async move {
+        // Whether the last event on the file started a write that has not
+        // finished yet.
+        let mut writing = false;
+        let mut gone = false;
         while let Some(first) = rx.recv().await {
-            // An editor's save is several events; let them settle, then
-            // reload once.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let mut gone = first;
-            while let Ok(more) = rx.try_recv() {
-                gone |= more;
+            note(first, &mut writing, &mut gone);
+            loop {
+                // Quiet for SETTLE first: an editor's save is several events.
+                tokio::time::sleep(SETTLE).await;
+                let mut more = false;
+                while let Ok(seen) = rx.try_recv() {
+                    note(seen, &mut writing, &mut gone);
+                    more = true;
+                }
+                if more {
+                    continue;
+                }
+                // Re-arm first, then read: a file created in a directory
+                // that appeared a moment ago is read here even if its own
+                // event was missed.
+                rearm
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .arm(&path, std::mem::take(&mut gone));
+                // A symbolic link is never written in place: made, it is
+                // complete.
+                if writing && !path.is_symlink() {
+                    info!(
+                        policy = %path.display(),
+                        "the policy file is still open for writing; it is read once the write finishes"
+                    );
+                    break;
+                }
+                writing = false;
+                let before = agent.policy.read();
+                tokio::time::sleep(SETTLE).await;
+                while let Ok(seen) = rx.try_recv() {
+                    note(seen, &mut writing, &mut gone);
+                    more = true;
+                }
+                if more {
+                    debug!("the policy file changed while it was read; waiting for it to settle");
+                    continue;
+                }
+                let after = agent.policy.read();
+                if same(&before, &after) {
+                    // Blocking: putting a policy in force asks `ssh -G`
+                    // about its host names.
+                    let agent = Arc::clone(&agent);
+                    let _ = tokio::task::spawn_blocking(move || agent.adopt_policy(after)).await;
+                    break;
+                }
+                debug!("two reads of the policy file differ; waiting for it to settle");
             }
-            // Re-arm first, then read: a file created in a directory that
-            // appeared a moment ago is read here even if its own event was
-            // missed.
-            rearm
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .arm(&path, gone);
-            agent.reload_policy();
         }
     });
     Some(PolicyWatcher { _watcher: armed })
@@ -174,27 +281,39 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind};
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
 
     #[test]
-    fn reads_and_metadata_are_not_changes() {
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Read)));
-        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
-            MetadataKind::Any
-        ))));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(is_change(&EventKind::Modify(ModifyKind::Data(
-            DataChange::Any
-        ))));
-        assert!(is_change(&EventKind::Create(CreateKind::File)));
-        assert!(is_change(&EventKind::Remove(RemoveKind::File)));
+    fn reads_and_metadata_are_not_changes_and_only_a_close_or_rename_finishes() {
+        let none = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ];
+        for kind in none {
+            assert_eq!(classify(&kind, true), Change::None, "{kind:?}");
+        }
+        // Written to, or created: a write is under way.
+        for kind in [
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Create(CreateKind::File),
+        ] {
+            assert_eq!(classify(&kind, true), Change::Writing, "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Other,
+        ] {
+            assert_eq!(classify(&kind, true), Change::Finished, "{kind:?}");
+        }
+        // A directory on the way being made is no write to the file.
+        assert_eq!(
+            classify(&EventKind::Create(CreateKind::Folder), false),
+            Change::Finished
+        );
     }
 }

@@ -118,7 +118,12 @@ struct RawUpstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKnownHosts {
+    #[serde(default)]
     files: Vec<S<String>>,
+    /// Ports ssh may record a rule's host name under (`[name]:port`), for
+    /// hashed entries, which cannot be read back.
+    #[serde(default)]
+    ports: Vec<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +160,7 @@ struct Partial {
     upstream_socket: Option<PathBuf>,
     upstream_timeout: Option<Duration>,
     known_hosts: Vec<PathBuf>,
+    known_hosts_ports: Vec<u16>,
     lock_idle: Option<Duration>,
     lock_on_screen: Option<bool>,
 }
@@ -192,6 +198,11 @@ impl Partial {
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
         self.known_hosts = kh;
+        for port in other.known_hosts_ports {
+            if !self.known_hosts_ports.contains(&port) {
+                self.known_hosts_ports.push(port);
+            }
+        }
     }
 }
 
@@ -457,6 +468,16 @@ fn compile_file(
     }
     if let Some(k) = &raw.known_hosts {
         p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
+        for port in &k.ports {
+            match u16::try_from(*port.get_ref()) {
+                Ok(n) if n > 0 => {
+                    if !p.known_hosts_ports.contains(&n) {
+                        p.known_hosts_ports.push(n);
+                    }
+                }
+                _ => ctx.err(port.span(), "a port is a number from 1 to 65535"),
+            }
+        }
     }
     for (i, spanned) in raw.rule.iter().enumerate() {
         let span = spanned.span();
@@ -550,6 +571,12 @@ fn compile_file(
             );
             continue;
         }
+        // An include decides as much as the file naming it: the same
+        // owner and mode rules apply.
+        if let Err(why) = super::owner::check(&target) {
+            ctx.err(inc.span(), why.to_string());
+            continue;
+        }
         match std::fs::read_to_string(&target) {
             Ok(inc_text) => {
                 seen.push(canonical);
@@ -621,6 +648,7 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
             timeout: p.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
         },
         known_hosts: p.known_hosts,
+        known_hosts_ports: p.known_hosts_ports,
         lock: LockSettings {
             idle: p.lock_idle,
             on_screen_lock: p.lock_on_screen.unwrap_or(false),
@@ -637,6 +665,17 @@ pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
 /// Reads and compiles a policy file and its includes.
 pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     let name = path.display().to_string();
+    // Checked before reading: a file another user could have written is
+    // refused whatever it says.
+    if let Err(why) = super::owner::check(path) {
+        return Err(vec![PolicyError {
+            file: name,
+            line: 1,
+            col: 1,
+            message: why.to_string(),
+            warning: false,
+        }]);
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![PolicyError {
             file: name.clone(),
@@ -658,6 +697,40 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
         &mut digest,
     )
     .map(|p| finish(p, Some(path.to_path_buf()), digest))
+}
+
+/// The policy file and the includes it names (as far as they can be read)
+/// that another user could have written, for `doctor`.
+pub fn unsafe_files(path: &Path) -> Vec<super::owner::Unsafe> {
+    let mut out = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![(path.to_path_buf(), 0)];
+    while let Some((file, depth)) = todo.pop() {
+        let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if depth > MAX_INCLUDE_DEPTH || seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
+        if let Err(why) = super::owner::check(&file) {
+            out.push(why);
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+            continue;
+        };
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for inc in raw.include.iter().flatten() {
+            let target = match expand_home(inc.get_ref()) {
+                p if p.is_absolute() => p,
+                p => base.join(p),
+            };
+            todo.push((target, depth + 1));
+        }
+    }
+    out
 }
 
 /// Rules that are written but cannot do what they say, as warnings with
@@ -767,12 +840,25 @@ pub fn unknown_name_warnings(
                 let literal = !name.contains(['*', '?', '[', '{']) && !name.starts_with("SHA256:");
                 if literal && !known.mentions(name) {
                     let (line, col) = position(&text, item.span().start);
+                    // A hashed entry may well be this host on another port
+                    // (`[name]:2222`), which no one can read back: say how
+                    // to let the rule see it.
+                    let hint = if known.has_hashed() {
+                        format!(
+                            "; known_hosts has hashed entries, and ssh hashes a host on \
+                             another port as [{name}]:PORT: if that is how you reach it, \
+                             add the port to [known_hosts] ports (or a Port line for {name} \
+                             to your ssh_config)"
+                        )
+                    } else {
+                        String::new()
+                    };
                     out.push(PolicyError {
                         file: path.display().to_string(),
                         line,
                         col,
                         message: format!(
-                            "no known_hosts entry names {name:?}, so no host can match it"
+                            "no known_hosts entry names {name:?}, so no host can match it{hint}"
                         ),
                         warning: true,
                     });
@@ -793,6 +879,20 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn known_hosts_ports_are_ports() {
+        let policy = parse_str("[known_hosts]\nports = [2222, 22202, 2222]\n", "p").unwrap();
+        assert_eq!(policy.known_hosts_ports, vec![2222, 22202]);
+        assert!(policy.known_hosts.is_empty(), "files may be left out");
+        assert_eq!(
+            errors("[known_hosts]\nports = [22, 0, 70000]\n"),
+            vec![
+                "p.toml:2:14: a port is a number from 1 to 65535",
+                "p.toml:2:17: a port is a number from 1 to 65535"
+            ]
+        );
     }
 
     #[test]
@@ -871,6 +971,33 @@ mod tests {
         assert!(p.lock.on_screen_lock);
         let e = errors("this is not toml");
         assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
+    }
+
+    /// An include decides as much as the file naming it: one others can
+    /// write is refused at the line that names it, and `doctor` finds it.
+    #[test]
+    fn an_include_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let machine = dir.path().join("machine.toml");
+        std::fs::write(&machine, "[defaults]\nforwarded = \"allow\"\n").unwrap();
+        std::fs::set_permissions(&machine, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let main = dir.path().join("main.toml");
+        std::fs::write(&main, "include = [\"machine.toml\"]\n").unwrap();
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        let text = e[0].to_string();
+        assert!(text.contains("main.toml:1:12: "), "{text}");
+        assert!(
+            text.ends_with(&format!("fix: chmod go-w {}", machine.display())),
+            "{text}"
+        );
+        let found = unsafe_files(&main);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, machine);
+        std::fs::set_permissions(&machine, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(parse_file(&main).is_ok());
+        assert!(unsafe_files(&main).is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod file;
 pub mod grants;
 pub mod lint;
 pub mod matcher;
+pub mod owner;
 mod prefilter;
 pub mod store;
 
@@ -165,6 +166,9 @@ pub struct Policy {
     pub upstream: UpstreamSettings,
     /// Extra known_hosts files.
     pub known_hosts: Vec<PathBuf>,
+    /// `[known_hosts] ports`: the ports a rule's host name is also looked
+    /// up with, as `[name]:port` (how ssh records a host on another port).
+    pub known_hosts_ports: Vec<u16>,
     pub lock: LockSettings,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
@@ -263,6 +267,28 @@ impl Policy {
     pub fn builtin() -> Policy {
         file::parse_str(file::DEFAULT_POLICY, "(built-in policy)")
             .expect("the built-in policy is valid")
+    }
+
+    /// What runs while no usable policy file was ever loaded (it did not
+    /// parse, or another user could have written it): local use is served
+    /// as the built-in policy serves it, and everything that comes through
+    /// a forwarded agent is refused.
+    pub fn refusing_forwarded() -> Policy {
+        let mut policy = Policy::builtin();
+        policy.defaults.forwarded = Action::Deny;
+        policy.defaults.forwarded_unknown = Action::Deny;
+        policy.defaults.forwarded_unverified = Action::Deny;
+        policy.forwarded = ForwardedOps {
+            add: Action::Deny,
+            remove: Action::Deny,
+            remove_all: Action::Deny,
+            lock: Action::Deny,
+            unlock: Action::Deny,
+        };
+        // Its own digest: `status` and `doctor` must not take it for the
+        // built-in policy.
+        policy.digest = *blake3::hash(b"hopward: forwarded use refused, no usable policy").as_bytes();
+        policy
     }
 
     fn default_for(&self, class: RequestClass) -> Decision {

@@ -54,16 +54,27 @@ pub fn load(path: Option<&std::path::Path>) -> Result<Policy, Vec<PolicyError>> 
 
 /// The daemon's store: the policy file it would use, loaded, or the
 /// built-in policy while the default file does not exist yet (it is
-/// watched and read on SIGHUP all the same).
-pub fn open(flag: Option<PathBuf>) -> Result<PolicyStore, Vec<PolicyError>> {
+/// watched and read on SIGHUP all the same). A file that cannot be used
+/// (it does not parse, or another user could have written it) does not stop
+/// the start: the store then runs [`Policy::refusing_forwarded`] until a
+/// good file loads, and [`PolicyStore::status`] holds the errors.
+pub fn open(flag: Option<PathBuf>) -> PolicyStore {
     let (path, awaiting) = resolve_watched(flag);
     // Absolute, because a forked agent leaves its starting directory (as
     // ssh-agent does) and still reloads the file.
     let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
     if awaiting {
-        Ok(PolicyStore::awaiting(path))
-    } else {
-        Ok(PolicyStore::new(path.clone(), load(path.as_deref())?))
+        return PolicyStore::awaiting(path);
+    }
+    match load(path.as_deref()) {
+        Ok(policy) => PolicyStore::new(path, policy),
+        Err(errors) => {
+            let store = PolicyStore::new(path, Policy::refusing_forwarded());
+            *store.status.write().unwrap_or_else(|e| e.into_inner()) = ReloadStatus::Kept {
+                errors: errors.iter().map(ToString::to_string).collect(),
+            };
+            store
+        }
     }
 }
 
@@ -138,8 +149,16 @@ impl PolicyStore {
     }
 
     /// Re-reads the file. On error the last good policy stays; the same
-    /// text as before leaves everything as it is.
+    /// text as before leaves everything as it is. (The agent reads and
+    /// adopts in two steps, see [`PolicyStore::read`].)
+    #[cfg(test)]
     pub fn reload(&self) -> Result<Reloaded, Vec<PolicyError>> {
+        self.adopt(self.read())
+    }
+
+    /// What a reload would load now, without putting it in force (the
+    /// watcher reads twice and adopts only what did not change between).
+    pub fn read(&self) -> Result<Policy, Vec<PolicyError>> {
         let never_loaded = self.current().source.is_none();
         let missing = self.path.as_deref().is_some_and(|p| {
             matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
@@ -147,11 +166,19 @@ impl PolicyStore {
         // Only while the built-in policy is in force does a missing default
         // file mean "built in"; once a file was loaded, deleting it keeps
         // the last good policy, as for any other unreadable file.
-        let loaded = if self.optional && never_loaded && missing {
+        if self.optional && never_loaded && missing {
             Ok(Policy::builtin())
         } else {
             load(self.path.as_deref())
-        };
+        }
+    }
+
+    /// Puts what [`PolicyStore::read`] returned in force, or keeps the last
+    /// good policy and records the errors.
+    pub fn adopt(
+        &self,
+        loaded: Result<Policy, Vec<PolicyError>>,
+    ) -> Result<Reloaded, Vec<PolicyError>> {
         match loaded {
             Ok(policy) => {
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
@@ -211,5 +238,42 @@ mod tests {
         assert!(store.reload().is_err());
         assert_eq!(store.current().rules.len(), 1);
         assert!(matches!(store.status(), ReloadStatus::Kept { .. }));
+    }
+
+    /// A file that does not parse, or that others can write, does not stop
+    /// the start: local use as built in, everything forwarded refused, and
+    /// the errors (with the fix) kept for `status`. A good file then loads.
+    #[test]
+    fn an_unusable_file_at_start_refuses_forwarded_use_until_a_good_one_loads() {
+        use std::os::unix::fs::PermissionsExt as _;
+        use crate::policy::Action;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "[defaults]\nforwarded = \"allow\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let store = open(Some(path.clone()));
+        let policy = store.current();
+        assert_eq!(policy.defaults.local, Action::Allow);
+        for action in [
+            policy.defaults.forwarded,
+            policy.defaults.forwarded_unknown,
+            policy.defaults.forwarded_unverified,
+            policy.forwarded.add,
+            policy.forwarded.unlock,
+        ] {
+            assert_eq!(action, Action::Deny);
+        }
+        let ReloadStatus::Kept { errors } = store.status() else {
+            panic!("the refusal is kept for status");
+        };
+        assert!(
+            errors[0].contains(&format!("fix: chmod go-w {}", path.display())),
+            "{errors:?}"
+        );
+        assert!(store.reload().is_err(), "still writable by others");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let r = store.reload().unwrap();
+        assert!(r.changed);
+        assert_eq!(store.current().defaults.forwarded, Action::Allow);
     }
 }

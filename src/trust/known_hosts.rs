@@ -204,6 +204,10 @@ impl Cache {
 pub struct KnownHosts {
     files: Mutex<Vec<PathBuf>>,
     cache: Mutex<Cache>,
+    /// For a rule's host name (lower-cased), the other names ssh may have
+    /// recorded it under: `[name]:port`, or what ssh_config makes of it
+    /// (see [`crate::trust::ssh_config`]).
+    lookups: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 /// How often the files' size and mtime are checked for changes.
@@ -239,7 +243,38 @@ impl KnownHosts {
         KnownHosts {
             files: Mutex::new(files),
             cache: Mutex::new(Cache::default()),
+            lookups: Mutex::new(Default::default()),
         }
+    }
+
+    /// Sets the other names each rule name is looked up under (policy
+    /// load); see [`crate::trust::ssh_config::lookup_names`].
+    pub fn set_lookup_names(&self, lookups: std::collections::HashMap<String, Vec<String>>) {
+        *self.lookups.lock().unwrap_or_else(|e| e.into_inner()) = lookups;
+    }
+
+    /// `name`, then the other names it may be recorded under.
+    fn forms(&self, name: &str) -> Vec<String> {
+        let name = name.to_ascii_lowercase();
+        let more = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        std::iter::once(name).chain(more).collect()
+    }
+
+    /// Whether some entry is hashed (its names cannot be listed).
+    pub fn has_hashed(&self) -> bool {
+        self.with_entries(|cache| {
+            cache.entries.iter().any(|e| {
+                e.patterns
+                    .iter()
+                    .any(|p| matches!(p, Pattern::Hashed { .. }))
+            })
+        })
     }
 
     pub fn files(&self) -> Vec<PathBuf> {
@@ -345,8 +380,19 @@ impl KnownHosts {
     }
 
     /// Whether this hop's host key is known as exactly `name` (hashed
-    /// entries included).
+    /// entries included), or under a name ssh records `name` as: on a port
+    /// of `[known_hosts] ports`, or as its ssh_config says.
     pub fn knows(&self, hop: &Hop, name: &str) -> bool {
+        // The name itself first: no lock and no copy on the common path.
+        self.knows_exactly(hop, name)
+            || self
+                .forms(name)
+                .iter()
+                .skip(1)
+                .any(|form| self.knows_exactly(hop, form))
+    }
+
+    fn knows_exactly(&self, hop: &Hop, name: &str) -> bool {
         self.with_entries(|cache| {
             if cache.revoked(hop) {
                 return false;
@@ -392,7 +438,12 @@ impl KnownHosts {
             .host_cert
             .as_ref()
             .is_some_and(|cert| cert.principals.iter().any(|p| p.contains(['*', '?'])));
-        if hashed || wildcard_principal {
+        let recorded_otherwise = !self
+            .lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if hashed || wildcard_principal || recorded_otherwise {
             for name in exact_names {
                 if !names.contains(name) && self.knows(hop, name) {
                     names.push(name.clone());
@@ -404,11 +455,12 @@ impl KnownHosts {
 
     /// Whether any entry names `name` at all (for `policy check` warnings).
     pub fn mentions(&self, name: &str) -> bool {
+        let forms = self.forms(name);
         self.with_entries(|cache| {
-            cache
-                .entries
-                .iter()
-                .any(|e| e.marker != Marker::Revoked && patterns_match(&e.patterns, name))
+            cache.entries.iter().any(|e| {
+                e.marker != Marker::Revoked
+                    && forms.iter().any(|form| patterns_match(&e.patterns, form))
+            })
         })
     }
 }
@@ -469,6 +521,50 @@ mod tests {
             vec!["target", "127.0.0.1", "[127.0.0.1]:22202"]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A host on another port, in a file hashed by the real `ssh-keygen -H`:
+    /// ssh hashed `[db2]:2222`, so the name `db2` alone cannot find it (a
+    /// deny rule for `db2` missed it); looked up on the policy's ports, or
+    /// under the name ssh_config makes of it, it is found.
+    #[test]
+    fn hashed_host_port_entries_are_found_on_known_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let (db2, web) = (hop(11), hop(12));
+        let mut text = line("[db2]:2222", &db2);
+        text.push_str(&line("[10.0.0.7]:2200", &web));
+        std::fs::write(&file, &text).unwrap();
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .expect("ssh-keygen (the test script installs OpenSSH)");
+        assert!(out.status.success(), "{out:?}");
+        let hashed = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            hashed.starts_with("|1|") && !hashed.contains("db2"),
+            "{hashed}"
+        );
+
+        let kh = KnownHosts::new(vec![file]);
+        assert!(kh.has_hashed());
+        assert!(!kh.knows(&db2, "db2"), "the name alone cannot find it");
+        assert!(!kh.mentions("db2"));
+        assert!(kh.describe(&db2, &["db2".into()]).is_empty());
+
+        // `[known_hosts] ports = [2222]`, and ssh_config saying `web` is
+        // 10.0.0.7 on port 2200.
+        let mut lookups = crate::trust::ssh_config::lookup_names(&["db2".into()], &[2222], false);
+        lookups.insert("web".into(), vec!["[10.0.0.7]:2200".into()]);
+        kh.set_lookup_names(lookups);
+        assert!(kh.knows(&db2, "db2"));
+        assert!(kh.knows(&db2, "DB2"), "names are case-insensitive");
+        assert!(kh.mentions("db2"));
+        assert_eq!(kh.describe(&db2, &["db2".into(), "web".into()]), vec!["db2"]);
+        assert_eq!(kh.describe(&web, &["db2".into(), "web".into()]), vec!["web"]);
+        assert!(!kh.knows(&web, "db2"), "a port does not make another host's key db2's");
     }
 
     #[test]

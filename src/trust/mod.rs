@@ -1,9 +1,11 @@
 //! Where a request comes from: verified session binds, OpenSSH's `ssh-add -h`
 //! destination rules, known_hosts names, the connecting process, and the
-//! request context the policy reads. Pure, except for reading known_hosts.
+//! request context the policy reads. Pure, except for reading known_hosts
+//! and asking `ssh -G` how ssh records a rule's host names there.
 
 pub mod binding;
 pub mod context;
 pub mod destination;
 pub mod known_hosts;
 pub mod peer;
+pub mod ssh_config;
