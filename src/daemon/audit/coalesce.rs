@@ -1,0 +1,222 @@
+//! Refusals from one origin that come faster than a person makes them are
+//! coalesced: the first [`BURST`] in a [`WINDOW`] are written one by one,
+//! the rest become one record that counts them, with the first and last
+//! time.
+//!
+//! Invariants: every refusal offered is either handed back to be written or
+//! counted in exactly one held summary (nothing is dropped); a summary
+//! stands for at least one refusal; allows never pass through here. Pure:
+//! time comes in as an argument.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Refusals per origin written one by one in a window. `ssh` offering every
+/// key of the agent to a server that takes none, or a person retrying a
+/// login, stays well under it; a bastion that asks for more than this in a
+/// minute is a program, and its refusals after the tenth tell nothing new.
+pub const BURST: u32 = 10;
+
+/// The window an origin's burst is counted in, and the longest a held
+/// summary waits before it is written (while the refusal budget allows).
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// Origins tracked at once; beyond, refusals share one origin, so the
+/// table stays bounded whatever an attacker calls itself.
+pub const MAX_ORIGINS: usize = 1024;
+
+const OVERFLOW: &str = "(too many origins)";
+
+/// What comes of an offered refusal.
+#[derive(Debug, PartialEq)]
+pub enum Offer {
+    /// Write it as it is.
+    Write(Value),
+    /// Counted into its origin's held summary.
+    Held,
+}
+
+#[derive(Debug)]
+struct Origin {
+    window_start: Instant,
+    written: u32,
+    held: Option<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    /// The first refusal held, which the summary shows.
+    record: Value,
+    count: u64,
+    first: String,
+    last: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    origins: HashMap<String, Origin>,
+    /// Refusals counted into summaries since start.
+    pub coalesced: u64,
+}
+
+impl Coalescer {
+    /// Offers the refusal `record` (its `ts` is read) from `origin`;
+    /// `room` is false when the refusal budget of the file is spent, and
+    /// then every refusal is held.
+    pub fn offer(&mut self, origin: &str, record: Value, now: Instant, room: bool) -> Offer {
+        let key = if self.origins.contains_key(origin) || self.origins.len() < MAX_ORIGINS {
+            origin
+        } else {
+            OVERFLOW
+        };
+        let entry = self.origins.entry(key.to_string()).or_insert(Origin {
+            window_start: now,
+            written: 0,
+            held: None,
+        });
+        if entry.held.is_none() && now.saturating_duration_since(entry.window_start) >= WINDOW {
+            entry.window_start = now;
+            entry.written = 0;
+        }
+        if room && entry.held.is_none() && entry.written < BURST {
+            entry.written += 1;
+            return Offer::Write(record);
+        }
+        let ts = record["ts"].as_str().unwrap_or_default().to_string();
+        self.coalesced += 1;
+        match &mut entry.held {
+            Some(held) => {
+                held.count += 1;
+                held.last = ts;
+            }
+            None => {
+                entry.held = Some(Held {
+                    record,
+                    count: 1,
+                    first: ts.clone(),
+                    last: ts,
+                });
+            }
+        }
+        Offer::Held
+    }
+
+    /// Refusals held now (not yet in any written record).
+    pub fn held(&self) -> u64 {
+        self.origins
+            .values()
+            .filter_map(|o| o.held.as_ref())
+            .map(|h| h.count)
+            .sum()
+    }
+
+    /// When the next held summary falls due, if any is held.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.origins
+            .values()
+            .filter(|o| o.held.is_some())
+            .map(|o| o.window_start + WINDOW)
+            .min()
+    }
+
+    /// The summaries whose window has ended (every one if `all`), each with
+    /// the number of refusals it stands for. Their origins start a new
+    /// window. Origins with nothing held and an old window are forgotten.
+    pub fn due(&mut self, now: Instant, all: bool) -> Vec<(Value, u64)> {
+        let mut out = Vec::new();
+        self.origins.retain(|_, origin| {
+            let ended = now.saturating_duration_since(origin.window_start) >= WINDOW;
+            if let Some(held) = origin.held.take_if(|_| ended || all) {
+                out.push((summary(held.record, held.count, &held.first, &held.last), held.count));
+                origin.window_start = now;
+                origin.written = 0;
+                return true;
+            }
+            !(ended && origin.held.is_none())
+        });
+        out
+    }
+}
+
+/// The first held refusal, with `coalesced: {count, first, last}`.
+fn summary(mut record: Value, count: u64, first: &str, last: &str) -> Value {
+    if let Value::Object(map) = &mut record {
+        map.insert(
+            "coalesced".into(),
+            json!({ "count": count, "first": first, "last": last }),
+        );
+    }
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(i: u64) -> Value {
+        json!({ "ts": format!("t{i}"), "decision": "deny", "n": i })
+    }
+
+    #[test]
+    fn a_flood_is_written_up_to_the_burst_then_counted_once() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        let mut written = 0;
+        for i in 0..100 {
+            if let Offer::Write(_) = c.offer("bastion", refusal(i), t0, true) {
+                written += 1;
+            }
+        }
+        assert_eq!(written, BURST);
+        assert_eq!(c.held(), 90);
+        assert!(c.due(t0 + Duration::from_secs(59), false).is_empty());
+        let due = c.due(t0 + WINDOW, false);
+        assert_eq!(due.len(), 1);
+        let (summary, count) = &due[0];
+        assert_eq!(*count, 90);
+        assert_eq!(summary["coalesced"]["count"], 90);
+        assert_eq!(summary["coalesced"]["first"], "t10");
+        assert_eq!(summary["coalesced"]["last"], "t99");
+        assert_eq!(summary["n"], 10);
+        assert_eq!(c.held(), 0);
+        assert_eq!(c.coalesced, 90);
+    }
+
+    #[test]
+    fn origins_have_their_own_burst() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        for i in 0..20 {
+            c.offer("bastion", refusal(i), t0, true);
+        }
+        assert_eq!(
+            c.offer("laptop", refusal(99), t0, true),
+            Offer::Write(refusal(99))
+        );
+    }
+
+    #[test]
+    fn without_room_everything_is_held_until_all_is_asked_for() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        assert_eq!(c.offer("a", refusal(1), t0, false), Offer::Held);
+        assert_eq!(c.next_due(), Some(t0 + WINDOW));
+        let due = c.due(t0, true);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1, 1);
+    }
+
+    #[test]
+    fn the_origin_table_is_bounded() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_ORIGINS as u64 + 500) {
+            c.offer(&format!("o{i}"), refusal(i), t0, true);
+        }
+        assert!(c.origins.len() <= MAX_ORIGINS + 1);
+        // Every refusal is accounted for: written or held.
+        assert_eq!(c.held() + (MAX_ORIGINS as u64) + u64::from(BURST), MAX_ORIGINS as u64 + 500);
+    }
+}
