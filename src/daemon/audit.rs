@@ -321,21 +321,25 @@ impl Writer {
     /// Shapes `record` and queues it, or counts it into its origin's
     /// coalesced record.
     fn take(&mut self, record: &AuditRecord, now: Instant) {
-        let refusal = record.decision == "deny";
-        let Ok(value) = serde_json::to_value(record) else {
-            return;
+        let shaped = || {
+            serde_json::to_value(record).map_or(serde_json::Value::Null, shape::shape)
         };
-        let value = shape::shape(value);
+        let refusal = record.decision == "deny";
         let value = if refusal {
             let room = self.file.refusal_room();
-            match self.coalescer.offer(&origin(record), value, now, room) {
+            match self
+                .coalescer
+                .offer(&origin(record), &record.ts, now, room, shaped)
+            {
                 Offer::Write(value) => value,
                 Offer::Held => return,
             }
         } else {
-            value
+            shaped()
         };
-        self.queue(&value, refusal, 1);
+        if value.is_object() {
+            self.queue(&value, refusal, 1);
+        }
     }
 
     fn queue(&mut self, value: &serde_json::Value, refusal: bool, records: u64) {
@@ -353,9 +357,18 @@ impl Writer {
     /// Queues the coalesced records that are due (all of them when `all`:
     /// a flush, the end) and writes what is queued.
     fn write(&mut self, all: bool) {
-        if all || self.file.refusal_room() {
-            for (summary, count) in self.coalescer.due(Instant::now(), all) {
-                self.queue(&summary, true, count);
+        let mut room = self.file.refusal_room_bytes();
+        let fits = |summary: &serde_json::Value| {
+            let len = serde_json::to_vec(summary).map_or(u64::MAX, |b| b.len() as u64 + 1);
+            room.checked_sub(len).map(|left| room = left).is_some()
+        };
+        for (summary, count) in self.coalescer.due(Instant::now(), all, fits) {
+            self.queue(&summary, true, count);
+        }
+        if all {
+            // No room left for one record per origin: one for them all.
+            if let Some((merged, count)) = self.coalescer.merge_rest() {
+                self.queue(&merged, true, count);
             }
         }
         self.file.write_queued();
@@ -429,6 +442,99 @@ mod tests {
         let ts = now_rfc3339();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
+    }
+
+    fn record(decision: &'static str, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some("SHA256:k".into()),
+            comment: Some("work".into()),
+            decision,
+            rule: "r".into(),
+            reason: "r".into(),
+            class: "local",
+            chain: forwarded_from
+                .map(|fp| AuditHop {
+                    names: vec!["bastion".into()],
+                    fingerprint: fp.into(),
+                    forwarded: true,
+                    reported_by: None,
+                })
+                .into_iter()
+                .collect(),
+            destination: None,
+            user: Some(user.into()),
+            user_style: None,
+            purpose: Some("login"),
+            peer: AuditPeer {
+                pid: Some(1),
+                uid: 0,
+                exe: Some(exe.into()),
+            },
+            conn: 1,
+            upstream: false,
+            provider: None,
+        }
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        let mut rotated = path.as_os_str().to_owned();
+        rotated.push(".1");
+        [PathBuf::from(rotated), path.to_path_buf()]
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<serde_json::Value>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refusals_from_any_number_of_origins_never_rotate_an_allow_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut w = Writer {
+            file: AuditFile::new(path.clone(), 64 * 1024, now_rfc3339),
+            coalescer: Coalescer::default(),
+        };
+        let now = Instant::now();
+        w.take(&record("allow", "kept", "/bin/ssh", None), now);
+        w.write(false);
+        let huge = "\u{9b}".repeat(20_000);
+        // A bastion, and hundreds of local programs, each a new origin.
+        for i in 0..600 {
+            let origin = (i % 3 == 0).then_some("SHA256:bastion");
+            w.take(&record("deny", &huge, &format!("/tmp/p{i}"), origin), now);
+            if i % 100 == 0 {
+                w.write(false);
+            }
+        }
+        w.write(false);
+        // Later windows, then the stop.
+        w.write(false);
+        w.write(true);
+        let all = lines(&path);
+        assert!(
+            all.iter().any(|v| v["user"] == "kept"),
+            "the allow was rotated out"
+        );
+        let counted: u64 = all
+            .iter()
+            .filter(|v| v["decision"] == "deny")
+            .map(|v| v["coalesced"]["count"].as_u64().unwrap_or(1))
+            .sum();
+        assert_eq!(counted, 600, "every refusal is written or counted");
+        let refusal_bytes: usize = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"decision\":\"deny\""))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(refusal_bytes < 40 * 1024, "{refusal_bytes} bytes of refusals");
     }
 
     #[test]

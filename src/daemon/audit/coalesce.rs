@@ -62,10 +62,19 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
-    /// Offers the refusal `record` (its `ts` is read) from `origin`;
-    /// `room` is false when the refusal budget of the file is spent, and
-    /// then every refusal is held.
-    pub fn offer(&mut self, origin: &str, record: Value, now: Instant, room: bool) -> Offer {
+    /// Offers a refusal from `origin` made at `ts`; `record` makes its
+    /// record, only when it is written or becomes the one a summary shows
+    /// (a flood pays for counting, not for shaping). `room` is false when
+    /// the refusal budget of the file is spent, and then every refusal is
+    /// held.
+    pub fn offer(
+        &mut self,
+        origin: &str,
+        ts: &str,
+        now: Instant,
+        room: bool,
+        record: impl FnOnce() -> Value,
+    ) -> Offer {
         let key = if self.origins.contains_key(origin) || self.origins.len() < MAX_ORIGINS {
             origin
         } else {
@@ -82,9 +91,9 @@ impl Coalescer {
         }
         if room && entry.held.is_none() && entry.written < BURST {
             entry.written += 1;
-            return Offer::Write(record);
+            return Offer::Write(record());
         }
-        let ts = record["ts"].as_str().unwrap_or_default().to_string();
+        let ts = ts.to_string();
         self.coalesced += 1;
         match &mut entry.held {
             Some(held) => {
@@ -93,7 +102,7 @@ impl Coalescer {
             }
             None => {
                 entry.held = Some(Held {
-                    record,
+                    record: record(),
                     count: 1,
                     first: ts.clone(),
                     last: ts,
@@ -121,15 +130,26 @@ impl Coalescer {
             .min()
     }
 
-    /// The summaries whose window has ended (every one if `all`), each with
-    /// the number of refusals it stands for. Their origins start a new
-    /// window. Origins with nothing held and an old window are forgotten.
-    pub fn due(&mut self, now: Instant, all: bool) -> Vec<(Value, u64)> {
+    /// The summaries whose window has ended (every one if `all`) and that
+    /// `fits` takes, each with the number of refusals it stands for; their
+    /// origins start a new window. One `fits` refuses stays held, window
+    /// and all. Origins with nothing held and an old window are forgotten.
+    pub fn due(
+        &mut self,
+        now: Instant,
+        all: bool,
+        mut fits: impl FnMut(&Value) -> bool,
+    ) -> Vec<(Value, u64)> {
         let mut out = Vec::new();
         self.origins.retain(|_, origin| {
             let ended = now.saturating_duration_since(origin.window_start) >= WINDOW;
             if let Some(held) = origin.held.take_if(|_| ended || all) {
-                out.push((summary(held.record, held.count, &held.first, &held.last), held.count));
+                let record = summary(held.record.clone(), held.count, &held.first, &held.last, None);
+                if !fits(&record) {
+                    origin.held = Some(held);
+                    return true;
+                }
+                out.push((record, held.count));
                 origin.window_start = now;
                 origin.written = 0;
                 return true;
@@ -138,15 +158,48 @@ impl Coalescer {
         });
         out
     }
+
+    /// Everything still held, as one record (the first held refusal of
+    /// one origin, with the count, time span and number of origins of
+    /// all): what a stop writes when the refusal budget has no room left.
+    pub fn merge_rest(&mut self) -> Option<(Value, u64)> {
+        let mut merged: Option<Held> = None;
+        let mut origins = 0u64;
+        for origin in self.origins.values_mut() {
+            let Some(held) = origin.held.take() else {
+                continue;
+            };
+            origins += 1;
+            merged = Some(match merged {
+                None => held,
+                Some(mut m) => {
+                    m.count += held.count;
+                    if held.first < m.first {
+                        m.first = held.first;
+                    }
+                    if held.last > m.last {
+                        m.last = held.last;
+                    }
+                    m
+                }
+            });
+        }
+        merged.map(|m| {
+            let count = m.count;
+            (summary(m.record, count, &m.first, &m.last, Some(origins)), count)
+        })
+    }
 }
 
-/// The first held refusal, with `coalesced: {count, first, last}`.
-fn summary(mut record: Value, count: u64, first: &str, last: &str) -> Value {
+/// The first held refusal, with `coalesced: {count, first, last}` (and
+/// `origins` when it counts more than one).
+fn summary(mut record: Value, count: u64, first: &str, last: &str, origins: Option<u64>) -> Value {
     if let Value::Object(map) = &mut record {
-        map.insert(
-            "coalesced".into(),
-            json!({ "count": count, "first": first, "last": last }),
-        );
+        let mut c = json!({ "count": count, "first": first, "last": last });
+        if let Some(n) = origins {
+            c["origins"] = json!(n);
+        }
+        map.insert("coalesced".into(), c);
     }
     record
 }
@@ -165,14 +218,14 @@ mod tests {
         let t0 = Instant::now();
         let mut written = 0;
         for i in 0..100 {
-            if let Offer::Write(_) = c.offer("bastion", refusal(i), t0, true) {
+            if let Offer::Write(_) = c.offer("bastion", &format!("t{}", i), t0, true, || refusal(i)) {
                 written += 1;
             }
         }
         assert_eq!(written, BURST);
         assert_eq!(c.held(), 90);
-        assert!(c.due(t0 + Duration::from_secs(59), false).is_empty());
-        let due = c.due(t0 + WINDOW, false);
+        assert!(c.due(t0 + Duration::from_secs(59), false, |_| true).is_empty());
+        let due = c.due(t0 + WINDOW, false, |_| true);
         assert_eq!(due.len(), 1);
         let (summary, count) = &due[0];
         assert_eq!(*count, 90);
@@ -189,10 +242,10 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..20 {
-            c.offer("bastion", refusal(i), t0, true);
+            c.offer("bastion", &format!("t{}", i), t0, true, || refusal(i));
         }
         assert_eq!(
-            c.offer("laptop", refusal(99), t0, true),
+            c.offer("laptop", &format!("t{}", 99), t0, true, || refusal(99)),
             Offer::Write(refusal(99))
         );
     }
@@ -201,11 +254,35 @@ mod tests {
     fn without_room_everything_is_held_until_all_is_asked_for() {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
-        assert_eq!(c.offer("a", refusal(1), t0, false), Offer::Held);
+        assert_eq!(c.offer("a", &format!("t{}", 1), t0, false, || refusal(1)), Offer::Held);
         assert_eq!(c.next_due(), Some(t0 + WINDOW));
-        let due = c.due(t0, true);
+        let due = c.due(t0, true, |_| true);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].1, 1);
+    }
+
+    #[test]
+    fn what_does_not_fit_stays_held_and_a_stop_merges_it_into_one_record() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        for o in 0..5 {
+            for i in 0..3 {
+                c.offer(&format!("o{o}"), &format!("t{}", o * 10 + i), t0, false, || refusal(o * 10 + i));
+            }
+        }
+        let mut room = 2;
+        let due = c.due(t0 + WINDOW, false, |_| {
+            room -= 1;
+            room >= 0
+        });
+        assert_eq!(due.len(), 2);
+        assert_eq!(c.held(), 9);
+        let (merged, count) = c.merge_rest().unwrap();
+        assert_eq!(count, 9);
+        assert_eq!(merged["coalesced"]["count"], 9);
+        assert_eq!(merged["coalesced"]["origins"], 3);
+        assert_eq!(c.held(), 0);
+        assert!(c.merge_rest().is_none());
     }
 
     #[test]
@@ -213,7 +290,7 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..(MAX_ORIGINS as u64 + 500) {
-            c.offer(&format!("o{i}"), refusal(i), t0, true);
+            c.offer(&format!("o{i}"), &format!("t{}", i), t0, true, || refusal(i));
         }
         assert!(c.origins.len() <= MAX_ORIGINS + 1);
         // Every refusal is accounted for: written or held.

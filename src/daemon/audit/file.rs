@@ -118,7 +118,12 @@ impl AuditFile {
     /// Whether one more refusal fits in the current file's budget (half of
     /// `max_bytes`, counting those waiting to be written).
     pub fn refusal_room(&self) -> bool {
-        self.refusal_bytes + self.queued_refusal_bytes < self.max_bytes / 2
+        self.refusal_room_bytes() > 0
+    }
+
+    /// Bytes of refusal lines the current file can still take.
+    pub fn refusal_room_bytes(&self) -> u64 {
+        (self.max_bytes / 2).saturating_sub(self.refusal_bytes + self.queued_refusal_bytes)
     }
 
     /// Whether lines wait for a retry.
@@ -151,7 +156,6 @@ impl AuditFile {
                     if line.refusal {
                         self.queued_refusal_bytes -= line.bytes.len() as u64;
                     }
-                    self.succeeded();
                     if self.size > self.max_bytes {
                         self.rotate();
                     }
@@ -163,6 +167,11 @@ impl AuditFile {
             }
         }
         self.health.waiting_records = self.queue.iter().map(|l| l.records).sum();
+        // An episode ends when nothing waits any more: a nearly full disk
+        // that takes a line now and then is still one episode.
+        if self.queue.is_empty() {
+            self.succeeded();
+        }
     }
 
     /// Publishes the health, with the coalescer's counts.
