@@ -327,9 +327,11 @@ impl Writer {
         let refusal = record.decision == "deny";
         let value = if refusal {
             let room = self.file.refusal_room();
+            let (origin, local) = origin(record);
+            let kind = format!("{} {}", record.event, record.reason);
             match self
                 .coalescer
-                .offer(&origin(record), &record.ts, now, room, shaped)
+                .offer(&origin, &kind, local, &record.ts, now, room, shaped)
             {
                 Offer::Write(value) => value,
                 Offer::Held => return,
@@ -395,14 +397,18 @@ impl Writer {
 }
 
 /// Who a refusal is charged to: the first forwarding hop (all a bastion
-/// sends shares it, whatever it claims past it), else the local program.
-fn origin(record: &AuditRecord) -> String {
+/// sends shares it, whatever it claims past it), else the local program;
+/// and whether that is local.
+fn origin(record: &AuditRecord) -> (String, bool) {
     match record.chain.iter().find(|hop| hop.forwarded) {
-        Some(hop) => format!("fwd {}", hop.fingerprint),
-        None => format!(
-            "local {} {}",
-            record.peer.uid,
-            record.peer.exe.as_deref().unwrap_or("?")
+        Some(hop) => (format!("fwd {}", hop.fingerprint), false),
+        None => (
+            format!(
+                "local {} {}",
+                record.peer.uid,
+                record.peer.exe.as_deref().unwrap_or("?")
+            ),
+            true,
         ),
     }
 }

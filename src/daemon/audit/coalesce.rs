@@ -1,12 +1,13 @@
 //! Refusals from one origin that come faster than a person makes them are
 //! coalesced: the first [`BURST`] in a [`WINDOW`] are written one by one,
-//! the rest become one record that counts them, with the first and last
-//! time.
+//! the rest are counted, one record per kind of refusal (event and
+//! reason), with the count and the first and last time.
 //!
 //! Invariants: every refusal offered is either handed back to be written or
 //! counted in exactly one held summary (nothing is dropped); a summary
-//! stands for at least one refusal; allows never pass through here. Pure:
-//! time comes in as an argument.
+//! stands for at least one refusal, all of its kind unless it says
+//! `mixed`; allows never pass through here; the tables are bounded
+//! ([`MAX_ORIGINS`], [`MAX_KINDS`]). Pure: time comes in as an argument.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -27,6 +28,10 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// table stays bounded whatever an attacker calls itself.
 pub const MAX_ORIGINS: usize = 1024;
 
+/// Kinds of refusal counted apart per origin; the last one takes every
+/// further kind and says so (`mixed`).
+pub const MAX_KINDS: usize = 8;
+
 const OVERFLOW: &str = "(too many origins)";
 
 /// What comes of an offered refusal.
@@ -34,7 +39,7 @@ const OVERFLOW: &str = "(too many origins)";
 pub enum Offer {
     /// Write it as it is.
     Write(Value),
-    /// Counted into its origin's held summary.
+    /// Counted into a held summary.
     Held,
 }
 
@@ -42,7 +47,7 @@ pub enum Offer {
 struct Origin {
     window_start: Instant,
     written: u32,
-    held: Option<Held>,
+    held: Vec<(String, Held)>,
 }
 
 #[derive(Debug)]
@@ -52,6 +57,40 @@ struct Held {
     count: u64,
     first: String,
     last: String,
+    mixed: bool,
+}
+
+impl Held {
+    fn add(&mut self, ts: &str, mixed: bool) {
+        self.count += 1;
+        self.last = ts.to_string();
+        self.mixed |= mixed;
+    }
+
+    fn merge(&mut self, other: Held, mixed: bool) {
+        self.count += other.count;
+        if other.first < self.first {
+            self.first = other.first;
+        }
+        if other.last > self.last {
+            self.last = other.last;
+        }
+        self.mixed |= mixed || other.mixed;
+    }
+
+    fn summary(mut self, origins: Option<u64>) -> Value {
+        if let Value::Object(map) = &mut self.record {
+            let mut c = json!({ "count": self.count, "first": self.first, "last": self.last });
+            if self.mixed {
+                c["mixed"] = json!(true);
+            }
+            if let Some(n) = origins {
+                c["origins"] = json!(n);
+            }
+            map.insert("coalesced".into(), c);
+        }
+        self.record
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,14 +101,20 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
-    /// Offers a refusal from `origin` made at `ts`; `record` makes its
-    /// record, only when it is written or becomes the one a summary shows
-    /// (a flood pays for counting, not for shaping). `room` is false when
-    /// the refusal budget of the file is spent, and then every refusal is
-    /// held.
+    /// Offers a refusal of `kind` from `origin` made at `ts`; `record`
+    /// makes its record, only when it is written or becomes the one a
+    /// summary shows (a flood pays for counting, not for shaping). `room`
+    /// is false when the refusal budget of the file is spent, and then
+    /// every refusal is held. A `local` origin has no burst limit: a
+    /// program of this machine runs as the user and could write the file
+    /// itself, so counting its refusals would only hide detail from the
+    /// user; it is held only when the budget is spent.
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
         origin: &str,
+        kind: &str,
+        local: bool,
         ts: &str,
         now: Instant,
         room: bool,
@@ -83,31 +128,32 @@ impl Coalescer {
         let entry = self.origins.entry(key.to_string()).or_insert(Origin {
             window_start: now,
             written: 0,
-            held: None,
+            held: Vec::new(),
         });
-        if entry.held.is_none() && now.saturating_duration_since(entry.window_start) >= WINDOW {
+        if entry.held.is_empty() && now.saturating_duration_since(entry.window_start) >= WINDOW {
             entry.window_start = now;
             entry.written = 0;
         }
-        if room && entry.held.is_none() && entry.written < BURST {
-            entry.written += 1;
+        if room && entry.held.is_empty() && (local || entry.written < BURST) {
+            entry.written = entry.written.saturating_add(1);
             return Offer::Write(record());
         }
-        let ts = ts.to_string();
         self.coalesced += 1;
-        match &mut entry.held {
-            Some(held) => {
-                held.count += 1;
-                held.last = ts;
-            }
-            None => {
-                entry.held = Some(Held {
+        if let Some((_, held)) = entry.held.iter_mut().find(|(k, _)| k == kind) {
+            held.add(ts, false);
+        } else if entry.held.len() < MAX_KINDS {
+            entry.held.push((
+                kind.to_string(),
+                Held {
                     record: record(),
                     count: 1,
-                    first: ts.clone(),
-                    last: ts,
-                });
-            }
+                    first: ts.to_string(),
+                    last: ts.to_string(),
+                    mixed: false,
+                },
+            ));
+        } else if let Some((_, held)) = entry.held.last_mut() {
+            held.add(ts, true);
         }
         Offer::Held
     }
@@ -116,8 +162,8 @@ impl Coalescer {
     pub fn held(&self) -> u64 {
         self.origins
             .values()
-            .filter_map(|o| o.held.as_ref())
-            .map(|h| h.count)
+            .flat_map(|o| o.held.iter())
+            .map(|(_, h)| h.count)
             .sum()
     }
 
@@ -125,15 +171,16 @@ impl Coalescer {
     pub fn next_due(&self) -> Option<Instant> {
         self.origins
             .values()
-            .filter(|o| o.held.is_some())
+            .filter(|o| !o.held.is_empty())
             .map(|o| o.window_start + WINDOW)
             .min()
     }
 
     /// The summaries whose window has ended (every one if `all`) and that
-    /// `fits` takes, each with the number of refusals it stands for; their
-    /// origins start a new window. One `fits` refuses stays held, window
-    /// and all. Origins with nothing held and an old window are forgotten.
+    /// `fits` takes, each with the number of refusals it stands for; an
+    /// origin whose summaries all went out starts a new window. One `fits`
+    /// refuses stays held. Origins with nothing held and an old window are
+    /// forgotten.
     pub fn due(
         &mut self,
         now: Instant,
@@ -143,18 +190,28 @@ impl Coalescer {
         let mut out = Vec::new();
         self.origins.retain(|_, origin| {
             let ended = now.saturating_duration_since(origin.window_start) >= WINDOW;
-            if let Some(held) = origin.held.take_if(|_| ended || all) {
-                let record = summary(held.record.clone(), held.count, &held.first, &held.last, None);
-                if !fits(&record) {
-                    origin.held = Some(held);
-                    return true;
-                }
-                out.push((record, held.count));
-                origin.window_start = now;
-                origin.written = 0;
+            if origin.held.is_empty() {
+                return !ended;
+            }
+            if !(ended || all) {
                 return true;
             }
-            !(ended && origin.held.is_none())
+            let mut kept = Vec::new();
+            for (kind, held) in origin.held.drain(..) {
+                let count = held.count;
+                let probe = held.record.clone();
+                if kept.is_empty() && fits(&probe) {
+                    out.push((held.summary(None), count));
+                } else {
+                    kept.push((kind, held));
+                }
+            }
+            origin.held = kept;
+            if origin.held.is_empty() {
+                origin.window_start = now;
+                origin.written = 0;
+            }
+            true
         });
         out
     }
@@ -166,42 +223,22 @@ impl Coalescer {
         let mut merged: Option<Held> = None;
         let mut origins = 0u64;
         for origin in self.origins.values_mut() {
-            let Some(held) = origin.held.take() else {
+            if origin.held.is_empty() {
                 continue;
-            };
+            }
             origins += 1;
-            merged = Some(match merged {
-                None => held,
-                Some(mut m) => {
-                    m.count += held.count;
-                    if held.first < m.first {
-                        m.first = held.first;
-                    }
-                    if held.last > m.last {
-                        m.last = held.last;
-                    }
-                    m
+            for (_, held) in origin.held.drain(..) {
+                match &mut merged {
+                    None => merged = Some(held),
+                    Some(m) => m.merge(held, true),
                 }
-            });
+            }
         }
         merged.map(|m| {
             let count = m.count;
-            (summary(m.record, count, &m.first, &m.last, Some(origins)), count)
+            (m.summary(Some(origins)), count)
         })
     }
-}
-
-/// The first held refusal, with `coalesced: {count, first, last}` (and
-/// `origins` when it counts more than one).
-fn summary(mut record: Value, count: u64, first: &str, last: &str, origins: Option<u64>) -> Value {
-    if let Value::Object(map) = &mut record {
-        let mut c = json!({ "count": count, "first": first, "last": last });
-        if let Some(n) = origins {
-            c["origins"] = json!(n);
-        }
-        map.insert("coalesced".into(), c);
-    }
-    record
 }
 
 #[cfg(test)]
@@ -218,7 +255,7 @@ mod tests {
         let t0 = Instant::now();
         let mut written = 0;
         for i in 0..100 {
-            if let Offer::Write(_) = c.offer("bastion", &format!("t{}", i), t0, true, || refusal(i)) {
+            if let Offer::Write(_) = c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || refusal(i)) {
                 written += 1;
             }
         }
@@ -242,11 +279,47 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..20 {
-            c.offer("bastion", &format!("t{}", i), t0, true, || refusal(i));
+            c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || refusal(i));
         }
         assert_eq!(
-            c.offer("laptop", &format!("t{}", 99), t0, true, || refusal(99)),
+            c.offer("laptop", "k", false, &format!("t{}", 99), t0, true, || refusal(99)),
             Offer::Write(refusal(99))
+        );
+    }
+
+    #[test]
+    fn each_kind_of_refusal_is_counted_apart_up_to_a_bound() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        for i in 0..(u64::from(BURST) + 30) {
+            let kind = if i % 2 == 0 { "flood" } else { "timeout" };
+            c.offer("bastion", kind, false, "t", t0, true, || refusal(i));
+        }
+        for k in 0..20 {
+            c.offer("bastion", &format!("k{k}"), false, "t", t0, true, || refusal(100 + k));
+        }
+        let due = c.due(t0 + WINDOW, false, |_| true);
+        assert_eq!(due.len(), MAX_KINDS);
+        assert_eq!(due[0].1, 15);
+        assert_eq!(due[1].1, 15);
+        let mixed = &due[MAX_KINDS - 1].0;
+        assert_eq!(mixed["coalesced"]["mixed"], true);
+        assert_eq!(due.iter().map(|d| d.1).sum::<u64>(), 50);
+    }
+
+    #[test]
+    fn local_programs_have_no_burst_limit_only_the_budget() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            assert!(matches!(
+                c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, true, || refusal(i)),
+                Offer::Write(_)
+            ));
+        }
+        assert_eq!(
+            c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, false, || refusal(100)),
+            Offer::Held
         );
     }
 
@@ -254,7 +327,7 @@ mod tests {
     fn without_room_everything_is_held_until_all_is_asked_for() {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
-        assert_eq!(c.offer("a", &format!("t{}", 1), t0, false, || refusal(1)), Offer::Held);
+        assert_eq!(c.offer("a", "k", false, &format!("t{}", 1), t0, false, || refusal(1)), Offer::Held);
         assert_eq!(c.next_due(), Some(t0 + WINDOW));
         let due = c.due(t0, true, |_| true);
         assert_eq!(due.len(), 1);
@@ -267,7 +340,7 @@ mod tests {
         let t0 = Instant::now();
         for o in 0..5 {
             for i in 0..3 {
-                c.offer(&format!("o{o}"), &format!("t{}", o * 10 + i), t0, false, || refusal(o * 10 + i));
+                c.offer(&format!("o{o}"), "k", false, &format!("t{}", o * 10 + i), t0, false, || refusal(o * 10 + i));
             }
         }
         let mut room = 2;
@@ -290,7 +363,7 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..(MAX_ORIGINS as u64 + 500) {
-            c.offer(&format!("o{i}"), &format!("t{}", i), t0, true, || refusal(i));
+            c.offer(&format!("o{i}"), "k", false, &format!("t{}", i), t0, true, || refusal(i));
         }
         assert!(c.origins.len() <= MAX_ORIGINS + 1);
         // Every refusal is accounted for: written or held.
