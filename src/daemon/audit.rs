@@ -321,10 +321,19 @@ impl Writer {
     /// Shapes `record` and queues it, or counts it into its origin's
     /// coalesced record.
     fn take(&mut self, record: &AuditRecord, now: Instant) {
+        let refusal = record.decision == "deny";
+        if !refusal {
+            // The hot path: most records are already in shape.
+            if let Ok(line) = serde_json::to_vec(record) {
+                if shape::plain_line(&line) {
+                    self.queue_bytes(line, false, 1);
+                    return;
+                }
+            }
+        }
         let shaped = || {
             serde_json::to_value(record).map_or(serde_json::Value::Null, shape::shape)
         };
-        let refusal = record.decision == "deny";
         let value = if refusal {
             let room = self.file.refusal_room();
             let (origin, local) = origin(record);
@@ -345,9 +354,12 @@ impl Writer {
     }
 
     fn queue(&mut self, value: &serde_json::Value, refusal: bool, records: u64) {
-        let Ok(mut bytes) = serde_json::to_vec(value) else {
-            return;
-        };
+        if let Ok(bytes) = serde_json::to_vec(value) {
+            self.queue_bytes(bytes, refusal, records);
+        }
+    }
+
+    fn queue_bytes(&mut self, mut bytes: Vec<u8>, refusal: bool, records: u64) {
         bytes.push(b'\n');
         self.file.push(Line {
             bytes,

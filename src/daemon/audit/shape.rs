@@ -35,7 +35,7 @@ pub fn shape(record: Value) -> Value {
     match record {
         Value::Object(map) => Value::Object(shape_object(map)),
         Value::Array(items) => Value::Array(items.into_iter().map(shape).collect()),
-        Value::String(s) => Value::String(bound(&s, MAX_CHARS).0),
+        Value::String(s) => Value::String(bound_owned(s, MAX_CHARS).0),
         other => other,
     }
 }
@@ -50,6 +50,10 @@ fn shape_object(map: Map<String, Value>) -> Map<String, Value> {
         };
         match value {
             Value::String(s) => {
+                if is_plain(&s, max) {
+                    out.insert(name, Value::String(s));
+                    continue;
+                }
                 let (text, cut) = bound(&s, max);
                 out.insert(name.clone(), Value::String(text));
                 if cut {
@@ -62,6 +66,10 @@ fn shape_object(map: Map<String, Value>) -> Map<String, Value> {
                 let mut digests = Vec::new();
                 for item in items.into_iter().take(MAX_ITEMS) {
                     match item {
+                        Value::String(s) if is_plain(&s, max) => {
+                            digests.push(Value::Null);
+                            kept.push(Value::String(s));
+                        }
                         Value::String(s) => {
                             let (text, cut) = bound(&s, max);
                             digests.push(if cut {
@@ -91,6 +99,43 @@ fn shape_object(map: Map<String, Value>) -> Map<String, Value> {
         }
     }
     out
+}
+
+/// Whether a record serialized as `json` is already in shape: printable
+/// ASCII only (so nothing hidden, and no JSON escape, so every `"` delimits
+/// a string) with no string longer than [`MAX_CHARS`]. The common record
+/// passes this byte scan and is written as it is, without the detour
+/// through [`shape`].
+pub fn plain_line(json: &[u8]) -> bool {
+    let mut open: Option<usize> = None;
+    for (i, &b) in json.iter().enumerate() {
+        match b {
+            b'"' => match open.take() {
+                Some(start) if i - start - 1 > MAX_CHARS => return false,
+                Some(_) => {}
+                None => open = Some(i),
+            },
+            b'\\' | 0x7f..=0xff | 0x00..=0x1f => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Whether `text` needs neither escape nor cut (the common case, kept
+/// as it is without a copy): no more bytes than `max`, so no more
+/// characters, and nothing hidden.
+fn is_plain(text: &str, max: usize) -> bool {
+    text.len() <= max && !text.chars().any(crate::text::is_hidden)
+}
+
+/// [`bound`] of an owned string, without a copy when it is plain.
+fn bound_owned(text: String, max: usize) -> (String, bool) {
+    if is_plain(&text, max) {
+        (text, false)
+    } else {
+        bound(&text, max)
+    }
 }
 
 /// `text` escaped and cut to `max` characters, and whether it was cut.
@@ -177,6 +222,29 @@ mod tests {
         assert_eq!(shaped["names_total"], 40);
         assert_eq!(shaped["names_sha256"][0], Value::Null);
         assert_eq!(shaped["names_sha256"][1], json!(digest(&names[1])));
+    }
+
+    #[test]
+    fn a_plain_line_is_exactly_one_shape_would_leave_alone() {
+        for record in [
+            json!({ "user": "deploy", "chain": [{ "names": ["bastion"] }], "pid": 1 }),
+            json!({ "user": "a".repeat(MAX_CHARS) }),
+        ] {
+            let line = serde_json::to_vec(&record).unwrap();
+            assert!(plain_line(&line), "{record}");
+            assert_eq!(shape(record.clone()), record);
+        }
+        for record in [
+            json!({ "user": "a".repeat(MAX_CHARS + 1) }),
+            json!({ "user": "ro\u{9b}ot" }),
+            json!({ "user": "ro\u{1b}ot" }),
+            json!({ "user": "ro\u{7f}ot" }),
+            json!({ "user": "ro\"ot" }),
+            json!({ "user": "héllo" }),
+        ] {
+            let line = serde_json::to_vec(&record).unwrap();
+            assert!(!plain_line(&line), "{record}");
+        }
     }
 
     #[test]
