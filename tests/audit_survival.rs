@@ -239,6 +239,9 @@ fn the_writer_follows_a_renamed_deleted_truncated_file_and_a_removed_directory()
         "{status:#}"
     );
     assert_eq!(status["audit"]["write_errors"], 0);
+    // Following the file is no problem for doctor.
+    let check = doctor_audit(&agent.sock);
+    assert_eq!(check["ok"], true, "{check:#}");
     assert!(agent.terminate().success());
     assert_eq!(users_in(&renamed), ["m0"]);
     assert_eq!(users_in(&copy), ["m3"]);
@@ -329,6 +332,10 @@ fn a_full_disk_loses_only_what_it_could_not_hold_and_says_so() {
     assert!(human.contains("WRITE FAILING"), "{human}");
     let check = doctor_audit(&sock);
     assert_eq!(check["ok"], false, "{check:#}");
+    assert!(
+        check["message"].as_str().unwrap().contains("cannot write"),
+        "{check:#}"
+    );
 
     std::fs::remove_file(&filler).unwrap();
     // What waited is written once there is room, and new records follow.
