@@ -207,8 +207,10 @@ impl Coalescer {
                 }
             }
             origin.held = kept;
+            // Either way a new window: what did not fit is looked at again
+            // when it ends, not at once (the writer would spin on it).
+            origin.window_start = now;
             if origin.held.is_empty() {
-                origin.window_start = now;
                 origin.written = 0;
             }
             true
@@ -350,6 +352,8 @@ mod tests {
         });
         assert_eq!(due.len(), 2);
         assert_eq!(c.held(), 9);
+        // What did not fit falls due again a window later, not at once.
+        assert_eq!(c.next_due(), Some(t0 + WINDOW + WINDOW));
         let (merged, count) = c.merge_rest().unwrap();
         assert_eq!(count, 9);
         assert_eq!(merged["coalesced"]["count"], 9);
