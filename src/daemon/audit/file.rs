@@ -2,10 +2,12 @@
 //! renamed, deleted or its directory removed, rotates by size, and keeps
 //! what it could not write for a later try.
 //!
-//! Invariants: before each line the open file is checked against the path
-//! (device and inode), so a record never goes to a file that is no longer
-//! the audit log; a missing directory and file are made again (0700, 0600);
-//! a line is written whole or not at all (a short write is cut back off);
+//! Invariants: before each write (a batch of lines) the open file is
+//! checked against the path (device and inode), so records do not go to a
+//! file that is no longer the audit log (what a rename in the microseconds
+//! between the check and the write catches still lands in the renamed
+//! file); a missing directory and file are made again (0700, 0600);
+//! lines are written whole or not at all (a short write is cut back off);
 //! a line that cannot be written waits in memory (up to [`BACKLOG_BYTES`])
 //! and is tried again, and only what does not fit is dropped, counted in
 //! `lost_records`; one warning per episode of failures, one line when it
@@ -25,6 +27,9 @@ use serde::Serialize;
 /// directory that cannot be made): enough for thousands of records, small
 /// enough to hold on to for hours.
 pub const BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most bytes written in one go.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// One line to append.
 #[derive(Debug, Clone)]
@@ -147,19 +152,39 @@ impl AuditFile {
 
     /// Writes every queued line it can; the rest wait for the next call.
     pub fn write_queued(&mut self) {
-        while let Some(line) = self.queue.front() {
-            let result = self.append(&line.bytes.clone(), line.refusal);
-            match result {
+        // Lines go out in chunks (one check of the path and one write for
+        // a batch); when a chunk does not fit, one line at a time, so a
+        // nearly full disk still takes what it can.
+        let mut one_by_one = false;
+        let mut chunk = Vec::new();
+        while !self.queue.is_empty() {
+            chunk.clear();
+            let mut lines = 0;
+            let mut refusal_bytes = 0u64;
+            for line in &self.queue {
+                let fits_file = self.size + (chunk.len() + line.bytes.len()) as u64 <= self.max_bytes;
+                if lines > 0 && (one_by_one || !fits_file || chunk.len() >= CHUNK_BYTES) {
+                    break;
+                }
+                chunk.extend_from_slice(&line.bytes);
+                if line.refusal {
+                    refusal_bytes += line.bytes.len() as u64;
+                }
+                lines += 1;
+            }
+            match self.append(&chunk, refusal_bytes) {
                 Ok(()) => {
-                    let line = self.queue.pop_front().unwrap_or_else(|| unreachable!());
-                    self.queued_bytes -= line.bytes.len();
-                    if line.refusal {
-                        self.queued_refusal_bytes -= line.bytes.len() as u64;
+                    for line in self.queue.drain(..lines) {
+                        self.queued_bytes -= line.bytes.len();
+                        if line.refusal {
+                            self.queued_refusal_bytes -= line.bytes.len() as u64;
+                        }
                     }
                     if self.size > self.max_bytes {
                         self.rotate();
                     }
                 }
+                Err(_) if lines > 1 => one_by_one = true,
                 Err(e) => {
                     self.failed(&e);
                     break;
@@ -183,8 +208,8 @@ impl AuditFile {
         }
     }
 
-    /// Appends one whole line to the file the path names now.
-    fn append(&mut self, bytes: &[u8], refusal: bool) -> std::io::Result<()> {
+    /// Appends whole lines to the file the path names now, all or none.
+    fn append(&mut self, bytes: &[u8], refusal_bytes: u64) -> std::io::Result<()> {
         self.follow_path()?;
         let Some(open) = self.out.as_mut() else {
             return Err(std::io::Error::other("audit file not open"));
@@ -196,16 +221,14 @@ impl AuditFile {
             self.health.reopened += 1;
         }
         if let Err(e) = open.file.write_all(bytes) {
-            // A short write leaves half a line; cut it off so the next
-            // record starts on a line of its own.
+            // A short write leaves part of the chunk, maybe half a line;
+            // cut it off so the lines are tried again whole.
             let _ = open.file.set_len(before);
             self.size = before;
             return Err(e);
         }
         self.size = before + bytes.len() as u64;
-        if refusal {
-            self.refusal_bytes += bytes.len() as u64;
-        }
+        self.refusal_bytes += refusal_bytes;
         Ok(())
     }
 
