@@ -388,3 +388,35 @@ pub fn grants(args: &GrantsArgs) -> ExitCode {
         Err(code) => code,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_line_says_what_is_wrong_and_escapes_what_it_quotes() {
+        assert_eq!(audit_line(&json!({})), None, "an agent from before");
+        assert!(
+            audit_line(&json!({ "audit": null }))
+                .unwrap()
+                .starts_with("no audit file")
+        );
+        let healthy = json!({ "audit": { "file": "/s/audit.jsonl", "writing": true } });
+        assert_eq!(audit_line(&healthy).unwrap(), "/s/audit.jsonl, ok");
+        let failing = json!({ "audit": {
+            "file": "/s/audit.jsonl", "writing": false, "write_errors": 3,
+            "error_episodes": 1, "lost_records": 2, "waiting_records": 7,
+            "last_error": "No space left on device\u{1b}[2J",
+            "last_error_at": "2026-12-07T01:00:00.000Z",
+        } });
+        let line = audit_line(&failing).unwrap();
+        assert!(line.contains("PROBLEM"), "{line}");
+        assert!(
+            line.contains("WRITE FAILING since 2026-12-07T01:00:00.000Z"),
+            "{line}"
+        );
+        assert!(line.contains("(7 records waiting)"), "{line}");
+        assert!(line.contains("2 RECORDS LOST"), "{line}");
+        assert!(!line.contains('\u{1b}'), "{line}");
+    }
+}

@@ -511,3 +511,36 @@ fn audit_finding(status: &Value) -> Option<Finding> {
     }
     Some(Finding::ok("audit", message))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_is_a_problem_while_failing_and_after_a_loss_not_after_a_recovery() {
+        let finding = |audit: Value| audit_finding(&json!({ "audit": audit }));
+        assert_eq!(audit_finding(&json!({})), None);
+        assert!(!finding(Value::Null).unwrap().ok);
+        let ok = finding(json!({ "file": "/a", "writing": true }));
+        assert!(ok.unwrap().ok);
+        let failing = finding(json!({ "file": "/a", "writing": false, "write_errors": 1 }));
+        assert!(!failing.unwrap().ok);
+        let recovered = finding(json!({ "file": "/a", "writing": true, "write_errors": 4 }));
+        let recovered = recovered.unwrap();
+        assert!(recovered.ok);
+        assert!(
+            recovered.message.contains("nothing lost"),
+            "{}",
+            recovered.message
+        );
+        let lost =
+            finding(json!({ "file": "/a", "writing": true, "write_errors": 4, "lost_records": 9 }));
+        let lost = lost.unwrap();
+        assert!(!lost.ok);
+        assert!(
+            lost.message.starts_with("9 audit records were lost"),
+            "{}",
+            lost.message
+        );
+    }
+}
