@@ -164,6 +164,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
     ));
     out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
+    if let Some(line) = audit_line(v) {
+        out.push_str(&format!("audit:       {line}\n"));
+    }
     let keys = v["keys"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("keys ({}):\n", keys.len()));
     for k in &keys {
@@ -253,6 +256,63 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     out
 }
 
+/// The audit line of `status`: where it writes, and whether it does.
+/// `None` for an agent from before audit health was reported.
+fn audit_line(v: &Value) -> Option<String> {
+    let a = v.get("audit")?;
+    if a.is_null() {
+        return Some("no audit file: decisions reach the daemon log only".into());
+    }
+    let n = |k: &str| a[k].as_u64().unwrap_or(0);
+    let file = crate::text::clean(a["file"].as_str().unwrap_or("?"), 200);
+    let mut notes = Vec::new();
+    if a["writing"] == false {
+        notes.push(format!(
+            "WRITE FAILING since {}: {} ({} records waiting)",
+            a["last_error_at"].as_str().unwrap_or("?"),
+            crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200),
+            n("waiting_records")
+        ));
+    } else if n("write_errors") > 0 {
+        notes.push(format!(
+            "{} failed writes in {} episodes, writing again since {} (last error: {})",
+            n("write_errors"),
+            n("error_episodes"),
+            a["recovered_at"].as_str().unwrap_or("?"),
+            crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200),
+        ));
+    }
+    if n("lost_records") > 0 {
+        notes.push(format!(
+            "{} RECORDS LOST (the disk could not take them)",
+            n("lost_records")
+        ));
+    }
+    if n("reopened") > 0 {
+        notes.push(format!(
+            "reopened {} times after a rename, delete or truncation",
+            n("reopened")
+        ));
+    }
+    if n("coalesced_refusals") > 0 {
+        notes.push(format!(
+            "{} refusals coalesced ({} not yet written)",
+            n("coalesced_refusals"),
+            n("held_refusals")
+        ));
+    }
+    let state = if a["writing"] == false || n("lost_records") > 0 {
+        "PROBLEM"
+    } else {
+        "ok"
+    };
+    Some(if notes.is_empty() {
+        format!("{file}, {state}")
+    } else {
+        format!("{file}, {state}; {}", notes.join("; "))
+    })
+}
+
 pub fn status(args: &StatusArgs) -> ExitCode {
     match run(&args.socket, json!({ "op": "status" })) {
         Ok(v) if args.json => {
@@ -326,5 +386,37 @@ pub fn grants(args: &GrantsArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_line_says_what_is_wrong_and_escapes_what_it_quotes() {
+        assert_eq!(audit_line(&json!({})), None, "an agent from before");
+        assert!(
+            audit_line(&json!({ "audit": null }))
+                .unwrap()
+                .starts_with("no audit file")
+        );
+        let healthy = json!({ "audit": { "file": "/s/audit.jsonl", "writing": true } });
+        assert_eq!(audit_line(&healthy).unwrap(), "/s/audit.jsonl, ok");
+        let failing = json!({ "audit": {
+            "file": "/s/audit.jsonl", "writing": false, "write_errors": 3,
+            "error_episodes": 1, "lost_records": 2, "waiting_records": 7,
+            "last_error": "No space left on device\u{1b}[2J",
+            "last_error_at": "2026-12-07T01:00:00.000Z",
+        } });
+        let line = audit_line(&failing).unwrap();
+        assert!(line.contains("PROBLEM"), "{line}");
+        assert!(
+            line.contains("WRITE FAILING since 2026-12-07T01:00:00.000Z"),
+            "{line}"
+        );
+        assert!(line.contains("(7 records waiting)"), "{line}");
+        assert!(line.contains("2 RECORDS LOST"), "{line}");
+        assert!(!line.contains('\u{1b}'), "{line}");
     }
 }

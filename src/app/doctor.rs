@@ -91,6 +91,9 @@ pub fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
     if let Some(status) = &status {
         out.push(confirm_finding(status));
         out.push(memlock_finding(status));
+        if let Some(finding) = audit_finding(status) {
+            out.push(finding);
+        }
     }
     out
 }
@@ -490,5 +493,93 @@ fn memlock_finding(status: &Value) -> Finding {
             "raise the memlock limit for the agent (LimitMEMLOCK=8M in a systemd drop-in, \
              or ulimit -l before starting it) and add the keys again",
         )
+    }
+}
+
+/// The audit log: a problem while writing it fails now, and once any
+/// record was lost since the agent started (the log has a hole until then;
+/// a restart, after looking, clears it). Failures that ended with nothing
+/// lost are shown, not flagged. `None` for an agent that does not say.
+fn audit_finding(status: &Value) -> Option<Finding> {
+    let a = status.get("audit")?;
+    if a.is_null() {
+        return Some(Finding::problem(
+            "audit",
+            "the agent writes no audit file (no $XDG_STATE_HOME or $HOME): decisions reach \
+             only its log",
+            "set XDG_STATE_HOME or HOME for the agent, or [audit] path in the policy",
+        ));
+    }
+    let n = |k: &str| a[k].as_u64().unwrap_or(0);
+    let file = crate::text::clean(a["file"].as_str().unwrap_or("?"), 200);
+    let error = crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200);
+    let fix = format!(
+        "make room on the file system of {file} and check that its directory is yours \
+         (mode 0700); waiting records are written once it works"
+    );
+    if a["writing"] == false {
+        return Some(Finding::problem(
+            "audit",
+            format!(
+                "cannot write {file} since {}: {error}; {} records waiting, {} lost",
+                a["last_error_at"].as_str().unwrap_or("?"),
+                n("waiting_records"),
+                n("lost_records")
+            ),
+            fix,
+        ));
+    }
+    if n("lost_records") > 0 {
+        return Some(Finding::problem(
+            "audit",
+            format!(
+                "{} audit records were lost since the agent started ({} failed writes, last: \
+                 {error}); {file} is written again",
+                n("lost_records"),
+                n("write_errors")
+            ),
+            format!("{fix}; restart the agent to clear this once you have looked"),
+        ));
+    }
+    let mut message = format!("writing {file}");
+    if n("write_errors") > 0 {
+        message.push_str(&format!(
+            " (again: {} failed writes earlier, nothing lost; last: {error})",
+            n("write_errors")
+        ));
+    }
+    Some(Finding::ok("audit", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_is_a_problem_while_failing_and_after_a_loss_not_after_a_recovery() {
+        let finding = |audit: Value| audit_finding(&json!({ "audit": audit }));
+        assert_eq!(audit_finding(&json!({})), None);
+        assert!(!finding(Value::Null).unwrap().ok);
+        let ok = finding(json!({ "file": "/a", "writing": true }));
+        assert!(ok.unwrap().ok);
+        let failing = finding(json!({ "file": "/a", "writing": false, "write_errors": 1 }));
+        assert!(!failing.unwrap().ok);
+        let recovered = finding(json!({ "file": "/a", "writing": true, "write_errors": 4 }));
+        let recovered = recovered.unwrap();
+        assert!(recovered.ok);
+        assert!(
+            recovered.message.contains("nothing lost"),
+            "{}",
+            recovered.message
+        );
+        let lost =
+            finding(json!({ "file": "/a", "writing": true, "write_errors": 4, "lost_records": 9 }));
+        let lost = lost.unwrap();
+        assert!(!lost.ok);
+        assert!(
+            lost.message.starts_with("9 audit records were lost"),
+            "{}",
+            lost.message
+        );
     }
 }

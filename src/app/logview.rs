@@ -90,6 +90,14 @@ pub fn render(v: &Value) -> String {
     if v["upstream"] == true {
         line.push_str("  (upstream key)");
     }
+    if let Some(count) = v["coalesced"]["count"].as_u64() {
+        let c = &v["coalesced"];
+        line.push_str(&format!(
+            "  (x{count} like it, {} to {})",
+            crate::text::clean(c["first"].as_str().unwrap_or("?"), 24),
+            crate::text::clean(c["last"].as_str().unwrap_or("?"), 24)
+        ));
+    }
     line
 }
 
@@ -187,5 +195,20 @@ mod tests {
         let mut up = base.clone();
         up["upstream"] = serde_json::json!(true);
         assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
+    }
+
+    #[test]
+    fn a_coalesced_record_shows_its_count_and_span() {
+        let v = serde_json::json!({
+            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "deny",
+            "reason": "default:forwarded_unverified", "chain": [], "user": "root",
+            "coalesced": { "count": 90, "first": "2026-12-03T09:00:00.100Z",
+                           "last": "2026-12-03T09:00:01.200Z" },
+        });
+        let line = render(&v);
+        assert!(
+            line.contains("(x90 like it, 2026-12-03T09:00:00.100Z to 2026-12-03T09:00:01.200Z)"),
+            "{line}"
+        );
     }
 }

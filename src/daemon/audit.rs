@@ -4,15 +4,25 @@
 //! Invariants: a record never holds key material or the data being signed;
 //! writing happens on a thread of its own, so the signing path only pays
 //! for building the record and a channel send; a write error is logged and
-//! never stops the agent.
+//! never stops the agent. On the writer thread every record is shaped
+//! (outside text escaped and bounded, `shape`), refusals from one origin
+//! past a rate are counted into one record (`coalesce`), and the file is
+//! followed through renames, deletes and full disks (`file`); `hopward
+//! status` reads how that goes through [`AuditSink::health`].
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+mod coalesce;
+mod file;
+mod shape;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use coalesce::{Coalescer, Offer};
+pub use file::Health;
+use file::{AuditFile, Line};
 
 use crate::trust::context::{HopView, RequestContext};
 use crate::trust::peer::Peer;
@@ -157,6 +167,10 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, record: AuditRecord);
     /// Waits until recorded decisions are durable.
     fn flush(&self) {}
+    /// How writing the audit file goes (`None`: there is no file).
+    fn health(&self) -> Option<Health> {
+        None
+    }
 }
 
 /// A sink for when no audit file can be had: the decision still reaches the
@@ -166,7 +180,8 @@ pub struct LogOnly;
 
 impl AuditSink for LogOnly {
     fn record(&self, record: AuditRecord) {
-        tracing::info!(event = record.event, decision = record.decision, reason = %record.reason, "audit");
+        let reason = crate::text::clean(&record.reason, shape::MAX_OWN_CHARS);
+        tracing::info!(event = record.event, decision = record.decision, reason = %reason, "audit");
     }
 }
 
@@ -179,6 +194,7 @@ enum Msg {
 #[derive(Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    health: Arc<Mutex<Health>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -192,28 +208,23 @@ pub fn default_path() -> Option<PathBuf> {
     crate::paths::state_dir().map(|d| d.join("audit.jsonl"))
 }
 
-fn open(path: &Path) -> std::io::Result<File> {
-    if let Some(dir) = path.parent() {
-        crate::paths::ensure_private_dir(dir)?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
 impl AuditLog {
     /// Starts the writer thread for `path`, rotating at `max_bytes`.
     pub fn start(path: PathBuf, max_bytes: u64) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>();
+        let file = AuditFile::new(path, max_bytes, now_rfc3339);
+        let health = file.shared();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_loop(&path, max_bytes, &rx));
+            .spawn(move || write_loop(file, &rx));
         if let Err(e) = spawned {
             tracing::warn!("audit log disabled: cannot start its writer: {e}");
+            if let Ok(mut h) = health.lock() {
+                h.writing = false;
+                h.last_error = Some(format!("cannot start the audit writer: {e}"));
+            }
         }
-        AuditLog { tx }
+        AuditLog { tx, health }
     }
 }
 
@@ -222,12 +233,17 @@ impl AuditSink for AuditLog {
         let _ = self.tx.send(Msg::Record(Box::new(record)));
     }
 
-    /// Waits until everything sent so far is on disk (tests, shutdown).
+    /// Waits until everything sent so far is on disk (tests, shutdown),
+    /// held refusal counts included.
     fn flush(&self) {
         let (done_tx, done_rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(done_tx)).is_ok() {
             let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
         }
+    }
+
+    fn health(&self) -> Option<Health> {
+        self.health.lock().ok().map(|h| h.clone())
     }
 }
 
@@ -236,21 +252,32 @@ impl AuditSink for AuditLog {
 /// signing path, no thread switch on a busy core); when a nap brings
 /// nothing, it parks until the next record. The first record after a quiet
 /// spell is written at once, later ones at most this much later.
-const BATCH_NAP: std::time::Duration = std::time::Duration::from_millis(20);
+const BATCH_NAP: Duration = Duration::from_millis(20);
 
-fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
+/// How often lines that could not be written are tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+fn write_loop(file: AuditFile, rx: &mpsc::Receiver<Msg>) {
     let mut writer = Writer {
-        path,
-        max_bytes,
-        out: None,
-        size: std::fs::metadata(path).map_or(0, |m| m.len()),
-        warned: false,
+        file,
+        coalescer: Coalescer::default(),
     };
-    // Park until there is something to do.
-    while let Ok(first) = rx.recv() {
-        writer.handle(first);
+    loop {
+        // Park until there is something to do, or something falls due.
+        let first = match writer.next_wakeup() {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match first {
+            Ok(msg) => writer.handle(msg),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                writer.write(false);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
         loop {
-            writer.flush();
+            writer.write(false);
             std::thread::sleep(BATCH_NAP);
             let mut got = false;
             loop {
@@ -261,7 +288,7 @@ fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
-                        writer.flush();
+                        writer.write(true);
                         return;
                     }
                 }
@@ -271,62 +298,130 @@ fn write_loop(path: &Path, max_bytes: u64, rx: &mpsc::Receiver<Msg>) {
             }
         }
     }
-    writer.flush();
+    writer.write(true);
 }
 
-struct Writer<'a> {
-    path: &'a Path,
-    max_bytes: u64,
-    out: Option<BufWriter<File>>,
-    size: u64,
-    warned: bool,
+/// Shapes, coalesces and hands records to the file.
+struct Writer {
+    file: AuditFile,
+    coalescer: Coalescer,
 }
 
-impl Writer<'_> {
+impl Writer {
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Record(record) => self.write(&record),
+            Msg::Record(record) => self.take(&record, Instant::now()),
             Msg::Flush(done) => {
-                self.flush();
+                self.write(true);
                 let _ = done.send(());
             }
         }
     }
 
-    fn flush(&mut self) {
-        if let Some(w) = self.out.as_mut() {
-            let _ = w.flush();
-        }
-    }
-
-    fn write(&mut self, record: &AuditRecord) {
-        if self.out.is_none() {
-            match open(self.path) {
-                Ok(f) => self.out = Some(BufWriter::new(f)),
-                Err(e) => {
-                    if !self.warned {
-                        self.warned = true;
-                        tracing::warn!("cannot write audit log {}: {e}", self.path.display());
-                    }
+    /// Shapes `record` and queues it, or counts it into its origin's
+    /// coalesced record.
+    fn take(&mut self, record: &AuditRecord, now: Instant) {
+        let refusal = record.decision == "deny";
+        if !refusal {
+            // The hot path: most records are already in shape.
+            if let Ok(line) = serde_json::to_vec(record) {
+                if shape::plain_line(&line) {
+                    self.queue_bytes(line, false, 1);
                     return;
                 }
             }
         }
-        if let (Some(w), Ok(mut line)) = (self.out.as_mut(), serde_json::to_vec(record)) {
-            line.push(b'\n');
-            if w.write_all(&line).is_ok() {
-                self.size += line.len() as u64;
+        let shaped = || {
+            serde_json::to_value(record).map_or(serde_json::Value::Null, shape::shape)
+        };
+        let value = if refusal {
+            let room = self.file.refusal_room();
+            let (origin, local) = origin(record);
+            let kind = format!("{} {}", record.event, record.reason);
+            match self
+                .coalescer
+                .offer(&origin, &kind, local, &record.ts, now, room, shaped)
+            {
+                Offer::Write(value) => value,
+                Offer::Held => return,
+            }
+        } else {
+            shaped()
+        };
+        if value.is_object() {
+            self.queue(&value, refusal, 1);
+        }
+    }
+
+    fn queue(&mut self, value: &serde_json::Value, refusal: bool, records: u64) {
+        if let Ok(bytes) = serde_json::to_vec(value) {
+            self.queue_bytes(bytes, refusal, records);
+        }
+    }
+
+    fn queue_bytes(&mut self, mut bytes: Vec<u8>, refusal: bool, records: u64) {
+        bytes.push(b'\n');
+        self.file.push(Line {
+            bytes,
+            refusal,
+            records,
+        });
+    }
+
+    /// Queues the coalesced records that are due (all of them when `all`:
+    /// a flush, the end) and writes what is queued.
+    fn write(&mut self, all: bool) {
+        let mut room = self.file.refusal_room_bytes();
+        let fits = |summary: &serde_json::Value| {
+            let len = serde_json::to_vec(summary).map_or(u64::MAX, |b| b.len() as u64 + 1);
+            room.checked_sub(len).map(|left| room = left).is_some()
+        };
+        for (summary, count) in self.coalescer.due(Instant::now(), all, fits) {
+            self.queue(&summary, true, count);
+        }
+        if all {
+            // No room left for one record per origin: one for them all.
+            if let Some((merged, count)) = self.coalescer.merge_rest() {
+                self.queue(&merged, true, count);
             }
         }
-        if self.size > self.max_bytes {
-            if let Some(mut w) = self.out.take() {
-                let _ = w.flush();
-            }
-            let mut rotated = self.path.as_os_str().to_owned();
-            rotated.push(".1");
-            let _ = std::fs::rename(self.path, PathBuf::from(rotated));
-            self.size = 0;
+        self.file.write_queued();
+        self.file
+            .publish(self.coalescer.coalesced, self.coalescer.held());
+    }
+
+    /// When the loop must wake up without a record: to retry lines the
+    /// file did not take, or to write a coalesced record that fell due.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let retry = self
+            .file
+            .waiting()
+            .then(|| Instant::now() + RETRY);
+        let due = self
+            .coalescer
+            .next_due()
+            .filter(|_| self.file.refusal_room());
+        match (retry, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
+    }
+}
+
+/// Who a refusal is charged to: the first forwarding hop (all a bastion
+/// sends shares it, whatever it claims past it), else the local program;
+/// and whether that is local.
+fn origin(record: &AuditRecord) -> (String, bool) {
+    match record.chain.iter().find(|hop| hop.forwarded) {
+        Some(hop) => (format!("fwd {}", hop.fingerprint), false),
+        None => (
+            format!(
+                "local {} {}",
+                record.peer.uid,
+                record.peer.exe.as_deref().unwrap_or("?")
+            ),
+            true,
+        ),
     }
 }
 
@@ -365,6 +460,99 @@ mod tests {
         let ts = now_rfc3339();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
+    }
+
+    fn record(decision: &'static str, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            ts: now_rfc3339(),
+            event: "sign",
+            key: Some("SHA256:k".into()),
+            comment: Some("work".into()),
+            decision,
+            rule: "r".into(),
+            reason: "r".into(),
+            class: "local",
+            chain: forwarded_from
+                .map(|fp| AuditHop {
+                    names: vec!["bastion".into()],
+                    fingerprint: fp.into(),
+                    forwarded: true,
+                    reported_by: None,
+                })
+                .into_iter()
+                .collect(),
+            destination: None,
+            user: Some(user.into()),
+            user_style: None,
+            purpose: Some("login"),
+            peer: AuditPeer {
+                pid: Some(1),
+                uid: 0,
+                exe: Some(exe.into()),
+            },
+            conn: 1,
+            upstream: false,
+            provider: None,
+        }
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        let mut rotated = path.as_os_str().to_owned();
+        rotated.push(".1");
+        [PathBuf::from(rotated), path.to_path_buf()]
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<serde_json::Value>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refusals_from_any_number_of_origins_never_rotate_an_allow_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut w = Writer {
+            file: AuditFile::new(path.clone(), 64 * 1024, now_rfc3339),
+            coalescer: Coalescer::default(),
+        };
+        let now = Instant::now();
+        w.take(&record("allow", "kept", "/bin/ssh", None), now);
+        w.write(false);
+        let huge = "\u{9b}".repeat(20_000);
+        // A bastion, and hundreds of local programs, each a new origin.
+        for i in 0..600 {
+            let origin = (i % 3 == 0).then_some("SHA256:bastion");
+            w.take(&record("deny", &huge, &format!("/tmp/p{i}"), origin), now);
+            if i % 100 == 0 {
+                w.write(false);
+            }
+        }
+        w.write(false);
+        // Later windows, then the stop.
+        w.write(false);
+        w.write(true);
+        let all = lines(&path);
+        assert!(
+            all.iter().any(|v| v["user"] == "kept"),
+            "the allow was rotated out"
+        );
+        let counted: u64 = all
+            .iter()
+            .filter(|v| v["decision"] == "deny")
+            .map(|v| v["coalesced"]["count"].as_u64().unwrap_or(1))
+            .sum();
+        assert_eq!(counted, 600, "every refusal is written or counted");
+        let refusal_bytes: usize = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"decision\":\"deny\""))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(refusal_bytes < 40 * 1024, "{refusal_bytes} bytes of refusals");
     }
 
     #[test]

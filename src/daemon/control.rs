@@ -181,6 +181,8 @@ async fn status(agent: &Agent) -> Value {
             "timeout_secs": policy.confirm.timeout.as_secs(),
         },
         "pending_prompts": agent.prompts.open(),
+        // `null` when decisions only reach the daemon log.
+        "audit": agent.audit.health(),
         "grants": grants,
         "connections": connections,
         // What the open connections' binds hold, in bytes.
