@@ -83,7 +83,7 @@ install -m 644 systemd/hopward.socket "$root/usr/lib/systemd/user/hopward.socket
 chmod 644 "$root/usr/lib/systemd/user/hopward.service"
 
 # Man pages: the commands' from the binary, the policy file's from man/.
-"$root/usr/bin/hopward" man --dir "$root/usr/share/man/man1" >&2
+"$root/usr/bin/hopward" man --dir "$root/usr/share/man/man1" >/dev/null
 install -m 644 man/hopward-policy.5 "$root/usr/share/man/man5/hopward-policy.5"
 find "$root/usr/share/man" -type f -exec chmod 644 {} + -exec gzip -9n {} +
 
