@@ -100,13 +100,22 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         cmd.args(["install", "--user", "--bin", HOPWARD])
             .env("HOME", home.path())
             .env("XDG_RUNTIME_DIR", user_runtime_dir(home.path()))
-            .env_remove("XDG_CONFIG_HOME");
+            .env_remove("XDG_CONFIG_HOME")
+            // Man pages and completions go to $XDG_DATA_HOME: the home
+            // directory's, never the account's running the suite.
+            .env_remove("XDG_DATA_HOME");
         if force {
             cmd.arg("--force");
         }
         run(&mut cmd)
     };
     ok(install(false));
+    assert!(
+        home.path()
+            .join(".local/share/man/man1/hopward.1")
+            .is_file(),
+        "the man page belongs in the test's own home"
+    );
     let units = home.path().join(".config/systemd/user");
     let service = std::fs::read_to_string(units.join("hopward.service")).unwrap();
     assert!(
@@ -198,7 +207,8 @@ fn install_makes_bin_absolute_quotes_it_and_verifies_the_units() {
             .current_dir(home.path())
             .env("HOME", home.path())
             .env("XDG_RUNTIME_DIR", &runtime)
-            .env_remove("XDG_CONFIG_HOME"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME"))
     };
     let out = ok(install("my tools/hopward"));
     assert!(

@@ -226,7 +226,7 @@ fn role(text: &str) -> String {
     format!("{} …", cut[..at].trim_end_matches([',', ':', ';']))
 }
 
-/// README's Layout section, made from the tree: each layer, each file, and
+/// docs/layout.md's file list, made from the tree: each layer, each file, and
 /// the first sentence of its header.
 fn layout() -> String {
     let mut files = Vec::new();
@@ -252,16 +252,19 @@ fn layout() -> String {
 }
 
 #[test]
-fn the_readme_layout_is_the_tree() {
+fn the_documented_layout_is_the_tree() {
     const START: &str = "<!-- layout: made by tests/layers.rs; HOPWARD_BLESS=1 rewrites it -->\n";
     const END: &str = "<!-- layout end -->";
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/layout.md");
     let readme = std::fs::read_to_string(&path).unwrap();
-    let start = readme.find(START).expect("README has the layout marker") + START.len();
+    let start = readme
+        .find(START)
+        .expect("docs/layout.md has the layout marker")
+        + START.len();
     let end = start
         + readme[start..]
             .find(END)
-            .expect("README has the layout end marker");
+            .expect("docs/layout.md has the layout end marker");
     let wanted = layout();
     if std::env::var_os("HOPWARD_BLESS").is_some() {
         let updated = format!("{}{wanted}{}", &readme[..start], &readme[end..]);
@@ -271,6 +274,6 @@ fn the_readme_layout_is_the_tree() {
     assert_eq!(
         readme[start..end],
         wanted,
-        "README's Layout is not the tree: run HOPWARD_BLESS=1 cargo test --test layers"
+        "docs/layout.md is not the tree: run HOPWARD_BLESS=1 cargo test --test layers"
     );
 }

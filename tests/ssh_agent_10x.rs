@@ -13,17 +13,10 @@ use std::time::{Duration, Instant};
 use common::notifier::{Bus, Mode};
 use common::*;
 
-/// OpenSSH 10.5's programs, beside the repository (`../shared`).
+/// OpenSSH 10.5's programs, beside the repository (`../shared`, or
+/// `$HOPWARD_OPENSSH_105`).
 fn openssh_105(program: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/openssh-10.5")
-        .join(program);
-    assert!(
-        path.is_file(),
-        "{} is missing: these tests need OpenSSH 10.5 in ../shared/openssh-10.5",
-        path.display()
-    );
-    path
+    common::openssh105::program(program)
 }
 
 /// A private world for one `hopward daemon` run: its runtime, temporary,

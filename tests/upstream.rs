@@ -339,13 +339,7 @@ fn the_upstreams_own_destination_constraints_hold_through_hopward() {
 
 #[test]
 fn openssh_10_5s_destination_constraints_hold_through_hopward() {
-    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openssh-10.5/ssh-agent");
-    assert!(
-        program.exists(),
-        "{} is missing: this test needs OpenSSH 10.5 beside the repository",
-        program.display()
-    );
-    constraints_hold(&program);
+    constraints_hold(&common::openssh105::program("ssh-agent"));
 }
 
 fn constraints_hold(program: &Path) {

@@ -13,15 +13,10 @@ use common::sshd::Hosts;
 use common::upstream::{SshAgent, listed};
 use common::*;
 
-/// OpenSSH 10.5 beside the repository, as CI has it.
+/// OpenSSH 10.5 beside the repository, as CI has it (or
+/// `$HOPWARD_OPENSSH_105`).
 fn openssh_10_5() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openssh-10.5");
-    assert!(
-        dir.join("ssh-agent").exists(),
-        "{} is missing: the FIDO upstream test needs OpenSSH 10.5 there",
-        dir.display()
-    );
-    dir
+    common::openssh105::dir()
 }
 
 fn through(hosts: &Hosts, sock: &Path, first: &str, second: &str) -> std::process::Output {
