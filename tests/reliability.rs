@@ -171,8 +171,8 @@ fn a_misbehaving_confirmer_denies_within_the_timeout() {
     let tmp = tempdir();
     for (name, body, reason) in [
         ("hangs", "sleep 60", "timeout"),
-        ("crashes", "kill -SEGV $$", "refused"),
-        ("garbage", "echo 'sure, why not'", "refused"),
+        ("crashes", "kill -SEGV $$", "confirmer-failed"),
+        ("garbage", "echo 'sure, why not'", "confirmer-failed"),
         ("says-yes", "echo yes", "confirmed"),
     ] {
         let confirm = script(tmp.path(), name, body);
