@@ -173,7 +173,11 @@ fn a_misbehaving_confirmer_denies_within_the_timeout() {
         ("hangs", "sleep 60", "timeout"),
         ("crashes", "kill -SEGV $$", "confirmer-failed"),
         ("garbage", "echo 'sure, why not'", "confirmer-failed"),
-        ("cannot-run", "exec /nonexistent/askpass", "confirmer-failed"),
+        (
+            "cannot-run",
+            "exec /nonexistent/askpass",
+            "confirmer-failed",
+        ),
         ("says-no", "echo no", "refused"),
         ("cancels", "exit 1", "refused"),
         ("says-yes", "echo yes", "confirmed"),
@@ -201,8 +205,10 @@ fn a_misbehaving_confirmer_denies_within_the_timeout() {
 
 /// Whether process `pid` has ended (gone, or a zombie waiting for init).
 fn ended(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
 }
 
 /// The live (not zombie) processes whose process group is `pgid`.
@@ -279,7 +285,9 @@ fn no_confirm_process_outlives_the_daemon() {
     let confirm = script(
         tmp.path(),
         "hangs",
-        &format!("echo $$ > {d}/leader.tmp\nsleep 300 &\necho $! > {d}/child.pid\nmv {d}/leader.tmp {d}/leader.pid\nwait"),
+        &format!(
+            "echo $$ > {d}/leader.tmp\nsleep 300 &\necho $! > {d}/child.pid\nmv {d}/leader.tmp {d}/leader.pid\nwait"
+        ),
     );
     let mut agent = Daemon::builder()
         .policy(&format!(
