@@ -1,12 +1,12 @@
 //! OpenSSH's askpass contract: run `PROG PROMPT` with
 //! `SSH_ASKPASS_PROMPT=confirm`; exit 0 with no output or "yes" allows.
 //!
-//! Invariants: the program runs in a process group of its own, and the
-//! whole group is ended once the answer is known, when the question is
-//! withdrawn or times out, and when the agent stops ([`super::group`]); the
-//! answer comes from its exit and what it printed by then, never from a
-//! process it left holding the pipe; at most [`MAX_OUTPUT`] bytes of its
-//! output are kept.
+//! Invariants: the program runs in a session and process group of its own
+//! (no controlling terminal), and the whole group is ended once the answer
+//! is known, when the question is withdrawn or times out, and when the
+//! agent stops ([`super::group`]); the answer comes from its exit and what
+//! it printed by then, never from a process it left holding the pipe; at
+//! most [`MAX_OUTPUT`] bytes of its output are kept.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -77,7 +77,7 @@ impl AskpassConfirmer {
         let Some((program, args)) = self.program.split_first() else {
             return Answer::Unavailable(format!("no {} program configured", self.label));
         };
-        let mut command = Command::new(PathBuf::from(program));
+        let mut command = std::process::Command::new(PathBuf::from(program));
         command
             .args(args)
             .arg(prompt.text())
@@ -85,10 +85,12 @@ impl AskpassConfirmer {
             .envs(prompt.env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own group, so whatever it starts can be ended with it.
-            .process_group(0)
-            .kill_on_drop(true);
+            .stderr(Stdio::null());
+        // Its own session and group, so whatever it starts can be ended
+        // with it.
+        crate::sys::spawn_in_own_session(&mut command);
+        let mut command = Command::from(command);
+        command.kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -259,6 +261,17 @@ mod tests {
             r#"[ "$SSH_ASKPASS_PROMPT" = confirm ] && [ "$HOPWARD_KEY" = SHA256:abc ] && case "$1" in *"Allow use of key \"k\"?"*) exit 0;; esac; exit 1"#,
         );
         assert_eq!(env.confirm(&prompt(), t).await, Answer::Allowed);
+    }
+
+    /// The program leads a session (and so a process group) of its own.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_program_leads_its_own_session() {
+        let leads = sh(r#"[ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ] && [ "$(cut -d' ' -f5 /proc/$$/stat)" = "$$" ]"#);
+        assert_eq!(
+            leads.confirm(&prompt(), Duration::from_secs(10)).await,
+            Answer::Allowed
+        );
     }
 
     #[tokio::test]

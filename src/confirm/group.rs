@@ -61,7 +61,7 @@ pub struct Group(u32);
 
 impl Group {
     /// Registers the group whose leader is `pid` (spawned with
-    /// `process_group(0)`).
+    /// [`crate::sys::spawn_in_own_session`]).
     pub fn new(pid: u32) -> Self {
         live().insert(pid);
         Group(pid)

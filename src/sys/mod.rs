@@ -163,6 +163,25 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `command` start its program in a session of its own (`setsid`
+/// between fork and exec): it leads a new process group, so the group can
+/// be ended as a whole, and it has no controlling terminal, so a terminal
+/// it opens to ask on never stops it with job control.
+pub fn spawn_in_own_session(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only setsid, which is async-signal-safe; it touches no memory of the
+    // parent and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Sends `signal` to every process in the process group `pgid`; signal 0
 /// only asks whether the group still has a member.
 pub fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
