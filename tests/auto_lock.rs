@@ -226,7 +226,7 @@ fn the_screen_lock_locks_forwarded_use_and_only_the_screensaver_is_believed() {
 #[test]
 fn a_bastion_polling_over_new_connections_cannot_keep_idle_from_locking() {
     use base64::Engine as _;
-    let (agent, tmp) = agent_with_key(&format!("{ALLOW_ALL}[lock]\nidle = \"2s\"\n"), &[]);
+    let (agent, tmp) = agent_with_key(&format!("{ALLOW_ALL}[lock]\nidle = \"3s\"\n"), &[]);
     let key_pub = tmp.path().join("k.pub");
     let hosts = common::sshd::Hosts::start(tmp.path(), &["bastion"]);
     hosts.authorize(&key_pub);
@@ -258,6 +258,9 @@ fn a_bastion_polling_over_new_connections_cannot_keep_idle_from_locking() {
             .arg("-l")
             .env("SSH_AUTH_SOCK", &fwd)))
     };
+    // Local use just now, so the idle clock cannot run out before this
+    // first look through the bastion.
+    ok(agent.ssh_add(&["-l"]));
     assert!(
         ssh_add_l_on_bastion().contains(" k (ED25519)"),
         "forwarded use works before the lock"
@@ -272,7 +275,7 @@ fn a_bastion_polling_over_new_connections_cannot_keep_idle_from_locking() {
     assert_eq!(s["forwarded_locked"], true, "{s:#}");
     assert_eq!(
         s["forwarded_locked_because"],
-        "no request from this machine for 2s"
+        "no request from this machine for 3s"
     );
 
     // A sign request through the bastion, on a new forwarded connection:
