@@ -214,3 +214,106 @@ fn the_screen_lock_locks_forwarded_use_and_only_the_screensaver_is_believed() {
         "the screen locked (org.gnome.ScreenSaver)"
     );
 }
+
+/// A bastion polling the forwarded agent over new connections (`ssh-add -l`
+/// on the bastion, each through its own forwarded channel of a real
+/// `ssh -A` to a real sshd) cannot keep `[lock] idle` away: each such
+/// connection's first request is the bind the user's own `ssh` sends, and
+/// it must not count as use of this machine. Forwarded use locks while the
+/// polling goes on; a forwarded sign is then refused for the lock, and
+/// local use still works. Before, every bind arrived on an empty chain,
+/// counted as local use, and the agent never locked.
+#[test]
+fn a_bastion_polling_over_new_connections_cannot_keep_idle_from_locking() {
+    use base64::Engine as _;
+    let (agent, tmp) = agent_with_key(&format!("{ALLOW_ALL}[lock]\nidle = \"3s\"\n"), &[]);
+    let key_pub = tmp.path().join("k.pub");
+    let hosts = common::sshd::Hosts::start(tmp.path(), &["bastion"]);
+    hosts.authorize(&key_pub);
+    let d = tmp.path().display();
+    // The session on the bastion publishes its forwarded socket and stays
+    // until the test is done (bounded, so nothing is left behind).
+    let mut session = Command::new(&hosts.ssh_program)
+        .arg("-F")
+        .arg(&hosts.config)
+        .args(["-A", "bastion"])
+        .arg(format!(
+            "echo \"$SSH_AUTH_SOCK\" > {d}/fwd.tmp && mv {d}/fwd.tmp {d}/fwd; \
+             i=0; while [ ! -e {d}/done ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done"
+        ))
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh -A bastion");
+    let fwd = common::wait_for(
+        "the bastion session's forwarded agent socket",
+        Duration::from_secs(20),
+        || {
+            let path = std::fs::read_to_string(tmp.path().join("fwd")).ok()?;
+            Some(std::path::PathBuf::from(path.trim()))
+        },
+    );
+    let ssh_add_l_on_bastion = || {
+        stdout(&run(Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &fwd)))
+    };
+    // Local use just now, so the idle clock cannot run out before this
+    // first look through the bastion.
+    ok(agent.ssh_add(&["-l"]));
+    assert!(
+        ssh_add_l_on_bastion().contains(" k (ED25519)"),
+        "forwarded use works before the lock"
+    );
+    // Poll as the bastion does, one new connection per request, until the
+    // lock shows: the listing through the bastion comes back empty.
+    wait_for(
+        "the idle lock while the bastion keeps polling (its binds must not count as local use)",
+        || !ssh_add_l_on_bastion().contains(" k (ED25519)"),
+    );
+    let s = agent.status();
+    assert_eq!(s["forwarded_locked"], true, "{s:#}");
+    assert_eq!(
+        s["forwarded_locked_because"],
+        "no request from this machine for 3s"
+    );
+
+    // A sign request through the bastion, on a new forwarded connection:
+    // refused, for the lock.
+    let text = std::fs::read_to_string(&key_pub).unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(text.split_whitespace().nth(1).unwrap())
+        .unwrap();
+    let mut on_bastion = UnixStream::connect(&fwd).expect("the forwarded socket");
+    on_bastion
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(
+        request(
+            &mut on_bastion,
+            &sign_request(&blob, b"data from the bastion")
+        ),
+        vec![5],
+        "a forwarded sign must be refused while forwarded use is locked"
+    );
+    let log = agent.log_text();
+    assert!(log.contains("refused: forwarded use is locked"), "{log}");
+
+    // Local use still signs and lists.
+    let mut local = agent.connect();
+    assert_eq!(
+        request(&mut local, &sign_request(&blob, b"local data"))[0],
+        14,
+        "local use is not locked"
+    );
+    assert_eq!(listed(&request(&mut agent.connect(), &[11])), 1);
+
+    // An open forwarded channel keeps the session open: close it first.
+    drop(on_bastion);
+    std::fs::write(tmp.path().join("done"), "").unwrap();
+    common::wait_for(
+        "the bastion session to end",
+        Duration::from_secs(20),
+        || session.try_wait().unwrap(),
+    );
+}

@@ -890,9 +890,8 @@ fn messages_name_what_is_wrong() {
         .filter(|e| e["event"] == "sign")
         .map(|e| e["reason"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(reasons, ["refused", "refused"]);
-    // The audit says both were refused; what the log says about why is
-    // the behaviour under test here.
+    // The audit tells the person's no from the confirmer's failure.
+    assert_eq!(reasons, ["refused", "confirmer-failed"]);
     let log = agent.log_text();
     assert!(!log.contains("askpass"), "{log}");
     assert_eq!(

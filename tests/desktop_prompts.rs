@@ -195,6 +195,20 @@ fn no_notification_server_falls_back_to_askpass_then_denies() {
     assert!(log.contains("Fix:"), "{log}");
 }
 
+/// `method = "desktop"` with no notification server on the bus: the
+/// confirmer failed, and the audit says so rather than that a person
+/// refused (before: `no-confirmer`, the reason for "nothing is set up to
+/// ask" under `auto`).
+#[test]
+fn a_desktop_confirmer_without_a_notification_server_is_a_failed_confirmer() {
+    let bus = Bus::bare();
+    let s = setup(&bus, "method = \"desktop\"\ntimeout = \"3s\"", "");
+    assert!(!s.sign("file"), "nothing answered: deny");
+    assert_eq!(reasons(&s.agent, 1), ["confirmer-failed"]);
+    let log = s.agent.log_text();
+    assert!(log.contains("no notification server"), "{log}");
+}
+
 #[test]
 fn ten_identical_requests_share_one_prompt() {
     let bus = Bus::with_notifier(Mode::Allow, Duration::from_millis(700));

@@ -171,8 +171,15 @@ fn a_misbehaving_confirmer_denies_within_the_timeout() {
     let tmp = tempdir();
     for (name, body, reason) in [
         ("hangs", "sleep 60", "timeout"),
-        ("crashes", "kill -SEGV $$", "refused"),
-        ("garbage", "echo 'sure, why not'", "refused"),
+        ("crashes", "kill -SEGV $$", "confirmer-failed"),
+        ("garbage", "echo 'sure, why not'", "confirmer-failed"),
+        (
+            "cannot-run",
+            "exec /nonexistent/askpass",
+            "confirmer-failed",
+        ),
+        ("says-no", "echo no", "refused"),
+        ("cancels", "exit 1", "refused"),
         ("says-yes", "echo yes", "confirmed"),
     ] {
         let confirm = script(tmp.path(), name, body);
@@ -194,6 +201,117 @@ fn a_misbehaving_confirmer_denies_within_the_timeout() {
         let last = audit.iter().rev().find(|l| l["event"] == "sign").unwrap();
         assert_eq!(last["reason"], reason, "{name}");
     }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting for init).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// The live (not zombie) processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A confirm program that says yes and exits, leaving a child that holds
+/// its output open: the answer counts at its exit (a yes signs, long before
+/// the 60 s timeout and the client's 20 s read timeout), and the child it
+/// left is ended with its group. Before, hopward waited for EOF until the
+/// timeout and denied, and the child outlived the decision.
+#[test]
+fn a_confirmer_that_leaves_a_child_holding_its_output_still_says_yes() {
+    let tmp = tempdir();
+    let confirm = script(
+        tmp.path(),
+        "forks",
+        &format!(
+            "sleep 300 &\necho $! > {}/child.pid\necho yes",
+            tmp.path().display()
+        ),
+    );
+    let agent = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{confirm}\"]\ntimeout = \"60s\"\n"
+        ))
+        .start();
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let frame = sign_frame(&agent, &keys);
+    let mut s = agent.connect();
+    assert!(sign_on(&mut s, &frame), "the confirmer's yes must sign");
+    assert_eq!(
+        agent.outcomes(1, |l| l["event"] == "sign"),
+        [("allow".to_string(), "confirmed".to_string())]
+    );
+    let child = read_pid(&tmp.path().join("child.pid")).expect("the confirmer's child pid");
+    wait_until(
+        "the confirmer's child to be ended with its group",
+        Duration::from_secs(15),
+        || ended(child),
+    );
+}
+
+/// A confirm program that hangs with a child of its own while the daemon
+/// is stopped: no process of its group outlives the daemon. Before, the
+/// program itself was killed and its child lived on.
+#[test]
+fn no_confirm_process_outlives_the_daemon() {
+    let tmp = tempdir();
+    let d = tmp.path().display();
+    let confirm = script(
+        tmp.path(),
+        "hangs",
+        &format!(
+            "echo $$ > {d}/leader.tmp\nsleep 300 &\necho $! > {d}/child.pid\nmv {d}/leader.tmp {d}/leader.pid\nwait"
+        ),
+    );
+    let mut agent = Daemon::builder()
+        .policy(&format!(
+            "[defaults]\nlocal = \"confirm\"\n[confirm]\nmethod = \"command\"\ncommand = [\"{confirm}\"]\ntimeout = \"60s\"\n"
+        ))
+        .start();
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let frame = sign_frame(&agent, &keys);
+    let mut s = agent.connect();
+    s.write_all(&frame).unwrap();
+    let leader = wait_for(
+        "the confirm program to start its child",
+        Duration::from_secs(15),
+        || read_pid(&tmp.path().join("leader.pid")),
+    );
+    let child = read_pid(&tmp.path().join("child.pid")).unwrap();
+    assert!(!ended(child), "the child runs while the question is open");
+    agent.terminate();
+    wait_until(
+        "every process of the confirmer's group to end with the daemon",
+        Duration::from_secs(15),
+        || group_members(leader).is_empty() && ended(child) && ended(leader),
+    );
 }
 
 #[test]

@@ -678,6 +678,8 @@ fn serve(
     // gone) is given a moment, not waited for; then every record is
     // flushed.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    // Confirm programs (and what they started) never outlive the agent.
+    crate::confirm::group::end_all();
     audit.flush();
     Ok(code)
 }

@@ -180,9 +180,12 @@ pub async fn tell(summary: &str, body: &str) -> Result<(), String> {
 
 impl DesktopConfirmer {
     async fn ask(&self, prompt: &Prompt, timeout: Duration) -> Answer {
+        // Chosen by the policy, the desktop is the way to ask: no bus or no
+        // notification server is this confirmer failing (`auto` probes
+        // first and tries the next way instead).
         let (conn, owner) = match probe().await {
             Ok(found) => found,
-            Err(why) => return Answer::Unavailable(why),
+            Err(why) => return Answer::Failed(why),
         };
         // Subscribe before showing the notification, so no answer is missed,
         // and only to signals from the server's unique name on its path.

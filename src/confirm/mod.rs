@@ -8,6 +8,7 @@
 pub mod askpass;
 pub mod broker;
 pub mod desktop;
+pub mod group;
 pub mod macos;
 
 use std::sync::Arc;
@@ -240,11 +241,14 @@ pub enum Answer {
     AllowedRemember,
     /// The desktop prompt's plain "Allow": this request only.
     AllowedOnce,
+    /// The person said no (a Deny button, a dismissed prompt, an askpass
+    /// program that exited non-zero or printed "no").
     Refused,
     TimedOut,
     /// Nothing could ask (no askpass program, no display ...).
     Unavailable(String),
-    /// The asker failed (crashed, printed garbage ...).
+    /// The asker failed: crashed or killed, printed something that is not
+    /// an answer, lost its session bus. Not the person's no.
     Failed(String),
     /// Not asked: too many questions are open already.
     Flood,
@@ -265,7 +269,8 @@ impl Answer {
     pub fn reason(&self) -> &'static str {
         match self {
             Answer::Allowed | Answer::AllowedRemember | Answer::AllowedOnce => "confirmed",
-            Answer::Refused | Answer::Failed(_) => "refused",
+            Answer::Refused => "refused",
+            Answer::Failed(_) => "confirmer-failed",
             Answer::TimedOut => "timeout",
             Answer::Flood => "flood",
             Answer::Unavailable(_) => "no-confirmer",

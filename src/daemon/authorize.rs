@@ -874,6 +874,18 @@ remember = "10m"
         );
     }
 
+    /// A confirmer that failed denies, and the record does not say a
+    /// person refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_confirmer_is_not_a_persons_no() {
+        let s = setup(vec![Some(Answer::Failed("killed by signal 11".into()))], false);
+        assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
+        assert_eq!(
+            s.records.seen(),
+            vec![record("sign", "deny", "confirmer-failed")]
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_prompt_nobody_answers_times_out_as_a_deny() {
         // The confirmer never answers: the broker's own bound ends the wait.

@@ -8,7 +8,9 @@
 //! bastion is exactly who should lose the agent while you are away.
 //!
 //! Invariants: only requests from this machine reset the idle clock (a
-//! bastion cannot keep the agent awake); a screen-lock signal counts only
+//! bastion cannot keep the agent awake): a request counts once answered on
+//! a connection still local by then, and a session-bind never counts
+//! (`daemon/session.rs`); a screen-lock signal counts only
 //! from the current owner of the screensaver's well-known name on the
 //! session bus, or from logind on the system bus for a session of this
 //! user; signals only ever lock, never unlock, so a forged one can at worst

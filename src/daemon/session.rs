@@ -114,11 +114,25 @@ impl Session {
                 ..
             }
         );
-        // Only this machine's own use keeps `[lock] idle` away; `status`
-        // polling does not.
-        if !self.forwarded() && !control {
+        let bind = matches!(
+            request,
+            Request::Extension {
+                name: "session-bind@openssh.com",
+                ..
+            }
+        );
+        let reply = self.answer(request).await;
+        // Only this machine's own use keeps `[lock] idle` away: a request
+        // counts once it is answered on a connection that is local by then.
+        // A forwarded connection's first request is the bind, made while
+        // its chain is still empty: never counted, nor is `status` polling.
+        if !control && !bind && !self.forwarded() {
             self.agent.touch_local();
         }
+        reply
+    }
+
+    async fn answer(&mut self, request: Request<'_>) -> Reply {
         if self.agent.forwarded_locked() && self.forwarded() {
             // The panic button is pressed: nothing through a forwarded agent.
             warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");

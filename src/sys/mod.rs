@@ -178,6 +178,40 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `command` start its program in a session of its own (`setsid`
+/// between fork and exec): it leads a new process group, so the group can
+/// be ended as a whole, and it has no controlling terminal, so a terminal
+/// it opens to ask on never stops it with job control.
+pub fn spawn_in_own_session(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only setsid, which is async-signal-safe; it touches no memory of the
+    // parent and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` to every process in the process group `pgid`; signal 0
+/// only asks whether the group still has a member.
+pub fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "process group out of range"))?;
+    // SAFETY: killpg takes plain integers; the group is checked above to be
+    // neither 0 (our own group) nor 1.
+    if unsafe { libc::killpg(pgid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Asks the kernel to send SIGTERM when the parent exits (Linux), so a
 /// command-mode agent never outlives its command.
 #[cfg(target_os = "linux")]
