@@ -211,17 +211,22 @@ fn a_fido_key_in_openssh_10_5s_agent_logs_in_through_hopward() {
     assert!(provider.exists(), "{} is missing", provider.display());
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
+    // The build's own FIDO helper, not the one at its compiled-in path
+    // (/opt/openssh-10.5/libexec), which only OpenSSH's suite installs.
+    let helper = openssh.join("ssh-sk-helper");
+    let helper = helper.to_str().unwrap();
     let key = tmp.path().join("fido");
     ok(run(Command::new(openssh.join("ssh-keygen"))
         .args(["-q", "-t", "ed25519-sk", "-N", "", "-C", "fido", "-f"])
         .arg(&key)
-        .env("SSH_SK_PROVIDER", &provider)));
+        .env("SSH_SK_PROVIDER", &provider)
+        .env("SSH_SK_HELPER", helper)));
     hosts.authorize(&key.with_extension("pub"));
     let up = SshAgent::start_with(
         &openssh.join("ssh-agent"),
         &tmp.path().join("up.sock"),
         &["-P/*"],
-        &[],
+        &[("SSH_SK_HELPER", helper)],
     );
     ok(run(Command::new(openssh.join("ssh-add"))
         .arg(&key)
