@@ -237,6 +237,20 @@ impl Rule {
         }
     }
 
+    /// Whether `globs` match the account a login names. An account that is
+    /// not UTF-8 (shown escaped) matches deny rules only, by its escaped
+    /// form; a login whose user could not be read at all could be anyone's,
+    /// so it matches every deny rule naming users, and nothing else.
+    fn user_match(&self, globs: &[globset::GlobMatcher], ctx: &RequestContext) -> bool {
+        match ctx.user.as_deref() {
+            Some(user) if ctx.user_exact || self.action == Action::Deny => {
+                globs.iter().any(|g| g.is_match(user))
+            }
+            Some(_) => false,
+            None => ctx.purpose == Purpose::Login && self.action == Action::Deny,
+        }
+    }
+
     /// Whether this rule matches a sign request. A `host` rule needs a
     /// verified destination. A user or purpose the data claims without a
     /// bind to back it (a login that does not belong to the last bind) can
@@ -249,11 +263,7 @@ impl Rule {
         self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
             && self.via_match(&ctx.chain)
             && self.host_match(ctx.destination_hop())
-            && self.user.as_ref().is_none_or(|globs| {
-                ctx.user
-                    .as_deref()
-                    .is_some_and(|u| globs.iter().any(|g| g.is_match(u)))
-            })
+            && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
     }
 }
