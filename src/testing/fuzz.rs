@@ -140,17 +140,21 @@ pub fn sshd_login(data: &[u8]) {
         return;
     };
     assert_eq!(parsed.purpose(), Purpose::Login, "{readings:?}: {parsed:?}");
-    let SignedData::Userauth(auth) = &parsed else {
-        panic!("sshd reads a login, hopward does not: {readings:?}: {parsed:?}");
+    let all_agree = readings.iter().all(|r| r.account == first.account);
+    let key_blob = match &parsed {
+        SignedData::Userauth(auth) => {
+            let (account, _) = split_user(auth.user);
+            assert!(all_agree, "{readings:?} read as one account: {parsed:?}");
+            assert_eq!(account, first.account.as_slice(), "{readings:?}");
+            if readings.len() > 1 || first.raw_session_id {
+                assert!(auth.raw_session_id, "{readings:?}: {parsed:?}");
+            }
+            auth.key_blob
+        }
+        // Readings that name different accounts: the account is unknown.
+        SignedData::UnreadLogin { user: None } if !all_agree => &[][..],
+        _ => panic!("sshd reads a login, hopward does not: {readings:?}: {parsed:?}"),
     };
-    let (account, _) = split_user(auth.user);
-    assert!(
-        readings.iter().any(|r| r.account == account),
-        "account {account:?} is none of {readings:?}"
-    );
-    if readings.len() > 1 || first.raw_session_id {
-        assert!(auth.raw_session_id, "{readings:?}: {parsed:?}");
-    }
     let peer = std::sync::Arc::new(crate::trust::peer::Peer {
         uid: 0,
         pid: None,
@@ -159,7 +163,7 @@ pub fn sshd_login(data: &[u8]) {
     });
     let chain = crate::trust::binding::Chain::default();
     let ctx = crate::trust::context::RequestContext::new(
-        ("SHA256:key", "key", auth.key_blob),
+        ("SHA256:key", "key", key_blob),
         &chain,
         Vec::new(),
         &parsed,

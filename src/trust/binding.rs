@@ -242,16 +242,21 @@ impl<'a> SignedData<'a> {
     /// reading first: a login in either session id form, then SSHSIG, then
     /// anything that starts like a login, else other.
     pub fn parse(data: &'a [u8]) -> SignedData<'a> {
-        let raw = RAW_SESSION_ID_LENGTHS
-            .iter()
-            .find_map(|&len| parse_raw_userauth(data, len));
-        match (parse_userauth(data), raw) {
-            (Ok(mut userauth), raw) => {
-                userauth.raw_session_id = raw.is_some();
-                return SignedData::Userauth(userauth);
+        let mut readings: Vec<Userauth<'a>> = parse_userauth(data).into_iter().collect();
+        readings.extend(
+            RAW_SESSION_ID_LENGTHS
+                .iter()
+                .filter_map(|&len| parse_raw_userauth(data, len)),
+        );
+        if let Some(first) = readings.first() {
+            // Read more than one way, it has no session anyone can tie it
+            // to; and if the readings name different users, none is known.
+            if readings.iter().any(|r| r.user != first.user) {
+                return SignedData::UnreadLogin { user: None };
             }
-            (Err(_), Some(raw)) => return SignedData::Userauth(raw),
-            (Err(_), None) => {}
+            let mut userauth = first.clone();
+            userauth.raw_session_id |= readings.len() > 1;
+            return SignedData::Userauth(userauth);
         }
         if let Some(namespace) = parse_sshsig(data) {
             return SignedData::Sshsig { namespace };
