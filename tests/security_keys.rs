@@ -742,7 +742,7 @@ fn a_fido_key_for_a_web_application_signs_only_ssh_data() {
     let policy = "[defaults]\nlocal = \"allow\"\n";
     let strict = Daemon::builder().policy(policy).start();
     ok(add_with(&strict, &web, SK_DUMMY));
-    let mut unread = cases.iter().cloned().collect::<Vec<_>>();
+    let mut unread = cases.to_vec();
     unread.push(("trailing data", trailing, FAILURE));
     for (what, data, expected) in &unread {
         let mut s = strict.connect();
