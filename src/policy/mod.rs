@@ -247,7 +247,7 @@ impl Rule {
                 globs.iter().any(|g| g.is_match(user))
             }
             Some(_) => false,
-            None => ctx.purpose == Purpose::Login && self.action == Action::Deny,
+            None => !ctx.user_exact && self.action == Action::Deny,
         }
     }
 
@@ -651,5 +651,30 @@ mod tests {
             p.key_op(KeyOp::Lock, RequestClass::Local).action,
             Action::Allow
         );
+    }
+
+    /// An account that is not UTF-8 (shown escaped) meets deny rules by its
+    /// escaped form and no other rule's user pattern; a login whose user
+    /// could not be read meets every deny rule naming users.
+    #[test]
+    fn accounts_that_are_not_text_only_meet_deny_rules() {
+        let policy = file::parse_str(
+            "[defaults]\nlocal = \"confirm\"\n\
+             [[rule]]\nname = \"no root\"\nuser = [\"root\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"escaped\"\nuser = [\"r?xfe*\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"r names\"\nuser = [\"r*\"]\naction = \"allow\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let decide = |user: Option<&str>, exact: bool| {
+            let mut c = ctx(&[], user, Purpose::Login, "");
+            c.user_exact = exact;
+            policy.decide(&c).rule
+        };
+        assert_eq!(decide(Some("r\\xfeoot"), false), "escaped");
+        assert_eq!(decide(Some("r\\xff"), false), "default:local");
+        assert_eq!(decide(Some("r\\xff"), true), "r names");
+        assert_eq!(decide(None, false), "no root");
+        assert_eq!(decide(None, true), "default:local");
     }
 }

@@ -227,6 +227,7 @@ pub struct RequestContext {
     /// Whether `user` is the account exactly as sent (it was UTF-8). One
     /// that is not matches `user` patterns of deny rules only, by its
     /// escaped form: sshd logs in to the bytes, which no text pattern names.
+    /// False with no `user`: a login whose user could not be read.
     pub user_exact: bool,
     /// The BSD auth style after `:` in the user name, if any.
     pub user_style: Option<String>,
@@ -278,11 +279,14 @@ impl RequestContext {
         }
         let mut ctx =
             RequestContext::of_parts((fingerprint, comment), hops, destination, None, purpose, peer);
-        if let Some(user) = data.user() {
-            let (account, style) = crate::trust::binding::split_user(user);
-            ctx.user = Some(crate::text::from_bytes(account).into_owned());
-            ctx.user_exact = std::str::from_utf8(account).is_ok();
-            ctx.user_style = style.map(|s| crate::text::from_bytes(s).into_owned());
+        match data.user() {
+            Some(user) => {
+                let (account, style) = crate::trust::binding::split_user(user);
+                ctx.user = Some(crate::text::from_bytes(account).into_owned());
+                ctx.user_exact = std::str::from_utf8(account).is_ok();
+                ctx.user_style = style.map(|s| crate::text::from_bytes(s).into_owned());
+            }
+            None => ctx.user_exact = purpose != Purpose::Login,
         }
         if chain.is_poisoned() {
             ctx.class = RequestClass::Poisoned;
