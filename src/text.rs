@@ -74,6 +74,23 @@ pub fn quoted(text: &str, max_chars: usize) -> String {
     format!("\"{}\"", clean(&escaped, max_chars))
 }
 
+/// Bytes from outside as text, losing nothing: valid UTF-8 as it is, each
+/// byte that is not part of valid UTF-8 as `\xNN`. Borrowed when the bytes
+/// are UTF-8. Show the result through [`clean`] like any outside text.
+pub fn from_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +129,13 @@ mod tests {
     fn quoted_text_cannot_close_its_quotes() {
         assert_eq!(quoted("work", 64), "\"work\"");
         assert_eq!(quoted("a\" ok? \\", 64), "\"a\\\" ok? \\\\\"");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_show_escaped() {
+        assert_eq!(from_bytes(b"root"), "root");
+        assert!(matches!(from_bytes(b"root"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(from_bytes(b"ro\xffot\xc3"), "ro\\xffot\\xc3");
+        assert_eq!(from_bytes("d\u{e9}j\u{e0}".as_bytes()), "d\u{e9}j\u{e0}");
     }
 }

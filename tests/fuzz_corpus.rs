@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("policy", hopward::testing::fuzz::policy),
     ("known_hosts", hopward::testing::fuzz::known_hosts),
     ("bound_login", hopward::testing::fuzz::bound_login),
+    ("sshd_login", hopward::testing::fuzz::sshd_login),
 ];
 
 fn repository() -> &'static Path {

@@ -406,11 +406,14 @@ fn only_identical_requests_share_a_prompt() {
     let w = world("[defaults]\nforwarded = \"confirm\"\n");
     w.answer("one-yes");
     let mut users = w.forwarded(&[(TARGET, b"sid-users-own", false)]);
-    let mut bastions = w.forwarded(&[(TARGET, b"sid-bastions-own", false)]);
+    // Not 16 bytes long: with its length before it, such an id is 20 bytes,
+    // and the request would also read as a login with a raw session id,
+    // which no bind vouches for.
+    let mut bastions = w.forwarded(&[(TARGET, b"sid-bastion-own", false)]);
     let target = host_key_blob(TARGET);
     for (s, sid) in [
         (&mut users, b"sid-users-own".as_slice()),
-        (&mut bastions, b"sid-bastions-own"),
+        (&mut bastions, b"sid-bastion-own"),
     ] {
         let data = userauth_data(sid, "me", &w.key_blob, Some(&target));
         write_frame(s, &sign_request(&w.key_blob, &data));
@@ -588,4 +591,176 @@ fn write_frame(s: &mut UnixStream, body: &[u8]) {
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(body);
     std::io::Write::write_all(s, &frame).unwrap();
+}
+
+/// `SSHSIG` data with `namespace`, as `ssh-keygen -Y sign` asks for it.
+fn sshsig_data(namespace: &str) -> Vec<u8> {
+    let mut d = b"SSHSIG".to_vec();
+    put_string(&mut d, namespace.as_bytes());
+    put_string(&mut d, b"");
+    put_string(&mut d, b"sha512");
+    put_string(&mut d, &[7; 64]);
+    d
+}
+
+/// What is not a login has no destination, so no bind after the first
+/// forwarding hop may make its decision better: the bastion's own host key
+/// in a self-made authentication bind, an unknown host's, a named host's,
+/// or more forwarding hops. Failed before: each chain ending in an
+/// authentication bind was `forwarded` and the git and file signatures
+/// were allowed.
+#[test]
+fn binds_after_the_bastion_do_not_loosen_non_login_signatures() {
+    let w = world(
+        r#"
+[defaults]
+forwarded = "allow"
+forwarded_unknown = "allow"
+forwarded_unverified = "deny"
+[[rule]]
+name = "git to target"
+via = ["bastion", "target"]
+purpose = "git"
+action = "allow"
+"#,
+    );
+    let chains: [&[(u8, &[u8], bool)]; 5] = [
+        &[],
+        &[(BASTION, b"sid-self-made", false)],
+        &[(UNKNOWN, b"sid-unknown", false)],
+        &[(TARGET, b"sid-target", false)],
+        &[(TARGET, b"sid-target", true), (DEEP, b"sid-deep", false)],
+    ];
+    for binds in chains {
+        for namespace in ["git", "file", "other@example.com"] {
+            let mut s = w.forwarded(binds);
+            let data = sshsig_data(namespace);
+            assert_eq!(
+                request(&mut s, &sign_request(&w.key_blob, &data))[0],
+                FAILURE,
+                "{namespace} after {binds:?}"
+            );
+        }
+    }
+    let signs = w.signs(chains.len() * 3);
+    for line in &signs {
+        assert_eq!(line["decision"], "deny", "{line}");
+        assert_eq!(line["class"], "forwarded_unverified", "{line}");
+        assert_eq!(line["rule"], "default:forwarded_unverified", "{line}");
+        assert_eq!(line["chain"].as_array().unwrap().len(), 1, "{line}");
+    }
+}
+
+/// sshd logs `root:\xff` in as root: the name is bytes, split at the first
+/// `:`. Neither a name that is not UTF-8 nor a "signature follows" byte
+/// other than 1 (sshd verifies for any non-zero one) turns the login into
+/// "other" data that a rule for anything else through the bastion lets
+/// through. An account that is not UTF-8 matches deny rules by its escaped
+/// form and no other rule's user pattern. Failed before: the first two were
+/// `purpose: other` and signed under the notify rule.
+#[test]
+fn a_login_hopward_cannot_read_as_text_is_still_a_login() {
+    let w = world(
+        r#"
+[defaults]
+forwarded = "deny"
+forwarded_unverified = "deny"
+[[rule]]
+name = "no root through the bastion"
+via = ["bastion"]
+user = ["root"]
+action = "deny"
+[[rule]]
+name = "escaped names"
+user = ["r?xff*"]
+action = "deny"
+[[rule]]
+name = "r accounts"
+via = ["bastion"]
+user = ["r*"]
+action = "allow"
+[[rule]]
+name = "anything else through the bastion"
+via = ["bastion"]
+action = "notify"
+"#,
+    );
+    let raw_user = |user: &[u8], sig_follows: u8| {
+        let mut d = userauth_data(
+            b"sid-target",
+            "x",
+            &w.key_blob,
+            Some(&host_key_blob(TARGET)),
+        );
+        let at = 4 + b"sid-target".len() + 1;
+        let mut u = Vec::new();
+        put_string(&mut u, user);
+        d.splice(at..at + 5, u);
+        let sig_at = d.len() - (4 + 51) - (4 + w.key_blob.len()) - (4 + 11) - 1;
+        assert_eq!(d[sig_at], 1);
+        d[sig_at] = sig_follows;
+        d
+    };
+    type Case<'a> = (&'a [u8], u8, u8, &'a str, &'a str, &'a str);
+    let cases: [Case; 5] = [
+        (
+            b"root:\xff",
+            1,
+            FAILURE,
+            "root",
+            "verified",
+            "no root through the bastion",
+        ),
+        (
+            b"root",
+            2,
+            FAILURE,
+            "root",
+            "verified",
+            "no root through the bastion",
+        ),
+        (
+            b"r\xffoot",
+            1,
+            FAILURE,
+            "r\\xffoot",
+            "verified",
+            "escaped names",
+        ),
+        (
+            b"r\xfe",
+            1,
+            SIGN_RESPONSE,
+            "r\\xfe",
+            "verified",
+            "anything else through the bastion",
+        ),
+        // Starts like a login, reads as none sshd makes: the account is
+        // the C string's, and nothing ties it to the bind.
+        (
+            b"root\0",
+            1,
+            FAILURE,
+            "root",
+            "unverified:unreadable",
+            "no root through the bastion",
+        ),
+    ];
+    for (user, sig, reply, ..) in cases {
+        let mut s = w.forwarded(&[(TARGET, b"sid-target", false)]);
+        let data = raw_user(user, sig);
+        assert_eq!(
+            request(&mut s, &sign_request(&w.key_blob, &data))[0],
+            reply,
+            "{user:?} {sig}"
+        );
+    }
+    let signs = w.signs(cases.len());
+    for (line, (_, _, _, account, destination, rule)) in signs.iter().zip(cases) {
+        assert_eq!(line["purpose"], "login", "{line}");
+        assert_eq!(line["user"], account, "{line}");
+        assert_eq!(line["destination"], destination, "{line}");
+        assert_eq!(line["rule"], rule, "{line}");
+    }
+    assert_eq!(signs[0]["user_style"], "\\xff");
 }

@@ -262,3 +262,87 @@ fn one_yes_signs_one_session() {
     decisions.sort();
     assert_eq!(decisions, ["allow", "deny"]);
 }
+
+/// Data that is not a login has no destination: through the bastion it is
+/// decided by the bastion alone. The proxy records the bind of an honest
+/// `ssh deep`, then puts it on every later connection before the client's
+/// first request, so `ssh-keygen -Y sign` (git) arrives on a chain that
+/// ends in an authentication bind to `deep`. Failed before: the chain
+/// counted as a forwarded login, `forwarded = "allow"` decided, and the
+/// bastion got a git signature the policy meant to refuse.
+#[test]
+fn a_bind_added_after_the_bastion_does_not_open_git_signing() {
+    let w = world(
+        "[defaults]\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\n\
+         forwarded_unverified = \"deny\"\n",
+    );
+    let out = w.on_bastion(
+        "echo commit > $D/msg\n\
+         proxy record $D/binds\nSSH_AUTH_SOCK=$P $SSH deep echo reached-deep\nstop\n\
+         proxy prebind $D/binds\n\
+         SSH_AUTH_SOCK=$P ssh-keygen -Y sign -f $D/work.pub -n git $D/msg && echo signed\nstop\n\
+         ssh-keygen -Y sign -f $D/work.pub -n file $D/msg && echo signed\n",
+    );
+    let stdout = stdout(&out);
+    assert!(stdout.contains("reached-deep"), "{}", text(&out));
+    assert!(!stdout.contains("signed"), "{}", text(&out));
+    assert!(!w.tmp.path().join("msg.sig").exists());
+    let sshsig = |l: &serde_json::Value| {
+        l["event"] == "sign" && (l["purpose"] == "git" || l["purpose"] == "file")
+    };
+    let lines = w
+        .agent
+        .audit_until(|a| a.iter().filter(|l| sshsig(l)).count() >= 2);
+    let signs: Vec<&serde_json::Value> = lines.iter().filter(|l| sshsig(l)).collect();
+    assert_eq!(signs.len(), 2, "{signs:#?}");
+    for line in signs {
+        assert_eq!(line["decision"], "deny", "{line}");
+        assert_eq!(line["class"], "forwarded_unverified", "{line}");
+        assert_eq!(line["rule"], "default:forwarded_unverified", "{line}");
+        // Decided by the first hop only: the added bind is not in it.
+        assert_eq!(names(line), ["bastion"], "{line}");
+    }
+}
+
+/// Over real sshd: `ssh -l "$(printf 'ME:\377')" target` from the bastion
+/// logs in as ME (sshd cuts the name at the first `:`; the rest, not UTF-8,
+/// is the auth style). A rule denies ME through the bastion and a notify
+/// rule lets anything else through. Failed before: the name was not UTF-8,
+/// so the data was "other", the notify rule matched and the login went
+/// through.
+#[test]
+fn a_user_name_that_is_not_utf8_is_still_the_account_sshd_logs_in() {
+    let tmp_user = common::sshd::current_user();
+    let w = world(&format!(
+        r#"
+[defaults]
+forwarded = "deny"
+forwarded_unverified = "deny"
+[[rule]]
+name = "no {tmp_user} through the bastion"
+via = ["bastion"]
+user = ["{tmp_user}"]
+action = "deny"
+[[rule]]
+name = "anything else through the bastion"
+via = ["bastion"]
+action = "notify"
+"#
+    ));
+    let out = w.on_bastion(&format!(
+        "$SSH -l \"$(printf '{tmp_user}:\\377')\" target echo reached-target"
+    ));
+    assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
+    let signs = w.signs_through_bastion(1);
+    let line = &signs[0];
+    assert_eq!(names(line), ["bastion", "target"]);
+    assert_eq!(line["decision"], "deny", "{line}");
+    assert_eq!(line["purpose"], "login", "{line}");
+    assert_eq!(line["user"], tmp_user.as_str(), "{line}");
+    assert_eq!(line["user_style"], "\\xff", "{line}");
+    assert_eq!(line["destination"], "verified", "{line}");
+    assert_eq!(
+        line["rule"],
+        format!("no {tmp_user} through the bastion").as_str()
+    );
+}

@@ -583,3 +583,181 @@ fn the_internal_provider_asks_libfido2_and_fails_cleanly_without_a_token() {
     let mut agent = agent;
     assert!(agent.alive());
 }
+
+/// The private key file of a FIDO key made on the test token, with its
+/// application set to `application` (ssh-keygen only makes `ssh:` ones;
+/// the test token signs for any). Returns the key's public blob.
+fn with_application(key: &Path, application: &str, out: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> &'a [u8] {
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            a
+        }
+        fn string(&mut self) -> &'a [u8] {
+            let n = u32::from_be_bytes(self.take(4).try_into().unwrap()) as usize;
+            self.take(n)
+        }
+    }
+    let armored = std::fs::read_to_string(key).unwrap();
+    let body: String = armored
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let mut r = R(&file);
+    let magic = r.take(15).to_vec();
+    let (cipher, kdf, kdf_options) = (r.string(), r.string(), r.string());
+    assert_eq!((cipher, kdf), (&b"none"[..], &b"none"[..]));
+    let count = r.take(4).to_vec();
+    let mut public = R(r.string());
+    let key_type = public.string().to_vec();
+    assert_eq!(key_type, b"sk-ssh-ed25519@openssh.com");
+    let pk = public.string().to_vec();
+    let mut private = R(r.string());
+    let checks = private.take(8).to_vec();
+    private.string();
+    private.string();
+    private.string();
+    let flags = private.take(1).to_vec();
+    let (handle, reserved, comment) = (private.string(), private.string(), private.string());
+
+    let mut public_blob = Vec::new();
+    put_string(&mut public_blob, &key_type);
+    put_string(&mut public_blob, &pk);
+    put_string(&mut public_blob, application.as_bytes());
+    let mut section = checks;
+    put_string(&mut section, &key_type);
+    put_string(&mut section, &pk);
+    put_string(&mut section, application.as_bytes());
+    section.extend_from_slice(&flags);
+    put_string(&mut section, handle);
+    put_string(&mut section, reserved);
+    put_string(&mut section, comment);
+    let mut pad = 1u8;
+    while section.len() % 8 != 0 {
+        section.push(pad);
+        pad += 1;
+    }
+    let mut file = magic;
+    put_string(&mut file, cipher);
+    put_string(&mut file, kdf);
+    put_string(&mut file, kdf_options);
+    file.extend_from_slice(&count);
+    put_string(&mut file, &public_blob);
+    put_string(&mut file, &section);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&file);
+    let mut armored = String::from("-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    for line in encoded.as_bytes().chunks(70) {
+        armored.push_str(std::str::from_utf8(line).unwrap());
+        armored.push('\n');
+    }
+    armored.push_str("-----END OPENSSH PRIVATE KEY-----\n");
+    std::fs::write(out, armored).unwrap();
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    public_blob
+}
+
+/// OpenSSH's agent default (`websafe-allow=ssh:*`): a FIDO key made for a
+/// web application signs only what that agent reads as a userauth request
+/// by the key (session id, `ssh-connection`, signature byte 1, the key's
+/// own algorithm, a host key that is a key) or an SSHSIG signature; never a
+/// web challenge, nor data made to look like a login. `-O websafe-allow`
+/// naming the application lifts it. Failed before: a request for another
+/// service, with signature byte 2, with another algorithm, or host-bound to
+/// something that is no key was signed.
+#[test]
+fn a_fido_key_for_a_web_application_signs_only_ssh_data() {
+    const SIGN_RESPONSE: u8 = 14;
+    const FAILURE: u8 = 5;
+    let tmp = tempdir();
+    let made = sk_keygen(tmp.path(), "fido-web", "ed25519-sk");
+    let web = tmp.path().join("fido-web-app");
+    let blob = with_application(&made, "https://example.com", &web);
+    let login = |service: &[u8], sig: u8, alg: &[u8], host_key: Option<&[u8]>| {
+        let mut d = Vec::new();
+        put_string(&mut d, &[7; 32]);
+        d.push(50);
+        put_string(&mut d, b"me");
+        put_string(&mut d, service);
+        let method: &[u8] = match host_key {
+            Some(_) => b"publickey-hostbound-v00@openssh.com",
+            None => b"publickey",
+        };
+        put_string(&mut d, method);
+        d.push(sig);
+        put_string(&mut d, alg);
+        put_string(&mut d, &blob);
+        if let Some(h) = host_key {
+            put_string(&mut d, h);
+        }
+        d
+    };
+    let alg = b"sk-ssh-ed25519@openssh.com";
+    let host = host_key_blob(2);
+    let mut sshsig = b"SSHSIG".to_vec();
+    for field in [&b"file"[..], b"", b"sha512", &[1; 64]] {
+        put_string(&mut sshsig, field);
+    }
+    let mut trailing = login(b"ssh-connection", 1, alg, None);
+    trailing.push(0);
+    let cases: [(&str, Vec<u8>, u8); 8] = [
+        (
+            "login",
+            login(b"ssh-connection", 1, alg, None),
+            SIGN_RESPONSE,
+        ),
+        (
+            "host-bound login",
+            login(b"ssh-connection", 1, alg, Some(&host)),
+            SIGN_RESPONSE,
+        ),
+        ("SSHSIG", sshsig, SIGN_RESPONSE),
+        (
+            "web challenge",
+            b"{\"challenge\":\"c2lnbiBtZQ\"}".to_vec(),
+            FAILURE,
+        ),
+        ("other service", login(b"webauthn", 1, alg, None), FAILURE),
+        (
+            "signature byte 2",
+            login(b"ssh-connection", 2, alg, None),
+            FAILURE,
+        ),
+        (
+            "other algorithm",
+            login(b"ssh-connection", 1, b"ssh-ed25519", None),
+            FAILURE,
+        ),
+        (
+            "host key no key",
+            login(b"ssh-connection", 1, alg, Some(b"junk")),
+            FAILURE,
+        ),
+    ];
+    let policy = "[defaults]\nlocal = \"allow\"\n";
+    let strict = Daemon::builder().policy(policy).start();
+    ok(add_with(&strict, &web, SK_DUMMY));
+    let mut unread = cases.to_vec();
+    unread.push(("trailing data", trailing, FAILURE));
+    for (what, data, expected) in &unread {
+        let mut s = strict.connect();
+        let reply = request(&mut s, &sign_request(&blob, data));
+        assert_eq!(reply[0], *expected, "{what}");
+    }
+    // Named by -O websafe-allow, the application signs anything.
+    let open = Daemon::builder()
+        .policy(policy)
+        .arg("-Owebsafe-allow=ssh:*,https://example.com")
+        .start();
+    ok(add_with(&open, &web, SK_DUMMY));
+    for (what, data, _) in &unread {
+        let mut s = open.connect();
+        let reply = request(&mut s, &sign_request(&blob, data));
+        assert_eq!(reply[0], SIGN_RESPONSE, "allowed: {what}");
+    }
+}

@@ -590,3 +590,39 @@ fn a_reload_can_point_at_another_upstream() {
         .collect();
     assert_eq!(names, ["in-two"]);
 }
+
+/// Upstream keys too: `ssh -l "$(printf 'ME:\377')" target` from the
+/// bastion logs in as ME, which a rule denies through the bastion; a
+/// notify rule lets anything else through. Failed before: the name was
+/// not UTF-8, the data "other", and the upstream signed the login.
+#[test]
+fn a_user_name_that_is_not_utf8_is_still_its_account_for_upstream_keys() {
+    let me = common::sshd::current_user();
+    let w = world(
+        &format!(
+            "[defaults]\nforwarded = \"deny\"\nforwarded_unverified = \"deny\"\n\
+             [[rule]]\nname = \"no {me} via bastion\"\nvia = [\"bastion\"]\nuser = [\"{me}\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"else via bastion\"\nvia = [\"bastion\"]\naction = \"notify\"\n"
+        ),
+        &[],
+        &[],
+    );
+    let inner = w.hosts.inner_ssh(&format!(
+        "-l \"$(printf '{me}:\\377')\" target echo reached-target"
+    ));
+    let out = w.hosts.ssh(&w.agent.sock, &["-A", "bastion", &inner]);
+    assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
+    let through = |x: &serde_json::Value| {
+        x["event"] == "sign" && x["chain"].as_array().is_some_and(|c| c.len() == 2)
+    };
+    let lines = w.agent.audit_until(|l| l.iter().any(through));
+    let sign = lines.iter().find(|l| through(l)).unwrap();
+    assert_eq!(sign["upstream"], true, "{sign}");
+    assert_eq!(sign["decision"], "deny", "{sign}");
+    assert_eq!(sign["user"], me.as_str(), "{sign}");
+    assert_eq!(
+        sign["rule"],
+        format!("no {me} via bastion").as_str(),
+        "{sign}"
+    );
+}

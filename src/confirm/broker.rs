@@ -285,6 +285,7 @@ mod tests {
             class: RequestClass::Direct,
             destination: crate::trust::context::Destination::Verified,
             user: Some(user.into()),
+            user_exact: true,
             user_style: None,
             purpose: Purpose::Login,
         }

@@ -436,9 +436,13 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
     Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
 }
 
-/// ssh-agent's web-origin check: a FIDO key whose application is not on
-/// the websafe allow-list (`ssh:*` by default) signs only an SSH login by
-/// that key or an SSHSIG signature, never a web challenge.
+/// ssh-agent's web-origin check (`check_websafe_message_contents`): a
+/// FIDO key whose application is not on the websafe allow-list (`ssh:*` by
+/// default) signs only what OpenSSH's agent reads as a userauth request by
+/// that key (`parse_userauth_request`: session id as a string, signature
+/// byte 1, `ssh-connection`, the algorithm of that key, a host key that is
+/// a key) or an SSHSIG signature, never a web challenge; data that only
+/// looks like a login is refused.
 fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool {
     let Some(allowlist) = &agent.options.websafe_allowlist else {
         return true;
@@ -448,10 +452,17 @@ fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool 
         return true;
     }
     match signed {
-        SignedData::Userauth(auth) => crate::ssh::key::PublicKey::parse(auth.key_blob)
-            .is_ok_and(|key| key.parts == identity.public.parts),
+        SignedData::Userauth(auth) => {
+            let parses = |blob: &[u8]| crate::ssh::key::PublicKey::parse(blob).ok();
+            !auth.raw_session_id
+                && auth.sig_follows == 1
+                && auth.service == b"ssh-connection"
+                && parses(auth.key_blob).is_some_and(|key| key.parts == identity.public.parts)
+                && crate::trust::binding::algorithm_matches_key(auth.algorithm, auth.key_blob)
+                && auth.host_key.is_none_or(|blob| parses(blob).is_some())
+        }
         SignedData::Sshsig { .. } => true,
-        SignedData::Other => false,
+        SignedData::UnreadLogin { .. } | SignedData::Other => false,
     }
 }
 

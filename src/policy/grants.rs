@@ -26,6 +26,9 @@ pub struct GrantScope {
     pub class: RequestClass,
     pub destination: Destination,
     pub user: Option<String>,
+    /// Whether `user` is the account as sent, not an escaped form of bytes
+    /// (so `r\xffoot` typed out and the byte 0xff are not the same user).
+    pub user_exact: bool,
     pub user_style: Option<String>,
     pub purpose: Purpose,
 }
@@ -38,6 +41,7 @@ impl GrantScope {
             class: ctx.class,
             destination: ctx.destination,
             user: ctx.user.clone(),
+            user_exact: ctx.user_exact,
             user_style: ctx.user_style.clone(),
             purpose: ctx.purpose,
         }
@@ -161,6 +165,7 @@ mod tests {
             class: RequestClass::Forwarded,
             destination: Destination::Verified,
             user: Some(user.into()),
+            user_exact: true,
             user_style: None,
             purpose: Purpose::Login,
         }

@@ -241,6 +241,20 @@ impl Rule {
         }
     }
 
+    /// Whether `globs` match the account a login names. An account that is
+    /// not UTF-8 (shown escaped) matches deny rules only, by its escaped
+    /// form; a login whose user could not be read at all could be anyone's,
+    /// so it matches every deny rule naming users, and nothing else.
+    fn user_match(&self, globs: &[globset::GlobMatcher], ctx: &RequestContext) -> bool {
+        match ctx.user.as_deref() {
+            Some(user) if ctx.user_exact || self.action == Action::Deny => {
+                globs.iter().any(|g| g.is_match(user))
+            }
+            Some(_) => false,
+            None => !ctx.user_exact && self.action == Action::Deny,
+        }
+    }
+
     /// Whether this rule matches a sign request. A `host` rule needs a
     /// verified destination. A user or purpose the data claims without a
     /// bind to back it (a login that does not belong to the last bind) can
@@ -253,11 +267,7 @@ impl Rule {
         self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
             && self.via_match(&ctx.chain)
             && self.host_match(ctx.destination_hop())
-            && self.user.as_ref().is_none_or(|globs| {
-                ctx.user
-                    .as_deref()
-                    .is_some_and(|u| globs.iter().any(|g| g.is_match(u)))
-            })
+            && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
     }
 }
@@ -667,5 +677,30 @@ mod tests {
             p.key_op(KeyOp::Lock, RequestClass::Local).action,
             Action::Allow
         );
+    }
+
+    /// An account that is not UTF-8 (shown escaped) meets deny rules by its
+    /// escaped form and no other rule's user pattern; a login whose user
+    /// could not be read meets every deny rule naming users.
+    #[test]
+    fn accounts_that_are_not_text_only_meet_deny_rules() {
+        let policy = file::parse_str(
+            "[defaults]\nlocal = \"confirm\"\n\
+             [[rule]]\nname = \"no root\"\nuser = [\"root\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"escaped\"\nuser = [\"r?xfe*\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"r names\"\nuser = [\"r*\"]\naction = \"allow\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let decide = |user: Option<&str>, exact: bool| {
+            let mut c = ctx(&[], user, Purpose::Login, "");
+            c.user_exact = exact;
+            policy.decide(&c).rule
+        };
+        assert_eq!(decide(Some("r\\xfeoot"), false), "escaped");
+        assert_eq!(decide(Some("r\\xff"), false), "default:local");
+        assert_eq!(decide(Some("r\\xff"), true), "r names");
+        assert_eq!(decide(None, false), "no root");
+        assert_eq!(decide(None, true), "default:local");
     }
 }

@@ -125,6 +125,66 @@ pub fn signed_data(data: &[u8]) {
     let _ = black_box((parsed.purpose(), parsed.user()));
 }
 
+/// hopward's reading of signed data held against a second one written
+/// from sshd's source ([`crate::testing::sshd_userauth`]): whatever sshd
+/// could verify as a public key login is a login to hopward, for the same
+/// account; one with a raw session id, or that reads two ways, is never
+/// tied to a bind; and a policy denying `root` denies it when that is the
+/// account.
+pub fn sshd_login(data: &[u8]) {
+    use crate::trust::binding::{Purpose, SignedData, split_user};
+    let readings = crate::testing::sshd_userauth::readings(data);
+    let parsed = SignedData::parse(data);
+    let Some(first) = readings.first() else {
+        let _ = black_box((parsed.purpose(), parsed.user()));
+        return;
+    };
+    assert_eq!(parsed.purpose(), Purpose::Login, "{readings:?}: {parsed:?}");
+    let all_agree = readings.iter().all(|r| r.account == first.account);
+    let key_blob = match &parsed {
+        SignedData::Userauth(auth) => {
+            let (account, _) = split_user(auth.user);
+            assert!(all_agree, "{readings:?} read as one account: {parsed:?}");
+            assert_eq!(account, first.account.as_slice(), "{readings:?}");
+            if readings.len() > 1 || first.raw_session_id {
+                assert!(auth.raw_session_id, "{readings:?}: {parsed:?}");
+            }
+            auth.key_blob
+        }
+        // Readings that name different accounts: the account is unknown.
+        SignedData::UnreadLogin { user: None } if !all_agree => &[][..],
+        _ => panic!("sshd reads a login, hopward does not: {readings:?}: {parsed:?}"),
+    };
+    let peer = std::sync::Arc::new(crate::trust::peer::Peer {
+        uid: 0,
+        pid: None,
+        exe: None,
+        parents: Vec::new(),
+    });
+    let chain = crate::trust::binding::Chain::default();
+    let ctx = crate::trust::context::RequestContext::new(
+        ("SHA256:key", "key", key_blob),
+        &chain,
+        Vec::new(),
+        &parsed,
+        &peer,
+    );
+    let decision = sshd_login_policy().decide(&ctx);
+    if readings.iter().any(|r| r.account == b"root") {
+        assert_eq!(decision.action, crate::policy::Action::Deny, "{ctx:?}");
+    }
+}
+
+fn sshd_login_policy() -> &'static crate::policy::Policy {
+    static POLICY: std::sync::OnceLock<crate::policy::Policy> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        let text = "[defaults]\nlocal = \"allow\"\n\
+            [[rule]]\nname = \"no-root\"\nuser = [\"root\"]\naction = \"deny\"\n\
+            [[rule]]\nname = \"others\"\nuser = [\"*\"]\naction = \"notify\"\n";
+        crate::policy::file::parse_str(text, "sshd_login.toml").expect("a valid policy")
+    })
+}
+
 /// `restrict-destination-v00@openssh.com` constraint parsing, and the
 /// wildcard match its user patterns use (pattern, NUL, text).
 pub fn destination(data: &[u8]) {

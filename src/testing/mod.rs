@@ -4,3 +4,5 @@
 pub mod fakes;
 #[cfg(feature = "testing")]
 pub mod fuzz;
+#[cfg(feature = "testing")]
+pub mod sshd_userauth;

@@ -249,84 +249,195 @@ impl Purpose {
     }
 }
 
-/// A parsed SSH userauth request (RFC 4252 §7, plus OpenSSH's hostbound form).
+/// A parsed SSH userauth request (RFC 4252 §7, plus OpenSSH's hostbound
+/// form), read as sshd reads it (auth2.c, auth2-pubkey.c): names are bytes,
+/// not text, and any non-zero "signature follows" byte counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Userauth<'a> {
     pub session_id: &'a [u8],
-    pub user: &'a str,
-    pub service: &'a str,
+    /// The user name as sent: `account[:style]`, bytes (see [`split_user`]).
+    pub user: &'a [u8],
+    pub service: &'a [u8],
+    /// sshd's `have_sig`: it verifies a signature for any non-zero value;
+    /// OpenSSH's agent only calls 1 a userauth request.
+    pub sig_follows: u8,
     pub algorithm: &'a str,
     pub key_blob: &'a [u8],
     /// Present for `publickey-hostbound-v00@openssh.com`.
     pub host_key: Option<&'a [u8]>,
+    /// The session id is raw, not a string: the form sshd signs for a
+    /// client whose version string sets `SSH_OLD_SESSIONID` (compat.c), a
+    /// form no bind can vouch for. Also set when the data reads as a
+    /// login in that form as well as in the usual one.
+    pub raw_session_id: bool,
 }
 
 /// The data of a sign request, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignedData<'a> {
     Userauth(Userauth<'a>),
+    /// Starts like a userauth request (a session id, then
+    /// `SSH2_MSG_USERAUTH_REQUEST`) but does not read as one sshd would
+    /// make: still a login, to a destination nobody can name, by the user
+    /// it names if that much could be read.
+    UnreadLogin { user: Option<&'a [u8]> },
     Sshsig { namespace: &'a str },
     Other,
 }
 
 const SSH2_MSG_USERAUTH_REQUEST: u8 = 50;
 
+/// The lengths a session id can have (the digests of the key exchange
+/// hashes: SHA-1, SHA-256, SHA-384, SHA-512), for its raw form.
+const RAW_SESSION_ID_LENGTHS: [usize; 4] = [20, 32, 48, 64];
+
 impl<'a> SignedData<'a> {
+    /// Reads signed data the way a server could take it, the worst
+    /// reading first: a login in either session id form, then SSHSIG, then
+    /// anything that starts like a login, else other.
     pub fn parse(data: &'a [u8]) -> SignedData<'a> {
-        if let Some(userauth) = parse_userauth(data) {
+        let mut readings: Vec<Userauth<'a>> = parse_userauth(data).into_iter().collect();
+        readings.extend(
+            RAW_SESSION_ID_LENGTHS
+                .iter()
+                .filter_map(|&len| parse_raw_userauth(data, len)),
+        );
+        if let Some(first) = readings.first() {
+            // Read more than one way, it has no session anyone can tie it
+            // to; and if the readings name different users, none is known.
+            if readings.iter().any(|r| r.user != first.user) {
+                return SignedData::UnreadLogin { user: None };
+            }
+            let mut userauth = first.clone();
+            userauth.raw_session_id |= readings.len() > 1;
             return SignedData::Userauth(userauth);
         }
         if let Some(namespace) = parse_sshsig(data) {
             return SignedData::Sshsig { namespace };
+        }
+        if let Err(Unread::StartsLikeLogin { user }) = parse_userauth(data) {
+            return SignedData::UnreadLogin { user };
+        }
+        if let Some(user) = RAW_SESSION_ID_LENGTHS
+            .iter()
+            .find_map(|&len| raw_login_start(data, len))
+        {
+            return SignedData::UnreadLogin { user: Some(user) };
         }
         SignedData::Other
     }
 
     pub fn purpose(&self) -> Purpose {
         match self {
-            SignedData::Userauth(_) => Purpose::Login,
+            SignedData::Userauth(_) | SignedData::UnreadLogin { .. } => Purpose::Login,
             SignedData::Sshsig { namespace: "git" } => Purpose::Git,
             SignedData::Sshsig { namespace: "file" } => Purpose::File,
             _ => Purpose::Other,
         }
     }
 
-    pub fn user(&self) -> Option<&'a str> {
+    /// The user name the login names, as sent (`account[:style]`).
+    pub fn user(&self) -> Option<&'a [u8]> {
         match self {
             SignedData::Userauth(u) => Some(u.user),
+            SignedData::UnreadLogin { user } => *user,
             _ => None,
         }
     }
 }
 
-fn parse_userauth(data: &[u8]) -> Option<Userauth<'_>> {
+/// A user name as sshd takes it: a C string (it ends at a NUL), cut at
+/// the first `:` into the account it logs in to and the BSD auth style
+/// (auth2.c).
+pub fn split_user(user: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let name = user.split(|&b| b == 0).next().unwrap_or_default();
+    match name.iter().position(|&b| b == b':') {
+        Some(colon) => (&name[..colon], Some(&name[colon + 1..])),
+        None => (name, None),
+    }
+}
+
+/// Why data is not a userauth request sshd would make.
+enum Unread<'a> {
+    /// Not a session id and `SSH2_MSG_USERAUTH_REQUEST`.
+    NotLogin,
+    /// A session id and `SSH2_MSG_USERAUTH_REQUEST`, then something else.
+    StartsLikeLogin { user: Option<&'a [u8]> },
+}
+
+fn parse_userauth(data: &[u8]) -> Result<Userauth<'_>, Unread<'_>> {
     let mut r = Reader::new(data);
-    let session_id = r.string("session id").ok()?;
-    if session_id.is_empty() || r.u8("message type").ok()? != SSH2_MSG_USERAUTH_REQUEST {
+    let session_id = r.string("session id").map_err(|_| Unread::NotLogin)?;
+    if session_id.is_empty() || r.u8("message type").ok() != Some(SSH2_MSG_USERAUTH_REQUEST) {
+        return Err(Unread::NotLogin);
+    }
+    parse_userauth_body(session_id, r, false)
+}
+
+/// The login in the raw session id form: `len` bytes of session id, no
+/// length before them.
+fn parse_raw_userauth(data: &[u8], len: usize) -> Option<Userauth<'_>> {
+    if data.get(len) != Some(&SSH2_MSG_USERAUTH_REQUEST) {
         return None;
     }
-    let user = r.text("user").ok()?;
-    let service = r.text("service").ok()?;
-    let method = r.text("method").ok()?;
-    if r.u8("has signature").ok()? != 1 {
+    parse_userauth_body(&data[..len], Reader::new(&data[len + 1..]), true).ok()
+}
+
+/// The start of a login in the raw session id form: the message type,
+/// then a user, a service and one of the public key methods. A random
+/// blob has the message type at one of the offsets once in 64; these
+/// three strings make the reading specific.
+fn raw_login_start(data: &[u8], len: usize) -> Option<&[u8]> {
+    if data.get(len) != Some(&SSH2_MSG_USERAUTH_REQUEST) {
         return None;
     }
-    let algorithm = r.text("algorithm").ok()?;
-    let key_blob = r.string("key").ok()?;
-    let host_key = match method {
-        "publickey-hostbound-v00@openssh.com" => Some(r.string("host key").ok()?),
-        "publickey" => None,
-        _ => return None,
+    let mut r = Reader::new(&data[len + 1..]);
+    let user = r.string("user").ok()?;
+    r.string("service").ok()?;
+    let method = r.string("method").ok()?;
+    matches!(method, PUBLICKEY | PUBLICKEY_HOSTBOUND).then_some(user)
+}
+
+const PUBLICKEY: &[u8] = b"publickey";
+const PUBLICKEY_HOSTBOUND: &[u8] = b"publickey-hostbound-v00@openssh.com";
+
+/// What follows the message type, as auth2-pubkey.c rebuilds it: every
+/// string with no NUL in it but the session id, key and host key.
+fn parse_userauth_body<'a>(
+    session_id: &'a [u8],
+    mut r: Reader<'a>,
+    raw_session_id: bool,
+) -> Result<Userauth<'a>, Unread<'a>> {
+    let Ok(user) = r.string("user") else {
+        return Err(Unread::StartsLikeLogin { user: None });
     };
-    r.finish().ok()?;
-    Some(Userauth {
-        session_id,
-        user,
-        service,
-        algorithm,
-        key_blob,
-        host_key,
-    })
+    let unread = Unread::StartsLikeLogin { user: Some(user) };
+    let c_string = |s: &[u8]| !s.contains(&0);
+    let mut rest = || -> Option<Userauth<'a>> {
+        let service = r.string("service").ok()?;
+        let method = r.string("method").ok()?;
+        let sig_follows = r.u8("has signature").ok()?;
+        let algorithm = std::str::from_utf8(r.string("algorithm").ok()?).ok()?;
+        let key_blob = r.string("key").ok()?;
+        let host_key = match method {
+            PUBLICKEY_HOSTBOUND => Some(r.string("host key").ok()?),
+            PUBLICKEY => None,
+            _ => return None,
+        };
+        r.finish().ok()?;
+        let texts = [user, service, algorithm.as_bytes()];
+        (sig_follows != 0 && texts.iter().all(|s| c_string(s))).then_some(Userauth {
+            session_id,
+            user,
+            service,
+            sig_follows,
+            algorithm,
+            key_blob,
+            host_key,
+            raw_session_id,
+        })
+    };
+    rest().ok_or(unread)
 }
 
 fn parse_sshsig(data: &[u8]) -> Option<&str> {
@@ -353,6 +464,10 @@ pub enum LoginMismatch {
     HostKey,
     #[error("not an ssh-connection userauth request for the key asked to sign")]
     NotForThisKey,
+    #[error("session id in the raw form (SSH_OLD_SESSIONID), which no bind vouches for")]
+    RawSessionId,
+    #[error("starts like a userauth request but does not read as one")]
+    Unreadable,
 }
 
 impl LoginMismatch {
@@ -364,6 +479,8 @@ impl LoginMismatch {
             LoginMismatch::NotHostbound => "not-hostbound",
             LoginMismatch::HostKey => "host-key",
             LoginMismatch::NotForThisKey => "other-key",
+            LoginMismatch::RawSessionId => "raw-session-id",
+            LoginMismatch::Unreadable => "unreadable",
         }
     }
 }
@@ -383,8 +500,11 @@ pub fn login_to_last_hop(
     let Some(last) = chain.last() else {
         return Err(LoginMismatch::SessionId);
     };
-    if auth.service != "ssh-connection" || auth.key_blob != key_blob {
+    if auth.service != b"ssh-connection" || auth.key_blob != key_blob {
         return Err(LoginMismatch::NotForThisKey);
+    }
+    if auth.raw_session_id {
+        return Err(LoginMismatch::RawSessionId);
     }
     if auth.session_id != last.session_id.as_slice() {
         return Err(LoginMismatch::SessionId);
@@ -449,7 +569,7 @@ mod tests {
         let d = userauth(b"sid", "deploy", "ssh-connection", Some(b"hk"));
         let parsed = SignedData::parse(&d);
         assert_eq!(parsed.purpose(), Purpose::Login);
-        assert_eq!(parsed.user(), Some("deploy"));
+        assert_eq!(parsed.user(), Some(&b"deploy"[..]));
         let SignedData::Userauth(u) = parsed else {
             panic!()
         };
@@ -466,8 +586,67 @@ mod tests {
 
         let mut trailing = userauth(b"sid", "u", "ssh-connection", None);
         put_u32(&mut trailing, 0);
-        assert_eq!(SignedData::parse(&trailing), SignedData::Other);
+        assert_eq!(
+            SignedData::parse(&trailing),
+            SignedData::UnreadLogin {
+                user: Some(&b"u"[..])
+            }
+        );
         assert_eq!(SignedData::parse(b"random"), SignedData::Other);
+    }
+
+    /// The user name is bytes, cut at the first `:` (and at a NUL, as a C
+    /// string is) into account and style.
+    #[test]
+    fn user_names_are_bytes_split_at_the_first_colon() {
+        let mut d = userauth(b"sid", "x", "ssh-connection", None);
+        d.splice(12..13, b"root:\xff".iter().copied());
+        d[11] = 6;
+        let parsed = SignedData::parse(&d);
+        assert_eq!(parsed.user(), Some(&b"root:\xff"[..]));
+        assert_eq!(split_user(b"root:\xff:x"), (&b"root"[..], Some(&b"\xff:x"[..])));
+        assert_eq!(split_user(b"ro\0ot:x"), (&b"ro"[..], None));
+        assert_eq!(split_user(b""), (&b""[..], None));
+    }
+
+    /// Anything sshd could verify a signature over is a login, and what
+    /// only starts like one is a login nobody can place, never "other".
+    #[test]
+    fn what_starts_like_a_login_is_a_login() {
+        let sid = [7u8; 32];
+        // Any non-zero "signature follows" byte: sshd verifies for all.
+        let mut d = userauth(&sid, "root", "ssh-connection", None);
+        let sig_at = d.len() - (4 + 11) - (4 + 8) - 1;
+        d[sig_at] = 2;
+        let SignedData::Userauth(u) = SignedData::parse(&d) else {
+            panic!("{:?}", SignedData::parse(&d))
+        };
+        assert_eq!((u.sig_follows, u.raw_session_id), (2, false));
+        // A zero byte, a NUL in the user, an unknown method, trailing data,
+        // a truncated request: each starts like a login.
+        d[sig_at] = 0;
+        assert_eq!(SignedData::parse(&d).purpose(), Purpose::Login);
+        assert!(matches!(SignedData::parse(&d), SignedData::UnreadLogin { .. }));
+        for bad in [
+            userauth(&sid, "ro\0ot", "ssh-connection", None),
+            userauth(&sid, "root", "ssh-connection", None)[..50].to_vec(),
+        ] {
+            assert!(matches!(SignedData::parse(&bad), SignedData::UnreadLogin { .. }), "{bad:?}");
+        }
+        let mut short = Vec::new();
+        put_string(&mut short, &sid);
+        short.push(SSH2_MSG_USERAUTH_REQUEST);
+        assert_eq!(SignedData::parse(&short), SignedData::UnreadLogin { user: None });
+        // The raw session id form (SSH_OLD_SESSIONID), which no bind backs.
+        let raw: Vec<u8> = sid
+            .iter()
+            .copied()
+            .chain(userauth(&sid, "root", "ssh-connection", None)[4 + 32..].iter().copied())
+            .collect();
+        let SignedData::Userauth(u) = SignedData::parse(&raw) else {
+            panic!()
+        };
+        assert_eq!((u.user, u.session_id, u.raw_session_id), (&b"root"[..], &sid[..], true));
     }
 
     #[test]

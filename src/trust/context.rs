@@ -108,7 +108,8 @@ impl Destination {
                     Err(why) => Destination::Unverified(why),
                 }
             }
-            _ => Destination::NotLogin,
+            SignedData::UnreadLogin { .. } => Destination::Unverified(LoginMismatch::Unreadable),
+            SignedData::Sshsig { .. } | SignedData::Other => Destination::NotLogin,
         }
     }
 
@@ -202,9 +203,8 @@ impl RequestClass {
     }
 }
 
-/// A remote user name as sshd reads it: `account:style` logs in to
-/// `account` with BSD auth style `style` (OpenSSH's auth2.c splits at the
-/// first `:`), so rules match the account and the style is shown apart.
+/// A remote user name as text: `account:style` logs in to `account` with
+/// BSD auth style `style` (see [`crate::trust::binding::split_user`]).
 pub fn split_user(user: &str) -> (&str, Option<&str>) {
     match user.split_once(':') {
         Some((account, style)) => (account, Some(style)),
@@ -221,8 +221,14 @@ pub struct RequestContext {
     pub class: RequestClass,
     /// Where the signature will be used, as far as anyone checked.
     pub destination: Destination,
-    /// The account the userauth request logs in to (before any `:style`).
+    /// The account the userauth request logs in to (before any `:style`);
+    /// bytes that are not UTF-8 are shown as `\xNN` (see `user_exact`).
     pub user: Option<String>,
+    /// Whether `user` is the account exactly as sent (it was UTF-8). One
+    /// that is not matches `user` patterns of deny rules only, by its
+    /// escaped form: sshd logs in to the bytes, which no text pattern names.
+    /// False with no `user`: a login whose user could not be read.
+    pub user_exact: bool,
     /// The BSD auth style after `:` in the user name, if any.
     pub user_style: Option<String>,
     pub purpose: Purpose,
@@ -263,14 +269,25 @@ impl RequestContext {
     ) -> RequestContext {
         let (fingerprint, comment, key_blob) = key;
         let destination = Destination::of(chain, key_blob, data);
-        let mut ctx = RequestContext::of_parts(
-            (fingerprint, comment),
-            hops,
-            destination,
-            data.user(),
-            data.purpose(),
-            peer,
-        );
+        let purpose = data.purpose();
+        // Data that is not a login has no destination: through a forwarding
+        // hop it is decided by the first hop, the one this machine reached.
+        // Binds after it are the first hop's word and must not change it.
+        let mut hops = hops;
+        if destination == Destination::NotLogin && hops.iter().any(|h| h.forwarding) {
+            hops.truncate(1);
+        }
+        let mut ctx =
+            RequestContext::of_parts((fingerprint, comment), hops, destination, None, purpose, peer);
+        match data.user() {
+            Some(user) => {
+                let (account, style) = crate::trust::binding::split_user(user);
+                ctx.user = Some(crate::text::from_bytes(account).into_owned());
+                ctx.user_exact = std::str::from_utf8(account).is_ok();
+                ctx.user_style = style.map(|s| crate::text::from_bytes(s).into_owned());
+            }
+            None => ctx.user_exact = purpose != Purpose::Login,
+        }
         if chain.is_poisoned() {
             ctx.class = RequestClass::Poisoned;
         }
@@ -298,6 +315,7 @@ impl RequestContext {
             chain,
             destination,
             user: account,
+            user_exact: true,
             user_style: style,
             purpose,
             peer: Arc::clone(peer),

@@ -234,20 +234,24 @@ pub fn check_sign(
     let crate::trust::binding::SignedData::Userauth(auth) = data else {
         return Err(Refusal::NotUserauth);
     };
-    if auth.service != "ssh-connection" || auth.key_blob != key_blob {
+    if auth.service != b"ssh-connection" || auth.key_blob != key_blob || auth.sig_follows != 1 {
         return Err(Refusal::NotUserauth);
     }
     if !crate::trust::binding::algorithm_matches_key(auth.algorithm, key_blob) {
         return Err(Refusal::AlgorithmMismatch);
     }
-    identity_permitted(constraints, chain, Some(auth.user), now)?;
+    // OpenSSH's agent matches the whole name, style and all, as bytes;
+    // patterns are text, so bytes that are not UTF-8 match only `*`/`?`.
+    let user = String::from_utf8_lossy(auth.user);
+    identity_permitted(constraints, chain, Some(&user), now)?;
     use crate::trust::binding::LoginMismatch;
     crate::trust::binding::login_to_last_hop(chain, auth, key_blob).map_err(|m| match m {
         LoginMismatch::SessionId => Refusal::SessionMismatch,
         LoginMismatch::NotHostbound => Refusal::NotHostbound,
         LoginMismatch::HostKey => Refusal::HostKeyMismatch,
         LoginMismatch::LastIsForwarding => Refusal::SignOnForwardingHop,
-        LoginMismatch::NotForThisKey => Refusal::NotUserauth,
+        LoginMismatch::NotForThisKey | LoginMismatch::Unreadable => Refusal::NotUserauth,
+        LoginMismatch::RawSessionId => Refusal::SessionMismatch,
     })
 }
 

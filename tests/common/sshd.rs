@@ -151,6 +151,11 @@ impl Drop for InetdServer {
     }
 }
 
+/// The account the tests run as, which the hosts let log in.
+pub fn current_user() -> String {
+    whoami()
+}
+
 fn whoami() -> String {
     String::from_utf8(ok(run(Command::new("id").arg("-un"))).stdout)
         .unwrap()

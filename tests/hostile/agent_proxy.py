@@ -11,6 +11,8 @@ MODE is one of:
   replay   replace each authentication bind with the first one in FILE
   forge    flip one bit of the host's signature in each authentication
            bind (FILE is not used)
+  prebind  on each new connection, first send the first bind in FILE, as
+           if the client had made it, then pass everything untouched
   pass     pass everything untouched
 
 It serves until killed. Used by tests/hostile_proxy.rs only.
@@ -60,6 +62,11 @@ def serve(client, upstream_path, mode, path):
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     upstream.connect(upstream_path)
     try:
+        if mode == "prebind":
+            with open(path) as f:
+                write_frame(upstream, bytes.fromhex(f.readline().strip()))
+            if read_frame(upstream) is None:
+                return
         while True:
             body = read_frame(client)
             if body is None:
