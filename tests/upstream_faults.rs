@@ -311,8 +311,14 @@ fn binds_are_replayed_in_order_and_a_refused_one_poisons_upstream_keys() {
     let tmp = tempdir();
     let sock = tmp.path().join("fake.sock");
     let fake = fake_upstream(&sock, fake_key());
+    // The data signed below is no login, so through a forwarding hop it is
+    // `forwarded_unverified` whatever binds follow: allowed here, so that
+    // it reaches the upstream after the binds.
     let agent = Daemon::builder()
-        .policy("[defaults]\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\n")
+        .policy(
+            "[defaults]\nforwarded = \"allow\"\nforwarded_unknown = \"allow\"\n\
+             forwarded_unverified = \"allow\"\n",
+        )
         .arg("--upstream")
         .arg(sock.to_str().unwrap())
         .start();
