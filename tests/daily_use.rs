@@ -1460,3 +1460,113 @@ fn with_no_agent_commands_say_which_socket_and_how_to_start_one() {
         text(&out)
     );
 }
+
+/// A forwarded login refused because forwarded use was locked left no
+/// trace: no audit record, nothing on the desktop. Now each refusal is
+/// audited (`forwarded-locked`: the connection's first refusal, and every
+/// signature asked for) and each lock episode shows one notice, however
+/// many refusals it holds.
+#[test]
+fn refusals_while_forwarded_use_is_locked_are_audited_and_noticed_once_per_episode() {
+    use common::notifier::{Bus, Mode};
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    let key = keygen(tmp.path(), "id", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let hop = || {
+        hosts.ssh(
+            &agent.sock,
+            &["-A", "bastion", &hosts.inner_ssh("target echo reached")],
+        )
+    };
+    let hopward = |args: &[&str]| ok(run(Command::new(HOPWARD).args(args).arg(&agent.sock)));
+    let locked = |l: &[serde_json::Value]| {
+        l.iter()
+            .filter(|r| r["reason"] == "forwarded-locked")
+            .count()
+    };
+
+    hopward(&["lock", "--forwarded", "-a"]);
+    for _ in 0..2 {
+        let refused = hop();
+        assert!(!stdout(&refused).contains("reached"), "{}", text(&refused));
+    }
+    // And a signature asked for by hand on a forwarded connection.
+    let blob =
+        hopward::ssh::key::PublicParts::Ed25519(ed25519_public_of(&key.with_extension("pub")))
+            .blob();
+    let mut fwd = agent.connect();
+    assert_eq!(request(&mut fwd, &forwarding_bind()), vec![5]);
+    assert_eq!(request(&mut fwd, &sign_request(&blob, b"data")), vec![5]);
+    assert_eq!(request(&mut fwd, &sign_request(&blob, b"more")), vec![5]);
+    let shown = bus.wait_shown(1);
+    let records = agent.audit_until(|l| {
+        l.iter()
+            .filter(|r| r["reason"] == "forwarded-locked" && r["event"] == "sign")
+            .count()
+            >= 2
+    });
+    let records: Vec<_> = records
+        .iter()
+        .filter(|r| r["reason"] == "forwarded-locked")
+        .collect();
+    // Each refused login: its connection's first refusal, the bastion's
+    // bind, with the bastion named.
+    let logins = records
+        .iter()
+        .filter(|r| r["event"] == "bind" && r["chain"][0]["names"][0] == "bastion")
+        .count();
+    assert!(logins >= 2, "{records:#?}");
+    for r in &records {
+        assert_eq!(r["decision"], "deny", "{r}");
+        assert_eq!(r["rule"], "forwarded-locked", "{r}");
+        assert_eq!(r["chain"][0]["forwarded"], true, "{r}");
+    }
+    let fingerprint = stdout(&ok(run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")))))
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    let signs: Vec<_> = records.iter().filter(|r| r["event"] == "sign").collect();
+    assert_eq!(signs.len(), 2, "{records:#?}");
+    assert!(
+        signs
+            .iter()
+            .all(|r| r["key"] == fingerprint.as_str() && r["comment"] == "id")
+    );
+
+    // One notice for the episode, naming the bastion and the way out.
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert_eq!(shown[0].summary, "hopward: forwarded use is locked");
+    assert!(
+        shown[0]
+            .body
+            .contains("A request through bastion was refused")
+            && shown[0].body.contains("(hopward lock --forwarded)")
+            && shown[0].body.contains("hopward unlock --forwarded"),
+        "{}",
+        shown[0].body
+    );
+
+    // Unlocked and locked again: a new episode, a notice of its own.
+    hopward(&["unlock", "--forwarded", "-a"]);
+    hopward(&["lock", "--forwarded", "-a"]);
+    let before = locked(&agent.audit(0));
+    let refused = hop();
+    assert!(!stdout(&refused).contains("reached"), "{}", text(&refused));
+    let shown = bus.wait_shown(2);
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(locked(&agent.audit_until(|l| locked(l) > before)) > before);
+}
