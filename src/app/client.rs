@@ -151,18 +151,27 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
     ));
     let p = &v["policy"];
+    let joined = |errors: &Value| {
+        errors
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| crate::text::clean(e.as_str().unwrap_or(""), 300))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    };
     let reload = match &p["last_reload"] {
         Value::String(ok) => ok.clone(),
+        other if other["refusing_forwarded"].is_array() => format!(
+            "FAILED, no good policy loaded since start: local use is served as the built-in \
+             policy does and everything forwarded is REFUSED until the file is fixed: {}",
+            joined(&other["refusing_forwarded"])
+        ),
         other => format!(
             "FAILED, keeping the last good policy: {}",
-            other["kept_last_good_policy"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .map(|e| e.as_str().unwrap_or(""))
-                    .collect::<Vec<_>>()
-                    .join("; "))
-                .unwrap_or_default()
+            joined(&other["kept_last_good_policy"])
         ),
     };
     let file = match (p["file"].as_str(), p["watched"].as_str()) {
