@@ -283,6 +283,9 @@ impl Session {
         {
             let hops = self.hop_views();
             bind_refused(&self.agent, &self.lister(&hops, RequestClass::of(&self.chain)), e);
+            // That record is this connection's refusal; a lock in force
+            // adds no second one for the same bind.
+            self.locked_refusal_audited = true;
         }
         if self.agent.forwarded_locked() && self.forwarded() {
             warn!(
