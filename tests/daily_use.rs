@@ -1290,3 +1290,283 @@ fn no_color_turns_colour_off_on_a_terminal() {
         );
     }
 }
+
+/// A pipe whose reader is already gone: what `cmd | head` leaves a
+/// command that prints after `head` has exited. A FIFO, so the reader can
+/// be closed before the command starts, whatever it prints.
+fn pipe_without_reader(dir: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let fifo = dir.join(format!("fifo-{}", rand_suffix()));
+    ok(run(Command::new("mkfifo").arg(&fifo)));
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    drop(reader);
+    writer
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Ended by SIGPIPE, as `yes | head -1` ends `yes`, with nothing said.
+fn assert_quiet_sigpipe(what: &str, out: &std::process::Output) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{what}: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.is_empty(), "{what} said something:\n{stderr}");
+}
+
+/// `hopward log | head -1`, `hopward status --json | head` and every
+/// other printing command panicked ("failed printing to stdout: Broken
+/// pipe", exit 101) once the reader was gone. They now end as Unix tools
+/// do, while the agent itself keeps serving.
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    let agent = Daemon::start();
+    let tmp = tempdir();
+    // More than any pipe holds, so the log is still printing when the
+    // reader closes after its first line.
+    let audit = tmp.path().join("audit.jsonl");
+    let record = r#"{"ts":"2026-12-03T09:00:00.000Z","event":"sign","decision":"allow","reason":"default:local","comment":"work","chain":[],"user":"me","purpose":"login"}"#;
+    std::fs::write(&audit, format!("{record}\n").repeat(40_000)).unwrap();
+    let mut child = Command::new(HOPWARD)
+        .args(["log", "-n", "40000", "--file"])
+        .arg(&audit)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        reader.read_line(&mut first).unwrap();
+    }
+    assert!(first.starts_with("TIME"), "{first}");
+    assert_quiet_sigpipe("log | head -1", &child.wait_with_output().unwrap());
+
+    let sock = agent.sock.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["status", "--json", "-a", sock],
+        &["status", "-a", sock],
+        &["grants", "-a", sock],
+        &["log", "--file", audit.to_str().unwrap(), "-n", "1"],
+        &["env"],
+        &["policy", "explain", "--chain", "bastion>db"],
+        &["man"],
+        &["completions", "bash"],
+    ];
+    for args in commands {
+        let out = Command::new(HOPWARD)
+            .args(*args)
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY")
+            .stdout(pipe_without_reader(tmp.path()))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_quiet_sigpipe(&args.join(" "), &out);
+    }
+    // The agent still answers: its own SIGPIPE stays ignored.
+    assert_eq!(agent.status()["pid"], agent.pid());
+}
+
+/// With no agent running, `status`, `lock`, `unlock` and `grants` printed
+/// the bare OS error ("No such file or directory"). They now name the
+/// socket tried, where its path came from, and how to start an agent; and
+/// `hopward log` before the first decision is an empty log, not an error.
+#[test]
+fn with_no_agent_commands_say_which_socket_and_how_to_start_one() {
+    let tmp = tempdir();
+    let runtime = tmp.path().join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    let hopward = |args: &[&str], env: Option<&std::path::Path>| {
+        let mut cmd = Command::new(HOPWARD);
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env_remove("HOPWARD_POLICY");
+        match env {
+            Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
+            None => cmd.env_remove("SSH_AUTH_SOCK"),
+        };
+        run(&mut cmd)
+    };
+    // A socket file nobody listens on (an agent that died), and no file.
+    let stale = tmp.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let missing = tmp.path().join("missing.sock");
+    let default = runtime.join("hopward/agent.sock");
+    for sock in [&stale, &missing] {
+        let s = sock.to_str().unwrap();
+        for args in [
+            vec!["status", "-a", s],
+            vec!["lock", "--forwarded", "-a", s],
+            vec!["unlock", "--forwarded", "-a", s],
+            vec!["grants", "-a", s],
+            vec!["grants", "-a", s, "revoke", "--all"],
+        ] {
+            let out = hopward(&args, None);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                said.contains(&format!("no agent is listening on {s} (-a: "))
+                    && said.contains(&format!("start one there with `hopward daemon -a {s}`"))
+                    && said.contains("hopward env"),
+                "{args:?}: {said}"
+            );
+        }
+    }
+    let out = hopward(&["status"], Some(&missing));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "no agent is listening on {} ($SSH_AUTH_SOCK: ",
+            missing.display()
+        )),
+        "{said}"
+    );
+    let out = hopward(&["grants"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "no agent is listening on {} (the default socket: ",
+            default.display()
+        )) && said.contains("systemctl --user start hopward.socket")
+            && said.contains("`hopward daemon`"),
+        "{said}"
+    );
+
+    // Before the first decision there is no audit file: nothing to show.
+    let out = hopward(&["log"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no decisions yet"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A forwarded login refused because forwarded use was locked left no
+/// trace: no audit record, nothing on the desktop. Now each refusal is
+/// audited (`forwarded-locked`: the connection's first refusal, and every
+/// signature asked for) and each lock episode shows one notice, however
+/// many refusals it holds.
+#[test]
+fn refusals_while_forwarded_use_is_locked_are_audited_and_noticed_once_per_episode() {
+    use common::notifier::{Bus, Mode};
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    let key = keygen(tmp.path(), "id", "ed25519", None);
+    hosts.authorize(&key.with_extension("pub"));
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let hop = || {
+        hosts.ssh(
+            &agent.sock,
+            &["-A", "bastion", &hosts.inner_ssh("target echo reached")],
+        )
+    };
+    let hopward = |args: &[&str]| ok(run(Command::new(HOPWARD).args(args).arg(&agent.sock)));
+    let locked = |l: &[serde_json::Value]| {
+        l.iter()
+            .filter(|r| r["reason"] == "forwarded-locked")
+            .count()
+    };
+
+    hopward(&["lock", "--forwarded", "-a"]);
+    for _ in 0..2 {
+        let refused = hop();
+        assert!(!stdout(&refused).contains("reached"), "{}", text(&refused));
+    }
+    // And a signature asked for by hand on a forwarded connection.
+    let blob =
+        hopward::ssh::key::PublicParts::Ed25519(ed25519_public_of(&key.with_extension("pub")))
+            .blob();
+    let mut fwd = agent.connect();
+    assert_eq!(request(&mut fwd, &forwarding_bind()), vec![5]);
+    assert_eq!(request(&mut fwd, &sign_request(&blob, b"data")), vec![5]);
+    assert_eq!(request(&mut fwd, &sign_request(&blob, b"more")), vec![5]);
+    let shown = bus.wait_shown(1);
+    let records = agent.audit_until(|l| {
+        l.iter()
+            .filter(|r| r["reason"] == "forwarded-locked" && r["event"] == "sign")
+            .count()
+            >= 2
+    });
+    let records: Vec<_> = records
+        .iter()
+        .filter(|r| r["reason"] == "forwarded-locked")
+        .collect();
+    // Each refused login: its connection's first refusal, the bastion's
+    // bind, with the bastion named.
+    let logins = records
+        .iter()
+        .filter(|r| r["event"] == "bind" && r["chain"][0]["names"][0] == "bastion")
+        .count();
+    assert!(logins >= 2, "{records:#?}");
+    for r in &records {
+        assert_eq!(r["decision"], "deny", "{r}");
+        assert_eq!(r["rule"], "forwarded-locked", "{r}");
+        assert_eq!(r["chain"][0]["forwarded"], true, "{r}");
+    }
+    let fingerprint = stdout(&ok(run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")))))
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    let signs: Vec<_> = records.iter().filter(|r| r["event"] == "sign").collect();
+    assert_eq!(signs.len(), 2, "{records:#?}");
+    assert!(
+        signs
+            .iter()
+            .all(|r| r["key"] == fingerprint.as_str() && r["comment"] == "id")
+    );
+
+    // One notice for the episode, naming the bastion and the way out.
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert_eq!(shown[0].summary, "hopward: forwarded use is locked");
+    assert!(
+        shown[0]
+            .body
+            .contains("A request through bastion was refused")
+            && shown[0].body.contains("(hopward lock --forwarded)")
+            && shown[0].body.contains("hopward unlock --forwarded"),
+        "{}",
+        shown[0].body
+    );
+
+    // Unlocked and locked again: a new episode, a notice of its own.
+    hopward(&["unlock", "--forwarded", "-a"]);
+    hopward(&["lock", "--forwarded", "-a"]);
+    let before = locked(&agent.audit(0));
+    let refused = hop();
+    assert!(!stdout(&refused).contains("reached"), "{}", text(&refused));
+    let shown = bus.wait_shown(2);
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(locked(&agent.audit_until(|l| locked(l) > before)) > before);
+}

@@ -447,6 +447,51 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
     std::fs::write(tmp.path().join("prompt.txt"), body).unwrap();
 }
 
+/// A notification server that shows bodies as plain text showed `&gt;`
+/// and `&lt;` literally: the body is now escaped only for a server that
+/// advertises `body-markup`. Markup in a key comment stays text either
+/// way: escaped for a markup reader, as it is for a plain one.
+#[test]
+fn the_body_is_escaped_only_for_a_server_that_reads_markup() {
+    const COMMENT: &str = "<b>urgent</b> & <a href='https://x.invalid'>click</a>";
+    for markup in [false, true] {
+        let bus = if markup {
+            Bus::with_notifier(Mode::Allow, Duration::from_millis(50))
+        } else {
+            Bus::with_plain_notifier(Mode::Allow, Duration::from_millis(50))
+        };
+        let s = setup(&bus, "method = \"desktop\"\ntimeout = \"10s\"", "");
+        ok(run(Command::new("ssh-keygen")
+            .args(["-q", "-c", "-C", COMMENT, "-f"])
+            .arg(&s.key)));
+        ok(s.agent.ssh_add(&[s.key.to_str().unwrap()]));
+        assert!(s.sign("file"), "Allow must sign");
+        let shown = bus.shown();
+        assert_eq!(shown.len(), 1, "markup {markup}");
+        let body = &shown[0].body;
+        if markup {
+            assert!(
+                body.contains(
+                    "&lt;b&gt;urgent&lt;/b&gt; &amp; &lt;a href='https://x.invalid'&gt;click&lt;/a&gt;"
+                ),
+                "{body}"
+            );
+            assert!(body.contains(") &lt; desktop_prompts"), "{body}");
+            assert!(!body.contains('<') && !body.contains('>'), "{body}");
+        } else {
+            assert!(
+                body.contains(&format!("Allow use of key \"{COMMENT}\"?")),
+                "{body}"
+            );
+            assert!(body.contains(") < desktop_prompts"), "{body}");
+            assert!(
+                !body.contains("&gt;") && !body.contains("&lt;") && !body.contains("&amp;"),
+                "{body}"
+            );
+        }
+    }
+}
+
 /// Bug 7: `status` said desktop prompts were "not in this build". It now
 /// asks the session bus whether a notification server is there. Failed
 /// before: `CANNOT ask ... not in this build` with a server running.

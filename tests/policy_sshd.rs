@@ -326,16 +326,53 @@ fn reload_applies_to_open_connections_and_garbage_keeps_the_last_good_policy() {
 /// file loads.
 #[test]
 fn an_invalid_policy_at_start_serves_local_use_and_refuses_forwarded_use() {
+    use common::notifier::{Bus, Mode};
+    let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
     let agent = Daemon::builder()
         .policy("[defaults]\nlocal = \"perhaps\"\nforwarded = \"allow\"\n")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .start();
     let log = agent.log_text();
     assert!(log.contains("policy.toml:2:9: unknown action"), "{log}");
     assert!(log.contains("refusing everything forwarded"), "{log}");
+    // The person at the desk is told once, with what is wrong.
+    let shown = bus.wait_shown(1);
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert_eq!(shown[0].summary, "hopward: the policy file cannot be used");
+    assert!(
+        shown[0].body.contains("policy.toml:2:9: unknown action")
+            && shown[0].body.contains("everything forwarded is refused"),
+        "{}",
+        shown[0].body
+    );
+    // There was no good policy to keep: status says what runs instead.
     let status = agent.status();
     assert!(
-        status["policy"]["last_reload"]["kept_last_good_policy"].is_array(),
+        status["policy"]["last_reload"]["refusing_forwarded"].is_array(),
         "{status:#}"
+    );
+    assert!(
+        status["policy"]["last_reload"]["kept_last_good_policy"].is_null(),
+        "{status:#}"
+    );
+    let human = stdout(&ok(run(std::process::Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&agent.sock))));
+    assert!(
+        human.contains("no good policy loaded since start")
+            && human.contains("everything forwarded is REFUSED")
+            && !human.contains("keeping the last good policy"),
+        "{human}"
+    );
+    let doctor = run(std::process::Command::new(HOPWARD)
+        .args(["doctor", "-a"])
+        .arg(&agent.sock)
+        .env("HOPWARD_POLICY", agent.dir.path().join("policy.toml")));
+    assert!(
+        text(&doctor).contains("refuses everything forwarded")
+            && !text(&doctor).contains("keeps its last good policy"),
+        "{}",
+        text(&doctor)
     );
     let tmp = tempdir();
     let key = keygen(tmp.path(), "k", "ed25519", None);

@@ -1,7 +1,7 @@
 //! The command-line side of the control channel: `status`, `lock
 //! --forwarded`, `unlock --forwarded` and `grants`.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,26 +13,71 @@ use crate::app::cli::{GrantsAction, GrantsArgs, LockArgs, SocketArg, StatusArgs}
 
 /// `-a`, else `$SSH_AUTH_SOCK`, else the default socket.
 pub fn socket_path(arg: &SocketArg) -> PathBuf {
-    arg.socket
-        .clone()
-        .or_else(|| {
-            std::env::var_os("SSH_AUTH_SOCK")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(crate::paths::default_socket)
+    socket_choice(arg).0
+}
+
+/// The socket commands talk to, and where that path came from.
+fn socket_choice(arg: &SocketArg) -> (PathBuf, &'static str) {
+    if let Some(socket) = &arg.socket {
+        return (socket.clone(), "-a");
+    }
+    match std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+        Some(env) => (PathBuf::from(env), "$SSH_AUTH_SOCK"),
+        None => (crate::paths::default_socket(), "the default socket"),
+    }
+}
+
+/// What to say when nothing listens on `socket`: which socket was tried,
+/// why that one, and how to start an agent there.
+fn no_agent(socket: &std::path::Path, from: &str, error: &std::io::Error) -> String {
+    let default = crate::paths::default_socket();
+    let start = if socket == default {
+        "start one with `systemctl --user start hopward.socket` (after `hopward install`) \
+         or `hopward daemon`"
+            .to_string()
+    } else {
+        format!(
+            "start one there with `hopward daemon -a {}`",
+            socket.display()
+        )
+    };
+    format!(
+        "no agent is listening on {} ({from}: {error}); {start}, and point SSH_AUTH_SOCK \
+         at it (`eval \"$(hopward env)\"` for the default socket)",
+        socket.display()
+    )
+}
+
+/// Whether connecting failed because no agent is there at all (no socket
+/// file, or a socket nobody listens on), rather than one that misbehaves.
+fn nobody_there(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// Sends one control operation and returns the daemon's JSON answer.
 pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
+    control_from(socket, None, op)
+}
+
+/// [`control`]; when nothing listens there, says where `socket` came from
+/// (`from`) and how to start an agent.
+fn control_from(socket: &std::path::Path, from: Option<&str>, op: &Value) -> Result<Value, String> {
     let fail = |e: std::io::Error| format!("cannot talk to the agent at {}: {e}", socket.display());
-    let mut s = UnixStream::connect(socket).map_err(fail)?;
+    let mut s = UnixStream::connect(socket).map_err(|e| match from {
+        Some(from) if nobody_there(&e) => no_agent(socket, from, &e),
+        _ => fail(e),
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(fail)?;
     let body = crate::daemon::control::request(op);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
-    s.write_all(&frame).map_err(fail)?;
+    // Not `write_all`: an agent that hung up is an error to report here,
+    // not SIGPIPE ending the command.
+    crate::sys::send_all(&s, &frame).map_err(fail)?;
     let mut len = [0u8; 4];
     s.read_exact(&mut len).map_err(fail)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -64,7 +109,8 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
 }
 
 fn run(arg: &SocketArg, op: Value) -> Result<Value, ExitCode> {
-    control(&socket_path(arg), &op).map_err(|e| {
+    let (socket, from) = socket_choice(arg);
+    control_from(&socket, Some(from), &op).map_err(|e| {
         eprintln!("hopward: {e}");
         ExitCode::FAILURE
     })
@@ -105,18 +151,27 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
     ));
     let p = &v["policy"];
+    let joined = |errors: &Value| {
+        errors
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| crate::text::clean(e.as_str().unwrap_or(""), 300))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    };
     let reload = match &p["last_reload"] {
         Value::String(ok) => ok.clone(),
+        other if other["refusing_forwarded"].is_array() => format!(
+            "FAILED, no good policy loaded since start: local use is served as the built-in \
+             policy does and everything forwarded is REFUSED until the file is fixed: {}",
+            joined(&other["refusing_forwarded"])
+        ),
         other => format!(
             "FAILED, keeping the last good policy: {}",
-            other["kept_last_good_policy"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .map(|e| e.as_str().unwrap_or(""))
-                    .collect::<Vec<_>>()
-                    .join("; "))
-                .unwrap_or_default()
+            joined(&other["kept_last_good_policy"])
         ),
     };
     let file = match (p["file"].as_str(), p["watched"].as_str()) {

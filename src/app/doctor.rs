@@ -356,9 +356,18 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
                         .join("; ")
                 ),
                 format!(
-                    "fix them (hopward policy check {}); the agent keeps its last good policy",
-                    path.display()
-                ),
+                        "fix them (hopward policy check {}); {}",
+                        path.display(),
+                        if status.is_some_and(
+                            |s| s["policy"]["last_reload"]["refusing_forwarded"].is_array()
+                        ) {
+                            "until then the agent, which has loaded no good policy since it \
+                         started, serves local use as the built-in policy does and refuses \
+                         everything forwarded"
+                        } else {
+                            "the agent keeps its last good policy"
+                        }
+                    ),
             ));
             None
         }

@@ -651,6 +651,28 @@ fn serve(
                 warn!("policy refused: {e}");
             }
             warn!("{REFUSING_FORWARDED}");
+            // Started by systemd at login, nobody reads the log: a login
+            // through a bastion refused for a typo must not be a mystery.
+            let shown: Vec<String> = errors
+                .iter()
+                .take(3)
+                .map(|e| crate::text::clean(e, 200))
+                .collect();
+            let more = errors.len().saturating_sub(shown.len());
+            agent.desk.notify(
+                "hopward: the policy file cannot be used",
+                format!(
+                    "{}{}\nLocal use is served as the built-in policy does; everything \
+                     forwarded is refused until a good policy file loads \
+                     (hopward policy check).",
+                    shown.join("\n"),
+                    if more > 0 {
+                        format!("\n(and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
         }
         // The handlers exist before the first connection is accepted, so a
         // signal never meets a serving agent without them.

@@ -119,6 +119,14 @@ pub fn run(args: &LogArgs) -> ExitCode {
                 }
             }
         }
+        // Nothing decided yet: an empty log, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "hopward: no decisions yet ({} does not exist)",
+                path.display()
+            );
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("hopward: cannot read {}: {e}", path.display());
             return ExitCode::FAILURE;

@@ -35,6 +35,14 @@ pub fn main() -> ExitCode {
         return launch::daemon_command(&argv[2..]);
     }
     let cli = cli::Cli::parse();
+    // Every command but the agent prints for a reader that may go away
+    // (`hopward log | head -1`, `status --json | head`): end quietly then,
+    // as Unix tools do, rather than panic in `println!`. One switch covers
+    // every print path, today's and tomorrow's. The agent and its helpers
+    // keep SIGPIPE ignored: a client hanging up must never end them.
+    if !matches!(cli.command, cli::Command::Daemon(_)) {
+        crate::sys::default_sigpipe();
+    }
     match launch::run(cli) {
         Ok(code) => code,
         Err(err) => {

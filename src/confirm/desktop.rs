@@ -5,7 +5,10 @@
 //! server's unique bus name on its object path (the match rule names the
 //! sender, and the sender is checked again), so no other bus client can
 //! answer; the server must advertise the `actions` capability; the
-//! notification is closed when the question times out or is withdrawn.
+//! notification is closed when the question times out or is withdrawn;
+//! the body is markup-escaped for a server that reads markup
+//! (`body-markup`) and sent as it is to one that shows text as text, so
+//! text from outside can neither add markup nor show as `&gt;`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,26 +33,43 @@ pub struct DesktopConfirmer;
 /// A connection to the session bus and the notification server's unique
 /// name, if it can show actions.
 pub async fn probe() -> Result<(Connection, String), String> {
+    let server = probe_server().await?;
+    Ok((server.conn, server.owner))
+}
+
+/// The notification server found on the session bus.
+struct Server {
+    conn: Connection,
+    owner: String,
+    /// It reads the body as markup (`body-markup`).
+    markup: bool,
+}
+
+/// [`probe`], also saying whether the server reads markup.
+async fn probe_server() -> Result<Server, String> {
     let (conn, owner) = connect().await?;
-    let caps: Vec<String> = conn
-        .call_method(
-            Some(owner.as_str()),
-            PATH,
-            Some(NAME),
-            "GetCapabilities",
-            &(),
-        )
-        .await
-        .map_err(|e| format!("GetCapabilities: {e}"))?
-        .body()
-        .deserialize()
-        .map_err(|e| format!("GetCapabilities: {e}"))?;
+    let caps = capabilities(&conn, &owner).await?;
     if !caps.iter().any(|c| c == "actions") {
         return Err(
             "the notification server cannot show buttons (no \"actions\" capability)".into(),
         );
     }
-    Ok((conn, owner))
+    let markup = caps.iter().any(|c| c == "body-markup");
+    Ok(Server {
+        conn,
+        owner,
+        markup,
+    })
+}
+
+/// The server's `GetCapabilities`.
+async fn capabilities(conn: &Connection, owner: &str) -> Result<Vec<String>, String> {
+    conn.call_method(Some(owner), PATH, Some(NAME), "GetCapabilities", &())
+        .await
+        .map_err(|e| format!("GetCapabilities: {e}"))?
+        .body()
+        .deserialize()
+        .map_err(|e| format!("GetCapabilities: {e}"))
 }
 
 /// A connection to the session bus and the notification server's unique
@@ -80,11 +100,18 @@ async fn connect() -> Result<(Connection, String), String> {
     Ok((conn, owner))
 }
 
-/// Escapes text for servers that read the body as markup.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The body as the server should get it: escaped for a server that reads
+/// markup, so nothing from outside (a key comment, a user or host name)
+/// becomes markup; as it is for one that shows text as text, where
+/// `&gt;` would show literally. (Control characters are cleaned before.)
+fn body_for(text: &str, markup: bool) -> String {
+    if markup {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    } else {
+        text.to_string()
+    }
 }
 
 fn label(d: Duration) -> String {
@@ -139,14 +166,20 @@ struct Notification<'a> {
     expire_ms: i32,
 }
 
-/// `Notify`: shows a notification and returns its id.
-async fn show(conn: &Connection, owner: &str, n: Notification<'_>) -> zbus::Result<u32> {
+/// `Notify`: shows a notification and returns its id; `markup`: the
+/// server reads the body as markup.
+async fn show(
+    conn: &Connection,
+    owner: &str,
+    markup: bool,
+    n: Notification<'_>,
+) -> zbus::Result<u32> {
     let args = (
         "hopward",
         0u32,
         n.icon,
         n.summary,
-        escape(n.body),
+        body_for(n.body, markup),
         n.actions,
         n.hints,
         n.expire_ms,
@@ -163,6 +196,13 @@ pub async fn tell(summary: &str, body: &str) -> Result<(), String> {
     let (conn, owner) = tokio::time::timeout(Duration::from_secs(5), connect())
         .await
         .map_err(|_| "the session bus did not answer".to_string())??;
+    // A server that does not say what it reads gets escaped text: `&gt;`
+    // on the screen is a nuisance, markup from outside could mislead.
+    let markup = tokio::time::timeout(Duration::from_secs(5), capabilities(&conn, &owner))
+        .await
+        .map_or(true, |caps| {
+            caps.map_or(true, |c| c.iter().any(|c| c == "body-markup"))
+        });
     let note = Notification {
         icon: "dialog-information",
         summary,
@@ -171,7 +211,7 @@ pub async fn tell(summary: &str, body: &str) -> Result<(), String> {
         hints: HashMap::new(),
         expire_ms: 10_000,
     };
-    tokio::time::timeout(Duration::from_secs(5), show(&conn, &owner, note))
+    tokio::time::timeout(Duration::from_secs(5), show(&conn, &owner, markup, note))
         .await
         .map_err(|_| "the notification server did not answer".to_string())?
         .map(|_| ())
@@ -183,7 +223,11 @@ impl DesktopConfirmer {
         // Chosen by the policy, the desktop is the way to ask: no bus or no
         // notification server is this confirmer failing (`auto` probes
         // first and tries the next way instead).
-        let (conn, owner) = match probe().await {
+        let Server {
+            conn,
+            owner,
+            markup,
+        } = match probe_server().await {
             Ok(found) => found,
             Err(why) => return Answer::Failed(why),
         };
@@ -227,7 +271,7 @@ impl DesktopConfirmer {
             hints,
             expire_ms: expire,
         };
-        let shown = show(&conn, &owner, note).await;
+        let shown = show(&conn, &owner, markup, note).await;
         let id = match shown {
             Ok(id) => id,
             Err(e) => return Answer::Failed(format!("Notify: {e}")),
@@ -286,5 +330,26 @@ impl DesktopConfirmer {
 impl Confirmer for DesktopConfirmer {
     fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a> {
         Box::pin(self.ask(prompt, timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_escaped_only_for_a_server_that_reads_markup() {
+        let text = "Chain: bastion (fwd) > target (auth)\nKey: \"<b>x</b> & <a href=\"u\">\"";
+        assert_eq!(body_for(text, false), text, "shown as text, as it is");
+        let escaped = body_for(text, true);
+        assert_eq!(
+            escaped,
+            "Chain: bastion (fwd) &gt; target (auth)\nKey: \"&lt;b&gt;x&lt;/b&gt; &amp; \
+             &lt;a href=\"u\"&gt;\""
+        );
+        // Nothing from outside is left that a markup reader would take as
+        // a tag or an entity of its own.
+        assert!(!escaped.contains('<') && !escaped.contains('>'));
+        assert!(!escaped.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").contains('&'));
     }
 }

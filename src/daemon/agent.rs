@@ -97,6 +97,9 @@ pub struct Agent {
     /// Why forwarded use is locked (`hopward lock --forwarded`, `idle`,
     /// `screen locked`), for `status`.
     locked_because: Mutex<Option<String>>,
+    /// A refusal was told to the desk in this lock episode (one notice per
+    /// episode; unlocking starts a new one).
+    locked_told: AtomicBool,
     /// The last request from this machine (a connection with no forwarding
     /// hop), for `[lock] idle`, in milliseconds after `started`: an atomic,
     /// since every request sets it. Requests through a forwarded agent do
@@ -180,6 +183,7 @@ impl Agent {
             connections: Mutex::new(HashMap::new()),
             forwarded_locked: AtomicBool::new(false),
             locked_because: Mutex::new(None),
+            locked_told: AtomicBool::new(false),
             last_local_request: AtomicU64::new(0),
             started: std::time::Instant::now(),
             prompts: crate::confirm::broker::PromptBroker::default(),
@@ -339,6 +343,11 @@ impl Agent {
             .locked_because
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        // Locking what was unlocked starts a new episode, with a notice of
+        // its own; pressing the button again while locked does not.
+        if !self.forwarded_locked.load(Ordering::SeqCst) {
+            self.locked_told.store(false, Ordering::SeqCst);
+        }
         self.forwarded_locked.store(true, Ordering::SeqCst);
         self.grants.clear();
         self.withdraw_questions(Withdraw::All, why);
@@ -367,6 +376,12 @@ impl Agent {
         self.touch_local();
         self.forwarded_locked.store(false, Ordering::SeqCst);
         info!("forwarded use unlocked");
+    }
+
+    /// Whether this is the first refusal of the current lock episode (the
+    /// one to tell the desk about); true once per episode.
+    pub fn first_refusal_while_locked(&self) -> bool {
+        !self.locked_told.swap(true, Ordering::SeqCst)
     }
 
     /// SIGUSR1, as in ssh-agent 10.0: every key goes (locked or not, as

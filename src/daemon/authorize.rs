@@ -424,6 +424,43 @@ pub fn connection_refused(
     record_refusal(agent, who, "connection", None, ("connection-limit", &reason), None);
 }
 
+/// A request refused because forwarded use is locked (`hopward lock
+/// --forwarded`, `[lock] idle`, the screen lock): `event` by `who`,
+/// `deny`, rule and reason `forwarded-locked`. The first refusal of a
+/// lock episode also tells the person at the desk, once: a locked agent
+/// that silently refuses a login made from elsewhere leaves them guessing.
+pub fn forwarded_locked_refused(
+    agent: &Agent,
+    who: &Lister<'_>,
+    event: &'static str,
+    key: Option<(&str, &str)>,
+) {
+    record_refusal(agent, who, event, key, ("forwarded-locked", "forwarded-locked"), None);
+    if agent.first_refusal_while_locked() {
+        let through = who
+            .hops
+            .first()
+            .map(|hop| {
+                hop.names
+                    .first()
+                    .map_or_else(|| hop.fingerprint.clone(), |n| crate::text::clean(n, 80))
+            })
+            .unwrap_or_else(|| "a forwarded agent".into());
+        let why = agent
+            .locked_because()
+            .unwrap_or_else(|| "hopward lock --forwarded".into());
+        agent.desk.notify(
+            "hopward: forwarded use is locked",
+            format!(
+                "A request through {through} was refused: forwarded use is locked ({}).\n\
+                 Undo with: hopward unlock --forwarded\n\
+                 Further refusals until then are in the audit log (hopward log --decision deny).",
+                crate::text::clean(&why, 120)
+            ),
+        );
+    }
+}
+
 /// A signature OpenSSH's constraints refuse, before the policy is read.
 fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
     let record = AuditRecord::sign(

@@ -115,6 +115,11 @@ async fn status(agent: &Agent) -> Value {
         .collect();
     let reload = match agent.policy.status() {
         ReloadStatus::Loaded => json!("ok"),
+        // Refused at start, nothing good loaded since: there is no last
+        // good policy to keep, only local use served as built in.
+        ReloadStatus::Kept { errors } if policy.is_refusing_forwarded() => {
+            json!({ "refusing_forwarded": errors })
+        }
         ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
     };
     let (ok, why) = can_ask(&policy.confirm).await;

@@ -54,6 +54,9 @@ pub struct Session {
     /// Refused over a connection limit: every request is refused and the
     /// connection is closed after the reply.
     over_limit: bool,
+    /// A refusal because forwarded use is locked was audited on this
+    /// connection already (see [`Session::refuse_locked`]).
+    locked_refusal_audited: bool,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -79,6 +82,7 @@ impl Session {
             binds: Vec::new(),
             upstream: crate::daemon::upstream::UpstreamLink::default(),
             over_limit: false,
+            locked_refusal_audited: false,
         }
     }
 
@@ -136,6 +140,7 @@ impl Session {
         if self.agent.forwarded_locked() && self.forwarded() {
             // The panic button is pressed: nothing through a forwarded agent.
             warn!(conn = self.id, peer = %self.peer, "refused: forwarded use is locked (hopward unlock --forwarded)");
+            self.refuse_locked(&request);
             return match request {
                 Request::ListIdentities => {
                     crate::protocol::reply::identities_answer(std::iter::empty())
@@ -278,12 +283,19 @@ impl Session {
         {
             let hops = self.hop_views();
             bind_refused(&self.agent, &self.lister(&hops, RequestClass::of(&self.chain)), e);
+            // That record is this connection's refusal; a lock in force
+            // adds no second one for the same bind.
+            self.locked_refusal_audited = true;
         }
         if self.agent.forwarded_locked() && self.forwarded() {
             warn!(
                 conn = self.id,
                 "refused session-bind: forwarded use is locked"
             );
+            self.refuse_locked(&Request::Extension {
+                name: "session-bind@openssh.com",
+                body,
+            });
             return failure();
         }
         match result {
@@ -305,6 +317,49 @@ impl Session {
                 Reply::ExtensionFailure
             }
         }
+    }
+
+    /// Leaves a trace of a request refused because forwarded use is
+    /// locked: an audit record (`forwarded-locked`) for the connection's
+    /// first such refusal and for every signature asked for, and one
+    /// desktop notice per lock episode. One forwarded login is one
+    /// connection with two binds and a listing; a record for each would
+    /// say three times what happened once, while every signature asked
+    /// for is a use of a key and recorded. A bastion that floods is
+    /// coalesced by the audit writer.
+    fn refuse_locked(&mut self, request: &Request<'_>) {
+        let (event, key) = match request {
+            Request::Sign { key_blob, .. } => {
+                let comment = self
+                    .agent
+                    .keystore
+                    .find(key_blob, std::time::Instant::now())
+                    .map(|id| id.comment.clone())
+                    .unwrap_or_default();
+                ("sign", Some((crate::ssh::key::fingerprint_of(key_blob), comment)))
+            }
+            _ if self.locked_refusal_audited => return,
+            Request::ListIdentities => ("list", None),
+            Request::Add { .. } | Request::AddSmartcard { .. } => ("add", None),
+            Request::Remove { .. } | Request::RemoveSmartcard { .. } => ("remove", None),
+            Request::RemoveAll => ("remove_all", None),
+            Request::Lock(_) => ("lock", None),
+            Request::Unlock(_) => ("unlock", None),
+            Request::Extension {
+                name: "session-bind@openssh.com",
+                ..
+            } => ("bind", None),
+            Request::Extension { .. } => ("extension", None),
+        };
+        self.locked_refusal_audited = true;
+        let hops = self.hop_views();
+        let who = self.lister(&hops, RequestClass::of(&self.chain));
+        crate::daemon::authorize::forwarded_locked_refused(
+            &self.agent,
+            &who,
+            event,
+            key.as_ref().map(|(fp, comment)| (fp.as_str(), comment.as_str())),
+        );
     }
 
     /// The chain with verified names, including exact names the policy

@@ -272,6 +272,9 @@ impl Rule {
     }
 }
 
+/// What [`Policy::refusing_forwarded`]'s digest is made from.
+const REFUSING_FORWARDED: &[u8] = b"hopward: forwarded use refused, no usable policy";
+
 impl Policy {
     /// The built-in policy, also shipped as `policy/default.toml`.
     pub fn builtin() -> Policy {
@@ -297,8 +300,14 @@ impl Policy {
         };
         // Its own digest: `status` and `doctor` must not take it for the
         // built-in policy.
-        policy.digest = *blake3::hash(b"hopward: forwarded use refused, no usable policy").as_bytes();
+        policy.digest = *blake3::hash(REFUSING_FORWARDED).as_bytes();
         policy
+    }
+
+    /// Whether this is [`Policy::refusing_forwarded`]: no usable policy
+    /// file was loaded since start, so there is no "last good" one.
+    pub fn is_refusing_forwarded(&self) -> bool {
+        self.digest == *blake3::hash(REFUSING_FORWARDED).as_bytes()
     }
 
     fn default_for(&self, class: RequestClass) -> Decision {

@@ -167,6 +167,58 @@ pub fn new_session() -> io::Result<()> {
     Ok(())
 }
 
+/// Gives SIGPIPE back its default action, so a command whose reader went
+/// away (`hopward log | head -1`) ends quietly as every Unix filter does.
+/// Rust starts every program with SIGPIPE ignored; the agent keeps it that
+/// way (a client that hangs up must never end the agent).
+pub fn default_sigpipe() {
+    // SAFETY: signal with a valid signal number and SIG_DFL; no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Writes all of `buf` to a connected socket without raising SIGPIPE,
+/// so a peer that hung up is an `EPIPE` error to report, not the end of a
+/// command that runs with SIGPIPE's default action.
+pub fn send_all(socket: &std::os::unix::net::UnixStream, mut buf: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    #[cfg(target_os = "linux")]
+    const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+    #[cfg(not(target_os = "linux"))]
+    const FLAGS: libc::c_int = 0;
+    #[cfg(not(target_os = "linux"))]
+    {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    while !buf.is_empty() {
+        // SAFETY: the pointer and length describe `buf`, which outlives the call.
+        let n = unsafe { libc::send(socket.as_raw_fd(), buf.as_ptr().cast(), buf.len(), FLAGS) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
 /// Sends `signal` to `pid`.
 pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)

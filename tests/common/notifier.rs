@@ -43,12 +43,18 @@ struct Server {
     next: Mutex<u32>,
     conn: Arc<std::sync::OnceLock<zbus::Connection>>,
     delay: Duration,
+    /// Advertise `body-markup`, as GNOME Shell, KDE, dunst and mako do.
+    markup: bool,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
 impl Server {
     fn get_capabilities(&self) -> Vec<String> {
-        vec!["actions".into(), "body".into()]
+        let mut caps = vec!["actions".to_string(), "body".to_string()];
+        if self.markup {
+            caps.push("body-markup".into());
+        }
+        caps
     }
 
     fn get_server_information(&self) -> (String, String, String, String) {
@@ -191,8 +197,18 @@ impl Bus {
     }
 
     /// A bus with the test notification server, answering with `mode`
-    /// after `delay`.
+    /// after `delay`; it reads bodies as markup (`body-markup`).
     pub fn with_notifier(mode: Mode, delay: Duration) -> Bus {
+        Bus::with_server(mode, delay, true)
+    }
+
+    /// [`Bus::with_notifier`] with a server that shows bodies as plain
+    /// text (no `body-markup` capability).
+    pub fn with_plain_notifier(mode: Mode, delay: Duration) -> Bus {
+        Bus::with_server(mode, delay, false)
+    }
+
+    fn with_server(mode: Mode, delay: Duration, markup: bool) -> Bus {
         let mut bus = Bus::bare();
         *bus.mode.lock().unwrap() = mode;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -207,6 +223,7 @@ impl Bus {
             next: Mutex::new(0),
             conn: Arc::clone(&cell),
             delay,
+            markup,
         };
         let address = bus.address.clone();
         let conn = rt.block_on(async move {
