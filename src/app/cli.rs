@@ -141,6 +141,10 @@ pub struct LogArgs {
     /// How many recent decisions.
     #[arg(short = 'n', default_value_t = 20)]
     pub lines: usize,
+    /// Read the journal ([audit] journald = true) instead of the file:
+    /// journalctl -o json MESSAGE_ID=e6907a719856490fad29c3474d12f05a.
+    #[arg(long, conflicts_with = "file")]
+    pub journal: bool,
 }
 
 #[derive(Debug, Args)]
