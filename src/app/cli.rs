@@ -158,6 +158,14 @@ pub struct InstallArgs {
     /// The hopward binary the units run (default: this one).
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
+    /// Hand SSH_AUTH_SOCK over from the other agents found (mask their
+    /// units, hide gnome-keyring's ssh autostart, turn off gpg-agent's ssh
+    /// support) without asking; without it, install asks on a terminal.
+    #[arg(long, conflicts_with = "keep_others")]
+    pub hand_over: bool,
+    /// Leave the other agents as they are, and do not ask.
+    #[arg(long)]
+    pub keep_others: bool,
 }
 
 #[derive(Debug, Subcommand)]
