@@ -68,7 +68,7 @@ done
 gzip -dc "$work/root/usr/share/man/man5/hopward-policy.5.gz" | grep -q '^\.TH HOPWARD-POLICY 5' ||
     fail "hopward-policy.5 is not a section 5 page"
 for key in include local forwarded forwarded_unknown forwarded_unverified method command timeout \
-    add remove remove_all lock unlock idle on_screen_lock path max_bytes socket files ports \
+    add remove remove_all lock unlock idle on_screen_lock path max_bytes journald socket files ports \
     name keys host via user purpose action remember; do
     gzip -dc "$work/root/usr/share/man/man5/hopward-policy.5.gz" | grep -q "^\.B\(R\)\? \"\?$key = " ||
         fail "hopward-policy.5 does not document $key"

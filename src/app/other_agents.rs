@@ -286,7 +286,7 @@ fn debian_ssh_agent(roots: &Roots) -> Option<Rival> {
         .is_ok_and(|t| t.lines().any(|l| l.trim() == "use-ssh-agent"));
     let path = roots.expand("%t/openssh_agent");
     let up = path.as_deref().is_some_and(live);
-    if !(unit.starts() && wanted) && !up {
+    if !(up || unit.starts() && wanted) {
         return None;
     }
     Some(Rival {
