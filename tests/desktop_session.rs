@@ -300,7 +300,13 @@ fn doctor_names_the_other_agents_and_install_hands_over_from_them() {
     .unwrap();
     // 1Password listening, and SSH_AUTH_SOCK pointing at it.
     std::fs::create_dir_all(home.join(".1password")).unwrap();
-    let _op = std::os::unix::net::UnixListener::bind(home.join(".1password/agent.sock")).unwrap();
+    let op = std::os::unix::net::UnixListener::bind(home.join(".1password/agent.sock")).unwrap();
+    // It answers what it does not know, as an agent does: SSH_AGENT_FAILURE.
+    std::thread::spawn(move || {
+        for mut conn in op.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut conn, &[0, 0, 0, 1, 5]);
+        }
+    });
     // gpg-agent with ssh support.
     std::fs::create_dir_all(home.join(".gnupg")).unwrap();
     std::fs::write(home.join(".gnupg/gpg-agent.conf"), "enable-ssh-support\n").unwrap();
