@@ -130,7 +130,7 @@ export SSH_AUTH_SOCK="$DIR/agent.sock"
 ssh-add -q "$DIR/key"
 echo hello >"$DIR/data"
 ssh-keygen -q -Y sign -n file -f "$DIR/key.pub" "$DIR/data"
-"$HOPWARD" status --json -a "$DIR/agent.sock" >/dev/null   # the daemon is up
+"$HOPWARD" status --json -a "$DIR/agent.sock" | sed -n 's/^ *"dropped_records": \(.*\),$/DROPPED \1/p'
 kill $daemon; wait $daemon || true                          # flushes the audit log
 i=0
 until [ "$(journalctl -q -o json MESSAGE_ID=e6907a719856490fad29c3474d12f05a EVENT=sign | wc -l)" -ge 1 ]; do
@@ -175,6 +175,11 @@ fn journald_gets_every_record_as_fields_and_hopward_log_reads_them_back() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let said = stdout(&out);
+    assert_eq!(
+        said.lines().find_map(|l| l.strip_prefix("DROPPED ")),
+        Some("0"),
+        "status shows the journal and nothing dropped: {said}"
+    );
     let raw: serde_json::Value = serde_json::from_str(
         said.lines()
             .find_map(|l| l.strip_prefix("RAW "))

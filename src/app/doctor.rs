@@ -574,7 +574,23 @@ fn audit_finding(status: &Value) -> Option<Finding> {
             format!("{fix}; restart the agent to clear this once you have looked"),
         ));
     }
+    let journal = &a["journal"];
+    if journal["dropped_records"].as_u64().unwrap_or(0) > 0 {
+        return Some(Finding::problem(
+            "audit",
+            format!(
+                "{} audit records did not reach the journal ([audit] journald = true): {}",
+                journal["dropped_records"],
+                crate::text::clean(journal["last_error"].as_str().unwrap_or("?"), 200)
+            ),
+            "check that systemd-journald runs (systemctl status systemd-journald); the \
+             audit file has every record; restart the agent to clear this once you have looked",
+        ));
+    }
     let mut message = format!("writing {file}");
+    if !journal.is_null() {
+        message.push_str(" and sending to the journal");
+    }
     if n("write_errors") > 0 {
         message.push_str(&format!(
             " (again: {} failed writes earlier, nothing lost; last: {error})",
@@ -604,6 +620,21 @@ mod tests {
             recovered.message.contains("nothing lost"),
             "{}",
             recovered.message
+        );
+        let journal = finding(json!({ "file": "/a", "writing": true,
+            "journal": { "dropped_records": 0, "last_error": null } }))
+        .unwrap();
+        assert!(journal.ok && journal.message.ends_with("and sending to the journal"));
+        let dropped = finding(json!({ "file": "/a", "writing": true,
+            "journal": { "dropped_records": 2, "last_error": "/run/systemd/journal/socket: gone" } }))
+        .unwrap();
+        assert!(!dropped.ok);
+        assert!(
+            dropped
+                .message
+                .starts_with("2 audit records did not reach the journal"),
+            "{}",
+            dropped.message
         );
         let lost =
             finding(json!({ "file": "/a", "writing": true, "write_errors": 4, "lost_records": 9 }));

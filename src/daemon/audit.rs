@@ -214,9 +214,17 @@ impl AuditLog {
     /// sending each record to the journal socket `journal` as well, if set.
     pub fn start(path: PathBuf, max_bytes: u64, journal: Option<PathBuf>) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let file = AuditFile::new(path, max_bytes, now_rfc3339);
-        let health = file.shared();
+        let mut file = AuditFile::new(path, max_bytes, now_rfc3339);
         let journal = journal.map(|path| journal::Journal::new(&path));
+        if let Some(j) = &journal {
+            // Shown from the start, not from the first record.
+            file.journal_state(file::JournalHealth {
+                dropped_records: j.dropped,
+                last_error: j.last_error.clone(),
+            });
+            file.publish(0, 0);
+        }
+        let health = file.shared();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || write_loop(file, journal, &rx));
@@ -399,6 +407,12 @@ impl Writer {
             }
         }
         self.file.write_queued();
+        if let Some(journal) = &self.journal {
+            self.file.journal_state(file::JournalHealth {
+                dropped_records: journal.dropped,
+                last_error: journal.last_error.clone(),
+            });
+        }
         self.file
             .publish(self.coalescer.coalesced, self.coalescer.held());
     }
