@@ -61,6 +61,9 @@ grep -qx 'ExecStart=/usr/bin/hopward daemon -D' "$work/root/usr/lib/systemd/user
     fail "hopward.service does not start /usr/bin/hopward"
 grep -qx 'ListenStream=%t/hopward/agent.sock' "$work/root/usr/lib/systemd/user/hopward.socket" ||
     fail "hopward.socket listens elsewhere"
+grep -qx 'ExecStartPost=-/usr/bin/systemctl --user set-environment SSH_AUTH_SOCK=%t/hopward/agent.sock' \
+    "$work/root/usr/lib/systemd/user/hopward.socket" ||
+    fail "hopward.socket does not export SSH_AUTH_SOCK to the session"
 for page in "$work"/man1/*; do
     gzip -dc "$work/root/usr/share/man/man1/$(basename "$page").gz" | cmp -s - "$page" ||
         fail "$(basename "$page") is not the page the binary makes"
