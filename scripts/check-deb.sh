@@ -61,6 +61,9 @@ grep -qx 'ExecStart=/usr/bin/hopward daemon -D' "$work/root/usr/lib/systemd/user
     fail "hopward.service does not start /usr/bin/hopward"
 grep -qx 'ListenStream=%t/hopward/agent.sock' "$work/root/usr/lib/systemd/user/hopward.socket" ||
     fail "hopward.socket listens elsewhere"
+grep -qx 'ExecStartPost=-/usr/bin/systemctl --user set-environment SSH_AUTH_SOCK=%t/hopward/agent.sock' \
+    "$work/root/usr/lib/systemd/user/hopward.socket" ||
+    fail "hopward.socket does not export SSH_AUTH_SOCK to the session"
 for page in "$work"/man1/*; do
     gzip -dc "$work/root/usr/share/man/man1/$(basename "$page").gz" | cmp -s - "$page" ||
         fail "$(basename "$page") is not the page the binary makes"
@@ -68,7 +71,7 @@ done
 gzip -dc "$work/root/usr/share/man/man5/hopward-policy.5.gz" | grep -q '^\.TH HOPWARD-POLICY 5' ||
     fail "hopward-policy.5 is not a section 5 page"
 for key in include local forwarded forwarded_unknown forwarded_unverified method command timeout \
-    add remove remove_all lock unlock idle on_screen_lock path max_bytes socket files ports \
+    add remove remove_all lock unlock idle on_screen_lock path max_bytes journald socket files ports \
     name keys host via user purpose action remember; do
     gzip -dc "$work/root/usr/share/man/man5/hopward-policy.5.gz" | grep -q "^\.B\(R\)\? \"\?$key = " ||
         fail "hopward-policy.5 does not document $key"

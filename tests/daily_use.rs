@@ -127,6 +127,9 @@ fn install_writes_units_that_systemd_accepts_and_never_overwrites_changes() {
         "ListenStream=%t/hopward/agent.sock",
         "SocketMode=0600",
         "DirectoryMode=0700",
+        "ExecStartPost=-/usr/bin/systemctl --user set-environment \
+         SSH_AUTH_SOCK=%t/hopward/agent.sock",
+        "ExecStopPost=-/usr/bin/systemctl --user unset-environment SSH_AUTH_SOCK",
     ] {
         assert!(socket.contains(line), "{socket}");
     }

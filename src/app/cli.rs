@@ -141,6 +141,10 @@ pub struct LogArgs {
     /// How many recent decisions.
     #[arg(short = 'n', default_value_t = 20)]
     pub lines: usize,
+    /// Read the journal ([audit] journald = true) instead of the file:
+    /// journalctl -o json MESSAGE_ID=e6907a719856490fad29c3474d12f05a.
+    #[arg(long, conflicts_with = "file")]
+    pub journal: bool,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +158,14 @@ pub struct InstallArgs {
     /// The hopward binary the units run (default: this one).
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
+    /// Hand SSH_AUTH_SOCK over from the other agents found (mask their
+    /// units, hide gnome-keyring's ssh autostart, turn off gpg-agent's ssh
+    /// support) without asking; without it, install asks on a terminal.
+    #[arg(long, conflicts_with = "keep_others")]
+    pub hand_over: bool,
+    /// Leave the other agents as they are, and do not ask.
+    #[arg(long)]
+    pub keep_others: bool,
 }
 
 #[derive(Debug, Subcommand)]

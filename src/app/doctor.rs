@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::app::cli::DoctorArgs;
+use crate::app::other_agents;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -149,8 +150,16 @@ fn auth_sock_finding(socket: &Path) -> Finding {
         Err(_) => Finding::problem(
             "ssh-auth-sock",
             format!(
-                "SSH_AUTH_SOCK={} is not hopward: ssh signs there without hopward's policy",
-                env.display()
+                "SSH_AUTH_SOCK={} is not hopward{}: ssh signs there without hopward's policy",
+                env.display(),
+                other_agents::Roots::from_env()
+                    .and_then(|roots| {
+                        other_agents::find(&roots)
+                            .into_iter()
+                            .find(|r| r.socket.as_deref() == Some(env.as_path()))
+                    })
+                    .map(|r| format!(" but {}", r.what))
+                    .unwrap_or_default()
             ),
             format!(
                 "set it after whatever else sets it: eval \"$(hopward env)\" (or export SSH_AUTH_SOCK={})",
@@ -160,18 +169,62 @@ fn auth_sock_finding(socket: &Path) -> Finding {
     }
 }
 
-/// Other agents running as this user: ssh-agent, GNOME's gcr-ssh-agent
-/// and gnome-keyring's ssh component, by process.
+/// Other agents running as this user (ssh-agent, gcr-ssh-agent and
+/// gnome-keyring's ssh component, by process; systemd's word on their
+/// units) and the ones set to start or listening ([`other_agents`]: gcr,
+/// Debian's ssh-agent unit, gnome-keyring, gpg-agent, 1Password, Bitwarden,
+/// KeePassXC, OpenSSH's ~/.ssh/agent), each with how to hand over.
 fn other_agents_finding(status: &Result<Value, String>) -> Finding {
+    let mut found = agent_processes(status);
+    let mut fixes = Vec::new();
+    let units = match other_agent_units() {
+        Ok(units) => {
+            found.extend(units);
+            String::new()
+        }
+        Err(why) => format!(" (systemd user units not checked: {why})"),
+    };
+    if !found.is_empty() {
+        fixes.push(
+            "stop them and keep them from starting: systemctl --user mask --now \
+             gcr-ssh-agent.socket gcr-ssh-agent.service ssh-agent.socket ssh-agent.service"
+                .to_string(),
+        );
+    }
+    match other_agents::Roots::from_env() {
+        Some(roots) => {
+            for rival in other_agents::find(&roots) {
+                fixes.push(format!("{}: {}", rival.what, rival.fix));
+                found.push(rival.what);
+            }
+        }
+        None => found.push("(HOME is not set: agents started from it not checked)".into()),
+    }
+    if found.is_empty() {
+        Finding::ok(
+            "other-agents",
+            format!("no other SSH agent runs as you or is set to start{units}"),
+        )
+    } else {
+        fixes.push("hopward install --hand-over does what it can of this".into());
+        Finding::problem(
+            "other-agents",
+            format!(
+                "other agents claim SSH_AUTH_SOCK: {}{units}",
+                found.join(", ")
+            ),
+            fixes.join("; "),
+        )
+    }
+}
+
+/// Other agents' processes running as this user.
+fn agent_processes(status: &Result<Value, String>) -> Vec<String> {
     let ours = status.as_ref().ok().and_then(|v| v["pid"].as_u64());
     let me = crate::sys::effective_uid();
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Finding::problem(
-            "other-agents",
-            "cannot read /proc to look for other agents",
-            "check by hand: pgrep -a ssh-agent",
-        );
+        return vec!["(cannot read /proc: check by hand with pgrep -a ssh-agent)".into()];
     };
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -205,27 +258,7 @@ fn other_agents_finding(status: &Result<Value, String>) -> Finding {
         }
     }
     found.sort();
-    let units = match other_agent_units() {
-        Ok(units) => {
-            found.extend(units);
-            String::new()
-        }
-        Err(why) => format!(" (systemd user units not checked: {why})"),
-    };
-    if found.is_empty() {
-        Finding::ok(
-            "other-agents",
-            format!("no other SSH agent runs as you{units}"),
-        )
-    } else {
-        Finding::problem(
-            "other-agents",
-            format!("other agents run as you: {}", found.join(", ")),
-            "stop them and keep them from starting: systemctl --user mask --now \
-             gcr-ssh-agent.socket gcr-ssh-agent.service ssh-agent.socket ssh-agent.service; \
-             remove use-ssh-agent from /etc/X11/Xsession.options",
-        )
-    }
+    found
 }
 
 /// Other agents' systemd user units that are active (a socket-activated
@@ -550,7 +583,23 @@ fn audit_finding(status: &Value) -> Option<Finding> {
             format!("{fix}; restart the agent to clear this once you have looked"),
         ));
     }
+    let journal = &a["journal"];
+    if journal["dropped_records"].as_u64().unwrap_or(0) > 0 {
+        return Some(Finding::problem(
+            "audit",
+            format!(
+                "{} audit records did not reach the journal ([audit] journald = true): {}",
+                journal["dropped_records"],
+                crate::text::clean(journal["last_error"].as_str().unwrap_or("?"), 200)
+            ),
+            "check that systemd-journald runs (systemctl status systemd-journald); the \
+             audit file has every record; restart the agent to clear this once you have looked",
+        ));
+    }
     let mut message = format!("writing {file}");
+    if !journal.is_null() {
+        message.push_str(" and sending to the journal");
+    }
     if n("write_errors") > 0 {
         message.push_str(&format!(
             " (again: {} failed writes earlier, nothing lost; last: {error})",
@@ -580,6 +629,21 @@ mod tests {
             recovered.message.contains("nothing lost"),
             "{}",
             recovered.message
+        );
+        let journal = finding(json!({ "file": "/a", "writing": true,
+            "journal": { "dropped_records": 0, "last_error": null } }))
+        .unwrap();
+        assert!(journal.ok && journal.message.ends_with("and sending to the journal"));
+        let dropped = finding(json!({ "file": "/a", "writing": true,
+            "journal": { "dropped_records": 2, "last_error": "/run/systemd/journal/socket: gone" } }))
+        .unwrap();
+        assert!(!dropped.ok);
+        assert!(
+            dropped
+                .message
+                .starts_with("2 audit records did not reach the journal"),
+            "{}",
+            dropped.message
         );
         let lost =
             finding(json!({ "file": "/a", "writing": true, "write_errors": 4, "lost_records": 9 }));

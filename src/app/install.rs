@@ -222,6 +222,9 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         "man pages: man hopward (man finds ~/.local/share/man when ~/.local/bin is on PATH); \
          zsh completions: fpath+=(~/.local/share/zsh/site-functions) before compinit"
     );
+    if !cfg!(target_os = "macos") && !offer_hand_over(args) {
+        return ExitCode::FAILURE;
+    }
     if cfg!(target_os = "macos") {
         println!(
             "next: launchctl bootstrap gui/$(id -u) ~/Library/LaunchAgents/dev.hopward.agent.plist"
@@ -232,6 +235,57 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The other agents that claim `SSH_AUTH_SOCK`: handed over with
+/// `--hand-over`, or after a yes on a terminal; otherwise named, with how.
+/// False when handing over failed.
+fn offer_hand_over(args: &InstallArgs) -> bool {
+    use std::io::IsTerminal as _;
+    let Some(roots) = crate::app::other_agents::Roots::from_env() else {
+        return true;
+    };
+    let rivals = crate::app::other_agents::find(&roots);
+    if rivals.is_empty() || args.keep_others {
+        return true;
+    }
+    println!("other agents claim SSH_AUTH_SOCK:");
+    for r in &rivals {
+        println!("  {}\n    to hand over: {}", r.what, r.fix);
+    }
+    let doable = rivals.iter().any(|r| !r.steps.is_empty());
+    let go = args.hand_over
+        || (doable && std::io::stdin().is_terminal() && {
+            print!("mask their units and turn off their ssh support now? [y/N] ");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok()
+                && matches!(answer.trim(), "y" | "Y" | "yes")
+        });
+    if !go {
+        if doable {
+            println!("left as they are (hopward install --hand-over does it)");
+        }
+        return true;
+    }
+    match crate::app::other_agents::hand_over(&roots, &rivals) {
+        Ok((done, masked)) => {
+            for line in done {
+                println!("{line}");
+            }
+            if crate::app::other_agents::stop(&masked) {
+                println!("stopped {}", masked.join(" "));
+            }
+            for r in rivals.iter().filter(|r| r.steps.is_empty()) {
+                println!("yours to do: {}: {}", r.what, r.fix);
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("hopward: handing over from the other agents: {e}");
+            false
+        }
+    }
 }
 
 /// `systemd-analyze --user verify` on the units written. Without

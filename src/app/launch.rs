@@ -631,6 +631,9 @@ fn serve(
             Some(path) => Arc::new(crate::daemon::audit::AuditLog::start(
                 path,
                 audit_settings.max_bytes,
+                audit_settings
+                    .journald
+                    .then(|| crate::daemon::audit::journal::SOCKET.into()),
             )),
             None => {
                 warn!(

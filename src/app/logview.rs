@@ -104,6 +104,9 @@ pub fn render(v: &Value) -> String {
 pub const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
 
 pub fn run(args: &LogArgs) -> ExitCode {
+    if args.journal {
+        return run_journal(args);
+    }
     let Some(path) = audit_path(args) else {
         eprintln!("hopward: no audit log: set $XDG_STATE_HOME or $HOME, or pass --file");
         return ExitCode::FAILURE;
@@ -186,6 +189,75 @@ pub fn run(args: &LogArgs) -> ExitCode {
         }
         pos = reader.stream_position().unwrap_or(pos);
         let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+/// `hopward log --journal`: the records `[audit] journald` sent, read back
+/// with journalctl (which knows where this user's journal is and what they
+/// may read), filtered and shown as from the file.
+fn run_journal(args: &LogArgs) -> ExitCode {
+    use crate::daemon::audit::journal;
+    let mut cmd = std::process::Command::new("journalctl");
+    cmd.args(["-o", "json", "--no-pager"]);
+    if args.follow {
+        // One journalctl for what is there and what comes, so none is
+        // missed between the two; the filters apply to its last lines.
+        cmd.args(["-f", "-n", &args.lines.to_string()]);
+    }
+    cmd.arg(format!("MESSAGE_ID={}", journal::MESSAGE_ID))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hopward: cannot run journalctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(out) = child.stdout.take() else {
+        return ExitCode::FAILURE;
+    };
+    let show = |v: &Value| {
+        if args.json {
+            println!("{v}");
+        } else {
+            println!("{}", render(v));
+        }
+    };
+    if !args.json {
+        println!("{HEADER}");
+    }
+    let mut recent: std::collections::VecDeque<Value> = Default::default();
+    for line in std::io::BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let v = journal::record_from_entry(&entry);
+        if !keep(args, &v) {
+            continue;
+        }
+        if args.follow {
+            show(&v);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else {
+            recent.push_back(v);
+            if recent.len() > args.lines {
+                recent.pop_front();
+            }
+        }
+    }
+    recent.iter().for_each(show);
+    match child.wait() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("hopward: journalctl failed ({status})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("hopward: journalctl: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

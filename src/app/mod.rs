@@ -10,6 +10,7 @@ pub(crate) mod launch;
 pub(crate) mod logging;
 pub(crate) mod logview;
 pub(crate) mod manual;
+pub(crate) mod other_agents;
 pub(crate) mod policy_cmd;
 pub(crate) mod systemd;
 

@@ -12,6 +12,7 @@
 
 mod coalesce;
 mod file;
+pub mod journal;
 mod shape;
 
 use std::path::PathBuf;
@@ -209,14 +210,24 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 impl AuditLog {
-    /// Starts the writer thread for `path`, rotating at `max_bytes`.
-    pub fn start(path: PathBuf, max_bytes: u64) -> AuditLog {
+    /// Starts the writer thread for `path`, rotating at `max_bytes`, and
+    /// sending each record to the journal socket `journal` as well, if set.
+    pub fn start(path: PathBuf, max_bytes: u64, journal: Option<PathBuf>) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let file = AuditFile::new(path, max_bytes, now_rfc3339);
+        let mut file = AuditFile::new(path, max_bytes, now_rfc3339);
+        let journal = journal.map(|path| journal::Journal::new(&path));
+        if let Some(j) = &journal {
+            // Shown from the start, not from the first record.
+            file.journal_state(file::JournalHealth {
+                dropped_records: j.dropped,
+                last_error: j.last_error.clone(),
+            });
+            file.publish(0, 0);
+        }
         let health = file.shared();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_loop(file, &rx));
+            .spawn(move || write_loop(file, journal, &rx));
         if let Err(e) = spawned {
             tracing::warn!("audit log disabled: cannot start its writer: {e}");
             if let Ok(mut h) = health.lock() {
@@ -257,10 +268,11 @@ const BATCH_NAP: Duration = Duration::from_millis(20);
 /// How often lines that could not be written are tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
-fn write_loop(file: AuditFile, rx: &mpsc::Receiver<Msg>) {
+fn write_loop(file: AuditFile, journal: Option<journal::Journal>, rx: &mpsc::Receiver<Msg>) {
     let mut writer = Writer {
         file,
         coalescer: Coalescer::default(),
+        journal,
     };
     loop {
         // Park until there is something to do, or something falls due.
@@ -305,6 +317,8 @@ fn write_loop(file: AuditFile, rx: &mpsc::Receiver<Msg>) {
 struct Writer {
     file: AuditFile,
     coalescer: Coalescer,
+    /// `[audit] journald`: every line the file gets goes here too.
+    journal: Option<journal::Journal>,
 }
 
 impl Writer {
@@ -360,6 +374,13 @@ impl Writer {
     }
 
     fn queue_bytes(&mut self, mut bytes: Vec<u8>, refusal: bool, records: u64) {
+        if let Some(journal) = &mut self.journal {
+            // The line as the file gets it (shaped, coalesced), so the
+            // two never disagree.
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                journal.send(&value);
+            }
+        }
         bytes.push(b'\n');
         self.file.push(Line {
             bytes,
@@ -386,6 +407,12 @@ impl Writer {
             }
         }
         self.file.write_queued();
+        if let Some(journal) = &self.journal {
+            self.file.journal_state(file::JournalHealth {
+                dropped_records: journal.dropped,
+                last_error: journal.last_error.clone(),
+            });
+        }
         self.file
             .publish(self.coalescer.coalesced, self.coalescer.held());
     }
@@ -516,6 +543,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let mut w = Writer {
+            journal: None,
             file: AuditFile::new(path.clone(), 64 * 1024, now_rfc3339),
             coalescer: Coalescer::default(),
         };
@@ -559,7 +587,7 @@ mod tests {
     fn writes_lines_and_rotates() {
         let dir = std::env::temp_dir().join(format!("hopward-audit-{}", std::process::id()));
         let path = dir.join("audit.jsonl");
-        let log = AuditLog::start(path.clone(), 600);
+        let log = AuditLog::start(path.clone(), 600, None);
         let rec = AuditRecord {
             ts: now_rfc3339(),
             event: "sign",

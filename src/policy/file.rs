@@ -106,6 +106,7 @@ struct RawForwarded {
 struct RawAudit {
     path: Option<S<String>>,
     max_bytes: Option<S<u64>>,
+    journald: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +158,7 @@ struct Partial {
     fwd_unlock: Option<Action>,
     audit_path: Option<PathBuf>,
     audit_bytes: Option<u64>,
+    audit_journald: Option<bool>,
     upstream_socket: Option<PathBuf>,
     upstream_timeout: Option<Duration>,
     known_hosts: Vec<PathBuf>,
@@ -190,6 +192,7 @@ impl Partial {
             fwd_unlock,
             audit_path,
             audit_bytes,
+            audit_journald,
             lock_idle,
             lock_on_screen,
             upstream_socket,
@@ -435,6 +438,7 @@ fn compile_file(
     if let Some(a) = &raw.audit {
         p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
         p.audit_bytes = a.max_bytes.as_ref().map(|b| *b.get_ref());
+        p.audit_journald = a.journald.as_ref().map(|j| *j.get_ref());
     }
     if let Some(l) = &raw.lock {
         if let Some(idle) = &l.idle {
@@ -642,6 +646,7 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
         audit: AuditSettings {
             path: p.audit_path,
             max_bytes: p.audit_bytes.unwrap_or(DEFAULT_AUDIT_BYTES),
+            journald: p.audit_journald.unwrap_or(false),
         },
         upstream: UpstreamSettings {
             socket: p.upstream_socket,

@@ -126,6 +126,8 @@ pub struct ForwardedOps {
 pub struct AuditSettings {
     pub path: Option<PathBuf>,
     pub max_bytes: u64,
+    /// Each record to the journal as well (read when the agent starts).
+    pub journald: bool,
 }
 
 /// `[lock]`: when forwarded use locks by itself (see `crate::daemon::autolock`).

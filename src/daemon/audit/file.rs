@@ -68,6 +68,17 @@ pub struct Health {
     pub coalesced_refusals: u64,
     /// Refusals counted, not yet written in a coalesced record.
     pub held_refusals: u64,
+    /// How sending to the journal goes (`[audit] journald = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalHealth>,
+}
+
+/// How sending records to the journal goes.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct JournalHealth {
+    /// Records journald did not take (not running, full, refused).
+    pub dropped_records: u64,
+    pub last_error: Option<String>,
 }
 
 struct Open {
@@ -197,6 +208,13 @@ impl AuditFile {
         if self.queue.is_empty() {
             self.succeeded();
         }
+    }
+
+    /// Records how sending to the journal goes, for the next [`publish`].
+    ///
+    /// [`publish`]: AuditFile::publish
+    pub fn journal_state(&mut self, state: JournalHealth) {
+        self.health.journal = Some(state);
     }
 
     /// Publishes the health, with the coalescer's counts.
