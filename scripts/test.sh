@@ -99,6 +99,8 @@ fi
 echo "test.sh: building and checking the Debian package"
 deb=$(scripts/package.sh deb | tail -n 1)
 scripts/check-deb.sh "$deb"
+# The README's install steps on that package, under a real systemd --user.
+scripts/check-deb-session.sh "$deb"
 
 # Once more, after OpenSSH's suites have left their logs too: nothing secret
 # in them. It fails if the logs it needs are missing.
