@@ -4,6 +4,11 @@
 //!   cargo build --release --workspace
 //!   target/release/hopward-loadgen [--seconds S] [--hopward PATH]
 //!       [--unshielded PATH | --before PATH [--pairs N]] [--openssh-10.5 DIR] [--only sign|upstream]
+//!       [--docs FILE]
+//!
+//! `--docs FILE` writes what the run printed between the markers in FILE
+//! (docs/benchmarks.md), with the command and the machine, replacing the
+//! run there before.
 //!
 //! It is a member of the workspace, not a binary of the hopward package, so
 //! `cargo install` does not ship it. `--hopward` defaults to the hopward
@@ -40,6 +45,73 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Everything the run prints to standard output, kept for `--docs`.
+static REPORT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// `--docs FILE`: where the run's tables are written when it ends.
+static DOCS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// `println!`, and the same line kept for `--docs`.
+macro_rules! out {
+    () => {
+        out!("")
+    };
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        let mut report = REPORT.lock().unwrap_or_else(|e| e.into_inner());
+        report.push_str(&line);
+        report.push('\n');
+    }};
+}
+
+/// The markers in the docs file between which a run's tables stand.
+const DOCS_BEGIN: &str =
+    "<!-- hopward-loadgen: begin (written by `hopward-loadgen --docs`; do not edit by hand) -->";
+const DOCS_END: &str = "<!-- hopward-loadgen: end -->";
+
+/// With `--docs FILE`: replaces what stands between the markers in FILE
+/// (or appends them) with this run's tables, the command that made them
+/// and the machine it ran on, so the published figures are always one
+/// whole run and never edited by hand.
+fn write_docs() {
+    let Some(path) = DOCS.get() else { return };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let report = REPORT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let block = format!(
+        "{DOCS_BEGIN}\n\n`hopward-loadgen {}`, {date}, {cpus} CPUs ({model}):\n\n```text\n{}```\n\n{DOCS_END}",
+        args.join(" "),
+        report.trim_start_matches('\n')
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (text.find(DOCS_BEGIN), text.find(DOCS_END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &text[..b], &text[e + DOCS_END.len()..])
+        }
+        _ => format!("{}\n## The latest run\n\n{block}\n", text.trim_end()),
+    };
+    if let Err(e) = std::fs::write(path, new) {
+        eprintln!("hopward-loadgen: cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+    eprintln!("hopward-loadgen: tables written to {}", path.display());
+}
 
 struct Agent {
     child: Child,
@@ -120,17 +192,17 @@ fn mldsa_table(openssh: &Path, dir: &Path, hopwards: &[Agent], extra_head: &str,
             .arg(&key)
             .env("SSH_AUTH_SOCK", &agent.sock));
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "ML-DSA-44/Ed25519 against {} (the system's ssh-agent has no ML-DSA):",
         agent105.display()
     );
-    println!();
+    out!();
     let extra_rule = if agents.len() > 2 { "---|---|" } else { "" };
-    println!(
+    out!(
         "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent 10.5 signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
-    println!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
     let frame = sign_frame(&key_blob(&key.with_extension("pub")), 0);
     for conns in [1usize, 4, 16] {
         let results: Vec<Figures> = agents
@@ -159,7 +231,7 @@ fn print_row(label: &str, conns: usize, h: &Figures, o: &Figures, third: Option<
             )
         })
         .unwrap_or_default();
-    println!(
+    out!(
         "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |{extra}",
         h.signs_per_sec,
         h.p50_us,
@@ -253,11 +325,11 @@ fn cpu_ns(pid: u32) -> u64 {
 /// of windows, their spread, and CPU time per signature.
 fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
     let pairs = rows.first().map_or(0, |(_, _, r)| r.rate_pairs.len());
-    println!();
-    println!(
+    out!();
+    out!(
         "| key | conns | this ÷ before signs/s, median of {pairs} pairs | lowest pair | highest pair | before ÷ this CPU per sign |"
     );
-    println!("|---|---|---|---|---|---|");
+    out!("|---|---|---|---|---|---|");
     for (label, conns, row) in rows {
         let mut sorted = row.rate_pairs.clone();
         sorted.sort_by(f64::total_cmp);
@@ -267,7 +339,7 @@ fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
         } else {
             sorted[n / 2]
         };
-        println!(
+        out!(
             "| {label} | {conns} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
             median * 100.0,
             sorted[0] * 100.0,
@@ -400,7 +472,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH | --before PATH [--pairs N]] [--openssh-10.5 DIR] [--only sign|upstream]";
+const USAGE: &str = "usage: hopward-loadgen [--seconds S] [--hopward PATH] [--unshielded PATH | --before PATH [--pairs N]] [--openssh-10.5 DIR] [--only sign|upstream] [--docs FILE]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("hopward-loadgen: {problem}\n{USAGE}");
@@ -461,6 +533,12 @@ fn main() {
                 Some("sign") => only = Some("sign"),
                 _ => usage("--only takes: sign, upstream"),
             },
+            "--docs" => match args.next() {
+                Some(path) => {
+                    let _ = DOCS.set(PathBuf::from(path));
+                }
+                None => usage("--docs needs the file to write the tables into"),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -482,6 +560,7 @@ fn main() {
     let hw = hopward.to_str().unwrap().to_string();
     if only == Some("upstream") {
         upstream_bench(dir.path(), &hw, seconds);
+        write_docs();
         return;
     }
     let keys = [
@@ -527,26 +606,26 @@ fn main() {
                 .env("SSH_AUTH_SOCK", &agent.sock));
         }
     }
-    println!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
+    out!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
     let extra_head = match &third {
         Some(("before", path)) => {
-            println!(
+            out!(
                 "before: {path} (an earlier build, taking turns with this one in {pairs} pairs of windows)"
             );
             " before signs/s | before ratio |"
         }
         Some((_, path)) => {
-            println!("unshielded: {path} (keys kept open in memory; benchmark build only)");
+            out!("unshielded: {path} (keys kept open in memory; benchmark build only)");
             " unshielded signs/s | unshielded ratio |"
         }
         None => "",
     };
     let extra_rule = if third.is_some() { "---|---|" } else { "" };
-    println!();
-    println!(
+    out!();
+    out!(
         "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |{extra_head}"
     );
-    println!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
     let mut before_pairs = Vec::new();
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
@@ -578,6 +657,7 @@ fn main() {
     }
     drop(agents);
     if only == Some("sign") {
+        write_docs();
         return;
     }
 
@@ -607,15 +687,16 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
         rss.push((name, rss_kib(agent.child.id())));
     }
-    println!();
+    out!();
     for (name, kib) in rss {
-        println!(
+        out!(
             "idle RSS with 10 keys, {name}: {:.1} MB",
             kib as f64 / 1024.0
         );
     }
     policy_bench(dir.path(), &hw, seconds);
     upstream_bench(dir.path(), &hw, seconds);
+    write_docs();
 }
 
 /// Upstream mode: `/usr/bin/ssh-agent` holding the keys, signed with
@@ -646,13 +727,13 @@ fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
             .arg(key)
             .env("SSH_AUTH_SOCK", &upstream.sock));
     }
-    println!(
+    out!(
         "\nUpstream mode: /usr/bin/ssh-agent directly and through hopward --upstream, same keys, same run\n"
     );
-    println!(
+    out!(
         "| key | conns | direct signs/s | p50 µs | p99 µs | through hopward signs/s | p50 µs | p99 µs | throughput kept | p50 added µs |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    out!("|---|---|---|---|---|---|---|---|---|---|");
     for (label, key) in &keys {
         let blob = key_blob(&key.with_extension("pub"));
         let frame = sign_frame(&blob, 0);
@@ -684,7 +765,7 @@ fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
                 v.sort_by(f64::total_cmp);
                 (v[1] + v[2]) / 2.0
             };
-            println!(
+            out!(
                 "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} % | {:.1} |",
                 median(&|p| p.0.signs_per_sec),
                 median(&|p| p.0.p50_us),
@@ -700,7 +781,7 @@ fn upstream_bench(dir: &Path, hopward: &str, seconds: f64) {
         let mut added =
             interleaved_p50_added(&upstream.sock, &front.sock, setup, rounds, seconds / 2.0);
         added.sort_by(f64::total_cmp);
-        println!(
+        out!(
             "\n{label}: p50 added by hopward in front (1 client, its requests alternating between the two sockets; median of {rounds} rounds of {:.1} s): {:.1} µs (rounds from {:.1} to {:.1} µs)\n",
             seconds / 2.0,
             (added[rounds / 2 - 1] + added[rounds / 2]) / 2.0,
@@ -886,16 +967,18 @@ fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
         assert_eq!(request(s, &bind)[0], 6, "session-bind refused");
         userauth_frame(&user_blob, &sid)
     };
-    println!("\nDecision cost: Ed25519 on connections bound to a host (session-bind), same run\n");
-    println!("| agent | conns | signs/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|---|");
+    out!("\nDecision cost: Ed25519 on connections bound to a host (session-bind), same run\n");
+    out!("| agent | conns | signs/s | p50 µs | p99 µs |");
+    out!("|---|---|---|---|---|");
     let mut results = Vec::new();
     for conns in [1usize, 16] {
         for (name, agent) in &agents {
             let f = measure_with(&agent.sock, setup.clone(), conns, seconds);
-            println!(
+            out!(
                 "| {name} | {conns} | {:.0} | {:.1} | {:.1} |",
-                f.signs_per_sec, f.p50_us, f.p99_us
+                f.signs_per_sec,
+                f.p50_us,
+                f.p99_us
             );
             results.push((conns, *name, f));
         }
@@ -925,18 +1008,18 @@ fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
         })
         .collect();
     added.sort_by(f64::total_cmp);
-    println!(
+    out!(
         "\np50 added by the 200-rule policy and 10k-line known_hosts (1 connection, median of {pairs} back-to-back pairs of {slice:.1} s): {:.1} µs (pairs from {:.1} to {:.1} µs)",
         (added[pairs / 2 - 1] + added[pairs / 2]) / 2.0,
         added[0],
         added[pairs - 1]
     );
-    println!(
+    out!(
         "throughput with the 200-rule policy at 16 connections: {:.2}× ssh-agent",
         get(16, "hopward, 200").signs_per_sec / get(16, "ssh-agent").signs_per_sec
     );
     let policy_text = std::fs::read_to_string(&policy_path).unwrap();
-    println!(
+    out!(
         "the decision alone, in process (same 200 rules, matching rule last): {:.2} µs",
         decide_cost(&policy_text)
     );
