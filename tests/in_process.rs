@@ -7,22 +7,18 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixStream;
 
+use common::served::{connect, ed25519_key, reply, request};
 use common::{session_bind_request, sign_request};
 use hopward::confirm::Answer;
-use hopward::daemon::agent::{Agent, AgentOptions};
-use hopward::daemon::audit::AuditSink;
-use hopward::daemon::server::{SocketFile, serve};
 use hopward::policy::store::PolicyStore;
-use hopward::ssh::key::{PublicParts, ed25519_public};
+use hopward::ssh::key::ed25519_public;
 use hopward::ssh::wire::put_string;
-use hopward::testing::fakes::{Records, ScriptedDesk};
+use hopward::testing::fakes::ScriptedDesk;
 
 const FAILURE: u8 = 5;
 const SUCCESS: u8 = 6;
@@ -39,103 +35,22 @@ remember = "10m"
 "#;
 
 /// A served agent; stops (and removes its socket) when dropped.
-struct Served {
-    socket: PathBuf,
-    agent: Arc<Agent>,
-    desk: Arc<ScriptedDesk>,
-    records: Arc<Records>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Holds the socket; taken by a test that watches the socket go.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+type Served = common::served::Served<ScriptedDesk>;
 
 fn start(answers: Vec<Answer>) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("agent.sock");
     let policy = hopward::policy::file::parse_str(POLICY, "test policy").unwrap();
     let desk = ScriptedDesk::new(answers.into_iter().map(Some));
-    let records = Arc::new(Records::default());
-    // Only the owner may connect: the uid that owns the fresh directory.
-    let uid = std::fs::metadata(dir.path()).map(|m| {
-        use std::os::unix::fs::MetadataExt as _;
-        m.uid()
-    });
-    let agent = Agent::new(
-        AgentOptions::new(uid.unwrap()),
+    let handle = desk.desk();
+    common::served::serve_in_process(
+        tempfile::tempdir().unwrap(),
         PolicyStore::new(None, policy),
-        Arc::clone(&records) as Arc<dyn AuditSink>,
-    )
-    .with_desk(desk.desk());
-    let agent = Arc::new(agent);
-    let listener = UnixListener::bind(&socket).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        SocketFile(Some(socket.clone())),
-        Arc::clone(&agent),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Served {
-        socket,
-        agent,
         desk,
-        records,
-        stop: Some(stop),
-        dir: Some(dir),
-    }
-}
-
-async fn connect(served: &Served) -> UnixStream {
-    UnixStream::connect(&served.socket).await.unwrap()
+        handle,
+    )
 }
 
 async fn send_raw(stream: &mut UnixStream, bytes: &[u8]) {
     stream.write_all(bytes).await.unwrap();
-}
-
-async fn reply(stream: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await.ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(body)
-}
-
-async fn request(stream: &mut UnixStream, body: &[u8]) -> Vec<u8> {
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    send_raw(stream, &frame).await;
-    reply(stream).await.expect("a reply")
-}
-
-/// An Ed25519 key made from `[seed; 32]`: its blob, and the add request
-/// (with a lifetime in seconds, if any).
-fn ed25519_key(seed: u8, lifetime: Option<u32>) -> (Vec<u8>, Vec<u8>) {
-    let secret = [seed; 32];
-    let public = ed25519_public(&secret);
-    let blob = PublicParts::Ed25519(public).blob();
-    let mut body = vec![if lifetime.is_some() { 25 } else { 17 }];
-    put_string(&mut body, b"ssh-ed25519");
-    put_string(&mut body, &public);
-    let mut private = secret.to_vec();
-    private.extend_from_slice(&public);
-    put_string(&mut body, &private);
-    put_string(&mut body, format!("key-{seed}").as_bytes());
-    if let Some(seconds) = lifetime {
-        body.push(1);
-        body.extend_from_slice(&seconds.to_be_bytes());
-    }
-    (blob, body)
 }
 
 /// The key blobs of an identities answer.

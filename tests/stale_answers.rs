@@ -14,21 +14,14 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
-
+use common::served::{connect, ed25519_key, request};
 use common::{Daemon, keygen, ok, session_bind_request, sign_request, tempdir, wait_until};
 use hopward::confirm::Answer;
-use hopward::daemon::agent::{Agent, AgentOptions};
-use hopward::daemon::audit::AuditSink;
-use hopward::daemon::server::{SocketFile, serve};
 use hopward::policy::store::PolicyStore;
-use hopward::ssh::key::{PublicParts, ed25519_public};
 use hopward::ssh::wire::put_string;
-use hopward::testing::fakes::{HeldDesk, Records};
+use hopward::testing::fakes::HeldDesk;
 
 const FAILURE: u8 = 5;
 const SUCCESS: u8 = 6;
@@ -45,100 +38,19 @@ action = "confirm"
 remember = "10m"
 "#;
 
-/// An agent served in this process; stops when dropped.
-struct Served {
-    socket: PathBuf,
-    agent: Arc<Agent>,
-    desk: Arc<HeldDesk>,
-    records: Arc<Records>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+type Served = common::served::Served<HeldDesk>;
 
 /// Serves `policy`, read from a file in the agent's directory (so it can
 /// be rewritten and reloaded).
 fn start(policy: &str) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("agent.sock");
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let parsed = hopward::policy::file::parse_file(&path).unwrap();
     let desk = HeldDesk::new();
-    let records = Arc::new(Records::default());
-    let uid = {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(dir.path()).unwrap().uid()
-    };
-    let agent = Arc::new(
-        Agent::new(
-            AgentOptions::new(uid),
-            PolicyStore::new(Some(path), parsed),
-            Arc::clone(&records) as Arc<dyn AuditSink>,
-        )
-        .with_desk(desk.desk()),
-    );
-    let listener = UnixListener::bind(&socket).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        SocketFile(Some(socket.clone())),
-        Arc::clone(&agent),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Served {
-        socket,
-        agent,
-        desk,
-        records,
-        stop: Some(stop),
-        dir,
-    }
-}
-
-async fn connect(served: &Served) -> UnixStream {
-    UnixStream::connect(&served.socket).await.unwrap()
-}
-
-async fn request(stream: &mut UnixStream, body: &[u8]) -> Vec<u8> {
-    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).await.unwrap();
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await.unwrap();
-    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut reply).await.unwrap();
-    reply
-}
-
-/// An Ed25519 key made from `[seed; 32]`: its blob, and the add request
-/// (with a lifetime in seconds, if any).
-fn ed25519_key(seed: u8, lifetime: Option<u32>) -> (Vec<u8>, Vec<u8>) {
-    let secret = [seed; 32];
-    let public = ed25519_public(&secret);
-    let blob = PublicParts::Ed25519(public).blob();
-    let mut body = vec![if lifetime.is_some() { 25 } else { 17 }];
-    put_string(&mut body, b"ssh-ed25519");
-    put_string(&mut body, &public);
-    let mut private = secret.to_vec();
-    private.extend_from_slice(&public);
-    put_string(&mut body, &private);
-    put_string(&mut body, format!("key-{seed}").as_bytes());
-    if let Some(seconds) = lifetime {
-        body.push(1);
-        body.extend_from_slice(&seconds.to_be_bytes());
-    }
-    (blob, body)
+    let handle = desk.desk();
+    common::served::serve_in_process(dir, PolicyStore::new(Some(path), parsed), desk, handle)
 }
 
 /// Waits (polling, with a generous deadline) until `done` holds.
@@ -324,7 +236,7 @@ async fn a_reload_to_deny_during_a_prompt_refuses_the_late_yes() {
     let (blob, add) = ed25519_key(7, None);
     assert_eq!(request(&mut owner, &add).await, [SUCCESS]);
     let pending = held_request(&served, &blob, 1).await;
-    let path = served.dir.path().join("policy.toml");
+    let path = served.dir.as_ref().unwrap().path().join("policy.toml");
     std::fs::write(
         &path,
         "[[rule]]\nname = \"nothing through a bastion\"\nvia = [\"*\"]\naction = \"deny\"\n",

@@ -653,5 +653,6 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
 
 pub mod notifier;
 pub mod openssh105;
+pub mod served;
 pub mod sshd;
 pub mod upstream;
