@@ -1100,7 +1100,7 @@ fn doctor_names_each_problem_and_how_to_fix_it() {
 #[test]
 fn policy_init_writes_a_checked_policy_the_running_agent_loads_and_never_overwrites() {
     let tmp = tempdir();
-    let agent = Daemon::start();
+    let agent = Daemon::builder().debug().start();
     let config = agent.dir.path().join("config");
     let init = |args: &[&str]| {
         run(Command::new(HOPWARD)

@@ -104,6 +104,25 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
 /// two reads that must agree.
 pub const SETTLE: Duration = Duration::from_millis(400);
 
+/// How often the file is looked at besides the watch.
+const POLL: Duration = Duration::from_secs(2);
+
+/// What identifies one version of the file without reading it: device,
+/// inode, size, modification and change times (none when it is missing).
+fn stamp(path: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
 /// What an event says about the policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -113,6 +132,9 @@ pub enum Change {
     /// A write is under way: data written, or the file created (it is empty
     /// until written).
     Writing,
+    /// The file looks different (identity, size or times) and no event
+    /// said so: read it, unless a write is known to be under way.
+    Polled,
     /// A write has finished: the writer closed the file, a file was renamed
     /// into place or away, or removed; a directory on the way to it came or
     /// went; or the watcher lost track (it is read, twice, to find out).
@@ -160,7 +182,7 @@ fn note(seen: Seen, writing: &mut bool, gone: &mut bool) {
     match seen.change {
         Change::Writing => *writing = true,
         Change::Finished => *writing = false,
-        Change::None => {}
+        Change::None | Change::Polled => {}
     }
     *gone |= seen.dir_gone;
 }
@@ -176,6 +198,7 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
     let target = path.clone();
+    let tx_first = tx.clone();
     let make = move || {
         let (tx, target) = (tx.clone(), target.clone());
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -216,6 +239,47 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .arm(&path, false);
+    // The file was read before the watch was in place: a write in between
+    // raised no event, so look once now (through the same settle and
+    // double read as any change).
+    let sender = tx_first;
+    if agent.policy.differs_on_disk() {
+        debug!("the policy file changed before it was watched");
+        let _ = sender.send(Seen {
+            change: Change::Finished,
+            dir_gone: false,
+        });
+    }
+    // A watch can miss a change (a lost event, a network file system, a
+    // write raced with arming): look at the file's identity, size and times
+    // every few seconds too, and treat a difference as a finished write. The
+    // settle and the double read still guard what is adopted.
+    let polled = path.clone();
+    let alive = Arc::downgrade(&armed);
+    tokio::spawn(async move {
+        let mut last = stamp(&polled);
+        let mut every = tokio::time::interval(POLL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // Stops with the watcher, as the watch itself does.
+            if alive.strong_count() == 0 {
+                break;
+            }
+            let now = stamp(&polled);
+            if now != last {
+                last = now;
+                debug!("the policy file changed without a watch event");
+                let seen = Seen {
+                    change: Change::Polled,
+                    dir_gone: false,
+                };
+                if sender.send(seen).is_err() {
+                    break;
+                }
+            }
+        }
+    });
     let agent = Arc::clone(agent);
     let rearm = Arc::clone(&armed);
     tokio::spawn(async move {

@@ -148,6 +148,20 @@ impl PolicyStore {
             .clone()
     }
 
+    /// Whether the file now says something else than what is in force (or
+    /// than the errors kept): it changed between the load at start and the
+    /// moment a watch was put on it, which no watch event will report.
+    pub fn differs_on_disk(&self) -> bool {
+        let in_force = self.current().digest;
+        match (self.read(), self.status()) {
+            (Ok(now), ReloadStatus::Loaded) => now.digest != in_force,
+            (Err(now), ReloadStatus::Kept { errors }) => {
+                now.iter().map(ToString::to_string).ne(errors)
+            }
+            _ => true,
+        }
+    }
+
     /// Re-reads the file. On error the last good policy stays; the same
     /// text as before leaves everything as it is. (The agent reads and
     /// adopts in two steps, see [`PolicyStore::read`].)
@@ -275,5 +289,31 @@ mod tests {
         let r = store.reload().unwrap();
         assert!(r.changed);
         assert_eq!(store.current().defaults.forwarded, Action::Allow);
+    }
+
+    /// A file written between the load at start and the watch being put on
+    /// it raised no event: the watcher asks whether the file says something
+    /// else than what is in force, and nothing else makes it look.
+    #[test]
+    fn a_change_before_the_watch_is_seen_and_no_change_is_not() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hopward/policy.toml");
+        let awaiting = PolicyStore::awaiting(Some(path.clone()));
+        assert!(!awaiting.differs_on_disk(), "no file yet: built in, as in force");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "[[rule]]\nname = \"x\"\naction = \"deny\"\n").unwrap();
+        assert!(awaiting.differs_on_disk(), "a file appeared");
+
+        let loaded = open(Some(path.clone()));
+        assert!(!loaded.differs_on_disk(), "the same text");
+        std::fs::write(&path, "[[rule]]\nname = \"y\"\naction = \"deny\"\n").unwrap();
+        assert!(loaded.differs_on_disk(), "rewritten");
+
+        std::fs::write(&path, "[[rule]]\nname = 1\n").unwrap();
+        let broken = open(Some(path.clone()));
+        assert!(!broken.differs_on_disk(), "the same errors as kept");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(broken.differs_on_disk(), "other errors than kept");
     }
 }

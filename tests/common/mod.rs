@@ -348,10 +348,19 @@ impl Daemon {
         what: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        wait_for(what, Duration::from_secs(15), || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
             let status = self.status();
-            done(&status).then_some(status)
-        })
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 15s waiting for {what}; last status:\n{status:#}\nlog:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(POLL);
+        }
     }
 
     /// Waits until the audit log holds a record that `matches`, and returns
