@@ -330,9 +330,10 @@ impl Listed<'_> {
 }
 
 /// Whether a key may be listed (or removed) on this connection: OpenSSH's
-/// `identity_permitted` without a user (own keys), then, on a forwarded
-/// connection, the policy's "could some rule allow it here". `Err` carries
-/// the rule that hides it (`None`: an OpenSSH destination constraint does).
+/// `identity_permitted` without a user (own keys), then, on a connection
+/// with a bind, the policy's "could some rule allow it here" (for a direct
+/// one, a login to the host it is bound to). `Err` carries the rule that
+/// hides it (`None`: an OpenSSH destination constraint does).
 pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
     if let Listed::Held(identity) = key {
         destination::identity_permitted(
@@ -343,7 +344,7 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
         )
         .map_err(|_| None)?;
     }
-    if lister.class == RequestClass::Local || lister.class == RequestClass::Direct {
+    if lister.class == RequestClass::Local {
         return Ok(());
     }
     let (fingerprint, comment) = key.names();
@@ -355,12 +356,19 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
 }
 
 /// Whether a key is shown in this connection's listing. A key the policy
-/// hides is a refusal the remote side met, so it is audited (`list`,
-/// `deny`); one an OpenSSH constraint hides is not, as in ssh-agent.
+/// hides through a forwarded agent is a refusal the remote side met, so it
+/// is audited (`list`, `deny`); one it hides from this machine's own ssh
+/// (a direct login) is only fewer keys offered, and one an OpenSSH
+/// constraint hides is not audited either, as in ssh-agent.
 pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
     match permitted(agent, lister, key) {
         Ok(()) => true,
         Err(None) => false,
+        Err(Some(rule)) if lister.class == RequestClass::Direct => {
+            let (fingerprint, _) = key.names();
+            tracing::debug!(conn = lister.conn, key = %fingerprint, "not offered to this direct login ({rule})");
+            false
+        }
         Err(Some(rule)) => {
             record_refusal(agent, lister, "list", Some(key.names()), (&rule, &rule), None);
             false
