@@ -23,6 +23,7 @@ use crate::confirm::broker::{NotAsked, Origin, Question};
 use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
 use crate::daemon::audit::{AuditRecord, AuditSink};
+use crate::daemon::one_login::{SAME_LOGIN, ThisLogin};
 use crate::keys::keystore::Identity;
 use crate::policy::grants::GrantScope;
 use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
@@ -40,6 +41,9 @@ pub struct Caller<'a> {
     pub conn: u64,
     pub context: &'a RequestContext,
     pub chain: &'a Chain,
+    /// The login a sign request belongs to, whose earlier refusal answers
+    /// it (see [`crate::daemon::one_login`]); `None` for anything else.
+    pub login: Option<ThisLogin<'a>>,
 }
 
 /// What is to be authorized.
@@ -596,11 +600,22 @@ async fn enforce(
     if decision.remember.is_some() && agent.grants.find(&scope, Instant::now()).is_some() {
         return (true, "remembered".into());
     }
+    if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {
+        info!(
+            conn = caller.conn,
+            key = %ctx.key_fingerprint,
+            "not asked again: another key of this login was answered {earlier}"
+        );
+        return (false, SAME_LOGIN.into());
+    }
     let mut prompt = prompt();
     prompt.remember = decision.remember;
     let origin = Origin::of(ctx.class, &ctx.chain);
     let question = Question::new(scope.clone(), data, origin);
     let answer = ask(agent, caller, question, prompt, settings).await;
+    if let Some(login) = &caller.login {
+        login.answered(&answer);
+    }
     if answer.allowed() || answer == Answer::Withdrawn {
         if let Some(changed) = grounds.changed(agent) {
             warn!(
@@ -833,6 +848,7 @@ remember = "10m"
             conn: 1,
             context: ctx,
             chain: &chain,
+            login: None,
         };
         let signed = SignedData::parse(data);
         authorize(
@@ -970,6 +986,57 @@ remember = "10m"
         asking.abort();
         assert!(asking.await.unwrap_err().is_cancelled());
         assert_eq!(s.records.seen(), vec![record("sign", "deny", "abandoned")]);
+    }
+
+    /// A no for one key of a login answers the next key ssh tries in it,
+    /// without asking; another login on the connection is asked anew.
+    #[tokio::test(start_paused = true)]
+    async fn a_no_answers_the_other_keys_of_the_login() {
+        use crate::daemon::one_login::LoginAnswers;
+        let s = setup(vec![Some(Answer::Refused), Some(Answer::Allowed)], false);
+        let answers = LoginAnswers::default();
+        let chain = Chain::default();
+        let login = |session_id: &'static [u8]| {
+            SignedData::Userauth(crate::trust::binding::Userauth {
+                session_id,
+                user: b"deploy",
+                service: b"ssh-connection",
+                sig_follows: 1,
+                algorithm: "ssh-ed25519",
+                key_blob: b"key",
+                host_key: None,
+                raw_session_id: false,
+            })
+        };
+        for (session_id, key) in [(b"one", "first"), (b"one", "second"), (b"two", "third")] {
+            let mut ctx = context(Some("bastion"));
+            ctx.key_comment = key.into();
+            let signed = login(session_id);
+            let caller = Caller {
+                conn: 1,
+                context: &ctx,
+                chain: &chain,
+                login: answers.login(&signed),
+            };
+            let op = Op::Sign {
+                key: SignKey::Upstream,
+                signed: &signed,
+                data: key.as_bytes(),
+            };
+            let verdict = authorize(&s.agent, &caller, op).await;
+            if verdict.allowed {
+                verdict.signed();
+            }
+        }
+        assert_eq!(s.desk.asked(), 2, "the second key of the first login is not asked");
+        assert_eq!(
+            s.records.seen(),
+            vec![
+                record("sign", "deny", "refused"),
+                record("sign", "deny", SAME_LOGIN),
+                record("sign", "allow", "confirmed"),
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1182,6 +1249,7 @@ remember = "10m"
             conn: 4,
             context: &ctx,
             chain: &chain,
+            login: None,
         };
         let unlock = Op::KeyOp {
             op: KeyOp::Unlock,
@@ -1241,6 +1309,7 @@ remember = "10m"
             conn: 3,
             context: &ctx,
             chain: &chain,
+            login: None,
         };
         let add = Op::KeyOp {
             op: KeyOp::Add,
