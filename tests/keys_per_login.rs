@@ -80,20 +80,16 @@ fn a_server_with_few_tries_is_offered_only_the_key_the_policy_lets_in() {
     );
     let log = hosts.sshd_log("target");
     assert!(
-        !log.contains("Too many authentication failures") && !log.contains("maximum authentication attempts"),
+        !log.contains("Too many authentication failures")
+            && !log.contains("maximum authentication attempts"),
         "{log}"
     );
     // The other keys were never offered, so the hosts never refused one.
     assert!(!log.contains("Failed publickey"), "{log}");
     // A direct login's smaller listing is no refusal, so it leaves no
     // record; the forwarded one's does (one per hidden key).
-    let audit = agent.audit_until(|lines| {
-        lines
-            .iter()
-            .filter(|l| l["event"] == "list")
-            .count()
-            >= 5
-    });
+    let audit =
+        agent.audit_until(|lines| lines.iter().filter(|l| l["event"] == "list").count() >= 5);
     let hidden: Vec<(&str, &str, &str)> = audit
         .iter()
         .filter(|l| l["event"] == "list")
@@ -154,15 +150,22 @@ fn one_question_per_login_through_a_bastion() {
         let inner = hosts.inner_ssh("target echo reached-target");
         hosts.ssh(&agent.sock, &["-A", "bastion", &inner])
     };
-    let forwarded_signs = |n: usize| {
-        agent.outcomes(n, |l| l["event"] == "sign" && l["class"] == "forwarded")
-    };
+    let forwarded_signs =
+        |n: usize| agent.outcomes(n, |l| l["event"] == "sign" && l["class"] == "forwarded");
     let reason = |(_, reason): &(String, String)| reason.clone();
 
     std::fs::write(tmp.path().join("answer"), "no").unwrap();
     let refused = login();
-    assert!(!stdout(&refused).contains("reached-target"), "{}", text(&refused));
-    assert_eq!(confirm_prompts(tmp.path()).len(), 1, "one question for the login");
+    assert!(
+        !stdout(&refused).contains("reached-target"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        confirm_prompts(tmp.path()).len(),
+        1,
+        "one question for the login"
+    );
     let signs = forwarded_signs(2);
     assert_eq!(
         signs.iter().map(reason).collect::<Vec<_>>(),
@@ -173,7 +176,11 @@ fn one_question_per_login_through_a_bastion() {
     // Nobody answers (the confirmer outlasts the 2 s timeout): one wait.
     std::fs::write(tmp.path().join("answer"), "hold-forwarded").unwrap();
     let unanswered = login();
-    assert!(!stdout(&unanswered).contains("reached-target"), "{}", text(&unanswered));
+    assert!(
+        !stdout(&unanswered).contains("reached-target"),
+        "{}",
+        text(&unanswered)
+    );
     assert_eq!(confirm_prompts(tmp.path()).len(), 2, "one more question");
     let signs = forwarded_signs(4);
     assert_eq!(
@@ -184,8 +191,15 @@ fn one_question_per_login_through_a_bastion() {
     // A new login is asked anew, and a yes for its first key logs in.
     std::fs::write(tmp.path().join("answer"), "yes").unwrap();
     let allowed = login();
-    assert!(stdout(&allowed).contains("reached-target"), "{}", text(&allowed));
+    assert!(
+        stdout(&allowed).contains("reached-target"),
+        "{}",
+        text(&allowed)
+    );
     assert_eq!(confirm_prompts(tmp.path()).len(), 3);
     let signs = forwarded_signs(5);
-    assert_eq!(signs[4..].iter().map(reason).collect::<Vec<_>>(), ["confirmed"]);
+    assert_eq!(
+        signs[4..].iter().map(reason).collect::<Vec<_>>(),
+        ["confirmed"]
+    );
 }

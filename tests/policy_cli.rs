@@ -237,5 +237,8 @@ fn policy_explain_says_whether_the_key_is_listed() {
     let elsewhere = explain("work", "example.com");
     assert!(elsewhere.contains("listed:   yes"), "{elsewhere}");
     let local = explain("work", "");
-    assert!(local.contains("listed:   yes (a connection without session-bind"), "{local}");
+    assert!(
+        local.contains("listed:   yes (a connection without session-bind"),
+        "{local}"
+    );
 }
