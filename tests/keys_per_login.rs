@@ -103,13 +103,22 @@ fn a_server_with_few_tries_is_offered_only_the_key_the_policy_lets_in() {
         .collect();
     assert_eq!(
         hidden,
-        (1..=5)
-            .map(|i| (
-                ["k1", "k2", "k3", "k4", "k5"][i - 1],
-                "forwarded",
-                "no other key to the hosts"
-            ))
-            .collect::<Vec<_>>()
+        ["k1", "k2", "k3", "k4", "k5"]
+            .map(|k| (k, "forwarded", "no other key to the hosts"))
+            .to_vec()
+    );
+
+    // `ssh-add -l` on the bastion names no destination: the deny rule
+    // names hosts, so it hides nothing there.
+    let on_bastion = hosts.ssh(&agent.sock, &["-A", "bastion", "ssh-add -l"]);
+    assert_eq!(
+        stdout(&on_bastion)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect::<Vec<_>>(),
+        ["k1", "k2", "k3", "k4", "k5", "k6"],
+        "{}",
+        text(&on_bastion)
     );
 }
 
