@@ -212,3 +212,74 @@ fn one_question_per_login_through_a_bastion() {
         ["confirmed"]
     );
 }
+
+/// A git signing key and a login key, both known to the target; the
+/// policy lets the signing key sign for git only, and asks for the login
+/// key there. Through the bastion only the login key is offered: one
+/// question, one signature asked for, and the signing key's hiding
+/// audited with the rule that hides it.
+#[test]
+fn a_key_only_for_git_is_not_offered_for_logins() {
+    let tmp = tempdir();
+    let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
+    let confirmer = confirm_command(tmp.path());
+    let policy = format!(
+        "[defaults]\nlocal = \"allow\"\nforwarded = \"confirm\"\n\
+         [confirm]\nmethod = \"command\"\ncommand = [\"{}\"]\ntimeout = \"10s\"\n\
+         [[rule]]\nname = \"git signing\"\nkeys = [\"signing\"]\npurpose = \"git\"\naction = \"allow\"\n\
+         [[rule]]\nname = \"login asks\"\nkeys = [\"login\"]\nhost = [\"target\"]\naction = \"confirm\"\n\
+         [[rule]]\nname = \"nothing else to target\"\nhost = [\"target\"]\naction = \"deny\"\n",
+        confirmer.display()
+    );
+    let agent = Daemon::builder()
+        .policy(&policy)
+        .env(
+            "HOPWARD_KNOWN_HOSTS",
+            tmp.path().join("known_hosts").to_str().unwrap(),
+        )
+        .start();
+    for name in ["signing", "login"] {
+        let key = keygen(tmp.path(), name, "ed25519", None);
+        hosts.authorize(&key.with_extension("pub"));
+        ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    }
+    std::fs::write(tmp.path().join("answer"), "no").unwrap();
+    let inner = hosts.inner_ssh("target echo reached-target");
+    let refused = hosts.ssh(&agent.sock, &["-A", "bastion", &inner]);
+    assert!(
+        !stdout(&refused).contains("reached-target"),
+        "{}",
+        text(&refused)
+    );
+    let prompts = confirm_prompts(tmp.path());
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    assert!(
+        prompts[0].contains("HOPWARD_KEY_COMMENT=login"),
+        "{}",
+        prompts[0]
+    );
+    let audit = agent.audit_until(|lines| {
+        lines
+            .iter()
+            .any(|l| l["event"] == "sign" && l["class"] == "forwarded")
+    });
+    let forwarded: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .filter(|l| l["class"] == "forwarded")
+        .map(|l| {
+            (
+                l["event"].as_str().unwrap(),
+                l["comment"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        forwarded,
+        [
+            ("list", "signing", "nothing else to target"),
+            ("sign", "login", "refused"),
+        ],
+        "the signing key was never offered to the target, so never tried"
+    );
+}
