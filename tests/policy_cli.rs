@@ -207,3 +207,38 @@ fn policy_check_catches_bad_fingerprints_shadowed_rules_names_and_remember() {
     );
     assert!(!explain("db1").contains("note:"));
 }
+
+/// explain says whether the daemon lists the key to a connection bound
+/// through the chain, with the rule that hides it.
+#[test]
+fn policy_explain_says_whether_the_key_is_listed() {
+    let tmp = tempdir();
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[defaults]\nlocal = \"allow\"\n\
+         [[rule]]\nname = \"github key\"\nkeys = [\"gh\"]\nhost = [\"github.com\"]\naction = \"allow\"\n\
+         [[rule]]\nname = \"github only with it\"\nhost = [\"github.com\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let explain = |comment: &str, chain: &str| {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["policy", "explain", "--policy"])
+            .arg(&file)
+            .args(["--comment", comment, "--chain", chain]))))
+    };
+    let hidden = explain("work", "github.com");
+    assert!(
+        hidden.contains("listed:   no (github only with it refuses it"),
+        "{hidden}"
+    );
+    let shown = explain("gh", "github.com");
+    assert!(shown.contains("listed:   yes"), "{shown}");
+    let elsewhere = explain("work", "example.com");
+    assert!(elsewhere.contains("listed:   yes"), "{elsewhere}");
+    let local = explain("work", "");
+    assert!(
+        local.contains("listed:   yes (a connection without session-bind"),
+        "{local}"
+    );
+}

@@ -504,10 +504,12 @@ fn a_deny_rule_by_name_refuses_a_host_hashed_with_its_port() {
             .env("SSH_AUTH_SOCK", &agent.sock))
     };
 
-    // By ssh_config: `ssh -G db2` says it is [127.0.0.1]:PORT.
+    // By ssh_config: `ssh -G db2` says it is [127.0.0.1]:PORT. The rules
+    // name users so that the key is still listed (a listing cannot know the
+    // user) and the refusal is a sign decision the audit shows.
     let agent = Daemon::builder()
         .policy(
-            "[defaults]\nlocal = \"allow\"\n\n[[rule]]\nname = \"never db2\"\nhost = [\"db2\"]\naction = \"deny\"\n",
+            "[defaults]\nlocal = \"allow\"\n\n[[rule]]\nname = \"never db2\"\nhost = [\"db2\"]\nuser = [\"*\"]\naction = \"deny\"\n",
         )
         .env("HOPWARD_KNOWN_HOSTS", known.to_str().unwrap())
         .env("HOPWARD_SSH_CONFIG", config.to_str().unwrap())
@@ -524,7 +526,7 @@ fn a_deny_rule_by_name_refuses_a_host_hashed_with_its_port() {
     let agent = Daemon::builder()
         .policy(&format!(
             "[defaults]\nlocal = \"allow\"\n\n[known_hosts]\nports = [{port}]\n\n\
-             [[rule]]\nname = \"never the address\"\nhost = [\"127.0.0.1\"]\naction = \"deny\"\n"
+             [[rule]]\nname = \"never the address\"\nhost = [\"127.0.0.1\"]\nuser = [\"*\"]\naction = \"deny\"\n"
         ))
         .env("HOPWARD_KNOWN_HOSTS", known.to_str().unwrap())
         .env("HOPWARD_SSH_CONFIG", "/dev/null")

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::app::cli::{ExplainArgs, InitArgs, PolicyCommand};
 use crate::trust::binding::Purpose;
-use crate::trust::context::{Destination, HopView, RequestContext};
+use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use crate::trust::peer::Peer;
 
 use crate::policy::file::{parse_file, rule_warnings, unknown_name_warnings};
@@ -293,5 +293,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         },
     };
     println!("reason:   {why}");
+    println!("listed:   {}", listing(&policy, &ctx));
     ExitCode::SUCCESS
+}
+
+/// Whether the daemon lists the key to a connection bound through this
+/// chain (its answer to the request that comes before any signature):
+/// the same question the daemon asks, with the user not known yet.
+fn listing(policy: &Policy, ctx: &RequestContext) -> String {
+    let class = match ctx.chain.as_slice() {
+        [] => return "yes (a connection without session-bind lists every key)".into(),
+        [hop] if !hop.forwarding => RequestClass::Direct,
+        _ => RequestClass::Forwarded,
+    };
+    match policy.could_allow(&ctx.key_fingerprint, &ctx.key_comment, &ctx.chain, class) {
+        Ok(()) => "yes (some user could be allowed through this chain)".into(),
+        Err(rule) => format!("no ({rule} refuses it through this chain, whoever logs in)"),
+    }
 }

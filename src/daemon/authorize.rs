@@ -23,6 +23,7 @@ use crate::confirm::broker::{NotAsked, Origin, Question};
 use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
 use crate::daemon::audit::{AuditRecord, AuditSink};
+use crate::daemon::one_login::{SAME_LOGIN, ThisLogin};
 use crate::keys::keystore::Identity;
 use crate::policy::grants::GrantScope;
 use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
@@ -40,6 +41,9 @@ pub struct Caller<'a> {
     pub conn: u64,
     pub context: &'a RequestContext,
     pub chain: &'a Chain,
+    /// The login a sign request belongs to, whose earlier refusal answers
+    /// it (see [`crate::daemon::one_login`]); `None` for anything else.
+    pub login: Option<ThisLogin<'a>>,
 }
 
 /// What is to be authorized.
@@ -330,9 +334,10 @@ impl Listed<'_> {
 }
 
 /// Whether a key may be listed (or removed) on this connection: OpenSSH's
-/// `identity_permitted` without a user (own keys), then, on a forwarded
-/// connection, the policy's "could some rule allow it here". `Err` carries
-/// the rule that hides it (`None`: an OpenSSH destination constraint does).
+/// `identity_permitted` without a user (own keys), then, on a connection
+/// with a bind, the policy's "could some rule allow it here" (for a direct
+/// one, a login to the host it is bound to). `Err` carries the rule that
+/// hides it (`None`: an OpenSSH destination constraint does).
 pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
     if let Listed::Held(identity) = key {
         destination::identity_permitted(
@@ -343,7 +348,7 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
         )
         .map_err(|_| None)?;
     }
-    if lister.class == RequestClass::Local || lister.class == RequestClass::Direct {
+    if lister.class == RequestClass::Local {
         return Ok(());
     }
     let (fingerprint, comment) = key.names();
@@ -355,12 +360,19 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
 }
 
 /// Whether a key is shown in this connection's listing. A key the policy
-/// hides is a refusal the remote side met, so it is audited (`list`,
-/// `deny`); one an OpenSSH constraint hides is not, as in ssh-agent.
+/// hides through a forwarded agent is a refusal the remote side met, so it
+/// is audited (`list`, `deny`); one it hides from this machine's own ssh
+/// (a direct login) is only fewer keys offered, and one an OpenSSH
+/// constraint hides is not audited either, as in ssh-agent.
 pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
     match permitted(agent, lister, key) {
         Ok(()) => true,
         Err(None) => false,
+        Err(Some(rule)) if lister.class == RequestClass::Direct => {
+            let (fingerprint, _) = key.names();
+            tracing::debug!(conn = lister.conn, key = %fingerprint, "not offered to this direct login ({rule})");
+            false
+        }
         Err(Some(rule)) => {
             record_refusal(agent, lister, "list", Some(key.names()), (&rule, &rule), None);
             false
@@ -588,11 +600,22 @@ async fn enforce(
     if decision.remember.is_some() && agent.grants.find(&scope, Instant::now()).is_some() {
         return (true, "remembered".into());
     }
+    if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {
+        info!(
+            conn = caller.conn,
+            key = %ctx.key_fingerprint,
+            "not asked again: another key of this login was answered {earlier}"
+        );
+        return (false, SAME_LOGIN.into());
+    }
     let mut prompt = prompt();
     prompt.remember = decision.remember;
     let origin = Origin::of(ctx.class, &ctx.chain);
     let question = Question::new(scope.clone(), data, origin);
     let answer = ask(agent, caller, question, prompt, settings).await;
+    if let Some(login) = &caller.login {
+        login.answered(&answer);
+    }
     if answer.allowed() || answer == Answer::Withdrawn {
         if let Some(changed) = grounds.changed(agent) {
             warn!(
@@ -825,6 +848,7 @@ remember = "10m"
             conn: 1,
             context: ctx,
             chain: &chain,
+            login: None,
         };
         let signed = SignedData::parse(data);
         authorize(
@@ -962,6 +986,57 @@ remember = "10m"
         asking.abort();
         assert!(asking.await.unwrap_err().is_cancelled());
         assert_eq!(s.records.seen(), vec![record("sign", "deny", "abandoned")]);
+    }
+
+    /// A no for one key of a login answers the next key ssh tries in it,
+    /// without asking; another login on the connection is asked anew.
+    #[tokio::test(start_paused = true)]
+    async fn a_no_answers_the_other_keys_of_the_login() {
+        use crate::daemon::one_login::LoginAnswers;
+        let s = setup(vec![Some(Answer::Refused), Some(Answer::Allowed)], false);
+        let answers = LoginAnswers::default();
+        let chain = Chain::default();
+        let login = |session_id: &'static [u8]| {
+            SignedData::Userauth(crate::trust::binding::Userauth {
+                session_id,
+                user: b"deploy",
+                service: b"ssh-connection",
+                sig_follows: 1,
+                algorithm: "ssh-ed25519",
+                key_blob: b"key",
+                host_key: None,
+                raw_session_id: false,
+            })
+        };
+        for (session_id, key) in [(b"one", "first"), (b"one", "second"), (b"two", "third")] {
+            let mut ctx = context(Some("bastion"));
+            ctx.key_comment = key.into();
+            let signed = login(session_id);
+            let caller = Caller {
+                conn: 1,
+                context: &ctx,
+                chain: &chain,
+                login: answers.login(&signed),
+            };
+            let op = Op::Sign {
+                key: SignKey::Upstream,
+                signed: &signed,
+                data: key.as_bytes(),
+            };
+            let verdict = authorize(&s.agent, &caller, op).await;
+            if verdict.allowed {
+                verdict.signed();
+            }
+        }
+        assert_eq!(s.desk.asked(), 2, "the second key of the first login is not asked");
+        assert_eq!(
+            s.records.seen(),
+            vec![
+                record("sign", "deny", "refused"),
+                record("sign", "deny", SAME_LOGIN),
+                record("sign", "allow", "confirmed"),
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1174,6 +1249,7 @@ remember = "10m"
             conn: 4,
             context: &ctx,
             chain: &chain,
+            login: None,
         };
         let unlock = Op::KeyOp {
             op: KeyOp::Unlock,
@@ -1233,6 +1309,7 @@ remember = "10m"
             conn: 3,
             context: &ctx,
             chain: &chain,
+            login: None,
         };
         let add = Op::KeyOp {
             op: KeyOp::Add,

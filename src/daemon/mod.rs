@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authorize;
 pub mod autolock;
 pub mod control;
+pub mod one_login;
 pub mod policy_watch;
 pub mod server;
 pub mod session;

@@ -57,6 +57,8 @@ pub struct Session {
     /// A refusal because forwarded use is locked was audited on this
     /// connection already (see [`Session::refuse_locked`]).
     locked_refusal_audited: bool,
+    /// The logins refused on this connection: one question per login.
+    logins: crate::daemon::one_login::LoginAnswers,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -83,6 +85,7 @@ impl Session {
             upstream: crate::daemon::upstream::UpstreamLink::default(),
             over_limit: false,
             locked_refusal_audited: false,
+            logins: Default::default(),
         }
     }
 
@@ -546,6 +549,7 @@ impl Session {
             conn: self.id,
             context: &context,
             chain: &self.chain,
+            login: self.logins.login(signed),
         };
         let op = Op::Sign {
             key: sign_key,
@@ -791,6 +795,7 @@ impl Session {
             conn: self.id,
             context: &context,
             chain: &self.chain,
+            login: None,
         };
         authorize(&self.agent, &caller, Op::KeyOp { op, key, provider })
             .await

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod lint;
 pub mod matcher;
 pub mod owner;
+mod offer;
 mod prefilter;
 pub mod store;
 
@@ -385,10 +386,12 @@ impl Policy {
     }
 
     /// Whether some rule (or the default) could allow this key on a
-    /// connection with this chain; used to filter listings on forwarded
-    /// connections. The user and purpose are not known yet, so rules are
-    /// matched without them; a host rule only applies once the destination
-    /// is bound. `Err` names the rule (or default) that rules the key out.
+    /// connection with this chain, for some user; used to filter listings
+    /// (see [`offer`]). The user is not known yet, so rules are matched
+    /// without it; once the destination is bound (the last bind is an
+    /// authentication one) the request is a login there, before that the
+    /// host and purpose are open too. `Err` names the rule (or default)
+    /// that rules the key out.
     pub fn could_allow(
         &self,
         fingerprint: &str,
@@ -399,11 +402,11 @@ impl Policy {
         if class == RequestClass::Poisoned {
             return Err("default:poisoned".into());
         }
+        let bound = Rule::bound_destination(chain);
         for rule in &self.rules {
             let applies = rule.keys_match(fingerprint, comment)
                 && rule.via_match(chain)
-                && (Rule::bound_destination(chain).is_none()
-                    || rule.host_match(Rule::bound_destination(chain)));
+                && rule.may_decide_login_to(bound);
             if !applies {
                 continue;
             }
@@ -411,10 +414,7 @@ impl Policy {
                 return Ok(());
             }
             // A deny rule that is certain to match shadows everything after it.
-            let certain = rule.user.is_none()
-                && rule.purpose.is_none()
-                && (rule.host.is_none() || Rule::bound_destination(chain).is_some());
-            if certain {
+            if rule.denies_every_login_to(bound) {
                 return Err(rule.name.clone());
             }
         }
