@@ -81,6 +81,9 @@ pub struct Rule {
     pub purpose: Option<Purpose>,
     pub action: Action,
     pub remember: Option<Duration>,
+    /// The jump hosts (ProxyJump) a direct login tunnels through, in the
+    /// `via` grammar; `[]`: none; `None`: any.
+    pub jump: Option<Vec<ViaElement>>,
 }
 
 /// `[defaults]`: the action per request class when no rule matches.
@@ -234,6 +237,15 @@ impl Rule {
             .is_none_or(|v| via_matches(v, &Self::forwarding_hops(chain)))
     }
 
+    /// Whether the jump hosts match `jump`: a request through a forwarding
+    /// hop has none (its route is its chain of binds).
+    fn jump_match(&self, jump: &[HopView]) -> bool {
+        self.jump.as_ref().is_none_or(|j| {
+            let hops: Vec<&HopView> = jump.iter().collect();
+            via_matches(j, &hops)
+        })
+    }
+
     fn host_match(&self, destination: Option<&HopView>) -> bool {
         match &self.host {
             None => true,
@@ -268,6 +280,7 @@ impl Rule {
         }
         self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
             && self.via_match(&ctx.chain)
+            && self.jump_match(&ctx.jump)
             && self.host_match(ctx.destination_hop())
             && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
@@ -388,7 +401,10 @@ impl Policy {
     /// connection with this chain; used to filter listings on forwarded
     /// connections. The user and purpose are not known yet, so rules are
     /// matched without them; a host rule only applies once the destination
-    /// is bound. `Err` names the rule (or default) that rules the key out.
+    /// is bound. The jump hosts of a direct connection are not looked at
+    /// (a rule naming them may apply); a connection through a forwarding
+    /// hop has none. `Err` names the rule (or default) that rules the key
+    /// out.
     pub fn could_allow(
         &self,
         fingerprint: &str,
@@ -399,8 +415,11 @@ impl Policy {
         if class == RequestClass::Poisoned {
             return Err("default:poisoned".into());
         }
+        let no_jumps = chain.iter().any(|h| h.forwarding);
         for rule in &self.rules {
+            let jump_known = no_jumps && rule.jump_match(&[]);
             let applies = rule.keys_match(fingerprint, comment)
+                && (jump_known || !no_jumps)
                 && rule.via_match(chain)
                 && (Rule::bound_destination(chain).is_none()
                     || rule.host_match(Rule::bound_destination(chain)));
@@ -413,6 +432,7 @@ impl Policy {
             // A deny rule that is certain to match shadows everything after it.
             let certain = rule.user.is_none()
                 && rule.purpose.is_none()
+                && (rule.jump.is_none() || jump_known)
                 && (rule.host.is_none() || Rule::bound_destination(chain).is_some());
             if certain {
                 return Err(rule.name.clone());
@@ -473,7 +493,7 @@ impl Policy {
         let mut names: Vec<String> = Vec::new();
         for rule in rules {
             let hosts = rule.host.iter().flatten();
-            let vias = rule.via.iter().flatten().filter_map(|v| match v {
+            let vias = rule.via.iter().chain(&rule.jump).flatten().filter_map(|v| match v {
                 ViaElement::Hop(p) => Some(p),
                 ViaElement::AnyNumber => None,
             });
@@ -688,6 +708,81 @@ mod tests {
             p.key_op(KeyOp::Lock, RequestClass::Local).action,
             Action::Allow
         );
+    }
+
+    /// `jump` names the jump hosts of a direct login in order, in the
+    /// grammar of `via`; `via` keeps its meaning (forwarding hops only), a
+    /// forwarded request has no jump hosts, and a remembered yes for a
+    /// jumped login covers the same jump hosts only.
+    #[test]
+    fn jump_rules_match_only_the_route_they_name() {
+        let p = policy(
+            r#"
+            [defaults]
+            local = "deny"
+            [[rule]]
+            name = "prod through the bastion"
+            host = ["prod"]
+            jump = ["bastion"]
+            action = "allow"
+            [[rule]]
+            name = "prod through a and b"
+            host = ["prod"]
+            jump = ["a", "b"]
+            action = "confirm"
+            [[rule]]
+            name = "direct only"
+            host = ["bastion", "a"]
+            jump = []
+            via = []
+            action = "allow"
+            [[rule]]
+            name = "fwd"
+            via = ["**"]
+            jump = []
+            action = "notify"
+            "#,
+        );
+        let jumped = |jumps: &[&str], chain: &[(&str, bool)]| {
+            let mut c = ctx(chain, Some("u"), Purpose::Login, "k");
+            c.jump = jumps.iter().map(|n| HopView::named(n, false)).collect();
+            c
+        };
+        let decide = |c: &RequestContext| p.decide(c).rule;
+        assert_eq!(decide(&jumped(&["bastion"], &[("prod", false)])), "prod through the bastion");
+        assert_eq!(decide(&jumped(&["a", "b"], &[("prod", false)])), "prod through a and b");
+        assert_eq!(decide(&jumped(&["b", "a"], &[("prod", false)])), "default:local");
+        assert_eq!(decide(&jumped(&[], &[("prod", false)])), "default:local");
+        assert_eq!(decide(&jumped(&["other"], &[("prod", false)])), "default:local");
+        assert_eq!(decide(&jumped(&[], &[("bastion", false)])), "direct only");
+        assert_eq!(decide(&jumped(&["x"], &[("bastion", false)])), "default:local");
+        // A jumped login is direct: `via = []` still matches it.
+        let via_empty = policy(
+            "[[rule]]\nname = \"no forwarding\"\nvia = []\naction = \"deny\"\n",
+        );
+        assert_eq!(
+            via_empty.decide(&jumped(&["bastion"], &[("prod", false)])).rule,
+            "no forwarding"
+        );
+        let j = jumped(&["bastion"], &[("prod", false)]);
+        assert_eq!(j.class, RequestClass::Direct);
+        // Forwarded requests have no jump hosts: `jump = []` matches them.
+        assert_eq!(decide(&jumped(&[], &[("bastion", true), ("prod", false)])), "fwd");
+        // The listing filter cannot rule out a key by `jump` on a direct
+        // connection, and knows a forwarded one has none.
+        let deny_jumped = policy(
+            "[defaults]\nforwarded = \"allow\"\n[[rule]]\nname = \"no jumps\"\njump = [\"**\"]\naction = \"deny\"\n",
+        );
+        assert_eq!(
+            deny_jumped.could_allow("SHA256:x", "k", &[HopView::named("b", true)], RequestClass::Forwarded),
+            Err("no jumps".to_string())
+        );
+        // A yes for a jumped login is not one for the same host reached
+        // directly.
+        let direct = grants::GrantScope::of(&jumped(&[], &[("prod", false)]));
+        let through = grants::GrantScope::of(&jumped(&["bastion"], &[("prod", false)]));
+        assert_ne!(direct, through);
+        assert_eq!(through.jump, vec!["SHA256:bastion".to_string()]);
     }
 
     /// An account that is not UTF-8 (shown escaped) meets deny rules by its

@@ -6,6 +6,8 @@
 pub mod binding;
 pub mod context;
 pub mod destination;
+pub mod jump;
 pub mod known_hosts;
 pub mod peer;
+pub mod process;
 pub mod ssh_config;
