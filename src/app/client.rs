@@ -284,6 +284,8 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             ));
         }
     }
+    // Before the grants: `hopward grants` prints what follows them.
+    jumps_lines(v, &mut out);
     let grants = v["grants"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("grants ({}):\n", grants.len()));
     for g in &grants {
@@ -309,6 +311,32 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         ));
     }
     out
+}
+
+/// The jump binds of `status`: each remembered login of a local ssh
+/// process that its parent's next login may tunnel through (ProxyJump).
+fn jumps_lines(v: &Value, out: &mut String) {
+    let Some(jumps) = v["jumps"].as_array() else {
+        return; // an agent from before jump routes
+    };
+    out.push_str(&format!("jump hosts ({}):
+", jumps.len()));
+    for j in jumps {
+        let route: Vec<String> = j["route"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|h| crate::text::clean(h.as_str().unwrap_or("?"), 64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  ssh pid {}: {} (jump), bound {}s ago\n",
+            j["pid"],
+            route.join(" (jump) > "),
+            j["age_secs"]
+        ));
+    }
 }
 
 /// The audit line of `status`: where it writes, and whether it does.
