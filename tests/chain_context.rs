@@ -125,7 +125,13 @@ fn proxy_jump_is_two_direct_connections() {
     let jumps: Vec<bool> = all
         .iter()
         .filter(|l| l["chain"].as_array().is_some_and(|h| h.len() == 2))
-        .flat_map(|l| l["chain"].as_array().unwrap().iter().map(|h| h["jump"] == true))
+        .flat_map(|l| {
+            l["chain"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["jump"] == true)
+        })
         .collect();
     assert_eq!(jumps, [true, false], "{all:#?}");
     assert!(

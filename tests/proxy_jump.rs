@@ -26,6 +26,14 @@ timeout = "20s"
 name = "jump hosts, straight from here"
 host = ["bastion", "a"]
 jump = []
+via = []
+action = "allow"
+
+[[rule]]
+name = "a through the agent forwarded to prod"
+host = ["a"]
+via = ["prod"]
+jump = []
 action = "allow"
 
 [[rule]]
@@ -122,7 +130,10 @@ fn ssh_j_bastion_prod_is_a_route_through_the_bastion() {
     // The jump child's own login is a plain direct one, and its record
     // has no `jump` key anywhere: records without a jump keep their bytes.
     let bastion = login_to(&w.agent, "bastion");
-    assert_eq!(bastion["rule"], "jump hosts, straight from here", "{bastion}");
+    assert_eq!(
+        bastion["rule"], "jump hosts, straight from here",
+        "{bastion}"
+    );
     assert!(!bastion.to_string().contains("jump\":"), "{bastion}");
     // `hopward log` shows the route.
     let log = ok(run(Command::new(HOPWARD)
@@ -152,7 +163,9 @@ fn proxy_command_ssh_w_is_the_same_route_with_or_without_a_shell_between() {
         reached(&out, "prod");
         let logins = w.agent.audit_until(|l| {
             l.iter()
-                .filter(|x| x["event"] == "sign" && route(x).last().map(String::as_str) == Some("prod"))
+                .filter(|x| {
+                    x["event"] == "sign" && route(x).last().map(String::as_str) == Some("prod")
+                })
                 .count()
                 > i
         });
@@ -174,7 +187,10 @@ fn ssh_j_a_b_is_a_route_of_two_jumps_and_the_prompt_says_so() {
         .ssh(&w.agent.sock, &["-J", "a,b", "prod", "echo reached-prod"]);
     reached(&out, "prod");
     let b = login_to(&w.agent, "b");
-    assert_eq!((&b["decision"], &b["rule"]), (&"allow".into(), &"b through a".into()));
+    assert_eq!(
+        (&b["decision"], &b["rule"]),
+        (&"allow".into(), &"b through a".into())
+    );
     assert_eq!(route(&b), ["a (jump)", "b"]);
     let prod = login_to(&w.agent, "prod");
     assert_eq!(route(&prod), ["a (jump)", "b (jump)", "prod"]);
@@ -193,6 +209,35 @@ fn ssh_j_a_b_is_a_route_of_two_jumps_and_the_prompt_says_so() {
         prompts[0]
     );
     assert!(prompts[0].contains("HOPWARD_FORWARDED=0"), "{}", prompts[0]);
+}
+
+/// `ssh -A -J bastion prod`: the login to prod is a jumped one, and what
+/// comes back through the agent forwarded to prod has prod as its first
+/// (forwarding) hop and no jump hosts, though the same ssh, with its jump
+/// child alive, opened that connection too.
+#[test]
+fn the_agent_forwarded_through_a_jumped_login_gets_no_jump_hosts() {
+    let w = world();
+    let inner = w.hosts.inner_ssh("a echo reached-a");
+    let out = w
+        .hosts
+        .ssh(&w.agent.sock, &["-A", "-J", "bastion", "prod", &inner]);
+    reached(&out, "a");
+    let prod = login_to(&w.agent, "prod");
+    assert_eq!(route(&prod), ["bastion (jump)", "prod"], "{prod}");
+    // Matched by a rule with `jump = []`: the forwarded request has none.
+    let a = login_to(&w.agent, "a");
+    assert_eq!(route(&a), ["prod", "a"], "{a}");
+    assert_eq!(a["chain"][0]["forwarded"], true, "{a}");
+    assert_eq!(a["class"], "forwarded", "{a}");
+    assert_eq!(
+        (&a["decision"], &a["rule"]),
+        (
+            &"allow".into(),
+            &"a through the agent forwarded to prod".into()
+        ),
+        "{a}"
+    );
 }
 
 /// An ssh that bound the bastion and stays logged in, started by the test
@@ -218,9 +263,10 @@ fn a_direct_login_is_no_jump_while_an_unrelated_ssh_holds_the_bastion() {
     assert_eq!(bastion["decision"], "allow", "{bastion}");
     // The daemon remembers that bind as a possible jump while it lives.
     let status = w.agent.wait_status("the bastion bind remembered", |s| {
-        s["jumps"]
-            .as_array()
-            .is_some_and(|j| j.iter().any(|j| j["route"] == serde_json::json!(["bastion"])))
+        s["jumps"].as_array().is_some_and(|j| {
+            j.iter()
+                .any(|j| j["route"] == serde_json::json!(["bastion"]))
+        })
     });
     assert!(other.try_wait().unwrap().is_none(), "{status}");
     let out = w.hosts.ssh(&w.agent.sock, &["prod", "echo reached-prod"]);

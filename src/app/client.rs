@@ -319,8 +319,11 @@ fn jumps_lines(v: &Value, out: &mut String) {
     let Some(jumps) = v["jumps"].as_array() else {
         return; // an agent from before jump routes
     };
-    out.push_str(&format!("jump hosts ({}):
-", jumps.len()));
+    out.push_str(&format!(
+        "jump hosts ({}):
+",
+        jumps.len()
+    ));
     for j in jumps {
         let route: Vec<String> = j["route"]
             .as_array()

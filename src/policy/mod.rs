@@ -738,7 +738,7 @@ mod tests {
             action = "allow"
             [[rule]]
             name = "fwd"
-            via = ["**"]
+            via = ["*", "**"]
             jump = []
             action = "notify"
             "#,
@@ -749,38 +749,54 @@ mod tests {
             c
         };
         let decide = |c: &RequestContext| p.decide(c).rule;
-        assert_eq!(decide(&jumped(&["bastion"], &[("prod", false)])), "prod through the bastion");
-        assert_eq!(decide(&jumped(&["a", "b"], &[("prod", false)])), "prod through a and b");
-        assert_eq!(decide(&jumped(&["b", "a"], &[("prod", false)])), "default:local");
-        assert_eq!(decide(&jumped(&[], &[("prod", false)])), "default:local");
-        assert_eq!(decide(&jumped(&["other"], &[("prod", false)])), "default:local");
-        assert_eq!(decide(&jumped(&[], &[("bastion", false)])), "direct only");
-        assert_eq!(decide(&jumped(&["x"], &[("bastion", false)])), "default:local");
+        let prod = [("prod", false)];
+        let bastion = [("bastion", false)];
+        // Jump hosts, chain, the rule that decides.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, bool)], &'a str);
+        let cases: [Case; 7] = [
+            (&["bastion"], &prod, "prod through the bastion"),
+            (&["a", "b"], &prod, "prod through a and b"),
+            (&["b", "a"], &prod, "default:local"),
+            (&[], &prod, "default:local"),
+            (&["other"], &prod, "default:local"),
+            (&[], &bastion, "direct only"),
+            (&["x"], &bastion, "default:local"),
+        ];
+        for (jumps, chain, rule) in cases {
+            assert_eq!(decide(&jumped(jumps, chain)), rule, "{jumps:?} {chain:?}");
+        }
         // A jumped login is direct: `via = []` still matches it.
         let via_empty = policy(
             "[[rule]]\nname = \"no forwarding\"\nvia = []\naction = \"deny\"\n",
         );
         assert_eq!(
-            via_empty.decide(&jumped(&["bastion"], &[("prod", false)])).rule,
+            via_empty.decide(&jumped(&["bastion"], &prod)).rule,
             "no forwarding"
         );
-        let j = jumped(&["bastion"], &[("prod", false)]);
+        let j = jumped(&["bastion"], &prod);
         assert_eq!(j.class, RequestClass::Direct);
         // Forwarded requests have no jump hosts: `jump = []` matches them.
-        assert_eq!(decide(&jumped(&[], &[("bastion", true), ("prod", false)])), "fwd");
+        let forwarded = jumped(&[], &[("bastion", true), ("prod", false)]);
+        assert_eq!(decide(&forwarded), "fwd");
         // The listing filter cannot rule out a key by `jump` on a direct
         // connection, and knows a forwarded one has none.
         let deny_jumped = policy(
-            "[defaults]\nforwarded = \"allow\"\n[[rule]]\nname = \"no jumps\"\njump = [\"**\"]\naction = \"deny\"\n",
+            "[defaults]\nforwarded = \"allow\"\n\
+             [[rule]]\nname = \"no jumps\"\njump = [\"**\"]\naction = \"deny\"\n",
         );
         assert_eq!(
-            deny_jumped.could_allow("SHA256:x", "k", &[HopView::named("b", true)], RequestClass::Forwarded),
+            deny_jumped.could_allow(
+                "SHA256:x",
+                "k",
+                &[HopView::named("b", true)],
+                RequestClass::Forwarded
+            ),
             Err("no jumps".to_string())
         );
         // A yes for a jumped login is not one for the same host reached
         // directly.
-        let direct = grants::GrantScope::of(&jumped(&[], &[("prod", false)]));
-        let through = grants::GrantScope::of(&jumped(&["bastion"], &[("prod", false)]));
+        let direct = grants::GrantScope::of(&jumped(&[], &prod));
+        let through = grants::GrantScope::of(&jumped(&["bastion"], &prod));
         assert_ne!(direct, through);
         assert_eq!(through.jump, vec!["SHA256:bastion".to_string()]);
     }
