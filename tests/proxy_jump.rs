@@ -269,6 +269,14 @@ fn a_direct_login_is_no_jump_while_an_unrelated_ssh_holds_the_bastion() {
         })
     });
     assert!(other.try_wait().unwrap().is_none(), "{status}");
+    let shown = ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&w.agent.sock)));
+    assert!(
+        stdout(&shown).contains(&format!("ssh pid {}: bastion (jump)", other.id())),
+        "{}",
+        text(&shown)
+    );
     let out = w.hosts.ssh(&w.agent.sock, &["prod", "echo reached-prod"]);
     assert!(!out.status.success(), "{}", text(&out));
     let prod = login_to(&w.agent, "prod");

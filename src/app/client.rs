@@ -480,6 +480,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jump_hosts_are_listed_before_the_grants() {
+        let v = json!({
+            "jumps": [{ "pid": 42, "route": ["a", "b\u{1b}"], "age_secs": 3 }],
+            "grants": [],
+        });
+        let mut out = String::new();
+        jumps_lines(&v, &mut out);
+        assert_eq!(
+            out,
+            "jump hosts (1):\n  ssh pid 42: a (jump) > b\\u{1b} (jump), bound 3s ago\n"
+        );
+        let mut old = String::new();
+        jumps_lines(&json!({}), &mut old);
+        assert_eq!(old, "", "an agent from before");
+    }
+
+    #[test]
     fn the_audit_line_says_what_is_wrong_and_escapes_what_it_quotes() {
         assert_eq!(audit_line(&json!({})), None, "an agent from before");
         assert!(
