@@ -109,12 +109,31 @@ fn proxy_jump_is_two_direct_connections() {
         "{:#?}",
         got()
     );
+    // The login to target tunnels through the jump child's login to the
+    // bastion: its chain names the bastion first, as a jump host.
     assert!(
-        has(&w.agent, "direct", &[("target", false, None)], user),
+        has(
+            &w.agent,
+            "direct",
+            &[("bastion", false, None), ("target", false, None)],
+            user
+        ),
         "{:#?}",
         got()
     );
     let all = got();
+    let jumps: Vec<bool> = all
+        .iter()
+        .filter(|l| l["chain"].as_array().is_some_and(|h| h.len() == 2))
+        .flat_map(|l| {
+            l["chain"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["jump"] == true)
+        })
+        .collect();
+    assert_eq!(jumps, [true, false], "{all:#?}");
     assert!(
         !all.iter().any(|l| l["chain"]
             .as_array()

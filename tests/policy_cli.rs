@@ -70,6 +70,48 @@ fn policy_explain_names_the_rule() {
     );
 }
 
+/// `--jump` dry-runs a direct login through jump hosts (`ssh -J a,b prod`)
+/// against `jump` rules, and is refused with a forwarded chain.
+#[test]
+fn policy_explain_takes_jump_hosts() {
+    let tmp = tempdir();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[defaults]\nlocal = \"deny\"\n\
+         [[rule]]\nname = \"prod through a and b\"\nhost = [\"prod\"]\njump = [\"a\", \"b\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        run(Command::new(HOPWARD)
+            .args(["policy", "explain", "--policy"])
+            .arg(&policy)
+            .args(args))
+    };
+    let out = ok(explain(&["--chain", "prod", "--jump", "a,b"]));
+    let printed = stdout(&out);
+    assert!(printed.contains("decision: allow"), "{printed}");
+    assert!(
+        printed.contains("rule:     prod through a and b"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("chain=[a (jump) > b (jump) > prod (auth)]"),
+        "{printed}"
+    );
+    let out = ok(explain(&["--chain", "prod", "--jump", "b>a"]));
+    assert!(stdout(&out).contains("decision: deny"), "{}", text(&out));
+    let out = ok(explain(&["--chain", "prod"]));
+    assert!(stdout(&out).contains("default:local"), "{}", text(&out));
+    let out = explain(&["--chain", "bastion>prod", "--jump", "a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--jump describes a direct login"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// A rule that allows more because `via` names a hop past the first (the
 /// first hop's word) is pointed out, and the file still passes.
 #[test]

@@ -212,6 +212,11 @@ pub struct ExplainArgs {
     /// The last hop is a forwarding hop too (nothing said where it goes).
     #[arg(long = "unverified")]
     pub unverified: bool,
+    /// Jump hosts (ProxyJump) a direct login tunnels through, in the order
+    /// `ssh -J` names them, joined by ',' or '>' (e.g. "a,b"); only with a
+    /// --chain of one host.
+    #[arg(long = "jump", value_name = "HOSTS", default_value = "")]
+    pub jump: String,
     /// The remote user.
     #[arg(long = "user")]
     pub user: Option<String>,

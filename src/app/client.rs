@@ -284,6 +284,8 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             ));
         }
     }
+    // Before the grants: `hopward grants` prints what follows them.
+    jumps_lines(v, &mut out);
     let grants = v["grants"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("grants ({}):\n", grants.len()));
     for g in &grants {
@@ -309,6 +311,35 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         ));
     }
     out
+}
+
+/// The jump binds of `status`: each remembered login of a local ssh
+/// process that its parent's next login may tunnel through (ProxyJump).
+fn jumps_lines(v: &Value, out: &mut String) {
+    let Some(jumps) = v["jumps"].as_array() else {
+        return; // an agent from before jump routes
+    };
+    out.push_str(&format!(
+        "jump hosts ({}):
+",
+        jumps.len()
+    ));
+    for j in jumps {
+        let route: Vec<String> = j["route"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|h| crate::text::clean(h.as_str().unwrap_or("?"), 64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  ssh pid {}: {} (jump), bound {}s ago\n",
+            j["pid"],
+            route.join(" (jump) > "),
+            j["age_secs"]
+        ));
+    }
 }
 
 /// The audit line of `status`: where it writes, and whether it does.
@@ -447,6 +478,23 @@ pub fn grants(args: &GrantsArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jump_hosts_are_listed_before_the_grants() {
+        let v = json!({
+            "jumps": [{ "pid": 42, "route": ["a", "b\u{1b}"], "age_secs": 3 }],
+            "grants": [],
+        });
+        let mut out = String::new();
+        jumps_lines(&v, &mut out);
+        assert_eq!(
+            out,
+            "jump hosts (1):\n  ssh pid 42: a (jump) > b\\u{1b} (jump), bound 3s ago\n"
+        );
+        let mut old = String::new();
+        jumps_lines(&json!({}), &mut old);
+        assert_eq!(old, "", "an agent from before");
+    }
 
     #[test]
     fn the_audit_line_says_what_is_wrong_and_escapes_what_it_quotes() {

@@ -28,7 +28,7 @@ fn chain_text(v: &Value) -> String {
     }
     hops.iter()
         .map(|h| {
-            h["names"][0]
+            let name = h["names"][0]
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| {
@@ -38,7 +38,13 @@ fn chain_text(v: &Value) -> String {
                         .chars()
                         .take(15)
                         .collect()
-                })
+                });
+            // A jump host (ProxyJump) is a route, not a bind: say so.
+            if h["jump"] == true {
+                format!("{name} (jump)")
+            } else {
+                name
+            }
         })
         .collect::<Vec<_>>()
         .join(">")
@@ -275,6 +281,19 @@ mod tests {
         let mut up = base.clone();
         up["upstream"] = serde_json::json!(true);
         assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
+    }
+
+    #[test]
+    fn a_jump_host_is_shown_as_one() {
+        let v = serde_json::json!({
+            "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
+            "reason": "r", "user": "me",
+            "chain": [
+                { "names": ["bastion"], "fingerprint": "SHA256:b", "forwarded": false, "jump": true },
+                { "names": ["prod"], "fingerprint": "SHA256:p", "forwarded": false },
+            ],
+        });
+        assert!(render(&v).contains("bastion (jump)>prod"), "{}", render(&v));
     }
 
     #[test]

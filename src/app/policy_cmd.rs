@@ -221,20 +221,64 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         }
         _ => Destination::NotLogin,
     };
+    let jump = jump_hops(args, chain.len())?;
     let peer = std::sync::Arc::new(Peer {
         uid: crate::sys::effective_uid(),
         pid: None,
         exe: None,
         parents: Vec::new(),
     });
-    Ok(RequestContext::of_parts(
+    let mut ctx = RequestContext::of_parts(
         (&args.key, &args.comment),
         chain,
         destination,
         args.user.as_deref(),
         purpose,
         &peer,
-    ))
+    );
+    ctx.jump = jump;
+    Ok(ctx)
+}
+
+/// `--jump`: the jump hosts of a direct login, each taken as verified
+/// under the name given (or as the fingerprint given).
+fn jump_hops(args: &ExplainArgs, chain_len: usize) -> Result<Vec<HopView>, String> {
+    let names: Vec<&str> = args
+        .jump
+        .split([',', '>'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    if chain_len != 1 || args.unverified {
+        return Err(
+            "--jump describes a direct login through jump hosts (ssh -J): give --chain \
+             one host, the destination; a request through forwarding hops has no jump hosts"
+                .into(),
+        );
+    }
+    Ok(names
+        .iter()
+        .map(|name| {
+            let is_fp = name.starts_with("SHA256:");
+            HopView {
+                fingerprint: if is_fp {
+                    name.to_string()
+                } else {
+                    format!("SHA256:({name})")
+                },
+                names: if is_fp {
+                    vec![]
+                } else {
+                    vec![name.to_ascii_lowercase()]
+                },
+                forwarding: false,
+                reported_by: None,
+            }
+        })
+        .collect())
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
@@ -259,7 +303,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     // explain takes the names it is given as verified; a real request
     // names a host only through known_hosts.
     let known = known_hosts_for(&policy);
-    for hop in &ctx.chain {
+    for hop in ctx.jump.iter().chain(&ctx.chain) {
         for name in &hop.names {
             if !known.mentions(name) {
                 println!(

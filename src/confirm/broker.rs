@@ -288,6 +288,7 @@ mod tests {
             user_exact: true,
             user_style: None,
             purpose: Purpose::Login,
+            jump: Vec::new(),
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Agent {
     started: std::time::Instant,
     /// Questions waiting for an answer right now.
     pub prompts: crate::confirm::broker::PromptBroker,
+    /// The verified direct binds of local ssh processes, for ProxyJump
+    /// routes (see [`crate::trust::jump`]).
+    pub jumps: crate::trust::jump::JumpBinds,
     /// What was last learnt about the upstream agent (for `status`).
     pub upstream: crate::daemon::upstream::UpstreamState,
     /// Loaded PKCS#11 providers by real path, each with its helper.
@@ -187,6 +190,7 @@ impl Agent {
             last_local_request: AtomicU64::new(0),
             started: std::time::Instant::now(),
             prompts: crate::confirm::broker::PromptBroker::default(),
+            jumps: crate::trust::jump::JumpBinds::default(),
             upstream: crate::daemon::upstream::UpstreamState::default(),
             pkcs11: Mutex::new(HashMap::new()),
             desk: Arc::new(crate::confirm::DesktopDesk::default()),

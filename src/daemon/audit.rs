@@ -36,6 +36,11 @@ pub struct AuditHop {
     /// For a hop that is the first hop's word (see [`HopView::reported_by`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_by: Option<String>,
+    /// A jump host (ProxyJump) the login tunnelled through: it comes before
+    /// the chain's binds. Left out of every other hop, so records without
+    /// a jump keep the bytes they always had.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub jump: bool,
 }
 
 impl From<&HopView> for AuditHop {
@@ -45,7 +50,19 @@ impl From<&HopView> for AuditHop {
             fingerprint: h.fingerprint.clone(),
             forwarded: h.forwarding,
             reported_by: h.reported_by.clone(),
+            jump: false,
         }
+    }
+}
+
+impl AuditHop {
+    /// The chain of a sign request: its jump hosts, then its binds.
+    fn route(ctx: &RequestContext) -> Vec<AuditHop> {
+        let jumps = ctx.jump.iter().map(|h| AuditHop {
+            jump: true,
+            ..AuditHop::from(h)
+        });
+        jumps.chain(ctx.chain.iter().map(AuditHop::from)).collect()
     }
 }
 
@@ -110,7 +127,7 @@ impl AuditRecord {
             rule: rule.to_string(),
             reason: reason.to_string(),
             class: ctx.class.as_str(),
-            chain: ctx.chain.iter().map(AuditHop::from).collect(),
+            chain: AuditHop::route(ctx),
             destination: Some(ctx.destination.label()),
             user: ctx.user.clone(),
             user_style: ctx.user_style.clone(),
@@ -505,6 +522,7 @@ mod tests {
                     fingerprint: fp.into(),
                     forwarded: true,
                     reported_by: None,
+                    jump: false,
                 })
                 .into_iter()
                 .collect(),

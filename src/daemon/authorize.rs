@@ -708,15 +708,13 @@ async fn ask(
 /// The chain as the audit log shows it: each hop's first verified name,
 /// else its fingerprint.
 fn hosts_of(context: &RequestContext) -> Vec<String> {
-    context
-        .chain
-        .iter()
-        .map(|h| {
-            h.names
-                .first()
-                .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
-        })
-        .collect()
+    let name = |h: &HopView| {
+        h.names
+            .first()
+            .map_or_else(|| h.fingerprint.clone(), |n| clean(n, 64))
+    };
+    let jumps = context.jump.iter().map(|h| format!("{} (jump)", name(h)));
+    jumps.chain(context.chain.iter().map(name)).collect()
 }
 
 /// The question for a request context; `operation` for key operations.
@@ -732,8 +730,13 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
     Prompt {
         key_fingerprint: ctx.key_fingerprint.clone(),
         key_comment: ctx.key_comment.clone(),
-        hops: ctx.chain.iter().map(ToString::to_string).collect(),
-        chain_names: ctx.chain.iter().map(|h| h.label().to_string()).collect(),
+        hops: ctx.route_labels(),
+        chain_names: ctx
+            .jump
+            .iter()
+            .map(|h| format!("{} (jump)", h.label()))
+            .chain(ctx.chain.iter().map(|h| h.label().to_string()))
+            .collect(),
         forwarded: ctx.chain.iter().any(|h| h.forwarding),
         target,
         user: ctx.user.clone(),

@@ -189,10 +189,39 @@ async fn status(agent: &Agent) -> Value {
         // `null` when decisions only reach the daemon log.
         "audit": agent.audit.health(),
         "grants": grants,
+        "jumps": jumps(agent),
         "connections": connections,
         // What the open connections' binds hold, in bytes.
         "bind_bytes": agent.bind_bytes(),
     })
+}
+
+/// The jump binds remembered now (see [`crate::trust::jump`]): each local
+/// ssh process's login that a login of its parent may tunnel through, as
+/// `route` (jump hosts, then the host it bound), by name where known_hosts
+/// names the host.
+fn jumps(agent: &Agent) -> Vec<Value> {
+    let (_, policy) = agent.policy.snapshot();
+    let name = |hop: &crate::trust::binding::Hop| {
+        agent
+            .known_hosts
+            .describe(hop, policy.exact_names())
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| hop.fingerprint())
+    };
+    agent
+        .jumps
+        .list(&crate::trust::process::Proc, std::time::Instant::now())
+        .iter()
+        .map(|j| {
+            json!({
+                "pid": j.pid,
+                "route": j.route.iter().chain(std::iter::once(&j.host)).map(name).collect::<Vec<_>>(),
+                "age_secs": j.age.as_secs(),
+            })
+        })
+        .collect()
 }
 
 /// Whether a control request body asks for `status` (which first asks the

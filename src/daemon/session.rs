@@ -59,6 +59,9 @@ pub struct Session {
     locked_refusal_audited: bool,
     /// The logins refused on this connection: one question per login.
     logins: crate::daemon::one_login::LoginAnswers,
+    /// The jump hosts this connection's direct login tunnels through
+    /// (see [`Session::note_direct_bind`]).
+    jump: Vec<crate::trust::binding::Hop>,
 }
 
 /// What cached hop names depend on: hop count, known_hosts generation and
@@ -86,6 +89,7 @@ impl Session {
             over_limit: false,
             locked_refusal_audited: false,
             logins: Default::default(),
+            jump: Vec::new(),
         }
     }
 
@@ -301,6 +305,9 @@ impl Session {
             });
             return failure();
         }
+        if result.is_ok() && hops_before == 0 {
+            self.note_direct_bind();
+        }
         match result {
             Ok(()) => {
                 if let Some(hop) = self.chain.last() {
@@ -320,6 +327,43 @@ impl Session {
                 Reply::ExtensionFailure
             }
         }
+    }
+
+    /// A first bind that is an authentication bind (`ssh host` from this
+    /// machine): the route is the one a jump child of this process bound
+    /// (ProxyJump), and this bind is remembered as a jump for the ssh
+    /// processes above it. A forwarding first bind gets no route: what
+    /// comes through it has its own chain of binds.
+    fn note_direct_bind(&mut self) {
+        use crate::trust::process::ProcessTable as _;
+        let [hop] = self.chain.hops() else {
+            return;
+        };
+        if hop.forwarding {
+            return;
+        }
+        let table = crate::trust::process::Proc;
+        let Some(process) = self.peer.pid.and_then(|pid| table.identify(pid)) else {
+            return;
+        };
+        let now = Instant::now();
+        let route = self.agent.jumps.route_for(&table, process, now);
+        self.agent
+            .jumps
+            .remember(&table, process, hop, route.clone(), now);
+        if !route.is_empty() {
+            debug!(conn = self.id, jumps = route.len(), "a direct login through jump hosts");
+        }
+        self.jump = route;
+    }
+
+    /// The jump hosts of this connection's login, with their names.
+    fn jump_views(&self) -> Vec<HopView> {
+        if self.jump.is_empty() {
+            return Vec::new();
+        }
+        let (_, policy) = self.agent.policy.snapshot();
+        RequestContext::jump_views(&self.jump, &self.agent.known_hosts, policy.exact_names())
     }
 
     /// Leaves a trace of a request refused because forwarded use is
@@ -538,7 +582,9 @@ impl Session {
         signed: &SignedData<'_>,
         data: &[u8],
     ) -> crate::daemon::authorize::Verdict {
-        let context = RequestContext::new(key, &self.chain, self.hop_views(), signed, &self.peer);
+        let mut context =
+            RequestContext::new(key, &self.chain, self.hop_views(), signed, &self.peer);
+        context.jump = self.jump_views();
         match sign_key {
             SignKey::Upstream => {
                 debug!(conn = self.id, "request context (upstream key): {context}")

@@ -134,6 +134,7 @@ struct RawRule {
     keys: Option<S<Vec<S<String>>>>,
     host: Option<S<Vec<S<String>>>>,
     via: Option<S<Vec<S<String>>>>,
+    jump: Option<S<Vec<S<String>>>>,
     user: Option<S<Vec<S<String>>>>,
     purpose: Option<S<String>>,
     action: S<String>,
@@ -283,6 +284,39 @@ impl Ctx<'_> {
             }
         }
         Some(out)
+    }
+}
+
+/// Whether a `via` or `jump` list needs at least one hop (it has an
+/// element other than `**`).
+fn needs_a_hop(list: &Option<S<Vec<S<String>>>>) -> bool {
+    list.as_ref()
+        .is_some_and(|l| l.get_ref().iter().any(|e| e.get_ref() != "**"))
+}
+
+/// A `jump` that needs a jump host cannot match what never has one: a
+/// request through a forwarding hop (jump hosts belong to logins made from
+/// this machine) or a signature that is not a login.
+fn jump_conflicts(ctx: &mut Ctx<'_>, r: &RawRule, purpose: Option<Purpose>) {
+    let Some(jump) = r.jump.as_ref().filter(|_| needs_a_hop(&r.jump)) else {
+        return;
+    };
+    if needs_a_hop(&r.via) {
+        ctx.err(
+            jump.span(),
+            "this rule can never match: jump hosts belong to logins made from this machine \
+             (ssh -J), and a request through forwarding hops (via) has none; \
+             use jump = [] or leave one of them out",
+        );
+    }
+    if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
+        ctx.err(
+            jump.span(),
+            format!(
+                "this rule can never match: a {} signature has no jump host",
+                pv.as_str()
+            ),
+        );
     }
 }
 
@@ -518,6 +552,10 @@ fn compile_file(
             fingerprint_form(t).and_then(|()| ViaElement::compile(t))
         });
         let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
+        let jump = ctx.patterns(&r.jump, "jump", true, |t| {
+            fingerprint_form(t).and_then(|()| ViaElement::compile(t))
+        });
+        jump_conflicts(&mut ctx, r, purpose);
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
             if let Some(h) = &r.host {
@@ -550,6 +588,7 @@ fn compile_file(
                 purpose,
                 action,
                 remember,
+                jump,
             });
         }
     }
@@ -814,6 +853,7 @@ pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
             if any_key
                 && r.host.is_none()
                 && r.via.is_none()
+                && r.jump.is_none()
                 && r.user.is_none()
                 && r.purpose.is_none()
             {
@@ -824,7 +864,7 @@ pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
     out
 }
 
-/// Host names in `host`/`via` that no known_hosts entry mentions, as
+/// Host names in `host`/`via`/`jump` that no known_hosts entry mentions, as
 /// warnings with their positions (for `policy check`).
 pub fn unknown_name_warnings(
     path: &Path,
@@ -839,7 +879,7 @@ pub fn unknown_name_warnings(
     let mut out = Vec::new();
     for rule in &raw.rule {
         let r = rule.get_ref();
-        for list in [&r.host, &r.via].into_iter().flatten() {
+        for list in [&r.host, &r.via, &r.jump].into_iter().flatten() {
             for item in list.get_ref() {
                 let name = item.get_ref();
                 let literal = !name.contains(['*', '?', '[', '{']) && !name.starts_with("SHA256:");
@@ -898,6 +938,41 @@ mod tests {
                 "p.toml:2:17: a port is a number from 1 to 65535"
             ]
         );
+    }
+
+    #[test]
+    fn jump_is_checked_like_via_and_never_with_forwarding_hops() {
+        let p = parse_str(
+            "[[rule]]\nname = \"j\"\nhost = [\"prod\"]\n\
+             jump = [\"bastion\", \"**\"]\naction = \"allow\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.rules[0].jump.as_ref().map(Vec::len), Some(2));
+        assert!(p.exact_names.contains(&"bastion".to_string()));
+        let e = errors("[[rule]]\njump = [\"bad[glob\"]\naction = \"allow\"\n");
+        assert!(e[0].starts_with("p.toml:2:9: jump: bad glob"), "{e:?}");
+        assert_eq!(
+            errors("[[rule]]\njump = \"bastion\"\naction = \"allow\"\n"),
+            vec!["p.toml:2:8: jump takes a list: use jump = [\"bastion\"]"]
+        );
+        let e = errors("[[rule]]\nvia = [\"b\"]\njump = [\"a\"]\naction = \"allow\"\n");
+        assert!(
+            e[0].starts_with("p.toml:3:8: this rule can never match: jump hosts belong"),
+            "{e:?}"
+        );
+        let e = errors("[[rule]]\npurpose = \"git\"\njump = [\"a\"]\naction = \"allow\"\n");
+        assert!(
+            e[0].contains("p.toml:3:8: this rule can never match: a git signature has no jump"),
+            "{e:?}"
+        );
+        // Neither needs a hop: fine together.
+        for fine in [
+            "[[rule]]\nvia = [\"b\"]\njump = []\naction = \"allow\"\n",
+            "[[rule]]\nvia = [\"**\"]\njump = [\"a\"]\naction = \"allow\"\n",
+        ] {
+            assert!(parse_str(fine, "p").is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct GrantScope {
     pub user_exact: bool,
     pub user_style: Option<String>,
     pub purpose: Purpose,
+    /// Host key fingerprints of the jump hosts (ProxyJump) before the
+    /// chain: a yes for a login through a bastion is not one for the same
+    /// host reached another way.
+    pub jump: Vec<String>,
 }
 
 impl GrantScope {
@@ -44,6 +48,7 @@ impl GrantScope {
             user_exact: ctx.user_exact,
             user_style: ctx.user_style.clone(),
             purpose: ctx.purpose,
+            jump: ctx.jump.iter().map(|h| h.fingerprint.clone()).collect(),
         }
     }
 }
@@ -168,6 +173,7 @@ mod tests {
             user_exact: true,
             user_style: None,
             purpose: Purpose::Login,
+            jump: Vec::new(),
         }
     }
 

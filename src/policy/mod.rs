@@ -82,6 +82,9 @@ pub struct Rule {
     pub purpose: Option<Purpose>,
     pub action: Action,
     pub remember: Option<Duration>,
+    /// The jump hosts (ProxyJump) a direct login tunnels through, in the
+    /// `via` grammar; `[]`: none; `None`: any.
+    pub jump: Option<Vec<ViaElement>>,
 }
 
 /// `[defaults]`: the action per request class when no rule matches.
@@ -235,6 +238,15 @@ impl Rule {
             .is_none_or(|v| via_matches(v, &Self::forwarding_hops(chain)))
     }
 
+    /// Whether the jump hosts match `jump`: a request through a forwarding
+    /// hop has none (its route is its chain of binds).
+    fn jump_match(&self, jump: &[HopView]) -> bool {
+        self.jump.as_ref().is_none_or(|j| {
+            let hops: Vec<&HopView> = jump.iter().collect();
+            via_matches(j, &hops)
+        })
+    }
+
     fn host_match(&self, destination: Option<&HopView>) -> bool {
         match &self.host {
             None => true,
@@ -269,6 +281,7 @@ impl Rule {
         }
         self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
             && self.via_match(&ctx.chain)
+            && self.jump_match(&ctx.jump)
             && self.host_match(ctx.destination_hop())
             && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
@@ -390,7 +403,9 @@ impl Policy {
     /// (see [`offer`]). The user is not known yet, so rules are matched
     /// without it; once the destination is bound (the last bind is an
     /// authentication one) the request is a login there, before that the
-    /// host and purpose are open too. `Err` names the rule (or default)
+    /// host and purpose are open too. The jump hosts of a direct connection
+    /// are not looked at (a rule naming them may apply); a connection
+    /// through a forwarding hop has none. `Err` names the rule (or default)
     /// that rules the key out.
     pub fn could_allow(
         &self,
@@ -403,8 +418,11 @@ impl Policy {
             return Err("default:poisoned".into());
         }
         let bound = Rule::bound_destination(chain);
+        let no_jumps = chain.iter().any(|h| h.forwarding);
         for rule in &self.rules {
+            let jump_known = no_jumps && rule.jump_match(&[]);
             let applies = rule.keys_match(fingerprint, comment)
+                && (jump_known || !no_jumps)
                 && rule.via_match(chain)
                 && rule.may_decide_login_to(bound);
             if !applies {
@@ -414,7 +432,7 @@ impl Policy {
                 return Ok(());
             }
             // A deny rule that is certain to match shadows everything after it.
-            if rule.denies_every_login_to(bound) {
+            if rule.denies_every_login_to(bound) && (rule.jump.is_none() || jump_known) {
                 return Err(rule.name.clone());
             }
         }
@@ -473,7 +491,7 @@ impl Policy {
         let mut names: Vec<String> = Vec::new();
         for rule in rules {
             let hosts = rule.host.iter().flatten();
-            let vias = rule.via.iter().flatten().filter_map(|v| match v {
+            let vias = rule.via.iter().chain(&rule.jump).flatten().filter_map(|v| match v {
                 ViaElement::Hop(p) => Some(p),
                 ViaElement::AnyNumber => None,
             });
@@ -688,6 +706,97 @@ mod tests {
             p.key_op(KeyOp::Lock, RequestClass::Local).action,
             Action::Allow
         );
+    }
+
+    /// `jump` names the jump hosts of a direct login in order, in the
+    /// grammar of `via`; `via` keeps its meaning (forwarding hops only), a
+    /// forwarded request has no jump hosts, and a remembered yes for a
+    /// jumped login covers the same jump hosts only.
+    #[test]
+    fn jump_rules_match_only_the_route_they_name() {
+        let p = policy(
+            r#"
+            [defaults]
+            local = "deny"
+            [[rule]]
+            name = "prod through the bastion"
+            host = ["prod"]
+            jump = ["bastion"]
+            action = "allow"
+            [[rule]]
+            name = "prod through a and b"
+            host = ["prod"]
+            jump = ["a", "b"]
+            action = "confirm"
+            [[rule]]
+            name = "direct only"
+            host = ["bastion", "a"]
+            jump = []
+            via = []
+            action = "allow"
+            [[rule]]
+            name = "fwd"
+            via = ["*", "**"]
+            jump = []
+            action = "notify"
+            "#,
+        );
+        let jumped = |jumps: &[&str], chain: &[(&str, bool)]| {
+            let mut c = ctx(chain, Some("u"), Purpose::Login, "k");
+            c.jump = jumps.iter().map(|n| HopView::named(n, false)).collect();
+            c
+        };
+        let decide = |c: &RequestContext| p.decide(c).rule;
+        let prod = [("prod", false)];
+        let bastion = [("bastion", false)];
+        // Jump hosts, chain, the rule that decides.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, bool)], &'a str);
+        let cases: [Case; 7] = [
+            (&["bastion"], &prod, "prod through the bastion"),
+            (&["a", "b"], &prod, "prod through a and b"),
+            (&["b", "a"], &prod, "default:local"),
+            (&[], &prod, "default:local"),
+            (&["other"], &prod, "default:local"),
+            (&[], &bastion, "direct only"),
+            (&["x"], &bastion, "default:local"),
+        ];
+        for (jumps, chain, rule) in cases {
+            assert_eq!(decide(&jumped(jumps, chain)), rule, "{jumps:?} {chain:?}");
+        }
+        // A jumped login is direct: `via = []` still matches it.
+        let via_empty = policy(
+            "[[rule]]\nname = \"no forwarding\"\nvia = []\naction = \"deny\"\n",
+        );
+        assert_eq!(
+            via_empty.decide(&jumped(&["bastion"], &prod)).rule,
+            "no forwarding"
+        );
+        let j = jumped(&["bastion"], &prod);
+        assert_eq!(j.class, RequestClass::Direct);
+        // Forwarded requests have no jump hosts: `jump = []` matches them.
+        let forwarded = jumped(&[], &[("bastion", true), ("prod", false)]);
+        assert_eq!(decide(&forwarded), "fwd");
+        // The listing filter cannot rule out a key by `jump` on a direct
+        // connection, and knows a forwarded one has none.
+        let deny_jumped = policy(
+            "[defaults]\nforwarded = \"allow\"\n\
+             [[rule]]\nname = \"no jumps\"\njump = [\"**\"]\naction = \"deny\"\n",
+        );
+        assert_eq!(
+            deny_jumped.could_allow(
+                "SHA256:x",
+                "k",
+                &[HopView::named("b", true)],
+                RequestClass::Forwarded
+            ),
+            Err("no jumps".to_string())
+        );
+        // A yes for a jumped login is not one for the same host reached
+        // directly.
+        let direct = grants::GrantScope::of(&jumped(&[], &prod));
+        let through = grants::GrantScope::of(&jumped(&["bastion"], &prod));
+        assert_ne!(direct, through);
+        assert_eq!(through.jump, vec!["SHA256:bastion".to_string()]);
     }
 
     /// An account that is not UTF-8 (shown escaped) meets deny rules by its

@@ -50,6 +50,15 @@ impl HopView {
         self.names.first().map_or("?", String::as_str)
     }
 
+    /// A jump host as shown: `name (jump)`, or
+    /// `unknown host SHA256:... (jump)`.
+    pub fn jump_label(&self) -> String {
+        match self.names.first() {
+            Some(name) => format!("{} (jump)", crate::text::clean(name, 64)),
+            None => format!("unknown host {} (jump)", self.fingerprint),
+        }
+    }
+
     /// Marks the forwarding hops after the first as the first hop's word.
     pub fn mark_reported(chain: &mut [HopView]) {
         let Some(first) = chain.first() else {
@@ -233,6 +242,10 @@ pub struct RequestContext {
     pub user_style: Option<String>,
     pub purpose: Purpose,
     pub peer: Arc<Peer>,
+    /// The jump hosts (ProxyJump) a direct login on this connection
+    /// tunnels through, in order; they come before `chain`. Empty for every
+    /// connection with a forwarding hop (see [`crate::trust::jump`]).
+    pub jump: Vec<HopView>,
 }
 
 impl RequestContext {
@@ -319,7 +332,36 @@ impl RequestContext {
             user_style: style,
             purpose,
             peer: Arc::clone(peer),
+            jump: Vec::new(),
         }
+    }
+
+    /// The jump hosts remembered for a connection, with their verified
+    /// names, as [`RequestContext::hop_views`] names a chain's hops.
+    pub fn jump_views(
+        jumps: &[crate::trust::binding::Hop],
+        known_hosts: &KnownHosts,
+        exact_names: &[String],
+    ) -> Vec<HopView> {
+        jumps
+            .iter()
+            .map(|hop| HopView {
+                fingerprint: hop.fingerprint(),
+                names: known_hosts.describe(hop, exact_names),
+                forwarding: false,
+                reported_by: None,
+            })
+            .collect()
+    }
+
+    /// The route as prompts and the log show it: each jump host as
+    /// `name (jump)`, then the chain's hops.
+    pub fn route_labels(&self) -> Vec<String> {
+        self.jump
+            .iter()
+            .map(HopView::jump_label)
+            .chain(self.chain.iter().map(ToString::to_string))
+            .collect()
     }
 
     /// The host the signature will be used at: the last hop, only when the
@@ -341,11 +383,11 @@ impl fmt::Display for RequestContext {
             crate::text::clean(&self.key_comment, 80),
             self.class.as_str()
         )?;
-        for (i, hop) in self.chain.iter().enumerate() {
+        for (i, hop) in self.route_labels().iter().enumerate() {
             if i > 0 {
                 f.write_str(" > ")?;
             }
-            write!(f, "{}", crate::text::clean(&hop.to_string(), 200))?;
+            write!(f, "{}", crate::text::clean(hop, 200))?;
         }
         write!(
             f,

@@ -138,11 +138,18 @@ fn summary(record: &Value) -> String {
     } else if let Some(key) = record["key"].as_str() {
         line.push_str(&format!(" {key}"));
     }
-    let via: Vec<&str> = record["chain"]
+    let via: Vec<String> = record["chain"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|h| h["names"][0].as_str().or(h["fingerprint"].as_str()))
+        .filter_map(|h| {
+            let name = h["names"][0].as_str().or(h["fingerprint"].as_str())?;
+            Some(if h["jump"] == true {
+                format!("{name} (jump)")
+            } else {
+                name.to_string()
+            })
+        })
         .collect();
     if !via.is_empty() {
         line.push_str(&format!(" via {}", via.join(">")));
