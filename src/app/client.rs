@@ -124,6 +124,30 @@ fn duration(secs: u64) -> String {
     }
 }
 
+/// A certificate's expiry as `status` shows it: when it ends (UTC) and how
+/// long from now, or that it has ended and when the agent drops it.
+fn certificate_note(cert: &Value) -> Option<String> {
+    if !cert.is_object() {
+        return None;
+    }
+    let Some(before) = cert["valid_before"].as_u64() else {
+        return Some("certificate valid forever".into());
+    };
+    let when = crate::daemon::audit::rfc3339_at(before);
+    let left = cert["expires_in"].as_i64().unwrap_or(0);
+    Some(if left > 0 {
+        format!(
+            "certificate expires {when} (in {})",
+            duration(left.unsigned_abs())
+        )
+    } else {
+        format!(
+            "certificate EXPIRED {when}, never signs, dropped in {}",
+            duration(cert["drop_in"].as_u64().unwrap_or(0))
+        )
+    })
+}
+
 /// Renders `status` for people.
 pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     let mut out = String::new();
@@ -234,6 +258,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
         if let Some(left) = k["expires_in"].as_u64() {
             notes.push(format!("{} left", duration(left)));
+        }
+        if let Some(note) = certificate_note(&k["certificate"]) {
+            notes.push(note);
         }
         if k["locked_in_memory"] == false {
             notes.push("not locked in memory (may reach swap)".to_string());

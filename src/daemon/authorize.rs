@@ -473,6 +473,14 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
     Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
 }
 
+/// A signature with a certificate past its `valid_before`, before the
+/// policy is read: `deny`, rule and reason `cert-expired`.
+pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>) -> Verdict {
+    use crate::daemon::cert_drop::CERT_EXPIRED;
+    let record = AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
+    Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, CERT_EXPIRED.into(), false)
+}
+
 /// ssh-agent's web-origin check (`check_websafe_message_contents`): a
 /// FIDO key whose application is not on the websafe allow-list (`ssh:*` by
 /// default) signs only what OpenSSH's agent reads as a userauth request by

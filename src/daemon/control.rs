@@ -89,6 +89,25 @@ fn method_name(m: ConfirmMethod) -> &'static str {
     }
 }
 
+/// A certificate's validity for `status`: `valid_after` and `valid_before`
+/// (seconds since the epoch; `valid_before` null when valid forever),
+/// `expires_in` (seconds, negative once past), `expired` and `drop_in`
+/// (seconds until the agent drops it); null for a plain key.
+fn certificate_status(id: &crate::keys::keystore::Identity) -> Value {
+    let Some(cert) = id.cert else {
+        return Value::Null;
+    };
+    let now = crate::ssh::cert::unix_now();
+    let signed = |t: u64| i64::try_from(t).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(i64::MAX);
+    json!({
+        "valid_after": cert.valid_after,
+        "valid_before": cert.expires(),
+        "expires_in": cert.expires().map(signed),
+        "expired": cert.expired(now),
+        "drop_in": cert.drop_at().map(|at| at.saturating_sub(now)),
+    })
+}
+
 async fn status(agent: &Agent) -> Value {
     // The reload count first: everything read after it is at least as new
     // as the reloads it counts.
@@ -110,6 +129,7 @@ async fn status(agent: &Agent) -> Value {
                 "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
                 "locked_in_memory": id.is_locked_in_memory(),
                 "provider": id.provider_name(),
+                "certificate": certificate_status(id),
             })
         })
         .collect();

@@ -547,6 +547,10 @@ impl Session {
             context: &context,
             chain: &self.chain,
         };
+        if crate::daemon::cert_drop::refuses_to_sign(key.2) {
+            warn!(conn = self.id, key = %key.0, "sign refused: the certificate has expired");
+            return crate::daemon::authorize::refused_expired_certificate(&self.agent, &caller);
+        }
         let op = Op::Sign {
             key: sign_key,
             signed,
@@ -912,6 +916,13 @@ impl Session {
                 return failure();
             }
         };
+        {
+            let hops = self.hop_views();
+            let who = self.lister(&hops, RequestClass::of(&self.chain));
+            if crate::daemon::cert_drop::refuse_add(&self.agent, &who, &identity) {
+                return failure();
+            }
+        }
         let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
         let provider = identity.security_key().map(|k| k.provider.describe());
         if !self
