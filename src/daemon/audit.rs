@@ -96,6 +96,28 @@ pub struct AuditRecord {
     /// The provider a hardware key uses (its library path, or `internal`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// Set when `[forwarded] brake` made the request ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brake: Option<AuditBrake>,
+}
+
+/// What the brake saw: `hosts` distinct destinations through the first
+/// forwarding hop within `per`, more than its `limit`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditBrake {
+    pub hosts: usize,
+    pub per: String,
+    pub limit: u32,
+}
+
+impl From<&crate::policy::brake::Burst> for AuditBrake {
+    fn from(burst: &crate::policy::brake::Burst) -> Self {
+        AuditBrake {
+            hosts: burst.hosts,
+            per: crate::duration::format(burst.per),
+            limit: burst.limit,
+        }
+    }
 }
 
 impl AuditRecord {
@@ -119,6 +141,7 @@ impl AuditRecord {
             conn,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 }
@@ -152,6 +175,7 @@ impl AuditRecord {
             conn,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 
@@ -539,6 +563,7 @@ mod tests {
             conn: 1,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 
@@ -629,6 +654,7 @@ mod tests {
             conn: 1,
             upstream: false,
             provider: None,
+            brake: None,
         };
         for _ in 0..5 {
             log.record(rec.clone());

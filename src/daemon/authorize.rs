@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::confirm::broker::{NotAsked, Origin, Question};
 use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
-use crate::daemon::audit::{AuditRecord, AuditSink};
+use crate::daemon::audit::{AuditBrake, AuditRecord, AuditSink};
 use crate::keys::keystore::Identity;
 use crate::policy::grants::GrantScope;
 use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
@@ -223,6 +223,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 decision.action = Action::Confirm;
                 decision.remember = None;
             }
+            let burst = brake(agent, &policy, ctx, &mut decision);
             let prompt = || {
                 let mut prompt = prompt_for(ctx, None);
                 if let SignedData::Sshsig { namespace } = signed {
@@ -231,10 +232,12 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                     }
                 }
                 prompt.touch = touch;
+                prompt.brake = burst.as_ref().map(crate::policy::brake::Burst::describe);
                 prompt
             };
             let mut record = AuditRecord::sign(ctx, false, &decision.rule, ABANDONED, caller.conn);
             record.provider = provider;
+            record.brake = burst.as_ref().map(AuditBrake::from);
             let upstream = matches!(key, SignKey::Upstream);
             record.upstream = upstream;
             // Whether something outside this process signs, and can still
@@ -250,6 +253,11 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 &policy.confirm,
             )
             .await;
+            // A braked request's reason says so, whatever the answer was.
+            let reason = match &burst {
+                Some(_) => format!("brake:{reason}"),
+                None => reason,
+            };
             if !allowed {
                 info!(
                     conn = caller.conn,
@@ -471,6 +479,30 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
         caller.conn,
     );
     Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
+}
+
+/// `[forwarded] brake`: counts this request's destination against its
+/// first forwarding hop and, once that hop is past the limit, turns an
+/// `allow` or `notify` (or a remembered approval) into a question that is
+/// not remembered. A `deny` is neither counted nor changed.
+fn brake(
+    agent: &Agent,
+    policy: &crate::policy::Policy,
+    ctx: &RequestContext,
+    decision: &mut Decision,
+) -> Option<crate::policy::brake::Burst> {
+    let settings = policy.brake.as_ref()?;
+    if decision.action == Action::Deny {
+        return None;
+    }
+    let burst = agent.bursts.note(settings, ctx, Instant::now())?;
+    warn!(
+        key = %ctx.key_fingerprint,
+        "brake: {}; asking", burst.describe()
+    );
+    decision.action = Action::Confirm;
+    decision.remember = None;
+    Some(burst)
 }
 
 /// A signature with a certificate past its `valid_before`, before the
@@ -731,6 +763,7 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_parents: ctx.peer.parents.clone(),
         remember: None,
         touch: false,
+        brake: None,
     }
 }
 

@@ -99,6 +99,14 @@ struct RawForwarded {
     remove_all: Option<S<String>>,
     lock: Option<S<String>>,
     unlock: Option<S<String>>,
+    brake: Option<S<RawBrake>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBrake {
+    hosts: S<i64>,
+    per: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +173,7 @@ struct Partial {
     known_hosts_ports: Vec<u16>,
     lock_idle: Option<Duration>,
     lock_on_screen: Option<bool>,
+    brake: Option<super::brake::BrakeSettings>,
 }
 
 impl Partial {
@@ -196,7 +205,8 @@ impl Partial {
             lock_idle,
             lock_on_screen,
             upstream_socket,
-            upstream_timeout
+            upstream_timeout,
+            brake
         );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
@@ -434,6 +444,9 @@ fn compile_file(
         p.fwd_remove_all = ctx.action(&f.remove_all);
         p.fwd_lock = ctx.action(&f.lock);
         p.fwd_unlock = ctx.action(&f.unlock);
+        if let Some(b) = &f.brake {
+            p.brake = brake_settings(&mut ctx, b.get_ref());
+        }
     }
     if let Some(a) = &raw.audit {
         p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
@@ -658,7 +671,42 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
             idle: p.lock_idle,
             on_screen_lock: p.lock_on_screen.unwrap_or(false),
         },
+        brake: p.brake,
     }
+}
+
+/// `[forwarded] brake = { hosts = N, per = "DURATION" }`, checked: `hosts`
+/// from 1 to [`super::brake::MAX_HOSTS`], `per` more than 0 and at most a
+/// day.
+fn brake_settings(ctx: &mut Ctx<'_>, raw: &RawBrake) -> Option<super::brake::BrakeSettings> {
+    use super::brake::{BrakeSettings, MAX_HOSTS, MAX_PER};
+    let hosts = *raw.hosts.get_ref();
+    let hosts = match u32::try_from(hosts) {
+        Ok(n) if (1..=MAX_HOSTS).contains(&n) => Some(n),
+        _ => {
+            ctx.err(
+                raw.hosts.span(),
+                format!("forwarded.brake.hosts must be from 1 to {MAX_HOSTS}, not {hosts}"),
+            );
+            None
+        }
+    };
+    let per = ctx.duration(&raw.per);
+    let per = match per {
+        Some(d) if d > Duration::ZERO && d <= MAX_PER => Some(d),
+        Some(_) => {
+            ctx.err(
+                raw.per.span(),
+                "forwarded.brake.per must be more than 0 and at most 24h",
+            );
+            None
+        }
+        None => None,
+    };
+    Some(BrakeSettings {
+        hosts: hosts?,
+        per: per?,
+    })
 }
 
 /// Parses policy text that has no file (no includes).
