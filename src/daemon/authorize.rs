@@ -508,7 +508,7 @@ fn brake(
 /// A signature with a certificate past its `valid_before`, before the
 /// policy is read: `deny`, rule and reason `cert-expired`.
 pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>) -> Verdict {
-    use crate::daemon::cert_drop::CERT_EXPIRED;
+    use crate::keys::expiry::REASON as CERT_EXPIRED;
     let record = AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
     Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, CERT_EXPIRED.into(), false)
 }

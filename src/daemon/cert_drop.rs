@@ -9,14 +9,13 @@ use tracing::{info, warn};
 use crate::daemon::agent::Agent;
 use crate::daemon::audit::AuditRecord;
 use crate::daemon::authorize::Lister;
-use crate::keys::expiry::CertValidity;
+// Rule and reason of every record this module writes.
+use crate::keys::expiry::{CertValidity, REASON as CERT_EXPIRED};
 use crate::keys::keystore::Identity;
 use crate::ssh::cert::unix_now;
 use crate::trust::context::RequestClass;
 use crate::trust::peer::Peer;
 
-/// Rule and reason of every record this module writes.
-pub const CERT_EXPIRED: &str = "cert-expired";
 
 /// Whether `blob` is a certificate whose `valid_before` has passed by this
 /// machine's clock: servers refuse it, so it is never signed with (a key

@@ -20,6 +20,10 @@ use crate::ssh::key::PublicKey;
 /// added it.
 pub const GRACE_SECS: u64 = 5 * 60;
 
+/// The audit reason (and rule) of everything done to an expired
+/// certificate: a signature refused, a drop, an add refused.
+pub const REASON: &str = "cert-expired";
+
 /// OpenSSH's "valid forever" (`ssh-keygen -V forever`).
 const FOREVER: u64 = u64::MAX;
 

@@ -230,7 +230,7 @@ impl Gone {
     pub fn reason(self) -> &'static str {
         match self {
             Gone::Expired => "key-expired",
-            Gone::CertExpired => "cert-expired",
+            Gone::CertExpired => crate::keys::expiry::REASON,
             Gone::Removed => "key-removed",
             Gone::Locked => "locked",
         }

@@ -935,6 +935,44 @@ mod tests {
     }
 
     #[test]
+    fn the_brake_is_read_checked_and_off_unless_set() {
+        let policy = parse_str("[forwarded]\nbrake = { hosts = 3, per = \"2m\" }\n", "p").unwrap();
+        assert_eq!(
+            policy.brake,
+            Some(super::super::brake::BrakeSettings {
+                hosts: 3,
+                per: Duration::from_secs(120)
+            })
+        );
+        // An existing file without it keeps meaning what it meant.
+        assert_eq!(parse_str("[forwarded]\nadd = \"deny\"\n", "p").unwrap().brake, None);
+        assert_eq!(
+            errors("[forwarded]\nbrake = { hosts = 0, per = \"1m\" }\n"),
+            ["p.toml:2:19: forwarded.brake.hosts must be from 1 to 1000, not 0"]
+        );
+        assert_eq!(
+            errors("[forwarded]\nbrake = { hosts = 5, per = \"2d\" }\n"),
+            ["p.toml:2:28: forwarded.brake.per must be more than 0 and at most 24h"]
+        );
+        let missing = errors("[forwarded]\nbrake = { hosts = 5 }\n").join("\n");
+        assert!(missing.contains("per"), "{missing}");
+        let unknown = errors("[forwarded]\nbrake = { hosts = 5, per = \"1m\", window = 3 }\n").join("\n");
+        assert!(unknown.contains("window"), "{unknown}");
+    }
+
+    #[test]
+    fn the_built_in_policy_brakes_at_five_hosts_a_minute() {
+        let policy = parse_str(DEFAULT_POLICY, "built-in").unwrap();
+        assert_eq!(
+            policy.brake,
+            Some(super::super::brake::BrakeSettings {
+                hosts: 5,
+                per: Duration::from_secs(60)
+            })
+        );
+    }
+
+    #[test]
     fn known_hosts_ports_are_ports() {
         let policy = parse_str("[known_hosts]\nports = [2222, 22202, 2222]\n", "p").unwrap();
         assert_eq!(policy.known_hosts_ports, vec![2222, 22202]);
