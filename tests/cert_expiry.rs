@@ -168,3 +168,34 @@ fn status_shows_when_each_certificate_ends() {
     let line = format!("certificate expires {}", stdout(&when).trim());
     assert!(shown.contains(&line), "no `{line}` in:\n{shown}");
 }
+
+/// An upstream agent (OpenSSH's own ssh-agent, which keeps a certificate
+/// Debian's ssh-add gave no lifetime) holds an expired certificate: hopward
+/// refuses to sign with it, and leaves the upstream's keys alone.
+#[test]
+fn an_expired_certificate_of_the_upstream_agent_never_signs_through_hopward() {
+    let tmp = tempdir();
+    let up = common::upstream::SshAgent::start(&tmp.path().join("up.sock"));
+    let ca = keygen(tmp.path(), "ca", "ed25519", None);
+    let key = keygen(tmp.path(), "theirs", "ed25519", None);
+    let cert = certify_until(&ca, &key, unix_now() - 60);
+    ok(up.ssh_add(&[key.to_str().unwrap()]));
+    let agent = Daemon::builder()
+        .policy(ALLOW_ALL)
+        .arg("--upstream")
+        .arg(up.sock.to_str().unwrap())
+        .start();
+
+    let with_cert = agent.ssh_add(&["-T", cert.to_str().unwrap()]);
+    assert!(!with_cert.status.success(), "{}", text(&with_cert));
+    ok(agent.ssh_add(&["-T", key.with_extension("pub").to_str().unwrap()]));
+    let refused = agent.wait_audit("the refused signature", |r| {
+        r["event"] == "sign" && r["reason"] == "cert-expired"
+    });
+    assert_eq!(refused["decision"], "deny");
+    assert_eq!(refused["upstream"], true, "{refused}");
+    assert!(
+        stdout(&up.ssh_add(&["-l"])).contains("ED25519-CERT"),
+        "the upstream keeps its certificate"
+    );
+}

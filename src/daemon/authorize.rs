@@ -506,10 +506,13 @@ fn brake(
 }
 
 /// A signature with a certificate past its `valid_before`, before the
-/// policy is read: `deny`, rule and reason `cert-expired`.
-pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>) -> Verdict {
+/// policy is read: `deny`, rule and reason `cert-expired` (`upstream` for
+/// a certificate of the upstream agent).
+pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
     use crate::keys::expiry::REASON as CERT_EXPIRED;
-    let record = AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
+    let mut record =
+        AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
+    record.upstream = upstream;
     Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, CERT_EXPIRED.into(), false)
 }
 

@@ -549,7 +549,12 @@ impl Session {
         };
         if crate::daemon::cert_drop::refuses_to_sign(key.2) {
             warn!(conn = self.id, key = %key.0, "sign refused: the certificate has expired");
-            return crate::daemon::authorize::refused_expired_certificate(&self.agent, &caller);
+            let upstream = matches!(sign_key, SignKey::Upstream);
+            return crate::daemon::authorize::refused_expired_certificate(
+                &self.agent,
+                &caller,
+                upstream,
+            );
         }
         let op = Op::Sign {
             key: sign_key,
