@@ -180,6 +180,16 @@ fn past_the_limit_allowed_and_remembered_logins_are_asked_and_say_how_many() {
     assert_eq!(records[3]["brake"]["per"], "1h");
     assert_eq!(records[3]["brake"]["limit"], 2);
     assert!(records[2].get("brake").is_none(), "{}", records[2]);
+
+    // status shows the bastion past the limit.
+    let status = w.agent.status();
+    assert_eq!(status["brake"]["hops"][0]["hop"], "bastion", "{status:#}");
+    assert_eq!(status["brake"]["hops"][0]["hosts"], 4, "{status:#}");
+    assert_eq!(status["brake"]["hops"][0]["engaged"], true, "{status:#}");
+    let shown = stdout(&ok(run(std::process::Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&w.agent.sock))));
+    assert!(shown.contains("bastion: 4 host(s), ASKING"), "{shown}");
 }
 
 #[test]

@@ -124,6 +124,32 @@ fn duration(secs: u64) -> String {
     }
 }
 
+/// `[forwarded] brake` as `status` shows it: the limit, then each first
+/// hop with its count, `ASKING` once past the limit.
+fn brake_line(brake: &Value) -> Option<String> {
+    if !brake.is_object() {
+        return None;
+    }
+    let mut line = format!(
+        "more than {} hosts per {} through one bastion are asked",
+        brake["hosts"],
+        brake["per"].as_str().unwrap_or("?")
+    );
+    for hop in brake["hops"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            "; {}: {} host(s){}",
+            crate::text::clean(hop["hop"].as_str().unwrap_or("?"), 64),
+            hop["hosts"],
+            if hop["engaged"] == true {
+                ", ASKING"
+            } else {
+                ""
+            }
+        ));
+    }
+    Some(line)
+}
+
 /// A certificate's expiry as `status` shows it: when it ends (UTC) and how
 /// long from now, or that it has ended and when the agent drops it.
 fn certificate_note(cert: &Value) -> Option<String> {
@@ -242,6 +268,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             conns
         }
     ));
+    if let Some(line) = brake_line(&v["brake"]) {
+        out.push_str(&format!("brake:       {line}\n"));
+    }
     out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
     if let Some(line) = audit_line(v) {
         out.push_str(&format!("audit:       {line}\n"));

@@ -108,6 +108,26 @@ fn certificate_status(id: &crate::keys::keystore::Identity) -> Value {
     })
 }
 
+/// `[forwarded] brake` for `status`: the limit and, per first forwarding
+/// hop with destinations in the window, how many and whether it is asking;
+/// null when the policy sets no brake.
+fn brake_status(agent: &Agent, policy: &crate::policy::Policy) -> Value {
+    let Some(settings) = policy.brake else {
+        return Value::Null;
+    };
+    let hops: Vec<Value> = agent
+        .bursts
+        .counts(&settings, Instant::now())
+        .into_iter()
+        .map(|c| json!({ "hop": c.hop, "hosts": c.hosts, "engaged": c.engaged }))
+        .collect();
+    json!({
+        "hosts": settings.hosts,
+        "per": crate::duration::format(settings.per),
+        "hops": hops,
+    })
+}
+
 async fn status(agent: &Agent) -> Value {
     // The reload count first: everything read after it is at least as new
     // as the reloads it counts.
@@ -205,6 +225,7 @@ async fn status(agent: &Agent) -> Value {
             "detail": why,
             "timeout_secs": policy.confirm.timeout.as_secs(),
         },
+        "brake": brake_status(agent, &policy),
         "pending_prompts": agent.prompts.open(),
         // `null` when decisions only reach the daemon log.
         "audit": agent.audit.health(),

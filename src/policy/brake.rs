@@ -82,6 +82,18 @@ struct HopLog {
     /// Each destination with when it was last asked for, oldest first.
     seen: VecDeque<(Dest, Instant)>,
     last: Option<Instant>,
+    /// The hop as prompts and `status` name it.
+    label: String,
+}
+
+/// One first forwarding hop as `hopward status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopCount {
+    pub hop: String,
+    /// Distinct destinations within the window.
+    pub hosts: usize,
+    /// Past the limit: every request through it is asked.
+    pub engaged: bool,
 }
 
 #[derive(Debug, Default)]
@@ -128,8 +140,13 @@ impl Bursts {
                 state.hops.remove(&fp);
             }
         }
+        let label = first
+            .names
+            .first()
+            .map_or_else(|| first.fingerprint.clone(), |n| crate::text::clean(n, 64));
         let log = state.hops.entry(first.fingerprint.clone()).or_default();
         log.last = Some(now);
+        log.label.clone_from(&label);
         while log
             .seen
             .front()
@@ -143,15 +160,39 @@ impl Bursts {
             log.seen.pop_front();
         }
         let hosts = log.seen.len();
-        (hosts > settings.hosts as usize).then(|| Burst {
-            hop: first
-                .names
-                .first()
-                .map_or_else(|| first.fingerprint.clone(), |n| crate::text::clean(n, 64)),
+        (hosts > settings.hosts as usize).then_some(Burst {
+            hop: label,
             hosts,
             per: settings.per,
             limit: settings.hosts,
         })
+    }
+}
+
+impl Bursts {
+    /// The first hops with destinations inside the window now, busiest
+    /// first.
+    pub fn counts(&self, settings: &BrakeSettings, now: Instant) -> Vec<HopCount> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts: Vec<HopCount> = state
+            .hops
+            .values()
+            .map(|log| {
+                let hosts = log
+                    .seen
+                    .iter()
+                    .filter(|(_, at)| now.saturating_duration_since(*at) < settings.per)
+                    .count();
+                HopCount {
+                    hop: log.label.clone(),
+                    hosts,
+                    engaged: hosts > settings.hosts as usize,
+                }
+            })
+            .filter(|c| c.hosts > 0)
+            .collect();
+        counts.sort_by(|a, b| b.hosts.cmp(&a.hosts).then_with(|| a.hop.cmp(&b.hop)));
+        counts
     }
 }
 
@@ -208,6 +249,15 @@ mod tests {
         assert!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now).is_some());
         // Another bastion has its own count.
         assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("other", Some("c")), now), None);
+        let counts = bursts.counts(&TWO_A_MINUTE, now);
+        assert_eq!(
+            counts,
+            [
+                HopCount { hop: "bastion".into(), hosts: 3, engaged: true },
+                HopCount { hop: "other".into(), hosts: 1, engaged: false },
+            ]
+        );
+        assert!(bursts.counts(&TWO_A_MINUTE, now + Duration::from_secs(60)).is_empty());
     }
 
     #[test]
