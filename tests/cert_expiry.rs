@@ -199,3 +199,39 @@ fn an_expired_certificate_of_the_upstream_agent_never_signs_through_hopward() {
         "the upstream keeps its certificate"
     );
 }
+
+/// OpenSSH 10.5's `ssh-add` asks for the drop itself (a lifetime of
+/// `valid_before` + 5 minutes - now): the agent's own drop agrees with it,
+/// and the drop is audited either way.
+#[test]
+fn a_certificate_added_by_ssh_add_10_5_goes_at_the_same_time_and_is_audited() {
+    let agent = Daemon::builder().policy(ALLOW_ALL).start();
+    let dir = tempdir();
+    let ca = keygen(dir.path(), "ca", "ed25519", None);
+    let key = keygen(dir.path(), "user", "ed25519", None);
+    certify_until(&ca, &key, unix_now() - (GRACE - 10));
+
+    let added = ok(common::openssh105::ssh_add(
+        &agent.sock,
+        &[key.to_str().unwrap()],
+    ));
+    assert!(text(&added).contains("Lifetime set to"), "{}", text(&added));
+    let status = agent.status();
+    let cert = status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["type"].as_str().unwrap().ends_with("-CERT"))
+        .cloned()
+        .expect("the certificate in status");
+    assert_eq!(cert["certificate"]["expired"], true, "{cert}");
+    wait_until(
+        "the expired certificate to be dropped",
+        Duration::from_secs(60),
+        || !listed(&agent).contains("ED25519-CERT"),
+    );
+    let dropped = agent.wait_audit("the drop", |r| {
+        r["event"] == "remove" && r["reason"] == "cert-expired"
+    });
+    assert_eq!(dropped["decision"], "allow");
+}

@@ -25,9 +25,12 @@ pub fn refuses_to_sign(blob: &[u8]) -> bool {
 }
 
 /// Records the certificates among `gone` (taken out by the reaper) that
-/// went because their grace ended: event `remove`, `allow` (the agent's
+/// went after their `valid_before`: event `remove`, `allow` (the agent's
 /// own doing), rule and reason `cert-expired`, the agent itself as peer.
-/// Keys whose `ssh-add -t` lifetime ended are not recorded, as before.
+/// That includes one whose lifetime from OpenSSH 10.1's `ssh-add` (the
+/// same grace, counted on the other clock) ended a moment first. Keys
+/// whose `ssh-add -t` lifetime ended before that are not recorded, as
+/// before.
 pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
     let me = Peer {
         uid: agent.options.owner_uid,
@@ -35,7 +38,7 @@ pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
         exe: std::env::current_exe().ok(),
         parents: Vec::new(),
     };
-    for identity in gone.iter().filter(|id| id.cert_dropped()) {
+    for identity in gone.iter().filter(|id| id.cert_expired()) {
         info!(key = %identity.fingerprint, "certificate expired; removed");
         let record = AuditRecord::key_event(
             "remove",
