@@ -51,6 +51,10 @@ fn policy_explain_names_the_rule() {
     let printed = stdout(&out);
     assert!(printed.contains("decision: confirm"), "{printed}");
     assert!(
+        printed.contains("note:     brake: past 5 distinct destinations within 1m"),
+        "{printed}"
+    );
+    assert!(
         printed.contains("rule:     production through the bastion"),
         "{printed}"
     );
@@ -283,4 +287,39 @@ fn policy_explain_says_whether_the_key_is_listed() {
         local.contains("listed:   yes (a connection without session-bind"),
         "{local}"
     );
+}
+
+/// `[forwarded] brake` is a field `policy check` knows: a good one is
+/// shown, a bad one is an error at its place.
+#[test]
+fn policy_check_knows_the_brake() {
+    let tmp = tempdir();
+    let file = tmp.path().join("policy.toml");
+    std::fs::write(&file, "[forwarded]\nbrake = { hosts = 3, per = \"30s\" }\n").unwrap();
+    let out = ok(run(Command::new(HOPWARD)
+        .args(["policy", "check"])
+        .arg(&file)));
+    assert!(
+        stdout(&out).contains(
+            "brake: past 3 distinct destinations within 30s through one first forwarding hop"
+        ),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        &file,
+        "[forwarded]\nbrake = { hosts = 3, per = \"soon\" }\n",
+    )
+    .unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("policy.toml:2:28:"), "{}", text(&out));
+    std::fs::write(
+        &file,
+        "[forwarded]\nbrake = { hosts = 3, per = \"1m\", burst = 2 }\n",
+    )
+    .unwrap();
+    let out = run(Command::new(HOPWARD).args(["policy", "check"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("burst"), "{}", text(&out));
 }

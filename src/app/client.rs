@@ -124,6 +124,56 @@ fn duration(secs: u64) -> String {
     }
 }
 
+/// `[forwarded] brake` as `status` shows it: the limit, then each first
+/// hop with its count, `ASKING` once past the limit.
+fn brake_line(brake: &Value) -> Option<String> {
+    if !brake.is_object() {
+        return None;
+    }
+    let mut line = format!(
+        "more than {} hosts per {} through one bastion are asked",
+        brake["hosts"],
+        brake["per"].as_str().unwrap_or("?")
+    );
+    for hop in brake["hops"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            "; {}: {} host(s){}",
+            crate::text::clean(hop["hop"].as_str().unwrap_or("?"), 64),
+            hop["hosts"],
+            if hop["engaged"] == true {
+                ", ASKING"
+            } else {
+                ""
+            }
+        ));
+    }
+    Some(line)
+}
+
+/// A certificate's expiry as `status` shows it: when it ends (UTC) and how
+/// long from now, or that it has ended and when the agent drops it.
+fn certificate_note(cert: &Value) -> Option<String> {
+    if !cert.is_object() {
+        return None;
+    }
+    let Some(before) = cert["valid_before"].as_u64() else {
+        return Some("certificate valid forever".into());
+    };
+    let when = crate::daemon::audit::rfc3339_at(before);
+    let left = cert["expires_in"].as_i64().unwrap_or(0);
+    Some(if left > 0 {
+        format!(
+            "certificate expires {when} (in {})",
+            duration(left.unsigned_abs())
+        )
+    } else {
+        format!(
+            "certificate EXPIRED {when}, never signs, dropped in {}",
+            duration(cert["drop_in"].as_u64().unwrap_or(0))
+        )
+    })
+}
+
 /// Renders `status` for people.
 pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     let mut out = String::new();
@@ -218,6 +268,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             conns
         }
     ));
+    if let Some(line) = brake_line(&v["brake"]) {
+        out.push_str(&format!("brake:       {line}\n"));
+    }
     out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
     if let Some(line) = audit_line(v) {
         out.push_str(&format!("audit:       {line}\n"));
@@ -234,6 +287,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
         if let Some(left) = k["expires_in"].as_u64() {
             notes.push(format!("{} left", duration(left)));
+        }
+        if let Some(note) = certificate_note(&k["certificate"]) {
+            notes.push(note);
         }
         if k["locked_in_memory"] == false {
             notes.push("not locked in memory (may reach swap)".to_string());

@@ -156,6 +156,9 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
                 println!("{}: warning: {}", warning.origin, warning.message);
             }
             println!("{}: ok ({} rules)", path.display(), policy.rules.len());
+            if let Some(line) = brake_line(&policy) {
+                println!("{}: {line}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -338,6 +341,11 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     };
     println!("reason:   {why}");
     println!("listed:   {}", listing(&policy, &ctx));
+    if decision.action != Action::Deny && ctx.chain.first().is_some_and(|h| h.forwarding) {
+        if let Some(line) = brake_line(&policy) {
+            println!("note:     {line}; this request would then be asked, remembered or not");
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -354,4 +362,15 @@ fn listing(policy: &Policy, ctx: &RequestContext) -> String {
         Ok(()) => "yes (some user could be allowed through this chain)".into(),
         Err(rule) => format!("no ({rule} refuses it through this chain, whoever logs in)"),
     }
+}
+
+/// What `[forwarded] brake` does, in one line; `None` when it is off.
+fn brake_line(policy: &crate::policy::Policy) -> Option<String> {
+    let brake = policy.brake?;
+    Some(format!(
+        "brake: past {} distinct destinations within {} through one first forwarding hop, \
+         every request through it is asked",
+        brake.hosts,
+        crate::duration::format(brake.per)
+    ))
 }

@@ -65,6 +65,9 @@ pub struct Prompt {
     /// The key is on a FIDO token that wants a touch for this signature:
     /// the person is told, so the blinking token after "Allow" is expected.
     pub touch: bool,
+    /// `[forwarded] brake` caught this request: how many hosts through
+    /// which hop in how long.
+    pub brake: Option<String>,
 }
 
 /// Hops shown in a prompt: a longer chain shows its first two and last
@@ -105,6 +108,12 @@ impl Prompt {
         }
         if self.forwarded {
             lines.push("WARNING: this request came through a forwarded agent.".to_string());
+        }
+        if let Some(brake) = &self.brake {
+            lines.push(format!(
+                "BRAKE: {}. Every further request through it is asked.",
+                clean(brake, 200)
+            ));
         }
         lines.push(key_line);
         lines.push(format!(
@@ -225,6 +234,9 @@ impl Prompt {
         ];
         if let Some(style) = &self.user_style {
             env.push(("HOPWARD_USER_STYLE", clean(style, 64)));
+        }
+        if let Some(brake) = &self.brake {
+            env.push(("HOPWARD_BRAKE", clean(brake, 200)));
         }
         if let Some(pid) = self.peer_pid {
             env.push(("HOPWARD_PID", pid.to_string()));

@@ -80,6 +80,9 @@ pub struct Agent {
     pub policy: PolicyStore,
     pub known_hosts: KnownHosts,
     pub grants: Grants,
+    /// Destinations asked for through each first forwarding hop, for
+    /// `[forwarded] brake`.
+    pub bursts: crate::policy::brake::Bursts,
     pub audit: Arc<dyn AuditSink>,
     pub options: AgentOptions,
     next_connection: AtomicU64,
@@ -178,6 +181,7 @@ impl Agent {
             known_hosts,
             policy,
             grants: Grants::default(),
+            bursts: crate::policy::brake::Bursts::new(),
             audit,
             options,
             next_connection: AtomicU64::new(1),

@@ -113,6 +113,28 @@ pub struct AuditRecord {
     /// The provider a hardware key uses (its library path, or `internal`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// Set when `[forwarded] brake` made the request ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brake: Option<AuditBrake>,
+}
+
+/// What the brake saw: `hosts` distinct destinations through the first
+/// forwarding hop within `per`, more than its `limit`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditBrake {
+    pub hosts: usize,
+    pub per: String,
+    pub limit: u32,
+}
+
+impl From<&crate::policy::brake::Burst> for AuditBrake {
+    fn from(burst: &crate::policy::brake::Burst) -> Self {
+        AuditBrake {
+            hosts: burst.hosts,
+            per: crate::duration::format(burst.per),
+            limit: burst.limit,
+        }
+    }
 }
 
 impl AuditRecord {
@@ -136,6 +158,7 @@ impl AuditRecord {
             conn,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 }
@@ -169,6 +192,7 @@ impl AuditRecord {
             conn,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 
@@ -474,7 +498,21 @@ pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs();
+    format!(
+        "{}.{:03}Z",
+        civil_time(now.as_secs()),
+        now.subsec_millis()
+    )
+}
+
+/// UTC at `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (a certificate's
+/// end in `hopward status`).
+pub fn rfc3339_at(secs: u64) -> String {
+    format!("{}Z", civil_time(secs))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch, UTC.
+fn civil_time(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -487,17 +525,22 @@ pub fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        now.subsec_millis()
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_time_is_shown_in_utc() {
+        assert_eq!(rfc3339_at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_at(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
 
     #[test]
     fn timestamp_shape() {
@@ -538,6 +581,7 @@ mod tests {
             conn: 1,
             upstream: false,
             provider: None,
+            brake: None,
         }
     }
 
@@ -628,6 +672,7 @@ mod tests {
             conn: 1,
             upstream: false,
             provider: None,
+            brake: None,
         };
         for _ in 0..5 {
             log.record(rec.clone());

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::confirm::broker::{NotAsked, Origin, Question};
 use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
-use crate::daemon::audit::{AuditRecord, AuditSink};
+use crate::daemon::audit::{AuditBrake, AuditRecord, AuditSink};
 use crate::daemon::one_login::{SAME_LOGIN, ThisLogin};
 use crate::keys::keystore::Identity;
 use crate::policy::grants::GrantScope;
@@ -227,6 +227,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 decision.action = Action::Confirm;
                 decision.remember = None;
             }
+            let burst = brake(agent, &policy, ctx, &mut decision);
             let prompt = || {
                 let mut prompt = prompt_for(ctx, None);
                 if let SignedData::Sshsig { namespace } = signed {
@@ -235,10 +236,12 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                     }
                 }
                 prompt.touch = touch;
+                prompt.brake = burst.as_ref().map(crate::policy::brake::Burst::describe);
                 prompt
             };
             let mut record = AuditRecord::sign(ctx, false, &decision.rule, ABANDONED, caller.conn);
             record.provider = provider;
+            record.brake = burst.as_ref().map(AuditBrake::from);
             let upstream = matches!(key, SignKey::Upstream);
             record.upstream = upstream;
             // Whether something outside this process signs, and can still
@@ -254,6 +257,11 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 &policy.confirm,
             )
             .await;
+            // A braked request's reason says so, whatever the answer was.
+            let reason = match &burst {
+                Some(_) => format!("brake:{reason}"),
+                None => reason,
+            };
             if !allowed {
                 info!(
                     conn = caller.conn,
@@ -483,6 +491,43 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
         caller.conn,
     );
     Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
+}
+
+/// `[forwarded] brake`: counts this request's destination against its
+/// first forwarding hop and, once that hop is past the limit, turns an
+/// `allow` or `notify` (or a remembered approval) into a question that is
+/// not remembered. A `deny` is neither counted nor changed.
+fn brake(
+    agent: &Agent,
+    policy: &crate::policy::Policy,
+    ctx: &RequestContext,
+    decision: &mut Decision,
+) -> Option<crate::policy::brake::Burst> {
+    let settings = policy.brake.as_ref()?;
+    if decision.action == Action::Deny {
+        return None;
+    }
+    let burst = agent.bursts.note(settings, ctx, Instant::now())?;
+    // Every braked request has its audit record; the log line is for
+    // following along, so a bastion in a loop does not fill it with warnings.
+    info!(
+        key = %ctx.key_fingerprint,
+        "brake: {}; asking", burst.describe()
+    );
+    decision.action = Action::Confirm;
+    decision.remember = None;
+    Some(burst)
+}
+
+/// A signature with a certificate past its `valid_before`, before the
+/// policy is read: `deny`, rule and reason `cert-expired` (`upstream` for
+/// a certificate of the upstream agent).
+pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
+    use crate::keys::expiry::REASON as CERT_EXPIRED;
+    let mut record =
+        AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
+    record.upstream = upstream;
+    Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, CERT_EXPIRED.into(), false)
 }
 
 /// ssh-agent's web-origin check (`check_websafe_message_contents`): a
@@ -749,6 +794,7 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_parents: ctx.peer.parents.clone(),
         remember: None,
         touch: false,
+        brake: None,
     }
 }
 
@@ -1334,5 +1380,106 @@ remember = "10m"
             ("allow", "confirmed")
         );
         assert_eq!(seen[1].1, "deny");
+    }
+}
+
+#[cfg(test)]
+mod brake_tests {
+    //! `[forwarded] brake` in the pipeline: what it turns into a question,
+    //! what it leaves alone, and what the record says.
+    use super::*;
+    use crate::daemon::agent::AgentOptions;
+    use crate::policy::store::PolicyStore;
+    use crate::testing::fakes::{Records, ScriptedDesk};
+    use crate::trust::context::{HopView, RequestClass};
+
+    const POLICY: &str = r#"
+[defaults]
+forwarded = "deny"
+[forwarded]
+brake = { hosts = 1, per = "1m" }
+[[rule]]
+name = "never through dmz"
+via = ["dmz"]
+action = "deny"
+[[rule]]
+name = "tell about ci"
+via = ["ci"]
+action = "notify"
+"#;
+
+    async fn sign_through(agent: &Agent, via: &str) -> Verdict {
+        let peer = Arc::new(Peer {
+            uid: 0,
+            pid: Some(1),
+            exe: None,
+            parents: Vec::new(),
+        });
+        let mut ctx = RequestContext::of_parts(
+            ("SHA256:key", "me@desk"),
+            vec![HopView::named(via, true)],
+            Destination::NotLogin,
+            None,
+            Purpose::Other,
+            &peer,
+        );
+        ctx.class = RequestClass::Forwarded;
+        let chain = Chain::default();
+        let caller = Caller {
+            conn: 1,
+            context: &ctx,
+            chain: &chain,
+            login: None,
+        };
+        let signed = SignedData::parse(b"data");
+        authorize(
+            agent,
+            &caller,
+            Op::Sign {
+                key: SignKey::Upstream,
+                signed: &signed,
+                data: b"data",
+            },
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notify_past_the_limit_asks_and_deny_stays_deny_uncounted() {
+        let policy = crate::policy::file::parse_str(POLICY, "test policy").unwrap();
+        let records = Arc::new(Records::default());
+        let desk = ScriptedDesk::new(vec![Some(Answer::Allowed), Some(Answer::Refused)]);
+        let agent = Agent::new(
+            AgentOptions::new(0),
+            PolicyStore::new(None, policy),
+            Arc::clone(&records) as Arc<dyn AuditSink>,
+        )
+        .with_desk(desk.desk());
+
+        // Denied requests through dmz are neither asked nor counted.
+        for _ in 0..3 {
+            assert!(!sign_through(&agent, "dmz").await.allowed);
+        }
+        // The first signature through ci (not a login: a destination of
+        // its own) is within the limit; the next two are past it.
+        sign_through(&agent, "ci").await.signed();
+        let asked_yes = sign_through(&agent, "ci").await;
+        assert!(asked_yes.allowed);
+        asked_yes.signed();
+        assert!(!sign_through(&agent, "ci").await.allowed);
+        assert_eq!(desk.asked(), 2);
+        assert_eq!(desk.notices(), 1);
+        let reasons: Vec<String> = records.seen().into_iter().map(|(_, _, r)| r).collect();
+        assert_eq!(
+            reasons,
+            [
+                "never through dmz",
+                "never through dmz",
+                "never through dmz",
+                "notified",
+                "brake:confirmed",
+                "brake:refused"
+            ]
+        );
     }
 }

@@ -89,6 +89,45 @@ fn method_name(m: ConfirmMethod) -> &'static str {
     }
 }
 
+/// A certificate's validity for `status`: `valid_after` and `valid_before`
+/// (seconds since the epoch; `valid_before` null when valid forever),
+/// `expires_in` (seconds, negative once past), `expired` and `drop_in`
+/// (seconds until the agent drops it); null for a plain key.
+fn certificate_status(id: &crate::keys::keystore::Identity) -> Value {
+    let Some(cert) = id.cert else {
+        return Value::Null;
+    };
+    let now = crate::ssh::cert::unix_now();
+    let signed = |t: u64| i64::try_from(t).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(i64::MAX);
+    json!({
+        "valid_after": cert.valid_after,
+        "valid_before": cert.expires(),
+        "expires_in": cert.expires().map(signed),
+        "expired": cert.expired(now),
+        "drop_in": cert.drop_at().map(|at| at.saturating_sub(now)),
+    })
+}
+
+/// `[forwarded] brake` for `status`: the limit and, per first forwarding
+/// hop with destinations in the window, how many and whether it is asking;
+/// null when the policy sets no brake.
+fn brake_status(agent: &Agent, policy: &crate::policy::Policy) -> Value {
+    let Some(settings) = policy.brake else {
+        return Value::Null;
+    };
+    let hops: Vec<Value> = agent
+        .bursts
+        .counts(&settings, Instant::now())
+        .into_iter()
+        .map(|c| json!({ "hop": c.hop, "hosts": c.hosts, "engaged": c.engaged }))
+        .collect();
+    json!({
+        "hosts": settings.hosts,
+        "per": crate::duration::format(settings.per),
+        "hops": hops,
+    })
+}
+
 async fn status(agent: &Agent) -> Value {
     // The reload count first: everything read after it is at least as new
     // as the reloads it counts.
@@ -110,6 +149,7 @@ async fn status(agent: &Agent) -> Value {
                 "expires_in": id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
                 "locked_in_memory": id.is_locked_in_memory(),
                 "provider": id.provider_name(),
+                "certificate": certificate_status(id),
             })
         })
         .collect();
@@ -185,6 +225,7 @@ async fn status(agent: &Agent) -> Value {
             "detail": why,
             "timeout_secs": policy.confirm.timeout.as_secs(),
         },
+        "brake": brake_status(agent, &policy),
         "pending_prompts": agent.prompts.open(),
         // `null` when decisions only reach the daemon log.
         "audit": agent.audit.health(),

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod authorize;
 pub mod autolock;
+pub mod cert_drop;
 pub mod control;
 pub mod one_login;
 pub mod policy_watch;

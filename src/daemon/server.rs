@@ -228,7 +228,14 @@ impl Drop for Registered<'_> {
 /// Deletes keys at their deadline.
 async fn reap_expired(agent: Arc<Agent>) {
     loop {
-        let next = agent.keystore.next_deadline();
+        let mut next = agent.keystore.next_deadline();
+        if agent.keystore.holds_expiring_certificates() {
+            // A certificate's end is on the wall clock: look again at least
+            // once a minute, so one that ended while the machine slept is
+            // dropped (and audited) soon after it wakes.
+            let soon = Instant::now() + Duration::from_secs(60);
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
         let sleep = match next {
             Some(deadline) => tokio::time::sleep_until(deadline.into()),
             None => tokio::time::sleep(Duration::from_secs(3600)),
@@ -237,9 +244,9 @@ async fn reap_expired(agent: Arc<Agent>) {
             () = sleep => {}
             () = agent.keystore.deadline_changed() => {}
         }
-        let expired: Vec<String> = agent
-            .keystore
-            .expire(Instant::now())
+        let gone = agent.keystore.expire(Instant::now());
+        crate::daemon::cert_drop::audit_dropped(&agent, &gone);
+        let expired: Vec<String> = gone
             .iter()
             .map(|identity| identity.fingerprint.clone())
             .collect();

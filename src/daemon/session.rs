@@ -597,6 +597,15 @@ impl Session {
             chain: &self.chain,
             login: self.logins.login(signed),
         };
+        if crate::daemon::cert_drop::refuses_to_sign(key.2) {
+            warn!(conn = self.id, key = %key.0, "sign refused: the certificate has expired");
+            let upstream = matches!(sign_key, SignKey::Upstream);
+            return crate::daemon::authorize::refused_expired_certificate(
+                &self.agent,
+                &caller,
+                upstream,
+            );
+        }
         let op = Op::Sign {
             key: sign_key,
             signed,
@@ -963,6 +972,13 @@ impl Session {
                 return failure();
             }
         };
+        {
+            let hops = self.hop_views();
+            let who = self.lister(&hops, RequestClass::of(&self.chain));
+            if crate::daemon::cert_drop::refuse_add(&self.agent, &who, &identity) {
+                return failure();
+            }
+        }
         let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
         let provider = identity.security_key().map(|k| k.provider.describe());
         if !self

@@ -55,6 +55,9 @@ pub struct Identity {
     pub fingerprint: String,
     pub constraints: Constraints,
     pub expires: Option<Instant>,
+    /// A certificate's validity window: past `valid_before` it never signs,
+    /// past the grace after it it is dropped ([`crate::keys::expiry`]).
+    pub cert: Option<crate::keys::expiry::CertValidity>,
     key: Holder,
 }
 
@@ -97,6 +100,7 @@ impl Identity {
             comment: new.comment.clone(),
             constraints,
             expires,
+            cert: crate::keys::expiry::CertValidity::of(&new.public),
             key,
         })
     }
@@ -114,6 +118,7 @@ impl Identity {
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
         Identity {
             fingerprint: public.fingerprint(),
+            cert: crate::keys::expiry::CertValidity::of(&public),
             public,
             comment,
             constraints,
@@ -176,7 +181,33 @@ impl Identity {
     }
 
     fn expired(&self, now: Instant) -> bool {
-        self.expires.is_some_and(|deadline| deadline <= now)
+        self.expires.is_some_and(|deadline| deadline <= now) || self.cert_dropped()
+    }
+
+    /// A certificate past OpenSSH's grace after its `valid_before`, by the
+    /// wall clock: gone as if its lifetime had ended.
+    pub fn cert_dropped(&self) -> bool {
+        self.cert
+            .is_some_and(|cert| cert.dropped(crate::ssh::cert::unix_now()))
+    }
+
+    /// A certificate past its `valid_before`, by the wall clock: it is
+    /// still listed until the grace passes, and never signs.
+    pub fn cert_expired(&self) -> bool {
+        self.cert
+            .is_some_and(|cert| cert.expired(crate::ssh::cert::unix_now()))
+    }
+
+    /// When the reaper should look at it next: its `-t` deadline or a
+    /// certificate's drop time, whichever comes first.
+    fn deadline(&self, now: Instant) -> Option<Instant> {
+        let cert = self.cert.and_then(|cert| cert.drop_at()).map(|at| {
+            crate::keys::expiry::instant_of(at, crate::ssh::cert::unix_now(), now)
+        });
+        match (self.expires, cert) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -185,6 +216,8 @@ impl Identity {
 pub enum Gone {
     /// Its `ssh-add -t` lifetime ended.
     Expired,
+    /// It is a certificate whose `valid_before` has passed.
+    CertExpired,
     /// It was removed (`ssh-add -d`, `-D`, `-e`, SIGUSR1) or replaced by a
     /// new add of the same key.
     Removed,
@@ -197,6 +230,7 @@ impl Gone {
     pub fn reason(self) -> &'static str {
         match self {
             Gone::Expired => "key-expired",
+            Gone::CertExpired => crate::keys::expiry::REASON,
             Gone::Removed => "key-removed",
             Gone::Locked => "locked",
         }
@@ -288,6 +322,9 @@ impl Keystore {
     ) -> Result<(), Gone> {
         let state = self.lock_state();
         if let Some(identity) = identity {
+            if identity.cert_expired() {
+                return Err(Gone::CertExpired);
+            }
             if identity.expired(now) {
                 return Err(Gone::Expired);
             }
@@ -329,7 +366,7 @@ impl Keystore {
         if state.lock.is_some() {
             return Err(LockError::AlreadyLocked);
         }
-        let has_deadline = identity.expires.is_some();
+        let has_deadline = identity.expires.is_some() || identity.cert.is_some();
         let identity = Arc::new(identity);
         match state
             .identities
@@ -399,11 +436,22 @@ impl Keystore {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.lock_state()
             .identities
             .iter()
-            .filter_map(|id| id.expires)
+            .filter_map(|id| id.deadline(now))
             .min()
+    }
+
+    /// Whether a certificate with an end is held: its deadline is on the
+    /// wall clock, which a suspended machine moves past while the
+    /// monotonic one stands still, so the reaper looks again now and then.
+    pub fn holds_expiring_certificates(&self) -> bool {
+        self.lock_state()
+            .identities
+            .iter()
+            .any(|id| id.cert.is_some_and(|c| c.expires().is_some()))
     }
 
     /// Resolves when a newly added key may carry an earlier deadline.

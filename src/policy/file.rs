@@ -99,6 +99,14 @@ struct RawForwarded {
     remove_all: Option<S<String>>,
     lock: Option<S<String>>,
     unlock: Option<S<String>>,
+    brake: Option<S<RawBrake>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBrake {
+    hosts: S<i64>,
+    per: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +174,7 @@ struct Partial {
     known_hosts_ports: Vec<u16>,
     lock_idle: Option<Duration>,
     lock_on_screen: Option<bool>,
+    brake: Option<super::brake::BrakeSettings>,
 }
 
 impl Partial {
@@ -197,7 +206,8 @@ impl Partial {
             lock_idle,
             lock_on_screen,
             upstream_socket,
-            upstream_timeout
+            upstream_timeout,
+            brake
         );
         let mut kh = other.known_hosts;
         kh.append(&mut self.known_hosts);
@@ -468,6 +478,9 @@ fn compile_file(
         p.fwd_remove_all = ctx.action(&f.remove_all);
         p.fwd_lock = ctx.action(&f.lock);
         p.fwd_unlock = ctx.action(&f.unlock);
+        if let Some(b) = &f.brake {
+            p.brake = brake_settings(&mut ctx, b.get_ref());
+        }
     }
     if let Some(a) = &raw.audit {
         p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
@@ -697,7 +710,42 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy
             idle: p.lock_idle,
             on_screen_lock: p.lock_on_screen.unwrap_or(false),
         },
+        brake: p.brake,
     }
+}
+
+/// `[forwarded] brake = { hosts = N, per = "DURATION" }`, checked: `hosts`
+/// from 1 to [`super::brake::MAX_HOSTS`], `per` more than 0 and at most a
+/// day.
+fn brake_settings(ctx: &mut Ctx<'_>, raw: &RawBrake) -> Option<super::brake::BrakeSettings> {
+    use super::brake::{BrakeSettings, MAX_HOSTS, MAX_PER};
+    let hosts = *raw.hosts.get_ref();
+    let hosts = match u32::try_from(hosts) {
+        Ok(n) if (1..=MAX_HOSTS).contains(&n) => Some(n),
+        _ => {
+            ctx.err(
+                raw.hosts.span(),
+                format!("forwarded.brake.hosts must be from 1 to {MAX_HOSTS}, not {hosts}"),
+            );
+            None
+        }
+    };
+    let per = ctx.duration(&raw.per);
+    let per = match per {
+        Some(d) if d > Duration::ZERO && d <= MAX_PER => Some(d),
+        Some(_) => {
+            ctx.err(
+                raw.per.span(),
+                "forwarded.brake.per must be more than 0 and at most 24h",
+            );
+            None
+        }
+        None => None,
+    };
+    Some(BrakeSettings {
+        hosts: hosts?,
+        per: per?,
+    })
 }
 
 /// Parses policy text that has no file (no includes).
@@ -924,6 +972,44 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_brake_is_read_checked_and_off_unless_set() {
+        let policy = parse_str("[forwarded]\nbrake = { hosts = 3, per = \"2m\" }\n", "p").unwrap();
+        assert_eq!(
+            policy.brake,
+            Some(super::super::brake::BrakeSettings {
+                hosts: 3,
+                per: Duration::from_secs(120)
+            })
+        );
+        // An existing file without it keeps meaning what it meant.
+        assert_eq!(parse_str("[forwarded]\nadd = \"deny\"\n", "p").unwrap().brake, None);
+        assert_eq!(
+            errors("[forwarded]\nbrake = { hosts = 0, per = \"1m\" }\n"),
+            ["p.toml:2:19: forwarded.brake.hosts must be from 1 to 1000, not 0"]
+        );
+        assert_eq!(
+            errors("[forwarded]\nbrake = { hosts = 5, per = \"2d\" }\n"),
+            ["p.toml:2:28: forwarded.brake.per must be more than 0 and at most 24h"]
+        );
+        let missing = errors("[forwarded]\nbrake = { hosts = 5 }\n").join("\n");
+        assert!(missing.contains("per"), "{missing}");
+        let unknown = errors("[forwarded]\nbrake = { hosts = 5, per = \"1m\", window = 3 }\n").join("\n");
+        assert!(unknown.contains("window"), "{unknown}");
+    }
+
+    #[test]
+    fn the_built_in_policy_brakes_at_five_hosts_a_minute() {
+        let policy = parse_str(DEFAULT_POLICY, "built-in").unwrap();
+        assert_eq!(
+            policy.brake,
+            Some(super::super::brake::BrakeSettings {
+                hosts: 5,
+                per: Duration::from_secs(60)
+            })
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Invariants: a poisoned connection is always denied; OpenSSH constraints
 //! are checked before the policy and can only make a decision stricter.
 
+pub mod brake;
 pub mod file;
 pub mod grants;
 pub mod lint;
@@ -176,6 +177,8 @@ pub struct Policy {
     /// up with, as `[name]:port` (how ssh records a host on another port).
     pub known_hosts_ports: Vec<u16>,
     pub lock: LockSettings,
+    /// `[forwarded] brake`: `None` when the file sets none.
+    pub brake: Option<brake::BrakeSettings>,
     /// Exact host names the rules mention (precomputed for the hot path).
     pub exact_names: Vec<String>,
     /// One shape per rule, in the same order (see [`prefilter`]).
