@@ -62,16 +62,35 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
     control_from(socket, None, op)
 }
 
+/// [`control`], giving up after `timeout` for each read and write (ssh's
+/// `KnownHostsCommand` must not hold ssh up on a stuck agent).
+pub fn control_within(
+    socket: &std::path::Path,
+    op: &Value,
+    timeout: Duration,
+) -> Result<Value, String> {
+    control_timed(socket, None, op, timeout)
+}
+
 /// [`control`]; when nothing listens there, says where `socket` came from
 /// (`from`) and how to start an agent.
 fn control_from(socket: &std::path::Path, from: Option<&str>, op: &Value) -> Result<Value, String> {
+    control_timed(socket, from, op, Duration::from_secs(10))
+}
+
+fn control_timed(
+    socket: &std::path::Path,
+    from: Option<&str>,
+    op: &Value,
+    timeout: Duration,
+) -> Result<Value, String> {
     let fail = |e: std::io::Error| format!("cannot talk to the agent at {}: {e}", socket.display());
     let mut s = UnixStream::connect(socket).map_err(|e| match from {
         Some(from) if nobody_there(&e) => no_agent(socket, from, &e),
         _ => fail(e),
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
+    s.set_read_timeout(Some(timeout)).map_err(fail)?;
+    s.set_write_timeout(Some(timeout)).map_err(fail)?;
     let body = crate::daemon::control::request(op);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);

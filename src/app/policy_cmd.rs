@@ -136,7 +136,48 @@ pub fn known_hosts_for(policy: &crate::policy::Policy) -> KnownHosts {
         &policy.known_hosts_ports,
         true,
     ));
+    // The names ssh reported to the daemon, which it kept in the state
+    // directory: a glob rule matches a hashed host only through them.
+    if let Some(path) = crate::trust::learned::default_file() {
+        known.read_learned(&path);
+    }
     known
+}
+
+/// A hop of the chain `explain` is given, named as the daemon would name
+/// it: a name that some known_hosts entry holds becomes that entry's key,
+/// described as a bind with that key would be (plain names, hashed
+/// entries confirmed for the policy's exact names, learned names); a name
+/// no entry holds is taken as given (and a note says so).
+fn explained_hop(
+    name: &str,
+    forwarding: bool,
+    known: &KnownHosts,
+    exact_names: &[String],
+) -> HopView {
+    let hop = known
+        .keys_named(name)
+        .first()
+        .and_then(|key| KnownHosts::hop_for_key(key, forwarding));
+    match hop {
+        Some(hop) => {
+            let names = known.describe(&hop, exact_names);
+            HopView {
+                fingerprint: hop.fingerprint(),
+                hashed: known.named_through_hashed(&hop, &names),
+                names,
+                forwarding,
+                reported_by: None,
+            }
+        }
+        None => HopView {
+            fingerprint: format!("SHA256:({name})"),
+            names: vec![name.to_ascii_lowercase()],
+            forwarding,
+            reported_by: None,
+            hashed: false,
+        },
+    }
 }
 
 fn check(file: Option<std::path::PathBuf>) -> ExitCode {
@@ -146,7 +187,11 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     };
     match parse_file(&path) {
         Ok(policy) => {
-            for warning in unknown_name_warnings(&path, &known_hosts_for(&policy)) {
+            let known = known_hosts_for(&policy);
+            for warning in unknown_name_warnings(&path, &known) {
+                println!("{warning}");
+            }
+            for warning in crate::policy::file::hashed_glob_warnings(&path, &known) {
                 println!("{warning}");
             }
             for warning in rule_warnings(&path) {
@@ -168,7 +213,11 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 /// Builds the request `explain` describes.
-fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
+fn context(
+    args: &ExplainArgs,
+    known: &KnownHosts,
+    exact_names: &[String],
+) -> Result<RequestContext, String> {
     let purpose = match args.purpose.as_str() {
         "login" => Purpose::Login,
         "git" => Purpose::Git,
@@ -192,6 +241,10 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         .enumerate()
         .map(|(i, name)| {
             let is_fp = name.starts_with("SHA256:");
+            let forwarding = i < last || args.unverified;
+            if !is_fp {
+                return explained_hop(name, forwarding, known, exact_names);
+            }
             HopView {
                 fingerprint: if is_fp {
                     name.to_string()
@@ -203,8 +256,9 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
                 } else {
                     vec![name.to_ascii_lowercase()]
                 },
-                forwarding: i < last || args.unverified,
+                forwarding,
                 reported_by: None,
+                hashed: false,
             }
         })
         .collect();
@@ -248,7 +302,8 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = match context(args) {
+    let known = known_hosts_for(&policy);
+    let ctx = match context(args, &known, policy.exact_names()) {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("hopward: {e}");
@@ -256,11 +311,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let decision = policy.decide(&ctx);
-    // explain takes the names it is given as verified; a real request
+    // A name no known_hosts entry holds is taken as given; a real request
     // names a host only through known_hosts.
-    let known = known_hosts_for(&policy);
     for hop in &ctx.chain {
+        if hop.hashed && hop.names.is_empty() {
+            println!(
+                "note:     {} is on a hashed known_hosts line and ssh has not reported its \
+                 name yet: only rules naming its exact name or fingerprint match it (log in \
+                 once with the lines of `hopward ssh-config` in your ssh config)",
+                hop.fingerprint
+            );
+        }
         for name in &hop.names {
+            if !hop.fingerprint.starts_with("SHA256:(") {
+                continue;
+            }
             if !known.mentions(name) {
                 println!(
                     "note:     no known_hosts file names {name:?}; a real request through it \

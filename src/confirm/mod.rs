@@ -33,6 +33,12 @@ pub enum Target {
     /// A login that does not belong to the host the connection was bound
     /// to: nobody can say where it will be used.
     Unverified,
+    /// A login to a host whose key is on a hashed known_hosts line, whose
+    /// name ssh has not reported yet: its host key fingerprint.
+    Unlearned(String),
+    /// A login to this host, a name verified through a hashed known_hosts
+    /// entry.
+    HashedHost(String),
 }
 
 /// What the person is asked about.
@@ -161,6 +167,18 @@ impl Prompt {
                      to the host this connection was bound to",
                     self.as_user()
                 ),
+                Target::Unlearned(fingerprint) => format!(
+                    "log in to a host whose NAME IS NOT LEARNED YET{}: its host key {} is \
+                     known, on a hashed known_hosts line, but ssh has not reported its name \
+                     to hopward (see `hopward ssh-config`)",
+                    self.as_user(),
+                    clean(fingerprint, 100)
+                ),
+                Target::HashedHost(name) => format!(
+                    "log in to {}{} (name verified through a hashed known_hosts entry)",
+                    clean(name, 64),
+                    self.as_user()
+                ),
                 Target::None => format!("login{}", self.as_user()),
             },
             "git" => "git commit signing".to_string(),
@@ -216,8 +234,8 @@ impl Prompt {
                 "HOPWARD_DESTINATION",
                 match &self.target {
                     Target::None => "none",
-                    Target::Host(_) => "verified",
-                    Target::Unknown(_) => "unknown",
+                    Target::Host(_) | Target::HashedHost(_) => "verified",
+                    Target::Unknown(_) | Target::Unlearned(_) => "unknown",
                     Target::Unverified => "unverified",
                 }
                 .to_string(),

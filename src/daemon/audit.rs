@@ -36,6 +36,10 @@ pub struct AuditHop {
     /// For a hop that is the first hop's word (see [`HopView::reported_by`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_by: Option<String>,
+    /// Its name rests on a hashed known_hosts entry (or, with no name, its
+    /// key is on a hashed line and its name is not learned yet).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 impl From<&HopView> for AuditHop {
@@ -45,6 +49,7 @@ impl From<&HopView> for AuditHop {
             fingerprint: h.fingerprint.clone(),
             forwarded: h.forwarding,
             reported_by: h.reported_by.clone(),
+            hashed: h.hashed,
         }
     }
 }
@@ -505,6 +510,7 @@ mod tests {
                     fingerprint: fp.into(),
                     forwarded: true,
                     reported_by: None,
+                    hashed: false,
                 })
                 .into_iter()
                 .collect(),

@@ -7,5 +7,6 @@ pub mod binding;
 pub mod context;
 pub mod destination;
 pub mod known_hosts;
+pub mod learned;
 pub mod peer;
 pub mod ssh_config;
