@@ -229,3 +229,242 @@ fn learn_host_is_quiet_and_succeeds_with_no_agent() {
     let out = run(Command::new(HOPWARD).args(["learn-host", "--what"]));
     assert!(out.status.success() && out.stdout.is_empty(), "{}", text(&out));
 }
+
+/// The hosts of the differential test: a name, its host key seed, and how
+/// known_hosts holds it.
+#[derive(Clone, Copy, PartialEq)]
+enum Held {
+    Plain,
+    /// Hashed, and its name reported by ssh (learned).
+    Learned,
+    /// Hashed, never reported.
+    Hashed,
+    /// In no known_hosts file (explain is given its fingerprint).
+    Nowhere,
+}
+
+const POOL: &[(&str, u8, Held)] = &[
+    ("bastion", 41, Held::Plain),
+    ("jump.example.org", 42, Held::Plain),
+    ("db1.prod.example.com", 43, Held::Learned),
+    ("db2.prod.example.com", 44, Held::Hashed),
+    ("web.stage.example.com", 45, Held::Learned),
+    ("exact.prod.example.com", 46, Held::Hashed),
+    ("edge", 47, Held::Hashed),
+    ("stray", 48, Held::Nowhere),
+];
+
+const DIFF_POLICY: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "confirm"
+forwarded_unverified = "deny"
+[confirm]
+method = "command"
+command = ["CONFIRM"]
+timeout = "60s"
+[[rule]]
+name = "never web after db"
+host = ["web.*"]
+via = ["db1.*"]
+action = "deny"
+[[rule]]
+name = "prod through the bastion"
+host = ["*.prod.example.com"]
+via = ["bastion"]
+user = ["deploy"]
+action = "allow"
+[[rule]]
+name = "exact name"
+host = ["exact.prod.example.com"]
+action = "notify"
+[[rule]]
+name = "stage asks"
+host = ["*.stage.example.com"]
+action = "confirm"
+[[rule]]
+name = "nothing through the jump host"
+via = ["jump.example.org"]
+action = "deny"
+[[rule]]
+name = "direct to db"
+host = ["db*"]
+via = []
+action = "allow"
+[[rule]]
+name = "edge by name"
+host = ["edge"]
+action = "allow"
+"#;
+
+/// `policy explain` decides as the daemon does, over many generated chains
+/// of hosts held plain, hashed and learned, hashed only, and nowhere: the
+/// same rule (or default) for every one, the same allow or deny where no
+/// one is asked. Each daemon decision is a real sign request on a real
+/// connection, its binds signed by the hosts' keys.
+#[test]
+fn explain_decides_as_the_daemon_over_generated_chains() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempdir();
+    let line = |name: &str, seed: u8| format!("{name} ssh-ed25519 {}\n", b64.encode(host_key_blob(seed)));
+    let plain_file = tmp.path().join("known_hosts");
+    let hashed_file = tmp.path().join("known_hosts_hashed");
+    let (mut plain, mut hashed) = (String::new(), String::new());
+    for &(name, seed, held) in POOL {
+        match held {
+            Held::Plain => plain.push_str(&line(name, seed)),
+            Held::Learned | Held::Hashed => hashed.push_str(&line(name, seed)),
+            Held::Nowhere => {}
+        }
+    }
+    std::fs::write(&plain_file, plain).unwrap();
+    std::fs::write(&hashed_file, hashed).unwrap();
+    ok(run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed_file)));
+    let files = format!("{}:{}", plain_file.display(), hashed_file.display());
+
+    let confirm = confirm_command(tmp.path());
+    let agent = Daemon::builder()
+        .policy(&DIFF_POLICY.replace("CONFIRM", confirm.to_str().unwrap()))
+        .env("HOPWARD_KNOWN_HOSTS", &files)
+        .start();
+    let key = keygen(tmp.path(), "id", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let pubtext = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let key_blob = b64.decode(pubtext.split_whitespace().nth(1).unwrap()).unwrap();
+    let key_fp = stdout(&ok(run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")))))
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+
+    // ssh reports the learned hosts (and a false pairing, which is not kept).
+    for &(name, seed, held) in POOL {
+        let reported = if held == Held::Learned { seed } else { 41 };
+        ok(run(Command::new(HOPWARD)
+            .args(["learn-host", "-a"])
+            .arg(&agent.sock)
+            .args(["HOSTNAME", name, &b64.encode(host_key_blob(reported))])));
+    }
+    let learned: Vec<String> = agent.status()["learned_hosts"]["newest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(learned.len(), 3, "{learned:?}"); // bastion (its own key), db1, web
+    assert!(!learned.contains(&"db2.prod.example.com".to_string()));
+
+    // A small deterministic generator: chains of one to four hops.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut seen_rules = std::collections::BTreeSet::new();
+    let mut allows = 0;
+    // The chains the README's rule is about come first, then random ones.
+    let fixed: &[(&[usize], &str)] = &[
+        (&[0, 2], "deploy"), // bastion > db1 (learned): the glob rule
+        (&[0, 3], "deploy"), // bastion > db2 (hashed, not learned): unknown
+        (&[0, 5], "deploy"), // bastion > exact (hashed, named exactly)
+        (&[2, 4], "root"),   // db1 > web: the learned via
+        (&[7, 2], "deploy"), // stray (nowhere) > db1
+    ];
+    for round in 0..150u32 {
+        let (hops, user): (Vec<(&str, u8, Held)>, &str) = match fixed.get(round as usize) {
+            Some((idx, user)) => (idx.iter().map(|&i| POOL[i]).collect(), user),
+            None => {
+                let len = 1 + next(4);
+                let hops = (0..len).map(|_| POOL[next(POOL.len())]).collect();
+                (hops, ["deploy", "root"][next(2)])
+            }
+        };
+        let len = hops.len();
+
+        // The daemon: binds for each hop, then a login to the last.
+        let mut stream = agent.connect();
+        let mut sid = Vec::new();
+        for (i, &(_, seed, _)) in hops.iter().enumerate() {
+            sid = format!("sid-{round}-{i}").into_bytes();
+            let reply = request(&mut stream, &session_bind_request(seed, &sid, i + 1 < len));
+            assert_eq!(reply, vec![6], "bind {i} of round {round}");
+        }
+        // As OpenSSH >= 8.9 logs in: host-bound to the last hop's key.
+        let last_key = host_key_blob(hops[len - 1].1);
+        let data = userauth_data(&sid, user, &key_blob, Some(&last_key));
+        let prompts_before = confirm_prompts(tmp.path()).len();
+        let reply = request(&mut stream, &sign_request(&key_blob, &data));
+        drop(stream);
+        let signed = reply.first() == Some(&14);
+        let asked = confirm_prompts(tmp.path()).len() > prompts_before;
+
+        // explain, given the same chain by name (by fingerprint for a host
+        // no file holds).
+        let chain: Vec<String> = hops
+            .iter()
+            .map(|&(name, seed, held)| {
+                if held == Held::Nowhere {
+                    hopward::ssh::key::fingerprint_of(&host_key_blob(seed))
+                } else {
+                    name.to_string()
+                }
+            })
+            .collect();
+        let explained = stdout(&ok(run(Command::new(HOPWARD)
+            .args(["policy", "explain", "--policy"])
+            .arg(agent.dir.path().join("policy.toml"))
+            .args(["--key", &key_fp, "--comment", "x", "--user", user])
+            .args(["--chain", &chain.join(">")])
+            .env("HOPWARD_KNOWN_HOSTS", &files)
+            .env("XDG_STATE_HOME", agent.dir.path().join("state")))));
+        let field = |name: &str| {
+            explained
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let rule = field("rule:");
+        let rule = rule.split(" (").next().unwrap_or_default();
+        let decision = field("decision:");
+        let context = format!("round {round}, chain {chain:?}, user {user}:\n{explained}");
+        let expected = match decision.as_str() {
+            "allow" | "notify" => (true, false),
+            "deny" => (false, false),
+            // Asked, and the confirmer says yes.
+            "confirm" => (true, true),
+            other => panic!("explain said {other:?}: {context}"),
+        };
+        assert_eq!((signed, asked), expected, "(signed, asked) {context}");
+        // Every allow is written (refusals from one bastion may be counted
+        // together): its rule is explain's.
+        if signed {
+            allows += 1;
+            let records = agent.audit_until(|l| {
+                l.iter().filter(|x| x["event"] == "sign" && x["decision"] == "allow").count() >= allows
+            });
+            let record = records
+                .iter()
+                .filter(|x| x["event"] == "sign" && x["decision"] == "allow")
+                .nth(allows - 1)
+                .unwrap_or_else(|| panic!("no record of the allow: {context}"));
+            assert_eq!(record["rule"], rule, "{context}\n{record:#}");
+        }
+        seen_rules.insert(rule.to_string());
+    }
+    // The generator reached the rules that hashed and learned names decide.
+    for rule in [
+        "prod through the bastion",
+        "stage asks",
+        "exact name",
+        "default:forwarded_unknown",
+        "direct to db",
+    ] {
+        assert!(seen_rules.contains(rule), "{rule} never decided: {seen_rules:?}");
+    }
+}
