@@ -493,6 +493,32 @@ mod tests {
         }
     }
 
+    /// A host on a hashed line is known, its name just not learned yet;
+    /// a name that rests on a hashed entry says so.
+    #[test]
+    fn hashed_hosts_are_known_not_unknown() {
+        let mut p = forwarded_login();
+        p.target = Target::Unlearned("SHA256:abc".into());
+        let text = p.text();
+        assert!(
+            text.starts_with("Purpose: log in to a host whose NAME IS NOT LEARNED YET as \"deploy\"")
+                && text.contains("SHA256:abc is known, on a hashed known_hosts line"),
+            "{text}"
+        );
+        assert!(!text.contains("no known_hosts file"), "{text}");
+        assert!(p.env().contains(&("HOPWARD_DESTINATION", "unknown".to_string())));
+        p.target = Target::HashedHost("db1.prod.example.com".into());
+        let text = p.text();
+        assert!(
+            text.starts_with(
+                "Purpose: log in to db1.prod.example.com as \"deploy\" (name verified through \
+                 a hashed known_hosts entry)"
+            ),
+            "{text}"
+        );
+        assert!(p.env().contains(&("HOPWARD_DESTINATION", "verified".to_string())));
+    }
+
     #[test]
     fn unknown_and_unverified_destinations_say_so() {
         let mut p = forwarded_login();

@@ -817,6 +817,64 @@ mod tests {
         assert!(!kh.knows(&web, "db2"), "a port does not make another host's key db2's");
     }
 
+    /// A name is learned only with the key a known_hosts entry pairs it
+    /// with; it survives a restart through the file (0600), and a name
+    /// whose entry is gone is dropped on load and never used.
+    #[test]
+    fn learned_names_are_confirmed_kept_and_checked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let (db, other) = (hop(21), hop(22));
+        let mut text = line(&hashed("db1.prod.example.com", b"salt-one-0123456789"), &db);
+        text.push_str(&line(&hashed("[db9.prod.example.com]:2222", b"salt-two-0123456789"), &other));
+        std::fs::write(&file, &text).unwrap();
+        let kh = KnownHosts::new(vec![file.clone()]);
+        let kept = dir.path().join("state/learned_hosts");
+        assert_eq!(kh.load_learned(kept.clone()).unwrap(), 0);
+        assert!(kh.describe(&db, &[]).is_empty());
+        assert!(kh.on_hashed_line(&db) && kh.named_through_hashed(&db, &[]));
+
+        // The other host's key, a pattern, and a name no entry holds.
+        assert!(kh.learn(&other.host_key.blob, "db1.prod.example.com").is_err());
+        assert!(kh.learn(&db.host_key.blob, "*.prod.example.com").is_err());
+        assert!(kh.learn(&db.host_key.blob, "db2.prod.example.com").is_err());
+        assert!(!kept.exists(), "nothing learned, nothing written");
+        let generation = kh.generation();
+        assert_eq!(kh.learn(&db.host_key.blob, "DB1.prod.example.com"), Ok(true));
+        assert_eq!(kh.learn(&db.host_key.blob, "db1.prod.example.com"), Ok(false));
+        assert_ne!(kh.generation(), generation, "cached views are rebuilt");
+        // `[host]:port` as ssh reports a host on another port: both forms.
+        assert_eq!(kh.learn(&other.host_key.blob, "[db9.prod.example.com]:2222"), Ok(true));
+        let names = kh.describe(&db, &[]);
+        assert_eq!(names, vec!["db1.prod.example.com"]);
+        assert!(kh.named_through_hashed(&db, &names));
+        assert_eq!(
+            kh.describe(&other, &[]),
+            vec!["db9.prod.example.com", "[db9.prod.example.com]:2222"]
+        );
+        assert!(kh.some_name_matches("*.PROD.example.com"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&kept).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A restart reads them back.
+        let again = KnownHosts::new(vec![file.clone()]);
+        assert_eq!(again.load_learned(kept.clone()).unwrap(), 2);
+        assert_eq!(again.describe(&db, &[]), vec!["db1.prod.example.com"]);
+
+        // The entry goes: the name is no longer used, nor loaded.
+        std::fs::write(&file, line("unrelated", &hop(23))).unwrap();
+        let gone = KnownHosts::new(vec![file.clone()]);
+        assert_eq!(gone.load_learned(kept.clone()).unwrap(), 0);
+        assert!(gone.describe(&db, &[]).is_empty());
+        // ...and one already loaded stops naming the host once the files
+        // are read again (as on a change, or a policy reload).
+        again.set_files(vec![file.clone()]);
+        assert!(again.describe(&db, &[]).is_empty());
+        assert!(!again.on_hashed_line(&db));
+    }
+
     #[test]
     fn names_hashed_revoked_bad_lines_and_refresh() {
         let dir = std::env::temp_dir().join(format!("hopward-kh-{}", std::process::id()));
