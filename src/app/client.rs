@@ -143,6 +143,33 @@ fn duration(secs: u64) -> String {
     }
 }
 
+/// What `status` says of host names learned from ssh (absent from an
+/// older daemon's answer).
+fn learned_line(learned: &Value) -> Option<String> {
+    let count = learned["count"].as_u64()?;
+    if count == 0 {
+        return Some(
+            "none learned from ssh (under hashed known_hosts, `hopward ssh-config` lets ssh \
+             report them)"
+                .into(),
+        );
+    }
+    let newest: Vec<String> = learned["newest"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .take(5)
+                .filter_map(|h| h["name"].as_str())
+                .map(|n| crate::text::clean(n, 64))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{count} learned from ssh, each confirmed by known_hosts (newest: {})",
+        newest.join(", ")
+    ))
+}
+
 /// Renders `status` for people.
 pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     let mut out = String::new();
@@ -238,6 +265,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
     ));
     out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
+    if let Some(line) = learned_line(&v["learned_hosts"]) {
+        out.push_str(&format!("host names:  {line}\n"));
+    }
     if let Some(line) = audit_line(v) {
         out.push_str(&format!("audit:       {line}\n"));
     }
