@@ -51,7 +51,10 @@ fn world() -> World {
     let inner_config = tmp.path().join("inner_ssh_config");
     std::fs::write(&inner_config, &mapping).unwrap();
     // Debian's and Ubuntu's default: every name hashed.
-    ok(run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(&known_hosts)));
+    ok(run(Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&known_hosts)));
     let hashed = std::fs::read_to_string(&known_hosts).unwrap();
     assert!(
         !hashed.contains("prod") && !hashed.contains("bastion"),
@@ -148,9 +151,11 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     // host known with its name not learned yet.
     let before = w.through_bastion();
     assert!(!before.status.success(), "{}", text(&before));
-    let denied = wait_for("the refused login's record", std::time::Duration::from_secs(10), || {
-        w.db_logins().into_iter().next()
-    });
+    let denied = wait_for(
+        "the refused login's record",
+        std::time::Duration::from_secs(10),
+        || w.db_logins().into_iter().next(),
+    );
     assert_eq!(denied["decision"], "deny", "{denied:#}");
     assert_eq!(denied["reason"], "default:forwarded_unknown", "{denied:#}");
     let db_hop = &denied["chain"][1];
@@ -178,7 +183,9 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     // (The ssh to the bastion reported the bastion, which is true.)
     assert_eq!(w.learned(), vec!["bastion".to_string()]);
     assert!(
-        w.agent.log_text().contains("refused control request on a bound connection"),
+        w.agent
+            .log_text()
+            .contains("refused control request on a bound connection"),
         "{}",
         w.agent.log_text()
     );
@@ -188,21 +195,29 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     assert!(direct.status.success(), "{}", text(&direct));
     assert!(w.learned().contains(&DB.to_string()), "{:?}", w.learned());
     let kept = w.agent.dir.path().join("state/hopward/learned_hosts");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     assert!(std::fs::read_to_string(&kept).unwrap().contains(DB));
 
     // After: explain and the daemon both take the glob rule.
     let explained = w.explain(&format!("bastion>{DB}"));
     assert!(explained.contains("decision: confirm"), "{explained}");
-    assert!(explained.contains("rule:     prod through the bastion"), "{explained}");
+    assert!(
+        explained.contains("rule:     prod through the bastion"),
+        "{explained}"
+    );
     let after = w.through_bastion();
     assert!(after.status.success(), "{}", text(&after));
-    let allowed = wait_for("the allowed login's record", std::time::Duration::from_secs(10), || {
-        w.db_logins()
-            .into_iter()
-            .find(|l| l["event"] == "sign" && l["decision"] == "allow")
-    });
+    let allowed = wait_for(
+        "the allowed login's record",
+        std::time::Duration::from_secs(10),
+        || {
+            w.db_logins()
+                .into_iter()
+                .find(|l| l["event"] == "sign" && l["decision"] == "allow")
+        },
+    );
     assert_eq!(allowed["rule"], "prod through the bastion", "{allowed:#}");
     assert_eq!(allowed["chain"][1]["names"][0], DB, "{allowed:#}");
     assert_eq!(allowed["chain"][1]["hashed"], true, "{allowed:#}");
@@ -224,10 +239,18 @@ fn learn_host_is_quiet_and_succeeds_with_no_agent() {
         .arg(tmp.path().join("nobody.sock"))
         .args(["HOSTNAME", DB, "AAAA"]));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
     // Words ssh never sends are not a usage error either: ssh would fail.
     let out = run(Command::new(HOPWARD).args(["learn-host", "--what"]));
-    assert!(out.status.success() && out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The hosts of the differential test: a name, its host key seed, and how
@@ -307,7 +330,8 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let tmp = tempdir();
-    let line = |name: &str, seed: u8| format!("{name} ssh-ed25519 {}\n", b64.encode(host_key_blob(seed)));
+    let line =
+        |name: &str, seed: u8| format!("{name} ssh-ed25519 {}\n", b64.encode(host_key_blob(seed)));
     let plain_file = tmp.path().join("known_hosts");
     let hashed_file = tmp.path().join("known_hosts_hashed");
     let (mut plain, mut hashed) = (String::new(), String::new());
@@ -320,7 +344,10 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
     }
     std::fs::write(&plain_file, plain).unwrap();
     std::fs::write(&hashed_file, hashed).unwrap();
-    ok(run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed_file)));
+    ok(run(Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed_file)));
     let files = format!("{}:{}", plain_file.display(), hashed_file.display());
 
     let confirm = confirm_command(tmp.path());
@@ -331,7 +358,9 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
     let key = keygen(tmp.path(), "id", "ed25519", None);
     ok(agent.ssh_add(&[key.to_str().unwrap()]));
     let pubtext = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let key_blob = b64.decode(pubtext.split_whitespace().nth(1).unwrap()).unwrap();
+    let key_blob = b64
+        .decode(pubtext.split_whitespace().nth(1).unwrap())
+        .unwrap();
     let key_fp = stdout(&ok(run(Command::new("ssh-keygen")
         .arg("-lf")
         .arg(key.with_extension("pub")))))
@@ -346,7 +375,11 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         ok(run(Command::new(HOPWARD)
             .args(["learn-host", "-a"])
             .arg(&agent.sock)
-            .args(["HOSTNAME", name, &b64.encode(host_key_blob(reported))])));
+            .args([
+                "HOSTNAME",
+                name,
+                &b64.encode(host_key_blob(reported)),
+            ])));
     }
     let learned: Vec<String> = agent.status()["learned_hosts"]["newest"]
         .as_array()
@@ -446,7 +479,10 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         if signed {
             allows += 1;
             let records = agent.audit_until(|l| {
-                l.iter().filter(|x| x["event"] == "sign" && x["decision"] == "allow").count() >= allows
+                l.iter()
+                    .filter(|x| x["event"] == "sign" && x["decision"] == "allow")
+                    .count()
+                    >= allows
             });
             let record = records
                 .iter()
@@ -465,6 +501,9 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         "default:forwarded_unknown",
         "direct to db",
     ] {
-        assert!(seen_rules.contains(rule), "{rule} never decided: {seen_rules:?}");
+        assert!(
+            seen_rules.contains(rule),
+            "{rule} never decided: {seen_rules:?}"
+        );
     }
 }

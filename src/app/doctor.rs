@@ -459,7 +459,10 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
 
 /// Hashed known_hosts (`HashKnownHosts yes`): said, with the rules whose
 /// host globs cannot match until ssh reports names (`hopward ssh-config`).
-fn hashed_finding(path: &std::path::Path, known: &crate::trust::known_hosts::KnownHosts) -> Finding {
+fn hashed_finding(
+    path: &std::path::Path,
+    known: &crate::trust::known_hosts::KnownHosts,
+) -> Finding {
     if !known.has_hashed() {
         return Finding::ok("hashed-known-hosts", "known_hosts has no hashed entries");
     }

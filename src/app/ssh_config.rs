@@ -174,7 +174,11 @@ pub fn offer(bin: &Path, yes: bool, no: bool) -> bool {
     let new = match with_include(&old, &owned) {
         Ok(Some(new)) => new,
         Ok(None) => {
-            println!("unchanged {} (it includes {})", config.display(), owned.display());
+            println!(
+                "unchanged {} (it includes {})",
+                config.display(),
+                owned.display()
+            );
             return true;
         }
         Err(e) => {
@@ -212,7 +216,11 @@ pub fn offer(bin: &Path, yes: bool, no: bool) -> bool {
     }
     match write_keeping_mode(&config, &new) {
         Ok(()) => {
-            println!("added an Include of {} to {}", owned.display(), config.display());
+            println!(
+                "added an Include of {} to {}",
+                owned.display(),
+                config.display()
+            );
             true
         }
         Err(e) => {
@@ -247,8 +255,15 @@ mod tests {
 
     #[test]
     fn lines_quote_paths_and_double_percent_signs() {
-        let text = lines(Path::new("/run/u 1/50%/agent.sock"), Path::new("/usr/bin/hopward")).unwrap();
-        assert!(text.contains("IdentityAgent \"/run/u 1/50%%/agent.sock\""), "{text}");
+        let text = lines(
+            Path::new("/run/u 1/50%/agent.sock"),
+            Path::new("/usr/bin/hopward"),
+        )
+        .unwrap();
+        assert!(
+            text.contains("IdentityAgent \"/run/u 1/50%%/agent.sock\""),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "KnownHostsCommand \"/usr/bin/hopward\" learn-host -a \"/run/u 1/50%%/agent.sock\" %I %H %K"
