@@ -507,3 +507,77 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         );
     }
 }
+
+/// `hopward install` writes its own ssh_config file, and adds an Include of
+/// it on top of `~/.ssh/config` only when told (`--ssh-config`), once, and
+/// keeping what was there; with `--no-ssh-config`, or nobody to ask, the
+/// user's file is left as it is and the way to do it is printed. The file
+/// it includes is one ssh reads: `ssh -G` sees IdentityAgent and the
+/// KnownHostsCommand through it.
+#[test]
+fn install_offers_the_ssh_config_include_once_and_never_silently() {
+    let home = tempdir();
+    let runtime = home.path().join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let ssh_dir = home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let config = ssh_dir.join("config");
+    let mine = "Host work\n  User me\n";
+    std::fs::write(&config, mine).unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let install = |flag: Option<&str>| {
+        let mut cmd = Command::new(HOPWARD);
+        cmd.args([
+            "install",
+            "--user",
+            "--force",
+            "--keep-others",
+            "--bin",
+            HOPWARD,
+        ])
+        .args(flag)
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .stdin(std::process::Stdio::null());
+        ok(run(&mut cmd))
+    };
+    let owned = home.path().join(".config/hopward/ssh_config");
+
+    // Nobody to ask: the user's file stays, and the way is said.
+    let out = stdout(&install(None));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), mine);
+    assert!(out.contains("hopward install --ssh-config"), "{out}");
+    let lines = std::fs::read_to_string(&owned).unwrap();
+    assert!(lines.contains("KnownHostsCommand"), "{lines}");
+    let out = stdout(&install(Some("--no-ssh-config")));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), mine, "{out}");
+
+    // Told: the include goes on top, once, and the rest is kept.
+    install(Some("--ssh-config"));
+    install(Some("--ssh-config"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.ends_with(mine), "{text}");
+    assert_eq!(text.matches("Include").count(), 1, "{text}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // ssh reads ~/.ssh/config from the account's home, not $HOME: name it.
+    let seen = stdout(&ok(run(Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-G", "work"]))));
+    let sock = runtime.join("hopward/agent.sock");
+    assert!(
+        seen.contains(&format!("identityagent {}", sock.display())),
+        "{seen}"
+    );
+    assert!(seen.contains("knownhostscommand"), "{seen}");
+    assert!(seen.contains("user me"), "{seen}");
+}
