@@ -121,6 +121,14 @@ impl World {
             .env("XDG_STATE_HOME", self.agent.dir.path().join("state")))))
     }
 
+    fn check(&self) -> String {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["policy", "check"])
+            .arg(self.agent.dir.path().join("policy.toml"))
+            .env("HOPWARD_KNOWN_HOSTS", &self.known_hosts)
+            .env("XDG_STATE_HOME", self.agent.dir.path().join("state")))))
+    }
+
     fn host_pub_b64(&self, name: &str) -> String {
         let file = if name == DB { "db1" } else { name };
         let text =
@@ -164,6 +172,11 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     let explained = w.explain(&format!("bastion>{DB}"));
     assert!(explained.contains("decision: deny"), "{explained}");
     assert!(explained.contains("name not learned yet"), "{explained}");
+    let checked = w.check();
+    assert!(
+        checked.contains("\"*.prod.example.com\" cannot match yet: known_hosts is hashed"),
+        "{checked}"
+    );
     assert!(confirm_prompts(w.tmp.path()).is_empty());
 
     // A name reported with a key its hashed entry does not confirm (the
@@ -200,7 +213,9 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(std::fs::read_to_string(&kept).unwrap().contains(DB));
 
-    // After: explain and the daemon both take the glob rule.
+    // After: policy check, explain and the daemon all see the name.
+    let checked = w.check();
+    assert!(!checked.contains("cannot match yet"), "{checked}");
     let explained = w.explain(&format!("bastion>{DB}"));
     assert!(explained.contains("decision: confirm"), "{explained}");
     assert!(
@@ -228,6 +243,20 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
             && prompts[0].contains("name verified through a hashed known_hosts entry"),
         "{}",
         prompts[0]
+    );
+}
+
+/// `ssh -J bastion db1...`: the jump host's ssh reads the same config and
+/// reports the bastion; the last hop's ssh reports db1.
+#[test]
+fn a_login_through_a_jump_host_teaches_both_names() {
+    let w = world();
+    let out = w.ssh(&["-J", "bastion", DB, "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let learned = w.learned();
+    assert!(
+        learned.contains(&"bastion".to_string()) && learned.contains(&DB.to_string()),
+        "{learned:?}"
     );
 }
 
