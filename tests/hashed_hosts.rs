@@ -304,7 +304,13 @@ const POOL: &[(&str, u8, Held)] = &[
     ("exact.prod.example.com", 46, Held::Hashed),
     ("edge", 47, Held::Hashed),
     ("stray", 48, Held::Nowhere),
+    // Two keys, as a host with an RSA and an Ed25519 key has: ssh reported
+    // the name with the second ([`OTHER_KEY`] is on the line before).
+    ("db3.prod.example.com", 50, Held::Learned),
 ];
+
+/// The first key of the host with two.
+const OTHER_KEY: u8 = 49;
 
 const DIFF_POLICY: &str = r#"
 [defaults]
@@ -367,7 +373,12 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
     for &(name, seed, held) in POOL {
         match held {
             Held::Plain => plain.push_str(&line(name, seed)),
-            Held::Learned | Held::Hashed => hashed.push_str(&line(name, seed)),
+            Held::Learned | Held::Hashed => {
+                if seed == 50 {
+                    hashed.push_str(&line(name, OTHER_KEY));
+                }
+                hashed.push_str(&line(name, seed))
+            }
             Held::Nowhere => {}
         }
     }
@@ -416,7 +427,7 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         .iter()
         .map(|h| h["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(learned.len(), 3, "{learned:?}"); // bastion (its own key), db1, web
+    assert_eq!(learned.len(), 4, "{learned:?}"); // bastion (its own key), db1, web, db3
     assert!(!learned.contains(&"db2.prod.example.com".to_string()));
 
     // A small deterministic generator: chains of one to four hops.
@@ -436,6 +447,7 @@ fn explain_decides_as_the_daemon_over_generated_chains() {
         (&[0, 5], "deploy"), // bastion > exact (hashed, named exactly)
         (&[2, 4], "root"),   // db1 > web: the learned via
         (&[7, 2], "deploy"), // stray (nowhere) > db1
+        (&[0, 8], "deploy"), // bastion > db3 (learned with its second key)
     ];
     for round in 0..150u32 {
         let (hops, user): (Vec<(&str, u8, Held)>, &str) = match fixed.get(round as usize) {

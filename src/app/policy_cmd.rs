@@ -155,16 +155,29 @@ fn explained_hop(
     known: &KnownHosts,
     exact_names: &[String],
 ) -> HopView {
-    let hop = known
+    // A host with several keys (ed25519, rsa, ...) has a line for each, and
+    // ssh reports the name with the key it was offered: the key whose
+    // description names the host is the one a real login would bind.
+    let lower = name.to_ascii_lowercase();
+    let described: Vec<_> = known
         .keys_named(name)
-        .first()
-        .and_then(|key| KnownHosts::hop_for_key(key, forwarding));
-    match hop {
-        Some(hop) => {
+        .iter()
+        .filter_map(|key| KnownHosts::hop_for_key(key, forwarding))
+        .map(|hop| {
             let names = known.describe(&hop, exact_names);
+            (hop, names)
+        })
+        .collect();
+    let chosen = described
+        .iter()
+        .position(|(_, names)| names.contains(&lower))
+        .or((!described.is_empty()).then_some(0));
+    match chosen.map(|i| &described[i]) {
+        Some((hop, names)) => {
+            let names = names.clone();
             HopView {
                 fingerprint: hop.fingerprint(),
-                hashed: known.named_through_hashed(&hop, &names),
+                hashed: known.named_through_hashed(hop, &names),
                 names,
                 forwarding,
                 reported_by: None,
