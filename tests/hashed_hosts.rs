@@ -121,6 +121,24 @@ impl World {
             .env("XDG_STATE_HOME", self.agent.dir.path().join("state")))))
     }
 
+    /// `doctor --json`'s finding about hashed known_hosts.
+    fn doctor_hashed(&self) -> serde_json::Value {
+        let out = run(Command::new(HOPWARD)
+            .args(["doctor", "--json", "-a"])
+            .arg(&self.agent.sock)
+            .env("HOPWARD_KNOWN_HOSTS", &self.known_hosts)
+            .env("XDG_STATE_HOME", self.agent.dir.path().join("state")));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", text(&out)));
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "hashed-known-hosts")
+            .unwrap_or_else(|| panic!("no hashed-known-hosts check: {report:#}"))
+            .clone()
+    }
+
     fn check(&self) -> String {
         stdout(&ok(run(Command::new(HOPWARD)
             .args(["policy", "check"])
@@ -177,6 +195,15 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
         checked.contains("\"*.prod.example.com\" cannot match yet: known_hosts is hashed"),
         "{checked}"
     );
+    let finding = w.doctor_hashed();
+    assert_eq!(finding["ok"], false, "{finding:#}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("*.prod.example.com"),
+        "{finding:#}"
+    );
     assert!(confirm_prompts(w.tmp.path()).is_empty());
 
     // A name reported with a key its hashed entry does not confirm (the
@@ -216,6 +243,15 @@ fn a_first_login_by_name_lets_the_glob_rule_match_through_the_bastion() {
     // After: policy check, explain and the daemon all see the name.
     let checked = w.check();
     assert!(!checked.contains("cannot match yet"), "{checked}");
+    let finding = w.doctor_hashed();
+    assert_eq!(finding["ok"], true, "{finding:#}");
+    let status = stdout(&ok(run(Command::new(HOPWARD)
+        .args(["status", "-a"])
+        .arg(&w.agent.sock))));
+    assert!(
+        status.contains("host names:  2 learned from ssh"),
+        "{status}"
+    );
     let explained = w.explain(&format!("bastion>{DB}"));
     assert!(explained.contains("decision: confirm"), "{explained}");
     assert!(
