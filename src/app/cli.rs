@@ -45,6 +45,16 @@ pub enum Command {
     Man(ManArgs),
     /// Print the completion script for a shell.
     Completions(CompletionsArgs),
+    /// Print the ssh_config lines that connect ssh to hopward: IdentityAgent,
+    /// and a KnownHostsCommand that tells it the host names ssh verifies.
+    SshConfig(SshConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// The agent's socket (default: the default socket).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +176,14 @@ pub struct InstallArgs {
     /// Leave the other agents as they are, and do not ask.
     #[arg(long)]
     pub keep_others: bool,
+    /// Add an Include of hopward's ssh_config lines (`hopward ssh-config`)
+    /// at the top of ~/.ssh/config without asking; without it, install
+    /// asks on a terminal.
+    #[arg(long, conflicts_with = "no_ssh_config")]
+    pub ssh_config: bool,
+    /// Leave ~/.ssh/config as it is, and do not ask.
+    #[arg(long)]
+    pub no_ssh_config: bool,
 }
 
 #[derive(Debug, Subcommand)]

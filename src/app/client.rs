@@ -62,16 +62,35 @@ pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
     control_from(socket, None, op)
 }
 
+/// [`control`], giving up after `timeout` for each read and write (ssh's
+/// `KnownHostsCommand` must not hold ssh up on a stuck agent).
+pub fn control_within(
+    socket: &std::path::Path,
+    op: &Value,
+    timeout: Duration,
+) -> Result<Value, String> {
+    control_timed(socket, None, op, timeout)
+}
+
 /// [`control`]; when nothing listens there, says where `socket` came from
 /// (`from`) and how to start an agent.
 fn control_from(socket: &std::path::Path, from: Option<&str>, op: &Value) -> Result<Value, String> {
+    control_timed(socket, from, op, Duration::from_secs(10))
+}
+
+fn control_timed(
+    socket: &std::path::Path,
+    from: Option<&str>,
+    op: &Value,
+    timeout: Duration,
+) -> Result<Value, String> {
     let fail = |e: std::io::Error| format!("cannot talk to the agent at {}: {e}", socket.display());
     let mut s = UnixStream::connect(socket).map_err(|e| match from {
         Some(from) if nobody_there(&e) => no_agent(socket, from, &e),
         _ => fail(e),
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
+    s.set_read_timeout(Some(timeout)).map_err(fail)?;
+    s.set_write_timeout(Some(timeout)).map_err(fail)?;
     let body = crate::daemon::control::request(op);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
@@ -174,6 +193,33 @@ fn certificate_note(cert: &Value) -> Option<String> {
     })
 }
 
+/// What `status` says of host names learned from ssh (absent from an
+/// older daemon's answer).
+fn learned_line(learned: &Value) -> Option<String> {
+    let count = learned["count"].as_u64()?;
+    if count == 0 {
+        return Some(
+            "none learned from ssh (under hashed known_hosts, `hopward ssh-config` lets ssh \
+             report them)"
+                .into(),
+        );
+    }
+    let newest: Vec<String> = learned["newest"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .take(5)
+                .filter_map(|h| h["name"].as_str())
+                .map(|n| crate::text::clean(n, 64))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{count} learned from ssh, each confirmed by known_hosts (newest: {})",
+        newest.join(", ")
+    ))
+}
+
 /// Renders `status` for people.
 pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     let mut out = String::new();
@@ -272,6 +318,9 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         out.push_str(&format!("brake:       {line}\n"));
     }
     out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
+    if let Some(line) = learned_line(&v["learned_hosts"]) {
+        out.push_str(&format!("host names:  {line}\n"));
+    }
     if let Some(line) = audit_line(v) {
         out.push_str(&format!("audit:       {line}\n"));
     }

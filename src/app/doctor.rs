@@ -434,6 +434,7 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
     }
     if let Some(policy) = &on_disk {
         let known = crate::app::policy_cmd::known_hosts_for(policy);
+        out.push(hashed_finding(&path, &known));
         let unknown = crate::policy::file::unknown_name_warnings(&path, &known);
         if unknown.is_empty() {
             out.push(Finding::ok(
@@ -454,6 +455,41 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Hashed known_hosts (`HashKnownHosts yes`): said, with the rules whose
+/// host globs cannot match until ssh reports names (`hopward ssh-config`).
+fn hashed_finding(
+    path: &std::path::Path,
+    known: &crate::trust::known_hosts::KnownHosts,
+) -> Finding {
+    if !known.has_hashed() {
+        return Finding::ok("hashed-known-hosts", "known_hosts has no hashed entries");
+    }
+    let learned = known.learned_list().len();
+    let stuck = crate::policy::file::hashed_glob_warnings(path, known);
+    if stuck.is_empty() {
+        return Finding::ok(
+            "hashed-known-hosts",
+            format!(
+                "known_hosts is hashed (HashKnownHosts yes); {learned} host names learned from \
+                 ssh, and every host glob in the policy matches one"
+            ),
+        );
+    }
+    Finding::problem(
+        "hashed-known-hosts",
+        format!(
+            "known_hosts is hashed (HashKnownHosts yes), {learned} host names learned: {}",
+            stuck
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        "put the lines of `hopward ssh-config` in ~/.ssh/config (hopward install --ssh-config \
+         adds an Include) and log in to those hosts once by name",
+    )
 }
 
 /// Whether another user could have written the policy file or one of its

@@ -225,6 +225,10 @@ pub fn run(args: &InstallArgs) -> ExitCode {
     if !cfg!(target_os = "macos") && !offer_hand_over(args) {
         return ExitCode::FAILURE;
     }
+    let bin = binary_path(&bin).unwrap_or(bin);
+    if !crate::app::ssh_config::offer(&bin, args.ssh_config, args.no_ssh_config) {
+        return ExitCode::FAILURE;
+    }
     if cfg!(target_os = "macos") {
         println!(
             "next: launchctl bootstrap gui/$(id -u) ~/Library/LaunchAgents/dev.hopward.agent.plist"

@@ -88,6 +88,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
         Command::Doctor(args) => Ok(crate::app::doctor::run(&args)),
         Command::Man(args) => Ok(crate::app::install::man(&args)),
         Command::Completions(args) => Ok(crate::app::install::completions(&args)),
+        Command::SshConfig(args) => Ok(crate::app::ssh_config::run(&args)),
     }
 }
 
@@ -643,6 +644,15 @@ fn serve(
             }
         };
         let agent = Arc::new(Agent::new(options, policy, audit));
+        // Host names ssh reported before a restart, checked against
+        // known_hosts again as they load.
+        if let Some(path) = crate::trust::learned::default_file() {
+            match agent.known_hosts.load_learned(path.clone()) {
+                Ok(0) => {}
+                Ok(n) => info!("{n} learned host names from {}", path.display()),
+                Err(e) => warn!("learned host names: {e}"),
+            }
+        }
         info!(
             socket = ?socket.0,
             policy = ?agent.policy.path(),

@@ -32,12 +32,18 @@ fn chain_text(v: &Value) -> String {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| {
-                    h["fingerprint"]
+                    let fingerprint: String = h["fingerprint"]
                         .as_str()
                         .unwrap_or("?")
                         .chars()
                         .take(15)
-                        .collect()
+                        .collect();
+                    // On a hashed known_hosts line: known, name not learned.
+                    if h["hashed"] == true {
+                        format!("{fingerprint}(hashed)")
+                    } else {
+                        fingerprint
+                    }
                 });
             // A jump host (ProxyJump) is a route, not a bind: say so.
             if h["jump"] == true {
@@ -309,5 +315,18 @@ mod tests {
             line.contains("(x90 like it, 2026-12-03T09:00:00.100Z to 2026-12-03T09:00:01.200Z)"),
             "{line}"
         );
+    }
+
+    /// A host on a hashed line, its name not learned, is not shown as a
+    /// bare fingerprint: the log says the key is on a hashed line.
+    #[test]
+    fn a_hashed_host_without_a_name_is_marked() {
+        let v = serde_json::json!({
+            "chain": [
+                { "names": ["bastion"], "fingerprint": "SHA256:b", "forwarded": true, "hashed": true },
+                { "names": [], "fingerprint": "SHA256:abcdefghijklmnop", "forwarded": false, "hashed": true },
+            ],
+        });
+        assert_eq!(chain_text(&v), "bastion>SHA256:abcdefgh(hashed)");
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod logview;
 pub(crate) mod manual;
 pub(crate) mod other_agents;
 pub(crate) mod policy_cmd;
+pub(crate) mod ssh_config;
 pub(crate) mod systemd;
 
 use std::ffi::OsString;
@@ -31,6 +32,11 @@ pub fn main() -> ExitCode {
     }
     if word.is_some_and(|w| w == crate::keys::pkcs11::HELPER_ARG) && argv.len() == 3 {
         return crate::keys::pkcs11::helper_main(&argv[2]);
+    }
+    // ssh's KnownHostsCommand: read by hand, since a usage error would
+    // exit non-zero, which ssh takes as fatal.
+    if word.is_some_and(|w| w == ssh_config::LEARN_WORD) {
+        return ssh_config::learn_host_main(&argv[2..]);
     }
     if word.is_some_and(|w| w == "daemon") {
         return launch::daemon_command(&argv[2..]);

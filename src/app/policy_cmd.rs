@@ -136,7 +136,61 @@ pub fn known_hosts_for(policy: &crate::policy::Policy) -> KnownHosts {
         &policy.known_hosts_ports,
         true,
     ));
+    // The names ssh reported to the daemon, which it kept in the state
+    // directory: a glob rule matches a hashed host only through them.
+    if let Some(path) = crate::trust::learned::default_file() {
+        known.read_learned(&path);
+    }
     known
+}
+
+/// A hop of the chain `explain` is given, named as the daemon would name
+/// it: a name that some known_hosts entry holds becomes that entry's key,
+/// described as a bind with that key would be (plain names, hashed
+/// entries confirmed for the policy's exact names, learned names); a name
+/// no entry holds is taken as given (and a note says so).
+fn explained_hop(
+    name: &str,
+    forwarding: bool,
+    known: &KnownHosts,
+    exact_names: &[String],
+) -> HopView {
+    // A host with several keys (ed25519, rsa, ...) has a line for each, and
+    // ssh reports the name with the key it was offered: the key whose
+    // description names the host is the one a real login would bind.
+    let lower = name.to_ascii_lowercase();
+    let described: Vec<_> = known
+        .keys_named(name)
+        .iter()
+        .filter_map(|key| KnownHosts::hop_for_key(key, forwarding))
+        .map(|hop| {
+            let names = known.describe(&hop, exact_names);
+            (hop, names)
+        })
+        .collect();
+    let chosen = described
+        .iter()
+        .position(|(_, names)| names.contains(&lower))
+        .or((!described.is_empty()).then_some(0));
+    match chosen.map(|i| &described[i]) {
+        Some((hop, names)) => {
+            let names = names.clone();
+            HopView {
+                fingerprint: hop.fingerprint(),
+                hashed: known.named_through_hashed(hop, &names),
+                names,
+                forwarding,
+                reported_by: None,
+            }
+        }
+        None => HopView {
+            fingerprint: format!("SHA256:({name})"),
+            names: vec![name.to_ascii_lowercase()],
+            forwarding,
+            reported_by: None,
+            hashed: false,
+        },
+    }
 }
 
 fn check(file: Option<std::path::PathBuf>) -> ExitCode {
@@ -146,7 +200,11 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
     };
     match parse_file(&path) {
         Ok(policy) => {
-            for warning in unknown_name_warnings(&path, &known_hosts_for(&policy)) {
+            let known = known_hosts_for(&policy);
+            for warning in unknown_name_warnings(&path, &known) {
+                println!("{warning}");
+            }
+            for warning in crate::policy::file::hashed_glob_warnings(&path, &known) {
                 println!("{warning}");
             }
             for warning in rule_warnings(&path) {
@@ -171,7 +229,11 @@ fn check(file: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 /// Builds the request `explain` describes.
-fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
+fn context(
+    args: &ExplainArgs,
+    known: &KnownHosts,
+    exact_names: &[String],
+) -> Result<RequestContext, String> {
     let purpose = match args.purpose.as_str() {
         "login" => Purpose::Login,
         "git" => Purpose::Git,
@@ -195,6 +257,10 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         .enumerate()
         .map(|(i, name)| {
             let is_fp = name.starts_with("SHA256:");
+            let forwarding = i < last || args.unverified;
+            if !is_fp {
+                return explained_hop(name, forwarding, known, exact_names);
+            }
             HopView {
                 fingerprint: if is_fp {
                     name.to_string()
@@ -206,8 +272,9 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
                 } else {
                     vec![name.to_ascii_lowercase()]
                 },
-                forwarding: i < last || args.unverified,
+                forwarding,
                 reported_by: None,
+                hashed: false,
             }
         })
         .collect();
@@ -224,7 +291,7 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
         }
         _ => Destination::NotLogin,
     };
-    let jump = jump_hops(args, chain.len())?;
+    let jump = jump_hops(args, chain.len(), known, exact_names)?;
     let peer = std::sync::Arc::new(Peer {
         uid: crate::sys::effective_uid(),
         pid: None,
@@ -245,7 +312,12 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
 
 /// `--jump`: the jump hosts of a direct login, each taken as verified
 /// under the name given (or as the fingerprint given).
-fn jump_hops(args: &ExplainArgs, chain_len: usize) -> Result<Vec<HopView>, String> {
+fn jump_hops(
+    args: &ExplainArgs,
+    chain_len: usize,
+    known: &KnownHosts,
+    exact_names: &[String],
+) -> Result<Vec<HopView>, String> {
     let names: Vec<&str> = args
         .jump
         .split([',', '>'])
@@ -266,19 +338,15 @@ fn jump_hops(args: &ExplainArgs, chain_len: usize) -> Result<Vec<HopView>, Strin
         .iter()
         .map(|name| {
             let is_fp = name.starts_with("SHA256:");
+            if !is_fp {
+                return explained_hop(name, false, known, exact_names);
+            }
             HopView {
-                fingerprint: if is_fp {
-                    name.to_string()
-                } else {
-                    format!("SHA256:({name})")
-                },
-                names: if is_fp {
-                    vec![]
-                } else {
-                    vec![name.to_ascii_lowercase()]
-                },
+                fingerprint: name.to_string(),
+                names: vec![],
                 forwarding: false,
                 reported_by: None,
+                hashed: false,
             }
         })
         .collect())
@@ -295,7 +363,8 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = match context(args) {
+    let known = known_hosts_for(&policy);
+    let ctx = match context(args, &known, policy.exact_names()) {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("hopward: {e}");
@@ -303,11 +372,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let decision = policy.decide(&ctx);
-    // explain takes the names it is given as verified; a real request
+    // A name no known_hosts entry holds is taken as given; a real request
     // names a host only through known_hosts.
-    let known = known_hosts_for(&policy);
     for hop in ctx.jump.iter().chain(&ctx.chain) {
+        if hop.hashed && hop.names.is_empty() {
+            println!(
+                "note:     {} is on a hashed known_hosts line and ssh has not reported its \
+                 name yet: only rules naming its exact name or fingerprint match it (log in \
+                 once with the lines of `hopward ssh-config` in your ssh config)",
+                hop.fingerprint
+            );
+        }
         for name in &hop.names {
+            if !hop.fingerprint.starts_with("SHA256:(") {
+                continue;
+            }
             if !known.mentions(name) {
                 println!(
                     "note:     no known_hosts file names {name:?}; a real request through it \

@@ -33,6 +33,12 @@ pub enum Target {
     /// A login that does not belong to the host the connection was bound
     /// to: nobody can say where it will be used.
     Unverified,
+    /// A login to a host whose key is on a hashed known_hosts line, whose
+    /// name ssh has not reported yet: its host key fingerprint.
+    Unlearned(String),
+    /// A login to this host, a name verified through a hashed known_hosts
+    /// entry.
+    HashedHost(String),
 }
 
 /// What the person is asked about.
@@ -170,6 +176,18 @@ impl Prompt {
                      to the host this connection was bound to",
                     self.as_user()
                 ),
+                Target::Unlearned(fingerprint) => format!(
+                    "log in to a host whose NAME IS NOT LEARNED YET{}: its host key {} is \
+                     known, on a hashed known_hosts line, but ssh has not reported its name \
+                     to hopward (see `hopward ssh-config`)",
+                    self.as_user(),
+                    clean(fingerprint, 100)
+                ),
+                Target::HashedHost(name) => format!(
+                    "log in to {}{} (name verified through a hashed known_hosts entry)",
+                    clean(name, 64),
+                    self.as_user()
+                ),
                 Target::None => format!("login{}", self.as_user()),
             },
             "git" => "git commit signing".to_string(),
@@ -225,8 +243,8 @@ impl Prompt {
                 "HOPWARD_DESTINATION",
                 match &self.target {
                     Target::None => "none",
-                    Target::Host(_) => "verified",
-                    Target::Unknown(_) => "unknown",
+                    Target::Host(_) | Target::HashedHost(_) => "verified",
+                    Target::Unknown(_) | Target::Unlearned(_) => "unknown",
                     Target::Unverified => "unverified",
                 }
                 .to_string(),
@@ -485,6 +503,32 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    /// A host on a hashed line is known, its name just not learned yet;
+    /// a name that rests on a hashed entry says so.
+    #[test]
+    fn hashed_hosts_are_known_not_unknown() {
+        let mut p = forwarded_login();
+        p.target = Target::Unlearned("SHA256:abc".into());
+        let text = p.text();
+        assert!(
+            text.starts_with("Purpose: log in to a host whose NAME IS NOT LEARNED YET as \"deploy\"")
+                && text.contains("SHA256:abc is known, on a hashed known_hosts line"),
+            "{text}"
+        );
+        assert!(!text.contains("no known_hosts file"), "{text}");
+        assert!(p.env().contains(&("HOPWARD_DESTINATION", "unknown".to_string())));
+        p.target = Target::HashedHost("db1.prod.example.com".into());
+        let text = p.text();
+        assert!(
+            text.starts_with(
+                "Purpose: log in to db1.prod.example.com as \"deploy\" (name verified through \
+                 a hashed known_hosts entry)"
+            ),
+            "{text}"
+        );
+        assert!(p.env().contains(&("HOPWARD_DESTINATION", "verified".to_string())));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct AuditHop {
     /// a jump keep the bytes they always had.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub jump: bool,
+    /// Its name rests on a hashed known_hosts entry (or, with no name, its
+    /// key is on a hashed line and its name is not learned yet).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 impl From<&HopView> for AuditHop {
@@ -51,6 +55,7 @@ impl From<&HopView> for AuditHop {
             forwarded: h.forwarding,
             reported_by: h.reported_by.clone(),
             jump: false,
+            hashed: h.hashed,
         }
     }
 }
@@ -566,6 +571,7 @@ mod tests {
                     forwarded: true,
                     reported_by: None,
                     jump: false,
+                    hashed: false,
                 })
                 .into_iter()
                 .collect(),

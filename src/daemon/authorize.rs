@@ -765,6 +765,12 @@ fn hosts_of(context: &RequestContext) -> Vec<String> {
 /// The question for a request context; `operation` for key operations.
 pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
     let target = match (ctx.destination, ctx.destination_hop()) {
+        (Destination::Verified, Some(hop)) if hop.names.is_empty() && hop.hashed => {
+            Target::Unlearned(hop.fingerprint.clone())
+        }
+        (Destination::Verified, Some(hop)) if hop.hashed => {
+            Target::HashedHost(hop.label().to_string())
+        }
         (Destination::Verified, Some(hop)) if hop.names.is_empty() => {
             Target::Unknown(hop.fingerprint.clone())
         }

@@ -234,6 +234,7 @@ async fn status(agent: &Agent) -> Value {
         "connections": connections,
         // What the open connections' binds hold, in bytes.
         "bind_bytes": agent.bind_bytes(),
+        "learned_hosts": learned_hosts(agent),
     })
 }
 
@@ -265,6 +266,52 @@ fn jumps(agent: &Agent) -> Vec<Value> {
         .collect()
 }
 
+/// Learned host names for `status`: how many, and the newest few.
+fn learned_hosts(agent: &Agent) -> Value {
+    const SHOWN: usize = 100;
+    let all = agent.known_hosts.learned_list();
+    let newest: Vec<Value> = all
+        .iter()
+        .rev()
+        .take(SHOWN)
+        .map(|(name, fingerprint)| json!({ "name": name, "fingerprint": fingerprint }))
+        .collect();
+    json!({ "count": all.len(), "newest": newest })
+}
+
+/// `hopward learn-host` (ssh's `KnownHostsCommand`): the name ssh is
+/// verifying and the key it was offered. Kept only if known_hosts confirms
+/// that name with that key; this channel is open only to local,
+/// unforwarded connections of the owner, so no forwarded peer reaches it.
+fn learn_host(agent: &Agent, request: &Value) -> Result<Value, String> {
+    use base64::Engine as _;
+    let name = request["name"].as_str().ok_or("learn-host needs a name")?;
+    let key = request["key"].as_str().ok_or("learn-host needs a key")?;
+    // A key blob is a few hundred bytes; a certificate a few KiB.
+    if key.len() > 16 * 1024 {
+        return Err("the reported host key is too long".into());
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| "the reported host key is not base64".to_string())?;
+    match agent.known_hosts.learn(&blob, name) {
+        Ok(new) => {
+            if new {
+                tracing::info!(
+                    "learned host name {} for {}",
+                    crate::text::clean(name, 80),
+                    crate::ssh::key::PublicKey::parse(&blob).map(|k| k.fingerprint()).unwrap_or_default()
+                );
+            }
+            Ok(json!({ "learned": new }))
+        }
+        Err(e) => {
+            tracing::info!("not learned: {e}");
+            Err(e)
+        }
+    }
+}
+
 /// Whether a control request body asks for `status` (which first asks the
 /// upstream agent, if any, whether it answers).
 pub fn wants_status(body: &[u8]) -> bool {
@@ -285,6 +332,7 @@ pub async fn handle(agent: &Agent, body: &[u8]) -> Result<Value, String> {
         serde_json::from_str(text).map_err(|e| format!("bad control request: {e}"))?;
     match request["op"].as_str() {
         Some("status") => Ok(status(agent).await),
+        Some("learn-host") => learn_host(agent, &request),
         Some("lock-forwarded") => Ok(json!({ "cut": agent.lock_forwarded() })),
         Some("unlock-forwarded") => {
             agent.unlock_forwarded();

@@ -962,6 +962,51 @@ pub fn unknown_name_warnings(
     out
 }
 
+/// Under hashed known_hosts (`HashKnownHosts yes`): the host globs in
+/// `host`/`via` that match no name hopward can see yet (a plain entry or a
+/// name ssh reported), as warnings with their positions (for `policy
+/// check` and `doctor`). A glob never matches a hashed entry by itself.
+pub fn hashed_glob_warnings(
+    path: &Path,
+    known: &crate::trust::known_hosts::KnownHosts,
+) -> Vec<PolicyError> {
+    if !known.has_hashed() {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for rule in &raw.rule {
+        let r = rule.get_ref();
+        for list in [&r.host, &r.via].into_iter().flatten() {
+            for item in list.get_ref() {
+                let glob = item.get_ref();
+                if !glob.contains(['*', '?']) || glob == "*" || known.some_name_matches(glob) {
+                    continue;
+                }
+                let (line, col) = position(&text, item.span().start);
+                out.push(PolicyError {
+                    file: path.display().to_string(),
+                    line,
+                    col,
+                    message: format!(
+                        "{glob:?} cannot match yet: known_hosts is hashed (HashKnownHosts yes) \
+                         and no host name hopward knows matches it; hopward learns a hashed \
+                         host's name when ssh reports it (put the lines of `hopward ssh-config` \
+                         in ~/.ssh/config and log in once)"
+                    ),
+                    warning: true,
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

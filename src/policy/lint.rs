@@ -56,6 +56,7 @@ fn hop_for(pattern: &NamePattern, forwarding: bool) -> HopView {
             names: Vec::new(),
             forwarding,
             reported_by: None,
+            hashed: false,
         },
         NamePattern::Any => HopView::named("x", forwarding),
         NamePattern::Glob { text, .. } => HopView::named(&sample(text), forwarding),

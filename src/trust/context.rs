@@ -26,6 +26,10 @@ pub struct HopView {
     /// any host's real key with the forwarding flag set, so such a hop is
     /// its word, not something this machine saw.
     pub reported_by: Option<String>,
+    /// Its name rests on a hashed known_hosts entry (a name ssh reported,
+    /// or a rule's exact name); with no name, its key is on a hashed line:
+    /// a known host whose name is not learned yet.
+    pub hashed: bool,
 }
 
 impl HopView {
@@ -42,6 +46,7 @@ impl HopView {
             },
             forwarding,
             reported_by: None,
+            hashed: false,
         }
     }
 
@@ -78,7 +83,17 @@ impl HopView {
 impl fmt::Display for HopView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.names.first() {
+            Some(name) if self.hashed => write!(
+                f,
+                "{} [name verified through a hashed known_hosts entry]",
+                crate::text::clean(name, 64)
+            )?,
             Some(name) => write!(f, "{}", crate::text::clean(name, 64))?,
+            None if self.hashed => write!(
+                f,
+                "known host {} [on a hashed known_hosts line, name not learned yet]",
+                self.fingerprint
+            )?,
             None => write!(f, "unknown host {}", self.fingerprint)?,
         }
         let kind = if self.forwarding { "fwd" } else { "auth" };
@@ -259,11 +274,15 @@ impl RequestContext {
         let mut views: Vec<HopView> = chain
             .hops()
             .iter()
-            .map(|hop| HopView {
-                fingerprint: hop.fingerprint(),
-                names: known_hosts.describe(hop, exact_names),
-                forwarding: hop.forwarding,
-                reported_by: None,
+            .map(|hop| {
+                let names = known_hosts.describe(hop, exact_names);
+                HopView {
+                    fingerprint: hop.fingerprint(),
+                    hashed: known_hosts.named_through_hashed(hop, &names),
+                    names,
+                    forwarding: hop.forwarding,
+                    reported_by: None,
+                }
             })
             .collect();
         HopView::mark_reported(&mut views);
@@ -345,11 +364,15 @@ impl RequestContext {
     ) -> Vec<HopView> {
         jumps
             .iter()
-            .map(|hop| HopView {
-                fingerprint: hop.fingerprint(),
-                names: known_hosts.describe(hop, exact_names),
-                forwarding: false,
-                reported_by: None,
+            .map(|hop| {
+                let names = known_hosts.describe(hop, exact_names);
+                HopView {
+                    fingerprint: hop.fingerprint(),
+                    hashed: known_hosts.named_through_hashed(hop, &names),
+                    names,
+                    forwarding: false,
+                    reported_by: None,
+                }
             })
             .collect()
     }

@@ -16,6 +16,8 @@ use tracing::warn;
 use crate::ssh::pattern::match_pattern;
 use crate::trust::binding::Hop;
 
+mod learning;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
     Plain(String),
@@ -208,6 +210,10 @@ pub struct KnownHosts {
     /// recorded it under: `[name]:port`, or what ssh_config makes of it
     /// (see [`crate::trust::ssh_config`]).
     lookups: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// Names ssh reported for host keys (see [`crate::trust::learned`]),
+    /// and the file they are kept in, if any.
+    learned: Mutex<crate::trust::learned::Learned>,
+    learned_file: Mutex<Option<PathBuf>>,
 }
 
 /// How often the files' size and mtime are checked for changes.
@@ -244,6 +250,8 @@ impl KnownHosts {
             files: Mutex::new(files),
             cache: Mutex::new(Cache::default()),
             lookups: Mutex::new(Default::default()),
+            learned: Mutex::new(Default::default()),
+            learned_file: Mutex::new(None),
         }
     }
 
@@ -418,13 +426,23 @@ impl KnownHosts {
     /// A number that changes whenever the files were re-read; callers cache
     /// names under it.
     pub fn generation(&self) -> u64 {
-        self.with_entries(|cache| cache.generation)
+        // Both only grow, so their sum changes whenever either does.
+        self.with_entries(|cache| cache.generation) + self.learned_generation()
     }
 
     /// The names of a hop: its plain names, plus those of `exact_names` that
     /// hashed entries for its key confirm.
     pub fn describe(&self, hop: &Hop, exact_names: &[String]) -> Vec<String> {
         let mut names = self.names(hop);
+        let learned = self.learned_names(hop);
+        if !learned.is_empty() {
+            for name in learned {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            sort_for_people(&mut names);
+        }
         let hashed = self.with_entries(|cache| {
             cache.relevant(hop).any(|e| {
                 e.patterns
@@ -471,7 +489,7 @@ mod tests {
     use crate::ssh::key::{PublicKey, PublicParts};
     use crate::trust::binding::Hop;
 
-    fn hop(seed: u8) -> Hop {
+    pub(super) fn hop(seed: u8) -> Hop {
         let parts = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&[seed; 32]));
         Hop {
             host_key: PublicKey {
@@ -485,14 +503,14 @@ mod tests {
         }
     }
 
-    fn line(patterns: &str, h: &Hop) -> String {
+    pub(super) fn line(patterns: &str, h: &Hop) -> String {
         format!(
             "{patterns} ssh-ed25519 {}\n",
             base64::engine::general_purpose::STANDARD.encode(&h.host_key.blob)
         )
     }
 
-    fn hashed(name: &str, salt: &[u8]) -> String {
+    pub(super) fn hashed(name: &str, salt: &[u8]) -> String {
         use aws_lc_rs::hmac;
         let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, salt);
         let tag = hmac::sign(&key, name.as_bytes());

@@ -9,6 +9,7 @@ pub mod context;
 pub mod destination;
 pub mod jump;
 pub mod known_hosts;
+pub mod learned;
 pub mod peer;
 pub mod process;
 pub mod ssh_config;
