@@ -692,6 +692,8 @@ mod tests {
         );
     }
 
+    // A benchmark build signs with the key kept open, not through the shield.
+    #[cfg(not(feature = "unshielded-benchmark"))]
     #[test]
     fn shielded_rsa_keeps_its_blinding_and_signs_as_the_open_key() {
         use crate::keys::shield::ShieldedKey;
