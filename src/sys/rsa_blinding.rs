@@ -7,7 +7,8 @@
 //! time the exponentiation takes says nothing about what it was given) and
 //! keeps the blinding values in the key object. A key object made for one
 //! signature has none, so AWS-LC drew them anew every time, with a modular
-//! inversion modulo n that took about a fifth of each RSA-3072 signature.
+//! inversion modulo n that took almost a quarter of each RSA-3072
+//! signature.
 //!
 //! Here the blinding values, and the Montgomery context of the modulus they
 //! need, live beside the sealed key instead. They are made from the public
@@ -15,16 +16,17 @@
 //! AWS-LC keeps and renews its own: squared after each use, drawn afresh
 //! every 32 uses, one pair per signature in progress. The rebuilt key signs
 //! with AWS-LC's own blinding off, on an input already blinded here; AWS-LC
-//! still checks its result against the public key (rᵉ·m)ᵈᵉ = rᵉ·m before
-//! it is unblinded, the check that keeps a faulty CRT signature from
-//! revealing p.
+//! still checks its result s against the public key (sᵉ must give back the
+//! blinded input) before it is unblinded, the check that keeps a faulty
+//! CRT signature from revealing p.
 //!
 //! Invariants: nothing kept here is derived from the private key; a
 //! blinding pair serves one signature at a time (taken from the pool and
 //! put back after); a pair whose update failed is dropped, never reused;
-//! every number is wiped when freed. hopward never signs in a forked child
-//! (helpers are started with exec), so no pair is shared across a fork,
-//! which is why AWS-LC renews its own after one.
+//! every number is wiped when freed. AWS-LC renews its own pairs after a
+//! fork so that parent and child never blind alike; hopward forks only as
+//! it starts, before it holds any key, and starts its helpers with exec,
+//! so no pair is ever on both sides of a fork.
 
 use std::os::raw::c_int;
 use std::ptr;
