@@ -36,6 +36,10 @@
 //! ssh-agent of the OpenSSH 10.5 build in DIR, the key made and added with
 //! that build's ssh-keygen and ssh-add.
 //!
+//! After the sign table, `openssl speed -seconds 3 ecdsap256` gives the
+//! machine's limit for ECDSA P-256 (one core's signs/s times the cores),
+//! and hopward's rate at 16 connections is put as a share of it.
+//!
 //! Both agents get the same keys through the real `ssh-add`. Each measure runs
 //! N client threads, each on its own connection, sending sign requests for a
 //! fixed time; a reply other than SSH_AGENT_SIGN_RESPONSE aborts the run.
@@ -450,6 +454,36 @@ fn measure_with(
     }
 }
 
+/// The machine's limit for ECDSA P-256, measured now: `openssl speed
+/// ecdsap256` signs on one core, times the cores. Neither agent signs
+/// meanwhile, so the figure is the machine's at this point of the run.
+fn print_ecdsa_limit(hopward_16: f64) {
+    let output = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ecdsap256"])
+        .stderr(Stdio::null())
+        .output();
+    // `256 bits ecdsa (nistp256)   0.0000s   0.0001s  30151.9  11059.0`:
+    // the third number is signs/s.
+    let per_core = output.ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|line| {
+            let figures = line
+                .trim_start()
+                .strip_prefix("256 bits ecdsa (nistp256)")?;
+            figures.split_whitespace().nth(2)?.parse::<f64>().ok()
+        })
+    });
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    out!();
+    match per_core {
+        Some(per_core) => out!(
+            "ECDSA P-256 limit: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 ecdsap256`, this run) = {:.0}/s; hopward at 16 connections: {:.0} % of it",
+            per_core * cores,
+            100.0 * hopward_16 / (per_core * cores)
+        ),
+        None => out!("ECDSA P-256 limit: not measured (`openssl speed ecdsap256` gave no figure)"),
+    }
+}
+
 /// Sends one sign request frame and reads the signature; nanoseconds taken.
 fn timed_sign(s: &mut UnixStream, frame: &[u8], buf: &mut [u8]) -> u64 {
     let t = Instant::now();
@@ -627,12 +661,17 @@ fn main() {
     );
     out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
     let mut before_pairs = Vec::new();
+    // hopward's ECDSA P-256 rate at 16 connections, for the 2-core limit.
+    let mut ecdsa_16 = None;
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
         for conns in [1usize, 4, 16] {
             if matches!(third, Some(("before", _))) {
                 let row = before_windows(&agents, &frame, conns, seconds, pairs);
                 print_row(label, conns, &row.now, &row.openssh, Some(&row.before));
+                if (*label, conns) == ("ECDSA P-256", 16) {
+                    ecdsa_16 = Some(row.now.signs_per_sec);
+                }
                 before_pairs.push((*label, conns, row));
             } else {
                 let results: Vec<Figures> = agents
@@ -640,8 +679,14 @@ fn main() {
                     .map(|a| measure(&a.sock, &frame, conns, seconds))
                     .collect();
                 print_row(label, conns, &results[0], &results[1], results.get(2));
+                if (*label, conns) == ("ECDSA P-256", 16) {
+                    ecdsa_16 = Some(results[0].signs_per_sec);
+                }
             }
         }
+    }
+    if let Some(rate) = ecdsa_16 {
+        print_ecdsa_limit(rate);
     }
     if !before_pairs.is_empty() {
         print_before_pairs(&before_pairs);

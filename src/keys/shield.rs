@@ -25,12 +25,14 @@ use zeroize::{Zeroize as _, Zeroizing};
 #[cfg(any(test, feature = "unshielded-benchmark"))]
 use crate::keys::sign::SigningKey;
 use crate::keys::sign::{
-    FLAG_RSA_SHA2_256, KeyError, KeyMaterial, SignError, SshSignature, sign_with_material,
+    FLAG_RSA_SHA2_256, KeyError, KeyMaterial, SignError, SshSignature, sign_rsa_blinded,
+    sign_with_material,
 };
 use crate::ssh::key::PublicParts;
 use crate::ssh::verify::verify;
 use crate::ssh::wire::put_string;
 use crate::sys::LockedPages;
+use crate::sys::rsa_blinding::RsaBlinder;
 
 /// Size of the random pre-key, as in OpenSSH.
 pub const PREKEY_LEN: usize = 16 * 1024;
@@ -43,6 +45,10 @@ pub struct ShieldedKey {
     public: PublicParts,
     /// Pre-key, then the sealed material, then its tag.
     sealed: LockedPages,
+    /// RSA keys: what is kept open between signatures, all of it public or
+    /// random (the modulus' Montgomery context and the blinding values,
+    /// see `crate::sys::rsa_blinding`), never the private numbers.
+    rsa: Option<RsaBlinder>,
     /// Benchmark builds only: the key kept open, to measure what shielding
     /// costs against the same binary otherwise.
     #[cfg(feature = "unshielded-benchmark")]
@@ -60,9 +66,16 @@ impl ShieldedKey {
     /// checks that the sealed key signs.
     pub fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
         let sealed = seal_bytes(material, "no memory for the sealed key")?;
+        let rsa = match public {
+            PublicParts::Rsa { e, n } => Some(
+                RsaBlinder::new(n, e).ok_or(KeyError::Shield("no blinding for the RSA key"))?,
+            ),
+            _ => None,
+        };
         let shielded = ShieldedKey {
             public: public.clone(),
             sealed,
+            rsa,
             #[cfg(feature = "unshielded-benchmark")]
             open: SigningKey::from_material(public, material)?,
         };
@@ -104,7 +117,10 @@ impl ShieldedKey {
 
     fn sign_shielded(&self, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
         let material = open(&self.sealed).ok_or(SignError::Failed)?;
-        sign_with_material(&self.public, &material, data, flags)
+        match &self.rsa {
+            Some(blinder) => sign_rsa_blinded(&self.public, blinder, &material, data, flags),
+            None => sign_with_material(&self.public, &material, data, flags),
+        }
     }
 
     /// Whether the sealed form is locked out of swap.
@@ -117,6 +133,12 @@ impl ShieldedKey {
     #[cfg(test)]
     pub fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
+    }
+
+    /// What an RSA key keeps for blinding, for tests of how it is reused.
+    #[cfg(test)]
+    pub fn rsa_blinder(&self) -> Option<&RsaBlinder> {
+        self.rsa.as_ref()
     }
 }
 

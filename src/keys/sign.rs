@@ -35,6 +35,7 @@ use crate::ssh::key::{
 };
 use crate::ssh::verify::{COMPOSITE_LABEL, composite_message};
 use crate::ssh::wire::{Reader, put_mpint, put_string};
+use crate::sys::rsa_blinding::RsaBlinder;
 use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers, RsaRefusal};
 
 /// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
@@ -357,15 +358,43 @@ fn rsa_numbers<'a>(e: &'a [u8], n: &'a [u8], material: &'a [u8]) -> Option<RsaNu
 
 /// An RSA signature with the hash the request flags ask for.
 fn rsa_sign(key: &signing::RsaKey, data: &[u8], flags: u32) -> Result<SshSignature, SignError> {
+    let (algorithm, hash, hashed) = rsa_digest(data, flags);
+    let blob = key.sign(hash, hashed.as_ref()).ok_or(SignError::Failed)?;
+    Ok(SshSignature { algorithm, blob })
+}
+
+/// Signs with an RSA key straight from its [`KeyMaterial`], as the shield
+/// does for every signature, blinded with the values `blinder` keeps for
+/// this public key (see `crate::sys::rsa_blinding`) rather than ones drawn
+/// for a key object made for this one signature.
+pub fn sign_rsa_blinded(
+    public: &PublicParts,
+    blinder: &RsaBlinder,
+    material: &[u8],
+    data: &[u8],
+    flags: u32,
+) -> Result<SshSignature, SignError> {
+    let PublicParts::Rsa { e, n } = public else {
+        return Err(SignError::Failed);
+    };
+    let numbers = rsa_numbers(e, n, material).ok_or(SignError::Failed)?;
+    let (algorithm, hash, hashed) = rsa_digest(data, flags);
+    let blob = blinder
+        .sign(&numbers, hash, hashed.as_ref())
+        .ok_or(SignError::Failed)?;
+    Ok(SshSignature { algorithm, blob })
+}
+
+/// The algorithm name, hash and digest of an RSA signature over `data`
+/// with the request flags `flags`.
+fn rsa_digest(data: &[u8], flags: u32) -> (&'static str, RsaHash, digest::Digest) {
     let algorithm = signature_algorithm(KeyType::Rsa, flags);
     let (hash, digest_algorithm) = match algorithm {
         "rsa-sha2-256" => (RsaHash::Sha256, &digest::SHA256),
         "rsa-sha2-512" => (RsaHash::Sha512, &digest::SHA512),
         _ => (RsaHash::Sha1, &digest::SHA1_FOR_LEGACY_USE_ONLY),
     };
-    let hashed = digest::digest(digest_algorithm, data);
-    let blob = key.sign(hash, hashed.as_ref()).ok_or(SignError::Failed)?;
-    Ok(SshSignature { algorithm, blob })
+    (algorithm, hash, digest::digest(digest_algorithm, data))
 }
 
 fn ecdsa_algorithm(curve: KeyType) -> Result<&'static lc::EcdsaSigningAlgorithm, KeyError> {
@@ -661,6 +690,76 @@ mod tests {
             SigningKey::new(&public, &swapped).unwrap_err(),
             KeyError::Mismatch
         );
+    }
+
+    // A benchmark build signs with the key kept open, not through the shield.
+    #[cfg(not(feature = "unshielded-benchmark"))]
+    #[test]
+    fn shielded_rsa_keeps_its_blinding_and_signs_as_the_open_key() {
+        use crate::keys::shield::ShieldedKey;
+        let ([n, e, d, p, q, _, _, iqmp], _) = generated_rsa_key();
+        let public = PublicParts::Rsa { e, n };
+        let secret = SecretParts::Rsa {
+            d: &d,
+            iqmp: &iqmp,
+            p: &p,
+            q: &q,
+        };
+        let material = SigningKey::material(&public, &secret).unwrap();
+        let open = SigningKey::from_material(&public, &material).unwrap();
+        let shielded = ShieldedKey::seal(&public, &material).unwrap();
+        let blinder = shielded.rsa_blinder().expect("an RSA key keeps a blinder");
+        // Sealing signed twice (its self-test) with one pair, drawn once.
+        assert_eq!((blinder.drawn(), blinder.kept()), (1, 1));
+        // PKCS#1 v1.5 is deterministic: blinded or not, the same signature.
+        for i in 0..70u32 {
+            let flags = [0, FLAG_RSA_SHA2_256, FLAG_RSA_SHA2_512][i as usize % 3];
+            let data = i.to_be_bytes();
+            assert_eq!(
+                shielded.sign(&data, flags).unwrap(),
+                open.sign(&data, flags).unwrap(),
+                "signature {i}"
+            );
+        }
+        // 72 uses of one pair: drawn afresh at the 1st, 33rd and 65th, and
+        // squared in between; never once per signature.
+        assert_eq!((blinder.drawn(), blinder.kept()), (3, 1));
+        // Signatures at once each take their own pair, and put it back.
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let (shielded, open) = (&shielded, &open);
+                scope.spawn(move || {
+                    for i in 0..20u32 {
+                        let data = [t.to_be_bytes(), i.to_be_bytes()].concat();
+                        assert_eq!(
+                            shielded.sign(&data, FLAG_RSA_SHA2_512).unwrap(),
+                            open.sign(&data, FLAG_RSA_SHA2_512).unwrap()
+                        );
+                    }
+                });
+            }
+        });
+        assert!((1..=4).contains(&blinder.kept()), "{}", blinder.kept());
+    }
+
+    #[test]
+    fn a_blinded_rsa_signature_by_another_key_is_refused() {
+        // Numbers of one key with the blinder of another: refused, where
+        // values blinded for the other modulus would make a wrong signature.
+        let ([n, e, d, p, q, dp, dq, iqmp], _) = generated_rsa_key();
+        let ([other_n, other_e, ..], _) = generated_rsa_key();
+        let blinder = RsaBlinder::new(&other_n, &other_e).unwrap();
+        let own = RsaBlinder::new(&n, &e).unwrap();
+        let public = PublicParts::Rsa { e, n };
+        let mut material = Zeroizing::new(Vec::new());
+        for part in [&d, &iqmp, &p, &q, &dp, &dq] {
+            put_string(&mut material, part);
+        }
+        assert_eq!(
+            sign_rsa_blinded(&public, &blinder, &material, b"m", FLAG_RSA_SHA2_256),
+            Err(SignError::Failed)
+        );
+        assert!(sign_rsa_blinded(&public, &own, &material, b"m", FLAG_RSA_SHA2_256).is_ok());
     }
 
     #[test]

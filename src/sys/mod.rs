@@ -1,6 +1,7 @@
 //! The only module with `unsafe` code: process hardening (no core dumps, no
 //! ptrace), memory locked out of swap for shielded keys ([`memory`]),
-//! signing straight from opened key bytes ([`signing`]), `fork`, socket
+//! signing straight from opened key bytes ([`signing`], RSA blinded with
+//! values kept between signatures in [`rsa_blinding`]), `fork`, socket
 //! activation, and the few libc calls std does not wrap.
 //!
 //! Invariant: every function here is a thin, checked wrapper around one
@@ -10,6 +11,7 @@
 
 pub mod fido;
 pub mod memory;
+pub mod rsa_blinding;
 pub mod signing;
 pub mod sk_provider;
 

@@ -42,14 +42,14 @@ pub enum EcCurve {
 }
 
 /// An AWS-LC object freed by its own destructor when dropped.
-struct Owned<T> {
-    ptr: *mut T,
+pub(super) struct Owned<T> {
+    pub(super) ptr: *mut T,
     free: unsafe extern "C" fn(*mut T),
 }
 
 impl<T> Owned<T> {
     /// Takes ownership of `ptr`; None if the constructor returned null.
-    fn new(ptr: *mut T, free: unsafe extern "C" fn(*mut T)) -> Option<Self> {
+    pub(super) fn new(ptr: *mut T, free: unsafe extern "C" fn(*mut T)) -> Option<Self> {
         (!ptr.is_null()).then_some(Owned { ptr, free })
     }
 }
@@ -184,44 +184,12 @@ impl std::fmt::Debug for RsaKey {
 
 impl RsaKey {
     pub fn new(numbers: &RsaNumbers<'_>) -> Option<Self> {
-        // SAFETY: a fresh, empty key owned by the guard.
-        let rsa = Owned::new(unsafe { ffi::RSA_new() }, ffi::RSA_free)?;
-        let big = |bytes: &[u8]| {
-            // SAFETY: reads `bytes.len()` bytes; the new BIGNUM is owned by
-            // the guard (wiped when freed) until a set0 call takes it.
-            Owned::new(
-                unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len(), ptr::null_mut()) },
-                ffi::BN_clear_free,
-            )
-        };
-        let (n, e, d) = (big(numbers.n)?, big(numbers.e)?, big(numbers.d)?);
-        // SAFETY: all pointers are live; on success the key owns n, e and d.
-        if unsafe { ffi::RSA_set0_key(rsa.ptr, n.ptr, e.ptr, d.ptr) } != 1 {
-            return None;
-        }
-        [n, e, d].into_iter().for_each(Owned::release);
-        let (p, q) = (big(numbers.p)?, big(numbers.q)?);
-        // SAFETY: as above, for p and q.
-        if unsafe { ffi::RSA_set0_factors(rsa.ptr, p.ptr, q.ptr) } != 1 {
-            return None;
-        }
-        [p, q].into_iter().for_each(Owned::release);
-        let (dp, dq, iqmp) = (big(numbers.dp)?, big(numbers.dq)?, big(numbers.iqmp)?);
-        // SAFETY: as above, for the CRT values.
-        if unsafe { ffi::RSA_set0_crt_params(rsa.ptr, dp.ptr, dq.ptr, iqmp.ptr) } != 1 {
-            return None;
-        }
-        [dp, dq, iqmp].into_iter().for_each(Owned::release);
-        Some(RsaKey { rsa })
+        rsa_key(numbers).map(|rsa| RsaKey { rsa })
     }
 
     /// A PKCS#1 v1.5 signature over a precomputed `digest` made with `hash`.
     pub fn sign(&self, hash: RsaHash, digest: &[u8]) -> Option<Vec<u8>> {
-        let nid = match hash {
-            RsaHash::Sha1 => ffi::NID_sha1,
-            RsaHash::Sha256 => ffi::NID_sha256,
-            RsaHash::Sha512 => ffi::NID_sha512,
-        };
+        let nid = hash_nid(hash);
         // SAFETY: the key is live.
         let size = unsafe { ffi::RSA_size(self.rsa.ptr) } as usize;
         let mut signature = vec![0u8; size];
@@ -243,6 +211,49 @@ impl RsaKey {
         }
         signature.truncate(written as usize);
         Some(signature)
+    }
+}
+
+/// The AWS-LC key of `numbers`, built from them as they are (they were
+/// checked when the key was added).
+pub(super) fn rsa_key(numbers: &RsaNumbers<'_>) -> Option<Owned<ffi::RSA>> {
+    // SAFETY: a fresh, empty key owned by the guard.
+    let rsa = Owned::new(unsafe { ffi::RSA_new() }, ffi::RSA_free)?;
+    let big = |bytes: &[u8]| {
+        // SAFETY: reads `bytes.len()` bytes; the new BIGNUM is owned by
+        // the guard (wiped when freed) until a set0 call takes it.
+        Owned::new(
+            unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len(), ptr::null_mut()) },
+            ffi::BN_clear_free,
+        )
+    };
+    let (n, e, d) = (big(numbers.n)?, big(numbers.e)?, big(numbers.d)?);
+    // SAFETY: all pointers are live; on success the key owns n, e and d.
+    if unsafe { ffi::RSA_set0_key(rsa.ptr, n.ptr, e.ptr, d.ptr) } != 1 {
+        return None;
+    }
+    [n, e, d].into_iter().for_each(Owned::release);
+    let (p, q) = (big(numbers.p)?, big(numbers.q)?);
+    // SAFETY: as above, for p and q.
+    if unsafe { ffi::RSA_set0_factors(rsa.ptr, p.ptr, q.ptr) } != 1 {
+        return None;
+    }
+    [p, q].into_iter().for_each(Owned::release);
+    let (dp, dq, iqmp) = (big(numbers.dp)?, big(numbers.dq)?, big(numbers.iqmp)?);
+    // SAFETY: as above, for the CRT values.
+    if unsafe { ffi::RSA_set0_crt_params(rsa.ptr, dp.ptr, dq.ptr, iqmp.ptr) } != 1 {
+        return None;
+    }
+    [dp, dq, iqmp].into_iter().for_each(Owned::release);
+    Some(rsa)
+}
+
+/// AWS-LC's name for the hash of an RSA signature.
+pub(super) fn hash_nid(hash: RsaHash) -> c_int {
+    match hash {
+        RsaHash::Sha1 => ffi::NID_sha1,
+        RsaHash::Sha256 => ffi::NID_sha256,
+        RsaHash::Sha512 => ffi::NID_sha512,
     }
 }
 
