@@ -8,4 +8,5 @@ pub mod context;
 pub mod destination;
 pub mod known_hosts;
 pub mod peer;
+pub mod process;
 pub mod ssh_config;

@@ -1,8 +1,11 @@
-//! Who is on the other end of a connection: uid, pid and executable, read
-//! once at accept (SO_PEERCRED) so later decisions do not race with the peer.
+//! Who is on the other end of a connection: uid and pid (SO_PEERCRED, at
+//! accept), executable, ancestors and working directory (read from `/proc`
+//! against a pin, see [`crate::trust::process`]).
 
 use std::fmt;
 use std::path::PathBuf;
+
+use crate::trust::process::Facts;
 
 /// The local process that opened a connection.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,6 +16,9 @@ pub struct Peer {
     /// The processes above it, nearest first, as `name (pid N)`: what
     /// started the program that is asking (a shell, tmux, a git hook ...).
     pub parents: Vec<String>,
+    /// What `caller`, `ancestor` and `cwd` rules match (`Default`: nothing
+    /// known, which such rules treat as unprovable).
+    pub process: Facts,
 }
 
 impl fmt::Debug for Peer {
@@ -35,63 +41,14 @@ impl fmt::Display for Peer {
 }
 
 impl Peer {
-    /// Reads the credentials of a connected UNIX stream.
-    pub fn of(stream: &tokio::net::UnixStream) -> std::io::Result<Peer> {
-        let cred = stream.peer_cred()?;
-        let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
-        Ok(Peer {
-            uid: cred.uid(),
+    /// A peer described by what was read about its process.
+    pub fn with_facts(uid: u32, pid: Option<u32>, process: Facts) -> Peer {
+        Peer {
+            uid,
             pid,
-            exe: pid.and_then(exe_of),
-            parents: pid.map(parents_of).unwrap_or_default(),
-        })
-    }
-
-    /// Only the agent's owner and root may use it, as with OpenSSH.
-    pub fn may_connect(&self, owner: u32) -> bool {
-        self.uid == owner || self.uid == 0
-    }
-}
-
-/// How many ancestors the prompt names.
-const PARENTS: usize = 3;
-
-#[cfg(target_os = "linux")]
-fn parents_of(pid: u32) -> Vec<String> {
-    let field = |pid: u32, name: &str| -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let mut out = Vec::new();
-    let mut current = pid;
-    while out.len() < PARENTS {
-        let Some(ppid) = field(current, "PPid:").and_then(|p| p.parse::<u32>().ok()) else {
-            break;
-        };
-        if ppid <= 1 {
-            break;
+            exe: process.exe.clone(),
+            parents: process.parents(),
+            process,
         }
-        let name = field(ppid, "Name:").unwrap_or_else(|| "?".into());
-        out.push(format!("{} (pid {ppid})", crate::text::clean(&name, 32)));
-        current = ppid;
     }
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-fn parents_of(_pid: u32) -> Vec<String> {
-    Vec::new()
-}
-
-#[cfg(target_os = "linux")]
-fn exe_of(pid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exe_of(_pid: u32) -> Option<PathBuf> {
-    None
 }
