@@ -721,6 +721,7 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
         peer_parents: ctx.peer.parents.clone(),
+        peer_cwd: ctx.peer.process.cwd.as_ref().map(|d| d.display().to_string()),
         remember: None,
         touch: false,
     }
@@ -801,6 +802,7 @@ remember = "10m"
             pid: Some(1),
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         let hops: Vec<HopView> = via.map(|v| HopView::named(v, true)).into_iter().collect();
         let mut ctx = RequestContext::of_parts(

@@ -138,6 +138,9 @@ struct RawRule {
     purpose: Option<S<String>>,
     action: S<String>,
     remember: Option<S<String>>,
+    caller: Option<S<Vec<S<String>>>>,
+    ancestor: Option<S<Vec<S<String>>>>,
+    cwd: Option<S<Vec<S<String>>>>,
 }
 
 /// Settings as one file states them; `None` = not set there.
@@ -359,6 +362,18 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
+/// A rule's `caller`, `ancestor` and `cwd`, with `~` expanded.
+fn process_patterns(ctx: &mut Ctx<'_>, r: &RawRule) -> crate::policy::process::ProcessPatterns {
+    use crate::policy::process::{DirPattern, ExePattern, expand_home as home};
+    crate::policy::process::ProcessPatterns {
+        caller: ctx.patterns(&r.caller, "caller", false, |t| ExePattern::compile(&home(t))),
+        ancestor: ctx.patterns(&r.ancestor, "ancestor", false, |t| {
+            ExePattern::compile(&home(t))
+        }),
+        cwd: ctx.patterns(&r.cwd, "cwd", false, |t| DirPattern::compile(&home(t))),
+    }
+}
+
 fn compile_file(
     text: &str,
     file: &str,
@@ -519,6 +534,7 @@ fn compile_file(
         });
         let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
+        let process = process_patterns(&mut ctx, r);
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
             if let Some(h) = &r.host {
                 ctx.err(
@@ -550,6 +566,7 @@ fn compile_file(
                 purpose,
                 action,
                 remember,
+                process,
             });
         }
     }
@@ -816,6 +833,9 @@ pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
                 && r.via.is_none()
                 && r.user.is_none()
                 && r.purpose.is_none()
+                && r.caller.is_none()
+                && r.ancestor.is_none()
+                && r.cwd.is_none()
             {
                 catch_all = Some((label.clone(), line));
             }
