@@ -8,7 +8,6 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -41,14 +40,12 @@ fn script(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn last_sign(agent: &Daemon, n: usize) -> serde_json::Value {
-    let records = agent.audit_until(Duration::from_secs(10), |r| {
-        r.iter().filter(|r| r["event"] == "sign").count() >= n
-    });
+    let records = agent.audit_until(|r| r.iter().filter(|r| r["event"] == "sign").count() >= n);
     records
         .into_iter()
         .filter(|r| r["event"] == "sign")
         .nth(n - 1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no sign record number {n}"))
 }
 
 #[test]
@@ -90,8 +87,8 @@ fn a_git_signature_is_allowed_only_from_the_named_script() {
 #[test]
 fn a_signing_key_per_repository_by_working_directory() {
     let tmp = tempdir();
-    let client = tmp.path().join("client-a");
-    let elsewhere = tmp.path().join("client-b");
+    let client = tmp.path().join("repo-a");
+    let elsewhere = tmp.path().join("repo-b");
     std::fs::create_dir_all(client.join("src/deep")).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
     let agent = Daemon::builder()

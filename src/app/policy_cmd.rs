@@ -240,9 +240,9 @@ fn context(args: &ExplainArgs) -> Result<RequestContext, String> {
 
 /// The requesting process as `--caller`, `--ancestor` and `--cwd` give
 /// it; what they leave out is unknown, as for a process that is gone.
-fn explained_process(args: &ExplainArgs) -> crate::trust::process::Facts {
+fn explained_process(args: &ExplainArgs) -> crate::trust::peer::Facts {
     let mut facts =
-        crate::trust::process::Facts::given(args.caller.clone(), args.cwd.clone(), &args.ancestor);
+        crate::trust::peer::Facts::given(args.caller.clone(), args.cwd.clone(), &args.ancestor);
     facts.ancestry_complete = !args.ancestor.is_empty();
     facts
 }

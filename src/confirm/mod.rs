@@ -134,7 +134,7 @@ impl Prompt {
             lines.push(line);
         }
         if let Some(cwd) = &self.peer_cwd {
-            lines.push(format!("In directory: {}", clean(cwd, 120)));
+            lines.push(format!("In directory: {}", clean(cwd, 96)));
         }
         lines.join("\n")
     }
@@ -465,6 +465,7 @@ mod tests {
         p.hops = (0..16).map(|i| format!("{evil}{i} (fwd)")).collect();
         p.peer_parents = vec![evil.clone(); 10];
         p.peer_exe = Some(evil.clone());
+        p.peer_cwd = Some(evil.clone());
         let text = p.text();
         assert!(
             text.starts_with("Purpose: log in to target as \"x\\u{2028}"),
@@ -477,10 +478,11 @@ mod tests {
         for hidden in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{200b}', '\u{1b}'] {
             assert!(!text.contains(hidden), "{hidden:?} in {text}");
         }
-        assert_eq!(text.lines().count(), 6, "{text}");
+        assert_eq!(text.lines().count(), 7, "{text}");
         assert!(text.contains("… 12 more …"), "{text}");
+        // Under 1000 before the working directory's line (at most 110).
         assert!(
-            text.chars().count() < 1000,
+            text.chars().count() < 1110,
             "{} chars",
             text.chars().count()
         );

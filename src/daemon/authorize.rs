@@ -30,7 +30,6 @@ use crate::ssh::cert::unix_now;
 use crate::text::clean;
 use crate::trust::binding::{Chain, Purpose, SignedData};
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
-use crate::trust::peer::Peer;
 use crate::trust::destination;
 
 /// Who asks: the connection, what is known of the request, and the
@@ -304,7 +303,9 @@ pub struct Lister<'a> {
     pub chain: &'a Chain,
     pub hops: &'a [HopView],
     pub class: RequestClass,
-    pub peer: &'a Peer,
+    /// Read from `/proc` only if a refusal is recorded: a listing needs
+    /// nothing about the process.
+    pub peer: &'a crate::trust::process::Requester,
 }
 
 /// A key that might be listed.

@@ -108,15 +108,17 @@ impl Listener {
     async fn accept(&self) -> std::io::Result<StdStream> {
         loop {
             let mut ready = self.0.readable().await?;
-            if let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) {
-                return accepted.map(|(stream, _)| stream);
+            if let Ok(accepted) =
+                ready.try_io(|l| crate::sys::peer::accept_nonblocking(l.get_ref()))
+            {
+                return accepted;
             }
         }
     }
 }
 
 fn accept(stream: StdStream, agent: &Arc<Agent>, connections: &mut tokio::task::JoinSet<()>) {
-    let peer = match Requester::accept(&stream) {
+    let mut peer = match Requester::accept(&stream) {
         Ok(peer) => peer,
         Err(e) => {
             warn!("dropped a connection: cannot read peer credentials: {e}");
@@ -131,23 +133,26 @@ fn accept(stream: StdStream, agent: &Arc<Agent>, connections: &mut tokio::task::
         return;
     }
     let id = agent.connection_id();
+    let socket = match Socket::accepted(stream) {
+        Ok(socket) => Arc::new(socket),
+        Err(e) => {
+            warn!(conn = id, %peer, "dropped the connection: {e}");
+            return;
+        }
+    };
+    // The requester is pinned through its connection: the socket stays
+    // open for as long as the session can ask who is on the other end.
+    peer.pin_to(Arc::clone(&socket) as Arc<dyn std::os::fd::AsRawFd + Send + Sync>);
     debug!(conn = id, %peer, "connected");
     connections.spawn(connection(
-        stream,
+        socket,
         Session::new(Arc::clone(agent), peer, id),
         Arc::clone(agent),
         id,
     ));
 }
 
-async fn connection(stream: StdStream, mut session: Session, agent: Arc<Agent>, id: u64) {
-    let socket = match Socket::new(stream) {
-        Ok(socket) => socket,
-        Err(e) => {
-            warn!(conn = id, peer = %session.peer(), "dropped the connection: {e}");
-            return;
-        }
-    };
+async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>, id: u64) {
     let cut = agent.register(id);
     let _listed = Registered { agent: &agent, id };
     let mut reader = socket.reader();

@@ -11,7 +11,7 @@ use std::path::Path;
 use globset::GlobMatcher;
 
 use super::matcher::compile_glob;
-use crate::trust::process::{Facts, file_name};
+use crate::trust::peer::{Facts, file_name};
 
 /// What is known about a rule's process fields for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +169,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::trust::process::Ancestor;
+    use crate::trust::peer::Ancestor;
 
     fn exe(patterns: &[&str]) -> Option<Vec<ExePattern>> {
         Some(patterns.iter().map(|p| ExePattern::compile(p).unwrap()).collect())
@@ -251,7 +251,7 @@ mod tests {
         use crate::trust::binding::Purpose;
         use crate::trust::context::{Destination, RequestContext};
         use crate::trust::peer::Peer;
-        use crate::trust::process::Facts;
+        use crate::trust::peer::Facts;
 
         fn decide(policy: &str, facts: Facts) -> (Action, String, bool) {
             let policy: Policy = parse_str(policy, "p.toml").unwrap();

@@ -9,6 +9,43 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd};
 
+/// Accepts a connection on non-blocking `listener`, itself non-blocking
+/// and close-on-exec from the start (`accept4`), so no further system call
+/// is needed to make it so.
+#[cfg(target_os = "linux")]
+pub fn accept_nonblocking(
+    listener: &std::os::unix::net::UnixListener,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    loop {
+        // SAFETY: accept4 with no address buffer returns a new descriptor.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel gave us a new connected socket we now own.
+            return Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn accept_nonblocking(
+    listener: &std::os::unix::net::UnixListener,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    let (stream, _) = listener.accept()?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
+}
+
 /// The uid and pid of the process that connected `socket` (`SO_PEERCRED`
 /// on Linux, `getpeereid` elsewhere, which gives no pid).
 #[cfg(target_os = "linux")]

@@ -3,9 +3,7 @@
 //! against a pin, see [`crate::trust::process`]).
 
 use std::fmt;
-use std::path::PathBuf;
-
-use crate::trust::process::Facts;
+use std::path::{Path, PathBuf};
 
 /// The local process that opened a connection.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,4 +49,83 @@ impl Peer {
             process,
         }
     }
+}
+
+/// How many ancestors the prompt and the audit name.
+const PARENTS: usize = 3;
+
+/// One process above the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ancestor {
+    pub pid: u32,
+    /// The kernel's short name for it (`comm`, at most 15 bytes).
+    pub name: String,
+    /// Its executable; `None` when it cannot be read (another user's
+    /// process, such as `sshd` or `sudo`).
+    pub exe: Option<PathBuf>,
+    /// The script it runs, when it is an interpreter started through a
+    /// `#!` line (see [`script_of`]).
+    pub script: Option<PathBuf>,
+}
+
+impl Ancestor {
+    /// What names it: its executable, and the script it runs.
+    pub fn programs(&self) -> impl Iterator<Item = &Path> {
+        self.exe.iter().chain(&self.script).map(PathBuf::as_path)
+    }
+}
+
+/// What `caller`, `ancestor` and `cwd` rules are matched against.
+/// `Default` is a process nothing is known about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The requester's executable.
+    pub exe: Option<PathBuf>,
+    /// The script it runs, when it is an interpreter started through a
+    /// `#!` line (a Python program that speaks to the agent itself).
+    pub script: Option<PathBuf>,
+    /// The requester's working directory.
+    pub cwd: Option<PathBuf>,
+    /// Its ancestors, nearest first.
+    pub ancestors: Vec<Ancestor>,
+    /// Whether `ancestors` is every ancestor up to (not including) pid 1,
+    /// each with its executable: only then can "no ancestor matches" be
+    /// said for sure.
+    pub ancestry_complete: bool,
+}
+
+impl Facts {
+    /// Facts given by hand (`policy explain`, tests): the ancestors'
+    /// executables, nearest first, are all of them.
+    pub fn given(exe: Option<PathBuf>, cwd: Option<PathBuf>, ancestors: &[PathBuf]) -> Facts {
+        Facts {
+            exe,
+            script: None,
+            cwd,
+            ancestors: ancestors
+                .iter()
+                .map(|path| Ancestor {
+                    pid: 0,
+                    name: file_name(path).to_string(),
+                    exe: Some(path.clone()),
+                    script: None,
+                })
+                .collect(),
+            ancestry_complete: true,
+        }
+    }
+
+    /// `name (pid N)` for the nearest few ancestors, for prompts and logs.
+    pub fn parents(&self) -> Vec<String> {
+        self.ancestors
+            .iter()
+            .take(PARENTS)
+            .map(|a| format!("{} (pid {})", crate::text::clean(&a.name, 32), a.pid))
+            .collect()
+    }
+}
+
+/// The file name of a path, as `caller = ["git"]` names it.
+pub fn file_name(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }

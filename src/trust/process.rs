@@ -1,111 +1,46 @@
-//! The requesting process, pinned when its connection is accepted and read
+//! The requesting process, pinned by its connection from accept on and read
 //! from `/proc` only when something needs to know it (a signature's
 //! decision, an audit record, a prompt); a plain listing never does.
 //!
 //! Invariants: the pin is a pidfd for the process that connected (from the
-//! socket itself where the kernel offers it); a fact read from `/proc/PID`
+//! socket itself where the kernel offers it, else opened at accept); a
+//! fact read from `/proc/PID`
 //! is kept only if the pin shows the process still running after the read,
 //! so nothing read is ever about another process that got the same pid.
 //! An ancestor is taken only while its child, itself proven alive, still
 //! names it as parent. What could not be read stays unknown, never a guess.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::trust::peer::Peer;
+use crate::trust::peer::{Ancestor, Facts, Peer, file_name};
 
 /// How many ancestors are read at most: deeper trees are unusual, and
 /// what lies beyond counts as unknown.
 const MAX_ANCESTORS: usize = 24;
-
-/// How many ancestors the prompt and the audit name.
-const PARENTS: usize = 3;
-
-/// One process above the requester.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ancestor {
-    pub pid: u32,
-    /// The kernel's short name for it (`comm`, at most 15 bytes).
-    pub name: String,
-    /// Its executable; `None` when it cannot be read (another user's
-    /// process, such as `sshd` or `sudo`).
-    pub exe: Option<PathBuf>,
-    /// The script it runs, when it is an interpreter started through a
-    /// `#!` line (see [`script_of`]).
-    pub script: Option<PathBuf>,
-}
-
-impl Ancestor {
-    /// What names it: its executable, and the script it runs.
-    pub fn programs(&self) -> impl Iterator<Item = &Path> {
-        self.exe.iter().chain(&self.script).map(PathBuf::as_path)
-    }
-}
-
-/// What `caller`, `ancestor` and `cwd` rules are matched against.
-/// `Default` is a process nothing is known about.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    /// The requester's executable.
-    pub exe: Option<PathBuf>,
-    /// The script it runs, when it is an interpreter started through a
-    /// `#!` line (a Python program that speaks to the agent itself).
-    pub script: Option<PathBuf>,
-    /// The requester's working directory.
-    pub cwd: Option<PathBuf>,
-    /// Its ancestors, nearest first.
-    pub ancestors: Vec<Ancestor>,
-    /// Whether `ancestors` is every ancestor up to (not including) pid 1,
-    /// each with its executable: only then can "no ancestor matches" be
-    /// said for sure.
-    pub ancestry_complete: bool,
-}
-
-impl Facts {
-    /// Facts given by hand (`policy explain`, tests): the ancestors'
-    /// executables, nearest first, are all of them.
-    pub fn given(exe: Option<PathBuf>, cwd: Option<PathBuf>, ancestors: &[PathBuf]) -> Facts {
-        Facts {
-            exe,
-            script: None,
-            cwd,
-            ancestors: ancestors
-                .iter()
-                .map(|path| Ancestor {
-                    pid: 0,
-                    name: file_name(path).to_string(),
-                    exe: Some(path.clone()),
-                    script: None,
-                })
-                .collect(),
-            ancestry_complete: true,
-        }
-    }
-
-    /// `name (pid N)` for the nearest few ancestors, for prompts and logs.
-    pub fn parents(&self) -> Vec<String> {
-        self.ancestors
-            .iter()
-            .take(PARENTS)
-            .map(|a| format!("{} (pid {})", crate::text::clean(&a.name, 32), a.pid))
-            .collect()
-    }
-}
-
-/// The file name of a path, as `caller = ["git"]` names it.
-pub fn file_name(path: &Path) -> &str {
-    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
-}
 
 /// The process that opened a connection: its uid and pid from
 /// `SO_PEERCRED`, a pin on it, and what was read about it once needed.
 pub struct Requester {
     pub uid: u32,
     pub pid: Option<u32>,
-    pin: Option<OwnedFd>,
+    pin: Pin,
     read: OnceLock<Arc<Peer>>,
+}
+
+/// What holds on to the process that connected.
+enum Pin {
+    /// The connection itself: the kernel keeps the connecting process's
+    /// identity with the socket (not its pid number), and hands a pidfd
+    /// for exactly that process on request (`SO_PEERPIDFD`), however late.
+    /// Kept open for as long as this is, so it is always the same socket.
+    Socket(Arc<dyn AsRawFd + Send + Sync>),
+    /// A pidfd opened at accept, on kernels without `SO_PEERPIDFD`.
+    Pidfd(OwnedFd),
+    /// Nothing: whatever `/proc` says is not known to be about it.
+    None,
 }
 
 impl fmt::Debug for Requester {
@@ -132,17 +67,32 @@ impl fmt::Display for Requester {
 }
 
 impl Requester {
-    /// Reads the credentials of a connected UNIX stream and pins the
-    /// process behind them. Nothing else is read here: accepting costs two
-    /// system calls.
+    /// Reads the credentials of a just accepted connection. Where the
+    /// kernel cannot give a pidfd for the connection later, the process is
+    /// pinned now (`pidfd_open`, leaving only the moment between `connect`
+    /// and this call, in which the process would have to exit and its pid
+    /// come round again); else [`Requester::pin_to`] keeps the socket.
     pub fn accept(stream: &std::os::unix::net::UnixStream) -> std::io::Result<Requester> {
         let (uid, pid) = crate::sys::peer::peer_credentials(stream)?;
+        let pin = match pid {
+            Some(pid) if !peer_pidfd_supported(stream) => crate::sys::peer::pidfd_open(pid)
+                .map_or(Pin::None, Pin::Pidfd),
+            _ => Pin::None,
+        };
         Ok(Requester {
             uid,
             pid,
-            pin: pid.and_then(|pid| pin(stream, pid)),
+            pin,
             read: OnceLock::new(),
         })
+    }
+
+    /// Pins the requester through its connection, `socket` (the one given
+    /// to [`Requester::accept`]), which this then keeps open.
+    pub fn pin_to(&mut self, socket: Arc<dyn AsRawFd + Send + Sync>) {
+        if matches!(self.pin, Pin::None) && self.pid.is_some() && PEER_PIDFD.get() == Some(&true) {
+            self.pin = Pin::Socket(socket);
+        }
     }
 
     /// Only the agent's owner and root may use it, as with OpenSSH.
@@ -153,7 +103,15 @@ impl Requester {
     /// The requester with what `/proc` says of it, read on first use.
     pub fn peer(&self) -> &Arc<Peer> {
         self.read.get_or_init(|| {
-            let facts = match (self.pid, &self.pin) {
+            let pidfd = match &self.pin {
+                Pin::Socket(socket) => crate::sys::peer::peer_pidfd(&socket.as_raw_fd()).ok(),
+                Pin::Pidfd(_) | Pin::None => None,
+            };
+            let pin = match &self.pin {
+                Pin::Pidfd(fd) => Some(fd),
+                _ => pidfd.as_ref(),
+            };
+            let facts = match (self.pid, pin) {
                 (Some(pid), Some(pin)) => read_facts(pid, pin),
                 _ => Facts::default(),
             };
@@ -170,28 +128,18 @@ impl std::ops::Deref for Requester {
     }
 }
 
-/// Whether the kernel hands out pidfds with the connection
-/// (`SO_PEERPIDFD`); cleared the first time it says it does not.
-static PEER_PIDFD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// Whether the kernel hands out pidfds for connections (`SO_PEERPIDFD`,
+/// Linux 6.5+), asked once, of the first connection.
+static PEER_PIDFD: OnceLock<bool> = OnceLock::new();
 
-/// A pidfd for the process that connected. From the socket where the
-/// kernel can (it names the connecting process however late it is asked);
-/// else `pidfd_open` on the pid at once, which leaves only the moment
-/// between `connect` and this call, in which the process would have to
-/// exit and its pid come round again.
-fn pin(stream: &std::os::unix::net::UnixStream, pid: u32) -> Option<OwnedFd> {
-    use std::sync::atomic::Ordering;
-    if PEER_PIDFD.load(Ordering::Relaxed) {
-        match crate::sys::peer::peer_pidfd(stream) {
-            Ok(fd) => return Some(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
-                PEER_PIDFD.store(false, Ordering::Relaxed);
-            }
-            // Gone already (or any other refusal): nothing is known.
-            Err(_) => return None,
-        }
-    }
-    crate::sys::peer::pidfd_open(pid).ok()
+fn peer_pidfd_supported(stream: &std::os::unix::net::UnixStream) -> bool {
+    *PEER_PIDFD.get_or_init(|| {
+        !matches!(
+            crate::sys::peer::peer_pidfd(stream),
+            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT)
+                || e.kind() == std::io::ErrorKind::Unsupported
+        )
+    })
 }
 
 /// The fields of `/proc/PID/stat` the ancestry needs.
@@ -223,8 +171,17 @@ fn link(path: &str) -> Option<PathBuf> {
     }
 }
 
+/// `/proc/PID/stat` in one read: the kernel writes it whole, and it is
+/// far shorter than the buffer (a 15-byte name and 52 numbers), where
+/// `read_to_string` would read it in several growing pieces.
 fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    use std::io::Read as _;
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
+    parse_stat(std::str::from_utf8(buf.get(..n)?).ok()?)
 }
 
 /// Reads `f` about the process `pin` holds and keeps it only if that
