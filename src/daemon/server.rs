@@ -143,6 +143,11 @@ fn accept(stream: StdStream, agent: &Arc<Agent>, connections: &mut tokio::task::
     // The requester is pinned through its connection: the socket stays
     // open for as long as the session can ask who is on the other end.
     peer.pin_to(Arc::clone(&socket) as Arc<dyn std::os::fd::AsRawFd + Send + Sync>);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // A debug log names each connection's program, as it always did;
+        // only then does accepting pay for reading it.
+        let _ = peer.peer();
+    }
     debug!(conn = id, %peer, "connected");
     connections.spawn(connection(
         socket,
