@@ -241,6 +241,18 @@ pub struct ExplainArgs {
     /// login, git, file or other.
     #[arg(long = "purpose", default_value = "login")]
     pub purpose: String,
+    /// The requesting program's executable (for `caller` rules). Not
+    /// given: unknown, as for a process that is gone.
+    #[arg(long = "caller", value_name = "PATH")]
+    pub caller: Option<PathBuf>,
+    /// An ancestor's executable, nearest first; repeat for each (for
+    /// `ancestor` rules, which then see exactly these). Not given: unknown.
+    #[arg(long = "ancestor", value_name = "PATH")]
+    pub ancestor: Vec<PathBuf>,
+    /// The requesting program's working directory (for `cwd` rules). Not
+    /// given: unknown.
+    #[arg(long = "cwd", value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
 }
 
 /// The words after `hopward daemon`, read by [`crate::app::daemon_cli::parse`]

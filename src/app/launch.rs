@@ -698,13 +698,21 @@ fn serve(
         let _watcher = crate::daemon::policy_watch::watch(&agent);
         crate::daemon::autolock::start(&agent);
         crate::app::systemd::notify_ready();
-        server::serve(
+        // On a worker of the runtime, not this thread: a connection task
+        // spawned from a worker starts on that worker, where the accept
+        // loop's thread would have to wake another for each connection.
+        let serving = tokio::spawn(server::serve(
             listener,
             socket,
             Arc::clone(&agent),
             shutdown_signal(signals, watch_parent, stop_on_interrupt, Arc::clone(&agent)),
-        )
-        .await;
+        ));
+        if let Err(e) = serving.await
+            && e.is_panic()
+        {
+            // As if it had run here: the agent stops as it did before.
+            std::panic::resume_unwind(e.into_panic());
+        }
         // `serve` ended every connection, and with them sent the records of
         // requests still open (abandoned); they are flushed below.
         Ok::<_, LaunchError>((ExitCode::SUCCESS, Arc::clone(&agent.audit)))

@@ -295,8 +295,9 @@ fn context(
     let peer = std::sync::Arc::new(Peer {
         uid: crate::sys::effective_uid(),
         pid: None,
-        exe: None,
+        exe: args.caller.clone(),
         parents: Vec::new(),
+        process: explained_process(args),
     });
     let mut ctx = RequestContext::of_parts(
         (&args.key, &args.comment),
@@ -352,6 +353,15 @@ fn jump_hops(
         .collect())
 }
 
+/// The requesting process as `--caller`, `--ancestor` and `--cwd` give
+/// it; what they leave out is unknown, as for a process that is gone.
+fn explained_process(args: &ExplainArgs) -> crate::trust::peer::Facts {
+    let mut facts =
+        crate::trust::peer::Facts::given(args.caller.clone(), args.cwd.clone(), &args.ancestor);
+    facts.ancestry_complete = !args.ancestor.is_empty();
+    facts
+}
+
 fn explain(args: &ExplainArgs) -> ExitCode {
     let path = resolve_path(args.policy.clone());
     let policy: Policy = match load(path.as_deref()) {
@@ -399,6 +409,13 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         || "built-in policy".to_string(),
         |p| p.display().to_string(),
     );
+    let names_process = policy.rules.iter().any(|r| !r.process.is_empty());
+    if names_process && args.caller.is_none() && args.ancestor.is_empty() && args.cwd.is_none() {
+        println!(
+            "note:     rules name the requesting process, and this request names none: they are \
+             decided as for a process hopward cannot read (give --caller, --ancestor, --cwd)"
+        );
+    }
     println!("policy:   {source}");
     println!("request:  {ctx}");
     println!("decision: {}", decision.action.as_str());

@@ -66,6 +66,8 @@ pub struct Prompt {
     pub peer_exe: Option<String>,
     /// The asking process's ancestors, nearest first.
     pub peer_parents: Vec<String>,
+    /// The asking process's working directory, when it could be read.
+    pub peer_cwd: Option<String>,
     /// When set, the desktop prompt also offers "Allow for <duration>".
     pub remember: Option<std::time::Duration>,
     /// The key is on a FIDO token that wants a touch for this signature:
@@ -145,6 +147,9 @@ impl Prompt {
                 line.push_str(&format!(" < {}", clean(parent, 48)));
             }
             lines.push(line);
+        }
+        if let Some(cwd) = &self.peer_cwd {
+            lines.push(format!("In directory: {}", clean(cwd, 96)));
         }
         lines.join("\n")
     }
@@ -258,6 +263,14 @@ impl Prompt {
         }
         if let Some(pid) = self.peer_pid {
             env.push(("HOPWARD_PID", pid.to_string()));
+        }
+        // What `caller` and `cwd` rules match, for a confirmer that decides
+        // by them too; absent when they could not be read.
+        if let Some(exe) = &self.peer_exe {
+            env.push(("HOPWARD_CALLER", clean(exe, 1024)));
+        }
+        if let Some(cwd) = &self.peer_cwd {
+            env.push(("HOPWARD_CWD", clean(cwd, 1024)));
         }
         env
     }
@@ -434,6 +447,7 @@ mod tests {
             peer_pid: Some(42),
             peer_exe: Some("/usr/bin/ssh".into()),
             peer_parents: vec!["bash (pid 7)".into()],
+            peer_cwd: Some("/home/u/src".into()),
             ..Prompt::default()
         }
     }
@@ -463,6 +477,9 @@ mod tests {
         assert!(env.contains(&("HOPWARD_CHAIN", "bastion>target".to_string())));
         assert!(env.contains(&("HOPWARD_FORWARDED", "1".to_string())));
         assert!(env.contains(&("HOPWARD_DESTINATION", "verified".to_string())));
+        assert!(text.contains("\nIn directory: /home/u/src"), "{text}");
+        assert!(env.contains(&("HOPWARD_CALLER", "/usr/bin/ssh".to_string())));
+        assert!(env.contains(&("HOPWARD_CWD", "/home/u/src".to_string())));
     }
 
     /// Sixteen hops, long hostile names and comments, separators and bidi
@@ -478,6 +495,7 @@ mod tests {
         p.hops = (0..16).map(|i| format!("{evil}{i} (fwd)")).collect();
         p.peer_parents = vec![evil.clone(); 10];
         p.peer_exe = Some(evil.clone());
+        p.peer_cwd = Some(evil.clone());
         let text = p.text();
         assert!(
             text.starts_with("Purpose: log in to target as \"x\\u{2028}"),
@@ -490,10 +508,11 @@ mod tests {
         for hidden in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{200b}', '\u{1b}'] {
             assert!(!text.contains(hidden), "{hidden:?} in {text}");
         }
-        assert_eq!(text.lines().count(), 6, "{text}");
+        assert_eq!(text.lines().count(), 7, "{text}");
         assert!(text.contains("… 12 more …"), "{text}");
+        // Under 1000 before the working directory's line (at most 110).
         assert!(
-            text.chars().count() < 1000,
+            text.chars().count() < 1110,
             "{} chars",
             text.chars().count()
         );

@@ -31,7 +31,6 @@ use crate::ssh::cert::unix_now;
 use crate::text::clean;
 use crate::trust::binding::{Chain, Purpose, SignedData};
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
-use crate::trust::peer::Peer;
 use crate::trust::destination;
 
 /// Who asks: the connection, what is known of the request, and the
@@ -316,7 +315,9 @@ pub struct Lister<'a> {
     pub chain: &'a Chain,
     pub hops: &'a [HopView],
     pub class: RequestClass,
-    pub peer: &'a Peer,
+    /// Read from `/proc` only if a refusal is recorded: a listing needs
+    /// nothing about the process.
+    pub peer: &'a crate::trust::process::Requester,
 }
 
 /// A key that might be listed.
@@ -798,6 +799,7 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
         peer_parents: ctx.peer.parents.clone(),
+        peer_cwd: ctx.peer.process.cwd.as_ref().map(|d| d.display().to_string()),
         remember: None,
         touch: false,
         brake: None,
@@ -879,6 +881,7 @@ remember = "10m"
             pid: Some(1),
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         let hops: Vec<HopView> = via.map(|v| HopView::named(v, true)).into_iter().collect();
         let mut ctx = RequestContext::of_parts(

@@ -254,7 +254,7 @@ fn jumps(agent: &Agent) -> Vec<Value> {
     };
     agent
         .jumps
-        .list(&crate::trust::process::Proc, std::time::Instant::now())
+        .list(&crate::trust::process_table::Proc, std::time::Instant::now())
         .iter()
         .map(|j| {
             json!({

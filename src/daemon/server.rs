@@ -7,11 +7,12 @@
 //! key is dropped (and so zeroized).
 
 use std::future::Future;
+use std::os::unix::net::UnixStream as StdStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tracing::{debug, info, warn};
 
 use crate::daemon::agent::Agent;
@@ -20,7 +21,7 @@ use crate::daemon::socket::Socket;
 use crate::protocol::frame::{self, FrameReader};
 use crate::protocol::reply::Reply;
 use crate::protocol::request::Request;
-use crate::trust::peer::Peer;
+use crate::trust::process::Requester;
 
 /// How long to wait before accepting again after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -49,12 +50,19 @@ pub async fn serve(
     let releaser = tokio::spawn(release_memory(Arc::clone(&agent)));
     // The open connections' tasks; finished ones are reaped as they end.
     let mut connections = tokio::task::JoinSet::new();
+    let listener = match Listener::new(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!("cannot watch the listening socket: {e}");
+            return;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => accept(stream, &agent, &mut connections),
+                Ok(stream) => accept(stream, &agent, &mut connections),
                 Err(e) => {
                     warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -84,8 +92,33 @@ pub async fn serve(
     let _ = agent.keystore.clear();
 }
 
-fn accept(stream: UnixStream, agent: &Arc<Agent>, connections: &mut tokio::task::JoinSet<()>) {
-    let peer = match Peer::of(&stream) {
+/// The listening socket, watched by the runtime. Connections are accepted
+/// as plain sockets and handed to [`Socket`] as they are: accepting them
+/// as the runtime's own streams would register each with the reactor only
+/// to take it off again at once.
+struct Listener(tokio::io::unix::AsyncFd<std::os::unix::net::UnixListener>);
+
+impl Listener {
+    fn new(listener: UnixListener) -> std::io::Result<Listener> {
+        // Still non-blocking, as the runtime had it.
+        let listener = listener.into_std()?;
+        crate::sys::watch_listener(listener).map(Listener)
+    }
+
+    async fn accept(&self) -> std::io::Result<StdStream> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(accepted) =
+                ready.try_io(|l| crate::sys::peer::accept_nonblocking(l.get_ref()))
+            {
+                return accepted;
+            }
+        }
+    }
+}
+
+fn accept(stream: StdStream, agent: &Arc<Agent>, connections: &mut tokio::task::JoinSet<()>) {
+    let mut peer = match Requester::accept(&stream) {
         Ok(peer) => peer,
         Err(e) => {
             warn!("dropped a connection: cannot read peer credentials: {e}");
@@ -100,23 +133,31 @@ fn accept(stream: UnixStream, agent: &Arc<Agent>, connections: &mut tokio::task:
         return;
     }
     let id = agent.connection_id();
+    let socket = match Socket::accepted(stream) {
+        Ok(socket) => Arc::new(socket),
+        Err(e) => {
+            warn!(conn = id, %peer, "dropped the connection: {e}");
+            return;
+        }
+    };
+    // The requester is pinned through its connection: the socket stays
+    // open for as long as the session can ask who is on the other end.
+    peer.pin_to(Arc::clone(&socket) as Arc<dyn std::os::fd::AsRawFd + Send + Sync>);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // A debug log names each connection's program, as it always did;
+        // only then does accepting pay for reading it.
+        let _ = peer.peer();
+    }
     debug!(conn = id, %peer, "connected");
     connections.spawn(connection(
-        stream,
+        socket,
         Session::new(Arc::clone(agent), peer, id),
         Arc::clone(agent),
         id,
     ));
 }
 
-async fn connection(stream: UnixStream, mut session: Session, agent: Arc<Agent>, id: u64) {
-    let socket = match Socket::from_tokio(stream) {
-        Ok(socket) => socket,
-        Err(e) => {
-            warn!(conn = id, peer = %session.peer(), "dropped the connection: {e}");
-            return;
-        }
-    };
+async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>, id: u64) {
     let cut = agent.register(id);
     let _listed = Registered { agent: &agent, id };
     let mut reader = socket.reader();

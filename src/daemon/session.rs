@@ -32,13 +32,15 @@ use crate::text::clean;
 use crate::trust::binding::{BindError, Chain, SignedData};
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use crate::trust::destination;
-use crate::trust::peer::Peer;
+use crate::trust::process::Requester;
 
 /// The state of one connection.
 #[derive(Debug)]
 pub struct Session {
     agent: Arc<Agent>,
-    peer: Arc<Peer>,
+    /// The process that connected; what `/proc` says of it is read only
+    /// when a decision, an audit record or a prompt needs it.
+    peer: Requester,
     id: u64,
     /// The hosts this connection came through, from session-bind.
     chain: Chain,
@@ -77,10 +79,10 @@ fn failure() -> Reply {
 }
 
 impl Session {
-    pub fn new(agent: Arc<Agent>, peer: Peer, id: u64) -> Self {
+    pub fn new(agent: Arc<Agent>, peer: Requester, id: u64) -> Self {
         Session {
             agent,
-            peer: Arc::new(peer),
+            peer,
             id,
             chain: Chain::default(),
             views: std::sync::Mutex::new(None),
@@ -103,7 +105,7 @@ impl Session {
         self.over_limit
     }
 
-    pub fn peer(&self) -> &Peer {
+    pub fn peer(&self) -> &Requester {
         &self.peer
     }
 
@@ -335,14 +337,14 @@ impl Session {
     /// processes above it. A forwarding first bind gets no route: what
     /// comes through it has its own chain of binds.
     fn note_direct_bind(&mut self) {
-        use crate::trust::process::ProcessTable as _;
+        use crate::trust::process_table::ProcessTable as _;
         let [hop] = self.chain.hops() else {
             return;
         };
         if hop.forwarding {
             return;
         }
-        let table = crate::trust::process::Proc;
+        let table = crate::trust::process_table::Proc;
         let Some(process) = self.peer.pid.and_then(|pid| table.identify(pid)) else {
             return;
         };

@@ -39,6 +39,14 @@ impl Socket {
         })
     }
 
+    /// Has the runtime watch `stream`, which is non-blocking already (see
+    /// [`crate::sys::peer::accept_nonblocking`]).
+    pub fn accepted(stream: std::os::unix::net::UnixStream) -> std::io::Result<Socket> {
+        Ok(Socket {
+            watched: crate::sys::watch_readable(stream)?,
+        })
+    }
+
     /// Takes over a socket the runtime already watches in both directions.
     pub fn from_tokio(stream: tokio::net::UnixStream) -> std::io::Result<Socket> {
         Socket::new(stream.into_std()?)
@@ -109,6 +117,12 @@ impl Socket {
             }
         }
         Ok(())
+    }
+}
+
+impl std::os::fd::AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream().as_raw_fd()
     }
 }
 

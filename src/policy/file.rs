@@ -147,6 +147,9 @@ struct RawRule {
     purpose: Option<S<String>>,
     action: S<String>,
     remember: Option<S<String>>,
+    caller: Option<S<Vec<S<String>>>>,
+    ancestor: Option<S<Vec<S<String>>>>,
+    cwd: Option<S<Vec<S<String>>>>,
 }
 
 /// Settings as one file states them; `None` = not set there.
@@ -403,6 +406,18 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
+/// A rule's `caller`, `ancestor` and `cwd`, with `~` expanded.
+fn process_patterns(ctx: &mut Ctx<'_>, r: &RawRule) -> crate::policy::process::ProcessPatterns {
+    use crate::policy::process::{DirPattern, ExePattern, expand_home as home};
+    crate::policy::process::ProcessPatterns {
+        caller: ctx.patterns(&r.caller, "caller", false, |t| ExePattern::compile(&home(t))),
+        ancestor: ctx.patterns(&r.ancestor, "ancestor", false, |t| {
+            ExePattern::compile(&home(t))
+        }),
+        cwd: ctx.patterns(&r.cwd, "cwd", false, |t| DirPattern::compile(&home(t))),
+    }
+}
+
 fn compile_file(
     text: &str,
     file: &str,
@@ -570,6 +585,7 @@ fn compile_file(
         });
         jump_conflicts(&mut ctx, r, purpose);
         let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
+        let process = process_patterns(&mut ctx, r);
         if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
             if let Some(h) = &r.host {
                 ctx.err(
@@ -602,6 +618,7 @@ fn compile_file(
                 action,
                 remember,
                 jump,
+                process,
             });
         }
     }
@@ -904,6 +921,9 @@ pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
                 && r.jump.is_none()
                 && r.user.is_none()
                 && r.purpose.is_none()
+                && r.caller.is_none()
+                && r.ancestor.is_none()
+                && r.cwd.is_none()
             {
                 catch_all = Some((label.clone(), line));
             }

@@ -102,6 +102,7 @@ fn requests(rule: &Rule) -> Option<(RequestContext, RequestContext)> {
         pid: None,
         exe: None,
         parents: Vec::new(),
+        process: Default::default(),
     });
     let build = |forwarding: Vec<HopView>| {
         let mut chain = forwarding;

@@ -13,6 +13,7 @@ pub mod matcher;
 pub mod owner;
 mod offer;
 mod prefilter;
+pub mod process;
 pub mod store;
 
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub struct Rule {
     /// The jump hosts (ProxyJump) a direct login tunnels through, in the
     /// `via` grammar; `[]`: none; `None`: any.
     pub jump: Option<Vec<ViaElement>>,
+    /// `caller`, `ancestor`, `cwd`: the requesting process.
+    pub process: process::ProcessPatterns,
 }
 
 /// `[defaults]`: the action per request class when no rule matches.
@@ -288,6 +291,38 @@ impl Rule {
             && self.host_match(ctx.destination_hop())
             && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
+            && self.process_match(ctx)
+    }
+
+    /// The process fields: proven, or unprovable for a deny rule (which
+    /// can only make the decision stricter). An unprovable rule of another
+    /// action does not match here; [`Policy::decide`] still lets it raise
+    /// the decision to its own action.
+    fn process_match(&self, ctx: &RequestContext) -> bool {
+        match self.process_proof(ctx) {
+            process::Proof::Yes => true,
+            process::Proof::No => false,
+            process::Proof::Unknown => self.action == Action::Deny,
+        }
+    }
+
+    fn process_proof(&self, ctx: &RequestContext) -> process::Proof {
+        if self.process.is_empty() {
+            return process::Proof::Yes;
+        }
+        self.process.check(&ctx.peer.process)
+    }
+
+    /// Whether every field but the process ones matches, and those cannot
+    /// be proven either way: the rule might be the one that decides.
+    fn unprovable(&self, ctx: &RequestContext) -> bool {
+        self.action != Action::Deny
+            && self.process_proof(ctx) == process::Proof::Unknown
+            && Rule {
+                process: process::ProcessPatterns::default(),
+                ..self.clone()
+            }
+            .matches(ctx)
     }
 }
 
@@ -386,6 +421,7 @@ impl Policy {
             },
             None => self.default_for(ctx.class),
         };
+        self.raise_for_unprovable(ctx, first, &mut decision);
         if let Destination::Unverified(_) = ctx.destination {
             // Nobody can say where this login will be used: never remember
             // it, and through a forwarding hop never do better than
@@ -399,6 +435,38 @@ impl Policy {
             }
         }
         decision
+    }
+
+    /// A rule before the one that decided, whose process fields could not
+    /// be proven (the process is gone, `/proc` unreadable), might have been
+    /// the first match: the decision is then the stricter of its action
+    /// and what decided, and nothing is remembered for it. So a `confirm`
+    /// rule for some caller still asks when the caller cannot be told, even
+    /// if a later rule would allow.
+    fn raise_for_unprovable(
+        &self,
+        ctx: &RequestContext,
+        first: Option<&Rule>,
+        decision: &mut Decision,
+    ) {
+        let before = first.map_or(self.rules.len(), |f| {
+            self.rules
+                .iter()
+                .position(|r| std::ptr::eq(r, f))
+                .unwrap_or(0)
+        });
+        for rule in &self.rules[..before] {
+            if rule.process.is_empty() || !rule.unprovable(ctx) {
+                continue;
+            }
+            if rule.action.stricter(decision.action) != decision.action {
+                *decision = Decision {
+                    action: rule.action,
+                    rule: rule.name.clone(),
+                    remember: None,
+                };
+            }
+        }
     }
 
     /// Whether some rule (or the default) could allow this key on a
@@ -435,7 +503,10 @@ impl Policy {
                 return Ok(());
             }
             // A deny rule that is certain to match shadows everything after it.
-            if rule.denies_every_login_to(bound) && (rule.jump.is_none() || jump_known) {
+            if rule.denies_every_login_to(bound)
+                && (rule.jump.is_none() || jump_known)
+                && rule.process.is_empty()
+            {
                 return Err(rule.name.clone());
             }
         }
@@ -545,6 +616,7 @@ mod tests {
             pid: Some(1),
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         RequestContext::of_parts(
             ("SHA256:key", comment),

@@ -163,6 +163,7 @@ mod tests {
             pid: None,
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         RequestContext::of_parts(
             ("SHA256:key", "laptop"),

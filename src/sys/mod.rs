@@ -12,6 +12,7 @@
 pub mod fido;
 pub mod memory;
 pub mod rsa_blinding;
+pub mod peer;
 pub mod signing;
 pub mod sk_provider;
 
@@ -136,6 +137,19 @@ pub fn watch_readable(
     // deregisters first.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
+}
+
+/// Has the async runtime watch a listening socket for connections to
+/// accept (see `crate::daemon::server`). Must be called within the runtime.
+pub fn watch_listener(
+    listener: std::os::unix::net::UnixListener,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::unix::net::UnixListener>> {
+    // SAFETY: as for `watch_readable`: the AsyncFd owns the listener, so
+    // the descriptor stays open and the same while it is registered.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
     }
     .map_err(io::Error::from)
 }

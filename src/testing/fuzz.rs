@@ -160,6 +160,7 @@ pub fn sshd_login(data: &[u8]) {
         pid: None,
         exe: None,
         parents: Vec::new(),
+        process: Default::default(),
     });
     let chain = crate::trust::binding::Chain::default();
     let ctx = crate::trust::context::RequestContext::new(
@@ -227,6 +228,7 @@ fn requests_naming(names: &[String]) -> Vec<crate::trust::context::RequestContex
         pid: None,
         exe: None,
         parents: Vec::new(),
+        process: Default::default(),
     });
     let mut out = Vec::new();
     for (i, dest) in candidates.iter().enumerate() {
@@ -392,6 +394,7 @@ pub fn bound_login(data: &[u8]) {
         pid: None,
         exe: None,
         parents: Vec::new(),
+        process: Default::default(),
     });
     let ctx = RequestContext::new(
         ("SHA256:user", "user", user_key),

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::trust::binding::Hop;
-use crate::trust::process::{ProcessId, ProcessTable};
+use crate::trust::process_table::{ProcessId, ProcessTable};
 
 /// How far below the requesting process a jump's ssh may run: its child
 /// (ProxyJump, or ProxyCommand run with `exec`), a grandchild (a
@@ -162,7 +162,7 @@ fn depth_below(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::process::ProcStat;
+    use crate::trust::process_table::ProcStat;
     use std::collections::HashMap;
     use std::sync::Mutex as StdMutex;
 

@@ -12,4 +12,5 @@ pub mod known_hosts;
 pub mod learned;
 pub mod peer;
 pub mod process;
+pub mod process_table;
 pub mod ssh_config;

@@ -1,8 +1,9 @@
-//! Who is on the other end of a connection: uid, pid and executable, read
-//! once at accept (SO_PEERCRED) so later decisions do not race with the peer.
+//! Who is on the other end of a connection: uid and pid (SO_PEERCRED, at
+//! accept), executable, ancestors and working directory (read from `/proc`
+//! against a pin, see [`crate::trust::process`]).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The local process that opened a connection.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub struct Peer {
     /// The processes above it, nearest first, as `name (pid N)`: what
     /// started the program that is asking (a shell, tmux, a git hook ...).
     pub parents: Vec<String>,
+    /// What `caller`, `ancestor` and `cwd` rules match (`Default`: nothing
+    /// known, which such rules treat as unprovable).
+    pub process: Facts,
 }
 
 impl fmt::Debug for Peer {
@@ -35,63 +39,93 @@ impl fmt::Display for Peer {
 }
 
 impl Peer {
-    /// Reads the credentials of a connected UNIX stream.
-    pub fn of(stream: &tokio::net::UnixStream) -> std::io::Result<Peer> {
-        let cred = stream.peer_cred()?;
-        let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
-        Ok(Peer {
-            uid: cred.uid(),
+    /// A peer described by what was read about its process.
+    pub fn with_facts(uid: u32, pid: Option<u32>, process: Facts) -> Peer {
+        Peer {
+            uid,
             pid,
-            exe: pid.and_then(exe_of),
-            parents: pid.map(parents_of).unwrap_or_default(),
-        })
-    }
-
-    /// Only the agent's owner and root may use it, as with OpenSSH.
-    pub fn may_connect(&self, owner: u32) -> bool {
-        self.uid == owner || self.uid == 0
+            exe: process.exe.clone(),
+            parents: process.parents(),
+            process,
+        }
     }
 }
 
-/// How many ancestors the prompt names.
+/// How many ancestors the prompt and the audit name.
 const PARENTS: usize = 3;
 
-#[cfg(target_os = "linux")]
-fn parents_of(pid: u32) -> Vec<String> {
-    let field = |pid: u32, name: &str| -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let mut out = Vec::new();
-    let mut current = pid;
-    while out.len() < PARENTS {
-        let Some(ppid) = field(current, "PPid:").and_then(|p| p.parse::<u32>().ok()) else {
-            break;
-        };
-        if ppid <= 1 {
-            break;
-        }
-        let name = field(ppid, "Name:").unwrap_or_else(|| "?".into());
-        out.push(format!("{} (pid {ppid})", crate::text::clean(&name, 32)));
-        current = ppid;
+/// One process above the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ancestor {
+    pub pid: u32,
+    /// The kernel's short name for it (`comm`, at most 15 bytes).
+    pub name: String,
+    /// Its executable; `None` when it cannot be read (another user's
+    /// process, such as `sshd` or `sudo`).
+    pub exe: Option<PathBuf>,
+    /// The script it runs, when it is an interpreter started through a
+    /// `#!` line (see [`script_of`]).
+    pub script: Option<PathBuf>,
+}
+
+impl Ancestor {
+    /// What names it: its executable, and the script it runs.
+    pub fn programs(&self) -> impl Iterator<Item = &Path> {
+        self.exe.iter().chain(&self.script).map(PathBuf::as_path)
     }
-    out
 }
 
-#[cfg(not(target_os = "linux"))]
-fn parents_of(_pid: u32) -> Vec<String> {
-    Vec::new()
+/// What `caller`, `ancestor` and `cwd` rules are matched against.
+/// `Default` is a process nothing is known about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The requester's executable.
+    pub exe: Option<PathBuf>,
+    /// The script it runs, when it is an interpreter started through a
+    /// `#!` line (a Python program that speaks to the agent itself).
+    pub script: Option<PathBuf>,
+    /// The requester's working directory.
+    pub cwd: Option<PathBuf>,
+    /// Its ancestors, nearest first.
+    pub ancestors: Vec<Ancestor>,
+    /// Whether `ancestors` is every ancestor up to (not including) pid 1,
+    /// each with its executable: only then can "no ancestor matches" be
+    /// said for sure.
+    pub ancestry_complete: bool,
 }
 
-#[cfg(target_os = "linux")]
-fn exe_of(pid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+impl Facts {
+    /// Facts given by hand (`policy explain`, tests): the ancestors'
+    /// executables, nearest first, are all of them.
+    pub fn given(exe: Option<PathBuf>, cwd: Option<PathBuf>, ancestors: &[PathBuf]) -> Facts {
+        Facts {
+            exe,
+            script: None,
+            cwd,
+            ancestors: ancestors
+                .iter()
+                .map(|path| Ancestor {
+                    pid: 0,
+                    name: file_name(path).to_string(),
+                    exe: Some(path.clone()),
+                    script: None,
+                })
+                .collect(),
+            ancestry_complete: true,
+        }
+    }
+
+    /// `name (pid N)` for the nearest few ancestors, for prompts and logs.
+    pub fn parents(&self) -> Vec<String> {
+        self.ancestors
+            .iter()
+            .take(PARENTS)
+            .map(|a| format!("{} (pid {})", crate::text::clean(&a.name, 32), a.pid))
+            .collect()
+    }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn exe_of(_pid: u32) -> Option<PathBuf> {
-    None
+/// The file name of a path, as `caller = ["git"]` names it.
+pub fn file_name(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
