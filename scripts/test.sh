@@ -17,6 +17,7 @@ OPENSSH105_TESTS="agent agent-timeout agent-subprocess agent-getpeereid agent-pt
 # tests/test_script.rs fails when a test that needs the build is not named
 # here.
 OPENSSH105_RUST_TESTS="
+cert_expiry::a_certificate_added_by_ssh_add_10_5_goes_at_the_same_time_and_is_audited
 mldsa::mldsa_keys_add_list_sign_and_delete_with_openssh_10_5
 mldsa::mldsa_certificates_add_list_and_remove_all
 mldsa::malformed_or_mismatched_mldsa_keys_are_refused_and_the_agent_goes_on
