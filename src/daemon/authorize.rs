@@ -1401,6 +1401,7 @@ mod brake_tests {
     use crate::policy::store::PolicyStore;
     use crate::testing::fakes::{Records, ScriptedDesk};
     use crate::trust::context::{HopView, RequestClass};
+    use crate::trust::peer::Peer;
 
     const POLICY: &str = r#"
 [defaults]
@@ -1423,6 +1424,7 @@ action = "notify"
             pid: Some(1),
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         let mut ctx = RequestContext::of_parts(
             ("SHA256:key", "me@desk"),

@@ -37,6 +37,7 @@ pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
         pid: Some(std::process::id()),
         exe: std::env::current_exe().ok(),
         parents: Vec::new(),
+        process: Default::default(),
     };
     for identity in gone.iter().filter(|id| id.cert_expired()) {
         info!(key = %identity.fingerprint, "certificate expired; removed");

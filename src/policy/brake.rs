@@ -225,6 +225,7 @@ mod tests {
                 pid: None,
                 exe: None,
                 parents: Vec::new(),
+                process: Default::default(),
             }),
         )
     }

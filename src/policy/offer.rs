@@ -265,6 +265,7 @@ mod tests {
             pid: Some(1),
             exe: None,
             parents: Vec::new(),
+            process: Default::default(),
         });
         let chains = [
             direct("a"),

@@ -306,9 +306,13 @@ mod tests {
 
     #[test]
     fn stat_with_odd_names() {
-        let s = parse_stat("42 (a) b (c)) S 7 42 42 0 -1").unwrap();
+        let s = parse_stat("42 (a) b (c)) S 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0")
+            .unwrap();
         assert_eq!(s.name, "a) b (c)");
         assert_eq!(s.ppid, 7);
+        assert_eq!(s.start, 555);
+        // No start time: not a whole line, so nothing is taken from it.
+        assert!(parse_stat("42 (a) S 7 42 42 0 -1").is_none());
         assert!(parse_stat("42 nothing").is_none());
     }
 
