@@ -215,6 +215,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                     return refused_by_constraint(agent, caller);
                 }
                 grounds.key = Some(identity);
+                grounds.login = ctx.purpose == Purpose::Login;
                 touch = identity.security_key().is_some_and(|t| t.needs_touch());
                 confirm_always = identity.constraints.confirm;
                 // Which library signs for a hardware key: its path, never a PIN.
@@ -574,6 +575,9 @@ struct Grounds<'a> {
     /// The key held here that would sign (`None`: an upstream key, a key
     /// operation).
     key: Option<&'a Identity>,
+    /// The signature is for a login: a certificate past its `valid_before`
+    /// may not make it.
+    login: bool,
 }
 
 impl<'a> Grounds<'a> {
@@ -583,6 +587,7 @@ impl<'a> Grounds<'a> {
             grants: agent.grants.epoch(),
             locks: agent.keystore.locks(),
             key: None,
+            login: false,
         }
     }
 
@@ -596,6 +601,9 @@ impl<'a> Grounds<'a> {
             .still_holds(self.key, self.locks, Instant::now())
         {
             return Some(gone.reason());
+        }
+        if self.login && self.key.is_some_and(Identity::cert_expired) {
+            return Some(crate::keys::expiry::REASON);
         }
         if agent.policy.snapshot().0 != self.policy {
             return Some("policy-changed");
@@ -643,7 +651,7 @@ async fn enforce(
     let scope = GrantScope::of(ctx);
     // The policy never sets `remember` for a login nobody verified, so such
     // a request neither finds nor leaves a grant.
-    if decision.remember.is_some() && agent.grants.find(&scope, Instant::now()).is_some() {
+    if decision.remember.is_some() && agent.grants.find(&scope, &decision.rule, Instant::now()).is_some() {
         return (true, "remembered".into());
     }
     if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {

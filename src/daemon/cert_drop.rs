@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::daemon::agent::Agent;
 use crate::daemon::audit::AuditRecord;
-use crate::daemon::authorize::Lister;
 // Rule and reason of every record this module writes.
 use crate::keys::expiry::{CertValidity, REASON as CERT_EXPIRED};
 use crate::keys::keystore::Identity;
@@ -52,25 +51,4 @@ pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
         .decided(true, CERT_EXPIRED, CERT_EXPIRED);
         agent.audit.record(record);
     }
-}
-
-/// A certificate added after its grace had already ended (an `ssh-add`
-/// older than 10.1, which does not check): refused, as OpenSSH 10.1's
-/// `ssh-add` refuses to send it. Returns whether it was refused.
-pub fn refuse_add(agent: &Agent, who: &Lister<'_>, identity: &Identity) -> bool {
-    if !identity.cert_dropped() {
-        return false;
-    }
-    warn!(conn = who.conn, key = %identity.fingerprint, "refused to add a certificate that has expired");
-    let record = AuditRecord::key_event(
-        "add",
-        Some((&identity.fingerprint, &identity.comment)),
-        who.class,
-        who.hops,
-        who.peer,
-        who.conn,
-    )
-    .decided(false, CERT_EXPIRED, CERT_EXPIRED);
-    agent.audit.record(record);
-    true
 }

@@ -599,7 +599,9 @@ impl Session {
             chain: &self.chain,
             login: self.logins.login(signed),
         };
-        if crate::daemon::cert_drop::refuses_to_sign(key.2) {
+        if context.purpose == crate::trust::binding::Purpose::Login
+            && crate::daemon::cert_drop::refuses_to_sign(key.2)
+        {
             warn!(conn = self.id, key = %key.0, "sign refused: the certificate has expired");
             let upstream = matches!(sign_key, SignKey::Upstream);
             return crate::daemon::authorize::refused_expired_certificate(
@@ -974,13 +976,6 @@ impl Session {
                 return failure();
             }
         };
-        {
-            let hops = self.hop_views();
-            let who = self.lister(&hops, RequestClass::of(&self.chain));
-            if crate::daemon::cert_drop::refuse_add(&self.agent, &who, &identity) {
-                return failure();
-            }
-        }
         let (fp, comment) = (identity.fingerprint.clone(), identity.comment.clone());
         let provider = identity.security_key().map(|k| k.provider.describe());
         if !self

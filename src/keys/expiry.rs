@@ -1,7 +1,7 @@
 //! Certificates expire in the agent: a certificate past its `valid_before`
-//! never signs, and once OpenSSH's grace after it has passed the agent drops
-//! it, whoever added it (an `ssh-add` older than 10.1 or run with `-N`, a
-//! forwarded add, a token).
+//! never signs a login, and once OpenSSH's grace after it has passed the
+//! agent drops it, whoever added it (an `ssh-add` older than 10.1, a
+//! forwarded add, a token); one added already past the grace is kept.
 //!
 //! OpenSSH 10.1+'s `ssh-add` asks for exactly this drop by giving a
 //! certificate the lifetime `valid_before + 300 s - now` (`CERT_EXPIRY_GRACE`
@@ -78,7 +78,12 @@ impl CertValidity {
 /// `now` (at once if the deadline has passed): the reaper sleeps on
 /// instants, and re-plans from the wall clock each time it wakes.
 pub fn instant_of(deadline: u64, now_unix: u64, now: Instant) -> Instant {
-    now + Duration::from_secs(deadline.saturating_sub(now_unix))
+    // A `valid_before` near the end of time (any certificate may carry one)
+    // must not overflow the clock: a century is as good as never.
+    const CENTURY: u64 = 100 * 365 * 24 * 3600;
+    let wait = deadline.saturating_sub(now_unix).min(CENTURY);
+    now.checked_add(Duration::from_secs(wait))
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
 }
 
 #[cfg(test)]
@@ -122,5 +127,15 @@ mod tests {
         let now = Instant::now();
         assert_eq!(instant_of(10, 20, now), now);
         assert_eq!(instant_of(30, 20, now), now + Duration::from_secs(10));
+    }
+
+    /// A `valid_before` anywhere up to the end of time (a certificate may
+    /// carry any) is a deadline far away, never a clock overflow.
+    #[test]
+    fn a_deadline_at_the_end_of_time_does_not_overflow() {
+        let now = Instant::now();
+        for deadline in [u64::MAX - 1, 1 << 63, (1 << 63) + 12345] {
+            assert!(instant_of(deadline, 1_000, now) > now + Duration::from_secs(3600));
+        }
     }
 }

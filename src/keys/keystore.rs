@@ -58,6 +58,11 @@ pub struct Identity {
     /// A certificate's validity window: past `valid_before` it never signs,
     /// past the grace after it it is dropped ([`crate::keys::expiry`]).
     pub cert: Option<crate::keys::expiry::CertValidity>,
+    /// A certificate that was past its grace already when it was added
+    /// (`ssh-add -N`, to sign files with it): whoever added it wanted it
+    /// as it is, so it is kept, as ssh-agent keeps it. It still never signs
+    /// a login.
+    pub added_expired: bool,
     key: Holder,
 }
 
@@ -101,6 +106,8 @@ impl Identity {
             constraints,
             expires,
             cert: crate::keys::expiry::CertValidity::of(&new.public),
+            added_expired: crate::keys::expiry::CertValidity::of(&new.public)
+                .is_some_and(|c| c.dropped(crate::ssh::cert::unix_now())),
             key,
         })
     }
@@ -116,9 +123,11 @@ impl Identity {
         let expires = constraints
             .lifetime
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        let cert = crate::keys::expiry::CertValidity::of(&public);
         Identity {
             fingerprint: public.fingerprint(),
-            cert: crate::keys::expiry::CertValidity::of(&public),
+            cert,
+            added_expired: cert.is_some_and(|c| c.dropped(crate::ssh::cert::unix_now())),
             public,
             comment,
             constraints,
@@ -187,8 +196,10 @@ impl Identity {
     /// A certificate past OpenSSH's grace after its `valid_before`, by the
     /// wall clock: gone as if its lifetime had ended.
     pub fn cert_dropped(&self) -> bool {
-        self.cert
-            .is_some_and(|cert| cert.dropped(crate::ssh::cert::unix_now()))
+        !self.added_expired
+            && self
+                .cert
+                .is_some_and(|cert| cert.dropped(crate::ssh::cert::unix_now()))
     }
 
     /// A certificate past its `valid_before`, by the wall clock: it is
@@ -201,7 +212,10 @@ impl Identity {
     /// When the reaper should look at it next: its `-t` deadline or a
     /// certificate's drop time, whichever comes first.
     fn deadline(&self, now: Instant) -> Option<Instant> {
-        let cert = self.cert.and_then(|cert| cert.drop_at()).map(|at| {
+        // A certificate kept past its drop time is never due again (the
+        // reaper would wake at once, forever).
+        let cert = self.cert.filter(|_| !self.added_expired);
+        let cert = cert.and_then(|cert| cert.drop_at()).map(|at| {
             crate::keys::expiry::instant_of(at, crate::ssh::cert::unix_now(), now)
         });
         match (self.expires, cert) {
@@ -216,8 +230,6 @@ impl Identity {
 pub enum Gone {
     /// Its `ssh-add -t` lifetime ended.
     Expired,
-    /// It is a certificate whose `valid_before` has passed.
-    CertExpired,
     /// It was removed (`ssh-add -d`, `-D`, `-e`, SIGUSR1) or replaced by a
     /// new add of the same key.
     Removed,
@@ -230,7 +242,6 @@ impl Gone {
     pub fn reason(self) -> &'static str {
         match self {
             Gone::Expired => "key-expired",
-            Gone::CertExpired => crate::keys::expiry::REASON,
             Gone::Removed => "key-removed",
             Gone::Locked => "locked",
         }
@@ -322,9 +333,6 @@ impl Keystore {
     ) -> Result<(), Gone> {
         let state = self.lock_state();
         if let Some(identity) = identity {
-            if identity.cert_expired() {
-                return Err(Gone::CertExpired);
-            }
             if identity.expired(now) {
                 return Err(Gone::Expired);
             }

@@ -105,12 +105,16 @@ impl Grants {
     }
 
     /// The live grant covering `scope`, if any.
-    pub fn find(&self, scope: &GrantScope, now: Instant) -> Option<u64> {
+    /// The remembered yes for exactly `scope`, given under `rule`: a yes
+    /// given under one rule never answers a request another rule decides
+    /// (a rule on the requesting process, `cwd` say, can make two requests
+    /// with the same scope meet different rules).
+    pub fn find(&self, scope: &GrantScope, rule: &str, now: Instant) -> Option<u64> {
         let mut g = self.lock();
         g.grants.retain(|grant| grant.expires > now);
         g.grants
             .iter()
-            .find(|grant| grant.scope == *scope)
+            .find(|grant| grant.scope == *scope && grant.rule == rule)
             .map(|grant| grant.id)
     }
 
@@ -187,15 +191,17 @@ mod tests {
                 .unwrap()
         };
         let id = add(&g);
-        assert_eq!(g.find(&scope("deploy"), now), Some(id));
-        assert_eq!(g.find(&scope("root"), now), None);
+        assert_eq!(g.find(&scope("deploy"), "r", now), Some(id));
+        // Another rule deciding the same scope is not answered by this yes.
+        assert_eq!(g.find(&scope("deploy"), "another rule", now), None);
+        assert_eq!(g.find(&scope("root"), "r", now), None);
         assert_eq!(
-            g.find(&scope("deploy"), now + Duration::from_secs(61)),
+            g.find(&scope("deploy"), "r", now + Duration::from_secs(61)),
             None
         );
         let id2 = add(&g);
         assert!(g.revoke(id2));
-        assert_eq!(g.find(&scope("deploy"), now), None);
+        assert_eq!(g.find(&scope("deploy"), "r", now), None);
     }
 
     #[test]
@@ -206,9 +212,9 @@ mod tests {
         let before = g.epoch();
         assert_eq!(g.clear(), 0, "nothing to drop, the epoch moves all the same");
         assert_eq!(g.add_if(before, scope("deploy"), vec![], "r", ttl, now), None);
-        assert_eq!(g.find(&scope("deploy"), now), None);
+        assert_eq!(g.find(&scope("deploy"), "r", now), None);
         let id = g.add_if(g.epoch(), scope("deploy"), vec![], "r", ttl, now);
         assert!(id.is_some());
-        assert_eq!(g.find(&scope("deploy"), now), id);
+        assert_eq!(g.find(&scope("deploy"), "r", now), id);
     }
 }

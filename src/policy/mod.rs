@@ -459,6 +459,11 @@ impl Policy {
             if rule.process.is_empty() || !rule.unprovable(ctx) {
                 continue;
             }
+            // As strict as the decision (a `confirm` before a `confirm`):
+            // the question stays, but nothing is remembered from it.
+            if rule.action.stricter(decision.action) == rule.action {
+                decision.remember = None;
+            }
             if rule.action.stricter(decision.action) != decision.action {
                 *decision = Decision {
                     action: rule.action,
