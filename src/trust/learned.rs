@@ -157,7 +157,7 @@ pub fn read(path: &Path) -> std::io::Result<String> {
 
 /// Writes the file whole (a temporary file renamed over it, 0600), in a
 /// directory created 0700, so a crash never leaves half a file.
-pub fn write(path: &Path, learned: &Learned) -> std::io::Result<()> {
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::paths::ensure_private_dir(dir)?;
@@ -169,7 +169,7 @@ pub fn write(path: &Path, learned: &Learned) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(learned.to_text().as_bytes())?;
+    file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }

@@ -111,17 +111,20 @@ impl KnownHosts {
         }
     }
 
+    /// Writes the names out. The names' lock is held only to take their
+    /// text: every decision reads them, and none may wait on a disk's
+    /// fsync. The file's lock keeps two saves from crossing.
     fn save_learned(&self) {
-        let Some(path) = self
-            .learned_file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let file = self.learned_file.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(path) = file.as_ref() else {
             return;
         };
-        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = crate::trust::learned::write(&path, &learned) {
+        let text = self
+            .learned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_text();
+        if let Err(e) = crate::trust::learned::write(path, &text) {
             warn!(
                 "cannot keep learned host names in {}: {e} (they last until a restart)",
                 path.display()
