@@ -309,6 +309,17 @@ mod tests {
             assert_eq!(decide(allow, Facts::default()), (Action::Confirm, "default:local".into(), false));
         }
 
+        /// An unprovable `confirm` before a `confirm` that remembers: the
+        /// question stays, and nothing is remembered from its answer.
+        #[test]
+        fn an_unprovable_rule_as_strict_as_the_decision_keeps_it_from_being_remembered() {
+            let policy = "[defaults]\nlocal = \"allow\"\n\
+                [[rule]]\nname = \"ide\"\nancestor = [\"code\"]\naction = \"confirm\"\n\
+                [[rule]]\nname = \"rest\"\naction = \"confirm\"\nremember = \"10m\"\n";
+            assert_eq!(decide(policy, shell()), (Action::Confirm, "rest".into(), true));
+            assert_eq!(decide(policy, Facts::default()), (Action::Confirm, "rest".into(), false));
+        }
+
         #[test]
         fn an_unprovable_rule_never_loosens_a_stricter_decision() {
             let policy = "[defaults]\nlocal = \"deny\"\n\
