@@ -337,7 +337,6 @@ impl Session {
     /// processes above it. A forwarding first bind gets no route: what
     /// comes through it has its own chain of binds.
     fn note_direct_bind(&mut self) {
-        use crate::trust::process_table::ProcessTable as _;
         let [hop] = self.chain.hops() else {
             return;
         };
@@ -345,7 +344,14 @@ impl Session {
             return;
         }
         let table = crate::trust::process_table::Proc;
-        let Some(process) = self.peer.pid.and_then(|pid| table.identify(pid)) else {
+        // The start time through the connection's pin: a client that exits
+        // right after its bind cannot lend it to whoever gets its pid next.
+        let Some(process) = self
+            .peer
+            .pid
+            .zip(self.peer.start_time())
+            .map(|(pid, start)| crate::trust::process_table::ProcessId { pid, start })
+        else {
             return;
         };
         let now = Instant::now();

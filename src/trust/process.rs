@@ -118,6 +118,24 @@ impl Requester {
             Arc::new(Peer::with_facts(self.uid, self.pid, facts))
         })
     }
+
+    /// The requester's start time (clock ticks after boot), read while it
+    /// is pinned, so it is this process's and never that of a process that
+    /// got its pid after it exited. Without a pidfd (kernels before 5.3)
+    /// it is read as `/proc` says, as good as it gets there.
+    pub fn start_time(&self) -> Option<u64> {
+        let pid = self.pid?;
+        let opened;
+        let pin = match &self.pin {
+            Pin::Pidfd(fd) => fd,
+            Pin::Socket(socket) => {
+                opened = crate::sys::peer::peer_pidfd(&socket.as_raw_fd()).ok()?;
+                &opened
+            }
+            Pin::None => return stat(pid).map(|s| s.start),
+        };
+        read_pinned(pin, || stat(pid).map(|s| s.start))
+    }
 }
 
 /// The requester's fields as the decision pipeline uses them.
@@ -314,6 +332,17 @@ mod tests {
         // No start time: not a whole line, so nothing is taken from it.
         assert!(parse_stat("42 (a) S 7 42 42 0 -1").is_none());
         assert!(parse_stat("42 nothing").is_none());
+    }
+
+    /// The start time the jump tracker pins a process by is read through
+    /// the connection's pin, and is that process's own.
+    #[test]
+    fn the_start_time_is_read_through_the_pin() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut requester = Requester::accept(&a).unwrap();
+        requester.pin_to(Arc::new(a.try_clone().unwrap()));
+        let own = stat(std::process::id()).unwrap();
+        assert_eq!(requester.start_time(), Some(own.start));
     }
 
     #[test]
