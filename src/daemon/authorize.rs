@@ -884,13 +884,7 @@ remember = "10m"
 
     /// A request through `via` (a forwarding hop), or from this machine.
     fn context(via: Option<&str>) -> RequestContext {
-        let peer = Arc::new(Peer {
-            uid: 0,
-            pid: Some(1),
-            exe: None,
-            parents: Vec::new(),
-            process: Default::default(),
-        });
+        let peer = Arc::new(Peer::with_facts(0, Some(1), Default::default()));
         let hops: Vec<HopView> = via.map(|v| HopView::named(v, true)).into_iter().collect();
         let mut ctx = RequestContext::of_parts(
             ("SHA256:key", "me@desk"),
@@ -1427,13 +1421,7 @@ action = "notify"
 "#;
 
     async fn sign_through(agent: &Agent, via: &str) -> Verdict {
-        let peer = Arc::new(Peer {
-            uid: 0,
-            pid: Some(1),
-            exe: None,
-            parents: Vec::new(),
-            process: Default::default(),
-        });
+        let peer = Arc::new(Peer::with_facts(0, Some(1), Default::default()));
         let mut ctx = RequestContext::of_parts(
             ("SHA256:key", "me@desk"),
             vec![HopView::named(via, true)],

@@ -220,13 +220,7 @@ mod tests {
             destination,
             None,
             Purpose::Login,
-            &Arc::new(Peer {
-                uid: 0,
-                pid: None,
-                exe: None,
-                parents: Vec::new(),
-                process: Default::default(),
-            }),
+            &Arc::new(Peer::with_facts(0, None, Default::default())),
         )
     }
 

@@ -260,13 +260,7 @@ mod tests {
             action = "deny"
             "#,
         );
-        let peer = std::sync::Arc::new(crate::trust::peer::Peer {
-            uid: 1000,
-            pid: Some(1),
-            exe: None,
-            parents: Vec::new(),
-            process: Default::default(),
-        });
+        let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(1000, Some(1), Default::default()));
         let chains = [
             direct("a"),
             direct("c"),
