@@ -25,10 +25,6 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn status(ok: bool) -> Reply {
-        if ok { Reply::Success } else { Reply::Failure }
-    }
-
     pub fn is_failure(&self) -> bool {
         matches!(self, Reply::Failure | Reply::ExtensionFailure)
     }
