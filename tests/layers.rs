@@ -101,13 +101,27 @@ fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
     out
 }
 
+/// Whether `path` is a module its parent declares `#[cfg(test)] mod
+/// name;`: test code, as an inline `#[cfg(test)] mod` is (see [`code`]).
+fn test_only(path: &Path) -> bool {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return false;
+    };
+    let parent = match dir.join("mod.rs") {
+        own if own.is_file() && own != path => own,
+        _ => dir.with_extension("rs"),
+    };
+    let declared = format!("#[cfg(test)]\nmod {};", stem.to_string_lossy());
+    std::fs::read_to_string(parent).is_ok_and(|text| text.contains(&declared))
+}
+
 fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     let mut graph = BTreeMap::new();
     for path in files {
         let file = name(&path);
-        if file == "lib.rs" || file == "main.rs" {
+        if file == "lib.rs" || file == "main.rs" || test_only(&path) {
             continue;
         }
         let code = code(&std::fs::read_to_string(&path).unwrap());

@@ -22,8 +22,10 @@ use super::Session;
 pub(super) struct Refusal {
     /// What the client gets: `SSH_AGENT_FAILURE` unless said otherwise.
     pub(super) reply: Reply,
-    pub(super) said: Said,
-    pub(super) audit: Option<Audit>,
+    // Boxed: a refusal is the rare path, and a handler's `Result` stays
+    // small on the common one.
+    pub(super) said: Box<Said>,
+    pub(super) audit: Option<Box<Audit>>,
     /// How long the reply waits once the refusal is logged (a wrong unlock
     /// passphrase).
     pub(super) wait: Option<std::time::Duration>,
@@ -138,7 +140,7 @@ impl Refusal {
     pub(super) fn said(said: Said) -> Refusal {
         Refusal {
             reply: Reply::Failure,
-            said,
+            said: Box::new(said),
             audit: None,
             wait: None,
         }
@@ -168,7 +170,7 @@ impl Refusal {
 
     /// The same refusal, owing `audit`.
     pub(super) fn audited(mut self, audit: Audit) -> Refusal {
-        self.audit = Some(audit);
+        self.audit = Some(Box::new(audit));
         self
     }
 }
@@ -185,7 +187,7 @@ impl Session {
     pub(super) async fn refused(&mut self, refusal: Refusal) -> Reply {
         let conn = self.id;
         let peer = &self.peer;
-        match refusal.said {
+        match *refusal.said {
             Said::Nothing => {}
             Said::Debug(text) => debug!(conn, "{text}"),
             Said::Warn(text) => warn!(conn, "{text}"),
@@ -201,7 +203,7 @@ impl Session {
             Said::WarnPeerHost { host, text } => warn!(conn, peer = %peer, host = %host, "{text}"),
         }
         if let Some(audit) = refusal.audit {
-            self.audit(audit);
+            self.audit(*audit);
         }
         if let Some(wait) = refusal.wait {
             tokio::time::sleep(wait).await;
