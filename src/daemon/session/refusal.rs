@@ -126,7 +126,7 @@ impl Barred {
 }
 
 /// The rule of a signature refused because the upstream is out of reach.
-pub(super) const UPSTREAM_BARRED: &str = "upstream-barred";
+const UPSTREAM_BARRED: &str = "upstream-barred";
 
 impl Refusal {
     /// `SSH_AGENT_FAILURE`, nothing logged, nothing audited: what ssh-agent
@@ -184,7 +184,7 @@ impl Session {
     /// Answers a refusal: logs it, writes the audit record it owes (those
     /// only a forwarded peer meets are left out for this machine's own
     /// connections), waits if it says so, and returns its reply.
-    pub(super) async fn refused(&mut self, refusal: Refusal) -> Reply {
+    pub(super) async fn refused(&self, refusal: Refusal) -> Reply {
         let conn = self.id;
         let peer = &self.peer;
         match *refusal.said {
