@@ -1,15 +1,15 @@
 //! One client connection: its state (its chain of binds, its upstream
 //! link) and the accessors every handler shares. Each request has a
-//! handler of its own (one file each: [`list`], [`sign`], [`add`],
-//! [`smartcard`], [`remove`], [`lock`], [`bind`], [`control`], [`query`]),
-//! returning the reply or a [`refusal::Refusal`]; [`dispatch`] routes a
-//! request to its handler and turns every refusal into its reply, its log
-//! line and, for what a forwarded peer meets, its audit record.
+//! handler of its own (one file each: `list`, `sign`, `add`, `smartcard`,
+//! `remove`, `lock`, `bind`, `control`, `query`), returning the reply or a
+//! `Refusal`; `dispatch` routes a request to its handler, and
+//! `Session::refused` (in `refusal`) turns every refusal into its reply,
+//! its log line and, for what a forwarded peer meets, its audit record.
 //!
 //! Invariants: every request gets exactly one reply; every decision goes
 //! through [`crate::daemon::authorize`], which audits it; every refusal no
-//! decision recorded is audited by [`dispatch`] alone; anything that goes
-//! wrong on the way to a decision denies; waiting (a confirmation, an
+//! decision recorded is audited by `Session::refused` alone; anything that
+//! goes wrong on the way to a decision denies; waiting (a confirmation, an
 //! unlock delay, the upstream) happens on this connection's task only;
 //! nothing from the upstream is stored beyond the connection.
 
