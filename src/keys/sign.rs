@@ -950,12 +950,17 @@ mod tests {
 
     #[test]
     fn composite_message_is_the_drafts_m_prime() {
-        use sha2::Digest as _;
         let message = composite_message(b"abc");
         assert_eq!(&message[..32], b"CompositeAlgorithmSignatures2025");
         assert_eq!(&message[32..62], b"COMPSIG-MLDSA44-Ed25519-SHA512");
         assert_eq!(message[62], 0, "no context");
-        assert_eq!(&message[63..], &sha2::Sha512::digest(b"abc")[..]);
+        // SHA-512("abc"), FIPS 180-2 appendix C.1.
+        let hex: String = message[63..].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
     }
 
     #[test]

@@ -219,11 +219,11 @@ impl Fido {
 pub fn sign(
     request: &super::sk_provider::SkSignRequest<'_>,
 ) -> Result<SkSignature, SkProviderError> {
-    use sha2::Digest as _;
     let fido = Fido::load()?;
     // SAFETY: fido_init takes a flags integer; 0 is the default.
     unsafe { (fido.init)(0) };
-    let digest: [u8; 32] = sha2::Sha256::digest(request.data).into();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, request.data);
+    let digest = digest.as_ref();
     let paths = fido.device_paths();
     let presence = request.flags & 0x01 != 0;
     let chosen = match paths.as_slice() {
@@ -231,12 +231,12 @@ pub fn sign(
         [only] => only.clone(),
         many => many
             .iter()
-            .find(|path| fido.assert_on(path, request, &digest, false).is_ok())
+            .find(|path| fido.assert_on(path, request, digest, false).is_ok())
             .cloned()
             .ok_or(SkProviderError::Sign(SK_ERR_DEVICE_NOT_FOUND))?,
     };
     let mut signature = fido
-        .assert_on(&chosen, request, &digest, presence)
+        .assert_on(&chosen, request, digest, presence)
         .map_err(SkProviderError::Sign)?;
     if request.alg == 0 {
         // ECDSA comes DER-encoded from the token; the agent wants r and s.
