@@ -17,6 +17,7 @@
 use std::sync::Mutex;
 
 use crate::confirm::Answer;
+use crate::ssh::digest::Sha256;
 use crate::trust::binding::SignedData;
 
 /// How many refused logins a connection remembers; one is what ssh needs
@@ -48,14 +49,14 @@ impl LoginAnswers {
         };
         // Hashed with both lengths, so that no session id and user can
         // pass for another pair.
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = Sha256::new();
         hasher.update(&(auth.session_id.len() as u64).to_le_bytes());
         hasher.update(auth.session_id);
         hasher.update(&(auth.user.len() as u64).to_le_bytes());
         hasher.update(auth.user);
         Some(ThisLogin {
             answers: self,
-            id: *hasher.finalize().as_bytes(),
+            id: hasher.finish(),
         })
     }
 }

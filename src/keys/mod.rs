@@ -3,6 +3,7 @@
 
 pub mod expiry;
 pub mod keystore;
+pub mod mldsa;
 pub mod pkcs11;
 pub mod shield;
 pub mod sign;

@@ -322,6 +322,7 @@ pub fn helper_main(path: &OsStr) -> ExitCode {
 /// The helper's side: cryptoki calls, only ever in the helper process.
 mod helper {
     use super::*;
+    use aws_lc_rs::digest::{self, digest as hash};
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::mechanism::Mechanism;
     use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
@@ -329,7 +330,6 @@ mod helper {
         Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle,
     };
     use cryptoki::session::{Session, UserType};
-    use sha2::Digest as _;
 
     /// A logged-in token and the keys found on it.
     pub struct Token {
@@ -563,26 +563,28 @@ mod helper {
                 match algorithm {
                     "rsa-sha2-256" => {
                         input.extend_from_slice(SHA256_PREFIX);
-                        input.extend_from_slice(&sha2::Sha256::digest(data));
+                        input.extend_from_slice(hash(&digest::SHA256, data).as_ref());
                     }
                     "rsa-sha2-512" => {
                         input.extend_from_slice(SHA512_PREFIX);
-                        input.extend_from_slice(&sha2::Sha512::digest(data));
+                        input.extend_from_slice(hash(&digest::SHA512, data).as_ref());
                     }
+                    // SHA-1 for `ssh-rsa` signatures, which OpenSSH still
+                    // asks a token for when the client wants them.
                     _ => {
                         input.extend_from_slice(SHA1_PREFIX);
-                        input.extend_from_slice(&sha1_digest(data));
+                        input.extend_from_slice(hash(&digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref());
                     }
                 }
                 raw(&Mechanism::RsaPkcs, &input)?
             }
             KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 => {
-                let digest = match key_type {
-                    KeyType::EcdsaP256 => sha2::Sha256::digest(data).to_vec(),
-                    KeyType::EcdsaP384 => sha2::Sha384::digest(data).to_vec(),
-                    _ => sha2::Sha512::digest(data).to_vec(),
+                let hashed_with = match key_type {
+                    KeyType::EcdsaP256 => &digest::SHA256,
+                    KeyType::EcdsaP384 => &digest::SHA384,
+                    _ => &digest::SHA512,
                 };
-                let fixed = raw(&Mechanism::Ecdsa, &digest)?;
+                let fixed = raw(&Mechanism::Ecdsa, hash(hashed_with, data).as_ref())?;
                 if fixed.len() % 2 != 0 || fixed.is_empty() {
                     return Err("ECDSA signature of odd length".into());
                 }
@@ -602,13 +604,5 @@ mod helper {
         put_string(&mut out, algorithm.as_bytes());
         put_string(&mut out, &signature);
         Ok(out)
-    }
-
-    /// SHA-1 for `ssh-rsa` signatures, which OpenSSH still asks a token for
-    /// when the client wants them.
-    fn sha1_digest(data: &[u8]) -> Vec<u8> {
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
-            .as_ref()
-            .to_vec()
     }
 }

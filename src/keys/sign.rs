@@ -7,14 +7,8 @@
 //! (`crate::sys::signing`), which also checks an RSA key and computes
 //! its CRT values when it is added.
 //!
-//! `ssh-mldsa44-ed25519@openssh.com` is OpenSSH's composite of ML-DSA-44 and
-//! Ed25519 (draft-ietf-lamps-pq-composite-sigs as OpenSSH's
-//! `ssh-mldsa-eddsa.c` applies it): both halves sign the same derived
-//! message M' = prefix || label || 0 (no context) || SHA-512(data), ML-DSA
-//! with the label as its context string; the signature is the ML-DSA one
-//! followed by the Ed25519 one. Its private key is two 32-byte seeds, and
-//! the ML-DSA key is expanded from its seed for every signature, as
-//! OpenSSH's agent does.
+//! `ssh-mldsa44-ed25519@openssh.com` keys sign in their own module
+//! ([`crate::keys::mldsa`]).
 //!
 //! Invariants: a [`SigningKey`] is only built after its private half has been
 //! checked against the public key it claims to be; secrets are wiped on drop
@@ -28,12 +22,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, KeyPair as _};
 use zeroize::Zeroizing;
 
+use crate::keys::mldsa;
 use crate::protocol::request::SecretParts;
-use crate::ssh::key::{
-    KeyType, MLDSA_SEED_LEN, MLDSA44_ED25519_PUBLIC_LEN, MLDSA44_ED25519_SIGNATURE_LEN,
-    MLDSA44_PUBLIC_LEN, PublicParts,
-};
-use crate::ssh::verify::{COMPOSITE_LABEL, composite_message};
+use crate::ssh::key::{KeyType, PublicParts};
 use crate::ssh::wire::{Reader, put_mpint, put_string};
 use crate::sys::rsa_blinding::RsaBlinder;
 use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers, RsaRefusal};
@@ -45,10 +36,6 @@ pub const FLAG_RSA_SHA2_512: u32 = 0x04;
 
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
-
-/// Length of the material of an ML-DSA composite key: the ML-DSA seed, the
-/// Ed25519 seed and the Ed25519 public key.
-const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -142,15 +129,7 @@ impl SigningKey {
                 rsa_material(e, n, d, iqmp, p, q)
             }
             (PublicParts::MlDsa44Ed25519(pk), SecretParts::MlDsa44Ed25519(sk)) => {
-                let (mldsa_seed, ed25519_seed) = sk.split_at(MLDSA_SEED_LEN);
-                let mut material = Zeroizing::new(Vec::with_capacity(MLDSA44_ED25519_MATERIAL_LEN));
-                material.extend_from_slice(mldsa_seed);
-                material.extend_from_slice(ed25519_seed);
-                material.extend_from_slice(&pk[MLDSA44_PUBLIC_LEN..]);
-                // Both halves must make their part of the public key: OpenSSH
-                // does not check this when loading a key, the agent must.
-                mldsa_composite_key(pk, &material)?;
-                Ok(material)
+                Ok(mldsa::material(pk, sk)?)
             }
             _ => Err(KeyError::Mismatch),
         }
@@ -184,7 +163,7 @@ impl SigningKey {
                     .ok_or(KeyError::Malformed("rsa"))
             }
             PublicParts::MlDsa44Ed25519(pk) => {
-                let (mldsa, ed25519) = mldsa_composite_key(pk, material)?;
+                let (mldsa, ed25519) = mldsa::halves(pk, material)?;
                 Ok(SigningKey::MlDsa44Ed25519 { mldsa, ed25519 })
             }
             // The token holds the private key; the agent never can.
@@ -213,59 +192,27 @@ impl SigningKey {
             }
             SigningKey::Rsa(key) => rsa_sign(key, data, flags),
             SigningKey::MlDsa44Ed25519 { mldsa, ed25519 } => {
-                let message = composite_message(data);
-                let ed25519_signature = ed25519.sign(&message);
-                composite_signature(mldsa, &message, ed25519_signature.as_ref())
+                mldsa_signature(mldsa::signature(mldsa, ed25519, data))
             }
         }
     }
 }
 
-/// Checks ML-DSA composite material (see [`KeyMaterial`]) against the public
-/// key and returns the two halves as keys.
-fn mldsa_composite_key(
-    pk: &[u8; MLDSA44_ED25519_PUBLIC_LEN],
-    material: &[u8],
-) -> Result<(MlDsa44Key, lc::Ed25519KeyPair), KeyError> {
-    if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
-        return Err(KeyError::Malformed("mldsa44-ed25519"));
-    }
-    let (mldsa_pk, ed25519_pk) = pk.split_at(MLDSA44_PUBLIC_LEN);
-    if material[MLDSA_SEED_LEN + 32..] != *ed25519_pk {
-        return Err(KeyError::Mismatch);
-    }
-    let seed: &[u8; MLDSA_SEED_LEN] = material[..MLDSA_SEED_LEN]
-        .try_into()
-        .map_err(|_| KeyError::Malformed("mldsa44-ed25519"))?;
-    let mldsa = MlDsa44Key::from_seed(seed).ok_or(KeyError::Malformed("mldsa44-ed25519"))?;
-    if mldsa.public_key().as_ref().map(|k| &k[..]) != Some(mldsa_pk) {
-        return Err(KeyError::Mismatch);
-    }
-    let ed25519 = lc::Ed25519KeyPair::from_seed_and_public_key(
-        &material[MLDSA_SEED_LEN..MLDSA_SEED_LEN + 32],
-        ed25519_pk,
-    )
-    .map_err(|_| KeyError::Mismatch)?;
-    Ok((mldsa, ed25519))
-}
-
-/// The ML-DSA half over `message`, then the Ed25519 half already made.
-fn composite_signature(
-    mldsa: &MlDsa44Key,
-    message: &[u8],
-    ed25519_signature: &[u8],
-) -> Result<SshSignature, SignError> {
-    let mut blob = mldsa
-        .sign(message, COMPOSITE_LABEL)
-        .ok_or(SignError::Failed)?;
-    blob.extend_from_slice(ed25519_signature);
-    if blob.len() != MLDSA44_ED25519_SIGNATURE_LEN {
-        return Err(SignError::Failed);
-    }
+/// A composite signature in SSH form, or the refusal to sign.
+fn mldsa_signature(blob: Option<Vec<u8>>) -> Result<SshSignature, SignError> {
     Ok(SshSignature {
         algorithm: signature_algorithm(KeyType::MlDsa44Ed25519, 0),
-        blob,
+        blob: blob.ok_or(SignError::Failed)?,
     })
+}
+
+impl From<mldsa::Refusal> for KeyError {
+    fn from(refusal: mldsa::Refusal) -> KeyError {
+        match refusal {
+            mldsa::Refusal::Malformed => KeyError::Malformed("mldsa44-ed25519"),
+            mldsa::Refusal::Mismatch => KeyError::Mismatch,
+        }
+    }
 }
 
 /// Signs with a key straight from its [`KeyMaterial`], as the shield does
@@ -308,20 +255,7 @@ pub fn sign_with_material(
             .map_err(|_| SignError::Failed)?
             .sign(data, flags),
         PublicParts::MlDsa44Ed25519(_) => {
-            // Checked against the public key when the key was added (see
-            // `crate::sys::signing`): the ML-DSA key is only expanded
-            // from its seed, the Ed25519 half signs from seed and public key.
-            if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
-                return Err(SignError::Failed);
-            }
-            let (seed, ed25519_key) = material.split_at(MLDSA_SEED_LEN);
-            let seed: &[u8; MLDSA_SEED_LEN] = seed.try_into().map_err(|_| SignError::Failed)?;
-            let ed25519_key: &[u8; 64] = ed25519_key.try_into().map_err(|_| SignError::Failed)?;
-            let message = composite_message(data);
-            let ed25519_signature =
-                signing::ed25519_sign(ed25519_key, &message).ok_or(SignError::Failed)?;
-            let mldsa = MlDsa44Key::from_seed(seed).ok_or(SignError::Failed)?;
-            composite_signature(&mldsa, &message, &ed25519_signature)
+            mldsa_signature(mldsa::signature_from_material(material, data))
         }
     }
 }
@@ -488,9 +422,7 @@ pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::key::MLDSA44_SIGNATURE_LEN;
     use crate::ssh::key::ed25519_public;
-    use crate::ssh::key::test_vectors::mldsa_kat_key;
 
     #[test]
     fn ed25519_rejects_mismatched_public_key() {
@@ -809,153 +741,6 @@ mod tests {
             signing::rsa_crt_values(&n, &e, &d, &[1], &n).unwrap_err(),
             RsaRefusal::Invalid
         );
-    }
-
-    /// The composite draft's test vector: (message, public key, private
-    /// key, signature).
-    #[test]
-    fn mldsa_composite_key_from_the_draft_vector_signs_and_verifies() {
-        let (public, sk) = mldsa_kat_key();
-        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
-        // The seeds expand to the vector's public key (AWS-LC's FIPS 204 key
-        // generation from a seed, as OpenSSH's).
-        let material = SigningKey::material(&public, &secret).unwrap();
-        assert_eq!(material.len(), MLDSA44_ED25519_MATERIAL_LEN);
-        let key = SigningKey::from_material(&public, &material).unwrap();
-        assert_eq!(key.kind(), "mldsa44-ed25519");
-        for sig in [
-            key.sign(b"userauth", 0).unwrap(),
-            sign_with_material(&public, &material, b"userauth", 0).unwrap(),
-        ] {
-            assert_eq!(sig.algorithm, "ssh-mldsa44-ed25519@openssh.com");
-            assert_eq!(sig.blob.len(), MLDSA44_ED25519_SIGNATURE_LEN);
-            let mut blob = Vec::new();
-            put_string(&mut blob, sig.algorithm.as_bytes());
-            put_string(&mut blob, &sig.blob);
-            assert!(crate::ssh::verify::verify(&public, b"userauth", &blob));
-            assert!(!crate::ssh::verify::verify(&public, b"userauth!", &blob));
-        }
-        // ML-DSA is randomised here (hedged, as OpenSSH signs): two
-        // signatures differ in their ML-DSA half, never in the Ed25519 one.
-        let (a, b) = (
-            key.sign(b"m", 0).unwrap().blob,
-            key.sign(b"m", 0).unwrap().blob,
-        );
-        assert_ne!(a[..MLDSA44_SIGNATURE_LEN], b[..MLDSA44_SIGNATURE_LEN]);
-        assert_eq!(a[MLDSA44_SIGNATURE_LEN..], b[MLDSA44_SIGNATURE_LEN..]);
-    }
-
-    #[test]
-    fn mldsa_composite_halves_that_disagree_are_refused() {
-        let (public, sk) = mldsa_kat_key();
-        let PublicParts::MlDsa44Ed25519(pk) = &public else {
-            unreachable!()
-        };
-        // Either seed changed: that half makes another public key.
-        for at in [0, MLDSA_SEED_LEN] {
-            let mut wrong: [u8; 64] = sk.as_slice().try_into().unwrap();
-            wrong[at] ^= 1;
-            assert_eq!(
-                SigningKey::material(&public, &SecretParts::MlDsa44Ed25519(&wrong)).unwrap_err(),
-                KeyError::Mismatch,
-                "seed byte {at}"
-            );
-        }
-        // Either public half changed.
-        let secret = SecretParts::MlDsa44Ed25519(sk.as_slice().try_into().unwrap());
-        for at in [
-            0,
-            MLDSA44_PUBLIC_LEN - 1,
-            MLDSA44_PUBLIC_LEN,
-            MLDSA44_ED25519_PUBLIC_LEN - 1,
-        ] {
-            let mut other = pk.clone();
-            other[at] ^= 1;
-            assert_eq!(
-                SigningKey::material(&PublicParts::MlDsa44Ed25519(other), &secret).unwrap_err(),
-                KeyError::Mismatch,
-                "public byte {at}"
-            );
-        }
-        // Material of the wrong length, or with another Ed25519 public key.
-        let material = SigningKey::material(&public, &secret).unwrap();
-        assert!(SigningKey::from_material(&public, &material[..95]).is_err());
-        let mut swapped = material.to_vec();
-        swapped[MLDSA_SEED_LEN + 32] ^= 1;
-        assert_eq!(
-            SigningKey::from_material(&public, &swapped).unwrap_err(),
-            KeyError::Mismatch
-        );
-        assert!(sign_with_material(&public, &material[..95], b"x", 0).is_err());
-        // An ML-DSA secret does not pass for another key type.
-        assert_eq!(
-            SigningKey::material(&PublicParts::Ed25519([1; 32]), &secret).unwrap_err(),
-            KeyError::Mismatch
-        );
-    }
-
-    #[test]
-    fn mldsa_through_aws_lc_c_agrees_with_aws_lc_rs_and_applies_the_context() {
-        // The key from a seed is the one aws-lc-rs makes from it, and a
-        // signature with the empty context verifies through aws-lc-rs's own
-        // ML-DSA-44 (which has no context string).
-        let seed = [0x17u8; MLDSA_SEED_LEN];
-        let ours = MlDsa44Key::from_seed(&seed).unwrap();
-        let theirs = lc::PqdsaKeyPair::from_seed(&lc::ML_DSA_44_SIGNING, &seed).unwrap();
-        let public = ours.public_key().unwrap();
-        assert_eq!(&public[..], theirs.public_key().as_ref());
-        let plain = ours.sign(b"message", b"").unwrap();
-        lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
-            .verify(b"message", &plain)
-            .unwrap();
-        assert!(signing::mldsa44_verify(&public, b"message", b"", &plain));
-        // A context changes what is signed: each verifies only with its own.
-        let labelled = ours.sign(b"message", COMPOSITE_LABEL).unwrap();
-        assert!(signing::mldsa44_verify(
-            &public,
-            b"message",
-            COMPOSITE_LABEL,
-            &labelled
-        ));
-        assert!(!signing::mldsa44_verify(
-            &public, b"message", b"", &labelled
-        ));
-        assert!(!signing::mldsa44_verify(
-            &public,
-            b"message",
-            COMPOSITE_LABEL,
-            &plain
-        ));
-        assert!(
-            lc::UnparsedPublicKey::new(&lc::ML_DSA_44, &public[..])
-                .verify(b"message", &labelled)
-                .is_err()
-        );
-        // Another key, a short signature.
-        let other = MlDsa44Key::from_seed(&[0x18; MLDSA_SEED_LEN]).unwrap();
-        let other_public = other.public_key().unwrap();
-        assert!(!signing::mldsa44_verify(
-            &other_public,
-            b"message",
-            b"",
-            &plain
-        ));
-        assert!(!signing::mldsa44_verify(
-            &public,
-            b"message",
-            b"",
-            &plain[1..]
-        ));
-    }
-
-    #[test]
-    fn composite_message_is_the_drafts_m_prime() {
-        use sha2::Digest as _;
-        let message = composite_message(b"abc");
-        assert_eq!(&message[..32], b"CompositeAlgorithmSignatures2025");
-        assert_eq!(&message[32..62], b"COMPSIG-MLDSA44-Ed25519-SHA512");
-        assert_eq!(message[62], 0, "no context");
-        assert_eq!(&message[63..], &sha2::Sha512::digest(b"abc")[..]);
     }
 
     #[test]

@@ -424,7 +424,7 @@ fn compile_file(
     base: Option<&Path>,
     depth: usize,
     seen: &mut Vec<PathBuf>,
-    digest: &mut blake3::Hasher,
+    digest: &mut crate::ssh::digest::Sha256,
 ) -> Result<Partial, Vec<PolicyError>> {
     // Every file's name and text, in the order read: two loads with the
     // same digest compiled the same policy.
@@ -680,11 +680,11 @@ fn compile_file(
     }
 }
 
-fn finish(p: Partial, source: Option<PathBuf>, digest: blake3::Hasher) -> Policy {
+fn finish(p: Partial, source: Option<PathBuf>, digest: crate::ssh::digest::Sha256) -> Policy {
     let action = |v: Option<Action>, d: Action| v.unwrap_or(d);
     Policy {
         source,
-        digest: *digest.finalize().as_bytes(),
+        digest: digest.finish(),
         exact_names: Policy::collect_exact_names(&p.rules),
         shapes: p
             .rules
@@ -767,7 +767,7 @@ fn brake_settings(ctx: &mut Ctx<'_>, raw: &RawBrake) -> Option<super::brake::Bra
 
 /// Parses policy text that has no file (no includes).
 pub fn parse_str(text: &str, name: &str) -> Result<Policy, Vec<PolicyError>> {
-    let mut digest = blake3::Hasher::new();
+    let mut digest = crate::ssh::digest::Sha256::new();
     compile_file(text, name, None, 0, &mut Vec::new(), &mut digest).map(|p| finish(p, None, digest))
 }
 
@@ -796,7 +796,7 @@ pub fn parse_file(path: &Path) -> Result<Policy, Vec<PolicyError>> {
     })?;
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut digest = blake3::Hasher::new();
+    let mut digest = crate::ssh::digest::Sha256::new();
     compile_file(
         &text,
         &name,

@@ -354,14 +354,14 @@ impl Policy {
         };
         // Its own digest: `status` and `doctor` must not take it for the
         // built-in policy.
-        policy.digest = *blake3::hash(REFUSING_FORWARDED).as_bytes();
+        policy.digest = crate::ssh::digest::sha256(REFUSING_FORWARDED);
         policy
     }
 
     /// Whether this is [`Policy::refusing_forwarded`]: no usable policy
     /// file was loaded since start, so there is no "last good" one.
     pub fn is_refusing_forwarded(&self) -> bool {
-        self.digest == *blake3::hash(REFUSING_FORWARDED).as_bytes()
+        self.digest == crate::ssh::digest::sha256(REFUSING_FORWARDED)
     }
 
     fn default_for(&self, class: RequestClass) -> Decision {

@@ -5,8 +5,8 @@
 //! Invariant: a `PublicKey` holds a blob that decoded completely.
 
 use base64::Engine as _;
-use sha2::Digest as _;
 
+use crate::ssh::digest::sha256;
 use crate::ssh::wire::{Reader, WireError, put_mpint, put_string};
 use crate::sys::signing::EcCurve;
 
@@ -341,10 +341,9 @@ impl PublicKey {
 
 /// `SHA256:<unpadded base64>` of a plain key blob, as OpenSSH prints it.
 pub fn fingerprint_of(key_blob: &[u8]) -> String {
-    let digest = sha2::Sha256::digest(key_blob);
     format!(
         "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha256(key_blob))
     )
 }
 

@@ -2,6 +2,7 @@
 //! certificates, signature verification and OpenSSH's name patterns. No I/O.
 
 pub mod cert;
+pub mod digest;
 pub mod key;
 pub mod pattern;
 pub mod verify;

@@ -6,6 +6,7 @@
 
 use aws_lc_rs::signature as lc;
 
+use crate::ssh::digest::sha256;
 use crate::ssh::key::{KeyType, MLDSA44_ED25519_SIGNATURE_LEN, MLDSA44_PUBLIC_LEN, PublicParts};
 use crate::ssh::wire::Reader;
 use crate::sys::signing::mldsa44_verify;
@@ -101,7 +102,6 @@ pub struct SkSignatureDetails {
 /// `SHA256(application) || flags || counter || SHA256(data)`, as OpenSSH's
 /// `ssh_ed25519_sk_verify` and `ssh_ecdsa_sk_verify` check it.
 pub fn verify_sk(key: &PublicParts, data: &[u8], signature: &[u8]) -> Option<SkSignatureDetails> {
-    use sha2::Digest as _;
     let mut reader = Reader::new(signature);
     let alg = reader.text("signature algorithm").ok()?;
     let sig = reader.string("signature").ok()?;
@@ -113,10 +113,10 @@ pub fn verify_sk(key: &PublicParts, data: &[u8], signature: &[u8]) -> Option<SkS
     }
     let application = key.application()?;
     let mut signed = Vec::with_capacity(69);
-    signed.extend_from_slice(&sha2::Sha256::digest(application.as_bytes()));
+    signed.extend_from_slice(&sha256(application.as_bytes()));
     signed.push(flags);
     signed.extend_from_slice(&counter.to_be_bytes());
-    signed.extend_from_slice(&sha2::Sha256::digest(data));
+    signed.extend_from_slice(&sha256(data));
     let valid = match key {
         PublicParts::SkEd25519 { pk, .. } => lc::UnparsedPublicKey::new(&lc::ED25519, pk)
             .verify(&signed, sig)

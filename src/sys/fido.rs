@@ -7,7 +7,9 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 
-use super::sk_provider::{SkProviderError, SkSignature};
+use libloading::os::unix::Library;
+
+use super::sk_provider::{SkProviderError, SkSignature, function, load};
 
 const LIBRARY: &CStr = c"libfido2.so.1";
 const FIDO_OK: c_int = 0;
@@ -59,54 +61,48 @@ fn load_error(reason: String) -> SkProviderError {
     }
 }
 
-/// Resolves `name` in `handle` as a function of type `T`.
+/// Resolves `name` in libfido2 as a function of type `T`.
 ///
 /// # Safety
 /// `T` must be the C prototype of `name` in libfido2's fido.h.
-unsafe fn resolve<T: Copy>(handle: Opaque, name: &CStr) -> Result<T, SkProviderError> {
-    // SAFETY: a live handle and a valid C string.
-    let sym = unsafe { libc::dlsym(handle, name.as_ptr()) };
-    if sym.is_null() {
-        return Err(load_error(format!("no symbol {}", name.to_string_lossy())));
-    }
-    // SAFETY: the caller names the prototype; a function pointer is the
-    // size of a data pointer on every platform hopward builds for.
-    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&sym) })
+unsafe fn resolve<T: Copy>(library: &'static Library, name: &CStr) -> Result<T, SkProviderError> {
+    // SAFETY: the caller names the prototype.
+    unsafe { function(library, name) }
+        .ok_or_else(|| load_error(format!("no symbol {}", name.to_string_lossy())))
 }
 
 impl Fido {
     fn load() -> Result<Fido, SkProviderError> {
-        // SAFETY: a valid C string; RTLD_NOW binds every symbol now.
-        let handle = unsafe { libc::dlopen(LIBRARY.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            return Err(load_error("libfido2 is not installed".into()));
-        }
+        // SAFETY: `sign` runs only in the provider helper process, which the
+        // agent starts for `internal` after its allow-list check.
+        let library = unsafe { load(LIBRARY) }
+            .map_err(|_| load_error("libfido2 is not installed".into()))?;
         // SAFETY: each name is paired with its fido.h prototype.
         unsafe {
             Ok(Fido {
-                init: resolve(handle, c"fido_init")?,
-                info_new: resolve(handle, c"fido_dev_info_new")?,
-                info_manifest: resolve(handle, c"fido_dev_info_manifest")?,
-                info_ptr: resolve(handle, c"fido_dev_info_ptr")?,
-                info_path: resolve(handle, c"fido_dev_info_path")?,
-                info_free: resolve(handle, c"fido_dev_info_free")?,
-                dev_new: resolve(handle, c"fido_dev_new")?,
-                dev_open: resolve(handle, c"fido_dev_open")?,
-                dev_close: resolve(handle, c"fido_dev_close")?,
-                dev_free: resolve(handle, c"fido_dev_free")?,
-                assert_new: resolve(handle, c"fido_assert_new")?,
-                assert_free: resolve(handle, c"fido_assert_free")?,
-                set_clientdata_hash: resolve(handle, c"fido_assert_set_clientdata_hash")?,
-                set_rp: resolve(handle, c"fido_assert_set_rp")?,
-                allow_cred: resolve(handle, c"fido_assert_allow_cred")?,
-                set_up: resolve(handle, c"fido_assert_set_up")?,
-                set_uv: resolve(handle, c"fido_assert_set_uv")?,
-                get_assert: resolve(handle, c"fido_dev_get_assert")?,
-                count: resolve(handle, c"fido_assert_count")?,
-                flags: resolve(handle, c"fido_assert_flags")?,
-                sigcount: resolve(handle, c"fido_assert_sigcount")?,
-                sig_ptr: resolve(handle, c"fido_assert_sig_ptr")?,
-                sig_len: resolve(handle, c"fido_assert_sig_len")?,
+                init: resolve(library, c"fido_init")?,
+                info_new: resolve(library, c"fido_dev_info_new")?,
+                info_manifest: resolve(library, c"fido_dev_info_manifest")?,
+                info_ptr: resolve(library, c"fido_dev_info_ptr")?,
+                info_path: resolve(library, c"fido_dev_info_path")?,
+                info_free: resolve(library, c"fido_dev_info_free")?,
+                dev_new: resolve(library, c"fido_dev_new")?,
+                dev_open: resolve(library, c"fido_dev_open")?,
+                dev_close: resolve(library, c"fido_dev_close")?,
+                dev_free: resolve(library, c"fido_dev_free")?,
+                assert_new: resolve(library, c"fido_assert_new")?,
+                assert_free: resolve(library, c"fido_assert_free")?,
+                set_clientdata_hash: resolve(library, c"fido_assert_set_clientdata_hash")?,
+                set_rp: resolve(library, c"fido_assert_set_rp")?,
+                allow_cred: resolve(library, c"fido_assert_allow_cred")?,
+                set_up: resolve(library, c"fido_assert_set_up")?,
+                set_uv: resolve(library, c"fido_assert_set_uv")?,
+                get_assert: resolve(library, c"fido_dev_get_assert")?,
+                count: resolve(library, c"fido_assert_count")?,
+                flags: resolve(library, c"fido_assert_flags")?,
+                sigcount: resolve(library, c"fido_assert_sigcount")?,
+                sig_ptr: resolve(library, c"fido_assert_sig_ptr")?,
+                sig_len: resolve(library, c"fido_assert_sig_len")?,
             })
         }
     }
@@ -146,7 +142,7 @@ impl Fido {
         &self,
         path: &CStr,
         request: &super::sk_provider::SkSignRequest<'_>,
-        digest: &[u8; 32],
+        digest: &[u8],
         user_presence: bool,
     ) -> Result<SkSignature, i32> {
         // SAFETY: device and assertion are made, used and freed here; every
@@ -223,11 +219,11 @@ impl Fido {
 pub fn sign(
     request: &super::sk_provider::SkSignRequest<'_>,
 ) -> Result<SkSignature, SkProviderError> {
-    use sha2::Digest as _;
     let fido = Fido::load()?;
     // SAFETY: fido_init takes a flags integer; 0 is the default.
     unsafe { (fido.init)(0) };
-    let digest: [u8; 32] = sha2::Sha256::digest(request.data).into();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, request.data);
+    let digest = digest.as_ref();
     let paths = fido.device_paths();
     let presence = request.flags & 0x01 != 0;
     let chosen = match paths.as_slice() {
@@ -235,12 +231,12 @@ pub fn sign(
         [only] => only.clone(),
         many => many
             .iter()
-            .find(|path| fido.assert_on(path, request, &digest, false).is_ok())
+            .find(|path| fido.assert_on(path, request, digest, false).is_ok())
             .cloned()
             .ok_or(SkProviderError::Sign(SK_ERR_DEVICE_NOT_FOUND))?,
     };
     let mut signature = fido
-        .assert_on(&chosen, request, &digest, presence)
+        .assert_on(&chosen, request, digest, presence)
         .map_err(SkProviderError::Sign)?;
     if request.alg == 0 {
         // ECDSA comes DER-encoded from the token; the agent wants r and s.

@@ -7,8 +7,11 @@
 //! this module returns, and everything it allocated is freed with `free`
 //! (sk-api says the caller frees the response with the C allocator).
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, OsStr, c_char, c_int, c_void};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
+
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 /// The sk-api major version hopward speaks (`SSH_SK_VERSION_MAJOR` of
 /// OpenSSH 8.9 to 10.x).
@@ -93,21 +96,19 @@ pub fn sign(path: &Path, request: &SkSignRequest<'_>) -> Result<SkSignature, SkP
             path: shown.clone(),
             reason: "path holds a NUL".into(),
         })?;
-    // SAFETY: a valid C string; RTLD_NOW resolves every symbol up front so a
-    // broken library fails here rather than mid-call.
-    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    if handle.is_null() {
-        return Err(SkProviderError::Load {
-            path: shown,
-            reason: last_dl_error(),
-        });
-    }
-    let version_sym = symbol(handle, c"sk_api_version").ok_or(SkProviderError::Symbol {
+    // SAFETY: `sign` runs only in the provider helper process, on a path the
+    // agent checked against the allow-list before it started the helper.
+    let library = unsafe { load(&c_path) }.map_err(|reason| SkProviderError::Load {
         path: shown.clone(),
-        symbol: "sk_api_version",
+        reason,
     })?;
     // SAFETY: sk-api.h declares `uint32_t sk_api_version(void)`.
-    let api_version: ApiVersionFn = unsafe { std::mem::transmute(version_sym) };
+    let api_version = unsafe { function::<ApiVersionFn>(library, c"sk_api_version") }.ok_or(
+        SkProviderError::Symbol {
+            path: shown.clone(),
+            symbol: "sk_api_version",
+        },
+    )?;
     // SAFETY: no arguments; the library is loaded.
     let version = unsafe { api_version() };
     if version & SK_VERSION_MAJOR_MASK != SK_VERSION_MAJOR {
@@ -116,12 +117,13 @@ pub fn sign(path: &Path, request: &SkSignRequest<'_>) -> Result<SkSignature, SkP
             version,
         });
     }
-    let sign_sym = symbol(handle, c"sk_sign").ok_or(SkProviderError::Symbol {
-        path: shown,
-        symbol: "sk_sign",
-    })?;
     // SAFETY: sk-api.h's `sk_sign` prototype, matched by `SignFn`.
-    let sk_sign: SignFn = unsafe { std::mem::transmute(sign_sym) };
+    let sk_sign = unsafe { function::<SignFn>(library, c"sk_sign") }.ok_or(
+        SkProviderError::Symbol {
+            path: shown,
+            symbol: "sk_sign",
+        },
+    )?;
     let mut response: *mut SkSignResponse = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the stated length for the whole
     // call; options is NULL as in OpenSSH's sshsk_sign; the response is
@@ -191,21 +193,89 @@ fn free_response(response: *mut SkSignResponse) {
     }
 }
 
-fn symbol(handle: *mut c_void, name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: a live handle from dlopen and a valid C string.
-    let sym = unsafe { libc::dlsym(handle, name.as_ptr()) };
-    (!sym.is_null()).then_some(sym)
+/// Loads the library `file` for the rest of the helper process, or says
+/// why not in `dlerror`'s words. Every symbol is bound now (`RTLD_NOW`), so
+/// a broken library fails here rather than mid-call; it is never unloaded:
+/// the helper exits right after its one signature, and unloading code that
+/// may still run (a thread, an exit handler) is what would crash.
+///
+/// # Safety
+/// Loading runs the library's initialisers: call this only in the provider
+/// helper process, on a file the agent checked against the allow-list.
+pub(super) unsafe fn load(file: &CStr) -> Result<&'static Library, String> {
+    // The name goes in with its NUL, so libloading neither copies it nor
+    // sees anything but the checked C string.
+    let name = OsStr::from_bytes(file.to_bytes_with_nul());
+    // SAFETY: the caller's contract above.
+    match unsafe { Library::open(Some(name), RTLD_NOW | RTLD_LOCAL) } {
+        Ok(library) => Ok(Box::leak(Box::new(library))),
+        Err(e @ libloading::Error::DlOpen { .. }) => Err(e.to_string()),
+        Err(_) => Err("unknown dlopen error".into()),
+    }
 }
 
-fn last_dl_error() -> String {
-    // SAFETY: dlerror returns NULL or a C string valid until the next dl*
-    // call on this thread; it is copied at once.
-    let err = unsafe { libc::dlerror() };
-    if err.is_null() {
-        return "unknown dlopen error".into();
+/// The function `name` of `library`, or None when the library has no such
+/// symbol (or it is NULL).
+///
+/// # Safety
+/// `F` must be the `extern "C" fn` pointer type of `name`'s C prototype.
+pub(super) unsafe fn function<F: Copy>(library: &'static Library, name: &CStr) -> Option<F> {
+    // SAFETY: the caller names the prototype. Read as `Option<F>`, a symbol
+    // that resolves to NULL is None, never a function pointer to call.
+    let symbol = unsafe { library.get::<Option<F>>(name.to_bytes_with_nul()) }.ok()?;
+    *symbol
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(path: &str) -> SkProviderError {
+        let request = SkSignRequest {
+            alg: 1,
+            data: b"data",
+            application: c"ssh:",
+            key_handle: b"handle",
+            flags: 0x01,
+            pin: None,
+        };
+        sign(Path::new(path), &request).unwrap_err()
     }
-    // SAFETY: non-null C string from dlerror.
-    unsafe { CStr::from_ptr(err) }
-        .to_string_lossy()
-        .into_owned()
+
+    #[test]
+    fn a_missing_library_is_refused_in_dlerror_s_words() {
+        let path = "/nonexistent/hopward-provider.so";
+        let SkProviderError::Load { path: named, reason } = refusal(path) else {
+            panic!("not a load error");
+        };
+        assert_eq!(named, path);
+        assert!(reason.contains(path), "{reason}");
+        assert!(reason.contains("No such file"), "{reason}");
+    }
+
+    #[test]
+    fn a_library_without_the_sk_api_is_refused_naming_the_symbol() {
+        // The C library is loaded already and has no sk-api.
+        let error = refusal("libc.so.6");
+        assert_eq!(
+            error,
+            SkProviderError::Symbol {
+                path: "libc.so.6".into(),
+                symbol: "sk_api_version",
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "provider libc.so.6 has no symbol sk_api_version"
+        );
+    }
+
+    #[test]
+    fn a_path_holding_a_nul_is_never_loaded() {
+        let error = refusal("/usr/lib/libsk.so\0/tmp/evil.so");
+        assert!(
+            matches!(&error, SkProviderError::Load { reason, .. } if reason == "path holds a NUL"),
+            "{error:?}"
+        );
+    }
 }

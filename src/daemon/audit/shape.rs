@@ -13,7 +13,8 @@
 //! were in `<name>_total`.
 
 use serde_json::{Map, Value};
-use sha2::Digest as _;
+
+use crate::ssh::digest::sha256;
 
 /// Bound on a field that comes from outside (user names, key comments,
 /// host names, paths, namespaces), in escaped characters: room for any
@@ -162,7 +163,7 @@ fn escaped_len(c: char) -> usize {
 
 /// Lower-case hex SHA-256 of the full value, as it was before escaping.
 pub fn digest(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes())
+    sha256(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
