@@ -79,16 +79,6 @@ fn can_ask_locally(settings: &crate::policy::ConfirmSettings) -> (bool, String) 
     }
 }
 
-fn method_name(m: ConfirmMethod) -> &'static str {
-    match m {
-        ConfirmMethod::Auto => "auto",
-        ConfirmMethod::Desktop => "desktop",
-        ConfirmMethod::Askpass => "askpass",
-        ConfirmMethod::Command => "command",
-        ConfirmMethod::Macos => "macos",
-    }
-}
-
 /// A certificate's validity for `status`: `valid_after` and `valid_before`
 /// (seconds since the epoch; `valid_before` null when valid forever),
 /// `expires_in` (seconds, negative once past), `expired` and `drop_in`
@@ -220,7 +210,7 @@ async fn status(agent: &Agent) -> Value {
             "generation": generation,
         },
         "confirm": {
-            "method": method_name(policy.confirm.method),
+            "method": policy.confirm.method.as_str(),
             "can_ask": ok,
             "detail": why,
             "timeout_secs": policy.confirm.timeout.as_secs(),

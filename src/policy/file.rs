@@ -455,14 +455,10 @@ fn compile_file(
     }
     if let Some(c) = &raw.confirm {
         if let Some(m) = &c.method {
-            p.method = match m.get_ref().as_str() {
-                "auto" => Some(ConfirmMethod::Auto),
-                "desktop" => Some(ConfirmMethod::Desktop),
-                "askpass" => Some(ConfirmMethod::Askpass),
-                "command" => Some(ConfirmMethod::Command),
-                "macos" => Some(ConfirmMethod::Macos),
-                other => {
-                    ctx.err(m.span(), format!("unknown confirm method {other:?} (use auto, desktop, askpass, command or macos)"));
+            p.method = match m.get_ref().parse::<ConfirmMethod>() {
+                Ok(method) => Some(method),
+                Err(message) => {
+                    ctx.err(m.span(), message);
                     None
                 }
             };
@@ -557,16 +553,10 @@ fn compile_file(
         let purpose = r
             .purpose
             .as_ref()
-            .and_then(|pv| match pv.get_ref().as_str() {
-                "login" => Some(Purpose::Login),
-                "git" => Some(Purpose::Git),
-                "file" => Some(Purpose::File),
-                "other" => Some(Purpose::Other),
-                other => {
-                    ctx.err(
-                        pv.span(),
-                        format!("unknown purpose {other:?} (use login, git, file or other)"),
-                    );
+            .and_then(|pv| match pv.get_ref().parse::<Purpose>() {
+                Ok(purpose) => Some(purpose),
+                Err(message) => {
+                    ctx.err(pv.span(), message);
                     None
                 }
             });

@@ -112,6 +112,45 @@ pub enum ConfirmMethod {
     Macos,
 }
 
+impl ConfirmMethod {
+    /// Every method: the names `[confirm] method` takes.
+    pub const ALL: [ConfirmMethod; 5] = [
+        ConfirmMethod::Auto,
+        ConfirmMethod::Desktop,
+        ConfirmMethod::Askpass,
+        ConfirmMethod::Command,
+        ConfirmMethod::Macos,
+    ];
+
+    /// Its name in `[confirm] method` and in `hopward status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmMethod::Auto => "auto",
+            ConfirmMethod::Desktop => "desktop",
+            ConfirmMethod::Askpass => "askpass",
+            ConfirmMethod::Command => "command",
+            ConfirmMethod::Macos => "macos",
+        }
+    }
+}
+
+/// The method a name in `[confirm] method` stands for; the error is the
+/// message the policy file shows.
+impl std::str::FromStr for ConfirmMethod {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        ConfirmMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown confirm method {name:?} (use auto, desktop, askpass, command or macos)"
+                )
+            })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfirmSettings {
     pub method: ConfirmMethod,
@@ -635,6 +674,22 @@ mod tests {
 
     fn policy(text: &str) -> Policy {
         file::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn a_confirm_method_reads_back_from_its_name() {
+        for method in ConfirmMethod::ALL {
+            assert_eq!(method.as_str().parse::<ConfirmMethod>(), Ok(method));
+        }
+        let names: Vec<&str> = ConfirmMethod::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, ["auto", "desktop", "askpass", "command", "macos"]);
+        assert_eq!(
+            "Desktop".parse::<ConfirmMethod>(),
+            Err(
+                "unknown confirm method \"Desktop\" (use auto, desktop, askpass, command or macos)"
+                    .to_string()
+            )
+        );
     }
 
     #[test]
