@@ -6,6 +6,7 @@
 //! crashes, odd output and "no way to ask" all deny.
 
 pub mod askpass;
+pub mod available;
 pub mod broker;
 pub mod desktop;
 pub mod group;
