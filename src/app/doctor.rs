@@ -541,8 +541,11 @@ fn confirm_finding(status: &Value) -> Finding {
         Finding::problem(
             "confirm",
             format!("no way to ask, so every confirm is a deny: {detail}"),
-            "run a notification daemon on the session bus, set SSH_ASKPASS (with DISPLAY), \
-             or set [confirm] method = \"command\" with command = [\"/path/to/prog\"]",
+            format!(
+                "run a notification daemon on the session bus, {}, \
+                 or set [confirm] method = \"command\" with command = [\"/path/to/prog\"]",
+                crate::keys::askpass_env::SETUP_HINT
+            ),
         )
     }
 }
@@ -648,6 +651,26 @@ fn audit_finding(status: &Value) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_way_to_ask_names_every_way_to_set_one_up() {
+        let finding = confirm_finding(&json!({
+            "confirm": { "can_ask": false, "detail": "desktop: no bus" }
+        }));
+        assert!(!finding.ok);
+        assert_eq!(
+            finding.message,
+            "no way to ask, so every confirm is a deny: desktop: no bus"
+        );
+        assert_eq!(
+            finding.fix,
+            "run a notification daemon on the session bus, set SSH_ASKPASS (with DISPLAY), \
+             or set [confirm] method = \"command\" with command = [\"/path/to/prog\"]"
+        );
+        let ok = confirm_finding(&json!({ "confirm": { "can_ask": true, "detail": "askpass x" } }));
+        assert!(ok.ok);
+        assert_eq!(ok.message, "can ask: askpass x");
+    }
 
     #[test]
     fn audit_is_a_problem_while_failing_and_after_a_loss_not_after_a_recovery() {

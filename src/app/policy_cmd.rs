@@ -234,17 +234,7 @@ fn context(
     known: &KnownHosts,
     exact_names: &[String],
 ) -> Result<RequestContext, String> {
-    let purpose = match args.purpose.as_str() {
-        "login" => Purpose::Login,
-        "git" => Purpose::Git,
-        "file" => Purpose::File,
-        "other" => Purpose::Other,
-        other => {
-            return Err(format!(
-                "unknown purpose {other:?} (use login, git, file or other)"
-            ));
-        }
-    };
+    let purpose: Purpose = args.purpose.parse()?;
     let names: Vec<&str> = args
         .chain
         .split('>')

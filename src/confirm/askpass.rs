@@ -21,9 +21,8 @@ use tokio::process::Command;
 
 use super::group::Group;
 use super::{Answer, AnswerFuture, Confirmer, Prompt};
+use crate::keys::askpass_env::AskpassEnv;
 
-/// OpenSSH's default askpass program.
-pub const DEFAULT_PROGRAM: &str = "/usr/bin/ssh-askpass";
 const MAX_OUTPUT: usize = 1024;
 /// How long, once the program has exited, the pipe is still read for
 /// output it wrote just before (a process it left behind may hold the
@@ -45,17 +44,11 @@ pub struct AskpassConfirmer {
 impl AskpassConfirmer {
     /// The `$SSH_ASKPASS` confirmer as OpenSSH's agent would use it.
     pub fn from_env() -> Self {
-        let program = std::env::var_os("SSH_ASKPASS")
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| DEFAULT_PROGRAM.into());
-        let display = ["DISPLAY", "WAYLAND_DISPLAY"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-        let forced = std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
+        let askpass = AskpassEnv::from_env();
         AskpassConfirmer {
-            program: vec![program],
+            program: vec![askpass.program_or_default()],
             label: "askpass",
-            can_display: display || forced,
+            can_display: askpass.can_display,
         }
     }
 

@@ -6,6 +6,7 @@
 //! crashes, odd output and "no way to ask" all deny.
 
 pub mod askpass;
+pub mod available;
 pub mod broker;
 pub mod desktop;
 pub mod group;
@@ -18,6 +19,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::text::{clean, quoted};
+use crate::trust::binding::Purpose;
 
 /// Where a signature will be used, as the prompt must put it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,8 +58,8 @@ pub struct Prompt {
     /// The account a login is for, and its auth style (`user:style`).
     pub user: Option<String>,
     pub user_style: Option<String>,
-    /// `login`, `git`, `file` or `other`; `None` for key operations.
-    pub purpose: Option<&'static str>,
+    /// What the signature is for; `None` for key operations.
+    pub purpose: Option<Purpose>,
     /// The SSHSIG namespace of a signature that is not git's or file's.
     pub namespace: Option<String>,
     /// What is asked when it is not a signature (e.g. "add this key").
@@ -168,7 +170,7 @@ impl Prompt {
 
     fn purpose_line(&self) -> Option<String> {
         let line = match self.purpose? {
-            "login" => match &self.target {
+            Purpose::Login => match &self.target {
                 Target::Host(name) => format!("log in to {}{}", clean(name, 64), self.as_user()),
                 Target::Unknown(fingerprint) => format!(
                     "log in to an UNKNOWN host{}. hopward cannot tell which host this is: \
@@ -195,9 +197,9 @@ impl Prompt {
                 ),
                 Target::None => format!("login{}", self.as_user()),
             },
-            "git" => "git commit signing".to_string(),
-            "file" => "file signing".to_string(),
-            _ => match &self.namespace {
+            Purpose::Git => "git commit signing".to_string(),
+            Purpose::File => "file signing".to_string(),
+            Purpose::Other => match &self.namespace {
                 Some(ns) => format!("signing for namespace {}", quoted(ns, 32)),
                 None => "signing unknown data".to_string(),
             },
@@ -235,7 +237,10 @@ impl Prompt {
                 "HOPWARD_USER",
                 clean(self.user.as_deref().unwrap_or(""), 64),
             ),
-            ("HOPWARD_PURPOSE", self.purpose.unwrap_or("").to_string()),
+            (
+                "HOPWARD_PURPOSE",
+                self.purpose.map_or("", Purpose::as_str).to_string(),
+            ),
             (
                 "HOPWARD_TOUCH",
                 if self.touch { "1" } else { "0" }.to_string(),
@@ -443,7 +448,7 @@ mod tests {
             forwarded: true,
             target: Target::Host("target".into()),
             user: Some("deploy".into()),
-            purpose: Some("login"),
+            purpose: Some(Purpose::Login),
             peer_pid: Some(42),
             peer_exe: Some("/usr/bin/ssh".into()),
             peer_parents: vec!["bash (pid 7)".into()],
@@ -581,7 +586,7 @@ mod tests {
     #[test]
     fn an_unknown_namespace_is_named_in_quotes() {
         let p = Prompt {
-            purpose: Some("other"),
+            purpose: Some(Purpose::Other),
             namespace: Some("evil\"\nns".into()),
             ..Prompt::default()
         };

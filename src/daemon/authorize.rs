@@ -801,7 +801,7 @@ pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
         target,
         user: ctx.user.clone(),
         user_style: ctx.user_style.clone(),
-        purpose: operation.is_none().then(|| ctx.purpose.as_str()),
+        purpose: operation.is_none().then_some(ctx.purpose),
         namespace: None,
         operation: operation.map(str::to_string),
         peer_pid: ctx.peer.pid,

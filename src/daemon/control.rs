@@ -13,7 +13,6 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::daemon::agent::Agent;
-use crate::policy::ConfirmMethod;
 use crate::policy::store::ReloadStatus;
 
 /// The extension name.
@@ -25,68 +24,6 @@ pub fn request(op: &Value) -> Vec<u8> {
     crate::ssh::wire::put_string(&mut body, EXTENSION.as_bytes());
     crate::ssh::wire::put_string(&mut body, op.to_string().as_bytes());
     body
-}
-
-/// Whether a confirm method can ask on this system now, and why not.
-pub async fn can_ask(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
-    match settings.method {
-        ConfirmMethod::Desktop => match crate::confirm::desktop::probe().await {
-            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
-            Err(e) => (false, format!("desktop: {e}")),
-        },
-        ConfirmMethod::Auto => match crate::confirm::desktop::probe().await {
-            Ok((_, server)) => (true, format!("desktop notifications, server {server}")),
-            Err(desktop) => match can_ask_locally(settings) {
-                (true, how) => (true, how),
-                (false, why) => (false, format!("desktop: {desktop}; {why}")),
-            },
-        },
-        _ => can_ask_locally(settings),
-    }
-}
-
-/// [`can_ask`] for the methods that need no session bus.
-fn can_ask_locally(settings: &crate::policy::ConfirmSettings) -> (bool, String) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let executable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    match settings.method {
-        ConfirmMethod::Command => match settings.command.first() {
-            Some(p) if executable(std::path::Path::new(p)) => (true, format!("runs {p}")),
-            Some(p) => (false, format!("{p} is not an executable file")),
-            None => (false, "no confirm.command".into()),
-        },
-        ConfirmMethod::Askpass | ConfirmMethod::Auto => {
-            let program = std::env::var("SSH_ASKPASS")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| crate::confirm::askpass::DEFAULT_PROGRAM.into());
-            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
-                .iter()
-                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
-                || std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
-            if !executable(std::path::Path::new(&program)) {
-                (false, format!("askpass program {program} is missing"))
-            } else if !display {
-                (false, "no DISPLAY or WAYLAND_DISPLAY for askpass".into())
-            } else {
-                (true, format!("askpass {program}"))
-            }
-        }
-        ConfirmMethod::Desktop => (false, "no notification server".into()),
-        ConfirmMethod::Macos => (false, "the macos confirmer only works on macOS".into()),
-    }
-}
-
-fn method_name(m: ConfirmMethod) -> &'static str {
-    match m {
-        ConfirmMethod::Auto => "auto",
-        ConfirmMethod::Desktop => "desktop",
-        ConfirmMethod::Askpass => "askpass",
-        ConfirmMethod::Command => "command",
-        ConfirmMethod::Macos => "macos",
-    }
 }
 
 /// A certificate's validity for `status`: `valid_after` and `valid_before`
@@ -162,7 +99,7 @@ async fn status(agent: &Agent) -> Value {
         }
         ReloadStatus::Kept { errors } => json!({ "kept_last_good_policy": errors }),
     };
-    let (ok, why) = can_ask(&policy.confirm).await;
+    let (ok, why) = crate::confirm::available::can_ask(&policy.confirm).await;
     let grants: Vec<Value> = agent
         .grants
         .list(now)
@@ -220,7 +157,7 @@ async fn status(agent: &Agent) -> Value {
             "generation": generation,
         },
         "confirm": {
-            "method": method_name(policy.confirm.method),
+            "method": policy.confirm.method.as_str(),
             "can_ask": ok,
             "detail": why,
             "timeout_secs": policy.confirm.timeout.as_secs(),

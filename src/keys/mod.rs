@@ -1,6 +1,7 @@
 //! Keys held by the agent: the keystore, shielded private keys, signing, and
 //! the helper processes for FIDO tokens and PKCS#11 providers.
 
+pub mod askpass_env;
 pub mod expiry;
 pub mod keystore;
 pub mod mldsa;

@@ -239,12 +239,9 @@ pub async fn sign(
 /// when a token says it needs one; `None` if there is no way to ask or no
 /// answer in time. The answer is wiped when dropped and never logged.
 pub async fn ask_pin(prompt: &str, timeout: Duration) -> Option<Zeroizing<Vec<u8>>> {
-    let program = std::env::var_os("SSH_ASKPASS").filter(|p| !p.is_empty())?;
-    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    let forced = std::env::var("SSH_ASKPASS_REQUIRE").is_ok_and(|v| v == "force");
-    if !display && !forced {
+    let askpass = crate::keys::askpass_env::AskpassEnv::from_env();
+    let program = askpass.program?;
+    if !askpass.can_display {
         return None;
     }
     let mut child = tokio::process::Command::new(program)

@@ -6,19 +6,24 @@
 //! the including file wins over the same setting in an included one. A
 //! missing include is an error, and so is a cycle.
 
-use std::ops::Range;
+mod problems;
+mod raw;
+mod rules;
+mod sections;
+mod warnings;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-use toml::Spanned;
-
-use super::matcher::{KeyPattern, NamePattern, ViaElement, compile_glob};
 use super::{
     Action, AuditSettings, ConfirmMethod, ConfirmSettings, DEFAULT_UPSTREAM_TIMEOUT, Defaults,
-    ForwardedOps, LockSettings, Policy, Rule, UpstreamSettings,
+    ForwardedOps, LockSettings, Policy, UpstreamSettings,
 };
-use crate::trust::binding::Purpose;
+pub use problems::PolicyError;
+use problems::{Ctx, with_fix};
+use raw::{RawFile, S};
+use sections::{Partial, expand_home};
+pub use warnings::{hashed_glob_warnings, rule_warnings, unknown_name_warnings};
 
 /// The built-in policy text (`policy/default.toml`).
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
@@ -26,398 +31,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
 const MAX_INCLUDE_DEPTH: usize = 8;
 const DEFAULT_AUDIT_BYTES: u64 = 10 * 1024 * 1024;
 
-/// One problem in a policy file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    pub file: String,
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-    pub warning: bool,
-}
-
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}{}",
-            self.file,
-            self.line,
-            self.col,
-            if self.warning { "warning: " } else { "" },
-            self.message
-        )
-    }
-}
-
-type S<T> = Spanned<T>;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    include: Option<Vec<S<String>>>,
-    defaults: Option<RawDefaults>,
-    confirm: Option<RawConfirm>,
-    forwarded: Option<RawForwarded>,
-    audit: Option<RawAudit>,
-    known_hosts: Option<RawKnownHosts>,
-    lock: Option<RawLock>,
-    upstream: Option<RawUpstream>,
-    #[serde(default)]
-    rule: Vec<S<RawRule>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLock {
-    idle: Option<S<String>>,
-    on_screen_lock: Option<S<bool>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    local: Option<S<String>>,
-    forwarded: Option<S<String>>,
-    forwarded_unknown: Option<S<String>>,
-    forwarded_unverified: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfirm {
-    method: Option<S<String>>,
-    command: Option<S<Vec<String>>>,
-    timeout: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawForwarded {
-    add: Option<S<String>>,
-    remove: Option<S<String>>,
-    remove_all: Option<S<String>>,
-    lock: Option<S<String>>,
-    unlock: Option<S<String>>,
-    brake: Option<S<RawBrake>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBrake {
-    hosts: S<i64>,
-    per: S<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAudit {
-    path: Option<S<String>>,
-    max_bytes: Option<S<u64>>,
-    journald: Option<S<bool>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    socket: Option<S<String>>,
-    timeout: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKnownHosts {
-    #[serde(default)]
-    files: Vec<S<String>>,
-    /// Ports ssh may record a rule's host name under (`[name]:port`), for
-    /// hashed entries, which cannot be read back.
-    #[serde(default)]
-    ports: Vec<S<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    name: Option<S<String>>,
-    keys: Option<S<Vec<S<String>>>>,
-    host: Option<S<Vec<S<String>>>>,
-    via: Option<S<Vec<S<String>>>>,
-    jump: Option<S<Vec<S<String>>>>,
-    user: Option<S<Vec<S<String>>>>,
-    purpose: Option<S<String>>,
-    action: S<String>,
-    remember: Option<S<String>>,
-    caller: Option<S<Vec<S<String>>>>,
-    ancestor: Option<S<Vec<S<String>>>>,
-    cwd: Option<S<Vec<S<String>>>>,
-}
-
-/// Settings as one file states them; `None` = not set there.
-#[derive(Debug, Default)]
-struct Partial {
-    rules: Vec<Rule>,
-    local: Option<Action>,
-    forwarded: Option<Action>,
-    forwarded_unknown: Option<Action>,
-    forwarded_unverified: Option<Action>,
-    method: Option<ConfirmMethod>,
-    command: Option<Vec<String>>,
-    timeout: Option<Duration>,
-    fwd_add: Option<Action>,
-    fwd_remove: Option<Action>,
-    fwd_remove_all: Option<Action>,
-    fwd_lock: Option<Action>,
-    fwd_unlock: Option<Action>,
-    audit_path: Option<PathBuf>,
-    audit_bytes: Option<u64>,
-    audit_journald: Option<bool>,
-    upstream_socket: Option<PathBuf>,
-    upstream_timeout: Option<Duration>,
-    known_hosts: Vec<PathBuf>,
-    known_hosts_ports: Vec<u16>,
-    lock_idle: Option<Duration>,
-    lock_on_screen: Option<bool>,
-    brake: Option<super::brake::BrakeSettings>,
-}
-
-impl Partial {
-    /// Fills what `self` leaves unset from `other` (an included file);
-    /// `other`'s rules come first.
-    fn absorb(&mut self, other: Partial) {
-        let mut rules = other.rules;
-        rules.append(&mut self.rules);
-        self.rules = rules;
-        macro_rules! fill {
-            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
-        }
-        fill!(
-            local,
-            forwarded,
-            forwarded_unknown,
-            forwarded_unverified,
-            method,
-            command,
-            timeout,
-            fwd_add,
-            fwd_remove,
-            fwd_remove_all,
-            fwd_lock,
-            fwd_unlock,
-            audit_path,
-            audit_bytes,
-            audit_journald,
-            lock_idle,
-            lock_on_screen,
-            upstream_socket,
-            upstream_timeout,
-            brake
-        );
-        let mut kh = other.known_hosts;
-        kh.append(&mut self.known_hosts);
-        self.known_hosts = kh;
-        for port in other.known_hosts_ports {
-            if !self.known_hosts_ports.contains(&port) {
-                self.known_hosts_ports.push(port);
-            }
-        }
-    }
-}
-
-/// Byte offset to 1-based line and column.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-struct Ctx<'a> {
-    text: &'a str,
-    file: &'a str,
-    errors: Vec<PolicyError>,
-}
-
-impl Ctx<'_> {
-    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, col) = position(self.text, span.start);
-        self.errors.push(PolicyError {
-            file: self.file.to_string(),
-            line,
-            col,
-            message: message.into(),
-            warning: false,
-        });
-    }
-
-    fn action(&mut self, v: &Option<S<String>>) -> Option<Action> {
-        let v = v.as_ref()?;
-        let a = Action::parse(v.get_ref());
-        if a.is_none() {
-            self.err(
-                v.span(),
-                format!(
-                    "unknown action {:?} (use allow, notify, confirm or deny)",
-                    v.get_ref()
-                ),
-            );
-        }
-        a
-    }
-
-    fn duration(&mut self, v: &S<String>) -> Option<Duration> {
-        match crate::duration::parse(v.get_ref()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(v.span(), e.to_string());
-                None
-            }
-        }
-    }
-
-    fn patterns<T>(
-        &mut self,
-        list: &Option<S<Vec<S<String>>>>,
-        field: &str,
-        allow_empty: bool,
-        compile: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<Vec<T>> {
-        let list = list.as_ref()?;
-        if list.get_ref().is_empty() && !allow_empty {
-            self.err(
-                list.span(),
-                format!("{field} = [] can never match; remove the field to match anything"),
-            );
-        }
-        let mut out = Vec::new();
-        for item in list.get_ref() {
-            match compile(item.get_ref()) {
-                Ok(p) => out.push(p),
-                Err(e) => self.err(item.span(), format!("{field}: {e}")),
-            }
-        }
-        Some(out)
-    }
-}
-
-/// Whether a `via` or `jump` list needs at least one hop (it has an
-/// element other than `**`).
-fn needs_a_hop(list: &Option<S<Vec<S<String>>>>) -> bool {
-    list.as_ref()
-        .is_some_and(|l| l.get_ref().iter().any(|e| e.get_ref() != "**"))
-}
-
-/// A `jump` that needs a jump host cannot match what never has one: a
-/// request through a forwarding hop (jump hosts belong to logins made from
-/// this machine) or a signature that is not a login.
-fn jump_conflicts(ctx: &mut Ctx<'_>, r: &RawRule, purpose: Option<Purpose>) {
-    let Some(jump) = r.jump.as_ref().filter(|_| needs_a_hop(&r.jump)) else {
-        return;
-    };
-    if needs_a_hop(&r.via) {
-        ctx.err(
-            jump.span(),
-            "this rule can never match: jump hosts belong to logins made from this machine \
-             (ssh -J), and a request through forwarding hops (via) has none; \
-             use jump = [] or leave one of them out",
-        );
-    }
-    if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
-        ctx.err(
-            jump.span(),
-            format!(
-                "this rule can never match: a {} signature has no jump host",
-                pv.as_str()
-            ),
-        );
-    }
-}
-
-/// A `keys`, `host` or `via` entry that is meant as a fingerprint must be
-/// one as `ssh-keygen -l` prints it (`SHA256:` and 43 base64 characters):
-/// anything else is compared as text and can never match, so a deny rule
-/// with a mistyped fingerprint would deny nothing.
-fn fingerprint_form(text: &str) -> Result<(), String> {
-    use base64::Engine as _;
-    let Some((scheme, rest)) = text.split_once(':') else {
-        return Ok(());
-    };
-    if scheme.eq_ignore_ascii_case("md5") {
-        return Err(format!(
-            "{text:?}: MD5 fingerprints are not matched; use the SHA256 one \
-             (ssh-keygen -l -E sha256 -f KEY)"
-        ));
-    }
-    if !scheme.eq_ignore_ascii_case("sha256") {
-        return Ok(());
-    }
-    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest);
-    if scheme != "SHA256" || rest.len() != 43 || !decoded.is_ok_and(|d| d.len() == 32) {
-        return Err(format!(
-            "{text:?} is not a SHA256 fingerprint (SHA256: and 43 base64 characters, \
-             as ssh-keygen -l -f KEY prints it)"
-        ));
-    }
-    Ok(())
-}
-
-/// The TOML reader's message, with what to write instead where the
-/// mistake is a common one (a single value where a list is wanted, a list
-/// where one value is wanted).
-fn with_fix(text: &str, span: Range<usize>, message: &str) -> String {
-    let line_start = text[..span.start.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim())
-        .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
-    let value = text
-        .get(span.clone())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && !v.contains('\n'));
-    match (key, value) {
-        (Some(key), Some(value)) if message.contains("expected a sequence") => {
-            format!("{key} takes a list: use {key} = [{value}]")
-        }
-        (Some(key), Some(value)) if message.contains("expected a string") => {
-            let first = value
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .split(',')
-                .next()
-                .unwrap_or("")
-                .trim();
-            if first.is_empty() {
-                format!("{key} takes one value in quotes, not {value}")
-            } else {
-                format!("{key} takes one value: use {key} = {first}")
-            }
-        }
-        _ => message.to_string(),
-    }
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
-}
-
-/// A rule's `caller`, `ancestor` and `cwd`, with `~` expanded.
-fn process_patterns(ctx: &mut Ctx<'_>, r: &RawRule) -> crate::policy::process::ProcessPatterns {
-    use crate::policy::process::{DirPattern, ExePattern, expand_home as home};
-    crate::policy::process::ProcessPatterns {
-        caller: ctx.patterns(&r.caller, "caller", false, |t| ExePattern::compile(&home(t))),
-        ancestor: ctx.patterns(&r.ancestor, "ancestor", false, |t| {
-            ExePattern::compile(&home(t))
-        }),
-        cwd: ctx.patterns(&r.cwd, "cwd", false, |t| DirPattern::compile(&home(t))),
-    }
-}
-
+/// One file, compiled: its settings, then its rules, then its includes.
 fn compile_file(
     text: &str,
     file: &str,
@@ -432,11 +46,7 @@ fn compile_file(
     digest.update(file.as_bytes());
     digest.update(&(text.len() as u64).to_le_bytes());
     digest.update(text.as_bytes());
-    let mut ctx = Ctx {
-        text,
-        file,
-        errors: Vec::new(),
-    };
+    let mut ctx = Ctx::new(text, file);
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -446,237 +56,91 @@ fn compile_file(
             return Err(ctx.errors);
         }
     };
-    let mut p = Partial::default();
-    if let Some(d) = &raw.defaults {
-        p.local = ctx.action(&d.local);
-        p.forwarded = ctx.action(&d.forwarded);
-        p.forwarded_unknown = ctx.action(&d.forwarded_unknown);
-        p.forwarded_unverified = ctx.action(&d.forwarded_unverified);
-    }
-    if let Some(c) = &raw.confirm {
-        if let Some(m) = &c.method {
-            p.method = match m.get_ref().as_str() {
-                "auto" => Some(ConfirmMethod::Auto),
-                "desktop" => Some(ConfirmMethod::Desktop),
-                "askpass" => Some(ConfirmMethod::Askpass),
-                "command" => Some(ConfirmMethod::Command),
-                "macos" => Some(ConfirmMethod::Macos),
-                other => {
-                    ctx.err(m.span(), format!("unknown confirm method {other:?} (use auto, desktop, askpass, command or macos)"));
-                    None
-                }
-            };
-        }
-        if let Some(cmd) = &c.command {
-            if cmd.get_ref().is_empty() || !cmd.get_ref()[0].starts_with('/') {
-                ctx.err(
-                    cmd.span(),
-                    "confirm.command must start with an absolute program path",
-                );
-            }
-            p.command = Some(cmd.get_ref().clone());
-        }
-        if let Some(t) = &c.timeout {
-            p.timeout = ctx.duration(t);
-            if p.timeout == Some(Duration::ZERO) {
-                ctx.err(t.span(), "confirm.timeout must be more than 0");
-            }
-        }
-        if p.method == Some(ConfirmMethod::Command) && p.command.is_none() {
-            let span = c.method.as_ref().map_or(0..0, |m| m.span());
-            ctx.err(span, "method = \"command\" needs confirm.command");
-        }
-    }
-    if let Some(f) = &raw.forwarded {
-        p.fwd_add = ctx.action(&f.add);
-        p.fwd_remove = ctx.action(&f.remove);
-        p.fwd_remove_all = ctx.action(&f.remove_all);
-        p.fwd_lock = ctx.action(&f.lock);
-        p.fwd_unlock = ctx.action(&f.unlock);
-        if let Some(b) = &f.brake {
-            p.brake = brake_settings(&mut ctx, b.get_ref());
-        }
-    }
-    if let Some(a) = &raw.audit {
-        p.audit_path = a.path.as_ref().map(|x| expand_home(x.get_ref()));
-        p.audit_bytes = a.max_bytes.as_ref().map(|b| *b.get_ref());
-        p.audit_journald = a.journald.as_ref().map(|j| *j.get_ref());
-    }
-    if let Some(l) = &raw.lock {
-        if let Some(idle) = &l.idle {
-            p.lock_idle = ctx.duration(idle);
-            if p.lock_idle == Some(Duration::ZERO) {
-                ctx.err(
-                    idle.span(),
-                    "lock.idle must be more than 0 (remove it to never lock when idle)",
-                );
-            }
-        }
-        p.lock_on_screen = l.on_screen_lock.as_ref().map(|b| *b.get_ref());
-    }
-    if let Some(u) = &raw.upstream {
-        if let Some(socket) = &u.socket {
-            let path = expand_home(socket.get_ref());
-            if !path.is_absolute() {
-                ctx.err(
-                    socket.span(),
-                    "upstream.socket must be an absolute path or start with ~/",
-                );
-            }
-            p.upstream_socket = Some(path);
-        }
-        if let Some(t) = &u.timeout {
-            p.upstream_timeout = ctx.duration(t);
-            if p.upstream_timeout == Some(Duration::ZERO) {
-                ctx.err(t.span(), "upstream.timeout must be more than 0");
-            }
-        }
-    }
-    if let Some(k) = &raw.known_hosts {
-        p.known_hosts = k.files.iter().map(|f| expand_home(f.get_ref())).collect();
-        for port in &k.ports {
-            match u16::try_from(*port.get_ref()) {
-                Ok(n) if n > 0 => {
-                    if !p.known_hosts_ports.contains(&n) {
-                        p.known_hosts_ports.push(n);
-                    }
-                }
-                _ => ctx.err(port.span(), "a port is a number from 1 to 65535"),
-            }
-        }
-    }
-    for (i, spanned) in raw.rule.iter().enumerate() {
-        let span = spanned.span();
-        let r = spanned.get_ref();
-        let (line, _) = position(text, span.start);
-        let name = r.name.as_ref().map_or_else(
-            || format!("rule {} ({file}:{line})", i + 1),
-            |n| n.get_ref().clone(),
-        );
-        let action = ctx.action(&Some(r.action.clone()));
-        let purpose = r
-            .purpose
-            .as_ref()
-            .and_then(|pv| match pv.get_ref().as_str() {
-                "login" => Some(Purpose::Login),
-                "git" => Some(Purpose::Git),
-                "file" => Some(Purpose::File),
-                "other" => Some(Purpose::Other),
-                other => {
-                    ctx.err(
-                        pv.span(),
-                        format!("unknown purpose {other:?} (use login, git, file or other)"),
-                    );
-                    None
-                }
-            });
-        let keys = ctx.patterns(&r.keys, "keys", false, |t| {
-            fingerprint_form(t).and_then(|()| KeyPattern::compile(t))
-        });
-        let host = ctx.patterns(&r.host, "host", false, |t| {
-            fingerprint_form(t).and_then(|()| NamePattern::compile(t))
-        });
-        let via = ctx.patterns(&r.via, "via", true, |t| {
-            fingerprint_form(t).and_then(|()| ViaElement::compile(t))
-        });
-        let user = ctx.patterns(&r.user, "user", false, |t| compile_glob(t, false));
-        let jump = ctx.patterns(&r.jump, "jump", true, |t| {
-            fingerprint_form(t).and_then(|()| ViaElement::compile(t))
-        });
-        jump_conflicts(&mut ctx, r, purpose);
-        let remember = r.remember.as_ref().and_then(|d| ctx.duration(d));
-        let process = process_patterns(&mut ctx, r);
-        if let Some(pv @ (Purpose::Git | Purpose::File | Purpose::Other)) = purpose {
-            if let Some(h) = &r.host {
-                ctx.err(
-                    h.span(),
-                    format!(
-                        "this rule can never match: a {} signature has no destination host",
-                        pv.as_str()
-                    ),
-                );
-            }
-            if let Some(u) = &r.user {
-                ctx.err(
-                    u.span(),
-                    format!(
-                        "this rule can never match: a {} signature has no remote user",
-                        pv.as_str()
-                    ),
-                );
-            }
-        }
-        if let Some(action) = action {
-            p.rules.push(Rule {
-                name,
-                origin: format!("{file}:{line}"),
-                keys,
-                host,
-                via,
-                user,
-                purpose,
-                action,
-                remember,
-                jump,
-                process,
-            });
-        }
-    }
+    let mut p = sections::settings(&mut ctx, &raw);
+    p.rules = rules::rules(&mut ctx, &raw.rule);
     // Includes last, so this file's own errors are reported even if one fails.
-    for inc in raw.include.iter().flatten() {
-        let Some(base) = base else {
-            ctx.err(inc.span(), "include is only possible in a policy file");
-            continue;
-        };
-        if depth >= MAX_INCLUDE_DEPTH {
-            ctx.err(inc.span(), "includes nested too deeply");
-            continue;
-        }
-        let target = match expand_home(inc.get_ref()) {
-            p if p.is_absolute() => p,
-            p => base.join(p),
-        };
-        let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
-        if seen.contains(&canonical) {
-            ctx.err(
-                inc.span(),
-                format!("include cycle through {}", target.display()),
-            );
-            continue;
-        }
-        // An include decides as much as the file naming it: the same
-        // owner and mode rules apply.
-        if let Err(why) = super::owner::check(&target) {
-            ctx.err(inc.span(), why.to_string());
-            continue;
-        }
-        match std::fs::read_to_string(&target) {
-            Ok(inc_text) => {
-                seen.push(canonical);
-                let inc_file = target.display().to_string();
-                match compile_file(
-                    &inc_text,
-                    &inc_file,
-                    target.parent(),
-                    depth + 1,
-                    seen,
-                    digest,
-                ) {
-                    Ok(partial) => p.absorb(partial),
-                    Err(mut errs) => ctx.errors.append(&mut errs),
-                }
-                seen.pop();
-            }
-            Err(e) => ctx.err(
-                inc.span(),
-                format!("cannot read include {}: {e}", target.display()),
-            ),
-        }
-    }
+    let includes = Includes {
+        base,
+        depth,
+        seen,
+        digest,
+    };
+    includes.compile(&mut ctx, raw.include.iter().flatten(), &mut p);
     if ctx.errors.is_empty() {
         Ok(p)
     } else {
         Err(ctx.errors)
+    }
+}
+
+/// Where a file's includes are read from, and the files read on the way.
+struct Includes<'a> {
+    /// The including file's folder; `None` for text with no file.
+    base: Option<&'a Path>,
+    depth: usize,
+    /// The files being compiled, outermost first, to refuse a cycle.
+    seen: &'a mut Vec<PathBuf>,
+    digest: &'a mut crate::ssh::digest::Sha256,
+}
+
+impl Includes<'_> {
+    /// Compiles each include in order and merges it into `p`.
+    fn compile<'r>(
+        self,
+        ctx: &mut Ctx<'_>,
+        includes: impl Iterator<Item = &'r S<String>>,
+        p: &mut Partial,
+    ) {
+        for inc in includes {
+            let Some(base) = self.base else {
+                ctx.err(inc.span(), "include is only possible in a policy file");
+                continue;
+            };
+            if self.depth >= MAX_INCLUDE_DEPTH {
+                ctx.err(inc.span(), "includes nested too deeply");
+                continue;
+            }
+            let target = match expand_home(inc.get_ref()) {
+                p if p.is_absolute() => p,
+                p => base.join(p),
+            };
+            let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+            if self.seen.contains(&canonical) {
+                ctx.err(
+                    inc.span(),
+                    format!("include cycle through {}", target.display()),
+                );
+                continue;
+            }
+            // An include decides as much as the file naming it: the same
+            // owner and mode rules apply.
+            if let Err(why) = super::owner::check(&target) {
+                ctx.err(inc.span(), why.to_string());
+                continue;
+            }
+            match std::fs::read_to_string(&target) {
+                Ok(inc_text) => {
+                    self.seen.push(canonical);
+                    let inc_file = target.display().to_string();
+                    match compile_file(
+                        &inc_text,
+                        &inc_file,
+                        target.parent(),
+                        self.depth + 1,
+                        self.seen,
+                        self.digest,
+                    ) {
+                        Ok(partial) => p.absorb(partial),
+                        Err(mut errs) => ctx.errors.append(&mut errs),
+                    }
+                    self.seen.pop();
+                }
+                Err(e) => ctx.err(
+                    inc.span(),
+                    format!("cannot read include {}: {e}", target.display()),
+                ),
+            }
+        }
     }
 }
 
@@ -729,40 +193,6 @@ fn finish(p: Partial, source: Option<PathBuf>, digest: crate::ssh::digest::Sha25
         },
         brake: p.brake,
     }
-}
-
-/// `[forwarded] brake = { hosts = N, per = "DURATION" }`, checked: `hosts`
-/// from 1 to [`super::brake::MAX_HOSTS`], `per` more than 0 and at most a
-/// day.
-fn brake_settings(ctx: &mut Ctx<'_>, raw: &RawBrake) -> Option<super::brake::BrakeSettings> {
-    use super::brake::{BrakeSettings, MAX_HOSTS, MAX_PER};
-    let hosts = *raw.hosts.get_ref();
-    let hosts = match u32::try_from(hosts) {
-        Ok(n) if (1..=MAX_HOSTS).contains(&n) => Some(n),
-        _ => {
-            ctx.err(
-                raw.hosts.span(),
-                format!("forwarded.brake.hosts must be from 1 to {MAX_HOSTS}, not {hosts}"),
-            );
-            None
-        }
-    };
-    let per = ctx.duration(&raw.per);
-    let per = match per {
-        Some(d) if d > Duration::ZERO && d <= MAX_PER => Some(d),
-        Some(_) => {
-            ctx.err(
-                raw.per.span(),
-                "forwarded.brake.per must be more than 0 and at most 24h",
-            );
-            None
-        }
-        None => None,
-    };
-    Some(BrakeSettings {
-        hosts: hosts?,
-        per: per?,
-    })
 }
 
 /// Parses policy text that has no file (no includes).
@@ -837,191 +267,6 @@ pub fn unsafe_files(path: &Path) -> Vec<super::owner::Unsafe> {
                 p => base.join(p),
             };
             todo.push((target, depth + 1));
-        }
-    }
-    out
-}
-
-/// Rules that are written but cannot do what they say, as warnings with
-/// their positions (for `policy check`): a rule with no name or a name used
-/// twice (the log names the rule that decided), `remember` on an action
-/// that never asks, and rules after a catch-all, which never match.
-pub fn rule_warnings(path: &Path) -> Vec<PolicyError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
-        return Vec::new();
-    };
-    let file = path.display().to_string();
-    let mut out = Vec::new();
-    let mut warn = |span: Range<usize>, message: String| {
-        let (line, col) = position(&text, span.start);
-        out.push(PolicyError {
-            file: file.clone(),
-            line,
-            col,
-            message,
-            warning: true,
-        });
-    };
-    let mut names: Vec<(String, usize)> = Vec::new();
-    let mut catch_all: Option<(String, usize)> = None;
-    for (i, spanned) in raw.rule.iter().enumerate() {
-        let r = spanned.get_ref();
-        let (line, _) = position(&text, spanned.span().start);
-        let label = r.name.as_ref().map_or_else(
-            || format!("rule {} ({file}:{line})", i + 1),
-            |n| n.get_ref().clone(),
-        );
-        match &r.name {
-            None => warn(
-                spanned.span(),
-                format!(
-                    "this rule has no name; the log will call it {label:?}: add name = \"...\""
-                ),
-            ),
-            Some(n) => match names.iter().find(|(other, _)| other == n.get_ref()) {
-                Some((_, first)) => warn(
-                    n.span(),
-                    format!(
-                        "the name {:?} is also used by the rule at line {first}; the log cannot tell them apart",
-                        n.get_ref()
-                    ),
-                ),
-                None => names.push((n.get_ref().clone(), line)),
-            },
-        }
-        if let Some(remember) = &r.remember {
-            let action = r.action.get_ref().as_str();
-            if action != "confirm" {
-                warn(
-                    remember.span(),
-                    format!(
-                        "remember only applies to action = \"confirm\"; with {action:?} it does nothing"
-                    ),
-                );
-            }
-        }
-        if let Some((first, first_line)) = &catch_all {
-            warn(
-                spanned.span(),
-                format!(
-                    "{label:?} can never match: the rule {first:?} at line {first_line} matches every request first"
-                ),
-            );
-        } else {
-            let any_key = r
-                .keys
-                .as_ref()
-                .is_none_or(|k| k.get_ref().iter().any(|k| k.get_ref() == "*"));
-            if any_key
-                && r.host.is_none()
-                && r.via.is_none()
-                && r.jump.is_none()
-                && r.user.is_none()
-                && r.purpose.is_none()
-                && r.caller.is_none()
-                && r.ancestor.is_none()
-                && r.cwd.is_none()
-            {
-                catch_all = Some((label.clone(), line));
-            }
-        }
-    }
-    out
-}
-
-/// Host names in `host`/`via`/`jump` that no known_hosts entry mentions, as
-/// warnings with their positions (for `policy check`).
-pub fn unknown_name_warnings(
-    path: &Path,
-    known: &crate::trust::known_hosts::KnownHosts,
-) -> Vec<PolicyError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for rule in &raw.rule {
-        let r = rule.get_ref();
-        for list in [&r.host, &r.via, &r.jump].into_iter().flatten() {
-            for item in list.get_ref() {
-                let name = item.get_ref();
-                let literal = !name.contains(['*', '?', '[', '{']) && !name.starts_with("SHA256:");
-                if literal && !known.mentions(name) {
-                    let (line, col) = position(&text, item.span().start);
-                    // A hashed entry may well be this host on another port
-                    // (`[name]:2222`), which no one can read back: say how
-                    // to let the rule see it.
-                    let hint = if known.has_hashed() {
-                        format!(
-                            "; known_hosts has hashed entries, and ssh hashes a host on \
-                             another port as [{name}]:PORT: if that is how you reach it, \
-                             add the port to [known_hosts] ports (or a Port line for {name} \
-                             to your ssh_config)"
-                        )
-                    } else {
-                        String::new()
-                    };
-                    out.push(PolicyError {
-                        file: path.display().to_string(),
-                        line,
-                        col,
-                        message: format!(
-                            "no known_hosts entry names {name:?}, so no host can match it{hint}"
-                        ),
-                        warning: true,
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Under hashed known_hosts (`HashKnownHosts yes`): the host globs in
-/// `host`/`via` that match no name hopward can see yet (a plain entry or a
-/// name ssh reported), as warnings with their positions (for `policy
-/// check` and `doctor`). A glob never matches a hashed entry by itself.
-pub fn hashed_glob_warnings(
-    path: &Path,
-    known: &crate::trust::known_hosts::KnownHosts,
-) -> Vec<PolicyError> {
-    if !known.has_hashed() {
-        return Vec::new();
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok(raw) = toml::from_str::<RawFile>(&text) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for rule in &raw.rule {
-        let r = rule.get_ref();
-        for list in [&r.host, &r.via].into_iter().flatten() {
-            for item in list.get_ref() {
-                let glob = item.get_ref();
-                if !glob.contains(['*', '?']) || glob == "*" || known.some_name_matches(glob) {
-                    continue;
-                }
-                let (line, col) = position(&text, item.span().start);
-                out.push(PolicyError {
-                    file: path.display().to_string(),
-                    line,
-                    col,
-                    message: format!(
-                        "{glob:?} cannot match yet: known_hosts is hashed (HashKnownHosts yes) \
-                         and no host name hopward knows matches it; hopward learns a hashed \
-                         host's name when ssh reports it (put the lines of `hopward ssh-config` \
-                         in ~/.ssh/config and log in once)"
-                    ),
-                    warning: true,
-                });
-            }
         }
     }
     out
@@ -1268,5 +513,86 @@ mod tests {
             "{e:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_in_the_order_written() {
+        // One problem in every table and every rule field, in one file: the
+        // whole report, word for word and in order.
+        let text = "\
+[defaults]
+local = \"maybe\"
+forwarded_unknown = \"ask\"
+
+[confirm]
+method = \"popup\"
+command = [\"relative\"]
+timeout = \"0s\"
+
+[forwarded]
+add = \"yes\"
+brake = { hosts = 0, per = \"25h\" }
+
+[lock]
+idle = \"0s\"
+
+[upstream]
+socket = \"relative.sock\"
+timeout = \"0s\"
+
+[known_hosts]
+ports = [0]
+
+[[rule]]
+action = \"perhaps\"
+purpose = \"ftp\"
+keys = []
+host = [\"bad[glob\"]
+via = [\"SHA256:short\"]
+user = []
+jump = [\"MD5:aa:bb\"]
+remember = \"soon\"
+caller = []
+
+[[rule]]
+name = \"git through a jump\"
+purpose = \"git\"
+host = [\"github.com\"]
+user = [\"git\"]
+via = [\"bastion\"]
+jump = [\"gw\"]
+action = \"allow\"
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "p.toml:2:9: unknown action \"maybe\" (use allow, notify, confirm or deny)",
+                "p.toml:3:21: unknown action \"ask\" (use allow, notify, confirm or deny)",
+                "p.toml:6:10: unknown confirm method \"popup\" (use auto, desktop, askpass, command or macos)",
+                "p.toml:7:11: confirm.command must start with an absolute program path",
+                "p.toml:8:11: confirm.timeout must be more than 0",
+                "p.toml:11:7: unknown action \"yes\" (use allow, notify, confirm or deny)",
+                "p.toml:12:19: forwarded.brake.hosts must be from 1 to 1000, not 0",
+                "p.toml:12:28: forwarded.brake.per must be more than 0 and at most 24h",
+                "p.toml:15:8: lock.idle must be more than 0 (remove it to never lock when idle)",
+                "p.toml:18:10: upstream.socket must be an absolute path or start with ~/",
+                "p.toml:19:11: upstream.timeout must be more than 0",
+                "p.toml:22:10: a port is a number from 1 to 65535",
+                "p.toml:25:10: unknown action \"perhaps\" (use allow, notify, confirm or deny)",
+                "p.toml:26:11: unknown purpose \"ftp\" (use login, git, file or other)",
+                "p.toml:27:8: keys = [] can never match; remove the field to match anything",
+                "p.toml:28:9: host: bad glob \"bad[glob\": unclosed character class; missing ']'",
+                "p.toml:29:8: via: \"SHA256:short\" is not a SHA256 fingerprint (SHA256: and 43 base64 characters, as ssh-keygen -l -f KEY prints it)",
+                "p.toml:30:8: user = [] can never match; remove the field to match anything",
+                "p.toml:31:9: jump: \"MD5:aa:bb\": MD5 fingerprints are not matched; use the SHA256 one (ssh-keygen -l -E sha256 -f KEY)",
+                "p.toml:31:8: this rule can never match: jump hosts belong to logins made from this machine (ssh -J), and a request through forwarding hops (via) has none; use jump = [] or leave one of them out",
+                "p.toml:32:12: invalid time span \"soon\": use a number of seconds or units s, m, h, d, w (e.g. 90, 10m, 1h30m)",
+                "p.toml:33:10: caller = [] can never match; remove the field to match anything",
+                "p.toml:41:8: this rule can never match: jump hosts belong to logins made from this machine (ssh -J), and a request through forwarding hops (via) has none; use jump = [] or leave one of them out",
+                "p.toml:41:8: this rule can never match: a git signature has no jump host",
+                "p.toml:38:8: this rule can never match: a git signature has no destination host",
+                "p.toml:39:8: this rule can never match: a git signature has no remote user",
+            ]
+        );
     }
 }

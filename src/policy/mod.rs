@@ -14,14 +14,15 @@ pub mod owner;
 mod offer;
 mod prefilter;
 pub mod process;
+mod rule;
 pub mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::trust::binding::Purpose;
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
-use matcher::{KeyPattern, NamePattern, ViaElement, via_matches};
+use matcher::ViaElement;
+pub use rule::Rule;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -71,26 +72,6 @@ impl Action {
     }
 }
 
-/// One `[[rule]]`, compiled.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
-    /// Where it was written, `FILE:LINE`.
-    pub origin: String,
-    pub keys: Option<Vec<KeyPattern>>,
-    pub host: Option<Vec<NamePattern>>,
-    pub via: Option<Vec<ViaElement>>,
-    pub user: Option<Vec<globset::GlobMatcher>>,
-    pub purpose: Option<Purpose>,
-    pub action: Action,
-    pub remember: Option<Duration>,
-    /// The jump hosts (ProxyJump) a direct login tunnels through, in the
-    /// `via` grammar; `[]`: none; `None`: any.
-    pub jump: Option<Vec<ViaElement>>,
-    /// `caller`, `ancestor`, `cwd`: the requesting process.
-    pub process: process::ProcessPatterns,
-}
-
 /// `[defaults]`: the action per request class when no rule matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Defaults {
@@ -110,6 +91,45 @@ pub enum ConfirmMethod {
     Askpass,
     Command,
     Macos,
+}
+
+impl ConfirmMethod {
+    /// Every method: the names `[confirm] method` takes.
+    pub const ALL: [ConfirmMethod; 5] = [
+        ConfirmMethod::Auto,
+        ConfirmMethod::Desktop,
+        ConfirmMethod::Askpass,
+        ConfirmMethod::Command,
+        ConfirmMethod::Macos,
+    ];
+
+    /// Its name in `[confirm] method` and in `hopward status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmMethod::Auto => "auto",
+            ConfirmMethod::Desktop => "desktop",
+            ConfirmMethod::Askpass => "askpass",
+            ConfirmMethod::Command => "command",
+            ConfirmMethod::Macos => "macos",
+        }
+    }
+}
+
+/// The method a name in `[confirm] method` stands for; the error is the
+/// message the policy file shows.
+impl std::str::FromStr for ConfirmMethod {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        ConfirmMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown confirm method {name:?} (use auto, desktop, askpass, command or macos)"
+                )
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,113 +236,6 @@ impl KeyOp {
             KeyOp::Lock => "lock",
             KeyOp::Unlock => "unlock",
         }
-    }
-}
-
-impl Rule {
-    /// The host a connection is bound to (its last hop, if that is an
-    /// authentication bind), for the listing filter: listing signs nothing,
-    /// so the chain's word is enough there. Sign decisions use
-    /// [`RequestContext::destination_hop`].
-    fn bound_destination(chain: &[HopView]) -> Option<&HopView> {
-        chain.last().filter(|h| !h.forwarding)
-    }
-
-    fn forwarding_hops(chain: &[HopView]) -> Vec<&HopView> {
-        chain.iter().filter(|h| h.forwarding).collect()
-    }
-
-    fn keys_match(&self, fingerprint: &str, comment: &str) -> bool {
-        self.keys
-            .as_ref()
-            .is_none_or(|ks| ks.iter().any(|k| k.matches(fingerprint, comment)))
-    }
-
-    fn via_match(&self, chain: &[HopView]) -> bool {
-        self.via
-            .as_ref()
-            .is_none_or(|v| via_matches(v, &Self::forwarding_hops(chain)))
-    }
-
-    /// Whether the jump hosts match `jump`: a request through a forwarding
-    /// hop has none (its route is its chain of binds).
-    fn jump_match(&self, jump: &[HopView]) -> bool {
-        self.jump.as_ref().is_none_or(|j| {
-            let hops: Vec<&HopView> = jump.iter().collect();
-            via_matches(j, &hops)
-        })
-    }
-
-    fn host_match(&self, destination: Option<&HopView>) -> bool {
-        match &self.host {
-            None => true,
-            Some(patterns) => {
-                destination.is_some_and(|dest| patterns.iter().any(|p| p.matches(dest)))
-            }
-        }
-    }
-
-    /// Whether `globs` match the account a login names. An account that is
-    /// not UTF-8 (shown escaped) matches deny rules only, by its escaped
-    /// form; a login whose user could not be read at all could be anyone's,
-    /// so it matches every deny rule naming users, and nothing else.
-    fn user_match(&self, globs: &[globset::GlobMatcher], ctx: &RequestContext) -> bool {
-        match ctx.user.as_deref() {
-            Some(user) if ctx.user_exact || self.action == Action::Deny => {
-                globs.iter().any(|g| g.is_match(user))
-            }
-            Some(_) => false,
-            None => !ctx.user_exact && self.action == Action::Deny,
-        }
-    }
-
-    /// Whether this rule matches a sign request. A `host` rule needs a
-    /// verified destination. A user or purpose the data claims without a
-    /// bind to back it (a login that does not belong to the last bind) can
-    /// only make things stricter: it matches deny rules, never others.
-    pub fn matches(&self, ctx: &RequestContext) -> bool {
-        let names_claims = self.user.is_some() || self.purpose.is_some();
-        if names_claims && self.action != Action::Deny && !ctx.destination.claims_checked() {
-            return false;
-        }
-        self.keys_match(&ctx.key_fingerprint, &ctx.key_comment)
-            && self.via_match(&ctx.chain)
-            && self.jump_match(&ctx.jump)
-            && self.host_match(ctx.destination_hop())
-            && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
-            && self.purpose.is_none_or(|p| p == ctx.purpose)
-            && self.process_match(ctx)
-    }
-
-    /// The process fields: proven, or unprovable for a deny rule (which
-    /// can only make the decision stricter). An unprovable rule of another
-    /// action does not match here; [`Policy::decide`] still lets it raise
-    /// the decision to its own action.
-    fn process_match(&self, ctx: &RequestContext) -> bool {
-        match self.process_proof(ctx) {
-            process::Proof::Yes => true,
-            process::Proof::No => false,
-            process::Proof::Unknown => self.action == Action::Deny,
-        }
-    }
-
-    fn process_proof(&self, ctx: &RequestContext) -> process::Proof {
-        if self.process.is_empty() {
-            return process::Proof::Yes;
-        }
-        self.process.check(&ctx.peer.process)
-    }
-
-    /// Whether every field but the process ones matches, and those cannot
-    /// be proven either way: the rule might be the one that decides.
-    fn unprovable(&self, ctx: &RequestContext) -> bool {
-        self.action != Action::Deny
-            && self.process_proof(ctx) == process::Proof::Unknown
-            && Rule {
-                process: process::ProcessPatterns::default(),
-                ..self.clone()
-            }
-            .matches(ctx)
     }
 }
 
@@ -589,6 +502,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::binding::Purpose;
     use crate::trust::peer::Peer;
 
     fn ctx(
@@ -635,6 +549,22 @@ mod tests {
 
     fn policy(text: &str) -> Policy {
         file::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn a_confirm_method_reads_back_from_its_name() {
+        for method in ConfirmMethod::ALL {
+            assert_eq!(method.as_str().parse::<ConfirmMethod>(), Ok(method));
+        }
+        let names: Vec<&str> = ConfirmMethod::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, ["auto", "desktop", "askpass", "command", "macos"]);
+        assert_eq!(
+            "Desktop".parse::<ConfirmMethod>(),
+            Err(
+                "unknown confirm method \"Desktop\" (use auto, desktop, askpass, command or macos)"
+                    .to_string()
+            )
+        );
     }
 
     #[test]

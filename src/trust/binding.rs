@@ -239,6 +239,11 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Every purpose: the names a rule's `purpose` takes.
+    pub const ALL: [Purpose; 4] = [Purpose::Login, Purpose::Git, Purpose::File, Purpose::Other];
+
+    /// Its name in a rule's `purpose`, in `policy explain --purpose`, the
+    /// audit log and the prompt's `HOPWARD_PURPOSE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Login => "login",
@@ -246,6 +251,19 @@ impl Purpose {
             Purpose::File => "file",
             Purpose::Other => "other",
         }
+    }
+}
+
+/// The purpose a name stands for; the error is the message the policy file
+/// and `policy explain` show.
+impl std::str::FromStr for Purpose {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Purpose::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| format!("unknown purpose {name:?} (use login, git, file or other)"))
     }
 }
 
@@ -535,6 +553,19 @@ pub fn algorithm_matches_key(algorithm: &str, key_blob: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::ssh::wire::{put_string, put_u32};
+
+    #[test]
+    fn a_purpose_reads_back_from_its_name() {
+        for purpose in Purpose::ALL {
+            assert_eq!(purpose.as_str().parse::<Purpose>(), Ok(purpose));
+        }
+        let names: Vec<&str> = Purpose::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["login", "git", "file", "other"]);
+        assert_eq!(
+            "Login".parse::<Purpose>(),
+            Err("unknown purpose \"Login\" (use login, git, file or other)".to_string())
+        );
+    }
 
     pub(crate) fn userauth(
         sid: &[u8],
