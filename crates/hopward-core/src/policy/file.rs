@@ -21,7 +21,7 @@ use super::{
 use crate::trust::binding::Purpose;
 
 /// The built-in policy text (`policy/default.toml`).
-pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../../policy/default.toml");
 
 const MAX_INCLUDE_DEPTH: usize = 8;
 const DEFAULT_AUDIT_BYTES: u64 = 10 * 1024 * 1024;
