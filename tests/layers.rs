@@ -1,6 +1,14 @@
-//! The layers of `src/` (see `src/lib.rs`): every module imports only from
-//! its own layer or the ones below, and no two files import each other,
-//! directly or around a loop. Reads the sources; runs in milliseconds.
+//! The layers of the workspace (see `src/lib.rs`): every module imports only
+//! from its own layer or the ones below, and no two files import each other,
+//! directly or around a loop. The crates hold the floors between them; this
+//! holds the floors inside each crate (trust < keys < policy in
+//! hopward-core, confirm < daemon < app in hopward). Reads the sources; runs
+//! in milliseconds.
+//!
+//! Every crate imports the ones below under the module names of the layers
+//! (`use hopward_model::ssh;`), so `crate::ssh::…` names the same module in
+//! each: the guard reads the workspace as one tree of module paths
+//! (`policy/file.rs`) and maps them to the crate that holds them.
 //!
 //! Test modules (`#[cfg(test)] mod tests`, last in their file) are left out:
 //! a test of certificate parsing needs a CA that signs, which lives above.
@@ -8,23 +16,41 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Lowest first. Folders and the leaf files at the top of `src/`.
-const LAYERS: &[&[&str]] = &[
-    &["sys"],
-    &["text", "duration", "paths"],
-    &["ssh"],
-    &["protocol"],
-    &["trust"],
-    &["keys"],
-    &["policy"],
-    &["confirm"],
-    &["daemon"],
-    &["app"],
-    &["testing"],
+/// Lowest first: each layer's crate, and its folders and leaf files.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("hopward-sys", &["sys"]),
+    ("hopward-model", &["text", "duration", "paths"]),
+    ("hopward-model", &["ssh"]),
+    ("hopward-model", &["protocol"]),
+    ("hopward-core", &["trust"]),
+    ("hopward-core", &["keys"]),
+    ("hopward-core", &["policy"]),
+    ("hopward", &["confirm"]),
+    ("hopward", &["daemon"]),
+    ("hopward", &["app"]),
+    ("hopward", &["testing"]),
 ];
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+/// A crate that is one module: its `lib.rs` is that module's `mod.rs`, and
+/// its files sit at the top of its `src/`.
+const WHOLE: (&str, &str) = ("hopward-sys", "sys");
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn crates() -> Vec<&'static str> {
+    let mut out: Vec<&str> = LAYERS.iter().map(|(krate, _)| *krate).collect();
+    out.dedup();
+    out
+}
+
+/// Where a crate's sources are.
+fn src_of(krate: &str) -> PathBuf {
+    match krate {
+        "hopward" => workspace().join("src"),
+        _ => workspace().join("crates").join(krate).join("src"),
+    }
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -38,9 +64,45 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/a/b.rs` → `a/b.rs`, as the graph names files.
-fn name(path: &Path) -> String {
-    path.strip_prefix(src())
+/// A file of a crate as the graph names it, by module path (`policy/file.rs`,
+/// `sys/mod.rs`); `None` for a crate root that is no module of the layers.
+fn name(krate: &str, path: &Path) -> Option<String> {
+    let rel = path
+        .strip_prefix(src_of(krate))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    if krate == WHOLE.0 {
+        let rel = if rel == "lib.rs" { "mod.rs" } else { &rel };
+        return Some(format!("{}/{rel}", WHOLE.1));
+    }
+    (rel != "lib.rs" && rel != "main.rs").then_some(rel)
+}
+
+/// The crate whose layers hold a file of the graph.
+fn crate_of(file: &str) -> Option<&'static str> {
+    let top = file.split('/').next().unwrap().trim_end_matches(".rs");
+    LAYERS
+        .iter()
+        .find(|(_, layer)| layer.contains(&top))
+        .map(|(krate, _)| *krate)
+}
+
+/// Where a file of the graph is on disk.
+fn disk(file: &str) -> Option<PathBuf> {
+    let krate = crate_of(file)?;
+    if krate == WHOLE.0 {
+        let rel = file.strip_prefix(WHOLE.1)?.strip_prefix('/')?;
+        return Some(src_of(krate).join(if rel == "mod.rs" { "lib.rs" } else { rel }));
+    }
+    Some(src_of(krate).join(file))
+}
+
+/// A file of the graph as the workspace shows it: `crates/hopward-core/src/policy/file.rs`.
+fn shown(file: &str) -> String {
+    disk(file)
+        .unwrap()
+        .strip_prefix(workspace())
         .unwrap()
         .to_string_lossy()
         .into_owned()
@@ -50,8 +112,23 @@ fn layer_of(file: &str) -> usize {
     let top = file.split('/').next().unwrap().trim_end_matches(".rs");
     LAYERS
         .iter()
-        .position(|layer| layer.contains(&top))
-        .unwrap_or_else(|| panic!("src/{file} is in no layer: add `{top}` to LAYERS"))
+        .position(|(_, layer)| layer.contains(&top))
+        .unwrap_or_else(|| panic!("{file} is in no layer: add `{top}` to LAYERS"))
+}
+
+/// Every source file of the workspace's crates: its crate, its path, and
+/// its name in the graph.
+fn sources() -> Vec<(&'static str, PathBuf, Option<String>)> {
+    let mut out = Vec::new();
+    for krate in crates() {
+        let mut files = Vec::new();
+        rust_files(&src_of(krate), &mut files);
+        for path in files {
+            let file = name(krate, &path);
+            out.push((krate, path, file));
+        }
+    }
+    out
 }
 
 /// The file a module path names: the longest prefix that is a file.
@@ -60,7 +137,7 @@ fn file_of(segments: &[&str]) -> Option<String> {
         let base = segments[..n].join("/");
         [format!("{base}.rs"), format!("{base}/mod.rs")]
             .into_iter()
-            .find(|candidate| src().join(candidate).is_file())
+            .find(|candidate| disk(candidate).is_some_and(|path| path.is_file()))
     })
 }
 
@@ -116,12 +193,10 @@ fn test_only(path: &Path) -> bool {
 }
 
 fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
     let mut graph = BTreeMap::new();
-    for path in files {
-        let file = name(&path);
-        if file == "lib.rs" || file == "main.rs" || test_only(&path) {
+    for (_, path, file) in sources() {
+        let Some(file) = file else { continue };
+        if test_only(&path) {
             continue;
         }
         let code = code(&std::fs::read_to_string(&path).unwrap());
@@ -152,6 +227,23 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 #[test]
+fn every_file_is_in_the_crate_of_its_layer() {
+    let mut misplaced = Vec::new();
+    for (krate, path, file) in sources() {
+        let Some(file) = file else { continue };
+        layer_of(&file);
+        if crate_of(&file) != Some(krate) {
+            misplaced.push(format!(
+                "{} is in {krate}, but its layer is in {}",
+                path.display(),
+                crate_of(&file).unwrap()
+            ));
+        }
+    }
+    assert!(misplaced.is_empty(), "{}", misplaced.join("\n"));
+}
+
+#[test]
 fn every_import_points_to_the_same_layer_or_below() {
     let graph = import_graph();
     assert!(graph.len() > 50, "only {} files read", graph.len());
@@ -159,7 +251,7 @@ fn every_import_points_to_the_same_layer_or_below() {
     for (file, targets) in &graph {
         for target in targets {
             if layer_of(target) > layer_of(file) {
-                upward.push(format!("src/{file} imports src/{target}"));
+                upward.push(format!("{} imports {}", shown(file), shown(target)));
             }
         }
     }
@@ -181,7 +273,7 @@ fn no_file_imports_itself_around_a_loop() {
         done: &mut BTreeSet<&'a str>,
     ) -> Option<Vec<String>> {
         if let Some(at) = stack.iter().position(|f| *f == file) {
-            return Some(stack[at..].iter().map(|f| format!("src/{f}")).collect());
+            return Some(stack[at..].iter().map(|f| shown(f)).collect());
         }
         if !done.insert(file) {
             return None;
@@ -217,6 +309,20 @@ fn the_guard_sees_an_upward_import() {
     assert_eq!(file_of(&found[0]).as_deref(), Some("daemon/agent.rs"));
     assert_eq!(file_of(&found[1]).as_deref(), Some("keys/sign.rs"));
     assert!(layer_of("daemon/agent.rs") > layer_of("ssh/key.rs"));
+    // Inside a crate too: policy reads trust, never the other way.
+    assert!(layer_of("trust/context.rs") < layer_of("policy/file.rs"));
+    assert_eq!(crate_of("trust/context.rs"), crate_of("policy/file.rs"));
+    // A module path names the file in the crate that holds it.
+    assert_eq!(
+        shown("keys/sign.rs"),
+        "crates/hopward-core/src/keys/sign.rs"
+    );
+    assert_eq!(shown("sys/mod.rs"), "crates/hopward-sys/src/lib.rs");
+    assert_eq!(
+        file_of(&["sys", "signing", "EcCurve"]).as_deref(),
+        Some("sys/signing.rs")
+    );
+    assert_eq!(shown("daemon/agent.rs"), "src/daemon/agent.rs");
 }
 
 /// The first sentence of a file's `//!` header.
@@ -241,25 +347,42 @@ fn role(text: &str) -> String {
 }
 
 /// docs/layout.md's file list, made from the tree: each layer, each file, and
-/// the first sentence of its header.
+/// the first sentence of its header. A crate's `lib.rs` comes before its
+/// lowest layer.
 fn layout() -> String {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
-    let mut names: Vec<String> = files.iter().map(|p| name(p)).collect();
-    let rank = |file: &str| match file {
-        "lib.rs" | "main.rs" => (0, file.to_string()),
-        _ => (
-            layer_of(file) + 1,
-            // A folder's mod.rs first, then its files.
-            file.replace("mod.rs", "!"),
-        ),
-    };
-    names.sort_by_key(|n| rank(n));
+    let mut files: Vec<((usize, String), String)> = sources()
+        .into_iter()
+        .map(|(krate, path, file)| {
+            let rank = match &file {
+                Some(file) => (
+                    layer_of(file) + 1,
+                    // A folder's mod.rs first, then its files.
+                    file.replace("mod.rs", "!"),
+                ),
+                None if krate == "hopward" => (0, path.to_string_lossy().into_owned()),
+                None => {
+                    let lowest = LAYERS.iter().position(|(k, _)| *k == krate).unwrap();
+                    (lowest + 1, String::new())
+                }
+            };
+            let shown = path
+                .strip_prefix(workspace())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rank, shown)
+        })
+        .collect();
+    files.sort();
+    let width = files
+        .iter()
+        .map(|(_, shown)| shown.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::from("```\n");
-    for file in names {
-        let text = std::fs::read_to_string(src().join(&file)).unwrap();
-        let shown = format!("src/{file}");
-        out.push_str(&format!("{shown:<28} {}\n", role(&text)));
+    for (_, shown) in files {
+        let text = std::fs::read_to_string(workspace().join(&shown)).unwrap();
+        out.push_str(&format!("{shown:<width$} {}\n", role(&text)));
     }
     out.push_str("```\n");
     out

@@ -1086,10 +1086,10 @@ fn start_hopward(
 /// ssh-agent on the same bound connections.
 fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
     use base64::Engine as _;
-    use hopward::keys::sign::SigningKey;
-    use hopward::protocol::request::SecretParts;
-    use hopward::ssh::key::PublicParts;
-    use hopward::ssh::key::ed25519_public;
+    use hopward_core::keys::sign::SigningKey;
+    use hopward_model::protocol::request::SecretParts;
+    use hopward_model::ssh::key::PublicParts;
+    use hopward_model::ssh::key::ed25519_public;
     use rand_core::RngCore as _;
 
     let host_seed = [0x42u8; 32];
@@ -1230,11 +1230,11 @@ fn policy_bench(dir: &Path, hopward: &str, seconds: f64) {
 /// by the rest of the machine, never sped up. Unlike the socket figures
 /// above, this leaves out the signature, the audit line and the scheduler.
 fn decide_cost(policy_text: &str) -> f64 {
-    use hopward::trust::binding::Purpose;
-    use hopward::trust::context::{Destination, HopView, RequestContext};
-    let policy = hopward::policy::file::parse_str(policy_text, "policy_200.toml")
+    use hopward_core::trust::binding::Purpose;
+    use hopward_core::trust::context::{Destination, HopView, RequestContext};
+    let policy = hopward_core::policy::file::parse_str(policy_text, "policy_200.toml")
         .expect("the benchmark policy is valid");
-    let peer = std::sync::Arc::new(hopward::trust::peer::Peer {
+    let peer = std::sync::Arc::new(hopward_core::trust::peer::Peer {
         uid: 0,
         pid: None,
         exe: None,

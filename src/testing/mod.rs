@@ -1,5 +1,5 @@
-//! What the integration tests, fuzz targets and the load generator use from
-//! the library, behind the `testing` feature so that nothing of it ships.
+//! What the integration tests and fuzz targets use from the library, behind
+//! the `testing` feature so that nothing of it ships.
 
 pub mod fakes;
 #[cfg(feature = "testing")]

@@ -306,7 +306,7 @@ impl Policy {
     /// [`Policy::decide`] without the rule shapes, for checking that they
     /// change nothing.
     #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
+    pub fn decide_by_full_match(&self, ctx: &RequestContext) -> Decision {
         self.decide_with(ctx, false)
     }
 

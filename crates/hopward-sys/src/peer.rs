@@ -119,7 +119,8 @@ pub fn peer_pidfd(_socket: &impl AsRawFd) -> io::Result<OwnedFd> {
 /// they mean (see `crate::trust::process`).
 #[cfg(target_os = "linux")]
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
     let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
     if rc < 0 {

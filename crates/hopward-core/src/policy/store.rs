@@ -165,7 +165,7 @@ impl PolicyStore {
     /// Re-reads the file. On error the last good policy stays; the same
     /// text as before leaves everything as it is. (The agent reads and
     /// adopts in two steps, see [`PolicyStore::read`].)
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn reload(&self) -> Result<Reloaded, Vec<PolicyError>> {
         self.adopt(self.read())
     }

@@ -11,8 +11,8 @@
 
 pub mod fido;
 pub mod memory;
-pub mod rsa_blinding;
 pub mod peer;
+pub mod rsa_blinding;
 pub mod signing;
 pub mod sk_provider;
 

@@ -384,11 +384,11 @@ pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
 }
 
 /// The ML-DSA-44 + Ed25519 composite test vector of the draft.
-#[cfg(test)]
-pub(crate) mod test_vectors {
+#[cfg(any(test, feature = "testing"))]
+pub mod test_vectors {
     use super::PublicParts;
 
-    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    pub fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         use base64::Engine as _;
         let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
         let field = |name: &str| {
@@ -403,7 +403,7 @@ pub(crate) mod test_vectors {
         (field("m"), field("pk"), field("sk"), field("s"))
     }
 
-    pub(crate) fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
+    pub fn mldsa_kat_key() -> (PublicParts, Vec<u8>) {
         let (_, pk, sk, _) = mldsa_kat();
         (
             PublicParts::MlDsa44Ed25519(Box::new(pk.try_into().unwrap())),

@@ -31,7 +31,7 @@
 use std::os::raw::c_int;
 use std::ptr;
 use std::sync::Mutex;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lc_sys as ffi;
@@ -57,7 +57,7 @@ pub struct RsaBlinder {
     size: usize,
     kept: Mutex<Vec<Blinding>>,
     /// How many pairs were drawn afresh, for tests of how often.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     drawn: AtomicUsize,
 }
 
@@ -107,7 +107,7 @@ impl RsaBlinder {
             mont,
             size,
             kept: Mutex::new(Vec::new()),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing"))]
             drawn: AtomicUsize::new(0),
         })
     }
@@ -272,19 +272,19 @@ impl RsaBlinder {
             return None;
         }
         blinding.uses = 0;
-        #[cfg(test)]
+        #[cfg(any(test, feature = "testing"))]
         self.drawn.fetch_add(1, Ordering::Relaxed);
         Some(())
     }
 
     /// How many blinding pairs were drawn afresh so far.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn drawn(&self) -> usize {
         self.drawn.load(Ordering::Relaxed)
     }
 
     /// How many pairs wait for reuse.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn kept(&self) -> usize {
         self.kept.lock().map_or(0, |kept| kept.len())
     }

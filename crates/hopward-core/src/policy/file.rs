@@ -26,7 +26,7 @@ use sections::{Partial, expand_home};
 pub use warnings::{hashed_glob_warnings, rule_warnings, unknown_name_warnings};
 
 /// The built-in policy text (`policy/default.toml`).
-pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../../policy/default.toml");
 
 const MAX_INCLUDE_DEPTH: usize = 8;
 const DEFAULT_AUDIT_BYTES: u64 = 10 * 1024 * 1024;
