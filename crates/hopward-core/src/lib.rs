@@ -11,12 +11,6 @@
 use hopward_model::{duration, paths, protocol, ssh, text};
 use hopward_sys as sys;
 
-// `rustfmt::skip`: these folders were declared inside a macro, where cargo
-// fmt never reached them, and are not in its shape yet; formatting them is
-// a change of its own, not part of moving them.
-#[rustfmt::skip]
-pub mod trust;
-#[rustfmt::skip]
 pub mod keys;
-#[rustfmt::skip]
 pub mod policy;
+pub mod trust;

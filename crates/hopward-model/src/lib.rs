@@ -16,8 +16,4 @@ pub mod text;
 
 pub mod ssh;
 
-// `rustfmt::skip`: this folder was declared inside a macro, where cargo
-// fmt never reached it, and is not in its shape yet; formatting it is
-// a change of its own, not part of moving it.
-#[rustfmt::skip]
 pub mod protocol;

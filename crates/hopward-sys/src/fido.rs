@@ -75,8 +75,8 @@ impl Fido {
     fn load() -> Result<Fido, SkProviderError> {
         // SAFETY: `sign` runs only in the provider helper process, which the
         // agent starts for `internal` after its allow-list check.
-        let library = unsafe { load(LIBRARY) }
-            .map_err(|_| load_error("libfido2 is not installed".into()))?;
+        let library =
+            unsafe { load(LIBRARY) }.map_err(|_| load_error("libfido2 is not installed".into()))?;
         // SAFETY: each name is paired with its fido.h prototype.
         unsafe {
             Ok(Fido {

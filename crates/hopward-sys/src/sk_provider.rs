@@ -118,12 +118,11 @@ pub fn sign(path: &Path, request: &SkSignRequest<'_>) -> Result<SkSignature, SkP
         });
     }
     // SAFETY: sk-api.h's `sk_sign` prototype, matched by `SignFn`.
-    let sk_sign = unsafe { function::<SignFn>(library, c"sk_sign") }.ok_or(
-        SkProviderError::Symbol {
+    let sk_sign =
+        unsafe { function::<SignFn>(library, c"sk_sign") }.ok_or(SkProviderError::Symbol {
             path: shown,
             symbol: "sk_sign",
-        },
-    )?;
+        })?;
     let mut response: *mut SkSignResponse = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the stated length for the whole
     // call; options is NULL as in OpenSSH's sshsk_sign; the response is
@@ -245,7 +244,11 @@ mod tests {
     #[test]
     fn a_missing_library_is_refused_in_dlerror_s_words() {
         let path = "/nonexistent/hopward-provider.so";
-        let SkProviderError::Load { path: named, reason } = refusal(path) else {
+        let SkProviderError::Load {
+            path: named,
+            reason,
+        } = refusal(path)
+        else {
             panic!("not a load error");
         };
         assert_eq!(named, path);

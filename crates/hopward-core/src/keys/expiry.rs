@@ -65,7 +65,8 @@ impl CertValidity {
 
     /// When the agent drops it: `valid_before` plus the grace.
     pub fn drop_at(&self) -> Option<u64> {
-        self.expires().map(|before| before.saturating_add(GRACE_SECS))
+        self.expires()
+            .map(|before| before.saturating_add(GRACE_SECS))
     }
 
     /// Whether the agent should no longer hold it at `now`.
@@ -101,7 +102,10 @@ mod tests {
     fn a_certificate_stops_signing_at_valid_before_and_is_dropped_after_the_grace() {
         let cert = window(100, 1_000);
         assert!(!cert.expired(999));
-        assert!(cert.expired(1_000), "valid_before itself is outside the window, as in sshd");
+        assert!(
+            cert.expired(1_000),
+            "valid_before itself is outside the window, as in sshd"
+        );
         assert!(!cert.dropped(1_000 + GRACE_SECS - 1));
         assert!(cert.dropped(1_000 + GRACE_SECS));
         assert_eq!(cert.drop_at(), Some(1_300));

@@ -215,9 +215,9 @@ impl Identity {
         // A certificate kept past its drop time is never due again (the
         // reaper would wake at once, forever).
         let cert = self.cert.filter(|_| !self.added_expired);
-        let cert = cert.and_then(|cert| cert.drop_at()).map(|at| {
-            crate::keys::expiry::instant_of(at, crate::ssh::cert::unix_now(), now)
-        });
+        let cert = cert
+            .and_then(|cert| cert.drop_at())
+            .map(|at| crate::keys::expiry::instant_of(at, crate::ssh::cert::unix_now(), now));
         match (self.expires, cert) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -622,10 +622,16 @@ mod tests {
         );
         // Added again: the same key, another identity.
         store.add(identity(1, "k", Some(5), now)).unwrap();
-        assert_eq!(store.still_holds(Some(&held), locks, now), Err(Gone::Removed));
+        assert_eq!(
+            store.still_holds(Some(&held), locks, now),
+            Err(Gone::Removed)
+        );
         let held = store.list(now)[0].clone();
         store.lock("hash".into()).unwrap();
-        assert_eq!(store.still_holds(Some(&held), locks, now), Err(Gone::Locked));
+        assert_eq!(
+            store.still_holds(Some(&held), locks, now),
+            Err(Gone::Locked)
+        );
         store.finish_unlock("hash", true).unwrap();
         assert_eq!(
             store.still_holds(Some(&held), locks, now),
@@ -637,7 +643,10 @@ mod tests {
         // change.
         store.lock("hash".into()).unwrap();
         assert_eq!(store.still_holds(None, store.locks(), now), Ok(()));
-        assert_eq!(store.still_holds(Some(&held), store.locks(), now), Err(Gone::Locked));
+        assert_eq!(
+            store.still_holds(Some(&held), store.locks(), now),
+            Err(Gone::Locked)
+        );
         store.finish_unlock("hash", true).unwrap();
         store.clear();
         assert_eq!(

@@ -573,7 +573,9 @@ mod helper {
                     // asks a token for when the client wants them.
                     _ => {
                         input.extend_from_slice(SHA1_PREFIX);
-                        input.extend_from_slice(hash(&digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref());
+                        input.extend_from_slice(
+                            hash(&digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref(),
+                        );
                     }
                 }
                 raw(&Mechanism::RsaPkcs, &input)?

@@ -67,9 +67,9 @@ impl ShieldedKey {
     pub fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
         let sealed = seal_bytes(material, "no memory for the sealed key")?;
         let rsa = match public {
-            PublicParts::Rsa { e, n } => Some(
-                RsaBlinder::new(n, e).ok_or(KeyError::Shield("no blinding for the RSA key"))?,
-            ),
+            PublicParts::Rsa { e, n } => {
+                Some(RsaBlinder::new(n, e).ok_or(KeyError::Shield("no blinding for the RSA key"))?)
+            }
             _ => None,
         };
         let shielded = ShieldedKey {
@@ -184,8 +184,8 @@ impl SealedSecret {
 /// what could not be allocated.
 fn seal_bytes(secret: &[u8], no_memory: &'static str) -> Result<LockedPages, KeyError> {
     let len = secret.len();
-    let mut sealed = LockedPages::new(PREKEY_LEN + len + TAG_LEN)
-        .map_err(|_| KeyError::Shield(no_memory))?;
+    let mut sealed =
+        LockedPages::new(PREKEY_LEN + len + TAG_LEN).map_err(|_| KeyError::Shield(no_memory))?;
     let (prekey, body) = sealed.split_at_mut(PREKEY_LEN);
     SystemRandom::new()
         .fill(prekey)

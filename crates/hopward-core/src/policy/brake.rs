@@ -119,7 +119,12 @@ impl Bursts {
     /// forwarding hop count; the caller leaves out those the policy denies
     /// (they are never signed). Counting and checking happen in one step,
     /// so requests fired at once cannot all slip under the limit.
-    pub fn note(&self, settings: &BrakeSettings, ctx: &RequestContext, now: Instant) -> Option<Burst> {
+    pub fn note(
+        &self,
+        settings: &BrakeSettings,
+        ctx: &RequestContext,
+        now: Instant,
+    ) -> Option<Burst> {
         let first = ctx.chain.first().filter(|hop| hop.forwarding)?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let dest = match (ctx.destination, ctx.destination_hop()) {
@@ -233,26 +238,62 @@ mod tests {
     fn past_the_limit_every_request_through_the_hop_is_caught() {
         let bursts = Bursts::new();
         let now = Instant::now();
-        assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now), None);
-        assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("b")), now), None);
+        assert_eq!(
+            bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now),
+            None
+        );
+        assert_eq!(
+            bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("b")), now),
+            None
+        );
         // The same host again is not a new destination.
-        assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now), None);
-        let third = bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("c")), now).unwrap();
+        assert_eq!(
+            bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now),
+            None
+        );
+        let third = bursts
+            .note(&TWO_A_MINUTE, &ctx("bastion", Some("c")), now)
+            .unwrap();
         assert_eq!((third.hosts, third.hop.as_str()), (3, "bastion"));
-        assert!(third.describe().starts_with("3 hosts through bastion in 1m"), "{}", third.describe());
+        assert!(
+            third
+                .describe()
+                .starts_with("3 hosts through bastion in 1m"),
+            "{}",
+            third.describe()
+        );
         // Now even a host seen before is asked for.
-        assert!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now).is_some());
+        assert!(
+            bursts
+                .note(&TWO_A_MINUTE, &ctx("bastion", Some("a")), now)
+                .is_some()
+        );
         // Another bastion has its own count.
-        assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("other", Some("c")), now), None);
+        assert_eq!(
+            bursts.note(&TWO_A_MINUTE, &ctx("other", Some("c")), now),
+            None
+        );
         let counts = bursts.counts(&TWO_A_MINUTE, now);
         assert_eq!(
             counts,
             [
-                HopCount { hop: "bastion".into(), hosts: 3, engaged: true },
-                HopCount { hop: "other".into(), hosts: 1, engaged: false },
+                HopCount {
+                    hop: "bastion".into(),
+                    hosts: 3,
+                    engaged: true
+                },
+                HopCount {
+                    hop: "other".into(),
+                    hosts: 1,
+                    engaged: false
+                },
             ]
         );
-        assert!(bursts.counts(&TWO_A_MINUTE, now + Duration::from_secs(60)).is_empty());
+        assert!(
+            bursts
+                .counts(&TWO_A_MINUTE, now + Duration::from_secs(60))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -263,7 +304,10 @@ mod tests {
             let _ = bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some(t)), now);
         }
         let later = now + Duration::from_secs(61);
-        assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("d")), later), None);
+        assert_eq!(
+            bursts.note(&TWO_A_MINUTE, &ctx("bastion", Some("d")), later),
+            None
+        );
     }
 
     #[test]
@@ -272,7 +316,11 @@ mod tests {
         let now = Instant::now();
         assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", None), now), None);
         assert_eq!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", None), now), None);
-        assert!(bursts.note(&TWO_A_MINUTE, &ctx("bastion", None), now).is_some());
+        assert!(
+            bursts
+                .note(&TWO_A_MINUTE, &ctx("bastion", None), now)
+                .is_some()
+        );
     }
 
     #[test]
@@ -302,6 +350,11 @@ mod tests {
         }
         let state = bursts.state.lock().unwrap();
         assert!(state.hops.len() <= MAX_HOPS);
-        assert!(state.hops.values().all(|h| h.seen.len() <= MAX_DESTINATIONS));
+        assert!(
+            state
+                .hops
+                .values()
+                .all(|h| h.seen.len() <= MAX_DESTINATIONS)
+        );
     }
 }

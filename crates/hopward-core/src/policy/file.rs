@@ -295,7 +295,12 @@ mod tests {
             })
         );
         // An existing file without it keeps meaning what it meant.
-        assert_eq!(parse_str("[forwarded]\nadd = \"deny\"\n", "p").unwrap().brake, None);
+        assert_eq!(
+            parse_str("[forwarded]\nadd = \"deny\"\n", "p")
+                .unwrap()
+                .brake,
+            None
+        );
         assert_eq!(
             errors("[forwarded]\nbrake = { hosts = 0, per = \"1m\" }\n"),
             ["p.toml:2:19: forwarded.brake.hosts must be from 1 to 1000, not 0"]
@@ -306,7 +311,8 @@ mod tests {
         );
         let missing = errors("[forwarded]\nbrake = { hosts = 5 }\n").join("\n");
         assert!(missing.contains("per"), "{missing}");
-        let unknown = errors("[forwarded]\nbrake = { hosts = 5, per = \"1m\", window = 3 }\n").join("\n");
+        let unknown =
+            errors("[forwarded]\nbrake = { hosts = 5, per = \"1m\", window = 3 }\n").join("\n");
         assert!(unknown.contains("window"), "{unknown}");
     }
 

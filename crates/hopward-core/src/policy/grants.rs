@@ -187,8 +187,15 @@ mod tests {
         let now = Instant::now();
         let add = |g: &Grants| {
             let epoch = g.epoch();
-            g.add_if(epoch, scope("deploy"), vec![], "r", Duration::from_secs(60), now)
-                .unwrap()
+            g.add_if(
+                epoch,
+                scope("deploy"),
+                vec![],
+                "r",
+                Duration::from_secs(60),
+                now,
+            )
+            .unwrap()
         };
         let id = add(&g);
         assert_eq!(g.find(&scope("deploy"), "r", now), Some(id));
@@ -210,8 +217,15 @@ mod tests {
         let now = Instant::now();
         let ttl = Duration::from_secs(600);
         let before = g.epoch();
-        assert_eq!(g.clear(), 0, "nothing to drop, the epoch moves all the same");
-        assert_eq!(g.add_if(before, scope("deploy"), vec![], "r", ttl, now), None);
+        assert_eq!(
+            g.clear(),
+            0,
+            "nothing to drop, the epoch moves all the same"
+        );
+        assert_eq!(
+            g.add_if(before, scope("deploy"), vec![], "r", ttl, now),
+            None
+        );
         assert_eq!(g.find(&scope("deploy"), "r", now), None);
         let id = g.add_if(g.epoch(), scope("deploy"), vec![], "r", ttl, now);
         assert!(id.is_some());

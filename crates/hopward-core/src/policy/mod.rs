@@ -10,8 +10,8 @@ pub mod file;
 pub mod grants;
 pub mod lint;
 pub mod matcher;
-pub mod owner;
 mod offer;
+pub mod owner;
 mod prefilter;
 pub mod process;
 mod rule;
@@ -483,10 +483,15 @@ impl Policy {
         let mut names: Vec<String> = Vec::new();
         for rule in rules {
             let hosts = rule.host.iter().flatten();
-            let vias = rule.via.iter().chain(&rule.jump).flatten().filter_map(|v| match v {
-                ViaElement::Hop(p) => Some(p),
-                ViaElement::AnyNumber => None,
-            });
+            let vias = rule
+                .via
+                .iter()
+                .chain(&rule.jump)
+                .flatten()
+                .filter_map(|v| match v {
+                    ViaElement::Hop(p) => Some(p),
+                    ViaElement::AnyNumber => None,
+                });
             for p in hosts.chain(vias) {
                 if let Some(name) = p.exact_name() {
                     if !names.iter().any(|n| n == name) {
@@ -774,9 +779,7 @@ mod tests {
             assert_eq!(decide(&jumped(jumps, chain)), rule, "{jumps:?} {chain:?}");
         }
         // A jumped login is direct: `via = []` still matches it.
-        let via_empty = policy(
-            "[[rule]]\nname = \"no forwarding\"\nvia = []\naction = \"deny\"\n",
-        );
+        let via_empty = policy("[[rule]]\nname = \"no forwarding\"\nvia = []\naction = \"deny\"\n");
         assert_eq!(
             via_empty.decide(&jumped(&["bastion"], &prod)).rule,
             "no forwarding"

@@ -23,9 +23,7 @@ impl Rule {
     pub(super) fn may_decide_login_to(&self, bound: Option<&HopView>) -> bool {
         match bound {
             None => true,
-            Some(_) => {
-                self.purpose.is_none_or(|p| p == Purpose::Login) && self.host_match(bound)
-            }
+            Some(_) => self.purpose.is_none_or(|p| p == Purpose::Login) && self.host_match(bound),
         }
     }
 
@@ -48,8 +46,8 @@ impl Rule {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::file::parse_str;
     use crate::policy::Policy;
+    use crate::policy::file::parse_str;
     use crate::trust::context::{HopView, RequestClass};
 
     fn policy(text: &str) -> Policy {
@@ -122,15 +120,30 @@ mod tests {
             "#,
         );
         assert!(
-            p.could_allow("SHA256:x", "gh", &direct("github.com"), RequestClass::Direct)
-                .is_ok()
+            p.could_allow(
+                "SHA256:x",
+                "gh",
+                &direct("github.com"),
+                RequestClass::Direct
+            )
+            .is_ok()
         );
         assert_eq!(
-            p.could_allow("SHA256:x", "gh", &direct("gitlab.com"), RequestClass::Direct),
+            p.could_allow(
+                "SHA256:x",
+                "gh",
+                &direct("gitlab.com"),
+                RequestClass::Direct
+            ),
             Err("default:local".to_string())
         );
         assert_eq!(
-            p.could_allow("SHA256:x", "work", &direct("github.com"), RequestClass::Direct),
+            p.could_allow(
+                "SHA256:x",
+                "work",
+                &direct("github.com"),
+                RequestClass::Direct
+            ),
             Err("default:local".to_string())
         );
     }
@@ -212,7 +225,12 @@ mod tests {
         );
         assert!(
             git_only
-                .could_allow("SHA256:x", "g", &through("bastion", "t"), RequestClass::Forwarded)
+                .could_allow(
+                    "SHA256:x",
+                    "g",
+                    &through("bastion", "t"),
+                    RequestClass::Forwarded
+                )
                 .is_err()
         );
     }
@@ -260,7 +278,11 @@ mod tests {
             action = "deny"
             "#,
         );
-        let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(1000, Some(1), Default::default()));
+        let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(
+            1000,
+            Some(1),
+            Default::default(),
+        ));
         let chains = [
             direct("a"),
             direct("c"),

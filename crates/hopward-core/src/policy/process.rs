@@ -148,10 +148,10 @@ impl ProcessPatterns {
             )
         });
         let ancestor = self.ancestor.as_ref().map_or(Proof::Yes, |patterns| {
-            let found = facts
-                .ancestors
-                .iter()
-                .any(|a| a.programs().any(|exe| patterns.iter().any(|p| p.matches(exe))));
+            let found = facts.ancestors.iter().any(|a| {
+                a.programs()
+                    .any(|exe| patterns.iter().any(|p| p.matches(exe)))
+            });
             if found {
                 Proof::Yes
             } else if facts.ancestry_complete {
@@ -172,7 +172,12 @@ mod tests {
     use crate::trust::peer::Ancestor;
 
     fn exe(patterns: &[&str]) -> Option<Vec<ExePattern>> {
-        Some(patterns.iter().map(|p| ExePattern::compile(p).unwrap()).collect())
+        Some(
+            patterns
+                .iter()
+                .map(|p| ExePattern::compile(p).unwrap())
+                .collect(),
+        )
     }
 
     #[test]
@@ -212,7 +217,10 @@ mod tests {
         let mut facts = Facts::given(
             None,
             None,
-            &[PathBuf::from("/bin/bash"), PathBuf::from("/usr/share/code/code")],
+            &[
+                PathBuf::from("/bin/bash"),
+                PathBuf::from("/usr/share/code/code"),
+            ],
         );
         assert_eq!(rule.check(&facts), Proof::Yes);
         facts.ancestors.pop();
@@ -250,8 +258,8 @@ mod tests {
         use crate::policy::{Action, Policy};
         use crate::trust::binding::Purpose;
         use crate::trust::context::{Destination, RequestContext};
-        use crate::trust::peer::Peer;
         use crate::trust::peer::Facts;
+        use crate::trust::peer::Peer;
 
         fn decide(policy: &str, facts: Facts) -> (Action, String, bool) {
             let policy: Policy = parse_str(policy, "p.toml").unwrap();
@@ -278,7 +286,11 @@ mod tests {
         }
 
         fn shell() -> Facts {
-            Facts::given(Some("/usr/bin/git".into()), Some("/tmp".into()), &["/bin/bash".into()])
+            Facts::given(
+                Some("/usr/bin/git".into()),
+                Some("/tmp".into()),
+                &["/bin/bash".into()],
+            )
         }
 
         const CONFIRM_THEN_ALLOW: &str = "[defaults]\nlocal = \"allow\"\n\
@@ -287,8 +299,14 @@ mod tests {
 
         #[test]
         fn a_confirm_rule_that_cannot_be_proven_still_asks() {
-            assert_eq!(decide(CONFIRM_THEN_ALLOW, ide()), (Action::Confirm, "ide".into(), true));
-            assert_eq!(decide(CONFIRM_THEN_ALLOW, shell()), (Action::Allow, "rest".into(), false));
+            assert_eq!(
+                decide(CONFIRM_THEN_ALLOW, ide()),
+                (Action::Confirm, "ide".into(), true)
+            );
+            assert_eq!(
+                decide(CONFIRM_THEN_ALLOW, shell()),
+                (Action::Allow, "rest".into(), false)
+            );
             assert_eq!(
                 decide(CONFIRM_THEN_ALLOW, Facts::default()),
                 (Action::Confirm, "ide".into(), false)
@@ -306,7 +324,10 @@ mod tests {
                 [[rule]]\nname = \"git here\"\ncaller = [\"git\"]\ncwd = [\"/home/u/src\"]\naction = \"allow\"\n";
             assert_eq!(decide(allow, ide()).0, Action::Allow);
             assert_eq!(decide(allow, shell()).0, Action::Confirm);
-            assert_eq!(decide(allow, Facts::default()), (Action::Confirm, "default:local".into(), false));
+            assert_eq!(
+                decide(allow, Facts::default()),
+                (Action::Confirm, "default:local".into(), false)
+            );
         }
 
         /// An unprovable `confirm` before a `confirm` that remembers: the
@@ -316,8 +337,14 @@ mod tests {
             let policy = "[defaults]\nlocal = \"allow\"\n\
                 [[rule]]\nname = \"ide\"\nancestor = [\"code\"]\naction = \"confirm\"\n\
                 [[rule]]\nname = \"rest\"\naction = \"confirm\"\nremember = \"10m\"\n";
-            assert_eq!(decide(policy, shell()), (Action::Confirm, "rest".into(), true));
-            assert_eq!(decide(policy, Facts::default()), (Action::Confirm, "rest".into(), false));
+            assert_eq!(
+                decide(policy, shell()),
+                (Action::Confirm, "rest".into(), true)
+            );
+            assert_eq!(
+                decide(policy, Facts::default()),
+                (Action::Confirm, "rest".into(), false)
+            );
         }
 
         #[test]

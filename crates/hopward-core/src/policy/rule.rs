@@ -99,7 +99,10 @@ impl Rule {
             && self.via_match(&ctx.chain)
             && self.jump_match(&ctx.jump)
             && self.host_match(ctx.destination_hop())
-            && self.user.as_ref().is_none_or(|globs| self.user_match(globs, ctx))
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|globs| self.user_match(globs, ctx))
             && self.purpose.is_none_or(|p| p == ctx.purpose)
             && self.process_match(ctx)
     }

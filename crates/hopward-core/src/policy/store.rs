@@ -259,8 +259,8 @@ mod tests {
     /// the errors (with the fix) kept for `status`. A good file then loads.
     #[test]
     fn an_unusable_file_at_start_refuses_forwarded_use_until_a_good_one_loads() {
-        use std::os::unix::fs::PermissionsExt as _;
         use crate::policy::Action;
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.toml");
         std::fs::write(&path, "[defaults]\nforwarded = \"allow\"\n").unwrap();
@@ -300,7 +300,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hopward/policy.toml");
         let awaiting = PolicyStore::awaiting(Some(path.clone()));
-        assert!(!awaiting.differs_on_disk(), "no file yet: built in, as in force");
+        assert!(
+            !awaiting.differs_on_disk(),
+            "no file yet: built in, as in force"
+        );
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "[[rule]]\nname = \"x\"\naction = \"deny\"\n").unwrap();
         assert!(awaiting.differs_on_disk(), "a file appeared");

@@ -54,7 +54,10 @@ impl Hop {
             + self.host_key.blob.len()
             + self.host_key.parts.blob().len()
             + self.session_id.len()
-            + self.host_cert.as_ref().map_or(0, Certificate::retained_bytes)
+            + self
+                .host_cert
+                .as_ref()
+                .map_or(0, Certificate::retained_bytes)
     }
 }
 
@@ -298,8 +301,12 @@ pub enum SignedData<'a> {
     /// `SSH2_MSG_USERAUTH_REQUEST`) but does not read as one sshd would
     /// make: still a login, to a destination nobody can name, by the user
     /// it names if that much could be read.
-    UnreadLogin { user: Option<&'a [u8]> },
-    Sshsig { namespace: &'a str },
+    UnreadLogin {
+        user: Option<&'a [u8]>,
+    },
+    Sshsig {
+        namespace: &'a str,
+    },
     Other,
 }
 
@@ -635,7 +642,10 @@ mod tests {
         d[11] = 6;
         let parsed = SignedData::parse(&d);
         assert_eq!(parsed.user(), Some(&b"root:\xff"[..]));
-        assert_eq!(split_user(b"root:\xff:x"), (&b"root"[..], Some(&b"\xff:x"[..])));
+        assert_eq!(
+            split_user(b"root:\xff:x"),
+            (&b"root"[..], Some(&b"\xff:x"[..]))
+        );
         assert_eq!(split_user(b"ro\0ot:x"), (&b"ro"[..], None));
         assert_eq!(split_user(b""), (&b""[..], None));
     }
@@ -657,27 +667,43 @@ mod tests {
         // a truncated request: each starts like a login.
         d[sig_at] = 0;
         assert_eq!(SignedData::parse(&d).purpose(), Purpose::Login);
-        assert!(matches!(SignedData::parse(&d), SignedData::UnreadLogin { .. }));
+        assert!(matches!(
+            SignedData::parse(&d),
+            SignedData::UnreadLogin { .. }
+        ));
         for bad in [
             userauth(&sid, "ro\0ot", "ssh-connection", None),
             userauth(&sid, "root", "ssh-connection", None)[..50].to_vec(),
         ] {
-            assert!(matches!(SignedData::parse(&bad), SignedData::UnreadLogin { .. }), "{bad:?}");
+            assert!(
+                matches!(SignedData::parse(&bad), SignedData::UnreadLogin { .. }),
+                "{bad:?}"
+            );
         }
         let mut short = Vec::new();
         put_string(&mut short, &sid);
         short.push(SSH2_MSG_USERAUTH_REQUEST);
-        assert_eq!(SignedData::parse(&short), SignedData::UnreadLogin { user: None });
+        assert_eq!(
+            SignedData::parse(&short),
+            SignedData::UnreadLogin { user: None }
+        );
         // The raw session id form (SSH_OLD_SESSIONID), which no bind backs.
         let raw: Vec<u8> = sid
             .iter()
             .copied()
-            .chain(userauth(&sid, "root", "ssh-connection", None)[4 + 32..].iter().copied())
+            .chain(
+                userauth(&sid, "root", "ssh-connection", None)[4 + 32..]
+                    .iter()
+                    .copied(),
+            )
             .collect();
         let SignedData::Userauth(u) = SignedData::parse(&raw) else {
             panic!()
         };
-        assert_eq!((u.user, u.session_id, u.raw_session_id), (&b"root"[..], &sid[..], true));
+        assert_eq!(
+            (u.user, u.session_id, u.raw_session_id),
+            (&b"root"[..], &sid[..], true)
+        );
     }
 
     #[test]

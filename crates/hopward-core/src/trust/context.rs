@@ -309,8 +309,14 @@ impl RequestContext {
         if destination == Destination::NotLogin && hops.iter().any(|h| h.forwarding) {
             hops.truncate(1);
         }
-        let mut ctx =
-            RequestContext::of_parts((fingerprint, comment), hops, destination, None, purpose, peer);
+        let mut ctx = RequestContext::of_parts(
+            (fingerprint, comment),
+            hops,
+            destination,
+            None,
+            purpose,
+            peer,
+        );
         match data.user() {
             Some(user) => {
                 let (account, style) = crate::trust::binding::split_user(user);

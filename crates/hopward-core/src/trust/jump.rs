@@ -108,7 +108,12 @@ impl JumpBinds {
     /// then that host. Among descendants equally near, the latest bind.
     /// Empty when there is none, or the route would be longer than
     /// [`MAX_JUMPS`].
-    pub fn route_for(&self, table: &dyn ProcessTable, process: ProcessId, now: Instant) -> Vec<Hop> {
+    pub fn route_for(
+        &self,
+        table: &dyn ProcessTable,
+        process: ProcessId,
+        now: Instant,
+    ) -> Vec<Hop> {
         let mut entries = self.lock();
         Self::prune(&mut entries, table, now);
         let best = entries
@@ -237,7 +242,10 @@ mod tests {
         let c = t.spawn(13, 1, 12);
         let d = t.spawn(14, 1, 13);
         jumps.remember(&t, d, &hop(b'D'), Vec::new(), now);
-        assert!(jumps.route_for(&t, p, now).is_empty(), "4 levels down: too far");
+        assert!(
+            jumps.route_for(&t, p, now).is_empty(),
+            "4 levels down: too far"
+        );
         assert_eq!(names(&jumps.route_for(&t, a, now)), b"D", "3 levels down");
         jumps.remember(&t, c, &hop(b'C'), Vec::new(), now);
         assert_eq!(names(&jumps.route_for(&t, p, now)), b"C", "3 levels down");
@@ -278,7 +286,10 @@ mod tests {
         assert!(jumps.list(&t, now).is_empty(), "forgotten on exit");
         let child = t.spawn(52, 3, 50);
         jumps.remember(&t, child, &hop(b'B'), Vec::new(), now);
-        assert!(jumps.route_for(&t, p, now + TTL).is_empty(), "forgotten after TTL");
+        assert!(
+            jumps.route_for(&t, p, now + TTL).is_empty(),
+            "forgotten after TTL"
+        );
     }
 
     #[test]

@@ -580,9 +580,18 @@ mod tests {
         assert!(kh.knows(&db2, "db2"));
         assert!(kh.knows(&db2, "DB2"), "names are case-insensitive");
         assert!(kh.mentions("db2"));
-        assert_eq!(kh.describe(&db2, &["db2".into(), "web".into()]), vec!["db2"]);
-        assert_eq!(kh.describe(&web, &["db2".into(), "web".into()]), vec!["web"]);
-        assert!(!kh.knows(&web, "db2"), "a port does not make another host's key db2's");
+        assert_eq!(
+            kh.describe(&db2, &["db2".into(), "web".into()]),
+            vec!["db2"]
+        );
+        assert_eq!(
+            kh.describe(&web, &["db2".into(), "web".into()]),
+            vec!["web"]
+        );
+        assert!(
+            !kh.knows(&web, "db2"),
+            "a port does not make another host's key db2's"
+        );
     }
 
     #[test]

@@ -188,10 +188,22 @@ mod tests {
 
     #[test]
     fn names_are_a_strict_set_and_lower_cased() {
-        assert_eq!(valid_name("DB1.Prod.example.com").as_deref(), Some("db1.prod.example.com"));
+        assert_eq!(
+            valid_name("DB1.Prod.example.com").as_deref(),
+            Some("db1.prod.example.com")
+        );
         assert_eq!(valid_name("[db1]:2222").as_deref(), Some("[db1]:2222"));
         assert_eq!(valid_name("fe80::1%eth0").as_deref(), Some("fe80::1%eth0"));
-        for bad in ["", "*.prod", "a b", "a,b", "a\u{1b}[31m", "|1|x|y", "!db", "a\n"] {
+        for bad in [
+            "",
+            "*.prod",
+            "a b",
+            "a,b",
+            "a\u{1b}[31m",
+            "|1|x|y",
+            "!db",
+            "a\n",
+        ] {
             assert_eq!(valid_name(bad), None, "{bad:?}");
         }
         assert_eq!(valid_name(&"a".repeat(MAX_NAME_LEN + 1)), None);
@@ -201,12 +213,18 @@ mod tests {
     fn the_store_is_bounded_per_key_and_in_all() {
         let mut learned = Learned::default();
         assert!(learned.insert(entry(1, "a")));
-        assert!(!learned.insert(entry(1, "a")), "the same name again is not new");
+        assert!(
+            !learned.insert(entry(1, "a")),
+            "the same name again is not new"
+        );
         for i in 0..MAX_NAMES_PER_KEY + 5 {
             learned.insert(entry(2, &format!("n{i}")));
         }
         assert_eq!(learned.names_for(&[2]).len(), MAX_NAMES_PER_KEY);
-        assert!(!learned.names_for(&[2]).contains(&"n0".to_string()), "oldest goes");
+        assert!(
+            !learned.names_for(&[2]).contains(&"n0".to_string()),
+            "oldest goes"
+        );
         for i in 0..MAX_NAMES + 10 {
             learned.insert(entry((i % 200) as u8 + 10, &format!("h{i}")));
         }

@@ -75,8 +75,9 @@ impl Requester {
     pub fn accept(stream: &std::os::unix::net::UnixStream) -> std::io::Result<Requester> {
         let (uid, pid) = crate::sys::peer::peer_credentials(stream)?;
         let pin = match pid {
-            Some(pid) if !peer_pidfd_supported(stream) => crate::sys::peer::pidfd_open(pid)
-                .map_or(Pin::None, Pin::Pidfd),
+            Some(pid) if !peer_pidfd_supported(stream) => {
+                crate::sys::peer::pidfd_open(pid).map_or(Pin::None, Pin::Pidfd)
+            }
             _ => Pin::None,
         };
         Ok(Requester {
@@ -246,7 +247,12 @@ const COMM_LEN: usize = 15;
 /// Relative paths are taken from the process's working directory.
 fn script_of(pid: u32, comm: &str, exe: Option<&Path>, cwd: Option<&Path>) -> Option<PathBuf> {
     let exe_name = file_name(exe?);
-    if exe_name.as_bytes().get(..COMM_LEN).unwrap_or(exe_name.as_bytes()) == comm.as_bytes() {
+    if exe_name
+        .as_bytes()
+        .get(..COMM_LEN)
+        .unwrap_or(exe_name.as_bytes())
+        == comm.as_bytes()
+    {
         return None;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -324,8 +330,8 @@ mod tests {
 
     #[test]
     fn stat_with_odd_names() {
-        let s = parse_stat("42 (a) b (c)) S 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0")
-            .unwrap();
+        let s =
+            parse_stat("42 (a) b (c)) S 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0").unwrap();
         assert_eq!(s.name, "a) b (c)");
         assert_eq!(s.ppid, 7);
         assert_eq!(s.start, 555);
@@ -383,7 +389,11 @@ mod tests {
         let _ = shell.wait();
         let parent = &facts.ancestors[0];
         assert_eq!(parent.pid, shell.id());
-        assert_eq!(parent.script.as_deref(), Some(script.as_path()), "{facts:?}");
+        assert_eq!(
+            parent.script.as_deref(),
+            Some(script.as_path()),
+            "{facts:?}"
+        );
         assert_ne!(parent.exe.as_deref(), Some(script.as_path()));
         assert_eq!(facts.ancestors[1].pid, std::process::id());
     }

@@ -41,7 +41,9 @@ pub trait ProcessTable {
     /// The parent of a live `process`, pinned; `None` once it is gone, for
     /// init (pid 1) and above it.
     fn parent(&self, process: ProcessId) -> Option<ProcessId> {
-        let stat = self.stat(process.pid).filter(|s| s.start == process.start)?;
+        let stat = self
+            .stat(process.pid)
+            .filter(|s| s.start == process.start)?;
         if stat.ppid <= 1 {
             return None;
         }
@@ -84,7 +86,8 @@ mod tests {
 
     #[test]
     fn stat_lines_are_read_from_the_last_parenthesis() {
-        let line = "4242 (ssh) S 4100 4242 4100 34816 4242 4194304 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3";
+        let line =
+            "4242 (ssh) S 4100 4242 4100 34816 4242 4194304 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3";
         assert_eq!(
             parse_stat(line),
             Some(ProcStat {
@@ -94,7 +97,10 @@ mod tests {
         );
         // A command name that pretends to end early.
         let tricky = "7 (a) S 1 2 3 (b)) R 99 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 555 0";
-        assert_eq!(parse_stat(tricky).map(|s| (s.ppid, s.start)), Some((99, 555)));
+        assert_eq!(
+            parse_stat(tricky).map(|s| (s.ppid, s.start)),
+            Some((99, 555))
+        );
         assert_eq!(parse_stat("12 (short) S 1"), None);
         assert_eq!(parse_stat(""), None);
     }

@@ -23,7 +23,11 @@ const TOTAL: Duration = Duration::from_secs(5);
 
 /// The other names under which known_hosts may hold each of `names`
 /// (lower-cased), from `ports` and, when `ask_ssh`, from `ssh -G`.
-pub fn lookup_names(names: &[String], ports: &[u16], ask_ssh: bool) -> HashMap<String, Vec<String>> {
+pub fn lookup_names(
+    names: &[String],
+    ports: &[u16],
+    ask_ssh: bool,
+) -> HashMap<String, Vec<String>> {
     let started = Instant::now();
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for name in names.iter().take(MAX_NAMES) {
@@ -75,14 +79,21 @@ fn ask(name: &str) -> Option<String> {
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                tracing::warn!("ssh -G {name} took longer than {EACH:?}; its ssh_config is not used");
+                tracing::warn!(
+                    "ssh -G {name} took longer than {EACH:?}; its ssh_config is not used"
+                );
                 return None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     let mut text = String::new();
-    child.stdout.take()?.take(1 << 20).read_to_string(&mut text).ok()?;
+    child
+        .stdout
+        .take()?
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
     recorded_name(&text)
 }
 

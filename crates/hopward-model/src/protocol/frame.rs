@@ -262,9 +262,16 @@ mod tests {
         data.extend_from_slice(&[0, 0, 0, 1, 11]);
         let mut reader = &data[..];
         let mut frames = FrameReader::new();
-        assert_eq!(frames.next(&mut reader).await.unwrap().unwrap().len(), MAX_FRAME);
+        assert_eq!(
+            frames.next(&mut reader).await.unwrap().unwrap().len(),
+            MAX_FRAME
+        );
         assert!(frames.buf.capacity() > MAX_FRAME);
         assert_eq!(frames.next(&mut reader).await.unwrap(), Some(&[11u8][..]));
-        assert!(frames.buf.capacity() <= KEEP_CAPACITY, "{}", frames.buf.capacity());
+        assert!(
+            frames.buf.capacity() <= KEEP_CAPACITY,
+            "{}",
+            frames.buf.capacity()
+        );
     }
 }

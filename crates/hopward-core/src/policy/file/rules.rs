@@ -165,7 +165,9 @@ fn fingerprint_form(text: &str) -> Result<(), String> {
 fn process_patterns(ctx: &mut Ctx<'_>, r: &RawRule) -> crate::policy::process::ProcessPatterns {
     use crate::policy::process::{DirPattern, ExePattern, expand_home as home};
     crate::policy::process::ProcessPatterns {
-        caller: ctx.patterns(&r.caller, "caller", false, |t| ExePattern::compile(&home(t))),
+        caller: ctx.patterns(&r.caller, "caller", false, |t| {
+            ExePattern::compile(&home(t))
+        }),
         ancestor: ctx.patterns(&r.ancestor, "ancestor", false, |t| {
             ExePattern::compile(&home(t))
         }),

@@ -27,7 +27,9 @@ impl KnownHosts {
             let cert = crate::ssh::cert::Certificate::parse(blob)
                 .map_err(|e| format!("the reported host certificate does not parse: {e}"))?;
             if cert.cert_type != crate::ssh::cert::HOST_CERT || !cert.ca_signature_valid(blob) {
-                return Err("the reported certificate is not a validly signed host certificate".into());
+                return Err(
+                    "the reported certificate is not a validly signed host certificate".into(),
+                );
             }
             Some(cert)
         } else {
@@ -225,9 +227,9 @@ impl KnownHosts {
         let plain = self.with_entries(|cache| {
             cache.entries.iter().any(|e| {
                 e.marker == Marker::None
-                    && e.patterns.iter().any(|p| {
-                        matches!(p, Pattern::Plain(n) if match_pattern(n, &pattern))
-                    })
+                    && e.patterns
+                        .iter()
+                        .any(|p| matches!(p, Pattern::Plain(n) if match_pattern(n, &pattern)))
             })
         });
         plain
@@ -257,7 +259,10 @@ mod tests {
         let file = dir.path().join("known_hosts");
         let (db, other) = (hop(21), hop(22));
         let mut text = line(&hashed("db1.prod.example.com", b"salt-one-0123456789"), &db);
-        text.push_str(&line(&hashed("[db9.prod.example.com]:2222", b"salt-two-0123456789"), &other));
+        text.push_str(&line(
+            &hashed("[db9.prod.example.com]:2222", b"salt-two-0123456789"),
+            &other,
+        ));
         std::fs::write(&file, &text).unwrap();
         let kh = KnownHosts::new(vec![file.clone()]);
         let kept = dir.path().join("state/learned_hosts");
@@ -266,16 +271,28 @@ mod tests {
         assert!(kh.on_hashed_line(&db) && kh.named_through_hashed(&db, &[]));
 
         // The other host's key, a pattern, and a name no entry holds.
-        assert!(kh.learn(&other.host_key.blob, "db1.prod.example.com").is_err());
+        assert!(
+            kh.learn(&other.host_key.blob, "db1.prod.example.com")
+                .is_err()
+        );
         assert!(kh.learn(&db.host_key.blob, "*.prod.example.com").is_err());
         assert!(kh.learn(&db.host_key.blob, "db2.prod.example.com").is_err());
         assert!(!kept.exists(), "nothing learned, nothing written");
         let generation = kh.generation();
-        assert_eq!(kh.learn(&db.host_key.blob, "DB1.prod.example.com"), Ok(true));
-        assert_eq!(kh.learn(&db.host_key.blob, "db1.prod.example.com"), Ok(false));
+        assert_eq!(
+            kh.learn(&db.host_key.blob, "DB1.prod.example.com"),
+            Ok(true)
+        );
+        assert_eq!(
+            kh.learn(&db.host_key.blob, "db1.prod.example.com"),
+            Ok(false)
+        );
         assert_ne!(kh.generation(), generation, "cached views are rebuilt");
         // `[host]:port` as ssh reports a host on another port: both forms.
-        assert_eq!(kh.learn(&other.host_key.blob, "[db9.prod.example.com]:2222"), Ok(true));
+        assert_eq!(
+            kh.learn(&other.host_key.blob, "[db9.prod.example.com]:2222"),
+            Ok(true)
+        );
         let names = kh.describe(&db, &[]);
         assert_eq!(names, vec!["db1.prod.example.com"]);
         assert!(kh.named_through_hashed(&db, &names));
