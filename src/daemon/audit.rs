@@ -14,6 +14,8 @@ mod coalesce;
 mod file;
 pub mod journal;
 mod shape;
+#[cfg(test)]
+mod golden_tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
