@@ -13,6 +13,7 @@
 mod coalesce;
 mod file;
 pub mod journal;
+mod outcome;
 mod shape;
 #[cfg(test)]
 mod golden_tests;
@@ -26,8 +27,9 @@ use serde::Serialize;
 use coalesce::{Coalescer, Offer};
 pub use file::Health;
 use file::{AuditFile, Line};
+pub use outcome::{Decision, Event, Reason};
 
-use crate::trust::context::{HopView, RequestContext};
+use crate::trust::context::{HopView, RequestClass, RequestContext};
 use crate::trust::peer::Peer;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,14 +96,15 @@ impl From<&Peer> for AuditPeer {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
     pub ts: String,
-    pub event: &'static str,
+    pub event: Event,
     pub key: Option<String>,
     pub comment: Option<String>,
-    pub decision: &'static str,
+    pub decision: Decision,
     /// The rule that decided, or `default:<class>`, or `forwarded.<op>`.
     pub rule: String,
-    pub reason: String,
-    pub class: &'static str,
+    pub reason: Reason,
+    #[serde(serialize_with = "outcome::serialize_class")]
+    pub class: RequestClass,
     pub chain: Vec<AuditHop>,
     /// For a sign request: `verified` (a login that belongs to the last
     /// bind; its host is the last hop), `unverified:<why>`, or `none`.
@@ -146,16 +149,16 @@ impl From<&crate::policy::brake::Burst> for AuditBrake {
 
 impl AuditRecord {
     /// A record for a sign request.
-    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: &str, conn: u64) -> Self {
+    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason, conn: u64) -> Self {
         AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some(ctx.key_fingerprint.clone()),
             comment: Some(ctx.key_comment.clone()),
-            decision: if allowed { "allow" } else { "deny" },
+            decision: Decision::of(allowed),
             rule: rule.to_string(),
-            reason: reason.to_string(),
-            class: ctx.class.as_str(),
+            reason,
+            class: ctx.class,
             chain: AuditHop::route(ctx),
             destination: Some(ctx.destination.label()),
             user: ctx.user.clone(),
@@ -174,9 +177,9 @@ impl AuditRecord {
     /// A record for a key event (`list`, `add`, `remove`, `lock` ...) on a
     /// connection; the decision is filled in with [`AuditRecord::decided`].
     pub fn key_event(
-        event: &'static str,
+        event: Event,
         key: Option<(&str, &str)>,
-        class: crate::trust::context::RequestClass,
+        class: RequestClass,
         hops: &[HopView],
         peer: &Peer,
         conn: u64,
@@ -186,10 +189,10 @@ impl AuditRecord {
             event,
             key: key.map(|(fp, _)| fp.to_string()),
             comment: key.map(|(_, c)| c.to_string()),
-            decision: "deny",
+            decision: Decision::Deny,
             rule: String::new(),
-            reason: String::new(),
-            class: class.as_str(),
+            reason: Reason::Abandoned,
+            class,
             chain: hops.iter().map(AuditHop::from).collect(),
             destination: None,
             user: None,
@@ -203,10 +206,10 @@ impl AuditRecord {
         }
     }
 
-    pub fn decided(mut self, allowed: bool, rule: &str, reason: &str) -> Self {
-        self.decision = if allowed { "allow" } else { "deny" };
+    pub fn decided(mut self, allowed: bool, rule: &str, reason: Reason) -> Self {
+        self.decision = Decision::of(allowed);
         self.rule = rule.to_string();
-        self.reason = reason.to_string();
+        self.reason = reason;
         self
     }
 }
@@ -229,8 +232,8 @@ pub struct LogOnly;
 
 impl AuditSink for LogOnly {
     fn record(&self, record: AuditRecord) {
-        let reason = crate::text::clean(&record.reason, shape::MAX_OWN_CHARS);
-        tracing::info!(event = record.event, decision = record.decision, reason = %reason, "audit");
+        let reason = crate::text::clean(&record.reason.to_string(), shape::MAX_OWN_CHARS);
+        tracing::info!(event = record.event.as_str(), decision = record.decision.as_str(), reason = %reason, "audit");
     }
 }
 
@@ -383,7 +386,7 @@ impl Writer {
     /// Shapes `record` and queues it, or counts it into its origin's
     /// coalesced record.
     fn take(&mut self, record: &AuditRecord, now: Instant) {
-        let refusal = record.decision == "deny";
+        let refusal = record.decision == Decision::Deny;
         if !refusal {
             // The hot path: most records are already in shape.
             if let Ok(line) = serde_json::to_vec(record) {
@@ -556,16 +559,16 @@ mod tests {
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
     }
 
-    fn record(decision: &'static str, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
+    fn record(decision: Decision, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
         AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some("SHA256:k".into()),
             comment: Some("work".into()),
             decision,
             rule: "r".into(),
-            reason: "r".into(),
-            class: "local",
+            reason: Reason::Rule("r".into()),
+            class: RequestClass::Local,
             chain: forwarded_from
                 .map(|fp| AuditHop {
                     names: vec!["bastion".into()],
@@ -618,13 +621,13 @@ mod tests {
             coalescer: Coalescer::default(),
         };
         let now = Instant::now();
-        w.take(&record("allow", "kept", "/bin/ssh", None), now);
+        w.take(&record(Decision::Allow, "kept", "/bin/ssh", None), now);
         w.write(false);
         let huge = "\u{9b}".repeat(20_000);
         // A bastion, and hundreds of local programs, each a new origin.
         for i in 0..600 {
             let origin = (i % 3 == 0).then_some("SHA256:bastion");
-            w.take(&record("deny", &huge, &format!("/tmp/p{i}"), origin), now);
+            w.take(&record(Decision::Deny, &huge, &format!("/tmp/p{i}"), origin), now);
             if i % 100 == 0 {
                 w.write(false);
             }
@@ -660,13 +663,13 @@ mod tests {
         let log = AuditLog::start(path.clone(), 600, None);
         let rec = AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some("SHA256:k".into()),
             comment: None,
-            decision: "allow",
+            decision: Decision::Allow,
             rule: "default:local".into(),
-            reason: "default:local".into(),
-            class: "local",
+            reason: Reason::Rule("default:local".into()),
+            class: RequestClass::Local,
             chain: vec![],
             destination: None,
             user: None,

@@ -22,8 +22,8 @@ use tracing::{info, warn};
 use crate::confirm::broker::{NotAsked, Origin, Question};
 use crate::confirm::{Answer, Prompt, Target};
 use crate::daemon::agent::Agent;
-use crate::daemon::audit::{AuditBrake, AuditRecord, AuditSink};
-use crate::daemon::one_login::{SAME_LOGIN, ThisLogin};
+use crate::daemon::audit::{AuditBrake, AuditRecord, AuditSink, Decision as Said, Event, Reason};
+use crate::daemon::one_login::ThisLogin;
 use crate::keys::keystore::Identity;
 use crate::policy::grants::GrantScope;
 use crate::policy::{Action, ConfirmSettings, Decision, KeyOp};
@@ -100,18 +100,12 @@ pub struct Verdict {
 struct Pending {
     record: AuditRecord,
     sink: Arc<dyn AuditSink>,
-    reason: String,
+    reason: Reason,
     /// When the record was made: one written much later (after a prompt,
     /// a touch) gets the time it is written.
     made: Instant,
 }
 
-/// The reason of a request dropped before it was answered.
-const ABANDONED: &str = "abandoned";
-/// The reason of an allowed signature whose request was dropped while the
-/// upstream, token or provider worked on it: the signature was perhaps
-/// made, never delivered (the rule that allowed stays in the record).
-const ABANDONED_AFTER_ALLOW: &str = "abandoned-after-allow";
 /// A record written this much later than it was made is stamped anew.
 const RESTAMP_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -125,7 +119,7 @@ impl Verdict {
             pending: Some(Pending {
                 record,
                 sink: Arc::clone(&agent.audit),
-                reason: String::new(),
+                reason: Reason::Abandoned,
                 made: Instant::now(),
             }),
         }
@@ -133,14 +127,14 @@ impl Verdict {
 
     /// The answer is in: the record gets it. Written now unless the
     /// signature is yet to be made outside this process (`deferred`).
-    fn decided(mut self, allowed: bool, reason: String, deferred: bool) -> Verdict {
+    fn decided(mut self, allowed: bool, reason: Reason, deferred: bool) -> Verdict {
         self.allowed = allowed;
         if let Some(pending) = self.pending.as_mut() {
             if allowed && deferred {
                 pending.reason = reason;
-                pending.record.reason = ABANDONED_AFTER_ALLOW.to_string();
+                pending.record.reason = Reason::AbandonedAfterAllow;
             } else {
-                pending.record.decision = if allowed { "allow" } else { "deny" };
+                pending.record.decision = Said::of(allowed);
                 pending.record.reason = reason;
                 self.write();
             }
@@ -161,8 +155,8 @@ impl Verdict {
     /// allowed.
     pub fn signed(mut self) {
         if let Some(pending) = self.pending.as_mut() {
-            pending.record.decision = "allow";
-            pending.record.reason = std::mem::take(&mut pending.reason);
+            pending.record.decision = Said::Allow;
+            pending.record.reason = std::mem::replace(&mut pending.reason, Reason::Abandoned);
         }
         self.write();
     }
@@ -170,9 +164,9 @@ impl Verdict {
     /// Allowed here, yet the upstream, token or provider did not sign: the
     /// record says where it stopped (`upstream-refused`, `upstream-failed`,
     /// `token-failed`, `provider-failed`).
-    pub fn sign_failed(mut self, reason: &str) {
+    pub fn sign_failed(mut self, reason: Reason) {
         if let Some(pending) = self.pending.as_mut() {
-            pending.record.reason = reason.to_string();
+            pending.record.reason = reason;
         }
         self.write();
     }
@@ -239,7 +233,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
                 prompt.brake = burst.as_ref().map(crate::policy::brake::Burst::describe);
                 prompt
             };
-            let mut record = AuditRecord::sign(ctx, false, &decision.rule, ABANDONED, caller.conn);
+            let mut record = AuditRecord::sign(ctx, false, &decision.rule, Reason::Abandoned, caller.conn);
             record.provider = provider;
             record.brake = burst.as_ref().map(AuditBrake::from);
             let upstream = matches!(key, SignKey::Upstream);
@@ -259,7 +253,7 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
             .await;
             // A braked request's reason says so, whatever the answer was.
             let reason = match &burst {
-                Some(_) => format!("brake:{reason}"),
+                Some(_) => Reason::Brake(Box::new(reason)),
                 None => reason,
             };
             if !allowed {
@@ -281,14 +275,14 @@ pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdic
             };
             let prompt = || prompt_for(ctx, Some(what));
             let mut record = AuditRecord::key_event(
-                op.event(),
+                Event::from(op),
                 key,
                 ctx.class,
                 &ctx.chain,
                 &ctx.peer,
                 caller.conn,
             )
-            .decided(false, &decision.rule, ABANDONED);
+            .decided(false, &decision.rule, Reason::Abandoned);
             record.provider = provider;
             let verdict = Verdict::owing(agent, decision.rule.clone(), record);
             let (allowed, reason) = enforce(
@@ -384,7 +378,8 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
             false
         }
         Err(Some(rule)) => {
-            record_refusal(agent, lister, "list", Some(key.names()), (&rule, &rule), None);
+            let reason = Reason::Rule(rule.clone());
+            record_refusal(agent, lister, Event::List, Some(key.names()), (&rule, reason), None);
             false
         }
     }
@@ -395,9 +390,9 @@ pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
 fn record_refusal(
     agent: &Agent,
     who: &Lister<'_>,
-    event: &'static str,
+    event: Event,
     key: Option<(&str, &str)>,
-    (rule, reason): (&str, &str),
+    (rule, reason): (&str, Reason),
     provider: Option<String>,
 ) {
     let mut record = AuditRecord::key_event(event, key, who.class, who.hops, who.peer, who.conn)
@@ -418,8 +413,8 @@ pub fn provider_refused(
     key: Option<(&str, &str)>,
     refusal: &crate::keys::sk::ProviderRefusal,
 ) {
-    let reason = ("provider", refusal.kind());
-    record_refusal(agent, who, "add", key, reason, Some(refusal.shown().to_string()));
+    let reason = ("provider", Reason::Provider(refusal.clone()));
+    record_refusal(agent, who, Event::Add, key, reason, Some(refusal.shown().to_string()));
 }
 
 /// A session-bind hopward refused: the connection is poisoned from now on
@@ -429,7 +424,8 @@ pub fn provider_refused(
 /// caller leaves out later binds on a poisoned connection, so one
 /// connection adds at most one record.
 pub fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::binding::BindError) {
-    record_refusal(agent, who, "bind", None, ("session-bind", error.kind()), None);
+    let reason = ("session-bind", Reason::Bind(error.clone()));
+    record_refusal(agent, who, Event::Bind, None, reason, None);
 }
 
 /// A connection refused because its first forwarding hop, or all
@@ -442,8 +438,17 @@ pub fn connection_refused(
     who: &Lister<'_>,
     limit: crate::daemon::agent::ConnectionLimit,
 ) {
-    let reason = limit.reason();
-    record_refusal(agent, who, "connection", None, ("connection-limit", &reason), None);
+    let reason = ("connection-limit", limit_reason(limit));
+    record_refusal(agent, who, Event::Connection, None, reason, None);
+}
+
+/// The reason a connection limit gives, with the limit's value.
+fn limit_reason(limit: crate::daemon::agent::ConnectionLimit) -> Reason {
+    use crate::daemon::agent::{ConnectionLimit, MAX_CONNECTIONS_PER_HOP, MAX_FORWARDED_CONNECTIONS};
+    match limit {
+        ConnectionLimit::PerHop => Reason::OverPerFirstHop(MAX_CONNECTIONS_PER_HOP),
+        ConnectionLimit::Forwarded => Reason::OverForwarded(MAX_FORWARDED_CONNECTIONS),
+    }
 }
 
 /// A request refused because forwarded use is locked (`hopward lock
@@ -454,10 +459,11 @@ pub fn connection_refused(
 pub fn forwarded_locked_refused(
     agent: &Agent,
     who: &Lister<'_>,
-    event: &'static str,
+    event: Event,
     key: Option<(&str, &str)>,
 ) {
-    record_refusal(agent, who, event, key, ("forwarded-locked", "forwarded-locked"), None);
+    let reason = ("forwarded-locked", Reason::ForwardedLocked);
+    record_refusal(agent, who, event, key, reason, None);
     if agent.first_refusal_while_locked() {
         let through = who
             .hops
@@ -489,10 +495,10 @@ fn refused_by_constraint(agent: &Agent, caller: &Caller<'_>) -> Verdict {
         caller.context,
         false,
         "constraint",
-        "constraint",
+        Reason::Constraint,
         caller.conn,
     );
-    Verdict::owing(agent, "constraint".into(), record).decided(false, "constraint".into(), false)
+    Verdict::owing(agent, "constraint".into(), record).decided(false, Reason::Constraint, false)
 }
 
 /// `[forwarded] brake`: counts this request's destination against its
@@ -527,9 +533,9 @@ fn brake(
 pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
     use crate::keys::expiry::REASON as CERT_EXPIRED;
     let mut record =
-        AuditRecord::sign(caller.context, false, CERT_EXPIRED, CERT_EXPIRED, caller.conn);
+        AuditRecord::sign(caller.context, false, CERT_EXPIRED, Reason::CertExpired, caller.conn);
     record.upstream = upstream;
-    Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, CERT_EXPIRED.into(), false)
+    Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, Reason::CertExpired, false)
 }
 
 /// ssh-agent's web-origin check (`check_websafe_message_contents`): a
@@ -595,21 +601,21 @@ impl<'a> Grounds<'a> {
     /// `key-expired`, `key-removed` or `locked` for the key, else
     /// `policy-changed` (a reload), else `grants-cleared` (SIGUSR1,
     /// `hopward lock --forwarded`, `grants revoke`). `None` if nothing did.
-    fn changed(&self, agent: &Agent) -> Option<&'static str> {
+    fn changed(&self, agent: &Agent) -> Option<Reason> {
         if let Err(gone) = agent
             .keystore
             .still_holds(self.key, self.locks, Instant::now())
         {
-            return Some(gone.reason());
+            return Some(Reason::Gone(gone));
         }
         if self.login && self.key.is_some_and(Identity::cert_expired) {
-            return Some(crate::keys::expiry::REASON);
+            return Some(Reason::CertExpired);
         }
         if agent.policy.snapshot().0 != self.policy {
-            return Some("policy-changed");
+            return Some(Reason::PolicyChanged);
         }
         if agent.grants.epoch() != self.grants {
-            return Some("grants-cleared");
+            return Some(Reason::GrantsCleared);
         }
         None
     }
@@ -630,11 +636,11 @@ async fn enforce(
     prompt: impl Fn() -> Prompt,
     data: &[u8],
     settings: &ConfirmSettings,
-) -> (bool, String) {
+) -> (bool, Reason) {
     let ctx = caller.context;
     match decision.action {
-        Action::Allow => return (true, decision.rule.clone()),
-        Action::Deny => return (false, decision.rule.clone()),
+        Action::Allow => return (true, Reason::Rule(decision.rule.clone())),
+        Action::Deny => return (false, Reason::Rule(decision.rule.clone())),
         Action::Notify => {
             // The request goes ahead whether or not the notice is shown.
             let prompt = prompt();
@@ -644,7 +650,7 @@ async fn enforce(
                 "hopward: key used"
             };
             agent.desk.notify(summary, prompt.notice_text());
-            return (true, "notified".into());
+            return (true, Reason::Notified);
         }
         Action::Confirm => {}
     }
@@ -652,7 +658,7 @@ async fn enforce(
     // The policy never sets `remember` for a login nobody verified, so such
     // a request neither finds nor leaves a grant.
     if decision.remember.is_some() && agent.grants.find(&scope, &decision.rule, Instant::now()).is_some() {
-        return (true, "remembered".into());
+        return (true, Reason::Remembered);
     }
     if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {
         info!(
@@ -660,7 +666,7 @@ async fn enforce(
             key = %ctx.key_fingerprint,
             "not asked again: another key of this login was answered {earlier}"
         );
-        return (false, SAME_LOGIN.into());
+        return (false, Reason::SameLogin);
     }
     let mut prompt = prompt();
     prompt.remember = decision.remember;
@@ -677,7 +683,7 @@ async fn enforce(
                 key = %ctx.key_fingerprint,
                 "denied: the answer came after its grounds changed ({changed})"
             );
-            return (false, changed.to_string());
+            return (false, changed);
         }
     }
     // The desktop's plain "Allow" is for this request only.
@@ -691,7 +697,7 @@ async fn enforce(
         else {
             // Cleared between the check above and now.
             warn!(conn = caller.conn, "denied: remembered approvals were cleared while asking");
-            return (false, "grants-cleared".into());
+            return (false, Reason::GrantsCleared);
         };
         info!(
             conn = caller.conn,
@@ -699,7 +705,7 @@ async fn enforce(
             "approval remembered for {ttl:?}"
         );
     }
-    (answer.allowed(), answer.reason().to_string())
+    (answer.allowed(), Reason::from(&answer))
 }
 
 /// Puts a question through the broker (shared with identical requests,
@@ -823,6 +829,7 @@ mod tests {
     use super::*;
     use crate::testing::fakes::{Records, ScriptedDesk};
     use crate::daemon::agent::AgentOptions;
+    use crate::daemon::one_login::SAME_LOGIN;
     use crate::keys::keystore::Constraints;
     use crate::policy::store::PolicyStore;
     use crate::protocol::request::{NewKey, SecretParts};
@@ -1336,7 +1343,7 @@ remember = "10m"
         let s = setup(vec![], false);
         sign_upstream(&s.agent, None)
             .await
-            .sign_failed("upstream-failed");
+            .sign_failed(Reason::UpstreamFailed);
         let verdict = sign_upstream(&s.agent, None).await;
         assert!(
             s.records.seen().len() == 1,

@@ -391,20 +391,20 @@ impl Session {
                     .find(key_blob, std::time::Instant::now())
                     .map(|id| id.comment.clone())
                     .unwrap_or_default();
-                ("sign", Some((crate::ssh::key::fingerprint_of(key_blob), comment)))
+                (crate::daemon::audit::Event::Sign, Some((crate::ssh::key::fingerprint_of(key_blob), comment)))
             }
             _ if self.locked_refusal_audited => return,
-            Request::ListIdentities => ("list", None),
-            Request::Add { .. } | Request::AddSmartcard { .. } => ("add", None),
-            Request::Remove { .. } | Request::RemoveSmartcard { .. } => ("remove", None),
-            Request::RemoveAll => ("remove_all", None),
-            Request::Lock(_) => ("lock", None),
-            Request::Unlock(_) => ("unlock", None),
+            Request::ListIdentities => (crate::daemon::audit::Event::List, None),
+            Request::Add { .. } | Request::AddSmartcard { .. } => (crate::daemon::audit::Event::Add, None),
+            Request::Remove { .. } | Request::RemoveSmartcard { .. } => (crate::daemon::audit::Event::Remove, None),
+            Request::RemoveAll => (crate::daemon::audit::Event::RemoveAll, None),
+            Request::Lock(_) => (crate::daemon::audit::Event::Lock, None),
+            Request::Unlock(_) => (crate::daemon::audit::Event::Unlock, None),
             Request::Extension {
                 name: "session-bind@openssh.com",
                 ..
-            } => ("bind", None),
-            Request::Extension { .. } => ("extension", None),
+            } => (crate::daemon::audit::Event::Bind, None),
+            Request::Extension { .. } => (crate::daemon::audit::Event::Extension, None),
         };
         self.locked_refusal_audited = true;
         let hops = self.hop_views();
@@ -645,7 +645,7 @@ impl Session {
             Some(
                 self.sign_on_token(&identity, token, data)
                     .await
-                    .ok_or("token-failed"),
+                    .ok_or(crate::daemon::audit::Reason::TokenFailed),
             )
         } else if let Some(provider) = identity.pkcs11() {
             debug!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "asking the PKCS#11 token to sign");
@@ -655,7 +655,7 @@ impl Session {
                     .await
                     .map_err(|e| {
                         warn!(conn = self.id, key = %identity.fingerprint, provider = %provider.path.display(), "PKCS#11 signature failed: {e}");
-                        "provider-failed"
+                        crate::daemon::audit::Reason::ProviderFailed
                     }),
             )
         } else {
@@ -752,8 +752,10 @@ impl Session {
                 let reason = match e {
                     crate::daemon::upstream::UpstreamError::Refused { .. }
                     | crate::daemon::upstream::UpstreamError::BindRefused { .. }
-                    | crate::daemon::upstream::UpstreamError::Poisoned => "upstream-refused",
-                    _ => "upstream-failed",
+                    | crate::daemon::upstream::UpstreamError::Poisoned => {
+                        crate::daemon::audit::Reason::UpstreamRefused
+                    }
+                    _ => crate::daemon::audit::Reason::UpstreamFailed,
                 };
                 warn!(conn = self.id, peer = %self.peer, key = %key.fingerprint, "allowed by rule {}, but the upstream did not sign: {e}", verdict.rule);
                 self.agent.upstream.record(Err(&e));

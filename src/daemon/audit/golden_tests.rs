@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use super::coalesce::Coalescer;
 use super::file::AuditFile;
-use super::{AuditBrake, AuditRecord, Writer};
+use super::{AuditBrake, AuditRecord, Event, Reason, Writer};
+use crate::keys::keystore::Gone;
+use crate::keys::sk::ProviderRefusal;
+use crate::trust::binding::BindError;
 use crate::trust::binding::{LoginMismatch, Purpose};
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use crate::trust::peer::{Facts, Peer};
@@ -72,7 +75,10 @@ fn local() -> RequestContext {
 fn unverified() -> RequestContext {
     RequestContext::of_parts(
         ("SHA256:key", "work"),
-        vec![HopView::named("bastion", true), HopView::named("deep", false)],
+        vec![
+            HopView::named("bastion", true),
+            HopView::named("deep", false),
+        ],
         Destination::Unverified(LoginMismatch::SessionId),
         Some("deploy"),
         Purpose::Login,
@@ -80,72 +86,90 @@ fn unverified() -> RequestContext {
     )
 }
 
-fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: &str) -> AuditRecord {
+fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason) -> AuditRecord {
     AuditRecord::sign(ctx, allowed, rule, reason, 12)
 }
 
 fn key_event(
-    event: &'static str,
+    event: Event,
     key: bool,
     class: RequestClass,
     hops: &[HopView],
-    (allowed, rule, reason): (bool, &str, &str),
+    (allowed, rule, reason): (bool, &str, Reason),
 ) -> AuditRecord {
     let key = key.then_some(("SHA256:key", "work"));
     AuditRecord::key_event(event, key, class, hops, &peer(), 12).decided(allowed, rule, reason)
 }
 
 /// One record of every shape the agent writes.
+fn rule(name: &str) -> Reason {
+    Reason::Rule(name.into())
+}
+
 fn records() -> Vec<AuditRecord> {
     let fwd = forwarded();
     let bastion = [HopView::named("bastion", true)];
     let direct = [HopView::named("host", false)];
     let mut out = vec![
-        sign(&fwd, true, "deep needs a yes", "confirmed"),
-        sign(&fwd, true, "ci", "notified"),
-        sign(&fwd, true, "prod", "remembered"),
-        sign(&fwd, true, "default:forwarded", "default:forwarded"),
-        sign(&local(), true, "default:local", "default:local"),
-        sign(&direct_through_jump(), true, "jump ok", "jump ok"),
-        sign(&unverified(), false, "default:forwarded_unverified", "default:forwarded_unverified"),
-        sign(&fwd, false, "never through dmz", "never through dmz"),
+        sign(&fwd, true, "deep needs a yes", Reason::Confirmed),
+        sign(&fwd, true, "ci", Reason::Notified),
+        sign(&fwd, true, "prod", Reason::Remembered),
+        sign(&fwd, true, "default:forwarded", rule("default:forwarded")),
+        sign(&local(), true, "default:local", rule("default:local")),
+        sign(&direct_through_jump(), true, "jump ok", rule("jump ok")),
+        sign(
+            &unverified(),
+            false,
+            "default:forwarded_unverified",
+            rule("default:forwarded_unverified"),
+        ),
+        sign(&fwd, false, "never through dmz", rule("never through dmz")),
     ];
     for reason in [
-        "refused",
-        "confirmer-failed",
-        "timeout",
-        "no-confirmer",
-        "flood",
-        "withdrawn",
-        "same-login",
-        "abandoned",
-        "abandoned-after-allow",
-        "key-removed",
-        "key-expired",
-        "locked",
-        "policy-changed",
-        "grants-cleared",
-        "cert-expired",
+        Reason::Refused,
+        Reason::ConfirmerFailed,
+        Reason::Timeout,
+        Reason::NoConfirmer,
+        Reason::Flood,
+        Reason::Withdrawn,
+        Reason::SameLogin,
+        Reason::Abandoned,
+        Reason::AbandonedAfterAllow,
+        Reason::Gone(Gone::Removed),
+        Reason::Gone(Gone::Expired),
+        Reason::Gone(Gone::Locked),
+        Reason::PolicyChanged,
+        Reason::GrantsCleared,
+        Reason::CertExpired,
     ] {
         out.push(sign(&fwd, false, "deep needs a yes", reason));
     }
-    out.push(sign(&fwd, false, "constraint", "constraint"));
-    out.push(sign(&fwd, false, "cert-expired", "cert-expired"));
-    for reason in ["upstream-refused", "upstream-failed"] {
+    out.push(sign(&fwd, false, "constraint", Reason::Constraint));
+    out.push(sign(&fwd, false, "cert-expired", Reason::CertExpired));
+    for reason in [Reason::UpstreamRefused, Reason::UpstreamFailed] {
         let mut rec = sign(&fwd, false, "deep needs a yes", reason);
         rec.upstream = true;
         out.push(rec);
     }
     for (reason, provider) in [
-        ("token-failed", "internal"),
-        ("provider-failed", "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
+        (Reason::TokenFailed, "internal"),
+        (
+            Reason::ProviderFailed,
+            "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+        ),
     ] {
         let mut rec = sign(&fwd, false, "deep needs a yes", reason);
         rec.provider = Some(provider.into());
         out.push(rec);
     }
-    for reason in ["brake:confirmed", "brake:refused", "brake:key-removed"] {
-        let mut rec = sign(&fwd, reason == "brake:confirmed", "default:forwarded", reason);
+    for outcome in [
+        Reason::Confirmed,
+        Reason::Refused,
+        Reason::Gone(Gone::Removed),
+    ] {
+        let allowed = outcome == Reason::Confirmed;
+        let reason = Reason::Brake(Box::new(outcome));
+        let mut rec = sign(&fwd, allowed, "default:forwarded", reason);
         rec.brake = Some(AuditBrake {
             hosts: 7,
             per: "1m".into(),
@@ -155,28 +179,135 @@ fn records() -> Vec<AuditRecord> {
     }
     let forwarded_class = RequestClass::Forwarded;
     out.extend([
-        key_event("list", true, forwarded_class, &bastion, (false, "hide", "hide")),
-        key_event("add", true, RequestClass::Local, &[], (true, "default:local", "default:local")),
-        key_event("add", true, forwarded_class, &bastion, (true, "forwarded.add", "confirmed")),
-        key_event("remove", true, forwarded_class, &bastion, (false, "forwarded.remove", "forwarded.remove")),
-        key_event("remove_all", false, RequestClass::Direct, &direct, (false, "forwarded.remove_all", "refused")),
-        key_event("lock", false, RequestClass::Local, &[], (true, "default:local", "default:local")),
-        key_event("unlock", false, forwarded_class, &bastion, (false, "forwarded.unlock", "timeout")),
-        key_event("bind", false, RequestClass::Poisoned, &bastion, (false, "session-bind", "bind-bad-signature")),
-        key_event("connection", false, forwarded_class, &bastion, (false, "connection-limit", "over-128-per-first-hop")),
-        key_event("connection", false, forwarded_class, &bastion, (false, "connection-limit", "over-512-forwarded")),
-        key_event("extension", false, forwarded_class, &bastion, (false, "forwarded-locked", "forwarded-locked")),
-        key_event("sign", true, forwarded_class, &bastion, (false, "forwarded-locked", "forwarded-locked")),
-        key_event("remove", true, RequestClass::Local, &[], (true, "cert-expired", "cert-expired")),
-        key_event("add", false, forwarded_class, &bastion, (false, "abandoned", "abandoned")),
+        key_event(
+            Event::List,
+            true,
+            forwarded_class,
+            &bastion,
+            (false, "hide", rule("hide")),
+        ),
+        key_event(
+            Event::Add,
+            true,
+            RequestClass::Local,
+            &[],
+            (true, "default:local", rule("default:local")),
+        ),
+        key_event(
+            Event::Add,
+            true,
+            forwarded_class,
+            &bastion,
+            (true, "forwarded.add", Reason::Confirmed),
+        ),
+        key_event(
+            Event::Remove,
+            true,
+            forwarded_class,
+            &bastion,
+            (false, "forwarded.remove", rule("forwarded.remove")),
+        ),
+        key_event(
+            Event::RemoveAll,
+            false,
+            RequestClass::Direct,
+            &direct,
+            (false, "forwarded.remove_all", Reason::Refused),
+        ),
+        key_event(
+            Event::Lock,
+            false,
+            RequestClass::Local,
+            &[],
+            (true, "default:local", rule("default:local")),
+        ),
+        key_event(
+            Event::Unlock,
+            false,
+            forwarded_class,
+            &bastion,
+            (false, "forwarded.unlock", Reason::Timeout),
+        ),
+        key_event(
+            Event::Bind,
+            false,
+            RequestClass::Poisoned,
+            &bastion,
+            (false, "session-bind", Reason::Bind(BindError::BadSignature)),
+        ),
+        key_event(
+            Event::Connection,
+            false,
+            forwarded_class,
+            &bastion,
+            (false, "connection-limit", Reason::OverPerFirstHop(128)),
+        ),
+        key_event(
+            Event::Connection,
+            false,
+            forwarded_class,
+            &bastion,
+            (false, "connection-limit", Reason::OverForwarded(512)),
+        ),
+        key_event(
+            Event::Extension,
+            false,
+            forwarded_class,
+            &bastion,
+            (false, "forwarded-locked", Reason::ForwardedLocked),
+        ),
+        key_event(
+            Event::Sign,
+            true,
+            forwarded_class,
+            &bastion,
+            (false, "forwarded-locked", Reason::ForwardedLocked),
+        ),
+        key_event(
+            Event::Remove,
+            true,
+            RequestClass::Local,
+            &[],
+            (true, "cert-expired", Reason::CertExpired),
+        ),
+        key_event(
+            Event::Add,
+            false,
+            forwarded_class,
+            &bastion,
+            (false, "abandoned", Reason::Abandoned),
+        ),
     ]);
-    for kind in ["provider-remote", "provider-not-allowed", "provider-missing"] {
-        let mut rec = key_event("add", true, forwarded_class, &bastion, (false, "provider", kind));
+    let library = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+    for refusal in [
+        ProviderRefusal::Remote(library.into()),
+        ProviderRefusal::NotAllowed(library.into()),
+        ProviderRefusal::Missing(library.into()),
+    ] {
+        let reason = Reason::Provider(refusal);
+        let mut rec = key_event(
+            Event::Add,
+            true,
+            forwarded_class,
+            &bastion,
+            (false, "provider", reason),
+        );
         rec.provider = Some("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so".into());
         out.push(rec);
     }
-    for kind in ["bind-malformed", "bind-after-auth", "bind-too-many"] {
-        out.push(key_event("bind", false, RequestClass::Poisoned, &[], (false, "session-bind", kind)));
+    for error in [
+        BindError::Malformed("short".into()),
+        BindError::AfterAuth,
+        BindError::TooMany,
+    ] {
+        let reason = Reason::Bind(error);
+        out.push(key_event(
+            Event::Bind,
+            false,
+            RequestClass::Poisoned,
+            &[],
+            (false, "session-bind", reason),
+        ));
     }
     out
 }
