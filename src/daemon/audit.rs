@@ -505,41 +505,18 @@ fn origin(record: &AuditRecord) -> (String, bool) {
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{}.{:03}Z",
-        civil_time(now.as_secs()),
-        now.subsec_millis()
-    )
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 
 /// UTC at `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (a certificate's
-/// end in `hopward status`).
+/// end in `hopward status`). A time past the year 9999, which a
+/// certificate may name, is shown as the last second that has a date.
 pub fn rfc3339_at(secs: u64) -> String {
-    format!("{}Z", civil_time(secs))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch, UTC.
-fn civil_time(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    )
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs.min(LAST_RFC3339_SECOND));
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]
@@ -550,6 +527,8 @@ mod tests {
     fn a_given_time_is_shown_in_utc() {
         assert_eq!(rfc3339_at(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_at(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339_at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_at(u64::MAX - 1), "9999-12-31T23:59:59Z");
     }
 
     #[test]
