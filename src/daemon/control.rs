@@ -394,3 +394,127 @@ pub async fn handle(agent: &Agent, body: &[u8]) -> Result<String, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The replies keep the bytes they had on the wire: an agent in a known
+    //! state, its answers compared with literal text.
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::daemon::agent::AgentOptions;
+    use crate::daemon::audit::AuditSink;
+    use crate::keys::keystore::{Constraints, Identity};
+    use crate::policy::store::PolicyStore;
+    use crate::protocol::request::{NewKey, SecretParts};
+    use crate::ssh::key::{PublicKey, PublicParts};
+    use crate::testing::fakes::Records;
+
+    const POLICY: &str = r#"
+[confirm]
+method = "command"
+command = ["/nonexistent/confirm"]
+timeout = "30s"
+[forwarded]
+brake = { hosts = 3, per = "1m" }
+[[rule]]
+name = "prod"
+via = ["prod"]
+action = "confirm"
+"#;
+
+    fn agent() -> Agent {
+        let policy = crate::policy::file::parse_str(POLICY, "test policy").unwrap();
+        let agent = Agent::new(
+            AgentOptions::new(0),
+            PolicyStore::new(None, policy),
+            Arc::new(Records::default()) as Arc<dyn AuditSink>,
+        );
+        let seed = [7u8; 32];
+        let parts = PublicParts::Ed25519(crate::ssh::key::ed25519_public(&seed));
+        let new = NewKey {
+            public: PublicKey {
+                blob: parts.blob(),
+                parts,
+                is_cert: false,
+            },
+            secret: SecretParts::Ed25519(&seed),
+            comment: "me@desk".into(),
+        };
+        let constraints = Constraints {
+            confirm: true,
+            ..Constraints::default()
+        };
+        let identity = Identity::new(&new, constraints, Instant::now()).unwrap();
+        agent.keystore.add(identity).unwrap();
+        agent
+    }
+
+    async fn ask(agent: &Agent, request: &str) -> Result<String, String> {
+        let mut body = Vec::new();
+        crate::ssh::wire::put_string(&mut body, request.as_bytes());
+        handle(agent, &body).await.map(|reply| reply.to_string())
+    }
+
+    #[tokio::test]
+    async fn status_keeps_its_bytes() {
+        let agent = agent();
+        let text = ask(&agent, r#"{"op":"status"}"#).await.unwrap();
+        let locked = if text.contains(r#""locked_in_memory":true"#) { "true" } else { "false" };
+        let text = text
+            .replace(&format!(r#""pid":{}"#, std::process::id()), r#""pid":1"#)
+            .replace(env!("CARGO_PKG_VERSION"), "V")
+            .replace(&format!(r#""locked_in_memory":{locked}"#), r#""locked_in_memory":L"#);
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"audit":null,"bind_bytes":0,"brake":{"hops":[],"hosts":3,"per":"1m"},"confirm":{"can_ask""#,
+                r#":false,"detail":"/nonexistent/confirm is not an executable file","method":"command","timeo"#,
+                r#"ut_secs":30},"connections":{},"forwarded_locked":false,"forwarded_locked_because":null,"gr"#,
+                r#"ants":[],"jumps":[],"keys":[{"certificate":null,"comment":"me@desk","confirm":true,"destin"#,
+                r#"ation_constrained":false,"expires_in":null,"fingerprint":"SHA256:z/fSv0Z0RZS+Lccbc6ZoOWwt/"#,
+                r#"fbj1VFJGSBKQbo4icE","lifetime":null,"locked_in_memory":L,"provider":null,"type":"ED25519"}"#,
+                r#"],"learned_hosts":{"count":0,"newest":[]},"locked":false,"pending_prompts":0,"pid":1,"poli"#,
+                r#"cy":{"digest":"a6dc572fe191ceafcd6b6f6cbd013f73a03a806fad5c27a04707374fcab9ebb9","file":nu"#,
+                r#"ll,"generation":0,"last_reload":"ok","reloads":0,"rules":1,"watched":null},"upstream":null"#,
+                r#","version":"V"}"#,
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_other_replies_keep_their_bytes() {
+        let agent = agent();
+        assert_eq!(ask(&agent, r#"{"op":"lock-forwarded"}"#).await.unwrap(), r#"{"cut":0}"#);
+        assert_eq!(ask(&agent, r#"{"op":"unlock-forwarded"}"#).await.unwrap(), "{}");
+        assert_eq!(ask(&agent, r#"{"op":"revoke"}"#).await.unwrap(), r#"{"revoked":0}"#);
+        assert_eq!(
+            ask(&agent, r#"{"op":"revoke","id":7}"#).await,
+            Err("there is no grant 7 (it expired, was revoked, or never existed; \
+                 hopward grants lists them)"
+                .into())
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":"learn-host","key":"AAAA"}"#).await,
+            Err("learn-host needs a name".into())
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":"learn-host","name":"h"}"#).await,
+            Err("learn-host needs a key".into())
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":"no-such-op"}"#).await,
+            Err(r#"unknown control operation Some("no-such-op")"#.into())
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":5}"#).await,
+            Err("unknown control operation None".into())
+        );
+        assert_eq!(ask(&agent, "[]").await, Err("unknown control operation None".into()));
+        assert_eq!(
+            ask(&agent, "{nope").await,
+            Err("bad control request: key must be a string at line 1 column 2".into())
+        );
+    }
+}
