@@ -383,8 +383,10 @@ pub fn render_status(v: &StatusReply, socket: &std::path::Path) -> String {
         } else {
             route.join(">")
         };
+        // The id is not padded: the width never applied to the JSON
+        // number it was formatted from, and the line keeps its bytes.
         out.push_str(&format!(
-            "  #{:<4} {} {} user {} {}, {} left (rule {})\n",
+            "  #{} {} {} user {} {}, {} left (rule {})\n",
             g.id,
             g.key,
             route,
@@ -564,6 +566,24 @@ mod tests {
     /// A status answer as the agent would send `v`.
     fn status(v: Value) -> StatusReply {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// Every line `status` can show, from one answer: the text is what
+    /// the command printed when it read the answer as untyped JSON.
+    #[test]
+    fn status_renders_as_it_always_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let reply: StatusReply = read_reply(&read("status.json")).unwrap();
+        let socket = std::path::Path::new("/run/s");
+        assert_eq!(render_status(&reply, socket), read("status.txt"));
+        let mut other = reply;
+        other.policy.last_reload = LastReload::RefusingForwarded(vec!["e1".into()]);
+        other.audit = Some(None);
+        if let Some(up) = other.upstream.as_mut() {
+            up.reachable = None;
+        }
+        assert_eq!(render_status(&other, socket), read("status-refusing.txt"));
     }
 
     #[test]
