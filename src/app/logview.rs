@@ -380,6 +380,22 @@ mod tests {
         LoggedRecord::parse(&v.to_string()).unwrap()
     }
 
+    /// Each record of the audit golden file, and records as a journal
+    /// entry or a damaged line gives them (text where numbers were,
+    /// fields of the wrong type), render as `tests/golden/log.txt`: the
+    /// lines the reader printed when it took records as untyped JSON.
+    #[test]
+    fn records_render_as_they_always_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+        let input = std::fs::read_to_string(format!("{dir}/log-input.jsonl")).unwrap();
+        let shown: Vec<String> = input
+            .lines()
+            .map(|line| render(&LoggedRecord::parse(line).unwrap()))
+            .collect();
+        let want = std::fs::read_to_string(format!("{dir}/log.txt")).unwrap();
+        assert_eq!(shown.join("\n"), want);
+    }
+
     #[test]
     fn upstream_keys_are_marked() {
         let base = serde_json::json!({
