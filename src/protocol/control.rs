@@ -377,6 +377,14 @@ mod tests {
     }
 
     #[test]
+    fn every_op_name_is_a_request() {
+        for op in ControlRequest::OPS {
+            let request = serde_json::from_str::<ControlRequest>(&format!(r#"{{"op":"{op}"}}"#));
+            assert!(request.is_ok(), "{op}: {request:?}");
+        }
+    }
+
+    #[test]
     fn an_older_agents_status_reads_with_what_it_lacks_left_out() {
         let old: StatusReply = read_reply(r#"{"pid": 7, "policy": {"last_reload": "ok"}}"#).unwrap();
         assert_eq!(old.pid, 7);
