@@ -7,9 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
 
 use crate::app::cli::{GrantsAction, GrantsArgs, LockArgs, SocketArg, StatusArgs};
+use crate::protocol::control::{
+    BrakeStatus, CertificateStatus, ControlRequest, EmptyReply, LastReload, LearnedHosts,
+    LockedReply, RevokedReply, StatusReply, read_reply,
+};
 
 /// `-a`, else `$SSH_AUTH_SOCK`, else the default socket.
 pub fn socket_path(arg: &SocketArg) -> PathBuf {
@@ -57,33 +61,40 @@ fn nobody_there(error: &std::io::Error) -> bool {
     )
 }
 
-/// Sends one control operation and returns the daemon's JSON answer.
-pub fn control(socket: &std::path::Path, op: &Value) -> Result<Value, String> {
+/// Sends one control request and returns the daemon's answer.
+pub fn control<R: DeserializeOwned>(
+    socket: &std::path::Path,
+    op: &ControlRequest,
+) -> Result<R, String> {
     control_from(socket, None, op)
 }
 
 /// [`control`], giving up after `timeout` for each read and write (ssh's
 /// `KnownHostsCommand` must not hold ssh up on a stuck agent).
-pub fn control_within(
+pub fn control_within<R: DeserializeOwned>(
     socket: &std::path::Path,
-    op: &Value,
+    op: &ControlRequest,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<R, String> {
     control_timed(socket, None, op, timeout)
 }
 
 /// [`control`]; when nothing listens there, says where `socket` came from
 /// (`from`) and how to start an agent.
-fn control_from(socket: &std::path::Path, from: Option<&str>, op: &Value) -> Result<Value, String> {
+fn control_from<R: DeserializeOwned>(
+    socket: &std::path::Path,
+    from: Option<&str>,
+    op: &ControlRequest,
+) -> Result<R, String> {
     control_timed(socket, from, op, Duration::from_secs(10))
 }
 
-fn control_timed(
+fn control_timed<R: DeserializeOwned>(
     socket: &std::path::Path,
     from: Option<&str>,
-    op: &Value,
+    op: &ControlRequest,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<R, String> {
     let fail = |e: std::io::Error| format!("cannot talk to the agent at {}: {e}", socket.display());
     let mut s = UnixStream::connect(socket).map_err(|e| match from {
         Some(from) if nobody_there(&e) => no_agent(socket, from, &e),
@@ -109,11 +120,7 @@ fn control_timed(
         Some((&crate::protocol::reply::SSH_AGENT_SUCCESS, rest)) => {
             let mut r = crate::ssh::wire::Reader::new(rest);
             let text = r.text("control reply").map_err(|e| e.to_string())?;
-            let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            match value["error"].as_str() {
-                Some(e) => Err(crate::text::clean(e, 300)),
-                None => Ok(value),
-            }
+            read_reply(text)
         }
         // The agent took the request and it failed there.
         Some((&crate::protocol::reply::SSH_AGENT_EXTENSION_FAILURE, _)) => Err(format!(
@@ -127,7 +134,7 @@ fn control_timed(
     }
 }
 
-fn run(arg: &SocketArg, op: Value) -> Result<Value, ExitCode> {
+fn run<R: DeserializeOwned>(arg: &SocketArg, op: ControlRequest) -> Result<R, ExitCode> {
     let (socket, from) = socket_choice(arg);
     control_from(&socket, Some(from), &op).map_err(|e| {
         eprintln!("hopward: {e}");
@@ -145,25 +152,18 @@ fn duration(secs: u64) -> String {
 
 /// `[forwarded] brake` as `status` shows it: the limit, then each first
 /// hop with its count, `ASKING` once past the limit.
-fn brake_line(brake: &Value) -> Option<String> {
-    if !brake.is_object() {
-        return None;
-    }
+fn brake_line(brake: Option<&BrakeStatus>) -> Option<String> {
+    let brake = brake?;
     let mut line = format!(
         "more than {} hosts per {} through one bastion are asked",
-        brake["hosts"],
-        brake["per"].as_str().unwrap_or("?")
+        brake.hosts, brake.per
     );
-    for hop in brake["hops"].as_array().into_iter().flatten() {
+    for hop in &brake.hops {
         line.push_str(&format!(
             "; {}: {} host(s){}",
-            crate::text::clean(hop["hop"].as_str().unwrap_or("?"), 64),
-            hop["hosts"],
-            if hop["engaged"] == true {
-                ", ASKING"
-            } else {
-                ""
-            }
+            crate::text::clean(&hop.hop, 64),
+            hop.hosts,
+            if hop.engaged { ", ASKING" } else { "" }
         ));
     }
     Some(line)
@@ -171,15 +171,13 @@ fn brake_line(brake: &Value) -> Option<String> {
 
 /// A certificate's expiry as `status` shows it: when it ends (UTC) and how
 /// long from now, or that it has ended and when the agent drops it.
-fn certificate_note(cert: &Value) -> Option<String> {
-    if !cert.is_object() {
-        return None;
-    }
-    let Some(before) = cert["valid_before"].as_u64() else {
+fn certificate_note(cert: Option<&CertificateStatus>) -> Option<String> {
+    let cert = cert?;
+    let Some(before) = cert.valid_before else {
         return Some("certificate valid forever".into());
     };
     let when = crate::daemon::audit::rfc3339_at(before);
-    let left = cert["expires_in"].as_i64().unwrap_or(0);
+    let left = cert.expires_in.unwrap_or(0);
     Some(if left > 0 {
         format!(
             "certificate expires {when} (in {})",
@@ -188,15 +186,16 @@ fn certificate_note(cert: &Value) -> Option<String> {
     } else {
         format!(
             "certificate EXPIRED {when}, never signs, dropped in {}",
-            duration(cert["drop_in"].as_u64().unwrap_or(0))
+            duration(cert.drop_in.unwrap_or(0))
         )
     })
 }
 
 /// What `status` says of host names learned from ssh (absent from an
 /// older daemon's answer).
-fn learned_line(learned: &Value) -> Option<String> {
-    let count = learned["count"].as_u64()?;
+fn learned_line(learned: Option<&LearnedHosts>) -> Option<String> {
+    let learned = learned?;
+    let count = learned.count;
     if count == 0 {
         return Some(
             "none learned from ssh (under hashed known_hosts, `hopward ssh-config` lets ssh \
@@ -204,16 +203,12 @@ fn learned_line(learned: &Value) -> Option<String> {
                 .into(),
         );
     }
-    let newest: Vec<String> = learned["newest"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .take(5)
-                .filter_map(|h| h["name"].as_str())
-                .map(|n| crate::text::clean(n, 64))
-                .collect()
-        })
-        .unwrap_or_default();
+    let newest: Vec<String> = learned
+        .newest
+        .iter()
+        .take(5)
+        .map(|h| crate::text::clean(&h.name, 64))
+        .collect();
     Some(format!(
         "{count} learned from ssh, each confirmed by known_hosts (newest: {})",
         newest.join(", ")
@@ -221,91 +216,79 @@ fn learned_line(learned: &Value) -> Option<String> {
 }
 
 /// Renders `status` for people.
-pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
+pub fn render_status(v: &StatusReply, socket: &std::path::Path) -> String {
     let mut out = String::new();
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let s = |v: &Option<String>| v.as_deref().unwrap_or("-").to_string();
     out.push_str(&format!(
         "hopward {} (pid {}) on {}\n",
-        s(&v["version"]),
-        v["pid"],
+        v.version,
+        v.pid,
         socket.display()
     ));
     out.push_str(&format!(
         "agent:       {}; forwarded use {}\n",
-        if v["locked"] == true {
-            "LOCKED"
-        } else {
-            "unlocked"
-        },
-        if v["forwarded_locked"] == true {
+        if v.locked { "LOCKED" } else { "unlocked" },
+        if v.forwarded_locked {
             format!(
                 "LOCKED ({}; undo with hopward unlock --forwarded)",
-                v["forwarded_locked_because"].as_str().unwrap_or("?")
+                v.forwarded_locked_because.as_deref().unwrap_or("?")
             )
         } else {
             "allowed by policy".to_string()
         }
     ));
-    let p = &v["policy"];
-    let joined = |errors: &Value| {
+    let p = &v.policy;
+    let joined = |errors: &[String]| {
         errors
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| crate::text::clean(e.as_str().unwrap_or(""), 300))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default()
+            .iter()
+            .map(|e| crate::text::clean(e, 300))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    let reload = match &p["last_reload"] {
-        Value::String(ok) => ok.clone(),
-        other if other["refusing_forwarded"].is_array() => format!(
+    let reload = match &p.last_reload {
+        LastReload::Ok => "ok".to_string(),
+        LastReload::RefusingForwarded(errors) => format!(
             "FAILED, no good policy loaded since start: local use is served as the built-in \
              policy does and everything forwarded is REFUSED until the file is fixed: {}",
-            joined(&other["refusing_forwarded"])
+            joined(errors)
         ),
-        other => format!(
-            "FAILED, keeping the last good policy: {}",
-            joined(&other["kept_last_good_policy"])
-        ),
+        LastReload::KeptLastGoodPolicy(errors) => {
+            format!("FAILED, keeping the last good policy: {}", joined(errors))
+        }
     };
-    let file = match (p["file"].as_str(), p["watched"].as_str()) {
-        (Some(file), _) => file.to_string(),
+    let file = match (&p.file, &p.watched) {
+        (Some(file), _) => file.clone(),
         (None, Some(watched)) => format!("built-in (no {watched} yet; it is read once written)"),
         (None, None) => "built-in".to_string(),
     };
     // An agent from before the counts has no reloads field.
-    let reloads = match (p["reloads"].as_u64(), p["generation"].as_u64()) {
+    let reloads = match (p.reloads, p.generation) {
         (Some(1), Some(changed)) => format!(", 1 reload ({changed} changed it)"),
         (Some(n), Some(changed)) => format!(", {n} reloads ({changed} changed it)"),
         _ => String::new(),
     };
     out.push_str(&format!(
         "policy:      {} ({} rules), last reload {}{}\n",
-        file, p["rules"], reload, reloads
+        file, p.rules, reload, reloads
     ));
-    let c = &v["confirm"];
+    let c = &v.confirm;
     out.push_str(&format!(
         "confirm:     {}, {} ({}), timeout {}s\n",
-        s(&c["method"]),
-        if c["can_ask"] == true {
+        c.method,
+        if c.can_ask {
             "can ask"
         } else {
             "CANNOT ask, confirm decisions are denied"
         },
-        s(&c["detail"]),
-        c["timeout_secs"]
+        c.detail,
+        c.timeout_secs
     ));
-    let conns = v["connections"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let conns = v
+        .connections
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     out.push_str(&format!(
         "connections: {}\n",
         if conns.is_empty() {
@@ -314,36 +297,35 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
             conns
         }
     ));
-    if let Some(line) = brake_line(&v["brake"]) {
+    if let Some(line) = brake_line(v.brake.as_ref()) {
         out.push_str(&format!("brake:       {line}\n"));
     }
-    out.push_str(&format!("prompts:     {} pending\n", v["pending_prompts"]));
-    if let Some(line) = learned_line(&v["learned_hosts"]) {
+    out.push_str(&format!("prompts:     {} pending\n", v.pending_prompts));
+    if let Some(line) = learned_line(v.learned_hosts.as_ref()) {
         out.push_str(&format!("host names:  {line}\n"));
     }
     if let Some(line) = audit_line(v) {
         out.push_str(&format!("audit:       {line}\n"));
     }
-    let keys = v["keys"].as_array().cloned().unwrap_or_default();
-    out.push_str(&format!("keys ({}):\n", keys.len()));
-    for k in &keys {
+    out.push_str(&format!("keys ({}):\n", v.keys.len()));
+    for k in &v.keys {
         let mut notes = Vec::new();
-        if k["confirm"] == true {
+        if k.confirm {
             notes.push("confirm (ssh-add -c)".to_string());
         }
-        if k["destination_constrained"] == true {
+        if k.destination_constrained {
             notes.push("destination-constrained (ssh-add -h)".to_string());
         }
-        if let Some(left) = k["expires_in"].as_u64() {
+        if let Some(left) = k.expires_in {
             notes.push(format!("{} left", duration(left)));
         }
-        if let Some(note) = certificate_note(&k["certificate"]) {
+        if let Some(note) = certificate_note(k.certificate.as_ref()) {
             notes.push(note);
         }
-        if k["locked_in_memory"] == false {
+        if !k.locked_in_memory {
             notes.push("not locked in memory (may reach swap)".to_string());
         }
-        if let Some(provider) = k["provider"].as_str() {
+        if let Some(provider) = &k.provider {
             notes.push(format!(
                 "on a token via {}",
                 crate::text::clean(provider, 80)
@@ -351,37 +333,35 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
         }
         out.push_str(&format!(
             "  {:<20} {:<50} {:<14} {}\n",
-            crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
-            s(&k["fingerprint"]),
-            s(&k["type"]),
+            crate::text::clean(&k.comment, 20),
+            k.fingerprint,
+            k.key_type,
             notes.join(", ")
         ));
     }
-    let up = &v["upstream"];
-    if up.is_object() {
-        let state = match up["reachable"].as_bool() {
+    if let Some(up) = &v.upstream {
+        let state = match up.reachable {
             Some(true) => "reachable".to_string(),
-            Some(false) => format!("UNREACHABLE ({})", s(&up["error"])),
+            Some(false) => format!("UNREACHABLE ({})", s(&up.error)),
             None => "not asked yet".to_string(),
         };
-        let ukeys = up["keys"].as_array().cloned().unwrap_or_default();
         out.push_str(&format!(
             "upstream:    {}, {state}\n",
-            crate::text::clean(&s(&up["socket"]), 200)
+            crate::text::clean(&up.socket, 200)
         ));
-        if up["session_bind"] == false {
+        if up.session_bind == Some(false) {
             out.push_str(
                 "             it knows no session-bind: only hopward's policy restricts its keys\n",
             );
         }
-        out.push_str(&format!("upstream keys ({}):\n", ukeys.len()));
-        for k in &ukeys {
+        out.push_str(&format!("upstream keys ({}):\n", up.keys.len()));
+        for k in &up.keys {
             out.push_str(&format!(
                 "  {:<20} {:<50} {:<14} {}\n",
-                crate::text::clean(k["comment"].as_str().unwrap_or(""), 20),
-                s(&k["fingerprint"]),
-                crate::text::clean(&s(&k["type"]), 40),
-                if k["shadowed"] == true {
+                crate::text::clean(&k.comment, 20),
+                k.fingerprint,
+                crate::text::clean(&k.key_type, 40),
+                if k.shadowed {
                     "upstream, also held by hopward (hopward signs)"
                 } else {
                     "upstream"
@@ -391,28 +371,29 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
     }
     // Before the grants: `hopward grants` prints what follows them.
     jumps_lines(v, &mut out);
-    let grants = v["grants"].as_array().cloned().unwrap_or_default();
-    out.push_str(&format!("grants ({}):\n", grants.len()));
-    for g in &grants {
+    out.push_str(&format!("grants ({}):\n", v.grants.len()));
+    for g in &v.grants {
+        let route = if g.hosts.is_empty() {
+            &g.chain
+        } else {
+            &g.hosts
+        };
+        let route = if route.is_empty() {
+            "(local)".to_string()
+        } else {
+            route.join(">")
+        };
+        // The id is not padded: the width never applied to the JSON
+        // number it was formatted from, and the line keeps its bytes.
         out.push_str(&format!(
-            "  #{:<4} {} {} user {} {}, {} left (rule {})\n",
-            g["id"],
-            s(&g["key"]),
-            g["hosts"]
-                .as_array()
-                .filter(|h| !h.is_empty())
-                .or(g["chain"].as_array())
-                .map(|c| c
-                    .iter()
-                    .map(|h| h.as_str().unwrap_or("?"))
-                    .collect::<Vec<_>>()
-                    .join(">"))
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| "(local)".to_string()),
-            g["user"].as_str().unwrap_or("-"),
-            s(&g["purpose"]),
-            duration(g["expires_in"].as_u64().unwrap_or(0)),
-            s(&g["rule"])
+            "  #{} {} {} user {} {}, {} left (rule {})\n",
+            g.id,
+            g.key,
+            route,
+            g.user.as_deref().unwrap_or("-"),
+            g.purpose,
+            duration(g.expires_in),
+            g.rule
         ));
     }
     out
@@ -420,79 +401,66 @@ pub fn render_status(v: &Value, socket: &std::path::Path) -> String {
 
 /// The jump binds of `status`: each remembered login of a local ssh
 /// process that its parent's next login may tunnel through (ProxyJump).
-fn jumps_lines(v: &Value, out: &mut String) {
-    let Some(jumps) = v["jumps"].as_array() else {
+fn jumps_lines(v: &StatusReply, out: &mut String) {
+    let Some(jumps) = &v.jumps else {
         return; // an agent from before jump routes
     };
-    out.push_str(&format!(
-        "jump hosts ({}):
-",
-        jumps.len()
-    ));
+    out.push_str(&format!("jump hosts ({}):\n", jumps.len()));
     for j in jumps {
-        let route: Vec<String> = j["route"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .map(|h| crate::text::clean(h.as_str().unwrap_or("?"), 64))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let route: Vec<String> = j.route.iter().map(|h| crate::text::clean(h, 64)).collect();
         out.push_str(&format!(
             "  ssh pid {}: {} (jump), bound {}s ago\n",
-            j["pid"],
+            j.pid,
             route.join(" (jump) > "),
-            j["age_secs"]
+            j.age_secs
         ));
     }
 }
 
 /// The audit line of `status`: where it writes, and whether it does.
 /// `None` for an agent from before audit health was reported.
-fn audit_line(v: &Value) -> Option<String> {
-    let a = v.get("audit")?;
-    if a.is_null() {
+fn audit_line(v: &StatusReply) -> Option<String> {
+    let Some(a) = v.audit.as_ref()? else {
         return Some("no audit file: decisions reach the daemon log only".into());
-    }
-    let n = |k: &str| a[k].as_u64().unwrap_or(0);
-    let file = crate::text::clean(a["file"].as_str().unwrap_or("?"), 200);
+    };
+    let file = crate::text::clean(&a.file, 200);
+    let last_error = || crate::text::clean(a.last_error.as_deref().unwrap_or("?"), 200);
     let mut notes = Vec::new();
-    if a["writing"] == false {
+    if !a.writing {
         notes.push(format!(
             "WRITE FAILING since {}: {} ({} records waiting)",
-            a["last_error_at"].as_str().unwrap_or("?"),
-            crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200),
-            n("waiting_records")
+            a.last_error_at.as_deref().unwrap_or("?"),
+            last_error(),
+            a.waiting_records
         ));
-    } else if n("write_errors") > 0 {
+    } else if a.write_errors > 0 {
         notes.push(format!(
             "{} failed writes in {} episodes, writing again since {} (last error: {})",
-            n("write_errors"),
-            n("error_episodes"),
-            a["recovered_at"].as_str().unwrap_or("?"),
-            crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200),
+            a.write_errors,
+            a.error_episodes,
+            a.recovered_at.as_deref().unwrap_or("?"),
+            last_error(),
         ));
     }
-    if n("lost_records") > 0 {
+    if a.lost_records > 0 {
         notes.push(format!(
             "{} RECORDS LOST (the disk could not take them)",
-            n("lost_records")
+            a.lost_records
         ));
     }
-    if n("reopened") > 0 {
+    if a.reopened > 0 {
         notes.push(format!(
             "reopened {} times after a rename, delete or truncation",
-            n("reopened")
+            a.reopened
         ));
     }
-    if n("coalesced_refusals") > 0 {
+    if a.coalesced_refusals > 0 {
         notes.push(format!(
             "{} refusals coalesced ({} not yet written)",
-            n("coalesced_refusals"),
-            n("held_refusals")
+            a.coalesced_refusals, a.held_refusals
         ));
     }
-    let state = if a["writing"] == false || n("lost_records") > 0 {
+    let state = if !a.writing || a.lost_records > 0 {
         "PROBLEM"
     } else {
         "ok"
@@ -505,11 +473,17 @@ fn audit_line(v: &Value) -> Option<String> {
 }
 
 pub fn status(args: &StatusArgs) -> ExitCode {
-    match run(&args.socket, json!({ "op": "status" })) {
-        Ok(v) if args.json => {
-            println!("{v:#}");
-            ExitCode::SUCCESS
-        }
+    if args.json {
+        // The agent's own answer, every field of it, as it sent it.
+        return match run::<serde_json::Value>(&args.socket, ControlRequest::Status) {
+            Ok(v) => {
+                println!("{v:#}");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        };
+    }
+    match run::<StatusReply>(&args.socket, ControlRequest::Status) {
         Ok(v) => {
             print!("{}", render_status(&v, &socket_path(&args.socket)));
             ExitCode::SUCCESS
@@ -528,20 +502,20 @@ pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let op = if lock {
-        "lock-forwarded"
-    } else {
-        "unlock-forwarded"
-    };
-    match run(&args.socket, json!({ "op": op })) {
-        Ok(v) if lock => {
-            println!(
-                "forwarded use locked: {} forwarded connections cut, approvals dropped",
-                v["cut"]
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(_) => {
+    if lock {
+        return match run::<LockedReply>(&args.socket, ControlRequest::LockForwarded) {
+            Ok(v) => {
+                println!(
+                    "forwarded use locked: {} forwarded connections cut, approvals dropped",
+                    v.cut
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        };
+    }
+    match run::<EmptyReply>(&args.socket, ControlRequest::UnlockForwarded) {
+        Ok(EmptyReply {}) => {
             println!("forwarded use unlocked");
             ExitCode::SUCCESS
         }
@@ -551,12 +525,22 @@ pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
 
 pub fn grants(args: &GrantsArgs) -> ExitCode {
     let op = match &args.action {
-        None => json!({ "op": "status" }),
-        Some(GrantsAction::Revoke { id: Some(id), .. }) => json!({ "op": "revoke", "id": id }),
+        None => {
+            return match run::<StatusReply>(&args.socket, ControlRequest::Status) {
+                Ok(v) => {
+                    let text = render_status(&v, &socket_path(&args.socket));
+                    let grants = text.split("grants (").nth(1).unwrap_or("0):\n");
+                    print!("grants ({grants}");
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        Some(GrantsAction::Revoke { id: Some(id), .. }) => ControlRequest::Revoke { id: Some(*id) },
         Some(GrantsAction::Revoke {
             id: None,
             all: true,
-        }) => json!({ "op": "revoke" }),
+        }) => ControlRequest::Revoke { id: None },
         Some(GrantsAction::Revoke {
             id: None,
             all: false,
@@ -565,15 +549,9 @@ pub fn grants(args: &GrantsArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&args.socket, op) {
-        Ok(v) if args.action.is_none() => {
-            let text = render_status(&v, &socket_path(&args.socket));
-            let grants = text.split("grants (").nth(1).unwrap_or("0):\n");
-            print!("grants ({grants}");
-            ExitCode::SUCCESS
-        }
+    match run::<RevokedReply>(&args.socket, op) {
         Ok(v) => {
-            println!("revoked {}", v["revoked"]);
+            println!("revoked {}", v.revoked);
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -583,6 +561,30 @@ pub fn grants(args: &GrantsArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    /// A status answer as the agent would send `v`.
+    fn status(v: Value) -> StatusReply {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Every line `status` can show, from one answer: the text is what
+    /// the command printed when it read the answer as untyped JSON.
+    #[test]
+    fn status_renders_as_it_always_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let reply: StatusReply = read_reply(&read("status.json")).unwrap();
+        let socket = std::path::Path::new("/run/s");
+        assert_eq!(render_status(&reply, socket), read("status.txt"));
+        let mut other = reply;
+        other.policy.last_reload = LastReload::RefusingForwarded(vec!["e1".into()]);
+        other.audit = Some(None);
+        if let Some(up) = other.upstream.as_mut() {
+            up.reachable = None;
+        }
+        assert_eq!(render_status(&other, socket), read("status-refusing.txt"));
+    }
 
     #[test]
     fn jump_hosts_are_listed_before_the_grants() {
@@ -591,32 +593,32 @@ mod tests {
             "grants": [],
         });
         let mut out = String::new();
-        jumps_lines(&v, &mut out);
+        jumps_lines(&status(v), &mut out);
         assert_eq!(
             out,
             "jump hosts (1):\n  ssh pid 42: a (jump) > b\\u{1b} (jump), bound 3s ago\n"
         );
         let mut old = String::new();
-        jumps_lines(&json!({}), &mut old);
+        jumps_lines(&status(json!({})), &mut old);
         assert_eq!(old, "", "an agent from before");
     }
 
     #[test]
     fn the_audit_line_says_what_is_wrong_and_escapes_what_it_quotes() {
-        assert_eq!(audit_line(&json!({})), None, "an agent from before");
+        assert_eq!(audit_line(&status(json!({}))), None, "an agent from before");
         assert!(
-            audit_line(&json!({ "audit": null }))
+            audit_line(&status(json!({ "audit": null })))
                 .unwrap()
                 .starts_with("no audit file")
         );
-        let healthy = json!({ "audit": { "file": "/s/audit.jsonl", "writing": true } });
+        let healthy = status(json!({ "audit": { "file": "/s/audit.jsonl", "writing": true } }));
         assert_eq!(audit_line(&healthy).unwrap(), "/s/audit.jsonl, ok");
-        let failing = json!({ "audit": {
+        let failing = status(json!({ "audit": {
             "file": "/s/audit.jsonl", "writing": false, "write_errors": 3,
             "error_episodes": 1, "lost_records": 2, "waiting_records": 7,
             "last_error": "No space left on device\u{1b}[2J",
             "last_error_at": "2026-12-07T01:00:00.000Z",
-        } });
+        } }));
         let line = audit_line(&failing).unwrap();
         assert!(line.contains("PROBLEM"), "{line}");
         assert!(

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::app::cli::DoctorArgs;
 use crate::app::other_agents;
+use crate::protocol::control::ControlRequest;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -81,7 +82,7 @@ pub fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
         .socket
         .clone()
         .unwrap_or_else(crate::paths::default_socket);
-    let status = crate::app::client::control(&socket, &json!({ "op": "status" }));
+    let status = crate::app::client::control::<Value>(&socket, &ControlRequest::Status);
     let mut out = vec![agent_finding(&socket, &status)];
     out.push(auth_sock_finding(&socket));
     out.push(other_agents_finding(&status));
@@ -138,7 +139,7 @@ fn auth_sock_finding(socket: &Path) -> Finding {
     if same {
         return Finding::ok("ssh-auth-sock", format!("points at {}", env.display()));
     }
-    match crate::app::client::control(&env, &json!({ "op": "status" })) {
+    match crate::app::client::control::<Value>(&env, &ControlRequest::Status) {
         Ok(v) => Finding::ok(
             "ssh-auth-sock",
             format!(

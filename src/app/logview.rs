@@ -6,9 +6,97 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::app::cli::LogArgs;
+
+/// An audit record as the reader takes it back: the fields `hopward log`
+/// shows or filters on, as the file holds them (text that was shaped
+/// stays as written; an event, decision or reason this build does not
+/// know is shown all the same). A field of another type than expected,
+/// as a journal entry gives them, reads as missing; the record is still
+/// shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LoggedRecord {
+    #[serde(deserialize_with = "lenient")]
+    pub ts: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub event: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub decision: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub reason: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub rule: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub purpose: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub key: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub comment: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub user: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub upstream: Option<bool>,
+    #[serde(deserialize_with = "lenient")]
+    pub chain: Option<Vec<LoggedHop>>,
+    #[serde(deserialize_with = "lenient")]
+    pub coalesced: Option<Coalesced>,
+}
+
+/// One hop of a record's chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LoggedHop {
+    #[serde(deserialize_with = "lenient")]
+    pub names: Option<Vec<String>>,
+    #[serde(deserialize_with = "lenient")]
+    pub fingerprint: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub hashed: Option<bool>,
+    #[serde(deserialize_with = "lenient")]
+    pub jump: Option<bool>,
+}
+
+/// Refusals counted into one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Coalesced {
+    #[serde(deserialize_with = "lenient")]
+    pub count: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub first: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub last: Option<String>,
+}
+
+/// A field of the type expected, else none (null, or another type).
+fn lenient<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Or<T> {
+        This(T),
+        Other(IgnoredAny),
+    }
+    Ok(match Or::<T>::deserialize(d)? {
+        Or::This(t) => Some(t),
+        Or::Other(_) => None,
+    })
+}
+
+impl LoggedRecord {
+    /// A line of the audit file, if it is a JSON object.
+    fn parse(line: &str) -> Option<LoggedRecord> {
+        serde_json::from_str(line).ok()
+    }
+
+    fn hops(&self) -> &[LoggedHop] {
+        self.chain.as_deref().unwrap_or_default()
+    }
+}
 
 fn audit_path(args: &LogArgs) -> Option<PathBuf> {
     if let Some(f) = &args.file {
@@ -21,32 +109,35 @@ fn audit_path(args: &LogArgs) -> Option<PathBuf> {
         .or_else(crate::daemon::audit::default_path)
 }
 
-fn chain_text(v: &Value) -> String {
-    let hops = v["chain"].as_array().cloned().unwrap_or_default();
+fn chain_text(v: &LoggedRecord) -> String {
+    let hops = v.hops();
     if hops.is_empty() {
         return "(local)".into();
     }
     hops.iter()
         .map(|h| {
-            let name = h["names"][0]
-                .as_str()
-                .map(str::to_string)
+            let name = h
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .cloned()
                 .unwrap_or_else(|| {
-                    let fingerprint: String = h["fingerprint"]
-                        .as_str()
+                    let fingerprint: String = h
+                        .fingerprint
+                        .as_deref()
                         .unwrap_or("?")
                         .chars()
                         .take(15)
                         .collect();
                     // On a hashed known_hosts line: known, name not learned.
-                    if h["hashed"] == true {
+                    if h.hashed == Some(true) {
                         format!("{fingerprint}(hashed)")
                     } else {
                         fingerprint
                     }
                 });
             // A jump host (ProxyJump) is a route, not a bind: say so.
-            if h["jump"] == true {
+            if h.jump == Some(true) {
                 format!("{name} (jump)")
             } else {
                 name
@@ -56,59 +147,62 @@ fn chain_text(v: &Value) -> String {
         .join(">")
 }
 
-fn keep(args: &LogArgs, v: &Value) -> bool {
-    let s = |k: &str| v[k].as_str().unwrap_or("");
-    args.decision.as_deref().is_none_or(|d| s("decision") == d)
+fn keep(args: &LogArgs, v: &LoggedRecord) -> bool {
+    let s = |f: &Option<String>| f.as_deref().unwrap_or("").to_string();
+    args.decision.as_deref().is_none_or(|d| s(&v.decision) == d)
         && args
             .key
             .as_deref()
-            .is_none_or(|k| s("key").contains(k) || s("comment").contains(k))
+            .is_none_or(|k| s(&v.key).contains(k) || s(&v.comment).contains(k))
         && args.host.as_deref().is_none_or(|h| {
-            v["chain"].as_array().is_some_and(|hops| {
+            v.chain.as_ref().is_some_and(|hops| {
                 hops.iter().any(|hop| {
-                    hop["fingerprint"].as_str().is_some_and(|f| f.contains(h))
-                        || hop["names"].as_array().is_some_and(|n| {
-                            n.iter().any(|n| n.as_str().is_some_and(|n| n.contains(h)))
-                        })
+                    hop.fingerprint.as_deref().is_some_and(|f| f.contains(h))
+                        || hop
+                            .names
+                            .as_ref()
+                            .is_some_and(|n| n.iter().any(|n| n.contains(h)))
                 })
             })
         })
 }
 
 /// One aligned line. Times are the log's own, in UTC, and say so.
-pub fn render(v: &Value) -> String {
-    let s = |k: &str| crate::text::clean(v[k].as_str().unwrap_or("-"), 40);
-    let ts = v["ts"].as_str().unwrap_or("");
+pub fn render(v: &LoggedRecord) -> String {
+    let s = |f: &Option<String>| crate::text::clean(f.as_deref().unwrap_or("-"), 40);
+    let ts = v.ts.as_deref().unwrap_or("");
     let when = match (ts.get(0..19), ts.ends_with('Z')) {
         (Some(t), true) => format!("{} UTC", t.replace('T', " ")),
         _ => crate::text::clean(ts, 23),
     };
-    let key = v["comment"]
-        .as_str()
+    let key = v
+        .comment
+        .as_ref()
         .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| s("key"));
+        .cloned()
+        .unwrap_or_else(|| s(&v.key));
     let mut line = format!(
         "{when:<23}  {:<10} {:<5}  {:<28} {:<28} {:<7} {:<18} {:<36} {}",
-        s("event"),
-        s("decision"),
-        crate::text::clean(&s("reason"), 28),
-        crate::text::clean(&s("rule"), 28),
-        s("purpose"),
+        s(&v.event),
+        s(&v.decision),
+        crate::text::clean(&s(&v.reason), 28),
+        crate::text::clean(&s(&v.rule), 28),
+        s(&v.purpose),
         crate::text::clean(&key, 18),
         crate::text::clean(&chain_text(v), 36),
-        crate::text::clean(v["user"].as_str().unwrap_or("-"), 32),
+        crate::text::clean(v.user.as_deref().unwrap_or("-"), 32),
     );
-    if v["upstream"] == true {
+    if v.upstream == Some(true) {
         line.push_str("  (upstream key)");
     }
-    if let Some(count) = v["coalesced"]["count"].as_u64() {
-        let c = &v["coalesced"];
-        line.push_str(&format!(
-            "  (x{count} like it, {} to {})",
-            crate::text::clean(c["first"].as_str().unwrap_or("?"), 24),
-            crate::text::clean(c["last"].as_str().unwrap_or("?"), 24)
-        ));
+    if let Some(c) = &v.coalesced {
+        if let Some(count) = c.count {
+            line.push_str(&format!(
+                "  (x{count} like it, {} to {})",
+                crate::text::clean(c.first.as_deref().unwrap_or("?"), 24),
+                crate::text::clean(c.last.as_deref().unwrap_or("?"), 24)
+            ));
+        }
     }
     line
 }
@@ -149,7 +243,7 @@ pub fn run(args: &LogArgs) -> ExitCode {
     };
     let mut reader = std::io::BufReader::new(file);
     let print = |line: &str| {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
+        let Some(v) = LoggedRecord::parse(line) else {
             return;
         };
         if keep(args, &v) {
@@ -163,7 +257,7 @@ pub fn run(args: &LogArgs) -> ExitCode {
     let mut recent: std::collections::VecDeque<String> = Default::default();
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap_or(0) > 0 {
-        if serde_json::from_str::<Value>(&line).is_ok_and(|v| keep(args, &v)) {
+        if LoggedRecord::parse(&line).is_some_and(|v| keep(args, &v)) {
             recent.push_back(line.clone());
             if recent.len() > args.lines {
                 recent.pop_front();
@@ -229,26 +323,30 @@ fn run_journal(args: &LogArgs) -> ExitCode {
     let Some(out) = child.stdout.take() else {
         return ExitCode::FAILURE;
     };
-    let show = |v: &Value| {
+    let show = |(v, record): &(Value, LoggedRecord)| {
         if args.json {
             println!("{v}");
         } else {
-            println!("{}", render(v));
+            println!("{}", render(record));
         }
     };
     if !args.json {
         println!("{HEADER}");
     }
-    let mut recent: std::collections::VecDeque<Value> = Default::default();
+    let mut recent: std::collections::VecDeque<(Value, LoggedRecord)> = Default::default();
     for line in std::io::BufReader::new(out).lines() {
         let Ok(line) = line else { break };
         let Ok(entry) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
         let v = journal::record_from_entry(&entry);
-        if !keep(args, &v) {
+        let Ok(record) = LoggedRecord::deserialize(&v) else {
+            continue;
+        };
+        if !keep(args, &record) {
             continue;
         }
+        let v = (v, record);
         if args.follow {
             show(&v);
             let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -277,16 +375,41 @@ fn run_journal(args: &LogArgs) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// A record as a line of the file holding `v`.
+    fn read(v: &Value) -> LoggedRecord {
+        LoggedRecord::parse(&v.to_string()).unwrap()
+    }
+
+    /// Each record of the audit golden file, and records as a journal
+    /// entry or a damaged line gives them (text where numbers were,
+    /// fields of the wrong type), render as `tests/golden/log.txt`: the
+    /// lines the reader printed when it took records as untyped JSON.
+    #[test]
+    fn records_render_as_they_always_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+        let input = std::fs::read_to_string(format!("{dir}/log-input.jsonl")).unwrap();
+        let shown: Vec<String> = input
+            .lines()
+            .map(|line| render(&LoggedRecord::parse(line).unwrap()))
+            .collect();
+        let want = std::fs::read_to_string(format!("{dir}/log.txt")).unwrap();
+        assert_eq!(shown.join("\n"), want);
+    }
+
     #[test]
     fn upstream_keys_are_marked() {
         let base = serde_json::json!({
             "ts": "2026-12-03T09:00:00.000Z", "event": "sign", "decision": "allow",
             "reason": "default:local", "comment": "work", "chain": [], "user": "me",
         });
-        assert!(!render(&base).contains("upstream"));
+        assert!(!render(&read(&base)).contains("upstream"));
         let mut up = base.clone();
         up["upstream"] = serde_json::json!(true);
-        assert!(render(&up).ends_with("(upstream key)"), "{}", render(&up));
+        assert!(
+            render(&read(&up)).ends_with("(upstream key)"),
+            "{}",
+            render(&read(&up))
+        );
     }
 
     #[test]
@@ -299,7 +422,11 @@ mod tests {
                 { "names": ["prod"], "fingerprint": "SHA256:p", "forwarded": false },
             ],
         });
-        assert!(render(&v).contains("bastion (jump)>prod"), "{}", render(&v));
+        assert!(
+            render(&read(&v)).contains("bastion (jump)>prod"),
+            "{}",
+            render(&read(&v))
+        );
     }
 
     #[test]
@@ -310,7 +437,7 @@ mod tests {
             "coalesced": { "count": 90, "first": "2026-12-03T09:00:00.100Z",
                            "last": "2026-12-03T09:00:01.200Z" },
         });
-        let line = render(&v);
+        let line = render(&read(&v));
         assert!(
             line.contains("(x90 like it, 2026-12-03T09:00:00.100Z to 2026-12-03T09:00:01.200Z)"),
             "{line}"
@@ -327,6 +454,6 @@ mod tests {
                 { "names": [], "fingerprint": "SHA256:abcdefghijklmnop", "forwarded": false, "hashed": true },
             ],
         });
-        assert_eq!(chain_text(&v), "bastion>SHA256:abcdefgh(hashed)");
+        assert_eq!(chain_text(&read(&v)), "bastion>SHA256:abcdefgh(hashed)");
     }
 }

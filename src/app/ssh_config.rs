@@ -101,9 +101,16 @@ pub fn learn_host_main(args: &[OsString]) -> ExitCode {
     if !matches!(*invocation, "HOSTNAME" | "ADDRESS") || *key == "NONE" {
         return ExitCode::SUCCESS;
     }
-    let op = serde_json::json!({ "op": "learn-host", "name": name, "key": key });
+    let op = crate::protocol::control::ControlRequest::LearnHost {
+        name: Some(name.to_string()),
+        key: Some(key.to_string()),
+    };
     // Refused, not learned, or no agent: ssh goes on as it would without.
-    let _ = crate::app::client::control_within(&socket, &op, REPORT_TIMEOUT);
+    let _ = crate::app::client::control_within::<crate::protocol::control::LearnedReply>(
+        &socket,
+        &op,
+        REPORT_TIMEOUT,
+    );
     ExitCode::SUCCESS
 }
 

@@ -13,7 +13,10 @@
 mod coalesce;
 mod file;
 pub mod journal;
+mod outcome;
 mod shape;
+#[cfg(test)]
+mod golden_tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
@@ -24,8 +27,9 @@ use serde::Serialize;
 use coalesce::{Coalescer, Offer};
 pub use file::Health;
 use file::{AuditFile, Line};
+pub use outcome::{Decision, Event, Reason};
 
-use crate::trust::context::{HopView, RequestContext};
+use crate::trust::context::{HopView, RequestClass, RequestContext};
 use crate::trust::peer::Peer;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -92,14 +96,15 @@ impl From<&Peer> for AuditPeer {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
     pub ts: String,
-    pub event: &'static str,
+    pub event: Event,
     pub key: Option<String>,
     pub comment: Option<String>,
-    pub decision: &'static str,
+    pub decision: Decision,
     /// The rule that decided, or `default:<class>`, or `forwarded.<op>`.
     pub rule: String,
-    pub reason: String,
-    pub class: &'static str,
+    pub reason: Reason,
+    #[serde(serialize_with = "outcome::serialize_class")]
+    pub class: RequestClass,
     pub chain: Vec<AuditHop>,
     /// For a sign request: `verified` (a login that belongs to the last
     /// bind; its host is the last hop), `unverified:<why>`, or `none`.
@@ -144,16 +149,16 @@ impl From<&crate::policy::brake::Burst> for AuditBrake {
 
 impl AuditRecord {
     /// A record for a sign request.
-    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: &str, conn: u64) -> Self {
+    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason, conn: u64) -> Self {
         AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some(ctx.key_fingerprint.clone()),
             comment: Some(ctx.key_comment.clone()),
-            decision: if allowed { "allow" } else { "deny" },
+            decision: Decision::of(allowed),
             rule: rule.to_string(),
-            reason: reason.to_string(),
-            class: ctx.class.as_str(),
+            reason,
+            class: ctx.class,
             chain: AuditHop::route(ctx),
             destination: Some(ctx.destination.label()),
             user: ctx.user.clone(),
@@ -172,9 +177,9 @@ impl AuditRecord {
     /// A record for a key event (`list`, `add`, `remove`, `lock` ...) on a
     /// connection; the decision is filled in with [`AuditRecord::decided`].
     pub fn key_event(
-        event: &'static str,
+        event: Event,
         key: Option<(&str, &str)>,
-        class: crate::trust::context::RequestClass,
+        class: RequestClass,
         hops: &[HopView],
         peer: &Peer,
         conn: u64,
@@ -184,10 +189,10 @@ impl AuditRecord {
             event,
             key: key.map(|(fp, _)| fp.to_string()),
             comment: key.map(|(_, c)| c.to_string()),
-            decision: "deny",
+            decision: Decision::Deny,
             rule: String::new(),
-            reason: String::new(),
-            class: class.as_str(),
+            reason: Reason::Abandoned,
+            class,
             chain: hops.iter().map(AuditHop::from).collect(),
             destination: None,
             user: None,
@@ -201,10 +206,10 @@ impl AuditRecord {
         }
     }
 
-    pub fn decided(mut self, allowed: bool, rule: &str, reason: &str) -> Self {
-        self.decision = if allowed { "allow" } else { "deny" };
+    pub fn decided(mut self, allowed: bool, rule: &str, reason: Reason) -> Self {
+        self.decision = Decision::of(allowed);
         self.rule = rule.to_string();
-        self.reason = reason.to_string();
+        self.reason = reason;
         self
     }
 }
@@ -227,8 +232,8 @@ pub struct LogOnly;
 
 impl AuditSink for LogOnly {
     fn record(&self, record: AuditRecord) {
-        let reason = crate::text::clean(&record.reason, shape::MAX_OWN_CHARS);
-        tracing::info!(event = record.event, decision = record.decision, reason = %reason, "audit");
+        let reason = crate::text::clean(&record.reason.to_string(), shape::MAX_OWN_CHARS);
+        tracing::info!(event = record.event.as_str(), decision = record.decision.as_str(), reason = %reason, "audit");
     }
 }
 
@@ -381,7 +386,7 @@ impl Writer {
     /// Shapes `record` and queues it, or counts it into its origin's
     /// coalesced record.
     fn take(&mut self, record: &AuditRecord, now: Instant) {
-        let refusal = record.decision == "deny";
+        let refusal = record.decision == Decision::Deny;
         if !refusal {
             // The hot path: most records are already in shape.
             if let Ok(line) = serde_json::to_vec(record) {
@@ -500,41 +505,18 @@ fn origin(record: &AuditRecord) -> (String, bool) {
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{}.{:03}Z",
-        civil_time(now.as_secs()),
-        now.subsec_millis()
-    )
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 
 /// UTC at `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (a certificate's
-/// end in `hopward status`).
+/// end in `hopward status`). A time past the year 9999, which a
+/// certificate may name, is shown as the last second that has a date.
 pub fn rfc3339_at(secs: u64) -> String {
-    format!("{}Z", civil_time(secs))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch, UTC.
-fn civil_time(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    )
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs.min(LAST_RFC3339_SECOND));
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]
@@ -545,6 +527,8 @@ mod tests {
     fn a_given_time_is_shown_in_utc() {
         assert_eq!(rfc3339_at(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_at(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339_at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_at(u64::MAX - 1), "9999-12-31T23:59:59Z");
     }
 
     #[test]
@@ -554,16 +538,16 @@ mod tests {
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
     }
 
-    fn record(decision: &'static str, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
+    fn record(decision: Decision, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
         AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some("SHA256:k".into()),
             comment: Some("work".into()),
             decision,
             rule: "r".into(),
-            reason: "r".into(),
-            class: "local",
+            reason: Reason::Rule("r".into()),
+            class: RequestClass::Local,
             chain: forwarded_from
                 .map(|fp| AuditHop {
                     names: vec!["bastion".into()],
@@ -616,13 +600,13 @@ mod tests {
             coalescer: Coalescer::default(),
         };
         let now = Instant::now();
-        w.take(&record("allow", "kept", "/bin/ssh", None), now);
+        w.take(&record(Decision::Allow, "kept", "/bin/ssh", None), now);
         w.write(false);
         let huge = "\u{9b}".repeat(20_000);
         // A bastion, and hundreds of local programs, each a new origin.
         for i in 0..600 {
             let origin = (i % 3 == 0).then_some("SHA256:bastion");
-            w.take(&record("deny", &huge, &format!("/tmp/p{i}"), origin), now);
+            w.take(&record(Decision::Deny, &huge, &format!("/tmp/p{i}"), origin), now);
             if i % 100 == 0 {
                 w.write(false);
             }
@@ -658,13 +642,13 @@ mod tests {
         let log = AuditLog::start(path.clone(), 600, None);
         let rec = AuditRecord {
             ts: now_rfc3339(),
-            event: "sign",
+            event: Event::Sign,
             key: Some("SHA256:k".into()),
             comment: None,
-            decision: "allow",
+            decision: Decision::Allow,
             rule: "default:local".into(),
-            reason: "default:local".into(),
-            class: "local",
+            reason: Reason::Rule("default:local".into()),
+            class: RequestClass::Local,
             chain: vec![],
             destination: None,
             user: None,

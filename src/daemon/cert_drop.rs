@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::daemon::agent::Agent;
-use crate::daemon::audit::AuditRecord;
+use crate::daemon::audit::{AuditRecord, Event, Reason};
 // Rule and reason of every record this module writes.
 use crate::keys::expiry::{CertValidity, REASON as CERT_EXPIRED};
 use crate::keys::keystore::Identity;
@@ -41,14 +41,14 @@ pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
     for identity in gone.iter().filter(|id| id.cert_expired()) {
         info!(key = %identity.fingerprint, "certificate expired; removed");
         let record = AuditRecord::key_event(
-            "remove",
+            Event::Remove,
             Some((&identity.fingerprint, &identity.comment)),
             RequestClass::Local,
             &[],
             &me,
             0,
         )
-        .decided(true, CERT_EXPIRED, CERT_EXPIRED);
+        .decided(true, CERT_EXPIRED, Reason::CertExpired);
         agent.audit.record(record);
     }
 }

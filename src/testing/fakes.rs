@@ -188,7 +188,7 @@ impl Records {
                 (
                     r.event.to_string(),
                     r.decision.to_string(),
-                    r.reason.clone(),
+                    r.reason.to_string(),
                 )
             })
             .collect()

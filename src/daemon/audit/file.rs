@@ -21,7 +21,6 @@ use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _, Per
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 
 /// Lines kept in memory while the file cannot be written (a full disk, a
 /// directory that cannot be made): enough for thousands of records, small
@@ -43,43 +42,9 @@ pub struct Line {
 }
 
 /// How the audit file is doing, as `hopward status` shows it.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Health {
-    pub file: String,
-    /// The last write succeeded (or none was needed yet).
-    pub writing: bool,
-    /// Failed write attempts since start.
-    pub write_errors: u64,
-    /// Runs of failures, each ended by a successful write (or still open).
-    pub error_episodes: u64,
-    /// Decisions whose record was dropped because the disk could not take
-    /// it and memory for waiting ones was full.
-    pub lost_records: u64,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
-    /// When writing worked again after the last episode.
-    pub recovered_at: Option<String>,
-    /// Times the file was found renamed, deleted or truncated under the
-    /// writer, or its directory gone, and a new one was opened.
-    pub reopened: u64,
-    /// Records waiting in memory for the file to take them.
-    pub waiting_records: u64,
-    /// Refusals counted into a coalesced record since start.
-    pub coalesced_refusals: u64,
-    /// Refusals counted, not yet written in a coalesced record.
-    pub held_refusals: u64,
-    /// How sending to the journal goes (`[audit] journald = true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub journal: Option<JournalHealth>,
-}
-
+pub use crate::protocol::control::AuditHealth as Health;
 /// How sending records to the journal goes.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct JournalHealth {
-    /// Records journald did not take (not running, full, refused).
-    pub dropped_records: u64,
-    pub last_error: Option<String>,
-}
+pub use crate::protocol::control::JournalHealth;
 
 struct Open {
     file: File,

@@ -60,7 +60,7 @@ impl Session {
         };
         if self.agent.forwarded_locked() && self.forwarded() {
             let audit = poisoned.unwrap_or(Audit::ForwardedLocked {
-                event: "bind",
+                event: crate::daemon::audit::Event::Bind,
                 key: None,
             });
             return Err(

@@ -29,11 +29,12 @@ impl Session {
             Ok(reply) => reply,
             Err(e) => {
                 info!(conn = self.id, "control request failed: {e}");
-                serde_json::json!({ "error": e })
+                use crate::protocol::control::{ErrorReply, to_wire};
+                to_wire(&ErrorReply { error: e })
             }
         };
         let mut out = vec![SSH_AGENT_SUCCESS];
-        crate::ssh::wire::put_string(&mut out, reply.to_string().as_bytes());
+        crate::ssh::wire::put_string(&mut out, reply.as_bytes());
         Ok(Reply::Encoded(out))
     }
 }

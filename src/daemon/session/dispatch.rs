@@ -106,20 +106,20 @@ impl Session {
                     .map(|id| id.comment.clone())
                     .unwrap_or_default();
                 (
-                    "sign",
+                    crate::daemon::audit::Event::Sign,
                     Some((crate::ssh::key::fingerprint_of(key_blob), comment)),
                 )
             }
-            Request::ListIdentities => ("list", None),
-            Request::Add { .. } | Request::AddSmartcard { .. } => ("add", None),
-            Request::Remove { .. } | Request::RemoveSmartcard { .. } => ("remove", None),
-            Request::RemoveAll => ("remove_all", None),
-            Request::Lock(_) => ("lock", None),
-            Request::Unlock(_) => ("unlock", None),
+            Request::ListIdentities => (crate::daemon::audit::Event::List, None),
+            Request::Add { .. } | Request::AddSmartcard { .. } => (crate::daemon::audit::Event::Add, None),
+            Request::Remove { .. } | Request::RemoveSmartcard { .. } => (crate::daemon::audit::Event::Remove, None),
+            Request::RemoveAll => (crate::daemon::audit::Event::RemoveAll, None),
+            Request::Lock(_) => (crate::daemon::audit::Event::Lock, None),
+            Request::Unlock(_) => (crate::daemon::audit::Event::Unlock, None),
             Request::Extension {
                 name: SESSION_BIND, ..
-            } => ("bind", None),
-            Request::Extension { .. } => ("extension", None),
+            } => (crate::daemon::audit::Event::Bind, None),
+            Request::Extension { .. } => (crate::daemon::audit::Event::Extension, None),
         };
         Audit::ForwardedLocked { event, key }
     }

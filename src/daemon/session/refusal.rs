@@ -72,7 +72,7 @@ pub(super) enum Audit {
     /// Forwarded use is locked: the request (`event`) and, for a
     /// signature, its key (fingerprint, comment). Forwarded peers only.
     ForwardedLocked {
-        event: &'static str,
+        event: crate::daemon::audit::Event,
         key: Option<(String, String)>,
     },
     /// A key the policy hides on this connection, asked to be removed:
@@ -116,11 +116,11 @@ impl Barred {
     }
 
     /// The audit record's reason.
-    pub(super) fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> crate::daemon::audit::Reason {
         match self {
-            Barred::Locked => "agent-locked",
-            Barred::Poisoned => "bind-refused",
-            Barred::UpstreamPoisoned => "upstream-bind-refused",
+            Barred::Locked => crate::daemon::audit::Reason::AgentLocked,
+            Barred::Poisoned => crate::daemon::audit::Reason::BindRefused,
+            Barred::UpstreamPoisoned => crate::daemon::audit::Reason::UpstreamBindRefused,
         }
     }
 }
@@ -223,23 +223,23 @@ impl Session {
         let who = self.lister(&hops, self.class());
         match &audit {
             Audit::ForwardedLocked { event, key } => {
-                forwarded_locked_refused(&self.agent, &who, event, key.as_ref().map(names));
+                forwarded_locked_refused(&self.agent, &who, *event, key.as_ref().map(names));
             }
             Audit::Hidden { key, rule } => {
                 let record = AuditRecord::key_event(
-                    "remove",
+                    crate::daemon::audit::Event::Remove,
                     Some(names(key)),
                     who.class,
                     &hops,
                     who.peer,
                     who.conn,
                 )
-                .decided(false, rule, rule);
+                .decided(false, rule, crate::daemon::audit::Reason::Rule(rule.clone()));
                 self.agent.audit.record(record);
             }
             Audit::UpstreamBarred { key, why } => {
                 let mut record = AuditRecord::key_event(
-                    "sign",
+                    crate::daemon::audit::Event::Sign,
                     Some((key, "")),
                     who.class,
                     &hops,

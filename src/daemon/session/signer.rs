@@ -43,7 +43,7 @@ pub(super) struct SignFailure {
     pub(super) refusal: Refusal,
     /// For a signature made outside this process (whose audit record waits
     /// for it): the record's reason, where it stopped.
-    pub(super) reason: Option<&'static str>,
+    pub(super) reason: Option<crate::daemon::audit::Reason>,
 }
 
 impl Signer {
@@ -110,7 +110,7 @@ impl Signer {
                     Some(blob) => Ok(crate::protocol::reply::sign_response_blob(&blob)),
                     None => Err(SignFailure {
                         refusal: Refusal::quiet(),
-                        reason: Some("token-failed"),
+                        reason: Some(crate::daemon::audit::Reason::TokenFailed),
                     }),
                 }
             }
@@ -124,7 +124,7 @@ impl Signer {
                             provider: provider.path.display().to_string(),
                             text: format!("PKCS#11 signature failed: {e}"),
                         }),
-                        reason: Some("provider-failed"),
+                        reason: Some(crate::daemon::audit::Reason::ProviderFailed),
                     }),
                 }
             }
@@ -144,8 +144,8 @@ impl Signer {
                         let reason = match e {
                             UpstreamError::Refused { .. }
                             | UpstreamError::BindRefused { .. }
-                            | UpstreamError::Poisoned => "upstream-refused",
-                            _ => "upstream-failed",
+                            | UpstreamError::Poisoned => crate::daemon::audit::Reason::UpstreamRefused,
+                            _ => crate::daemon::audit::Reason::UpstreamFailed,
                         };
                         let text =
                             format!("allowed by rule {rule}, but the upstream did not sign: {e}");

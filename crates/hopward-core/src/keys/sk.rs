@@ -63,7 +63,7 @@ impl Provider {
 }
 
 /// Why a key's provider was refused when the key was added.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderRefusal {
     #[error("provider {0}: no such file")]
     Missing(String),
