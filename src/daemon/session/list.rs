@@ -14,7 +14,7 @@ impl Session {
         let class = self.class();
         let hops = self.hop_views();
         let mut shown = Vec::new();
-        let own = self.agent.keystore.list(Instant::now());
+        let own = self.agent.keystore().list(Instant::now());
         let lister = self.lister(&hops, class);
         for id in own.iter().cloned() {
             if listed(&self.agent, &lister, Listed::Held(&id)) {
