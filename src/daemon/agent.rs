@@ -76,15 +76,17 @@ fn lookup_names(
 /// The running agent.
 #[derive(Debug)]
 pub struct Agent {
-    pub keystore: Keystore,
-    pub policy: PolicyStore,
-    pub known_hosts: KnownHosts,
-    pub grants: Grants,
+    // The parts are private: callers say what they do through methods, so
+    // a change to one part stays here.
+    keystore: Keystore,
+    policy: PolicyStore,
+    known_hosts: KnownHosts,
+    grants: Grants,
     /// Destinations asked for through each first forwarding hop, for
     /// `[forwarded] brake`.
-    pub bursts: crate::policy::brake::Bursts,
-    pub audit: Arc<dyn AuditSink>,
-    pub options: AgentOptions,
+    bursts: crate::policy::brake::Bursts,
+    audit: Arc<dyn AuditSink>,
+    options: AgentOptions,
     next_connection: AtomicU64,
     /// Policy reloads tried since start, counted once each has had its
     /// effect (for `status`).
@@ -110,17 +112,17 @@ pub struct Agent {
     last_local_request: AtomicU64,
     started: std::time::Instant,
     /// Questions waiting for an answer right now.
-    pub prompts: crate::confirm::broker::PromptBroker,
+    prompts: crate::confirm::broker::PromptBroker,
     /// The verified direct binds of local ssh processes, for ProxyJump
     /// routes (see [`crate::trust::jump`]).
-    pub jumps: crate::trust::jump::JumpBinds,
+    jumps: crate::trust::jump::JumpBinds,
     /// What was last learnt about the upstream agent (for `status`).
-    pub upstream: crate::daemon::upstream::UpstreamState,
+    upstream: crate::daemon::upstream::UpstreamState,
     /// Loaded PKCS#11 providers by real path, each with its helper.
-    pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
+    pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
     /// How questions and notices reach the person (the desktop, or what a
     /// test gives in [`Agent::with_desk`]).
-    pub desk: Arc<dyn crate::confirm::Desk>,
+    desk: Arc<dyn crate::confirm::Desk>,
     /// Notified when a connection that used much memory has ended, so the
     /// server gives the freed memory back to the system.
     memory_freed: Notify,
