@@ -223,6 +223,21 @@ impl Agent {
         self.keystore.find(blob, Instant::now())
     }
 
+    /// The keys held here now, in the order they were added; none while
+    /// the agent is locked.
+    pub fn keys_now(&self) -> Vec<Arc<crate::keys::keystore::Identity>> {
+        self.keystore.list(Instant::now())
+    }
+
+    /// Adds a key (one with the same public key is replaced, as OpenSSH
+    /// does); fails while the agent is locked.
+    pub fn add_key(
+        &self,
+        identity: crate::keys::keystore::Identity,
+    ) -> Result<(), crate::keys::keystore::LockError> {
+        self.keystore.add(identity)
+    }
+
     /// Whether the agent is locked with a passphrase (`ssh-add -x`).
     pub fn keys_locked(&self) -> bool {
         self.keystore.is_locked()

@@ -378,7 +378,7 @@ action = "confirm"
             ..Constraints::default()
         };
         let identity = Identity::new(&new, constraints, Instant::now()).unwrap();
-        agent.keystore().add(identity).unwrap();
+        agent.add_key(identity).unwrap();
         agent
     }
 

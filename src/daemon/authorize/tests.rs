@@ -380,8 +380,8 @@ async fn a_flood_of_questions_is_refused_unasked_with_one_notice() {
 fn stored_key(agent: &Agent, lifetime: Option<u32>) -> (Arc<Identity>, Vec<u8>) {
     let (mut identity, blob) = held_key(false);
     identity.expires = lifetime.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
-    agent.keystore().add(identity).unwrap();
-    let held = agent.keystore().find(&blob, Instant::now()).unwrap();
+    agent.add_key(identity).unwrap();
+    let held = agent.key(&blob).unwrap();
     (held, blob)
 }
 
@@ -435,7 +435,7 @@ async fn a_yes_counts_while_its_grounds_hold() {
 #[tokio::test]
 async fn a_yes_after_the_key_went_is_a_deny() {
     let removed = |agent: &Agent| {
-        let blob = agent.keystore().list(Instant::now())[0].blob().to_vec();
+        let blob = agent.keys_now()[0].blob().to_vec();
         assert!(agent.keystore().remove(&blob));
     };
     let cleared = |agent: &Agent| {

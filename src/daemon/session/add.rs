@@ -79,7 +79,7 @@ impl Session {
             .await?;
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
         let restricted = !identity.constraints.destinations.is_empty();
-        match self.agent.keystore().add(identity) {
+        match self.agent.add_key(identity) {
             Ok(()) => {
                 info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
                 Ok(Reply::Success)

@@ -1,7 +1,6 @@
 //! `ssh-add -d KEY` and `ssh-add -D`: keys removed once the policy allows
 //! it, and the questions still open about them withdrawn.
 
-
 use tracing::info;
 
 use crate::confirm::broker::Withdraw;

@@ -88,8 +88,7 @@ impl Session {
             // one whose keys were dropped (ssh-add -D) loads afresh.
             let held = self
                 .agent
-                .keystore()
-                .list(Instant::now())
+                .keys_now()
                 .iter()
                 .any(|id| id.pkcs11().is_some_and(|p| p.path == path));
             if held {
@@ -155,7 +154,7 @@ impl Session {
         let count = identities.len();
         for identity in identities {
             let fp = identity.fingerprint.clone();
-            if let Err(e) = self.agent.keystore().add(identity) {
+            if let Err(e) = self.agent.add_key(identity) {
                 let refusal = Refusal::warn(format!("refused to add token key {fp}: {e}"));
                 self.agent.keystore().remove_provider(&path);
                 provider.stop().await;
