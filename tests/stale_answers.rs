@@ -113,7 +113,7 @@ async fn withdrawn_then_yes(
     assert_eq!(pending.await.unwrap(), [FAILURE], "the late yes signed");
     assert_eq!(last_sign(served), outcome("deny", reason));
     assert!(
-        served.agent.grants.list(Instant::now()).is_empty(),
+        served.agent.grants().list(Instant::now()).is_empty(),
         "a stale yes left an approval behind"
     );
 }
@@ -191,7 +191,7 @@ async fn ssh_add_d_during_a_prompt_refuses_the_late_yes_for_that_key_only() {
         ]
     );
     // Only the bystander's yes is remembered.
-    assert_eq!(served.agent.grants.list(Instant::now()).len(), 1);
+    assert_eq!(served.agent.grants().list(Instant::now()).len(), 1);
 }
 
 #[tokio::test]

@@ -647,7 +647,7 @@ fn serve(
         // Host names ssh reported before a restart, checked against
         // known_hosts again as they load.
         if let Some(path) = crate::trust::learned::default_file() {
-            match agent.known_hosts.load_learned(path.clone()) {
+            match agent.known_hosts().load_learned(path.clone()) {
                 Ok(0) => {}
                 Ok(n) => info!("{n} learned host names from {}", path.display()),
                 Err(e) => warn!("learned host names: {e}"),
@@ -655,11 +655,11 @@ fn serve(
         }
         info!(
             socket = ?socket.0,
-            policy = ?agent.policy.path(),
+            policy = ?agent.policy_path(),
             "hopward {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        if let crate::policy::store::ReloadStatus::Kept { errors } = agent.policy.status() {
+        if let crate::policy::store::ReloadStatus::Kept { errors } = agent.policy_status() {
             for e in &errors {
                 warn!("policy refused: {e}");
             }
@@ -672,7 +672,7 @@ fn serve(
                 .map(|e| crate::text::clean(e, 200))
                 .collect();
             let more = errors.len().saturating_sub(shown.len());
-            agent.desk.notify(
+            agent.notify(
                 "hopward: the policy file cannot be used",
                 format!(
                     "{}{}\nLocal use is served as the built-in policy does; everything \
@@ -715,7 +715,7 @@ fn serve(
         }
         // `serve` ended every connection, and with them sent the records of
         // requests still open (abandoned); they are flushed below.
-        Ok::<_, LaunchError>((ExitCode::SUCCESS, Arc::clone(&agent.audit)))
+        Ok::<_, LaunchError>((ExitCode::SUCCESS, agent.audit_sink()))
     })?;
     // Anything still left (a blocking signature whose connection has
     // gone) is given a moment, not waited for; then every record is

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use tracing::{info, warn};
@@ -76,15 +76,17 @@ fn lookup_names(
 /// The running agent.
 #[derive(Debug)]
 pub struct Agent {
-    pub keystore: Keystore,
-    pub policy: PolicyStore,
-    pub known_hosts: KnownHosts,
-    pub grants: Grants,
+    // The parts are private: callers say what they do through methods, so
+    // a change to one part stays here.
+    keystore: Keystore,
+    policy: PolicyStore,
+    known_hosts: KnownHosts,
+    grants: Grants,
     /// Destinations asked for through each first forwarding hop, for
     /// `[forwarded] brake`.
-    pub bursts: crate::policy::brake::Bursts,
-    pub audit: Arc<dyn AuditSink>,
-    pub options: AgentOptions,
+    bursts: crate::policy::brake::Bursts,
+    audit: Arc<dyn AuditSink>,
+    options: AgentOptions,
     next_connection: AtomicU64,
     /// Policy reloads tried since start, counted once each has had its
     /// effect (for `status`).
@@ -110,17 +112,17 @@ pub struct Agent {
     last_local_request: AtomicU64,
     started: std::time::Instant,
     /// Questions waiting for an answer right now.
-    pub prompts: crate::confirm::broker::PromptBroker,
+    prompts: crate::confirm::broker::PromptBroker,
     /// The verified direct binds of local ssh processes, for ProxyJump
     /// routes (see [`crate::trust::jump`]).
-    pub jumps: crate::trust::jump::JumpBinds,
+    jumps: crate::trust::jump::JumpBinds,
     /// What was last learnt about the upstream agent (for `status`).
-    pub upstream: crate::daemon::upstream::UpstreamState,
+    upstream: crate::daemon::upstream::UpstreamState,
     /// Loaded PKCS#11 providers by real path, each with its helper.
-    pub pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
+    pkcs11: Mutex<HashMap<PathBuf, Arc<crate::keys::pkcs11::Pkcs11Provider>>>,
     /// How questions and notices reach the person (the desktop, or what a
     /// test gives in [`Agent::with_desk`]).
-    pub desk: Arc<dyn crate::confirm::Desk>,
+    desk: Arc<dyn crate::confirm::Desk>,
     /// Notified when a connection that used much memory has ended, so the
     /// server gives the freed memory back to the system.
     memory_freed: Notify,
@@ -207,6 +209,227 @@ impl Agent {
     pub fn with_desk(mut self, desk: Arc<dyn crate::confirm::Desk>) -> Self {
         self.desk = desk;
         self
+    }
+
+    /// The keys held here, for the handlers that add, remove, lock and
+    /// expire them (each operation is its own, under the store's lock).
+    pub fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    /// The key held here with this public blob, unless it expired or the
+    /// agent is locked.
+    pub fn key(&self, blob: &[u8]) -> Option<Arc<crate::keys::keystore::Identity>> {
+        self.keystore.find(blob, Instant::now())
+    }
+
+    /// The keys held here now, in the order they were added; none while
+    /// the agent is locked.
+    pub fn keys_now(&self) -> Vec<Arc<crate::keys::keystore::Identity>> {
+        self.keystore.list(Instant::now())
+    }
+
+    /// Adds a key (one with the same public key is replaced, as OpenSSH
+    /// does); fails while the agent is locked.
+    pub fn add_key(
+        &self,
+        identity: crate::keys::keystore::Identity,
+    ) -> Result<(), crate::keys::keystore::LockError> {
+        self.keystore.add(identity)
+    }
+
+    /// Whether the agent is locked with a passphrase (`ssh-add -x`).
+    pub fn keys_locked(&self) -> bool {
+        self.keystore.is_locked()
+    }
+
+    /// The policy in force now.
+    pub fn policy_now(&self) -> Arc<crate::policy::Policy> {
+        self.policy.current()
+    }
+
+    /// The policy in force now with its generation, which a reload moves
+    /// on (to tell whether a decision's policy is still the one in force).
+    pub fn policy_snapshot(&self) -> (u64, Arc<crate::policy::Policy>) {
+        self.policy.snapshot()
+    }
+
+    /// The policy file reloads read (`None` for the built-in policy).
+    pub fn policy_path(&self) -> Option<&std::path::Path> {
+        self.policy.path()
+    }
+
+    /// How the last load of the policy file went.
+    pub fn policy_status(&self) -> crate::policy::store::ReloadStatus {
+        self.policy.status()
+    }
+
+    /// Reads the policy file as a reload would, without putting it in
+    /// force (the watcher reads twice to see that a write has settled).
+    pub fn read_policy_file(
+        &self,
+    ) -> Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>> {
+        self.policy.read()
+    }
+
+    /// Whether the policy file on disk says something else than what is in
+    /// force (or than the errors kept).
+    pub fn policy_differs_on_disk(&self) -> bool {
+        self.policy.differs_on_disk()
+    }
+
+    /// The policy store itself, for tests that put a new policy in force
+    /// without a reload's other effects.
+    #[cfg(test)]
+    pub(crate) fn policy_store(&self) -> &PolicyStore {
+        &self.policy
+    }
+
+    /// The known_hosts files and learned names that put names to hosts.
+    pub fn known_hosts(&self) -> &KnownHosts {
+        &self.known_hosts
+    }
+
+    /// Remembered approvals, for the enforcement that finds and adds them
+    /// against the epoch its decision was made in.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Drops every remembered approval and withdraws the open questions
+    /// (a yes to one would be stored after the clear); `why` is logged.
+    /// Returns how many approvals were dropped.
+    pub fn forget_approvals(&self, why: &str) -> usize {
+        let dropped = self.grants.clear();
+        self.withdraw_questions(Withdraw::All, why);
+        dropped
+    }
+
+    /// Counts this request toward `[forwarded] brake`; the burst it
+    /// belongs to, if the brake catches it.
+    pub fn note_burst(
+        &self,
+        settings: &crate::policy::brake::BrakeSettings,
+        ctx: &crate::trust::context::RequestContext,
+        now: Instant,
+    ) -> Option<crate::policy::brake::Burst> {
+        self.bursts.note(settings, ctx, now)
+    }
+
+    /// Destinations per first forwarding hop in the brake's window (for
+    /// `status`).
+    pub fn burst_counts(
+        &self,
+        settings: &crate::policy::brake::BrakeSettings,
+        now: Instant,
+    ) -> Vec<crate::policy::brake::HopCount> {
+        self.bursts.counts(settings, now)
+    }
+
+    /// Writes one record to the audit log.
+    pub fn record(&self, record: crate::daemon::audit::AuditRecord) {
+        self.audit.record(record);
+    }
+
+    /// The audit sink, for what outlives a borrow of the agent (a pending
+    /// decision's record, the flush at exit).
+    pub fn audit_sink(&self) -> Arc<dyn AuditSink> {
+        Arc::clone(&self.audit)
+    }
+
+    /// How the audit log is doing (`None` when decisions only reach the
+    /// daemon log).
+    pub fn audit_health(&self) -> Option<crate::daemon::audit::Health> {
+        self.audit.health()
+    }
+
+    /// The settings fixed at start-up.
+    pub fn options(&self) -> &AgentOptions {
+        &self.options
+    }
+
+    /// The uid allowed to connect besides root.
+    pub fn owner_uid(&self) -> u32 {
+        self.options.owner_uid
+    }
+
+    /// How long a token signature (or a PKCS#11 operation) may take.
+    pub fn provider_timeout(&self) -> Duration {
+        self.options.provider_timeout
+    }
+
+    /// Asks the person through the desk, sharing the question with
+    /// identical ones already open (bounded in number).
+    pub async fn ask(
+        &self,
+        question: crate::confirm::broker::Question,
+        prompt: crate::confirm::Prompt,
+        settings: &crate::policy::ConfirmSettings,
+    ) -> Result<crate::confirm::Answer, crate::confirm::broker::NotAsked> {
+        let confirmer = self.desk.confirmer(settings);
+        self.prompts
+            .ask(question, confirmer, prompt, settings.timeout)
+            .await
+    }
+
+    /// True at most once a minute: whether "no way to ask" is logged
+    /// loudly, with how to fix it.
+    pub fn should_warn_unavailable(&self) -> bool {
+        self.prompts.should_warn_unavailable()
+    }
+
+    /// Questions waiting for an answer right now.
+    pub fn open_prompts(&self) -> usize {
+        self.prompts.open()
+    }
+
+    /// Shows the person a notice; returns at once, shown or not.
+    pub fn notify(&self, summary: &'static str, body: String) {
+        self.desk.notify(summary, body);
+    }
+
+    /// Remembers the verified direct bind of a local ssh `process` to
+    /// `host`, and returns the jump hosts that login tunnels through
+    /// (see [`crate::trust::jump`]).
+    pub fn remember_direct_bind(
+        &self,
+        table: &dyn crate::trust::process_table::ProcessTable,
+        process: crate::trust::process_table::ProcessId,
+        host: &crate::trust::binding::Hop,
+        now: Instant,
+    ) -> Vec<crate::trust::binding::Hop> {
+        let route = self.jumps.route_for(table, process, now);
+        self.jumps.remember(table, process, host, route.clone(), now);
+        route
+    }
+
+    /// The jump binds remembered now, oldest first (for `status`).
+    pub fn jump_binds(
+        &self,
+        table: &dyn crate::trust::process_table::ProcessTable,
+        now: Instant,
+    ) -> Vec<crate::trust::jump::Remembered> {
+        self.jumps.list(table, now)
+    }
+
+    /// Notes what a request to the upstream agent learnt: its keys, that
+    /// it answered, or how it failed (for `status`).
+    pub fn record_upstream(
+        &self,
+        outcome: Result<Option<&[crate::daemon::upstream::UpstreamKey]>, &crate::daemon::upstream::UpstreamError>,
+    ) {
+        self.upstream.record(outcome);
+    }
+
+    /// Notes whether the upstream agent knows session-bind; true when that
+    /// is news (so it is logged once, not on every connection).
+    pub fn record_upstream_binds(&self, supported: bool) -> bool {
+        self.upstream.record_binds(supported)
+    }
+
+    /// What was last learnt about the upstream agent (for `status`).
+    pub fn upstream_health(&self) -> crate::daemon::upstream::Health {
+        self.upstream.health()
     }
 
     fn providers(
@@ -357,8 +580,7 @@ impl Agent {
             self.locked_told.store(false, Ordering::SeqCst);
         }
         self.forwarded_locked.store(true, Ordering::SeqCst);
-        self.grants.clear();
-        self.withdraw_questions(Withdraw::All, why);
+        self.forget_approvals(why);
         let cut: Vec<Arc<Notify>> = self
             .connections()
             .values()
@@ -398,8 +620,7 @@ impl Agent {
     /// open and the agent keeps serving. Returns (keys, approvals) dropped.
     pub fn drop_keys_and_approvals(&self) -> (usize, usize) {
         let keys = self.keystore.clear();
-        let grants = self.grants.clear();
-        self.withdraw_questions(Withdraw::All, "SIGUSR1");
+        let grants = self.forget_approvals("SIGUSR1");
         info!(
             keys,
             grants_dropped = grants,
@@ -490,8 +711,7 @@ impl Agent {
                 self.known_hosts.set_files(files);
                 self.known_hosts
                     .set_lookup_names(lookup_names(&policy, self.options.ask_ssh_config));
-                let dropped = self.grants.clear();
-                self.withdraw_questions(Withdraw::All, "policy reloaded");
+                let dropped = self.forget_approvals("policy reloaded");
                 info!(
                     policy = ?self.policy.path(),
                     rules = policy.rules.len(),

@@ -41,7 +41,7 @@ pub fn start(agent: &Arc<Agent>) {
         let mut last_attempt: Option<Instant> = None;
         loop {
             tokio::time::sleep(TICK).await;
-            let settings = agent.policy.current().lock.clone();
+            let settings = agent.policy_now().lock.clone();
             if let Some(idle) = settings.idle {
                 let quiet = agent.last_local_request().elapsed();
                 if quiet >= idle && !agent.forwarded_locked() {
@@ -75,7 +75,7 @@ pub fn start(agent: &Arc<Agent>) {
 }
 
 fn lock_for_screen(agent: &Agent, source: &str) {
-    if !agent.policy.current().lock.on_screen_lock {
+    if !agent.policy_now().lock.on_screen_lock {
         return;
     }
     if !agent.forwarded_locked() {

@@ -32,7 +32,7 @@ pub fn refuses_to_sign(blob: &[u8]) -> bool {
 /// before.
 pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
     let me = Peer {
-        uid: agent.options.owner_uid,
+        uid: agent.owner_uid(),
         pid: Some(std::process::id()),
         exe: std::env::current_exe().ok(),
         parents: Vec::new(),
@@ -49,6 +49,6 @@ pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
             0,
         )
         .decided(true, CERT_EXPIRED, Reason::CertExpired);
-        agent.audit.record(record);
+        agent.record(record);
     }
 }

@@ -51,8 +51,7 @@ fn certificate_status(id: &crate::keys::keystore::Identity) -> Option<Certificat
 fn brake_status(agent: &Agent, policy: &crate::policy::Policy) -> Option<BrakeStatus> {
     let settings = policy.brake?;
     let hops = agent
-        .bursts
-        .counts(&settings, Instant::now())
+        .burst_counts(&settings, Instant::now())
         .into_iter()
         .map(|c| BrakeHop {
             hop: c.hop,
@@ -71,10 +70,10 @@ async fn status(agent: &Agent) -> StatusReply {
     // The reload count first: everything read after it is at least as new
     // as the reloads it counts.
     let reloads = agent.reloads();
-    let (generation, policy) = agent.policy.snapshot();
+    let (generation, policy) = agent.policy_snapshot();
     let now = Instant::now();
     let keys = agent
-        .keystore
+        .keystore()
         .list(now)
         .iter()
         .map(|id| KeyStatus {
@@ -90,7 +89,7 @@ async fn status(agent: &Agent) -> StatusReply {
             certificate: certificate_status(id),
         })
         .collect();
-    let last_reload = match agent.policy.status() {
+    let last_reload = match agent.policy_status() {
         ReloadStatus::Loaded => LastReload::Ok,
         // Refused at start, nothing good loaded since: there is no last
         // good policy to keep, only local use served as built in.
@@ -101,7 +100,7 @@ async fn status(agent: &Agent) -> StatusReply {
     };
     let (can_ask, detail) = crate::confirm::available::can_ask(&policy.confirm).await;
     let grants = agent
-        .grants
+        .grants()
         .list(now)
         .iter()
         .map(|g| GrantStatus {
@@ -121,7 +120,7 @@ async fn status(agent: &Agent) -> StatusReply {
         .map(|(class, n)| (class.to_string(), n))
         .collect();
     let upstream = agent.upstream().map(|(socket, timeout)| {
-        let health = agent.upstream.health();
+        let health = agent.upstream_health();
         UpstreamStatus {
             socket: socket.display().to_string(),
             reachable: health.reachable,
@@ -136,7 +135,7 @@ async fn status(agent: &Agent) -> StatusReply {
                     fingerprint: k.fingerprint.clone(),
                     key_type: k.key_type.clone(),
                     // A key hopward holds as well is listed and signed as hopward's.
-                    shadowed: agent.keystore.find(&k.blob, now).is_some(),
+                    shadowed: agent.keystore().find(&k.blob, now).is_some(),
                 })
                 .collect(),
         }
@@ -144,14 +143,14 @@ async fn status(agent: &Agent) -> StatusReply {
     StatusReply {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        locked: agent.keystore.is_locked(),
+        locked: agent.keys_locked(),
         forwarded_locked: agent.forwarded_locked(),
         forwarded_locked_because: agent.locked_because(),
         keys,
         upstream,
         policy: PolicyStatus {
             file: policy.source.as_ref().map(|p| p.display().to_string()),
-            watched: agent.policy.path().map(|p| p.display().to_string()),
+            watched: agent.policy_path().map(|p| p.display().to_string()),
             digest: policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             rules: policy.rules.len(),
             last_reload,
@@ -165,9 +164,9 @@ async fn status(agent: &Agent) -> StatusReply {
             timeout_secs: policy.confirm.timeout.as_secs(),
         },
         brake: brake_status(agent, &policy),
-        pending_prompts: agent.prompts.open(),
+        pending_prompts: agent.open_prompts(),
         // `null` when decisions only reach the daemon log.
-        audit: Some(agent.audit.health()),
+        audit: Some(agent.audit_health()),
         grants,
         jumps: Some(jumps(agent)),
         connections,
@@ -182,18 +181,17 @@ async fn status(agent: &Agent) -> StatusReply {
 /// `route` (jump hosts, then the host it bound), by name where known_hosts
 /// names the host.
 fn jumps(agent: &Agent) -> Vec<JumpStatus> {
-    let (_, policy) = agent.policy.snapshot();
+    let policy = agent.policy_now();
     let name = |hop: &crate::trust::binding::Hop| {
         agent
-            .known_hosts
+            .known_hosts()
             .describe(hop, policy.exact_names())
             .into_iter()
             .next()
             .unwrap_or_else(|| hop.fingerprint())
     };
     agent
-        .jumps
-        .list(&crate::trust::process_table::Proc, std::time::Instant::now())
+        .jump_binds(&crate::trust::process_table::Proc, std::time::Instant::now())
         .iter()
         .map(|j| JumpStatus {
             pid: j.pid,
@@ -206,7 +204,7 @@ fn jumps(agent: &Agent) -> Vec<JumpStatus> {
 /// Learned host names for `status`: how many, and the newest few.
 fn learned_hosts(agent: &Agent) -> LearnedHosts {
     const SHOWN: usize = 100;
-    let all = agent.known_hosts.learned_list();
+    let all = agent.known_hosts().learned_list();
     let newest = all
         .iter()
         .rev()
@@ -237,7 +235,7 @@ fn learn_host(agent: &Agent, name: Option<&str>, key: Option<&str>) -> Result<Le
     let blob = base64::engine::general_purpose::STANDARD
         .decode(key)
         .map_err(|_| "the reported host key is not base64".to_string())?;
-    match agent.known_hosts.learn(&blob, name) {
+    match agent.known_hosts().learn(&blob, name) {
         Ok(new) => {
             if new {
                 tracing::info!(
@@ -310,7 +308,7 @@ pub async fn handle(agent: &Agent, body: &[u8]) -> Result<String, String> {
             agent.unlock_forwarded();
             to_wire(&EmptyReply {})
         }
-        ControlRequest::Revoke { id: Some(id) } if agent.grants.revoke(id) => {
+        ControlRequest::Revoke { id: Some(id) } if agent.grants().revoke(id) => {
             to_wire(&RevokedReply { revoked: 1 })
         }
         ControlRequest::Revoke { id: Some(id) } => {
@@ -320,13 +318,9 @@ pub async fn handle(agent: &Agent, body: &[u8]) -> Result<String, String> {
             ));
         }
         ControlRequest::Revoke { id: None } => {
-            let revoked = agent.grants.clear();
             // A yes to an open question would be stored after the
             // clear: such questions are withdrawn with the rest.
-            agent.withdraw_questions(
-                crate::confirm::broker::Withdraw::All,
-                "remembered approvals revoked",
-            );
+            let revoked = agent.forget_approvals("remembered approvals revoked");
             to_wire(&RevokedReply { revoked })
         }
     })
@@ -384,7 +378,7 @@ action = "confirm"
             ..Constraints::default()
         };
         let identity = Identity::new(&new, constraints, Instant::now()).unwrap();
-        agent.keystore.add(identity).unwrap();
+        agent.add_key(identity).unwrap();
         agent
     }
 

@@ -190,7 +190,7 @@ fn note(seen: Seen, writing: &mut bool, gone: &mut bool) {
 /// Starts watching the policy file's directory (nothing to watch for the
 /// built-in policy). Must be called inside the runtime.
 pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
-    let path = agent.policy.path()?.to_path_buf();
+    let path = agent.policy_path()?.to_path_buf();
     let path = if path.is_relative() {
         std::env::current_dir().ok()?.join(path)
     } else {
@@ -243,7 +243,7 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     // raised no event, so look once now (through the same settle and
     // double read as any change).
     let sender = tx_first;
-    if agent.policy.differs_on_disk() {
+    if agent.policy_differs_on_disk() {
         debug!("the policy file changed before it was watched");
         let _ = sender.send(Seen {
             change: Change::Finished,
@@ -317,7 +317,7 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
                     break;
                 }
                 writing = false;
-                let before = agent.policy.read();
+                let before = agent.read_policy_file();
                 tokio::time::sleep(SETTLE).await;
                 while let Ok(seen) = rx.try_recv() {
                     note(seen, &mut writing, &mut gone);
@@ -327,7 +327,7 @@ pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
                     debug!("the policy file changed while it was read; waiting for it to settle");
                     continue;
                 }
-                let after = agent.policy.read();
+                let after = agent.read_policy_file();
                 if same(&before, &after) {
                     // Blocking: putting a policy in force asks `ssh -G`
                     // about its host names.

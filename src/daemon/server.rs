@@ -89,7 +89,7 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
     reaper.abort();
     releaser.abort();
-    let _ = agent.keystore.clear();
+    let _ = agent.keystore().clear();
 }
 
 /// The listening socket, watched by the runtime. Connections are accepted
@@ -125,10 +125,10 @@ fn accept(stream: StdStream, agent: &Arc<Agent>, connections: &mut tokio::task::
             return;
         }
     };
-    if !peer.may_connect(agent.options.owner_uid) {
+    if !peer.may_connect(agent.owner_uid()) {
         warn!(
             "refused connection from {peer}: only uid {} and root may connect",
-            agent.options.owner_uid
+            agent.owner_uid()
         );
         return;
     }
@@ -269,8 +269,8 @@ impl Drop for Registered<'_> {
 /// Deletes keys at their deadline.
 async fn reap_expired(agent: Arc<Agent>) {
     loop {
-        let mut next = agent.keystore.next_deadline();
-        if agent.keystore.holds_expiring_certificates() {
+        let mut next = agent.keystore().next_deadline();
+        if agent.keystore().holds_expiring_certificates() {
             // A certificate's end is on the wall clock: look again at least
             // once a minute, so one that ended while the machine slept is
             // dropped (and audited) soon after it wakes.
@@ -283,9 +283,9 @@ async fn reap_expired(agent: Arc<Agent>) {
         };
         tokio::select! {
             () = sleep => {}
-            () = agent.keystore.deadline_changed() => {}
+            () = agent.keystore().deadline_changed() => {}
         }
-        let gone = agent.keystore.expire(Instant::now());
+        let gone = agent.keystore().expire(Instant::now());
         crate::daemon::cert_drop::audit_dropped(&agent, &gone);
         let expired: Vec<String> = gone
             .iter()

@@ -41,8 +41,8 @@ impl<'a> Grounds<'a> {
     pub(super) fn now(agent: &Agent, policy: u64) -> Grounds<'a> {
         Grounds {
             policy,
-            grants: agent.grants.epoch(),
-            locks: agent.keystore.locks(),
+            grants: agent.grants().epoch(),
+            locks: agent.keystore().locks(),
             key: None,
             login: false,
         }
@@ -54,7 +54,7 @@ impl<'a> Grounds<'a> {
     /// `hopward lock --forwarded`, `grants revoke`). `None` if nothing did.
     fn changed(&self, agent: &Agent) -> Option<Reason> {
         if let Err(gone) = agent
-            .keystore
+            .keystore()
             .still_holds(self.key, self.locks, Instant::now())
         {
             return Some(Reason::Gone(gone));
@@ -62,10 +62,10 @@ impl<'a> Grounds<'a> {
         if self.login && self.key.is_some_and(Identity::cert_expired) {
             return Some(Reason::CertExpired);
         }
-        if agent.policy.snapshot().0 != self.policy {
+        if agent.policy_snapshot().0 != self.policy {
             return Some(Reason::PolicyChanged);
         }
-        if agent.grants.epoch() != self.grants {
+        if agent.grants().epoch() != self.grants {
             return Some(Reason::GrantsCleared);
         }
         None
@@ -100,7 +100,7 @@ pub(super) async fn enforce(
             } else {
                 "hopward: key used"
             };
-            agent.desk.notify(summary, prompt.notice_text());
+            agent.notify(summary, prompt.notice_text());
             return (true, Reason::Notified);
         }
         Action::Confirm => {}
@@ -108,7 +108,7 @@ pub(super) async fn enforce(
     let scope = GrantScope::of(ctx);
     // The policy never sets `remember` for a login nobody verified, so such
     // a request neither finds nor leaves a grant.
-    if decision.remember.is_some() && agent.grants.find(&scope, &decision.rule, Instant::now()).is_some() {
+    if decision.remember.is_some() && agent.grants().find(&scope, &decision.rule, Instant::now()).is_some() {
         return (true, Reason::Remembered);
     }
     if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {
@@ -143,7 +143,7 @@ pub(super) async fn enforce(
         let hosts = hosts_of(ctx);
         let now = Instant::now();
         let Some(id) = agent
-            .grants
+            .grants()
             .add_if(grounds.grants, scope, hosts, &decision.rule, ttl, now)
         else {
             // Cleared between the check above and now.
@@ -168,17 +168,12 @@ async fn ask(
     prompt: Prompt,
     settings: &ConfirmSettings,
 ) -> Answer {
-    let confirmer = agent.desk.confirmer(settings);
     let chain = clean(&prompt.chain_names.join(">"), 200);
-    match agent
-        .prompts
-        .ask(question, confirmer, prompt, settings.timeout)
-        .await
-    {
+    match agent.ask(question, prompt, settings).await {
         Ok(answer) => {
             match &answer {
                 Answer::Unavailable(why) => {
-                    if agent.prompts.should_warn_unavailable() {
+                    if agent.should_warn_unavailable() {
                         warn!(
                             conn = caller.conn,
                             "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
@@ -198,7 +193,7 @@ async fn ask(
         Err(NotAsked::Flood { notice }) => {
             warn!(conn = caller.conn, peer = %caller.context.peer, chain = %chain, "too many prompts open, denying at once");
             if notice {
-                agent.desk.notify(
+                agent.notify(
                     "hopward is refusing requests",
                     format!(
                         "Too many requests are waiting for your answer (the last one through {}). \

@@ -53,8 +53,7 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
     }
     let (fingerprint, comment) = key.names();
     agent
-        .policy
-        .current()
+        .policy_now()
         .could_allow(fingerprint, comment, lister.hops, lister.class)
         .map_err(Some)
 }

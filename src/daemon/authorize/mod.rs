@@ -89,7 +89,7 @@ pub enum SignKey<'a> {
 /// Decides `op` for `caller`, asks if the policy says so, and audits.
 pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdict {
     let ctx = caller.context;
-    let (generation, policy) = agent.policy.snapshot();
+    let (generation, policy) = agent.policy_snapshot();
     let mut grounds = Grounds::now(agent, generation);
     match op {
         Op::Sign { key, signed, data } => {
@@ -233,7 +233,7 @@ fn brake(
     if decision.action == Action::Deny {
         return None;
     }
-    let burst = agent.bursts.note(settings, ctx, Instant::now())?;
+    let burst = agent.note_burst(settings, ctx, Instant::now())?;
     // Every braked request has its audit record; the log line is for
     // following along, so a bastion in a loop does not fill it with warnings.
     info!(
@@ -264,7 +264,7 @@ pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream:
 /// a key) or an SSHSIG signature, never a web challenge; data that only
 /// looks like a login is refused.
 fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool {
-    let Some(allowlist) = &agent.options.websafe_allowlist else {
+    let Some(allowlist) = &agent.options().websafe_allowlist else {
         return true;
     };
     let application = identity.public.parts.application().unwrap_or_default();

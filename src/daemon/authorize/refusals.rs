@@ -33,7 +33,7 @@ pub(super) fn record_refusal(
     let mut record = AuditRecord::key_event(event, key, who.class, who.hops, who.peer, who.conn)
         .decided(false, rule, reason);
     record.provider = provider;
-    agent.audit.record(record);
+    agent.record(record);
 }
 
 /// A key add refused for the provider it names (ssh-agent's checks: none
@@ -112,7 +112,7 @@ pub fn forwarded_locked_refused(
         let why = agent
             .locked_because()
             .unwrap_or_else(|| "hopward lock --forwarded".into());
-        agent.desk.notify(
+        agent.notify(
             "hopward: forwarded use is locked",
             format!(
                 "A request through {through} was refused: forwarded use is locked ({}).\n\

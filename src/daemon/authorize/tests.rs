@@ -380,8 +380,8 @@ async fn a_flood_of_questions_is_refused_unasked_with_one_notice() {
 fn stored_key(agent: &Agent, lifetime: Option<u32>) -> (Arc<Identity>, Vec<u8>) {
     let (mut identity, blob) = held_key(false);
     identity.expires = lifetime.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
-    agent.keystore.add(identity).unwrap();
-    let held = agent.keystore.find(&blob, Instant::now()).unwrap();
+    agent.add_key(identity).unwrap();
+    let held = agent.key(&blob).unwrap();
     (held, blob)
 }
 
@@ -421,7 +421,7 @@ async fn yes_after(change: impl FnOnce(&Agent)) -> (bool, String, usize) {
     let allowed = asking.await.unwrap();
     let seen = records.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    let grants = agent.grants.list(Instant::now()).len();
+    let grants = agent.grants().list(Instant::now()).len();
     (allowed, seen[0].2.clone(), grants)
 }
 
@@ -435,14 +435,14 @@ async fn a_yes_counts_while_its_grounds_hold() {
 #[tokio::test]
 async fn a_yes_after_the_key_went_is_a_deny() {
     let removed = |agent: &Agent| {
-        let blob = agent.keystore.list(Instant::now())[0].blob().to_vec();
-        assert!(agent.keystore.remove(&blob));
+        let blob = agent.keys_now()[0].blob().to_vec();
+        assert!(agent.keystore().remove(&blob));
     };
     let cleared = |agent: &Agent| {
-        agent.keystore.clear();
+        agent.keystore().clear();
     };
     let all = |agent: &Agent| {
-        agent.keystore.remove_all().unwrap();
+        agent.keystore().remove_all().unwrap();
     };
     // Removed and added again: another identity, another question.
     let replaced = |agent: &Agent| {
@@ -456,10 +456,10 @@ async fn a_yes_after_the_key_went_is_a_deny() {
 
 #[tokio::test]
 async fn a_yes_after_a_lock_is_a_deny_even_once_unlocked() {
-    let locked = |agent: &Agent| agent.keystore.lock("hash".into()).unwrap();
+    let locked = |agent: &Agent| agent.keystore().lock("hash".into()).unwrap();
     let relocked = |agent: &Agent| {
-        agent.keystore.lock("hash".into()).unwrap();
-        agent.keystore.finish_unlock("hash", true).unwrap();
+        agent.keystore().lock("hash".into()).unwrap();
+        agent.keystore().finish_unlock("hash", true).unwrap();
     };
     for change in [&locked as &dyn Fn(&Agent), &relocked] {
         assert_eq!(yes_after(change).await, (false, "locked".into(), 0));
@@ -470,13 +470,13 @@ async fn a_yes_after_a_lock_is_a_deny_even_once_unlocked() {
 async fn a_yes_after_a_reload_or_a_clear_is_a_deny() {
     // The store has no file: a reload reads the built-in policy, a
     // new generation.
-    let reloaded = |agent: &Agent| assert!(agent.policy.reload().unwrap().changed);
+    let reloaded = |agent: &Agent| assert!(agent.policy_store().reload().unwrap().changed);
     assert_eq!(
         yes_after(reloaded).await,
         (false, "policy-changed".into(), 0)
     );
     let cleared = |agent: &Agent| {
-        agent.grants.clear();
+        agent.grants().clear();
     };
     assert_eq!(
         yes_after(cleared).await,
@@ -489,7 +489,7 @@ async fn a_yes_after_a_reload_or_a_clear_is_a_deny() {
 #[tokio::test(start_paused = true)]
 async fn a_confirmed_unlock_is_not_refused_for_the_lock_it_undoes() {
     let s = setup(vec![Some(Answer::Allowed)], false);
-    s.agent.keystore.lock("hash".into()).unwrap();
+    s.agent.keystore().lock("hash".into()).unwrap();
     let chain = Chain::default();
     let ctx = context(Some("bastion"));
     let caller = Caller {

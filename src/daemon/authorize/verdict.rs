@@ -50,7 +50,7 @@ impl Verdict {
             rule,
             pending: Some(Pending {
                 record,
-                sink: Arc::clone(&agent.audit),
+                sink: agent.audit_sink(),
                 reason: Reason::Abandoned,
                 made: Instant::now(),
             }),

@@ -45,7 +45,7 @@ impl Session {
                     key.public.parts.key_type().name()
                 )));
             }
-            let options = &self.agent.options;
+            let options = self.agent.options();
             match crate::keys::sk::resolve_provider(
                 name,
                 &options.provider_allowlist,
@@ -79,7 +79,7 @@ impl Session {
             .await?;
         let (confirm, lifetime) = (identity.constraints.confirm, identity.constraints.lifetime);
         let restricted = !identity.constraints.destinations.is_empty();
-        match self.agent.keystore.add(identity) {
+        match self.agent.add_key(identity) {
             Ok(()) => {
                 info!(conn = self.id, key = %fp, comment = %clean(&comment, 80), confirm, lifetime = ?lifetime, restricted, provider = ?provider, "added key");
                 Ok(Reply::Success)

@@ -120,10 +120,7 @@ impl Session {
             return;
         };
         let now = Instant::now();
-        let route = self.agent.jumps.route_for(&table, process, now);
-        self.agent
-            .jumps
-            .remember(&table, process, hop, route.clone(), now);
+        let route = self.agent.remember_direct_bind(&table, process, hop, now);
         if !route.is_empty() {
             debug!(
                 conn = self.id,

@@ -14,7 +14,7 @@ impl Session {
         if parsed.lifetime.is_none() {
             parsed.lifetime = self
                 .agent
-                .options
+                .options()
                 .default_lifetime
                 .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         }

@@ -101,8 +101,7 @@ impl Session {
             Request::Sign { key_blob, .. } => {
                 let comment = self
                     .agent
-                    .keystore
-                    .find(key_blob, std::time::Instant::now())
+                    .key(key_blob)
                     .map(|id| id.comment.clone())
                     .unwrap_or_default();
                 (

@@ -1,8 +1,6 @@
 //! `ssh-add -l`: the keys this connection may see, hopward's own and the
 //! upstream's.
 
-use std::time::Instant;
-
 use crate::daemon::authorize::{Listed, listed};
 use crate::protocol::reply::Reply;
 
@@ -14,7 +12,7 @@ impl Session {
         let class = self.class();
         let hops = self.hop_views();
         let mut shown = Vec::new();
-        let own = self.agent.keystore.list(Instant::now());
+        let own = self.agent.keys_now();
         let lister = self.lister(&hops, class);
         for id in own.iter().cloned() {
             if listed(&self.agent, &lister, Listed::Held(&id)) {

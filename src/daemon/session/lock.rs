@@ -17,7 +17,7 @@ use super::refusal::Refusal;
 impl Session {
     pub(super) async fn lock(&mut self, passphrase: Passphrase<'_>) -> Result<Reply, Refusal> {
         // OpenSSH refuses an empty lock passphrase.
-        if self.agent.keystore.is_locked() || passphrase.0.is_empty() {
+        if self.agent.keys_locked() || passphrase.0.is_empty() {
             return Err(Refusal::quiet());
         }
         self.allow_key_op(KeyOp::Lock, None).await?;
@@ -26,13 +26,13 @@ impl Session {
         let secret = zeroize::Zeroizing::new(passphrase.0.to_vec());
         let hashed = tokio::task::spawn_blocking(move || keystore::hash_passphrase(&secret)).await;
         let locked = match hashed {
-            Ok(Ok(hash)) => self.agent.keystore.lock(hash).is_ok(),
+            Ok(Ok(hash)) => self.agent.keystore().lock(hash).is_ok(),
             _ => false,
         };
         if !locked {
             return Err(Refusal::warn("lock failed"));
         }
-        let dropped = self.agent.grants.clear();
+        let dropped = self.agent.grants().clear();
         info!(conn = self.id, grants_dropped = dropped, "agent locked");
         self.agent
             .withdraw_questions(Withdraw::All, "agent locked (ssh-add -x)");
@@ -40,7 +40,7 @@ impl Session {
     }
 
     pub(super) async fn unlock(&mut self, passphrase: Passphrase<'_>) -> Result<Reply, Refusal> {
-        let Some(hash) = self.agent.keystore.lock_hash() else {
+        let Some(hash) = self.agent.keystore().lock_hash() else {
             return Err(Refusal::quiet());
         };
         self.allow_key_op(KeyOp::Unlock, None).await?;
@@ -50,7 +50,7 @@ impl Session {
             tokio::task::spawn_blocking(move || keystore::verify_passphrase(&secret, &hash))
                 .await
                 .unwrap_or(false);
-        match self.agent.keystore.finish_unlock(&expected, verified) {
+        match self.agent.keystore().finish_unlock(&expected, verified) {
             Ok(()) => {
                 info!(conn = self.id, "agent unlocked");
                 Ok(Reply::Success)

@@ -119,7 +119,7 @@ impl Session {
     /// unforwarded connection of the owner (or root).
     fn control_allowed(&self) -> bool {
         let unbound = self.chain.hops().is_empty() && !self.chain.is_poisoned();
-        unbound && self.peer.may_connect(self.agent.options.owner_uid)
+        unbound && self.peer.may_connect(self.agent.owner_uid())
     }
 
     /// The class of this connection, for listing and key operations.
@@ -133,10 +133,10 @@ impl Session {
         if self.chain.hops().is_empty() {
             return Vec::new();
         }
-        let (policy_generation, policy) = self.agent.policy.snapshot();
+        let (policy_generation, policy) = self.agent.policy_snapshot();
         let key = (
             self.chain.hops().len(),
-            self.agent.known_hosts.generation(),
+            self.agent.known_hosts().generation(),
             policy_generation,
         );
         let mut cache = self.views.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +146,7 @@ impl Session {
             }
         }
         let views =
-            RequestContext::hop_views(&self.chain, &self.agent.known_hosts, policy.exact_names());
+            RequestContext::hop_views(&self.chain, self.agent.known_hosts(), policy.exact_names());
         *cache = Some((key, views.clone()));
         views
     }
@@ -156,8 +156,8 @@ impl Session {
         if self.jump.is_empty() {
             return Vec::new();
         }
-        let (_, policy) = self.agent.policy.snapshot();
-        RequestContext::jump_views(&self.jump, &self.agent.known_hosts, policy.exact_names())
+        let policy = self.agent.policy_now();
+        RequestContext::jump_views(&self.jump, self.agent.known_hosts(), policy.exact_names())
     }
 
     /// Who a listing (or a refusal no decision made) on this connection is

@@ -9,7 +9,7 @@ impl Session {
     /// As in ssh-agent, refused while locked, and any bytes after the name
     /// are ignored. `control@hopward` is listed only where it may be used.
     pub(super) fn query(&self) -> Result<Reply, Refusal> {
-        if self.agent.keystore.is_locked() {
+        if self.agent.keys_locked() {
             return Err(Refusal::quiet());
         }
         let control = self

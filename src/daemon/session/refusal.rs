@@ -235,7 +235,7 @@ impl Session {
                     who.conn,
                 )
                 .decided(false, rule, crate::daemon::audit::Reason::Rule(rule.clone()));
-                self.agent.audit.record(record);
+                self.agent.record(record);
             }
             Audit::UpstreamBarred { key, why } => {
                 let mut record = AuditRecord::key_event(
@@ -248,7 +248,7 @@ impl Session {
                 )
                 .decided(false, UPSTREAM_BARRED, why.reason());
                 record.upstream = true;
-                self.agent.audit.record(record);
+                self.agent.record(record);
             }
             Audit::Provider { key, refusal } => {
                 provider_refused(&self.agent, &who, key.as_ref().map(names), refusal);

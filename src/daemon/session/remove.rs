@@ -1,8 +1,6 @@
 //! `ssh-add -d KEY` and `ssh-add -D`: keys removed once the policy allows
 //! it, and the questions still open about them withdrawn.
 
-use std::time::Instant;
-
 use tracing::info;
 
 use crate::confirm::broker::Withdraw;
@@ -15,7 +13,7 @@ use super::refusal::{Audit, Refusal};
 
 impl Session {
     pub(super) async fn remove(&mut self, key_blob: &[u8]) -> Result<Reply, Refusal> {
-        let Some(identity) = self.agent.keystore.find(key_blob, Instant::now()) else {
+        let Some(identity) = self.agent.key(key_blob) else {
             return Err(Refusal::quiet());
         };
         // A key this connection cannot see cannot be removed through it. One
@@ -37,7 +35,7 @@ impl Session {
             Some((&identity.fingerprint, &identity.comment)),
         )
         .await?;
-        let removed = self.agent.keystore.remove(key_blob);
+        let removed = self.agent.keystore().remove(key_blob);
         if removed {
             info!(conn = self.id, "removed key {}", identity.fingerprint);
             self.agent.withdraw_questions(
@@ -52,7 +50,7 @@ impl Session {
 
     pub(super) async fn remove_all(&mut self) -> Result<Reply, Refusal> {
         self.allow_key_op(KeyOp::RemoveAll, None).await?;
-        match self.agent.keystore.remove_all() {
+        match self.agent.keystore().remove_all() {
             Some(removed) => {
                 info!(conn = self.id, "removed all {} keys", removed.len());
                 let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
@@ -149,7 +149,7 @@ impl Signer {
                         };
                         let text =
                             format!("allowed by rule {rule}, but the upstream did not sign: {e}");
-                        session.agent.upstream.record(Err(&e));
+                        session.agent.record_upstream(Err(&e));
                         Err(SignFailure {
                             refusal: Refusal::said(Said::WarnPeerKey {
                                 key: key.fingerprint.clone(),
@@ -170,7 +170,7 @@ impl Session {
     /// connection. A key found nowhere, or an upstream out of reach, is
     /// refused before any decision.
     pub(super) async fn signer(&mut self, blob: &[u8]) -> Result<Signer, Refusal> {
-        if let Some(identity) = self.agent.keystore.find(blob, Instant::now()) {
+        if let Some(identity) = self.agent.key(blob) {
             return Ok(if identity.security_key().is_some() {
                 Signer::SecurityKey(identity)
             } else if let Some(provider) = identity.pkcs11().cloned() {
@@ -207,7 +207,7 @@ impl Session {
                     None => return Err(no_such_key()),
                 },
                 Err(e) => {
-                    self.agent.upstream.record(Err(&e));
+                    self.agent.record_upstream(Err(&e));
                     return Err(Refusal::warn_peer(format!(
                         "sign refused: cannot list the upstream's keys: {e}"
                     )));
@@ -226,7 +226,7 @@ impl Session {
         if token.needs_touch() {
             info!(conn = self.id, key = %identity.fingerprint, provider = %provider, "waiting for the security key: touch it to sign");
         }
-        let timeout = self.agent.options.provider_timeout;
+        let timeout = self.agent.provider_timeout();
         let mut signed =
             crate::keys::sk::sign(&identity.public.parts, token, data, None, timeout).await;
         if matches!(signed, Err(crate::keys::sk::SkError::PinRequired)) {

@@ -57,7 +57,7 @@ impl Session {
             }
         }
         self.default_lifetime(&mut parsed);
-        let options = &self.agent.options;
+        let options = self.agent.options();
         let path = match crate::keys::sk::resolve_provider(
             provider,
             &options.provider_allowlist,
@@ -88,8 +88,7 @@ impl Session {
             // one whose keys were dropped (ssh-add -D) loads afresh.
             let held = self
                 .agent
-                .keystore
-                .list(Instant::now())
+                .keys_now()
                 .iter()
                 .any(|id| id.pkcs11().is_some_and(|p| p.path == path));
             if held {
@@ -105,7 +104,7 @@ impl Session {
         self.allow_key_op_with(KeyOp::Add, Some((&shown, &shown)), Some(shown.clone()))
             .await?;
         let pin = zeroize::Zeroizing::new(pin.0.to_vec());
-        let timeout = self.agent.options.provider_timeout;
+        let timeout = self.agent.provider_timeout();
         let (provider, keys) =
             match crate::keys::pkcs11::Pkcs11Provider::load(path.clone(), &pin, timeout).await {
                 Ok(loaded) => loaded,
@@ -155,9 +154,9 @@ impl Session {
         let count = identities.len();
         for identity in identities {
             let fp = identity.fingerprint.clone();
-            if let Err(e) = self.agent.keystore.add(identity) {
+            if let Err(e) = self.agent.add_key(identity) {
                 let refusal = Refusal::warn(format!("refused to add token key {fp}: {e}"));
-                self.agent.keystore.remove_provider(&path);
+                self.agent.keystore().remove_provider(&path);
                 provider.stop().await;
                 return Err(refusal);
             }
@@ -182,7 +181,7 @@ impl Session {
         }
         self.allow_key_op_with(KeyOp::Remove, Some((&shown, &shown)), Some(shown.clone()))
             .await?;
-        let Some(removed) = self.agent.keystore.remove_provider(&path) else {
+        let Some(removed) = self.agent.keystore().remove_provider(&path) else {
             return Err(Refusal::quiet());
         };
         let keys: Vec<String> = removed.iter().map(|id| id.fingerprint.clone()).collect();

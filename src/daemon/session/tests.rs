@@ -81,7 +81,7 @@ impl Setup {
     fn hold_key(&self) -> Vec<u8> {
         let (key, blob) = new_key();
         let identity = Identity::new(&key, Constraints::default(), Instant::now()).unwrap();
-        self.agent.keystore.add(identity).unwrap();
+        self.agent.add_key(identity).unwrap();
         blob
     }
 
@@ -372,7 +372,7 @@ async fn add_takes_a_key_and_refuses_a_constraint_given_twice() {
         })
         .await;
     assert_eq!(reply, Reply::Success);
-    let held = s.agent.keystore.find(&blob, Instant::now()).unwrap();
+    let held = s.agent.key(&blob).unwrap();
     assert!(held.constraints.confirm);
 
     let (key, _) = new_key();
@@ -431,7 +431,7 @@ async fn remove_drops_a_key_locally_and_a_forwarded_remove_of_a_hidden_key_is_au
         .dispatch(Request::Remove { key_blob: &blob })
         .await;
     assert_eq!(reply, Reply::Failure);
-    assert!(s.agent.keystore.find(&blob, Instant::now()).is_some());
+    assert!(s.agent.key(&blob).is_some());
     assert_eq!(
         s.seen(),
         vec![record("remove", "deny", "default:forwarded")]
@@ -440,7 +440,7 @@ async fn remove_drops_a_key_locally_and_a_forwarded_remove_of_a_hidden_key_is_au
     let mut local = s.session();
     let reply = local.dispatch(Request::Remove { key_blob: &blob }).await;
     assert_eq!(reply, Reply::Success);
-    assert!(s.agent.keystore.find(&blob, Instant::now()).is_none());
+    assert!(s.agent.key(&blob).is_none());
     // A key no longer held: refused, as ssh-agent does, without a record.
     let reply = local.dispatch(Request::Remove { key_blob: &blob }).await;
     assert_eq!(reply, Reply::Failure);
@@ -455,7 +455,7 @@ async fn remove_all_empties_the_agent() {
         s.session().dispatch(Request::RemoveAll).await,
         Reply::Success
     );
-    assert!(s.agent.keystore.find(&blob, Instant::now()).is_none());
+    assert!(s.agent.key(&blob).is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -471,7 +471,7 @@ async fn lock_and_unlock_take_the_passphrase_and_refuse_the_rest() {
         session.dispatch(Request::Lock(Passphrase(b"pw"))).await,
         Reply::Success
     );
-    assert!(s.agent.keystore.is_locked());
+    assert!(s.agent.keys_locked());
     assert_eq!(
         session.dispatch(Request::Lock(Passphrase(b"pw"))).await,
         Reply::Failure
@@ -482,12 +482,12 @@ async fn lock_and_unlock_take_the_passphrase_and_refuse_the_rest() {
             .await,
         Reply::Failure
     );
-    assert!(s.agent.keystore.is_locked());
+    assert!(s.agent.keys_locked());
     assert_eq!(
         session.dispatch(Request::Unlock(Passphrase(b"pw"))).await,
         Reply::Success
     );
-    assert!(!s.agent.keystore.is_locked());
+    assert!(!s.agent.keys_locked());
     assert_eq!(
         session.dispatch(Request::Unlock(Passphrase(b"pw"))).await,
         Reply::Failure
@@ -541,7 +541,7 @@ async fn query_lists_control_only_where_it_may_be_used_and_nothing_while_locked(
     assert!(shows_control(&s.session().dispatch(query()).await));
     assert!(!shows_control(&s.forwarded().await.dispatch(query()).await));
     s.agent
-        .keystore
+        .keystore()
         .lock(crate::keys::keystore::hash_passphrase(b"pw").unwrap())
         .unwrap();
     assert_eq!(s.session().dispatch(query()).await, Reply::Failure);

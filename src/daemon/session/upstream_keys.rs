@@ -36,7 +36,7 @@ impl Session {
     /// connection poisoned by a bind hopward refused never reaches upstream
     /// (the upstream would see a chain without the bad bind).
     pub(super) fn upstream_barred(&self) -> Option<Barred> {
-        if self.agent.keystore.is_locked() {
+        if self.agent.keys_locked() {
             Some(Barred::Locked)
         } else if self.chain.is_poisoned() {
             Some(Barred::Poisoned)
@@ -65,13 +65,13 @@ impl Session {
         match self.upstream.list(&path, &self.binds, timeout).await {
             Ok(keys) => {
                 let keys = keys.to_vec();
-                self.agent.upstream.record(Ok(None));
+                self.agent.record_upstream(Ok(None));
                 self.note_bind_support();
                 keys
             }
             Err(e) => {
                 warn!(conn = self.id, peer = %self.peer, "upstream keys left out of the listing: {e}");
-                self.agent.upstream.record(Err(&e));
+                self.agent.record_upstream(Err(&e));
                 Vec::new()
             }
         }
@@ -84,7 +84,7 @@ impl Session {
             return;
         }
         let supported = !self.upstream.binds_unsupported();
-        if self.agent.upstream.record_binds(supported) && !supported {
+        if self.agent.record_upstream_binds(supported) && !supported {
             warn!(
                 conn = self.id,
                 "the upstream agent knows no session-bind (it refused a valid one): \
@@ -101,8 +101,8 @@ impl Session {
         };
         let mut link = crate::daemon::upstream::UpstreamLink::default();
         match link.list(&path, &[], timeout).await {
-            Ok(keys) => self.agent.upstream.record(Ok(Some(keys))),
-            Err(e) => self.agent.upstream.record(Err(&e)),
+            Ok(keys) => self.agent.record_upstream(Ok(Some(keys))),
+            Err(e) => self.agent.record_upstream(Err(&e)),
         }
     }
 }
