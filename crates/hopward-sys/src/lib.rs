@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 pub mod fido;
-pub mod memory;
+pub(crate) mod memory;
 pub mod peer;
 pub mod rsa_blinding;
 pub mod signing;

@@ -15,7 +15,7 @@ use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 /// The sk-api major version hopward speaks (`SSH_SK_VERSION_MAJOR` of
 /// OpenSSH 8.9 to 10.x).
-pub const SK_VERSION_MAJOR: u32 = 0x000a_0000;
+pub(crate) const SK_VERSION_MAJOR: u32 = 0x000a_0000;
 const SK_VERSION_MAJOR_MASK: u32 = 0xffff_0000;
 /// No signature part of any FIDO algorithm is anywhere near this long; a
 /// longer one is a lie, refused before it is copied.

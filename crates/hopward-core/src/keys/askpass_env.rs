@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 
 /// OpenSSH's default askpass program.
-pub const DEFAULT_PROGRAM: &str = "/usr/bin/ssh-askpass";
+pub(crate) const DEFAULT_PROGRAM: &str = "/usr/bin/ssh-askpass";
 
 /// What to set up so askpass can ask, in the words `doctor` gives as a fix.
 pub const SETUP_HINT: &str = "set SSH_ASKPASS (with DISPLAY)";
@@ -32,7 +32,7 @@ impl AskpassEnv {
 
     /// Reads the variables from `var`; [`Self::from_env`] passes the
     /// process environment, tests a table.
-    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Self {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Self {
         let set = |name: &str| var(name).filter(|v| !v.is_empty());
         let display = set("DISPLAY").is_some() || set("WAYLAND_DISPLAY").is_some();
         let forced = var("SSH_ASKPASS_REQUIRE").is_some_and(|v| v == "force");

@@ -18,7 +18,7 @@ use crate::ssh::key::PublicKey;
 /// How long after `valid_before` a certificate stays in the agent: OpenSSH's
 /// `CERT_EXPIRY_GRACE` (5 minutes), so `ssh-add -l` looks the same whichever
 /// added it.
-pub const GRACE_SECS: u64 = 5 * 60;
+pub(crate) const GRACE_SECS: u64 = 5 * 60;
 
 /// The audit reason (and rule) of everything done to an expired
 /// certificate: a signature refused, a drop, an add refused.
@@ -70,7 +70,7 @@ impl CertValidity {
     }
 
     /// Whether the agent should no longer hold it at `now`.
-    pub fn dropped(&self, now: u64) -> bool {
+    pub(crate) fn dropped(&self, now: u64) -> bool {
         self.drop_at().is_some_and(|at| now >= at)
     }
 }
@@ -78,7 +78,7 @@ impl CertValidity {
 /// The monotonic instant that lies `deadline - now_unix` seconds after
 /// `now` (at once if the deadline has passed): the reaper sleeps on
 /// instants, and re-plans from the wall clock each time it wakes.
-pub fn instant_of(deadline: u64, now_unix: u64, now: Instant) -> Instant {
+pub(crate) fn instant_of(deadline: u64, now_unix: u64, now: Instant) -> Instant {
     // A `valid_before` near the end of time (any certificate may carry one)
     // must not overflow the clock: a century is as good as never.
     const CENTURY: u64 = 100 * 365 * 24 * 3600;

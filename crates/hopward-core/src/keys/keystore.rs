@@ -62,7 +62,7 @@ pub struct Identity {
     /// (`ssh-add -N`, to sign files with it): whoever added it wanted it
     /// as it is, so it is kept, as ssh-agent keeps it. It still never signs
     /// a login.
-    pub added_expired: bool,
+    pub(crate) added_expired: bool,
     key: Holder,
 }
 
@@ -195,7 +195,7 @@ impl Identity {
 
     /// A certificate past OpenSSH's grace after its `valid_before`, by the
     /// wall clock: gone as if its lifetime had ended.
-    pub fn cert_dropped(&self) -> bool {
+    pub(crate) fn cert_dropped(&self) -> bool {
         !self.added_expired
             && self
                 .cert

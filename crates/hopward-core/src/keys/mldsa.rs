@@ -22,7 +22,7 @@ use crate::sys::signing::{self, MlDsa44Key};
 
 /// Length of the material of an ML-DSA composite key: the ML-DSA seed, the
 /// Ed25519 seed and the Ed25519 public key.
-pub const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
+pub(crate) const MLDSA44_ED25519_MATERIAL_LEN: usize = MLDSA_SEED_LEN + 64;
 
 /// Why composite material was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum Refusal {
 
 /// The material (the ML-DSA seed, then the Ed25519 seed and public key) of
 /// the private key `sk` that `ssh-add` sent for `pk`.
-pub fn material(
+pub(crate) fn material(
     pk: &[u8; MLDSA44_ED25519_PUBLIC_LEN],
     sk: &[u8; MLDSA44_ED25519_SECRET_LEN],
 ) -> Result<Zeroizing<Vec<u8>>, Refusal> {
@@ -52,7 +52,7 @@ pub fn material(
 
 /// Checks composite material against the public key and returns the two
 /// halves as keys.
-pub fn halves(
+pub(crate) fn halves(
     pk: &[u8; MLDSA44_ED25519_PUBLIC_LEN],
     material: &[u8],
 ) -> Result<(MlDsa44Key, lc::Ed25519KeyPair), Refusal> {
@@ -79,7 +79,11 @@ pub fn halves(
 }
 
 /// The composite signature of `data` by two halves already built.
-pub fn signature(mldsa: &MlDsa44Key, ed25519: &lc::Ed25519KeyPair, data: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn signature(
+    mldsa: &MlDsa44Key,
+    ed25519: &lc::Ed25519KeyPair,
+    data: &[u8],
+) -> Option<Vec<u8>> {
     let message = composite_message(data);
     let ed25519_signature = ed25519.sign(&message);
     joined(mldsa, &message, ed25519_signature.as_ref())
@@ -89,7 +93,7 @@ pub fn signature(mldsa: &MlDsa44Key, ed25519: &lc::Ed25519KeyPair, data: &[u8]) 
 /// signs. The material was checked against the public key when the key was
 /// added (see `crate::sys::signing`): the ML-DSA key is only expanded from
 /// its seed, the Ed25519 half signs from seed and public key.
-pub fn signature_from_material(material: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn signature_from_material(material: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     if material.len() != MLDSA44_ED25519_MATERIAL_LEN {
         return None;
     }

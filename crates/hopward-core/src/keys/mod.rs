@@ -4,8 +4,8 @@
 pub mod askpass_env;
 pub mod expiry;
 pub mod keystore;
-pub mod mldsa;
+pub(crate) mod mldsa;
 pub mod pkcs11;
-pub mod shield;
+pub(crate) mod shield;
 pub mod sign;
 pub mod sk;

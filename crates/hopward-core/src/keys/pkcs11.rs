@@ -332,7 +332,7 @@ mod helper {
     use cryptoki::session::{Session, UserType};
 
     /// A logged-in token and the keys found on it.
-    pub struct Token {
+    pub(crate) struct Token {
         // Kept so the library stays loaded for the sessions.
         _context: Pkcs11,
         sessions: Vec<Session>,
@@ -340,7 +340,11 @@ mod helper {
         keys: Vec<(Vec<u8>, KeyType, usize, ObjectHandle)>,
     }
 
-    pub fn handle(path: &Path, token: &mut Option<Token>, body: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn handle(
+        path: &Path,
+        token: &mut Option<Token>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let mut reader = Reader::new(body);
         let kind = reader.u8("message type").map_err(|e| e.to_string())?;
         match kind {

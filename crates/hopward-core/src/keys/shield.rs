@@ -35,13 +35,13 @@ use crate::sys::LockedPages;
 use crate::sys::rsa_blinding::RsaBlinder;
 
 /// Size of the random pre-key, as in OpenSSH.
-pub const PREKEY_LEN: usize = 16 * 1024;
+pub(crate) const PREKEY_LEN: usize = 16 * 1024;
 /// Domain separation for the key derivation.
 const KDF_CONTEXT: &str = "hopward 2026-11-22 shielded private key";
 const TAG_LEN: usize = 16;
 
 /// A private key sealed in memory.
-pub struct ShieldedKey {
+pub(crate) struct ShieldedKey {
     public: PublicParts,
     /// Pre-key, then the sealed material, then its tag.
     sealed: LockedPages,
@@ -64,7 +64,7 @@ impl fmt::Debug for ShieldedKey {
 impl ShieldedKey {
     /// Seals validated material for `public` under a fresh pre-key and
     /// checks that the sealed key signs.
-    pub fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
+    pub(crate) fn seal(public: &PublicParts, material: &KeyMaterial) -> Result<Self, KeyError> {
         let sealed = seal_bytes(material, "no memory for the sealed key")?;
         let rsa = match public {
             PublicParts::Rsa { e, n } => {
@@ -131,20 +131,20 @@ impl ShieldedKey {
     /// The sealed bytes (pre-key, ciphertext, tag), for tests that check
     /// what is kept in memory.
     #[cfg(test)]
-    pub fn sealed_bytes(&self) -> &[u8] {
+    pub(crate) fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
     }
 
     /// What an RSA key keeps for blinding, for tests of how it is reused.
     #[cfg(test)]
-    pub fn rsa_blinder(&self) -> Option<&RsaBlinder> {
+    pub(crate) fn rsa_blinder(&self) -> Option<&RsaBlinder> {
         self.rsa.as_ref()
     }
 }
 
 /// Secret bytes that are not a software key, sealed the same way: a FIDO
 /// key handle (which, for some providers, is the private key itself).
-pub struct SealedSecret {
+pub(crate) struct SealedSecret {
     sealed: LockedPages,
 }
 
@@ -156,7 +156,7 @@ impl fmt::Debug for SealedSecret {
 
 impl SealedSecret {
     /// Seals `secret` under a fresh pre-key.
-    pub fn seal(secret: &[u8]) -> Result<Self, KeyError> {
+    pub(crate) fn seal(secret: &[u8]) -> Result<Self, KeyError> {
         let sealed = seal_bytes(secret, "no memory for the sealed secret")?;
         Ok(SealedSecret { sealed })
     }
@@ -169,7 +169,7 @@ impl SealedSecret {
 
     /// The sealed bytes, for tests that check what is kept in memory.
     #[cfg(test)]
-    pub fn sealed_bytes(&self) -> &[u8] {
+    pub(crate) fn sealed_bytes(&self) -> &[u8] {
         &self.sealed
     }
 

@@ -30,9 +30,9 @@ use crate::sys::rsa_blinding::RsaBlinder;
 use crate::sys::signing::{self, MlDsa44Key, RsaHash, RsaNumbers, RsaRefusal};
 
 /// `SSH_AGENT_RSA_SHA2_256` from PROTOCOL.agent.
-pub const FLAG_RSA_SHA2_256: u32 = 0x02;
+pub(crate) const FLAG_RSA_SHA2_256: u32 = 0x02;
 /// `SSH_AGENT_RSA_SHA2_512` from PROTOCOL.agent.
-pub const FLAG_RSA_SHA2_512: u32 = 0x04;
+pub(crate) const FLAG_RSA_SHA2_512: u32 = 0x04;
 
 /// OpenSSH refuses RSA keys below this many bits.
 const RSA_MIN_BITS: usize = 1024;
@@ -87,7 +87,7 @@ pub struct SshSignature {
 /// exponents are computed once here, not per signature); ML-DSA composite
 /// the ML-DSA seed, then the Ed25519 seed and public key (96 bytes, so the
 /// Ed25519 half signs as Ed25519 keys do). Wiped on drop.
-pub type KeyMaterial = Zeroizing<Vec<u8>>;
+pub(crate) type KeyMaterial = Zeroizing<Vec<u8>>;
 
 impl SigningKey {
     pub fn kind(&self) -> &'static str {
@@ -109,7 +109,7 @@ impl SigningKey {
 
     /// Checks the numbers `ssh-add` sent against the public key and returns
     /// them as [`KeyMaterial`].
-    pub fn material(
+    pub(crate) fn material(
         public: &PublicParts,
         secret: &SecretParts<'_>,
     ) -> Result<KeyMaterial, KeyError> {
@@ -137,7 +137,7 @@ impl SigningKey {
 
     /// Rebuilds a signing key from material made by [`SigningKey::material`]
     /// for the same public key.
-    pub fn from_material(public: &PublicParts, material: &[u8]) -> Result<Self, KeyError> {
+    pub(crate) fn from_material(public: &PublicParts, material: &[u8]) -> Result<Self, KeyError> {
         match public {
             PublicParts::Ed25519(pk) => {
                 if material.len() != 64 || material[32..] != pk[..] {
@@ -219,7 +219,7 @@ impl From<mldsa::Refusal> for KeyError {
 /// for every signature: Ed25519 and ECDSA sign from the seed or scalar
 /// without building a key object (which would recompute the public key,
 /// doubling the cost); RSA builds only the form the flags ask for.
-pub fn sign_with_material(
+pub(crate) fn sign_with_material(
     public: &PublicParts,
     material: &[u8],
     data: &[u8],
@@ -301,7 +301,7 @@ fn rsa_sign(key: &signing::RsaKey, data: &[u8], flags: u32) -> Result<SshSignatu
 /// does for every signature, blinded with the values `blinder` keeps for
 /// this public key (see `crate::sys::rsa_blinding`) rather than ones drawn
 /// for a key object made for this one signature.
-pub fn sign_rsa_blinded(
+pub(crate) fn sign_rsa_blinded(
     public: &PublicParts,
     blinder: &RsaBlinder,
     material: &[u8],
@@ -404,7 +404,7 @@ fn same_number(a: &[u8], b: &[u8]) -> bool {
 
 /// The SSH algorithm name a signature by a `key_type` key carries, given
 /// the request flags.
-pub fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
+pub(crate) fn signature_algorithm(key_type: KeyType, flags: u32) -> &'static str {
     match key_type {
         KeyType::Ed25519 => "ssh-ed25519",
         KeyType::EcdsaP256 => "ecdsa-sha2-nistp256",

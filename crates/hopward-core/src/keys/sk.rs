@@ -29,14 +29,14 @@ use crate::ssh::wire::{Reader, WireError, put_mpint, put_string, put_u32};
 /// The word that makes the binary a provider helper (argv\[1\]).
 pub const HELPER_ARG: &str = "__provider-helper";
 /// The name ssh-add sends for the built-in provider.
-pub const INTERNAL: &str = "internal";
+pub(crate) const INTERNAL: &str = "internal";
 /// ssh-agent's default `-P` allow-list (`DEFAULT_ALLOWED_PROVIDERS`).
 pub const DEFAULT_ALLOWED_PROVIDERS: &str = "/usr/lib*/*,/usr/local/lib*/*";
 /// How long a signature may wait for its token (and a touch) by default.
 /// FIDO tokens give up waiting for a touch after about 30 s themselves.
 pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(60);
 /// `SSH_SK_USER_PRESENCE_REQD`: the token wants a touch for each signature.
-pub const FLAG_USER_PRESENCE: u8 = 0x01;
+pub(crate) const FLAG_USER_PRESENCE: u8 = 0x01;
 /// The most a helper may write back; a signature is well under 1 KiB.
 const MAX_REPLY: u64 = 64 * 1024;
 /// The most a helper accepts as a request (data to sign is at most a frame).
@@ -268,7 +268,7 @@ pub async fn ask_pin(prompt: &str, timeout: Duration) -> Option<Zeroizing<Vec<u8
 /// This very program, to run as a helper. On Linux `/proc/self/exe`, which
 /// the forked child still resolves to the agent's own image even after the
 /// file was replaced or deleted by an upgrade.
-pub fn helper_program() -> PathBuf {
+pub(crate) fn helper_program() -> PathBuf {
     if cfg!(target_os = "linux") {
         PathBuf::from("/proc/self/exe")
     } else {

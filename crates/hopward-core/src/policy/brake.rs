@@ -32,13 +32,13 @@ pub struct BrakeSettings {
 
 /// The largest `hosts` a policy may set: past it the brake could never
 /// engage, since no more destinations than [`MAX_DESTINATIONS`] are kept.
-pub const MAX_HOSTS: u32 = 1000;
+pub(crate) const MAX_HOSTS: u32 = 1000;
 /// Destinations remembered per first hop.
-pub const MAX_DESTINATIONS: usize = 1024;
+pub(crate) const MAX_DESTINATIONS: usize = 1024;
 /// First hops remembered at once.
-pub const MAX_HOPS: usize = 256;
+pub(crate) const MAX_HOPS: usize = 256;
 /// The longest window a policy may set.
-pub const MAX_PER: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_PER: Duration = Duration::from_secs(24 * 3600);
 
 /// A request the brake caught: how many distinct destinations were asked
 /// for through `hop` within `per`, this one included.

@@ -22,7 +22,7 @@ pub enum NamePattern {
 }
 
 /// Compiles a glob; `*`, `?`, `[...]` and `{a,b}` as in shell globs.
-pub fn compile_glob(text: &str, case_insensitive: bool) -> Result<GlobMatcher, String> {
+pub(crate) fn compile_glob(text: &str, case_insensitive: bool) -> Result<GlobMatcher, String> {
     GlobBuilder::new(text)
         .case_insensitive(case_insensitive)
         .literal_separator(false)
@@ -32,7 +32,7 @@ pub fn compile_glob(text: &str, case_insensitive: bool) -> Result<GlobMatcher, S
 }
 
 impl NamePattern {
-    pub fn compile(text: &str) -> Result<NamePattern, String> {
+    pub(crate) fn compile(text: &str) -> Result<NamePattern, String> {
         if text.starts_with("SHA256:") {
             return Ok(NamePattern::Fingerprint(text.to_string()));
         }
@@ -48,7 +48,7 @@ impl NamePattern {
         })
     }
 
-    pub fn matches(&self, hop: &HopView) -> bool {
+    pub(crate) fn matches(&self, hop: &HopView) -> bool {
         match self {
             NamePattern::Fingerprint(fp) => hop.fingerprint == *fp,
             NamePattern::Any => true,
@@ -58,7 +58,7 @@ impl NamePattern {
 
     /// The exact name this pattern stands for, if it has no wildcard (such
     /// names may also be found in hashed known_hosts entries).
-    pub fn exact_name(&self) -> Option<&str> {
+    pub(crate) fn exact_name(&self) -> Option<&str> {
         match self {
             NamePattern::Glob { text, .. } if !text.contains(['*', '?', '[', '{']) => Some(text),
             _ => None,
@@ -74,7 +74,7 @@ pub enum ViaElement {
 }
 
 impl ViaElement {
-    pub fn compile(text: &str) -> Result<ViaElement, String> {
+    pub(crate) fn compile(text: &str) -> Result<ViaElement, String> {
         if text == "**" {
             Ok(ViaElement::AnyNumber)
         } else {
@@ -84,7 +84,7 @@ impl ViaElement {
 }
 
 /// Whether the forwarding hops match the `via` sequence.
-pub fn via_matches(pattern: &[ViaElement], hops: &[&HopView]) -> bool {
+pub(crate) fn via_matches(pattern: &[ViaElement], hops: &[&HopView]) -> bool {
     match pattern.split_first() {
         None => hops.is_empty(),
         Some((ViaElement::AnyNumber, rest)) => {
@@ -104,7 +104,7 @@ pub enum KeyPattern {
 }
 
 impl KeyPattern {
-    pub fn compile(text: &str) -> Result<KeyPattern, String> {
+    pub(crate) fn compile(text: &str) -> Result<KeyPattern, String> {
         if text.starts_with("SHA256:") {
             Ok(KeyPattern::Fingerprint(text.to_string()))
         } else {
@@ -112,7 +112,7 @@ impl KeyPattern {
         }
     }
 
-    pub fn matches(&self, fingerprint: &str, comment: &str) -> bool {
+    pub(crate) fn matches(&self, fingerprint: &str, comment: &str) -> bool {
         match self {
             KeyPattern::Fingerprint(fp) => fp == fingerprint,
             KeyPattern::Comment(glob) => glob.is_match(comment),

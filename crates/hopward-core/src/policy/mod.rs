@@ -9,9 +9,9 @@ pub mod brake;
 pub mod file;
 pub mod grants;
 pub mod lint;
-pub mod matcher;
+pub(crate) mod matcher;
 mod offer;
-pub mod owner;
+pub(crate) mod owner;
 mod prefilter;
 pub mod process;
 mod rule;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::trust::context::{Destination, HopView, RequestClass, RequestContext};
 use matcher::ViaElement;
-pub use rule::Rule;
+pub(crate) use rule::Rule;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -56,7 +56,7 @@ impl Action {
     }
 
     /// The stricter of two actions (deny > confirm > notify > allow).
-    pub fn stricter(self, other: Action) -> Action {
+    pub(crate) fn stricter(self, other: Action) -> Action {
         use Action::*;
         match (self, other) {
             (Deny, _) | (_, Deny) => Deny,
@@ -74,13 +74,13 @@ impl Action {
 
 /// `[defaults]`: the action per request class when no rule matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Defaults {
-    pub local: Action,
-    pub forwarded: Action,
+pub(crate) struct Defaults {
+    pub(crate) local: Action,
+    pub(crate) forwarded: Action,
     /// A forwarded login to a host no known_hosts file knows (its bind
     /// verifies, but nothing says which host it is). Absent: `forwarded`.
-    pub forwarded_unknown: Action,
-    pub forwarded_unverified: Action,
+    pub(crate) forwarded_unknown: Action,
+    pub(crate) forwarded_unverified: Action,
 }
 
 /// How to ask the person at the desk.
@@ -95,7 +95,7 @@ pub enum ConfirmMethod {
 
 impl ConfirmMethod {
     /// Every method: the names `[confirm] method` takes.
-    pub const ALL: [ConfirmMethod; 5] = [
+    pub(crate) const ALL: [ConfirmMethod; 5] = [
         ConfirmMethod::Auto,
         ConfirmMethod::Desktop,
         ConfirmMethod::Askpass,
@@ -141,12 +141,12 @@ pub struct ConfirmSettings {
 
 /// `[forwarded]`: key operations that arrive through a bound connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardedOps {
+pub(crate) struct ForwardedOps {
     pub add: Action,
     pub remove: Action,
     pub remove_all: Action,
     pub lock: Action,
-    pub unlock: Action,
+    pub(crate) unlock: Action,
 }
 
 /// `[audit]`.
@@ -178,7 +178,7 @@ pub struct UpstreamSettings {
 }
 
 /// How long an upstream request may take when the policy does not say.
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A complete, validated policy.
 #[derive(Debug, Clone)]
@@ -189,9 +189,9 @@ pub struct Policy {
     /// reads the same text changes nothing and keeps remembered approvals.
     pub digest: [u8; 32],
     pub rules: Vec<Rule>,
-    pub defaults: Defaults,
+    pub(crate) defaults: Defaults,
     pub confirm: ConfirmSettings,
-    pub forwarded: ForwardedOps,
+    pub(crate) forwarded: ForwardedOps,
     pub audit: AuditSettings,
     pub upstream: UpstreamSettings,
     /// Extra known_hosts files.
@@ -244,7 +244,7 @@ const REFUSING_FORWARDED: &[u8] = b"hopward: forwarded use refused, no usable po
 
 impl Policy {
     /// The built-in policy, also shipped as `policy/default.toml`.
-    pub fn builtin() -> Policy {
+    pub(crate) fn builtin() -> Policy {
         file::parse_str(file::DEFAULT_POLICY, "(built-in policy)")
             .expect("the built-in policy is valid")
     }
@@ -253,7 +253,7 @@ impl Policy {
     /// parse, or another user could have written it): local use is served
     /// as the built-in policy serves it, and everything that comes through
     /// a forwarded agent is refused.
-    pub fn refusing_forwarded() -> Policy {
+    pub(crate) fn refusing_forwarded() -> Policy {
         let mut policy = Policy::builtin();
         policy.defaults.forwarded = Action::Deny;
         policy.defaults.forwarded_unknown = Action::Deny;

@@ -31,7 +31,7 @@ impl std::fmt::Display for Unsafe {
 
 /// Checks `path` for the user running hopward. `Ok` also when the file does
 /// not exist: reading it reports that.
-pub fn check(path: &Path) -> Result<(), Unsafe> {
+pub(crate) fn check(path: &Path) -> Result<(), Unsafe> {
     check_for(path, crate::sys::effective_uid(), home().as_deref())
 }
 
@@ -43,7 +43,7 @@ fn home() -> Option<PathBuf> {
 }
 
 /// [`check`] for a given uid and home directory.
-pub fn check_for(path: &Path, uid: u32, home: Option<&Path>) -> Result<(), Unsafe> {
+pub(crate) fn check_for(path: &Path, uid: u32, home: Option<&Path>) -> Result<(), Unsafe> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let meta = match std::fs::metadata(&absolute) {
         Ok(meta) => meta,

@@ -23,7 +23,7 @@ const ANY_HOST: u64 = u64::MAX;
 
 /// What must hold of a request for the rule to have a chance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuleShape {
+pub(crate) struct RuleShape {
     /// Set bits of the exact names and fingerprints in `host`.
     host_bits: u64,
     /// `host` is given, so a destination (an auth hop at the end) is needed.
@@ -36,7 +36,7 @@ pub struct RuleShape {
 
 /// The same summary of one request, computed once per decision.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestShape {
+pub(crate) struct RequestShape {
     host_bits: u64,
     has_destination: bool,
     forwarding: u16,
@@ -114,7 +114,7 @@ impl RuleShape {
     }
 
     /// False only if the rule cannot match a request of this shape.
-    pub fn admits(&self, request: &RequestShape) -> bool {
+    pub(crate) fn admits(&self, request: &RequestShape) -> bool {
         (!self.needs_destination
             || (request.has_destination && self.host_bits & request.host_bits != 0))
             && (self.min_forwarding..=self.max_forwarding).contains(&request.forwarding)

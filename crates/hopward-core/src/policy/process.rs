@@ -15,7 +15,7 @@ use crate::trust::peer::{Facts, file_name};
 
 /// What is known about a rule's process fields for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proof {
+pub(crate) enum Proof {
     Yes,
     No,
     /// Nothing read about the process can settle it.
@@ -43,7 +43,7 @@ impl Proof {
 
 /// `~` and `~/...` with `$HOME` (left as it is without one, which a
 /// `cwd` pattern then refuses as not absolute).
-pub fn expand_home(text: &str) -> String {
+pub(crate) fn expand_home(text: &str) -> String {
     let Some(home) = std::env::var_os("HOME").and_then(|h| h.into_string().ok()) else {
         return text.to_string();
     };
@@ -59,14 +59,14 @@ pub fn expand_home(text: &str) -> String {
 /// A glob on an executable: with a `/` it is matched against the whole
 /// path, without one against the file name (`git`, `code`, `*-runner`).
 #[derive(Debug, Clone)]
-pub struct ExePattern {
+pub(crate) struct ExePattern {
     glob: GlobMatcher,
     whole_path: bool,
 }
 
 impl ExePattern {
     /// `text` with `~/` already expanded.
-    pub fn compile(text: &str) -> Result<ExePattern, String> {
+    pub(crate) fn compile(text: &str) -> Result<ExePattern, String> {
         if text.is_empty() {
             return Err("empty executable pattern".into());
         }
@@ -76,7 +76,7 @@ impl ExePattern {
         })
     }
 
-    pub fn matches(&self, exe: &Path) -> bool {
+    pub(crate) fn matches(&self, exe: &Path) -> bool {
         if self.whole_path {
             self.glob.is_match(exe)
         } else {
@@ -94,7 +94,7 @@ pub struct DirPattern {
 }
 
 impl DirPattern {
-    pub fn compile(text: &str) -> Result<DirPattern, String> {
+    pub(crate) fn compile(text: &str) -> Result<DirPattern, String> {
         if !text.starts_with('/') {
             return Err(format!(
                 "cwd pattern {text:?} must be an absolute path or start with ~/"
@@ -109,7 +109,7 @@ impl DirPattern {
         })
     }
 
-    pub fn matches(&self, dir: &Path) -> bool {
+    pub(crate) fn matches(&self, dir: &Path) -> bool {
         dir.ancestors().any(|d| self.glob.is_match(d))
     }
 }
@@ -117,8 +117,8 @@ impl DirPattern {
 /// A rule's process fields; all `None` for a rule without them.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessPatterns {
-    pub caller: Option<Vec<ExePattern>>,
-    pub ancestor: Option<Vec<ExePattern>>,
+    pub(crate) caller: Option<Vec<ExePattern>>,
+    pub(crate) ancestor: Option<Vec<ExePattern>>,
     pub cwd: Option<Vec<DirPattern>>,
 }
 
@@ -130,7 +130,7 @@ impl ProcessPatterns {
 
     /// Whether the requesting process described by `facts` matches every
     /// field given.
-    pub fn check(&self, facts: &Facts) -> Proof {
+    pub(crate) fn check(&self, facts: &Facts) -> Proof {
         let caller = self.caller.as_ref().map_or(Proof::Yes, |patterns| {
             Proof::of(facts.exe.as_deref().map(|exe| {
                 let script = facts.script.as_deref();

@@ -17,7 +17,7 @@ pub struct Rule {
     pub origin: String,
     pub keys: Option<Vec<KeyPattern>>,
     pub host: Option<Vec<NamePattern>>,
-    pub via: Option<Vec<ViaElement>>,
+    pub(crate) via: Option<Vec<ViaElement>>,
     pub user: Option<Vec<globset::GlobMatcher>>,
     pub purpose: Option<Purpose>,
     pub action: Action,
@@ -90,7 +90,7 @@ impl Rule {
     /// verified destination. A user or purpose the data claims without a
     /// bind to back it (a login that does not belong to the last bind) can
     /// only make things stricter: it matches deny rules, never others.
-    pub fn matches(&self, ctx: &RequestContext) -> bool {
+    pub(crate) fn matches(&self, ctx: &RequestContext) -> bool {
         let names_claims = self.user.is_some() || self.purpose.is_some();
         if names_claims && self.action != Action::Deny && !ctx.destination.claims_checked() {
             return false;

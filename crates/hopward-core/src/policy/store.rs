@@ -118,7 +118,7 @@ impl PolicyStore {
 
     /// A store for the default location, where no file exists yet: the
     /// built-in policy is in force until one appears.
-    pub fn awaiting(path: Option<PathBuf>) -> Self {
+    pub(crate) fn awaiting(path: Option<PathBuf>) -> Self {
         PolicyStore {
             optional: true,
             ..PolicyStore::new(path, Policy::builtin())

@@ -12,7 +12,7 @@ use crate::ssh::key::{KeyType, PublicKey};
 use crate::ssh::wire::Reader;
 
 /// OpenSSH's `AGENT_MAX_SESSION_IDS`.
-pub const MAX_HOPS: usize = 16;
+pub(crate) const MAX_HOPS: usize = 16;
 /// OpenSSH's `AGENT_MAX_SID_LEN`.
 const MAX_SESSION_ID: usize = 128;
 /// The largest session-bind accepted, in bytes. An honest bind is far
@@ -20,7 +20,7 @@ const MAX_SESSION_ID: usize = 128;
 /// with an ML-DSA composite key, CA and signature about 8 KiB. OpenSSH
 /// takes up to a whole frame (256 KiB); a bastion would use that to make
 /// the agent hold megabytes of certificate per connection.
-pub const MAX_BIND_LEN: usize = 16 * 1024;
+pub(crate) const MAX_BIND_LEN: usize = 16 * 1024;
 /// What the binds of one connection may hold in memory, all counted (see
 /// [`Chain::retained_bytes`]). A chain of 16 plain hops holds about 4 KiB,
 /// one of 16 hops with ordinary host certificates about 50 KiB, one with
@@ -37,7 +37,7 @@ const HOP_OVERHEAD: usize = 256;
 pub struct Hop {
     pub host_key: PublicKey,
     /// For a certificate host key, its parsed certificate.
-    pub host_cert: Option<Certificate>,
+    pub(crate) host_cert: Option<Certificate>,
     pub session_id: Vec<u8>,
     pub forwarding: bool,
 }
@@ -108,10 +108,10 @@ pub struct Chain {
 
 /// A parsed `session-bind@openssh.com` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionBind<'a> {
+pub(crate) struct SessionBind<'a> {
     pub host_key: &'a [u8],
     pub session_id: &'a [u8],
-    pub signature: &'a [u8],
+    pub(crate) signature: &'a [u8],
     pub forwarding: bool,
 }
 
@@ -243,7 +243,8 @@ pub enum Purpose {
 
 impl Purpose {
     /// Every purpose: the names a rule's `purpose` takes.
-    pub const ALL: [Purpose; 4] = [Purpose::Login, Purpose::Git, Purpose::File, Purpose::Other];
+    pub(crate) const ALL: [Purpose; 4] =
+        [Purpose::Login, Purpose::Git, Purpose::File, Purpose::Other];
 
     /// Its name in a rule's `purpose`, in `policy explain --purpose`, the
     /// audit log and the prompt's `HOPWARD_PURPOSE`.
@@ -517,7 +518,7 @@ impl LoginMismatch {
 /// request must name that key in any case). These are the checks OpenSSH's
 /// agent makes for `ssh-add -h` keys; only a request that passes them has a
 /// destination anyone verified. The chain must not be empty.
-pub fn login_to_last_hop(
+pub(crate) fn login_to_last_hop(
     chain: &Chain,
     auth: &Userauth<'_>,
     key_blob: &[u8],

@@ -57,7 +57,7 @@ impl HopView {
 
     /// A jump host as shown: `name (jump)`, or
     /// `unknown host SHA256:... (jump)`.
-    pub fn jump_label(&self) -> String {
+    pub(crate) fn jump_label(&self) -> String {
         match self.names.first() {
             Some(name) => format!("{} (jump)", crate::text::clean(name, 64)),
             None => format!("unknown host {} (jump)", self.fingerprint),
@@ -140,7 +140,7 @@ impl Destination {
     /// Whether the user and purpose the data claims were checked against a
     /// bind (or there was none to check against). Unchecked claims may only
     /// make a decision stricter.
-    pub fn claims_checked(self) -> bool {
+    pub(crate) fn claims_checked(self) -> bool {
         !matches!(self, Destination::Unverified(_))
     }
 
@@ -189,7 +189,7 @@ impl RequestClass {
 
     /// The class of a sign request on an unpoisoned connection whose hops
     /// are `chain`, with what its data says about the destination.
-    pub fn of_sign(chain: &[HopView], destination: Destination) -> RequestClass {
+    pub(crate) fn of_sign(chain: &[HopView], destination: Destination) -> RequestClass {
         if chain.is_empty() {
             return RequestClass::Local;
         }

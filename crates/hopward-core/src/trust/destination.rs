@@ -16,13 +16,13 @@ const MAX_CONSTRAINTS: usize = 1024;
 
 /// OpenSSH's `AGENT_USER_CONSTRAINT_MAX_LEN` (10.4+): the longest user
 /// pattern a destination constraint may carry, in bytes.
-pub const MAX_USER_LEN: usize = 256;
+pub(crate) const MAX_USER_LEN: usize = 256;
 
 /// One side of a constraint: a host (by name and keys) and, for `to`, a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConstraintHop {
+pub(crate) struct ConstraintHop {
     pub user: Option<String>,
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// `(plain key blob or CA key blob, is_ca)`.
     pub keys: Vec<(Vec<u8>, bool)>,
 }
@@ -30,8 +30,8 @@ pub struct ConstraintHop {
 /// "From `from`, the key may be used to reach `to`".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationConstraint {
-    pub from: ConstraintHop,
-    pub to: ConstraintHop,
+    pub(crate) from: ConstraintHop,
+    pub(crate) to: ConstraintHop,
 }
 
 fn bad(what: &'static str) -> ProtoError {
@@ -94,7 +94,7 @@ pub fn parse_constraints(body: &[u8]) -> Result<Vec<DestinationConstraint>, Prot
 
 /// A host key as the constraint checks see it.
 #[derive(Debug, Clone, Copy)]
-pub struct HostKeyRef<'a> {
+pub(crate) struct HostKeyRef<'a> {
     pub key: &'a PublicKey,
     pub cert: Option<&'a Certificate>,
 }

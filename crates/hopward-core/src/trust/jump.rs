@@ -32,16 +32,16 @@ use crate::trust::process_table::{ProcessId, ProcessTable};
 /// (ProxyJump, or ProxyCommand run with `exec`), a grandchild (a
 /// ProxyCommand shell that does not `exec`), and one more level for a
 /// wrapper.
-pub const MAX_DEPTH: usize = 3;
+pub(crate) const MAX_DEPTH: usize = 3;
 /// Processes remembered at once; the oldest bind goes first.
-pub const MAX_ENTRIES: usize = 32;
+pub(crate) const MAX_ENTRIES: usize = 32;
 /// Jump hosts in one route; a longer route is not recognised at all.
-pub const MAX_JUMPS: usize = 8;
+pub(crate) const MAX_JUMPS: usize = 8;
 /// How long a bind counts as a jump for logins started after it. The
 /// parent binds seconds after its jump child (after the child's own login,
 /// a prompt included); a jump child that outlives this is still the tunnel,
 /// but no new login of its parent can come through it.
-pub const TTL: Duration = Duration::from_secs(600);
+pub(crate) const TTL: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 struct Entry {

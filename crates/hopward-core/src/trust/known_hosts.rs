@@ -230,7 +230,7 @@ pub fn configured_files() -> Vec<PathBuf> {
 }
 
 /// The default files: `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts`.
-pub fn default_files() -> Vec<PathBuf> {
+pub(crate) fn default_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         files.push(PathBuf::from(home).join(".ssh/known_hosts"));
@@ -285,7 +285,7 @@ impl KnownHosts {
         })
     }
 
-    pub fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -390,7 +390,7 @@ impl KnownHosts {
     /// Whether this hop's host key is known as exactly `name` (hashed
     /// entries included), or under a name ssh records `name` as: on a port
     /// of `[known_hosts] ports`, or as its ssh_config says.
-    pub fn knows(&self, hop: &Hop, name: &str) -> bool {
+    pub(crate) fn knows(&self, hop: &Hop, name: &str) -> bool {
         // The name itself first: no lock and no copy on the common path.
         self.knows_exactly(hop, name)
             || self

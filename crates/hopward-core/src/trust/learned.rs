@@ -19,12 +19,12 @@ use base64::Engine as _;
 
 /// Names kept in all: a few thousand hosts is more than one person logs
 /// in to, and each costs about a hundred bytes.
-pub const MAX_NAMES: usize = 4096;
+pub(crate) const MAX_NAMES: usize = 4096;
 /// Names kept for one host key (its names, addresses and `[name]:port`
 /// forms); a key reported under more names keeps the newest.
-pub const MAX_NAMES_PER_KEY: usize = 32;
+pub(crate) const MAX_NAMES_PER_KEY: usize = 32;
 /// The longest name kept (a DNS name is at most 253 characters).
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// The file the daemon keeps learned names in.
 pub fn default_file() -> Option<PathBuf> {
@@ -38,7 +38,7 @@ pub struct LearnedName {
     pub key: Vec<u8>,
     /// The key as ssh reported it (a certificate stays one, so its
     /// `@cert-authority` line can confirm the name again on load).
-    pub reported: Vec<u8>,
+    pub(crate) reported: Vec<u8>,
     /// Lower-cased, as ssh looks names up.
     pub name: String,
 }
@@ -48,7 +48,7 @@ pub struct LearnedName {
 /// refuses to record names with `@?*#|'"\` and spaces; the set here is
 /// narrower still, so a name can never carry a pattern, a separator of
 /// the file, or terminal control.
-pub fn valid_name(name: &str) -> Option<String> {
+pub(crate) fn valid_name(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -59,7 +59,7 @@ pub fn valid_name(name: &str) -> Option<String> {
 
 /// Learned names, oldest first.
 #[derive(Debug, Default)]
-pub struct Learned {
+pub(crate) struct Learned {
     entries: VecDeque<LearnedName>,
     /// Bumped on every change, so views cached on it are rebuilt.
     generation: u64,
@@ -71,7 +71,7 @@ impl Learned {
     }
 
     /// The names kept for a plain host key blob, oldest first.
-    pub fn names_for(&self, key: &[u8]) -> Vec<String> {
+    pub(crate) fn names_for(&self, key: &[u8]) -> Vec<String> {
         self.entries
             .iter()
             .filter(|e| e.key == key)
@@ -79,13 +79,13 @@ impl Learned {
             .collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &LearnedName> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LearnedName> {
         self.entries.iter()
     }
 
     /// Keeps `entry` (already confirmed by the caller); true if it is new.
     /// A name learned again moves to the newest place.
-    pub fn insert(&mut self, entry: LearnedName) -> bool {
+    pub(crate) fn insert(&mut self, entry: LearnedName) -> bool {
         let before = self.entries.len();
         self.entries
             .retain(|e| !(e.key == entry.key && e.name == entry.name));
@@ -105,7 +105,7 @@ impl Learned {
     }
 
     /// The file's text: a comment, then `NAME BASE64-KEY` per line.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut text = String::from(
             "# Host names hopward learned from ssh (KnownHostsCommand), each confirmed by a\n\
@@ -157,7 +157,7 @@ pub fn read(path: &Path) -> std::io::Result<String> {
 
 /// Writes the file whole (a temporary file renamed over it, 0600), in a
 /// directory created 0700, so a crash never leaves half a file.
-pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::paths::ensure_private_dir(dir)?;

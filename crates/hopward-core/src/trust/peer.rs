@@ -70,7 +70,7 @@ pub struct Ancestor {
 
 impl Ancestor {
     /// What names it: its executable, and the script it runs.
-    pub fn programs(&self) -> impl Iterator<Item = &Path> {
+    pub(crate) fn programs(&self) -> impl Iterator<Item = &Path> {
         self.exe.iter().chain(&self.script).map(PathBuf::as_path)
     }
 }
@@ -126,6 +126,6 @@ impl Facts {
 }
 
 /// The file name of a path, as `caller = ["git"]` names it.
-pub fn file_name(path: &Path) -> &str {
+pub(crate) fn file_name(path: &Path) -> &str {
     path.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }

@@ -163,9 +163,9 @@ fn peer_pidfd_supported(stream: &std::os::unix::net::UnixStream) -> bool {
 
 /// The fields of `/proc/PID/stat` the ancestry and the jump tracker need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     pub name: String,
-    pub ppid: u32,
+    pub(crate) ppid: u32,
     /// Start time in clock ticks after boot (field 22): with the pid, it
     /// names one process for good.
     pub start: u64,
@@ -174,7 +174,7 @@ pub struct Stat {
 /// Parses `/proc/PID/stat`: `pid (comm) state ppid ... starttime ...`,
 /// where comm may hold spaces and parentheses, so it ends at the last `)`
 /// and the fields after it are counted from there.
-pub fn parse_stat(text: &str) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let name = text.get(open + 1..close)?.to_string();
@@ -210,7 +210,7 @@ fn stat(pid: u32) -> Option<Stat> {
 /// Reads `f` about the process `pin` holds and keeps it only if that
 /// process is still running afterwards: the pid cannot have been reused
 /// while it runs, so what was read was about it.
-pub fn read_pinned<T>(pin: &OwnedFd, f: impl FnOnce() -> Option<T>) -> Option<T> {
+pub(crate) fn read_pinned<T>(pin: &OwnedFd, f: impl FnOnce() -> Option<T>) -> Option<T> {
     let value = f();
     value.filter(|_| crate::sys::peer::pidfd_running(pin))
 }

@@ -15,7 +15,7 @@ pub struct ProcessId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     pub start: u64,
-    pub ppid: u32,
+    pub(crate) ppid: u32,
 }
 
 /// The process tree, as far as it can be read.
@@ -72,7 +72,7 @@ impl ProcessTable for Proc {
 }
 
 /// Reads `/proc/PID/stat` (see [`crate::trust::process::parse_stat`]).
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let stat = crate::trust::process::parse_stat(text)?;
     Some(ProcStat {
         ppid: stat.ppid,

@@ -100,7 +100,7 @@ fn ask(name: &str) -> Option<String> {
 /// The known_hosts name in `ssh -G` output: `hostkeyalias` if set, else
 /// `hostname`, bracketed with the port unless it is 22 (as ssh's
 /// `put_host_port`).
-pub fn recorded_name(output: &str) -> Option<String> {
+pub(crate) fn recorded_name(output: &str) -> Option<String> {
     let mut hostname = None;
     let mut port = None;
     let mut alias = None;

@@ -13,17 +13,17 @@ use crate::ssh::wire::Reader;
 
 pub const SSH_AGENTC_REQUEST_IDENTITIES: u8 = 11;
 pub const SSH_AGENTC_SIGN_REQUEST: u8 = 13;
-pub const SSH_AGENTC_ADD_IDENTITY: u8 = 17;
-pub const SSH_AGENTC_REMOVE_IDENTITY: u8 = 18;
-pub const SSH_AGENTC_REMOVE_ALL_IDENTITIES: u8 = 19;
+pub(crate) const SSH_AGENTC_ADD_IDENTITY: u8 = 17;
+pub(crate) const SSH_AGENTC_REMOVE_IDENTITY: u8 = 18;
+pub(crate) const SSH_AGENTC_REMOVE_ALL_IDENTITIES: u8 = 19;
 /// Protocol 1's remove-all; `ssh-add -D` still sends it after type 19.
-pub const SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES: u8 = 9;
-pub const SSH_AGENTC_ADD_SMARTCARD_KEY: u8 = 20;
-pub const SSH_AGENTC_REMOVE_SMARTCARD_KEY: u8 = 21;
-pub const SSH_AGENTC_LOCK: u8 = 22;
-pub const SSH_AGENTC_UNLOCK: u8 = 23;
-pub const SSH_AGENTC_ADD_ID_CONSTRAINED: u8 = 25;
-pub const SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED: u8 = 26;
+pub(crate) const SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES: u8 = 9;
+pub(crate) const SSH_AGENTC_ADD_SMARTCARD_KEY: u8 = 20;
+pub(crate) const SSH_AGENTC_REMOVE_SMARTCARD_KEY: u8 = 21;
+pub(crate) const SSH_AGENTC_LOCK: u8 = 22;
+pub(crate) const SSH_AGENTC_UNLOCK: u8 = 23;
+pub(crate) const SSH_AGENTC_ADD_ID_CONSTRAINED: u8 = 25;
+pub(crate) const SSH_AGENTC_ADD_SMARTCARD_KEY_CONSTRAINED: u8 = 26;
 pub const SSH_AGENTC_EXTENSION: u8 = 27;
 
 /// The extensions every connection may use, as the `query` extension

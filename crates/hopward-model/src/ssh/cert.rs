@@ -11,7 +11,7 @@ pub const HOST_CERT: u32 = 2;
 
 /// OpenSSH's `SSHKEY_CERT_MAX_PRINCIPALS`: a certificate naming more does
 /// not parse in OpenSSH, so no honest one does.
-pub const MAX_PRINCIPALS: usize = 256;
+pub(crate) const MAX_PRINCIPALS: usize = 256;
 
 /// What one principal costs in memory beyond its bytes (the `String` and
 /// its allocation), counted by [`Certificate::retained_bytes`]: a list of
@@ -23,7 +23,7 @@ const PRINCIPAL_OVERHEAD: usize = 48;
 pub struct Certificate {
     pub key: PublicParts,
     pub cert_type: u32,
-    pub key_id: String,
+    pub(crate) key_id: String,
     pub principals: Vec<String>,
     pub valid_after: u64,
     pub valid_before: u64,
@@ -33,7 +33,7 @@ pub struct Certificate {
     /// with any is refused, as OpenSSH refuses it).
     pub has_critical_options: bool,
     /// The CA signature's algorithm name (`ssh-ed25519`, `rsa-sha2-512` ...).
-    pub signature_algorithm: String,
+    pub(crate) signature_algorithm: String,
     signature: Vec<u8>,
     /// Length of the signed prefix of the certificate blob.
     signed_len: usize,

@@ -77,7 +77,7 @@ impl KeyType {
     }
 
     /// Parses a key or certificate type name; `Ok((type, is_cert))`.
-    pub fn from_name(name: &str) -> Result<(KeyType, bool), ProtoError> {
+    pub(crate) fn from_name(name: &str) -> Result<(KeyType, bool), ProtoError> {
         for key_type in KEY_TYPES {
             if name == key_type.name() {
                 return Ok((key_type, false));
@@ -184,7 +184,7 @@ pub enum PublicParts {
 
 impl PublicParts {
     /// Reads the public fields of a `key_type` key.
-    pub fn read_from(
+    pub(crate) fn read_from(
         reader: &mut Reader<'_>,
         key_type: KeyType,
     ) -> Result<PublicParts, ProtoError> {
@@ -388,7 +388,7 @@ pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
 pub mod test_vectors {
     use super::PublicParts;
 
-    pub fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    pub(crate) fn mldsa_kat() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         use base64::Engine as _;
         let text = include_str!("testdata/mldsa44-ed25519-kat.txt");
         let field = |name: &str| {

@@ -64,7 +64,7 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
         let b = self.bytes(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -84,7 +84,7 @@ impl<'a> Reader<'a> {
 
     /// A non-negative `mpint`, returned as big-endian magnitude without the
     /// sign-padding zero.
-    pub fn mpint(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+    pub(crate) fn mpint(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
         let raw = self.string(what)?;
         match raw.first() {
             None => Ok(raw),

@@ -12,10 +12,10 @@ use crate::policy::Action;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
     pub file: String,
-    pub line: usize,
-    pub col: usize,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
     pub message: String,
-    pub warning: bool,
+    pub(crate) warning: bool,
 }
 
 impl std::fmt::Display for PolicyError {

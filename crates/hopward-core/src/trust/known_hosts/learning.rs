@@ -136,7 +136,7 @@ impl KnownHosts {
 
     /// The learned names of this hop's key that known_hosts still confirms
     /// for it as it is now, each `[host]:port` with its bare host too.
-    pub fn learned_names(&self, hop: &Hop) -> Vec<String> {
+    pub(crate) fn learned_names(&self, hop: &Hop) -> Vec<String> {
         let kept = self
             .learned
             .lock()
@@ -171,7 +171,7 @@ impl KnownHosts {
     /// Whether this hop's key is on a hashed known_hosts line (and not
     /// revoked): a host known under a name that cannot be read until ssh
     /// reports it.
-    pub fn on_hashed_line(&self, hop: &Hop) -> bool {
+    pub(crate) fn on_hashed_line(&self, hop: &Hop) -> bool {
         self.with_entries(|cache| {
             !cache.revoked(hop)
                 && cache.relevant(hop).any(|e| {
@@ -222,7 +222,7 @@ impl KnownHosts {
 
     /// Whether a plain or learned name matches the glob `pattern` (for
     /// `policy check` and `doctor`: a host glob can only ever match those).
-    pub fn some_name_matches(&self, pattern: &str) -> bool {
+    pub(crate) fn some_name_matches(&self, pattern: &str) -> bool {
         let pattern = pattern.to_ascii_lowercase();
         let plain = self.with_entries(|cache| {
             cache.entries.iter().any(|e| {
