@@ -12,13 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "An SSH agent that knows where requests come from"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the agent (same flags as ssh-agent; `hopward daemon --help`).
     Daemon(DaemonWords),
     /// Print the line that points SSH_AUTH_SOCK at the default socket.
@@ -51,73 +51,73 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct SshConfigArgs {
+pub(crate) struct SshConfigArgs {
     /// The agent's socket (default: the default socket).
     #[arg(short = 'a', value_name = "SOCKET")]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write hopward.1 and a page per subcommand here instead.
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// bash, zsh, fish, elvish or powershell.
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// How commands find the running agent: `-a`, else `$SSH_AUTH_SOCK`, else
 /// the default socket.
 #[derive(Debug, Args)]
-pub struct SocketArg {
+pub(crate) struct SocketArg {
     /// The agent's socket.
     #[arg(short = 'a', value_name = "SOCKET")]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub(crate) socket: SocketArg,
     /// Machine-readable output.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// The agent's socket (default: the default socket, which is what
     /// SSH_AUTH_SOCK should point at).
     #[arg(short = 'a', value_name = "SOCKET")]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct LockArgs {
+pub(crate) struct LockArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub(crate) socket: SocketArg,
     /// Only forwarded use (the only kind this command locks).
     #[arg(long)]
-    pub forwarded: bool,
+    pub(crate) forwarded: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct GrantsArgs {
+pub(crate) struct GrantsArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub(crate) socket: SocketArg,
     #[command(subcommand)]
-    pub action: Option<GrantsAction>,
+    pub(crate) action: Option<GrantsAction>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum GrantsAction {
+pub(crate) enum GrantsAction {
     /// Revoke one grant, or all of them.
     Revoke {
         /// The grant's id (from `hopward grants`).
@@ -129,65 +129,65 @@ pub enum GrantsAction {
 }
 
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Audit log file (default: from the policy, else $XDG_STATE_HOME/hopward/audit.jsonl).
     #[arg(long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Keep printing new decisions.
     #[arg(short = 'f', long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Print the JSON lines as they are.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Only this key (fingerprint or comment, substring).
     #[arg(long)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Only requests whose chain names this host (substring).
     #[arg(long)]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Only allow or deny.
     #[arg(long, value_parser = ["allow", "deny"])]
-    pub decision: Option<String>,
+    pub(crate) decision: Option<String>,
     /// How many recent decisions.
     #[arg(short = 'n', default_value_t = 20)]
-    pub lines: usize,
+    pub(crate) lines: usize,
     /// Read the journal ([audit] journald = true) instead of the file:
     /// journalctl -o json MESSAGE_ID=e6907a719856490fad29c3474d12f05a.
     #[arg(long, conflicts_with = "file")]
-    pub journal: bool,
+    pub(crate) journal: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// For the current user (the only scope there is; accepted for clarity).
     #[arg(long)]
-    pub user: bool,
+    pub(crate) user: bool,
     /// Overwrite files that differ from what would be written.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// The hopward binary the units run (default: this one).
     #[arg(long, value_name = "PATH")]
-    pub bin: Option<PathBuf>,
+    pub(crate) bin: Option<PathBuf>,
     /// Hand SSH_AUTH_SOCK over from the other agents found (mask their
     /// units, hide gnome-keyring's ssh autostart, turn off gpg-agent's ssh
     /// support) without asking; without it, install asks on a terminal.
     #[arg(long, conflicts_with = "keep_others")]
-    pub hand_over: bool,
+    pub(crate) hand_over: bool,
     /// Leave the other agents as they are, and do not ask.
     #[arg(long)]
-    pub keep_others: bool,
+    pub(crate) keep_others: bool,
     /// Add an Include of hopward's ssh_config lines (`hopward ssh-config`)
     /// at the top of ~/.ssh/config without asking; without it, install
     /// asks on a terminal.
     #[arg(long, conflicts_with = "no_ssh_config")]
-    pub ssh_config: bool,
+    pub(crate) ssh_config: bool,
     /// Leave ~/.ssh/config as it is, and do not ask.
     #[arg(long)]
-    pub no_ssh_config: bool,
+    pub(crate) no_ssh_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Validate a policy file (default: the one the daemon would use).
     Check {
         /// The policy file.
@@ -201,65 +201,65 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Where to write it (default: $HOPWARD_POLICY, else
     /// ~/.config/hopward/policy.toml, the file the agent reads).
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Which example to start from: default, bastion, github,
     /// instance-ids or strict.
     #[arg(long, value_name = "NAME", default_value = "default")]
-    pub example: String,
+    pub(crate) example: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// Policy file (default: the one the daemon would use).
     #[arg(long = "policy", value_name = "FILE")]
-    pub policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// The key: a SHA256: fingerprint.
     #[arg(long = "key", value_name = "SHA256:...", default_value = "SHA256:?")]
-    pub key: String,
+    pub(crate) key: String,
     /// The key's comment (matched by comment globs).
     #[arg(long = "comment", default_value = "")]
-    pub comment: String,
+    pub(crate) comment: String,
     /// Hops joined by '>': forwarding hops first, the destination last
     /// (e.g. "bastion>db.prod"); empty for a local request. A hop may be a
     /// name or a SHA256: fingerprint.
     #[arg(long = "chain", default_value = "")]
-    pub chain: String,
+    pub(crate) chain: String,
     /// The last hop is a forwarding hop too (nothing said where it goes).
     #[arg(long = "unverified")]
-    pub unverified: bool,
+    pub(crate) unverified: bool,
     /// Jump hosts (ProxyJump) a direct login tunnels through, in the order
     /// `ssh -J` names them, joined by ',' or '>' (e.g. "a,b"); only with a
     /// --chain of one host.
     #[arg(long = "jump", value_name = "HOSTS", default_value = "")]
-    pub jump: String,
+    pub(crate) jump: String,
     /// The remote user.
     #[arg(long = "user")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// login, git, file or other.
     #[arg(long = "purpose", default_value = "login")]
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The requesting program's executable (for `caller` rules). Not
     /// given: unknown, as for a process that is gone.
     #[arg(long = "caller", value_name = "PATH")]
-    pub caller: Option<PathBuf>,
+    pub(crate) caller: Option<PathBuf>,
     /// An ancestor's executable, nearest first; repeat for each (for
     /// `ancestor` rules, which then see exactly these). Not given: unknown.
     #[arg(long = "ancestor", value_name = "PATH")]
-    pub ancestor: Vec<PathBuf>,
+    pub(crate) ancestor: Vec<PathBuf>,
     /// The requesting program's working directory (for `cwd` rules). Not
     /// given: unknown.
     #[arg(long = "cwd", value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
+    pub(crate) cwd: Option<PathBuf>,
 }
 
 /// The words after `hopward daemon`, read by [`crate::app::daemon_cli::parse`]
 /// as ssh-agent's getopt reads them (clap only lists the subcommand).
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
-pub struct DaemonWords {
+pub(crate) struct DaemonWords {
     /// ssh-agent's flags and an optional command; `hopward daemon --help`
     /// lists them.
     #[arg(
@@ -268,18 +268,18 @@ pub struct DaemonWords {
         allow_hyphen_values = true,
         num_args = 0..
     )]
-    pub words: Vec<OsString>,
+    pub(crate) words: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
-pub struct EnvArgs {
+pub(crate) struct EnvArgs {
     /// Shell syntax to print.
     #[arg(long = "shell", value_enum)]
-    pub shell: Option<Shell>,
+    pub(crate) shell: Option<Shell>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     /// Bourne syntax: sh, bash, zsh, ksh, dash.
     #[value(alias = "bash", alias = "zsh", alias = "ksh", alias = "dash")]
     Sh,
@@ -291,7 +291,7 @@ pub enum Shell {
 
 impl Shell {
     /// Guesses the user's shell syntax from `$SHELL`, as ssh-agent does.
-    pub fn from_env() -> Shell {
+    pub(crate) fn from_env() -> Shell {
         let shell = std::env::var("SHELL").unwrap_or_default();
         if shell.ends_with("csh") {
             Shell::Csh
@@ -303,7 +303,7 @@ impl Shell {
     }
 
     /// The line that sets `name` to `value`.
-    pub fn set_var(self, name: &str, value: &str) -> String {
+    pub(crate) fn set_var(self, name: &str, value: &str) -> String {
         match self {
             Shell::Sh => format!("{name}={}; export {name};", sh_quote(value)),
             Shell::Csh => format!("setenv {name} {};", sh_quote(value)),

@@ -16,7 +16,7 @@ use crate::protocol::control::{
 };
 
 /// `-a`, else `$SSH_AUTH_SOCK`, else the default socket.
-pub fn socket_path(arg: &SocketArg) -> PathBuf {
+pub(crate) fn socket_path(arg: &SocketArg) -> PathBuf {
     socket_choice(arg).0
 }
 
@@ -62,7 +62,7 @@ fn nobody_there(error: &std::io::Error) -> bool {
 }
 
 /// Sends one control request and returns the daemon's answer.
-pub fn control<R: DeserializeOwned>(
+pub(crate) fn control<R: DeserializeOwned>(
     socket: &std::path::Path,
     op: &ControlRequest,
 ) -> Result<R, String> {
@@ -71,7 +71,7 @@ pub fn control<R: DeserializeOwned>(
 
 /// [`control`], giving up after `timeout` for each read and write (ssh's
 /// `KnownHostsCommand` must not hold ssh up on a stuck agent).
-pub fn control_within<R: DeserializeOwned>(
+pub(crate) fn control_within<R: DeserializeOwned>(
     socket: &std::path::Path,
     op: &ControlRequest,
     timeout: Duration,
@@ -216,7 +216,7 @@ fn learned_line(learned: Option<&LearnedHosts>) -> Option<String> {
 }
 
 /// Renders `status` for people.
-pub fn render_status(v: &StatusReply, socket: &std::path::Path) -> String {
+pub(crate) fn render_status(v: &StatusReply, socket: &std::path::Path) -> String {
     let mut out = String::new();
     let s = |v: &Option<String>| v.as_deref().unwrap_or("-").to_string();
     out.push_str(&format!(
@@ -472,7 +472,7 @@ fn audit_line(v: &StatusReply) -> Option<String> {
     })
 }
 
-pub fn status(args: &StatusArgs) -> ExitCode {
+pub(crate) fn status(args: &StatusArgs) -> ExitCode {
     if args.json {
         // The agent's own answer, every field of it, as it sent it.
         return match run::<serde_json::Value>(&args.socket, ControlRequest::Status) {
@@ -492,7 +492,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     }
 }
 
-pub fn lock(args: &LockArgs, lock: bool) -> ExitCode {
+pub(crate) fn lock(args: &LockArgs, lock: bool) -> ExitCode {
     if !args.forwarded {
         eprintln!(
             "hopward: this {} only forwarded use: add --forwarded (ssh-add -{} {} everything)",

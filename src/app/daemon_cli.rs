@@ -15,57 +15,57 @@ use std::time::Duration;
 /// The `-O` options 10.5 knows, with ssh-agent's meaning for PKCS#11 and
 /// FIDO keys; a misspelt one fails, as with ssh-agent.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct AgentOptionFlags {
+pub(crate) struct AgentOptionFlags {
     /// `-O allow-remote-pkcs11`.
-    pub allow_remote_pkcs11: bool,
+    pub(crate) allow_remote_pkcs11: bool,
     /// `-O no-restrict-websafe`.
-    pub no_restrict_websafe: bool,
+    pub(crate) no_restrict_websafe: bool,
     /// `-O websafe-allow=PATTERNS`.
-    pub websafe_allow: Option<String>,
+    pub(crate) websafe_allow: Option<String>,
 }
 
 /// Everything `hopward daemon` was asked to do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DaemonArgs {
+pub(crate) struct DaemonArgs {
     /// `-a`: bind this socket.
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// `-c`: C-shell output.
-    pub csh: bool,
+    pub(crate) csh: bool,
     /// `-s`: Bourne-shell output.
-    pub sh: bool,
+    pub(crate) sh: bool,
     /// `-d`: foreground with debug logging.
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// `-D`: foreground.
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// `-k`: kill `$SSH_AGENT_PID`.
-    pub kill: bool,
+    pub(crate) kill: bool,
     /// `-t`: default lifetime of added keys.
-    pub lifetime: Option<Duration>,
+    pub(crate) lifetime: Option<Duration>,
     /// `-E`: fingerprint hash name, as given (validated).
-    pub fingerprint_hash: Option<String>,
+    pub(crate) fingerprint_hash: Option<String>,
     /// `-P`: the patterns a provider's real path must match.
-    pub provider_allowlist: Option<String>,
+    pub(crate) provider_allowlist: Option<String>,
     /// `-O` options.
-    pub options: AgentOptionFlags,
+    pub(crate) options: AgentOptionFlags,
     /// `-T`: bind in a fresh private directory under `$TMPDIR`.
-    pub temp_dir: bool,
+    pub(crate) temp_dir: bool,
     /// `-U`: do not clean up stale sockets at start.
-    pub keep_stale: bool,
+    pub(crate) keep_stale: bool,
     /// `-u` (counted): clean up stale sockets and exit; twice: regardless of
     /// the host that made them.
-    pub cleanup_only: u8,
+    pub(crate) cleanup_only: u8,
     /// `--policy FILE`.
-    pub policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// `--upstream SOCKET`: the agent whose keys hopward fronts (wins over
     /// the policy's `[upstream] socket`).
-    pub upstream: Option<PathBuf>,
+    pub(crate) upstream: Option<PathBuf>,
     /// The command of command mode, with its arguments.
-    pub command: Vec<OsString>,
+    pub(crate) command: Vec<OsString>,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DaemonInvocation {
+pub(crate) enum DaemonInvocation {
     Run(Box<DaemonArgs>),
     /// `--help`.
     Help,
@@ -76,7 +76,7 @@ pub enum DaemonInvocation {
 /// A command line ssh-agent would refuse. Usage errors exit 1 after the
 /// usage text; the rest are what ssh-agent treats as fatal (exit 255).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DaemonUsageError {
+pub(crate) enum DaemonUsageError {
     #[error("unknown option -- {0}")]
     UnknownOption(String),
     #[error("unknown option {0}")]
@@ -110,7 +110,7 @@ pub enum DaemonUsageError {
 impl DaemonUsageError {
     /// Whether ssh-agent prints its usage text for this (exit 1) rather than
     /// stopping with a fatal error (exit 255).
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         !matches!(
             self,
             DaemonUsageError::HashAlgorithm(_)
@@ -121,13 +121,13 @@ impl DaemonUsageError {
     }
 
     /// The process exit status ssh-agent uses for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         if self.is_usage() { 1 } else { 255 }
     }
 }
 
 /// ssh-agent 10.5's usage text, with hopward's own options added.
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: hopward daemon [-c | -s] [-DdTU] [-a bind_address] [-E fingerprint_hash]
                       [-O option] [-P allowed_providers] [-t life] [--policy FILE]
                       [--upstream SOCKET]
@@ -141,7 +141,7 @@ usage: hopward daemon [-c | -s] [-DdTU] [-a bind_address] [-E fingerprint_hash]
 
 /// `hopward daemon --help`: every flag ssh-agent 10.5 has, and what it
 /// means for hopward.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 Run the agent. The flags are OpenSSH 10.5 ssh-agent's, parsed as it parses
 them (values may be glued to their flag: -t1h, -a/path; flags may be grouped:
 -sD; `--` ends the options), so `exec hopward daemon \"$@\"` can stand in for
@@ -180,7 +180,7 @@ policy; SIGTERM stops the agent.
 ";
 
 /// Parses the words after `hopward daemon`.
-pub fn parse(args: &[OsString]) -> Result<DaemonInvocation, DaemonUsageError> {
+pub(crate) fn parse(args: &[OsString]) -> Result<DaemonInvocation, DaemonUsageError> {
     let mut out = DaemonArgs::default();
     let mut i = 0;
     while i < args.len() {

@@ -17,14 +17,14 @@ use crate::protocol::control::ControlRequest;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// A short stable name (`ssh-auth-sock`, `other-agents`, ...).
-    pub check: &'static str,
-    pub ok: bool,
+    pub(crate) check: &'static str,
+    pub(crate) ok: bool,
     /// What was found.
-    pub message: String,
+    pub(crate) message: String,
     /// What to do about it (empty when fine).
-    pub fix: String,
+    pub(crate) fix: String,
 }
 
 impl Finding {
@@ -48,7 +48,7 @@ impl Finding {
 }
 
 /// Runs every check.
-pub fn run(args: &DoctorArgs) -> ExitCode {
+pub(crate) fn run(args: &DoctorArgs) -> ExitCode {
     let findings = diagnose(args);
     let healthy = findings.iter().all(|f| f.ok);
     if args.json {
@@ -77,7 +77,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
 }
 
 /// Every finding, in a fixed order.
-pub fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
+pub(crate) fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
     let socket = args
         .socket
         .clone()

@@ -19,7 +19,7 @@ const PLIST: &str = include_str!("../../launchd/dev.hopward.agent.plist");
 
 /// A path as one word of a systemd command line: double-quoted, with
 /// systemd's specifiers (`%`) and variables (`$`) escaped.
-pub fn systemd_word(path: &str) -> String {
+pub(crate) fn systemd_word(path: &str) -> String {
     let mut out = String::from("\"");
     for c in path.chars() {
         match c {
@@ -42,7 +42,7 @@ fn xml_text(text: &str) -> String {
 
 /// The binary the units run: absolute (a unit cannot name a relative one),
 /// an executable file, and a path a unit file can hold.
-pub fn binary_path(bin: &Path) -> Result<PathBuf, String> {
+pub(crate) fn binary_path(bin: &Path) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt as _;
     let abs = std::path::absolute(bin)
         .map_err(|e| format!("--bin {}: cannot make it absolute: {e}", bin.display()))?;
@@ -62,7 +62,7 @@ pub fn binary_path(bin: &Path) -> Result<PathBuf, String> {
 }
 
 /// The files to write: (path, contents). `bin` must be absolute.
-pub fn plan(bin: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+pub(crate) fn plan(bin: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
@@ -124,7 +124,7 @@ fn docs(home: &Path, config: &Path) -> Vec<(PathBuf, String)> {
 }
 
 /// `hopward man`: hopward.1 on standard output, or every page into DIR.
-pub fn man(args: &ManArgs) -> ExitCode {
+pub(crate) fn man(args: &ManArgs) -> ExitCode {
     use std::io::Write as _;
     let pages = crate::app::manual::man_pages();
     match &args.dir {
@@ -155,7 +155,7 @@ pub fn man(args: &ManArgs) -> ExitCode {
 }
 
 /// `hopward completions SHELL`: the script on standard output.
-pub fn completions(args: &CompletionsArgs) -> ExitCode {
+pub(crate) fn completions(args: &CompletionsArgs) -> ExitCode {
     use std::io::Write as _;
     match std::io::stdout().write_all(&crate::app::manual::completion(args.shell)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,7 +166,7 @@ pub fn completions(args: &CompletionsArgs) -> ExitCode {
     }
 }
 
-pub fn run(args: &InstallArgs) -> ExitCode {
+pub(crate) fn run(args: &InstallArgs) -> ExitCode {
     let bin = match args.bin.clone().map_or_else(std::env::current_exe, Ok) {
         Ok(b) => b,
         Err(e) => {

@@ -27,7 +27,7 @@ use crate::paths;
 use crate::sys::{self, Forked};
 
 #[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
+pub(crate) enum LaunchError {
     #[error("an agent is already listening on {0}; stop it first or choose another socket with -a")]
     AgentRunning(PathBuf),
     #[error("{0} exists and is not a socket; refusing to replace it")]
@@ -74,7 +74,7 @@ const REFUSING_FORWARDED: &str = "the policy file cannot be used: serving local 
      built-in policy does and refusing everything forwarded until a good policy file loads";
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
+pub(crate) fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
     match cli.command {
         Command::Daemon(words) => Ok(daemon_command(&words.words)),
         Command::Env(args) => Ok(print_env(&args)),
@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, LaunchError> {
 /// `hopward daemon WORDS...`: parses them as ssh-agent does and runs the
 /// agent. A usage error prints ssh-agent's usage text and exits 1 (255 for
 /// what ssh-agent treats as fatal) before anything is bound or forked.
-pub fn daemon_command(words: &[OsString]) -> ExitCode {
+pub(crate) fn daemon_command(words: &[OsString]) -> ExitCode {
     match crate::app::daemon_cli::parse(words) {
         Ok(DaemonInvocation::Help) => {
             print!(
@@ -430,7 +430,7 @@ const STALE_AGE: Duration = Duration::from_secs(3600);
 /// Removes sockets in `dir` that nothing listens on any more and that were
 /// last modified more than `min_age` ago; returns how many went. A missing
 /// directory has nothing stale in it.
-pub fn clean_stale_sockets(dir: &Path, min_age: Duration) -> std::io::Result<usize> {
+pub(crate) fn clean_stale_sockets(dir: &Path, min_age: Duration) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

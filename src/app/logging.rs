@@ -16,7 +16,7 @@ fn is_level(text: &str) -> bool {
 
 /// Parses `HOPWARD_LOG`: comma-separated levels (`debug`) and
 /// `target=level` pairs (`hopward=debug,zbus=warn`).
-pub fn parse(text: &str) -> Result<Targets, String> {
+pub(crate) fn parse(text: &str) -> Result<Targets, String> {
     let mut directives = Vec::new();
     for part in text.split(',') {
         let part = part.trim();
@@ -46,7 +46,7 @@ pub fn parse(text: &str) -> Result<Targets, String> {
 
 /// The filter for this run, and a warning to log once logging is up when
 /// `HOPWARD_LOG` was set to something that does not parse.
-pub fn filter(debug: bool, env: Option<&str>) -> (Targets, Option<String>) {
+pub(crate) fn filter(debug: bool, env: Option<&str>) -> (Targets, Option<String>) {
     let default = Targets::new().with_default(if debug {
         LevelFilter::DEBUG
     } else {

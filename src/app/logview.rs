@@ -20,57 +20,57 @@ use crate::app::cli::LogArgs;
 /// shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub struct LoggedRecord {
+pub(crate) struct LoggedRecord {
     #[serde(deserialize_with = "lenient")]
-    pub ts: Option<String>,
+    pub(crate) ts: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub event: Option<String>,
+    pub(crate) event: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub decision: Option<String>,
+    pub(crate) decision: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub rule: Option<String>,
+    pub(crate) rule: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub purpose: Option<String>,
+    pub(crate) purpose: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub upstream: Option<bool>,
+    pub(crate) upstream: Option<bool>,
     #[serde(deserialize_with = "lenient")]
-    pub chain: Option<Vec<LoggedHop>>,
+    pub(crate) chain: Option<Vec<LoggedHop>>,
     #[serde(deserialize_with = "lenient")]
-    pub coalesced: Option<Coalesced>,
+    pub(crate) coalesced: Option<Coalesced>,
 }
 
 /// One hop of a record's chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub struct LoggedHop {
+pub(crate) struct LoggedHop {
     #[serde(deserialize_with = "lenient")]
-    pub names: Option<Vec<String>>,
+    pub(crate) names: Option<Vec<String>>,
     #[serde(deserialize_with = "lenient")]
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub hashed: Option<bool>,
+    pub(crate) hashed: Option<bool>,
     #[serde(deserialize_with = "lenient")]
-    pub jump: Option<bool>,
+    pub(crate) jump: Option<bool>,
 }
 
 /// Refusals counted into one record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub struct Coalesced {
+pub(crate) struct Coalesced {
     #[serde(deserialize_with = "lenient")]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     #[serde(deserialize_with = "lenient")]
-    pub first: Option<String>,
+    pub(crate) first: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub last: Option<String>,
+    pub(crate) last: Option<String>,
 }
 
 /// A field of the type expected, else none (null, or another type).
@@ -168,7 +168,7 @@ fn keep(args: &LogArgs, v: &LoggedRecord) -> bool {
 }
 
 /// One aligned line. Times are the log's own, in UTC, and say so.
-pub fn render(v: &LoggedRecord) -> String {
+pub(crate) fn render(v: &LoggedRecord) -> String {
     let s = |f: &Option<String>| crate::text::clean(f.as_deref().unwrap_or("-"), 40);
     let ts = v.ts.as_deref().unwrap_or("");
     let when = match (ts.get(0..19), ts.ends_with('Z')) {
@@ -207,9 +207,9 @@ pub fn render(v: &LoggedRecord) -> String {
     line
 }
 
-pub const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
+pub(crate) const HEADER: &str = "TIME                     EVENT      DEC    REASON                       RULE                         PURPOSE KEY                CHAIN                                USER";
 
-pub fn run(args: &LogArgs) -> ExitCode {
+pub(crate) fn run(args: &LogArgs) -> ExitCode {
     if args.journal {
         return run_journal(args);
     }

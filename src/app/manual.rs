@@ -8,7 +8,7 @@ use clap::CommandFactory as _;
 
 /// Every man page, `(file name, roff)`: `hopward.1` and one per
 /// subcommand (`hopward-policy-check.1` ...).
-pub fn man_pages() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn man_pages() -> Vec<(String, Vec<u8>)> {
     fn walk(cmd: clap::Command, out: &mut Vec<(String, Vec<u8>)>) {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
             walk(sub, out);
@@ -29,7 +29,7 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The completion script for `shell`.
-pub fn completion(shell: clap_complete::Shell) -> Vec<u8> {
+pub(crate) fn completion(shell: clap_complete::Shell) -> Vec<u8> {
     let mut cmd = crate::app::cli::Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "hopward", &mut out);

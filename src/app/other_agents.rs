@@ -18,15 +18,15 @@ use std::path::{Path, PathBuf};
 /// Where to look: the XDG directories as systemd and the desktop read them,
 /// and the root of the system tree (`/`).
 #[derive(Debug, Clone)]
-pub struct Roots {
-    pub home: PathBuf,
-    pub config: PathBuf,
-    pub data: PathBuf,
-    pub data_dirs: Vec<PathBuf>,
-    pub config_dirs: Vec<PathBuf>,
-    pub runtime: Option<PathBuf>,
-    pub gnupg: PathBuf,
-    pub system: PathBuf,
+pub(crate) struct Roots {
+    pub(crate) home: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) data_dirs: Vec<PathBuf>,
+    pub(crate) config_dirs: Vec<PathBuf>,
+    pub(crate) runtime: Option<PathBuf>,
+    pub(crate) gnupg: PathBuf,
+    pub(crate) system: PathBuf,
 }
 
 fn env_dir(name: &str) -> Option<PathBuf> {
@@ -50,7 +50,7 @@ fn env_dirs(name: &str, default: &str) -> Vec<PathBuf> {
 impl Roots {
     /// From `$HOME` and the XDG variables (their defaults when unset), as
     /// systemd and the desktop read them; `None` without a home.
-    pub fn from_env() -> Option<Roots> {
+    pub(crate) fn from_env() -> Option<Roots> {
         let home = env_dir("HOME")?;
         Some(Roots {
             config: env_dir("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config")),
@@ -88,7 +88,7 @@ impl Roots {
     }
 
     /// What systemd would make of user unit `name`.
-    pub fn unit(&self, name: &str) -> Unit {
+    pub(crate) fn unit(&self, name: &str) -> Unit {
         let dirs = self.unit_dirs();
         let mut unit = Unit::default();
         for dir in &dirs {
@@ -135,16 +135,16 @@ impl Roots {
 
 /// A user unit as found on disk.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// The unit file in force (`None`: not installed, or masked).
-    pub file: Option<PathBuf>,
-    pub masked: bool,
-    pub enabled: bool,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) masked: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Unit {
     /// Installed, not masked, and enabled: systemd starts it at login.
-    pub fn starts(&self) -> bool {
+    pub(crate) fn starts(&self) -> bool {
         self.file.is_some() && !self.masked && self.enabled
     }
 
@@ -159,13 +159,13 @@ impl Unit {
 }
 
 /// Whether something listens at `path` (a connection is accepted).
-pub fn live(path: &Path) -> bool {
+pub(crate) fn live(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
 
 /// What handing over does for one agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// `systemctl --user mask` these units.
     Mask(Vec<&'static str>),
     /// Hide this autostart entry for the user (`Hidden=true` in an entry of
@@ -177,20 +177,20 @@ pub enum Step {
 
 /// One other agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rival {
+pub(crate) struct Rival {
     /// Its name and what shows it is there.
-    pub what: String,
+    pub(crate) what: String,
     /// How to hand over to hopward, in words (commands, settings).
-    pub fix: String,
+    pub(crate) fix: String,
     /// What `hopward install` can do about it; empty when only the user
     /// can (an application's settings, a system file).
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     /// Its socket, for naming what `$SSH_AUTH_SOCK` points at.
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
 }
 
 /// Every other agent found, in a fixed order.
-pub fn find(roots: &Roots) -> Vec<Rival> {
+pub(crate) fn find(roots: &Roots) -> Vec<Rival> {
     let mut out = Vec::new();
     out.extend(gcr(roots));
     out.extend(gnome_keyring(roots));
@@ -412,11 +412,11 @@ fn openssh_agents(roots: &Roots) -> Vec<Rival> {
 
 /// What [`hand_over`] did: lines to show, and the units it masked (which a
 /// running user manager should stop: [`stop`]).
-pub type HandedOver = (Vec<String>, Vec<&'static str>);
+pub(crate) type HandedOver = (Vec<String>, Vec<&'static str>);
 
 /// Does what `steps` say, in the user's own directories, and says what it
 /// did.
-pub fn hand_over(roots: &Roots, rivals: &[Rival]) -> Result<HandedOver, String> {
+pub(crate) fn hand_over(roots: &Roots, rivals: &[Rival]) -> Result<HandedOver, String> {
     let mut done = Vec::new();
     let mut stop = Vec::new();
     for step in rivals.iter().flat_map(|r| &r.steps) {
@@ -480,7 +480,7 @@ pub fn hand_over(roots: &Roots, rivals: &[Rival]) -> Result<HandedOver, String> 
 /// Tells the user manager (the one `$XDG_RUNTIME_DIR` leads to) to reload
 /// and stop `units`; best effort: without a manager (no session) nothing
 /// runs, and the masks hold from the next login. Whether it did.
-pub fn stop(units: &[&str]) -> bool {
+pub(crate) fn stop(units: &[&str]) -> bool {
     !units.is_empty()
         && std::process::Command::new("systemctl")
             .args(["--user", "daemon-reload"])

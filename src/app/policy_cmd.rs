@@ -16,7 +16,7 @@ use crate::policy::store::{load, resolve_path};
 use crate::policy::{Action, Policy};
 use crate::trust::known_hosts::{KnownHosts, configured_files};
 
-pub fn run(cmd: PolicyCommand) -> ExitCode {
+pub(crate) fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
         PolicyCommand::Check { file } => check(file),
         PolicyCommand::Explain(args) => explain(&args),
@@ -25,7 +25,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
 }
 
 /// The shipped example policies, by name.
-pub const EXAMPLES: &[(&str, &str)] = &[
+pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("default", crate::policy::file::DEFAULT_POLICY),
     ("bastion", include_str!("../../policy/bastion.toml")),
     ("github", include_str!("../../policy/github.toml")),
@@ -127,7 +127,7 @@ fn init(args: &InitArgs) -> ExitCode {
 /// The known_hosts files the daemon would read with `policy`, with the
 /// names its rules are also looked up under (`[known_hosts] ports`, and
 /// `ssh -G`), as the daemon looks them up.
-pub fn known_hosts_for(policy: &crate::policy::Policy) -> KnownHosts {
+pub(crate) fn known_hosts_for(policy: &crate::policy::Policy) -> KnownHosts {
     let mut files = configured_files();
     files.extend(policy.known_hosts.iter().cloned());
     let known = KnownHosts::new(files);

@@ -18,10 +18,10 @@ use crate::app::cli::SshConfigArgs;
 
 /// How long `learn-host` waits for the agent: a running agent answers in
 /// milliseconds, and ssh waits for the command before it goes on.
-pub const REPORT_TIMEOUT: Duration = Duration::from_millis(800);
+pub(crate) const REPORT_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The word ssh's `KnownHostsCommand` runs (`hopward learn-host`).
-pub const LEARN_WORD: &str = "learn-host";
+pub(crate) const LEARN_WORD: &str = "learn-host";
 
 const BEGIN: &str = "# >>> hopward: added by `hopward install` (remove this block to undo) >>>";
 const END: &str = "# <<< hopward <<<";
@@ -42,7 +42,7 @@ fn config_word(path: &Path) -> Result<String, String> {
 }
 
 /// The lines for an agent at `socket`, run as `exe`.
-pub fn lines(socket: &Path, exe: &Path) -> Result<String, String> {
+pub(crate) fn lines(socket: &Path, exe: &Path) -> Result<String, String> {
     let sock = config_word(socket)?;
     // The command itself is not %-expanded by ssh, only its arguments; it
     // must be an absolute path (ssh refuses any other).
@@ -65,7 +65,7 @@ fn socket_of(socket: &Option<PathBuf>) -> PathBuf {
 }
 
 /// `hopward ssh-config`.
-pub fn run(args: &SshConfigArgs) -> ExitCode {
+pub(crate) fn run(args: &SshConfigArgs) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -88,7 +88,7 @@ pub fn run(args: &SshConfigArgs) -> ExitCode {
 /// `hopward learn-host -a SOCKET INVOCATION NAME KEY`, as ssh runs it
 /// (`%I %H %K`). Reports HOSTNAME and ADDRESS look-ups that carry a key;
 /// whatever happens, prints nothing and exits 0.
-pub fn learn_host_main(args: &[OsString]) -> ExitCode {
+pub(crate) fn learn_host_main(args: &[OsString]) -> ExitCode {
     let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let (socket, rest) = match words.as_slice() {
         ["-a", socket, rest @ ..] => (PathBuf::from(socket), rest),
@@ -115,7 +115,7 @@ pub fn learn_host_main(args: &[OsString]) -> ExitCode {
 }
 
 /// The hopward-owned file `~/.ssh/config` includes.
-pub fn owned_file() -> Option<PathBuf> {
+pub(crate) fn owned_file() -> Option<PathBuf> {
     crate::policy::store::default_path().and_then(|p| Some(p.parent()?.join("ssh_config")))
 }
 
@@ -130,7 +130,7 @@ fn include_block(owned: &Path) -> Result<String, String> {
 
 /// `~/.ssh/config`'s text with the block added at the top, or `None` when
 /// the block is there already.
-pub fn with_include(config: &str, owned: &Path) -> Result<Option<String>, String> {
+pub(crate) fn with_include(config: &str, owned: &Path) -> Result<Option<String>, String> {
     if config.lines().any(|l| l.trim() == BEGIN) {
         return Ok(None);
     }
@@ -141,7 +141,7 @@ pub fn with_include(config: &str, owned: &Path) -> Result<Option<String>, String
 /// file (it is hopward's), then adds the include to `~/.ssh/config` with
 /// `--ssh-config` or after a yes on a terminal; with `--no-ssh-config`, or
 /// with nobody to ask, it says how. False when writing failed.
-pub fn offer(bin: &Path, yes: bool, no: bool) -> bool {
+pub(crate) fn offer(bin: &Path, yes: bool, no: bool) -> bool {
     use std::io::IsTerminal as _;
     let (Some(owned), Some(home)) = (
         owned_file(),

@@ -3,7 +3,7 @@
 
 /// Tells systemd the agent is ready (`READY=1` to `$NOTIFY_SOCKET`), if it
 /// asked to be told. Errors are logged, never fatal.
-pub fn notify_ready() {
+pub(crate) fn notify_ready() {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -41,7 +41,7 @@ fn abstract_send(_: &std::os::unix::net::UnixDatagram, _: &[u8]) -> std::io::Res
 
 /// Whether standard error is connected to the journal (systemd sets
 /// `JOURNAL_STREAM` to the device and inode of that stream).
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
         return false;

@@ -31,7 +31,7 @@ const AFTER_EXIT: Duration = Duration::from_millis(200);
 
 /// Runs an askpass-style program for each question.
 #[derive(Debug, Clone)]
-pub struct AskpassConfirmer {
+pub(crate) struct AskpassConfirmer {
     program: Vec<OsString>,
     /// What the log calls it: `askpass` or `confirm.command`, so a failure
     /// of one is never blamed on the other.
@@ -43,7 +43,7 @@ pub struct AskpassConfirmer {
 
 impl AskpassConfirmer {
     /// The `$SSH_ASKPASS` confirmer as OpenSSH's agent would use it.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let askpass = AskpassEnv::from_env();
         AskpassConfirmer {
             program: vec![askpass.program_or_default()],
@@ -53,7 +53,7 @@ impl AskpassConfirmer {
     }
 
     /// A confirmer that runs `program` (argv) with no display requirement.
-    pub fn command(program: Vec<OsString>) -> Self {
+    pub(crate) fn command(program: Vec<OsString>) -> Self {
         AskpassConfirmer {
             program,
             label: "confirm.command",

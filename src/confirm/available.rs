@@ -9,7 +9,7 @@ use crate::keys::askpass_env::AskpassEnv;
 use crate::policy::{ConfirmMethod, ConfirmSettings};
 
 /// Whether a confirm method can ask on this system now, and why not.
-pub async fn can_ask(settings: &ConfirmSettings) -> (bool, String) {
+pub(crate) async fn can_ask(settings: &ConfirmSettings) -> (bool, String) {
     match settings.method {
         ConfirmMethod::Desktop => match super::desktop::probe().await {
             Ok((_, server)) => (true, format!("desktop notifications, server {server}")),

@@ -29,16 +29,16 @@ use crate::trust::context::{HopView, RequestClass};
 const CONFIRMER_GRACE: Duration = Duration::from_secs(5);
 
 /// Prompts open at once for one origin.
-pub const MAX_OPEN: usize = 8;
+pub(crate) const MAX_OPEN: usize = 8;
 /// Prompts open at once across all origins: a bound on windows on the
 /// screen and tasks in memory, however many first hops there are.
-pub const MAX_OPEN_TOTAL: usize = 4 * MAX_OPEN;
+pub(crate) const MAX_OPEN_TOTAL: usize = 4 * MAX_OPEN;
 /// At most one flood notice per origin per this interval.
 const NOTICE_EVERY: Duration = Duration::from_secs(60);
 
 /// Whose prompt budget a question draws on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// This machine: local programs and direct logins.
     Local,
     /// Everything that came through the forwarding hop with this host key
@@ -47,7 +47,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn of(class: RequestClass, chain: &[HopView]) -> Origin {
+    pub(crate) fn of(class: RequestClass, chain: &[HopView]) -> Origin {
         if class.is_forwarded() {
             Origin::Forwarded(
                 chain
@@ -64,10 +64,10 @@ impl Origin {
 /// One question: what a grant would cover, plus a digest of the exact data
 /// (for a signature) or operation, so only identical requests share it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Question {
-    pub scope: GrantScope,
-    pub digest: [u8; 32],
-    pub origin: Origin,
+pub(crate) struct Question {
+    pub(crate) scope: GrantScope,
+    pub(crate) digest: [u8; 32],
+    pub(crate) origin: Origin,
 }
 
 impl Question {
@@ -91,7 +91,7 @@ type Inflight = Arc<Mutex<HashMap<Question, Open>>>;
 
 /// Which open questions to withdraw.
 #[derive(Debug, Clone, Copy)]
-pub enum Withdraw<'a> {
+pub(crate) enum Withdraw<'a> {
     /// Every one (the agent locked, keys dropped wholesale, a new policy).
     All,
     /// Those about these keys (fingerprints): removed or expired.
@@ -99,7 +99,7 @@ pub enum Withdraw<'a> {
 }
 
 #[derive(Debug, Default)]
-pub struct PromptBroker {
+pub(crate) struct PromptBroker {
     inflight: Inflight,
     last_notice: Mutex<HashMap<Origin, Instant>>,
     last_unavailable_warning: Mutex<Option<Instant>>,
@@ -107,7 +107,7 @@ pub struct PromptBroker {
 
 /// Why a question was not put.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotAsked {
+pub(crate) enum NotAsked {
     /// Too many prompts are open for this origin (or in all); `notice` is
     /// true for the first refusal in a while, which should tell the person.
     Flood { notice: bool },
@@ -116,7 +116,7 @@ pub enum NotAsked {
 impl PromptBroker {
     /// True at most once a minute: whether "no way to ask" should be
     /// logged loudly, with how to fix it.
-    pub fn should_warn_unavailable(&self) -> bool {
+    pub(crate) fn should_warn_unavailable(&self) -> bool {
         let mut last = self
             .last_unavailable_warning
             .lock()
@@ -128,7 +128,7 @@ impl PromptBroker {
         due
     }
 
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -138,7 +138,7 @@ impl PromptBroker {
     /// Withdraws the open questions `which` names and returns how many.
     /// They leave the table at once, so a request that comes after this
     /// opens a question of its own rather than joining a withdrawn one.
-    pub fn withdraw(&self, which: Withdraw<'_>) -> usize {
+    pub(crate) fn withdraw(&self, which: Withdraw<'_>) -> usize {
         let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         let mut withdrawn = 0;
         map.retain(|question, open| {
@@ -160,7 +160,7 @@ impl PromptBroker {
     /// Asks (or joins an identical question already open) and waits for
     /// the answer. Dropping the returned future withdraws this request; the
     /// prompt is withdrawn when no request waits on it any more.
-    pub async fn ask(
+    pub(crate) async fn ask(
         &self,
         question: Question,
         confirmer: Arc<dyn Confirmer>,

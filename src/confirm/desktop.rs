@@ -28,11 +28,11 @@ const DENY: &str = "deny";
 
 /// Asks through the desktop's notification server.
 #[derive(Debug, Default, Clone)]
-pub struct DesktopConfirmer;
+pub(crate) struct DesktopConfirmer;
 
 /// A connection to the session bus and the notification server's unique
 /// name, if it can show actions.
-pub async fn probe() -> Result<(Connection, String), String> {
+pub(crate) async fn probe() -> Result<(Connection, String), String> {
     let server = probe_server().await?;
     Ok((server.conn, server.owner))
 }
@@ -192,7 +192,7 @@ async fn show(
 
 /// Shows a notification without buttons and waits for nothing but the
 /// server's receipt; says why when it could not be shown.
-pub async fn tell(summary: &str, body: &str) -> Result<(), String> {
+pub(crate) async fn tell(summary: &str, body: &str) -> Result<(), String> {
     let (conn, owner) = tokio::time::timeout(Duration::from_secs(5), connect())
         .await
         .map_err(|_| "the session bus did not answer".to_string())??;

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a group is given to go after SIGTERM before SIGKILL.
-pub const GRACE: Duration = Duration::from_millis(500);
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
 const POLL: Duration = Duration::from_millis(20);
 
 /// Groups that may still have a member.
@@ -57,7 +57,7 @@ fn end(groups: &[u32]) {
 /// it ends the group: at once if nothing is left in it, else on a thread of
 /// its own, so the async task dropping it never blocks.
 #[derive(Debug)]
-pub struct Group(u32);
+pub(crate) struct Group(u32);
 
 impl Group {
     /// Registers the group whose leader is `pid` (spawned with
@@ -88,7 +88,7 @@ impl Drop for Group {
 
 /// Ends every confirm program's group still registered (the agent is
 /// stopping): SIGTERM, up to [`GRACE`], then SIGKILL.
-pub fn end_all() {
+pub(crate) fn end_all() {
     let groups: Vec<u32> = live().iter().copied().collect();
     if !groups.is_empty() {
         tracing::info!("ending {} confirm program(s) still running", groups.len());

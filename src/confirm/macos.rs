@@ -10,7 +10,7 @@ use super::{Answer, AnswerFuture, Confirmer, Prompt};
 const OSASCRIPT: &str = "/usr/bin/osascript";
 
 #[derive(Debug, Default, Clone)]
-pub struct MacosConfirmer;
+pub(crate) struct MacosConfirmer;
 
 /// AppleScript string literal.
 fn quote(text: &str) -> String {

@@ -5,12 +5,12 @@
 //! Invariant: anything other than an explicit "yes" is a refusal. Timeouts,
 //! crashes, odd output and "no way to ask" all deny.
 
-pub mod askpass;
-pub mod available;
-pub mod broker;
-pub mod desktop;
-pub mod group;
-pub mod macos;
+pub(crate) mod askpass;
+pub(crate) mod available;
+pub(crate) mod broker;
+pub(crate) mod desktop;
+pub(crate) mod group;
+pub(crate) mod macos;
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use crate::trust::binding::Purpose;
 
 /// Where a signature will be used, as the prompt must put it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Target {
+pub(crate) enum Target {
     /// Not a login, or a local program with no bind to check against.
     #[default]
     None,
@@ -46,38 +46,38 @@ pub enum Target {
 /// What the person is asked about.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prompt {
-    pub key_fingerprint: String,
-    pub key_comment: String,
+    pub(crate) key_fingerprint: String,
+    pub(crate) key_comment: String,
     /// Each hop as `name (fwd)` / `unknown host SHA256:... (auth)`, with
     /// `reported by` for hops that are the first hop's word.
-    pub hops: Vec<String>,
+    pub(crate) hops: Vec<String>,
     /// Hop names for `HOPWARD_CHAIN` (`?` for a hop with no known name).
-    pub chain_names: Vec<String>,
-    pub forwarded: bool,
-    pub target: Target,
+    pub(crate) chain_names: Vec<String>,
+    pub(crate) forwarded: bool,
+    pub(crate) target: Target,
     /// The account a login is for, and its auth style (`user:style`).
-    pub user: Option<String>,
-    pub user_style: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) user_style: Option<String>,
     /// What the signature is for; `None` for key operations.
-    pub purpose: Option<Purpose>,
+    pub(crate) purpose: Option<Purpose>,
     /// The SSHSIG namespace of a signature that is not git's or file's.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// What is asked when it is not a signature (e.g. "add this key").
-    pub operation: Option<String>,
-    pub peer_pid: Option<u32>,
-    pub peer_exe: Option<String>,
+    pub(crate) operation: Option<String>,
+    pub(crate) peer_pid: Option<u32>,
+    pub(crate) peer_exe: Option<String>,
     /// The asking process's ancestors, nearest first.
-    pub peer_parents: Vec<String>,
+    pub(crate) peer_parents: Vec<String>,
     /// The asking process's working directory, when it could be read.
-    pub peer_cwd: Option<String>,
+    pub(crate) peer_cwd: Option<String>,
     /// When set, the desktop prompt also offers "Allow for <duration>".
-    pub remember: Option<std::time::Duration>,
+    pub(crate) remember: Option<std::time::Duration>,
     /// The key is on a FIDO token that wants a touch for this signature:
     /// the person is told, so the blinking token after "Allow" is expected.
-    pub touch: bool,
+    pub(crate) touch: bool,
     /// `[forwarded] brake` caught this request: how many hosts through
     /// which hop in how long.
-    pub brake: Option<String>,
+    pub(crate) brake: Option<String>,
 }
 
 /// Hops shown in a prompt: a longer chain shows its first two and last
@@ -92,7 +92,7 @@ impl Prompt {
     /// words it for `ssh-add -c` keys; then the chain and who asked. Every
     /// piece of outside text is cleaned and bounded ([`crate::text`]), and
     /// comments and user names are quoted.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.render(format!(
             "Allow use of key {}?",
             quoted(&self.key_comment, 64)
@@ -101,7 +101,7 @@ impl Prompt {
 
     /// The same lines as a notice of what was done (the `notify` action):
     /// nothing is asked.
-    pub fn notice_text(&self) -> String {
+    pub(crate) fn notice_text(&self) -> String {
         self.render(format!(
             "Key {} was used; the policy allows this and asks for no answer.",
             quoted(&self.key_comment, 64)
@@ -221,7 +221,7 @@ impl Prompt {
     }
 
     /// The `HOPWARD_*` environment of the command and askpass confirmers.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("HOPWARD_KEY", clean(&self.key_fingerprint, 100)),
             ("HOPWARD_KEY_COMMENT", clean(&self.key_comment, 256)),
@@ -306,7 +306,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn allowed(&self) -> bool {
+    pub(crate) fn allowed(&self) -> bool {
         matches!(
             self,
             Answer::Allowed | Answer::AllowedRemember | Answer::AllowedOnce
@@ -314,7 +314,7 @@ impl Answer {
     }
 
     /// The audit reason for this answer.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Answer::Allowed | Answer::AllowedRemember | Answer::AllowedOnce => "confirmed",
             Answer::Refused => "refused",
@@ -327,7 +327,7 @@ impl Answer {
     }
 }
 
-pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+pub(crate) type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
 
 /// Something that can put a question to the user.
 pub trait Confirmer: Send + Sync + std::fmt::Debug + 'static {
@@ -336,21 +336,8 @@ pub trait Confirmer: Send + Sync + std::fmt::Debug + 'static {
     fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a>;
 }
 
-/// A confirmer for places where nothing can ask (a method that is not
-/// available on this system): every question is denied with the reason.
-#[cfg(test)]
-#[derive(Debug)]
-pub struct Unavailable(pub String);
-
-#[cfg(test)]
-impl Confirmer for Unavailable {
-    fn confirm<'a>(&'a self, _prompt: &'a Prompt, _timeout: Duration) -> AnswerFuture<'a> {
-        Box::pin(std::future::ready(Answer::Unavailable(self.0.clone())))
-    }
-}
-
 /// The confirmer for the policy's `[confirm]` settings.
-pub fn for_settings(settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confirmer> {
+pub(crate) fn for_settings(settings: &crate::policy::ConfirmSettings) -> Arc<dyn Confirmer> {
     use crate::policy::ConfirmMethod;
     match settings.method {
         ConfirmMethod::Command => Arc::new(askpass::AskpassConfirmer::command(
@@ -381,7 +368,7 @@ const MAX_NOTICES: usize = 8;
 /// The real desk: the confirmer [`for_settings`] picks, and notices on the
 /// session bus's notification server.
 #[derive(Debug, Default)]
-pub struct DesktopDesk {
+pub(crate) struct DesktopDesk {
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -411,7 +398,7 @@ impl Desk for DesktopDesk {
 /// is on the session bus, else askpass if it can show a window, else the
 /// macOS dialog; if none can ask, the answer is "no way to ask".
 #[derive(Debug)]
-pub struct Auto;
+pub(crate) struct Auto;
 
 impl Confirmer for Auto {
     fn confirm<'a>(&'a self, prompt: &'a Prompt, timeout: Duration) -> AnswerFuture<'a> {

@@ -23,28 +23,28 @@ use crate::trust::known_hosts::KnownHosts;
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     /// `-t`: lifetime for keys added without one.
-    pub default_lifetime: Option<Duration>,
+    pub(crate) default_lifetime: Option<Duration>,
     /// The uid allowed to connect besides root.
-    pub owner_uid: u32,
+    pub(crate) owner_uid: u32,
     /// known_hosts files that name host keys (the policy may add more).
-    pub known_hosts: Vec<PathBuf>,
+    pub(crate) known_hosts: Vec<PathBuf>,
     /// `--upstream`: the agent hopward fronts; wins over the policy's
     /// `[upstream] socket`.
-    pub upstream: Option<PathBuf>,
+    pub(crate) upstream: Option<PathBuf>,
     /// `-P`: the patterns a provider's real path must match.
-    pub provider_allowlist: String,
+    pub(crate) provider_allowlist: String,
     /// `-O allow-remote-pkcs11`: providers may be named through a
     /// forwarded agent (refused by default, as OpenSSH 9.4+).
-    pub allow_remote_providers: bool,
+    pub(crate) allow_remote_providers: bool,
     /// FIDO applications that may sign any data (`-O websafe-allow`);
     /// `None` with `-O no-restrict-websafe`. Others sign only SSH logins
     /// and SSHSIG signatures.
-    pub websafe_allowlist: Option<String>,
+    pub(crate) websafe_allowlist: Option<String>,
     /// How long a token signature (or a PKCS#11 operation) may take.
-    pub provider_timeout: Duration,
+    pub(crate) provider_timeout: Duration,
     /// Ask `ssh -G` how ssh records the policy's host names in known_hosts
     /// (the daemon does; tests in one process need not run ssh).
-    pub ask_ssh_config: bool,
+    pub(crate) ask_ssh_config: bool,
 }
 
 impl AgentOptions {
@@ -147,24 +147,24 @@ struct Connection {
 /// connection's binds hold at most
 /// [`crate::trust::binding::MAX_CHAIN_BYTES`], so one bastion pins at most
 /// about 16 MiB of binds.
-pub const MAX_CONNECTIONS_PER_HOP: usize = 128;
+pub(crate) const MAX_CONNECTIONS_PER_HOP: usize = 128;
 
 /// Open connections through any forwarding hop, all bastions together.
 /// Connections from this machine are not counted: they are the owner's own
 /// programs, and a bastion cannot open one (its connections are bound to
 /// it by this machine's ssh before it can send anything).
-pub const MAX_FORWARDED_CONNECTIONS: usize = 512;
+pub(crate) const MAX_FORWARDED_CONNECTIONS: usize = 512;
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionLimit {
+pub(crate) enum ConnectionLimit {
     PerHop,
     Forwarded,
 }
 
 impl ConnectionLimit {
     /// The audit record's reason: which limit, and its value.
-    pub fn reason(self) -> String {
+    pub(crate) fn reason(self) -> String {
         match self {
             ConnectionLimit::PerHop => format!("over-{MAX_CONNECTIONS_PER_HOP}-per-first-hop"),
             ConnectionLimit::Forwarded => format!("over-{MAX_FORWARDED_CONNECTIONS}-forwarded"),
@@ -213,25 +213,25 @@ impl Agent {
 
     /// The keys held here, for the handlers that add, remove, lock and
     /// expire them (each operation is its own, under the store's lock).
-    pub fn keystore(&self) -> &Keystore {
+    pub(crate) fn keystore(&self) -> &Keystore {
         &self.keystore
     }
 
     /// The key held here with this public blob, unless it expired or the
     /// agent is locked.
-    pub fn key(&self, blob: &[u8]) -> Option<Arc<crate::keys::keystore::Identity>> {
+    pub(crate) fn key(&self, blob: &[u8]) -> Option<Arc<crate::keys::keystore::Identity>> {
         self.keystore.find(blob, Instant::now())
     }
 
     /// The keys held here now, in the order they were added; none while
     /// the agent is locked.
-    pub fn keys_now(&self) -> Vec<Arc<crate::keys::keystore::Identity>> {
+    pub(crate) fn keys_now(&self) -> Vec<Arc<crate::keys::keystore::Identity>> {
         self.keystore.list(Instant::now())
     }
 
     /// Adds a key (one with the same public key is replaced, as OpenSSH
     /// does); fails while the agent is locked.
-    pub fn add_key(
+    pub(crate) fn add_key(
         &self,
         identity: crate::keys::keystore::Identity,
     ) -> Result<(), crate::keys::keystore::LockError> {
@@ -239,34 +239,34 @@ impl Agent {
     }
 
     /// Whether the agent is locked with a passphrase (`ssh-add -x`).
-    pub fn keys_locked(&self) -> bool {
+    pub(crate) fn keys_locked(&self) -> bool {
         self.keystore.is_locked()
     }
 
     /// The policy in force now.
-    pub fn policy_now(&self) -> Arc<crate::policy::Policy> {
+    pub(crate) fn policy_now(&self) -> Arc<crate::policy::Policy> {
         self.policy.current()
     }
 
     /// The policy in force now with its generation, which a reload moves
     /// on (to tell whether a decision's policy is still the one in force).
-    pub fn policy_snapshot(&self) -> (u64, Arc<crate::policy::Policy>) {
+    pub(crate) fn policy_snapshot(&self) -> (u64, Arc<crate::policy::Policy>) {
         self.policy.snapshot()
     }
 
     /// The policy file reloads read (`None` for the built-in policy).
-    pub fn policy_path(&self) -> Option<&std::path::Path> {
+    pub(crate) fn policy_path(&self) -> Option<&std::path::Path> {
         self.policy.path()
     }
 
     /// How the last load of the policy file went.
-    pub fn policy_status(&self) -> crate::policy::store::ReloadStatus {
+    pub(crate) fn policy_status(&self) -> crate::policy::store::ReloadStatus {
         self.policy.status()
     }
 
     /// Reads the policy file as a reload would, without putting it in
     /// force (the watcher reads twice to see that a write has settled).
-    pub fn read_policy_file(
+    pub(crate) fn read_policy_file(
         &self,
     ) -> Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>> {
         self.policy.read()
@@ -274,7 +274,7 @@ impl Agent {
 
     /// Whether the policy file on disk says something else than what is in
     /// force (or than the errors kept).
-    pub fn policy_differs_on_disk(&self) -> bool {
+    pub(crate) fn policy_differs_on_disk(&self) -> bool {
         self.policy.differs_on_disk()
     }
 
@@ -286,7 +286,7 @@ impl Agent {
     }
 
     /// The known_hosts files and learned names that put names to hosts.
-    pub fn known_hosts(&self) -> &KnownHosts {
+    pub(crate) fn known_hosts(&self) -> &KnownHosts {
         &self.known_hosts
     }
 
@@ -299,7 +299,7 @@ impl Agent {
     /// Drops every remembered approval and withdraws the open questions
     /// (a yes to one would be stored after the clear); `why` is logged.
     /// Returns how many approvals were dropped.
-    pub fn forget_approvals(&self, why: &str) -> usize {
+    pub(crate) fn forget_approvals(&self, why: &str) -> usize {
         let dropped = self.grants.clear();
         self.withdraw_questions(Withdraw::All, why);
         dropped
@@ -307,7 +307,7 @@ impl Agent {
 
     /// Counts this request toward `[forwarded] brake`; the burst it
     /// belongs to, if the brake catches it.
-    pub fn note_burst(
+    pub(crate) fn note_burst(
         &self,
         settings: &crate::policy::brake::BrakeSettings,
         ctx: &crate::trust::context::RequestContext,
@@ -318,7 +318,7 @@ impl Agent {
 
     /// Destinations per first forwarding hop in the brake's window (for
     /// `status`).
-    pub fn burst_counts(
+    pub(crate) fn burst_counts(
         &self,
         settings: &crate::policy::brake::BrakeSettings,
         now: Instant,
@@ -327,40 +327,40 @@ impl Agent {
     }
 
     /// Writes one record to the audit log.
-    pub fn record(&self, record: crate::daemon::audit::AuditRecord) {
+    pub(crate) fn record(&self, record: crate::daemon::audit::AuditRecord) {
         self.audit.record(record);
     }
 
     /// The audit sink, for what outlives a borrow of the agent (a pending
     /// decision's record, the flush at exit).
-    pub fn audit_sink(&self) -> Arc<dyn AuditSink> {
+    pub(crate) fn audit_sink(&self) -> Arc<dyn AuditSink> {
         Arc::clone(&self.audit)
     }
 
     /// How the audit log is doing (`None` when decisions only reach the
     /// daemon log).
-    pub fn audit_health(&self) -> Option<crate::daemon::audit::Health> {
+    pub(crate) fn audit_health(&self) -> Option<crate::daemon::audit::Health> {
         self.audit.health()
     }
 
     /// The settings fixed at start-up.
-    pub fn options(&self) -> &AgentOptions {
+    pub(crate) fn options(&self) -> &AgentOptions {
         &self.options
     }
 
     /// The uid allowed to connect besides root.
-    pub fn owner_uid(&self) -> u32 {
+    pub(crate) fn owner_uid(&self) -> u32 {
         self.options.owner_uid
     }
 
     /// How long a token signature (or a PKCS#11 operation) may take.
-    pub fn provider_timeout(&self) -> Duration {
+    pub(crate) fn provider_timeout(&self) -> Duration {
         self.options.provider_timeout
     }
 
     /// Asks the person through the desk, sharing the question with
     /// identical ones already open (bounded in number).
-    pub async fn ask(
+    pub(crate) async fn ask(
         &self,
         question: crate::confirm::broker::Question,
         prompt: crate::confirm::Prompt,
@@ -374,24 +374,24 @@ impl Agent {
 
     /// True at most once a minute: whether "no way to ask" is logged
     /// loudly, with how to fix it.
-    pub fn should_warn_unavailable(&self) -> bool {
+    pub(crate) fn should_warn_unavailable(&self) -> bool {
         self.prompts.should_warn_unavailable()
     }
 
     /// Questions waiting for an answer right now.
-    pub fn open_prompts(&self) -> usize {
+    pub(crate) fn open_prompts(&self) -> usize {
         self.prompts.open()
     }
 
     /// Shows the person a notice; returns at once, shown or not.
-    pub fn notify(&self, summary: &'static str, body: String) {
+    pub(crate) fn notify(&self, summary: &'static str, body: String) {
         self.desk.notify(summary, body);
     }
 
     /// Remembers the verified direct bind of a local ssh `process` to
     /// `host`, and returns the jump hosts that login tunnels through
     /// (see [`crate::trust::jump`]).
-    pub fn remember_direct_bind(
+    pub(crate) fn remember_direct_bind(
         &self,
         table: &dyn crate::trust::process_table::ProcessTable,
         process: crate::trust::process_table::ProcessId,
@@ -404,7 +404,7 @@ impl Agent {
     }
 
     /// The jump binds remembered now, oldest first (for `status`).
-    pub fn jump_binds(
+    pub(crate) fn jump_binds(
         &self,
         table: &dyn crate::trust::process_table::ProcessTable,
         now: Instant,
@@ -414,7 +414,7 @@ impl Agent {
 
     /// Notes what a request to the upstream agent learnt: its keys, that
     /// it answered, or how it failed (for `status`).
-    pub fn record_upstream(
+    pub(crate) fn record_upstream(
         &self,
         outcome: Result<Option<&[crate::daemon::upstream::UpstreamKey]>, &crate::daemon::upstream::UpstreamError>,
     ) {
@@ -423,12 +423,12 @@ impl Agent {
 
     /// Notes whether the upstream agent knows session-bind; true when that
     /// is news (so it is logged once, not on every connection).
-    pub fn record_upstream_binds(&self, supported: bool) -> bool {
+    pub(crate) fn record_upstream_binds(&self, supported: bool) -> bool {
         self.upstream.record_binds(supported)
     }
 
     /// What was last learnt about the upstream agent (for `status`).
-    pub fn upstream_health(&self) -> crate::daemon::upstream::Health {
+    pub(crate) fn upstream_health(&self) -> crate::daemon::upstream::Health {
         self.upstream.health()
     }
 
@@ -439,15 +439,15 @@ impl Agent {
     }
 
     /// Whether the PKCS#11 provider at this real path is loaded.
-    pub fn pkcs11_loaded(&self, path: &std::path::Path) -> bool {
+    pub(crate) fn pkcs11_loaded(&self, path: &std::path::Path) -> bool {
         self.providers().contains_key(path)
     }
 
-    pub fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::keys::pkcs11::Pkcs11Provider>) {
+    pub(crate) fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::keys::pkcs11::Pkcs11Provider>) {
         self.providers().insert(path, provider);
     }
 
-    pub fn take_pkcs11(
+    pub(crate) fn take_pkcs11(
         &self,
         path: &std::path::Path,
     ) -> Option<Arc<crate::keys::pkcs11::Pkcs11Provider>> {
@@ -460,7 +460,7 @@ impl Agent {
 
     /// Registers a new connection; the returned handle is notified when the
     /// connection must be cut.
-    pub fn register(&self, id: u64) -> Arc<Notify> {
+    pub(crate) fn register(&self, id: u64) -> Arc<Notify> {
         let cut = Arc::new(Notify::new());
         self.connections().insert(
             id,
@@ -475,13 +475,13 @@ impl Agent {
         cut
     }
 
-    pub fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: u64) {
         self.connections().remove(&id);
     }
 
     /// Records a connection's class, and what its binds hold, after a
     /// session-bind.
-    pub fn set_class(&self, id: u64, class: &'static str, forwarded: bool, bind_bytes: usize) {
+    pub(crate) fn set_class(&self, id: u64, class: &'static str, forwarded: bool, bind_bytes: usize) {
         if let Some(c) = self.connections().get_mut(&id) {
             c.class = class;
             c.forwarded = forwarded;
@@ -493,7 +493,7 @@ impl Agent {
     /// `fingerprint`, unless that hop, or all forwarded connections
     /// together, already hold their limit. Checked and counted under one
     /// lock, so connections racing in cannot all slip under it.
-    pub fn claim_first_hop(&self, id: u64, fingerprint: &str) -> Result<(), ConnectionLimit> {
+    pub(crate) fn claim_first_hop(&self, id: u64, fingerprint: &str) -> Result<(), ConnectionLimit> {
         let mut connections = self.connections();
         let (mut same_hop, mut forwarded) = (0, 0);
         for c in connections.values() {
@@ -517,22 +517,22 @@ impl Agent {
     /// Says that a connection which used much memory has ended and freed it.
     /// Notices coalesce: many ends while memory is being given back ask for
     /// one more round.
-    pub fn memory_freed(&self) {
+    pub(crate) fn memory_freed(&self) {
         self.memory_freed.notify_one();
     }
 
     /// Waits until [`Agent::memory_freed`] is called.
-    pub async fn wait_memory_freed(&self) {
+    pub(crate) async fn wait_memory_freed(&self) {
         self.memory_freed.notified().await;
     }
 
     /// What the binds of all open connections hold, in bytes (`status`).
-    pub fn bind_bytes(&self) -> usize {
+    pub(crate) fn bind_bytes(&self) -> usize {
         self.connections().values().map(|c| c.bind_bytes).sum()
     }
 
     /// Open connections counted by class.
-    pub fn connection_classes(&self) -> Vec<(&'static str, usize)> {
+    pub(crate) fn connection_classes(&self) -> Vec<(&'static str, usize)> {
         let mut counts: Vec<(&'static str, usize)> = Vec::new();
         for c in self.connections().values() {
             match counts.iter_mut().find(|(k, _)| *k == c.class) {
@@ -546,7 +546,7 @@ impl Agent {
 
     /// The upstream agent's socket and how long a request to it may take:
     /// `--upstream`, else the policy in force (so a reload can change it).
-    pub fn upstream(&self) -> Option<(PathBuf, Duration)> {
+    pub(crate) fn upstream(&self) -> Option<(PathBuf, Duration)> {
         let policy = self.policy.current();
         let socket = self
             .options
@@ -556,7 +556,7 @@ impl Agent {
         Some((socket, policy.upstream.timeout))
     }
 
-    pub fn forwarded_locked(&self) -> bool {
+    pub(crate) fn forwarded_locked(&self) -> bool {
         self.forwarded_locked.load(Ordering::SeqCst)
     }
 
@@ -569,7 +569,7 @@ impl Agent {
     }
 
     /// [`Agent::lock_forwarded`], saying why (shown by `status`).
-    pub fn lock_forwarded_because(&self, why: &str) -> usize {
+    pub(crate) fn lock_forwarded_because(&self, why: &str) -> usize {
         *self
             .locked_because
             .lock()
@@ -597,7 +597,7 @@ impl Agent {
         cut.len()
     }
 
-    pub fn unlock_forwarded(&self) {
+    pub(crate) fn unlock_forwarded(&self) {
         *self
             .locked_because
             .lock()
@@ -610,7 +610,7 @@ impl Agent {
 
     /// Whether this is the first refusal of the current lock episode (the
     /// one to tell the desk about); true once per episode.
-    pub fn first_refusal_while_locked(&self) -> bool {
+    pub(crate) fn first_refusal_while_locked(&self) -> bool {
         !self.locked_told.swap(true, Ordering::SeqCst)
     }
 
@@ -634,7 +634,7 @@ impl Agent {
     /// held is denied with the reason the change gives
     /// ([`crate::daemon::authorize`] checks again after every answer, so
     /// this is to stop asking, not what makes the deny).
-    pub fn withdraw_questions(&self, which: Withdraw<'_>, why: &str) {
+    pub(crate) fn withdraw_questions(&self, which: Withdraw<'_>, why: &str) {
         let withdrawn = self.prompts.withdraw(which);
         if withdrawn > 0 {
             info!(withdrawn, "open prompts withdrawn: {why}");
@@ -642,7 +642,7 @@ impl Agent {
     }
 
     /// Why forwarded use is locked, if it is.
-    pub fn locked_because(&self) -> Option<String> {
+    pub(crate) fn locked_because(&self) -> Option<String> {
         self.locked_because
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -650,23 +650,23 @@ impl Agent {
     }
 
     /// Records a request from this machine (for `[lock] idle`).
-    pub fn touch_local(&self) {
+    pub(crate) fn touch_local(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_local_request.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// When this machine last sent a request.
-    pub fn last_local_request(&self) -> std::time::Instant {
+    pub(crate) fn last_local_request(&self) -> std::time::Instant {
         self.started + Duration::from_millis(self.last_local_request.load(Ordering::Relaxed))
     }
 
     /// A number that names a connection in log lines.
-    pub fn connection_id(&self) -> u64 {
+    pub(crate) fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Policy reloads tried since start, whatever came of them.
-    pub fn reloads(&self) -> u64 {
+    pub(crate) fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Acquire)
     }
 
@@ -684,7 +684,7 @@ impl Agent {
     /// Puts in force what the policy watcher read once the file's write had
     /// finished and settled (see [`crate::daemon::policy_watch`]); as
     /// [`Agent::reload_policy`] otherwise.
-    pub fn adopt_policy(
+    pub(crate) fn adopt_policy(
         &self,
         loaded: Result<crate::policy::Policy, Vec<crate::policy::file::PolicyError>>,
     ) {

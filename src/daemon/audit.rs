@@ -12,7 +12,7 @@
 
 mod coalesce;
 mod file;
-pub mod journal;
+pub(crate) mod journal;
 mod outcome;
 mod shape;
 #[cfg(test)]
@@ -25,30 +25,30 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use coalesce::{Coalescer, Offer};
-pub use file::Health;
+pub(crate) use file::Health;
 use file::{AuditFile, Line};
-pub use outcome::{Decision, Event, Reason};
+pub(crate) use outcome::{Decision, Event, Reason};
 
 use crate::trust::context::{HopView, RequestClass, RequestContext};
 use crate::trust::peer::Peer;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AuditHop {
-    pub names: Vec<String>,
-    pub fingerprint: String,
-    pub forwarded: bool,
+pub(crate) struct AuditHop {
+    pub(crate) names: Vec<String>,
+    pub(crate) fingerprint: String,
+    pub(crate) forwarded: bool,
     /// For a hop that is the first hop's word (see [`HopView::reported_by`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reported_by: Option<String>,
+    pub(crate) reported_by: Option<String>,
     /// A jump host (ProxyJump) the login tunnelled through: it comes before
     /// the chain's binds. Left out of every other hop, so records without
     /// a jump keep the bytes they always had.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub jump: bool,
+    pub(crate) jump: bool,
     /// Its name rests on a hashed known_hosts entry (or, with no name, its
     /// key is on a hashed line and its name is not learned yet).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub hashed: bool,
+    pub(crate) hashed: bool,
 }
 
 impl From<&HopView> for AuditHop {
@@ -76,10 +76,10 @@ impl AuditHop {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AuditPeer {
-    pub pid: Option<u32>,
-    pub uid: u32,
-    pub exe: Option<String>,
+pub(crate) struct AuditPeer {
+    pub(crate) pid: Option<u32>,
+    pub(crate) uid: u32,
+    pub(crate) exe: Option<String>,
 }
 
 impl From<&Peer> for AuditPeer {
@@ -95,46 +95,46 @@ impl From<&Peer> for AuditPeer {
 /// One decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
-    pub ts: String,
-    pub event: Event,
-    pub key: Option<String>,
-    pub comment: Option<String>,
-    pub decision: Decision,
+    pub(crate) ts: String,
+    pub(crate) event: Event,
+    pub(crate) key: Option<String>,
+    pub(crate) comment: Option<String>,
+    pub(crate) decision: Decision,
     /// The rule that decided, or `default:<class>`, or `forwarded.<op>`.
-    pub rule: String,
-    pub reason: Reason,
+    pub(crate) rule: String,
+    pub(crate) reason: Reason,
     #[serde(serialize_with = "outcome::serialize_class")]
-    pub class: RequestClass,
-    pub chain: Vec<AuditHop>,
+    pub(crate) class: RequestClass,
+    pub(crate) chain: Vec<AuditHop>,
     /// For a sign request: `verified` (a login that belongs to the last
     /// bind; its host is the last hop), `unverified:<why>`, or `none`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub destination: Option<String>,
-    pub user: Option<String>,
+    pub(crate) destination: Option<String>,
+    pub(crate) user: Option<String>,
     /// The auth style of a `user:style` login.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_style: Option<String>,
-    pub purpose: Option<&'static str>,
-    pub peer: AuditPeer,
-    pub conn: u64,
+    pub(crate) user_style: Option<String>,
+    pub(crate) purpose: Option<&'static str>,
+    pub(crate) peer: AuditPeer,
+    pub(crate) conn: u64,
     /// Set for a key the upstream agent holds (upstream mode).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub upstream: bool,
+    pub(crate) upstream: bool,
     /// The provider a hardware key uses (its library path, or `internal`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub(crate) provider: Option<String>,
     /// Set when `[forwarded] brake` made the request ask.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub brake: Option<AuditBrake>,
+    pub(crate) brake: Option<AuditBrake>,
 }
 
 /// What the brake saw: `hosts` distinct destinations through the first
 /// forwarding hop within `per`, more than its `limit`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AuditBrake {
-    pub hosts: usize,
-    pub per: String,
-    pub limit: u32,
+pub(crate) struct AuditBrake {
+    pub(crate) hosts: usize,
+    pub(crate) per: String,
+    pub(crate) limit: u32,
 }
 
 impl From<&crate::policy::brake::Burst> for AuditBrake {
@@ -149,7 +149,7 @@ impl From<&crate::policy::brake::Burst> for AuditBrake {
 
 impl AuditRecord {
     /// A record for a sign request.
-    pub fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason, conn: u64) -> Self {
+    pub(crate) fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason, conn: u64) -> Self {
         AuditRecord {
             ts: now_rfc3339(),
             event: Event::Sign,
@@ -176,7 +176,7 @@ impl AuditRecord {
 impl AuditRecord {
     /// A record for a key event (`list`, `add`, `remove`, `lock` ...) on a
     /// connection; the decision is filled in with [`AuditRecord::decided`].
-    pub fn key_event(
+    pub(crate) fn key_event(
         event: Event,
         key: Option<(&str, &str)>,
         class: RequestClass,
@@ -206,7 +206,7 @@ impl AuditRecord {
         }
     }
 
-    pub fn decided(mut self, allowed: bool, rule: &str, reason: Reason) -> Self {
+    pub(crate) fn decided(mut self, allowed: bool, rule: &str, reason: Reason) -> Self {
         self.decision = Decision::of(allowed);
         self.rule = rule.to_string();
         self.reason = reason;
@@ -228,7 +228,7 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
 /// A sink for when no audit file can be had: the decision still reaches the
 /// daemon log.
 #[derive(Debug)]
-pub struct LogOnly;
+pub(crate) struct LogOnly;
 
 impl AuditSink for LogOnly {
     fn record(&self, record: AuditRecord) {
@@ -244,7 +244,7 @@ enum Msg {
 
 /// The JSON-lines file writer.
 #[derive(Debug)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     tx: mpsc::Sender<Msg>,
     health: Arc<Mutex<Health>>,
 }
@@ -256,14 +256,14 @@ impl std::fmt::Debug for Msg {
 }
 
 /// `$XDG_STATE_HOME/hopward/audit.jsonl`.
-pub fn default_path() -> Option<PathBuf> {
+pub(crate) fn default_path() -> Option<PathBuf> {
     crate::paths::state_dir().map(|d| d.join("audit.jsonl"))
 }
 
 impl AuditLog {
     /// Starts the writer thread for `path`, rotating at `max_bytes`, and
     /// sending each record to the journal socket `journal` as well, if set.
-    pub fn start(path: PathBuf, max_bytes: u64, journal: Option<PathBuf>) -> AuditLog {
+    pub(crate) fn start(path: PathBuf, max_bytes: u64, journal: Option<PathBuf>) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>();
         let mut file = AuditFile::new(path, max_bytes, now_rfc3339);
         let journal = journal.map(|path| journal::Journal::new(&path));
@@ -504,7 +504,7 @@ fn origin(record: &AuditRecord) -> (String, bool) {
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
@@ -514,7 +514,7 @@ const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 /// UTC at `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (a certificate's
 /// end in `hopward status`). A time past the year 9999, which a
 /// certificate may name, is shown as the last second that has a date.
-pub fn rfc3339_at(secs: u64) -> String {
+pub(crate) fn rfc3339_at(secs: u64) -> String {
     let at = std::time::UNIX_EPOCH + Duration::from_secs(secs.min(LAST_RFC3339_SECOND));
     humantime::format_rfc3339_seconds(at).to_string()
 }

@@ -27,14 +27,14 @@ use crate::daemon::agent::Agent;
 
 /// The screensaver interfaces whose `ActiveChanged(true)` means the screen
 /// locked, each owned by the well-known name of the same spelling.
-pub const SCREENSAVERS: [&str; 2] = ["org.freedesktop.ScreenSaver", "org.gnome.ScreenSaver"];
+pub(crate) const SCREENSAVERS: [&str; 2] = ["org.freedesktop.ScreenSaver", "org.gnome.ScreenSaver"];
 
 /// How often the idle clock and the `[lock]` settings are looked at.
 const TICK: Duration = Duration::from_millis(500);
 
 /// Starts the idle clock and, while `[lock] on_screen_lock` is set, the
 /// screen-lock listeners. Must be called inside the runtime.
-pub fn start(agent: &Arc<Agent>) {
+pub(crate) fn start(agent: &Arc<Agent>) {
     let agent = Arc::clone(agent);
     tokio::spawn(async move {
         let listening = Arc::new(AtomicBool::new(false));

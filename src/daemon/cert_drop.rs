@@ -19,7 +19,7 @@ use crate::trust::peer::Peer;
 /// Whether `blob` is a certificate whose `valid_before` has passed by this
 /// machine's clock: servers refuse it, so it is never signed with (a key
 /// held here or one of the upstream agent's).
-pub fn refuses_to_sign(blob: &[u8]) -> bool {
+pub(crate) fn refuses_to_sign(blob: &[u8]) -> bool {
     CertValidity::of_blob(blob).is_some_and(|cert| cert.expired(unix_now()))
 }
 
@@ -30,7 +30,7 @@ pub fn refuses_to_sign(blob: &[u8]) -> bool {
 /// same grace, counted on the other clock) ended a moment first. Keys
 /// whose `ssh-add -t` lifetime ended before that are not recorded, as
 /// before.
-pub fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
+pub(crate) fn audit_dropped(agent: &Agent, gone: &[Arc<Identity>]) {
     let me = Peer {
         uid: agent.owner_uid(),
         pid: Some(std::process::id()),

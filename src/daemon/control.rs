@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::daemon::agent::Agent;
 use crate::policy::store::ReloadStatus;
-pub use crate::protocol::control::EXTENSION;
+pub(crate) use crate::protocol::control::EXTENSION;
 use crate::protocol::control::{
     BrakeHop, BrakeStatus, CertificateStatus, ConfirmStatus, ControlRequest, EmptyReply,
     GrantStatus, JumpStatus, KeyStatus, LastReload, LearnedHost, LearnedHosts, LearnedReply,
@@ -23,7 +23,7 @@ use crate::protocol::control::{
 };
 
 /// A control request, as the CLI sends it.
-pub fn request(op: &ControlRequest) -> Vec<u8> {
+pub(crate) fn request(op: &ControlRequest) -> Vec<u8> {
     let mut body = vec![crate::protocol::request::SSH_AGENTC_EXTENSION];
     crate::ssh::wire::put_string(&mut body, EXTENSION.as_bytes());
     crate::ssh::wire::put_string(&mut body, to_wire(op).as_bytes());
@@ -284,7 +284,7 @@ fn refused(text: &str, error: &serde_json::Error) -> String {
 
 /// Whether a control request body asks for `status` (which first asks the
 /// upstream agent, if any, whether it answers).
-pub fn wants_status(body: &[u8]) -> bool {
+pub(crate) fn wants_status(body: &[u8]) -> bool {
     let mut reader = crate::ssh::wire::Reader::new(body);
     reader
         .text("control request")
@@ -295,7 +295,7 @@ pub fn wants_status(body: &[u8]) -> bool {
 
 /// Carries out a control request from an allowed connection; the reply
 /// as the wire carries it.
-pub async fn handle(agent: &Agent, body: &[u8]) -> Result<String, String> {
+pub(crate) async fn handle(agent: &Agent, body: &[u8]) -> Result<String, String> {
     Ok(match read_request(body)? {
         ControlRequest::Status => to_wire(&status(agent).await),
         ControlRequest::LearnHost { name, key } => {

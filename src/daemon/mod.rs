@@ -4,13 +4,13 @@
 
 pub mod agent;
 pub mod audit;
-pub mod authorize;
-pub mod autolock;
-pub mod cert_drop;
-pub mod control;
-pub mod one_login;
-pub mod policy_watch;
+pub(crate) mod authorize;
+pub(crate) mod autolock;
+pub(crate) mod cert_drop;
+pub(crate) mod control;
+pub(crate) mod one_login;
+pub(crate) mod policy_watch;
 pub mod server;
-pub mod session;
-pub mod socket;
-pub mod upstream;
+pub(crate) mod session;
+pub(crate) mod socket;
+pub(crate) mod upstream;

@@ -26,24 +26,24 @@ use crate::trust::binding::SignedData;
 const REMEMBERED: usize = 4;
 
 /// The audit reason of a request answered by an earlier refusal.
-pub const SAME_LOGIN: &str = "same-login";
+pub(crate) const SAME_LOGIN: &str = "same-login";
 
 /// The logins refused on one connection, most recent last.
 #[derive(Debug, Default)]
-pub struct LoginAnswers {
+pub(crate) struct LoginAnswers {
     refused: Mutex<Vec<([u8; 32], &'static str)>>,
 }
 
 /// One login, as a sign request names it.
 #[derive(Debug, Clone, Copy)]
-pub struct ThisLogin<'a> {
+pub(crate) struct ThisLogin<'a> {
     answers: &'a LoginAnswers,
     id: [u8; 32],
 }
 
 impl LoginAnswers {
     /// The login `signed` belongs to, if it is a userauth request.
-    pub fn login<'a>(&'a self, signed: &SignedData<'_>) -> Option<ThisLogin<'a>> {
+    pub(crate) fn login<'a>(&'a self, signed: &SignedData<'_>) -> Option<ThisLogin<'a>> {
         let SignedData::Userauth(auth) = signed else {
             return None;
         };
@@ -64,7 +64,7 @@ impl LoginAnswers {
 impl ThisLogin<'_> {
     /// The reason an earlier key of this login was refused with, if one
     /// was.
-    pub fn refused_before(&self) -> Option<&'static str> {
+    pub(crate) fn refused_before(&self) -> Option<&'static str> {
         let refused = self.answers.refused.lock().unwrap_or_else(|e| e.into_inner());
         refused
             .iter()
@@ -75,7 +75,7 @@ impl ThisLogin<'_> {
     /// Notes the answer to a question about a key of this login: a no, a
     /// timeout, a failed confirmer or no way to ask stands for the login.
     /// A flood or a withdrawn question said nothing about it.
-    pub fn answered(&self, answer: &Answer) {
+    pub(crate) fn answered(&self, answer: &Answer) {
         if !matches!(
             answer,
             Answer::Refused | Answer::TimedOut | Answer::Failed(_) | Answer::Unavailable(_)

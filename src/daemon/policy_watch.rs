@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use crate::daemon::agent::Agent;
 
 /// Keeps the watcher alive; dropping it stops watching.
-pub struct PolicyWatcher {
+pub(crate) struct PolicyWatcher {
     _watcher: Arc<Mutex<Armed>>,
 }
 
@@ -102,7 +102,7 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
 
 /// How long the file must stay quiet before it is read, and between the
 /// two reads that must agree.
-pub const SETTLE: Duration = Duration::from_millis(400);
+pub(crate) const SETTLE: Duration = Duration::from_millis(400);
 
 /// How often the file is looked at besides the watch.
 const POLL: Duration = Duration::from_secs(2);
@@ -125,7 +125,7 @@ fn stamp(path: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64)> {
 
 /// What an event says about the policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Nothing it holds can have changed: an open, a read, a change of
     /// permissions or times alone.
     None,
@@ -143,7 +143,7 @@ pub enum Change {
 
 /// Classifies an event on the policy file itself (`on_file`) or on a
 /// directory on the way to it.
-pub fn classify(kind: &EventKind, on_file: bool) -> Change {
+pub(crate) fn classify(kind: &EventKind, on_file: bool) -> Change {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Finished,
         EventKind::Access(_) => Change::None,
@@ -189,7 +189,7 @@ fn note(seen: Seen, writing: &mut bool, gone: &mut bool) {
 
 /// Starts watching the policy file's directory (nothing to watch for the
 /// built-in policy). Must be called inside the runtime.
-pub fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
+pub(crate) fn watch(agent: &Arc<Agent>) -> Option<PolicyWatcher> {
     let path = agent.policy_path()?.to_path_buf();
     let path = if path.is_relative() {
         std::env::current_dir().ok()?.join(path)

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, Interest, ReadBuf};
 
 /// A connected socket, watched by the runtime for reading only.
 #[derive(Debug)]
-pub struct Socket {
+pub(crate) struct Socket {
     watched: AsyncFd<std::os::unix::net::UnixStream>,
 }
 
@@ -41,41 +41,41 @@ impl Socket {
 
     /// Has the runtime watch `stream`, which is non-blocking already (see
     /// [`crate::sys::peer::accept_nonblocking`]).
-    pub fn accepted(stream: std::os::unix::net::UnixStream) -> std::io::Result<Socket> {
+    pub(crate) fn accepted(stream: std::os::unix::net::UnixStream) -> std::io::Result<Socket> {
         Ok(Socket {
             watched: crate::sys::watch_readable(stream)?,
         })
     }
 
     /// Takes over a socket the runtime already watches in both directions.
-    pub fn from_tokio(stream: tokio::net::UnixStream) -> std::io::Result<Socket> {
+    pub(crate) fn from_tokio(stream: tokio::net::UnixStream) -> std::io::Result<Socket> {
         Socket::new(stream.into_std()?)
     }
 
-    pub fn stream(&self) -> &std::os::unix::net::UnixStream {
+    pub(crate) fn stream(&self) -> &std::os::unix::net::UnixStream {
         self.watched.get_ref()
     }
 
     /// A reader for [`crate::protocol::frame::FrameReader`].
-    pub fn reader(&self) -> Reader<'_> {
+    pub(crate) fn reader(&self) -> Reader<'_> {
         Reader(self)
     }
 
     /// Waits until the runtime saw the socket turn readable, then reads.
-    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.reader().read(buf).await
     }
 
     /// Waits until the runtime saw the socket turn readable, reading
     /// nothing (for tests of what [`Socket::read_arrived`] then finds).
     #[cfg(test)]
-    pub async fn readable(&self) -> std::io::Result<()> {
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
         self.watched.readable().await.map(|mut ready| ready.retain_ready())
     }
 
     /// Reads whatever the runtime has seen arrive, without waiting and
     /// without a system call when it has seen nothing: `Ok(None)` then.
-    pub fn read_arrived(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    pub(crate) fn read_arrived(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
         match self
             .watched
             .try_io(Interest::READABLE, |stream| read_once(stream, buf))
@@ -87,7 +87,7 @@ impl Socket {
     }
 
     /// Writes all of `buf`: in one system call unless the socket is full.
-    pub async fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
         let mut rest = buf;
         // Once the socket was full: a second descriptor, watched for room
         // alone and dropped once the frame is out. `try_write` clears its
@@ -153,7 +153,7 @@ fn read_once(mut stream: &std::os::unix::net::UnixStream, buf: &mut [u8]) -> std
 
 /// [`Socket`] as an [`AsyncRead`].
 #[derive(Debug)]
-pub struct Reader<'a>(&'a Socket);
+pub(crate) struct Reader<'a>(&'a Socket);
 
 impl AsyncRead for Reader<'_> {
     fn poll_read(

@@ -34,14 +34,14 @@ use crate::ssh::wire::{Reader, put_string, put_u32};
 
 /// How long connecting to the upstream socket may take. A local socket
 /// accepts at once or not at all; a full backlog must not hold a request.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a listing may take at most, whatever `[upstream] timeout` says.
 /// Listing needs no person, yet an upstream busy with someone's approval
 /// (ssh-agent asks while serving nobody else) would hold every `ssh-add -l`
 /// and every login's key listing for that long: past this, hopward lists
 /// its own keys without the upstream's and says so in the log.
-pub const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How much of a reply the first read takes: a signature, length included,
 /// in one system call.
@@ -53,7 +53,7 @@ const MAX_KEYS: u32 = 2048;
 
 /// What went wrong talking to the upstream agent.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("cannot connect to upstream agent {path}: {source}")]
     Connect {
         path: PathBuf,
@@ -92,12 +92,12 @@ pub enum UpstreamError {
 
 /// A key the upstream agent listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamKey {
-    pub blob: Vec<u8>,
-    pub comment: String,
-    pub fingerprint: String,
+pub(crate) struct UpstreamKey {
+    pub(crate) blob: Vec<u8>,
+    pub(crate) comment: String,
+    pub(crate) fingerprint: String,
     /// The key type name in the blob (`ssh-ed25519`, `sk-ssh-ed25519@openssh.com` ...).
-    pub key_type: String,
+    pub(crate) key_type: String,
 }
 
 impl UpstreamKey {
@@ -124,25 +124,25 @@ impl UpstreamKey {
 
 /// The last thing learnt about the upstream, for `hopward status`.
 #[derive(Debug, Clone, Default)]
-pub struct Health {
-    pub reachable: Option<bool>,
-    pub error: Option<String>,
-    pub keys: Vec<UpstreamKey>,
+pub(crate) struct Health {
+    pub(crate) reachable: Option<bool>,
+    pub(crate) error: Option<String>,
+    pub(crate) keys: Vec<UpstreamKey>,
     /// `Some(false)`: it refused a valid session-bind, so it knows none.
-    pub session_bind: Option<bool>,
+    pub(crate) session_bind: Option<bool>,
 }
 
 /// Agent-wide upstream state: only what `hopward status` shows. Nothing in
 /// it feeds a decision.
 #[derive(Debug, Default)]
-pub struct UpstreamState {
+pub(crate) struct UpstreamState {
     health: Mutex<Health>,
 }
 
 impl UpstreamState {
     /// Records an exchange: `Ok(Some(keys))` from a full (unbound) listing,
     /// `Ok(None)` from any other answer.
-    pub fn record(&self, outcome: Result<Option<&[UpstreamKey]>, &UpstreamError>) {
+    pub(crate) fn record(&self, outcome: Result<Option<&[UpstreamKey]>, &UpstreamError>) {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             Ok(keys) => {
@@ -171,12 +171,12 @@ impl UpstreamState {
 
     /// Records whether the upstream knows session-bind; true when that is
     /// news (so it is logged once, not on every connection).
-    pub fn record_binds(&self, supported: bool) -> bool {
+    pub(crate) fn record_binds(&self, supported: bool) -> bool {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         health.session_bind.replace(supported) != Some(supported)
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -186,7 +186,7 @@ impl UpstreamState {
 
 /// One downstream connection's link to the upstream agent.
 #[derive(Debug, Default)]
-pub struct UpstreamLink {
+pub(crate) struct UpstreamLink {
     stream: Option<Connection>,
     /// The path `stream` is connected to (the policy may change it).
     connected_to: Option<PathBuf>,
@@ -202,24 +202,24 @@ pub struct UpstreamLink {
 }
 
 impl UpstreamLink {
-    pub fn is_poisoned(&self) -> bool {
+    pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned
     }
 
     /// Whether the upstream behind this link turned out to know no
     /// session-bind (`None`: not found out on this link).
-    pub fn binds_unsupported(&self) -> bool {
+    pub(crate) fn binds_unsupported(&self) -> bool {
         self.binds_unsupported
     }
 
     /// The key with this blob from the last listing on this link.
-    pub fn known_key(&self, blob: &[u8]) -> Option<&UpstreamKey> {
+    pub(crate) fn known_key(&self, blob: &[u8]) -> Option<&UpstreamKey> {
         self.keys.iter().find(|k| k.blob == blob)
     }
 
     /// Lists the upstream's keys on this link (after replaying the binds),
     /// waiting at most `timeout` or [`LIST_TIMEOUT`], whichever is shorter.
-    pub async fn list(
+    pub(crate) async fn list(
         &mut self,
         path: &Path,
         binds: &[Vec<u8>],
@@ -252,7 +252,7 @@ impl UpstreamLink {
 
     /// Asks the upstream to sign; returns the reply body to pass on (a
     /// checked `SSH_AGENT_SIGN_RESPONSE`).
-    pub async fn sign(
+    pub(crate) async fn sign(
         &mut self,
         path: &Path,
         binds: &[Vec<u8>],
@@ -573,7 +573,7 @@ async fn probe_accepts_bind(path: &Path, timeout: Duration) -> Result<bool, Upst
 }
 
 /// Reads an `SSH_AGENT_IDENTITIES_ANSWER`, every byte of it.
-pub fn parse_identities(reply: &[u8]) -> Result<Vec<UpstreamKey>, String> {
+pub(crate) fn parse_identities(reply: &[u8]) -> Result<Vec<UpstreamKey>, String> {
     let mut r = Reader::new(reply);
     let kind = r.u8("reply type").map_err(|e| e.to_string())?;
     if kind != SSH_AGENT_IDENTITIES_ANSWER {
@@ -601,7 +601,7 @@ pub fn parse_identities(reply: &[u8]) -> Result<Vec<UpstreamKey>, String> {
 
 /// Checks an `SSH_AGENT_SIGN_RESPONSE`: one signature string holding an
 /// algorithm name and a signature blob, and nothing after it.
-pub fn check_sign_response(reply: &[u8]) -> Result<(), String> {
+pub(crate) fn check_sign_response(reply: &[u8]) -> Result<(), String> {
     let mut r = Reader::new(reply);
     let kind = r.u8("reply type").map_err(|e| e.to_string())?;
     if kind != SSH_AGENT_SIGN_RESPONSE {

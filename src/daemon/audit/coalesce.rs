@@ -18,25 +18,25 @@ use serde_json::{Value, json};
 /// key of the agent to a server that takes none, or a person retrying a
 /// login, stays well under it; a bastion that asks for more than this in a
 /// minute is a program, and its refusals after the tenth tell nothing new.
-pub const BURST: u32 = 10;
+pub(crate) const BURST: u32 = 10;
 
 /// The window an origin's burst is counted in, and the longest a held
 /// summary waits before it is written (while the refusal budget allows).
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 /// Origins tracked at once; beyond, refusals share one origin, so the
 /// table stays bounded whatever an attacker calls itself.
-pub const MAX_ORIGINS: usize = 1024;
+pub(crate) const MAX_ORIGINS: usize = 1024;
 
 /// Kinds of refusal counted apart per origin; the last one takes every
 /// further kind and says so (`mixed`).
-pub const MAX_KINDS: usize = 8;
+pub(crate) const MAX_KINDS: usize = 8;
 
 const OVERFLOW: &str = "(too many origins)";
 
 /// What comes of an offered refusal.
 #[derive(Debug, PartialEq)]
-pub enum Offer {
+pub(crate) enum Offer {
     /// Write it as it is.
     Write(Value),
     /// Counted into a held summary.
@@ -94,10 +94,10 @@ impl Held {
 }
 
 #[derive(Debug, Default)]
-pub struct Coalescer {
+pub(crate) struct Coalescer {
     origins: HashMap<String, Origin>,
     /// Refusals counted into summaries since start.
-    pub coalesced: u64,
+    pub(crate) coalesced: u64,
 }
 
 impl Coalescer {
@@ -110,7 +110,7 @@ impl Coalescer {
     /// itself, so counting its refusals would only hide detail from the
     /// user; it is held only when the budget is spent.
     #[allow(clippy::too_many_arguments)]
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         origin: &str,
         kind: &str,
@@ -159,7 +159,7 @@ impl Coalescer {
     }
 
     /// Refusals held now (not yet in any written record).
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.origins
             .values()
             .flat_map(|o| o.held.iter())
@@ -168,7 +168,7 @@ impl Coalescer {
     }
 
     /// When the next held summary falls due, if any is held.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.origins
             .values()
             .filter(|o| !o.held.is_empty())
@@ -181,7 +181,7 @@ impl Coalescer {
     /// origin whose summaries all went out starts a new window. One `fits`
     /// refuses stays held. Origins with nothing held and an old window are
     /// forgotten.
-    pub fn due(
+    pub(crate) fn due(
         &mut self,
         now: Instant,
         all: bool,
@@ -221,7 +221,7 @@ impl Coalescer {
     /// Everything still held, as one record (the first held refusal of
     /// one origin, with the count, time span and number of origins of
     /// all): what a stop writes when the refusal budget has no room left.
-    pub fn merge_rest(&mut self) -> Option<(Value, u64)> {
+    pub(crate) fn merge_rest(&mut self) -> Option<(Value, u64)> {
         let mut merged: Option<Held> = None;
         let mut origins = 0u64;
         for origin in self.origins.values_mut() {

@@ -25,26 +25,26 @@ use std::sync::{Arc, Mutex};
 /// Lines kept in memory while the file cannot be written (a full disk, a
 /// directory that cannot be made): enough for thousands of records, small
 /// enough to hold on to for hours.
-pub const BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const BACKLOG_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most bytes written in one go.
 const CHUNK_BYTES: usize = 256 * 1024;
 
 /// One line to append.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// The JSON text with its newline.
-    pub bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     /// A `deny` record (counts against the refusal budget).
-    pub refusal: bool,
+    pub(crate) refusal: bool,
     /// How many decisions it records (a coalesced summary stands for many).
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
 /// How the audit file is doing, as `hopward status` shows it.
-pub use crate::protocol::control::AuditHealth as Health;
+pub(crate) use crate::protocol::control::AuditHealth as Health;
 /// How sending records to the journal goes.
-pub use crate::protocol::control::JournalHealth;
+pub(crate) use crate::protocol::control::JournalHealth;
 
 struct Open {
     file: File,
@@ -52,7 +52,7 @@ struct Open {
     ino: u64,
 }
 
-pub struct AuditFile {
+pub(crate) struct AuditFile {
     path: PathBuf,
     max_bytes: u64,
     out: Option<Open>,
@@ -92,29 +92,29 @@ impl AuditFile {
     }
 
     /// The health others read.
-    pub fn shared(&self) -> Arc<Mutex<Health>> {
+    pub(crate) fn shared(&self) -> Arc<Mutex<Health>> {
         Arc::clone(&self.shared)
     }
 
     /// Whether one more refusal fits in the current file's budget (half of
     /// `max_bytes`, counting those waiting to be written).
-    pub fn refusal_room(&self) -> bool {
+    pub(crate) fn refusal_room(&self) -> bool {
         self.refusal_room_bytes() > 0
     }
 
     /// Bytes of refusal lines the current file can still take.
-    pub fn refusal_room_bytes(&self) -> u64 {
+    pub(crate) fn refusal_room_bytes(&self) -> u64 {
         (self.max_bytes / 2).saturating_sub(self.refusal_bytes + self.queued_refusal_bytes)
     }
 
     /// Whether lines wait for a retry.
-    pub fn waiting(&self) -> bool {
+    pub(crate) fn waiting(&self) -> bool {
         !self.queue.is_empty()
     }
 
     /// Queues `line`; when memory for waiting lines is full it is dropped
     /// and counted.
-    pub fn push(&mut self, line: Line) {
+    pub(crate) fn push(&mut self, line: Line) {
         if self.queued_bytes + line.bytes.len() > BACKLOG_BYTES {
             self.health.lost_records += line.records;
             return;
@@ -127,7 +127,7 @@ impl AuditFile {
     }
 
     /// Writes every queued line it can; the rest wait for the next call.
-    pub fn write_queued(&mut self) {
+    pub(crate) fn write_queued(&mut self) {
         // Lines go out in chunks (one check of the path and one write for
         // a batch); when a chunk does not fit, one line at a time, so a
         // nearly full disk still takes what it can.
@@ -178,12 +178,12 @@ impl AuditFile {
     /// Records how sending to the journal goes, for the next [`publish`].
     ///
     /// [`publish`]: AuditFile::publish
-    pub fn journal_state(&mut self, state: JournalHealth) {
+    pub(crate) fn journal_state(&mut self, state: JournalHealth) {
         self.health.journal = Some(state);
     }
 
     /// Publishes the health, with the coalescer's counts.
-    pub fn publish(&mut self, coalesced: u64, held: u64) {
+    pub(crate) fn publish(&mut self, coalesced: u64, held: u64) {
         self.health.coalesced_refusals = coalesced;
         self.health.held_refusals = held;
         if let Ok(mut shared) = self.shared.lock() {

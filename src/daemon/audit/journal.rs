@@ -24,25 +24,25 @@ use serde_json::Value;
 /// MESSAGE_ID=e6907a719856490fad29c3474d12f05a` finds them all. Fixed
 /// forever (made once with a random generator, as `systemd-id128 new`
 /// does).
-pub const MESSAGE_ID: &str = "e6907a719856490fad29c3474d12f05a";
+pub(crate) const MESSAGE_ID: &str = "e6907a719856490fad29c3474d12f05a";
 
 /// journald's native socket.
-pub const SOCKET: &str = "/run/systemd/journal/socket";
+pub(crate) const SOCKET: &str = "/run/systemd/journal/socket";
 
 /// Bound on one datagram: well under the default socket buffer
 /// (`net.core.wmem_default`, 208 KiB) and journald's own limits, and far
 /// above any record whose fields are within the shape bounds but for a
 /// very long chain.
-pub const MAX_DATAGRAM: usize = 64 * 1024;
+pub(crate) const MAX_DATAGRAM: usize = 64 * 1024;
 
 /// The journal's end of the audit writer.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     socket: Option<UnixDatagram>,
     path: PathBuf,
     /// Records journald did not take (socket missing, full, refused).
-    pub dropped: u64,
-    pub last_error: Option<String>,
+    pub(crate) dropped: u64,
+    pub(crate) last_error: Option<String>,
 }
 
 impl Journal {
@@ -68,7 +68,7 @@ impl Journal {
 
     /// Sends one shaped record (a JSON object). A failure is counted and
     /// logged once per kind, never retried: the file has the record.
-    pub fn send(&mut self, record: &Value) {
+    pub(crate) fn send(&mut self, record: &Value) {
         let Some(socket) = &self.socket else {
             self.dropped += 1;
             return;
@@ -168,7 +168,7 @@ fn summary(record: &Value) -> String {
 
 /// The journal fields of one record: its own, upper-cased and flattened,
 /// then the ones the journal reads.
-pub fn fields(record: &Value) -> Vec<(String, String)> {
+pub(crate) fn fields(record: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     flatten("", record, &mut out);
     // A record field named like one of these must not shadow it.
@@ -220,7 +220,7 @@ fn json_field(name: &str) -> bool {
 /// The record an entry of `journalctl -o json MESSAGE_ID=...` was made
 /// from (the inverse of [`fields`]: `PEER_*` and `COALESCED_*` nest again,
 /// the journal's own fields are left out).
-pub fn record_from_entry(entry: &Value) -> Value {
+pub(crate) fn record_from_entry(entry: &Value) -> Value {
     let mut record = serde_json::Map::new();
     let Some(map) = entry.as_object() else {
         return Value::Object(record);
@@ -264,7 +264,7 @@ pub fn record_from_entry(entry: &Value) -> Value {
 
 /// The native protocol: `NAME=value\n`, or for a value holding a newline,
 /// `NAME\n`, its length as 64-bit little-endian, the value, `\n`.
-pub fn encode(fields: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn encode(fields: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.extend_from_slice(name.as_bytes());
@@ -283,7 +283,7 @@ pub fn encode(fields: &[(String, String)]) -> Vec<u8> {
 /// Reads a datagram in the native protocol back into fields (the inverse of
 /// [`encode`]; tests check what was sent with it). `None` if malformed.
 #[cfg(test)]
-pub fn decode(mut data: &[u8]) -> Option<Vec<(String, String)>> {
+pub(crate) fn decode(mut data: &[u8]) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let end = data.iter().position(|&b| b == b'\n')?;

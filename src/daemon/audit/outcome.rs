@@ -18,7 +18,7 @@ use crate::trust::context::RequestClass;
 /// What was asked for (`event`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// A signature.
     Sign,
     /// A listing of keys (a key the policy hides through a forwarded agent).
@@ -42,7 +42,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Event::Sign => "sign",
             Event::List => "list",
@@ -79,7 +79,7 @@ impl From<KeyOp> for Event {
 /// What was decided (`decision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub(crate) enum Decision {
     /// The request went ahead (for a signature made outside this process:
     /// it was made).
     Allow,
@@ -88,7 +88,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn of(allowed: bool) -> Decision {
+    pub(crate) fn of(allowed: bool) -> Decision {
         if allowed {
             Decision::Allow
         } else {
@@ -96,7 +96,7 @@ impl Decision {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
@@ -112,7 +112,7 @@ impl fmt::Display for Decision {
 
 /// Why it was decided so (`reason`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The rule decided as it says: a rule's name, `default:<setting>` (the
     /// `[defaults]` setting that decided), `forwarded.<op>`.
     Rule(String),
@@ -257,7 +257,7 @@ impl Serialize for Reason {
 }
 
 /// `class` as the record writes it.
-pub fn serialize_class<S: Serializer>(class: &RequestClass, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_class<S: Serializer>(class: &RequestClass, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(class.as_str())
 }
 

@@ -19,20 +19,20 @@ use crate::ssh::digest::sha256;
 /// Bound on a field that comes from outside (user names, key comments,
 /// host names, paths, namespaces), in escaped characters: room for any
 /// real name, a few lines on screen at most.
-pub const MAX_CHARS: usize = 256;
+pub(crate) const MAX_CHARS: usize = 256;
 
 /// Bound on hopward's own longer words (`reason`, `rule`, `destination`),
 /// which may quote a piece of outside text.
-pub const MAX_OWN_CHARS: usize = 1024;
+pub(crate) const MAX_OWN_CHARS: usize = 1024;
 
 /// Most items kept from a list of strings (a hop's names).
-pub const MAX_ITEMS: usize = 16;
+pub(crate) const MAX_ITEMS: usize = 16;
 
 /// Fields that are hopward's own words and get the longer bound.
 const OWN_FIELDS: &[&str] = &["reason", "rule", "destination"];
 
 /// `record` with every string escaped and bounded, recursively.
-pub fn shape(record: Value) -> Value {
+pub(crate) fn shape(record: Value) -> Value {
     match record {
         Value::Object(map) => Value::Object(shape_object(map)),
         Value::Array(items) => Value::Array(items.into_iter().map(shape).collect()),
@@ -107,7 +107,7 @@ fn shape_object(map: Map<String, Value>) -> Map<String, Value> {
 /// a string) with no string longer than [`MAX_CHARS`]. The common record
 /// passes this byte scan and is written as it is, without the detour
 /// through [`shape`].
-pub fn plain_line(json: &[u8]) -> bool {
+pub(crate) fn plain_line(json: &[u8]) -> bool {
     let mut open: Option<usize> = None;
     for (i, &b) in json.iter().enumerate() {
         match b {
@@ -140,7 +140,7 @@ fn bound_owned(text: String, max: usize) -> (String, bool) {
 }
 
 /// `text` escaped and cut to `max` characters, and whether it was cut.
-pub fn bound(text: &str, max: usize) -> (String, bool) {
+pub(crate) fn bound(text: &str, max: usize) -> (String, bool) {
     let mut shown = 0usize;
     for c in text.chars() {
         shown += escaped_len(c);
@@ -162,7 +162,7 @@ fn escaped_len(c: char) -> usize {
 }
 
 /// Lower-case hex SHA-256 of the full value, as it was before escaping.
-pub fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     sha256(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -13,7 +13,7 @@ use super::refusals::{Lister, record_refusal};
 
 /// A key that might be listed.
 #[derive(Debug, Clone, Copy)]
-pub enum Listed<'a> {
+pub(crate) enum Listed<'a> {
     Held(&'a Identity),
     Upstream {
         fingerprint: &'a str,
@@ -38,7 +38,7 @@ impl Listed<'_> {
 /// with a bind, the policy's "could some rule allow it here" (for a direct
 /// one, a login to the host it is bound to). `Err` carries the rule that
 /// hides it (`None`: an OpenSSH destination constraint does).
-pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
+pub(crate) fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
     if let Listed::Held(identity) = key {
         destination::identity_permitted(
             &identity.constraints.destinations,
@@ -63,7 +63,7 @@ pub fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<
 /// is audited (`list`, `deny`); one it hides from this machine's own ssh
 /// (a direct login) is only fewer keys offered, and one an OpenSSH
 /// constraint hides is not audited either, as in ssh-agent.
-pub fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
+pub(crate) fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> bool {
     match permitted(agent, lister, key) {
         Ok(()) => true,
         Err(None) => false,

@@ -34,30 +34,30 @@ mod prompt;
 mod refusals;
 mod verdict;
 
-pub use listing::{Listed, listed, permitted};
-pub use prompt::prompt_for;
-pub use refusals::{
+pub(crate) use listing::{Listed, listed, permitted};
+pub(crate) use prompt::prompt_for;
+pub(crate) use refusals::{
     Lister, bind_refused, connection_refused, forwarded_locked_refused, provider_refused,
 };
-pub use verdict::Verdict;
+pub(crate) use verdict::Verdict;
 
 use enforce::{Grounds, enforce};
 
 /// Who asks: the connection, what is known of the request, and the
 /// connection's verified chain (OpenSSH's `-h` rules read it).
 #[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub conn: u64,
-    pub context: &'a RequestContext,
-    pub chain: &'a Chain,
+pub(crate) struct Caller<'a> {
+    pub(crate) conn: u64,
+    pub(crate) context: &'a RequestContext,
+    pub(crate) chain: &'a Chain,
     /// The login a sign request belongs to, whose earlier refusal answers
     /// it (see [`crate::daemon::one_login`]); `None` for anything else.
-    pub login: Option<ThisLogin<'a>>,
+    pub(crate) login: Option<ThisLogin<'a>>,
 }
 
 /// What is to be authorized.
 #[derive(Debug)]
-pub enum Op<'a> {
+pub(crate) enum Op<'a> {
     /// A signature over `data` (`signed` is its reading).
     Sign {
         key: SignKey<'a>,
@@ -75,7 +75,7 @@ pub enum Op<'a> {
 
 /// Whose key would sign.
 #[derive(Debug, Clone, Copy)]
-pub enum SignKey<'a> {
+pub(crate) enum SignKey<'a> {
     /// A key in this agent's store, with its blob: its OpenSSH constraints
     /// (`-h`, `-c`, FIDO web origins) apply before the policy.
     Held {
@@ -87,7 +87,7 @@ pub enum SignKey<'a> {
 }
 
 /// Decides `op` for `caller`, asks if the policy says so, and audits.
-pub async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdict {
+pub(crate) async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) -> Verdict {
     let ctx = caller.context;
     let (generation, policy) = agent.policy_snapshot();
     let mut grounds = Grounds::now(agent, generation);
@@ -248,7 +248,7 @@ fn brake(
 /// A signature with a certificate past its `valid_before`, before the
 /// policy is read: `deny`, rule and reason `cert-expired` (`upstream` for
 /// a certificate of the upstream agent).
-pub fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
+pub(crate) fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
     use crate::keys::expiry::REASON as CERT_EXPIRED;
     let mut record =
         AuditRecord::sign(caller.context, false, CERT_EXPIRED, Reason::CertExpired, caller.conn);

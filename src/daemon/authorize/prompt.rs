@@ -4,7 +4,7 @@ use crate::confirm::{Prompt, Target};
 use crate::trust::context::{Destination, RequestContext};
 
 /// The question for a request context; `operation` for key operations.
-pub fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
+pub(crate) fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Prompt {
     let target = match (ctx.destination, ctx.destination_hop()) {
         (Destination::Verified, Some(hop)) if hop.names.is_empty() && hop.hashed => {
             Target::Unlearned(hop.fingerprint.clone())

@@ -10,14 +10,14 @@ use crate::trust::context::{HopView, RequestClass};
 /// Who a listing is for, or a refusal no decision made (a bind, a
 /// provider): the connection, its chain (with names) and class.
 #[derive(Debug, Clone, Copy)]
-pub struct Lister<'a> {
-    pub conn: u64,
-    pub chain: &'a Chain,
-    pub hops: &'a [HopView],
-    pub class: RequestClass,
+pub(crate) struct Lister<'a> {
+    pub(crate) conn: u64,
+    pub(crate) chain: &'a Chain,
+    pub(crate) hops: &'a [HopView],
+    pub(crate) class: RequestClass,
     /// Read from `/proc` only if a refusal is recorded: a listing needs
     /// nothing about the process.
-    pub peer: &'a crate::trust::process::Requester,
+    pub(crate) peer: &'a crate::trust::process::Requester,
 }
 
 /// The one record of a refusal made outside [`authorize`](super::authorize): `event` by
@@ -42,7 +42,7 @@ pub(super) fn record_refusal(
 /// as requested (its real path for `provider-not-allowed`; cleaned). A
 /// bastion trying to have the agent load a library of its choosing is
 /// what this records.
-pub fn provider_refused(
+pub(crate) fn provider_refused(
     agent: &Agent,
     who: &Lister<'_>,
     key: Option<(&str, &str)>,
@@ -58,7 +58,7 @@ pub fn provider_refused(
 /// hostile hop looks like. Only the bind that poisons is audited; the
 /// caller leaves out later binds on a poisoned connection, so one
 /// connection adds at most one record.
-pub fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::binding::BindError) {
+pub(crate) fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::binding::BindError) {
     let reason = ("session-bind", Reason::Bind(error.clone()));
     record_refusal(agent, who, Event::Bind, None, reason, None);
 }
@@ -68,7 +68,7 @@ pub fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::bindi
 /// a `connection` record, `deny`, rule `connection-limit`, the reason
 /// naming the limit and its value, the chain the hop. A bastion opening
 /// connection after connection is what this records.
-pub fn connection_refused(
+pub(crate) fn connection_refused(
     agent: &Agent,
     who: &Lister<'_>,
     limit: crate::daemon::agent::ConnectionLimit,
@@ -91,7 +91,7 @@ fn limit_reason(limit: crate::daemon::agent::ConnectionLimit) -> Reason {
 /// `deny`, rule and reason `forwarded-locked`. The first refusal of a
 /// lock episode also tells the person at the desk, once: a locked agent
 /// that silently refuses a login made from elsewhere leaves them guessing.
-pub fn forwarded_locked_refused(
+pub(crate) fn forwarded_locked_refused(
     agent: &Agent,
     who: &Lister<'_>,
     event: Event,

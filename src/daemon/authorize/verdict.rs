@@ -19,10 +19,10 @@ use crate::daemon::audit::{AuditRecord, AuditSink, Decision as Said, Reason};
 /// [`Verdict::signed`] or [`Verdict::sign_failed`].
 #[derive(Debug)]
 #[must_use]
-pub struct Verdict {
-    pub allowed: bool,
+pub(crate) struct Verdict {
+    pub(crate) allowed: bool,
     /// The rule that decided (the audit record has the reason).
-    pub rule: String,
+    pub(crate) rule: String,
     pending: Option<Pending>,
 }
 
@@ -85,7 +85,7 @@ impl Verdict {
 
     /// The upstream, token or provider made the signature: the record says
     /// allowed.
-    pub fn signed(mut self) {
+    pub(crate) fn signed(mut self) {
         if let Some(pending) = self.pending.as_mut() {
             pending.record.decision = Said::Allow;
             pending.record.reason = std::mem::replace(&mut pending.reason, Reason::Abandoned);
@@ -96,7 +96,7 @@ impl Verdict {
     /// Allowed here, yet the upstream, token or provider did not sign: the
     /// record says where it stopped (`upstream-refused`, `upstream-failed`,
     /// `token-failed`, `provider-failed`).
-    pub fn sign_failed(mut self, reason: Reason) {
+    pub(crate) fn sign_failed(mut self, reason: Reason) {
         if let Some(pending) = self.pending.as_mut() {
             pending.record.reason = reason;
         }

@@ -14,7 +14,7 @@ pub(super) const SESSION_BIND: &str = "session-bind@openssh.com";
 
 impl Session {
     /// Answers one decoded request.
-    pub async fn dispatch(&mut self, request: Request<'_>) -> Reply {
+    pub(crate) async fn dispatch(&mut self, request: Request<'_>) -> Reply {
         if self.over_limit {
             return self.refused(Refusal::quiet()).await;
         }

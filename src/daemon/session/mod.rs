@@ -42,7 +42,7 @@ mod tests;
 
 /// The state of one connection.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     agent: Arc<Agent>,
     /// The process that connected; what `/proc` says of it is read only
     /// when a decision, an audit record or a prompt needs it.
@@ -90,16 +90,16 @@ impl Session {
     }
 
     /// What this connection's binds hold, in bytes.
-    pub fn bind_bytes(&self) -> usize {
+    pub(crate) fn bind_bytes(&self) -> usize {
         self.chain.retained_bytes()
     }
 
     /// Whether the connection must be closed once this reply is written.
-    pub fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         self.over_limit
     }
 
-    pub fn peer(&self) -> &Requester {
+    pub(crate) fn peer(&self) -> &Requester {
         &self.peer
     }
 
