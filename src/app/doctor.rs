@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::cli::DoctorArgs;
 use crate::app::other_agents;
-use crate::protocol::control::ControlRequest;
+use crate::protocol::control::{ControlRequest, LastReload, StatusReply};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -82,7 +82,7 @@ pub(crate) fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
         .socket
         .clone()
         .unwrap_or_else(crate::paths::default_socket);
-    let status = crate::app::client::control::<Value>(&socket, &ControlRequest::Status);
+    let status = crate::app::client::control::<StatusReply>(&socket, &ControlRequest::Status);
     let mut out = vec![agent_finding(&socket, &status)];
     out.push(auth_sock_finding(&socket));
     out.push(other_agents_finding(&status));
@@ -100,14 +100,14 @@ pub(crate) fn diagnose(args: &DoctorArgs) -> Vec<Finding> {
     out
 }
 
-fn agent_finding(socket: &Path, status: &Result<Value, String>) -> Finding {
+fn agent_finding(socket: &Path, status: &Result<StatusReply, String>) -> Finding {
     match status {
         Ok(v) => Finding::ok(
             "agent",
             format!(
                 "hopward {} (pid {}) answers on {}",
-                v["version"].as_str().unwrap_or("?"),
-                v["pid"],
+                v.version,
+                v.pid,
                 socket.display()
             ),
         ),
@@ -139,13 +139,13 @@ fn auth_sock_finding(socket: &Path) -> Finding {
     if same {
         return Finding::ok("ssh-auth-sock", format!("points at {}", env.display()));
     }
-    match crate::app::client::control::<Value>(&env, &ControlRequest::Status) {
+    match crate::app::client::control::<StatusReply>(&env, &ControlRequest::Status) {
         Ok(v) => Finding::ok(
             "ssh-auth-sock",
             format!(
                 "points at {}, another hopward (pid {})",
                 env.display(),
-                v["pid"]
+                v.pid
             ),
         ),
         Err(_) => Finding::problem(
@@ -175,7 +175,7 @@ fn auth_sock_finding(socket: &Path) -> Finding {
 /// units) and the ones set to start or listening ([`other_agents`]: gcr,
 /// Debian's ssh-agent unit, gnome-keyring, gpg-agent, 1Password, Bitwarden,
 /// KeePassXC, OpenSSH's ~/.ssh/agent), each with how to hand over.
-fn other_agents_finding(status: &Result<Value, String>) -> Finding {
+fn other_agents_finding(status: &Result<StatusReply, String>) -> Finding {
     let mut found = agent_processes(status);
     let mut fixes = Vec::new();
     let units = match other_agent_units() {
@@ -220,8 +220,8 @@ fn other_agents_finding(status: &Result<Value, String>) -> Finding {
 }
 
 /// Other agents' processes running as this user.
-fn agent_processes(status: &Result<Value, String>) -> Vec<String> {
-    let ours = status.as_ref().ok().and_then(|v| v["pid"].as_u64());
+fn agent_processes(status: &Result<StatusReply, String>) -> Vec<String> {
+    let ours = status.as_ref().ok().map(|v| u64::from(v.pid));
     let me = crate::sys::effective_uid();
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -361,9 +361,9 @@ fn forward_agent_finding() -> Finding {
 
 /// The policy file: loaded by the agent as it is on disk, and naming hosts
 /// that known_hosts knows.
-fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
-    let loaded = status.and_then(|v| v["policy"]["file"].as_str().map(PathBuf::from));
-    let watched = status.and_then(|v| v["policy"]["watched"].as_str().map(PathBuf::from));
+fn policy_findings(status: Option<&StatusReply>) -> Vec<Finding> {
+    let loaded = status.and_then(|v| v.policy.file.as_deref().map(PathBuf::from));
+    let watched = status.and_then(|v| v.policy.watched.as_deref().map(PathBuf::from));
     let path = loaded
         .clone()
         .or(watched)
@@ -390,18 +390,19 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
                         .join("; ")
                 ),
                 format!(
-                        "fix them (hopward policy check {}); {}",
-                        path.display(),
-                        if status.is_some_and(
-                            |s| s["policy"]["last_reload"]["refusing_forwarded"].is_array()
-                        ) {
-                            "until then the agent, which has loaded no good policy since it \
+                    "fix them (hopward policy check {}); {}",
+                    path.display(),
+                    if status.is_some_and(|s| matches!(
+                        s.policy.last_reload,
+                        LastReload::RefusingForwarded(_)
+                    )) {
+                        "until then the agent, which has loaded no good policy since it \
                          started, serves local use as the built-in policy does and refuses \
                          everything forwarded"
-                        } else {
-                            "the agent keeps its last good policy"
-                        }
-                    ),
+                    } else {
+                        "the agent keeps its last good policy"
+                    }
+                ),
             ));
             None
         }
@@ -418,9 +419,8 @@ fn policy_findings(status: Option<&Value>) -> Vec<Finding> {
     };
     if let (Some(status), Some(policy)) = (status, &on_disk) {
         let digest: String = policy.digest.iter().map(|b| format!("{b:02x}")).collect();
-        let kept = !status["policy"]["last_reload"].is_string();
-        if status["policy"]["digest"].as_str() != Some(digest.as_str()) || loaded.is_none() || kept
-        {
+        let kept = status.policy.last_reload != LastReload::Ok;
+        if status.policy.digest != digest || loaded.is_none() || kept {
             out.push(Finding::problem(
                 "policy",
                 format!("the agent has not loaded {} as it is now", path.display()),
@@ -496,12 +496,13 @@ fn hashed_finding(
 /// Whether another user could have written the policy file or one of its
 /// includes (or a directory on the way): the agent refuses such a file, so
 /// it runs an older policy, or refuses everything forwarded.
-fn policy_owner_finding(status: Option<&Value>) -> Finding {
+fn policy_owner_finding(status: Option<&StatusReply>) -> Finding {
     let path = status
         .and_then(|v| {
-            v["policy"]["file"]
-                .as_str()
-                .or(v["policy"]["watched"].as_str())
+            v.policy
+                .file
+                .as_deref()
+                .or(v.policy.watched.as_deref())
                 .map(PathBuf::from)
         })
         .or_else(|| crate::policy::store::resolve_path(None));
@@ -533,10 +534,10 @@ fn policy_owner_finding(status: Option<&Value>) -> Finding {
     )
 }
 
-fn confirm_finding(status: &Value) -> Finding {
-    let c = &status["confirm"];
-    let detail = c["detail"].as_str().unwrap_or("");
-    if c["can_ask"] == true {
+fn confirm_finding(status: &StatusReply) -> Finding {
+    let c = &status.confirm;
+    let detail = &c.detail;
+    if c.can_ask {
         Finding::ok("confirm", format!("can ask: {detail}"))
     } else {
         Finding::problem(
@@ -551,12 +552,12 @@ fn confirm_finding(status: &Value) -> Finding {
     }
 }
 
-fn memlock_finding(status: &Value) -> Finding {
-    let keys = status["keys"].as_array().cloned().unwrap_or_default();
+fn memlock_finding(status: &StatusReply) -> Finding {
+    let keys = &status.keys;
     let open: Vec<String> = keys
         .iter()
-        .filter(|k| k["locked_in_memory"] == false)
-        .map(|k| crate::text::clean(k["comment"].as_str().unwrap_or("?"), 40))
+        .filter(|k| !k.locked_in_memory)
+        .map(|k| crate::text::clean(&k.comment, 40))
         .collect();
     if open.is_empty() {
         Finding::ok(
@@ -582,68 +583,64 @@ fn memlock_finding(status: &Value) -> Finding {
 /// record was lost since the agent started (the log has a hole until then;
 /// a restart, after looking, clears it). Failures that ended with nothing
 /// lost are shown, not flagged. `None` for an agent that does not say.
-fn audit_finding(status: &Value) -> Option<Finding> {
-    let a = status.get("audit")?;
-    if a.is_null() {
+fn audit_finding(status: &StatusReply) -> Option<Finding> {
+    let Some(a) = status.audit.as_ref()?.as_ref() else {
         return Some(Finding::problem(
             "audit",
             "the agent writes no audit file (no $XDG_STATE_HOME or $HOME): decisions reach \
              only its log",
             "set XDG_STATE_HOME or HOME for the agent, or [audit] path in the policy",
         ));
-    }
-    let n = |k: &str| a[k].as_u64().unwrap_or(0);
-    let file = crate::text::clean(a["file"].as_str().unwrap_or("?"), 200);
-    let error = crate::text::clean(a["last_error"].as_str().unwrap_or("?"), 200);
+    };
+    let file = crate::text::clean(&a.file, 200);
+    let error = crate::text::clean(a.last_error.as_deref().unwrap_or("?"), 200);
     let fix = format!(
         "make room on the file system of {file} and check that its directory is yours \
          (mode 0700); waiting records are written once it works"
     );
-    if a["writing"] == false {
+    if !a.writing {
         return Some(Finding::problem(
             "audit",
             format!(
                 "cannot write {file} since {}: {error}; {} records waiting, {} lost",
-                a["last_error_at"].as_str().unwrap_or("?"),
-                n("waiting_records"),
-                n("lost_records")
+                a.last_error_at.as_deref().unwrap_or("?"),
+                a.waiting_records,
+                a.lost_records
             ),
             fix,
         ));
     }
-    if n("lost_records") > 0 {
+    if a.lost_records > 0 {
         return Some(Finding::problem(
             "audit",
             format!(
                 "{} audit records were lost since the agent started ({} failed writes, last: \
                  {error}); {file} is written again",
-                n("lost_records"),
-                n("write_errors")
+                a.lost_records, a.write_errors
             ),
             format!("{fix}; restart the agent to clear this once you have looked"),
         ));
     }
-    let journal = &a["journal"];
-    if journal["dropped_records"].as_u64().unwrap_or(0) > 0 {
+    if let Some(journal) = a.journal.as_ref().filter(|j| j.dropped_records > 0) {
         return Some(Finding::problem(
             "audit",
             format!(
                 "{} audit records did not reach the journal ([audit] journald = true): {}",
-                journal["dropped_records"],
-                crate::text::clean(journal["last_error"].as_str().unwrap_or("?"), 200)
+                journal.dropped_records,
+                crate::text::clean(journal.last_error.as_deref().unwrap_or("?"), 200)
             ),
             "check that systemd-journald runs (systemctl status systemd-journald); the \
              audit file has every record; restart the agent to clear this once you have looked",
         ));
     }
     let mut message = format!("writing {file}");
-    if !journal.is_null() {
+    if a.journal.is_some() {
         message.push_str(" and sending to the journal");
     }
-    if n("write_errors") > 0 {
+    if a.write_errors > 0 {
         message.push_str(&format!(
             " (again: {} failed writes earlier, nothing lost; last: {error})",
-            n("write_errors")
+            a.write_errors
         ));
     }
     Some(Finding::ok("audit", message))
@@ -652,12 +649,18 @@ fn audit_finding(status: &Value) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// A status answer as the agent would send `v`.
+    fn status(v: Value) -> StatusReply {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn no_way_to_ask_names_every_way_to_set_one_up() {
-        let finding = confirm_finding(&json!({
+        let finding = confirm_finding(&status(json!({
             "confirm": { "can_ask": false, "detail": "desktop: no bus" }
-        }));
+        })));
         assert!(!finding.ok);
         assert_eq!(
             finding.message,
@@ -668,15 +671,17 @@ mod tests {
             "run a notification daemon on the session bus, set SSH_ASKPASS (with DISPLAY), \
              or set [confirm] method = \"command\" with command = [\"/path/to/prog\"]"
         );
-        let ok = confirm_finding(&json!({ "confirm": { "can_ask": true, "detail": "askpass x" } }));
+        let ok = confirm_finding(&status(
+            json!({ "confirm": { "can_ask": true, "detail": "askpass x" } }),
+        ));
         assert!(ok.ok);
         assert_eq!(ok.message, "can ask: askpass x");
     }
 
     #[test]
     fn audit_is_a_problem_while_failing_and_after_a_loss_not_after_a_recovery() {
-        let finding = |audit: Value| audit_finding(&json!({ "audit": audit }));
-        assert_eq!(audit_finding(&json!({})), None);
+        let finding = |audit: Value| audit_finding(&status(json!({ "audit": audit })));
+        assert_eq!(audit_finding(&status(json!({}))), None);
         assert!(!finding(Value::Null).unwrap().ok);
         let ok = finding(json!({ "file": "/a", "writing": true }));
         assert!(ok.unwrap().ok);

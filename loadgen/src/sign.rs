@@ -1,0 +1,338 @@
+//! The sign tables: hopward against ssh-agent (and a third build, if
+//! given) for each key type and number of connections, the ECDSA limit of
+//! the machine, the before ÷ this table, and the ML-DSA table.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::agents::{Agent, cpu_ns, keygen, sh, start};
+use crate::measure::{Figures, measure};
+use crate::wire::{key_blob, sign_frame};
+
+/// The sign tables, with ssh-agent and the third build (`--unshielded` or
+/// `--before`) if given, then the ML-DSA table if `openssh105` is given.
+pub(crate) fn sign_bench(
+    dir: &tempfile::TempDir,
+    hw: &str,
+    third: &Option<(&str, String)>,
+    openssh105: &Option<std::path::PathBuf>,
+    seconds: f64,
+    pairs: usize,
+) {
+    let keys = [
+        (
+            "Ed25519",
+            keygen(dir.path(), "ed25519", "ed25519", "256"),
+            0u32,
+        ),
+        ("ECDSA P-256", keygen(dir.path(), "p256", "ecdsa", "256"), 0),
+        ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
+    ];
+    let mut agents = vec![
+        start(
+            "hopward",
+            hw,
+            &["daemon", "-D"],
+            dir.path().join("hopward.sock"),
+        ),
+        start(
+            "ssh-agent",
+            "/usr/bin/ssh-agent",
+            &["-D"],
+            dir.path().join("openssh.sock"),
+        ),
+    ];
+    if let Some((name, path)) = &third {
+        agents.push(start(
+            if *name == "before" {
+                "hopward (before)"
+            } else {
+                "hopward (unshielded)"
+            },
+            path,
+            &["daemon", "-D"],
+            dir.path().join(format!("{name}.sock")),
+        ));
+    }
+    for agent in &agents {
+        for (_, key, _) in &keys {
+            sh(Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.sock));
+        }
+    }
+    out!("hopward {hw} vs /usr/bin/ssh-agent, {seconds} s per measure, same keys, same run");
+    let extra_head = match &third {
+        Some(("before", path)) => {
+            out!(
+                "before: {path} (an earlier build, taking turns with this one in {pairs} pairs of windows)"
+            );
+            " before signs/s | before ratio |"
+        }
+        Some((_, path)) => {
+            out!("unshielded: {path} (keys kept open in memory; benchmark build only)");
+            " unshielded signs/s | unshielded ratio |"
+        }
+        None => "",
+    };
+    let extra_rule = if third.is_some() { "---|---|" } else { "" };
+    out!();
+    out!(
+        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent signs/s | p50 µs | p99 µs | ratio |{extra_head}"
+    );
+    out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    let mut before_pairs = Vec::new();
+    // hopward's ECDSA P-256 rate at 16 connections, for the 2-core limit.
+    let mut ecdsa_16 = None;
+    for (label, key, flags) in &keys {
+        let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
+        for conns in [1usize, 4, 16] {
+            if matches!(third, Some(("before", _))) {
+                let row = before_windows(&agents, &frame, conns, seconds, pairs);
+                print_row(label, conns, &row.now, &row.openssh, Some(&row.before));
+                if (*label, conns) == ("ECDSA P-256", 16) {
+                    ecdsa_16 = Some(row.now.signs_per_sec);
+                }
+                before_pairs.push((*label, conns, row));
+            } else {
+                let results: Vec<Figures> = agents
+                    .iter()
+                    .map(|a| measure(&a.sock, &frame, conns, seconds))
+                    .collect();
+                print_row(label, conns, &results[0], &results[1], results.get(2));
+                if (*label, conns) == ("ECDSA P-256", 16) {
+                    ecdsa_16 = Some(results[0].signs_per_sec);
+                }
+            }
+        }
+    }
+    if let Some(rate) = ecdsa_16 {
+        print_ecdsa_limit(rate);
+    }
+    if !before_pairs.is_empty() {
+        print_before_pairs(&before_pairs);
+    }
+    if let Some(openssh) = &openssh105 {
+        // hopward and, if given, the third build; not the system agent.
+        let hopwards: Vec<Agent> = agents
+            .drain(..)
+            .enumerate()
+            .filter_map(|(i, a)| (i != 1).then_some(a))
+            .collect();
+        mldsa_table(openssh, dir.path(), &hopwards, extra_head, seconds);
+    }
+    drop(agents);
+}
+
+/// The ML-DSA composite table (see the module comment): hopward's agents
+/// against `openssh`'s ssh-agent, with one key made by its ssh-keygen.
+pub(crate) fn mldsa_table(
+    openssh: &Path,
+    dir: &Path,
+    hopwards: &[Agent],
+    extra_head: &str,
+    seconds: f64,
+) {
+    let key = dir.join("mldsa");
+    sh(Command::new(openssh.join("ssh-keygen"))
+        .args(["-q", "-N", "", "-t", "mldsa44-ed25519", "-C", "mldsa", "-f"])
+        .arg(&key));
+    let agent105 = openssh.join("ssh-agent");
+    let reference = start(
+        "ssh-agent 10.5",
+        agent105.to_str().expect("UTF-8 path"),
+        &["-D"],
+        dir.join("openssh105.sock"),
+    );
+    let agents: Vec<&Agent> = hopwards
+        .iter()
+        .take(1)
+        .chain([&reference])
+        .chain(hopwards.iter().skip(1))
+        .collect();
+    for agent in &agents {
+        sh(Command::new(openssh.join("ssh-add"))
+            .arg("-q")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &agent.sock));
+    }
+    out!();
+    out!(
+        "ML-DSA-44/Ed25519 against {} (the system's ssh-agent has no ML-DSA):",
+        agent105.display()
+    );
+    out!();
+    let extra_rule = if agents.len() > 2 { "---|---|" } else { "" };
+    out!(
+        "| key | conns | hopward signs/s | p50 µs | p99 µs | ssh-agent 10.5 signs/s | p50 µs | p99 µs | ratio |{extra_head}"
+    );
+    out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    let frame = sign_frame(&key_blob(&key.with_extension("pub")), 0);
+    for conns in [1usize, 4, 16] {
+        let results: Vec<Figures> = agents
+            .iter()
+            .map(|a| measure(&a.sock, &frame, conns, seconds))
+            .collect();
+        print_row(
+            "ML-DSA-44/Ed25519",
+            conns,
+            &results[0],
+            &results[1],
+            results.get(2),
+        );
+    }
+}
+
+/// One row of a sign table: hopward, the reference agent, then the third
+/// build (unshielded or before) if it ran.
+pub(crate) fn print_row(
+    label: &str,
+    conns: usize,
+    h: &Figures,
+    o: &Figures,
+    third: Option<&Figures>,
+) {
+    let extra = third
+        .map(|u| {
+            format!(
+                " {:.0} | {:.2}× |",
+                u.signs_per_sec,
+                u.signs_per_sec / o.signs_per_sec
+            )
+        })
+        .unwrap_or_default();
+    out!(
+        "| {label} | {conns} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2}× |{extra}",
+        h.signs_per_sec,
+        h.p50_us,
+        h.p99_us,
+        o.signs_per_sec,
+        o.p50_us,
+        o.p99_us,
+        h.signs_per_sec / o.signs_per_sec
+    );
+}
+
+/// One row with an earlier build: this build and the earlier one take turns
+/// in short windows, which goes first swapping every pair, with ssh-agent's
+/// one window in the middle. Slow drift of the shared machine then falls on
+/// both builds alike. Each window also reads the CPU time the agent's
+/// threads used, which the machine's other load disturbs far less than the
+/// rate does.
+pub(crate) fn before_windows(
+    agents: &[Agent],
+    frame: &[u8],
+    conns: usize,
+    seconds: f64,
+    pairs: usize,
+) -> BeforeRow {
+    let window = |a: &Agent| {
+        let cpu = cpu_ns(a.child.id());
+        let figures = measure(&a.sock, frame, conns, seconds / pairs as f64);
+        let cpu = cpu_ns(a.child.id()) - cpu;
+        (figures, cpu)
+    };
+    let (mut now, mut before) = (Vec::new(), Vec::new());
+    let mut openssh = None;
+    for pair in 0..pairs {
+        if pair == pairs / 2 {
+            openssh = Some(measure(&agents[1].sock, frame, conns, seconds));
+        }
+        if pair % 2 == 0 {
+            now.push(window(&agents[0]));
+            before.push(window(&agents[2]));
+        } else {
+            before.push(window(&agents[2]));
+            now.push(window(&agents[0]));
+        }
+    }
+    let rate_pairs = now
+        .iter()
+        .zip(&before)
+        .map(|((n, _), (b, _))| n.signs_per_sec / b.signs_per_sec)
+        .collect();
+    // CPU per signature, over all windows of each build.
+    let per_sign = |w: &[(Figures, u64)]| {
+        w.iter().map(|(_, c)| *c).sum::<u64>() as f64
+            / w.iter().map(|(f, _)| f.signs).sum::<usize>() as f64
+    };
+    let cpu_ratio = per_sign(&now) / per_sign(&before);
+    let figures =
+        |w: Vec<(Figures, u64)>| Figures::mean(&w.into_iter().map(|(f, _)| f).collect::<Vec<_>>());
+    BeforeRow {
+        now: figures(now),
+        openssh: openssh.expect("ssh-agent measured"),
+        before: figures(before),
+        rate_pairs,
+        cpu_ratio,
+    }
+}
+
+pub(crate) struct BeforeRow {
+    now: Figures,
+    openssh: Figures,
+    before: Figures,
+    /// This build's rate ÷ the earlier one's, for each pair of windows.
+    rate_pairs: Vec<f64>,
+    /// This build's CPU time per signature ÷ the earlier one's.
+    cpu_ratio: f64,
+}
+
+/// This build against the earlier one, row by row: the median of the pairs
+/// of windows, their spread, and CPU time per signature.
+pub(crate) fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
+    let pairs = rows.first().map_or(0, |(_, _, r)| r.rate_pairs.len());
+    out!();
+    out!(
+        "| key | conns | this ÷ before signs/s, median of {pairs} pairs | lowest pair | highest pair | before ÷ this CPU per sign |"
+    );
+    out!("|---|---|---|---|---|---|");
+    for (label, conns, row) in rows {
+        let mut sorted = row.rate_pairs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 0 {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        } else {
+            sorted[n / 2]
+        };
+        out!(
+            "| {label} | {conns} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
+            median * 100.0,
+            sorted[0] * 100.0,
+            sorted[n - 1] * 100.0,
+            100.0 / row.cpu_ratio
+        );
+    }
+}
+
+/// The machine's limit for ECDSA P-256, measured now: `openssl speed
+/// ecdsap256` signs on one core, times the cores. Neither agent signs
+/// meanwhile, so the figure is the machine's at this point of the run.
+pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
+    let output = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ecdsap256"])
+        .stderr(Stdio::null())
+        .output();
+    // `256 bits ecdsa (nistp256)   0.0000s   0.0001s  30151.9  11059.0`:
+    // the third number is signs/s.
+    let per_core = output.ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|line| {
+            let figures = line
+                .trim_start()
+                .strip_prefix("256 bits ecdsa (nistp256)")?;
+            figures.split_whitespace().nth(2)?.parse::<f64>().ok()
+        })
+    });
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    out!();
+    match per_core {
+        Some(per_core) => out!(
+            "ECDSA P-256 limit: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 ecdsap256`, this run) = {:.0}/s; hopward at 16 connections: {:.0} % of it",
+            per_core * cores,
+            100.0 * hopward_16 / (per_core * cores)
+        ),
+        None => out!("ECDSA P-256 limit: not measured (`openssl speed ecdsap256` gave no figure)"),
+    }
+}

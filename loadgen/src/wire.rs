@@ -1,0 +1,71 @@
+//! The agent protocol frames the load generator sends: sign requests
+//! shaped like SSH userauth requests, and plain request/reply.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub(crate) fn key_blob(pubfile: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(pubfile).unwrap();
+    let b64 = text.split_whitespace().nth(1).unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+pub(crate) fn put_string(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// A framed sign request shaped like an SSH userauth request.
+pub(crate) fn sign_frame(blob: &[u8], flags: u32) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_string(&mut data, &[0x5a; 32]); // session id
+    data.push(50); // SSH_MSG_USERAUTH_REQUEST
+    put_string(&mut data, b"user");
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, blob);
+    let mut body = vec![13u8];
+    put_string(&mut body, blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&flags.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+pub(crate) fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    s.write_all(&frame).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).unwrap();
+    reply
+}
+
+/// A sign request frame for a userauth request on session `sid`.
+pub(crate) fn userauth_frame(key_blob: &[u8], sid: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_string(&mut data, sid);
+    data.push(50);
+    put_string(&mut data, b"deploy");
+    put_string(&mut data, b"ssh-connection");
+    put_string(&mut data, b"publickey");
+    data.push(1);
+    put_string(&mut data, b"ssh-ed25519");
+    put_string(&mut data, key_blob);
+    let mut body = vec![13u8];
+    put_string(&mut body, key_blob);
+    put_string(&mut body, &data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
