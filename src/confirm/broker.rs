@@ -65,7 +65,7 @@ impl Origin {
 /// (for a signature) or operation, so only identical requests share it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Question {
-    pub(crate) scope: GrantScope,
+    pub scope: GrantScope,
     pub(crate) digest: [u8; 32],
     pub(crate) origin: Origin,
 }

@@ -62,7 +62,7 @@ impl Socket {
     }
 
     /// Waits until the runtime saw the socket turn readable, then reads.
-    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.reader().read(buf).await
     }
 

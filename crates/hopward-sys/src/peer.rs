@@ -38,7 +38,7 @@ pub fn accept_nonblocking(
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn accept_nonblocking(
+pub(crate) fn accept_nonblocking(
     listener: &std::os::unix::net::UnixListener,
 ) -> io::Result<std::os::unix::net::UnixStream> {
     let (stream, _) = listener.accept()?;

@@ -38,7 +38,7 @@ impl CertValidity {
     /// The window of `public` when it is a certificate that parses; `None`
     /// for a plain key. A certificate blob that does not parse has no window
     /// to act on: servers refuse it whatever the agent does.
-    pub fn of(public: &PublicKey) -> Option<CertValidity> {
+    pub(crate) fn of(public: &PublicKey) -> Option<CertValidity> {
         Self::of_blob(&public.blob).filter(|_| public.is_cert)
     }
 

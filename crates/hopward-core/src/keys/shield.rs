@@ -124,7 +124,7 @@ impl ShieldedKey {
     }
 
     /// Whether the sealed form is locked out of swap.
-    pub fn is_locked_in_memory(&self) -> bool {
+    pub(crate) fn is_locked_in_memory(&self) -> bool {
         self.sealed.is_locked()
     }
 
@@ -163,7 +163,7 @@ impl SealedSecret {
 
     /// The secret, in a buffer wiped on drop; `None` if the sealed bytes
     /// were altered.
-    pub fn open(&self) -> Option<Zeroizing<Vec<u8>>> {
+    pub(crate) fn open(&self) -> Option<Zeroizing<Vec<u8>>> {
         open(&self.sealed)
     }
 
@@ -174,7 +174,7 @@ impl SealedSecret {
     }
 
     /// Whether the sealed form is locked out of swap.
-    pub fn is_locked_in_memory(&self) -> bool {
+    pub(crate) fn is_locked_in_memory(&self) -> bool {
         self.sealed.is_locked()
     }
 }

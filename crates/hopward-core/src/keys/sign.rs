@@ -90,7 +90,7 @@ pub struct SshSignature {
 pub(crate) type KeyMaterial = Zeroizing<Vec<u8>>;
 
 impl SigningKey {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             SigningKey::Ed25519(_) => "ed25519",
             SigningKey::Ecdsa(KeyType::EcdsaP384, _) => "ecdsa-p384",

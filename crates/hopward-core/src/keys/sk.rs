@@ -144,7 +144,7 @@ impl SecurityKey {
     }
 
     /// Whether the sealed handle is locked out of swap.
-    pub fn is_locked_in_memory(&self) -> bool {
+    pub(crate) fn is_locked_in_memory(&self) -> bool {
         self.key_handle.is_locked_in_memory()
     }
 }

@@ -142,9 +142,9 @@ pub struct ConfirmSettings {
 /// `[forwarded]`: key operations that arrive through a bound connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ForwardedOps {
-    pub add: Action,
-    pub remove: Action,
-    pub remove_all: Action,
+    pub(crate) add: Action,
+    pub(crate) remove: Action,
+    pub(crate) remove_all: Action,
     pub lock: Action,
     pub(crate) unlock: Action,
 }

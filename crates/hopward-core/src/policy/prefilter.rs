@@ -88,7 +88,7 @@ fn pattern_bits(pattern: &NamePattern) -> u64 {
 }
 
 impl RuleShape {
-    pub fn of(rule: &Rule) -> RuleShape {
+    pub(crate) fn of(rule: &Rule) -> RuleShape {
         let host_bits = rule.host.as_ref().map_or(ANY_HOST, |patterns| {
             patterns.iter().map(pattern_bits).fold(0, |a, b| a | b)
         });
@@ -123,7 +123,7 @@ impl RuleShape {
 }
 
 impl RequestShape {
-    pub fn of(ctx: &RequestContext) -> RequestShape {
+    pub(crate) fn of(ctx: &RequestContext) -> RequestShape {
         let destination = ctx.destination_hop();
         RequestShape {
             host_bits: destination.map_or(0, |d| {

@@ -121,7 +121,7 @@ pub enum Destination {
 
 impl Destination {
     /// What the data says about a sign request on `chain`.
-    pub fn of(chain: &Chain, key_blob: &[u8], data: &SignedData<'_>) -> Destination {
+    pub(crate) fn of(chain: &Chain, key_blob: &[u8], data: &SignedData<'_>) -> Destination {
         if chain.hops().is_empty() {
             return Destination::Unbound;
         }
@@ -229,7 +229,7 @@ impl RequestClass {
 
 /// A remote user name as text: `account:style` logs in to `account` with
 /// BSD auth style `style` (see [`crate::trust::binding::split_user`]).
-pub fn split_user(user: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_user(user: &str) -> (&str, Option<&str>) {
     match user.split_once(':') {
         Some((account, style)) => (account, Some(style)),
         None => (user, None),

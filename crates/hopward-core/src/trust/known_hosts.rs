@@ -331,7 +331,7 @@ impl KnownHosts {
 
     /// The plain names under which this hop's host key is known (hashed
     /// entries cannot be listed; ask [`KnownHosts::knows`] about a name).
-    pub fn names(&self, hop: &Hop) -> Vec<String> {
+    pub(crate) fn names(&self, hop: &Hop) -> Vec<String> {
         self.with_entries(|cache| {
             if cache.revoked(hop) {
                 return Vec::new();

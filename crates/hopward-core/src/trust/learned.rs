@@ -66,7 +66,7 @@ pub(crate) struct Learned {
 }
 
 impl Learned {
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 

@@ -116,7 +116,7 @@ impl Facts {
     }
 
     /// `name (pid N)` for the nearest few ancestors, for prompts and logs.
-    pub fn parents(&self) -> Vec<String> {
+    pub(crate) fn parents(&self) -> Vec<String> {
         self.ancestors
             .iter()
             .take(PARENTS)

@@ -287,7 +287,7 @@ impl PublicParts {
     #[cfg(test)]
     /// Size in bits as `ssh-add -l` reports it (OpenSSH gives the
     /// ML-DSA composite 256, its Ed25519 half's size).
-    pub fn bits(&self) -> usize {
+    pub(crate) fn bits(&self) -> usize {
         match self {
             PublicParts::Ed25519(_)
             | PublicParts::MlDsa44Ed25519(_)
