@@ -151,6 +151,22 @@ fn records() -> Vec<AuditRecord> {
         rec.upstream = true;
         out.push(rec);
     }
+    // An upstream signature barred before the upstream was asked.
+    for reason in [
+        Reason::AgentLocked,
+        Reason::BindRefused,
+        Reason::UpstreamBindRefused,
+    ] {
+        let mut rec = key_event(
+            Event::Sign,
+            true,
+            RequestClass::Forwarded,
+            &bastion,
+            (false, "upstream-barred", reason),
+        );
+        rec.upstream = true;
+        out.push(rec);
+    }
     for (reason, provider) in [
         (Reason::TokenFailed, "internal"),
         (
@@ -262,6 +278,14 @@ fn records() -> Vec<AuditRecord> {
             forwarded_class,
             &bastion,
             (false, "forwarded-locked", Reason::ForwardedLocked),
+        ),
+        // A forwarded `ssh-add -d` of a key the policy hides.
+        key_event(
+            Event::Remove,
+            true,
+            forwarded_class,
+            &bastion,
+            (false, "hide-old-keys", Reason::Rule("hide-old-keys".into())),
         ),
         key_event(
             Event::Remove,
