@@ -7,7 +7,7 @@ use crate::protocol::request::Request;
 use crate::text::clean;
 
 use super::Session;
-use super::refusal::{Audit, Refusal, Said};
+use super::refusal::{Audit, Refusal};
 
 /// The extension a client binds its connection with.
 pub(super) const SESSION_BIND: &str = "session-bind@openssh.com";
@@ -86,10 +86,9 @@ impl Session {
                 body,
             } => self.control(body).await,
             Request::Extension { name: "query", .. } => self.query(),
-            Request::Extension { name, .. } => Err(Refusal::said(Said::Debug(format!(
-                "unsupported extension {}",
-                clean(name, 80)
-            )))),
+            Request::Extension { name, .. } => Err(Refusal::debug(|| {
+                format!("unsupported extension {}", clean(name, 80))
+            })),
         }
     }
 

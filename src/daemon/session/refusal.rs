@@ -151,6 +151,17 @@ impl Refusal {
         Refusal::said(Said::Warn(text.into()))
     }
 
+    /// `SSH_AGENT_FAILURE` with a debug line whose text is built only when
+    /// debug logging is on: a peer that sends unknown keys or extensions in
+    /// a loop costs no formatting (nor parsing of its blobs) otherwise.
+    pub(super) fn debug(text: impl FnOnce() -> String) -> Refusal {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            Refusal::said(Said::Debug(text()))
+        } else {
+            Refusal::said(Said::Nothing)
+        }
+    }
+
     /// `SSH_AGENT_FAILURE` with a warning naming the peer.
     pub(super) fn warn_peer(text: impl Into<String>) -> Refusal {
         Refusal::said(Said::WarnPeer(text.into()))

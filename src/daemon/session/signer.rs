@@ -180,10 +180,7 @@ impl Session {
             });
         }
         let no_such_key = || {
-            Refusal::said(Said::Debug(format!(
-                "sign: no such key {}",
-                describe_blob(blob)
-            )))
+            Refusal::debug(|| format!("sign: no such key {}", describe_blob(blob)))
         };
         let Some((path, timeout)) = self.upstream_target() else {
             return Err(no_such_key());
