@@ -260,7 +260,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_program_leads_its_own_session() {
-        let leads = sh(r#"[ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ] && [ "$(cut -d' ' -f5 /proc/$$/stat)" = "$$" ]"#);
+        let leads = sh(
+            r#"[ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ] && [ "$(cut -d' ' -f5 /proc/$$/stat)" = "$$" ]"#,
+        );
         assert_eq!(
             leads.confirm(&prompt(), Duration::from_secs(10)).await,
             Answer::Allowed

@@ -88,7 +88,10 @@ mod tests {
         );
         assert_eq!(
             can_ask_locally(&askpass, &env(Some(program), false)),
-            (false, "no DISPLAY or WAYLAND_DISPLAY for askpass".to_string())
+            (
+                false,
+                "no DISPLAY or WAYLAND_DISPLAY for askpass".to_string()
+            )
         );
         let missing = dir.path().join("none");
         let missing = missing.to_str().unwrap();
@@ -98,7 +101,10 @@ mod tests {
         );
         // `auto` without a session bus falls back to askpass, read the same way.
         assert_eq!(
-            can_ask_locally(&settings(ConfirmMethod::Auto, &[]), &env(Some(program), true)),
+            can_ask_locally(
+                &settings(ConfirmMethod::Auto, &[]),
+                &env(Some(program), true)
+            ),
             (true, format!("askpass {program}"))
         );
         // A command is checked on its own, whatever the askpass environment.

@@ -399,14 +399,16 @@ mod tests {
     async fn a_withdrawn_question_closes_its_prompt_and_answers_withdrawn() {
         let broker = Arc::new(PromptBroker::default());
         let slow = Arc::new(Slow::default());
-        let about = |key: &str| Question::new(
-            GrantScope {
-                key: key.into(),
-                ..scope("u")
-            },
-            b"d",
-            Origin::Local,
-        );
+        let about = |key: &str| {
+            Question::new(
+                GrantScope {
+                    key: key.into(),
+                    ..scope("u")
+                },
+                b"d",
+                Origin::Local,
+            )
+        };
         let first = ask(&broker, &slow, about("gone"));
         let joined = ask(&broker, &slow, about("gone"));
         let other = ask(&broker, &slow, about("kept"));

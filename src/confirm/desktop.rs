@@ -350,6 +350,12 @@ mod tests {
         // Nothing from outside is left that a markup reader would take as
         // a tag or an entity of its own.
         assert!(!escaped.contains('<') && !escaped.contains('>'));
-        assert!(!escaped.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").contains('&'));
+        assert!(
+            !escaped
+                .replace("&amp;", "")
+                .replace("&lt;", "")
+                .replace("&gt;", "")
+                .contains('&')
+        );
     }
 }

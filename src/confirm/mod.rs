@@ -524,12 +524,16 @@ mod tests {
         p.target = Target::Unlearned("SHA256:abc".into());
         let text = p.text();
         assert!(
-            text.starts_with("Purpose: log in to a host whose NAME IS NOT LEARNED YET as \"deploy\"")
-                && text.contains("SHA256:abc is known, on a hashed known_hosts line"),
+            text.starts_with(
+                "Purpose: log in to a host whose NAME IS NOT LEARNED YET as \"deploy\""
+            ) && text.contains("SHA256:abc is known, on a hashed known_hosts line"),
             "{text}"
         );
         assert!(!text.contains("no known_hosts file"), "{text}");
-        assert!(p.env().contains(&("HOPWARD_DESTINATION", "unknown".to_string())));
+        assert!(
+            p.env()
+                .contains(&("HOPWARD_DESTINATION", "unknown".to_string()))
+        );
         p.target = Target::HashedHost("db1.prod.example.com".into());
         let text = p.text();
         assert!(
@@ -539,7 +543,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(p.env().contains(&("HOPWARD_DESTINATION", "verified".to_string())));
+        assert!(
+            p.env()
+                .contains(&("HOPWARD_DESTINATION", "verified".to_string()))
+        );
     }
 
     #[test]

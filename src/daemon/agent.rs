@@ -66,10 +66,7 @@ impl AgentOptions {
 
 /// The other names the policy's host names may be recorded under in
 /// known_hosts (ports, ssh_config), found once per policy load.
-fn lookup_names(
-    policy: &crate::policy::Policy,
-    ask_ssh: bool,
-) -> HashMap<String, Vec<String>> {
+fn lookup_names(policy: &crate::policy::Policy, ask_ssh: bool) -> HashMap<String, Vec<String>> {
     crate::trust::ssh_config::lookup_names(policy.exact_names(), &policy.known_hosts_ports, ask_ssh)
 }
 
@@ -399,7 +396,8 @@ impl Agent {
         now: Instant,
     ) -> Vec<crate::trust::binding::Hop> {
         let route = self.jumps.route_for(table, process, now);
-        self.jumps.remember(table, process, host, route.clone(), now);
+        self.jumps
+            .remember(table, process, host, route.clone(), now);
         route
     }
 
@@ -416,7 +414,10 @@ impl Agent {
     /// it answered, or how it failed (for `status`).
     pub(crate) fn record_upstream(
         &self,
-        outcome: Result<Option<&[crate::daemon::upstream::UpstreamKey]>, &crate::daemon::upstream::UpstreamError>,
+        outcome: Result<
+            Option<&[crate::daemon::upstream::UpstreamKey]>,
+            &crate::daemon::upstream::UpstreamError,
+        >,
     ) {
         self.upstream.record(outcome);
     }
@@ -443,7 +444,11 @@ impl Agent {
         self.providers().contains_key(path)
     }
 
-    pub(crate) fn set_pkcs11(&self, path: PathBuf, provider: Arc<crate::keys::pkcs11::Pkcs11Provider>) {
+    pub(crate) fn set_pkcs11(
+        &self,
+        path: PathBuf,
+        provider: Arc<crate::keys::pkcs11::Pkcs11Provider>,
+    ) {
         self.providers().insert(path, provider);
     }
 
@@ -481,7 +486,13 @@ impl Agent {
 
     /// Records a connection's class, and what its binds hold, after a
     /// session-bind.
-    pub(crate) fn set_class(&self, id: u64, class: &'static str, forwarded: bool, bind_bytes: usize) {
+    pub(crate) fn set_class(
+        &self,
+        id: u64,
+        class: &'static str,
+        forwarded: bool,
+        bind_bytes: usize,
+    ) {
         if let Some(c) = self.connections().get_mut(&id) {
             c.class = class;
             c.forwarded = forwarded;
@@ -493,7 +504,11 @@ impl Agent {
     /// `fingerprint`, unless that hop, or all forwarded connections
     /// together, already hold their limit. Checked and counted under one
     /// lock, so connections racing in cannot all slip under it.
-    pub(crate) fn claim_first_hop(&self, id: u64, fingerprint: &str) -> Result<(), ConnectionLimit> {
+    pub(crate) fn claim_first_hop(
+        &self,
+        id: u64,
+        fingerprint: &str,
+    ) -> Result<(), ConnectionLimit> {
         let mut connections = self.connections();
         let (mut same_hop, mut forwarded) = (0, 0);
         for c in connections.values() {

@@ -12,11 +12,11 @@
 
 mod coalesce;
 mod file;
+#[cfg(test)]
+mod golden_tests;
 pub(crate) mod journal;
 mod outcome;
 mod shape;
-#[cfg(test)]
-mod golden_tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
@@ -149,7 +149,13 @@ impl From<&crate::policy::brake::Burst> for AuditBrake {
 
 impl AuditRecord {
     /// A record for a sign request.
-    pub(crate) fn sign(ctx: &RequestContext, allowed: bool, rule: &str, reason: Reason, conn: u64) -> Self {
+    pub(crate) fn sign(
+        ctx: &RequestContext,
+        allowed: bool,
+        rule: &str,
+        reason: Reason,
+        conn: u64,
+    ) -> Self {
         AuditRecord {
             ts: now_rfc3339(),
             event: Event::Sign,
@@ -396,9 +402,7 @@ impl Writer {
                 }
             }
         }
-        let shaped = || {
-            serde_json::to_value(record).map_or(serde_json::Value::Null, shape::shape)
-        };
+        let shaped = || serde_json::to_value(record).map_or(serde_json::Value::Null, shape::shape);
         let value = if refusal {
             let room = self.file.refusal_room();
             let (origin, local) = origin(record);
@@ -471,10 +475,7 @@ impl Writer {
     /// When the loop must wake up without a record: to retry lines the
     /// file did not take, or to write a coalesced record that fell due.
     fn next_wakeup(&self) -> Option<Instant> {
-        let retry = self
-            .file
-            .waiting()
-            .then(|| Instant::now() + RETRY);
+        let retry = self.file.waiting().then(|| Instant::now() + RETRY);
         let due = self
             .coalescer
             .next_due()
@@ -538,7 +539,12 @@ mod tests {
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
     }
 
-    fn record(decision: Decision, user: &str, exe: &str, forwarded_from: Option<&str>) -> AuditRecord {
+    fn record(
+        decision: Decision,
+        user: &str,
+        exe: &str,
+        forwarded_from: Option<&str>,
+    ) -> AuditRecord {
         AuditRecord {
             ts: now_rfc3339(),
             event: Event::Sign,
@@ -606,7 +612,10 @@ mod tests {
         // A bastion, and hundreds of local programs, each a new origin.
         for i in 0..600 {
             let origin = (i % 3 == 0).then_some("SHA256:bastion");
-            w.take(&record(Decision::Deny, &huge, &format!("/tmp/p{i}"), origin), now);
+            w.take(
+                &record(Decision::Deny, &huge, &format!("/tmp/p{i}"), origin),
+                now,
+            );
             if i % 100 == 0 {
                 w.write(false);
             }
@@ -632,7 +641,10 @@ mod tests {
             .filter(|l| l.contains("\"decision\":\"deny\""))
             .map(|l| l.len() + 1)
             .sum();
-        assert!(refusal_bytes < 40 * 1024, "{refusal_bytes} bytes of refusals");
+        assert!(
+            refusal_bytes < 40 * 1024,
+            "{refusal_bytes} bytes of refusals"
+        );
     }
 
     #[test]

@@ -15,7 +15,6 @@ use crate::ssh::cert::unix_now;
 use crate::trust::context::RequestClass;
 use crate::trust::peer::Peer;
 
-
 /// Whether `blob` is a certificate whose `valid_before` has passed by this
 /// machine's clock: servers refuse it, so it is never signed with (a key
 /// held here or one of the upstream agent's).

@@ -35,7 +35,8 @@ pub(crate) fn request(op: &ControlRequest) -> Vec<u8> {
 fn certificate_status(id: &crate::keys::keystore::Identity) -> Option<CertificateStatus> {
     let cert = id.cert?;
     let now = crate::ssh::cert::unix_now();
-    let signed = |t: u64| i64::try_from(t).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(i64::MAX);
+    let signed =
+        |t: u64| i64::try_from(t).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(i64::MAX);
     Some(CertificateStatus {
         valid_after: cert.valid_after,
         valid_before: cert.expires(),
@@ -79,11 +80,17 @@ async fn status(agent: &Agent) -> StatusReply {
         .map(|id| KeyStatus {
             comment: id.comment.clone(),
             fingerprint: id.fingerprint.clone(),
-            key_type: format!("{}{}", id.key_type().label(), if id.public.is_cert { "-CERT" } else { "" }),
+            key_type: format!(
+                "{}{}",
+                id.key_type().label(),
+                if id.public.is_cert { "-CERT" } else { "" }
+            ),
             confirm: id.constraints.confirm,
             destination_constrained: !id.constraints.destinations.is_empty(),
             lifetime: id.constraints.lifetime,
-            expires_in: id.expires.map(|e| e.saturating_duration_since(now).as_secs()),
+            expires_in: id
+                .expires
+                .map(|e| e.saturating_duration_since(now).as_secs()),
             locked_in_memory: id.is_locked_in_memory(),
             provider: id.provider_name(),
             certificate: certificate_status(id),
@@ -151,7 +158,11 @@ async fn status(agent: &Agent) -> StatusReply {
         policy: PolicyStatus {
             file: policy.source.as_ref().map(|p| p.display().to_string()),
             watched: agent.policy_path().map(|p| p.display().to_string()),
-            digest: policy.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            digest: policy
+                .digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             rules: policy.rules.len(),
             last_reload,
             reloads: Some(reloads),
@@ -191,11 +202,19 @@ fn jumps(agent: &Agent) -> Vec<JumpStatus> {
             .unwrap_or_else(|| hop.fingerprint())
     };
     agent
-        .jump_binds(&crate::trust::process_table::Proc, std::time::Instant::now())
+        .jump_binds(
+            &crate::trust::process_table::Proc,
+            std::time::Instant::now(),
+        )
         .iter()
         .map(|j| JumpStatus {
             pid: j.pid,
-            route: j.route.iter().chain(std::iter::once(&j.host)).map(name).collect(),
+            route: j
+                .route
+                .iter()
+                .chain(std::iter::once(&j.host))
+                .map(name)
+                .collect(),
             age_secs: j.age.as_secs(),
         })
         .collect()
@@ -224,7 +243,11 @@ fn learned_hosts(agent: &Agent) -> LearnedHosts {
 /// verifying and the key it was offered. Kept only if known_hosts confirms
 /// that name with that key; this channel is open only to local,
 /// unforwarded connections of the owner, so no forwarded peer reaches it.
-fn learn_host(agent: &Agent, name: Option<&str>, key: Option<&str>) -> Result<LearnedReply, String> {
+fn learn_host(
+    agent: &Agent,
+    name: Option<&str>,
+    key: Option<&str>,
+) -> Result<LearnedReply, String> {
     use base64::Engine as _;
     let name = name.ok_or("learn-host needs a name")?;
     let key = key.ok_or("learn-host needs a key")?;
@@ -241,7 +264,9 @@ fn learn_host(agent: &Agent, name: Option<&str>, key: Option<&str>) -> Result<Le
                 tracing::info!(
                     "learned host name {} for {}",
                     crate::text::clean(name, 80),
-                    crate::ssh::key::PublicKey::parse(&blob).map(|k| k.fingerprint()).unwrap_or_default()
+                    crate::ssh::key::PublicKey::parse(&blob)
+                        .map(|k| k.fingerprint())
+                        .unwrap_or_default()
                 );
             }
             Ok(LearnedReply { learned: new })
@@ -392,11 +417,18 @@ action = "confirm"
     async fn status_keeps_its_bytes() {
         let agent = agent();
         let text = ask(&agent, r#"{"op":"status"}"#).await.unwrap();
-        let locked = if text.contains(r#""locked_in_memory":true"#) { "true" } else { "false" };
+        let locked = if text.contains(r#""locked_in_memory":true"#) {
+            "true"
+        } else {
+            "false"
+        };
         let text = text
             .replace(&format!(r#""pid":{}"#, std::process::id()), r#""pid":1"#)
             .replace(env!("CARGO_PKG_VERSION"), "V")
-            .replace(&format!(r#""locked_in_memory":{locked}"#), r#""locked_in_memory":L"#);
+            .replace(
+                &format!(r#""locked_in_memory":{locked}"#),
+                r#""locked_in_memory":L"#,
+            );
         assert_eq!(
             text,
             concat!(
@@ -417,14 +449,25 @@ action = "confirm"
     #[tokio::test]
     async fn the_other_replies_keep_their_bytes() {
         let agent = agent();
-        assert_eq!(ask(&agent, r#"{"op":"lock-forwarded"}"#).await.unwrap(), r#"{"cut":0}"#);
-        assert_eq!(ask(&agent, r#"{"op":"unlock-forwarded"}"#).await.unwrap(), "{}");
-        assert_eq!(ask(&agent, r#"{"op":"revoke"}"#).await.unwrap(), r#"{"revoked":0}"#);
+        assert_eq!(
+            ask(&agent, r#"{"op":"lock-forwarded"}"#).await.unwrap(),
+            r#"{"cut":0}"#
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":"unlock-forwarded"}"#).await.unwrap(),
+            "{}"
+        );
+        assert_eq!(
+            ask(&agent, r#"{"op":"revoke"}"#).await.unwrap(),
+            r#"{"revoked":0}"#
+        );
         assert_eq!(
             ask(&agent, r#"{"op":"revoke","id":7}"#).await,
-            Err("there is no grant 7 (it expired, was revoked, or never existed; \
+            Err(
+                "there is no grant 7 (it expired, was revoked, or never existed; \
                  hopward grants lists them)"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             ask(&agent, r#"{"op":"learn-host","key":"AAAA"}"#).await,
@@ -442,7 +485,10 @@ action = "confirm"
             ask(&agent, r#"{"op":5}"#).await,
             Err("unknown control operation None".into())
         );
-        assert_eq!(ask(&agent, "[]").await, Err("unknown control operation None".into()));
+        assert_eq!(
+            ask(&agent, "[]").await,
+            Err("unknown control operation None".into())
+        );
         assert_eq!(
             ask(&agent, "{nope").await,
             Err("bad control request: key must be a string at line 1 column 2".into())

@@ -65,7 +65,11 @@ impl ThisLogin<'_> {
     /// The reason an earlier key of this login was refused with, if one
     /// was.
     pub(crate) fn refused_before(&self) -> Option<&'static str> {
-        let refused = self.answers.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = self
+            .answers
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         refused
             .iter()
             .find(|(id, _)| *id == self.id)
@@ -82,7 +86,11 @@ impl ThisLogin<'_> {
         ) {
             return;
         }
-        let mut refused = self.answers.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refused = self
+            .answers
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if refused.iter().any(|(id, _)| *id == self.id) {
             return;
         }
@@ -119,20 +127,32 @@ mod tests {
         assert_eq!(login.refused_before(), None);
         login.answered(&Answer::TimedOut);
         assert_eq!(
-            answers.login(&auth(b"session-1", b"deploy")).unwrap().refused_before(),
+            answers
+                .login(&auth(b"session-1", b"deploy"))
+                .unwrap()
+                .refused_before(),
             Some("timeout")
         );
         assert_eq!(
-            answers.login(&auth(b"session-2", b"deploy")).unwrap().refused_before(),
+            answers
+                .login(&auth(b"session-2", b"deploy"))
+                .unwrap()
+                .refused_before(),
             None
         );
         assert_eq!(
-            answers.login(&auth(b"session-1", b"root")).unwrap().refused_before(),
+            answers
+                .login(&auth(b"session-1", b"root"))
+                .unwrap()
+                .refused_before(),
             None
         );
         // The boundary between session id and user is part of the login.
         assert_eq!(
-            answers.login(&auth(b"session-1d", b"eploy")).unwrap().refused_before(),
+            answers
+                .login(&auth(b"session-1d", b"eploy"))
+                .unwrap()
+                .refused_before(),
             None
         );
         assert!(answers.login(&SignedData::Other).is_none());
@@ -148,7 +168,10 @@ mod tests {
         }
         let sessions: Vec<Vec<u8>> = (0..=REMEMBERED as u8).map(|i| vec![i]).collect();
         for s in &sessions {
-            answers.login(&auth(s, b"u")).unwrap().answered(&Answer::Refused);
+            answers
+                .login(&auth(s, b"u"))
+                .unwrap()
+                .answered(&Answer::Refused);
         }
         let oldest = answers.login(&auth(&sessions[0], b"u")).unwrap();
         assert_eq!(oldest.refused_before(), None, "the oldest is forgotten");

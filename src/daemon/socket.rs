@@ -70,7 +70,10 @@ impl Socket {
     /// nothing (for tests of what [`Socket::read_arrived`] then finds).
     #[cfg(test)]
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
-        self.watched.readable().await.map(|mut ready| ready.retain_ready())
+        self.watched
+            .readable()
+            .await
+            .map(|mut ready| ready.retain_ready())
     }
 
     /// Reads whatever the runtime has seen arrive, without waiting and
@@ -142,7 +145,10 @@ fn drained(
 }
 
 /// One `read(2)`, retried when a signal interrupts it.
-fn read_once(mut stream: &std::os::unix::net::UnixStream, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_once(
+    mut stream: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -257,13 +257,20 @@ mod tests {
         let t0 = Instant::now();
         let mut written = 0;
         for i in 0..100 {
-            if let Offer::Write(_) = c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || refusal(i)) {
+            if let Offer::Write(_) =
+                c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || {
+                    refusal(i)
+                })
+            {
                 written += 1;
             }
         }
         assert_eq!(written, BURST);
         assert_eq!(c.held(), 90);
-        assert!(c.due(t0 + Duration::from_secs(59), false, |_| true).is_empty());
+        assert!(
+            c.due(t0 + Duration::from_secs(59), false, |_| true)
+                .is_empty()
+        );
         let due = c.due(t0 + WINDOW, false, |_| true);
         assert_eq!(due.len(), 1);
         let (summary, count) = &due[0];
@@ -281,10 +288,14 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..20 {
-            c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || refusal(i));
+            c.offer("bastion", "k", false, &format!("t{}", i), t0, true, || {
+                refusal(i)
+            });
         }
         assert_eq!(
-            c.offer("laptop", "k", false, &format!("t{}", 99), t0, true, || refusal(99)),
+            c.offer("laptop", "k", false, &format!("t{}", 99), t0, true, || {
+                refusal(99)
+            }),
             Offer::Write(refusal(99))
         );
     }
@@ -298,7 +309,9 @@ mod tests {
             c.offer("bastion", kind, false, "t", t0, true, || refusal(i));
         }
         for k in 0..20 {
-            c.offer("bastion", &format!("k{k}"), false, "t", t0, true, || refusal(100 + k));
+            c.offer("bastion", &format!("k{k}"), false, "t", t0, true, || {
+                refusal(100 + k)
+            });
         }
         let due = c.due(t0 + WINDOW, false, |_| true);
         assert_eq!(due.len(), MAX_KINDS);
@@ -315,12 +328,16 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..100 {
             assert!(matches!(
-                c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, true, || refusal(i)),
+                c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, true, || {
+                    refusal(i)
+                }),
                 Offer::Write(_)
             ));
         }
         assert_eq!(
-            c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, false, || refusal(100)),
+            c.offer("local 1000 /usr/bin/ssh", "k", true, "t", t0, false, || {
+                refusal(100)
+            }),
             Offer::Held
         );
     }
@@ -329,7 +346,12 @@ mod tests {
     fn without_room_everything_is_held_until_all_is_asked_for() {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
-        assert_eq!(c.offer("a", "k", false, &format!("t{}", 1), t0, false, || refusal(1)), Offer::Held);
+        assert_eq!(
+            c.offer("a", "k", false, &format!("t{}", 1), t0, false, || refusal(
+                1
+            )),
+            Offer::Held
+        );
         assert_eq!(c.next_due(), Some(t0 + WINDOW));
         let due = c.due(t0, true, |_| true);
         assert_eq!(due.len(), 1);
@@ -342,7 +364,15 @@ mod tests {
         let t0 = Instant::now();
         for o in 0..5 {
             for i in 0..3 {
-                c.offer(&format!("o{o}"), "k", false, &format!("t{}", o * 10 + i), t0, false, || refusal(o * 10 + i));
+                c.offer(
+                    &format!("o{o}"),
+                    "k",
+                    false,
+                    &format!("t{}", o * 10 + i),
+                    t0,
+                    false,
+                    || refusal(o * 10 + i),
+                );
             }
         }
         let mut room = 2;
@@ -367,10 +397,21 @@ mod tests {
         let mut c = Coalescer::default();
         let t0 = Instant::now();
         for i in 0..(MAX_ORIGINS as u64 + 500) {
-            c.offer(&format!("o{i}"), "k", false, &format!("t{}", i), t0, true, || refusal(i));
+            c.offer(
+                &format!("o{i}"),
+                "k",
+                false,
+                &format!("t{}", i),
+                t0,
+                true,
+                || refusal(i),
+            );
         }
         assert!(c.origins.len() <= MAX_ORIGINS + 1);
         // Every refusal is accounted for: written or held.
-        assert_eq!(c.held() + (MAX_ORIGINS as u64) + u64::from(BURST), MAX_ORIGINS as u64 + 500);
+        assert_eq!(
+            c.held() + (MAX_ORIGINS as u64) + u64::from(BURST),
+            MAX_ORIGINS as u64 + 500
+        );
     }
 }

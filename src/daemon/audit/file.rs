@@ -21,7 +21,6 @@ use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _, Per
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-
 /// Lines kept in memory while the file cannot be written (a full disk, a
 /// directory that cannot be made): enough for thousands of records, small
 /// enough to hold on to for hours.
@@ -138,7 +137,8 @@ impl AuditFile {
             let mut lines = 0;
             let mut refusal_bytes = 0u64;
             for line in &self.queue {
-                let fits_file = self.size + (chunk.len() + line.bytes.len()) as u64 <= self.max_bytes;
+                let fits_file =
+                    self.size + (chunk.len() + line.bytes.len()) as u64 <= self.max_bytes;
                 if lines > 0 && (one_by_one || !fits_file || chunk.len() >= CHUNK_BYTES) {
                     break;
                 }
@@ -308,7 +308,9 @@ fn open(path: &Path) -> std::io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other(format!(
@@ -446,7 +448,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let mut f = AuditFile::new(path.clone(), 1000, String::new);
-        let deny = "{\"decision\":\"deny\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}";
+        let deny =
+            "{\"decision\":\"deny\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}";
         let mut pushed = 0;
         while f.refusal_room() {
             f.push(line(deny, true));
@@ -454,12 +457,18 @@ mod tests {
         }
         f.write_queued();
         assert!(pushed * (deny.len() + 1) >= 500);
-        assert!(!path.with_extension("jsonl.1").exists(), "refusals alone never rotate");
+        assert!(
+            !path.with_extension("jsonl.1").exists(),
+            "refusals alone never rotate"
+        );
         let again = AuditFile::new(path.clone(), 1000, String::new);
         let mut again = again;
         again.push(line("{\"decision\":\"allow\"}", false));
         again.write_queued();
-        assert!(!again.refusal_room(), "the budget is read back from the file");
+        assert!(
+            !again.refusal_room(),
+            "the budget is read back from the file"
+        );
     }
 
     #[test]

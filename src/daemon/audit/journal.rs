@@ -172,9 +172,18 @@ pub(crate) fn fields(record: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     flatten("", record, &mut out);
     // A record field named like one of these must not shadow it.
-    out.retain(|(k, _)| !matches!(k.as_str(), "MESSAGE" | "MESSAGE_ID" | "PRIORITY" | "SYSLOG_IDENTIFIER"));
+    out.retain(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "MESSAGE" | "MESSAGE_ID" | "PRIORITY" | "SYSLOG_IDENTIFIER"
+        )
+    });
     // Notice for a refusal, info for the rest, as sshd logs them.
-    let priority = if record["decision"] == "deny" { "5" } else { "6" };
+    let priority = if record["decision"] == "deny" {
+        "5"
+    } else {
+        "6"
+    };
     out.push(("MESSAGE".into(), summary(record)));
     out.push(("MESSAGE_ID".into(), MESSAGE_ID.into()));
     out.push(("PRIORITY".into(), priority.into()));
@@ -191,7 +200,8 @@ fn cut_note(len: usize) -> String {
 /// Replaces the longest values by a note until the datagram is within
 /// [`MAX_DATAGRAM`].
 fn fit(fields: &mut [(String, String)]) {
-    let size = |f: &[(String, String)]| f.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+    let size =
+        |f: &[(String, String)]| f.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
     while size(fields) > MAX_DATAGRAM {
         let Some(longest) = fields
             .iter_mut()
@@ -349,9 +359,7 @@ mod tests {
         // The multi-line reason goes in the length-prefixed form and back.
         let datagram = encode(&f);
         assert!(
-            datagram
-                .windows(7)
-                .any(|w| w == b"REASON\n"),
+            datagram.windows(7).any(|w| w == b"REASON\n"),
             "a value with a newline is sent length-prefixed"
         );
         assert_eq!(decode(&datagram).unwrap(), f);

@@ -257,7 +257,10 @@ impl Serialize for Reason {
 }
 
 /// `class` as the record writes it.
-pub(crate) fn serialize_class<S: Serializer>(class: &RequestClass, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_class<S: Serializer>(
+    class: &RequestClass,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(class.as_str())
 }
 

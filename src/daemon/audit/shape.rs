@@ -196,7 +196,10 @@ mod tests {
         }));
         let text = shaped.to_string();
         for c in text.chars() {
-            assert!(!crate::text::is_hidden(c), "{c:?} reached the record: {text}");
+            assert!(
+                !crate::text::is_hidden(c),
+                "{c:?} reached the record: {text}"
+            );
         }
         assert_eq!(shaped["user"], "ro\\u{9b}31mot\\u{1b}[0m\\u{7f}");
         assert_eq!(shaped["chain"][0]["names"][0], "b\\u{9b}astion");

@@ -1,15 +1,15 @@
 //! `[forwarded] brake` in the pipeline: what it turns into a question,
 //! what it leaves alone, and what the record says.
 use super::*;
-use std::sync::Arc;
 use crate::confirm::Answer;
-use crate::daemon::audit::AuditSink;
-use crate::trust::context::Destination;
 use crate::daemon::agent::AgentOptions;
+use crate::daemon::audit::AuditSink;
 use crate::policy::store::PolicyStore;
 use crate::testing::fakes::{Records, ScriptedDesk};
+use crate::trust::context::Destination;
 use crate::trust::context::{HopView, RequestClass};
 use crate::trust::peer::Peer;
+use std::sync::Arc;
 
 const POLICY: &str = r#"
 [defaults]

@@ -108,7 +108,12 @@ pub(super) async fn enforce(
     let scope = GrantScope::of(ctx);
     // The policy never sets `remember` for a login nobody verified, so such
     // a request neither finds nor leaves a grant.
-    if decision.remember.is_some() && agent.grants().find(&scope, &decision.rule, Instant::now()).is_some() {
+    if decision.remember.is_some()
+        && agent
+            .grants()
+            .find(&scope, &decision.rule, Instant::now())
+            .is_some()
+    {
         return (true, Reason::Remembered);
     }
     if let Some(earlier) = caller.login.as_ref().and_then(ThisLogin::refused_before) {
@@ -142,12 +147,16 @@ pub(super) async fn enforce(
     if let (true, Some(ttl)) = (remember, decision.remember) {
         let hosts = hosts_of(ctx);
         let now = Instant::now();
-        let Some(id) = agent
-            .grants()
-            .add_if(grounds.grants, scope, hosts, &decision.rule, ttl, now)
+        let Some(id) =
+            agent
+                .grants()
+                .add_if(grounds.grants, scope, hosts, &decision.rule, ttl, now)
         else {
             // Cleared between the check above and now.
-            warn!(conn = caller.conn, "denied: remembered approvals were cleared while asking");
+            warn!(
+                conn = caller.conn,
+                "denied: remembered approvals were cleared while asking"
+            );
             return (false, Reason::GrantsCleared);
         };
         info!(

@@ -38,7 +38,11 @@ impl Listed<'_> {
 /// with a bind, the policy's "could some rule allow it here" (for a direct
 /// one, a login to the host it is bound to). `Err` carries the rule that
 /// hides it (`None`: an OpenSSH destination constraint does).
-pub(crate) fn permitted(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> Result<(), Option<String>> {
+pub(crate) fn permitted(
+    agent: &Agent,
+    lister: &Lister<'_>,
+    key: Listed<'_>,
+) -> Result<(), Option<String>> {
     if let Listed::Held(identity) = key {
         destination::identity_permitted(
             &identity.constraints.destinations,
@@ -74,7 +78,14 @@ pub(crate) fn listed(agent: &Agent, lister: &Lister<'_>, key: Listed<'_>) -> boo
         }
         Err(Some(rule)) => {
             let reason = Reason::Rule(rule.clone());
-            record_refusal(agent, lister, Event::List, Some(key.names()), (&rule, reason), None);
+            record_refusal(
+                agent,
+                lister,
+                Event::List,
+                Some(key.names()),
+                (&rule, reason),
+                None,
+            );
             false
         }
     }

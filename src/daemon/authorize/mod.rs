@@ -138,7 +138,8 @@ pub(crate) async fn authorize(agent: &Agent, caller: &Caller<'_>, op: Op<'_>) ->
                 prompt.brake = burst.as_ref().map(crate::policy::brake::Burst::describe);
                 prompt
             };
-            let mut record = AuditRecord::sign(ctx, false, &decision.rule, Reason::Abandoned, caller.conn);
+            let mut record =
+                AuditRecord::sign(ctx, false, &decision.rule, Reason::Abandoned, caller.conn);
             record.provider = provider;
             record.brake = burst.as_ref().map(AuditBrake::from);
             let upstream = matches!(key, SignKey::Upstream);
@@ -248,10 +249,19 @@ fn brake(
 /// A signature with a certificate past its `valid_before`, before the
 /// policy is read: `deny`, rule and reason `cert-expired` (`upstream` for
 /// a certificate of the upstream agent).
-pub(crate) fn refused_expired_certificate(agent: &Agent, caller: &Caller<'_>, upstream: bool) -> Verdict {
+pub(crate) fn refused_expired_certificate(
+    agent: &Agent,
+    caller: &Caller<'_>,
+    upstream: bool,
+) -> Verdict {
     use crate::keys::expiry::REASON as CERT_EXPIRED;
-    let mut record =
-        AuditRecord::sign(caller.context, false, CERT_EXPIRED, Reason::CertExpired, caller.conn);
+    let mut record = AuditRecord::sign(
+        caller.context,
+        false,
+        CERT_EXPIRED,
+        Reason::CertExpired,
+        caller.conn,
+    );
     record.upstream = upstream;
     Verdict::owing(agent, CERT_EXPIRED.into(), record).decided(false, Reason::CertExpired, false)
 }
@@ -287,6 +297,6 @@ fn websafe(agent: &Agent, identity: &Identity, signed: &SignedData<'_>) -> bool 
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod brake_tests;
+#[cfg(test)]
+mod tests;

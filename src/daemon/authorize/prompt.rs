@@ -39,7 +39,12 @@ pub(crate) fn prompt_for(ctx: &RequestContext, operation: Option<&str>) -> Promp
         peer_pid: ctx.peer.pid,
         peer_exe: ctx.peer.exe.as_ref().map(|e| e.display().to_string()),
         peer_parents: ctx.peer.parents.clone(),
-        peer_cwd: ctx.peer.process.cwd.as_ref().map(|d| d.display().to_string()),
+        peer_cwd: ctx
+            .peer
+            .process
+            .cwd
+            .as_ref()
+            .map(|d| d.display().to_string()),
         remember: None,
         touch: false,
         brake: None,

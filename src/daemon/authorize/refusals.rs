@@ -49,7 +49,14 @@ pub(crate) fn provider_refused(
     refusal: &crate::keys::sk::ProviderRefusal,
 ) {
     let reason = ("provider", Reason::Provider(refusal.clone()));
-    record_refusal(agent, who, Event::Add, key, reason, Some(refusal.shown().to_string()));
+    record_refusal(
+        agent,
+        who,
+        Event::Add,
+        key,
+        reason,
+        Some(refusal.shown().to_string()),
+    );
 }
 
 /// A session-bind hopward refused: the connection is poisoned from now on
@@ -58,7 +65,11 @@ pub(crate) fn provider_refused(
 /// hostile hop looks like. Only the bind that poisons is audited; the
 /// caller leaves out later binds on a poisoned connection, so one
 /// connection adds at most one record.
-pub(crate) fn bind_refused(agent: &Agent, who: &Lister<'_>, error: &crate::trust::binding::BindError) {
+pub(crate) fn bind_refused(
+    agent: &Agent,
+    who: &Lister<'_>,
+    error: &crate::trust::binding::BindError,
+) {
     let reason = ("session-bind", Reason::Bind(error.clone()));
     record_refusal(agent, who, Event::Bind, None, reason, None);
 }
@@ -79,7 +90,9 @@ pub(crate) fn connection_refused(
 
 /// The reason a connection limit gives, with the limit's value.
 fn limit_reason(limit: crate::daemon::agent::ConnectionLimit) -> Reason {
-    use crate::daemon::agent::{ConnectionLimit, MAX_CONNECTIONS_PER_HOP, MAX_FORWARDED_CONNECTIONS};
+    use crate::daemon::agent::{
+        ConnectionLimit, MAX_CONNECTIONS_PER_HOP, MAX_FORWARDED_CONNECTIONS,
+    };
     match limit {
         ConnectionLimit::PerHop => Reason::OverPerFirstHop(MAX_CONNECTIONS_PER_HOP),
         ConnectionLimit::Forwarded => Reason::OverForwarded(MAX_FORWARDED_CONNECTIONS),

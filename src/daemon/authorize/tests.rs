@@ -3,19 +3,19 @@
 use std::time::Duration;
 
 use super::*;
-use std::sync::Arc;
 use crate::confirm::Answer;
-use crate::daemon::audit::AuditSink;
-use crate::trust::context::Destination;
-use crate::testing::fakes::{Records, ScriptedDesk};
 use crate::daemon::agent::AgentOptions;
+use crate::daemon::audit::AuditSink;
 use crate::daemon::one_login::SAME_LOGIN;
 use crate::keys::keystore::Constraints;
 use crate::policy::store::PolicyStore;
 use crate::protocol::request::{NewKey, SecretParts};
 use crate::ssh::key::{PublicKey, PublicParts};
+use crate::testing::fakes::{Records, ScriptedDesk};
+use crate::trust::context::Destination;
 use crate::trust::context::{HopView, RequestClass};
 use crate::trust::peer::Peer;
+use std::sync::Arc;
 
 const POLICY: &str = r#"
 [defaults]
@@ -197,7 +197,10 @@ async fn a_confirm_follows_the_answer() {
 /// person refused.
 #[tokio::test(start_paused = true)]
 async fn a_failed_confirmer_is_not_a_persons_no() {
-    let s = setup(vec![Some(Answer::Failed("killed by signal 11".into()))], false);
+    let s = setup(
+        vec![Some(Answer::Failed("killed by signal 11".into()))],
+        false,
+    );
     assert!(!sign_upstream(&s.agent, Some("bastion")).await.allowed);
     assert_eq!(
         s.records.seen(),
@@ -224,7 +227,13 @@ async fn a_request_dropped_while_asking_is_audited_as_abandoned() {
     let s = setup(vec![None], false);
     let agent = Arc::clone(&s.agent);
     let asking = tokio::spawn(async move {
-        sign(&agent, &context(Some("bastion")), SignKey::Upstream, b"data").await
+        sign(
+            &agent,
+            &context(Some("bastion")),
+            SignKey::Upstream,
+            b"data",
+        )
+        .await
     });
     while s.desk.asked() < 1 {
         tokio::task::yield_now().await;
@@ -275,7 +284,11 @@ async fn a_no_answers_the_other_keys_of_the_login() {
             verdict.signed();
         }
     }
-    assert_eq!(s.desk.asked(), 2, "the second key of the first login is not asked");
+    assert_eq!(
+        s.desk.asked(),
+        2,
+        "the second key of the first login is not asked"
+    );
     assert_eq!(
         s.records.seen(),
         vec![
@@ -504,7 +517,10 @@ async fn a_confirmed_unlock_is_not_refused_for_the_lock_it_undoes() {
         provider: None,
     };
     assert!(authorize(&s.agent, &caller, unlock).await.allowed);
-    assert_eq!(s.records.seen(), vec![record("unlock", "allow", "confirmed")]);
+    assert_eq!(
+        s.records.seen(),
+        vec![record("unlock", "allow", "confirmed")]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -541,10 +557,7 @@ async fn an_upstream_signature_is_audited_once_with_its_outcome() {
             record("sign", "deny", "abandoned-after-allow"),
         ]
     );
-    assert!(
-        s.records.all_upstream(),
-        "both marked as upstream"
-    );
+    assert!(s.records.all_upstream(), "both marked as upstream");
 }
 
 #[tokio::test(start_paused = true)]

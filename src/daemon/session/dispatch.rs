@@ -109,8 +109,12 @@ impl Session {
                 )
             }
             Request::ListIdentities => (crate::daemon::audit::Event::List, None),
-            Request::Add { .. } | Request::AddSmartcard { .. } => (crate::daemon::audit::Event::Add, None),
-            Request::Remove { .. } | Request::RemoveSmartcard { .. } => (crate::daemon::audit::Event::Remove, None),
+            Request::Add { .. } | Request::AddSmartcard { .. } => {
+                (crate::daemon::audit::Event::Add, None)
+            }
+            Request::Remove { .. } | Request::RemoveSmartcard { .. } => {
+                (crate::daemon::audit::Event::Remove, None)
+            }
             Request::RemoveAll => (crate::daemon::audit::Event::RemoveAll, None),
             Request::Lock(_) => (crate::daemon::audit::Event::Lock, None),
             Request::Unlock(_) => (crate::daemon::audit::Event::Unlock, None),

@@ -245,7 +245,11 @@ impl Session {
                     who.peer,
                     who.conn,
                 )
-                .decided(false, rule, crate::daemon::audit::Reason::Rule(rule.clone()));
+                .decided(
+                    false,
+                    rule,
+                    crate::daemon::audit::Reason::Rule(rule.clone()),
+                );
                 self.agent.record(record);
             }
             Audit::UpstreamBarred { key, why } => {

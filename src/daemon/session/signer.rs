@@ -144,7 +144,9 @@ impl Signer {
                         let reason = match e {
                             UpstreamError::Refused { .. }
                             | UpstreamError::BindRefused { .. }
-                            | UpstreamError::Poisoned => crate::daemon::audit::Reason::UpstreamRefused,
+                            | UpstreamError::Poisoned => {
+                                crate::daemon::audit::Reason::UpstreamRefused
+                            }
                             _ => crate::daemon::audit::Reason::UpstreamFailed,
                         };
                         let text =
@@ -179,9 +181,8 @@ impl Session {
                 Signer::InMemory(identity)
             });
         }
-        let no_such_key = || {
-            Refusal::debug(|| format!("sign: no such key {}", describe_blob(blob)))
-        };
+        let no_such_key =
+            || Refusal::debug(|| format!("sign: no such key {}", describe_blob(blob)));
         let Some((path, timeout)) = self.upstream_target() else {
             return Err(no_such_key());
         };
