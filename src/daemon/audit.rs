@@ -114,7 +114,8 @@ pub struct AuditRecord {
     /// The auth style of a `user:style` login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user_style: Option<String>,
-    pub(crate) purpose: Option<&'static str>,
+    #[serde(serialize_with = "outcome::serialize_purpose")]
+    pub(crate) purpose: Option<crate::trust::binding::Purpose>,
     pub(crate) peer: AuditPeer,
     pub(crate) conn: u64,
     /// Set for a key the upstream agent holds (upstream mode).
@@ -169,7 +170,7 @@ impl AuditRecord {
             destination: Some(ctx.destination.label()),
             user: ctx.user.clone(),
             user_style: ctx.user_style.clone(),
-            purpose: Some(ctx.purpose.as_str()),
+            purpose: Some(ctx.purpose),
             peer: AuditPeer::from(&*ctx.peer),
             conn,
             upstream: false,
@@ -568,7 +569,7 @@ mod tests {
             destination: None,
             user: Some(user.into()),
             user_style: None,
-            purpose: Some("login"),
+            purpose: Some(crate::trust::binding::Purpose::Login),
             peer: AuditPeer {
                 pid: Some(1),
                 uid: 0,
@@ -665,7 +666,7 @@ mod tests {
             destination: None,
             user: None,
             user_style: None,
-            purpose: Some("login"),
+            purpose: Some(crate::trust::binding::Purpose::Login),
             peer: AuditPeer {
                 pid: Some(1),
                 uid: 0,

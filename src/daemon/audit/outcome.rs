@@ -256,6 +256,17 @@ impl Serialize for Reason {
     }
 }
 
+/// `purpose` as the record writes it (`login`, `sshsig`, …, or null).
+pub(crate) fn serialize_purpose<S: Serializer>(
+    purpose: &Option<crate::trust::binding::Purpose>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match purpose {
+        Some(purpose) => s.serialize_str(purpose.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
 /// `class` as the record writes it.
 pub(crate) fn serialize_class<S: Serializer>(
     class: &RequestClass,
