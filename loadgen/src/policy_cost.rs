@@ -164,13 +164,11 @@ pub(crate) fn decide_cost(policy_text: &str) -> f64 {
     use hopward_core::trust::context::{Destination, HopView, RequestContext};
     let policy = hopward_core::policy::file::parse_str(policy_text, "policy_200.toml")
         .expect("the benchmark policy is valid");
-    let peer = std::sync::Arc::new(hopward_core::trust::peer::Peer {
-        uid: 0,
-        pid: None,
-        exe: None,
-        parents: Vec::new(),
-        process: Default::default(),
-    });
+    let peer = std::sync::Arc::new(hopward_core::trust::peer::Peer::with_facts(
+        0,
+        None,
+        Default::default(),
+    ));
     let ctx = RequestContext::of_parts(
         ("SHA256:benchmark", "bound-user"),
         vec![HopView::named("target", false)],

@@ -155,13 +155,11 @@ pub fn sshd_login(data: &[u8]) {
         SignedData::UnreadLogin { user: None } if !all_agree => &[][..],
         _ => panic!("sshd reads a login, hopward does not: {readings:?}: {parsed:?}"),
     };
-    let peer = std::sync::Arc::new(crate::trust::peer::Peer {
-        uid: 0,
-        pid: None,
-        exe: None,
-        parents: Vec::new(),
-        process: Default::default(),
-    });
+    let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(
+        0,
+        None,
+        Default::default(),
+    ));
     let chain = crate::trust::binding::Chain::default();
     let ctx = crate::trust::context::RequestContext::new(
         ("SHA256:key", "key", key_blob),
@@ -223,13 +221,11 @@ fn requests_naming(names: &[String]) -> Vec<crate::trust::context::RequestContex
     let mut candidates: Vec<String> = names.iter().take(3).cloned().collect();
     candidates.extend(names.iter().take(2).map(|n| n.to_uppercase()));
     candidates.extend(["".to_string(), "elsewhere".to_string()]);
-    let peer = std::sync::Arc::new(crate::trust::peer::Peer {
-        uid: 0,
-        pid: None,
-        exe: None,
-        parents: Vec::new(),
-        process: Default::default(),
-    });
+    let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(
+        0,
+        None,
+        Default::default(),
+    ));
     let mut out = Vec::new();
     for (i, dest) in candidates.iter().enumerate() {
         for forwarded in 0..3 {
@@ -389,13 +385,11 @@ pub fn bound_login(data: &[u8]) {
             view
         })
         .collect();
-    let peer = std::sync::Arc::new(crate::trust::peer::Peer {
-        uid: 0,
-        pid: None,
-        exe: None,
-        parents: Vec::new(),
-        process: Default::default(),
-    });
+    let peer = std::sync::Arc::new(crate::trust::peer::Peer::with_facts(
+        0,
+        None,
+        Default::default(),
+    ));
     let ctx = RequestContext::new(
         ("SHA256:user", "user", user_key),
         &chain,

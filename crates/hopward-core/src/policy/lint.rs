@@ -97,13 +97,11 @@ fn requests(rule: &Rule) -> Option<(RequestContext, RequestContext)> {
     } else {
         Destination::NotLogin
     };
-    let peer = Arc::new(crate::trust::peer::Peer {
-        uid: 0,
-        pid: None,
-        exe: None,
-        parents: Vec::new(),
-        process: Default::default(),
-    });
+    let peer = Arc::new(crate::trust::peer::Peer::with_facts(
+        0,
+        None,
+        Default::default(),
+    ));
     let build = |forwarding: Vec<HopView>| {
         let mut chain = forwarding;
         chain.push(destination.clone());

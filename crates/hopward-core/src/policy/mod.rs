@@ -535,13 +535,7 @@ mod tests {
         purpose: Purpose,
         comment: &str,
     ) -> RequestContext {
-        let peer = std::sync::Arc::new(Peer {
-            uid: 1000,
-            pid: Some(1),
-            exe: None,
-            parents: Vec::new(),
-            process: Default::default(),
-        });
+        let peer = std::sync::Arc::new(Peer::with_facts(1000, Some(1), Default::default()));
         RequestContext::of_parts(
             ("SHA256:key", comment),
             chain,

@@ -158,13 +158,11 @@ mod tests {
         } else {
             Destination::NotLogin
         };
-        let peer = Arc::new(crate::trust::peer::Peer {
-            uid: 0,
-            pid: None,
-            exe: None,
-            parents: Vec::new(),
-            process: Default::default(),
-        });
+        let peer = Arc::new(crate::trust::peer::Peer::with_facts(
+            0,
+            None,
+            Default::default(),
+        ));
         RequestContext::of_parts(
             ("SHA256:key", "laptop"),
             chain,
