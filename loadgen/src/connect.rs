@@ -129,13 +129,5 @@ pub(crate) fn measure_connects(sock: &Path, seconds: f64) -> Figures {
         drop(s);
         lat.push(t.elapsed().as_nanos() as u64);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
-    Figures {
-        signs: lat.len(),
-        signs_per_sec: lat.len() as f64 / elapsed,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-    }
+    Figures::of_latencies(lat, started.elapsed().as_secs_f64())
 }

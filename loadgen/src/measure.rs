@@ -14,6 +14,19 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
+    /// The figures of one window: each request's latency in ns, and the
+    /// window's length in seconds.
+    pub(crate) fn of_latencies(mut lat: Vec<u64>, elapsed: f64) -> Figures {
+        lat.sort_unstable();
+        let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+        Figures {
+            signs: lat.len(),
+            signs_per_sec: lat.len() as f64 / elapsed,
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+        }
+    }
+
     /// Equal windows of the same agent as one: the means.
     pub(crate) fn mean(windows: &[Figures]) -> Figures {
         let n = windows.len() as f64;
@@ -58,19 +71,11 @@ pub(crate) fn measure_with(
             })
         })
         .collect();
-    let mut all: Vec<u64> = threads
+    let all: Vec<u64> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
-    Figures {
-        signs: all.len(),
-        signs_per_sec: all.len() as f64 / elapsed,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-    }
+    Figures::of_latencies(all, started.elapsed().as_secs_f64())
 }
 
 /// Sends one sign request frame and reads the signature; nanoseconds taken.
