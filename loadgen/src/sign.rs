@@ -9,6 +9,29 @@ use crate::agents::{Agent, cpu_ns, keygen, sh, start};
 use crate::measure::{Figures, measure};
 use crate::wire::{key_blob, sign_frame};
 
+/// Which rows of the sign table to measure: every key type and number of
+/// connections unless narrowed (`--key`, `--conns`).
+#[derive(Default)]
+pub(crate) struct Selection {
+    pub(crate) keys: Vec<String>,
+    pub(crate) conns: Vec<usize>,
+}
+
+impl Selection {
+    fn key(&self, short: &str) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|k| k == short)
+    }
+
+    /// 1, 4 and 16 connections unless narrowed.
+    fn conn_counts(&self) -> Vec<usize> {
+        if self.conns.is_empty() {
+            vec![1, 4, 16]
+        } else {
+            self.conns.clone()
+        }
+    }
+}
+
 /// The sign tables, with ssh-agent and the third build (`--unshielded` or
 /// `--before`) if given, then the ML-DSA table if `openssh105` is given.
 pub(crate) fn sign_bench(
@@ -18,6 +41,7 @@ pub(crate) fn sign_bench(
     openssh105: &Option<std::path::PathBuf>,
     seconds: f64,
     pairs: usize,
+    selection: &Selection,
 ) {
     let keys = [
         (
@@ -28,6 +52,12 @@ pub(crate) fn sign_bench(
         ("ECDSA P-256", keygen(dir.path(), "p256", "ecdsa", "256"), 0),
         ("RSA-3072", keygen(dir.path(), "rsa", "rsa", "3072"), 2),
     ];
+    let shorts = ["ed25519", "ecdsa", "rsa"];
+    let keys: Vec<_> = keys
+        .into_iter()
+        .zip(shorts)
+        .filter_map(|(key, short)| selection.key(short).then_some(key))
+        .collect();
     let mut agents = vec![
         start(
             "hopward",
@@ -87,7 +117,7 @@ pub(crate) fn sign_bench(
     let mut ecdsa_16 = None;
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
-        for conns in [1usize, 4, 16] {
+        for conns in selection.conn_counts() {
             if matches!(third, Some(("before", _))) {
                 let row = before_windows(&agents, &frame, conns, seconds, pairs);
                 print_row(label, conns, &row.now, &row.openssh, Some(&row.before));
