@@ -129,21 +129,6 @@ impl std::os::fd::AsRawFd for Socket {
     }
 }
 
-/// After a read of `n` bytes out of `wanted`: a short read emptied the
-/// socket, so the next read waits for the runtime to see more arrive
-/// instead of making a system call that finds nothing (tokio's own streams
-/// do the same). The runtime clears the readiness only if nothing arrived
-/// since it was reported, so no wake-up is lost.
-fn drained(
-    ready: &mut tokio::io::unix::AsyncFdReadyGuard<'_, std::os::unix::net::UnixStream>,
-    n: usize,
-    wanted: usize,
-) {
-    if n > 0 && n < wanted {
-        ready.clear_ready();
-    }
-}
-
 /// One `read(2)`, retried when a signal interrupts it.
 fn read_once(
     mut stream: &std::os::unix::net::UnixStream,
@@ -170,10 +155,16 @@ impl AsyncRead for Reader<'_> {
         loop {
             let mut ready = ready!(self.0.watched.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            let wanted = unfilled.len();
+            // A short read does not clear the readiness: the next read is
+            // made at once, and clears it only when it finds nothing. After
+            // a reply that read usually finds the client's next request
+            // already there (the reply woke the client on this CPU, and it
+            // answered before this thread went on), so the connection is
+            // served again without waiting for the reactor, which would
+            // hand the request to whichever thread polls it next and wake
+            // the client across CPUs (see docs/benchmarks.md).
             match ready.try_io(|watched| read_once(watched.get_ref(), unfilled)) {
                 Ok(Ok(n)) => {
-                    drained(&mut ready, n, wanted);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
