@@ -113,8 +113,10 @@ pub(crate) fn sign_bench(
     );
     out!("|---|---|---|---|---|---|---|---|---|{extra_rule}");
     let mut before_pairs = Vec::new();
-    // hopward's ECDSA P-256 rate at 16 connections, for the 2-core limit.
+    // hopward's ECDSA P-256 rate at 16 connections, for the 2-core limit,
+    // and RSA-3072's at 16 with ssh-agent's, for what the machine allows.
     let mut ecdsa_16 = None;
+    let mut rsa_16 = None;
     for (label, key, flags) in &keys {
         let frame = sign_frame(&key_blob(&key.with_extension("pub")), *flags);
         for conns in selection.conn_counts() {
@@ -123,6 +125,9 @@ pub(crate) fn sign_bench(
                 print_row(label, conns, &row.now, &row.openssh, Some(&row.before));
                 if (*label, conns) == ("ECDSA P-256", 16) {
                     ecdsa_16 = Some(row.now.signs_per_sec);
+                }
+                if (*label, conns) == ("RSA-3072", 16) {
+                    rsa_16 = Some((row.now.signs_per_sec, row.openssh.signs_per_sec));
                 }
                 before_pairs.push((*label, conns, row));
             } else {
@@ -134,11 +139,17 @@ pub(crate) fn sign_bench(
                 if (*label, conns) == ("ECDSA P-256", 16) {
                     ecdsa_16 = Some(results[0].signs_per_sec);
                 }
+                if (*label, conns) == ("RSA-3072", 16) {
+                    rsa_16 = Some((results[0].signs_per_sec, results[1].signs_per_sec));
+                }
             }
         }
     }
     if let Some(rate) = ecdsa_16 {
         print_ecdsa_limit(rate);
+    }
+    if let Some((rate, openssh)) = rsa_16 {
+        print_rsa_limit(rate, openssh);
     }
     if !before_pairs.is_empty() {
         print_before_pairs(&before_pairs);
@@ -337,25 +348,34 @@ pub(crate) fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
     }
 }
 
-/// The machine's limit for ECDSA P-256, measured now: `openssl speed
-/// ecdsap256` signs on one core, times the cores. Neither agent signs
-/// meanwhile, so the figure is the machine's at this point of the run.
-pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
+/// One core's signs/s for `algorithm` (`ecdsap256`, `rsa3072`) from
+/// `openssl speed -seconds 3`, measured now; neither agent signs meanwhile.
+fn openssl_signs_per_core(algorithm: &str, line_start: &str) -> Option<f64> {
     let output = Command::new("openssl")
-        .args(["speed", "-seconds", "3", "ecdsap256"])
+        .args(["speed", "-seconds", "3", algorithm])
         .stderr(Stdio::null())
-        .output();
-    // `256 bits ecdsa (nistp256)   0.0000s   0.0001s  30151.9  11059.0`:
-    // the third number is signs/s.
-    let per_core = output.ok().and_then(|o| {
-        String::from_utf8_lossy(&o.stdout).lines().find_map(|line| {
-            let figures = line
-                .trim_start()
-                .strip_prefix("256 bits ecdsa (nistp256)")?;
+        .output()
+        .ok()?;
+    // `256 bits ecdsa (nistp256)   0.0000s   0.0001s  30151.9  11059.0`,
+    // `rsa 3072 bits 0.002313s 0.000041s    432.3  24331.3`: the third
+    // figure is signs/s.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let figures = line.trim_start().strip_prefix(line_start)?;
             figures.split_whitespace().nth(2)?.parse::<f64>().ok()
         })
-    });
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, usize::from) as f64
+}
+
+/// The machine's limit for ECDSA P-256, measured now: `openssl speed
+/// ecdsap256` signs on one core, times the cores.
+pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
+    let per_core = openssl_signs_per_core("ecdsap256", "256 bits ecdsa (nistp256)");
+    let cores = cores();
     out!();
     match per_core {
         Some(per_core) => out!(
@@ -364,5 +384,24 @@ pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
             100.0 * hopward_16 / (per_core * cores)
         ),
         None => out!("ECDSA P-256 limit: not measured (`openssl speed ecdsap256` gave no figure)"),
+    }
+}
+
+/// What RSA-3072 can reach here: the private-key operation alone on every
+/// core (`openssl speed rsa3072`), against ssh-agent's rate at 16
+/// connections. No agent can be more times faster than ssh-agent than that
+/// bound, whatever it does around the exponentiation.
+pub(crate) fn print_rsa_limit(hopward_16: f64, openssh_16: f64) {
+    let per_core = openssl_signs_per_core("rsa3072", "rsa 3072 bits");
+    let cores = cores();
+    match per_core {
+        Some(per_core) => out!(
+            "RSA-3072 limit: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 rsa3072`, this run) = {:.0}/s, {:.2}× ssh-agent at 16 connections; hopward at 16 connections: {:.2}× ssh-agent, {:.0} % of the limit",
+            per_core * cores,
+            per_core * cores / openssh_16,
+            hopward_16 / openssh_16,
+            100.0 * hopward_16 / (per_core * cores)
+        ),
+        None => out!("RSA-3072 limit: not measured (`openssl speed rsa3072` gave no figure)"),
     }
 }
