@@ -117,6 +117,28 @@ fn two_requests_in_one_write_get_two_replies() {
 }
 
 #[test]
+fn small_and_large_requests_in_one_write_are_answered_in_order() {
+    let mut agent = Daemon::start();
+    let mut s = agent.connect();
+    // A list, a sign request too large to be looked at before it is read
+    // (its key is garbage), then a list again, all in one write.
+    let mut sign = vec![13u8];
+    sign.extend_from_slice(&6000u32.to_be_bytes());
+    sign.extend(std::iter::repeat_n(0x41u8, 6000));
+    sign.extend_from_slice(&0u32.to_be_bytes());
+    sign.extend_from_slice(&0u32.to_be_bytes());
+    let mut bytes = vec![0, 0, 0, 1, 11];
+    bytes.extend_from_slice(&(sign.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&sign);
+    bytes.extend_from_slice(&[0, 0, 0, 1, 11]);
+    s.write_all(&bytes).unwrap();
+    assert_eq!(read_reply(&mut s)[0], IDENTITIES_ANSWER);
+    assert_eq!(read_reply(&mut s), vec![FAILURE]);
+    assert_eq!(read_reply(&mut s)[0], IDENTITIES_ANSWER);
+    still_serving(&mut agent);
+}
+
+#[test]
 fn request_sent_one_byte_at_a_time_is_answered() {
     let mut agent = Daemon::start();
     let mut s = agent.connect();

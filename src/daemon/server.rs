@@ -162,17 +162,41 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
     let _listed = Registered { agent: &agent, id };
     let mut reader = socket.reader();
     let mut frames = FrameReader::new();
+    // The request seen on the socket and left there until its reply is
+    // out (see `peek_request`); wiped when the connection ends.
+    let mut peeked = zeroize::Zeroizing::new([0u8; PEEK_LEN]);
     let mut served_in_a_row = 0;
     loop {
-        let next = tokio::select! {
-            next = frames.next(&mut reader) => next,
-            () = cut.notified() => break,
+        let peek = if frames.pending() == 0 {
+            tokio::select! {
+                peek = peek_request(&socket, &mut peeked[..]) => peek,
+                () = cut.notified() => break,
+            }
+        } else {
+            Ok(Peeked::Read)
         };
-        let body = match next {
-            // A copy, so the reader stays free to notice a hang-up while the
-            // request is decided; wiped when dropped.
-            Ok(Some(body)) => zeroize::Zeroizing::new(body.to_vec()),
-            Ok(None) => break,
+        // The request, and how many of its bytes are still on the socket.
+        let (body, mut on_socket) = match peek {
+            Ok(Peeked::Request(len)) => {
+                (zeroize::Zeroizing::new(peeked[4..len].to_vec()), Some(len))
+            }
+            Ok(Peeked::HungUp) => break,
+            Ok(Peeked::Read) => {
+                let next = tokio::select! {
+                    next = frames.next(&mut reader) => next,
+                    () = cut.notified() => break,
+                };
+                match next {
+                    // A copy, so the reader stays free to notice a hang-up
+                    // while the request is decided; wiped when dropped.
+                    Ok(Some(body)) => (zeroize::Zeroizing::new(body.to_vec()), None),
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(conn = id, peer = %session.peer(), "closing connection: {e}");
+                        break;
+                    }
+                }
+            }
             Err(e) => {
                 warn!(conn = id, peer = %session.peer(), "closing connection: {e}");
                 break;
@@ -197,6 +221,22 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
         };
         tokio::pin!(handling);
         let reply = loop {
+            if let Some(len) = on_socket.take() {
+                // Answered at once, as lists and most signatures are: the
+                // request leaves the socket after its reply. Otherwise it
+                // leaves now, so a hang-up is noticed while it is decided.
+                let first =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(handling.as_mut().poll(cx)))
+                        .await;
+                if let std::task::Poll::Ready(reply) = first {
+                    on_socket = Some(len);
+                    break Some(reply);
+                }
+                if let Err(e) = socket.take_peeked(&mut peeked[..len]) {
+                    warn!(conn = id, "closing connection: {e}");
+                    break None;
+                }
+            }
             let room = frames.pending() <= frame::MAX_FRAME + 4;
             // The request first: most are answered without waiting, and
             // then the socket is not read (and its readiness not cleared)
@@ -225,6 +265,12 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             debug!(conn = id, "client went away: {e}");
             break;
         }
+        if let Some(len) = on_socket
+            && let Err(e) = socket.take_peeked(&mut peeked[..len])
+        {
+            warn!(conn = id, "closing connection: {e}");
+            break;
+        }
         if closing {
             break;
         }
@@ -247,6 +293,54 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
         agent.memory_freed();
     }
 }
+
+/// Requests up to this size (header included) are peeked; larger ones are
+/// read. A signature request by any key but ML-DSA fits.
+const PEEK_LEN: usize = 4096;
+
+/// The next request, if it has all arrived and is one that is usually
+/// answered at once (a list or a signature), in `buf` and still on the
+/// socket. Taking a request off
+/// a UNIX socket frees its buffer, which wakes a client that already waits
+/// for the reply, for nothing; on a busy machine that wake-up pushes the
+/// agent off its CPU before it can answer. Left on the socket until the
+/// reply is out, the request is taken off when the client is awake anyway.
+async fn peek_request(socket: &Socket, buf: &mut [u8]) -> std::io::Result<Peeked> {
+    loop {
+        let Some(n) = socket.peek_arrived(buf)? else {
+            socket.readable().await?;
+            continue;
+        };
+        if n == 0 {
+            return Ok(Peeked::HungUp);
+        }
+        if n < 5 {
+            return Ok(Peeked::Read);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let whole = 4 + len;
+        if len == 0 || whole > n || !matches!(buf[4], REQUEST_IDENTITIES | SIGN_REQUEST) {
+            return Ok(Peeked::Read);
+        }
+        return Ok(Peeked::Request(whole));
+    }
+}
+
+/// What [`peek_request`] saw.
+enum Peeked {
+    /// A whole list or sign request, this long with its header.
+    Request(usize),
+    /// The client closed the connection, and nothing is left to read.
+    HungUp,
+    /// Anything else (another request, a part of one, a bad length): read
+    /// it as usual, which reports what is wrong with it.
+    Read,
+}
+
+/// The two requests [`peek_request`] takes: SSH_AGENTC_REQUEST_IDENTITIES
+/// and SSH_AGENTC_SIGN_REQUEST.
+const REQUEST_IDENTITIES: u8 = 11;
+const SIGN_REQUEST: u8 = 13;
 
 /// How many requests of one connection are served in a row, each read as
 /// soon as the last reply is out, before the connection gives way to the

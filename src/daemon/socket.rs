@@ -67,13 +67,36 @@ impl Socket {
     }
 
     /// Waits until the runtime saw the socket turn readable, reading
-    /// nothing (for tests of what [`Socket::read_arrived`] then finds).
-    #[cfg(test)]
+    /// nothing: the next read or peek then tries the socket.
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
         self.watched
             .readable()
             .await
             .map(|mut ready| ready.retain_ready())
+    }
+
+    /// Copies what has arrived into `buf` and leaves it on the socket (see
+    /// [`crate::sys::peer::peek`]); `Ok(None)` when nothing has, and then
+    /// the runtime watches for more, as after a read that found nothing.
+    pub(crate) fn peek_arrived(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        match self.watched.try_io(Interest::READABLE, |stream| {
+            crate::sys::peer::peek(stream, buf)
+        }) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes `scratch.len()` bytes that a peek saw off the socket, into
+    /// `scratch`. They have arrived, so one read takes them all; anything
+    /// else means the socket is not what the peek saw, an error.
+    pub(crate) fn take_peeked(&self, scratch: &mut [u8]) -> std::io::Result<()> {
+        match read_once(self.stream(), scratch) {
+            Ok(n) if n == scratch.len() => Ok(()),
+            Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads whatever the runtime has seen arrive, without waiting and
@@ -210,6 +233,30 @@ mod tests {
         assert_eq!(socket.read(&mut buf).await.unwrap(), 0);
         // The runtime has seen the hang-up: no wait, and the end again.
         assert_eq!(socket.read_arrived(&mut buf).unwrap(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_peeked_request_stays_on_the_socket_until_taken() {
+        let (socket, mut far) = pair();
+        let mut buf = [0u8; 16];
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), None);
+        far.write_all(b"abcdef").unwrap();
+        socket.readable().await.unwrap();
+        // Seen twice: a peek takes nothing.
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(6));
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(6));
+        assert_eq!(&buf[..6], b"abcdef");
+        let mut taken = [0u8; 4];
+        socket.take_peeked(&mut taken).unwrap();
+        assert_eq!(&taken, b"abcd");
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(2));
+        assert_eq!(&buf[..2], b"ef");
+        // More than has arrived cannot be taken.
+        let mut too_much = [0u8; 3];
+        assert!(socket.take_peeked(&mut too_much).is_err());
+        drop(far);
+        socket.readable().await.unwrap();
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(0));
     }
 
     #[tokio::test]

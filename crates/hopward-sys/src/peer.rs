@@ -46,6 +46,33 @@ pub(crate) fn accept_nonblocking(
     Ok(stream)
 }
 
+/// Copies what has arrived on the non-blocking `stream` into `buf`
+/// without taking it off the socket (`MSG_PEEK`): a later read gets the
+/// same bytes. Taking a request off a UNIX socket frees its buffer, which
+/// wakes a client waiting for the reply for nothing; peeking lets the
+/// agent take it off once the reply is out, when the client is awake
+/// anyway.
+pub fn peek(stream: &std::os::unix::net::UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// The uid and pid of the process that connected `socket` (`SO_PEERCRED`
 /// on Linux, `getpeereid` elsewhere, which gives no pid).
 #[cfg(target_os = "linux")]
