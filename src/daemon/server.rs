@@ -232,7 +232,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
                     on_socket = Some(len);
                     break Some(reply);
                 }
-                if let Err(e) = socket.take_peeked(&mut peeked[..len]) {
+                if let Err(e) = take_peeked(&socket, &mut peeked[..len]) {
                     warn!(conn = id, "closing connection: {e}");
                     break None;
                 }
@@ -266,7 +266,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             break;
         }
         if let Some(len) = on_socket
-            && let Err(e) = socket.take_peeked(&mut peeked[..len])
+            && let Err(e) = take_peeked(&socket, &mut peeked[..len])
         {
             warn!(conn = id, "closing connection: {e}");
             break;
@@ -324,6 +324,14 @@ async fn peek_request(socket: &Socket, buf: &mut [u8]) -> std::io::Result<Peeked
         }
         return Ok(Peeked::Request(whole));
     }
+}
+
+/// Takes the request [`peek_request`] saw off the socket, and wipes what
+/// was seen of it, as a frame read is wiped once handled.
+fn take_peeked(socket: &Socket, peeked: &mut [u8]) -> std::io::Result<()> {
+    let taken = socket.take_peeked(peeked);
+    zeroize::Zeroize::zeroize(peeked);
+    taken
 }
 
 /// What [`peek_request`] saw.
