@@ -321,9 +321,21 @@ fn status_and_log_after_known_actions() {
             .env("SSH_AUTH_SOCK", &agent.sock));
         let _ = std::fs::remove_file(tmp.path().join("d.sig"));
     }
-    let status = stdout(&ok(run(Command::new(HOPWARD)
-        .args(["status", "-a"])
-        .arg(&agent.sock))));
+    // The agent learns that ssh-add's and ssh-keygen's connections closed
+    // when it next runs their tasks, which on a busy machine may be after
+    // it has accepted status's: wait (a bounded time) for the count to
+    // settle on status's own connection.
+    let status_now = || {
+        stdout(&ok(run(Command::new(HOPWARD)
+            .args(["status", "-a"])
+            .arg(&agent.sock))))
+    };
+    let mut status = status_now();
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !status.contains("connections: local 1") && std::time::Instant::now() < settle {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        status = status_now();
+    }
     let fp = stdout(&ok(run(Command::new("ssh-keygen")
         .arg("-lf")
         .arg(key.with_extension("pub")))));

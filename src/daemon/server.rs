@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use tracing::{debug, info, warn};
+use zeroize::Zeroize as _;
 
 use crate::daemon::agent::Agent;
 use crate::daemon::session::Session;
@@ -163,25 +164,36 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
     let mut reader = socket.reader();
     let mut frames = FrameReader::new();
     // The request seen on the socket and left there until its reply is
-    // out (see `peek_request`); wiped when the connection ends.
-    let mut peeked = zeroize::Zeroizing::new([0u8; PEEK_LEN]);
+    // out (see `peek_request`).
+    let mut peeked = PeekBuffer::new();
     let mut served_in_a_row = 0;
     loop {
         let peek = if frames.pending() == 0 {
+            // The last frame read is wiped now: the next request may not
+            // come through the reader, which would wipe it only then.
+            frames.wipe_consumed();
             tokio::select! {
-                peek = peek_request(&socket, &mut peeked[..]) => peek,
+                peek = peek_request(&socket, &mut peeked) => peek,
                 () = cut.notified() => break,
             }
         } else {
-            Ok(Peeked::Read)
+            Ok((Peeked::Read, false))
         };
+        let peek = peek.map(|(peek, waited)| {
+            if waited {
+                served_in_a_row = 0;
+            }
+            peek
+        });
         // The request, and how many of its bytes are still on the socket.
         let (body, mut on_socket) = match peek {
-            Ok(Peeked::Request(len)) => {
-                (zeroize::Zeroizing::new(peeked[4..len].to_vec()), Some(len))
-            }
+            Ok(Peeked::Request(len)) => (
+                zeroize::Zeroizing::new(peeked.bytes[4..len].to_vec()),
+                Some(len),
+            ),
             Ok(Peeked::HungUp) => break,
             Ok(Peeked::Read) => {
+                served_in_a_row = 0;
                 let next = tokio::select! {
                     next = frames.next(&mut reader) => next,
                     () = cut.notified() => break,
@@ -232,7 +244,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
                     on_socket = Some(len);
                     break Some(reply);
                 }
-                if let Err(e) = take_peeked(&socket, &mut peeked[..len]) {
+                if let Err(e) = take_peeked(&socket, &mut peeked.bytes[..len]) {
                     warn!(conn = id, "closing connection: {e}");
                     break None;
                 }
@@ -266,7 +278,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             break;
         }
         if let Some(len) = on_socket
-            && let Err(e) = take_peeked(&socket, &mut peeked[..len])
+            && let Err(e) = take_peeked(&socket, &mut peeked.bytes[..len])
         {
             warn!(conn = id, "closing connection: {e}");
             break;
@@ -305,33 +317,83 @@ const PEEK_LEN: usize = 4096;
 /// for the reply, for nothing; on a busy machine that wake-up pushes the
 /// agent off its CPU before it can answer. Left on the socket until the
 /// reply is out, the request is taken off when the client is awake anyway.
-async fn peek_request(socket: &Socket, buf: &mut [u8]) -> std::io::Result<Peeked> {
+/// Also says whether it had to wait for the request to arrive. What was
+/// seen beyond the request, or of anything not taken this way, is wiped.
+async fn peek_request(socket: &Socket, peeked: &mut PeekBuffer) -> std::io::Result<(Peeked, bool)> {
+    let mut waited = false;
     loop {
-        let Some(n) = socket.peek_arrived(buf)? else {
+        let buf = &mut peeked.bytes[..];
+        let n = socket.peek_arrived(buf)?;
+        peeked.seen = peeked.seen.max(n.unwrap_or(0));
+        let Some(n) = n else {
             socket.readable().await?;
+            waited = true;
             continue;
         };
-        if n == 0 {
-            return Ok(Peeked::HungUp);
+        let len = match buf.get(..4) {
+            Some(header) if n >= 5 => {
+                u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize
+            }
+            _ if n == 0 => return Ok((Peeked::HungUp, waited)),
+            _ => 0,
+        };
+        if len == 0 || len > n - 4 || !matches!(buf[4], REQUEST_IDENTITIES | SIGN_REQUEST) {
+            buf[..n].zeroize();
+            return Ok((Peeked::Read, waited));
         }
-        if n < 5 {
-            return Ok(Peeked::Read);
-        }
-        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        let whole = 4 + len;
-        if len == 0 || whole > n || !matches!(buf[4], REQUEST_IDENTITIES | SIGN_REQUEST) {
-            return Ok(Peeked::Read);
-        }
-        return Ok(Peeked::Request(whole));
+        buf[4 + len..n].zeroize();
+        return Ok((Peeked::Request(4 + len), waited));
     }
 }
 
 /// Takes the request [`peek_request`] saw off the socket, and wipes what
-/// was seen of it, as a frame read is wiped once handled.
+/// was seen of it, as a frame read is wiped once handled. The bytes taken
+/// must be the bytes seen: a socket whose read and peek disagree (data a
+/// peek shows and a read skips, such as an out-of-band byte on kernels
+/// that peek it) would otherwise leave the next request cut in the wrong
+/// place, so the connection is closed instead.
 fn take_peeked(socket: &Socket, peeked: &mut [u8]) -> std::io::Result<()> {
-    let taken = socket.take_peeked(peeked);
-    zeroize::Zeroize::zeroize(peeked);
-    taken
+    let mut taken = [0u8; PEEK_LEN];
+    let taken = &mut taken[..peeked.len()];
+    let result = socket.take_peeked(taken).and_then(|()| {
+        if taken == peeked {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request read differs from the request seen",
+            ))
+        }
+    });
+    taken.zeroize();
+    peeked.zeroize();
+    result
+}
+
+/// Where [`peek_request`] copies what it sees. Each use is wiped when the
+/// request is taken off the socket or read as usual; what a connection
+/// that ends half way leaves is wiped when it is dropped, as far as
+/// anything was ever seen (a wipe writes byte by byte, so not all 4 KiB
+/// for every connection).
+struct PeekBuffer {
+    bytes: [u8; PEEK_LEN],
+    /// The most bytes any peek has copied in.
+    seen: usize,
+}
+
+impl PeekBuffer {
+    fn new() -> PeekBuffer {
+        PeekBuffer {
+            bytes: [0; PEEK_LEN],
+            seen: 0,
+        }
+    }
+}
+
+impl Drop for PeekBuffer {
+    fn drop(&mut self) {
+        self.bytes[..self.seen].zeroize();
+    }
 }
 
 /// What [`peek_request`] saw.
@@ -424,5 +486,64 @@ async fn reap_expired(agent: Arc<Agent>) {
                 "key lifetime expired",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn pair() -> (Socket, std::os::unix::net::UnixStream) {
+        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        (Socket::new(near).unwrap(), far)
+    }
+
+    #[tokio::test]
+    async fn a_whole_list_or_sign_is_peeked_and_what_follows_it_wiped() {
+        let (socket, mut far) = pair();
+        // A list, then the start of another request.
+        far.write_all(&[0, 0, 0, 1, 11, 0, 0, 0, 9, 17]).unwrap();
+        let mut buf = PeekBuffer::new();
+        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        assert!(matches!(peeked, Peeked::Request(5)));
+        assert_eq!(buf.seen, 10);
+        assert_eq!(&buf.bytes[..5], &[0, 0, 0, 1, 11]);
+        assert!(
+            buf.bytes[5..10].iter().all(|&b| b == 0),
+            "{:?}",
+            &buf.bytes[..10]
+        );
+        take_peeked(&socket, &mut buf.bytes[..5]).unwrap();
+        assert!(buf.bytes[..5].iter().all(|&b| b == 0));
+        // What follows is an add request, in part: read as usual, and what
+        // the peek saw of it wiped.
+        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        assert!(matches!(peeked, Peeked::Read));
+        assert!(buf.bytes[..5].iter().all(|&b| b == 0));
+    }
+
+    #[tokio::test]
+    async fn a_length_past_what_arrived_or_past_the_peek_is_read_as_usual() {
+        let (socket, mut far) = pair();
+        let mut buf = PeekBuffer::new();
+        far.write_all(&[0xff, 0xff, 0xff, 0xff, 13, 1, 2]).unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        assert!(matches!(peeked, Peeked::Read));
+        drop(far);
+        let (socket, far) = pair();
+        drop(far);
+        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        assert!(matches!(peeked, Peeked::HungUp));
+    }
+
+    #[tokio::test]
+    async fn bytes_taken_that_differ_from_those_seen_are_refused() {
+        let (socket, mut far) = pair();
+        far.write_all(&[0, 0, 0, 1, 11]).unwrap();
+        let mut seen = [0, 0, 0, 1, 13];
+        let e = take_peeked(&socket, &mut seen).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert_eq!(seen, [0; 5]);
     }
 }

@@ -458,13 +458,14 @@ impl Connection {
             })
     }
 
-    /// Fails if the socket is already known to have turned readable since
-    /// the last reply: the upstream hung up (`UnexpectedEof`: a fresh
-    /// connection is then tried, and nothing is written to a dead one) or
-    /// sent bytes no request asked for (`InvalidData`), which would
-    /// otherwise be taken for the answer to the next request. No system
-    /// call is made unless the runtime saw the socket turn readable, so
-    /// bytes that arrived unseen are not caught here (the reply checks may
+    /// Fails if anything arrived since the last reply: the upstream hung
+    /// up (`UnexpectedEof`: a fresh connection is then tried, and nothing
+    /// is written to a dead one) or sent bytes no request asked for
+    /// (`InvalidData`), which would otherwise be taken for the answer to
+    /// the next request. After a reply the socket is read once (a short
+    /// read leaves its readiness set, see `Socket`); after that, only once
+    /// the runtime has seen it turn readable, so bytes that arrive unseen
+    /// just before a request are not caught here (the reply checks may
     /// catch them, and the next request then finds what is left).
     fn expect_nothing(&self) -> std::io::Result<()> {
         let mut stray = [0u8; 64];

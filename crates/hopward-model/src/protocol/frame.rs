@@ -126,6 +126,13 @@ impl FrameReader {
         }
     }
 
+    /// Wipes the frame handed out last, now rather than at the next read:
+    /// for a connection whose next request does not come through this
+    /// reader (hopward answers some requests straight off the socket).
+    pub fn wipe_consumed(&mut self) {
+        self.discard_consumed();
+    }
+
     /// Whether a large frame (more than the buffer keeps between frames)
     /// was ever read: the memory it took is worth giving back to the
     /// system when the connection ends.
