@@ -492,12 +492,8 @@ async fn reap_expired(agent: Arc<Agent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::socket::pair;
     use std::io::Write as _;
-
-    fn pair() -> (Socket, std::os::unix::net::UnixStream) {
-        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
-        (Socket::new(near).unwrap(), far)
-    }
 
     #[tokio::test]
     async fn a_whole_list_or_sign_is_peeked_and_what_follows_it_wiped() {

@@ -198,14 +198,17 @@ impl AsyncRead for Reader<'_> {
     }
 }
 
+/// A watched socket and the plain far end of its pair, for tests here and
+/// of what reads through it. Must be called within the runtime.
+#[cfg(test)]
+pub(crate) fn pair() -> (Socket, std::os::unix::net::UnixStream) {
+    let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+    (Socket::new(near).unwrap(), far)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pair() -> (Socket, std::os::unix::net::UnixStream) {
-        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
-        (Socket::new(near).unwrap(), far)
-    }
 
     #[tokio::test]
     async fn reads_wait_for_data_and_see_a_hang_up() {
