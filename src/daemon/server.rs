@@ -21,7 +21,7 @@ use crate::daemon::session::Session;
 use crate::daemon::socket::Socket;
 use crate::protocol::frame::{self, FrameReader};
 use crate::protocol::reply::Reply;
-use crate::protocol::request::Request;
+use crate::protocol::request::{Request, SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_REQUEST};
 use crate::trust::process::Requester;
 
 /// How long to wait before accepting again after an accept error.
@@ -330,14 +330,17 @@ async fn peek_request(socket: &Socket, peeked: &mut PeekBuffer) -> std::io::Resu
             waited = true;
             continue;
         };
-        let len = match buf.get(..4) {
-            Some(header) if n >= 5 => {
-                u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize
-            }
-            _ if n == 0 => return Ok((Peeked::HungUp, waited)),
-            _ => 0,
-        };
-        if len == 0 || len > n - 4 || !matches!(buf[4], REQUEST_IDENTITIES | SIGN_REQUEST) {
+        if n == 0 {
+            return Ok((Peeked::HungUp, waited));
+        }
+        let len = frame::declared_len(&buf[..n]).unwrap_or(0);
+        if len == 0
+            || len > n - 4
+            || !matches!(
+                buf[4],
+                SSH_AGENTC_REQUEST_IDENTITIES | SSH_AGENTC_SIGN_REQUEST
+            )
+        {
             buf[..n].zeroize();
             return Ok((Peeked::Read, waited));
         }
@@ -406,11 +409,6 @@ enum Peeked {
     /// it as usual, which reports what is wrong with it.
     Read,
 }
-
-/// The two requests [`peek_request`] takes: SSH_AGENTC_REQUEST_IDENTITIES
-/// and SSH_AGENTC_SIGN_REQUEST.
-const REQUEST_IDENTITIES: u8 = 11;
-const SIGN_REQUEST: u8 = 13;
 
 /// How many requests of one connection are served in a row, each read as
 /// soon as the last reply is out, before the connection gives way to the

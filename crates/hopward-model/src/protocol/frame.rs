@@ -28,6 +28,13 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// The body length a frame's 4-byte header declares, once `bytes` holds
+/// the header; not checked against anything.
+pub fn declared_len(bytes: &[u8]) -> Option<usize> {
+    let header: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(header) as usize)
+}
+
 /// Reads frames from one connection into a reused, zeroized buffer.
 #[derive(Debug, Default)]
 pub struct FrameReader {
@@ -55,9 +62,7 @@ impl FrameReader {
     ) -> Result<Option<&[u8]>, FrameError> {
         self.discard_consumed();
         loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                    as usize;
+            if let Some(len) = declared_len(&self.buf) {
                 if len == 0 || len > MAX_FRAME {
                     return Err(FrameError::BadLength(len));
                 }
