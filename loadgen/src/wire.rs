@@ -21,22 +21,7 @@ pub(crate) fn put_string(out: &mut Vec<u8>, b: &[u8]) {
 
 /// A framed sign request shaped like an SSH userauth request.
 pub(crate) fn sign_frame(blob: &[u8], flags: u32) -> Vec<u8> {
-    let mut data = Vec::new();
-    put_string(&mut data, &[0x5a; 32]); // session id
-    data.push(50); // SSH_MSG_USERAUTH_REQUEST
-    put_string(&mut data, b"user");
-    put_string(&mut data, b"ssh-connection");
-    put_string(&mut data, b"publickey");
-    data.push(1);
-    put_string(&mut data, b"ssh-ed25519");
-    put_string(&mut data, blob);
-    let mut body = vec![13u8];
-    put_string(&mut body, blob);
-    put_string(&mut body, &data);
-    body.extend_from_slice(&flags.to_be_bytes());
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
+    userauth_sign_frame(blob, &[0x5a; 32], b"user", flags)
 }
 
 pub(crate) fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {
@@ -52,19 +37,25 @@ pub(crate) fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {
 
 /// A sign request frame for a userauth request on session `sid`.
 pub(crate) fn userauth_frame(key_blob: &[u8], sid: &[u8]) -> Vec<u8> {
+    userauth_sign_frame(key_blob, sid, b"deploy", 0)
+}
+
+/// A framed sign request for `user`'s publickey login on session `sid`
+/// with the Ed25519-named key `blob`.
+fn userauth_sign_frame(blob: &[u8], sid: &[u8], user: &[u8], flags: u32) -> Vec<u8> {
     let mut data = Vec::new();
     put_string(&mut data, sid);
-    data.push(50);
-    put_string(&mut data, b"deploy");
+    data.push(50); // SSH_MSG_USERAUTH_REQUEST
+    put_string(&mut data, user);
     put_string(&mut data, b"ssh-connection");
     put_string(&mut data, b"publickey");
     data.push(1);
     put_string(&mut data, b"ssh-ed25519");
-    put_string(&mut data, key_blob);
+    put_string(&mut data, blob);
     let mut body = vec![13u8];
-    put_string(&mut body, key_blob);
+    put_string(&mut body, blob);
     put_string(&mut body, &data);
-    body.extend_from_slice(&0u32.to_be_bytes());
+    body.extend_from_slice(&flags.to_be_bytes());
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     frame
