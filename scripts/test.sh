@@ -33,6 +33,21 @@ upstream::openssh_10_5s_destination_constraints_hold_through_hopward
 upstream_agents::a_fido_key_in_openssh_10_5s_agent_logs_in_through_hopward
 "
 
+# The tests of the io_uring path (a reply and its request's removal in one
+# system call: crates/hopward-sys/src/ring.rs, src/daemon/socket.rs). A
+# kernel with kernel.io_uring_disabled set, or a container whose seccomp
+# filter refuses io_uring_setup, gives the daemon no ring: it then writes
+# and reads as before, which every other test covers. There these are left
+# out by name and listed at the end.
+IO_URING_RUST_TESTS="
+ring::tests::the_reply_goes_out_and_the_request_comes_off
+ring::tests::a_full_socket_leaves_the_reply_to_the_caller
+ring::tests::a_client_that_hung_up_is_reported_and_nothing_arrived_is_taken
+daemon::socket::tests::a_reply_goes_out_before_its_request_is_taken_off
+daemon::socket::tests::a_reply_that_does_not_fit_waits_for_room_and_the_request_still_comes_off
+daemon::socket::tests::taking_more_than_arrived_or_writing_to_a_closed_socket_fails
+"
+
 # What did not run, and why: printed at the end.
 skipped=""
 skip() { skipped="$skipped
@@ -78,6 +93,17 @@ if [ ! -x "$OPENSSH105/ssh" ]; then
         # Test names inside their target (tests/FILE.rs) are the part after ::.
         skip_args="$skip_args --skip ${t#*::}"
         skip "$t: needs OpenSSH 10.5's programs in $OPENSSH105"
+    done
+fi
+# io_uring_setup (system call 425 on x86-64 and arm64) with an empty
+# parameter block: a descriptor back means the kernel allows rings here.
+if ! python3 -c 'import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
+sys.exit(1 if fd < 0 else os.close(fd))'; then
+    for t in $IO_URING_RUST_TESTS; do
+        skip_args="$skip_args --skip $t"
+        skip "$t: this kernel or container refuses io_uring"
     done
 fi
 # --no-fail-fast: one failing target never hides the others' results.

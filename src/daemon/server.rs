@@ -273,13 +273,16 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             // to the request type the client sees refused.
             debug!(conn = id, "request of type {kind} answered with a failure");
         }
-        if let Err(e) = socket.write_all(&frame::encode(&reply.into_body())).await {
+        let reply = frame::encode(&reply.into_body());
+        let (written, taken) = match on_socket {
+            Some(len) => write_then_take(&socket, &reply, &mut peeked.bytes[..len]).await,
+            None => (socket.write_all(&reply).await, Ok(())),
+        };
+        if let Err(e) = written {
             debug!(conn = id, "client went away: {e}");
             break;
         }
-        if let Some(len) = on_socket
-            && let Err(e) = take_peeked(&socket, &mut peeked.bytes[..len])
-        {
+        if let Err(e) = taken {
             warn!(conn = id, "closing connection: {e}");
             break;
         }
@@ -309,6 +312,9 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
 /// Requests up to this size (header included) are peeked; larger ones are
 /// read. A signature request by any key but ML-DSA fits.
 const PEEK_LEN: usize = 4096;
+// Each peeked request is taken off in the same system call as its reply.
+#[cfg(target_os = "linux")]
+const _: () = assert!(PEEK_LEN <= crate::sys::ring::TAKE_MAX);
 
 /// The next request, if it has all arrived and is one that is usually
 /// answered at once (a list or a signature), in `buf` and still on the
@@ -358,7 +364,31 @@ async fn peek_request(socket: &Socket, peeked: &mut PeekBuffer) -> std::io::Resu
 fn take_peeked(socket: &Socket, peeked: &mut [u8]) -> std::io::Result<()> {
     let mut taken = [0u8; PEEK_LEN];
     let taken = &mut taken[..peeked.len()];
-    let result = socket.take_peeked(taken).and_then(|()| {
+    let result = socket.take_peeked(taken);
+    same_as_seen(result, taken, peeked)
+}
+
+/// Writes `reply`, then takes the request [`peek_request`] saw, as
+/// [`take_peeked`] does: the write's result, then the take's.
+async fn write_then_take(
+    socket: &Socket,
+    reply: &[u8],
+    peeked: &mut [u8],
+) -> (std::io::Result<()>, std::io::Result<()>) {
+    let mut taken = [0u8; PEEK_LEN];
+    let taken = &mut taken[..peeked.len()];
+    let (written, result) = socket.write_then_take(reply, taken).await;
+    (written, same_as_seen(result, taken, peeked))
+}
+
+/// `result` of a take into `taken`, failed unless it took the bytes
+/// `peeked` saw; both are wiped.
+fn same_as_seen(
+    result: std::io::Result<()>,
+    taken: &mut [u8],
+    peeked: &mut [u8],
+) -> std::io::Result<()> {
+    let result = result.and_then(|()| {
         if taken == peeked {
             Ok(())
         } else {

@@ -27,6 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, Interest, ReadBuf};
 #[derive(Debug)]
 pub(crate) struct Socket {
     watched: AsyncFd<std::os::unix::net::UnixStream>,
+    /// Whether [`Socket::write_then_take`] may use io_uring; off only in
+    /// tests of the plain path.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    ring: bool,
 }
 
 impl Socket {
@@ -36,6 +40,7 @@ impl Socket {
         stream.set_nonblocking(true)?;
         Ok(Socket {
             watched: crate::sys::watch_readable(stream)?,
+            ring: true,
         })
     }
 
@@ -44,12 +49,23 @@ impl Socket {
     pub(crate) fn accepted(stream: std::os::unix::net::UnixStream) -> std::io::Result<Socket> {
         Ok(Socket {
             watched: crate::sys::watch_readable(stream)?,
+            ring: true,
         })
     }
 
     /// Takes over a socket the runtime already watches in both directions.
     pub(crate) fn from_tokio(stream: tokio::net::UnixStream) -> std::io::Result<Socket> {
         Socket::new(stream.into_std()?)
+    }
+
+    /// This socket, writing and taking with two system calls, as where
+    /// io_uring cannot be had.
+    #[cfg(test)]
+    pub(crate) fn without_ring(self) -> Socket {
+        Socket {
+            ring: false,
+            ..self
+        }
     }
 
     pub(crate) fn stream(&self) -> &std::os::unix::net::UnixStream {
@@ -97,6 +113,43 @@ impl Socket {
             Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes `reply`, then takes `scratch.len()` bytes a peek saw off the
+    /// socket into `scratch`; says how the write went and how the take
+    /// went. Both happen in one system call where io_uring allows (see
+    /// [`crate::sys::ring`]): the client the reply wakes cannot run between
+    /// them and then be woken a second time, for nothing, by the take. The
+    /// take is made only after a write that did not fail.
+    pub(crate) async fn write_then_take(
+        &self,
+        reply: &[u8],
+        scratch: &mut [u8],
+    ) -> (std::io::Result<()>, std::io::Result<()>) {
+        #[cfg(target_os = "linux")]
+        if self.ring
+            && let Some(done) = crate::sys::ring::send_then_take(self.stream(), reply, scratch)
+        {
+            let rest = match done.sent {
+                Ok(n) => &reply[n..],
+                // No room: written below, once there is.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reply,
+                Err(e) => return (Err(e), Ok(())),
+            };
+            let written = self.write_all(rest).await;
+            let taken = match done.taken {
+                Ok(n) if n == scratch.len() => Ok(()),
+                Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => Err(e),
+            };
+            return (written, taken);
+        }
+        let written = self.write_all(reply).await;
+        let taken = match written {
+            Ok(()) => self.take_peeked(scratch),
+            Err(_) => Ok(()),
+        };
+        (written, taken)
     }
 
     /// Reads whatever the runtime has seen arrive, without waiting and
@@ -260,6 +313,82 @@ mod tests {
         drop(far);
         socket.readable().await.unwrap();
         assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(0));
+    }
+
+    /// The socket pair, with io_uring and without.
+    fn both_paths() -> [(Socket, std::os::unix::net::UnixStream, &'static str); 2] {
+        // Without a ring the first would test the plain path twice.
+        crate::sys::ring::available().expect("io_uring on the machine the tests run on");
+        let (ring, ring_far) = pair();
+        let (plain, plain_far) = pair();
+        [
+            (ring, ring_far, "io_uring"),
+            (plain.without_ring(), plain_far, "plain"),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_reply_goes_out_before_its_request_is_taken_off() {
+        for (socket, mut far, path) in both_paths() {
+            far.write_all(b"requestNEXT").unwrap();
+            socket.readable().await.unwrap();
+            let mut taken = [0u8; 7];
+            let (written, took) = socket.write_then_take(b"reply", &mut taken).await;
+            written.unwrap();
+            took.unwrap();
+            assert_eq!(&taken, b"request", "{path}");
+            let mut reply = [0u8; 5];
+            far.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"reply", "{path}");
+            let mut rest = [0u8; 8];
+            assert_eq!(socket.peek_arrived(&mut rest).unwrap(), Some(4), "{path}");
+            assert_eq!(&rest[..4], b"NEXT", "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_does_not_fit_waits_for_room_and_the_request_still_comes_off() {
+        for (socket, mut far, path) in both_paths() {
+            far.write_all(b"req").unwrap();
+            socket.readable().await.unwrap();
+            // Larger than the socket holds: part goes out at once, the
+            // rest once the client reads.
+            let big: Vec<u8> = (0..1u32 << 20).map(|i| i as u8).collect();
+            let expected = big.clone();
+            let reader = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                let mut got = vec![0u8; expected.len()];
+                far.read_exact(&mut got).unwrap();
+                got == expected
+            });
+            let mut taken = [0u8; 3];
+            let (written, took) = socket.write_then_take(&big, &mut taken).await;
+            written.unwrap();
+            took.unwrap();
+            assert_eq!(&taken, b"req", "{path}");
+            assert!(reader.join().unwrap(), "{path}: the reply arrived whole");
+        }
+    }
+
+    #[tokio::test]
+    async fn taking_more_than_arrived_or_writing_to_a_closed_socket_fails() {
+        for (socket, mut far, path) in both_paths() {
+            far.write_all(b"ab").unwrap();
+            socket.readable().await.unwrap();
+            let mut taken = [0u8; 3];
+            let (written, took) = socket.write_then_take(b"r", &mut taken).await;
+            written.unwrap();
+            assert!(took.is_err(), "{path}: fewer bytes than were seen");
+        }
+        for (socket, far, path) in both_paths() {
+            drop(far);
+            let (written, _) = socket.write_then_take(b"r", &mut [0u8; 1]).await;
+            assert_eq!(
+                written.unwrap_err().kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "{path}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! ptrace), memory locked out of swap for shielded keys ([`memory`]),
 //! signing straight from opened key bytes ([`signing`], RSA blinded with
 //! values kept between signatures in [`rsa_blinding`]), `fork`, socket
-//! activation, and the few libc calls std does not wrap.
+//! activation, a reply and its request's removal in one io_uring entry
+//! ([`ring`]), and the few libc calls std does not wrap.
 //!
 //! Invariant: every function here is a thin, checked wrapper around one
 //! foreign call or one owned resource; callers never see raw pointers or
@@ -12,6 +13,8 @@
 pub mod fido;
 pub(crate) mod memory;
 pub mod peer;
+#[cfg(target_os = "linux")]
+pub mod ring;
 pub mod rsa_blinding;
 pub mod signing;
 pub mod sk_provider;
