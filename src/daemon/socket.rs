@@ -119,8 +119,10 @@ impl Socket {
     /// socket into `scratch`; says how the write went and how the take
     /// went. Both happen in one system call where io_uring allows (see
     /// [`crate::sys::ring`]): the client the reply wakes cannot run between
-    /// them and then be woken a second time, for nothing, by the take. The
-    /// take is made only after a write that did not fail.
+    /// them and then be woken a second time, for nothing, by the take.
+    /// There the take is made whether or not the write went out; with two
+    /// calls, only after a write that did not fail. Either way the caller
+    /// checks the bytes taken and closes the connection on a failed write.
     pub(crate) async fn write_then_take(
         &self,
         reply: &[u8],

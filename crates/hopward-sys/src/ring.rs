@@ -13,7 +13,8 @@
 //! Invariants: when a call returns, every operation it gave the kernel has
 //! completed or been cancelled, seen in the completion queue; the kernel
 //! only ever reads and writes buffers this module owns, so even a ring
-//! that fails half way cannot touch memory it no longer may. Where io_uring
+//! that fails half way (then forgotten with its buffers, its socket shut
+//! down, the connection closed) cannot touch memory it no longer may. Where io_uring
 //! cannot be had (an old kernel, `kernel.io_uring_disabled`, a container's
 //! seccomp filter) callers are told so and write and read as before.
 
@@ -47,7 +48,10 @@ pub struct SentThenTaken {
     pub taken: io::Result<usize>,
 }
 
-/// Set once io_uring failed to set up or misbehaved: no thread tries again.
+/// Set once the kernel refused io_uring for good (not built in, turned off
+/// by `kernel.io_uring_disabled`, refused by a seccomp filter, too old):
+/// no thread tries again. Anything passing (no descriptor or memory to
+/// spare) only drops that thread's ring; its next call makes a new one.
 static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -55,10 +59,11 @@ thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
 
-/// Writes `reply` to the non-blocking `socket` and then takes `taken.len()`
-/// bytes off it into `taken`, in one system call. `None` when io_uring is
-/// not available, or the sizes are past what this path is for: then
-/// nothing was written or taken.
+/// Writes `reply` to the non-blocking `socket` and takes `taken.len()`
+/// bytes off it into `taken`, in one system call. The take is made even if
+/// the write fails or finds no room. `None` when io_uring is not available,
+/// or the sizes are past what this path is for: then nothing was written
+/// or taken.
 pub fn send_then_take(
     socket: &impl AsRawFd,
     reply: &[u8],
@@ -67,13 +72,13 @@ pub fn send_then_take(
     if UNAVAILABLE.load(Ordering::Relaxed) || reply.len() > REPLY_MAX || taken.len() > TAKE_MAX {
         return None;
     }
-    RING.with(|cell| {
+    RING.try_with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         if slot.is_none() {
             match Ring::new() {
                 Ok(ring) => *slot = Some(ring),
                 Err(e) => {
-                    give_up(&e);
+                    not_now(&e);
                     return None;
                 }
             }
@@ -84,29 +89,42 @@ pub fn send_then_take(
             Err(Failed::BeforeSubmitting(e)) => {
                 // Nothing reached the kernel: write and read as usual.
                 *slot = None;
-                give_up(&e);
+                not_now(&e);
                 None
             }
             Err(Failed::InFlight(e)) => {
                 // The kernel may still use the ring's buffers: the ring is
-                // kept alive, never used again, and this connection is to
-                // be closed, since its reply may yet go out.
+                // kept alive and never used again, and the connection is to
+                // be closed (its socket was shut down).
                 if let Some(ring) = slot.take() {
                     std::mem::forget(ring);
                 }
-                give_up(&e);
-                let gone = || io::Error::other(format!("io_uring left a reply in flight: {e}"));
+                tracing::warn!(
+                    "io_uring failed with an operation in flight ({e}); connection closed"
+                );
+                let lost = || io::Error::other(format!("io_uring failed: {e}"));
                 Some(SentThenTaken {
-                    sent: Err(gone()),
-                    taken: Err(gone()),
+                    sent: Err(lost()),
+                    taken: Err(lost()),
                 })
             }
         }
     })
+    .ok()
+    .flatten()
+}
+
+/// Whether the kernel gives this process a ring, tried once with a ring
+/// made and dropped: for the daemon's start-up log.
+pub fn probe() -> io::Result<()> {
+    if UNAVAILABLE.load(Ordering::Relaxed) {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ring::new().map(drop).inspect_err(not_now)
 }
 
 /// Whether this thread can answer through io_uring, setting its ring up
-/// if need be; for the daemon's start-up log and for tests.
+/// if need be; for tests.
 pub fn available() -> io::Result<()> {
     if UNAVAILABLE.load(Ordering::Relaxed) {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
@@ -116,22 +134,35 @@ pub fn available() -> io::Result<()> {
             .try_borrow_mut()
             .map_err(|_| io::Error::from(io::ErrorKind::ResourceBusy))?;
         if slot.is_none() {
-            *slot = Some(Ring::new().inspect_err(give_up)?);
+            *slot = Some(Ring::new().inspect_err(not_now)?);
         }
         Ok(())
     })
 }
 
-fn give_up(e: &io::Error) {
-    if !UNAVAILABLE.swap(true, Ordering::Relaxed) {
-        tracing::debug!("io_uring not used ({e}): replies are written and requests read as usual");
+/// Notes why a ring could not be had; refusals that will not change turn
+/// io_uring off for the process.
+fn not_now(e: &io::Error) {
+    let for_good = e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EPERM | libc::EACCES | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP)
+        );
+    if for_good {
+        if !UNAVAILABLE.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "io_uring refused ({e}): replies are written and requests read with a call each"
+            );
+        }
+    } else {
+        tracing::debug!("no io_uring ring for now ({e}): this reply is written as usual");
     }
 }
 
 enum Failed {
     /// Nothing was handed to the kernel.
     BeforeSubmitting(io::Error),
-    /// Something was, and its end was not seen.
+    /// Something was, and its end could not be seen.
     InFlight(io::Error),
 }
 
@@ -177,7 +208,8 @@ impl Ring {
     ) -> Result<SentThenTaken, Failed> {
         self.reply.clear();
         self.reply.extend_from_slice(reply);
-        let fd = types::Fd(fd);
+        let raw = fd;
+        let fd = types::Fd(raw);
         // Both without waiting: a socket with no room answers EAGAIN at
         // once instead of the kernel waiting for room on its own.
         let send = opcode::Send::new(fd, self.reply.as_ptr(), len32(reply.len()))
@@ -196,7 +228,7 @@ impl Ring {
         unsafe { self.ring.submission().push_multiple(&[send, take]) }.map_err(|_| {
             Failed::BeforeSubmitting(io::Error::other("io_uring submission queue full"))
         })?;
-        let submitted = match self.ring.submit() {
+        let mut submitted = match self.ring.submit() {
             Ok(n) => n,
             // An error means the kernel took no entry; this ring, with the
             // entries still queued, is dropped and never entered again.
@@ -205,12 +237,22 @@ impl Ring {
         let (mut sent, mut took) = (None, None);
         let mut cancels = 0;
         self.reap(&mut sent, &mut took, &mut cancels);
-        if submitted < 2 {
-            // The take was not handed over: the reply's end is awaited,
-            // and the ring dropped with the take still queued.
-            return Err(Failed::InFlight(io::Error::other(
-                "io_uring took only part of the exchange",
-            )));
+        // The kernel took part of the exchange (short of memory): what is
+        // still queued points at the same live socket and buffers, so it
+        // is handed over again rather than left behind.
+        let mut tries = 0;
+        while submitted < 2 {
+            tries += 1;
+            if tries > 100 {
+                let stuck = io::Error::other("io_uring would not take the whole exchange");
+                return Err(self.abandon(raw, stuck));
+            }
+            match self.ring.submit() {
+                Ok(n) => submitted += n,
+                Err(e) if retry(&e) => {}
+                Err(e) => return Err(self.abandon(raw, e)),
+            }
+            self.reap(&mut sent, &mut took, &mut cancels);
         }
         if sent.is_none() || took.is_none() {
             // Not done at once (a kernel that would wait for room instead
@@ -219,25 +261,25 @@ impl Ring {
                 if pending {
                     let cancel = opcode::AsyncCancel::new(what).build().user_data(CANCEL);
                     // SAFETY: a cancel refers to no memory.
-                    unsafe { self.ring.submission().push(&cancel) }.map_err(|_| {
-                        Failed::InFlight(io::Error::other("io_uring submission queue full"))
-                    })?;
+                    if unsafe { self.ring.submission().push(&cancel) }.is_err() {
+                        let full = io::Error::other("io_uring submission queue full");
+                        return Err(self.abandon(raw, full));
+                    }
                     cancels += 1;
                 }
             }
+            let mut tries = 0;
             while sent.is_none() || took.is_none() || cancels > 0 {
+                tries += 1;
                 match self.ring.submit_and_wait(1) {
                     Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                        ) => {}
-                    Err(e) => return Err(Failed::InFlight(e)),
+                    Err(e) if tries < 1000 && retry(&e) => {}
+                    Err(e) => return Err(self.abandon(raw, e)),
                 }
                 self.reap(&mut sent, &mut took, &mut cancels);
             }
         }
+        // Both completions were seen: the loops above end only then.
         let sent = result(sent.unwrap_or(-libc::ECANCELED)).map_err(|e| {
             // Not sent because there was no room, or cancelled while
             // waiting for some: the caller writes it as usual.
@@ -256,6 +298,16 @@ impl Ring {
         Ok(SentThenTaken { sent, taken: took })
     }
 
+    /// Gives up on an exchange the kernel may still be working on: the
+    /// socket is shut down both ways, so a send or receive still pending
+    /// ends at once instead of reaching the client later, and the ring is
+    /// to be forgotten with its buffers.
+    fn abandon(&mut self, fd: std::os::fd::RawFd, e: io::Error) -> Failed {
+        // SAFETY: shutdown takes a descriptor and a constant.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        Failed::InFlight(e)
+    }
+
     /// Reads the completions that have arrived.
     fn reap(&mut self, sent: &mut Option<i32>, took: &mut Option<i32>, cancels: &mut usize) {
         for done in self.ring.completion() {
@@ -272,6 +324,14 @@ impl Drop for Ring {
     fn drop(&mut self) {
         self.taken.zeroize();
     }
+}
+
+/// Errors of `io_uring_enter` worth entering again for.
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::ResourceBusy
+    )
 }
 
 /// `len` as the kernel's u32; callers keep to [`TAKE_MAX`] and
