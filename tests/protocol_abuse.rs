@@ -139,6 +139,36 @@ fn small_and_large_requests_in_one_write_are_answered_in_order() {
 }
 
 #[test]
+fn a_client_that_reads_no_replies_for_a_while_gets_them_all_in_order() {
+    let mut agent = Daemon::start();
+    let s = agent.connect();
+    // Lists (peeked, answered, taken off with the reply) and requests of
+    // an unknown type (read the usual way, refused) in a known order, far
+    // more replies than the socket holds while the client reads none.
+    const REQUESTS: usize = 20_000;
+    let unknown = |i: usize| i % 7 == 3;
+    let mut bytes = Vec::with_capacity(REQUESTS * 5);
+    for i in 0..REQUESTS {
+        bytes.extend_from_slice(&[0, 0, 0, 1, if unknown(i) { 200 } else { 11 }]);
+    }
+    let mut writer = s.try_clone().unwrap();
+    let writing = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+    // The agent fills the socket and then waits for room.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = s;
+    for i in 0..REQUESTS {
+        let reply = read_reply(&mut s);
+        if unknown(i) {
+            assert_eq!(reply, vec![FAILURE], "reply {i}");
+        } else {
+            assert_eq!(reply, vec![IDENTITIES_ANSWER, 0, 0, 0, 0], "reply {i}");
+        }
+    }
+    writing.join().unwrap();
+    still_serving(&mut agent);
+}
+
+#[test]
 fn request_sent_one_byte_at_a_time_is_answered() {
     let mut agent = Daemon::start();
     let mut s = agent.connect();
