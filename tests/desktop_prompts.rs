@@ -193,6 +193,11 @@ fn no_notification_server_falls_back_to_askpass_then_denies() {
     let log = without.agent.log_text();
     assert!(log.contains("no way to ask"), "{log}");
     assert!(log.contains("Fix:"), "{log}");
+    // The same advice `doctor` gives.
+    assert!(
+        log.contains("session bus, set SSH_ASKPASS (with DISPLAY), or set [confirm]"),
+        "{log}"
+    );
 }
 
 /// `method = "desktop"` with no notification server on the bus: the

@@ -186,7 +186,8 @@ async fn ask(
                         warn!(
                             conn = caller.conn,
                             "no way to ask, denying: {why}. Fix: run a notification daemon on the session bus, \
-                             set SSH_ASKPASS (with DISPLAY), or set [confirm] method = \"command\""
+                             {}, or set [confirm] method = \"command\"",
+                            crate::keys::askpass_env::SETUP_HINT
                         );
                     } else {
                         info!(conn = caller.conn, "no way to ask, denying: {why}");
