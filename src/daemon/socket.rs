@@ -108,11 +108,7 @@ impl Socket {
     /// `scratch`. They have arrived, so one read takes them all; anything
     /// else means the socket is not what the peek saw, an error.
     pub(crate) fn take_peeked(&self, scratch: &mut [u8]) -> std::io::Result<()> {
-        match read_once(self.stream(), scratch) {
-            Ok(n) if n == scratch.len() => Ok(()),
-            Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Err(e) => Err(e),
-        }
+        took_all(read_once(self.stream(), scratch), scratch.len())
     }
 
     /// Writes `reply`, then takes `scratch.len()` bytes a peek saw off the
@@ -139,12 +135,7 @@ impl Socket {
                 Err(e) => return (Err(e), Ok(())),
             };
             let written = self.write_all(rest).await;
-            let taken = match done.taken {
-                Ok(n) if n == scratch.len() => Ok(()),
-                Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Err(e) => Err(e),
-            };
-            return (written, taken);
+            return (written, took_all(done.taken, scratch.len()));
         }
         let written = self.write_all(reply).await;
         let taken = match written {
@@ -204,6 +195,16 @@ impl Socket {
 impl std::os::fd::AsRawFd for Socket {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.stream().as_raw_fd()
+    }
+}
+
+/// A take of bytes a peek saw, which have all arrived: anything short of
+/// `len` means the socket is not what the peek saw.
+fn took_all(result: std::io::Result<usize>, len: usize) -> std::io::Result<()> {
+    match result {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -329,11 +330,16 @@ mod tests {
         ]
     }
 
+    /// `bytes` written by the client, and seen arrive by the runtime.
+    async fn arrive(socket: &Socket, far: &mut std::os::unix::net::UnixStream, bytes: &[u8]) {
+        far.write_all(bytes).unwrap();
+        socket.readable().await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_reply_goes_out_before_its_request_is_taken_off() {
         for (socket, mut far, path) in both_paths() {
-            far.write_all(b"requestNEXT").unwrap();
-            socket.readable().await.unwrap();
+            arrive(&socket, &mut far, b"requestNEXT").await;
             let mut taken = [0u8; 7];
             let (written, took) = socket.write_then_take(b"reply", &mut taken).await;
             written.unwrap();
@@ -351,8 +357,7 @@ mod tests {
     #[tokio::test]
     async fn a_reply_that_does_not_fit_waits_for_room_and_the_request_still_comes_off() {
         for (socket, mut far, path) in both_paths() {
-            far.write_all(b"req").unwrap();
-            socket.readable().await.unwrap();
+            arrive(&socket, &mut far, b"req").await;
             // Larger than the socket holds: part goes out at once, the
             // rest once the client reads.
             let big: Vec<u8> = (0..1u32 << 20).map(|i| i as u8).collect();
@@ -375,8 +380,7 @@ mod tests {
     #[tokio::test]
     async fn taking_more_than_arrived_or_writing_to_a_closed_socket_fails() {
         for (socket, mut far, path) in both_paths() {
-            far.write_all(b"ab").unwrap();
-            socket.readable().await.unwrap();
+            arrive(&socket, &mut far, b"ab").await;
             let mut taken = [0u8; 3];
             let (written, took) = socket.write_then_take(b"r", &mut taken).await;
             written.unwrap();
