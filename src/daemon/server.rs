@@ -58,11 +58,6 @@ pub async fn serve(
             return;
         }
     };
-    // Says once, in the log, whether replies go out through io_uring.
-    #[cfg(target_os = "linux")]
-    if crate::sys::ring::probe().is_ok() {
-        debug!("each reply is written and its request taken off in one io_uring call");
-    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

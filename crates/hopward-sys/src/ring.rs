@@ -54,6 +54,9 @@ pub struct SentThenTaken {
 /// spare) only drops that thread's ring; its next call makes a new one.
 static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
+/// Set once the first ring was made, so the log says so once.
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
     /// One ring for each runtime thread, made at its first use.
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
@@ -112,15 +115,6 @@ pub fn send_then_take(
     })
     .ok()
     .flatten()
-}
-
-/// Whether the kernel gives this process a ring, tried once with a ring
-/// made and dropped: for the daemon's start-up log.
-pub fn probe() -> io::Result<()> {
-    if UNAVAILABLE.load(Ordering::Relaxed) {
-        return Err(io::Error::from(io::ErrorKind::Unsupported));
-    }
-    Ring::new().map(drop).inspect_err(not_now)
 }
 
 /// Whether this thread can answer through io_uring, setting its ring up
@@ -192,6 +186,9 @@ impl Ring {
                 io::ErrorKind::Unsupported,
                 "the kernel's io_uring has no send, recv or cancel",
             ));
+        }
+        if !IN_USE.swap(true, Ordering::Relaxed) {
+            tracing::debug!("each reply is written and its request taken off in one io_uring call");
         }
         Ok(Ring {
             ring,
