@@ -349,14 +349,10 @@ pub(crate) fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
     }
 }
 
-/// One core's signs/s for `algorithm` (`ecdsap256`, `rsa3072`) from
-/// `openssl speed -seconds 3`, measured now; neither agent signs meanwhile.
-fn openssl_signs_per_core(algorithm: &str, line_start: &str) -> Option<f64> {
-    openssl_speed(algorithm, line_start, 3)
-}
-
-/// `openssl speed -seconds SECONDS ALGORITHM`'s signs/s on one core.
-fn openssl_speed(algorithm: &str, line_start: &str, seconds: u32) -> Option<f64> {
+/// One core's signs/s from `openssl speed -seconds SECONDS ALGORITHM`
+/// (`ALGORITHM` one of [`ECDSA_P256`], [`RSA_3072`]), measured now; no agent
+/// signs meanwhile.
+fn openssl_speed((algorithm, line_start): (&str, &str), seconds: u32) -> Option<f64> {
     let output = Command::new("openssl")
         .args(["speed", "-seconds", &seconds.to_string(), algorithm])
         .stderr(Stdio::null())
@@ -373,6 +369,11 @@ fn openssl_speed(algorithm: &str, line_start: &str, seconds: u32) -> Option<f64>
         })
 }
 
+/// `openssl speed`'s name for ECDSA P-256, and how its result line starts.
+const ECDSA_P256: (&str, &str) = ("ecdsap256", "256 bits ecdsa (nistp256)");
+/// The same for RSA-3072.
+const RSA_3072: (&str, &str) = ("rsa3072", "rsa 3072 bits");
+
 fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, usize::from) as f64
 }
@@ -380,7 +381,7 @@ fn cores() -> f64 {
 /// The machine's limit for ECDSA P-256, measured now: `openssl speed
 /// ecdsap256` signs on one core, times the cores.
 pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
-    let per_core = openssl_signs_per_core("ecdsap256", "256 bits ecdsa (nistp256)");
+    let per_core = openssl_speed(ECDSA_P256, 3);
     let cores = cores();
     out!();
     match per_core {
@@ -408,7 +409,7 @@ fn print_ecdsa_limit_pairs(hopward: &Agent, frame: &[u8]) {
     let mut shares = Vec::new();
     for pair in 0..LIMIT_PAIRS {
         let window = || measure(&hopward.sock, frame, 16, f64::from(LIMIT_WINDOW)).signs_per_sec;
-        let limit = || openssl_speed("ecdsap256", "256 bits ecdsa (nistp256)", LIMIT_WINDOW);
+        let limit = || openssl_speed(ECDSA_P256, LIMIT_WINDOW);
         let (rate, per_core) = if pair % 2 == 0 {
             let rate = window();
             (rate, limit())
@@ -438,7 +439,7 @@ fn print_ecdsa_limit_pairs(hopward: &Agent, frame: &[u8]) {
 /// connections. No agent can be more times faster than ssh-agent than that
 /// bound, whatever it does around the exponentiation.
 pub(crate) fn print_rsa_limit(hopward_16: f64, openssh_16: f64) {
-    let per_core = openssl_signs_per_core("rsa3072", "rsa 3072 bits");
+    let per_core = openssl_speed(RSA_3072, 3);
     let cores = cores();
     match per_core {
         Some(per_core) => out!(
