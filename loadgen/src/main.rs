@@ -51,7 +51,7 @@
 //! machine's limit for ECDSA P-256 (one core's signs/s times the cores),
 //! and hopward's rate at 16 connections is put as a share of it;
 //! `openssl speed -seconds 3 rsa3072` does the same for RSA-3072, and says
-//! how many times ssh-agent's rate the exponentiation alone allows on
+//! how many times ssh-agent's rate OpenSSL's exponentiation alone gives on
 //! every core.
 //!
 //! Both agents get the same keys through the real `ssh-add`. Each measure runs
