@@ -3,7 +3,8 @@
 # over /usr and a real `systemd --user` manager, both in a private mount
 # namespace (so the machine's own /usr and /run/systemd stay as they are),
 # then `systemctl --user enable --now hopward.socket`, `eval "$(hopward
-# env)"`, `ssh-add` and `ssh-add -l`, as a new user would. Needs root (or
+# env)"`, `ssh-add` and `ssh-add -l`, as a new user would; where the kernel
+# allows io_uring, the daemon must have answered through it. Needs root (or
 # passwordless sudo) for the namespace.
 #   scripts/check-deb-session.sh DEB
 set -eu
@@ -14,17 +15,9 @@ trap 'rm -rf "$work"' EXIT
 dpkg-deb -x "$deb" "$work/root"
 mkdir -p "$work/home" "$work/run"
 chmod 700 "$work/run"
-# Whether this kernel lets a process make an io_uring ring (the probe
-# scripts/test.sh makes): if so, the unit's SystemCallFilter must let the
-# daemon answer through one too (crates/hopward-sys/src/ring.rs).
-if python3 -c 'import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
-sys.exit(1 if fd < 0 else os.close(fd))'; then ring=yes; else ring=no; fi
-
 # shellcheck disable=SC2016 # expanded inside the namespace
 $SUDO unshare -m env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    ROOT="$work/root" HOME="$work/home" XDG_RUNTIME_DIR="$work/run" RING=$ring sh -euc '
+    ROOT="$work/root" HOME="$work/home" XDG_RUNTIME_DIR="$work/run" sh -euc '
 mount -t overlay overlay -o "lowerdir=$ROOT/usr:/usr" /usr
 mount -t tmpfs tmpfs /run/systemd
 mkdir /run/systemd/system   # "booted with systemd", in this namespace only
@@ -48,18 +41,32 @@ systemctl --user show-environment | grep -qx "SSH_AUTH_SOCK=$SSH_AUTH_SOCK" ||
     { echo "the user manager has no SSH_AUTH_SOCK for the session"; exit 1; }
 [ "$(systemctl --user is-active hopward.service)" = active ] ||
     { echo "hopward.service is not active"; journalctl --user -u hopward 2>/dev/null | tail -5; exit 1; }
-if [ "$RING" = yes ]; then
-    # ssh-add -l above was answered by the unit'"'"'s daemon; with a ring, its
-    # submission queue has moved (a reply and a take for each answer).
+# Where this kernel lets a process (here root, as the daemon) make an
+# io_uring ring with what the daemon needs (send and receive, Linux 5.6;
+# the queue heads in fdinfo, 5.16), the unit must let the daemon answer
+# ssh-add -l above through one (crates/hopward-sys/src/ring.rs): its
+# submission queue has moved, a reply and a take for each answer.
+set -- $(uname -r | tr ".-" "  ")
+if [ "$1" -lt 5 ] || { [ "$1" -eq 5 ] && [ "$2" -lt 16 ]; }; then
+    echo "io_uring not checked: Linux $1.$2 predates what this check reads" >"$HOME/ring"
+elif ! python3 -c "import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
+sys.exit(1 if fd < 0 else os.close(fd))"; then
+    echo "this kernel refuses io_uring, so answered without it" >"$HOME/ring"
+else
     pid=$(systemctl --user show -p MainPID --value hopward.service)
     submitted=0
     for fd in /proc/"$pid"/fd/*; do
         case $(readlink "$fd") in
-            *io_uring*) submitted=$(sed -n "s/^SqHead:[[:space:]]*//p" /proc/"$pid"/fdinfo/"${fd##*/}") ;;
+            *io_uring*)
+                n=$(sed -n "s/^SqHead:[[:space:]]*//p" /proc/"$pid"/fdinfo/"${fd##*/}" 2>/dev/null || true)
+                submitted=$((submitted + ${n:-0})) ;;
         esac
     done
-    [ "${submitted:-0}" -ge 2 ] ||
+    [ "$submitted" -ge 2 ] ||
         { echo "hopward.service answered without io_uring, which this kernel allows (its SystemCallFilter?)"; exit 1; }
+    echo "answered through io_uring" >"$HOME/ring"
 fi
 systemctl --user stop hopward.socket hopward.service
 for unit in hopward.socket hopward.service; do
@@ -67,8 +74,4 @@ for unit in hopward.socket hopward.service; do
     [ "$state" = "inactive,success" ] || { echo "$unit after stop: $state"; exit 1; }
 done
 '
-case $ring in
-    yes) how="answered through io_uring" ;;
-    *) how="this kernel refuses io_uring, so answered without it" ;;
-esac
-echo "check-deb-session.sh: $(basename "$deb"): enabled, ssh-add worked through /usr/bin/hopward under systemd --user ($how), stopped clean"
+echo "check-deb-session.sh: $(basename "$deb"): enabled, ssh-add worked through /usr/bin/hopward under systemd --user ($(cat "$work/home/ring")), stopped clean"
