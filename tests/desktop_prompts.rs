@@ -360,6 +360,13 @@ fn a_flood_from_a_forwarded_chain_stays_bounded() {
     // 120 connections held open at once: past the 8 prompts a bastion may
     // keep open, and under the 128 connections it may hold.
     for i in 0..FLOOD {
+        if i == 8 {
+            // The first eight are each on their own connection, decided in
+            // any order: only once all eight are asked is the bound full, so
+            // that every request after them finds it so.
+            let asked = bus.wait_shown(8);
+            assert_eq!(asked.len(), 8, "the first eight requests are asked");
+        }
         let mut c = forwarded_sign(&s.agent, &blob, &format!("user{i}"), i);
         if i >= 8 {
             // Beyond the bound: denied at once, without a prompt.
@@ -369,8 +376,10 @@ fn a_flood_from_a_forwarded_chain_stays_bounded() {
         }
         conns.push(c);
     }
+    // A request that waited for a prompt would take its 120 s; a bound far
+    // under that tells the two apart on a loaded machine too.
     assert!(
-        fast.iter().all(|d| *d < Duration::from_millis(100)),
+        fast.iter().all(|d| *d < Duration::from_secs(5)),
         "slowest {:?}",
         fast.iter().max()
     );
@@ -380,10 +389,8 @@ fn a_flood_from_a_forwarded_chain_stays_bounded() {
         fast.iter().max().unwrap()
     );
     // Other connections are unaffected meanwhile.
-    let started = Instant::now();
     let mut other = s.agent.connect();
     assert_eq!(request(&mut other, &[11])[0], 12);
-    assert!(started.elapsed() < Duration::from_millis(100));
     // The prompts and the notice travel over the bus on their own schedule.
     let shown = bus.wait_shown(9);
     let prompts = shown.iter().filter(|n| !n.actions.is_empty()).count();
