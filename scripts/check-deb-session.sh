@@ -12,12 +12,13 @@ deb=$1
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+scripts=$(cd "$(dirname "$0")" && pwd)
 dpkg-deb -x "$deb" "$work/root"
 mkdir -p "$work/home" "$work/run"
 chmod 700 "$work/run"
 # shellcheck disable=SC2016 # expanded inside the namespace
 $SUDO unshare -m env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    ROOT="$work/root" HOME="$work/home" XDG_RUNTIME_DIR="$work/run" sh -euc '
+    ROOT="$work/root" HOME="$work/home" XDG_RUNTIME_DIR="$work/run" SCRIPTS="$scripts" sh -euc '
 mount -t overlay overlay -o "lowerdir=$ROOT/usr:/usr" /usr
 mount -t tmpfs tmpfs /run/systemd
 mkdir /run/systemd/system   # "booted with systemd", in this namespace only
@@ -49,10 +50,7 @@ systemctl --user show-environment | grep -qx "SSH_AUTH_SOCK=$SSH_AUTH_SOCK" ||
 set -- $(uname -r | tr ".-" "  ")
 if [ "$1" -lt 5 ] || { [ "$1" -eq 5 ] && [ "$2" -lt 16 ]; }; then
     echo "io_uring not checked: Linux $1.$2 predates what this check reads" >"$HOME/ring"
-elif ! python3 -c "import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
-sys.exit(1 if fd < 0 else os.close(fd))"; then
+elif ! "$SCRIPTS/io-uring-allowed.sh"; then
     echo "this kernel refuses io_uring, so answered without it" >"$HOME/ring"
 else
     pid=$(systemctl --user show -p MainPID --value hopward.service)

@@ -95,12 +95,7 @@ if [ ! -x "$OPENSSH105/ssh" ]; then
         skip "$t: needs OpenSSH 10.5's programs in $OPENSSH105"
     done
 fi
-# io_uring_setup (system call 425 on x86-64 and arm64) with an empty
-# parameter block: a descriptor back means the kernel allows rings here.
-if ! python3 -c 'import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
-sys.exit(1 if fd < 0 else os.close(fd))'; then
+if ! scripts/io-uring-allowed.sh; then
     for t in $IO_URING_RUST_TESTS; do
         skip_args="$skip_args --skip $t"
         skip "$t: this kernel or container refuses io_uring"
