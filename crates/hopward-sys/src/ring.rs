@@ -199,13 +199,12 @@ impl Ring {
 
     fn exchange(
         &mut self,
-        fd: std::os::fd::RawFd,
+        raw: std::os::fd::RawFd,
         reply: &[u8],
         taken: &mut [u8],
     ) -> Result<SentThenTaken, Failed> {
         self.reply.clear();
         self.reply.extend_from_slice(reply);
-        let raw = fd;
         let fd = types::Fd(raw);
         // Both without waiting: a socket with no room answers EAGAIN at
         // once instead of the kernel waiting for room on its own.
