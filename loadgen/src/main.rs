@@ -48,8 +48,10 @@
 //! that build's ssh-keygen and ssh-add.
 //!
 //! After the sign table, `openssl speed -seconds 3 ecdsap256` gives the
-//! machine's limit for ECDSA P-256 (one core's signs/s times the cores),
-//! and hopward's rate at 16 connections is put as a share of it;
+//! machine's limit for ECDSA P-256 twice: one core's signs/s times the
+//! cores, and every core signing at once (`-multi`); hopward's rate at 16
+//! connections is put as a share of each, then again in rounds of short
+//! windows taking turns with both;
 //! `openssl speed -seconds 3 rsa3072` does the same for RSA-3072, and says
 //! how many times ssh-agent's rate OpenSSL's exponentiation alone gives on
 //! every core.

@@ -147,7 +147,7 @@ pub(crate) fn sign_bench(
     }
     if let Some((rate, frame)) = ecdsa_16 {
         print_ecdsa_limit(rate);
-        print_ecdsa_limit_pairs(&agents[0], &frame);
+        print_ecdsa_limit_rounds(&agents[0], &frame);
     }
     if let Some((rate, openssh)) = rsa_16 {
         print_rsa_limit(rate, openssh);
@@ -349,18 +349,28 @@ pub(crate) fn print_before_pairs(rows: &[(&str, usize, BeforeRow)]) {
     }
 }
 
-/// One core's signs/s from `openssl speed -seconds SECONDS ALGORITHM`
-/// (`ALGORITHM` one of [`ECDSA_P256`], [`RSA_3072`]), measured now; no agent
-/// signs meanwhile.
-fn openssl_speed((algorithm, line_start): (&str, &str), seconds: u32) -> Option<f64> {
-    let output = Command::new("openssl")
-        .args(["speed", "-seconds", &seconds.to_string(), algorithm])
+/// Signs/s from `openssl speed -seconds SECONDS ALGORITHM` (`ALGORITHM`
+/// one of [`ECDSA_P256`], [`RSA_3072`]), measured now; no agent signs
+/// meanwhile. One core's rate, or with `every_core` the machine's: then
+/// `-multi` runs one signer a core at once and the figure is their sum.
+fn openssl_speed(
+    (algorithm, line_start): (&str, &str),
+    seconds: u32,
+    every_core: bool,
+) -> Option<f64> {
+    let mut command = Command::new("openssl");
+    command.arg("speed");
+    if every_core {
+        command.args(["-multi", &cores().to_string()]);
+    }
+    let output = command
+        .args(["-seconds", &seconds.to_string(), algorithm])
         .stderr(Stdio::null())
         .output()
         .ok()?;
     // `256 bits ecdsa (nistp256)   0.0000s   0.0001s  30151.9  11059.0`,
     // `rsa 3072 bits 0.002313s 0.000041s    432.3  24331.3`: the third
-    // figure is signs/s.
+    // figure is signs/s (with `-multi`, of all the signers together).
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|line| {
@@ -374,63 +384,109 @@ const ECDSA_P256: (&str, &str) = ("ecdsap256", "256 bits ecdsa (nistp256)");
 /// The same for RSA-3072.
 const RSA_3072: (&str, &str) = ("rsa3072", "rsa 3072 bits");
 
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1, usize::from) as f64
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The machine's limit for ECDSA P-256, measured now: `openssl speed
-/// ecdsap256` signs on one core, times the cores.
+/// The machine's limit for ECDSA P-256, measured now in two ways: one
+/// core's `openssl speed ecdsap256` times the cores (as issue figures
+/// give it), and every core signing at once (`-multi`). The second is what
+/// the cores really give while all are busy, as they are at 16
+/// connections: cores that share a host's caches, power budget or
+/// hyperthreads give less together than one alone times their number.
 pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
-    let per_core = openssl_speed(ECDSA_P256, 3);
     let cores = cores();
+    let per_core = openssl_speed(ECDSA_P256, 3, false);
+    let together = openssl_speed(ECDSA_P256, 3, true);
     out!();
     match per_core {
         Some(per_core) => out!(
             "ECDSA P-256 limit: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 ecdsap256`, this run) = {:.0}/s; hopward at 16 connections: {:.0} % of it",
-            per_core * cores,
-            100.0 * hopward_16 / (per_core * cores)
+            per_core * cores as f64,
+            100.0 * hopward_16 / (per_core * cores as f64)
         ),
         None => out!("ECDSA P-256 limit: not measured (`openssl speed ecdsap256` gave no figure)"),
     }
+    match together {
+        Some(together) => out!(
+            "ECDSA P-256 limit with every core signing at once: {together:.0} signs/s (`openssl speed -multi {cores} -seconds 3 ecdsap256`, this run); hopward at 16 connections: {:.0} % of it",
+            100.0 * hopward_16 / together
+        ),
+        None => out!(
+            "ECDSA P-256 limit with every core signing at once: not measured (`openssl speed -multi {cores} ecdsap256` gave no figure)"
+        ),
+    }
 }
 
-/// Pairs of windows for the ECDSA share of the limit.
-const LIMIT_PAIRS: usize = 5;
-/// Each window of a pair, in seconds.
+/// Rounds of windows for the ECDSA share of the limit.
+const LIMIT_ROUNDS: usize = 5;
+/// Each window of a round, in seconds.
 const LIMIT_WINDOW: u32 = 2;
 
 /// hopward's ECDSA P-256 rate at 16 connections against the limit again,
-/// in pairs of windows: hopward, then `openssl speed` (in the other order
-/// every second pair). The machine's load moves both a pair's figures
-/// alike, so the share of each pair moves less than one share of two
-/// figures taken minutes apart.
-fn print_ecdsa_limit_pairs(hopward: &Agent, frame: &[u8]) {
+/// in rounds of three windows: hopward, then `openssl speed` on one core,
+/// then on every core at once (the limit's windows first every second
+/// round). The machine's load moves a round's figures alike, so each
+/// round's share moves less than one share of two figures taken minutes
+/// apart.
+fn print_ecdsa_limit_rounds(hopward: &Agent, frame: &[u8]) {
     let cores = cores();
-    // Each pair: hopward's rate, `openssl speed`'s rate a core, the share.
-    let mut pairs = Vec::new();
-    for pair in 0..LIMIT_PAIRS {
+    // Each round: hopward's rate, then `openssl speed`'s rate a core and
+    // with every core, each if it gave a figure.
+    let mut rounds = Vec::new();
+    for round in 0..LIMIT_ROUNDS {
         let window = || measure(&hopward.sock, frame, 16, f64::from(LIMIT_WINDOW)).signs_per_sec;
-        let limit = || openssl_speed(ECDSA_P256, LIMIT_WINDOW);
-        let (rate, per_core) = if pair % 2 == 0 {
-            let rate = window();
-            (rate, limit())
-        } else {
-            let per_core = limit();
-            (window(), per_core)
+        let limits = || {
+            (
+                openssl_speed(ECDSA_P256, LIMIT_WINDOW, false),
+                openssl_speed(ECDSA_P256, LIMIT_WINDOW, true),
+            )
         };
-        if let Some(per_core) = per_core {
-            pairs.push((rate, per_core, 100.0 * rate / (per_core * cores)));
-        }
+        rounds.push(if round % 2 == 0 {
+            let rate = window();
+            (rate, limits())
+        } else {
+            let limits = limits();
+            (window(), limits)
+        });
     }
-    pairs.sort_by(|a, b| a.2.total_cmp(&b.2));
-    let (Some(lowest), Some(highest)) = (pairs.first(), pairs.last()) else {
+    let one_core: Vec<(f64, f64)> = rounds
+        .iter()
+        .filter_map(|&(rate, (per_core, _))| Some((rate, per_core? * cores as f64)))
+        .collect();
+    let every_core: Vec<(f64, f64)> = rounds
+        .iter()
+        .filter_map(|&(rate, (_, together))| Some((rate, together?)))
+        .collect();
+    print_limit_share(
+        &format!("{cores} × `openssl speed -seconds {LIMIT_WINDOW} ecdsap256` (one core)"),
+        one_core,
+    );
+    print_limit_share(
+        &format!(
+            "`openssl speed -multi {cores} -seconds {LIMIT_WINDOW} ecdsap256` (every core at once)"
+        ),
+        every_core,
+    );
+}
+
+/// One line of [`print_ecdsa_limit_rounds`]: the median round's share of
+/// the limit `measured` names, with that round's own figures, and the
+/// lowest and highest round.
+fn print_limit_share(measured: &str, rounds: Vec<(f64, f64)>) {
+    let mut shares: Vec<(f64, f64, f64)> = rounds
+        .into_iter()
+        .map(|(rate, limit)| (rate, limit, 100.0 * rate / limit))
+        .collect();
+    shares.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let (Some(lowest), Some(highest)) = (shares.first(), shares.last()) else {
         return;
     };
-    // The median pair's own figures, so the line shows what gave the share.
-    let (rate, per_core, share) = pairs[pairs.len() / 2];
+    // The median round's own figures, so the line shows what gave the share.
+    let (rate, limit, share) = shares[shares.len() / 2];
     out!(
-        "ECDSA P-256 at 16 connections in {} pairs of {LIMIT_WINDOW} s windows taking turns with `openssl speed -seconds {LIMIT_WINDOW} ecdsap256`: median {share:.0} % of the limit (hopward {rate:.0} signs/s against {per_core:.0} a core in that pair; pairs {:.0} to {:.0} %)",
-        pairs.len(),
+        "ECDSA P-256 at 16 connections in {} rounds of {LIMIT_WINDOW} s windows taking turns with {measured}: median {share:.0} % of the limit (hopward {rate:.0} signs/s against a limit of {limit:.0} in that round; rounds {:.0} to {:.0} %)",
+        shares.len(),
         lowest.2,
         highest.2
     );
@@ -442,8 +498,8 @@ fn print_ecdsa_limit_pairs(hopward: &Agent, frame: &[u8]) {
 /// OpenSSL, no agent's lead over ssh-agent can pass it; with AVX-512 IFMA,
 /// AWS-LC's own exponentiation is faster and hopward goes past it.
 pub(crate) fn print_rsa_limit(hopward_16: f64, openssh_16: f64) {
-    let per_core = openssl_speed(RSA_3072, 3);
-    let cores = cores();
+    let per_core = openssl_speed(RSA_3072, 3, false);
+    let cores = cores() as f64;
     match per_core {
         Some(per_core) => out!(
             "RSA-3072, OpenSSL's exponentiation alone on every core: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 rsa3072`, this run) = {:.0}/s, {:.2}× ssh-agent at 16 connections; hopward at 16 connections: {:.2}× ssh-agent, {:.0} % of that",
