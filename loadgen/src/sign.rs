@@ -389,8 +389,8 @@ fn cores() -> usize {
 }
 
 /// The machine's limit for ECDSA P-256, measured now in two ways: one
-/// core's `openssl speed ecdsap256` times the cores (as issue figures
-/// give it), and every core signing at once (`-multi`). The second is what
+/// core's `openssl speed ecdsap256` times the cores, and every core
+/// signing at once (`-multi`). The second is what
 /// the cores really give while all are busy, as they are at 16
 /// connections: cores that share a host's caches, power budget or
 /// hyperthreads give less together than one alone times their number.
