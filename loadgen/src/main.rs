@@ -51,10 +51,9 @@
 //! machine's limit for ECDSA P-256 twice: one core's signs/s times the
 //! cores, and every core signing at once (`-multi`); hopward's rate at 16
 //! connections is put as a share of each, then again in rounds of short
-//! windows taking turns with both;
-//! `openssl speed -seconds 3 rsa3072` does the same for RSA-3072, and says
-//! how many times ssh-agent's rate OpenSSL's exponentiation alone gives on
-//! every core.
+//! windows taking turns with both. For RSA-3072, one core's `openssl speed
+//! -seconds 3 rsa3072` times the cores says how many times ssh-agent's rate
+//! OpenSSL's exponentiation alone gives on every core.
 //!
 //! Both agents get the same keys through the real `ssh-add`. Each measure runs
 //! N client threads, each on its own connection, sending sign requests for a

@@ -431,16 +431,17 @@ const LIMIT_WINDOW: u32 = 2;
 /// apart.
 fn print_ecdsa_limit_rounds(hopward: &Agent, frame: &[u8]) {
     let cores = cores();
-    // Each round: hopward's rate, then `openssl speed`'s rate a core and
-    // with every core, each if it gave a figure.
+    // Each round: hopward's rate, then the limit from one core's rate and
+    // with every core at once, each if `openssl speed` gave a figure.
     let mut rounds = Vec::new();
     for round in 0..LIMIT_ROUNDS {
         let window = || measure(&hopward.sock, frame, 16, f64::from(LIMIT_WINDOW)).signs_per_sec;
         let limits = || {
-            (
-                openssl_speed(ECDSA_P256, LIMIT_WINDOW, false),
+            [
+                openssl_speed(ECDSA_P256, LIMIT_WINDOW, false)
+                    .map(|per_core| per_core * cores as f64),
                 openssl_speed(ECDSA_P256, LIMIT_WINDOW, true),
-            )
+            ]
         };
         rounds.push(if round % 2 == 0 {
             let rate = window();
@@ -450,24 +451,19 @@ fn print_ecdsa_limit_rounds(hopward: &Agent, frame: &[u8]) {
             (window(), limits)
         });
     }
-    let one_core: Vec<(f64, f64)> = rounds
-        .iter()
-        .filter_map(|&(rate, (per_core, _))| Some((rate, per_core? * cores as f64)))
-        .collect();
-    let every_core: Vec<(f64, f64)> = rounds
-        .iter()
-        .filter_map(|&(rate, (_, together))| Some((rate, together?)))
-        .collect();
-    print_limit_share(
-        &format!("{cores} × `openssl speed -seconds {LIMIT_WINDOW} ecdsap256` (one core)"),
-        one_core,
-    );
-    print_limit_share(
-        &format!(
+    let measured = [
+        format!("{cores} × `openssl speed -seconds {LIMIT_WINDOW} ecdsap256` (one core)"),
+        format!(
             "`openssl speed -multi {cores} -seconds {LIMIT_WINDOW} ecdsap256` (every core at once)"
         ),
-        every_core,
-    );
+    ];
+    for (which, measured) in measured.iter().enumerate() {
+        let against = rounds
+            .iter()
+            .filter_map(|&(rate, limits)| Some((rate, limits[which]?)))
+            .collect();
+        print_limit_share(measured, against);
+    }
 }
 
 /// One line of [`print_ecdsa_limit_rounds`]: the median round's share of
