@@ -396,14 +396,13 @@ fn cores() -> usize {
 /// hyperthreads give less together than one alone times their number.
 pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
     let cores = cores();
-    let per_core = openssl_speed(ECDSA_P256, 3, false);
-    let together = openssl_speed(ECDSA_P256, 3, true);
+    let [one_core, together] = ecdsa_limits(3);
     out!();
-    match per_core {
-        Some(per_core) => out!(
-            "ECDSA P-256 limit: {cores} cores × {per_core:.0} signs/s (`openssl speed -seconds 3 ecdsap256`, this run) = {:.0}/s; hopward at 16 connections: {:.0} % of it",
-            per_core * cores as f64,
-            100.0 * hopward_16 / (per_core * cores as f64)
+    match one_core {
+        Some(limit) => out!(
+            "ECDSA P-256 limit: {cores} cores × {:.0} signs/s (`openssl speed -seconds 3 ecdsap256`, this run) = {limit:.0}/s; hopward at 16 connections: {:.0} % of it",
+            limit / cores as f64,
+            100.0 * hopward_16 / limit
         ),
         None => out!("ECDSA P-256 limit: not measured (`openssl speed ecdsap256` gave no figure)"),
     }
@@ -416,6 +415,16 @@ pub(crate) fn print_ecdsa_limit(hopward_16: f64) {
             "ECDSA P-256 limit with every core signing at once: not measured (`openssl speed -multi {cores} ecdsap256` gave no figure)"
         ),
     }
+}
+
+/// The machine's ECDSA P-256 signs/s from `openssl speed` runs of `seconds`
+/// each: one core's rate times the cores, then every core at once; each
+/// `None` if `openssl speed` gave no figure.
+fn ecdsa_limits(seconds: u32) -> [Option<f64>; 2] {
+    [
+        openssl_speed(ECDSA_P256, seconds, false).map(|per_core| per_core * cores() as f64),
+        openssl_speed(ECDSA_P256, seconds, true),
+    ]
 }
 
 /// Rounds of windows for the ECDSA share of the limit.
@@ -436,13 +445,7 @@ fn print_ecdsa_limit_rounds(hopward: &Agent, frame: &[u8]) {
     let mut rounds = Vec::new();
     for round in 0..LIMIT_ROUNDS {
         let window = || measure(&hopward.sock, frame, 16, f64::from(LIMIT_WINDOW)).signs_per_sec;
-        let limits = || {
-            [
-                openssl_speed(ECDSA_P256, LIMIT_WINDOW, false)
-                    .map(|per_core| per_core * cores as f64),
-                openssl_speed(ECDSA_P256, LIMIT_WINDOW, true),
-            ]
-        };
+        let limits = || ecdsa_limits(LIMIT_WINDOW);
         rounds.push(if round % 2 == 0 {
             let rate = window();
             (rate, limits())
