@@ -8,4 +8,6 @@
 exec python3 -c 'import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))
-sys.exit(1 if fd < 0 else os.close(fd))'
+if fd < 0:
+    sys.exit(1)
+os.close(fd)'
