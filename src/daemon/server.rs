@@ -244,7 +244,8 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
                     on_socket = Some(len);
                     break Some(reply);
                 }
-                if let Err(e) = take_peeked(&socket, &mut peeked.bytes[..len]) {
+                let (seen, room) = peeked.seen_and_room(len);
+                if let Err(e) = take_peeked(&socket, seen, room) {
                     warn!(conn = id, "closing connection: {e}");
                     break None;
                 }
@@ -275,7 +276,10 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
         }
         let reply = frame::encode(&reply.into_body());
         let (written, taken) = match on_socket {
-            Some(len) => write_then_take(&socket, &reply, &mut peeked.bytes[..len]).await,
+            Some(len) => {
+                let (seen, room) = peeked.seen_and_room(len);
+                write_then_take(&socket, &reply, seen, room).await
+            }
             None => (socket.write_all(&reply).await, Ok(())),
         };
         if let Err(e) = written {
@@ -361,9 +365,8 @@ async fn peek_request(socket: &Socket, peeked: &mut PeekBuffer) -> std::io::Resu
 /// peek shows and a read skips, such as an out-of-band byte on kernels
 /// that peek it) would otherwise leave the next request cut in the wrong
 /// place, so the connection is closed instead.
-fn take_peeked(socket: &Socket, peeked: &mut [u8]) -> std::io::Result<()> {
-    let mut taken = [0u8; PEEK_LEN];
-    let taken = &mut taken[..peeked.len()];
+/// `taken` is the room to take it into, as long as `peeked`.
+fn take_peeked(socket: &Socket, peeked: &mut [u8], taken: &mut [u8]) -> std::io::Result<()> {
     let result = socket.take_peeked(taken);
     same_as_seen(result, taken, peeked)
 }
@@ -374,9 +377,8 @@ async fn write_then_take(
     socket: &Socket,
     reply: &[u8],
     peeked: &mut [u8],
+    taken: &mut [u8],
 ) -> (std::io::Result<()>, std::io::Result<()>) {
-    let mut taken = [0u8; PEEK_LEN];
-    let taken = &mut taken[..peeked.len()];
     let (written, result) = socket.write_then_take(reply, taken).await;
     (written, same_as_seen(result, taken, peeked))
 }
@@ -408,8 +410,15 @@ fn same_as_seen(
 /// that ends half way leaves is wiped when it is dropped, as far as
 /// anything was ever seen (a wipe writes byte by byte, so not all 4 KiB
 /// for every connection).
+///
+/// It also holds the room the take copies into for the comparison. Both
+/// are on the heap: kept in the connection's task, they would make every
+/// task 8 KiB larger, which each new connection pays for in copies as its
+/// task is set up.
 struct PeekBuffer {
-    bytes: [u8; PEEK_LEN],
+    bytes: Box<[u8; PEEK_LEN]>,
+    /// Where a take puts the bytes it takes, to compare with `bytes`.
+    taken: Box<[u8; PEEK_LEN]>,
     /// The most bytes any peek has copied in.
     seen: usize,
 }
@@ -417,9 +426,16 @@ struct PeekBuffer {
 impl PeekBuffer {
     fn new() -> PeekBuffer {
         PeekBuffer {
-            bytes: [0; PEEK_LEN],
+            bytes: Box::new([0; PEEK_LEN]),
+            taken: Box::new([0; PEEK_LEN]),
             seen: 0,
         }
+    }
+
+    /// The request seen, `len` bytes with its header, and the room to take
+    /// it into.
+    fn seen_and_room(&mut self, len: usize) -> (&mut [u8], &mut [u8]) {
+        (&mut self.bytes[..len], &mut self.taken[..len])
     }
 }
 
@@ -538,8 +554,10 @@ mod tests {
             "{:?}",
             &buf.bytes[..10]
         );
-        take_peeked(&socket, &mut buf.bytes[..5]).unwrap();
+        let (seen, room) = buf.seen_and_room(5);
+        take_peeked(&socket, seen, room).unwrap();
         assert!(buf.bytes[..5].iter().all(|&b| b == 0));
+        assert!(buf.taken[..5].iter().all(|&b| b == 0));
         // What follows is an add request, in part: read as usual, and what
         // the peek saw of it wiped.
         let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
@@ -566,8 +584,10 @@ mod tests {
         let (socket, mut far) = pair();
         far.write_all(&[0, 0, 0, 1, 11]).unwrap();
         let mut seen = [0, 0, 0, 1, 13];
-        let e = take_peeked(&socket, &mut seen).unwrap_err();
+        let mut taken = [0; 5];
+        let e = take_peeked(&socket, &mut seen, &mut taken).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
         assert_eq!(seen, [0; 5]);
+        assert_eq!(taken, [0; 5]);
     }
 }

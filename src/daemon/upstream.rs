@@ -303,7 +303,9 @@ impl UpstreamLink {
             return Err(UpstreamError::Poisoned);
         }
         let reused = self.stream.is_some() && self.connected_to.as_deref() == Some(path);
-        let mut result = self.call_inner(path, binds, frame, timeout, what).await;
+        // On the heap: only upstream mode calls out, and every connection's
+        // task would otherwise carry room for the call's large future.
+        let mut result = Box::pin(self.call_inner(path, binds, frame, timeout, what)).await;
         if reused
             && matches!(
                 result,
@@ -315,7 +317,7 @@ impl UpstreamLink {
             // is asked once more on a fresh connection, binds replayed.
             tracing::debug!("upstream connection went stale, reconnecting: {result:?}");
             self.drop_stream();
-            result = self.call_inner(path, binds, frame, timeout, what).await;
+            result = Box::pin(self.call_inner(path, binds, frame, timeout, what)).await;
         }
         match &result {
             Err(UpstreamError::Refused { .. }) => {}

@@ -128,7 +128,9 @@ pub(super) async fn enforce(
     prompt.remember = decision.remember;
     let origin = Origin::of(ctx.class, &ctx.chain);
     let question = Question::new(scope.clone(), data, origin);
-    let answer = ask(agent, caller, question, prompt, settings).await;
+    // On the heap: a question is rare and its future large, and every
+    // connection's task would otherwise carry room for it.
+    let answer = Box::pin(ask(agent, caller, question, prompt, settings)).await;
     if let Some(login) = &caller.login {
         login.answered(&answer);
     }
