@@ -17,14 +17,8 @@ struct World {
 fn world() -> World {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
-    let known_hosts = tmp.path().join("known_hosts");
-    let agent = Daemon::builder()
-        .policy(ALLOW_ALL)
-        .env("HOPWARD_KNOWN_HOSTS", known_hosts.to_str().unwrap())
-        .start();
-    let key = keygen(tmp.path(), "id", "ed25519", None);
-    hosts.authorize(&key.with_extension("pub"));
-    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let agent = hosts.daemon().policy(ALLOW_ALL).start();
+    hosts.login_key(&agent, "id");
     World {
         _tmp: tmp,
         hosts,

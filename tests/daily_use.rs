@@ -1487,13 +1487,10 @@ fn refusals_while_forwarded_use_is_locked_are_audited_and_noticed_once_per_episo
     let bus = Bus::with_notifier(Mode::Silent, Duration::ZERO);
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(ALLOW_ALL)
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
     let key = keygen(tmp.path(), "id", "ed25519", None);
     hosts.authorize(&key.with_extension("pub"));

@@ -420,13 +420,10 @@ fn end_to_end_the_prompt_names_bastion_target_user_and_key() {
     let bus = Bus::with_notifier(Mode::Allow, Duration::from_millis(50));
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy("[confirm]\nmethod = \"desktop\"\ntimeout = \"10s\"\n")
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
     let key = keygen(tmp.path(), "work-laptop", "ed25519", None);
     hosts.authorize(&key.with_extension("pub"));

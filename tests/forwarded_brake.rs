@@ -78,16 +78,8 @@ action = "allow"
 "#
     )
     .replace("CONFIRM", script.to_str().unwrap());
-    let agent = Daemon::builder()
-        .policy(&policy)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
-        .start();
-    let key = keygen(tmp.path(), "work", "ed25519", None);
-    hosts.authorize(&key.with_extension("pub"));
-    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let agent = hosts.daemon().policy(&policy).start();
+    hosts.login_key(&agent, "work");
     World { tmp, hosts, agent }
 }
 

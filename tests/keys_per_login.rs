@@ -40,13 +40,7 @@ fn a_server_with_few_tries_is_offered_only_the_key_the_policy_lets_in() {
         ..Lab::system()
     };
     let hosts = Hosts::start_lab(tmp.path(), &["bastion", "target"], &lab);
-    let agent = Daemon::builder()
-        .policy(ONE_KEY_THERE)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
-        .start();
+    let agent = hosts.daemon().policy(ONE_KEY_THERE).start();
     let keys: Vec<PathBuf> = (1..=6)
         .map(|i| keygen(tmp.path(), &format!("k{i}"), "ed25519", None))
         .collect();
@@ -143,12 +137,9 @@ fn one_question_per_login_through_a_bastion() {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
     let confirmer = confirm_command(tmp.path());
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(&ASK_FORWARDED.replace("CONFIRM", confirmer.to_str().unwrap()))
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
     for name in ["first", "second"] {
         let key = keygen(tmp.path(), name, "ed25519", None);
@@ -231,13 +222,7 @@ fn a_key_only_for_git_is_not_offered_for_logins() {
          [[rule]]\nname = \"nothing else to target\"\nhost = [\"target\"]\naction = \"deny\"\n",
         confirmer.display()
     );
-    let agent = Daemon::builder()
-        .policy(&policy)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
-        .start();
+    let agent = hosts.daemon().policy(&policy).start();
     for name in ["signing", "login"] {
         let key = keygen(tmp.path(), name, "ed25519", None);
         hosts.authorize(&key.with_extension("pub"));

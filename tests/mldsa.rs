@@ -445,14 +445,7 @@ fn forwarded_agent_through_mldsa_hosts() {
         &["bastion", "target"],
         &openssh105::lab(MLDSA_KEYGEN_TYPE),
     );
-    let agent = Daemon::builder()
-        .policy(ALLOW_ALL)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            path_str(&hosts.dir.join("known_hosts")),
-        )
-        .debug()
-        .start();
+    let agent = hosts.daemon().policy(ALLOW_ALL).debug().start();
     let key = openssh105::keygen(tmp.path(), "pq", MLDSA_KEYGEN_TYPE);
     hosts.authorize(&key.with_extension("pub"));
     ok(openssh105::ssh_add(&agent.sock, &[path_str(&key)]));
@@ -512,10 +505,7 @@ fn host_certificates_by_and_for_mldsa_keys_bind_sessions() {
         lab.host_ca = Some(ca);
         let hosts = Hosts::start_lab(&dir, &["server"], &lab);
         hosts.authorize(&key.with_extension("pub"));
-        let agent = Daemon::builder()
-            .env("HOPWARD_KNOWN_HOSTS", path_str(&dir.join("known_hosts")))
-            .debug()
-            .start();
+        let agent = hosts.daemon().debug().start();
         ok(openssh105::ssh_add(&agent.sock, &[path_str(&key)]));
         logins_bind_to(&hosts, &agent, &key, "server", 2);
         // Named through the known_hosts @cert-authority line and the

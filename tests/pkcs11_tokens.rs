@@ -543,14 +543,11 @@ fn with_allow_remote_pkcs11_the_forwarded_add_rule_decides() {
     );
     for (rule, loads) in [("deny", false), ("allow", true)] {
         let policy = format!("{ALLOW_ALL}\n[forwarded]\nadd = \"{rule}\"\n");
-        let agent = Daemon::builder()
+        let agent = hosts
+            .daemon()
             .policy(&policy)
             .arg("-Oallow-remote-pkcs11")
             .env("SOFTHSM2_CONF", token.conf.to_str().unwrap())
-            .env(
-                "HOPWARD_KNOWN_HOSTS",
-                tmp.path().join("known_hosts").to_str().unwrap(),
-            )
             .start();
         ok(agent.ssh_add(&[login.to_str().unwrap()]));
         let out = hosts.ssh(&agent.sock, &["-A", "bastion", &remote]);

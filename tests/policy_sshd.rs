@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::sshd::Hosts;
+use common::sshd::{BASTION_POLICY, Hosts};
 use common::*;
 
 struct World {
@@ -41,29 +41,14 @@ fn world(policy: &str) -> World {
     let hosts = Hosts::start(tmp.path(), &["bastion", "target", "deep"]);
     let script = confirmer(tmp.path());
     let policy = policy.replace("CONFIRM", script.to_str().unwrap());
-    let agent = Daemon::builder()
-        .policy(&policy)
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
-        .start();
-    let key = keygen(tmp.path(), "work", "ed25519", None);
-    hosts.authorize(&key.with_extension("pub"));
-    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let agent = hosts.daemon().policy(&policy).start();
+    let key = hosts.login_key(&agent, "work");
     World {
         tmp,
         hosts,
         agent,
         key,
     }
-}
-
-fn through(w: &World, first: &str, second: &str) -> std::process::Output {
-    let inner = w
-        .hosts
-        .inner_ssh(&format!("{second} echo reached-{second}"));
-    w.hosts.ssh(&w.agent.sock, &["-A", first, &inner])
 }
 
 fn signs(audit: &[serde_json::Value]) -> Vec<&serde_json::Value> {
@@ -79,58 +64,33 @@ fn chain_names(line: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-const POLICY: &str = r#"
-[defaults]
-local = "allow"
-forwarded = "deny"
-forwarded_unverified = "deny"
-
-[confirm]
-method = "command"
-command = ["CONFIRM"]
-timeout = "10s"
-
-[[rule]]
-name = "target via bastion"
-host = ["target"]
-via = ["bastion"]
-action = "allow"
-
-[[rule]]
-name = "deep needs a yes"
-host = ["deep"]
-via = ["bastion"]
-purpose = "login"
-action = "confirm"
-"#;
-
 #[test]
 fn allowed_denied_and_confirmed_chains_with_audit_lines() {
-    let w = world(POLICY);
+    let w = world(BASTION_POLICY);
     let user = w.hosts.user.clone();
 
-    let allowed = through(&w, "bastion", "target");
+    let allowed = w.hosts.through(&w.agent.sock, "bastion", "target");
     assert!(
         stdout(&allowed).contains("reached-target"),
         "{}",
         text(&allowed)
     );
 
-    let denied = through(&w, "target", "bastion");
+    let denied = w.hosts.through(&w.agent.sock, "target", "bastion");
     assert!(
         !stdout(&denied).contains("reached-bastion"),
         "{}",
         text(&denied)
     );
 
-    let confirmed = through(&w, "bastion", "deep");
+    let confirmed = w.hosts.through(&w.agent.sock, "bastion", "deep");
     assert!(
         stdout(&confirmed).contains("reached-deep"),
         "{}",
         text(&confirmed)
     );
     std::fs::write(w.tmp.path().join("answer"), "no").unwrap();
-    let refused = through(&w, "bastion", "deep");
+    let refused = w.hosts.through(&w.agent.sock, "bastion", "deep");
     assert!(
         !stdout(&refused).contains("reached-deep"),
         "{}",
@@ -209,7 +169,7 @@ fn allowed_denied_and_confirmed_chains_with_audit_lines() {
 
 #[test]
 fn proxy_jump_hops_are_direct_logins() {
-    let w = world(POLICY);
+    let w = world(BASTION_POLICY);
     let out = w
         .hosts
         .ssh(&w.agent.sock, &["-J", "bastion", "deep", "echo jumped"]);

@@ -65,16 +65,11 @@ fn world() -> World {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "a", "b", "prod"]);
     let script = confirm_command(tmp.path());
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(&POLICY.replace("CONFIRM", script.to_str().unwrap()))
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
-    let key = keygen(tmp.path(), "work", "ed25519", None);
-    hosts.authorize(&key.with_extension("pub"));
-    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    hosts.login_key(&agent, "work");
     World { tmp, hosts, agent }
 }
 

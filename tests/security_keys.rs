@@ -78,12 +78,9 @@ fn sk_keys_log_in_direct_and_forwarded_under_a_confirm_rule() {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion", "target"]);
     let confirm = confirm_command(tmp.path());
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(&CONFIRM_FIDO.replace("CONFIRM", confirm.to_str().unwrap()))
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
     for kind in ["ed25519-sk", "ecdsa-sk"] {
         let key = sk_keygen(tmp.path(), &format!("fido-{kind}"), kind);
@@ -170,12 +167,9 @@ fn sshsig_signatures_with_sk_keys_direct_and_forwarded() {
     let tmp = tempdir();
     let hosts = Hosts::start(tmp.path(), &["bastion"]);
     let confirm = confirm_command(tmp.path());
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(&CONFIRM_FIDO.replace("CONFIRM", confirm.to_str().unwrap()))
-        .env(
-            "HOPWARD_KNOWN_HOSTS",
-            tmp.path().join("known_hosts").to_str().unwrap(),
-        )
         .start();
     let key = sk_keygen(tmp.path(), "fido-sign", "ed25519-sk");
     hosts.authorize(&key.with_extension("pub"));

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::sshd::Hosts;
+use common::sshd::{BASTION_POLICY, Hosts};
 use common::upstream::{SshAgent, listed, pub_blob};
 use common::*;
 
@@ -193,19 +193,18 @@ fn world_with(
     let up = SshAgent::start_with(program, &tmp.path().join("up.sock"), &[], agent_env);
     let key = keygen(tmp.path(), "work", "ed25519", None);
     hosts.authorize(&key.with_extension("pub"));
-    let mut add = vec!["-H", "/dev/null"];
-    let kh = tmp.path().join("known_hosts");
-    add[1] = kh.to_str().unwrap();
+    let kh = hosts.known_hosts();
+    let mut add = vec!["-H", kh.to_str().unwrap()];
     add.extend_from_slice(add_args);
     add.push(key.to_str().unwrap());
     ok(up.ssh_add(&add));
     let confirm = confirm_command(tmp.path());
     let policy = policy.replace("CONFIRM", confirm.to_str().unwrap());
-    let agent = Daemon::builder()
+    let agent = hosts
+        .daemon()
         .policy(&policy)
         .arg("--upstream")
         .arg(up.sock.to_str().unwrap())
-        .env("HOPWARD_KNOWN_HOSTS", kh.to_str().unwrap())
         .start();
     World {
         tmp,
@@ -216,47 +215,15 @@ fn world_with(
     }
 }
 
-fn through(w: &World, first: &str, second: &str) -> std::process::Output {
-    let inner = w
-        .hosts
-        .inner_ssh(&format!("{second} echo reached-{second}"));
-    w.hosts.ssh(&w.agent.sock, &["-A", first, &inner])
-}
-
-const POLICY: &str = r#"
-[defaults]
-local = "allow"
-forwarded = "deny"
-forwarded_unverified = "deny"
-
-[confirm]
-method = "command"
-command = ["CONFIRM"]
-timeout = "10s"
-
-[[rule]]
-name = "target via bastion"
-host = ["target"]
-via = ["bastion"]
-action = "allow"
-
-[[rule]]
-name = "deep needs a yes"
-host = ["deep"]
-via = ["bastion"]
-purpose = "login"
-action = "confirm"
-"#;
-
 #[test]
 fn logins_with_an_upstream_key_follow_the_policy_with_audit_lines() {
-    let w = world(POLICY, &[], &[]);
+    let w = world(BASTION_POLICY, &[], &[]);
     let fp = fingerprint(&w.key);
     // Direct: local class, allowed.
     let out = w.hosts.ssh(&w.agent.sock, &["bastion", "echo direct"]);
     assert!(stdout(&ok(out)).contains("direct"));
     // Forwarded and allowed by a rule.
-    let out = through(&w, "bastion", "target");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
     let signs = w.agent.audit_until(|l| {
         l.iter()
@@ -272,7 +239,7 @@ fn logins_with_an_upstream_key_follow_the_policy_with_audit_lines() {
     assert_eq!(allowed["destination"], "verified");
 
     // Confirmed: the command confirmer is asked, and the login follows it.
-    let out = through(&w, "bastion", "deep");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "deep");
     assert!(stdout(&ok(out)).contains("reached-deep"));
     let prompts = confirm_prompts(w.tmp.path());
     assert_eq!(prompts.len(), 1, "{prompts:?}");
@@ -285,13 +252,13 @@ fn logins_with_an_upstream_key_follow_the_policy_with_audit_lines() {
         "{prompts:?}"
     );
     std::fs::write(w.tmp.path().join("answer"), "no").unwrap();
-    let out = through(&w, "bastion", "deep");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "deep");
     assert!(!stdout(&out).contains("reached-deep"), "{}", text(&out));
     assert_eq!(confirm_prompts(w.tmp.path()).len(), 2);
 
     // Denied by default: no rule for target via deep. No rule could allow
     // the key through deep, so it is not even listed there.
-    let out = through(&w, "deep", "target");
+    let out = w.hosts.through(&w.agent.sock, "deep", "target");
     assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
     let hidden = w
         .agent
@@ -354,12 +321,12 @@ fn constraints_hold(program: &Path) {
     // this works only because hopward replayed the bind.
     let out = w.hosts.ssh(&w.agent.sock, &["bastion", "echo direct"]);
     assert!(stdout(&ok(out)).contains("direct"));
-    let out = through(&w, "bastion", "target");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
     // The policy allows everything; the upstream's constraint still
     // refuses: it does not even list the key on those connections, as
     // ssh-agent hides a key no hop of the chain may use.
-    let out = through(&w, "bastion", "deep");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "deep");
     assert!(!stdout(&out).contains("reached-deep"), "{}", text(&out));
     let out = w.hosts.ssh(&w.agent.sock, &["deep", "echo direct-deep"]);
     assert!(!stdout(&out).contains("direct-deep"), "{}", text(&out));
@@ -397,7 +364,7 @@ fn an_upstream_confirm_key_asks_upstream_only_after_the_policy_allows() {
         ),
     );
     let w = world(
-        POLICY,
+        BASTION_POLICY,
         &["-c"],
         &[
             ("SSH_ASKPASS", askpass.to_str().unwrap()),
@@ -412,13 +379,13 @@ fn an_upstream_confirm_key_asks_upstream_only_after_the_policy_allows() {
             .filter(|l| l.starts_with("Allow use of key"))
             .count()
     };
-    let out = through(&w, "bastion", "target");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
     // One question for the bastion login, one for target: the upstream's own.
     let after_allowed = count();
     assert!(after_allowed >= 1, "the upstream's -c was not asked");
     // Refused by the policy: the upstream is never asked.
-    let out = through(&w, "deep", "target");
+    let out = w.hosts.through(&w.agent.sock, "deep", "target");
     assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
     assert_eq!(
         count(),
@@ -428,7 +395,7 @@ fn an_upstream_confirm_key_asks_upstream_only_after_the_policy_allows() {
     );
     // The upstream says no: hopward's allow does not make a signature.
     std::fs::write(&answer, "no").unwrap();
-    let out = through(&w, "bastion", "target");
+    let out = w.hosts.through(&w.agent.sock, "bastion", "target");
     assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
     let lines = w.agent.audit_until(|l| {
         l.iter()

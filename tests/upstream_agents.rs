@@ -19,11 +19,6 @@ fn openssh_10_5() -> PathBuf {
     common::openssh105::dir()
 }
 
-fn through(hosts: &Hosts, sock: &Path, first: &str, second: &str) -> std::process::Output {
-    let inner = hosts.inner_ssh(&format!("{second} echo reached-{second}"));
-    hosts.ssh(sock, &["-A", first, &inner])
-}
-
 const FRONT_POLICY: &str = r#"
 [defaults]
 local = "allow"
@@ -130,9 +125,9 @@ fn gpg_agent_keys_log_in_through_hopwards_policy() {
     );
     let out = hosts.ssh(&agent.sock, &["bastion", "echo direct"]);
     assert!(stdout(&ok(out)).contains("direct"));
-    let out = through(&hosts, &agent.sock, "bastion", "target");
+    let out = hosts.through(&agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
-    let out = through(&hosts, &agent.sock, "deep", "target");
+    let out = hosts.through(&agent.sock, "deep", "target");
     assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
 
     let audit = agent.audit_until(|l| l.iter().any(|x| x["rule"] == "target via bastion"));
@@ -175,9 +170,9 @@ fn a_second_hopward_upstream_still_applies_its_own_policy_to_the_replayed_binds(
     );
     let mut conn = agent.connect();
     assert_eq!(listed(&request(&mut conn, &[11])).len(), 1);
-    let out = through(&hosts, &agent.sock, "bastion", "target");
+    let out = hosts.through(&agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
-    let out = through(&hosts, &agent.sock, "bastion", "deep");
+    let out = hosts.through(&agent.sock, "bastion", "deep");
     assert!(!stdout(&out).contains("reached-deep"), "{}", text(&out));
     // The upstream saw the chain through bastion to deep, so the binds
     // reached it, and its rule refused.
@@ -237,9 +232,9 @@ fn a_fido_key_in_openssh_10_5s_agent_logs_in_through_hopward() {
     assert!(listing.contains("ED25519-SK"), "{listing}");
     let out = hosts.ssh(&agent.sock, &["bastion", "echo direct"]);
     assert!(stdout(&ok(out)).contains("direct"));
-    let out = through(&hosts, &agent.sock, "bastion", "target");
+    let out = hosts.through(&agent.sock, "bastion", "target");
     assert!(stdout(&ok(out)).contains("reached-target"));
-    let out = through(&hosts, &agent.sock, "deep", "target");
+    let out = hosts.through(&agent.sock, "deep", "target");
     assert!(!stdout(&out).contains("reached-target"), "{}", text(&out));
     let audit = agent.audit_until(|l| l.iter().any(|x| x["rule"] == "target via bastion"));
     assert!(

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::{keygen_with, ok, run};
+use super::{Daemon, DaemonBuilder, keygen, keygen_with, ok, run};
 
 /// The programs and host keys of a set of hosts.
 pub struct Lab {
@@ -289,6 +289,26 @@ impl Hosts {
         }
     }
 
+    /// The known_hosts file that names these hosts for ssh.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// A hopward that names these hosts as ssh does: it reads the same
+    /// known_hosts file (`HOPWARD_KNOWN_HOSTS`).
+    pub fn daemon(&self) -> DaemonBuilder {
+        Daemon::builder().env("HOPWARD_KNOWN_HOSTS", self.known_hosts().to_str().unwrap())
+    }
+
+    /// An Ed25519 key called `name`, made in the hosts' folder, that every
+    /// host lets in, added to `agent` with `ssh-add`; its path.
+    pub fn login_key(&self, agent: &Daemon, name: &str) -> PathBuf {
+        let key = keygen(&self.dir, name, "ed25519", None);
+        self.authorize(&key.with_extension("pub"));
+        ok(agent.ssh_add(&[key.to_str().unwrap()]));
+        key
+    }
+
     /// Allows `pubkey_file` to log in everywhere.
     pub fn authorize(&self, pubkey_file: &Path) {
         let key = std::fs::read_to_string(pubkey_file).unwrap();
@@ -315,8 +335,45 @@ impl Hosts {
         )
     }
 
+    /// `ssh -A first`, and on `first`, ssh to `second` to echo
+    /// `reached-SECOND`: a login through a bastion with the agent at `sock`.
+    pub fn through(&self, sock: &Path, first: &str, second: &str) -> Output {
+        let inner = self.inner_ssh(&format!("{second} echo reached-{second}"));
+        self.ssh(sock, &["-A", first, &inner])
+    }
+
     pub fn sshd_log(&self, name: &str) -> String {
         let h = self.hosts.iter().find(|h| h.name == name).unwrap();
         std::fs::read_to_string(&h.log).unwrap_or_default()
     }
 }
+
+/// Hosts bastion, target and deep under one policy: local use allowed,
+/// forwarded use denied unless a rule says otherwise; target through the
+/// bastion allowed, a login on deep through it asked (`CONFIRM`: the
+/// confirm command, put in by the test). Keys held by hopward and keys an
+/// upstream agent holds are judged alike, so both tests use it.
+pub const BASTION_POLICY: &str = r#"
+[defaults]
+local = "allow"
+forwarded = "deny"
+forwarded_unverified = "deny"
+
+[confirm]
+method = "command"
+command = ["CONFIRM"]
+timeout = "10s"
+
+[[rule]]
+name = "target via bastion"
+host = ["target"]
+via = ["bastion"]
+action = "allow"
+
+[[rule]]
+name = "deep needs a yes"
+host = ["deep"]
+via = ["bastion"]
+purpose = "login"
+action = "confirm"
+"#;
