@@ -855,18 +855,13 @@ fn command_mode_removes_its_socket_when_the_command_exits_at_once() {
             .env("XDG_STATE_HOME", tmp.path().join("state"))
             .env("XDG_CONFIG_HOME", tmp.path().join("config"))
             .env_remove("HOPWARD_POLICY")));
-        let pid = std::fs::read_to_string(&pid_file)
+        let pid: u32 = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
-            .to_string();
+            .parse()
+            .unwrap();
         // Gone, or a zombie nobody reaped yet: either way it has exited.
-        wait_until("the agent to exit", WAIT, || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-                stat.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-        });
+        wait_until("the agent to exit", WAIT, || !running(pid));
         assert!(!sock.exists(), "round {round}: socket left behind");
     }
 }

@@ -341,28 +341,6 @@ fn a_wrong_pin_adds_nothing_and_is_never_logged() {
     ok(agent.ssh_add(&["-T", token.keys[0].to_str().unwrap()]));
 }
 
-/// The PKCS#11 helpers the daemon runs now.
-fn helpers_of(daemon: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let ppid: u32 = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == daemon && String::from_utf8_lossy(&cmdline).contains("__pkcs11-helper"))
-                .then_some(pid)
-        })
-        .collect()
-}
-
 fn signal(pid: u32, name: &str) {
     ok(run(Command::new("kill")
         .arg(format!("-{name}"))
@@ -392,7 +370,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     // key; returns the helper and the client once the agent has asked the
     // helper (and so decided on the request).
     let stuck_signature = |agent: &Daemon, what: &str| {
-        let helpers = helpers_of(agent.pid());
+        let helpers = children_with(agent.pid(), "__pkcs11-helper");
         assert_eq!(helpers.len(), 1, "{helpers:?}");
         signal(helpers[0], "STOP");
         let before = asked(agent);
@@ -445,7 +423,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     wait_until(
         "the hung helper to be killed",
         Duration::from_secs(5),
-        || helpers_of(agent.pid()).is_empty(),
+        || children_with(agent.pid(), "__pkcs11-helper").is_empty(),
     );
     // Its keys now fail at once; -e and -s bring the token back.
     assert!(!agent.ssh_add(&["-T", &rsa]).status.success());
@@ -464,7 +442,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     signal(helper, "CONT");
     ok(agent.ssh_add(&["-T", &rsa]));
     assert_eq!(
-        helpers_of(agent.pid()),
+        children_with(agent.pid(), "__pkcs11-helper"),
         [helper],
         "the same helper serves on"
     );
@@ -485,7 +463,7 @@ fn a_crashed_hung_or_emptied_token_fails_signatures_and_the_agent_stays_up() {
     ok(ssh_add_pin(&agent, tmp.path(), PIN, &["-s", SOFTHSM]));
 
     // A helper that crashes.
-    let helpers = helpers_of(agent.pid());
+    let helpers = children_with(agent.pid(), "__pkcs11-helper");
     signal(helpers[0], "KILL");
     let failed = agent.ssh_add(&["-T", &rsa]);
     assert!(!failed.status.success());

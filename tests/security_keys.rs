@@ -280,38 +280,6 @@ int sk_sign(uint32_t alg, const uint8_t *data, size_t data_len,
     lib
 }
 
-/// The provider helpers the daemon has running now, by pid.
-fn helpers_of(daemon: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let ppid: u32 = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == daemon && String::from_utf8_lossy(&cmdline).contains("__provider-helper"))
-                .then_some(pid)
-        })
-        .collect()
-}
-
-/// Whether a process is still there (and not a zombie).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            != Some("Z")
-    })
-}
-
 #[test]
 fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     let tmp = tempdir();
@@ -369,7 +337,7 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     wait_until(
         "the helper of the hanging signature to run",
         Duration::from_secs(10),
-        || helpers_of(agent.pid()).len() == 1,
+        || children_with(agent.pid(), "__provider-helper").len() == 1,
     );
     let listed = Instant::now();
     let list = ok(agent.ssh_add(&["-l"]));
@@ -395,7 +363,7 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     wait_until(
         "the hung helper to be killed",
         Duration::from_secs(5),
-        || helpers_of(agent.pid()).is_empty(),
+        || children_with(agent.pid(), "__provider-helper").is_empty(),
     );
     let mut agent = agent;
     assert!(agent.alive());
@@ -412,7 +380,7 @@ fn crashing_hanging_lying_and_absent_providers_fail_the_signature_only() {
     let helpers = wait_for(
         "the helper of the hanging signature to run",
         Duration::from_secs(10),
-        || Some(helpers_of(agent.pid())).filter(|h| h.len() == 1),
+        || Some(children_with(agent.pid(), "__provider-helper")).filter(|h| h.len() == 1),
     );
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();

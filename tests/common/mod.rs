@@ -618,6 +618,36 @@ pub fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Whether the tests run as root (needed to act as a second user).
+/// The state letter and the parent pid of a process, from
+/// `/proc/PID/stat`, read after the name's last `)` (a name may hold
+/// spaces and parentheses). `None` once the process is gone.
+pub fn proc_state(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit(')').next()?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether a process is still there and not a zombie.
+pub fn running(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The children of `parent` whose command line holds `marker`, by pid.
+pub fn children_with(parent: u32, marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let (_, ppid) = proc_state(pid)?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            (ppid == parent && String::from_utf8_lossy(&cmdline).contains(marker)).then_some(pid)
+        })
+        .collect()
+}
+
 pub fn is_root() -> bool {
     run(Command::new("id").arg("-u")).stdout.starts_with(b"0\n")
 }
