@@ -93,6 +93,8 @@ pub struct Agent {
     reloading: Mutex<()>,
     /// Open connections: their class, and a handle to cut them.
     connections: Mutex<HashMap<u64, Connection>>,
+    /// How many there are, read on every reply without the lock.
+    open_connections: std::sync::atomic::AtomicUsize,
     /// The panic button: refuse everything that came through a forwarded
     /// agent until undone.
     forwarded_locked: AtomicBool,
@@ -187,6 +189,7 @@ impl Agent {
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
             connections: Mutex::new(HashMap::new()),
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
             forwarded_locked: AtomicBool::new(false),
             locked_because: Mutex::new(None),
             locked_told: AtomicBool::new(false),
@@ -467,7 +470,7 @@ impl Agent {
     /// connection must be cut.
     pub(crate) fn register(&self, id: u64) -> Arc<Notify> {
         let cut = Arc::new(Notify::new());
-        self.connections().insert(
+        let earlier = self.connections().insert(
             id,
             Connection {
                 class: "local",
@@ -477,11 +480,24 @@ impl Agent {
                 bind_bytes: 0,
             },
         );
+        if earlier.is_none() {
+            self.open_connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         cut
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        self.connections().remove(&id);
+        if self.connections().remove(&id).is_some() {
+            self.open_connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many connections are open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records a connection's class, and what its binds hold, after a

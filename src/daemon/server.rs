@@ -167,13 +167,15 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
     // out (see `peek_request`).
     let mut peeked = PeekBuffer::new();
     let mut served_in_a_row = 0;
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
     loop {
         let peek = if frames.pending() == 0 {
             // The last frame read is wiped now: the next request may not
             // come through the reader, which would wipe it only then.
             frames.wipe_consumed();
+            let look_again = served_in_a_row > 0 && agent.open_connections() <= threads;
             tokio::select! {
-                peek = peek_request(&socket, &mut peeked) => peek,
+                peek = peek_request(&socket, &mut peeked, look_again) => peek,
                 () = cut.notified() => break,
             }
         } else {
@@ -313,6 +315,18 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
     }
 }
 
+/// How long a connection that was just answered keeps looking for its
+/// next request (or its hang-up) before it waits to be woken, while no
+/// more connections are open than the runtime has threads. A client that
+/// connects, asks once and closes (every `ssh`, `git fetch`, `ssh-add -l`)
+/// acts within this; an idle thread that goes to sleep in between costs
+/// each such connection two wake-ups, which on a virtual machine are the
+/// most of its time. It gives way to every other task each time it looks,
+/// so it never holds a thread; busier agents never look this way, as each
+/// thread has other connections to serve (at 16 connections it cost a
+/// twentieth of the ECDSA rate).
+const LOOK_AGAIN_FOR: std::time::Duration = std::time::Duration::from_micros(30);
+
 /// Requests up to this size (header included) are peeked; larger ones are
 /// read. A signature request by any key but ML-DSA fits.
 const PEEK_LEN: usize = 4096;
@@ -329,13 +343,25 @@ const _: () = assert!(PEEK_LEN <= crate::sys::ring::TAKE_MAX);
 /// reply is out, the request is taken off when the client is awake anyway.
 /// Also says whether it had to wait for the request to arrive. What was
 /// seen beyond the request, or of anything not taken this way, is wiped.
-async fn peek_request(socket: &Socket, peeked: &mut PeekBuffer) -> std::io::Result<(Peeked, bool)> {
+/// With `look_again`, a request not there yet is looked for again for
+/// [`LOOK_AGAIN_FOR`], giving way to other tasks in between, before the
+/// wait.
+async fn peek_request(
+    socket: &Socket,
+    peeked: &mut PeekBuffer,
+    look_again: bool,
+) -> std::io::Result<(Peeked, bool)> {
     let mut waited = false;
+    let look_until = look_again.then(|| std::time::Instant::now() + LOOK_AGAIN_FOR);
     loop {
         let buf = &mut peeked.bytes[..];
         let n = socket.peek_arrived(buf)?;
         peeked.seen = peeked.seen.max(n.unwrap_or(0));
         let Some(n) = n else {
+            if look_until.is_some_and(|t| std::time::Instant::now() < t) {
+                tokio::task::yield_now().await;
+                continue;
+            }
             socket.readable().await?;
             waited = true;
             continue;
@@ -545,7 +571,7 @@ mod tests {
         // A list, then the start of another request.
         far.write_all(&[0, 0, 0, 1, 11, 0, 0, 0, 9, 17]).unwrap();
         let mut buf = PeekBuffer::new();
-        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Request(5)));
         assert_eq!(buf.seen, 10);
         assert_eq!(&buf.bytes[..5], &[0, 0, 0, 1, 11]);
@@ -560,7 +586,7 @@ mod tests {
         assert!(buf.taken[..5].iter().all(|&b| b == 0));
         // What follows is an add request, in part: read as usual, and what
         // the peek saw of it wiped.
-        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Read));
         assert!(buf.bytes[..5].iter().all(|&b| b == 0));
     }
@@ -570,12 +596,12 @@ mod tests {
         let (socket, mut far) = pair();
         let mut buf = PeekBuffer::new();
         far.write_all(&[0xff, 0xff, 0xff, 0xff, 13, 1, 2]).unwrap();
-        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Read));
         drop(far);
         let (socket, far) = pair();
         drop(far);
-        let (peeked, _) = peek_request(&socket, &mut buf).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::HungUp));
     }
 

@@ -561,3 +561,22 @@ async fn an_unknown_extension_is_refused_without_a_record() {
     assert_eq!(reply, Reply::Failure);
     assert!(s.seen().is_empty());
 }
+
+/// The count of open connections follows register and unregister; an id
+/// registered twice counts once, and one unregistered twice (or never
+/// registered) does not take it below the connections still open.
+#[test]
+fn open_connections_count_what_is_registered() {
+    let s = setup();
+    assert_eq!(s.agent.open_connections(), 0);
+    s.agent.register(1);
+    s.agent.register(2);
+    s.agent.register(2);
+    assert_eq!(s.agent.open_connections(), 2);
+    s.agent.unregister(1);
+    s.agent.unregister(1);
+    s.agent.unregister(99);
+    assert_eq!(s.agent.open_connections(), 1);
+    s.agent.unregister(2);
+    assert_eq!(s.agent.open_connections(), 0);
+}
