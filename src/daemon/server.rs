@@ -168,12 +168,24 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
     let mut peeked = PeekBuffer::new();
     let mut served_in_a_row = 0;
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    // Replies left after which the connection waits at once: a client
+    // that did not come back while looked for is not looked for again
+    // for a while.
+    let mut skip_looks = 0;
     loop {
+        let mut look_again = false;
         let peek = if frames.pending() == 0 {
             // The last frame read is wiped now: the next request may not
             // come through the reader, which would wipe it only then.
             frames.wipe_consumed();
-            let look_again = served_in_a_row > 0 && agent.open_connections() <= threads;
+            look_again = served_in_a_row > 0
+                && agent.open_connections() <= threads
+                && if skip_looks > 0 {
+                    skip_looks -= 1;
+                    false
+                } else {
+                    true
+                };
             tokio::select! {
                 peek = peek_request(&socket, &mut peeked, look_again) => peek,
                 () = cut.notified() => break,
@@ -184,6 +196,9 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
         let peek = peek.map(|(peek, waited)| {
             if waited {
                 served_in_a_row = 0;
+                if look_again {
+                    skip_looks = SKIPPED_AFTER_A_MISS;
+                }
             }
             peek
         });
@@ -327,6 +342,12 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
 /// twentieth of the ECDSA rate).
 const LOOK_AGAIN_FOR: std::time::Duration = std::time::Duration::from_micros(30);
 
+/// After a client did not come back within [`LOOK_AGAIN_FOR`], this many
+/// of its replies are followed by a plain wait: a client that talks to
+/// others in between (`ssh` waiting on its server, a client of several
+/// agents) costs a look in every ninth reply, not in each.
+const SKIPPED_AFTER_A_MISS: u32 = 8;
+
 /// Requests up to this size (header included) are peeked; larger ones are
 /// read. A signature request by any key but ML-DSA fits.
 const PEEK_LEN: usize = 4096;
@@ -468,6 +489,9 @@ impl PeekBuffer {
 impl Drop for PeekBuffer {
     fn drop(&mut self) {
         self.bytes[..self.seen].zeroize();
+        // A take is wiped once compared; one cut short by the connection
+        // ending while its reply waited for room is wiped here.
+        self.taken[..self.seen].zeroize();
     }
 }
 
