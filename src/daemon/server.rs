@@ -179,7 +179,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             // come through the reader, which would wipe it only then.
             frames.wipe_consumed();
             look_again = served_in_a_row > 0
-                && agent.open_connections() <= threads
+                && agent.open_connections() < threads
                 && if skip_looks > 0 {
                     skip_looks -= 1;
                     false
@@ -331,8 +331,9 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
 }
 
 /// How long a connection that was just answered keeps looking for its
-/// next request (or its hang-up) before it waits to be woken, while no
-/// more connections are open than the runtime has threads. A client that
+/// next request (or its hang-up) before it waits to be woken, while fewer
+/// connections are open than the runtime has threads, so a thread (and
+/// its CPU) is always left for the clients to act on. A client that
 /// connects, asks once and closes (every `ssh`, `git fetch`, `ssh-add -l`)
 /// acts within this; an idle thread that goes to sleep in between costs
 /// each such connection two wake-ups, which on a virtual machine are the
