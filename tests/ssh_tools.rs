@@ -302,3 +302,66 @@ fn a_missing_pkcs11_provider_is_refused_with_a_log_line() {
         agent.log_text()
     );
 }
+
+/// Submissions the daemon `pid` has made through its io_uring rings: a
+/// reply and the take of its request count two.
+fn ring_submissions(pid: u32) -> u64 {
+    let mut submitted = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        if !target.to_string_lossy().contains("io_uring") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        submitted += info
+            .lines()
+            .find_map(|l| l.strip_prefix("SqHead:"))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap());
+    }
+    submitted
+}
+
+#[test]
+fn requests_written_in_two_parts_are_answered_with_their_take() {
+    // OpenSSH's clients write a request's length and then its body. The
+    // daemon waits for the whole request on the socket and takes it off
+    // with its reply, in one io_uring submission, rather than reading the
+    // body while the client already waits for the reply.
+    let agent = Daemon::start();
+    let keys = tempdir();
+    let key = keygen(keys.path(), "k", "ed25519", None);
+    ok(agent.ssh_add(&[key.to_str().unwrap()]));
+    let before = ring_submissions(agent.pid());
+    for _ in 0..10 {
+        ok(agent.ssh_add(&["-l"]));
+    }
+    let listed = ring_submissions(agent.pid()) - before;
+    assert!(
+        listed >= 20,
+        "10 lists by ssh-add made {listed} ring submissions, not a reply and a take each"
+    );
+    // The same, with the client pausing between the two writes, so the
+    // daemon surely sees the length alone first.
+    let mut stream = agent.connect();
+    let before = ring_submissions(agent.pid());
+    for _ in 0..3 {
+        use std::io::Write as _;
+        stream.write_all(&1u32.to_be_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(&[11]).unwrap();
+        let reply = read_reply(&mut stream);
+        assert_eq!(reply[0], 12, "an identities answer");
+    }
+    let paused = ring_submissions(agent.pid()) - before;
+    assert!(
+        paused >= 6,
+        "3 lists written in two parts made {paused} ring submissions"
+    );
+}

@@ -356,18 +356,24 @@ const PEEK_LEN: usize = 4096;
 #[cfg(target_os = "linux")]
 const _: () = assert!(PEEK_LEN <= crate::sys::ring::TAKE_MAX);
 
-/// The next request, if it has all arrived and is one that is usually
-/// answered at once (a list or a signature), in `buf` and still on the
-/// socket. Taking a request off
-/// a UNIX socket frees its buffer, which wakes a client that already waits
-/// for the reply, for nothing; on a busy machine that wake-up pushes the
-/// agent off its CPU before it can answer. Left on the socket until the
-/// reply is out, the request is taken off when the client is awake anyway.
+/// The next request, if it is one that is usually answered at once (a
+/// list or a signature), in `buf` and still on the socket. Taking a
+/// request off a UNIX socket frees its buffer, which wakes a client that
+/// already waits for the reply, for nothing; on a busy machine that
+/// wake-up pushes the agent off its CPU before it can answer. Left on the
+/// socket until the reply is out, the request is taken off when the client
+/// is awake anyway.
+///
+/// A request seen in part is waited for until it has all arrived: OpenSSH's
+/// clients write a request's length and its body in two calls, and a peek
+/// between them sees the length alone. Reading it as usual from there
+/// would take the body off while the client already waits for its reply.
+///
 /// Also says whether it had to wait for the request to arrive. What was
 /// seen beyond the request, or of anything not taken this way, is wiped.
-/// With `look_again`, a request not there yet is looked for again for
-/// [`LOOK_AGAIN_FOR`], giving way to other tasks in between, before the
-/// wait.
+/// With `look_again`, a request not there yet (or not all there) is looked
+/// for again for [`LOOK_AGAIN_FOR`], giving way to other tasks in between,
+/// before the wait.
 async fn peek_request(
     socket: &Socket,
     peeked: &mut PeekBuffer,
@@ -375,35 +381,102 @@ async fn peek_request(
 ) -> std::io::Result<(Peeked, bool)> {
     let mut waited = false;
     let look_until = look_again.then(|| std::time::Instant::now() + LOOK_AGAIN_FOR);
+    let looking = || look_until.is_some_and(|t| std::time::Instant::now() < t);
+    // How much of a request the last peek saw, when not all of it.
+    let mut partial = None;
+    let mut parts = 0;
     loop {
         let buf = &mut peeked.bytes[..];
-        let n = socket.peek_arrived(buf)?;
-        peeked.seen = peeked.seen.max(n.unwrap_or(0));
-        let Some(n) = n else {
-            if look_until.is_some_and(|t| std::time::Instant::now() < t) {
-                tokio::task::yield_now().await;
-                continue;
+        let n = match partial {
+            Some(seen) if !looking() => {
+                waited = true;
+                let more = socket.peek_beyond(seen, buf).await?;
+                peeked.seen = peeked.seen.max(more.unwrap_or(0));
+                let Some(n) = more else {
+                    // The client hung up half way: read as usual, which
+                    // reports the frame cut short.
+                    buf[..seen].zeroize();
+                    return Ok((Peeked::Read, waited));
+                };
+                n
             }
-            socket.readable().await?;
-            waited = true;
-            continue;
+            _ => {
+                let n = socket.peek_arrived(buf)?;
+                peeked.seen = peeked.seen.max(n.unwrap_or(0));
+                let Some(n) = n else {
+                    if looking() {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    socket.readable().await?;
+                    waited = true;
+                    continue;
+                };
+                n
+            }
         };
         if n == 0 {
             return Ok((Peeked::HungUp, waited));
         }
-        let len = frame::declared_len(&buf[..n]).unwrap_or(0);
-        if len == 0
-            || len > n - 4
-            || !matches!(
-                buf[4],
-                SSH_AGENTC_REQUEST_IDENTITIES | SSH_AGENTC_SIGN_REQUEST
-            )
-        {
-            buf[..n].zeroize();
-            return Ok((Peeked::Read, waited));
+        match peeked_frame(&buf[..n]) {
+            PeekedFrame::Whole(len) => {
+                buf[len..n].zeroize();
+                return Ok((Peeked::Request(len), waited));
+            }
+            // A request dribbled in many parts is read as usual: each
+            // part would cost a peek of all that came before it.
+            PeekedFrame::Part if parts == PEEKED_PARTS_AT_MOST => {
+                buf[..n].zeroize();
+                return Ok((Peeked::Read, waited));
+            }
+            PeekedFrame::Part => {
+                if partial != Some(n) {
+                    parts += 1;
+                }
+                partial = Some(n);
+                if looking() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            PeekedFrame::Other => {
+                buf[..n].zeroize();
+                return Ok((Peeked::Read, waited));
+            }
         }
-        buf[4 + len..n].zeroize();
-        return Ok((Peeked::Request(4 + len), waited));
+    }
+}
+
+/// How many times a request seen in part is peeked again for the rest
+/// before it is read as usual. OpenSSH's clients write one in two parts.
+const PEEKED_PARTS_AT_MOST: u32 = 4;
+
+/// What the bytes a peek saw start with.
+#[derive(Debug, PartialEq)]
+enum PeekedFrame {
+    /// A whole list or sign request, this long with its header.
+    Whole(usize),
+    /// The start of a request that may be one, which fits the peek.
+    Part,
+    /// Another request, one too large to peek, or a bad length.
+    Other,
+}
+
+fn peeked_frame(bytes: &[u8]) -> PeekedFrame {
+    let Some(len) = frame::declared_len(bytes) else {
+        return PeekedFrame::Part;
+    };
+    if len == 0 || len > PEEK_LEN - 4 {
+        return PeekedFrame::Other;
+    }
+    match bytes.get(4) {
+        None => PeekedFrame::Part,
+        Some(&(SSH_AGENTC_REQUEST_IDENTITIES | SSH_AGENTC_SIGN_REQUEST))
+            if bytes.len() >= 4 + len =>
+        {
+            PeekedFrame::Whole(4 + len)
+        }
+        Some(&(SSH_AGENTC_REQUEST_IDENTITIES | SSH_AGENTC_SIGN_REQUEST)) => PeekedFrame::Part,
+        Some(_) => PeekedFrame::Other,
     }
 }
 
@@ -628,6 +701,104 @@ mod tests {
         drop(far);
         let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::HungUp));
+    }
+
+    #[test]
+    fn a_peek_tells_a_whole_request_from_its_start_and_from_others() {
+        assert_eq!(peeked_frame(&[0, 0]), PeekedFrame::Part);
+        assert_eq!(peeked_frame(&[0, 0, 0, 1]), PeekedFrame::Part);
+        assert_eq!(peeked_frame(&[0, 0, 0, 1, 11]), PeekedFrame::Whole(5));
+        assert_eq!(peeked_frame(&[0, 0, 0, 3, 13, 1]), PeekedFrame::Part);
+        assert_eq!(
+            peeked_frame(&[0, 0, 0, 3, 13, 1, 2, 0]),
+            PeekedFrame::Whole(7)
+        );
+        // An add request, a zero length, one past what a peek holds.
+        assert_eq!(peeked_frame(&[0, 0, 0, 9, 17]), PeekedFrame::Other);
+        assert_eq!(peeked_frame(&[0, 0, 0, 0, 11]), PeekedFrame::Other);
+        let past = (PEEK_LEN as u32 - 3).to_be_bytes();
+        assert_eq!(peeked_frame(&past), PeekedFrame::Other);
+        let fits = (PEEK_LEN as u32 - 4).to_be_bytes();
+        assert_eq!(peeked_frame(&fits), PeekedFrame::Part);
+    }
+
+    /// Lets the runtime run other tasks a few times over.
+    async fn let_others_run() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_written_in_two_parts_is_peeked_once_it_has_all_arrived() {
+        for look_again in [false, true] {
+            let (socket, mut far) = pair();
+            // As OpenSSH's clients write: the length, then the body.
+            far.write_all(&[0, 0, 0, 1]).unwrap();
+            let peeking = tokio::spawn(async move {
+                let mut buf = PeekBuffer::new();
+                let (peeked, waited) = peek_request(&socket, &mut buf, look_again).await.unwrap();
+                let bytes = buf.bytes[..5].to_vec();
+                (peeked, waited, bytes, socket)
+            });
+            let_others_run().await;
+            assert!(!peeking.is_finished(), "look_again {look_again}");
+            far.write_all(&[11]).unwrap();
+            let (peeked, waited, bytes, socket) = peeking.await.unwrap();
+            assert!(
+                matches!(peeked, Peeked::Request(5)),
+                "look_again {look_again}"
+            );
+            // Looking again, the rest may come within the look.
+            assert!(waited || look_again);
+            assert_eq!(bytes, [0, 0, 0, 1, 11]);
+            // Still there, to be taken with the reply.
+            let mut left = [0u8; 8];
+            assert_eq!(socket.peek_arrived(&mut left).unwrap(), Some(5));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_dribbled_in_many_parts_is_read_as_usual() {
+        let (socket, mut far) = pair();
+        far.write_all(&[0, 0, 0, 9]).unwrap();
+        let peeking = tokio::spawn(async move {
+            let mut buf = PeekBuffer::new();
+            let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+            let wiped = buf.bytes[..buf.seen].iter().all(|&b| b == 0);
+            (peeked, wiped)
+        });
+        let mut parts = 1;
+        while !peeking.is_finished() {
+            assert!(parts < 9, "still peeking after {parts} parts");
+            let_others_run().await;
+            far.write_all(&[13]).unwrap();
+            parts += 1;
+            let_others_run().await;
+        }
+        let (peeked, wiped) = peeking.await.unwrap();
+        assert!(matches!(peeked, Peeked::Read));
+        assert!(wiped);
+        // The first part and those peeked again, then one more.
+        assert_eq!(parts as u32, PEEKED_PARTS_AT_MOST + 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_half_way_through_a_request_is_read_as_usual() {
+        let (socket, mut far) = pair();
+        far.write_all(&[0, 0, 0, 9, 13, 1, 2]).unwrap();
+        let peeking = tokio::spawn(async move {
+            let mut buf = PeekBuffer::new();
+            let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+            let wiped = buf.bytes[..7].iter().all(|&b| b == 0);
+            (peeked, wiped)
+        });
+        let_others_run().await;
+        assert!(!peeking.is_finished());
+        drop(far);
+        let (peeked, wiped) = peeking.await.unwrap();
+        assert!(matches!(peeked, Peeked::Read));
+        assert!(wiped);
     }
 
     #[tokio::test]

@@ -104,6 +104,36 @@ impl Socket {
         }
     }
 
+    /// Waits until more than the `seen` bytes a peek last showed have
+    /// arrived, and copies them into `buf`, leaving them on the socket;
+    /// `Ok(None)` when the client has closed its end and nothing more came.
+    /// A peek that finds data leaves the runtime's readiness set, so a wait
+    /// on it alone would return at once, again and again: here it is
+    /// cleared after a peek that found nothing new, unless something
+    /// arrived since the runtime last reported the socket (it keeps count),
+    /// so no arrival is missed.
+    pub(crate) async fn peek_beyond(
+        &self,
+        seen: usize,
+        buf: &mut [u8],
+    ) -> std::io::Result<Option<usize>> {
+        loop {
+            let mut ready = self.watched.readable().await?;
+            // Read before the peek: a hang-up reported now comes after
+            // everything the client sent.
+            let closed = ready.ready().is_read_closed();
+            match ready.try_io(|watched| crate::sys::peer::peek(watched.get_ref(), buf)) {
+                Ok(Ok(n)) if n > seen => return Ok(Some(n)),
+                Ok(Ok(_)) if closed => return Ok(None),
+                Ok(Ok(_)) => ready.clear_ready(),
+                Ok(Err(e)) => return Err(e),
+                // Nothing at all (it was read elsewhere): readiness is
+                // cleared; wait for more.
+                Err(_would_block) => {}
+            }
+        }
+    }
+
     /// Takes `scratch.len()` bytes that a peek saw off the socket, into
     /// `scratch`. They have arrived, so one read takes them all; anything
     /// else means the socket is not what the peek saw, an error.
@@ -316,6 +346,38 @@ mod tests {
         drop(far);
         socket.readable().await.unwrap();
         assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_peek_beyond_what_was_seen_waits_for_more_or_the_hang_up() {
+        let (socket, mut far) = pair();
+        let socket = std::sync::Arc::new(socket);
+        far.write_all(b"ab").unwrap();
+        socket.readable().await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(2));
+        let waiting = {
+            let socket = std::sync::Arc::clone(&socket);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16];
+                let n = socket.peek_beyond(2, &mut buf).await.unwrap();
+                (n, buf)
+            })
+        };
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        // Readiness was still set from the first peek: it must not end
+        // the wait while nothing more came.
+        assert!(!waiting.is_finished());
+        far.write_all(b"cd").unwrap();
+        let (n, seen) = waiting.await.unwrap();
+        assert_eq!(n, Some(4));
+        assert_eq!(&seen[..4], b"abcd");
+        // Left on the socket; a hang-up with nothing more ends the wait.
+        drop(far);
+        assert_eq!(socket.peek_beyond(4, &mut buf).await.unwrap(), None);
+        assert_eq!(socket.peek_arrived(&mut buf).unwrap(), Some(4));
     }
 
     /// The socket pair, with io_uring and without.
