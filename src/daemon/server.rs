@@ -180,12 +180,7 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             frames.wipe_consumed();
             look_again = served_in_a_row > 0
                 && agent.open_connections() < threads
-                && if skip_looks > 0 {
-                    skip_looks -= 1;
-                    false
-                } else {
-                    true
-                };
+                && !skipping_a_look(&mut skip_looks);
             tokio::select! {
                 peek = peek_request(&socket, &mut peeked, look_again) => peek,
                 () = cut.notified() => break,
@@ -348,6 +343,14 @@ const LOOK_AGAIN_FOR: std::time::Duration = std::time::Duration::from_micros(30)
 /// others in between (`ssh` waiting on its server, a client of several
 /// agents) costs a look in every ninth reply, not in each.
 const SKIPPED_AFTER_A_MISS: u32 = 8;
+
+/// Whether this reply is one of those followed by a plain wait after a
+/// missed look (see [`SKIPPED_AFTER_A_MISS`]); counts it off if so.
+fn skipping_a_look(skip_looks: &mut u32) -> bool {
+    let skipping = *skip_looks > 0;
+    *skip_looks = skip_looks.saturating_sub(1);
+    skipping
+}
 
 /// Requests up to this size (header included) are peeked; larger ones are
 /// read. A signature request by any key but ML-DSA fits.
@@ -701,6 +704,16 @@ mod tests {
         drop(far);
         let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
         assert!(matches!(peeked, Peeked::HungUp));
+    }
+
+    #[test]
+    fn after_a_missed_look_the_next_replies_skip_it_then_look_again() {
+        let mut skip = SKIPPED_AFTER_A_MISS;
+        let skipped = (0..SKIPPED_AFTER_A_MISS + 2)
+            .filter(|_| skipping_a_look(&mut skip))
+            .count();
+        assert_eq!(skipped as u32, SKIPPED_AFTER_A_MISS);
+        assert_eq!(skip, 0);
     }
 
     #[test]
