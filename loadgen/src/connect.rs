@@ -1,7 +1,7 @@
 //! The connection path: what every `ssh`, `git fetch` and Ansible task
 //! pays to connect to the agent, list identities and close.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
@@ -120,7 +120,7 @@ pub(crate) fn measure_connects(sock: &Path, seconds: f64) -> Figures {
     while Instant::now() < deadline {
         let t = Instant::now();
         let mut s = UnixStream::connect(sock).expect("connect to agent");
-        s.write_all(&[0, 0, 0, 1, 11]).unwrap();
+        crate::wire::send(&mut s, &[0, 0, 0, 1, 11]);
         let mut len = [0u8; 4];
         s.read_exact(&mut len).unwrap();
         let n = u32::from_be_bytes(len) as usize;

@@ -1,7 +1,7 @@
 //! Timing signatures: client threads on their own connections, each
 //! repeating a sign request for a fixed time, and the figures they give.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ pub(crate) fn measure_with(
 /// Sends one sign request frame and reads the signature; nanoseconds taken.
 pub(crate) fn timed_sign(s: &mut UnixStream, frame: &[u8], buf: &mut [u8]) -> u64 {
     let t = Instant::now();
-    s.write_all(frame).unwrap();
+    crate::wire::send(s, frame);
     let mut len = [0u8; 4];
     s.read_exact(&mut len).unwrap();
     let n = u32::from_be_bytes(len) as usize;

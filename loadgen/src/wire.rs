@@ -24,10 +24,18 @@ pub(crate) fn sign_frame(blob: &[u8], flags: u32) -> Vec<u8> {
     userauth_sign_frame(blob, &[0x5a; 32], b"user", flags)
 }
 
+/// Writes a framed request as OpenSSH's clients do (`ssh_request_reply`
+/// in authfd.c): its length, then its body, in two calls. An agent may see
+/// the length alone first, as it does from `ssh` and `ssh-add`.
+pub(crate) fn send(s: &mut UnixStream, frame: &[u8]) {
+    s.write_all(&frame[..4]).unwrap();
+    s.write_all(&frame[4..]).unwrap();
+}
+
 pub(crate) fn request(s: &mut UnixStream, body: &[u8]) -> Vec<u8> {
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(body);
-    s.write_all(&frame).unwrap();
+    send(s, &frame);
     let mut len = [0u8; 4];
     s.read_exact(&mut len).unwrap();
     let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
