@@ -46,11 +46,8 @@ systemctl --user show-environment | grep -qx "SSH_AUTH_SOCK=$SSH_AUTH_SOCK" ||
 # io_uring ring with what the daemon needs (send and receive, Linux 5.6;
 # the queue heads in fdinfo, 5.16), the unit must let the daemon answer
 # ssh-add -l through one (crates/hopward-sys/src/ring.rs): its submission
-# queue has moved, a reply and a take for each answer. ssh-add writes the
-# length of a request and its body in two calls; a daemon that looks between
-# them sees half a request and reads it the usual way, without the ring.
-# So the list is asked for a few more times: one whole request is enough.
-for _ in 1 2 3 4 5; do ssh-add -l >/dev/null; done
+# queue has moved, a reply and a take for each answer (ssh-add writes the
+# length of a request and its body in two calls; the daemon waits for both).
 set -- $(uname -r | tr ".-" "  ")
 if [ "$1" -lt 5 ] || { [ "$1" -eq 5 ] && [ "$2" -lt 16 ]; }; then
     echo "io_uring not checked: Linux $1.$2 predates what this check reads" >"$HOME/ring"
