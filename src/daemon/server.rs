@@ -178,11 +178,10 @@ async fn connection(socket: Arc<Socket>, mut session: Session, agent: Arc<Agent>
             // The last frame read is wiped now: the next request may not
             // come through the reader, which would wipe it only then.
             frames.wipe_consumed();
-            look_again = served_in_a_row > 0
-                && agent.open_connections() < threads
-                && !skipping_a_look(&mut skip_looks);
+            let may_look = agent.open_connections() < threads;
+            look_again = served_in_a_row > 0 && may_look && !skipping_a_look(&mut skip_looks);
             tokio::select! {
-                peek = peek_request(&socket, &mut peeked, look_again) => peek,
+                peek = peek_request(&socket, &mut peeked, look_again, may_look) => peek,
                 () = cut.notified() => break,
             }
         } else {
@@ -376,11 +375,15 @@ const _: () = assert!(PEEK_LEN <= crate::sys::ring::TAKE_MAX);
 /// seen beyond the request, or of anything not taken this way, is wiped.
 /// With `look_again`, a request not there yet (or not all there) is looked
 /// for again for [`LOOK_AGAIN_FOR`], giving way to other tasks in between,
-/// before the wait.
+/// before the wait. With `give_way_for_rest` (only while fewer connections
+/// are open than the runtime has threads, as it holds this thread for a
+/// system call), the thread gives its CPU away once when it first sees a
+/// request in part, before it looks for the rest.
 async fn peek_request(
     socket: &Socket,
     peeked: &mut PeekBuffer,
     look_again: bool,
+    give_way_for_rest: bool,
 ) -> std::io::Result<(Peeked, bool)> {
     let mut waited = false;
     let look_until = look_again.then(|| std::time::Instant::now() + LOOK_AGAIN_FOR);
@@ -435,6 +438,13 @@ async fn peek_request(
             PeekedFrame::Part => {
                 if partial != Some(n) {
                     parts += 1;
+                }
+                if partial.is_none() && give_way_for_rest {
+                    // The length's arrival woke this thread, often on the
+                    // client's own CPU and ahead of it, before it wrote the
+                    // body: leave it the CPU for that once, rather than
+                    // sleep and be woken again.
+                    std::thread::yield_now();
                 }
                 partial = Some(n);
                 if looking() {
@@ -672,7 +682,7 @@ mod tests {
         // A list, then the start of another request.
         far.write_all(&[0, 0, 0, 1, 11, 0, 0, 0, 9, 17]).unwrap();
         let mut buf = PeekBuffer::new();
-        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Request(5)));
         assert_eq!(buf.seen, 10);
         assert_eq!(&buf.bytes[..5], &[0, 0, 0, 1, 11]);
@@ -687,7 +697,7 @@ mod tests {
         assert!(buf.taken[..5].iter().all(|&b| b == 0));
         // What follows is an add request, in part: read as usual, and what
         // the peek saw of it wiped.
-        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Read));
         assert!(buf.bytes[..5].iter().all(|&b| b == 0));
     }
@@ -697,12 +707,12 @@ mod tests {
         let (socket, mut far) = pair();
         let mut buf = PeekBuffer::new();
         far.write_all(&[0xff, 0xff, 0xff, 0xff, 13, 1, 2]).unwrap();
-        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
         assert!(matches!(peeked, Peeked::Read));
         drop(far);
         let (socket, far) = pair();
         drop(far);
-        let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+        let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
         assert!(matches!(peeked, Peeked::HungUp));
     }
 
@@ -750,7 +760,9 @@ mod tests {
             far.write_all(&[0, 0, 0, 1]).unwrap();
             let peeking = tokio::spawn(async move {
                 let mut buf = PeekBuffer::new();
-                let (peeked, waited) = peek_request(&socket, &mut buf, look_again).await.unwrap();
+                let (peeked, waited) = peek_request(&socket, &mut buf, look_again, look_again)
+                    .await
+                    .unwrap();
                 let bytes = buf.bytes[..5].to_vec();
                 (peeked, waited, bytes, socket)
             });
@@ -777,7 +789,7 @@ mod tests {
         far.write_all(&[0, 0, 0, 9]).unwrap();
         let peeking = tokio::spawn(async move {
             let mut buf = PeekBuffer::new();
-            let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+            let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
             let wiped = buf.bytes[..buf.seen].iter().all(|&b| b == 0);
             (peeked, wiped)
         });
@@ -802,7 +814,7 @@ mod tests {
         far.write_all(&[0, 0, 0, 9, 13, 1, 2]).unwrap();
         let peeking = tokio::spawn(async move {
             let mut buf = PeekBuffer::new();
-            let (peeked, _) = peek_request(&socket, &mut buf, false).await.unwrap();
+            let (peeked, _) = peek_request(&socket, &mut buf, false, false).await.unwrap();
             let wiped = buf.bytes[..7].iter().all(|&b| b == 0);
             (peeked, wiped)
         });
