@@ -588,8 +588,9 @@ enum Peeked {
     Request(usize),
     /// The client closed the connection, and nothing is left to read.
     HungUp,
-    /// Anything else (another request, a part of one, a bad length): read
-    /// it as usual, which reports what is wrong with it.
+    /// Anything else (another request, a request too large to peek, one
+    /// that came in too many parts or whose client hung up half way, a bad
+    /// length): read it as usual, which reports what is wrong with it.
     Read,
 }
 
